@@ -1,0 +1,80 @@
+# Neural Render Bridge. `make demo` and `make test` work on a fresh Debian machine (setup runs first).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+VENV := .venv
+PY := $(VENV)/bin/python
+CMAKE_GEN := -G Ninja
+FUZZ_TIME ?= 20
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+.PHONY: setup test demo bench fuzz lint clean distclean ruff cpp-test cpp-asan cpp-fuzz fuzz-run pytest
+
+setup:
+	bash tools/setup.sh
+
+test: setup
+	$(MAKE) --no-print-directory ruff
+	$(MAKE) --no-print-directory cpp-test
+	$(MAKE) --no-print-directory cpp-asan
+	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=20
+	$(MAKE) --no-print-directory pytest
+
+demo: setup
+	$(VENV)/bin/nrb demo
+
+bench: setup
+	$(VENV)/bin/nrb bench all --out bench
+
+fuzz: setup
+	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=300
+
+lint: setup
+	$(VENV)/bin/ruff check bridge neural_renderer tests
+	$(VENV)/bin/mypy bridge
+
+# --- building blocks (no setup dependency) -----------------------------------------------------------------
+ruff:
+	$(VENV)/bin/ruff check bridge neural_renderer tests
+
+pytest:
+	$(PY) -m pytest -q
+
+cpp-test:
+	cmake -S . -B build/cpp-tests $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRB_BUILD_TESTS=ON
+	cmake --build build/cpp-tests
+	ctest --test-dir build/cpp-tests --output-on-failure --no-tests=error
+
+cpp-asan:
+	cmake -S . -B build/cpp-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRB_BUILD_TESTS=ON -DNRB_SANITIZE=ON
+	cmake --build build/cpp-asan
+	ctest --test-dir build/cpp-asan --output-on-failure --no-tests=error
+
+# Each cpp/fuzz/<name>.cpp runs for FUZZ_TIME seconds. Seeds are read from tests/fuzz_corpus/<name>; new inputs go
+# to build/cpp-fuzz/corpus/<name> and crash artifacts to build/cpp-fuzz/artifacts/, so the tree stays clean.
+cpp-fuzz:
+	CC=clang CXX=clang++ cmake -S . -B build/cpp-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRB_BUILD_FUZZ=ON
+	cmake --build build/cpp-fuzz
+
+fuzz-run:
+	@shopt -s nullglob; srcs=(cpp/fuzz/*.cpp); \
+	if [ $${#srcs[@]} -eq 0 ]; then echo "[fuzz] no cpp/fuzz/*.cpp: skipping"; exit 0; fi; \
+	$(MAKE) --no-print-directory cpp-fuzz; \
+	mkdir -p build/cpp-fuzz/artifacts; \
+	for src in "$${srcs[@]}"; do \
+	  name=$$(basename "$$src" .cpp); \
+	  mkdir -p "tests/fuzz_corpus/$$name" "build/cpp-fuzz/corpus/$$name"; \
+	  echo "[fuzz] $$name for $(FUZZ_TIME)s"; \
+	  "build/cpp-fuzz/fuzz/$$name" -max_total_time=$(FUZZ_TIME) -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix="build/cpp-fuzz/artifacts/$$name-" \
+	    "build/cpp-fuzz/corpus/$$name" "tests/fuzz_corpus/$$name"; \
+	done
+
+clean:
+	rm -rf build _skbuild .pytest_cache .ruff_cache .mypy_cache
+	find bridge neural_renderer tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
