@@ -1,0 +1,1048 @@
+"""NRB/1 wire codec (Python side).
+
+This module is the Python implementation of ``docs/protocol.md``. It must produce exactly the same bytes as the
+C++ codec in ``cpp/src/protocol.cpp`` and reject malformed input with the same error code, which the shared vectors
+in ``tests/vectors/`` check. It therefore follows the spec's canonical key order (section 3.1) and its decoding
+algorithm (section 9.1) literally, rather than leaning on msgpack-python's defaults.
+
+Decoded buffers are ``memoryview`` slices of the received frames, so ``Buffer.array()`` is a zero-copy numpy view.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Union
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+MAX_HEADER_BYTES = 65536
+MAX_DIMENSION = 16384
+MAX_BUFFERS = 32
+MAX_EVENTS = 256
+MAX_STYLE_COMMANDS = 256
+MAX_IDS = 1024
+MAX_STR = 256
+MAX_NAME = 64
+MAX_ERROR_MESSAGE = 1024
+MAX_LIST = 256
+MAX_PARAMS_BYTES = 4096
+MAX_PARAMS_DEPTH = 8
+MAX_NESTING = 16
+MAX_BUFFER_BYTES = 1 << 30
+MAX_STRIDE = 1 << 31
+MAX_SLOTS = 256
+MAX_IN_FLIGHT = 64
+MAX_DT = 10.0
+MAX_DEADLINE_MS = 60000.0
+MAX_OVER = 3600.0
+SHM_ALIGN = 64
+COMPRESSIONS = ("lz4", "zstd")
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes of protocol section 9. The numbers are part of the wire format."""
+
+    MALFORMED = 1
+    VERSION_UNSUPPORTED = 2
+    UNKNOWN_TYPE = 3
+    MISSING_FIELD = 4
+    WRONG_TYPE = 5
+    BAD_VALUE = 6
+    LIMIT_EXCEEDED = 7
+    PAYLOAD_MISMATCH = 8
+    NO_SESSION = 9
+    UNKNOWN_REQUIRED = 10
+    RENDER_FAILED = 11
+    OVERLOADED = 12
+    UNAUTHORIZED = 13
+    INTERNAL = 14
+
+
+class ProtocolError(Exception):
+    """A message violates NRB/1. ``code`` says which rule, ``message`` says where."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """Pixel layout of one format: bytes per pixel, channel count and the numpy type of one channel."""
+
+    bytes_per_pixel: int
+    channels: int
+    dtype: np.dtype[Any]
+
+
+FORMATS: dict[str, FormatInfo] = {
+    "rgba8": FormatInfo(4, 4, np.dtype(np.uint8)),
+    "rgba8_srgb": FormatInfo(4, 4, np.dtype(np.uint8)),
+    "rgba16f": FormatInfo(8, 4, np.dtype("<f2")),
+    "rgba32f": FormatInfo(16, 4, np.dtype("<f4")),
+    "rg8": FormatInfo(2, 2, np.dtype(np.uint8)),
+    "rg16f": FormatInfo(4, 2, np.dtype("<f2")),
+    "rg32f": FormatInfo(8, 2, np.dtype("<f4")),
+    "r8": FormatInfo(1, 1, np.dtype(np.uint8)),
+    "r16f": FormatInfo(2, 1, np.dtype("<f2")),
+    "r32f": FormatInfo(4, 1, np.dtype("<f4")),
+    "r16u": FormatInfo(2, 1, np.dtype("<u2")),
+    "r32u": FormatInfo(4, 1, np.dtype("<u4")),
+}
+
+#: Streamline resource tags (snake case) followed by the names nrb adds (protocol section 6.1).
+BUFFER_NAMES: frozenset[str] = frozenset(
+    {
+        "depth", "linear_depth", "motion_vectors", "hudless_color", "scaling_input_color", "normals",
+        "roughness", "normal_roughness", "albedo", "specular_albedo", "emissive", "exposure", "position",
+        "alpha", "opaque_color", "ui_color_and_alpha", "reactive_mask", "transparency_and_composition_mask",
+        "disocclusion_mask",
+        "metallic", "roughness_metallic", "normals_oct", "material_id", "object_id", "output",
+    }
+)
+_VENDOR_NAME = re.compile(r"x_[a-z0-9_]{1,61}")
+_SHM_NAME = re.compile(r"/[A-Za-z0-9._-]+")
+SCOPES = ("global", "material", "object")
+MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE")
+
+
+# --------------------------------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an event or style command applies to: the whole frame, or pixels with these material/object ids."""
+
+    scope: str = "global"
+    ids: tuple[int, ...] = ()
+
+
+@dataclass
+class Event:
+    """A gameplay event; ``params`` is free-form (protocol 'value' types)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    target: Target = field(default_factory=Target)
+
+
+@dataclass
+class StyleCommand:
+    """``set_style``: move ``target`` to ``style`` at ``strength`` over ``over`` seconds."""
+
+    style: str
+    strength: float = 1.0
+    over: float = 0.0
+    target: Target = field(default_factory=Target)
+
+
+@dataclass
+class BufferSpec:
+    """A buffer a peer can provide or needs: name and format, no pixels."""
+
+    name: str
+    format: str
+
+
+@dataclass
+class ShmRef:
+    """Where a buffer lives in the engine's shared-memory pool (protocol section 7)."""
+
+    slot: int
+    offset: int = 0
+
+
+@dataclass
+class ShmPool:
+    """The engine's shared-memory pool, announced in HELLO."""
+
+    name: str
+    slots: int
+    slot_size: int
+
+
+@dataclass
+class OutputSpec:
+    """The image a renderer will return (WELCOME ``output``)."""
+
+    format: str
+    width: int
+    height: int
+    name: str = "output"
+
+
+@dataclass
+class Buffer:
+    """One image buffer: its descriptor plus, unless it lives in shared memory, its raw (uncompressed) bytes.
+
+    ``compression`` only says how the bytes travel on the wire; ``data`` is always the raw pixels.
+    """
+
+    name: str
+    format: str
+    width: int
+    height: int
+    stride: int
+    data: memoryview | bytes | None = None
+    compression: str | None = None
+    depth_reversed: bool | None = None
+    depth_infinite: bool | None = None
+    shm: ShmRef | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes the buffer occupies: stride × height."""
+        return self.stride * self.height
+
+    def array(self) -> np.ndarray:
+        """A zero-copy view of the pixels, shape (H, W, C), honouring ``stride``."""
+        if self.data is None:
+            raise ValueError(f"buffer {self.name!r} has no data (shared-memory buffers are resolved by bridge.shm)")
+        return view_pixels(self.data, self.format, self.width, self.height, self.stride)
+
+    @classmethod
+    def from_array(
+        cls, name: str, format: str, arr: np.ndarray, compression: str | None = None, **flags: Any
+    ) -> Buffer:
+        """Wrap an (H, W, C) or (H, W) array whose dtype matches ``format``; copies only if not C-contiguous."""
+        info = FORMATS[format]
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3 or arr.shape[2] != info.channels:
+            raise ValueError(f"{format} needs shape (H, W, {info.channels}), got {arr.shape}")
+        if arr.dtype != info.dtype:
+            raise ValueError(f"{format} needs dtype {info.dtype}, got {arr.dtype}")
+        arr = np.ascontiguousarray(arr)
+        h, w = arr.shape[:2]
+        data = memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # numpy arrays export buffers
+        return cls(name, format, w, h, w * info.bytes_per_pixel, data, compression, **flags)
+
+
+def view_pixels(data: Any, format: str, width: int, height: int, stride: int) -> np.ndarray:
+    """View raw bytes as an (H, W, C) array without copying."""
+    info = FORMATS[format]
+    return np.ndarray(
+        (height, width, info.channels),
+        dtype=info.dtype,
+        buffer=data,
+        strides=(stride, info.bytes_per_pixel, info.dtype.itemsize),
+    )
+
+
+@dataclass
+class Camera:
+    """Camera constants (protocol section 8); matrices are 16 floats, row-major, for column vectors."""
+
+    view_to_clip: tuple[float, ...] | None = None
+    clip_to_view: tuple[float, ...] | None = None
+    clip_to_prev_clip: tuple[float, ...] | None = None
+    prev_clip_to_clip: tuple[float, ...] | None = None
+    world_to_view: tuple[float, ...] | None = None
+    position: tuple[float, ...] | None = None
+    up: tuple[float, ...] | None = None
+    right: tuple[float, ...] | None = None
+    forward: tuple[float, ...] | None = None
+    near: float | None = None
+    far: float | None = None
+    fov_y: float | None = None
+    aspect: float | None = None
+    jitter: tuple[float, ...] | None = None
+    mv_scale: tuple[float, ...] | None = None
+    depth_inverted: bool | None = None
+    depth_infinite: bool | None = None
+    mv_jittered: bool | None = None
+    mv_3d: bool | None = None
+    mv_dilated: bool | None = None
+    camera_motion_included: bool | None = None
+    orthographic: bool | None = None
+    reset: bool | None = None
+    pre_exposure: float | None = None
+    render_size: tuple[int, int] | None = None
+    output_size: tuple[int, int] | None = None
+
+
+@dataclass
+class Hello:
+    """Engine → renderer: open a session and say what the engine offers."""
+
+    engine: str
+    engine_version: str
+    client: str
+    capabilities: list[str]
+    render_size: tuple[int, int]
+    output_size: tuple[int, int]
+    buffers: list[BufferSpec]
+    shm: ShmPool | None = None
+    min_version: int = PROTOCOL_VERSION
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass
+class Welcome:
+    """Renderer → engine: the session id and what the renderer needs and returns."""
+
+    session: int
+    renderer: str
+    capabilities: list[str]
+    required: list[BufferSpec]
+    optional: list[BufferSpec]
+    output: OutputSpec
+    max_in_flight: int
+    styles: list[str]
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass
+class Frame:
+    """Engine → renderer: one frame's buffers, camera, and the events/style commands issued since the last one."""
+
+    session: int
+    frame: int
+    time_ns: int
+    dt: float
+    deadline_ms: float
+    buffers: list[Buffer] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    styles: list[StyleCommand] = field(default_factory=list)
+    camera: Camera | None = None
+    result_slot: int | None = None
+
+    def buffer(self, name: str) -> Buffer | None:
+        """The buffer called ``name``, or None."""
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        return None
+
+
+@dataclass
+class Timing:
+    """Server-side time breakdown of one RESULT, in milliseconds."""
+
+    queue_ms: float = 0.0
+    decode_ms: float = 0.0
+    style_ms: float = 0.0
+    render_ms: float = 0.0
+    encode_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class Result:
+    """Renderer → engine: the rendered image for ``frame`` (status "ok") or "skipped"."""
+
+    session: int
+    frame: int
+    status: str
+    timing: Timing
+    output: Buffer | None = None
+
+
+@dataclass
+class Error:
+    """Either direction: a rejected message or a failed frame."""
+
+    code: int
+    name: str
+    message: str
+    session: int | None = None
+    frame: int | None = None
+
+
+@dataclass
+class Ping:
+    """Liveness probe; answered by a Pong with the same nonce and time."""
+
+    nonce: int
+    time_ns: int
+
+
+@dataclass
+class Pong:
+    """Answer to a Ping."""
+
+    nonce: int
+    time_ns: int
+
+
+@dataclass
+class Bye:
+    """Close a session."""
+
+    session: int | None = None
+    reason: str | None = None
+
+
+Message = Union[Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye]
+
+_TYPE_NAMES: dict[type, str] = {
+    Hello: "HELLO", Welcome: "WELCOME", Frame: "FRAME", Result: "RESULT",
+    Error: "ERROR", Ping: "PING", Pong: "PONG", Bye: "BYE",
+}
+
+#: Header keys of each message type in canonical order (after ``nrb`` and ``type``).
+KEYS: dict[str, tuple[str, ...]] = {
+    "HELLO": ("min_version", "engine", "engine_version", "client", "capabilities", "render_size",
+              "output_size", "buffers", "shm"),
+    "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
+                "styles"),
+    "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
+              "result_slot"),
+    "RESULT": ("session", "frame", "status", "output", "timing"),
+    "ERROR": ("code", "name", "message", "session", "frame"),
+    "PING": ("nonce", "time_ns"),
+    "PONG": ("nonce", "time_ns"),
+    "BYE": ("session", "reason"),
+}
+_COMMON_KEYS = ("nrb", "type", "must_understand")
+CAMERA_KEYS: tuple[str, ...] = tuple(Camera.__dataclass_fields__)
+_MAT4 = {"view_to_clip", "clip_to_view", "clip_to_prev_clip", "prev_clip_to_clip", "world_to_view"}
+_VEC3 = {"position", "up", "right", "forward"}
+_VEC2 = {"jitter", "mv_scale"}
+_SIZE = {"render_size", "output_size"}
+_BOOL = {"depth_inverted", "depth_infinite", "mv_jittered", "mv_3d", "mv_dilated", "camera_motion_included",
+         "orthographic", "reset"}
+TIMING_KEYS: tuple[str, ...] = tuple(Timing.__dataclass_fields__)
+
+
+def error_message(err: ProtocolError, *, session: int | None = None, frame: int | None = None) -> Error:
+    """The ERROR message that answers a rejected message."""
+    text = err.message.encode()[:MAX_ERROR_MESSAGE].decode(errors="ignore")
+    return Error(int(err.code), err.code.name, text, session, frame)
+
+
+# ----------------------------------------------------------------------------------------------------- encode
+
+
+def _target_map(t: Target) -> dict[str, Any]:
+    return {"scope": t.scope, "ids": [int(i) for i in t.ids]}
+
+
+def _spec_map(s: BufferSpec) -> dict[str, Any]:
+    return {"name": s.name, "format": s.format}
+
+
+def _desc_map(b: Buffer) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": b.name, "format": b.format, "width": int(b.width), "height": int(b.height),
+                         "stride": int(b.stride)}
+    if b.compression is not None:
+        d["compression"] = b.compression
+    if b.depth_reversed is not None:
+        d["depth_reversed"] = bool(b.depth_reversed)
+    if b.depth_infinite is not None:
+        d["depth_infinite"] = bool(b.depth_infinite)
+    if b.shm is not None:
+        d["shm"] = {"slot": int(b.shm.slot), "offset": int(b.shm.offset)}
+    return d
+
+
+def _camera_map(c: Camera) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    for k in CAMERA_KEYS:
+        v = getattr(c, k)
+        if v is None:
+            continue
+        if k in _BOOL:
+            d[k] = bool(v)
+        elif k in _SIZE:
+            d[k] = [int(x) for x in v]
+        elif k in _MAT4 or k in _VEC3 or k in _VEC2:
+            d[k] = [float(x) for x in v]
+        else:
+            d[k] = float(v)
+    return d
+
+
+def header_map(msg: Message) -> dict[str, Any]:
+    """The header of ``msg`` as an ordered dict in canonical key order (protocol section 3.1)."""
+    kind = _TYPE_NAMES[type(msg)]
+    h: dict[str, Any] = {"nrb": getattr(msg, "version", PROTOCOL_VERSION), "type": kind}
+    if isinstance(msg, Hello):
+        h.update(min_version=int(msg.min_version), engine=msg.engine, engine_version=msg.engine_version,
+                 client=msg.client, capabilities=list(msg.capabilities),
+                 render_size=[int(x) for x in msg.render_size], output_size=[int(x) for x in msg.output_size],
+                 buffers=[_spec_map(s) for s in msg.buffers])
+        if msg.shm is not None:
+            h["shm"] = {"name": msg.shm.name, "slots": int(msg.shm.slots), "slot_size": int(msg.shm.slot_size)}
+    elif isinstance(msg, Welcome):
+        h.update(session=int(msg.session), renderer=msg.renderer, capabilities=list(msg.capabilities),
+                 required=[_spec_map(s) for s in msg.required], optional=[_spec_map(s) for s in msg.optional],
+                 output={"name": msg.output.name, "format": msg.output.format, "width": int(msg.output.width),
+                         "height": int(msg.output.height)},
+                 max_in_flight=int(msg.max_in_flight), styles=list(msg.styles))
+    elif isinstance(msg, Frame):
+        h.update(session=int(msg.session), frame=int(msg.frame), time_ns=int(msg.time_ns), dt=float(msg.dt),
+                 deadline_ms=float(msg.deadline_ms))
+        if msg.camera is not None:
+            h["camera"] = _camera_map(msg.camera)
+        h["buffers"] = [_desc_map(b) for b in msg.buffers]
+        h["events"] = [{"name": e.name, "params": e.params, "target": _target_map(e.target)} for e in msg.events]
+        h["styles"] = [{"style": s.style, "strength": float(s.strength), "over": float(s.over),
+                        "target": _target_map(s.target)} for s in msg.styles]
+        if msg.result_slot is not None:
+            h["result_slot"] = int(msg.result_slot)
+    elif isinstance(msg, Result):
+        h.update(session=int(msg.session), frame=int(msg.frame), status=msg.status)
+        if msg.output is not None:
+            h["output"] = _desc_map(msg.output)
+        h["timing"] = {k: float(getattr(msg.timing, k)) for k in TIMING_KEYS}
+    elif isinstance(msg, Error):
+        h.update(code=int(msg.code), name=msg.name, message=msg.message)
+        if msg.session is not None:
+            h["session"] = int(msg.session)
+        if msg.frame is not None:
+            h["frame"] = int(msg.frame)
+    elif isinstance(msg, (Ping, Pong)):
+        h.update(nonce=int(msg.nonce), time_ns=int(msg.time_ns))
+    elif isinstance(msg, Bye):
+        if msg.session is not None:
+            h["session"] = int(msg.session)
+        if msg.reason is not None:
+            h["reason"] = msg.reason
+    return h
+
+
+def _compress(data: Any, method: str) -> bytes:
+    if method == "lz4":
+        import lz4.frame
+
+        return bytes(lz4.frame.compress(data, store_size=True))
+    if method == "zstd":
+        import zstandard
+
+        return bytes(zstandard.ZstdCompressor(level=3, write_content_size=True).compress(data))
+    raise ValueError(f"unknown compression {method!r}")
+
+
+def _payload_buffers(msg: Message) -> list[Buffer]:
+    if isinstance(msg, Frame):
+        return [b for b in msg.buffers if b.shm is None]
+    if isinstance(msg, Result) and msg.output is not None and msg.output.shm is None:
+        return [msg.output]
+    return []
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Encode ``msg`` to ZeroMQ frames: the canonical msgpack header, then one raw payload per inline buffer.
+
+    Raw payloads are passed through as the caller's memory (no copy), so ``zmq`` can send them zero-copy.
+    """
+    frames: list[bytes | memoryview] = [msgpack.packb(header_map(msg), use_bin_type=True)]
+    for b in _payload_buffers(msg):
+        if b.data is None:
+            raise ValueError(f"buffer {b.name!r} has neither data nor a shared-memory reference")
+        data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
+        data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        if len(data) != b.size:
+            raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+        frames.append(_compress(data, b.compression) if b.compression else data)
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------------- decode
+
+
+def _fail(code: ErrorCode, message: str) -> NoReturn:
+    raise ProtocolError(code, message)
+
+
+def _check_tree(obj: Any, depth: int, where: str) -> None:
+    """Reject what msgpack-python lets through but NRB/1 forbids: ext types, non-str keys, deep nesting."""
+    if depth > MAX_NESTING:
+        _fail(ErrorCode.MALFORMED, f"nesting deeper than {MAX_NESTING}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                _fail(ErrorCode.MALFORMED, f"{where}: map key {k!r} is not a str")
+            _check_tree(v, depth + 1, where)
+    elif isinstance(obj, list):
+        for v in obj:
+            _check_tree(v, depth + 1, where)
+    elif isinstance(obj, (msgpack.ExtType, msgpack.Timestamp)):
+        _fail(ErrorCode.MALFORMED, f"{where}: ext types are not allowed")
+
+
+class _Reader:
+    """Field checks of protocol section 9.1, each naming the path of the offending value."""
+
+    def __init__(self, compression: Collection[str], pool: ShmPool | None) -> None:
+        self.compression = compression
+        self.pool = pool
+
+    # scalars ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def field(m: dict[str, Any], key: str, path: str, required: bool = True) -> Any:
+        if key not in m:
+            if required:
+                _fail(ErrorCode.MISSING_FIELD, f"{path}{key} is required")
+            return None
+        return m[key]
+
+    @staticmethod
+    def uint(v: Any, path: str, lo: int = 0, hi: int = (1 << 64) - 1, limit: bool = False) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be an unsigned integer")
+        if v < lo:
+            _fail(ErrorCode.BAD_VALUE, f"{path}={v} is below {lo}")
+        if v > hi:
+            _fail(ErrorCode.LIMIT_EXCEEDED if limit else ErrorCode.BAD_VALUE, f"{path}={v} is above {hi}")
+        return int(v)
+
+    @staticmethod
+    def float_(v: Any, path: str, lo: float = -math.inf, hi: float = math.inf, allow_inf: bool = False,
+               lo_open: bool = False) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be a number")
+        f = float(v)
+        if math.isnan(f) or (math.isinf(f) and not (allow_inf and f > 0)):
+            _fail(ErrorCode.BAD_VALUE, f"{path} must be finite")
+        if f < lo or f > hi or (lo_open and f <= lo):
+            _fail(ErrorCode.BAD_VALUE, f"{path}={f} is outside [{lo}, {hi}]")
+        return f
+
+    @staticmethod
+    def bool_(v: Any, path: str) -> bool:
+        if not isinstance(v, bool):
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be a boolean")
+        return v
+
+    @staticmethod
+    def str_(v: Any, path: str, max_len: int = MAX_STR, nonempty: bool = False,
+             vocabulary: Collection[str] | None = None) -> str:
+        if not isinstance(v, str):
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be a str")
+        if len(v.encode()) > max_len:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} is longer than {max_len} bytes")
+        if nonempty and not v:
+            _fail(ErrorCode.BAD_VALUE, f"{path} must not be empty")
+        if vocabulary is not None and v not in vocabulary:
+            _fail(ErrorCode.BAD_VALUE, f"{path}={v!r} is not one of {sorted(vocabulary)}")
+        return v
+
+    @staticmethod
+    def array(v: Any, path: str, max_len: int, fixed: int | None = None) -> list[Any]:
+        if not isinstance(v, list):
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be an array")
+        if fixed is not None:
+            if len(v) != fixed:
+                _fail(ErrorCode.BAD_VALUE, f"{path} must have {fixed} entries")
+        elif len(v) > max_len:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} has more than {max_len} entries")
+        return v
+
+    @staticmethod
+    def map_(v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            _fail(ErrorCode.WRONG_TYPE, f"{path} must be a map")
+        return v
+
+    # composites ------------------------------------------------------------------------------------------
+    def str_list(self, v: Any, path: str) -> list[str]:
+        return [self.str_(x, f"{path}[{i}]") for i, x in enumerate(self.array(v, path, MAX_LIST))]
+
+    def size(self, v: Any, path: str) -> tuple[int, int]:
+        a = self.array(v, path, 2, fixed=2)
+        w = self.uint(a[0], f"{path}[0]", 1, MAX_DIMENSION, limit=True)
+        h = self.uint(a[1], f"{path}[1]", 1, MAX_DIMENSION, limit=True)
+        return (w, h)
+
+    def floats(self, v: Any, path: str, n: int) -> tuple[float, ...]:
+        a = self.array(v, path, n, fixed=n)
+        return tuple(self.float_(x, f"{path}[{i}]") for i, x in enumerate(a))
+
+    def buffer_name(self, v: Any, path: str) -> str:
+        name = self.str_(v, path, MAX_NAME, nonempty=True)
+        if name not in BUFFER_NAMES and not _VENDOR_NAME.fullmatch(name):
+            _fail(ErrorCode.BAD_VALUE, f"{path}={name!r} is not a known buffer name nor an x_ extension")
+        return name
+
+    def buffer_format(self, v: Any, path: str) -> str:
+        return self.str_(v, path, vocabulary=FORMATS)
+
+    def bufspec(self, v: Any, path: str) -> BufferSpec:
+        m = self.map_(v, path)
+        name = self.buffer_name(self.field(m, "name", path + "."), path + ".name")
+        fmt = self.buffer_format(self.field(m, "format", path + "."), path + ".format")
+        return BufferSpec(name, fmt)
+
+    def bufspecs(self, v: Any, path: str) -> list[BufferSpec]:
+        return [self.bufspec(x, f"{path}[{i}]") for i, x in enumerate(self.array(v, path, MAX_BUFFERS))]
+
+    def target(self, v: Any, path: str) -> Target:
+        m = self.map_(v, path)
+        scope = self.str_(self.field(m, "scope", path + "."), path + ".scope", vocabulary=SCOPES)
+        ids_v = self.array(self.field(m, "ids", path + "."), path + ".ids", MAX_IDS)
+        ids = tuple(self.uint(x, f"{path}.ids[{i}]", 0, (1 << 32) - 1) for i, x in enumerate(ids_v))
+        if scope == "global" and ids:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: a global target takes no ids")
+        if scope != "global" and not ids:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: a {scope} target needs ids")
+        return Target(scope, ids)
+
+    def params(self, v: Any, path: str) -> dict[str, Any]:
+        m = self.map_(v, path)
+        if _depth(m) > MAX_PARAMS_DEPTH:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} nests deeper than {MAX_PARAMS_DEPTH}")
+        if len(msgpack.packb(m, use_bin_type=True)) > MAX_PARAMS_BYTES:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} is larger than {MAX_PARAMS_BYTES} bytes")
+        return m
+
+    def event(self, v: Any, path: str) -> Event:
+        m = self.map_(v, path)
+        name = self.str_(self.field(m, "name", path + "."), path + ".name", MAX_NAME, nonempty=True)
+        params = self.params(self.field(m, "params", path + "."), path + ".params")
+        target = self.target(self.field(m, "target", path + "."), path + ".target")
+        return Event(name, params, target)
+
+    def stylecmd(self, v: Any, path: str) -> StyleCommand:
+        m = self.map_(v, path)
+        style = self.str_(self.field(m, "style", path + "."), path + ".style", MAX_NAME, nonempty=True)
+        strength = self.float_(self.field(m, "strength", path + "."), path + ".strength", 0.0, 1.0)
+        over = self.float_(self.field(m, "over", path + "."), path + ".over", 0.0, MAX_OVER)
+        target = self.target(self.field(m, "target", path + "."), path + ".target")
+        return StyleCommand(style, strength, over, target)
+
+    def bufdesc(self, v: Any, path: str) -> Buffer:
+        m = self.map_(v, path)
+        p = path + "."
+        name = self.buffer_name(self.field(m, "name", p), p + "name")
+        fmt = self.buffer_format(self.field(m, "format", p), p + "format")
+        width = self.uint(self.field(m, "width", p), p + "width", 1, MAX_DIMENSION, limit=True)
+        height = self.uint(self.field(m, "height", p), p + "height", 1, MAX_DIMENSION, limit=True)
+        stride = self.uint(self.field(m, "stride", p), p + "stride")
+        if stride < width * FORMATS[fmt].bytes_per_pixel:
+            _fail(ErrorCode.BAD_VALUE, f"{p}stride={stride} is less than width × {FORMATS[fmt].bytes_per_pixel}")
+        if stride > MAX_STRIDE:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{p}stride={stride} is above 2^31")
+        if stride * height > MAX_BUFFER_BYTES:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} is {stride * height} bytes, more than 1 GiB")
+        b = Buffer(name, fmt, width, height, stride)
+        c = self.field(m, "compression", p, required=False)
+        if c is not None:
+            b.compression = self.str_(c, p + "compression", vocabulary=COMPRESSIONS)
+            if b.compression not in self.compression:
+                _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} was not negotiated")
+        for key in ("depth_reversed", "depth_infinite"):
+            f = self.field(m, key, p, required=False)
+            if f is not None:
+                setattr(b, key, self.bool_(f, p + key))
+        s = self.field(m, "shm", p, required=False)
+        if s is not None:
+            b.shm = self.shmref(s, p + "shm", b.size)
+            if b.compression is not None:
+                _fail(ErrorCode.BAD_VALUE, f"{p}shm: shared-memory buffers cannot be compressed")
+        return b
+
+    def bufdescs(self, v: Any, path: str) -> list[Buffer]:
+        out: list[Buffer] = []
+        seen: set[str] = set()
+        for i, x in enumerate(self.array(v, path, MAX_BUFFERS)):
+            b = self.bufdesc(x, f"{path}[{i}]")
+            if b.name in seen:
+                _fail(ErrorCode.BAD_VALUE, f"{path}[{i}]: buffer {b.name!r} appears twice")
+            seen.add(b.name)
+            out.append(b)
+        return out
+
+    def shmref(self, v: Any, path: str, size: int) -> ShmRef:
+        m = self.map_(v, path)
+        slot = self.uint(self.field(m, "slot", path + "."), path + ".slot")
+        offset = self.uint(self.field(m, "offset", path + "."), path + ".offset")
+        self.check_slot_range(slot, offset, size, path)
+        return ShmRef(slot, offset)
+
+    def check_slot_range(self, slot: int, offset: int, size: int, path: str) -> None:
+        pool = self.pool
+        if pool is None:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: no shared-memory pool was negotiated")
+        if slot >= pool.slots:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: slot {slot} is outside the pool's {pool.slots} slots")
+        if offset % SHM_ALIGN:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: offset {offset} is not a multiple of {SHM_ALIGN}")
+        if offset + size > pool.slot_size:
+            _fail(ErrorCode.BAD_VALUE, f"{path}: [{offset}, {offset + size}) overruns the slot")
+
+    def shmpool(self, v: Any, path: str) -> ShmPool:
+        m = self.map_(v, path)
+        name = self.str_(self.field(m, "name", path + "."), path + ".name", MAX_NAME, nonempty=True)
+        if not _SHM_NAME.fullmatch(name):
+            _fail(ErrorCode.BAD_VALUE, f"{path}.name={name!r} is not /[A-Za-z0-9._-]+")
+        slots = self.uint(self.field(m, "slots", path + "."), path + ".slots", 1, MAX_SLOTS, limit=True)
+        slot_size = self.uint(self.field(m, "slot_size", path + "."), path + ".slot_size", 1, MAX_BUFFER_BYTES,
+                              limit=True)
+        if slot_size % SHM_ALIGN:
+            _fail(ErrorCode.BAD_VALUE, f"{path}.slot_size={slot_size} is not a multiple of {SHM_ALIGN}")
+        return ShmPool(name, slots, slot_size)
+
+    def camera(self, v: Any, path: str) -> Camera:
+        m = self.map_(v, path)
+        cam = Camera()
+        for k in CAMERA_KEYS:
+            x = self.field(m, k, path + ".", required=False)
+            if x is None:
+                continue
+            p = f"{path}.{k}"
+            val: Any
+            if k in _MAT4:
+                val = self.floats(x, p, 16)
+            elif k in _VEC3:
+                val = self.floats(x, p, 3)
+            elif k in _VEC2:
+                val = self.floats(x, p, 2)
+            elif k in _BOOL:
+                val = self.bool_(x, p)
+            elif k in _SIZE:
+                val = self.size(x, p)
+            elif k == "near":
+                val = self.float_(x, p, 0.0, lo_open=True)
+            elif k == "far":
+                val = self.float_(x, p, 0.0, allow_inf=True, lo_open=True)
+                if cam.near is not None and val <= cam.near:
+                    _fail(ErrorCode.BAD_VALUE, f"{p} must be greater than near")
+            elif k == "fov_y":
+                val = self.float_(x, p, 0.0, math.pi, lo_open=True)
+                if val >= math.pi:
+                    _fail(ErrorCode.BAD_VALUE, f"{p} must be below pi")
+            elif k == "aspect":
+                val = self.float_(x, p, 0.0, lo_open=True)
+            else:  # pre_exposure
+                val = self.float_(x, p)
+            setattr(cam, k, val)
+        return cam
+
+    def timing(self, v: Any, path: str) -> Timing:
+        m = self.map_(v, path)
+        return Timing(**{k: self.float_(self.field(m, k, path + "."), f"{path}.{k}", 0.0) for k in TIMING_KEYS})
+
+
+def _depth(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return 1 + max((_depth(v) for v in obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max((_depth(v) for v in obj), default=0)
+    return 0
+
+
+def _as_memoryview(f: Any) -> memoryview:
+    buf = getattr(f, "buffer", None)  # zmq.Frame
+    mv = buf if isinstance(buf, memoryview) else memoryview(f)
+    return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
+
+
+def _decompress(data: memoryview, method: str, size: int, path: str) -> bytes:
+    """Decompress one payload, checking the announced size before allocating (protocol section 6.3)."""
+    try:
+        if method == "zstd":
+            import zstandard
+
+            announced = zstandard.frame_content_size(data)
+            if announced != size:
+                _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: zstd frame announces {announced} bytes, need {size}")
+            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        else:
+            import lz4.frame
+
+            announced = lz4.frame.get_frame_info(data).get("content_size", 0)
+            if announced != size:
+                _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: lz4 frame announces {announced} bytes, need {size}")
+            out = lz4.frame.decompress(data)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # corrupt compressed stream: the library's own exception types vary
+        _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: cannot decompress {method}: {exc}")
+    if len(out) != size:
+        _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: decompressed to {len(out)} bytes, need {size}")
+    return bytes(out)
+
+
+def parse_header(frame0: Any) -> dict[str, Any]:
+    """Steps 1-2 of the decoding algorithm: the header frame as a checked msgpack map."""
+    raw = _as_memoryview(frame0)
+    if len(raw) > MAX_HEADER_BYTES:
+        _fail(ErrorCode.LIMIT_EXCEEDED, f"header is {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
+    try:
+        h = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises ValueError, ExtraData, UnicodeDecodeError, FormatError, ...
+        _fail(ErrorCode.MALFORMED, f"header is not valid msgpack: {type(exc).__name__}: {exc}")
+    _check_tree(h, 1, "header")
+    if not isinstance(h, dict):
+        _fail(ErrorCode.MALFORMED, "header is not a msgpack map")
+    return h
+
+
+def decode(
+    frames: Sequence[Any],
+    *,
+    compression: Collection[str] = COMPRESSIONS,
+    shm_pool: ShmPool | None = None,
+) -> Message:
+    """Decode one multipart message (protocol section 9.1), or raise ``ProtocolError``.
+
+    ``compression`` lists the methods negotiated for this session; ``shm_pool`` is the session's pool, without
+    which a shared-memory reference is rejected. Raw payloads are returned as views of ``frames``.
+    """
+    if len(frames) == 0:
+        _fail(ErrorCode.MALFORMED, "message has no frames")
+    return message_from_header(parse_header(frames[0]), frames[1:], compression=compression, shm_pool=shm_pool)
+
+
+def message_from_header(
+    h: dict[str, Any],
+    payloads: Sequence[Any],
+    *,
+    compression: Collection[str] = COMPRESSIONS,
+    shm_pool: ShmPool | None = None,
+    raw_payloads: bool = False,
+) -> Message:
+    """Steps 3-8 of the decoding algorithm on an already parsed header map.
+
+    With ``raw_payloads`` the payloads are taken as already decompressed pixels (building a message to send
+    from a description, as the test vectors do) instead of as wire frames.
+    """
+    r = _Reader(compression, shm_pool)
+    version = r.uint(r.field(h, "nrb", ""), "nrb")
+    kind = r.str_(r.field(h, "type", ""), "type")
+    if kind not in MESSAGE_TYPES:
+        _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
+    if kind != "HELLO" and version != PROTOCOL_VERSION:
+        _fail(ErrorCode.VERSION_UNSUPPORTED, f"protocol version {version} is not supported (this side speaks 1)")
+    mu = r.field(h, "must_understand", "", required=False)
+    if mu is not None:
+        known = set(KEYS[kind]) | set(_COMMON_KEYS)
+        for i, name in enumerate(r.array(mu, "must_understand", MAX_LIST)):
+            r.str_(name, f"must_understand[{i}]")
+            if name not in known:
+                _fail(ErrorCode.UNKNOWN_REQUIRED, f"key {name!r} must be understood but is not part of NRB/1")
+    msg = _PARSERS[kind](r, h, version)
+    _attach_payloads(msg, payloads, raw_payloads)
+    return msg
+
+
+def _attach_payloads(msg: Message, payloads: Sequence[Any], raw: bool) -> None:
+    inline = _payload_buffers(msg)
+    if len(payloads) != len(inline):
+        _fail(ErrorCode.MALFORMED, f"{len(payloads)} payload frames for {len(inline)} inline buffers")
+    for b, f in zip(inline, payloads):
+        data = _as_memoryview(f)
+        if b.compression is not None and not raw:
+            b.data = _decompress(data, b.compression, b.size, b.name)
+        elif len(data) != b.size:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: payload is {len(data)} bytes, stride × height = {b.size}")
+        else:
+            b.data = data
+
+
+def _parse_hello(r: _Reader, h: dict[str, Any], version: int) -> Hello:
+    f = r.field
+    minv = r.uint(f(h, "min_version", ""), "min_version")
+    if minv > version:
+        _fail(ErrorCode.BAD_VALUE, f"min_version {minv} is above nrb {version}")
+    if not minv <= PROTOCOL_VERSION <= version:
+        _fail(ErrorCode.VERSION_UNSUPPORTED, f"engine speaks {minv}..{version}, this side speaks 1")
+    engine = r.str_(f(h, "engine", ""), "engine")
+    engine_version = r.str_(f(h, "engine_version", ""), "engine_version")
+    client = r.str_(f(h, "client", ""), "client")
+    caps = r.str_list(f(h, "capabilities", ""), "capabilities")
+    render_size = r.size(f(h, "render_size", ""), "render_size")
+    output_size = r.size(f(h, "output_size", ""), "output_size")
+    buffers = r.bufspecs(f(h, "buffers", ""), "buffers")
+    shm_v = f(h, "shm", "", required=False)
+    shm = r.shmpool(shm_v, "shm") if shm_v is not None else None
+    return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version)
+
+
+def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:
+    f = r.field
+    session = r.uint(f(h, "session", ""), "session", 1)
+    renderer = r.str_(f(h, "renderer", ""), "renderer")
+    caps = r.str_list(f(h, "capabilities", ""), "capabilities")
+    required = r.bufspecs(f(h, "required", ""), "required")
+    optional = r.bufspecs(f(h, "optional", ""), "optional")
+    om = r.map_(f(h, "output", ""), "output")
+    name = r.str_(f(om, "name", "output."), "output.name", vocabulary=("output",))
+    fmt = r.buffer_format(f(om, "format", "output."), "output.format")
+    w = r.uint(f(om, "width", "output."), "output.width", 1, MAX_DIMENSION, limit=True)
+    hh = r.uint(f(om, "height", "output."), "output.height", 1, MAX_DIMENSION, limit=True)
+    mif = r.uint(f(h, "max_in_flight", ""), "max_in_flight", 1, MAX_IN_FLIGHT, limit=True)
+    styles = r.str_list(f(h, "styles", ""), "styles")
+    return Welcome(session, renderer, caps, required, optional, OutputSpec(fmt, w, hh, name), mif, styles, version)
+
+
+def _parse_frame(r: _Reader, h: dict[str, Any], version: int) -> Frame:
+    f = r.field
+    session = r.uint(f(h, "session", ""), "session")
+    frame = r.uint(f(h, "frame", ""), "frame")
+    time_ns = r.uint(f(h, "time_ns", ""), "time_ns")
+    dt = r.float_(f(h, "dt", ""), "dt", 0.0, MAX_DT)
+    deadline = r.float_(f(h, "deadline_ms", ""), "deadline_ms", 0.0, MAX_DEADLINE_MS, lo_open=True)
+    cam_v = f(h, "camera", "", required=False)
+    camera = r.camera(cam_v, "camera") if cam_v is not None else None
+    buffers = r.bufdescs(f(h, "buffers", ""), "buffers")
+    events = [r.event(x, f"events[{i}]") for i, x in enumerate(r.array(f(h, "events", ""), "events", MAX_EVENTS))]
+    styles = [
+        r.stylecmd(x, f"styles[{i}]")
+        for i, x in enumerate(r.array(f(h, "styles", ""), "styles", MAX_STYLE_COMMANDS))
+    ]
+    rs_v = f(h, "result_slot", "", required=False)
+    result_slot = None
+    if rs_v is not None:
+        result_slot = r.uint(rs_v, "result_slot")
+        if r.pool is None or result_slot >= r.pool.slots:
+            _fail(ErrorCode.BAD_VALUE, f"result_slot {result_slot} is not a slot of a negotiated pool")
+    return Frame(session, frame, time_ns, dt, deadline, buffers, events, styles, camera, result_slot)
+
+
+def _parse_result(r: _Reader, h: dict[str, Any], version: int) -> Result:
+    f = r.field
+    session = r.uint(f(h, "session", ""), "session")
+    frame = r.uint(f(h, "frame", ""), "frame")
+    status = r.str_(f(h, "status", ""), "status", vocabulary=("ok", "skipped"))
+    out_v = f(h, "output", "", required=status == "ok")
+    output = None
+    if out_v is not None:
+        if status != "ok":
+            _fail(ErrorCode.BAD_VALUE, "a skipped RESULT carries no output")
+        output = r.bufdesc(out_v, "output")
+        if output.name != "output":
+            _fail(ErrorCode.BAD_VALUE, f"output.name={output.name!r} must be 'output'")
+    timing = r.timing(f(h, "timing", ""), "timing")
+    return Result(session, frame, status, timing, output)
+
+
+def _parse_error(r: _Reader, h: dict[str, Any], version: int) -> Error:
+    f = r.field
+    code = r.uint(f(h, "code", ""), "code")
+    name = r.str_(f(h, "name", ""), "name")
+    message = r.str_(f(h, "message", ""), "message", MAX_ERROR_MESSAGE)
+    s = f(h, "session", "", required=False)
+    fr = f(h, "frame", "", required=False)
+    return Error(code, name, message, None if s is None else r.uint(s, "session"),
+                 None if fr is None else r.uint(fr, "frame"))
+
+
+def _parse_ping(r: _Reader, h: dict[str, Any], version: int) -> Ping:
+    return Ping(r.uint(r.field(h, "nonce", ""), "nonce"), r.uint(r.field(h, "time_ns", ""), "time_ns"))
+
+
+def _parse_pong(r: _Reader, h: dict[str, Any], version: int) -> Pong:
+    return Pong(r.uint(r.field(h, "nonce", ""), "nonce"), r.uint(r.field(h, "time_ns", ""), "time_ns"))
+
+
+def _parse_bye(r: _Reader, h: dict[str, Any], version: int) -> Bye:
+    s = r.field(h, "session", "", required=False)
+    reason = r.field(h, "reason", "", required=False)
+    return Bye(None if s is None else r.uint(s, "session"), None if reason is None else r.str_(reason, "reason"))
+
+
+_PARSERS: dict[str, Callable[[_Reader, dict[str, Any], int], Any]] = {
+    "HELLO": _parse_hello, "WELCOME": _parse_welcome, "FRAME": _parse_frame, "RESULT": _parse_result,
+    "ERROR": _parse_error, "PING": _parse_ping, "PONG": _parse_pong, "BYE": _parse_bye,
+}

@@ -1,0 +1,337 @@
+"""Write the shared NRB/1 test vectors (see README.md here).
+
+Run from the repository root: ``python tests/vectors/make_vectors.py``. The output is checked in; a test re-runs
+this into a temporary folder and compares, so the script and the fixtures cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bridge import protocol as p  # noqa: E402
+
+
+def pack_frames(frames: list[bytes]) -> bytes:
+    """The .bin layout: 4-byte little-endian length + bytes, per frame."""
+    return b"".join(struct.pack("<I", len(f)) + f for f in frames)
+
+
+def h(frame: bytes | memoryview) -> str:
+    return bytes(frame).hex()
+
+
+def pk(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def pattern(n: int, seed: int) -> bytes:
+    return bytes((i * 31 + seed * 7) & 0xFF for i in range(n))
+
+
+FULL_CAMERA = {
+    "view_to_clip": [1.299, 0, 0, 0, 0, 1.732, 0, 0, 0, 0, -1.0002, -0.20002, 0, 0, -1, 0],
+    "clip_to_view": [0.7698, 0, 0, 0, 0, 0.5774, 0, 0, 0, 0, 0, -1, 0, 0, -4.9995, 5.0005],
+    "clip_to_prev_clip": [1, 0, 0, 0.01, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+    "prev_clip_to_clip": [1, 0, 0, -0.01, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+    "world_to_view": [1, 0, 0, 0, 0, 1, 0, -1.5, 0, 0, 1, -4, 0, 0, 0, 1],
+    "position": [0, 1.5, 4],
+    "up": [0, 1, 0],
+    "right": [1, 0, 0],
+    "forward": [0, 0, -1],
+    "near": 0.1,
+    "far": 1000,
+    "fov_y": 1.0471975511965976,
+    "aspect": 1.3333333333333333,
+    "jitter": [0.25, -0.25],
+    "mv_scale": [1, 1],
+    "depth_inverted": False,
+    "depth_infinite": False,
+    "mv_jittered": False,
+    "mv_3d": False,
+    "mv_dilated": False,
+    "camera_motion_included": True,
+    "orthographic": False,
+    "reset": False,
+    "pre_exposure": 1,
+    "render_size": [4, 3],
+    "output_size": [8, 6],
+}
+
+
+def desc(name: str, fmt: str, w: int, hh: int, stride: int | None = None, **extra: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": name, "format": fmt, "width": w, "height": hh,
+                         "stride": stride if stride is not None else w * p.FORMATS[fmt].bytes_per_pixel}
+    d.update(extra)
+    return d
+
+
+def frame_header(buffers: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    hd: dict[str, Any] = {"nrb": 1, "type": "FRAME", "session": 7, "frame": 1, "time_ns": 123456789,
+                          "dt": 0.016666666666666666, "deadline_ms": 50, "buffers": buffers, "events": [],
+                          "styles": []}
+    hd.update(over)
+    return hd
+
+
+def timing() -> dict[str, Any]:
+    return {"queue_ms": 0.5, "decode_ms": 0.25, "style_ms": 0.125, "render_ms": 4, "encode_ms": 0.0625,
+            "total_ms": 5}
+
+
+POOL = {"name": "/nrb-test-pool", "slots": 4, "slot_size": 4096}
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.glob("*.json"):
+        f.unlink()
+    for f in out.glob("*.bin"):
+        f.unlink()
+
+    def valid(name: str, header: dict[str, Any], payloads: list[bytes], note: str,
+              context: dict[str, Any] | None = None, encode: bool = True,
+              wire: list[bytes] | None = None) -> None:
+        ctx = context or {}
+        pool = p.ShmPool(**ctx["shm_pool"]) if "shm_pool" in ctx else None
+        comp = ctx.get("compression", list(p.COMPRESSIONS))
+        if wire is None:
+            msg = p.message_from_header(header, payloads, compression=comp, shm_pool=pool, raw_payloads=True)
+            wire = [bytes(x) for x in p.encode(msg)]
+        # Sanity: what we claim must hold for the Python codec before it becomes a fixture.
+        decoded = p.decode(wire, compression=comp, shm_pool=pool)
+        expect = p.message_from_header(header, payloads, compression=comp, shm_pool=pool, raw_payloads=True)
+        assert pk(p.header_map(decoded)) == pk(p.header_map(expect)), name
+        got = [bytes(b.data or b"") for b in p._payload_buffers(decoded)]
+        assert got == [bytes(x) for x in payloads], name
+        desc_json: dict[str, Any] = {"name": name, "valid": True, "note": note}
+        if context:
+            desc_json["context"] = context
+        desc_json.update(header=header, payloads=[h(x) for x in payloads], encode=encode)
+        (out / f"{name}.json").write_text(json.dumps(desc_json, indent=1) + "\n")
+        (out / f"{name}.bin").write_bytes(pack_frames(wire))
+
+    def invalid(name: str, frames: list[bytes], error: str, note: str,
+                context: dict[str, Any] | None = None) -> None:
+        ctx = context or {}
+        pool = p.ShmPool(**ctx["shm_pool"]) if "shm_pool" in ctx else None
+        try:
+            p.decode(frames, compression=ctx.get("compression", p.COMPRESSIONS), shm_pool=pool)
+        except p.ProtocolError as e:
+            assert e.code.name == error, f"{name}: got {e.code.name}, want {error}: {e}"
+        else:
+            raise AssertionError(f"{name} decoded")
+        d: dict[str, Any] = {"name": name, "valid": False, "note": note}
+        if context:
+            d["context"] = context
+        d["error"] = error
+        (out / f"{name}.json").write_text(json.dumps(d, indent=1) + "\n")
+        (out / f"{name}.bin").write_bytes(pack_frames(frames))
+
+    # ------------------------------------------------------------------------------------------- valid
+    hello = {"nrb": 1, "type": "HELLO", "min_version": 1, "engine": "panda3d", "engine_version": "1.10.14",
+             "client": "libnrb/0.1.0", "capabilities": ["shm", "lz4"], "render_size": [640, 360],
+             "output_size": [1280, 720],
+             "buffers": [{"name": "albedo", "format": "rgba8_srgb"}, {"name": "normals", "format": "rgba16f"},
+                         {"name": "depth", "format": "r32f"}, {"name": "material_id", "format": "r16u"}]}
+    valid("hello_basic", hello, [], "a HELLO offering four buffers, no shared memory")
+    valid("hello_shm", {**hello, "shm": POOL}, [], "a HELLO offering a shared-memory pool")
+    valid("welcome_basic",
+          {"nrb": 1, "type": "WELCOME", "session": 4294967301, "renderer": "deferred/0.1.0",
+           "capabilities": ["shm"],
+           "required": [{"name": "albedo", "format": "rgba8_srgb"}, {"name": "normals", "format": "rgba16f"}],
+           "optional": [{"name": "material_id", "format": "r16u"}],
+           "output": {"name": "output", "format": "rgba8", "width": 1280, "height": 720}, "max_in_flight": 2,
+           "styles": ["identity", "photoreal", "toon", "noir", "golden", "thermal"]},
+          [], "WELCOME with a session id above 2^32 (uint64 encoding)")
+    alb = pattern(2 * 2 * 4, 1)
+    valid("frame_minimal", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb], "one 2x2 rgba8 buffer")
+    full_bufs = [
+        desc("hudless_color", "rgba8_srgb", 4, 3),
+        desc("depth", "r32f", 4, 3, depth_reversed=True, depth_infinite=False),
+        desc("motion_vectors", "rg16f", 4, 3),
+        desc("normals", "rgba16f", 4, 3),
+        desc("roughness_metallic", "rg8", 4, 3, stride=16),
+        desc("material_id", "r16u", 4, 3),
+        desc("object_id", "r32u", 4, 3),
+        desc("x_studio_mask", "r8", 4, 3),
+    ]
+    full_payloads = [pattern(b["stride"] * b["height"], i) for i, b in enumerate(full_bufs)]
+    events = [
+        {"name": "weapon_powerup", "params": {"duration": 5.5, "level": 3, "tag": "gold", "flags": [1, -2, True],
+                                               "nested": {"a": None, "b": [0.5, "x"]}},
+         "target": {"scope": "object", "ids": [42]}},
+        {"name": "player_damaged", "params": {"amount": -17}, "target": {"scope": "global", "ids": []}},
+    ]
+    styles = [
+        {"style": "golden", "strength": 1, "over": 0.5, "target": {"scope": "material", "ids": [3, 70000]}},
+        {"style": "noir", "strength": 0.9, "over": 2, "target": {"scope": "global", "ids": []}},
+    ]
+    valid("frame_full",
+          frame_header(full_bufs, frame=18446744073709551615, camera=FULL_CAMERA, events=events, styles=styles),
+          full_payloads, "camera, eight buffers (padded stride, vendor name, depth flags), events and styles")
+    valid("frame_shm",
+          frame_header([desc("albedo", "rgba8", 4, 4, shm={"slot": 0, "offset": 0}),
+                        desc("depth", "r32f", 4, 4, shm={"slot": 0, "offset": 128}),
+                        desc("normals", "rgba16f", 4, 4)],
+                       result_slot=3),
+          [pattern(128, 5)], "two buffers in shared memory, one inline, and a result slot",
+          context={"shm_pool": POOL})
+    valid("result_ok",
+          {"nrb": 1, "type": "RESULT", "session": 7, "frame": 1, "status": "ok",
+           "output": desc("output", "rgba8", 3, 2, stride=16), "timing": timing()},
+          [pattern(32, 9)], "an rgba8 result with a padded stride")
+    valid("result_skipped",
+          {"nrb": 1, "type": "RESULT", "session": 7, "frame": 2, "status": "skipped", "timing": timing()},
+          [], "a frame that was past its deadline")
+    valid("error_basic",
+          {"nrb": 1, "type": "ERROR", "code": 8, "name": "PAYLOAD_MISMATCH",
+           "message": "albedo: payload is 3 bytes, stride × height = 16", "session": 7, "frame": 3},
+          [], "an ERROR with a non-ASCII message")
+    valid("ping", {"nrb": 1, "type": "PING", "nonce": 99, "time_ns": 5000000000}, [], "PING")
+    valid("pong", {"nrb": 1, "type": "PONG", "nonce": 99, "time_ns": 5000000000}, [], "PONG")
+    valid("bye", {"nrb": 1, "type": "BYE", "session": 7, "reason": "engine shutting down"}, [], "BYE")
+    valid("bye_empty", {"nrb": 1, "type": "BYE"}, [], "BYE with no optional keys")
+
+    import lz4.frame
+    import zstandard
+
+    raw = bytes(64) + pattern(64, 3)
+    for method, comp in (("lz4", lz4.frame.compress(raw, store_size=True)),
+                         ("zstd", zstandard.ZstdCompressor(write_content_size=True).compress(raw))):
+        hd = frame_header([desc("albedo", "rgba8", 8, 4, compression=method)])
+        valid(f"frame_{method}", hd, [raw], f"{method}-compressed payload; decode-only",
+              encode=False, wire=[pk(hd), comp])
+    unknown = frame_header([desc("albedo", "rgba8", 2, 2)])
+    valid("frame_unknown_optional_key", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb],
+          "unknown keys (top level and in a descriptor) are ignored; decode-only", encode=False,
+          wire=[pk({**unknown, "x_future": {"a": 1}, "buffers": [{**desc("albedo", "rgba8", 2, 2), "hdr": True}]}),
+                alb])
+    valid("ping_must_understand_known", {"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2}, [],
+          "must_understand naming a defined key is fine; decode-only", encode=False,
+          wire=[pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2, "must_understand": ["nonce"]})])
+    valid("frame_float_as_int", frame_header([], dt=0, deadline_ms=33), [],
+          "float fields given as integers on the wire are accepted; decode-only", encode=False,
+          wire=[pk({**frame_header([]), "dt": 0, "deadline_ms": 33})])
+
+    # ----------------------------------------------------------------------------------------- invalid
+    base = frame_header([desc("albedo", "rgba8", 2, 2)])
+    good = pk(base)
+
+    def with_(**kw: Any) -> bytes:
+        return pk({**base, **kw})
+
+    def with_desc(**kw: Any) -> bytes:
+        return pk({**base, "buffers": [{**desc("albedo", "rgba8", 2, 2), **kw}]})
+
+    invalid("empty_message", [], "MALFORMED", "no frames at all")
+    invalid("header_truncated", [good[:-5], alb], "MALFORMED", "header cut short")
+    invalid("header_trailing_bytes", [good + b"\xc0", alb], "MALFORMED", "a second msgpack object after the map")
+    invalid("header_not_map", [pk([1, "FRAME"])], "MALFORMED", "header is an array")
+    invalid("header_too_large", [pk({**base, "x_pad": "a" * 65536}), alb], "LIMIT_EXCEEDED",
+            "header frame over 65536 bytes")
+    invalid("header_invalid_utf8", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2})
+                                     .replace(b"PING", b"P\xffNG")], "MALFORMED", "invalid UTF-8 in a str")
+    invalid("header_non_str_key", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2, 5: 1})], "MALFORMED",
+            "an integer map key")
+    invalid("header_ext_type", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2,
+                                    "x": msgpack.ExtType(5, b"ab")})], "MALFORMED", "an ext value")
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    invalid("header_too_deep", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2, "x_deep": deep})],
+            "MALFORMED", "nesting deeper than 16")
+    invalid("missing_nrb", [pk({"type": "PING", "nonce": 1, "time_ns": 2})], "MISSING_FIELD", "no nrb key")
+    invalid("unknown_version", [pk({**base, "nrb": 2}), alb], "VERSION_UNSUPPORTED", "FRAME with nrb 2")
+    invalid("hello_no_common_version", [pk({**hello, "nrb": 3, "min_version": 2})], "VERSION_UNSUPPORTED",
+            "engine speaks only 2..3")
+    invalid("unknown_type", [pk({"nrb": 1, "type": "TELEPORT"})], "UNKNOWN_TYPE", "type TELEPORT")
+    invalid("type_not_str", [pk({"nrb": 1, "type": 4})], "WRONG_TYPE", "type is an integer")
+    invalid("must_understand_unknown", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2,
+                                            "must_understand": ["x_hologram"]})], "UNKNOWN_REQUIRED",
+            "a key the receiver must understand but does not know")
+    missing = dict(base)
+    del missing["deadline_ms"]
+    invalid("frame_missing_deadline", [pk(missing), alb], "MISSING_FIELD", "FRAME without deadline_ms")
+    invalid("width_is_str", [with_desc(width="2"), alb], "WRONG_TYPE", "width given as a string")
+    invalid("session_negative", [with_(session=-1), alb], "WRONG_TYPE", "negative uint")
+    invalid("frame_id_bool", [with_(frame=True), alb], "WRONG_TYPE", "boolean where a uint belongs")
+    invalid("absurd_dimensions", [with_desc(width=100000, stride=400000), alb], "LIMIT_EXCEEDED",
+            "width 100000")
+    invalid("zero_height", [with_desc(height=0), alb], "BAD_VALUE", "height 0")
+    invalid("buffer_over_1gib", [pk({**base, "buffers": [desc("albedo", "rgba32f", 16384, 16384)]})],
+            "LIMIT_EXCEEDED", "16384² rgba32f is 4 GiB")
+    invalid("stride_too_small", [with_desc(stride=7), alb], "BAD_VALUE", "stride below width × 4")
+    invalid("payload_too_short", [good, alb[:-1]], "PAYLOAD_MISMATCH", "payload one byte short")
+    invalid("payload_too_long", [good, alb + b"\0"], "PAYLOAD_MISMATCH", "payload one byte long")
+    invalid("payload_missing", [good], "MALFORMED", "no payload frame for the inline buffer")
+    invalid("payload_extra", [good, alb, alb], "MALFORMED", "one payload frame too many")
+    invalid("too_many_buffers", [pk({**base, "buffers": [desc(f"x_b{i}", "r8", 1, 1) for i in range(33)]})]
+            + [b"\0"] * 33, "LIMIT_EXCEEDED", "33 buffers")
+    invalid("unknown_format", [with_desc(format="rgb565"), alb], "BAD_VALUE", "format rgb565")
+    invalid("unknown_buffer_name", [with_desc(name="sparkles"), alb], "BAD_VALUE", "not a tag nor x_")
+    invalid("duplicate_buffer", [pk({**base, "buffers": [desc("albedo", "rgba8", 2, 2)] * 2}), alb, alb],
+            "BAD_VALUE", "albedo twice")
+    invalid("dt_nan", [with_(dt=float("nan")), alb], "BAD_VALUE", "dt is NaN")
+    invalid("deadline_zero", [with_(deadline_ms=0.0), alb], "BAD_VALUE", "deadline 0")
+    invalid("strength_above_one", [with_(styles=[{"style": "noir", "strength": 1.5, "over": 0.0,
+                                                  "target": {"scope": "global", "ids": []}}]), alb],
+            "BAD_VALUE", "style strength 1.5")
+    invalid("global_target_with_ids", [with_(events=[{"name": "e", "params": {},
+                                                      "target": {"scope": "global", "ids": [1]}}]), alb],
+            "BAD_VALUE", "global target with ids")
+    invalid("object_target_without_ids", [with_(events=[{"name": "e", "params": {},
+                                                         "target": {"scope": "object", "ids": []}}]), alb],
+            "BAD_VALUE", "object target with no ids")
+    nested: Any = 1
+    for _ in range(9):
+        nested = {"k": nested}
+    invalid("params_too_deep", [with_(events=[{"name": "e", "params": nested,
+                                                "target": {"scope": "global", "ids": []}}]), alb],
+            "LIMIT_EXCEEDED", "params nest 9 deep")
+    invalid("params_too_large", [with_(events=[{"name": "e", "params": {"blob": "z" * 5000},
+                                                 "target": {"scope": "global", "ids": []}}]), alb],
+            "LIMIT_EXCEEDED", "params over 4096 bytes")
+    invalid("too_many_events", [with_(events=[{"name": "e", "params": {},
+                                                "target": {"scope": "global", "ids": []}}] * 257), alb],
+            "LIMIT_EXCEEDED", "257 events")
+    invalid("event_name_empty", [with_(events=[{"name": "", "params": {},
+                                                 "target": {"scope": "global", "ids": []}}]), alb],
+            "BAD_VALUE", "empty event name")
+    invalid("shm_without_pool", [with_desc(shm={"slot": 0, "offset": 0})], "BAD_VALUE",
+            "a shared-memory reference with no negotiated pool")
+    invalid("shm_slot_out_of_range", [with_desc(shm={"slot": 4, "offset": 0})], "BAD_VALUE",
+            "slot 4 of a 4-slot pool", context={"shm_pool": POOL})
+    invalid("shm_offset_unaligned", [with_desc(shm={"slot": 0, "offset": 8})], "BAD_VALUE",
+            "offset not a multiple of 64", context={"shm_pool": POOL})
+    invalid("compression_not_negotiated", [with_desc(compression="zstd"), alb], "BAD_VALUE",
+            "zstd payload when only lz4 was negotiated", context={"compression": ["lz4"]})
+    zs = zstandard.ZstdCompressor(write_content_size=True).compress(alb + b"\0")
+    invalid("zstd_wrong_size", [with_desc(compression="zstd"), zs], "PAYLOAD_MISMATCH",
+            "zstd frame decompressing to one byte too many")
+    invalid("result_ok_without_output", [pk({"nrb": 1, "type": "RESULT", "session": 7, "frame": 1,
+                                             "status": "ok", "timing": timing()})], "MISSING_FIELD",
+            "status ok but no output")
+    invalid("timing_negative", [pk({"nrb": 1, "type": "RESULT", "session": 7, "frame": 1,
+                                    "status": "skipped", "timing": {**timing(), "render_ms": -1.0}})],
+            "BAD_VALUE", "negative render time")
+    invalid("welcome_session_zero", [pk({"nrb": 1, "type": "WELCOME", "session": 0, "renderer": "r",
+                                         "capabilities": [], "required": [], "optional": [],
+                                         "output": {"name": "output", "format": "rgba8", "width": 1,
+                                                    "height": 1},
+                                         "max_in_flight": 2, "styles": []})], "BAD_VALUE", "session 0")
+    invalid("camera_matrix_short", [with_(camera={"view_to_clip": [1.0] * 15}), alb], "BAD_VALUE",
+            "a 15-entry matrix")
+    print(f"wrote {len(list(out.glob('*.json')))} vectors to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent)
