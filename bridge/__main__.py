@@ -1,0 +1,7 @@
+"""``python -m bridge`` = ``nrb``."""
+
+import sys
+
+from bridge.cli import main
+
+sys.exit(main())

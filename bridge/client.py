@@ -1,0 +1,179 @@
+"""A small blocking NRB/1 client (ZeroMQ DEALER) in pure Python, for tests, ``nrb demo`` and tools.
+
+The production engine client is the C++ ``libnrb``; this one favours simplicity: every call blocks with a timeout,
+answers that arrive out of order are kept until asked for.
+
+    with Client("tcp://127.0.0.1:5555") as c:
+        c.hello(render_size=(640, 360), buffers=[BufferSpec("albedo", "rgba8_srgb"), ...])
+        result = c.render([Buffer.from_array("albedo", "rgba8_srgb", albedo), ...],
+                          events=[Event("boss_phase", {"phase": 2})])
+        image = result.output.array()
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from bridge.protocol import (
+    Buffer,
+    BufferSpec,
+    Bye,
+    Camera,
+    Error,
+    Event,
+    Frame,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Result,
+    ShmPool,
+    StyleCommand,
+    Welcome,
+    decode,
+    encode,
+)
+
+
+class RemoteError(Exception):
+    """The server answered with an ERROR message (``error`` holds it)."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.name} ({error.code}): {error.message}")
+        self.error = error
+
+    @property
+    def name(self) -> str:
+        return self.error.name
+
+
+class Client:
+    """One engine connection; one session at a time (``hello`` opens it, ``bye`` closes it)."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 5.0, context: zmq.Context[Any] | None = None,
+                 client_name: str = "nrb-py/0.1.0") -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.client_name = client_name
+        self._ctx = context or zmq.Context.instance()
+        self.sock = self._ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.session: int | None = None
+        self.welcome: Welcome | None = None
+        self.next_frame = 1
+        self._t0 = time.monotonic_ns()
+        self._sim_time_ns = 0
+        self._pending: list[Message] = []
+        self.shm_pool: ShmPool | None = None  # set when the server accepted shared memory
+        self._nonce = itertools.count(1)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (without saying BYE; call ``bye()`` first for a clean end)."""
+        self.sock.close(linger=0)
+
+    # raw ----------------------------------------------------------------------------------------------------
+    def send(self, msg: Message) -> None:
+        self.send_raw(encode(msg))
+
+    def send_raw(self, frames: Sequence[bytes | memoryview]) -> None:
+        """Send arbitrary frames (tests use this to play a hostile client)."""
+        self.sock.send_multipart(list(frames), copy=False)
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next message from the server (queued out-of-order answers first); ``TimeoutError`` if none."""
+        if self._pending:
+            return self._pending.pop(0)
+        return self._recv_wire(timeout)
+
+    def _recv_wire(self, timeout: float | None) -> Message:
+        t = self.timeout if timeout is None else timeout
+        if not self.sock.poll(int(t * 1000)):
+            raise TimeoutError(f"no answer from {self.endpoint} within {t:.1f} s")
+        frames = self.sock.recv_multipart(copy=False)
+        return decode(frames, shm_pool=self.shm_pool)
+
+    def _wait(self, match: Any, timeout: float | None) -> Message:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        for i, m in enumerate(self._pending):
+            if match(m):
+                return self._pending.pop(i)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching answer from {self.endpoint}")
+            m = self._recv_wire(left)
+            if match(m):
+                return m
+            self._pending.append(m)
+
+    # session ------------------------------------------------------------------------------------------------
+    def hello(self, render_size: tuple[int, int], buffers: Sequence[BufferSpec], *,
+              output_size: tuple[int, int] | None = None, capabilities: Sequence[str] = (),
+              engine: str = "python", engine_version: str = "0", shm: ShmPool | None = None,
+              timeout: float | None = None) -> Welcome:
+        """Open a session; raise ``RemoteError`` if the server refuses."""
+        self.send(Hello(engine, engine_version, self.client_name, list(capabilities), render_size,
+                        output_size or render_size, list(buffers), shm))
+        msg = self._wait(lambda m: isinstance(m, (Welcome, Error)) and getattr(m, "frame", None) is None, timeout)
+        if isinstance(msg, Error):
+            raise RemoteError(msg)
+        assert isinstance(msg, Welcome)
+        self.session, self.welcome, self.next_frame, self._sim_time_ns = msg.session, msg, 1, 0
+        self.shm_pool = shm if shm is not None and "shm" in msg.capabilities else None
+        return msg
+
+    def send_frame(self, buffers: Sequence[Buffer], *, events: Sequence[Event] = (),
+                   styles: Sequence[StyleCommand] = (), dt: float = 1 / 60, deadline_ms: float = 1000.0,
+                   camera: Camera | None = None, time_ns: int | None = None, frame: int | None = None,
+                   result_slot: int | None = None, session: int | None = None) -> int:
+        """Send one FRAME; return its id. Without ``time_ns`` the frame time advances by ``dt`` per frame, so a
+        scripted run is reproducible regardless of how fast it goes."""
+        sid = session if session is not None else self.session
+        if sid is None:
+            raise RuntimeError("no session: call hello() first")
+        fid = self.next_frame if frame is None else frame
+        self.next_frame = fid + 1
+        if time_ns is None:
+            if fid > 1:
+                self._sim_time_ns += int(round(dt * 1e9))
+            time_ns = self._sim_time_ns
+        self.send(Frame(sid, fid, time_ns, dt, deadline_ms, list(buffers), list(events), list(styles), camera,
+                        result_slot))
+        return fid
+
+    def result(self, frame: int, timeout: float | None = None) -> Result:
+        """Wait for the answer to ``frame``; ``RemoteError`` if it is an ERROR."""
+        msg = self._wait(lambda m: isinstance(m, (Result, Error)) and m.frame == frame, timeout)
+        if isinstance(msg, Error):
+            raise RemoteError(msg)
+        assert isinstance(msg, Result)
+        return msg
+
+    def render(self, buffers: Sequence[Buffer], timeout: float | None = None, **kw: Any) -> Result:
+        """``send_frame`` then ``result``."""
+        return self.result(self.send_frame(buffers, **kw), timeout)
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Round-trip time in seconds."""
+        nonce = next(self._nonce)
+        t = time.monotonic_ns()
+        self.send(Ping(nonce, t))
+        self._wait(lambda m: isinstance(m, Pong) and m.nonce == nonce, timeout)
+        return (time.monotonic_ns() - t) / 1e9
+
+    def bye(self, reason: str | None = None) -> None:
+        """Close the session."""
+        self.send(Bye(self.session, reason))
+        self.session = None

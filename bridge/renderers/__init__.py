@@ -1,0 +1,1 @@
+"""Built-in renderers. Each is registered by name in ``bridge.renderer.RENDERERS`` (resolved lazily)."""

@@ -1,0 +1,128 @@
+"""ONNX renderer: runs any user model whose inputs are named after protocol buffers, on onnxruntime (CPU).
+
+Model contract:
+
+* every input is float32 NCHW with N = 1 and is named after a protocol buffer (``albedo``, ``normals``, ``depth``,
+  ``material_id``, …; ``normals``/``roughness``/``metallic`` may be derived, see ``bridge.renderer.DERIVED``), or is
+  called ``style_map`` and receives the (1, S, H, W) style weights; an input with a fixed channel count C gets the
+  buffer's first C channels (so ``albedo`` can be declared with 3 channels);
+* the first output is (1, C, H', W') with C = 3 (RGB) or 4 (RGBA), **linear** colour unless the renderer is created
+  with ``output_srgb=True`` (then 0..1 sRGB-encoded). H', W' fixed in the model set the output size (an upscaler);
+  dynamic ones mean "same as the render size".
+
+Inference sessions are cached per (path, threads) so that each engine session gets its own renderer instance
+without reloading the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.protocol import BUFFER_NAMES, BufferSpec
+from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, to_srgb8
+
+_SESSIONS: dict[tuple[str, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    key = (str(Path(path).resolve()), threads)
+    with _LOCK:
+        if key not in _SESSIONS:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            _SESSIONS[key] = ort.InferenceSession(key[0], sess_options=opts, providers=["CPUExecutionProvider"])
+        return _SESSIONS[key]
+
+
+def _dim(v: Any) -> int | None:
+    return v if isinstance(v, int) and v > 0 else None
+
+
+class OnnxRenderer(Renderer):
+    """A user ONNX model as a renderer (see the module docstring for the model contract)."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, *, threads: int = 1, output_srgb: bool = False) -> None:
+        self.path = str(path)
+        self.name = f"onnx:{Path(path).name}"
+        self.output_srgb = bool(output_srgb)
+        self.session = _session(self.path, int(threads))
+        self.inputs: list[tuple[str, int | None]] = []
+        for inp in self.session.get_inputs():
+            if inp.type != "tensor(float)":
+                raise ValueError(f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)")
+            if len(inp.shape) != 4:
+                raise ValueError(f"{self.path}: input {inp.name!r} must be NCHW (rank 4), has shape {inp.shape}")
+            if inp.name != "style_map" and inp.name not in BUFFER_NAMES and inp.name not in DERIVED:
+                raise ValueError(f"{self.path}: input {inp.name!r} is neither a protocol buffer name nor style_map")
+            self.inputs.append((inp.name, _dim(inp.shape[1])))
+        out = self.session.get_outputs()[0]
+        self.output_name = out.name
+        self.fixed_out = (_dim(out.shape[3]), _dim(out.shape[2])) if len(out.shape) == 4 else (None, None)
+
+    def required(self) -> list[BufferSpec]:
+        return [BufferSpec(n, USUAL_FORMAT.get(n, "rgba16f")) for n, _ in self.inputs if n != "style_map"]
+
+    def output_size(self, render_size: tuple[int, int], requested: tuple[int, int]) -> tuple[int, int]:
+        w, h = self.fixed_out
+        return (w, h) if w is not None and h is not None else render_size
+
+    def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
+        feed: dict[str, np.ndarray] = {}
+        for name, channels in self.inputs:
+            arr = style_map if name == "style_map" else inputs[name]
+            if channels is not None:
+                if arr.shape[2] < channels:
+                    raise ValueError(f"model input {name!r} wants {channels} channels, the buffer has {arr.shape[2]}")
+                arr = arr[..., :channels]
+            feed[name] = np.ascontiguousarray(arr.transpose(2, 0, 1)[None], dtype=np.float32)
+        out = self.session.run([self.output_name], feed)[0]
+        if out.ndim != 4 or out.shape[0] != 1 or out.shape[1] not in (3, 4):
+            raise ValueError(f"model output has shape {out.shape}, expected (1, 3|4, H, W)")
+        img = np.ascontiguousarray(out[0].transpose(1, 2, 0), dtype=np.float32)
+        if not self.output_srgb:
+            return img  # linear: the server encodes it
+        rgba = np.empty(img.shape[:2] + (4,), np.uint8)
+        rgba[..., :3] = to_srgb8(img[..., :3])
+        rgba[..., 3] = to_srgb8(img[..., 3]) if img.shape[2] == 4 else 255
+        return rgba
+
+
+def example_model(path: str | Path) -> Path:
+    """Write a tiny example model (output = albedo RGB × (1 - 0.5 · style weight of style 3), used by tests/docs)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [
+            helper.make_node("Slice", ["style_map", "s3", "s4", "axis1"], ["noir"]),
+            helper.make_node("Mul", ["noir", "half"], ["dim"]),
+            helper.make_node("Sub", ["one", "dim"], ["gain"]),
+            helper.make_node("Mul", ["albedo", "gain"], ["rgb"]),
+        ],
+        "nrb_example",
+        [helper.make_tensor_value_info("albedo", TensorProto.FLOAT, [1, 3, "h", "w"]),
+         helper.make_tensor_value_info("style_map", TensorProto.FLOAT, [1, "s", "h", "w"])],
+        [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor("s3", TensorProto.INT64, [1], [3]), helper.make_tensor("s4", TensorProto.INT64, [1], [4]),
+         helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]), helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+__all__ = ["OnnxRenderer", "example_model"]

@@ -1,0 +1,792 @@
+"""The render server: a ZeroMQ ROUTER that turns engine FRAMEs into RESULTs (``nrb serve``).
+
+One thread owns the socket and runs a simple loop: drain every message that has arrived (answering HELLO, PING
+and BYE at once, decoding and validating FRAMEs into their session's queue), then render one queued frame
+(round-robin over sessions), then housekeeping (expiry, status line). Because the queue is explicit, a frame whose
+deadline has passed while it waited is answered ``skipped`` instead of being rendered.
+
+Per frame, in order: the session's style pipeline advances (engine ``set_style`` commands, then event hooks, then
+every-frame hooks — also for frames that end up skipped or refused for overload, so no event is ever lost), the
+style map is built from the ``material_id`` / ``object_id`` buffers, the session's renderer renders, the image is
+encoded and sent with a timing breakdown (queue, decode, style, render, encode, total).
+
+Robustness: every message is handled inside a guard — a malformed or hostile message gets an ERROR reply (when it
+can be routed) and the loop goes on; a renderer exception or bad output becomes ERROR ``RENDER_FAILED`` for that
+frame, logged once per distinct failure with context; a buggy hook is logged and skipped.
+
+``Server`` works in-process (``start()`` / ``stop()``, used by tests and tools) and as a process
+(``serve_forever()``, used by ``nrb serve``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import zmq
+
+from bridge.capture import CaptureWriter
+from bridge.hooks import HookErrorLog, HookSet, HooksFile
+from bridge.protocol import (
+    COMPRESSIONS,
+    MAX_IN_FLIGHT,
+    Buffer,
+    Bye,
+    Error,
+    ErrorCode,
+    Frame,
+    Hello,
+    OutputSpec,
+    Ping,
+    Pong,
+    ProtocolError,
+    Result,
+    Timing,
+    Welcome,
+    encode,
+    error_message,
+    message_from_header,
+    parse_header,
+)
+from bridge.renderer import BadOutput, Renderer, RenderInputs, available, image_to_output, renderer_factory
+from bridge.security import ServerCurve, check_bind_policy
+from bridge.session import QueuedFrame, Session, StylePipeline
+from bridge.shm import ShmPoolView, ShmUnavailable
+from bridge.style.stylemap import style_map_digest
+
+log = logging.getLogger("nrb.server")
+
+#: Buffers exempt from the "same size as render_size" check.
+_ANY_SIZE = {"exposure"}
+#: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; beyond this many more they
+#: are dropped outright.
+_STYLE_ONLY_SLACK = 256
+
+
+@dataclass
+class ServerConfig:
+    """``nrb serve`` options. ``port=0`` picks a free port (read ``Server.endpoint``).
+
+    Listening beyond loopback needs CurveZMQ (``curve_secret`` + ``allow_dir``) or ``insecure=True`` (see
+    ``bridge.security`` and docs/security.md). ``endpoint`` (``tcp://``, ``ipc://``, ``inproc://``) overrides
+    host/port. ``max_pixels`` bounds render and output sizes (LIMIT_EXCEEDED at HELLO). A peer whose last
+    ``max_rejects`` messages were all rejected loses its sessions.
+    """
+
+    renderer: str = "deferred"
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 5555
+    endpoint: str | None = None
+    insecure: bool = False
+    curve_secret: str | None = None
+    allow_dir: str | None = None
+    hooks: str | None = None
+    max_sessions: int = 16
+    max_in_flight: int = 4
+    max_pixels: int | None = None
+    max_rejects: int = 64
+    idle_timeout: float = 30.0
+    record: str | None = None
+    metrics_port: int | None = None
+    status: bool = False
+    status_interval: float = 1.0
+
+
+class _ClearStatusLine(logging.Filter):
+    """Erase the live status line before a log record is written to the same terminal (it is redrawn next tick)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.stream.write("\r\x1b[2K")
+        return True
+
+
+def _endpoint_host(endpoint: str) -> str | None:
+    """The host part of a ``tcp://host:port`` endpoint (None for ipc/inproc, which never leave the machine)."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    return endpoint[6:].rsplit(":", 1)[0]
+
+
+class _Metrics:
+    """Prometheus metrics in a registry of their own (several servers can live in one test process)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions = Gauge("nrb_sessions", "Open engine sessions", registry=r)
+        self.frames_in = Counter("nrb_frames_received_total", "FRAME messages accepted into a queue", registry=r)
+        self.frames_out = Counter("nrb_frames_rendered_total", "Frames answered with an ok RESULT", registry=r)
+        self.skipped = Counter("nrb_frames_skipped_total", "Frames past their deadline when dequeued", registry=r)
+        self.errors = Counter("nrb_errors_total", "ERROR replies sent", ["code"], registry=r)
+        self.hook_errors = Counter("nrb_hook_errors_total", "Exceptions raised by style hooks", registry=r)
+        buckets = (0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+        self.latency = Histogram("nrb_frame_latency_seconds", "Received to RESULT sent", buckets=buckets, registry=r)
+        self.render = Histogram("nrb_render_seconds", "Renderer time per frame", buckets=buckets, registry=r)
+        self.queue_len = Gauge("nrb_queued_frames", "Frames waiting to be rendered", registry=r)
+        self._http: Any = None
+
+    def serve(self, port: int) -> int:
+        from prometheus_client import start_http_server
+
+        self._http, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        return int(self._http.server_port)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class Server:
+    """An NRB/1 render server. See the module docstring for the processing model."""
+
+    def __init__(self, config: ServerConfig | None = None, *,
+                 factory: Callable[[], Renderer] | None = None,
+                 context: zmq.Context[Any] | None = None, **overrides: Any) -> None:
+        self.config = dataclasses.replace(config or ServerConfig(), **overrides)
+        cfg = self.config
+        host = cfg.host if cfg.endpoint is None else _endpoint_host(cfg.endpoint)
+        if (cfg.curve_secret is None) != (cfg.allow_dir is None):
+            raise ValueError("CurveZMQ needs both curve_secret (--curve-secret) and allow_dir (--allow-dir)")
+        if host is not None:
+            check_bind_policy(host, curve=cfg.curve_secret is not None, insecure=cfg.insecure)  # SecurityError
+        if not 1 <= cfg.max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}")
+        self.factory = factory or renderer_factory(cfg.renderer, **cfg.renderer_options)
+        probe = self.factory()  # fail at startup, not at the first HELLO
+        self.renderer_label = probe.label
+        self.library = probe.library
+        self.hooks = HooksFile(cfg.hooks) if cfg.hooks else None
+        self.hook_log = HookErrorLog()
+        self.sessions: dict[int, Session] = {}
+        self._next_id = random.randrange(1, 1 << 31)
+        self._rr: collections.deque[int] = collections.deque()
+        self._ctx = context or zmq.Context.instance()
+        self.sock: zmq.Socket[Any] | None = None
+        self.endpoint: str | None = None
+        self.metrics_port: int | None = None
+        self._metrics = _Metrics()
+        self._recorder: CaptureWriter | None = None
+        self._recorded_hooks: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status_out: TextIO = sys.stderr
+        self._curve: ServerCurve | None = None
+        self._rejects: dict[bytes, int] = {}
+        # threads: the I/O loop owns ``sock``; the render thread sends through ``_push`` to the I/O loop's PULL.
+        self._work = threading.Condition()  # guards sessions, their queues and _rr; signals queued work
+        self._out_endpoint = f"inproc://nrb-results-{id(self):x}-{random.randrange(1 << 30):x}"
+        self._push: zmq.Socket[Any] | None = None
+        self._render_tid: int | None = None
+        # server-wide statistics (status line)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._events_in: collections.deque[float] = collections.deque(maxlen=4096)
+        self._events_out: collections.deque[float] = collections.deque(maxlen=4096)
+        self._latencies: collections.deque[float] = collections.deque(maxlen=2048)
+
+    # ---------------------------------------------------------------------------------------------- lifecycle
+    def bind(self) -> str:
+        """Create and bind the ROUTER socket (and the recorder and metrics endpoint); return the endpoint."""
+        if self.sock is not None:
+            assert self.endpoint is not None
+            return self.endpoint
+        cfg = self.config
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        largest = (1 << 30) if cfg.max_pixels is None else min(1 << 30, cfg.max_pixels * 16)
+        sock.setsockopt(zmq.MAXMSGSIZE, largest + (1 << 16))
+        sock.setsockopt(zmq.SNDHWM, 64)
+        sock.setsockopt(zmq.RCVHWM, 256)
+        try:
+            if cfg.curve_secret is not None and cfg.allow_dir is not None:
+                self._curve = ServerCurve(self._ctx, Path(cfg.curve_secret), Path(cfg.allow_dir))
+                self._curve.apply(sock)
+            if cfg.endpoint is not None:
+                sock.bind(cfg.endpoint)
+                self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            elif cfg.port == 0:
+                port = sock.bind_to_random_port(f"tcp://{cfg.host}")
+                self.endpoint = f"tcp://{cfg.host}:{port}"
+            else:
+                self.endpoint = f"tcp://{cfg.host}:{cfg.port}"
+                sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            self._close_curve()
+            raise OSError(f"cannot bind {cfg.endpoint or f'tcp://{cfg.host}:{cfg.port}'}: {exc}") from exc
+        except BaseException:
+            sock.close(0)
+            self._close_curve()
+            raise
+        try:
+            if cfg.record:
+                self._recorder = CaptureWriter(cfg.record, background=True)
+            if cfg.metrics_port is not None:
+                self.metrics_port = self._metrics.serve(cfg.metrics_port)
+        except BaseException:
+            sock.close(0)
+            self._close_curve()
+            if self._recorder is not None:
+                self._recorder.close()
+                self._recorder = None
+            raise
+        self.sock = sock
+        if cfg.status:
+            for handler in logging.getLogger().handlers:
+                if getattr(handler, "stream", None) is self._status_out:
+                    handler.addFilter(_ClearStatusLine(self._status_out))
+        return self.endpoint
+
+    def start(self) -> Server:
+        """Bind, then serve on a background thread (in-process use)."""
+        self.bind()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="nrb-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving: say BYE to every session, close the socket, finish the capture file."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until SIGINT/SIGTERM (process use)."""
+        self.bind()
+        if threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, frame: Any) -> None:
+                if self._stop.is_set():  # second Ctrl-C: stop waiting for a slow render
+                    raise KeyboardInterrupt
+                self._stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, on_signal)
+        self._run()
+
+    def _run(self) -> None:
+        """The I/O loop (this thread) plus the render thread it starts; returns after ``stop()``."""
+        assert self.sock is not None
+        sock = self.sock
+        pull = self._ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.bind(self._out_endpoint)
+        render = threading.Thread(target=self._render_loop, name="nrb-render", daemon=True)
+        render.start()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        next_house = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(50))
+                if pull in ready:  # results from the render thread
+                    for _ in range(256):
+                        try:
+                            out = pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._forward(out)
+                if sock in ready:
+                    for _ in range(256):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._on_message(parts)
+                now = time.monotonic()
+                if now >= next_house:
+                    next_house = now + min(0.25, self.config.status_interval)
+                    self._housekeeping(now)
+        finally:
+            self._stop.set()
+            with self._work:
+                self._work.notify_all()
+            render.join()
+            while True:  # results the render thread finished while we were stopping
+                try:
+                    self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
+                except zmq.Again:
+                    break
+            pull.close(0)
+            self._shutdown()
+
+    def _forward(self, parts: list[Any]) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # peer gone or its queue full: nothing useful to do but count it
+            self.counts["send_failed"] += 1
+            log.debug("send failed: %s", exc)
+
+    def _shutdown(self) -> None:
+        with self._work:
+            open_sessions = list(self.sessions.values())
+        for sess in open_sessions:
+            self._send(sess.routing_id, Bye(sess.id, "server shutting down"))
+            self._close_session(sess, "server shutting down")
+        if self.config.status:
+            self._status_out.write("\n")
+            self._status_out.flush()
+        if self.sock is not None:
+            self.sock.close(linger=100)
+            self.sock = None
+        if self._recorder is not None:
+            try:
+                self._recorder.close()
+            except Exception:
+                log.exception("finishing the capture file failed")
+            self._recorder = None
+        self._metrics.close()
+        self._close_curve()
+
+    def _close_curve(self) -> None:
+        if self._curve is not None:
+            self._curve.close()
+            self._curve = None
+
+    # ------------------------------------------------------------------------------------------------ receive
+    def _send(self, routing_id: bytes, msg: Any) -> list[Any]:
+        """Encode and send ``msg`` to a peer from either thread (the render thread goes through its pipe)."""
+        frames = encode(msg)
+        if threading.get_ident() == self._render_tid:
+            assert self._push is not None
+            self._push.send_multipart([routing_id, *frames], copy=False)
+        else:
+            self._forward([routing_id, *frames])
+        return frames
+
+    def _send_error(self, routing_id: bytes, err: ProtocolError, session: int | None = None,
+                    frame: int | None = None) -> Error:
+        msg = error_message(err, session=session, frame=frame)
+        self.counts[f"error_{err.code.name}"] += 1
+        self._metrics.errors.labels(err.code.name).inc()
+        self._send(routing_id, msg)
+        return msg
+
+    def _on_message(self, parts: list[Any]) -> None:
+        received = time.perf_counter_ns()
+        routing_id = parts[0].bytes
+        frames = parts[1:]
+        self.counts["messages"] += 1
+        try:
+            self._dispatch(routing_id, frames, received)
+        except ProtocolError as err:
+            session, frame = _ids_from(frames)
+            self._send_error(routing_id, err, session, frame)
+            self._rejected(routing_id)
+        except Exception as exc:  # a bug of ours must not take the server down either
+            log.exception("internal error handling a message from %r", routing_id)
+            self._send_error(routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+        else:
+            self._rejects.pop(routing_id, None)
+
+    def _rejected(self, routing_id: bytes) -> None:
+        """Count consecutive rejected messages per peer; past ``max_rejects`` its sessions are dropped."""
+        n = self._rejects[routing_id] = self._rejects.get(routing_id, 0) + 1
+        if len(self._rejects) > 4096:  # bounded memory under a flood of fresh peers
+            self._rejects.clear()
+        if n >= self.config.max_rejects:
+            self._rejects.pop(routing_id, None)
+            victims = [s for s in self.sessions.values() if s.routing_id == routing_id]
+            if victims:
+                log.warning("peer %r sent %d rejected messages in a row: closing its %d session(s)", routing_id, n,
+                            len(victims))
+            for s in victims:
+                self._send(routing_id, Bye(s.id, "too many rejected messages"))
+                self._close_session(s, "too many rejected messages")
+
+    def _dispatch(self, routing_id: bytes, frames: list[Any], received: int) -> None:
+        if not frames:
+            raise ProtocolError(ErrorCode.MALFORMED, "message has no frames")
+        t0 = time.perf_counter_ns()
+        header = parse_header(frames[0])
+        if header.get("type") == "FRAME":
+            self._on_frame(routing_id, header, frames, received, t0)
+            return
+        msg = message_from_header(header, frames[1:])
+        if isinstance(msg, Hello):
+            self._on_hello(routing_id, msg, frames)
+        elif isinstance(msg, Ping):
+            self._send(routing_id, Pong(msg.nonce, msg.time_ns))
+        elif isinstance(msg, Bye):
+            self._on_bye(routing_id, msg)
+        elif isinstance(msg, Error):
+            log.info("engine %r reported %s: %s", routing_id, msg.name, msg.message)
+        elif isinstance(msg, Pong):
+            pass
+        else:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"a renderer does not accept {type(msg).__name__.upper()}")
+
+    def _on_hello(self, routing_id: bytes, hello: Hello, frames: list[Any]) -> None:
+        cfg = self.config
+        if len(self.sessions) >= cfg.max_sessions:
+            raise ProtocolError(ErrorCode.OVERLOADED, f"server is at its limit of {cfg.max_sessions} sessions")
+        if cfg.max_pixels is not None:
+            for what, (w, h) in (("render_size", hello.render_size), ("output_size", hello.output_size)):
+                if w * h > cfg.max_pixels:
+                    raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{what} {w}x{h} is more than this server's "
+                                                                  f"--max-pixels {cfg.max_pixels}")
+        try:
+            renderer = self.factory()
+        except Exception as exc:
+            log.exception("creating a renderer for a new session failed")
+            raise ProtocolError(ErrorCode.INTERNAL, f"cannot create renderer: {exc}") from exc
+        offered = {b.name: b.format for b in hello.buffers}
+        why = renderer.check_offer(offered)
+        if why:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: {why}")
+        caps = [c for c in COMPRESSIONS if c in hello.capabilities]
+        pool = None
+        if "shm" in hello.capabilities and hello.shm is not None:
+            try:
+                pool = ShmPoolView(hello.shm)
+                caps.append("shm")
+            except ShmUnavailable as exc:
+                log.warning("not using shared memory for a session from %r: %s", routing_id, exc)
+        w, h = renderer.output_size(hello.render_size, hello.output_size)
+        sid = self._next_id
+        self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
+        welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
+                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names)
+        sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, renderer.library),
+                       tuple(c for c in caps if c in COMPRESSIONS), pool)
+        with self._work:
+            self.sessions[sid] = sess
+            self._rr.append(sid)
+        self._metrics.sessions.set(len(self.sessions))
+        wire = self._send(routing_id, welcome)
+        if self._recorder is not None:
+            self._recorder.session_start(sid, bytes(frames[0].buffer), bytes(wire[0]), renderer.label)
+        log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s", sid, hello.engine,
+                 hello.engine_version, hello.client, *hello.render_size, w, h, renderer.label)
+
+    def _on_bye(self, routing_id: bytes, bye: Bye) -> None:
+        if bye.session is None:
+            for s in [s for s in self.sessions.values() if s.routing_id == routing_id]:
+                self._close_session(s, bye.reason or "engine said bye")
+            return
+        sess = self.sessions.get(bye.session)
+        if sess is not None and sess.routing_id == routing_id:
+            self._close_session(sess, bye.reason or "engine said bye")
+
+    def _close_session(self, sess: Session, reason: str) -> None:
+        with self._work:
+            self.sessions.pop(sess.id, None)
+            try:
+                self._rr.remove(sess.id)
+            except ValueError:
+                pass
+            sess.queue.clear()
+            busy = sess.busy
+        if not busy:  # else the render thread still reads its shared memory; the mapping goes with the session
+            sess.close()
+        self._metrics.sessions.set(len(self.sessions))
+        if self._recorder is not None:
+            self._recorder.session_end(sess.id, reason)
+        log.info("session %d closed: %s (%d frames rendered, %d skipped, %d failed)", sess.id, reason,
+                 sess.stats.rendered, sess.stats.skipped, sess.stats.render_failed)
+
+    def _on_frame(self, routing_id: bytes, header: dict[str, Any], frames: list[Any], received: int,
+                  t0: int) -> None:
+        sid = header.get("session")
+        sess = self.sessions.get(sid) if _is_uint(sid) else None  # type: ignore[arg-type]
+        if sess is None or sess.routing_id != routing_id:
+            if not _is_uint(sid):
+                message_from_header(header, frames[1:])  # raises the precise decoding error
+            raise ProtocolError(ErrorCode.NO_SESSION, f"session {sid} is not open (expired, closed or unknown)")
+        sess.touch()
+        pool = sess.hello.shm if sess.pool is not None else None
+        msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool)
+        assert isinstance(msg, Frame)
+        self._validate_frame(sess, msg)
+        if sess.pool is not None:
+            for b in msg.buffers:
+                sess.pool.resolve(b)
+        decode_ms = (time.perf_counter_ns() - t0) / 1e6
+        sess.last_frame = msg.frame
+        sess.stats.received += 1
+        self._events_in.append(time.monotonic())
+        self._metrics.frames_in.inc()
+        item = QueuedFrame(routing_id, msg, frames, received, decode_ms)
+        with self._work:
+            in_flight = len(sess.queue) + sess.busy
+            if in_flight >= self.config.max_in_flight:
+                if in_flight >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
+                    log.warning("session %d: frame %d dropped outright, its events are lost", sess.id, msg.frame)
+                    raise ProtocolError(ErrorCode.OVERLOADED,
+                                        f"more than {self.config.max_in_flight} frames in flight")
+                item.style_only = True
+                item.frame = dataclasses.replace(msg, buffers=[])
+                item.wire = [frames[0]]
+            sess.queue.append(item)
+            self._work.notify()
+
+    def _validate_frame(self, sess: Session, frame: Frame) -> None:
+        if sess.last_frame is not None and frame.frame <= sess.last_frame:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"frame {frame.frame} does not follow frame {sess.last_frame}")
+        names = {b.name: b for b in frame.buffers}
+        for spec in sess.welcome.required:
+            if not available(spec.name, names):
+                raise ProtocolError(ErrorCode.MISSING_FIELD, f"buffers: {spec.name!r} is required by the renderer")
+        w, h = sess.render_size
+        for b in frame.buffers:
+            if b.name not in _ANY_SIZE and (b.width, b.height) != (w, h):
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}, the session's "
+                                                         f"render size is {w}x{h}")
+        sess.pipeline.check(frame)
+
+    # ------------------------------------------------------------------------------------------------ process
+    def _render_loop(self) -> None:
+        """The render thread: take the next queued frame (round-robin over sessions) and process it."""
+        self._render_tid = threading.get_ident()
+        self._push = self._ctx.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 1000)
+        self._push.connect(self._out_endpoint)
+        try:
+            while True:
+                with self._work:
+                    picked = self._next_frame()
+                    while picked is None and not self._stop.is_set():
+                        self._work.wait(0.1)
+                        picked = self._next_frame()
+                    if picked is None:
+                        return
+                sess, item = picked
+                try:
+                    self._process(sess, item)
+                except Exception as exc:
+                    log.exception("internal error processing session %d frame %d", sess.id, item.frame.frame)
+                    self._send_error(item.routing_id, ProtocolError(ErrorCode.INTERNAL,
+                                                                    f"{type(exc).__name__}: {exc}"),
+                                     sess.id, item.frame.frame)
+                finally:
+                    with self._work:
+                        sess.busy = False
+                        closed = sess.id not in self.sessions
+                    if closed:
+                        sess.close()  # closed while we rendered: release its shared memory now
+        finally:
+            self._push.close()
+            self._push = None
+            self._render_tid = None
+
+    def _next_frame(self) -> tuple[Session, QueuedFrame] | None:
+        """Round-robin pick (caller holds ``self._work``)."""
+        for _ in range(len(self._rr)):
+            sid = self._rr[0]
+            self._rr.rotate(-1)
+            sess = self.sessions.get(sid)
+            if sess is not None and sess.queue:
+                sess.busy = True
+                return sess, sess.queue.popleft()
+        return None
+
+    def _hooks_for_frame(self) -> HookSet | None:
+        if self.hooks is None:
+            return None
+        hookset = self.hooks.current()
+        if self._recorder is not None and hookset.version != self._recorded_hooks:
+            self._recorder.hooks(hookset.path, hookset.source, hookset.version)
+            self._recorded_hooks = hookset.version
+        return hookset
+
+    def _record_frame(self, sess: Session, item: QueuedFrame) -> None:
+        if self._recorder is None:
+            return
+        frame = item.frame
+        if any(b.shm is not None for b in frame.buffers) or frame.result_slot is not None:
+            inline = [dataclasses.replace(b, shm=None, compression=None, data=bytes(b.data or b"")) for b in frame.buffers]
+            wire: list[Any] = encode(dataclasses.replace(frame, buffers=inline, result_slot=None))
+        else:
+            wire = [f.buffer if hasattr(f, "buffer") else f for f in item.wire]
+        self._recorder.frame(sess.id, frame.frame, wire, time.time_ns(), item.style_only)
+
+    def _process(self, sess: Session, item: QueuedFrame) -> None:
+        frame = item.frame
+        dequeued = time.perf_counter_ns()
+        queue_ms = (dequeued - item.received_ns) / 1e6
+        hookset = self._hooks_for_frame()
+        self._record_frame(sess, item)
+        if frame.camera is not None and frame.camera.reset:
+            sess.renderer.reset()
+            sess.history.clear()
+        t, hook_errors = sess.pipeline.advance(frame, hookset)
+        if hook_errors:
+            sess.stats.hook_errors += len(hook_errors)
+            self._metrics.hook_errors.inc(len(hook_errors))
+            self.hook_log.report(hook_errors)
+        timing = Timing(queue_ms=queue_ms, decode_ms=item.decode_ms)
+
+        def elapsed(since: int) -> float:
+            return (time.perf_counter_ns() - since) / 1e6
+
+        if item.style_only:
+            sess.stats.rejected += 1
+            err = self._send_error(item.routing_id, ProtocolError(
+                ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
+                                      "frame not rendered"), sess.id, frame.frame)
+            self._record_result(sess, frame.frame, "error", [encode(err)[0]], None, timing, err.message)
+            return
+        if queue_ms > frame.deadline_ms:
+            timing.style_ms = elapsed(dequeued)
+            timing.total_ms = elapsed(item.received_ns)
+            wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing))
+            sess.stats.skipped += 1
+            self.counts["skipped"] += 1
+            self._metrics.skipped.inc()
+            self._record_result(sess, frame.frame, "skipped", wire, None, timing)
+            return
+        style_map = sess.pipeline.style_map(frame, sess.render_size)
+        digest = style_map_digest(style_map) if self._recorder is not None else None
+        timing.style_ms = elapsed(dequeued)
+        t_render = time.perf_counter_ns()
+        inputs = RenderInputs({b.name: b for b in frame.buffers}, size=sess.render_size, camera=frame.camera,
+                              time=t, dt=frame.dt, frame=frame.frame, history=sess.history)
+        try:
+            image = sess.renderer.render(inputs, style_map)
+            timing.render_ms = elapsed(t_render)
+            t_encode = time.perf_counter_ns()
+            output = self._output_buffer(sess, image, frame)
+        except Exception as exc:
+            self._render_failed(sess, item, exc, timing, digest)
+            return
+        result = Result(sess.id, frame.frame, "ok", timing, output)
+        timing.encode_ms = elapsed(t_encode)
+        timing.total_ms = elapsed(item.received_ns)
+        sess.stats.rendered += 1  # counted before sending: the engine may say BYE as soon as it has the result
+        sess.stats.latencies_ms.append(timing.total_ms)
+        self._latencies.append(timing.total_ms)
+        self._events_out.append(time.monotonic())
+        self.counts["rendered"] += 1
+        wire = self._send(item.routing_id, result)
+        self._metrics.render.observe(timing.render_ms / 1e3)
+        self._metrics.latency.observe(timing.total_ms / 1e3)
+        self._metrics.frames_out.inc()
+        if self._recorder is not None:
+            if output.shm is not None:
+                assert sess.pool is not None
+                pixels = bytes(sess.pool.view(output.shm, output.size))
+                inline = dataclasses.replace(output, shm=None, data=pixels)
+                wire = encode(dataclasses.replace(result, output=inline))
+            self._record_result(sess, frame.frame, "ok", wire, digest, timing)
+
+    def _record_result(self, sess: Session, frame: int, status: str, wire: list[Any], digest: bytes | None,
+                       timing: Timing, error: str | None = None) -> None:
+        if self._recorder is not None:
+            self._recorder.result(sess.id, frame, status, [bytes(w) for w in wire], digest,
+                                  dataclasses.asdict(timing), error)
+
+    def _render_failed(self, sess: Session, item: QueuedFrame, exc: Exception, timing: Timing,
+                       digest: bytes | None) -> None:
+        frame = item.frame
+        sess.stats.render_failed += 1
+        self.counts["render_failed"] += 1
+        what = "returned bad output" if isinstance(exc, BadOutput) else "raised"
+        detail = f"{type(exc).__name__}: {exc}"
+        key = detail.splitlines()[0][:200] if detail else type(exc).__name__
+        if key not in sess.logged_failures and len(sess.logged_failures) < 64:
+            sess.logged_failures.add(key)
+            bufs = ", ".join(f"{b.name}:{b.format}:{b.width}x{b.height}" for b in frame.buffers)
+            tb = "" if isinstance(exc, BadOutput) else "\n" + "".join(traceback.format_exception(exc)).rstrip()
+            log.error("renderer %s %s on session %d frame %d (buffers %s; events %s): %s (further identical "
+                      "failures of this session are counted, not logged)%s", sess.renderer.label, what, sess.id,
+                      frame.frame, bufs, [e.name for e in frame.events], detail, tb)
+        err = self._send_error(item.routing_id, ProtocolError(ErrorCode.RENDER_FAILED, f"renderer {what}: {detail}"),
+                               sess.id, frame.frame)
+        self._record_result(sess, frame.frame, "error", [encode(err)[0]], digest, timing, err.message)
+
+    def _output_buffer(self, sess: Session, image: Any, frame: Frame) -> Buffer:
+        """Validate the renderer's image and convert it to the session's output format (``BadOutput`` if bad)."""
+        out = sess.welcome.output
+        pixels = image_to_output(image, out.format, (out.width, out.height))
+        buf = Buffer.from_array("output", out.format, pixels)
+        if frame.result_slot is not None and sess.pool is not None:
+            assert buf.data is not None
+            return sess.pool.write_result(frame.result_slot, "output", out.format, buf.data, out.width, out.height)
+        return buf
+
+    # ------------------------------------------------------------------------------------------- housekeeping
+    def _housekeeping(self, now: float) -> None:
+        timeout = self.config.idle_timeout
+        with self._work:
+            expired = [s for s in self.sessions.values() if now - s.last_seen > timeout and not s.busy]
+        for sess in expired:
+            self._send(sess.routing_id, Bye(sess.id, f"session idle for more than {timeout:g} s"))
+            self._close_session(sess, "expired")
+        self._metrics.queue_len.set(sum(len(s.queue) for s in self.sessions.values()))
+        if self.config.status and now - getattr(self, "_last_status", 0.0) >= self.config.status_interval:
+            self._last_status = now
+            self._status_out.write("\r" + self.status_line(now) + "   ")
+            self._status_out.flush()
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """Server statistics: sessions, fps in/out (last 2 s), latency percentiles, drops, errors."""
+        now = time.monotonic() if now is None else now
+        window = 2.0
+
+        def rate(q: collections.deque[float]) -> float:
+            return sum(1 for t in q if now - t <= window) / window
+
+        lat = np.asarray(self._latencies) if self._latencies else np.zeros(1)
+        drops = self.counts["skipped"] + self.counts["error_OVERLOADED"] + self.counts["render_failed"]
+        return {
+            "sessions": len(self.sessions), "fps_in": rate(self._events_in), "fps_out": rate(self._events_out),
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "drops": drops,
+            "rendered": self.counts["rendered"], "skipped": self.counts["skipped"],
+            "render_failed": self.counts["render_failed"], "hook_errors": self.hook_log.total,
+            "errors": {k[6:]: v for k, v in self.counts.items() if k.startswith("error_")},
+        }
+
+    def status_line(self, now: float | None = None) -> str:
+        """One line for the terminal: sessions, fps in/out, p50/p99 latency, drops."""
+        s = self.snapshot(now)
+        return (f"nrb {self.renderer_label} | sessions {s['sessions']} | in {s['fps_in']:5.1f} fps | "
+                f"out {s['fps_out']:5.1f} fps | p50 {s['p50_ms']:6.1f} ms | p99 {s['p99_ms']:6.1f} ms | "
+                f"drops {s['drops']} | hook errors {s['hook_errors']}")
+
+
+def _is_uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << 64)
+
+
+def _ids_from(frames: list[Any]) -> tuple[int | None, int | None]:
+    """Best-effort session/frame ids of a rejected message, so the ERROR can say which frame it concerns."""
+    if not frames:
+        return None, None
+    try:
+        h = parse_header(frames[0])
+    except ProtocolError:
+        return None, None
+    s, f = h.get("session"), h.get("frame")
+    if h.get("type") != "FRAME":
+        f = None
+    return (s if _is_uint(s) else None), (f if _is_uint(f) else None)

@@ -1,0 +1,142 @@
+"""Per-session state: the handshake result, the style pipeline, the renderer instance, temporal history, stats.
+
+``StylePipeline`` is the deterministic heart shared by the live server and ``nrb replay``: given the frames of a
+session in order (their times, ``set_style`` commands and events) and the hooks that were active, it produces the
+same ``StyleState`` and therefore the same style maps, bit for bit.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bridge.hooks import HookContext, HookError, HookSet
+from bridge.protocol import ErrorCode, Frame, Hello, ProtocolError, Welcome
+from bridge.renderer import Renderer
+from bridge.shm import ShmPoolView
+from bridge.style.library import DEFAULT_LIBRARY, StyleLibrary
+from bridge.style.state import StyleState
+from bridge.style.stylemap import build_style_map
+
+
+class StylePipeline:
+    """Advances a session's ``StyleState`` frame by frame and builds its style maps.
+
+    Composition order per frame (documented in ``bridge.hooks`` and docs/server.md): engine ``set_style``
+    commands in order, then ``@on`` hooks per event in order, then ``@every_frame`` hooks — all at the frame's time,
+    which is ``(time_ns - first frame's time_ns) / 1e9`` seconds (never decreasing).
+    """
+
+    def __init__(self, session: int, library: StyleLibrary = DEFAULT_LIBRARY) -> None:
+        self.session = session
+        self.library = library
+        self.state = StyleState(library)
+        self.user_state: dict[str, Any] = {}  # ctx.state, kept across frames and hook reloads
+        self.t0_ns: int | None = None
+        self.frames = 0
+
+    def check(self, frame: Frame) -> None:
+        """Reject a frame whose ``set_style`` commands name styles this library lacks (before any state changes)."""
+        for i, cmd in enumerate(frame.styles):
+            if cmd.style not in self.library:
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"styles[{i}].style={cmd.style!r} is not one of the "
+                                                         f"renderer's styles ({', '.join(self.library.names)})")
+
+    def frame_time(self, frame: Frame) -> float:
+        if self.t0_ns is None:
+            self.t0_ns = frame.time_ns
+        return max(self.state.now, (frame.time_ns - self.t0_ns) / 1e9)
+
+    def advance(self, frame: Frame, hooks: HookSet | None) -> tuple[float, list[HookError]]:
+        """Apply ``frame``'s commands and hooks at its time; return (time, hook errors)."""
+        t = self.frame_time(frame)
+        self.state.advance_to(t)
+        for cmd in frame.styles:
+            self.state.apply(cmd)
+        errors: list[HookError] = []
+        if hooks is not None and len(hooks):
+            ctx = HookContext(t, frame.dt, frame.frame, self.session, self.user_state, list(frame.events),
+                              random.Random(frame.frame))
+            errors = hooks.run(self.state, frame.events, ctx)
+        self.frames += 1
+        return t, errors
+
+    def style_map(self, frame: Frame, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The (H, W, S) style map for ``frame`` at the current state time."""
+        mat, obj = frame.buffer("material_id"), frame.buffer("object_id")
+        if size is None:
+            ref = mat or obj or (frame.buffers[0] if frame.buffers else None)
+            size = (ref.width, ref.height) if ref is not None else (1, 1)
+        return build_style_map(self.state.snapshot(), size,
+                               None if mat is None or mat.data is None else mat.array(),
+                               None if obj is None or obj.data is None else obj.array())
+
+
+@dataclass
+class SessionStats:
+    """Counters and recent latencies of one session (the server aggregates them for the status line)."""
+
+    received: int = 0
+    rendered: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    render_failed: int = 0
+    hook_errors: int = 0
+    latencies_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=512))
+
+
+@dataclass
+class QueuedFrame:
+    """A decoded FRAME waiting to be rendered; ``wire`` keeps the received frames alive (the buffers view them)."""
+
+    routing_id: bytes
+    frame: Frame
+    wire: list[Any]
+    received_ns: int
+    decode_ms: float
+    style_only: bool = False  # over the in-flight limit: apply its events, answer OVERLOADED, do not render
+
+
+@dataclass
+class Session:
+    """Everything the server keeps per engine session."""
+
+    id: int
+    routing_id: bytes
+    hello: Hello
+    welcome: Welcome
+    renderer: Renderer
+    pipeline: StylePipeline
+    compression: tuple[str, ...] = ()
+    pool: ShmPoolView | None = None
+    queue: collections.deque[QueuedFrame] = field(default_factory=collections.deque)
+    history: dict[str, Any] = field(default_factory=dict)
+    stats: SessionStats = field(default_factory=SessionStats)
+    last_frame: int | None = None
+    busy: bool = False  # the render thread is processing one of its frames
+    last_seen: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=time.monotonic)
+    logged_failures: set[str] = field(default_factory=set)
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        return self.hello.render_size
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return (self.welcome.output.width, self.welcome.output.height)
+
+    def touch(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.last_seen = clock()
+
+    def close(self) -> None:
+        self.queue.clear()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
