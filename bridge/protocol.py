@@ -555,8 +555,11 @@ def _fail(code: ErrorCode, message: str) -> NoReturn:
 
 
 def _check_tree(obj: Any, depth: int, where: str) -> None:
-    """Reject what msgpack-python lets through but NRB/1 forbids: ext types, non-str keys, deep nesting."""
-    if depth > MAX_NESTING:
+    """Reject what msgpack-python lets through but NRB/1 forbids: ext types, non-str keys, deep nesting.
+
+    ``depth`` counts containers only (the header map is 1), as the C++ decoder does.
+    """
+    if isinstance(obj, (dict, list)) and depth > MAX_NESTING:
         _fail(ErrorCode.MALFORMED, f"nesting deeper than {MAX_NESTING}")
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -568,6 +571,14 @@ def _check_tree(obj: Any, depth: int, where: str) -> None:
             _check_tree(v, depth + 1, where)
     elif isinstance(obj, (msgpack.ExtType, msgpack.Timestamp)):
         _fail(ErrorCode.MALFORMED, f"{where}: ext types are not allowed")
+
+
+def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """msgpack map → dict, refusing duplicate keys (a second value would hide the first from the checks)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate map key")
+    return out
 
 
 class _Reader:
@@ -584,6 +595,8 @@ class _Reader:
             if required:
                 _fail(ErrorCode.MISSING_FIELD, f"{path}{key} is required")
             return None
+        if m[key] is None:  # no NRB/1 key is typed nil: a present nil is a wrong type, not an absent key
+            _fail(ErrorCode.WRONG_TYPE, f"{path}{key} is nil")
         return m[key]
 
     @staticmethod
@@ -846,14 +859,16 @@ def _decompress(data: memoryview, method: str, size: int, path: str) -> bytes:
             announced = zstandard.frame_content_size(data)
             if announced != size:
                 _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: zstd frame announces {announced} bytes, need {size}")
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size, allow_extra_data=False)
         else:
             import lz4.frame
 
             announced = lz4.frame.get_frame_info(data).get("content_size", 0)
             if announced != size:
                 _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: lz4 frame announces {announced} bytes, need {size}")
-            out = lz4.frame.decompress(data)
+            out, used = lz4.frame.decompress(data, return_bytes_read=True)
+            if used != len(data):
+                _fail(ErrorCode.PAYLOAD_MISMATCH, f"{path}: {len(data) - used} bytes after the lz4 frame")
     except ProtocolError:
         raise
     except Exception as exc:  # corrupt compressed stream: the library's own exception types vary
@@ -869,7 +884,7 @@ def parse_header(frame0: Any) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
         _fail(ErrorCode.LIMIT_EXCEEDED, f"header is {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
     try:
-        h = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+        h = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True, object_pairs_hook=_unique_map)
     except Exception as exc:  # msgpack raises ValueError, ExtraData, UnicodeDecodeError, FormatError, ...
         _fail(ErrorCode.MALFORMED, f"header is not valid msgpack: {type(exc).__name__}: {exc}")
     _check_tree(h, 1, "header")

@@ -7,7 +7,10 @@
 
 namespace py = pybind11;
 
+void register_wire(py::module_& m);  // wire_module.cpp
+
 PYBIND11_MODULE(_native, m) {
   m.doc() = "Native (C++) part of the Neural Render Bridge";
   m.def("version", [] { return std::string(nrb_version_string()); }, "Version of the native library.");
+  register_wire(m);
 }

@@ -87,6 +87,17 @@ def timing() -> dict[str, Any]:
             "total_ms": 5}
 
 
+def canonical_order(value: Any, model: Any) -> Any:
+    """``value`` with its map keys in the order of ``model`` (the codec's canonical header), values untouched,
+    so the JSON reads in canonical order while keeping e.g. integers written in float fields."""
+    if isinstance(value, dict) and isinstance(model, dict):
+        keys = [k for k in model if k in value] + [k for k in value if k not in model]
+        return {k: canonical_order(value[k], model.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(model, list) and len(value) == len(model):
+        return [canonical_order(v, m) for v, m in zip(value, model)]
+    return value
+
+
 POOL = {"name": "/nrb-test-pool", "slots": 4, "slot_size": 4096}
 
 
@@ -115,7 +126,8 @@ def main(out: Path) -> None:
         desc_json: dict[str, Any] = {"name": name, "valid": True, "note": note}
         if context:
             desc_json["context"] = context
-        desc_json.update(header=header, payloads=[h(x) for x in payloads], encode=encode)
+        desc_json.update(header=canonical_order(header, p.header_map(expect)), payloads=[h(x) for x in payloads],
+                         encode=encode)
         (out / f"{name}.json").write_text(json.dumps(desc_json, indent=1) + "\n")
         (out / f"{name}.bin").write_bytes(pack_frames(wire))
 
@@ -249,6 +261,18 @@ def main(out: Path) -> None:
         deep = [deep]
     invalid("header_too_deep", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2, "x_deep": deep})],
             "MALFORMED", "nesting deeper than 16")
+    ping = {"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2}
+    invalid("header_duplicate_key", [pk(ping).replace(b"\x84", b"\x85", 1) + b"\xa5nonce\x02"], "MALFORMED",
+            "nonce appears twice in the header map")
+    nest16: Any = 0
+    for _ in range(15):
+        nest16 = [nest16]
+    valid("ping_nested_16_ok", ping, [], "16 nested containers (header map included) are allowed; decode-only",
+          encode=False, wire=[pk({**ping, "x_deep": nest16})])
+    invalid("header_17_deep", [pk({**ping, "x_deep": [nest16]})], "MALFORMED", "17 nested containers")
+    invalid("result_output_nil", [pk({"nrb": 1, "type": "RESULT", "session": 7, "frame": 1, "status": "ok",
+                                      "output": None, "timing": timing()})], "WRONG_TYPE",
+            "a present key with the value nil is a wrong type, not an absent key")
     invalid("missing_nrb", [pk({"type": "PING", "nonce": 1, "time_ns": 2})], "MISSING_FIELD", "no nrb key")
     invalid("unknown_version", [pk({**base, "nrb": 2}), alb], "VERSION_UNSUPPORTED", "FRAME with nrb 2")
     invalid("hello_no_common_version", [pk({**hello, "nrb": 3, "min_version": 2})], "VERSION_UNSUPPORTED",
@@ -317,6 +341,12 @@ def main(out: Path) -> None:
     zs = zstandard.ZstdCompressor(write_content_size=True).compress(alb + b"\0")
     invalid("zstd_wrong_size", [with_desc(compression="zstd"), zs], "PAYLOAD_MISMATCH",
             "zstd frame decompressing to one byte too many")
+    invalid("zstd_trailing_bytes", [with_desc(compression="zstd"),
+                                     zstandard.ZstdCompressor(write_content_size=True).compress(alb) + b"\0"],
+            "PAYLOAD_MISMATCH", "a byte after the one zstd frame")
+    invalid("lz4_two_frames", [with_desc(compression="lz4"), lz4.frame.compress(alb[:8], store_size=True)
+                               + lz4.frame.compress(alb[8:], store_size=True)],
+            "PAYLOAD_MISMATCH", "two lz4 frames where one is allowed")
     invalid("result_ok_without_output", [pk({"nrb": 1, "type": "RESULT", "session": 7, "frame": 1,
                                              "status": "ok", "timing": timing()})], "MISSING_FIELD",
             "status ok but no output")

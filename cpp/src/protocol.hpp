@@ -1,0 +1,398 @@
+// NRB/1 wire codec (docs/protocol.md), the C++ side of the byte-for-byte contract with bridge/protocol.py.
+//
+// * encode(): writes the canonical msgpack header (section 3.1) into a caller-owned buffer and returns *views* of the
+//   payload frames (the caller's pointers; pixels are never copied).
+// * decode(): validates a received multipart message in the normative check order of section 9.1 (so it reports
+//   the same first error as bridge/protocol.py), enforcing the limits of section 11 before allocating. It never throws and never reads out of bounds; the decoded message
+//   holds views into the input frames (raw buffers) or owned bytes (decompressed buffers), so the input frames
+//   must outlive the result.
+//
+// This header is internal to libnrb (cpp/src); it has no dependency on nlohmann (see protocol_json.hpp for tests).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace nrb::wire {
+
+inline constexpr uint64_t kProtocolVersion = 1;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Limits (section 11) and ranges used by the codec.
+// ---------------------------------------------------------------------------------------------------------------
+inline constexpr size_t kMaxHeaderBytes = 65536;
+inline constexpr uint64_t kMaxDimension = 16384;           // width, height, size entries
+inline constexpr uint64_t kMaxBufferBytes = 1ull << 30;    // stride * height
+inline constexpr uint64_t kMaxStride = 1ull << 31;
+inline constexpr size_t kMaxBuffers = 32;                  // per message (HELLO buffers, FRAME buffers)
+inline constexpr size_t kMaxEvents = 256;                  // events, style commands per FRAME
+inline constexpr size_t kMaxTargetIds = 1024;
+inline constexpr uint64_t kMaxTargetId = 0xFFFFFFFFull;    // each id < 2^32
+inline constexpr size_t kMaxString = 256;
+inline constexpr size_t kMaxErrorMessage = 1024;
+inline constexpr size_t kMaxParamsBytes = 4096;
+inline constexpr size_t kMaxParamsDepth = 8;               // the params map itself is depth 1
+inline constexpr size_t kMaxNesting = 16;                  // containers; the header map itself is depth 1
+inline constexpr size_t kMaxNameBytes = 64;                // buffer, event, style and shm pool names
+inline constexpr size_t kMaxList = 256;                    // capabilities, WELCOME styles, must_understand
+inline constexpr uint64_t kMaxShmSlots = 256;
+inline constexpr uint64_t kMaxShmSlotSize = 1ull << 30;
+inline constexpr uint64_t kShmAlign = 64;
+inline constexpr uint64_t kMaxInFlight = 64;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Error codes (section 9).
+// ---------------------------------------------------------------------------------------------------------------
+// 64-bit underlying type: an ERROR may carry any uint code (section 9.1 checks no range), and every uint64 value
+// is then a valid ErrorCode; error_name() is "" outside the table.
+enum class ErrorCode : uint64_t {
+  MALFORMED = 1,
+  VERSION_UNSUPPORTED = 2,
+  UNKNOWN_TYPE = 3,
+  MISSING_FIELD = 4,
+  WRONG_TYPE = 5,
+  BAD_VALUE = 6,
+  LIMIT_EXCEEDED = 7,
+  PAYLOAD_MISMATCH = 8,
+  NO_SESSION = 9,
+  UNKNOWN_REQUIRED = 10,
+  RENDER_FAILED = 11,
+  OVERLOADED = 12,
+  UNAUTHORIZED = 13,
+  INTERNAL = 14,
+};
+
+// "MALFORMED", ...; "" for a value outside the table.
+std::string_view error_name(ErrorCode code) noexcept;
+std::optional<ErrorCode> error_code_from_name(std::string_view name) noexcept;
+std::optional<ErrorCode> error_code_from_int(uint64_t code) noexcept;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Formats (section 6.2) and buffer names (section 6.1).
+// ---------------------------------------------------------------------------------------------------------------
+enum class Format : uint8_t { rgba8, rgba8_srgb, rgba16f, rgba32f, rg8, rg16f, rg32f, r8, r16f, r32f, r16u, r32u };
+
+struct FormatInfo {
+  Format format;
+  std::string_view name;
+  uint32_t bytes_per_pixel;
+  uint32_t channels;
+};
+
+// All formats of section 6.2, in table order.
+const std::array<FormatInfo, 12>& format_table() noexcept;
+const FormatInfo& format_info(Format f) noexcept;
+std::string_view format_name(Format f) noexcept;
+uint32_t bytes_per_pixel(Format f) noexcept;
+std::optional<Format> format_from_name(std::string_view name) noexcept;
+
+// The fixed vocabulary of section 6.1 (Streamline tags plus NRB additions, including "output").
+const std::array<std::string_view, 25>& buffer_names() noexcept;
+bool is_standard_buffer_name(std::string_view name) noexcept;
+// `x_[a-z0-9_]{1,61}`
+bool is_vendor_buffer_name(std::string_view name) noexcept;
+// Standard or vendor name.
+bool is_valid_buffer_name(std::string_view name) noexcept;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Message structs. Field order follows the canonical key order of section 5.
+// ---------------------------------------------------------------------------------------------------------------
+using Mat4 = std::array<double, 16>;
+using Vec3 = std::array<double, 3>;
+using Vec2 = std::array<double, 2>;
+
+struct Size2 {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  friend bool operator==(const Size2& a, const Size2& b) { return a.width == b.width && a.height == b.height; }
+};
+
+struct BufferSpec {  // bufspec: {name, format}
+  std::string name;
+  Format format = Format::rgba8;
+};
+
+struct ShmRef {  // shmref: {slot, offset}
+  uint64_t slot = 0;
+  uint64_t offset = 0;
+};
+
+struct ShmPool {  // shmpool: {name, slots, slot_size}
+  std::string name;
+  uint64_t slots = 0;
+  uint64_t slot_size = 0;
+};
+
+enum class Compression : uint8_t { none, lz4, zstd };
+std::string_view compression_name(Compression c) noexcept;  // "" for none
+
+struct BufferDesc {  // bufdesc (section 6.3)
+  std::string name;
+  Format format = Format::rgba8;
+  uint32_t width = 0;
+  uint32_t height = 0;
+  uint64_t stride = 0;
+  Compression compression = Compression::none;
+  std::optional<bool> depth_reversed;
+  std::optional<bool> depth_infinite;
+  std::optional<ShmRef> shm;
+
+  // Pixel bytes, exactly stride * height of them. After decode(): a view into the payload frame (raw), or into
+  // `owned` (decompressed). Null for shm buffers (the bytes live in the pool, see `shm`).
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  // The payload frame as it is on the wire (the compressed bytes when `compression` is set). After decode() this
+  // views the input frame. For encode(): when `payload` is null and compression is none, `data/size` is sent.
+  const uint8_t* payload = nullptr;
+  size_t payload_size = 0;
+  // Keeps decompressed pixels alive; shared so that BufferDesc stays copyable.
+  std::shared_ptr<const uint8_t[]> owned;
+
+  uint64_t byte_size() const noexcept { return stride * uint64_t(height); }
+  bool is_inline() const noexcept { return !shm.has_value(); }
+  // Convenience for senders: raw (uncompressed) pixels carried inline.
+  void set_pixels(const void* p, size_t n) noexcept {
+    data = static_cast<const uint8_t*>(p);
+    size = n;
+    payload = data;
+    payload_size = n;
+  }
+};
+
+struct Camera {  // section 8; every key optional. Wire names in comments where they differ.
+  std::optional<Mat4> view_to_clip, clip_to_view, clip_to_prev_clip, prev_clip_to_clip, world_to_view;
+  std::optional<Vec3> position, up, right, forward;
+  std::optional<double> near_plane;  // "near"
+  std::optional<double> far_plane;   // "far"
+  std::optional<double> fov_y, aspect;
+  std::optional<Vec2> jitter, mv_scale;
+  std::optional<bool> depth_inverted, depth_infinite, mv_jittered, mv_3d, mv_dilated, camera_motion_included,
+      orthographic, reset;
+  std::optional<double> pre_exposure;
+  std::optional<Size2> render_size, output_size;
+};
+
+enum class Scope : uint8_t { global, material, object };
+std::string_view scope_name(Scope s) noexcept;
+
+struct Target {
+  Scope scope = Scope::global;
+  std::vector<uint32_t> ids;
+};
+
+// Event params: the canonical msgpack encoding (section 3.1) of the params map, str keys -> value. Build it with
+// ParamsWriter or take it from a decoded message; encode() copies these bytes verbatim into the header.
+struct Event {
+  std::string name;
+  std::vector<uint8_t> params{0x80};  // empty map
+  Target target;
+};
+
+struct StyleCommand {
+  std::string style;
+  double strength = 0.0;
+  double over = 0.0;
+  Target target;
+};
+
+struct Timing {
+  double queue_ms = 0, decode_ms = 0, style_ms = 0, render_ms = 0, encode_ms = 0, total_ms = 0;
+};
+
+struct WelcomeOutput {  // WELCOME output: {name: "output", format, width, height}
+  std::string name = "output";
+  Format format = Format::rgba8;
+  uint32_t width = 0;
+  uint32_t height = 0;
+};
+
+// Common to every message: `nrb` (first key) and `must_understand` (optional, last key). decode() checks
+// must_understand (section 10) and then drops it, as bridge/protocol.py does: the decoded message is what was
+// understood, and re-encoding it gives the canonical header of the test vectors.
+struct Common {
+  uint64_t nrb = kProtocolVersion;
+  std::optional<std::vector<std::string>> must_understand;
+};
+
+struct Hello : Common {
+  uint64_t min_version = 1;
+  std::string engine, engine_version, client;
+  std::vector<std::string> capabilities;
+  Size2 render_size, output_size;
+  std::vector<BufferSpec> buffers;
+  std::optional<ShmPool> shm;
+};
+
+struct Welcome : Common {
+  uint64_t session = 0;
+  std::string renderer;
+  std::vector<std::string> capabilities;
+  std::vector<BufferSpec> required, optional;
+  WelcomeOutput output;
+  uint64_t max_in_flight = 1;
+  std::vector<std::string> styles;
+};
+
+struct Frame : Common {
+  uint64_t session = 0;
+  uint64_t frame = 0;
+  uint64_t time_ns = 0;
+  double dt = 0.0;
+  double deadline_ms = 0.0;
+  std::optional<Camera> camera;
+  std::vector<BufferDesc> buffers;
+  std::vector<Event> events;
+  std::vector<StyleCommand> styles;
+  std::optional<uint64_t> result_slot;
+};
+
+enum class ResultStatus : uint8_t { ok, skipped };
+
+struct Result : Common {
+  uint64_t session = 0;
+  uint64_t frame = 0;
+  ResultStatus status = ResultStatus::ok;
+  std::optional<BufferDesc> output;
+  Timing timing;
+};
+
+struct Error : Common {
+  ErrorCode code = ErrorCode::INTERNAL;  // any uint on the wire: static_cast<ErrorCode>(v) holds every uint64
+  std::string name;  // written verbatim; make_error() sets it to error_name(code)
+  std::string message;
+  std::optional<uint64_t> session;
+  std::optional<uint64_t> frame;
+};
+
+struct Ping : Common {
+  uint64_t nonce = 0;
+  uint64_t time_ns = 0;
+};
+struct Pong : Common {
+  uint64_t nonce = 0;
+  uint64_t time_ns = 0;
+};
+
+struct Bye : Common {
+  std::optional<uint64_t> session;
+  std::optional<std::string> reason;
+};
+
+using Message = std::variant<Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye>;
+
+// Same order as the Message variant. Lower case: ERROR is a macro in <windows.h>.
+enum class MessageType : uint8_t { hello, welcome, frame, result, error, ping, pong, bye };
+std::string_view type_name(MessageType t) noexcept;
+std::optional<MessageType> type_from_name(std::string_view name) noexcept;
+inline MessageType message_type(const Message& m) noexcept { return static_cast<MessageType>(m.index()); }
+
+// Convenience: an ERROR message with the code's name filled in.
+Error make_error(ErrorCode code, std::string message);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Frames.
+// ---------------------------------------------------------------------------------------------------------------
+struct Bytes {  // a non-owning view of one ZeroMQ frame
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  Bytes() = default;
+  Bytes(const void* d, size_t n) noexcept : data(static_cast<const uint8_t*>(d)), size(n) {}
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data), size}; }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Encoding.
+// ---------------------------------------------------------------------------------------------------------------
+// The result of encode(): frame 0 is `header`, frames 1..N are `payloads` (views of the caller's bytes: the
+// message's buffers must stay alive until the frames are sent).
+struct Encoded {
+  std::vector<uint8_t> header;
+  std::vector<Bytes> payloads;
+  size_t frame_count() const noexcept { return 1 + payloads.size(); }
+  Bytes frame(size_t i) const noexcept { return i == 0 ? Bytes(header.data(), header.size()) : payloads[i - 1]; }
+};
+
+// Writes the canonical header of `m` into out.header (cleared first) and lists the inline payload views in
+// descriptor order. encode() does not validate the message: a sender that wants that runs decode() on the result.
+// Throws std::bad_alloc only.
+void encode(const Message& m, Encoded& out);
+Encoded encode(const Message& m);
+// Copying convenience (tests, Python glue): header then payload frames.
+std::vector<std::string> encode_frames(const Message& m);
+
+// Compresses `size` bytes into one LZ4 or Zstandard frame that announces its content size (section 6.3).
+// Throws std::runtime_error on a compressor failure.
+std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level = 0);
+
+// Builds a canonical params map (section 3.1) incrementally, e.g.
+//   ParamsWriter w; w.map(2); w.str("power"); w.f64(2.5); w.str("tag"); w.str("x"); ev.params = w.take();
+class ParamsWriter {
+ public:
+  ParamsWriter& nil();
+  ParamsWriter& boolean(bool v);
+  ParamsWriter& u64(uint64_t v);
+  ParamsWriter& i64(int64_t v);  // non-negative values use the uint forms, as section 3.1 requires
+  ParamsWriter& f64(double v);
+  ParamsWriter& str(std::string_view v);
+  ParamsWriter& bin(const void* p, size_t n);
+  ParamsWriter& array(uint32_t n);
+  ParamsWriter& map(uint32_t n);
+  const std::vector<uint8_t>& bytes() const noexcept { return out_; }
+  std::vector<uint8_t> take() noexcept { return std::move(out_); }
+
+ private:
+  std::vector<uint8_t> out_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding.
+// ---------------------------------------------------------------------------------------------------------------
+struct DecodeOptions {
+  // Negotiated compression (both sides listed it in capabilities). A compressed buffer whose algorithm was not
+  // negotiated is BAD_VALUE.
+  bool allow_lz4 = false;
+  bool allow_zstd = false;
+  // The session's shared-memory pool. Without one, any shm ref (and FRAME result_slot) is BAD_VALUE.
+  const ShmPool* shm_pool = nullptr;
+  // A stricter, receiver-chosen limit on stride * height (section 11 allows it); LIMIT_EXCEEDED beyond it.
+  uint64_t max_buffer_bytes = kMaxBufferBytes;
+
+  static DecodeOptions permissive(const ShmPool* pool = nullptr) {
+    DecodeOptions o;
+    o.allow_lz4 = o.allow_zstd = true;
+    o.shm_pool = pool;
+    return o;
+  }
+};
+
+struct DecodeError {
+  ErrorCode code = ErrorCode::INTERNAL;
+  std::string message;  // human-readable, names the offending key path
+};
+
+struct DecodeResult {
+  std::optional<Message> message;
+  DecodeError error;  // meaningful when !ok()
+  bool ok() const noexcept { return message.has_value(); }
+  explicit operator bool() const noexcept { return ok(); }
+};
+
+// Decodes one NRB multipart message (frame 0 = header). Never throws; frames must outlive the result.
+DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts = {}) noexcept;
+inline DecodeResult decode(const std::vector<Bytes>& frames, const DecodeOptions& opts = {}) noexcept {
+  return decode(frames.data(), frames.size(), opts);
+}
+
+// Checks a params blob (as in Event::params): a msgpack map with str keys and section 3.2 values, depth <= 8,
+// <= 4096 bytes. On success `canonical` receives its canonical re-encoding. Never throws.
+std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
+                                               std::vector<uint8_t>* canonical) noexcept;
+
+}  // namespace nrb::wire

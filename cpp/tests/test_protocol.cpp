@@ -1,0 +1,709 @@
+// NRB/1 codec (cpp/src/protocol.cpp): the shared vectors of tests/vectors plus focused unit tests.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+#include "protocol_json.hpp"
+
+namespace fs = std::filesystem;
+using namespace nrb::wire;
+using nrb::wire::json::Json;
+
+namespace {
+
+using Blob = std::vector<uint8_t>;
+
+fs::path vectors_dir() { return fs::path(NRB_SOURCE_DIR) / "tests" / "vectors"; }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A .bin vector: 4-byte little-endian length, then the frame, repeated.
+std::vector<Blob> read_frames(const fs::path& p) {
+  const std::string data = read_text(p);
+  std::vector<Blob> frames;
+  size_t i = 0;
+  while (i < data.size()) {
+    REQUIRE(data.size() - i >= 4);
+    uint32_t n = 0;
+    for (int k = 3; k >= 0; --k) n = (n << 8) | static_cast<uint8_t>(data[i + k]);
+    i += 4;
+    REQUIRE(data.size() - i >= n);
+    frames.emplace_back(data.begin() + i, data.begin() + i + n);
+    i += n;
+  }
+  return frames;
+}
+
+std::vector<Bytes> views(const std::vector<Blob>& frames) {
+  std::vector<Bytes> v;
+  for (const auto& f : frames) v.emplace_back(f.data(), f.size());
+  return v;
+}
+
+Blob to_blob(Bytes b) { return Blob(b.data, b.data + b.size); }
+
+std::vector<Blob> encoded_frames(const Message& m) {
+  Encoded e = encode(m);
+  std::vector<Blob> out;
+  for (size_t i = 0; i < e.frame_count(); ++i) out.push_back(to_blob(e.frame(i)));
+  return out;
+}
+
+std::string hex(const Blob& b) { return nrb::wire::json::detail::hex(b.data(), b.size()); }
+
+// The first differing byte, for readable failures.
+std::string first_diff(const Blob& a, const Blob& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  std::ostringstream s;
+  s << "sizes " << a.size() << " vs " << b.size() << ", first difference at byte " << i;
+  return s.str();
+}
+
+DecodeResult decode_blobs(const std::vector<Blob>& frames, const DecodeOptions& o) {
+  auto v = views(frames);
+  return decode(v.data(), v.size(), o);
+}
+
+// ---- message builders for unit tests --------------------------------------------------------------------------
+Frame basic_frame(Blob& pixels) {
+  Frame f;
+  f.session = 7;
+  f.frame = 1;
+  f.time_ns = 123456789;
+  f.dt = 1.0 / 60;
+  f.deadline_ms = 50;
+  BufferDesc b;
+  b.name = "albedo";
+  b.format = Format::rgba8;
+  b.width = 2;
+  b.height = 2;
+  b.stride = 8;
+  pixels.resize(16);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 37);
+  b.set_pixels(pixels.data(), pixels.size());
+  f.buffers.push_back(b);
+  return f;
+}
+
+// Minimal canonical msgpack writer for hand-built hostile headers.
+struct Mp {
+  Blob b;
+  Mp& raw(std::initializer_list<int> bytes) {
+    for (int x : bytes) b.push_back(static_cast<uint8_t>(x));
+    return *this;
+  }
+  Mp& map(size_t n) { return n < 16 ? raw({int(0x80 | n)}) : raw({0xde, int(n >> 8), int(n & 255)}); }
+  Mp& arr(size_t n) { return n < 16 ? raw({int(0x90 | n)}) : raw({0xdc, int(n >> 8), int(n & 255)}); }
+  Mp& str(std::string_view s) {
+    if (s.size() < 32)
+      raw({int(0xa0 | s.size())});
+    else if (s.size() < 256)
+      raw({0xd9, int(s.size())});
+    else
+      raw({0xda, int(s.size() >> 8), int(s.size() & 255)});
+    b.insert(b.end(), s.begin(), s.end());
+    return *this;
+  }
+  Mp& u(uint64_t v) {
+    ParamsWriter w;
+    w.u64(v);
+    b.insert(b.end(), w.bytes().begin(), w.bytes().end());
+    return *this;
+  }
+};
+
+// PING header with `extra` extra entries appended by `more`.
+template <typename F>
+Blob ping_with(size_t extra, F&& more) {
+  Mp m;
+  m.map(4 + extra).str("nrb").u(1).str("type").str("PING").str("nonce").u(1).str("time_ns").u(2);
+  more(m);
+  return m.b;
+}
+
+ErrorCode code_of(const std::vector<Blob>& frames, const DecodeOptions& o = DecodeOptions::permissive()) {
+  auto r = decode_blobs(frames, o);
+  REQUIRE_FALSE(r.ok());
+  return r.error.code;
+}
+
+}  // namespace
+
+// =================================================================================================================
+// Shared vectors
+// =================================================================================================================
+TEST_CASE("protocol: every shared vector in tests/vectors") {
+  const fs::path dir = vectors_dir();
+  std::vector<fs::path> files;
+  if (fs::is_directory(dir))
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    MESSAGE("no vectors in " << dir.string());
+    return;
+  }
+  size_t valid = 0, invalid = 0;
+  for (const auto& path : files) {
+    const std::string name = path.stem().string();
+    CAPTURE(name);
+    const Json desc = json::parse_json(read_text(path));
+    const auto frames = read_frames(fs::path(path).replace_extension(".bin"));
+    ShmPool pool;
+    const Json* context = desc.contains("context") ? &desc["context"] : nullptr;
+    const DecodeOptions opts = json::options_from_context(context, pool);
+    const DecodeResult r = decode_blobs(frames, opts);
+
+    if (!desc.at("valid").get<bool>()) {
+      ++invalid;
+      const std::string want = desc.at("error").get<std::string>();
+      CHECK_MESSAGE(!r.ok(), name << ": decoded, but should fail with " << want);
+      if (!r.ok()) CHECK_MESSAGE(error_name(r.error.code) == want, name << ": " << r.error.message);
+      continue;
+    }
+    ++valid;
+    std::vector<Blob> payloads;
+    for (const auto& h : desc.at("payloads")) payloads.push_back(json::detail::hex_bytes(h.get<std::string>()));
+    std::vector<Blob> storage;
+    const Message built = json::message_from_json(desc.at("header"), payloads, storage);
+
+    // 1. encode(header + payloads) == .bin, byte for byte (unless decode-only).
+    if (desc.value("encode", true)) {
+      const auto got = encoded_frames(built);
+      REQUIRE_MESSAGE(got.size() == frames.size(), name << ": frame count");
+      for (size_t i = 0; i < got.size(); ++i)
+        CHECK_MESSAGE(got[i] == frames[i], name << ": frame " << i << " differs: " << first_diff(got[i], frames[i])
+                                                << "\n  ours:   " << hex(got[i]) << "\n  vector: " << hex(frames[i]));
+    }
+
+    // 2. decode(.bin) == header + payloads, compared as canonical header bytes (README: 1 and 1.0 compare equal).
+    REQUIRE_MESSAGE(r.ok(), name << ": " << error_name(r.error.code) << ": " << r.error.message);
+    const Encoded ours = encode(*r.message);
+    const Encoded want = encode(built);
+    CHECK_MESSAGE(ours.header == want.header, name << ": decoded header differs: " << first_diff(ours.header, want.header));
+    CHECK_MESSAGE(json::message_to_json(*r.message) == json::message_to_json(built), name);
+    const auto pixels = json::inline_pixels(*r.message);
+    REQUIRE(pixels.size() == payloads.size());
+    for (size_t i = 0; i < pixels.size(); ++i) CHECK_MESSAGE(to_blob(pixels[i]) == payloads[i], name << ": payload " << i);
+    // Raw inline buffers are views into the received frames (no copy).
+    if (auto* f = std::get_if<Frame>(&*r.message)) {
+      size_t k = 1;
+      for (const auto& b : f->buffers) {
+        if (!b.is_inline()) continue;
+        if (b.compression == Compression::none) CHECK(b.data == frames[k].data());
+        ++k;
+      }
+    }
+  }
+  MESSAGE(valid << " valid and " << invalid << " invalid vectors checked");
+  CHECK(valid > 0);
+  CHECK(invalid > 0);
+}
+
+// =================================================================================================================
+// Encoding
+// =================================================================================================================
+TEST_CASE("protocol: canonical encoding details") {
+  SUBCASE("integral floats are float64, ints are shortest") {
+    Ping p;
+    p.nonce = 200;
+    p.time_ns = 70000;
+    const Encoded e = encode(Message(p));
+    // {nrb:1, type:"PING", nonce:200 (cc c8), time_ns:70000 (ce 00 01 11 70)}
+    const Blob want = {0x84, 0xa3, 'n', 'r', 'b', 0x01, 0xa4, 't', 'y', 'p', 'e', 0xa4, 'P', 'I', 'N', 'G',
+                       0xa5, 'n', 'o', 'n', 'c', 'e', 0xcc, 0xc8, 0xa7, 't', 'i', 'm', 'e', '_', 'n', 's',
+                       0xce, 0x00, 0x01, 0x11, 0x70};
+    CHECK(e.header == want);
+    CHECK(e.payloads.empty());
+  }
+  SUBCASE("dt = 0 and deadline 50 are written as 0xcb doubles") {
+    Blob px;
+    Frame f = basic_frame(px);
+    f.dt = 0;
+    f.deadline_ms = 50;
+    const Encoded e = encode(Message(f));
+    const Blob dt_key = {0xa2, 'd', 't', 0xcb, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(std::search(e.header.begin(), e.header.end(), dt_key.begin(), dt_key.end()) != e.header.end());
+    const Blob dl = {0xcb, 0x40, 0x49, 0, 0, 0, 0, 0, 0};  // 50.0
+    CHECK(std::search(e.header.begin(), e.header.end(), dl.begin(), dl.end()) != e.header.end());
+  }
+  SUBCASE("negative zero keeps its sign") {
+    ParamsWriter w;
+    w.f64(-0.0);
+    CHECK(w.bytes() == Blob{0xcb, 0x80, 0, 0, 0, 0, 0, 0, 0});
+  }
+  SUBCASE("shortest signed forms") {
+    auto enc = [](int64_t v) {
+      ParamsWriter w;
+      w.i64(v);
+      return w.bytes();
+    };
+    CHECK(enc(5) == Blob{0x05});
+    CHECK(enc(-1) == Blob{0xff});
+    CHECK(enc(-32) == Blob{0xe0});
+    CHECK(enc(-33) == Blob{0xd0, 0xdf});
+    CHECK(enc(-129) == Blob{0xd1, 0xff, 0x7f});
+    CHECK(enc(200) == Blob{0xcc, 0xc8});
+    CHECK(enc(std::numeric_limits<int64_t>::min()) == Blob{0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0});
+  }
+  SUBCASE("payloads are the caller's memory, not copies") {
+    Blob px;
+    Frame f = basic_frame(px);
+    const Encoded e = encode(Message(f));
+    REQUIRE(e.payloads.size() == 1);
+    CHECK(e.payloads[0].data == px.data());
+    CHECK(e.payloads[0].size == px.size());
+  }
+  SUBCASE("shm buffers carry no payload frame") {
+    Blob px;
+    Frame f = basic_frame(px);
+    f.buffers[0].shm = ShmRef{1, 64};
+    CHECK(encode(Message(f)).payloads.empty());
+  }
+}
+
+TEST_CASE("protocol: round trip of every message type") {
+  Blob px;
+  std::vector<Message> msgs;
+  {
+    Hello h;
+    h.engine = "panda3d";
+    h.engine_version = "1.10.14";
+    h.client = "libnrb/0.1.0";
+    h.capabilities = {"shm", "lz4"};
+    h.render_size = {640, 360};
+    h.output_size = {1280, 720};
+    h.buffers = {{"albedo", Format::rgba8_srgb}, {"depth", Format::r32f}};
+    h.shm = ShmPool{"/nrb-1234", 4, 1 << 20};
+    msgs.emplace_back(h);
+  }
+  {
+    Welcome w;
+    w.session = 9;
+    w.renderer = "deferred/0.1.0";
+    w.required = {{"albedo", Format::rgba8}};
+    w.output = {"output", Format::rgba8, 640, 360};
+    w.max_in_flight = 2;
+    w.styles = {"identity", "noir"};
+    msgs.emplace_back(w);
+  }
+  {
+    Frame f = basic_frame(px);
+    Camera c;
+    c.view_to_clip = Mat4{};
+    c.near_plane = 0.1;
+    c.far_plane = std::numeric_limits<double>::infinity();
+    c.fov_y = 1.0;
+    c.depth_infinite = true;
+    c.render_size = Size2{640, 360};
+    f.camera = c;
+    Event e;
+    e.name = "weapon_powerup";
+    ParamsWriter pw;
+    pw.map(3).str("level").u64(3).str("scale").f64(2.0).str("tags").array(2).str("a").nil();
+    e.params = pw.take();
+    e.target = {Scope::object, {42, 0xffffffffu}};
+    f.events.push_back(e);
+    f.styles.push_back({"noir", 0.5, 2.0, {Scope::material, {3}}});
+    msgs.emplace_back(f);
+  }
+  {
+    Result r;
+    r.session = 7;
+    r.frame = 1;
+    r.status = ResultStatus::skipped;
+    r.timing = {0.1, 0.2, 0.3, 0.4, 0.5, 1.5};
+    msgs.emplace_back(r);
+  }
+  msgs.emplace_back(make_error(ErrorCode::PAYLOAD_MISMATCH, "albedo: too short"));
+  msgs.emplace_back(Ping{{}, 5, 6});
+  msgs.emplace_back(Pong{{}, 5, 6});
+  msgs.emplace_back(Bye{});
+  {
+    Bye b;
+    b.session = 3;
+    b.reason = "shutdown";
+    msgs.emplace_back(b);
+  }
+  for (const auto& m : msgs) {
+    CAPTURE(std::string(type_name(message_type(m))));
+    const Encoded e = encode(m);
+    std::vector<Bytes> frames;
+    for (size_t i = 0; i < e.frame_count(); ++i) frames.push_back(e.frame(i));
+    const DecodeResult r = decode(frames, DecodeOptions::permissive());
+    REQUIRE_MESSAGE(r.ok(), r.error.message);
+    CHECK(message_type(*r.message) == message_type(m));
+    CHECK(encode(*r.message).header == e.header);
+  }
+}
+
+// =================================================================================================================
+// Decoding: structure, limits, hostile input
+// =================================================================================================================
+TEST_CASE("protocol: header structure (step 1-2)") {
+  const auto opts = DecodeOptions::permissive();
+  CHECK(decode(nullptr, 0, opts).error.code == ErrorCode::MALFORMED);
+  CHECK(code_of({Blob{}}) == ErrorCode::MALFORMED);
+  CHECK(code_of({Blob{0xc1}}) == ErrorCode::MALFORMED);
+  CHECK(code_of({Blob{0x91, 0x01}}) == ErrorCode::MALFORMED);  // array, not map
+
+  const Blob good = ping_with(0, [](Mp&) {});
+  REQUIRE(decode_blobs({good}, opts).ok());
+
+  SUBCASE("every truncation is MALFORMED") {
+    for (size_t n = 0; n < good.size(); ++n) CHECK(code_of({Blob(good.begin(), good.begin() + n)}) == ErrorCode::MALFORMED);
+  }
+  SUBCASE("trailing bytes") {
+    Blob t = good;
+    t.push_back(0xc0);
+    CHECK(code_of({t}) == ErrorCode::MALFORMED);
+  }
+  SUBCASE("header over 65536 bytes is LIMIT_EXCEEDED, checked before parsing") {
+    Blob big(65537, 0xc1);
+    CHECK(code_of({big}) == ErrorCode::LIMIT_EXCEEDED);
+    const Blob at_limit = ping_with(1, [](Mp& m) { m.str("x_pad").str(std::string(65536 - 40 - 3 - 8, 'a')); });
+    CHECK(at_limit.size() <= 65536);
+    CHECK(decode_blobs({at_limit}, opts).ok());
+  }
+  SUBCASE("huge declared lengths fail without allocating") {
+    // map32 declaring 2^32-1 entries; array32 / str32 / bin32 declaring 4 GiB inside a valid map
+    CHECK(code_of({Blob{0xdf, 0xff, 0xff, 0xff, 0xff}}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xdd, 0xff, 0xff, 0xff, 0xff}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xdb, 0xff, 0xff, 0xff, 0xff}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xc6, 0xff, 0xff, 0xff, 0xff}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xde, 0xff, 0xff}); })}) == ErrorCode::MALFORMED);
+  }
+  SUBCASE("nesting: 16 containers pass, 17 are MALFORMED") {
+    auto nested = [](int levels) {
+      return ping_with(1, [&](Mp& m) {
+        m.str("x_deep");
+        for (int i = 0; i < levels; ++i) m.arr(1);
+        m.u(1);
+      });
+    };
+    CHECK(decode_blobs({nested(15)}, opts).ok());  // header map + 15 arrays = 16 containers
+    CHECK(code_of({nested(16)}) == ErrorCode::MALFORMED);
+    CHECK(code_of({nested(100000 / 2)}) == ErrorCode::MALFORMED);
+  }
+  SUBCASE("ext, non-str keys, invalid UTF-8") {
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xd4, 0x05, 0x00}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xc7, 0x01, 0xff, 0x00}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.u(5).u(1); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.raw({0xc4, 0x01, 'x'}).u(1); })}) == ErrorCode::MALFORMED);  // bin key
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").map(1).u(1).u(1); })}) == ErrorCode::MALFORMED);  // nested
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xa2, 0xc3, 0x28}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xa3, 0xed, 0xa0, 0x80}); })}) == ErrorCode::MALFORMED);
+    CHECK(code_of({ping_with(1, [](Mp& m) { m.str("x").raw({0xa2, 0xc0, 0x80}); })}) == ErrorCode::MALFORMED);
+    CHECK(decode_blobs({ping_with(1, [](Mp& m) { m.str("x_u").str("\xc3\xa9\xf0\x9f\x98\x80"); })}, opts).ok());
+  }
+}
+
+TEST_CASE("protocol: field checks follow section 9.1") {
+  const auto opts = DecodeOptions::permissive();
+  auto header_code = [&](const Blob& h) { return code_of({h}, opts); };
+  SUBCASE("nrb / type / version / must_understand order") {
+    CHECK(header_code(Mp().map(1).str("type").str("PING").b) == ErrorCode::MISSING_FIELD);
+    CHECK(header_code(Mp().map(1).str("nrb").raw({0xc3}).b) == ErrorCode::WRONG_TYPE);  // bool is not a uint
+    CHECK(header_code(Mp().map(1).str("nrb").raw({0xff}).b) == ErrorCode::WRONG_TYPE);  // -1
+    CHECK(header_code(Mp().map(1).str("nrb").u(1).b) == ErrorCode::MISSING_FIELD);
+    CHECK(header_code(Mp().map(2).str("nrb").u(1).str("type").u(4).b) == ErrorCode::WRONG_TYPE);
+    CHECK(header_code(Mp().map(2).str("nrb").u(9).str("type").str("TELEPORT").b) == ErrorCode::UNKNOWN_TYPE);
+    CHECK(header_code(Mp().map(2).str("nrb").u(2).str("type").str("PING").b) == ErrorCode::VERSION_UNSUPPORTED);
+    // must_understand is checked before the message's own keys
+    CHECK(header_code(Mp().map(3).str("nrb").u(1).str("type").str("PING").str("must_understand").arr(1).str("x_a").b) ==
+          ErrorCode::UNKNOWN_REQUIRED);
+    CHECK(header_code(Mp().map(3).str("nrb").u(1).str("type").str("PING").str("must_understand").str("nonce").b) ==
+          ErrorCode::WRONG_TYPE);
+    CHECK(header_code(Mp().map(3).str("nrb").u(1).str("type").str("PING").str("must_understand").arr(1).str("nonce").b) ==
+          ErrorCode::MISSING_FIELD);
+    // a key defined for another message type is not understood on this one
+    CHECK(header_code(ping_with(1, [](Mp& m) { m.str("must_understand").arr(1).str("camera"); })) ==
+          ErrorCode::UNKNOWN_REQUIRED);
+    auto r = decode_blobs({ping_with(1, [](Mp& m) { m.str("must_understand").arr(2).str("nonce").str("nrb"); })}, opts);
+    REQUIRE(r.ok());
+    CHECK_FALSE(std::get<Ping>(*r.message).must_understand.has_value());  // checked, then dropped
+  }
+  SUBCASE("HELLO version range") {
+    Hello h;
+    h.engine = h.engine_version = h.client = "x";
+    h.render_size = h.output_size = {1, 1};
+    auto code = [&](uint64_t nrb, uint64_t minv) {
+      h.nrb = nrb;
+      h.min_version = minv;
+      auto r = decode(std::vector<Bytes>{encode(Message(h)).frame(0)}, opts);
+      return r.ok() ? ErrorCode::INTERNAL : r.error.code;
+    };
+    CHECK(code(3, 1) == ErrorCode::INTERNAL);  // ok: 1 is in [1, 3]
+    CHECK(code(3, 2) == ErrorCode::VERSION_UNSUPPORTED);
+    CHECK(code(0, 0) == ErrorCode::VERSION_UNSUPPORTED);
+    CHECK(code(1, 2) == ErrorCode::BAD_VALUE);  // min_version > nrb
+  }
+  SUBCASE("ERROR accepts any code and name") {
+    Error e;
+    e.code = static_cast<ErrorCode>(99);
+    e.name = "FUTURE";
+    e.message = std::string(1024, 'm');
+    auto r = decode(std::vector<Bytes>{encode(Message(e)).frame(0)}, opts);
+    REQUIRE(r.ok());
+    CHECK(static_cast<uint64_t>(std::get<Error>(*r.message).code) == 99);
+    e.name.clear();  // written verbatim, even when empty
+    const Encoded empty_name = encode(Message(e));
+    auto r2 = decode(std::vector<Bytes>{empty_name.frame(0)}, opts);
+    REQUIRE(r2.ok());
+    CHECK(std::get<Error>(*r2.message).name.empty());
+    CHECK(encode(*r2.message).header == empty_name.header);
+    e.message += "m";
+    CHECK(decode(std::vector<Bytes>{encode(Message(e)).frame(0)}, opts).error.code == ErrorCode::LIMIT_EXCEEDED);
+  }
+}
+
+TEST_CASE("protocol: FRAME field checks") {
+  const ShmPool pool{"/nrb-test", 4, 4096};
+  const auto opts = DecodeOptions::permissive(&pool);
+  Blob px;
+  auto check_at = [&](int line, auto&& mutate, ErrorCode want, bool with_payload = true) {
+    CAPTURE(line);
+    Frame f = basic_frame(px);
+    mutate(f);
+    Encoded e = encode(Message(f));
+    std::vector<Bytes> frames{e.frame(0)};
+    if (with_payload)
+      for (auto& p : e.payloads) frames.push_back(p);
+    auto r = decode(frames, opts);
+    if (want == ErrorCode::INTERNAL) {
+      CHECK_MESSAGE(r.ok(), r.error.message);
+    } else {
+      REQUIRE_FALSE(r.ok());
+      CHECK_MESSAGE(r.error.code == want, r.error.message);
+    }
+  };
+#define check(...) check_at(__LINE__, __VA_ARGS__)
+  const auto OK = ErrorCode::INTERNAL;
+  check([](Frame&) {}, OK);
+  check([](Frame& f) { f.dt = 10.5; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.dt = std::nan(""); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.deadline_ms = 0; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.deadline_ms = 60000; }, OK);
+  check([](Frame& f) { f.buffers[0].width = 0; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.buffers[0].width = 16385; }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.buffers[0].stride = 7; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.buffers[0].stride = (1ull << 31) + 1; }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) {
+    f.buffers[0].width = 16384;
+    f.buffers[0].height = 16384;
+    f.buffers[0].stride = 16384 * 16;
+    f.buffers[0].format = Format::rgba32f;
+  }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.buffers[0].name = "sparkles"; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.buffers[0].name = std::string(65, 'a'); }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.buffers[0].name = "x_" + std::string(61, 'a'); }, OK);
+  check([](Frame& f) { f.buffers[0].name = "output"; }, OK);  // in the vocabulary (section 6.1)
+  check([](Frame& f) { f.buffers.push_back(f.buffers[0]); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) {
+    for (int i = 0; i < 32; ++i) {
+      BufferDesc b = f.buffers[0];
+      b.name = "x_b" + std::to_string(i);
+      f.buffers.push_back(b);
+    }
+  }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.buffers[0].shm = ShmRef{3, 4096}; }, ErrorCode::BAD_VALUE, false);  // overruns the slot
+  check([](Frame& f) { f.buffers[0].shm = ShmRef{3, 4096 - 64}; }, OK, false);                // the last 64 bytes
+  check([](Frame& f) { f.buffers[0].shm = ShmRef{4, 0}; }, ErrorCode::BAD_VALUE, false);      // slot >= slots
+  check([](Frame& f) { f.buffers[0].shm = ShmRef{0, 32}; }, ErrorCode::BAD_VALUE, false);     // unaligned
+  check([](Frame& f) {
+    f.buffers[0].shm = ShmRef{0, 0};
+    f.buffers[0].compression = Compression::lz4;
+  }, ErrorCode::BAD_VALUE, false);
+  check([](Frame& f) { f.result_slot = 4; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.result_slot = 3; }, OK);
+  check([](Frame& f) { f.events.push_back({"", {0x80}, {}}); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.events.push_back({std::string(65, 'e'), {0x80}, {}}); }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.events.push_back({"e", {0x80}, {Scope::object, {}}}); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.events.push_back({"e", {0x80}, {Scope::global, {1}}}); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.events.assign(257, Event{"e", {0x80}, {}}); }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.events.assign(256, Event{"e", {0x80}, {}}); }, OK);
+  check([](Frame& f) { f.styles.push_back({"noir", 1.5, 0, {}}); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.styles.push_back({"noir", 1, 3601, {}}); }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->near_plane = 0; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->near_plane = 1; f.camera->far_plane = 1; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->far_plane = -HUGE_VAL; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->far_plane = HUGE_VAL; }, OK);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->fov_y = 3.14159265358979323846; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->position = Vec3{0, HUGE_VAL, 0}; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->render_size = Size2{0, 1}; }, ErrorCode::BAD_VALUE);
+  check([](Frame& f) { f.camera = Camera{}; f.camera->render_size = Size2{1, 16385}; }, ErrorCode::LIMIT_EXCEEDED);
+  check([](Frame& f) { f.camera = Camera{}; }, OK);
+  // payload checks come last: a bad payload does not hide a header error, and vice versa
+  check([](Frame& f) { f.buffers[0].size = 15; f.buffers[0].payload_size = 15; }, ErrorCode::PAYLOAD_MISMATCH);
+  check([](Frame& f) { f.buffers[0].payload_size = 15; f.dt = -1; }, ErrorCode::BAD_VALUE);
+#undef check
+  {  // a payload frame for a buffer that lives in shared memory is one frame too many
+    Frame f = basic_frame(px);
+    f.buffers[0].shm = ShmRef{3, 4096 - 64};
+    Encoded e = encode(Message(f));
+    REQUIRE(e.payloads.empty());
+    CHECK(decode(std::vector<Bytes>{e.frame(0), Bytes(px.data(), px.size())}, opts).error.code == ErrorCode::MALFORMED);
+  }
+}
+
+TEST_CASE("protocol: params") {
+  auto canon = [](const Blob& b, Blob* out = nullptr) {
+    auto e = canonicalize_params(b.data(), b.size(), out);
+    return e ? e->code : ErrorCode::INTERNAL;
+  };
+  Blob out;
+  // float32 and an int8-encoded 5 are re-encoded canonically
+  CHECK(canon({0x82, 0xa1, 'a', 0xca, 0x3f, 0xc0, 0, 0, 0xa1, 'b', 0xd0, 0x05}, &out) == ErrorCode::INTERNAL);
+  CHECK(out == Blob{0x82, 0xa1, 'a', 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0xa1, 'b', 0x05});
+  // duplicate key: first position, last value (what a Python dict holds)
+  CHECK(canon({0x83, 0xa1, 'a', 1, 0xa1, 'b', 2, 0xa1, 'a', 3}, &out) == ErrorCode::INTERNAL);
+  CHECK(out == Blob{0x82, 0xa1, 'a', 3, 0xa1, 'b', 2});
+  // depth: the params map is 1; 8 levels pass, 9 fail
+  auto nested = [](int levels) {
+    Mp m;
+    for (int i = 0; i < levels; ++i) m.map(1).str("k");
+    m.u(1);
+    return m.b;
+  };
+  CHECK(canon(nested(8)) == ErrorCode::INTERNAL);
+  CHECK(canon(nested(9)) == ErrorCode::LIMIT_EXCEEDED);
+  // size: > 4096 canonical bytes
+  CHECK(canon(Mp().map(1).str("blob").str(std::string(4096 - 9, 'z')).b) == ErrorCode::INTERNAL);
+  CHECK(canon(Mp().map(1).str("blob").str(std::string(4096 - 8, 'z')).b) == ErrorCode::LIMIT_EXCEEDED);
+  CHECK(canon({0x91, 0x01}) == ErrorCode::WRONG_TYPE);
+  CHECK(canon({0x81, 0x01, 0x01}) == ErrorCode::MALFORMED);
+}
+
+TEST_CASE("protocol: compression") {
+  Blob px;
+  Frame base = basic_frame(px);
+  base.buffers[0].width = 64;
+  base.buffers[0].height = 32;
+  base.buffers[0].stride = 256;
+  px.assign(256 * 32, 0);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i / 7) & 0xff);
+  base.buffers[0].set_pixels(px.data(), px.size());
+
+  for (Compression c : {Compression::lz4, Compression::zstd}) {
+    CAPTURE(std::string(compression_name(c)));
+    Frame f = base;
+    Blob z = compress(c, px.data(), px.size());
+    CHECK(z.size() < px.size());
+    f.buffers[0].compression = c;
+    f.buffers[0].payload = z.data();
+    f.buffers[0].payload_size = z.size();
+    Encoded e = encode(Message(f));
+    std::vector<Bytes> frames{e.frame(0), e.frame(1)};
+    CHECK(frames[1].data == z.data());
+
+    auto r = decode(frames, DecodeOptions::permissive());
+    REQUIRE_MESSAGE(r.ok(), r.error.message);
+    const BufferDesc& b = std::get<Frame>(*r.message).buffers[0];
+    CHECK(Blob(b.data, b.data + b.size) == px);
+    CHECK(b.payload == z.data());
+    CHECK(b.owned != nullptr);
+
+    // not negotiated
+    DecodeOptions none;
+    CHECK(decode(frames, none).error.code == ErrorCode::BAD_VALUE);
+    DecodeOptions other = DecodeOptions::permissive();
+    (c == Compression::lz4 ? other.allow_lz4 : other.allow_zstd) = false;
+    CHECK(decode(frames, other).error.code == ErrorCode::BAD_VALUE);
+
+    // the announced size must be stride x height: one byte more or less
+    for (int delta : {-1, 1}) {
+      Blob other_px(px.size() + delta, 1);
+      Blob z2 = compress(c, other_px.data(), other_px.size());
+      frames[1] = Bytes(z2.data(), z2.size());
+      CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::PAYLOAD_MISMATCH);
+    }
+    // truncated, trailing garbage, garbage, raw bytes
+    Blob cut(z.begin(), z.end() - 3);
+    frames[1] = Bytes(cut.data(), cut.size());
+    CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::PAYLOAD_MISMATCH);
+    Blob trail = z;
+    trail.push_back(0);
+    frames[1] = Bytes(trail.data(), trail.size());
+    CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::PAYLOAD_MISMATCH);
+    frames[1] = Bytes(px.data(), px.size());
+    CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::PAYLOAD_MISMATCH);
+    Blob tiny{0};
+    frames[1] = Bytes(tiny.data(), tiny.size());
+    CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::PAYLOAD_MISMATCH);
+    // corrupted body: must fail cleanly (or, if the corruption is benign, still produce exactly stride x height)
+    for (size_t i = 0; i < z.size(); ++i) {
+      Blob bad = z;
+      bad[i] ^= 0x5a;
+      frames[1] = Bytes(bad.data(), bad.size());
+      auto rr = decode(frames, DecodeOptions::permissive());
+      if (rr.ok())
+        CHECK(std::get<Frame>(*rr.message).buffers[0].size == px.size());
+      else
+        CHECK(rr.error.code == ErrorCode::PAYLOAD_MISMATCH);
+    }
+  }
+  SUBCASE("frames without an announced content size are rejected") {
+    // zstd streaming API without a pledged size writes no content size
+    Blob z = compress(Compression::zstd, px.data(), px.size());
+    Blob lz = compress(Compression::lz4, px.data(), px.size());
+    REQUIRE(lz.size() > 14);
+    // clear the LZ4 content-size flag (FLG bit 3) and drop the 8 size bytes; the header checksum then fails,
+    // which is also PAYLOAD_MISMATCH
+    Blob nolen = lz;
+    nolen[4] &= static_cast<uint8_t>(~0x08);
+    nolen.erase(nolen.begin() + 6, nolen.begin() + 14);
+    Frame f = base;
+    f.buffers[0].compression = Compression::lz4;
+    f.buffers[0].payload = nolen.data();
+    f.buffers[0].payload_size = nolen.size();
+    Encoded e = encode(Message(f));
+    CHECK(decode(std::vector<Bytes>{e.frame(0), e.frame(1)}, DecodeOptions::permissive()).error.code ==
+          ErrorCode::PAYLOAD_MISMATCH);
+  }
+}
+
+TEST_CASE("protocol: a stricter receiver limit on buffer size") {
+  Blob px;
+  Frame f = basic_frame(px);
+  Encoded e = encode(Message(f));
+  DecodeOptions o = DecodeOptions::permissive();
+  o.max_buffer_bytes = 15;
+  CHECK(decode(std::vector<Bytes>{e.frame(0), e.frame(1)}, o).error.code == ErrorCode::LIMIT_EXCEEDED);
+  o.max_buffer_bytes = 16;
+  CHECK(decode(std::vector<Bytes>{e.frame(0), e.frame(1)}, o).ok());
+}
+
+TEST_CASE("protocol: tables") {
+  CHECK(static_cast<int>(ErrorCode::MALFORMED) == 1);
+  CHECK(static_cast<int>(ErrorCode::INTERNAL) == 14);
+  for (uint64_t c = 1; c <= 14; ++c) {
+    auto code = static_cast<ErrorCode>(c);
+    CHECK(error_code_from_name(error_name(code)) == code);
+  }
+  CHECK(error_name(static_cast<ErrorCode>(15)).empty());
+  CHECK(bytes_per_pixel(Format::rgba32f) == 16);
+  CHECK(format_info(Format::rg16f).channels == 2);
+  CHECK(format_from_name("r16u") == Format::r16u);
+  CHECK_FALSE(format_from_name("rgb565").has_value());
+  CHECK(is_valid_buffer_name("transparency_and_composition_mask"));
+  CHECK(is_valid_buffer_name("x_a"));
+  CHECK_FALSE(is_valid_buffer_name("x_"));
+  CHECK_FALSE(is_valid_buffer_name("x_A"));
+  CHECK_FALSE(is_valid_buffer_name("x_" + std::string(62, 'a')));
+  CHECK(buffer_names().size() == 25);
+}
