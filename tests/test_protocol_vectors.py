@@ -112,6 +112,6 @@ def test_vector_generator_reproduces_the_checked_in_fixtures(tmp_path: Path) -> 
     subprocess.run([sys.executable, str(VECTORS / "make_vectors.py"), str(tmp_path)], check=True,
                    capture_output=True)
     for path in sorted(VECTORS.glob("*.json")) + sorted(VECTORS.glob("*.bin")):
-        if path.stem.startswith(("frame_lz4", "frame_zstd")) and path.suffix == ".bin":
+        if ("lz4" in path.stem or "zstd" in path.stem) and path.suffix == ".bin":
             continue  # compressor output may differ between library builds; the frame format is what counts
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
