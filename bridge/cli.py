@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.replay",  # replay
     "bridge.commands.inspect",  # inspect
     "bridge.commands.demo",  # demo
+    "bridge.commands.bench",  # bench transport|renderer|soak|all
     "neural_renderer.cli",  # data, train, export
 )
 

@@ -44,7 +44,8 @@ _MAX_COMBOS = 1 << 16
 
 def build_style_map(snapshot: StyleSnapshot, size: tuple[int, int], material_id: np.ndarray | None = None,
                     object_id: np.ndarray | None = None) -> np.ndarray:
-    """The (H, W, S) float32 style map for a frame of ``size`` = (width, height).
+    """The (H, W, S) float32 style map for a frame of ``size`` = (width, height). Treat it as read-only: without
+    overrides it is a broadcast view of the global mix.
 
     ``material_id`` / ``object_id`` are (H, W) or (H, W, 1) integer arrays (protocol r16u / r32u); absent buffers
     mean no pixel can match an override of that kind. Every (material override, object override) combination is
@@ -65,9 +66,9 @@ def build_style_map(snapshot: StyleSnapshot, size: tuple[int, int], material_id:
         layers.append((_lookup(img, keys), contrib))
     (mi, mc), (oi, oc) = layers
     if mi is None and oi is None:
-        out = np.empty((h, w, s), np.float32)
-        out[...] = g
-        return out
+        # Every pixel has the global mix: a read-only broadcast view costs nothing, where a materialised map is
+        # H·W·S floats (50 MB at 1080p) written every frame for renderers that may not even read it.
+        return np.broadcast_to(g, (h, w, s))
     km, ko = len(mc) if mi is not None else 0, len(oc) if oi is not None else 0
     if (km + 1) * (ko + 1) <= _MAX_COMBOS:
         # table[m + 1, o + 1] = the weights of a pixel with material override m and object override o (-1: none)

@@ -1,0 +1,402 @@
+/*
+ * nrb.h: the C ABI of libnrb, the engine side of the Neural Render Bridge (docs/protocol.md, NRB/1).
+ *
+ * Design (in the style of NVIDIA Streamline and AMD FidelityFX):
+ *   - Every struct the caller passes in or receives begins with `uint32_t struct_size` (sizeof the caller's struct)
+ *     and `uint32_t struct_version` (the NRB_*_VERSION constant the caller compiled against). Fields are only ever
+ *     appended; the library reads/writes only the first `struct_size` bytes, so a binary built against an older
+ *     header keeps working with a newer library. Use the *_init() helpers (or memset 0 + set the two fields).
+ *     A zero in any other field means "the documented default".
+ *   - Every function returns an nrb_status (never throws, never aborts); on an error the text is available from
+ *     nrb_last_error(). NRB_NO_RESULT is not an error: it means "show your own image this frame".
+ *   - Ownership is explicit: the caller owns everything it passes in (the library copies what it keeps, unless a
+ *     function says otherwise); the library owns everything it hands out (pointers stay valid for the documented
+ *     lifetime).
+ *   - Threads: "render thread" below means "one thread at a time per client" (normally the engine's render
+ *     thread); functions marked "any thread" may be called concurrently from any thread. No function blocks on
+ *     the network: an internal I/O thread per client owns the ZeroMQ socket.
+ *
+ * Typical frame:
+ *     nrb_frame_begin(c, NULL, &frame_id);
+ *     nrb_frame_tag_buffer(c, &depth_desc);               // copied now, or:
+ *     nrb_frame_acquire_slot(c, &color_desc, &p, &stride) // write straight into shared memory
+ *     nrb_frame_set_camera(c, &cam);
+ *     nrb_frame_submit(c);                                // returns at once
+ *     if (nrb_acquire_result(c, &res) == NRB_OK) { draw res.pixels; nrb_release_result(c, &res); }
+ *     else { draw the engine's own image; }
+ */
+#ifndef NRB_NRB_H
+#define NRB_NRB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nrb/nrb_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Versions                                                                                                     */
+/* ------------------------------------------------------------------------------------------------------------ */
+#define NRB_MAKE_VERSION(major, minor, patch) (((uint32_t)(major) << 22) | ((uint32_t)(minor) << 12) | (uint32_t)(patch))
+#define NRB_VERSION_MAJOR 0
+#define NRB_VERSION_MINOR 1
+#define NRB_VERSION_PATCH 0
+#define NRB_VERSION NRB_MAKE_VERSION(NRB_VERSION_MAJOR, NRB_VERSION_MINOR, NRB_VERSION_PATCH)
+#define NRB_PROTOCOL_VERSION 1 /* NRB/1 */
+
+/* Struct versions (bumped when fields are appended). */
+#define NRB_CLIENT_CONFIG_VERSION 1
+#define NRB_BUFFER_DESC_VERSION 1
+#define NRB_CAMERA_VERSION 1
+#define NRB_FRAME_INFO_VERSION 1
+#define NRB_RESULT_VERSION 1
+#define NRB_STATS_VERSION 1
+
+/* The library's version (NRB_MAKE_VERSION layout). Any thread. */
+NRB_API uint32_t nrb_get_version(void);
+/* "0.1.0"; static storage. Any thread. */
+NRB_API const char* nrb_get_version_string(void);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Status codes                                                                                                 */
+/* ------------------------------------------------------------------------------------------------------------ */
+typedef int32_t nrb_status;
+enum {
+  NRB_OK = 0,
+  NRB_NO_RESULT = 1,                     /* no fresh rendered image: the engine shows its own image */
+  NRB_ERROR_INVALID_ARGUMENT = -1,       /* NULL where not allowed, bad enum, size out of range, bad name, ... */
+  NRB_ERROR_INVALID_STATE = -2,          /* e.g. nrb_frame_tag_buffer without nrb_frame_begin */
+  NRB_ERROR_UNSUPPORTED_VERSION = -3,    /* struct_size too small or struct_version newer than the library */
+  NRB_ERROR_OUT_OF_MEMORY = -4,
+  NRB_ERROR_LIMIT_EXCEEDED = -5,         /* protocol limits (docs/protocol.md section 11), shm slot too small */
+  NRB_ERROR_NOT_FOUND = -6,              /* e.g. releasing a result that is not held */
+  NRB_ERROR_TRANSPORT = -7,              /* the ZeroMQ context/socket could not be created */
+  NRB_ERROR_INTERNAL = -100
+};
+
+/* Short name of a status ("NRB_OK", ...); static storage. Any thread. */
+NRB_API const char* nrb_status_name(nrb_status status);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Enumerations (uint32_t on the ABI)                                                                           */
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Pixel formats, docs/protocol.md section 6.2. */
+typedef uint32_t nrb_format;
+enum {
+  NRB_FORMAT_UNKNOWN = 0,
+  NRB_FORMAT_RGBA8 = 1,
+  NRB_FORMAT_RGBA8_SRGB = 2,
+  NRB_FORMAT_RGBA16F = 3,
+  NRB_FORMAT_RGBA32F = 4,
+  NRB_FORMAT_RG8 = 5,
+  NRB_FORMAT_RG16F = 6,
+  NRB_FORMAT_RG32F = 7,
+  NRB_FORMAT_R8 = 8,
+  NRB_FORMAT_R16F = 9,
+  NRB_FORMAT_R32F = 10,
+  NRB_FORMAT_R16U = 11,
+  NRB_FORMAT_R32U = 12
+};
+/* Bytes per pixel of a format, 0 for an unknown one. Any thread. */
+NRB_API uint32_t nrb_format_bytes_per_pixel(nrb_format format);
+/* Wire name ("rgba8", ...), NULL for an unknown one; static storage. Any thread. */
+NRB_API const char* nrb_format_name(nrb_format format);
+
+/* How pixels travel. The ZeroMQ transport itself (tcp:// or ipc://) is chosen by the endpoint. */
+typedef uint32_t nrb_transport;
+enum {
+  NRB_TRANSPORT_AUTO = 0,   /* offer shared memory when the endpoint is ipc:// or tcp to a loopback address */
+  NRB_TRANSPORT_INLINE = 1, /* pixels in ZeroMQ payload frames only */
+  NRB_TRANSPORT_SHM = 2     /* offer shared memory (section 7); inline frames when the renderer declines it */
+};
+
+/* Per-buffer compression of inline payloads (section 6.3), used only when the renderer accepts it in WELCOME.
+ * A buffer whose compressed form is not smaller than the raw bytes is sent raw. Never applied to shm buffers. */
+typedef uint32_t nrb_compression;
+enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2 };
+
+/* Event/style targets (section 5.3). */
+typedef uint32_t nrb_scope;
+enum { NRB_SCOPE_GLOBAL = 0, NRB_SCOPE_MATERIAL = 1, NRB_SCOPE_OBJECT = 2 };
+
+typedef uint32_t nrb_log_level;
+enum { NRB_LOG_DEBUG = 0, NRB_LOG_INFO = 1, NRB_LOG_WARNING = 2, NRB_LOG_ERROR = 3 };
+
+/* Connection state, as reported in nrb_stats. */
+typedef uint32_t nrb_connection_state;
+enum {
+  NRB_STATE_DISABLED = 0,     /* nrb_set_enabled(0): no traffic */
+  NRB_STATE_CONNECTING = 1,   /* connecting / waiting for WELCOME / backing off before a retry */
+  NRB_STATE_CONNECTED = 2     /* session established, frames flow */
+};
+
+/* Called from the client's I/O thread (and sometimes from the calling thread). Must be thread-safe, return
+ * quickly and not call back into nrb. `message` is valid only during the call. */
+typedef void (*nrb_log_fn)(void* user, nrb_log_level level, const char* message);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Client configuration                                                                                         */
+/* ------------------------------------------------------------------------------------------------------------ */
+/* A buffer the engine can provide (HELLO `buffers`). */
+typedef struct nrb_buffer_spec {
+  const char* name;  /* section 6.1 name, e.g. "depth", "hudless_color", "x_vendor_thing" */
+  nrb_format format;
+} nrb_buffer_spec;
+
+typedef struct nrb_client_config {
+  uint32_t struct_size;    /* sizeof(nrb_client_config) */
+  uint32_t struct_version; /* NRB_CLIENT_CONFIG_VERSION */
+
+  const char* endpoint;       /* ZeroMQ endpoint of the renderer; NULL: "tcp://127.0.0.1:5555" */
+  nrb_transport transport;    /* default NRB_TRANSPORT_AUTO */
+  uint32_t frames_in_flight;  /* 0: 2. Further limited by the renderer's max_in_flight. 1..64 */
+  double deadline_ms;         /* 0: 100. A result older than this (from submit) is never shown */
+  uint32_t connect_timeout_ms;   /* 0: 1000. TCP connect / wait for the first writable moment */
+  uint32_t handshake_timeout_ms; /* 0: 1000. HELLO -> WELCOME */
+  uint32_t server_timeout_ms;    /* 0: 2000. Silence (no message, no PONG) while expecting one -> reconnect */
+  uint32_t ping_interval_ms;     /* 0: 500. PING when idle for this long */
+  uint32_t reconnect_backoff_min_ms; /* 0: 50. First retry delay; doubles per failure ... */
+  uint32_t reconnect_backoff_max_ms; /* 0: 2000. ... up to this */
+
+  /* CurveZMQ (all three, Z85 text of 40 characters, or all NULL for a plain connection). Copied. */
+  const char* curve_server_public_key;
+  const char* curve_client_public_key;
+  const char* curve_client_secret_key;
+
+  nrb_log_fn log_fn;        /* optional */
+  void* log_user;           /* passed to log_fn */
+  nrb_log_level log_level;  /* messages below this level are not reported; default NRB_LOG_DEBUG (0) */
+
+  const char* engine_name;    /* HELLO `engine`; NULL: "unknown" */
+  const char* engine_version; /* HELLO `engine_version`; NULL: "" */
+
+  uint32_t render_width, render_height; /* size of the G-buffers, 1..16384 (required) */
+  uint32_t output_width, output_height; /* size of the image wanted back; 0: the render size */
+
+  /* Buffers the engine will tag (HELLO `buffers`), at most 32. They also size the shared-memory slots: a slot
+   * holds every listed buffer at the render size with a tight, 64-byte-aligned stride plus the output image.
+   * Copied during nrb_client_create. */
+  const nrb_buffer_spec* buffers;
+  uint32_t buffer_count;
+
+  nrb_compression compression; /* default NONE */
+  int32_t compression_level;   /* 0: the library default (lz4: 0 = fast, zstd: 1) */
+
+  uint32_t shm_slots;          /* 0: 2 * frames_in_flight + 4 slots; 1..256 */
+  uint32_t start_disabled;     /* non-zero: the client starts disabled (no traffic until nrb_set_enabled(1)) */
+} nrb_client_config;
+
+/* Fills `config` with defaults (zeros) and sets struct_size/struct_version. Any thread. */
+NRB_API void nrb_client_config_init(nrb_client_config* config);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Client lifetime                                                                                              */
+/* ------------------------------------------------------------------------------------------------------------ */
+typedef struct nrb_client nrb_client; /* opaque */
+
+/* Creates a client and starts its I/O thread, which connects in the background (this call does not wait for
+ * the renderer; frames submitted before the handshake completes are dropped and the engine falls back).
+ * `config` and everything it points to are copied. On success *out_client owns the client; destroy it with
+ * nrb_client_destroy. On failure *out_client is NULL and nrb_last_error(NULL) explains. Any thread. */
+NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client);
+
+/* Says BYE (best effort, without waiting), stops the I/O thread and frees everything, including results still
+ * held: every pointer obtained from the client becomes invalid. NULL is a no-op. Must not race with any other call
+ * on the same client. Returns within about one poll interval (a few ms). */
+NRB_API void nrb_client_destroy(nrb_client* client);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Building and submitting a frame (render thread)                                                              */
+/* ------------------------------------------------------------------------------------------------------------ */
+typedef struct nrb_frame_info {
+  uint32_t struct_size;    /* sizeof(nrb_frame_info) */
+  uint32_t struct_version; /* NRB_FRAME_INFO_VERSION */
+  double dt;               /* seconds since the previous frame, up to 10; 0 or negative: measured by the library */
+  double deadline_ms;      /* 0: the configured deadline */
+} nrb_frame_info;
+
+/* Begins a new frame (abandoning one begun but not submitted). `info` may be NULL (dt measured, default
+ * deadline). *out_frame_id (may be NULL) receives the frame id, strictly increasing over the client's life; result
+ * ages are counted in these ids. Render thread. Microseconds. */
+NRB_API nrb_status nrb_frame_begin(nrb_client* client, const nrb_frame_info* info, uint64_t* out_frame_id);
+
+/* Flags of nrb_buffer_desc. */
+enum { NRB_BUFFER_DEPTH_REVERSED = 1u << 0, NRB_BUFFER_DEPTH_INFINITE = 1u << 1 };
+
+typedef struct nrb_buffer_desc {
+  uint32_t struct_size;    /* sizeof(nrb_buffer_desc) */
+  uint32_t struct_version; /* NRB_BUFFER_DESC_VERSION */
+  const char* name;        /* section 6.1 name; unique within a frame */
+  nrb_format format;
+  uint32_t width, height;  /* 1..16384 */
+  uint32_t stride;         /* bytes per row of `data`; 0: width * bytes per pixel */
+  const void* data;        /* nrb_frame_tag_buffer: the pixels, top row first; ignored by acquire_slot */
+  uint32_t flags;          /* NRB_BUFFER_* */
+} nrb_buffer_desc;
+
+/* Tags one G-buffer of the current frame. The pixels are copied before the call returns (into a shared-memory
+ * slot when shm was negotiated, otherwise into a library-owned staging buffer that is sent without a further
+ * copy); `desc` and `desc->data` may be reused immediately. Tagging the same name twice replaces it. When the
+ * client is disabled or not connected the copy is skipped (the frame will not be sent). Render thread. Costs one
+ * memcpy of the buffer. */
+NRB_API nrb_status nrb_frame_tag_buffer(nrb_client* client, const nrb_buffer_desc* desc);
+
+/* Zero-copy alternative to nrb_frame_tag_buffer: reserves space for buffer `desc` (data ignored; stride 0 means
+ * tight) in the current frame and returns where the engine writes the pixels: *out_data, with rows *out_stride
+ * bytes apart (>= desc->stride; 64-byte aligned start). On the shared-memory path this points into the slot the
+ * renderer will read; otherwise into the staging buffer that is sent as is. The pointer is valid until
+ * nrb_frame_submit or the next nrb_frame_begin, whichever comes first. Render thread. */
+NRB_API nrb_status nrb_frame_acquire_slot(nrb_client* client, const nrb_buffer_desc* desc, void** out_data,
+                                          uint32_t* out_stride);
+
+/* Camera constants, docs/protocol.md section 8. Matrices are row-major for column vectors, without jitter.
+ * Which keys are sent: a matrix that is all zeros, a zero up/right/forward vector, and near, far, fov_y, aspect,
+ * pre_exposure, render size or output size equal to 0 are omitted; position, jitter, mv_scale and every flag are
+ * always sent. far may be +INFINITY. */
+typedef struct nrb_camera {
+  uint32_t struct_size;    /* sizeof(nrb_camera) */
+  uint32_t struct_version; /* NRB_CAMERA_VERSION */
+  double view_to_clip[16];
+  double clip_to_view[16];
+  double clip_to_prev_clip[16];
+  double prev_clip_to_clip[16];
+  double world_to_view[16];
+  double position[3];
+  double up[3];
+  double right[3];
+  double forward[3];
+  double near_plane;
+  double far_plane;
+  double fov_y;      /* radians */
+  double aspect;     /* width / height */
+  double jitter[2];  /* pixels */
+  double mv_scale[2];
+  uint8_t depth_inverted;
+  uint8_t depth_infinite;
+  uint8_t mv_jittered;
+  uint8_t mv_3d;
+  uint8_t mv_dilated;
+  uint8_t camera_motion_included;
+  uint8_t orthographic;
+  uint8_t reset;
+  double pre_exposure;
+  uint32_t render_width, render_height;
+  uint32_t output_width, output_height;
+} nrb_camera;
+
+/* Zeroes `camera` and sets struct_size/struct_version. Any thread. */
+NRB_API void nrb_camera_init(nrb_camera* camera);
+
+/* Sets the current frame's camera (copied; values are validated: NaN, far <= near, fov_y outside (0, pi) ... are
+ * NRB_ERROR_INVALID_ARGUMENT). Render thread. */
+NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* camera);
+
+/* Submits the current frame and returns at once: the I/O thread sends it when fewer than frames_in_flight frames
+ * are outstanding. If a newer frame is submitted before this one could be sent, this one is dropped (counted in
+ * frames_dropped; its events and styles move to the next frame actually sent). Frames submitted while disabled or
+ * disconnected are dropped the same way. Render thread. Microseconds. */
+NRB_API nrb_status nrb_frame_submit(nrb_client* client);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Gameplay events and styles (any thread)                                                                      */
+/* ------------------------------------------------------------------------------------------------------------ */
+typedef struct nrb_target {
+  nrb_scope scope;     /* NRB_SCOPE_GLOBAL: ids must be empty; MATERIAL/OBJECT: 1..1024 ids */
+  const uint32_t* ids; /* copied */
+  uint32_t id_count;
+} nrb_target;
+
+/* Queues a gameplay event. It rides on the first frame submitted after this call that is actually sent (so an
+ * event fired between nrb_frame_begin and nrb_frame_submit belongs to that frame). `params` is a msgpack map with
+ * str keys (section 3.2: depth <= 8, <= 4096 bytes), e.g. 0x80 for the empty map; NULL/0 means the empty map. It is
+ * validated and copied. `target` NULL means global. Delivery: events stay queued, in order, until the renderer
+ * answers (RESULT or ERROR) a frame that carried them; frames lost to a disconnect or a renderer restart have
+ * their events re-sent on the next frame of the new session, so each event reaches a restarted renderer once and in
+ * order. While disabled, events accumulate (up to 65536; older ones are then discarded and counted in
+ * events_discarded). Any thread; microseconds. */
+NRB_API nrb_status nrb_fire_event(nrb_client* client, const char* name, const void* params, size_t params_size,
+                                  const nrb_target* target);
+
+/* Queues a style command (same delivery rules as events): move `target` toward style `style` (1..64 bytes) with
+ * `strength` in [0, 1] over `over_seconds` in [0, 3600] (0 = immediately). Any thread; microseconds. */
+NRB_API nrb_status nrb_set_style(nrb_client* client, const char* style, double strength, double over_seconds,
+                                 const nrb_target* target);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Results                                                                                                      */
+/* ------------------------------------------------------------------------------------------------------------ */
+typedef struct nrb_result {
+  uint32_t struct_size;    /* sizeof(nrb_result) */
+  uint32_t struct_version; /* NRB_RESULT_VERSION */
+  uint64_t frame_id;       /* the frame this image was rendered from */
+  uint64_t age_frames;     /* latest begun frame id - frame_id */
+  const void* pixels;      /* top row first; valid until nrb_release_result (or nrb_client_destroy) */
+  uint32_t width, height;
+  uint32_t stride;         /* bytes per row */
+  nrb_format format;
+  double round_trip_ms;    /* submit -> result received */
+  double server_ms;        /* the renderer's timing.total_ms */
+} nrb_result;
+
+/* Gets the newest rendered image that is still within its deadline (submit time + deadline_ms >= now).
+ * NRB_OK: *out_result is filled and the pixels stay valid (and unchanged) until nrb_release_result; the same image
+ * may be acquired again on later frames while it is the newest fresh one (age_frames tells). NRB_NO_RESULT: none (not
+ * connected, disabled, renderer behind, result late): the engine shows its own image; counted in `fallbacks` while
+ * enabled. Never blocks. Any thread. Every NRB_OK must be matched by one nrb_release_result. */
+NRB_API nrb_status nrb_acquire_result(nrb_client* client, nrb_result* out_result);
+
+/* Releases a result obtained from nrb_acquire_result (identified by result->frame_id). Any thread. */
+NRB_API nrb_status nrb_release_result(nrb_client* client, const nrb_result* result);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Control and statistics (any thread)                                                                          */
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Enables or disables neural rendering at run time (the player's toggle). Disabling takes effect at once: later
+ * submits are dropped, acquire returns NRB_NO_RESULT, no further FRAME or PING is sent, and once the frames already
+ * in flight are answered (or time out) the client says BYE and closes its connection and shared memory. Enabling
+ * reconnects in the background and resumes; queued events are delivered on the first frame of the new session. */
+NRB_API nrb_status nrb_set_enabled(nrb_client* client, int enabled);
+/* *out_enabled = 1 or 0. */
+NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled);
+
+typedef struct nrb_stats {
+  uint32_t struct_size;    /* sizeof(nrb_stats) */
+  uint32_t struct_version; /* NRB_STATS_VERSION */
+  uint64_t frames_submitted;  /* nrb_frame_submit calls */
+  uint64_t frames_sent;       /* FRAMEs written to the socket */
+  uint64_t frames_dropped;    /* submitted frames never sent (superseded, disabled, disconnected) */
+  uint64_t results_received;  /* RESULTs with pixels (on time or late) */
+  uint64_t results_late;      /* RESULTs that came after their deadline, or "skipped" by the renderer */
+  uint64_t frames_lost;       /* sent frames never answered (connection lost / renderer restarted) */
+  uint64_t errors_received;   /* ERROR messages from the renderer */
+  uint64_t fallbacks;         /* nrb_acquire_result calls that returned NRB_NO_RESULT while enabled */
+  uint64_t events_sent;       /* events + style commands acknowledged by the renderer */
+  uint64_t events_pending;    /* events + style commands queued or in flight */
+  uint64_t events_discarded;  /* dropped because the queue overflowed */
+  uint64_t bytes_sent;        /* all frames of all messages, as written (compressed sizes) */
+  uint64_t bytes_received;
+  uint64_t reconnects;        /* handshakes after the first */
+  uint64_t in_flight;         /* frames sent and not yet answered */
+  double rtt_p50_ms, rtt_p95_ms, rtt_p99_ms; /* submit -> RESULT, over the last 1024 results; 0 when none */
+  nrb_connection_state state;
+  uint32_t shm_active;        /* 1 when the current session uses shared memory */
+  uint32_t compression_active;/* the nrb_compression in use for the current session */
+  uint64_t session;           /* current session id, 0 when none */
+} nrb_stats;
+
+/* Fills *out_stats (set struct_size/struct_version first). */
+NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats);
+
+/* The text of the last error reported by a function of `client` (or, for client NULL, by nrb_client_create on
+ * this thread); "" when none. The pointer is thread-local storage of the calling thread, valid until its next call
+ * of nrb_last_error. Any thread. */
+NRB_API const char* nrb_last_error(const nrb_client* client);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NRB_NRB_H */

@@ -1,0 +1,489 @@
+// The C ABI (cpp/include/nrb/nrb.h) over nrb::detail::Client. Every entry point catches everything: no exception
+// crosses the boundary; failures become an nrb_status plus a per-client last-error text.
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "client.hpp"
+#include "nrb/nrb.h"
+
+using nrb::detail::Client;
+using nrb::detail::ResultImage;
+namespace wire = nrb::wire;
+
+struct nrb_client {
+  std::unique_ptr<Client> impl;
+  mutable std::mutex mutex;  // last_error and held
+  std::string last_error;
+  std::vector<std::shared_ptr<const ResultImage>> held;  // results acquired and not yet released
+};
+
+namespace {
+
+std::string& create_error() {
+  thread_local std::string e;
+  return e;
+}
+
+void set_error(const nrb_client* c, const std::string& msg) {
+  if (!c) {
+    create_error() = msg;
+    return;
+  }
+  std::lock_guard<std::mutex> lock(c->mutex);
+  const_cast<nrb_client*>(c)->last_error = msg;
+}
+
+nrb_status fail(const nrb_client* c, nrb_status s, const std::string& msg) {
+  set_error(c, msg);
+  return s;
+}
+
+// Runs `fn`, mapping exceptions to statuses.
+template <class Fn>
+nrb_status guarded(const nrb_client* c, const char* fn_name, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const std::invalid_argument& e) {
+    return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(fn_name) + ": " + e.what());
+  } catch (const std::out_of_range& e) {
+    return fail(c, NRB_ERROR_LIMIT_EXCEEDED, std::string(fn_name) + ": " + e.what());
+  } catch (const std::logic_error& e) {
+    return fail(c, NRB_ERROR_INVALID_STATE, std::string(fn_name) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(c, NRB_ERROR_OUT_OF_MEMORY, std::string(fn_name) + ": out of memory");
+  } catch (const zmq::error_t& e) {
+    return fail(c, NRB_ERROR_TRANSPORT, std::string(fn_name) + ": ZeroMQ: " + e.what());
+  } catch (const std::exception& e) {
+    return fail(c, NRB_ERROR_INTERNAL, std::string(fn_name) + ": " + e.what());
+  } catch (...) {
+    return fail(c, NRB_ERROR_INTERNAL, std::string(fn_name) + ": unknown exception");
+  }
+}
+
+// Copies a caller's versioned input struct: at most sizeof(T) bytes of it, the rest zero.
+template <class T>
+nrb_status read_struct(const nrb_client* c, const T* in, uint32_t version, const char* what, T& out) {
+  std::memset(&out, 0, sizeof out);
+  if (!in) return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(what) + " is NULL");
+  if (in->struct_version == 0 || in->struct_version > version || in->struct_size < 2 * sizeof(uint32_t))
+    return fail(c, NRB_ERROR_UNSUPPORTED_VERSION,
+                std::string(what) + ": struct_version/struct_size not set or newer than this library");
+  std::memcpy(&out, in, std::min<size_t>(in->struct_size, sizeof out));
+  if (in->struct_size < sizeof out)
+    return fail(c, NRB_ERROR_UNSUPPORTED_VERSION, std::string(what) + ": struct_size smaller than version 1");
+  return NRB_OK;
+}
+
+// Writes `value` into a caller's versioned output struct (at most its struct_size bytes), keeping its header.
+template <class T>
+nrb_status write_struct(const nrb_client* c, T* out, const T& value, const char* what) {
+  if (!out) return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(what) + " is NULL");
+  uint32_t size = out->struct_size, version = out->struct_version;
+  if (version == 0 || size < sizeof(T))
+    return fail(c, NRB_ERROR_UNSUPPORTED_VERSION, std::string(what) + ": struct_size/struct_version not set");
+  std::memcpy(out, &value, sizeof(T));
+  out->struct_size = size;
+  out->struct_version = version;
+  return NRB_OK;
+}
+
+bool to_format(nrb_format f, wire::Format& out) {
+  if (f < NRB_FORMAT_RGBA8 || f > NRB_FORMAT_R32U) return false;
+  out = static_cast<wire::Format>(f - 1);  // same order as section 6.2
+  return true;
+}
+
+nrb_format from_format(wire::Format f) { return static_cast<nrb_format>(static_cast<uint32_t>(f) + 1); }
+
+std::string str_or(const char* s, const char* fallback) { return s ? std::string(s) : std::string(fallback); }
+
+nrb::detail::BufferArgs buffer_args(const nrb_buffer_desc& d) {
+  nrb::detail::BufferArgs b;
+  if (!d.name) throw std::invalid_argument("buffer name is NULL");
+  b.name = d.name;
+  if (!to_format(d.format, b.format)) throw std::invalid_argument("buffer \"" + b.name + "\": unknown format");
+  b.width = d.width;
+  b.height = d.height;
+  b.stride = d.stride;
+  b.depth_reversed = (d.flags & NRB_BUFFER_DEPTH_REVERSED) != 0;
+  b.depth_infinite = (d.flags & NRB_BUFFER_DEPTH_INFINITE) != 0;
+  return b;
+}
+
+wire::Target target_of(const nrb_target* t) {
+  if (!t) return wire::Target{};
+  if (t->scope > NRB_SCOPE_OBJECT) throw std::invalid_argument("target: unknown scope");
+  return nrb::detail::make_target(static_cast<wire::Scope>(t->scope), t->ids, t->id_count);
+}
+
+template <size_t N>
+std::optional<std::array<double, N>> nonzero(const double (&a)[N]) {
+  std::array<double, N> out;
+  bool any = false;
+  for (size_t i = 0; i < N; ++i) {
+    out[i] = a[i];
+    any = any || a[i] != 0.0;
+  }
+  if (!any) return std::nullopt;
+  return out;
+}
+template <size_t N>
+std::array<double, N> always(const double (&a)[N]) {
+  std::array<double, N> out;
+  for (size_t i = 0; i < N; ++i) out[i] = a[i];
+  return out;
+}
+std::optional<double> nonzero(double v) { return v != 0.0 ? std::optional<double>(v) : std::nullopt; }
+std::optional<wire::Size2> nonzero_size(uint32_t w, uint32_t h) {
+  if (w == 0 && h == 0) return std::nullopt;
+  return wire::Size2{w, h};
+}
+
+wire::Camera camera_of(const nrb_camera& c) {
+  wire::Camera w;
+  w.view_to_clip = nonzero(c.view_to_clip);
+  w.clip_to_view = nonzero(c.clip_to_view);
+  w.clip_to_prev_clip = nonzero(c.clip_to_prev_clip);
+  w.prev_clip_to_clip = nonzero(c.prev_clip_to_clip);
+  w.world_to_view = nonzero(c.world_to_view);
+  w.position = always(c.position);
+  w.up = nonzero(c.up);
+  w.right = nonzero(c.right);
+  w.forward = nonzero(c.forward);
+  w.near_plane = nonzero(c.near_plane);
+  w.far_plane = nonzero(c.far_plane);
+  w.fov_y = nonzero(c.fov_y);
+  w.aspect = nonzero(c.aspect);
+  w.jitter = always(c.jitter);
+  w.mv_scale = always(c.mv_scale);
+  w.depth_inverted = c.depth_inverted != 0;
+  w.depth_infinite = c.depth_infinite != 0;
+  w.mv_jittered = c.mv_jittered != 0;
+  w.mv_3d = c.mv_3d != 0;
+  w.mv_dilated = c.mv_dilated != 0;
+  w.camera_motion_included = c.camera_motion_included != 0;
+  w.orthographic = c.orthographic != 0;
+  w.reset = c.reset != 0;
+  w.pre_exposure = nonzero(c.pre_exposure);
+  w.render_size = nonzero_size(c.render_width, c.render_height);
+  w.output_size = nonzero_size(c.output_width, c.output_height);
+  return w;
+}
+
+nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
+  nrb::detail::ClientOptions o;
+  if (c.endpoint) o.endpoint = c.endpoint;
+  if (c.transport > NRB_TRANSPORT_SHM) throw std::invalid_argument("unknown transport");
+  o.shm = static_cast<nrb::detail::ShmMode>(c.transport);
+  if (c.frames_in_flight) o.frames_in_flight = c.frames_in_flight;
+  if (c.deadline_ms != 0.0) o.deadline_ms = c.deadline_ms;
+  if (c.connect_timeout_ms) o.connect_timeout_ms = c.connect_timeout_ms;
+  if (c.handshake_timeout_ms) o.handshake_timeout_ms = c.handshake_timeout_ms;
+  if (c.server_timeout_ms) o.server_timeout_ms = c.server_timeout_ms;
+  if (c.ping_interval_ms) o.ping_interval_ms = c.ping_interval_ms;
+  if (c.reconnect_backoff_min_ms) o.backoff_min_ms = c.reconnect_backoff_min_ms;
+  if (c.reconnect_backoff_max_ms) o.backoff_max_ms = c.reconnect_backoff_max_ms;
+  o.backoff_max_ms = std::max(o.backoff_max_ms, o.backoff_min_ms);
+  o.curve_server_key = str_or(c.curve_server_public_key, "");
+  o.curve_public_key = str_or(c.curve_client_public_key, "");
+  o.curve_secret_key = str_or(c.curve_client_secret_key, "");
+  o.engine = str_or(c.engine_name, "unknown");
+  o.engine_version = str_or(c.engine_version, "");
+  o.render_size = {c.render_width, c.render_height};
+  o.output_size = {c.output_width ? c.output_width : c.render_width,
+                   c.output_height ? c.output_height : c.render_height};
+  if (c.buffer_count && !c.buffers) throw std::invalid_argument("buffers is NULL but buffer_count > 0");
+  if (c.buffer_count > wire::kMaxBuffers) throw std::invalid_argument("at most 32 buffers");
+  for (uint32_t i = 0; i < c.buffer_count; ++i) {
+    wire::BufferSpec s;
+    if (!c.buffers[i].name) throw std::invalid_argument("buffers[" + std::to_string(i) + "].name is NULL");
+    s.name = c.buffers[i].name;
+    if (!to_format(c.buffers[i].format, s.format))
+      throw std::invalid_argument("buffers[" + std::to_string(i) + "]: unknown format");
+    o.buffers.push_back(std::move(s));
+  }
+  if (c.compression > NRB_COMPRESSION_ZSTD) throw std::invalid_argument("unknown compression");
+  o.compression = static_cast<wire::Compression>(c.compression);  // none, lz4, zstd: same order
+  o.compression_level = c.compression_level;
+  o.shm_slots = c.shm_slots;
+  o.start_enabled = c.start_disabled == 0;
+  return o;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+
+extern "C" {
+
+NRB_API uint32_t nrb_get_version(void) { return NRB_VERSION; }
+
+NRB_API const char* nrb_get_version_string(void) { return "0.1.0"; }
+
+NRB_API const char* nrb_status_name(nrb_status s) {
+  switch (s) {
+    case NRB_OK: return "NRB_OK";
+    case NRB_NO_RESULT: return "NRB_NO_RESULT";
+    case NRB_ERROR_INVALID_ARGUMENT: return "NRB_ERROR_INVALID_ARGUMENT";
+    case NRB_ERROR_INVALID_STATE: return "NRB_ERROR_INVALID_STATE";
+    case NRB_ERROR_UNSUPPORTED_VERSION: return "NRB_ERROR_UNSUPPORTED_VERSION";
+    case NRB_ERROR_OUT_OF_MEMORY: return "NRB_ERROR_OUT_OF_MEMORY";
+    case NRB_ERROR_LIMIT_EXCEEDED: return "NRB_ERROR_LIMIT_EXCEEDED";
+    case NRB_ERROR_NOT_FOUND: return "NRB_ERROR_NOT_FOUND";
+    case NRB_ERROR_TRANSPORT: return "NRB_ERROR_TRANSPORT";
+    case NRB_ERROR_INTERNAL: return "NRB_ERROR_INTERNAL";
+    default: return "NRB_UNKNOWN_STATUS";
+  }
+}
+
+NRB_API uint32_t nrb_format_bytes_per_pixel(nrb_format format) {
+  wire::Format f;
+  return to_format(format, f) ? wire::bytes_per_pixel(f) : 0;
+}
+
+NRB_API const char* nrb_format_name(nrb_format format) {
+  wire::Format f;
+  return to_format(format, f) ? wire::format_name(f).data() : nullptr;  // the table's literals are NUL-terminated
+}
+
+NRB_API void nrb_client_config_init(nrb_client_config* config) {
+  if (!config) return;
+  std::memset(config, 0, sizeof *config);
+  config->struct_size = sizeof *config;
+  config->struct_version = NRB_CLIENT_CONFIG_VERSION;
+}
+
+NRB_API void nrb_camera_init(nrb_camera* camera) {
+  if (!camera) return;
+  std::memset(camera, 0, sizeof *camera);
+  camera->struct_size = sizeof *camera;
+  camera->struct_version = NRB_CAMERA_VERSION;
+}
+
+NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client) {
+  create_error().clear();
+  if (!out_client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_client_create: out_client is NULL");
+  *out_client = nullptr;
+  return guarded(nullptr, "nrb_client_create", [&]() -> nrb_status {
+    nrb_client_config cfg;
+    if (nrb_status s = read_struct(nullptr, config, NRB_CLIENT_CONFIG_VERSION, "config", cfg)) return s;
+    nrb::detail::ClientOptions opts = options_of(cfg);
+    nrb::detail::Logger log;
+    if (cfg.log_fn) {
+      nrb_log_fn fn = cfg.log_fn;
+      void* user = cfg.log_user;
+      log = nrb::detail::Logger(
+          [fn, user](nrb::detail::LogLevel level, const std::string& msg) {
+            fn(user, static_cast<nrb_log_level>(level), msg.c_str());
+          },
+          static_cast<nrb::detail::LogLevel>(std::min<uint32_t>(cfg.log_level, NRB_LOG_ERROR)));
+    }
+    auto c = std::make_unique<nrb_client>();
+    c->impl = std::make_unique<Client>(std::move(opts), std::move(log));
+    *out_client = c.release();
+    return NRB_OK;
+  });
+}
+
+NRB_API void nrb_client_destroy(nrb_client* client) {
+  try {
+    delete client;
+  } catch (...) {
+  }
+}
+
+NRB_API nrb_status nrb_frame_begin(nrb_client* client, const nrb_frame_info* info, uint64_t* out_frame_id) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_begin: client is NULL");
+  return guarded(client, "nrb_frame_begin", [&]() -> nrb_status {
+    double dt = -1.0, deadline = 0.0;
+    if (info) {
+      nrb_frame_info fi;
+      if (nrb_status s = read_struct(client, info, NRB_FRAME_INFO_VERSION, "info", fi)) return s;
+      if (fi.dt > 10.0 || fi.dt != fi.dt) throw std::invalid_argument("dt must be at most 10 seconds");
+      dt = fi.dt > 0.0 ? fi.dt : -1.0;  // 0 (the zeroed default) or negative: measured
+      deadline = fi.deadline_ms;
+    }
+    uint64_t id = client->impl->begin(dt, deadline);
+    if (out_frame_id) *out_frame_id = id;
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_frame_tag_buffer(nrb_client* client, const nrb_buffer_desc* desc) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_tag_buffer: client is NULL");
+  return guarded(client, "nrb_frame_tag_buffer", [&]() -> nrb_status {
+    nrb_buffer_desc d;
+    if (nrb_status s = read_struct(client, desc, NRB_BUFFER_DESC_VERSION, "desc", d)) return s;
+    client->impl->tag_buffer(buffer_args(d), d.data);
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_frame_acquire_slot(nrb_client* client, const nrb_buffer_desc* desc, void** out_data,
+                                          uint32_t* out_stride) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_acquire_slot: client is NULL");
+  return guarded(client, "nrb_frame_acquire_slot", [&]() -> nrb_status {
+    if (!out_data) throw std::invalid_argument("out_data is NULL");
+    *out_data = nullptr;
+    nrb_buffer_desc d;
+    if (nrb_status s = read_struct(client, desc, NRB_BUFFER_DESC_VERSION, "desc", d)) return s;
+    uint64_t stride = 0;
+    *out_data = client->impl->acquire_slot(buffer_args(d), &stride);
+    if (out_stride) *out_stride = static_cast<uint32_t>(stride);
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* camera) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_set_camera: client is NULL");
+  return guarded(client, "nrb_frame_set_camera", [&]() -> nrb_status {
+    nrb_camera cam;
+    if (nrb_status s = read_struct(client, camera, NRB_CAMERA_VERSION, "camera", cam)) return s;
+    client->impl->set_camera(camera_of(cam));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_frame_submit(nrb_client* client) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_submit: client is NULL");
+  return guarded(client, "nrb_frame_submit", [&]() -> nrb_status {
+    client->impl->submit();
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_fire_event(nrb_client* client, const char* name, const void* params, size_t params_size,
+                                  const nrb_target* target) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_fire_event: client is NULL");
+  return guarded(client, "nrb_fire_event", [&]() -> nrb_status {
+    if (!name) throw std::invalid_argument("event name is NULL");
+    client->impl->fire_event(nrb::detail::make_event(name, params, params_size, target_of(target)));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_set_style(nrb_client* client, const char* style, double strength, double over_seconds,
+                                 const nrb_target* target) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_set_style: client is NULL");
+  return guarded(client, "nrb_set_style", [&]() -> nrb_status {
+    if (!style) throw std::invalid_argument("style name is NULL");
+    client->impl->set_style(nrb::detail::make_style(style, strength, over_seconds, target_of(target)));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_acquire_result(nrb_client* client, nrb_result* out_result) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_acquire_result: client is NULL");
+  return guarded(client, "nrb_acquire_result", [&]() -> nrb_status {
+    if (!out_result) throw std::invalid_argument("out_result is NULL");
+    if (out_result->struct_version == 0 || out_result->struct_size < sizeof(nrb_result))
+      return fail(client, NRB_ERROR_UNSUPPORTED_VERSION, "nrb_acquire_result: struct_size/struct_version not set");
+    uint64_t age = 0;
+    auto img = client->impl->acquire_result(&age);
+    if (!img) return NRB_NO_RESULT;
+    nrb_result r{};
+    r.frame_id = img->frame_id;
+    r.age_frames = age;
+    r.pixels = img->pixels;
+    r.width = img->width;
+    r.height = img->height;
+    r.stride = static_cast<uint32_t>(img->stride);
+    r.format = from_format(img->format);
+    r.round_trip_ms = img->round_trip_ms;
+    r.server_ms = img->server_ms;
+    {
+      std::lock_guard<std::mutex> lock(client->mutex);
+      client->held.push_back(img);
+    }
+    return write_struct(client, out_result, r, "out_result");
+  });
+}
+
+NRB_API nrb_status nrb_release_result(nrb_client* client, const nrb_result* result) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_release_result: client is NULL");
+  return guarded(client, "nrb_release_result", [&]() -> nrb_status {
+    if (!result) throw std::invalid_argument("result is NULL");
+    std::shared_ptr<const ResultImage> released;  // freed after the lock
+    std::lock_guard<std::mutex> lock(client->mutex);
+    auto& h = client->held;
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      if ((*it)->frame_id == result->frame_id && (*it)->pixels == result->pixels) {
+        released = std::move(*it);
+        h.erase(it);
+        return NRB_OK;
+      }
+    }
+    client->last_error = "nrb_release_result: this result is not held";
+    return NRB_ERROR_NOT_FOUND;
+  });
+}
+
+NRB_API nrb_status nrb_set_enabled(nrb_client* client, int enabled) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_set_enabled: client is NULL");
+  return guarded(client, "nrb_set_enabled", [&]() -> nrb_status {
+    client->impl->set_enabled(enabled != 0);
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_get_enabled: client is NULL");
+  return guarded(client, "nrb_get_enabled", [&]() -> nrb_status {
+    if (!out_enabled) throw std::invalid_argument("out_enabled is NULL");
+    *out_enabled = client->impl->enabled() ? 1 : 0;
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_get_stats: client is NULL");
+  return guarded(client, "nrb_get_stats", [&]() -> nrb_status {
+    auto s = client->impl->stats();
+    nrb_stats o{};
+    o.frames_submitted = s.frames_submitted;
+    o.frames_sent = s.frames_sent;
+    o.frames_dropped = s.frames_dropped;
+    o.results_received = s.results_received;
+    o.results_late = s.results_late;
+    o.frames_lost = s.frames_lost;
+    o.errors_received = s.errors_received;
+    o.fallbacks = s.fallbacks;
+    o.events_sent = s.events_sent;
+    o.events_pending = s.events_pending;
+    o.events_discarded = s.events_discarded;
+    o.bytes_sent = s.bytes_sent;
+    o.bytes_received = s.bytes_received;
+    o.reconnects = s.reconnects;
+    o.in_flight = s.in_flight;
+    o.rtt_p50_ms = s.rtt_p50_ms;
+    o.rtt_p95_ms = s.rtt_p95_ms;
+    o.rtt_p99_ms = s.rtt_p99_ms;
+    o.state = !s.enabled ? NRB_STATE_DISABLED : s.session ? NRB_STATE_CONNECTED : NRB_STATE_CONNECTING;
+    o.shm_active = s.shm_active ? 1u : 0u;
+    o.compression_active = static_cast<nrb_compression>(s.compression);
+    o.session = s.session;
+    return write_struct(client, out_stats, o, "out_stats");
+  });
+}
+
+NRB_API const char* nrb_last_error(const nrb_client* client) {
+  thread_local std::string copy;
+  try {
+    if (!client) {
+      copy = create_error();
+    } else {
+      std::lock_guard<std::mutex> lock(client->mutex);
+      copy = client->last_error;
+    }
+  } catch (...) {
+    return "";
+  }
+  return copy.c_str();
+}
+
+}  // extern "C"

@@ -1,0 +1,59 @@
+// The engine-side client: what the C ABI (c_api.cpp) and the C++/Python wrappers drive. It joins the render-thread
+// side (FrameBuilder, Pipeline) with the network side (IoThread). Errors are exceptions here; the C ABI turns
+// them into status codes:
+//   std::invalid_argument -> NRB_ERROR_INVALID_ARGUMENT, std::out_of_range -> NRB_ERROR_LIMIT_EXCEEDED,
+//   other std::logic_error -> NRB_ERROR_INVALID_STATE, std::bad_alloc -> NRB_ERROR_OUT_OF_MEMORY.
+#pragma once
+
+#include <memory>
+
+#include "client_args.hpp"
+#include "client_options.hpp"
+#include "frame_builder.hpp"
+#include "io_thread.hpp"
+#include "pipeline.hpp"
+#include "staging_pool.hpp"
+
+namespace nrb::detail {
+
+class Client {
+ public:
+  // Validates `opts` (std::invalid_argument) and starts connecting in the background.
+  Client(ClientOptions opts, Logger log);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // ---- render thread ------------------------------------------------------------------------------------------
+  // dt < 0: measured from the previous begin; deadline_ms 0: the configured one.
+  uint64_t begin(double dt = -1.0, double deadline_ms = 0.0);
+  // Copies the pixels (rows `b.stride` apart; stride 0 = tight) into the frame. Skipped when the frame cannot be
+  // sent (disabled / not connected).
+  void tag_buffer(BufferArgs b, const void* data);
+  // Where the engine writes buffer `b` itself; *stride receives the row pitch to use.
+  uint8_t* acquire_slot(BufferArgs b, uint64_t* stride);
+  void set_camera(const wire::Camera& c);
+  void submit();
+
+  // ---- any thread ---------------------------------------------------------------------------------------------
+  void fire_event(wire::Event e) { pipeline_.fire_event(std::move(e)); }
+  void set_style(wire::StyleCommand s) { pipeline_.set_style(std::move(s)); }
+  // The newest fresh result (and its age in frames) or null: show the engine's own image.
+  std::shared_ptr<const ResultImage> acquire_result(uint64_t* age_frames = nullptr);
+  void set_enabled(bool enabled) { pipeline_.set_enabled(enabled); }
+  bool enabled() const { return pipeline_.enabled(); }
+  PipelineStats stats() const { return pipeline_.stats(); }
+  const ClientOptions& options() const noexcept { return opts_; }
+  // Whether the frame being built has shared-memory buffers (for tests and benchmarks).
+  size_t current_shm_buffers() const noexcept { return builder_.shm_buffers(); }
+
+ private:
+  const ClientOptions opts_;
+  Pipeline pipeline_;
+  FrameBuilder builder_;
+  TimePoint last_begin_{};
+  bool has_begun_ = false;
+  std::unique_ptr<IoThread> io_;  // last: stopped first
+};
+
+}  // namespace nrb::detail

@@ -1,0 +1,74 @@
+// The client's configuration after defaults and validation (the C struct nrb_client_config, resolved), and its
+// logger. Shared by Client (render-thread side) and IoThread (network side).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace nrb::detail {
+
+enum class LogLevel : uint32_t { debug = 0, info = 1, warning = 2, error = 3 };
+
+class Logger {
+ public:
+  using Fn = std::function<void(LogLevel, const std::string&)>;
+  Logger() = default;
+  Logger(Fn fn, LogLevel min_level) : fn_(std::move(fn)), min_(min_level) {}
+
+  bool enabled(LogLevel level) const noexcept { return fn_ && level >= min_; }
+  void operator()(LogLevel level, const std::string& message) const noexcept {
+    if (!enabled(level)) return;
+    try {
+      fn_(level, message);
+    } catch (...) {  // a throwing callback must not take the I/O thread down
+    }
+  }
+
+ private:
+  Fn fn_;
+  LogLevel min_ = LogLevel::debug;
+};
+
+enum class ShmMode : uint32_t { automatic = 0, off = 1, on = 2 };
+
+struct ClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  ShmMode shm = ShmMode::automatic;
+  uint32_t frames_in_flight = 2;
+  double deadline_ms = 100.0;
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t handshake_timeout_ms = 1000;
+  uint32_t server_timeout_ms = 2000;
+  uint32_t ping_interval_ms = 500;
+  uint32_t backoff_min_ms = 50;
+  uint32_t backoff_max_ms = 2000;
+  std::string curve_server_key, curve_public_key, curve_secret_key;  // Z85, 40 characters each, or all empty
+  std::string engine = "unknown";
+  std::string engine_version;
+  wire::Size2 render_size, output_size;
+  std::vector<wire::BufferSpec> buffers;
+  wire::Compression compression = wire::Compression::none;
+  int compression_level = 0;
+  uint32_t shm_slots = 0;  // 0: 2 * frames_in_flight + 4
+  bool start_enabled = true;
+  size_t max_pending_events = 65536;
+
+  // Throws std::invalid_argument naming the offending field.
+  void validate() const;
+  // Whether to offer shared memory in HELLO: `on`, or `automatic` with an ipc:// or loopback tcp:// endpoint.
+  bool offers_shm() const;
+  uint32_t slot_count() const;
+  // Bytes reserved at the start of every slot for the RESULT image (the renderer writes it at offset 0).
+  uint64_t output_reserve() const;
+  // output_reserve() plus every configured buffer at the render size, each 64-byte aligned.
+  uint64_t slot_size() const;
+};
+
+// The library's own name and version as sent in HELLO `client`.
+inline constexpr const char* kClientName = "libnrb/0.1.0";
+
+}  // namespace nrb::detail

@@ -1,0 +1,535 @@
+#include "io_thread.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+namespace nrb::detail {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+uint64_t monotonic_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+
+void free_keepalive(void* /*data*/, void* hint) noexcept { delete static_cast<std::shared_ptr<void>*>(hint); }
+
+// A zero-copy ZeroMQ frame over `size` bytes at `data`, keeping `keep` alive until ZeroMQ is done with it (which
+// may be on ZeroMQ's own I/O thread).
+zmq::message_t borrowed_frame(const uint8_t* data, size_t size, const std::shared_ptr<void>& keep) {
+  auto* hint = new std::shared_ptr<void>(keep);
+  try {
+    return zmq::message_t(const_cast<uint8_t*>(data), size, free_keepalive, hint);
+  } catch (...) {
+    delete hint;
+    throw;
+  }
+}
+
+std::vector<zmq::message_t> to_parts(const wire::Encoded& enc) {
+  std::vector<zmq::message_t> parts;
+  parts.reserve(enc.frame_count());
+  parts.emplace_back(enc.header.data(), enc.header.size());
+  for (const wire::Bytes& p : enc.payloads) parts.emplace_back(p.data, p.size);
+  return parts;
+}
+
+const char* state_name(int s) {
+  static const char* names[] = {"idle", "backoff", "connecting", "handshaking", "connected", "draining"};
+  return names[s];
+}
+
+}  // namespace
+
+IoThread::IoThread(const ClientOptions& opts, Pipeline& pipeline, Logger log)
+    : opts_(opts),
+      pipeline_(pipeline),
+      log_(std::move(log)),
+      ctx_(1),
+      wake_rx_(ctx_, zmq::socket_type::pair),
+      wake_tx_(ctx_, zmq::socket_type::pair),
+      backoff_ms_(opts.backoff_min_ms) {
+  ctx_.set(zmq::ctxopt::blocky, 0);  // sockets left open at shutdown never block the context's destruction
+  wake_rx_.set(zmq::sockopt::linger, 0);
+  wake_tx_.set(zmq::sockopt::linger, 0);
+  // Each client has its own context, so fixed inproc names cannot clash.
+  wake_rx_.bind("inproc://nrb-wake");
+  wake_tx_.connect("inproc://nrb-wake");
+  thread_ = std::thread([this] { run(); });
+}
+
+IoThread::~IoThread() {
+  stop_.store(true);
+  wake_pending_.store(false);
+  wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void IoThread::wake() noexcept {
+  if (wake_pending_.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(wake_mutex_);
+  try {
+    (void)wake_tx_.send(zmq::message_t(), zmq::send_flags::dontwait);
+  } catch (...) {
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+void IoThread::run() noexcept {
+  std::vector<zmq::message_t> parts;
+  while (!stop_.load()) {
+    try {
+      TimePoint now = Clock::now();
+      step(now);
+
+      TimePoint until = next_deadline(now);
+      auto timeout = std::chrono::duration_cast<milliseconds>(until - now) + milliseconds(1);
+      timeout = std::clamp(timeout, milliseconds(0), milliseconds(100));
+
+      zmq::pollitem_t items[3] = {{wake_rx_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, 0, 0}, {nullptr, 0, 0, 0}};
+      size_t n = 1;
+      if (conn_) {
+        short events = ZMQ_POLLIN;
+        if (state_ == State::connecting) events |= ZMQ_POLLOUT;
+        items[1] = {conn_->socket().handle(), 0, events, 0};
+        items[2] = {conn_->monitor().handle(), 0, ZMQ_POLLIN, 0};
+        n = 3;
+      }
+      zmq::poll(items, n, timeout);
+      now = Clock::now();
+
+      if (items[0].revents & ZMQ_POLLIN) {
+        wake_pending_.store(false);
+        zmq::message_t m;
+        while (wake_rx_.recv(m, zmq::recv_flags::dontwait)) {
+        }
+      }
+      // Messages first: answers that arrived before a disconnect must still count (their frames' events were
+      // delivered). Bounded batch per iteration so that sending and timers keep their turn.
+      for (int i = 0; i < 64 && conn_ && conn_->recv(parts); ++i) handle_message(parts, Clock::now());
+      if (conn_ && (items[2].revents & ZMQ_POLLIN) && conn_->poll_monitor() && state_ != State::connecting) {
+        while (conn_ && conn_->recv(parts)) handle_message(parts, Clock::now());
+        if (conn_) fail("connection to the renderer lost", Clock::now());
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      log_(LogLevel::error, std::string("nrb: ZeroMQ error: ") + e.what());
+      try {
+        fail(std::string("ZeroMQ error: ") + e.what(), Clock::now());
+      } catch (...) {
+      }
+    } catch (const std::exception& e) {
+      log_(LogLevel::error, std::string("nrb: I/O thread: ") + e.what());
+      try {
+        fail(e.what(), Clock::now());
+      } catch (...) {
+      }
+    } catch (...) {
+      try {
+        fail("unknown exception", Clock::now());
+      } catch (...) {
+      }
+    }
+  }
+  try {
+    close_session(state_ == State::connected || state_ == State::draining);
+  } catch (...) {
+  }
+}
+
+void IoThread::step(TimePoint now) {
+  const bool enabled = pipeline_.enabled();
+  switch (state_) {
+    case State::idle:
+      if (enabled) open_connection(now);
+      break;
+    case State::backoff:
+      if (!enabled)
+        state_ = State::idle;
+      else if (now >= state_deadline_)
+        open_connection(now);
+      break;
+    case State::connecting:
+      if (!enabled) {
+        close_session(false);
+        state_ = State::idle;
+        break;
+      }
+      try_send_hello(now);
+      if (state_ == State::connecting && now >= state_deadline_)
+        fail("no connection to " + opts_.endpoint + " within " + std::to_string(opts_.connect_timeout_ms) + " ms",
+             now);
+      break;
+    case State::handshaking:
+      if (!enabled) {
+        close_session(false);
+        state_ = State::idle;
+      } else if (now >= state_deadline_) {
+        fail("no WELCOME within " + std::to_string(opts_.handshake_timeout_ms) + " ms", now);
+      }
+      break;
+    case State::connected:
+      if (!enabled) {
+        // Stop sending at once; let the frames already out be answered, then say goodbye.
+        if (pipeline_.in_flight() == 0) {
+          close_session(true);
+          state_ = State::idle;
+        } else {
+          state_ = State::draining;
+          state_deadline_ = now + milliseconds(static_cast<int64_t>(opts_.deadline_ms) + opts_.server_timeout_ms);
+        }
+        break;
+      }
+      send_frames(now);
+      keepalive(now);
+      break;
+    case State::draining:
+      if (enabled) {
+        state_ = State::connected;
+        send_frames(now);
+      } else if (pipeline_.in_flight() == 0 || now >= state_deadline_) {
+        close_session(true);
+        state_ = State::idle;
+      }
+      break;
+  }
+}
+
+TimePoint IoThread::next_deadline(TimePoint now) const {
+  TimePoint t = now + milliseconds(100);
+  switch (state_) {
+    case State::idle:
+      break;
+    case State::backoff:
+    case State::connecting:
+    case State::handshaking:
+    case State::draining:
+      t = std::min(t, state_deadline_);
+      break;
+    case State::connected:
+      if (!ping_sent_) t = std::min(t, last_recv_ + milliseconds(opts_.ping_interval_ms));
+      t = std::min(t, last_recv_ + milliseconds(opts_.server_timeout_ms));
+      break;
+  }
+  return t;
+}
+
+void IoThread::open_connection(TimePoint now) {
+  close_session(false);
+  log_(LogLevel::debug, "nrb: connecting to " + opts_.endpoint);
+  conn_ = std::make_unique<Connection>(ctx_, opts_, ++conn_counter_);
+  if (opts_.offers_shm()) {
+    try {
+      pool_ = SlotPool::create(opts_.slot_count(), opts_.slot_size());
+    } catch (const std::exception& e) {
+      log_(LogLevel::warning, std::string("nrb: no shared memory, sending inline: ") + e.what());
+      pool_.reset();
+    }
+  }
+  state_ = State::connecting;
+  state_deadline_ = now + milliseconds(opts_.connect_timeout_ms);
+  try_send_hello(now);
+}
+
+void IoThread::try_send_hello(TimePoint now) {
+  wire::Hello h;
+  h.min_version = 1;
+  h.engine = opts_.engine;
+  h.engine_version = opts_.engine_version;
+  h.client = kClientName;
+  if (pool_) h.capabilities.emplace_back("shm");
+  if (opts_.compression != wire::Compression::none)
+    h.capabilities.emplace_back(wire::compression_name(opts_.compression));
+  h.render_size = opts_.render_size;
+  h.output_size = opts_.output_size;
+  h.buffers = opts_.buffers;
+  if (pool_) h.shm = pool_->spec();
+  if (!send_message(h)) return;  // not connected yet: ZMQ_IMMEDIATE refused it; POLLOUT will tell us
+  state_ = State::handshaking;
+  state_deadline_ = now + milliseconds(opts_.handshake_timeout_ms);
+}
+
+void IoThread::fail(const std::string& why, TimePoint now, bool quick_retry) {
+  if (state_ == State::idle || state_ == State::backoff) return;
+  log_(LogLevel::warning, "nrb: " + why + " (" + state_name(int(state_)) + "); retrying in " +
+                              std::to_string(quick_retry ? 0 : backoff_ms_) + " ms");
+  close_session(false);
+  state_ = State::backoff;
+  state_deadline_ = now + milliseconds(quick_retry ? 0 : backoff_ms_);
+  if (!quick_retry) backoff_ms_ = std::min(backoff_ms_ * 2, opts_.backoff_max_ms);
+}
+
+void IoThread::close_session(bool say_bye) {
+  if (conn_ && say_bye && session_ != 0) {
+    wire::Bye bye;
+    bye.session = session_;
+    bye.reason = pipeline_.enabled() ? "client closing" : "disabled";
+    send_message(bye);
+    conn_->linger_briefly();
+  }
+  conn_.reset();
+  if (session_ != 0 || pipeline_.session() != 0 || pipeline_.in_flight() != 0) pipeline_.session_ended();
+  session_ = 0;
+  if (pool_) pool_->unlink();
+  pool_.reset();
+  pool_spec_.reset();
+  ping_sent_.reset();
+  compression_ = wire::Compression::none;
+  allow_lz4_ = allow_zstd_ = false;
+}
+
+bool IoThread::send_message(const wire::Message& m) {
+  if (!conn_) return false;
+  wire::Encoded enc;
+  wire::encode(m, enc);
+  auto parts = to_parts(enc);
+  uint64_t bytes = enc.header.size();
+  for (const auto& p : enc.payloads) bytes += p.size;
+  if (!conn_->send(parts)) return false;
+  pipeline_.add_bytes_sent(bytes);
+  last_send_ = Clock::now();
+  return true;
+}
+
+void IoThread::send_frames(TimePoint now) {
+  while (conn_) {
+    std::optional<OutgoingFrame> out = pipeline_.take_next(now);
+    if (!out) return;
+    SubmittedFrame& f = out->frame;
+    const uint64_t id = f.id;
+    bool written = false;
+    uint64_t bytes = 0;
+    try {
+      wire::Frame m;
+      m.session = out->session;
+      m.frame = id;
+      m.time_ns = f.time_ns;
+      m.dt = f.dt;
+      m.deadline_ms = f.deadline_ms;
+      m.camera = std::move(f.camera);
+      m.buffers = std::move(f.buffers);
+      m.events = std::move(out->events);
+      m.styles = std::move(out->styles);
+      m.result_slot = f.result_slot;
+
+      // Compression of inline buffers, when negotiated; a buffer that does not shrink is sent raw.
+      struct Keep {
+        std::shared_ptr<FrameResources> resources;
+        std::vector<std::vector<uint8_t>> compressed;
+      };
+      auto keep = std::make_shared<Keep>();
+      keep->resources = f.resources;
+      if (compression_ != wire::Compression::none) {
+        keep->compressed.reserve(m.buffers.size());
+        int level = opts_.compression_level;
+        if (level == 0 && compression_ == wire::Compression::zstd) level = 1;
+        for (wire::BufferDesc& b : m.buffers) {
+          if (!b.is_inline() || !b.data) continue;
+          std::vector<uint8_t> c = wire::compress(compression_, b.data, b.size, level);
+          if (c.size() >= b.size) continue;
+          keep->compressed.push_back(std::move(c));
+          b.compression = compression_;
+          b.payload = keep->compressed.back().data();
+          b.payload_size = keep->compressed.back().size();
+        }
+      }
+
+      wire::Encoded enc;
+      wire::encode(wire::Message(std::move(m)), enc);
+      std::vector<zmq::message_t> parts;
+      parts.reserve(enc.frame_count());
+      parts.emplace_back(enc.header.data(), enc.header.size());
+      bytes = enc.header.size();
+      std::shared_ptr<void> keep_any = keep;
+      for (const wire::Bytes& p : enc.payloads) {
+        parts.push_back(borrowed_frame(p.data, p.size, keep_any));
+        bytes += p.size;
+      }
+      written = conn_->send(parts);
+    } catch (const std::exception& e) {
+      log_(LogLevel::error, std::string("nrb: cannot send frame ") + std::to_string(id) + ": " + e.what());
+    }
+    if (!written) {
+      pipeline_.send_failed(id);
+      return;
+    }
+    pipeline_.sent(id, bytes);
+    last_send_ = now;
+  }
+}
+
+void IoThread::keepalive(TimePoint now) {
+  if (!conn_) return;
+  if (!ping_sent_ && now - last_recv_ >= milliseconds(opts_.ping_interval_ms)) {
+    wire::Ping p;
+    p.nonce = ++ping_nonce_;
+    p.time_ns = monotonic_ns();
+    if (send_message(p)) ping_sent_ = now;
+  }
+  std::optional<TimePoint> since = ping_sent_;
+  if (auto oldest = pipeline_.oldest_in_flight_sent()) since = since ? std::min(*since, *oldest) : *oldest;
+  if (since && now - std::max(*since, last_recv_) > milliseconds(opts_.server_timeout_ms))
+    fail("the renderer has been silent for " + std::to_string(opts_.server_timeout_ms) + " ms", now);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now) {
+  auto held = std::make_shared<std::vector<zmq::message_t>>(std::move(parts));
+  parts.clear();
+  std::vector<wire::Bytes> views;
+  views.reserve(held->size());
+  uint64_t bytes = 0;
+  for (auto& m : *held) {
+    views.emplace_back(m.data(), m.size());
+    bytes += m.size();
+  }
+  pipeline_.add_bytes_received(bytes);
+
+  wire::DecodeOptions o;
+  o.allow_lz4 = allow_lz4_;
+  o.allow_zstd = allow_zstd_;
+  o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
+  wire::DecodeResult r = wire::decode(views, o);
+  if (!r) {
+    pipeline_.count_error();
+    log_(LogLevel::warning, "nrb: ignoring an invalid message from the renderer: " +
+                                std::string(wire::error_name(r.error.code)) + ": " + r.error.message);
+    return;  // garbage does not count as a sign of life
+  }
+  last_recv_ = now;
+  wire::Message& m = *r.message;
+  switch (wire::message_type(m)) {
+    case wire::MessageType::welcome:
+      if (state_ == State::handshaking) handle_welcome(std::get<wire::Welcome>(m), now);
+      break;
+    case wire::MessageType::result:
+      if (state_ == State::connected || state_ == State::draining) handle_result(std::get<wire::Result>(m), held, now);
+      break;
+    case wire::MessageType::error:
+      handle_error(std::get<wire::Error>(m), now);
+      break;
+    case wire::MessageType::ping: {
+      const auto& p = std::get<wire::Ping>(m);
+      wire::Pong pong;
+      pong.nonce = p.nonce;
+      pong.time_ns = p.time_ns;
+      send_message(pong);
+      break;
+    }
+    case wire::MessageType::pong:
+      if (std::get<wire::Pong>(m).nonce == ping_nonce_) ping_sent_.reset();
+      break;
+    case wire::MessageType::bye:
+      if (state_ == State::connected || state_ == State::draining || state_ == State::handshaking)
+        fail("the renderer closed the session", now, /*quick_retry=*/true);
+      break;
+    default:
+      log_(LogLevel::debug, "nrb: ignoring an engine-side message type from the renderer");
+      break;
+  }
+}
+
+void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
+  session_ = w.session;
+  bool shm_ok = pool_ && contains(w.capabilities, "shm");
+  if (pool_) pool_->unlink();  // section 7 rule 4: both mappings stay valid, the kernel reclaims on exit
+  if (shm_ok) {
+    pool_spec_ = pool_->spec();
+  } else {
+    pool_.reset();
+    pool_spec_.reset();
+  }
+  compression_ = wire::Compression::none;
+  if (opts_.compression != wire::Compression::none &&
+      contains(w.capabilities, wire::compression_name(opts_.compression)))
+    compression_ = opts_.compression;
+  allow_lz4_ = contains(w.capabilities, "lz4");
+  allow_zstd_ = contains(w.capabilities, "zstd");
+  for (const auto& req : w.required) {
+    bool have = std::any_of(opts_.buffers.begin(), opts_.buffers.end(),
+                            [&](const wire::BufferSpec& b) { return b.name == req.name; });
+    if (!have)
+      log_(LogLevel::warning, "nrb: the renderer requires buffer \"" + req.name + "\", which is not configured");
+  }
+  uint32_t max_in_flight = static_cast<uint32_t>(std::min<uint64_t>(w.max_in_flight, wire::kMaxInFlight));
+  pipeline_.session_started(session_, max_in_flight, shm_ok ? pool_ : nullptr, compression_);
+  if (had_session_) pipeline_.count_reconnect();
+  had_session_ = true;
+  backoff_ms_ = opts_.backoff_min_ms;
+  state_ = State::connected;
+  last_recv_ = now;
+  ping_sent_.reset();
+  log_(LogLevel::info, "nrb: session " + std::to_string(session_) + " with " + w.renderer + " (shm " +
+                           (shm_ok ? "on" : "off") + ", compression " +
+                           (compression_ == wire::Compression::none ? std::string("off")
+                                                                    : std::string(wire::compression_name(compression_))) +
+                           ", max_in_flight " + std::to_string(max_in_flight) + ")");
+}
+
+void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
+  if (r.session != session_) return;  // from an earlier session
+  if (r.status == wire::ResultStatus::skipped || !r.output) {
+    pipeline_.on_result(r.frame, nullptr, now);
+    return;
+  }
+  wire::BufferDesc& out = *r.output;
+  auto img = std::make_shared<ResultImage>();
+  if (out.shm) {
+    std::optional<uint64_t> slot = pipeline_.result_slot_of(r.frame);
+    if (!pool_ || !slot || *slot != out.shm->slot) {
+      log_(LogLevel::warning, "nrb: RESULT for frame " + std::to_string(r.frame) +
+                                  " points outside the frame's result slot; not shown");
+      pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
+      return;
+    }
+    img->pixels = pool_->slot_data(static_cast<uint32_t>(out.shm->slot)) + out.shm->offset;
+  } else {
+    img->pixels = out.data;
+    struct Keep {
+      std::shared_ptr<void> frames;
+      std::shared_ptr<const uint8_t[]> owned;
+    };
+    img->keepalive = std::make_shared<Keep>(Keep{std::move(frames), out.owned});
+  }
+  img->width = out.width;
+  img->height = out.height;
+  img->stride = out.stride;
+  img->format = out.format;
+  img->server_ms = r.timing.total_ms;
+  pipeline_.on_result(r.frame, std::move(img), now);
+}
+
+void IoThread::handle_error(const wire::Error& e, TimePoint now) {
+  std::string what = "renderer error " + std::string(wire::error_name(e.code)) + ": " + e.message;
+  if (e.frame) what += " (frame " + std::to_string(*e.frame) + ")";
+  if (state_ == State::handshaking) {
+    pipeline_.count_error();
+    fail("the renderer refused the session: " + what, now);
+    return;
+  }
+  if (e.session && *e.session != session_) return;  // about an earlier session
+  log_(LogLevel::warning, "nrb: " + what);
+  if (e.code == wire::ErrorCode::NO_SESSION) {
+    if (e.frame)
+      pipeline_.on_frame_error(*e.frame, e.code);
+    else
+      pipeline_.count_error();
+    fail("the renderer does not know session " + std::to_string(session_), now, /*quick_retry=*/true);
+    return;
+  }
+  if (e.frame)
+    pipeline_.on_frame_error(*e.frame, e.code);
+  else
+    pipeline_.count_error();
+}
+
+}  // namespace nrb::detail

@@ -1,0 +1,88 @@
+// The client's network side: one thread that owns the ZeroMQ DEALER connection and runs the session.
+//
+//   idle (disabled) --enable--> connecting --HELLO accepted by the socket--> handshaking --WELCOME--> connected
+//   connected --disable--> draining (answers to frames in flight) --> BYE, close --> idle
+//   any failure (socket monitor: disconnected; no WELCOME in time; renderer silent; NO_SESSION; BYE) --> the frames
+//   in flight are lost (their events go back to the queue), the socket and shared-memory pool are dropped, and a
+//   new connection is made after an exponential backoff. The render thread is never involved: it only sees
+//   Pipeline::begin().live turn false and acquire() fall back.
+//
+// The render thread reaches this thread only through the Pipeline (whose wake callback pokes an inproc socket);
+// nothing here blocks on the render thread and nothing on the render thread blocks on the network.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "client_options.hpp"
+#include "connection.hpp"
+#include "pipeline.hpp"
+#include "shm_pool.hpp"
+
+namespace nrb::detail {
+
+class IoThread {
+ public:
+  // Starts the thread. `pipeline` and `log` must outlive this object. Throws zmq::error_t / std::system_error.
+  IoThread(const ClientOptions& opts, Pipeline& pipeline, Logger log);
+  // Says BYE when a session is up, closes everything and joins the thread.
+  ~IoThread();
+  IoThread(const IoThread&) = delete;
+  IoThread& operator=(const IoThread&) = delete;
+
+  // Wakes the thread (new frame, enable/disable). Any thread; cheap when a wake is already pending.
+  void wake() noexcept;
+
+ private:
+  enum class State { idle, backoff, connecting, handshaking, connected, draining };
+
+  void run() noexcept;
+  void step(TimePoint now);
+  TimePoint next_deadline(TimePoint now) const;
+  void open_connection(TimePoint now);
+  void fail(const std::string& why, TimePoint now, bool quick_retry = false);
+  void close_session(bool say_bye);
+  void try_send_hello(TimePoint now);
+  void send_frames(TimePoint now);
+  bool send_message(const wire::Message& m);
+  void keepalive(TimePoint now);
+  void handle_message(std::vector<zmq::message_t>& parts, TimePoint now);
+  void handle_welcome(const wire::Welcome& w, TimePoint now);
+  void handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now);
+  void handle_error(const wire::Error& e, TimePoint now);
+
+  const ClientOptions& opts_;
+  Pipeline& pipeline_;
+  Logger log_;
+
+  zmq::context_t ctx_;
+  zmq::socket_t wake_rx_, wake_tx_;
+  std::mutex wake_mutex_;
+  std::atomic<bool> wake_pending_{false};
+  std::atomic<bool> stop_{false};
+
+  // I/O-thread state.
+  State state_ = State::idle;
+  std::unique_ptr<Connection> conn_;
+  uint64_t conn_counter_ = 0;
+  TimePoint state_deadline_{};  // connect/handshake timeout, drain end, or retry time in backoff
+  uint32_t backoff_ms_;
+  bool had_session_ = false;
+  uint64_t session_ = 0;
+  std::shared_ptr<SlotPool> pool_;      // offered in the pending HELLO / accepted for the session
+  std::optional<wire::ShmPool> pool_spec_;
+  wire::Compression compression_ = wire::Compression::none;
+  bool allow_lz4_ = false, allow_zstd_ = false;
+  TimePoint last_recv_{}, last_send_{};
+  std::optional<TimePoint> ping_sent_;
+  uint64_t ping_nonce_ = 0;
+
+  std::thread thread_;  // last: started after everything above is initialised
+};
+
+}  // namespace nrb::detail

@@ -1,0 +1,347 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+
+namespace nrb::detail {
+
+Pipeline::Pipeline(Options opts)
+    : opts_(opts), enabled_(opts.start_enabled), limit_(std::max<uint32_t>(1, opts.frames_in_flight)) {}
+
+void Pipeline::wake() {
+  if (wake_) wake_();
+}
+
+// ---- render-thread side -----------------------------------------------------------------------------------------
+
+Pipeline::BeginInfo Pipeline::begin() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BeginInfo b;
+  b.frame_id = next_frame_id_++;
+  b.live = enabled_ && session_ != 0;
+  b.pool = pool_;
+  return b;
+}
+
+uint64_t Pipeline::latest_frame_id() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return next_frame_id_ - 1;
+}
+
+void Pipeline::submit(SubmittedFrame f, TimePoint now) {
+  // Resources released outside the lock (a slot lease's destructor takes the pool's own lock).
+  std::optional<SubmittedFrame> discarded;
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++counters_.frames_submitted;
+    f.submit_time = now;
+    f.watermark = next_seq_ - 1;
+    if (f.deadline_ms <= 0.0) f.deadline_ms = opts_.deadline_ms;
+    if (!enabled_ || session_ == 0 || !f.live) {
+      ++counters_.frames_dropped;
+      discarded = std::move(f);
+    } else {
+      if (queued_) {
+        ++counters_.frames_dropped;  // superseded before it could be sent
+        discarded = std::move(queued_);
+      }
+      queued_ = std::move(f);
+      queued = true;
+    }
+  }
+  discarded.reset();
+  if (queued) wake();
+}
+
+std::shared_ptr<const ResultImage> Pipeline::acquire(TimePoint now) {
+  std::shared_ptr<ResultImage> expired;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!enabled_) return nullptr;
+  if (latest_ && ms_between(latest_->submit_time, now) <= latest_->deadline_ms) return latest_;
+  // Too old to show: let its memory (possibly a shared-memory slot) go as soon as nobody holds it.
+  expired = std::move(latest_);
+  ++counters_.fallbacks;
+  return nullptr;
+}
+
+// ---- any thread -------------------------------------------------------------------------------------------------
+
+void Pipeline::fire_event(wire::Event e) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  events_.push_back(PendingEvent{{next_seq_++, 0}, std::move(e)});
+  trim_pending_locked();
+}
+
+void Pipeline::set_style(wire::StyleCommand s) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  styles_.push_back(PendingStyle{{next_seq_++, 0}, std::move(s)});
+  trim_pending_locked();
+}
+
+void Pipeline::trim_pending_locked() {
+  // Discard the oldest entries that are not riding on a frame in flight.
+  while (events_.size() + styles_.size() > opts_.max_pending_events) {
+    auto ev = std::find_if(events_.begin(), events_.end(), [](const PendingEvent& p) { return p.carrier == 0; });
+    auto st = std::find_if(styles_.begin(), styles_.end(), [](const PendingStyle& p) { return p.carrier == 0; });
+    bool have_ev = ev != events_.end(), have_st = st != styles_.end();
+    if (!have_ev && !have_st) break;
+    if (have_ev && (!have_st || ev->seq < st->seq))
+      events_.erase(ev);
+    else
+      styles_.erase(st);
+    ++counters_.events_discarded;
+  }
+}
+
+void Pipeline::set_enabled(bool enabled) {
+  std::optional<SubmittedFrame> dropped;
+  std::shared_ptr<ResultImage> latest;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (enabled_ == enabled) return;
+    enabled_ = enabled;
+    if (!enabled) {
+      if (queued_) {
+        ++counters_.frames_dropped;
+        dropped = std::move(queued_);
+        queued_.reset();
+      }
+      latest = std::move(latest_);
+    }
+  }
+  wake();
+}
+
+bool Pipeline::enabled() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return enabled_;
+}
+
+PipelineStats Pipeline::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  PipelineStats s = counters_;
+  s.events_pending = events_.size() + styles_.size();
+  s.in_flight = in_flight_.size();
+  s.session = session_;
+  s.enabled = enabled_;
+  s.shm_active = session_ != 0 && pool_ != nullptr;
+  s.compression = static_cast<uint32_t>(compression_);
+  static constexpr double kP[3] = {50.0, 95.0, 99.0};
+  double out[3];
+  rtt_.percentiles(kP, out);
+  s.rtt_p50_ms = out[0];
+  s.rtt_p95_ms = out[1];
+  s.rtt_p99_ms = out[2];
+  return s;
+}
+
+// ---- I/O-thread side --------------------------------------------------------------------------------------------
+
+void Pipeline::session_started(uint64_t session, uint32_t max_in_flight, std::shared_ptr<SlotPool> pool,
+                               wire::Compression compression) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  session_ = session;
+  compression_ = compression;
+  limit_ = std::max<uint32_t>(1, std::min(std::max<uint32_t>(1, opts_.frames_in_flight), max_in_flight));
+  pool_ = std::move(pool);
+}
+
+void Pipeline::session_ended() {
+  std::optional<SubmittedFrame> dropped;
+  std::deque<InFlight> lost;
+  std::shared_ptr<SlotPool> pool;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const InFlight& f : in_flight_) {
+      ++counters_.frames_lost;
+      give_back_locked(f.id);
+    }
+    lost.swap(in_flight_);
+    if (queued_) {
+      ++counters_.frames_dropped;
+      dropped = std::move(queued_);
+      queued_.reset();
+    }
+    session_ = 0;
+    compression_ = wire::Compression::none;
+    pool = std::move(pool_);
+  }
+}
+
+uint64_t Pipeline::session() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return session_;
+}
+
+std::optional<OutgoingFrame> Pipeline::take_next(TimePoint now) {
+  std::optional<SubmittedFrame> discarded;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!enabled_ || session_ == 0 || !queued_) return std::nullopt;
+  // Built against another session's shared memory, or already past its deadline: not worth sending.
+  if ((queued_->pool && queued_->pool != pool_) || ms_between(queued_->submit_time, now) > queued_->deadline_ms) {
+    ++counters_.frames_dropped;
+    discarded = std::move(queued_);
+    queued_.reset();
+    return std::nullopt;
+  }
+  if (in_flight_.size() >= limit_) return std::nullopt;
+  SubmittedFrame f = std::move(*queued_);
+  queued_.reset();
+  OutgoingFrame out;
+  out.session = session_;
+  for (PendingEvent& p : events_) {
+    if (p.carrier != 0) continue;
+    if (p.seq > f.watermark || out.events.size() >= wire::kMaxEvents) break;
+    out.events.push_back(p.event);
+    p.carrier = f.id;
+  }
+  for (PendingStyle& p : styles_) {
+    if (p.carrier != 0) continue;
+    if (p.seq > f.watermark || out.styles.size() >= wire::kMaxEvents) break;
+    out.styles.push_back(p.style);
+    p.carrier = f.id;
+  }
+  in_flight_.push_back(InFlight{f.id, f.submit_time, now, f.deadline_ms, f.result_slot, f.resources});
+  out.frame = std::move(f);
+  return out;
+}
+
+void Pipeline::sent(uint64_t /*frame_id*/, uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.frames_sent;
+  counters_.bytes_sent += bytes;
+}
+
+void Pipeline::send_failed(uint64_t frame_id) {
+  std::shared_ptr<FrameResources> res;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.id == frame_id; });
+  if (it == in_flight_.end()) return;
+  res = std::move(it->resources);
+  in_flight_.erase(it);
+  give_back_locked(frame_id);
+  ++counters_.frames_dropped;
+}
+
+Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now) {
+  std::shared_ptr<ResultImage> replaced;
+  std::shared_ptr<FrameResources> res;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.id == frame_id; });
+  if (it == in_flight_.end()) return Answer::unknown;  // not ours (any more): ignore
+  InFlight f = std::move(*it);
+  in_flight_.erase(it);
+  acknowledge_locked(frame_id);
+  double rtt = ms_between(f.submit_time, now);
+  if (!image) {  // "skipped": the renderer judged it past its deadline
+    ++counters_.results_late;
+    return Answer::late;
+  }
+  ++counters_.results_received;
+  rtt_.add(rtt);
+  if (rtt > f.deadline_ms) {
+    ++counters_.results_late;
+    return Answer::late;
+  }
+  image->frame_id = frame_id;
+  image->submit_time = f.submit_time;
+  image->deadline_ms = f.deadline_ms;
+  image->round_trip_ms = rtt;
+  image->frame_resources = std::move(f.resources);
+  if (!enabled_) return Answer::late;
+  if (!latest_ || latest_->frame_id < frame_id) {
+    replaced = std::move(latest_);
+    latest_ = std::move(image);
+  }
+  return Answer::fresh;
+}
+
+void Pipeline::on_frame_error(uint64_t frame_id, wire::ErrorCode code) {
+  std::deque<InFlight> lost;
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.errors_received;
+  if (code == wire::ErrorCode::NO_SESSION) {
+    // The renderer does not know the session (restarted or expired): nothing in flight was or will be applied.
+    for (const InFlight& f : in_flight_) {
+      ++counters_.frames_lost;
+      give_back_locked(f.id);
+    }
+    lost.swap(in_flight_);
+    return;
+  }
+  auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.id == frame_id; });
+  if (it == in_flight_.end()) return;
+  lost.push_back(std::move(*it));
+  in_flight_.erase(it);
+  acknowledge_locked(frame_id);
+}
+
+void Pipeline::give_back_locked(uint64_t frame_id) {
+  for (PendingEvent& p : events_)
+    if (p.carrier == frame_id) p.carrier = 0;
+  for (PendingStyle& p : styles_)
+    if (p.carrier == frame_id) p.carrier = 0;
+}
+
+void Pipeline::acknowledge_locked(uint64_t frame_id) {
+  auto n0 = events_.size() + styles_.size();
+  events_.erase(std::remove_if(events_.begin(), events_.end(),
+                               [&](const PendingEvent& p) { return p.carrier == frame_id; }),
+                events_.end());
+  styles_.erase(std::remove_if(styles_.begin(), styles_.end(),
+                               [&](const PendingStyle& p) { return p.carrier == frame_id; }),
+                styles_.end());
+  counters_.events_sent += n0 - (events_.size() + styles_.size());
+}
+
+size_t Pipeline::in_flight() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return in_flight_.size();
+}
+
+uint32_t Pipeline::in_flight_limit() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return limit_;
+}
+
+bool Pipeline::has_queued() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return queued_.has_value();
+}
+
+std::optional<TimePoint> Pipeline::oldest_in_flight_sent() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (in_flight_.empty()) return std::nullopt;
+  TimePoint t = in_flight_.front().sent_time;
+  for (const InFlight& f : in_flight_) t = std::min(t, f.sent_time);
+  return t;
+}
+
+std::optional<uint64_t> Pipeline::result_slot_of(uint64_t frame_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const InFlight& f : in_flight_)
+    if (f.id == frame_id) return f.result_slot;
+  return std::nullopt;
+}
+
+void Pipeline::add_bytes_sent(uint64_t n) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.bytes_sent += n;
+}
+
+void Pipeline::add_bytes_received(uint64_t n) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.bytes_received += n;
+}
+
+void Pipeline::count_error() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.errors_received;
+}
+
+void Pipeline::count_reconnect() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.reconnects;
+}
+
+}  // namespace nrb::detail

@@ -1,0 +1,214 @@
+// The client's frame and event bookkeeping, free of sockets and threads so that its rules can be tested directly:
+//
+//  * at most `frames_in_flight` frames (further limited by the renderer's max_in_flight) are outstanding;
+//  * one submitted-but-unsent frame waits at most: a newer submit drops it ("the oldest unsent frame is dropped");
+//  * a result is shown only while `now <= submit time + deadline`; one that arrives later is counted late;
+//  * events and style commands stay queued, in order, until the renderer answers a frame that carried them; a
+//    dropped frame never took them, a lost frame (connection gone, NO_SESSION) gives them back, so they ride on
+//    the next frame actually sent;
+//  * disabled: nothing is sent, nothing is shown.
+//
+// Thread-safe: the render thread (begin/submit/acquire), game threads (events) and the I/O thread (take_next,
+// on_result, ...) call it concurrently; every method holds one internal mutex for a few microseconds at most.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "latency_window.hpp"
+#include "protocol.hpp"
+#include "shm_pool.hpp"
+
+namespace nrb::detail {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+inline double ms_between(TimePoint a, TimePoint b) noexcept {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Keeps one frame's pixel memory alive: staging blocks (inline buffers) and/or a shared-memory slot lease.
+struct FrameResources {
+  std::vector<std::shared_ptr<void>> blocks;
+  std::shared_ptr<SlotPool::Lease> slot;
+};
+
+// A frame as the render thread hands it over.
+struct SubmittedFrame {
+  uint64_t id = 0;
+  uint64_t time_ns = 0;      // engine monotonic time at begin
+  double dt = 0.0;
+  double deadline_ms = 0.0;  // 0: the pipeline's default
+  std::optional<wire::Camera> camera;
+  std::vector<wire::BufferDesc> buffers;  // inline: data/size into `resources`; shm: `shm` refs into `pool`
+  std::optional<uint64_t> result_slot;
+  std::shared_ptr<SlotPool> pool;         // the pool the shm refs point into; null when none are used
+  std::shared_ptr<FrameResources> resources;
+  // Built while the client could send (Pipeline::begin().live). A frame begun offline carries no pixels (the
+  // copies were skipped), so it is never sent, even if a session comes up before it is submitted.
+  bool live = true;
+
+  // Set by Pipeline::submit.
+  TimePoint submit_time{};
+  uint64_t watermark = 0;  // events/styles queued before submit (sequence numbers <= watermark) belong to it
+};
+
+// What the I/O thread sends: the frame plus the events and styles that ride on it.
+struct OutgoingFrame {
+  SubmittedFrame frame;
+  uint64_t session = 0;
+  std::vector<wire::Event> events;
+  std::vector<wire::StyleCommand> styles;
+};
+
+// A rendered image ready for the engine. `keepalive` owns the memory `pixels` points into (received ZeroMQ
+// frames, decompressed bytes or the frame's shared-memory slot).
+struct ResultImage {
+  uint64_t frame_id = 0;
+  const uint8_t* pixels = nullptr;
+  uint32_t width = 0, height = 0;
+  uint64_t stride = 0;
+  wire::Format format = wire::Format::rgba8;
+  double round_trip_ms = 0.0;
+  double server_ms = 0.0;
+  TimePoint submit_time{};
+  double deadline_ms = 0.0;
+  std::shared_ptr<void> keepalive;                    // received frames / decompressed bytes
+  std::shared_ptr<FrameResources> frame_resources;    // set by on_result: the frame's slot, when pixels live there
+};
+
+struct PipelineStats {
+  uint64_t frames_submitted = 0, frames_sent = 0, frames_dropped = 0, results_received = 0, results_late = 0,
+           frames_lost = 0, errors_received = 0, fallbacks = 0, events_sent = 0, events_pending = 0,
+           events_discarded = 0, bytes_sent = 0, bytes_received = 0, reconnects = 0, in_flight = 0, session = 0;
+  double rtt_p50_ms = 0, rtt_p95_ms = 0, rtt_p99_ms = 0;
+  bool enabled = true;
+  bool shm_active = false;
+  uint32_t compression = 0;  // wire::Compression of the current session
+};
+
+class Pipeline {
+ public:
+  struct Options {
+    uint32_t frames_in_flight = 2;
+    double deadline_ms = 100.0;
+    size_t max_pending_events = 65536;  // events + styles; beyond it the oldest unsent are discarded
+    bool start_enabled = true;
+  };
+
+  explicit Pipeline(Options opts);
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Called (without the pipeline's lock held) whenever the I/O side has something new to do: a frame was submitted,
+  // or enabled changed. Set once, before use.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+
+  // ---- render-thread side ---------------------------------------------------------------------------------------
+  struct BeginInfo {
+    uint64_t frame_id = 0;
+    bool live = false;                // enabled and a session is up: the frame can be sent
+    std::shared_ptr<SlotPool> pool;   // the session's shared-memory pool, if negotiated
+  };
+  BeginInfo begin();
+  uint64_t latest_frame_id() const;
+  // Queues `f` for sending; drops it when disabled or without a session, or drops the previously queued frame.
+  void submit(SubmittedFrame f, TimePoint now);
+  // The newest result still within its deadline, or null (counted as a fallback while enabled).
+  std::shared_ptr<const ResultImage> acquire(TimePoint now);
+
+  // ---- any thread -----------------------------------------------------------------------------------------------
+  void fire_event(wire::Event e);
+  void set_style(wire::StyleCommand s);
+  void set_enabled(bool enabled);
+  bool enabled() const;
+  PipelineStats stats() const;
+
+  // ---- I/O-thread side ------------------------------------------------------------------------------------------
+  void session_started(uint64_t session, uint32_t max_in_flight, std::shared_ptr<SlotPool> pool,
+                       wire::Compression compression = wire::Compression::none);
+  // The session is gone (connection lost, renderer restarted, disabled): frames in flight are lost and give their
+  // events back; the queued frame is dropped.
+  void session_ended();
+  uint64_t session() const;
+  // The next frame to send (with its events), or nothing: disabled, no session, nothing queued, or the in-flight
+  // limit reached. The frame counts as in flight from here on.
+  std::optional<OutgoingFrame> take_next(TimePoint now);
+  // The frame returned by take_next was written to the socket (`bytes` on the wire).
+  void sent(uint64_t frame_id, uint64_t bytes);
+  // It could not be written: it counts as dropped and gives its events back.
+  void send_failed(uint64_t frame_id);
+
+  enum class Answer { fresh, late, unknown };
+  // A RESULT for `frame_id`. `image` (null for "skipped") becomes the newest result when it is on time.
+  Answer on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now);
+  // An ERROR about `frame_id`. NO_SESSION: every frame in flight is lost (the caller re-handshakes). Any other
+  // code answers the frame: its events count as delivered (the renderer saw them and rejected the frame).
+  void on_frame_error(uint64_t frame_id, wire::ErrorCode code);
+
+  size_t in_flight() const;
+  uint32_t in_flight_limit() const;
+  bool has_queued() const;
+  // When the oldest frame in flight was sent (for the I/O thread's "renderer is silent" check).
+  std::optional<TimePoint> oldest_in_flight_sent() const;
+  // The in-flight frame's shared-memory slot index and pool, to check a RESULT's output reference.
+  std::optional<uint64_t> result_slot_of(uint64_t frame_id) const;
+
+  void add_bytes_sent(uint64_t n);
+  void add_bytes_received(uint64_t n);
+  void count_error();
+  void count_reconnect();
+
+ private:
+  struct Pending {
+    uint64_t seq;
+    uint64_t carrier;  // frame id carrying it, 0 = waiting for a frame
+  };
+  struct PendingEvent : Pending {
+    wire::Event event;
+  };
+  struct PendingStyle : Pending {
+    wire::StyleCommand style;
+  };
+  struct InFlight {
+    uint64_t id;
+    TimePoint submit_time, sent_time;
+    double deadline_ms;
+    std::optional<uint64_t> result_slot;
+    std::shared_ptr<FrameResources> resources;  // keeps staging/slot until answered
+  };
+
+  void drop_queued_locked();
+  void give_back_locked(uint64_t frame_id);
+  void acknowledge_locked(uint64_t frame_id);
+  void trim_pending_locked();
+  void wake();
+
+  const Options opts_;
+  std::function<void()> wake_;
+
+  mutable std::mutex mutex_;
+  bool enabled_;
+  uint64_t next_frame_id_ = 1;
+  uint64_t next_seq_ = 1;
+  uint64_t session_ = 0;
+  uint32_t limit_;
+  std::shared_ptr<SlotPool> pool_;
+  wire::Compression compression_ = wire::Compression::none;
+  std::optional<SubmittedFrame> queued_;
+  std::deque<InFlight> in_flight_;  // ascending ids
+  std::deque<PendingEvent> events_;
+  std::deque<PendingStyle> styles_;
+  std::shared_ptr<ResultImage> latest_;
+  LatencyWindow rtt_;
+  PipelineStats counters_;
+};
+
+}  // namespace nrb::detail

@@ -1,0 +1,227 @@
+// The C ABI contract (nrb.h): versioned structs, status codes instead of exceptions, last-error text, ownership.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nrb/nrb.h"
+#include "test_renderer.hpp"
+
+namespace {
+
+struct Fixture {
+  nrb_buffer_spec specs[1] = {{"depth", NRB_FORMAT_R32F}};
+  nrb_client_config cfg;
+  Fixture(const char* endpoint = "tcp://127.0.0.1:1") {
+    nrb_client_config_init(&cfg);
+    cfg.endpoint = endpoint;
+    cfg.render_width = 8;
+    cfg.render_height = 4;
+    cfg.buffers = specs;
+    cfg.buffer_count = 1;
+  }
+};
+
+nrb_buffer_desc depth_desc(const void* data) {
+  nrb_buffer_desc d{};
+  d.struct_size = sizeof d;
+  d.struct_version = NRB_BUFFER_DESC_VERSION;
+  d.name = "depth";
+  d.format = NRB_FORMAT_R32F;
+  d.width = 8;
+  d.height = 4;
+  d.data = data;
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("c api: version and format helpers") {
+  CHECK(nrb_get_version() == NRB_VERSION);
+  CHECK(std::string(nrb_get_version_string()) == "0.1.0");
+  CHECK(nrb_format_bytes_per_pixel(NRB_FORMAT_RGBA16F) == 8);
+  CHECK(nrb_format_bytes_per_pixel(999) == 0);
+  CHECK(std::string(nrb_format_name(NRB_FORMAT_R16U)) == "r16u");
+  CHECK(nrb_format_name(0) == nullptr);
+  CHECK(std::string(nrb_status_name(NRB_NO_RESULT)) == "NRB_NO_RESULT");
+}
+
+TEST_CASE("c api: create rejects missing or unversioned configs with a reason") {
+  nrb_client* c = reinterpret_cast<nrb_client*>(0x1);
+  CHECK(nrb_client_create(nullptr, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(c == nullptr);
+  CHECK(std::string(nrb_last_error(nullptr)).find("NULL") != std::string::npos);
+
+  Fixture f;
+  f.cfg.struct_version = 0;
+  CHECK(nrb_client_create(&f.cfg, &c) == NRB_ERROR_UNSUPPORTED_VERSION);
+  f.cfg.struct_version = NRB_CLIENT_CONFIG_VERSION + 1;
+  CHECK(nrb_client_create(&f.cfg, &c) == NRB_ERROR_UNSUPPORTED_VERSION);
+  f.cfg.struct_version = NRB_CLIENT_CONFIG_VERSION;
+  f.cfg.struct_size = 8;
+  CHECK(nrb_client_create(&f.cfg, &c) == NRB_ERROR_UNSUPPORTED_VERSION);
+
+  Fixture g;
+  g.cfg.render_width = 0;
+  CHECK(nrb_client_create(&g.cfg, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(nrb_last_error(nullptr)).find("render size") != std::string::npos);
+
+  Fixture h;
+  h.specs[0].name = "not a buffer";
+  CHECK(nrb_client_create(&h.cfg, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  Fixture k;
+  k.cfg.curve_server_public_key = "short";
+  CHECK(nrb_client_create(&k.cfg, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(c == nullptr);
+}
+
+TEST_CASE("c api: every entry point reports misuse as a status, never a crash") {
+  Fixture f;
+  nrb_client* c = nullptr;
+  REQUIRE(nrb_client_create(&f.cfg, &c) == NRB_OK);
+  REQUIRE(c != nullptr);
+  float depth[32] = {};
+  nrb_buffer_desc d = depth_desc(depth);
+
+  CHECK(nrb_frame_tag_buffer(c, &d) == NRB_ERROR_INVALID_STATE);  // no frame begun
+  CHECK(std::string(nrb_last_error(c)).find("begin") != std::string::npos);
+  CHECK(nrb_frame_submit(c) == NRB_ERROR_INVALID_STATE);
+  CHECK(nrb_frame_begin(nullptr, nullptr, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+
+  uint64_t id = 0;
+  REQUIRE(nrb_frame_begin(c, nullptr, &id) == NRB_OK);
+  CHECK(id == 1);
+  CHECK(nrb_frame_tag_buffer(c, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  nrb_buffer_desc bad = d;
+  bad.name = "output";
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_INVALID_ARGUMENT);
+  bad = d;
+  bad.format = 77;
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_INVALID_ARGUMENT);
+  bad = d;
+  bad.stride = 3;  // narrower than a row
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_INVALID_ARGUMENT);
+  bad = d;
+  bad.width = 20000;
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_LIMIT_EXCEEDED);
+  bad = d;
+  bad.struct_size = 4;
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_UNSUPPORTED_VERSION);
+  bad = d;
+  bad.data = nullptr;
+  CHECK(nrb_frame_tag_buffer(c, &bad) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_frame_tag_buffer(c, &d) == NRB_OK);
+
+  void* slot = nullptr;
+  uint32_t stride = 0;
+  CHECK(nrb_frame_acquire_slot(c, &d, &slot, &stride) == NRB_OK);  // not connected: staging memory, still usable
+  CHECK(slot != nullptr);
+  CHECK(stride == 32);
+  std::memset(slot, 0, stride * 4);
+
+  nrb_camera cam;
+  nrb_camera_init(&cam);
+  cam.near_plane = 0.1;
+  cam.far_plane = INFINITY;
+  cam.fov_y = 1.0;
+  cam.aspect = 2.0;
+  CHECK(nrb_frame_set_camera(c, &cam) == NRB_OK);
+  cam.fov_y = 4.0;
+  CHECK(nrb_frame_set_camera(c, &cam) == NRB_ERROR_INVALID_ARGUMENT);
+  cam.fov_y = 1.0;
+  cam.jitter[0] = NAN;
+  CHECK(nrb_frame_set_camera(c, &cam) == NRB_ERROR_INVALID_ARGUMENT);
+
+  CHECK(nrb_fire_event(c, "powerup", nullptr, 0, nullptr) == NRB_OK);
+  const uint8_t params[] = {0x81, 0xa1, 'x', 0x01};  // {"x": 1}
+  uint32_t ids[] = {42};
+  nrb_target obj{NRB_SCOPE_OBJECT, ids, 1};
+  CHECK(nrb_fire_event(c, "hit", params, sizeof params, &obj) == NRB_OK);
+  const uint8_t not_a_map[] = {0x01};
+  CHECK(nrb_fire_event(c, "hit", not_a_map, sizeof not_a_map, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_fire_event(c, "", nullptr, 0, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_fire_event(c, "\xff\xfe", nullptr, 0, nullptr) == NRB_ERROR_INVALID_ARGUMENT);  // not UTF-8
+  nrb_target global_with_ids{NRB_SCOPE_GLOBAL, ids, 1};
+  CHECK(nrb_fire_event(c, "hit", nullptr, 0, &global_with_ids) == NRB_ERROR_INVALID_ARGUMENT);
+  nrb_target object_without_ids{NRB_SCOPE_OBJECT, nullptr, 0};
+  CHECK(nrb_set_style(c, "noir", 0.5, 1.0, &object_without_ids) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_set_style(c, "noir", 1.5, 1.0, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_set_style(c, "noir", 0.5, 1.0, nullptr) == NRB_OK);
+  CHECK(nrb_frame_submit(c) == NRB_OK);
+
+  nrb_result r{};
+  CHECK(nrb_acquire_result(c, &r) == NRB_ERROR_UNSUPPORTED_VERSION);
+  r.struct_size = sizeof r;
+  r.struct_version = NRB_RESULT_VERSION;
+  CHECK(nrb_acquire_result(c, &r) == NRB_NO_RESULT);
+  CHECK(nrb_release_result(c, &r) == NRB_ERROR_NOT_FOUND);
+
+  nrb_stats s{};
+  s.struct_size = sizeof s;
+  s.struct_version = NRB_STATS_VERSION;
+  REQUIRE(nrb_get_stats(c, &s) == NRB_OK);
+  CHECK(s.frames_submitted == 1);
+  CHECK(s.frames_dropped == 1);
+  CHECK(s.events_pending == 3);
+  CHECK(s.state == NRB_STATE_CONNECTING);
+
+  int on = -1;
+  CHECK(nrb_get_enabled(c, &on) == NRB_OK);
+  CHECK(on == 1);
+  CHECK(nrb_set_enabled(c, 0) == NRB_OK);
+  CHECK(nrb_get_enabled(c, &on) == NRB_OK);
+  CHECK(on == 0);
+  REQUIRE(nrb_get_stats(c, &s) == NRB_OK);
+  CHECK(s.state == NRB_STATE_DISABLED);
+
+  nrb_client_destroy(c);
+  nrb_client_destroy(nullptr);
+}
+
+TEST_CASE("c api: an acquired result stays valid until released, even after newer results arrive") {
+  nrb::test::TestRenderer r;
+  Fixture f(r.endpoint().c_str());
+  std::string endpoint = r.endpoint();
+  f.cfg.endpoint = endpoint.c_str();
+  f.cfg.transport = NRB_TRANSPORT_INLINE;
+  f.cfg.deadline_ms = 1000;
+  nrb_client* c = nullptr;
+  REQUIRE(nrb_client_create(&f.cfg, &c) == NRB_OK);
+  nrb_result held{};
+  held.struct_size = sizeof held;
+  held.struct_version = NRB_RESULT_VERSION;
+  bool have = false;
+  std::vector<float> first;
+  for (int i = 0; i < 400 && !have; ++i) {
+    std::vector<float> depth(32, float(i));
+    nrb_buffer_desc d = depth_desc(depth.data());
+    REQUIRE(nrb_frame_begin(c, nullptr, nullptr) == NRB_OK);
+    REQUIRE(nrb_frame_tag_buffer(c, &d) == NRB_OK);
+    REQUIRE(nrb_frame_submit(c) == NRB_OK);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (nrb_acquire_result(c, &held) == NRB_OK) {
+      have = true;
+      first.assign(static_cast<const float*>(held.pixels), static_cast<const float*>(held.pixels) + 32);
+    }
+  }
+  REQUIRE(have);
+  CHECK(held.format == NRB_FORMAT_R32F);
+  CHECK(held.width == 8);
+  // More frames and results; the held pixels do not change.
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> depth(32, 1000.0f + i);
+    nrb_buffer_desc d = depth_desc(depth.data());
+    nrb_frame_begin(c, nullptr, nullptr);
+    nrb_frame_tag_buffer(c, &d);
+    nrb_frame_submit(c);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  CHECK(std::memcmp(held.pixels, first.data(), 32 * sizeof(float)) == 0);
+  CHECK(nrb_release_result(c, &held) == NRB_OK);
+  CHECK(nrb_release_result(c, &held) == NRB_ERROR_NOT_FOUND);
+  nrb_client_destroy(c);  // also frees anything still held
+}

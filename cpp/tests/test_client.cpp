@@ -1,0 +1,428 @@
+// The client end to end through its public API (nrb.hpp over the C ABI) against a real ZeroMQ ROUTER renderer
+// running in-process (tests/test_renderer.hpp) over tcp loopback and ipc.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nrb/nrb.hpp"
+#include "test_renderer.hpp"
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+using namespace std::chrono_literals;
+using nrb::test::TestRenderer;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t W = 64, H = 32;
+
+nrb::client_config config(const std::string& endpoint, nrb_transport transport = NRB_TRANSPORT_INLINE) {
+  nrb::client_config c;
+  c.endpoint = endpoint;
+  c.transport = transport;
+  c.render_width = W;
+  c.render_height = H;
+  c.buffers = {{"hudless_color", NRB_FORMAT_RGBA8}, {"depth", NRB_FORMAT_R32F}};
+  c.deadline_ms = 500;
+  c.server_timeout_ms = 400;
+  c.ping_interval_ms = 100;
+  c.handshake_timeout_ms = 300;
+  c.connect_timeout_ms = 300;
+  c.reconnect_backoff_min_ms = 10;
+  c.reconnect_backoff_max_ms = 100;
+  c.engine_name = "doctest";
+  return c;
+}
+
+std::vector<uint8_t> color_for(uint64_t frame) {
+  std::vector<uint8_t> px(W * H * 4);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(frame * 7 + i % 251);
+  return px;
+}
+
+// One engine frame: color (tagged or written into an acquired slot) + depth, optionally an event; returns its id.
+uint64_t engine_frame(nrb::client& c, bool use_slot = false, const char* event = nullptr) {
+  uint64_t id = c.begin();
+  auto px = color_for(id);
+  if (use_slot) {
+    nrb::slot s = c.acquire_slot("hudless_color", NRB_FORMAT_RGBA8, W, H);
+    REQUIRE(s.data != nullptr);
+    REQUIRE(s.stride >= W * 4);
+    for (uint32_t y = 0; y < H; ++y) std::memcpy(static_cast<uint8_t*>(s.data) + y * s.stride, &px[y * W * 4], W * 4);
+  } else {
+    c.tag_buffer("hudless_color", NRB_FORMAT_RGBA8, W, H, px.data());
+  }
+  std::vector<float> depth(W * H, 0.5f);
+  c.tag_buffer("depth", NRB_FORMAT_R32F, W, H, depth.data());
+  if (event) c.fire_event(event);
+  c.submit();
+  return id;
+}
+
+template <class Pred>
+bool wait_for(Pred pred, std::chrono::milliseconds limit = 3000ms) {
+  auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return pred();
+}
+
+// Runs frames until `n` results with correct pixels were shown (or a time limit); returns how many were.
+int render_until(nrb::client& c, int n, bool use_slot = false, std::chrono::milliseconds limit = 3000ms) {
+  int good = 0;
+  auto until = Clock::now() + limit;
+  while (good < n && Clock::now() < until) {
+    engine_frame(c, use_slot);
+    std::this_thread::sleep_for(3ms);
+    if (nrb::result r = c.acquire_result()) {
+      REQUIRE(r.width() == W);
+      REQUIRE(r.height() == H);
+      REQUIRE(r.format() == NRB_FORMAT_RGBA8);
+      auto want = color_for(r.frame_id());
+      const auto* got = static_cast<const uint8_t*>(r.pixels());
+      bool same = true;
+      for (uint32_t y = 0; y < H; ++y) same = same && std::memcmp(got + y * r.stride(), &want[y * W * 4], W * 4) == 0;
+      CHECK(same);
+      ++good;
+    }
+  }
+  return good;
+}
+
+bool connected(const nrb::client& c) { return c.stats().state == NRB_STATE_CONNECTED; }
+
+std::string ipc_endpoint(const char* tag) {
+  return "ipc:///tmp/nrb-test-" + std::string(tag) + "-" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+TEST_CASE("client: frames go out inline over tcp and the renderer's image comes back") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 5) == 5);
+  auto s = c.stats();
+  CHECK(s.shm_active == 0);
+  CHECK(s.frames_sent >= 5);
+  CHECK(s.results_received >= 5);
+  CHECK(s.rtt_p50_ms > 0.0);
+  CHECK(s.bytes_sent > 5 * W * H * 8);
+  auto hellos = r.hellos();
+  REQUIRE(hellos.size() == 1);
+  CHECK(hellos[0].engine == "doctest");
+  CHECK(hellos[0].buffers.size() == 2);
+  CHECK_FALSE(hellos[0].shm.has_value());
+}
+
+TEST_CASE("client: ipc endpoints work the same way") {
+  TestRenderer r(TestRenderer::Options(), ipc_endpoint("ipc"));
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 3) == 3);
+}
+
+#ifndef _WIN32
+TEST_CASE("client: shared memory carries the pixels both ways and the pool's name is gone after WELCOME") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint(), NRB_TRANSPORT_SHM));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(c.stats().shm_active == 1);
+  CHECK(render_until(c, 4, /*use_slot=*/true) == 4);
+  CHECK(render_until(c, 2, /*use_slot=*/false) == 2);  // tag_buffer copies into the slot
+  auto frames = r.frames();
+  REQUIRE_FALSE(frames.empty());
+  for (const auto& b : frames.back().buffers) CHECK(b.shm.has_value());
+  CHECK(frames.back().result_slot.has_value());
+  auto hellos = r.hellos();
+  REQUIRE(hellos.size() == 1);
+  REQUIRE(hellos[0].shm.has_value());
+  int fd = ::shm_open(hellos[0].shm->name.c_str(), O_RDONLY, 0);
+  CHECK(fd < 0);  // unlinked: reclaimed by the kernel once both sides unmap or die
+  if (fd >= 0) ::close(fd);
+}
+
+TEST_CASE("client: a renderer that declines shared memory gets inline frames") {
+  TestRenderer::Options o;
+  o.accept_shm = false;
+  TestRenderer r(o);
+  nrb::client c(config(r.endpoint(), NRB_TRANSPORT_SHM));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(c.stats().shm_active == 0);
+  CHECK(render_until(c, 3, /*use_slot=*/true) == 3);
+  auto frames = r.frames();
+  REQUIRE_FALSE(frames.empty());
+  for (const auto& b : frames.back().buffers) CHECK_FALSE(b.shm.has_value());
+}
+#endif
+
+TEST_CASE("client: negotiated compression shrinks inline buffers and they arrive intact") {
+  for (nrb_compression comp : {NRB_COMPRESSION_LZ4, NRB_COMPRESSION_ZSTD}) {
+    TestRenderer r;
+    auto cfg = config(r.endpoint());
+    cfg.compression = comp;
+    nrb::client c(cfg);
+    REQUIRE(wait_for([&] { return connected(c); }));
+    CHECK(c.stats().compression_active == comp);
+    CHECK(render_until(c, 3) == 3);
+    auto frames = r.frames();
+    REQUIRE_FALSE(frames.empty());
+    // The depth buffer (constant) compresses; what the renderer decoded equals what was tagged.
+    bool compressed = false;
+    for (const auto& b : frames.back().buffers) compressed = compressed || b.compression != nrb::wire::Compression::none;
+    CHECK(compressed);
+    auto pixels = r.first_buffers().back();
+    CHECK(pixels == color_for(frames.back().frame));
+  }
+}
+
+TEST_CASE("client: a renderer that does not offer compression gets raw buffers") {
+  TestRenderer::Options o;
+  o.accept.clear();
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg.compression = NRB_COMPRESSION_ZSTD;
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(c.stats().compression_active == NRB_COMPRESSION_NONE);
+  CHECK(render_until(c, 2) == 2);
+}
+
+TEST_CASE("client: submit and acquire return at once whether or not a renderer is there") {
+  auto measure = [](nrb::client& c) {
+    std::vector<float> depth(W * H);
+    double worst_ms = 0;
+    for (int i = 0; i < 200; ++i) {
+      c.begin();
+      c.tag_buffer("depth", NRB_FORMAT_R32F, W, H, depth.data());
+      auto t0 = Clock::now();
+      c.submit();
+      nrb::result r = c.acquire_result();
+      auto t1 = Clock::now();
+      worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+    return worst_ms;
+  };
+  {
+    nrb::client c(config("tcp://127.0.0.1:1"));  // nothing listens there
+    CHECK(measure(c) < 5.0);
+    auto s = c.stats();
+    CHECK(s.frames_sent == 0);
+    CHECK(s.frames_dropped == 200);
+    CHECK(s.fallbacks == 200);
+  }
+  {
+    TestRenderer::Options o;
+    o.mute = true;
+    TestRenderer r(o);
+    nrb::client c(config(r.endpoint()));
+    CHECK(measure(c) < 5.0);
+  }
+}
+
+TEST_CASE("client: events reach a restarted renderer exactly once and in order") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  std::vector<std::string> fired;
+  int restarts = 0;
+  for (int i = 0; i < 240; ++i) {
+    std::string name = "e" + std::to_string(i);
+    fired.push_back(name);
+    engine_frame(c, false, name.c_str());
+    if (i % 3 == 0) c.set_style(i % 2 ? "noir" : "identity", 0.5, 0.1);
+    if (i == 60 || i == 150) {
+      r.restart();
+      ++restarts;
+    }
+    std::this_thread::sleep_for(2ms);
+    c.acquire_result();
+  }
+  // Keep rendering until the queue is empty (the last events ride on frames still to come).
+  REQUIRE(wait_for(
+      [&] {
+        engine_frame(c);
+        return c.stats().events_pending == 0;
+      },
+      5000ms));
+  auto got = r.events();
+  if (got != fired) {
+    size_t i = 0;
+    while (i < got.size() && i < fired.size() && got[i] == fired[i]) ++i;
+    MESSAGE("events diverge at " << i << ": got " << (i < got.size() ? got[i] : "<end>") << ", fired "
+                                 << (i < fired.size() ? fired[i] : "<end>") << " (" << got.size() << " received)");
+  }
+  CHECK(got == fired);
+  CHECK(r.styles().size() == 80);
+  auto s = c.stats();
+  CHECK(s.reconnects >= 2);
+  CHECK(s.events_sent == 320);
+}
+
+TEST_CASE("client: a renderer that goes silent is dropped, the game falls back, and it resumes afterwards") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  REQUIRE(render_until(c, 2) == 2);
+  auto o = r.options();
+  o.mute = true;
+  r.set(o);
+  size_t hellos_before = r.hellos().size();
+  // Silence is noticed (server_timeout 400 ms) and the client starts over with a new HELLO.
+  auto until = Clock::now() + 1500ms;
+  while (Clock::now() < until) {
+    engine_frame(c);
+    c.acquire_result();
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(c.stats().state != NRB_STATE_CONNECTED);
+  CHECK(c.stats().fallbacks > 0);
+  CHECK(c.stats().frames_lost >= 1);
+  o.mute = false;
+  r.set(o);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(r.hellos().size() > hellos_before);
+  CHECK(render_until(c, 2) == 2);
+}
+
+TEST_CASE("client: results that miss the deadline are never shown and count as late") {
+  TestRenderer::Options o;
+  o.delay_ms = 60;
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg.deadline_ms = 25;
+  cfg.server_timeout_ms = 2000;
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  int shown = 0;
+  auto until = Clock::now() + 700ms;
+  while (Clock::now() < until) {
+    engine_frame(c);
+    if (c.acquire_result()) ++shown;
+    std::this_thread::sleep_for(4ms);
+  }
+  auto s = c.stats();
+  CHECK(shown == 0);
+  CHECK(s.results_late >= 3);
+  CHECK(s.fallbacks > 50);
+  CHECK(s.frames_dropped > 50);  // the renderer is behind: frames are dropped, not queued
+  CHECK(s.in_flight <= 2);
+}
+
+TEST_CASE("client: garbage from the renderer is ignored; the client recovers once the renderer is sane") {
+  TestRenderer::Options o;
+  o.garbage = true;
+  TestRenderer r(o);
+  nrb::client c(config(r.endpoint()));
+  auto until = Clock::now() + 500ms;
+  while (Clock::now() < until) {
+    engine_frame(c);
+    CHECK_FALSE(c.acquire_result());
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(c.stats().state != NRB_STATE_CONNECTED);
+  CHECK(c.stats().errors_received > 0);
+  o.garbage = false;
+  r.set(o);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 2) == 2);
+}
+
+TEST_CASE("client: disabling stops all traffic within a frame and enabling resumes") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  REQUIRE(render_until(c, 2) == 2);
+  c.set_enabled(false);
+  CHECK_FALSE(c.enabled());
+  CHECK_FALSE(c.acquire_result());
+  REQUIRE(wait_for([&] { return r.byes() == 1; }));
+  size_t frames = r.frame_count();
+  size_t messages = r.messages();
+  for (int i = 0; i < 30; ++i) {
+    engine_frame(c, false, i == 5 ? "while_disabled" : nullptr);
+    CHECK_FALSE(c.acquire_result());
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(r.frame_count() == frames);
+  CHECK(r.messages() == messages);  // not even a PING
+  CHECK(c.stats().state == NRB_STATE_DISABLED);
+  CHECK(c.stats().fallbacks == 0);
+  c.set_enabled(true);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 2) == 2);
+  auto evs = r.events();
+  REQUIRE_FALSE(evs.empty());
+  CHECK(evs.back() == "while_disabled");
+}
+
+TEST_CASE("client: frames in flight never exceed the limit even when the renderer is slow") {
+  TestRenderer::Options o;
+  o.delay_ms = 20;
+  o.max_in_flight = 8;
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg.frames_in_flight = 2;
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  uint64_t worst = 0;
+  for (int i = 0; i < 100; ++i) {
+    engine_frame(c);
+    worst = std::max(worst, c.stats().in_flight);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(worst <= 2);
+  CHECK(c.stats().frames_dropped > 0);
+}
+
+TEST_CASE("client: CurveZMQ keys secure the connection") {
+  if (!zmq_has("curve")) return;
+  char server_pub[41], server_sec[41], client_pub[41], client_sec[41];
+  REQUIRE(zmq_curve_keypair(server_pub, server_sec) == 0);
+  REQUIRE(zmq_curve_keypair(client_pub, client_sec) == 0);
+  TestRenderer::Options o;
+  o.curve_secret = server_sec;
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg.curve_server_public_key = server_pub;
+  cfg.curve_client_public_key = client_pub;
+  cfg.curve_client_secret_key = client_sec;
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 2) == 2);
+  // Without keys the secured renderer never answers.
+  nrb::client plain(config(r.endpoint()));
+  std::this_thread::sleep_for(300ms);
+  CHECK(plain.stats().state != NRB_STATE_CONNECTED);
+}
+
+TEST_CASE("client: the log callback reports the session") {
+  TestRenderer r;
+  std::mutex m;
+  std::vector<std::string> lines;
+  auto cfg = config(r.endpoint());
+  cfg.log_level = NRB_LOG_INFO;
+  cfg.log = [&](nrb_log_level, const char* msg) {
+    std::lock_guard<std::mutex> lock(m);
+    lines.emplace_back(msg);
+  };
+  {
+    nrb::client c(cfg);
+    REQUIRE(wait_for([&] { return connected(c); }));
+  }
+  std::lock_guard<std::mutex> lock(m);
+  bool found = false;
+  for (const auto& l : lines) found = found || l.find("session") != std::string::npos;
+  CHECK(found);
+}

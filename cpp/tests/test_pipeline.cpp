@@ -1,0 +1,400 @@
+// The client's frame/event rules (cpp/src/pipeline.hpp), driven directly with an explicit clock: no sockets.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "pipeline.hpp"
+
+using namespace nrb::detail;
+using namespace std::chrono_literals;
+namespace wire = nrb::wire;
+
+namespace {
+
+TimePoint t0() { return TimePoint{} + 1h; }
+
+wire::Event event(const std::string& name) {
+  wire::Event e;
+  e.name = name;
+  return e;
+}
+
+wire::StyleCommand style(const std::string& name) {
+  wire::StyleCommand s;
+  s.style = name;
+  s.strength = 1.0;
+  return s;
+}
+
+Pipeline::Options opts(uint32_t in_flight = 2, double deadline_ms = 50.0) {
+  Pipeline::Options o;
+  o.frames_in_flight = in_flight;
+  o.deadline_ms = deadline_ms;
+  return o;
+}
+
+// begin + submit one frame at `now`; returns its id.
+uint64_t frame(Pipeline& p, TimePoint now) {
+  auto b = p.begin();
+  SubmittedFrame f;
+  f.id = b.frame_id;
+  p.submit(std::move(f), now);
+  return b.frame_id;
+}
+
+std::shared_ptr<ResultImage> image() { return std::make_shared<ResultImage>(); }
+
+std::vector<std::string> names(const std::vector<wire::Event>& evs) {
+  std::vector<std::string> out;
+  for (const auto& e : evs) out.push_back(e.name);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("frames submitted without a session are dropped and nothing is sent") {
+  Pipeline p(opts());
+  frame(p, t0());
+  CHECK_FALSE(p.take_next(t0()).has_value());
+  auto s = p.stats();
+  CHECK(s.frames_submitted == 1);
+  CHECK(s.frames_dropped == 1);
+  CHECK(s.frames_sent == 0);
+}
+
+TEST_CASE("a frame begun before the session came up is not sent: its pixels were never copied") {
+  Pipeline p(opts());
+  auto b = p.begin();
+  CHECK_FALSE(b.live);
+  p.session_started(1, 8, nullptr);
+  SubmittedFrame f;
+  f.id = b.frame_id;
+  f.live = b.live;
+  p.submit(std::move(f), t0());
+  CHECK_FALSE(p.take_next(t0()).has_value());
+  CHECK(p.stats().frames_dropped == 1);
+}
+
+TEST_CASE("at most frames_in_flight frames are outstanding and only the newest unsent frame waits") {
+  Pipeline p(opts(2));
+  p.session_started(7, 64, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  uint64_t b = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  CHECK(p.in_flight() == 2);
+  // The renderer is behind: further frames replace each other instead of queueing.
+  frame(p, t0());
+  frame(p, t0());
+  uint64_t newest = frame(p, t0());
+  CHECK_FALSE(p.take_next(t0()).has_value());
+  CHECK(p.stats().frames_dropped == 2);
+  // One answer frees one place; the newest frame goes next.
+  CHECK(p.on_result(a, image(), t0() + 5ms) == Pipeline::Answer::fresh);
+  auto next = p.take_next(t0() + 5ms);
+  REQUIRE(next.has_value());
+  CHECK(next->frame.id == newest);
+  CHECK(next->session == 7);
+  CHECK(p.on_result(b, image(), t0() + 6ms) == Pipeline::Answer::fresh);
+  CHECK_FALSE(p.take_next(t0() + 6ms).has_value());
+}
+
+TEST_CASE("the renderer's max_in_flight further limits frames in flight") {
+  Pipeline p(opts(4));
+  p.session_started(1, 1, nullptr);
+  CHECK(p.in_flight_limit() == 1);
+  frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  frame(p, t0());
+  CHECK_FALSE(p.take_next(t0()).has_value());
+}
+
+TEST_CASE("a result within its deadline is shown, repeatedly, until the deadline passes") {
+  Pipeline p(opts(2, 50.0));
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  CHECK((p.acquire(t0() + 1ms) == nullptr));  // nothing yet: fallback
+  CHECK(p.on_result(a, image(), t0() + 20ms) == Pipeline::Answer::fresh);
+  auto r = p.acquire(t0() + 21ms);
+  REQUIRE((r != nullptr));
+  CHECK(r->frame_id == a);
+  CHECK(r->round_trip_ms == doctest::Approx(20.0));
+  CHECK((p.acquire(t0() + 49ms) == r));
+  CHECK((p.acquire(t0() + 51ms) == nullptr));  // too old now
+  auto s = p.stats();
+  CHECK(s.fallbacks == 2);
+  CHECK(s.results_received == 1);
+  CHECK(s.rtt_p50_ms == doctest::Approx(20.0));
+}
+
+TEST_CASE("a result that misses its deadline is never shown and counts as late") {
+  Pipeline p(opts(2, 50.0));
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  CHECK(p.on_result(a, image(), t0() + 80ms) == Pipeline::Answer::late);
+  CHECK((p.acquire(t0() + 80ms) == nullptr));
+  auto s = p.stats();
+  CHECK(s.results_late == 1);
+  CHECK(s.fallbacks == 1);
+  CHECK(p.in_flight() == 0);  // a late answer still frees its place
+}
+
+TEST_CASE("a skipped frame counts as late and frees its place") {
+  Pipeline p(opts(1));
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  CHECK(p.on_result(a, nullptr, t0() + 1ms) == Pipeline::Answer::late);
+  CHECK(p.stats().results_late == 1);
+  CHECK(p.in_flight() == 0);
+}
+
+TEST_CASE("an older result never replaces a newer one") {
+  Pipeline p(opts(2, 100.0));
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  uint64_t b = frame(p, t0() + 1ms);
+  REQUIRE(p.take_next(t0() + 1ms).has_value());
+  p.on_result(b, image(), t0() + 10ms);
+  p.on_result(a, image(), t0() + 11ms);
+  auto r = p.acquire(t0() + 12ms);
+  REQUIRE((r != nullptr));
+  CHECK(r->frame_id == b);
+}
+
+TEST_CASE("a queued frame that waited past its deadline is dropped instead of sent") {
+  Pipeline p(opts(1, 50.0));
+  p.session_started(1, 8, nullptr);
+  frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  frame(p, t0() + 1ms);
+  CHECK_FALSE(p.take_next(t0() + 100ms).has_value());
+  CHECK(p.stats().frames_dropped == 1);
+}
+
+TEST_CASE("events ride on the frame they were fired for, in order") {
+  Pipeline p(opts());
+  p.session_started(1, 8, nullptr);
+  p.fire_event(event("e1"));
+  auto b = p.begin();
+  p.fire_event(event("e2"));  // between begin and submit: same frame
+  p.set_style(style("s1"));
+  SubmittedFrame f;
+  f.id = b.frame_id;
+  p.submit(std::move(f), t0());
+  p.fire_event(event("e3"));  // after submit: next frame
+  auto out = p.take_next(t0());
+  REQUIRE(out.has_value());
+  CHECK(names(out->events) == std::vector<std::string>{"e1", "e2"});
+  REQUIRE(out->styles.size() == 1);
+  CHECK(out->styles[0].style == "s1");
+  frame(p, t0());
+  p.on_result(out->frame.id, image(), t0() + 1ms);
+  auto out2 = p.take_next(t0() + 1ms);
+  REQUIRE(out2.has_value());
+  CHECK(names(out2->events) == std::vector<std::string>{"e3"});
+  CHECK(out2->styles.empty());
+}
+
+TEST_CASE("events of dropped frames are carried forward onto the next frame sent") {
+  Pipeline p(opts(1));
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());  // in flight; the limit is now reached
+  p.fire_event(event("e1"));
+  frame(p, t0());  // dropped below: superseded
+  p.fire_event(event("e2"));
+  p.set_style(style("s1"));
+  frame(p, t0());
+  p.fire_event(event("e3"));
+  uint64_t c = frame(p, t0());
+  CHECK(p.stats().frames_dropped == 2);
+  p.on_result(a, image(), t0() + 1ms);
+  auto out = p.take_next(t0() + 1ms);
+  REQUIRE(out.has_value());
+  CHECK(out->frame.id == c);
+  CHECK(names(out->events) == std::vector<std::string>{"e1", "e2", "e3"});
+  CHECK(out->styles.size() == 1);
+}
+
+TEST_CASE("events of a frame lost with its session are re-sent once, in order, on the next session") {
+  Pipeline p(opts(2));
+  p.session_started(1, 8, nullptr);
+  p.fire_event(event("e1"));
+  uint64_t a = frame(p, t0());
+  auto out_a = p.take_next(t0());
+  REQUIRE(out_a.has_value());
+  p.fire_event(event("e2"));
+  frame(p, t0());
+  auto out_b = p.take_next(t0());
+  REQUIRE(out_b.has_value());
+  CHECK(names(out_b->events) == std::vector<std::string>{"e2"});
+  p.fire_event(event("e3"));
+  // The renderer dies: both frames are lost.
+  p.session_ended();
+  CHECK(p.stats().frames_lost == 2);
+  CHECK(p.on_result(a, image(), t0() + 1ms) == Pipeline::Answer::unknown);  // a stale answer is ignored
+  // Fallback while reconnecting; events keep accumulating.
+  frame(p, t0() + 2ms);
+  p.fire_event(event("e4"));
+  p.session_started(2, 8, nullptr);
+  frame(p, t0() + 3ms);
+  auto out = p.take_next(t0() + 3ms);
+  REQUIRE(out.has_value());
+  CHECK(out->session == 2);
+  CHECK(names(out->events) == std::vector<std::string>{"e1", "e2", "e3", "e4"});
+  p.on_result(out->frame.id, image(), t0() + 4ms);
+  CHECK(p.stats().events_pending == 0);
+  CHECK(p.stats().events_sent == 4);
+}
+
+TEST_CASE("NO_SESSION gives back the events of every frame in flight") {
+  Pipeline p(opts(2));
+  p.session_started(1, 8, nullptr);
+  p.fire_event(event("e1"));
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  p.fire_event(event("e2"));
+  frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  p.on_frame_error(a, wire::ErrorCode::NO_SESSION);
+  CHECK(p.in_flight() == 0);
+  p.session_started(2, 8, nullptr);
+  frame(p, t0());
+  auto out = p.take_next(t0());
+  REQUIRE(out.has_value());
+  CHECK(names(out->events) == std::vector<std::string>{"e1", "e2"});
+}
+
+TEST_CASE("another ERROR answers the frame: its events count as delivered") {
+  Pipeline p(opts(2));
+  p.session_started(1, 8, nullptr);
+  p.fire_event(event("bad"));
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  p.on_frame_error(a, wire::ErrorCode::BAD_VALUE);
+  auto s = p.stats();
+  CHECK(s.events_pending == 0);
+  CHECK(s.errors_received == 1);
+  CHECK(s.in_flight == 0);
+}
+
+TEST_CASE("a frame that could not be written gives its events back") {
+  Pipeline p(opts(2));
+  p.session_started(1, 8, nullptr);
+  p.fire_event(event("e1"));
+  frame(p, t0());
+  auto out = p.take_next(t0());
+  REQUIRE(out.has_value());
+  p.send_failed(out->frame.id);
+  CHECK(p.in_flight() == 0);
+  frame(p, t0());
+  auto again = p.take_next(t0());
+  REQUIRE(again.has_value());
+  CHECK(names(again->events) == std::vector<std::string>{"e1"});
+}
+
+TEST_CASE("more than 256 pending events are spread over consecutive frames in order") {
+  Pipeline p(opts(1));
+  p.session_started(1, 8, nullptr);
+  for (int i = 0; i < 300; ++i) p.fire_event(event("e" + std::to_string(i)));
+  frame(p, t0());
+  auto first = p.take_next(t0());
+  REQUIRE(first.has_value());
+  CHECK(first->events.size() == 256);
+  p.on_result(first->frame.id, image(), t0());
+  frame(p, t0());
+  auto second = p.take_next(t0());
+  REQUIRE(second.has_value());
+  REQUIRE(second->events.size() == 44);
+  CHECK(second->events.front().name == "e256");
+  CHECK(second->events.back().name == "e299");
+}
+
+TEST_CASE("the pending queue is bounded: the oldest unsent entries are discarded and counted") {
+  Pipeline::Options o = opts();
+  o.max_pending_events = 10;
+  Pipeline p(o);
+  for (int i = 0; i < 15; ++i) p.fire_event(event("e" + std::to_string(i)));
+  auto s = p.stats();
+  CHECK(s.events_pending == 10);
+  CHECK(s.events_discarded == 5);
+  p.session_started(1, 8, nullptr);
+  frame(p, t0());
+  auto out = p.take_next(t0());
+  REQUIRE(out.has_value());
+  CHECK(out->events.front().name == "e5");
+}
+
+TEST_CASE("disabling stops sending at once and shows nothing; enabling resumes") {
+  Pipeline p(opts(2));
+  int wakes = 0;
+  p.set_wake([&] { ++wakes; });
+  p.session_started(1, 8, nullptr);
+  uint64_t a = frame(p, t0());
+  REQUIRE(p.take_next(t0()).has_value());
+  p.on_result(a, image(), t0() + 1ms);
+  REQUIRE((p.acquire(t0() + 2ms) != nullptr));
+  frame(p, t0() + 3ms);  // queued, not yet sent
+  p.fire_event(event("while_disabled"));
+  int before = wakes;
+  p.set_enabled(false);
+  CHECK(wakes == before + 1);  // the I/O thread is told at once
+  CHECK_FALSE(p.enabled());
+  CHECK_FALSE(p.take_next(t0() + 3ms).has_value());  // the queued frame is gone
+  CHECK((p.acquire(t0() + 3ms) == nullptr));
+  frame(p, t0() + 4ms);
+  CHECK_FALSE(p.take_next(t0() + 4ms).has_value());
+  CHECK(p.stats().fallbacks == 0);  // disabled is not a fallback
+  CHECK_FALSE(p.begin().live);
+  p.set_enabled(true);
+  CHECK(p.begin().live);
+  frame(p, t0() + 5ms);
+  auto out = p.take_next(t0() + 5ms);
+  REQUIRE(out.has_value());
+  CHECK(names(out->events) == std::vector<std::string>{"while_disabled"});
+}
+
+TEST_CASE("a frame built for an earlier session's shared memory is not sent on the next session") {
+  Pipeline p(opts(2));
+  auto old_pool = SlotPool::create(2, 4096);
+  p.session_started(1, 8, old_pool);
+  auto b = p.begin();
+  CHECK((b.pool == old_pool));
+  p.session_ended();
+  auto new_pool = SlotPool::create(2, 4096);
+  p.session_started(2, 8, new_pool);
+  SubmittedFrame f;
+  f.id = b.frame_id;
+  f.pool = old_pool;
+  p.submit(std::move(f), t0());
+  CHECK_FALSE(p.take_next(t0()).has_value());
+  CHECK(p.stats().frames_dropped == 1);
+}
+
+TEST_CASE("frame ids increase strictly and the latest begun id gives result ages") {
+  Pipeline p(opts());
+  uint64_t a = p.begin().frame_id;
+  uint64_t b = p.begin().frame_id;
+  CHECK(b == a + 1);
+  CHECK(p.latest_frame_id() == b);
+}
+
+TEST_CASE("round-trip percentiles cover the answered frames") {
+  Pipeline p(opts(1, 1000.0));
+  p.session_started(1, 8, nullptr);
+  for (int i = 1; i <= 100; ++i) {
+    uint64_t id = frame(p, t0());
+    REQUIRE(p.take_next(t0()).has_value());
+    p.on_result(id, image(), t0() + std::chrono::milliseconds(i));
+  }
+  auto s = p.stats();
+  CHECK(s.rtt_p50_ms == doctest::Approx(50.0));
+  CHECK(s.rtt_p95_ms == doctest::Approx(95.0));
+  CHECK(s.rtt_p99_ms == doctest::Approx(99.0));
+}

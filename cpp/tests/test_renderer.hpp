@@ -1,0 +1,314 @@
+// A small but real NRB/1 renderer for the client tests: a ZeroMQ ROUTER on its own thread that speaks the protocol
+// through the real codec (HELLO -> WELCOME, FRAME -> RESULT echoing the first buffer, PING -> PONG), maps the
+// engine's shared memory when offered, and records what it received. Behaviour switches let tests make it slow,
+// mute, or answer garbage, and restart() forgets every session like a restarted process would.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "protocol.hpp"
+#include "shm_pool.hpp"
+
+namespace nrb::test {
+
+class TestRenderer {
+ public:
+  struct Options {
+    bool accept_shm = true;
+    std::vector<std::string> accept = {"lz4", "zstd"};  // compressions it accepts when offered
+    uint32_t max_in_flight = 4;
+    int delay_ms = 0;         // sleep before answering each FRAME
+    bool mute = false;        // receive everything, answer nothing
+    bool garbage = false;     // answer every message with bytes that are not NRB
+    std::string curve_secret; // Z85 server secret key: CurveZMQ server
+  };
+
+  TestRenderer() : TestRenderer(Options()) {}
+  explicit TestRenderer(Options o, std::string endpoint = "tcp://127.0.0.1:*") : opts_(std::move(o)) {
+    bind(endpoint);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~TestRenderer() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  std::string endpoint() const { return endpoint_; }
+
+  // Forget every session and rebind (same endpoint): what a killed and restarted renderer looks like to the
+  // engine. Answers already queued are flushed first, as a clean shutdown would.
+  void restart() {
+    restart_requested_ = true;
+    while (restart_requested_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
+  void set(const Options& o) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    opts_ = o;
+  }
+  Options options() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return opts_;
+  }
+
+  // Observations.
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_;
+  }
+  std::vector<std::string> styles() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return styles_;
+  }
+  std::vector<wire::Frame> frames() {  // headers only (buffer data pointers cleared)
+    std::lock_guard<std::mutex> lock(mutex_);
+    return frames_;
+  }
+  std::vector<std::vector<uint8_t>> first_buffers() {  // pixels of each FRAME's first buffer, as received
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pixels_;
+  }
+  std::vector<wire::Hello> hellos() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return hellos_;
+  }
+  size_t frame_count() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return frames_.size();
+  }
+  size_t byes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return byes_;
+  }
+  size_t messages() { return messages_.load(); }
+
+ private:
+  struct Session {
+    std::string routing_id;
+    std::unique_ptr<detail::SharedMemory> shm;
+    std::optional<wire::ShmPool> pool;
+    bool lz4 = false, zstd = false;
+  };
+
+  void bind(const std::string& endpoint) {
+    sock_ = zmq::socket_t(ctx_, zmq::socket_type::router);
+    sock_.set(zmq::sockopt::linger, 100);
+    if (!opts_.curve_secret.empty()) {
+      sock_.set(zmq::sockopt::curve_server, 1);
+      if (zmq_setsockopt(sock_.handle(), ZMQ_CURVE_SECRETKEY, opts_.curve_secret.c_str(), 41) != 0)
+        throw zmq::error_t();
+    }
+    for (int attempt = 0;; ++attempt) {  // the previous listener of a restart closes asynchronously
+      try {
+        sock_.bind(endpoint);
+        break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE || attempt > 200) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    endpoint_ = sock_.get(zmq::sockopt::last_endpoint);
+  }
+
+  void send(const std::string& rid, const wire::Message& m) {
+    wire::Encoded enc;
+    wire::encode(m, enc);
+    sock_.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+    for (size_t i = 0; i < enc.frame_count(); ++i) {
+      wire::Bytes b = enc.frame(i);
+      sock_.send(zmq::const_buffer(b.data, b.size),
+                 i + 1 < enc.frame_count() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+
+  void run() {
+    uint64_t generation = 1;
+    while (!stop_) {
+      if (restart_requested_) {
+        sessions_.clear();
+        sock_.close();
+        bind(endpoint_);
+        ++generation;
+        restart_requested_ = false;
+      }
+      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(5));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> parts;
+      for (;;) {
+        zmq::message_t m;
+        if (!sock_.recv(m, zmq::recv_flags::dontwait)) break;
+        bool more = m.more();
+        parts.push_back(std::move(m));
+        if (!more) {
+          handle(parts, generation);
+          parts.clear();
+        }
+      }
+    }
+  }
+
+  void handle(std::vector<zmq::message_t>& parts, uint64_t generation) {
+    ++messages_;
+    Options o = options();
+    std::string rid(static_cast<const char*>(parts[0].data()), parts[0].size());
+    if (o.mute) return;
+    if (o.garbage) {
+      static const char junk[] = "\xc1\xff not msgpack";
+      sock_.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+      sock_.send(zmq::buffer(junk, sizeof junk - 1), zmq::send_flags::none);
+      return;
+    }
+    std::vector<wire::Bytes> views;
+    for (size_t i = 1; i < parts.size(); ++i) views.emplace_back(parts[i].data(), parts[i].size());
+    // Decode with the options of this peer's session (its shared-memory pool).
+    wire::DecodeOptions dopts = wire::DecodeOptions::permissive();
+    Session* sess = nullptr;
+    for (auto& [id, s] : sessions_)
+      if (s.routing_id == rid) sess = &s;
+    dopts.shm_pool = sess && sess->pool ? &*sess->pool : nullptr;
+    wire::DecodeResult r = wire::decode(views, dopts);
+    if (!r.ok()) {
+      send(rid, wire::make_error(r.error.code, r.error.message));
+      return;
+    }
+    wire::Message& m = *r.message;
+    switch (wire::message_type(m)) {
+      case wire::MessageType::hello: on_hello(rid, std::get<wire::Hello>(m), generation, o); break;
+      case wire::MessageType::frame: on_frame(rid, std::get<wire::Frame>(m), sess, o); break;
+      case wire::MessageType::ping: {
+        auto& p = std::get<wire::Ping>(m);
+        wire::Pong pong;
+        pong.nonce = p.nonce;
+        pong.time_ns = p.time_ns;
+        send(rid, pong);
+        break;
+      }
+      case wire::MessageType::bye: {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++byes_;
+        auto& b = std::get<wire::Bye>(m);
+        if (b.session) sessions_.erase(*b.session);
+        break;
+      }
+      default: break;
+    }
+  }
+
+  void on_hello(const std::string& rid, const wire::Hello& h, uint64_t generation, const Options& o) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      hellos_.push_back(h);
+    }
+    uint64_t id = generation * 1000 + (++session_counter_);
+    Session s;
+    s.routing_id = rid;
+    wire::Welcome w;
+    w.session = id;
+    w.renderer = "test-renderer/1";
+    auto offered = [&](const char* c) {
+      return std::find(h.capabilities.begin(), h.capabilities.end(), c) != h.capabilities.end();
+    };
+    for (const char* c : {"lz4", "zstd"}) {
+      if (offered(c) && std::find(o.accept.begin(), o.accept.end(), c) != o.accept.end()) {
+        w.capabilities.emplace_back(c);
+        (std::string(c) == "lz4" ? s.lz4 : s.zstd) = true;
+      }
+    }
+    if (o.accept_shm && offered("shm") && h.shm) {
+      try {
+        s.shm = std::make_unique<detail::SharedMemory>(detail::SharedMemory::open(h.shm->name));
+        s.pool = *h.shm;
+        w.capabilities.emplace_back("shm");
+      } catch (const std::exception&) {
+      }
+    }
+    w.output.format = wire::Format::rgba8;
+    w.output.width = h.output_size.width;
+    w.output.height = h.output_size.height;
+    w.max_in_flight = o.max_in_flight;
+    w.styles = {"identity", "noir"};
+    sessions_[id] = std::move(s);
+    send(rid, w);
+  }
+
+  void on_frame(const std::string& rid, wire::Frame& f, Session* sess, const Options& o) {
+    if (sess && sessions_.count(f.session) && &sessions_[f.session] != sess) sess = nullptr;
+    if (!sess || !sessions_.count(f.session)) {
+      wire::Error e = wire::make_error(wire::ErrorCode::NO_SESSION, "unknown session");
+      e.session = f.session;
+      e.frame = f.frame;
+      send(rid, e);
+      return;
+    }
+    if (o.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.delay_ms));
+    // The first buffer's bytes, wherever they are.
+    std::vector<uint8_t> first;
+    const wire::BufferDesc* src = f.buffers.empty() ? nullptr : &f.buffers[0];
+    if (src) {
+      const uint8_t* p = src->data;
+      if (src->shm) p = sess->shm->data() + src->shm->slot * sess->pool->slot_size + src->shm->offset;
+      first.assign(p, p + src->byte_size());
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& e : f.events) events_.push_back(e.name);
+      for (auto& s : f.styles) styles_.push_back(s.style);
+      wire::Frame copy = f;
+      for (auto& b : copy.buffers) b.data = b.payload = nullptr, b.owned.reset();
+      frames_.push_back(std::move(copy));
+      pixels_.push_back(first);
+    }
+    wire::Result res;
+    res.session = f.session;
+    res.frame = f.frame;
+    res.status = wire::ResultStatus::ok;
+    wire::BufferDesc out;
+    out.name = "output";
+    out.format = src ? src->format : wire::Format::rgba8;
+    out.width = src ? src->width : 1;
+    out.height = src ? src->height : 1;
+    out.stride = src ? uint64_t(src->width) * wire::bytes_per_pixel(src->format) : 4;
+    std::vector<uint8_t> packed(out.stride * out.height);
+    if (src)
+      for (uint32_t y = 0; y < out.height; ++y)
+        std::memcpy(packed.data() + y * out.stride, first.data() + y * src->stride, out.stride);
+    if (f.result_slot && sess->shm) {
+      uint8_t* dst = sess->shm->data() + *f.result_slot * sess->pool->slot_size;
+      std::memcpy(dst, packed.data(), packed.size());
+      out.shm = wire::ShmRef{*f.result_slot, 0};
+    } else {
+      out.set_pixels(packed.data(), packed.size());
+    }
+    res.output = out;
+    res.timing.total_ms = 0.5;
+    send(rid, res);
+  }
+
+  Options opts_;
+  std::mutex mutex_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t sock_;
+  std::string endpoint_;
+  std::map<uint64_t, Session> sessions_;
+  uint64_t session_counter_ = 0;
+  std::vector<std::string> events_, styles_;
+  std::vector<wire::Frame> frames_;
+  std::vector<std::vector<uint8_t>> pixels_;
+  std::vector<wire::Hello> hellos_;
+  size_t byes_ = 0;
+  std::atomic<size_t> messages_{0};
+  std::atomic<bool> stop_{false}, restart_requested_{false};
+  std::thread thread_;
+};
+
+}  // namespace nrb::test
