@@ -255,6 +255,7 @@ RendererFactory = Callable[..., Renderer]
 RENDERERS: dict[str, RendererFactory | str] = {
     "passthrough": "bridge.renderers.passthrough:PassthroughRenderer",
     "deferred": "bridge.renderers.deferred:DeferredRenderer",
+    "neural": "bridge.renderers.neural:factory",
 }
 
 

@@ -45,7 +45,7 @@ def script(i: int, n: int) -> tuple[list[Event], list[StyleCommand]]:
     return events, styles
 
 
-def run_demo(out: Path, frames: int = 60, size: tuple[int, int] = (384, 216), renderer: str = "deferred",
+def run_demo(out: Path, frames: int = 60, size: tuple[int, int] = (384, 216), renderer: str = "neural",
              dt: float = 0.05, progress: bool = True) -> dict[str, Any]:
     """Run the demo; return the timing summary (also written to ``out/timing.json``)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -134,5 +134,5 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--size", type=_size, default=(384, 216), help="render size WxH (default 384x216)")
-    p.add_argument("--renderer", default="deferred")
+    p.add_argument("--renderer", default="neural")
     p.set_defaults(func=_run)

@@ -35,9 +35,9 @@ def _positive(text: str) -> float:
 
 def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> None:
     """The options ``serve`` and ``record`` share."""
-    p.add_argument("--renderer", default="deferred", metavar="NAME|MODEL.onnx|MODULE:FACTORY",
+    p.add_argument("--renderer", default="neural", metavar="NAME|MODEL.onnx|MODULE:FACTORY",
                    help="renderer: a registered name (deferred, passthrough, ...), an ONNX model whose inputs are "
-                        "named after protocol buffers, or module:factory / file.py:factory (default: deferred)")
+                        "named after protocol buffers, or module:factory / file.py:factory (default: neural, the shipped model)")
     p.add_argument("-o", "--renderer-option", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the renderer factory, JSON value (e.g. -o 'light_dir=[0,1,0.5]')")
     p.add_argument("--hooks", metavar="FILE", help="style hooks file (@on(event) / @every_frame), hot-reloaded")

@@ -1,14 +1,15 @@
 """The ``neural`` renderer: the shipped style-conditioned network, on ONNX Runtime, with a temporal path.
 
-It runs ``neural_renderer/weights/default_temporal.onnx`` (see ``neural_renderer.export`` for the graph contract):
-each frame feeds the G-buffers, the style map, the motion vectors and the previous frame's output and depth, which
-the graph reprojects and masks by a depth test before the network sees them. Without motion vectors, after a
-``reset()`` (camera cut) or when the size changes, the history inputs are zeros, which the network was trained to
-read as "no history". History lives in the instance: one instance per session (see ``bridge.renderer``).
+It runs ``neural_renderer/weights/default_temporal.onnx`` (see ``neural_renderer.export`` for the graph
+contract): each frame feeds the G-buffers, the style map, the motion vectors and the previous frame's output
+and depth, which the graph reprojects and masks by a depth test before the network sees them. Without motion
+vectors, after a ``reset()`` (camera cut) or when the size changes, the history inputs are zeros, which the
+network was trained to read as "no history". History lives in the instance: one instance per session (see
+``bridge.renderer``).
 
-Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's near/far) are
-required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors`` are used when sent.
-Returns display-referred sRGB uint8, as trained.
+Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
+near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
+are used when sent. Returns display-referred sRGB uint8, as trained.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ _LOCK = threading.Lock()
 
 
 def _session(path: Path, threads: int) -> Any:
-    """One ONNX Runtime session per (model, threads), shared by every renderer instance (they are read-only)."""
+    """One ONNX Runtime session per (model, threads), shared by every renderer instance (they are
+    read-only)."""
     import onnxruntime as ort
 
     key = (str(path.resolve()), threads)
@@ -41,7 +43,13 @@ def _session(path: Path, threads: int) -> Any:
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            _SESSIONS[key] = ort.InferenceSession(key[0], sess_options=opts, providers=["CPUExecutionProvider"])
+            # Busy-waiting worker threads collapse throughput (measured 4x slower at 2 threads) when the cores
+            # are shared with the engine or other processes, which is the normal case for a bridge next to a
+            # game.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            _SESSIONS[key] = ort.InferenceSession(
+                key[0], sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         return _SESSIONS[key]
 
 
@@ -50,7 +58,8 @@ def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
 
 
 class NeuralRenderer(Renderer):
-    """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame ``.onnx``),
+    """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame
+    ``.onnx``),
     ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads, default 2)."""
 
     name = "neural"
@@ -60,27 +69,43 @@ class NeuralRenderer(Renderer):
     def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int = 2) -> None:
         path = Path(model) if model is not None else DEFAULT_MODEL
         if not path.is_file():
-            raise ValueError(f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
-                             "trains and exports the default one)")
+            raise ValueError(
+                f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
+                "trains and exports the default one)"
+            )
         self.session = _session(path, int(threads))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.has_history_inputs = "x_prev_output" in self.input_names
         self.temporal = bool(temporal) and self.has_history_inputs
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.upscale = int(meta.get("nrb_upscale", "1"))
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def required(self) -> list[BufferSpec]:
-        return [BufferSpec("albedo", "rgba8_srgb"), BufferSpec("normals", "rgba16f"), BufferSpec("depth", "r32f")]
+        return [
+            BufferSpec("albedo", "rgba8_srgb"),
+            BufferSpec("normals", "rgba16f"),
+            BufferSpec("depth", "r32f"),
+        ]
 
     def optional(self) -> list[BufferSpec]:
-        return [BufferSpec("linear_depth", "r32f"), BufferSpec("roughness", "r8"), BufferSpec("metallic", "r8"),
-                BufferSpec("emissive", "rgba16f"), BufferSpec("motion_vectors", "rg16f"),
-                BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u")]
+        return [
+            BufferSpec("linear_depth", "r32f"),
+            BufferSpec("roughness", "r8"),
+            BufferSpec("metallic", "r8"),
+            BufferSpec("emissive", "rgba16f"),
+            BufferSpec("motion_vectors", "rg16f"),
+            BufferSpec("material_id", "r16u"),
+            BufferSpec("object_id", "r16u"),
+        ]
 
     def check_offer(self, offered: Mapping[str, str]) -> str | None:
         missing = [n for n in ("albedo", "normals") if not available(n, offered)]
         if "depth" not in offered and "linear_depth" not in offered:
             missing.append("depth or linear_depth")
-        return f"renderer 'neural' needs buffers {missing}, which the engine does not offer" if missing else None
+        return (
+            f"renderer 'neural' needs buffers {missing}, which the engine does not offer" if missing else None
+        )
 
     def reset(self) -> None:
         self._prev = None
@@ -96,9 +121,12 @@ class NeuralRenderer(Renderer):
             return np.full((1, channels, h, w), default, np.float32)
 
         feed = {
-            "albedo": _nchw(inputs["albedo"], 3), "normals": _nchw(inputs["normals"], 3),
-            "linear_depth": _nchw(depth, 1), "roughness": opt("roughness", 1, 0.5),
-            "metallic": opt("metallic", 1, 0.0), "emissive": opt("emissive", 3, 0.0),
+            "albedo": _nchw(inputs["albedo"], 3),
+            "normals": _nchw(inputs["normals"], 3),
+            "linear_depth": _nchw(depth, 1),
+            "roughness": opt("roughness", 1, 0.5),
+            "metallic": opt("metallic", 1, 0.0),
+            "emissive": opt("emissive", 3, 0.0),
             "style_map": _nchw(style_map, style_map.shape[2]),
         }
         if self.has_history_inputs:
@@ -107,18 +135,23 @@ class NeuralRenderer(Renderer):
             if mv is not None and cam is not None and cam.mv_scale is not None:
                 mv = mv * np.asarray(cam.mv_scale[:2], np.float32)
             prev = self._prev
-            usable = (self.temporal and prev is not None and mv is not None and prev[1].shape[-2:] == (h, w))
+            usable = self.temporal and prev is not None and mv is not None and prev[1].shape[-2:] == (h, w)
             feed["motion_vectors"] = _nchw(mv, 2) if mv is not None else np.zeros((1, 2, h, w), np.float32)
             out_hw = prev[0].shape[-2:] if usable and prev is not None else self._out_hw(h, w)
-            feed["x_prev_output"] = prev[0] if usable and prev is not None else np.zeros((1, 3, *out_hw), np.float32)
-            feed["x_prev_linear_depth"] = prev[1] if usable and prev is not None else np.zeros((1, 1, h, w),
-                                                                                                 np.float32)
+            feed["x_prev_output"] = (
+                prev[0] if usable and prev is not None else np.zeros((1, 3, *out_hw), np.float32)
+            )
+            feed["x_prev_linear_depth"] = (
+                prev[1] if usable and prev is not None else np.zeros((1, 1, h, w), np.float32)
+            )
         return feed
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
-        shape = self.session.get_outputs()[0].shape
-        fixed = [d for d in shape[2:] if isinstance(d, int)]
-        return (shape[2], shape[3]) if len(fixed) == 2 else (h, w)
+        return h * self.upscale, w * self.upscale
+
+    def output_size(self, render_size: tuple[int, int], requested: tuple[int, int]) -> tuple[int, int]:
+        """An upscaling model (``nrb_upscale`` in its metadata) returns ``upscale`` x the render size."""
+        return render_size[0] * self.upscale, render_size[1] * self.upscale
 
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed = self.feed(inputs, style_map)

@@ -1,0 +1,167 @@
+"""Shared evaluation helpers: dataset frames as the server would see them, the raster baseline, image metrics.
+
+The raster baseline is the server's deferred shader (``bridge.renderers.deferred.DeferredRenderer``) fed the
+same G-buffers, encoded in the protocol's usual formats (albedo ``rgba8_srgb``, normals ``rgba16f``, depth
+``r32f``, ...), with its light set to the dataset's house lighting (sun direction, sun and sky colour: see
+``neural_renderer.data.scene``) and its free intensity/ambient scale chosen by :func:`fit_raster` on
+*training* scenes, so it is the best this shader can do on this data rather than a strawman.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.protocol import Camera as WireCamera
+from bridge.renderer import RenderInputs
+from bridge.style.library import DEFAULT_LIBRARY
+from neural_renderer.data.camera import basis
+from neural_renderer.data.dataset import iter_frames, load_manifest
+from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, Camera, SceneSpec
+
+
+@dataclass
+class EvalFrame:
+    scene: int
+    index: int
+    arrays: dict[str, np.ndarray]
+    camera: Camera
+    sky: tuple[float, float, float]
+
+
+def load_paths(root: Path, split: str = "test", limit: int | None = None) -> list[list[EvalFrame]]:
+    """Camera paths of ``split`` with each frame's camera (from the manifest's scene spec)."""
+    manifest = load_manifest(root)
+    out = []
+    for frames in iter_frames(root, split, limit):
+        spec = SceneSpec.from_json(manifest["scenes"][str(frames[0].scene)]["spec"])
+        out.append(
+            [EvalFrame(f.scene, f.index, f.arrays, spec.cameras[f.index], spec.sky_radiance) for f in frames]
+        )
+    return out
+
+
+def wire_camera(cam: Camera, width: int, height: int) -> WireCamera:
+    r, u, f = basis(cam)
+    return WireCamera(
+        position=tuple(cam.origin),
+        up=tuple(u),
+        right=tuple(r),
+        forward=tuple(f),
+        near=cam.near,
+        far=cam.far,
+        fov_y=cam.fov_y,
+        aspect=width / height,
+        mv_scale=(1.0, 1.0),
+        render_size=(width, height),
+    )
+
+
+def _srgb8(lin: np.ndarray) -> np.ndarray:
+    x = np.clip(lin, 0, 1)
+    s = np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return (s * 255 + 0.5).astype(np.uint8)
+
+
+def render_inputs(frame: EvalFrame) -> RenderInputs:
+    """The frame's G-buffers encoded as an engine would send them (usual protocol formats)."""
+    a = frame.arrays
+    h, w = a["linear_depth"].shape
+    one = np.ones((h, w, 1), np.float32)
+    albedo = np.concatenate([_srgb8(a["albedo"].astype(np.float32)), np.full((h, w, 1), 255, np.uint8)], -1)
+    normals = np.concatenate([a["normals"].astype(np.float32), 0 * one], -1).astype(np.float16)
+    emissive = np.concatenate([a["emissive"].astype(np.float32), 0 * one], -1).astype(np.float16)
+    arrays = {
+        "albedo": ("rgba8_srgb", albedo),
+        "normals": ("rgba16f", normals),
+        "depth": ("r32f", a["depth"].astype(np.float32)[..., None]),
+        "linear_depth": ("r32f", a["linear_depth"].astype(np.float32)[..., None]),
+        "roughness": (
+            "r8",
+            (np.clip(a["roughness"].astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)[..., None],
+        ),
+        "metallic": (
+            "r8",
+            (np.clip(a["metallic"].astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)[..., None],
+        ),
+        "emissive": ("rgba16f", emissive),
+        "motion_vectors": ("rg32f", a["motion_vectors"].astype(np.float32)),
+        "material_id": ("r16u", a["material_id"].astype(np.uint16)[..., None]),
+        "object_id": ("r16u", a["object_id"].astype(np.uint16)[..., None]),
+    }
+    return RenderInputs.from_arrays(arrays, camera=wire_camera(frame.camera, w, h), frame=frame.index)
+
+
+def one_style_map(h: int, w: int, style: str) -> np.ndarray:
+    m = np.zeros((h, w, len(DEFAULT_LIBRARY)), np.float32)
+    m[..., DEFAULT_LIBRARY.index(style)] = 1.0
+    return m
+
+
+def raster_options(intensity: float = 0.75, ambient: float = 1.0) -> dict[str, Any]:
+    """DeferredRenderer options for the dataset's lighting: Lambert radiance under irradiance E is albedo·E/π
+    (the shader computes albedo·I·n·l, so I = E/π), and under a uniform sky of radiance L it is albedo·L."""
+    return {
+        "light_dir": list(SUN_DIRECTION),
+        "light_color": [1.0, 0.97, 0.9],
+        "light_intensity": intensity,
+        "ambient": [c * ambient for c in SKY_RADIANCE],
+    }
+
+
+def raster(frame: EvalFrame, style_map: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    """Deferred shader output as display sRGB float (H, W, 3)."""
+    from bridge.renderers.deferred import DeferredRenderer
+
+    out = DeferredRenderer(**options).render(render_inputs(frame), style_map)
+    return out[..., :3].astype(np.float32) / 255.0
+
+
+def fit_raster(frames: list[EvalFrame], targets: list[np.ndarray]) -> dict[str, Any]:
+    """Grid-search the deferred shader's light intensity and ambient scale for the lowest photoreal L1 on
+    ``frames`` (training frames) against ``targets`` (their photoreal ground truth, display sRGB)."""
+    best: tuple[float, dict[str, Any]] | None = None
+    sun_e = 2.3  # mid of the dataset's sun irradiance range
+    for k in (0.6, 0.8, 1.0, 1.2):
+        for amb in (0.6, 1.0, 1.4):
+            opts = raster_options(sun_e / math.pi * k, amb)
+            err = float(
+                np.mean(
+                    [
+                        np.abs(raster(f, one_style_map(*t.shape[:2], "photoreal"), opts) - t).mean()
+                        for f, t in zip(frames, targets, strict=True)
+                    ]
+                )
+            )
+            if best is None or err < best[0]:
+                best = (err, opts)
+    assert best is not None
+    return best[1]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0))
+
+
+def flip(reference: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean LDR FLIP (default 67 pixels per degree) and its error map (H, W)."""
+    import flip_evaluator
+
+    emap, mean, _ = flip_evaluator.evaluate(
+        np.ascontiguousarray(reference, np.float32),
+        np.ascontiguousarray(test, np.float32),
+        "LDR",
+        applyMagma=False,
+    )
+    return float(mean), np.asarray(emap).reshape(reference.shape[:2])

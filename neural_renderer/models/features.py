@@ -1,0 +1,112 @@
+"""Input normalisation and the temporal reprojection: protocol buffers in, network-ready tensors out.
+
+Both live *inside* the exported graph, so an engine (or the ONNX renderer) feeds raw protocol buffers (linear
+albedo, world normals, view depth in world units, ...) and never has to know the network's normalisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Graph inputs in order: (protocol buffer name, channels). ``style_map`` follows them.
+GBUFFER_INPUTS: tuple[tuple[str, int], ...] = (
+    ("albedo", 3),
+    ("normals", 3),
+    ("linear_depth", 1),
+    ("roughness", 1),
+    ("metallic", 1),
+    ("emissive", 3),
+)
+#: Extra inputs of the temporal graph (the renderer keeps them from the previous frame).
+TEMPORAL_INPUTS: tuple[tuple[str, int], ...] = (
+    ("motion_vectors", 2),
+    ("x_prev_output", 3),
+    ("x_prev_linear_depth", 1),
+)
+FEATURE_CHANNELS = 14
+HISTORY_CHANNELS = 4
+
+
+class GBufferFeatures(nn.Module):
+    """Raw G-buffers -> (B, 14, H, W) normalised features.
+
+    albedo (B,3,H,W) linear base colour -> sqrt (perceptual spacing); normals (B,3,H,W) world space in [-1,
+    1], zero on background; linear_depth (B,1,H,W) world units -> two scale-free features: log depth minus its
+    mean over covered pixels (global layout) and minus its 5x5 local mean (creases, contact, silhouettes);
+    roughness, metallic (B,1,H,W) in [0, 1]; emissive (B,3,H,W) linear radiance -> e / (1 + e); plus a
+    coverage mask (normals non-zero). The background's depth is replaced by "2 e-folds behind the mean" so
+    that engines with different far planes look alike.
+    """
+
+    def forward(
+        self,
+        albedo: torch.Tensor,
+        normals: torch.Tensor,
+        linear_depth: torch.Tensor,
+        roughness: torch.Tensor,
+        metallic: torch.Tensor,
+        emissive: torch.Tensor,
+    ) -> torch.Tensor:
+        valid = (normals.abs().sum(1, keepdim=True) > 0.1).to(albedo.dtype)
+        ld = torch.log(linear_depth.clamp(1e-3, 1e5))
+        mean = (ld * valid).sum((2, 3), keepdim=True) / valid.sum((2, 3), keepdim=True).clamp_min(1.0)
+        ld = valid * ld + (1 - valid) * (mean + 2.0)
+        local = ld - F.avg_pool2d(F.pad(ld, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+        emis = emissive.clamp_min(0.0)
+        return torch.cat(
+            [
+                albedo.clamp(0.0, 1.0).sqrt(),
+                normals,
+                (ld - mean) * 0.5,
+                local * 4.0,
+                roughness,
+                metallic,
+                emis / (1 + emis),
+                valid,
+            ],
+            1,
+        )
+
+
+def pixel_grid(motion: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) motion in pixels -> (B, H, W, 2) ``grid_sample`` coordinates of ``centre + motion``."""
+    h, w = motion.shape[-2:]
+    xs = (torch.arange(w, dtype=motion.dtype, device=motion.device) + 0.5).view(1, 1, w)
+    ys = (torch.arange(h, dtype=motion.dtype, device=motion.device) + 0.5).view(1, h, 1)
+    gx = (xs + motion[:, 0]) * (2.0 / w) - 1.0
+    gy = (ys + motion[:, 1]) * (2.0 / h) - 1.0
+    return torch.stack([gx, gy], -1)
+
+
+class Reproject(nn.Module):
+    """Previous output warped into the current frame, with a disocclusion mask from depth.
+
+    prev_output (B, 3, H, W), prev_linear_depth (B, 1, H, W), motion_vectors (B, 2, H, W) current->previous in
+    pixels, linear_depth (B, 1, H, W) -> (B, 4, H, W): warped colour times mask, and the mask. The mask is 1
+    where the reprojected point lands on screen and the previous depth found there is within ``tolerance``
+    (relative) of the current depth -- i.e. the surface was visible last frame. A zero ``prev_linear_depth``
+    (no history) gives an all-zero result.
+    """
+
+    def __init__(self, tolerance: float = 0.08) -> None:
+        super().__init__()
+        self.tolerance = tolerance
+
+    def forward(
+        self,
+        prev_output: torch.Tensor,
+        prev_linear_depth: torch.Tensor,
+        motion_vectors: torch.Tensor,
+        linear_depth: torch.Tensor,
+    ) -> torch.Tensor:
+        grid = pixel_grid(motion_vectors)
+        color = F.grid_sample(prev_output, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        pdepth = F.grid_sample(
+            prev_linear_depth, grid, mode="nearest", padding_mode="zeros", align_corners=False
+        )
+        inside = (grid.abs() <= 1.0).all(-1, keepdim=True).permute(0, 3, 1, 2)
+        close = (pdepth - linear_depth).abs() <= self.tolerance * linear_depth
+        mask = (inside & close & (pdepth > 0)).to(prev_output.dtype)
+        return torch.cat([color * mask, mask], 1)

@@ -1,0 +1,233 @@
+"""The neural renderer: a compact style-conditioned U-Net with a low-resolution trunk.
+
+Data flow (H x W input, width w, S styles, E = embedding width)::
+
+    G-buffers --GBufferFeatures--> 14 ch ┐
+    history (warped prev output+mask) 4 ┴ cat 18 ch, H x W --space-to-depth 2--> 72 ch, H/2
+    enc0  ConvFiLM 72 -> w          H/2
+    enc1  ConvFiLM w -> 1.5w, s2    H/4
+    enc2  ConvFiLM 1.5w -> 2w, s2   H/8   + 2 x ResFiLM(2w)   (trunk)
+    dec1  up2, cat enc1, ConvFiLM -> 1.5w    H/4
+    dec0  up2, cat enc0, ConvFiLM -> w       H/2
+    fuse  cat space-to-depth(style map) 4S and the 72 input channels again, conv1x1 -> w     H/2
+    head  conv3x3 -> 3·(2u)², depth-to-space 2u, sigmoid -> (B, 3, uH, uW)
+
+Why this shape: on a CPU the cost is dominated by full-resolution layers with few channels, which run far
+below the matrix units' peak. Folding 2x2 pixels into channels first means *no* layer runs at full resolution
+while every pixel's own G-buffer values and style weights still reach the output: the ``fuse`` layer sees them
+again, unblurred, next to the decoder's features, so texture edges, silhouettes and per-object style
+boundaries stay sharp (without that skip the first model we trained came out visibly soft). Style
+conditioning: one learned embedding table (``StyleEmbedding``), applied to the style map averaged to each
+level's resolution, FiLM-modulates every block.
+
+Output: display-referred sRGB-encoded colour in [0, 1] (what ``neural_renderer.data.styles`` targets are).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neural_renderer.models.blocks import ConvFiLM, ResFiLM, StyleEmbedding, downsample_style, upsample2
+from neural_renderer.models.features import FEATURE_CHANNELS, HISTORY_CHANNELS, GBufferFeatures, Reproject
+
+
+@dataclass
+class NetConfig:
+    """Hyper-parameters stored in every checkpoint (so a checkpoint rebuilds its own network)."""
+
+    styles: int = 6
+    width: int = 32
+    embed: int = 16
+    trunk_blocks: int = 2
+    upscale: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NeuralRendererNet(nn.Module):
+    """G-buffers + style map (+ optional history) -> image. See the module docstring for the data flow.
+
+    Inputs (NCHW float32): albedo (B,3,H,W), normals (B,3,H,W), linear_depth (B,1,H,W), roughness (B,1,H,W),
+    metallic (B,1,H,W), emissive (B,3,H,W), style_map (B,S,H,W), history (B,4,H,W) or None (no temporal input:
+    treated as zeros = "nothing reprojected"). H and W must be multiples of 8.
+    Output: (B, 3, uH, uW) display sRGB in [0, 1], u = ``config.upscale``.
+    """
+
+    def __init__(self, config: NetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or NetConfig()
+        w, e, s = cfg.width, cfg.embed, cfg.styles
+        w1, w2 = w * 3 // 2, w * 2
+        self.features = GBufferFeatures()
+        self.reproject = Reproject()
+        self.style_embed = StyleEmbedding(s, e)
+        cin = (FEATURE_CHANNELS + HISTORY_CHANNELS) * 4
+        self.enc0 = ConvFiLM(cin, w, e)
+        self.enc1 = ConvFiLM(w, w1, e, stride=2)
+        self.enc2 = ConvFiLM(w1, w2, e, stride=2)
+        self.trunk = nn.ModuleList([ResFiLM(w2, e) for _ in range(cfg.trunk_blocks)])
+        self.dec1 = ConvFiLM(w2 + w1, w1, e)
+        self.dec0 = ConvFiLM(w1 + w, w, e)
+        self.fuse = nn.Conv2d(w + 4 * s + cin, w, 1)
+        self.head = nn.Conv2d(w, 3 * (2 * cfg.upscale) ** 2, 3, padding=1)
+
+    def forward(
+        self,
+        albedo: torch.Tensor,
+        normals: torch.Tensor,
+        linear_depth: torch.Tensor,
+        roughness: torch.Tensor,
+        metallic: torch.Tensor,
+        emissive: torch.Tensor,
+        style_map: torch.Tensor,
+        history: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
+        if history is None:
+            history = torch.zeros_like(x[:, :HISTORY_CHANNELS])
+        x = F.pixel_unshuffle(torch.cat([x, history], 1), 2)
+        emb0 = self.style_embed(downsample_style(style_map, 2))
+        emb1 = self.style_embed(downsample_style(style_map, 4))
+        emb2 = self.style_embed(downsample_style(style_map, 8))
+        e0 = self.enc0(x, emb0)
+        e1 = self.enc1(e0, emb1)
+        t = self.enc2(e1, emb2)
+        for block in self.trunk:
+            t = block(t, emb2)
+        d1 = self.dec1(torch.cat([upsample2(t), e1], 1), emb1)
+        d0 = self.dec0(torch.cat([upsample2(d1), e0], 1), emb0)
+        fused = F.leaky_relu(self.fuse(torch.cat([d0, F.pixel_unshuffle(style_map, 2), x], 1)), 0.1)
+        out = self.head(fused)
+        return torch.sigmoid(F.pixel_shuffle(out, 2 * self.config.upscale))
+
+    def forward_temporal(
+        self,
+        albedo: torch.Tensor,
+        normals: torch.Tensor,
+        linear_depth: torch.Tensor,
+        roughness: torch.Tensor,
+        metallic: torch.Tensor,
+        emissive: torch.Tensor,
+        style_map: torch.Tensor,
+        motion_vectors: torch.Tensor,
+        prev_output: torch.Tensor,
+        prev_linear_depth: torch.Tensor,
+    ) -> torch.Tensor:
+        """Like ``forward`` with the history built in-graph: prev_output (B,3,uH,uW) is the last frame's
+        output, prev_linear_depth (B,1,H,W) its depth (zeros = no history), motion_vectors (B,2,H,W) in input
+        pixels."""
+        u = self.config.upscale
+        prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
+        history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
+        return self.forward(albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history)
+
+
+class TemporalWrapper(nn.Module):
+    """``forward_temporal`` as ``forward`` (what the temporal ONNX graph exports)."""
+
+    def __init__(self, net: NeuralRendererNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        albedo: torch.Tensor,
+        normals: torch.Tensor,
+        linear_depth: torch.Tensor,
+        roughness: torch.Tensor,
+        metallic: torch.Tensor,
+        emissive: torch.Tensor,
+        style_map: torch.Tensor,
+        motion_vectors: torch.Tensor,
+        x_prev_output: torch.Tensor,
+        x_prev_linear_depth: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.net.forward_temporal(
+            albedo,
+            normals,
+            linear_depth,
+            roughness,
+            metallic,
+            emissive,
+            style_map,
+            motion_vectors,
+            x_prev_output,
+            x_prev_linear_depth,
+        )
+
+
+def count_macs(model: nn.Module, height: int, width: int, temporal: bool = False) -> int:
+    """Multiply-accumulates of one forward pass on a (height, width) frame, counted from the convolutions
+    actually executed (forward hooks), so the number follows the architecture rather than a hand formula.
+    Elementwise ops, pooling, resampling and activations are not counted (they are < 2 % here and are not
+    matrix work)."""
+    net = model.net if isinstance(model, TemporalWrapper) else model
+    assert isinstance(net, NeuralRendererNet)
+    total = 0
+
+    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(mod, nn.Conv2d)
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total += out.numel() // out.shape[0] * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            args = example_inputs(
+                net.config.styles, height, width, upscale=net.config.upscale, temporal=temporal
+            )
+            (net.forward_temporal if temporal else net)(*args)  # type: ignore[operator]
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def example_inputs(
+    styles: int,
+    height: int,
+    width: int,
+    batch: int = 1,
+    upscale: int = 1,
+    temporal: bool = False,
+    seed: int = 0,
+) -> tuple[torch.Tensor, ...]:
+    """Plausible random inputs in graph-input order (export, parity tests, benchmarks)."""
+    g = torch.Generator().manual_seed(seed)
+    b, h, w = batch, height, width
+    n = torch.randn(b, 3, h, w, generator=g)
+    n = n / n.norm(dim=1, keepdim=True)
+    style = torch.rand(b, styles, h, w, generator=g)
+    style = style / style.sum(1, keepdim=True)
+    args: list[torch.Tensor] = [
+        torch.rand(b, 3, h, w, generator=g),
+        n,
+        1 + 9 * torch.rand(b, 1, h, w, generator=g),
+        torch.rand(b, 1, h, w, generator=g),
+        (torch.rand(b, 1, h, w, generator=g) > 0.7).float(),
+        torch.zeros(b, 3, h, w),
+        style,
+    ]
+    if temporal:
+        args += [
+            torch.randn(b, 2, h, w, generator=g),
+            torch.rand(b, 3, h * upscale, w * upscale, generator=g),
+            args[2] * (1 + 0.01 * torch.randn(b, 1, h, w, generator=g)),
+        ]
+    return tuple(args)
+
+
+def load_checkpoint(path: str | Any, map_location: str = "cpu") -> tuple[NeuralRendererNet, dict[str, Any]]:
+    """Rebuild the network stored in a checkpoint; returns (net in eval mode, the checkpoint dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    net = NeuralRendererNet(NetConfig(**ckpt["config"]))
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    return net, ckpt

@@ -1,0 +1,457 @@
+"""Training loop behind ``nrb train``: random crops, random style maps, L1 in display space, resumable.
+
+Loss: :func:`image_loss` (L1 + L1 of image gradients) in display space, plus a temporal-consistency term on
+unrolled frame pairs (:func:`training_loss`).
+
+Batches (:func:`training_loss`): random ``crop`` x ``crop`` windows with random style maps
+(:func:`random_style_map`); when the temporal path is trained, half the batches are unrolled pairs of
+consecutive frames in which the network's own reprojected output of the first frame is the history of the
+second.
+
+Targets: ``Σ_s w_s · T_s`` with ``T_s`` from :mod:`neural_renderer.data.styles`, precomputed once per frame.
+
+Checkpoints (``RUN/last.pt``, every ``checkpoint_every`` steps and at the end) hold the network config and
+weights, the optimizer, the step and the loss history, so ``nrb train`` resumes exactly where it stopped;
+``RUN/loss.png`` is the loss curve (training loss and held-out loss).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bridge.style.library import DEFAULT_LIBRARY
+from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
+from neural_renderer.models.net import NetConfig, NeuralRendererNet
+
+#: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
+STYLE_PRIOR = {"identity": 0.1, "photoreal": 0.3}
+
+
+@dataclass
+class TrainConfig:
+    data: list[Path]
+    out: Path
+    steps: int = 4000
+    minutes: float | None = None
+    batch: int = 8
+    crop: int = 96
+    lr: float = 2e-3
+    seed: int = 0
+    width: int = 32
+    temporal: bool = True
+    upscale: int = 1
+    #: torch intra-op threads. 1 by default: on a shared CPU, OpenMP workers that wait for a descheduled
+    #: sibling made a 2-thread step 40x slower than a 1-thread step here (measured); pass 2+ on a dedicated
+    #: machine.
+    threads: int = 1
+    checkpoint_every: int = 250
+    eval_every: int = 250
+    max_frames: int | None = None
+    #: Train only these styles (None = all of the library); e.g. ("photoreal",) for a quick photoreal-only
+    #: model.
+    styles: tuple[str, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameBank:
+    """All training frames in memory as float16 tensors (C, H, W), with their style targets precomputed.
+
+    ``frames[i]`` holds the network inputs by protocol name, ``object_id`` (int32), ``motion_vectors``, the
+    (S, 3, H, W) ``targets`` and ``prev``: the index of the previous frame of the same camera path or -1.
+    """
+
+    def __init__(self, frames: list[dict[str, torch.Tensor]], prev: list[int]) -> None:
+        self.frames = frames
+        self.prev = prev
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @staticmethod
+    def from_arrays(paths: list[list[dict[str, np.ndarray]]]) -> FrameBank:
+        """``paths``: per camera path, its frames as protocol-named (H, W[, C]) arrays incl. ``reference``
+        (linear radiance) or ``target`` (display sRGB, e.g. an engine capture's result: used for every
+        style)."""
+        frames: list[dict[str, torch.Tensor]] = []
+        prev: list[int] = []
+        for path in paths:
+            for k, a in enumerate(path):
+                t = {
+                    n: _chw(a[n])
+                    for n in (
+                        "albedo",
+                        "normals",
+                        "linear_depth",
+                        "roughness",
+                        "metallic",
+                        "emissive",
+                        "motion_vectors",
+                    )
+                }
+                t["object_id"] = torch.from_numpy(a["object_id"].astype(np.int32))
+                valid = t["normals"].abs().sum(0, keepdim=True) > 0.1
+                if "reference" in a:
+                    tg = all_style_targets(
+                        _chw(a["reference"])[None],
+                        t["normals"][None],
+                        t["linear_depth"][None],
+                        t["emissive"][None],
+                        valid[None],
+                    )[0]
+                    t["allowed"] = torch.ones(len(DEFAULT_LIBRARY), dtype=torch.bool)
+                else:  # an engine capture: one look, the neutral styles only
+                    tg = _chw(a["target"])[None].expand(len(DEFAULT_LIBRARY), -1, -1, -1).contiguous()
+                    t["allowed"] = torch.tensor([n in NEUTRAL_STYLES for n in DEFAULT_LIBRARY.names])
+                t["targets"] = tg.to(torch.float16)
+                for n in ("albedo", "normals", "roughness", "metallic", "emissive"):
+                    t[n] = t[n].to(torch.float16)
+                prev.append(len(frames) - 1 if k > 0 else -1)
+                frames.append(t)
+        return FrameBank(frames, prev)
+
+
+def _chw(a: np.ndarray) -> torch.Tensor:
+    a = np.asarray(a, dtype=np.float32)
+    return torch.from_numpy(a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+def load_bank(dirs: list[Path], split: str = "train", max_frames: int | None = None) -> FrameBank:
+    """Synthetic datasets (``manifest.json``) and engine captures (see ``neural_renderer.data.capture``)."""
+    from neural_renderer.data.dataset import MANIFEST, iter_frames
+
+    paths: list[list[dict[str, np.ndarray]]] = []
+    n = 0
+    for d in dirs:
+        if (Path(d) / MANIFEST).exists():
+            it = ([f.arrays for f in fr] for fr in iter_frames(Path(d), split))
+        else:
+            from neural_renderer.data.capture import iter_capture_paths
+
+            it = iter_capture_paths(Path(d), split)
+        for path in it:
+            paths.append(path)
+            n += len(path)
+            if max_frames is not None and n >= max_frames:
+                break
+    if not paths:
+        raise ValueError(f"no {split} frames in {[str(d) for d in dirs]}")
+    return FrameBank.from_arrays(paths)
+
+
+def random_style_map(
+    object_id: torch.Tensor, styles: int, gen: torch.Generator, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(H, W) ids -> (S, H, W) weights: a global style, a global two-style mix, per-object styles, or a
+    screen-space ramp between two styles (how games use the bridge: global looks, per-object overrides,
+    transitions)."""
+    names = DEFAULT_LIBRARY.names
+    rest = (1.0 - sum(STYLE_PRIOR.values())) / (styles - len(STYLE_PRIOR))
+    prior = torch.tensor([STYLE_PRIOR.get(n, rest) for n in names[:styles]])
+    if allowed is not None:
+        prior = prior * allowed
+
+    def draw(k: int = 1) -> torch.Tensor:
+        return torch.multinomial(prior, k, replacement=True, generator=gen)
+
+    h, w = object_id.shape
+    kind = torch.rand(1, generator=gen).item()
+    out = torch.zeros(styles, h, w)
+    if kind < 0.4:
+        out[draw()[0]] = 1.0
+    elif kind < 0.6:
+        a, b = draw(2)
+        t = torch.rand(1, generator=gen).item()
+        out[a] += t
+        out[b] += 1 - t
+    elif kind < 0.85:
+        ids = object_id.long()
+        table = draw(int(ids.max().item()) + 1)
+        out = F.one_hot(table[ids], styles).permute(2, 0, 1).float()
+    else:
+        a, b = draw(2)
+        ang = torch.rand(1, generator=gen).item() * 2 * math.pi
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        t = ((xs * math.cos(ang) + ys * math.sin(ang)) * 1.5 + 0.5).clamp(0, 1)
+        out[a] += t
+        out[b] += 1 - t
+    return out
+
+
+#: Share of examples whose ``emissive`` input is zeroed: engines may not send it (the ``neural`` renderer then
+#: feeds zeros), and the network should degrade gracefully rather than see an out-of-distribution input.
+EMISSIVE_DROPOUT = 0.1
+INPUT_NAMES = ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")
+
+
+def _crop_example(
+    f: dict[str, torch.Tensor], win: tuple[Any, ...], step: int, smap: torch.Tensor, drop_emissive: bool
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One frame's network inputs (G-buffers subsampled by ``step`` for upscaling) and its mixed target."""
+    ins = {n: f[n].float()[win][..., ::step, ::step] for n in INPUT_NAMES}
+    if drop_emissive:
+        ins["emissive"] = torch.zeros_like(ins["emissive"])
+    ins["style_map"] = smap[win][..., ::step, ::step]
+    ins["motion_vectors"] = f["motion_vectors"][win][..., ::step, ::step] / step
+    target = mix_targets(f["targets"].float()[None], smap[None])[0][win]
+    return ins, target
+
+
+def make_batch(
+    bank: FrameBank,
+    idx: list[int],
+    crop: int,
+    gen: torch.Generator,
+    *,
+    pairs: bool = False,
+    upscale: int = 1,
+    styles: int = len(DEFAULT_LIBRARY),
+) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Random crops of frames ``idx`` with random style maps: ``[(inputs, target)]`` with inputs (B, C, c, c)
+    by protocol name plus ``style_map`` and ``motion_vectors``, target (B, 3, u·c, u·c). With ``pairs`` each
+    index must have a previous frame and the result is ``[previous frames, current frames]``: same crop window
+    and same style recipe (drawn again from the same generator state) on both, as a camera path would show
+    them."""
+    per: list[list[tuple[dict[str, torch.Tensor], torch.Tensor]]] = [[], []] if pairs else [[]]
+    for i in idx:
+        f = bank.frames[i]
+        h, w = f["linear_depth"].shape[-2:]
+        c = min(crop, h // 8 * 8, w // 8 * 8)
+        y0 = int(torch.randint(0, h - c + 1, (1,), generator=gen)) // upscale * upscale
+        x0 = int(torch.randint(0, w - c + 1, (1,), generator=gen)) // upscale * upscale
+        win = (..., slice(y0, y0 + c), slice(x0, x0 + c))
+        drop = torch.rand(1, generator=gen).item() < EMISSIVE_DROPOUT
+        frames = [bank.frames[bank.prev[i]], f] if pairs else [f]
+        state = gen.get_state()
+        for k, fr in enumerate(frames):
+            g = gen
+            if k < len(frames) - 1:  # replay the same recipe for the earlier frame(s)
+                g = torch.Generator()
+                g.set_state(state)
+            smap = random_style_map(fr["object_id"], styles, g, fr["allowed"])
+            per[k].append(_crop_example(fr, win, upscale, smap, drop))
+    out = []
+    for examples in per:
+        keys = examples[0][0].keys()
+        out.append(
+            (
+                {n: torch.stack([e[0][n] for e in examples]) for n in keys},
+                torch.stack([e[1] for e in examples]),
+            )
+        )
+    return out
+
+
+#: Weight of the temporal-consistency term of unrolled pairs: the masked L1 between the current output and the
+#: reprojected previous one -- the benchmark's warping error. Without it the loss never rewards stability and
+#: the network has no reason to use its history (measured: warping error with history = without, 0.0075 vs
+#: 0.0073).
+TEMPORAL_WEIGHT = 0.5
+
+
+def training_loss(
+    net: NeuralRendererNet, bank: FrameBank, cfg: TrainConfig, gen: torch.Generator, crop: int
+) -> torch.Tensor:
+    """One batch's loss. Half the batches (when ``cfg.temporal``) are *unrolled* camera-path pairs: the
+    network renders the previous frame without history, its output (detached) is reprojected and masked
+    exactly as at inference (``forward_temporal``), and the current frame is rendered with it; the loss covers
+    both frames plus
+    ``TEMPORAL_WEIGHT`` x the masked difference between the current output and the reprojected previous one.
+    So the network learns to use its *own* history (a perturbed ground truth would teach it to trust a cleaner
+    history than it will ever get) and to stay stable where the history is valid. The other batches are single
+    frames without history."""
+    with_prev = [i for i in range(len(bank)) if bank.prev[i] >= 0]
+    if cfg.temporal and with_prev and torch.rand(1, generator=gen).item() < 0.5:
+        n = max(1, cfg.batch // 2)
+        pick = torch.randint(0, len(with_prev), (n,), generator=gen).tolist()
+        (prev_in, prev_t), (cur_in, cur_t) = make_batch(
+            bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale
+        )
+        mv = cur_in.pop("motion_vectors")
+        prev_in.pop("motion_vectors")
+        prev_out = net(**prev_in)
+        history = prev_out.detach()
+        cur_out = net.forward_temporal(
+            **cur_in, motion_vectors=mv, prev_output=history, prev_linear_depth=prev_in["linear_depth"]
+        )
+        u = net.config.upscale  # the consistency term lives at input resolution, like the history
+        warped = net.reproject(
+            F.avg_pool2d(history, u) if u > 1 else history,
+            prev_in["linear_depth"],
+            mv,
+            cur_in["linear_depth"],
+        )
+        mask = warped[:, 3:]
+        cur_lr = F.avg_pool2d(cur_out, u) if u > 1 else cur_out
+        flicker = ((cur_lr - warped[:, :3]).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
+        return 0.5 * (image_loss(prev_out, prev_t) + image_loss(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
+    idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
+    ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale)
+    ins.pop("motion_vectors")
+    return image_loss(net(**ins), target)
+
+
+#: Weight of the gradient term in :func:`image_loss`.
+GRADIENT_WEIGHT = 0.5
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 on pixels plus ``GRADIENT_WEIGHT`` x L1 on horizontal and vertical pixel differences: plain L1 lets
+    the network settle for soft edges (the cheapest way to hedge), the gradient term makes blur cost what it
+    looks."""
+    l1 = F.l1_loss(pred, target)
+    gx = F.l1_loss(pred[..., :, 1:] - pred[..., :, :-1], target[..., :, 1:] - target[..., :, :-1])
+    gy = F.l1_loss(pred[..., 1:, :] - pred[..., :-1, :], target[..., 1:, :] - target[..., :-1, :])
+    return l1 + GRADIENT_WEIGHT * (gx + gy)
+
+
+def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", limit: int = 16) -> float:
+    """Mean L1 on whole frames of ``bank`` in one style, no history (the held-out monitor)."""
+    s = DEFAULT_LIBRARY.index(style)
+    losses = []
+    net.eval()
+    with torch.no_grad():
+        for f in bank.frames[:limit]:
+            h, w = f["linear_depth"].shape[-2:]
+            h8, w8 = h // 8 * 8, w // 8 * 8
+            smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
+            smap[:, s] = 1
+            args = [f[n].float()[None][..., :h8, :w8] for n in INPUT_NAMES]
+            out = net(*args, smap)
+            losses.append(F.l1_loss(out, f["targets"][s].float()[None][..., :h8, :w8]).item())
+    net.train()
+    return float(np.mean(losses))
+
+
+def plot_losses(history: dict[str, list[list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    tr = np.asarray(history.get("train", []))
+    if len(tr):
+        k = max(1, len(tr) // 100)
+        sm = np.convolve(tr[:, 1], np.ones(k) / k, mode="valid")
+        ax.plot(tr[:, 0], tr[:, 1], color="#bbb", lw=0.5, label="train (per step)")
+        ax.plot(tr[k - 1 :, 0], sm, color="C0", label=f"train (mean of {k})")
+    va = np.asarray(history.get("heldout", []))
+    if len(va):
+        ax.plot(va[:, 0], va[:, 1], "o-", color="C3", label="held-out photoreal")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (display sRGB)")
+    ax.set_title(
+        "train: L1 + 0.5 x gradient L1 (+ 0.5 x flicker on frame pairs); held-out: L1, no history", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) into ``cfg.out``; returns a summary dict (also written to ``RUN/summary.json``)."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    t_load = time.perf_counter()
+    bank = load_bank(cfg.data, "train", cfg.max_frames)
+    if cfg.styles is not None:
+        keep = torch.tensor([n in cfg.styles for n in DEFAULT_LIBRARY.names])
+        for f in bank.frames:
+            f["allowed"] = f["allowed"] & keep
+    try:
+        heldout: FrameBank | None = load_bank(cfg.data, "test", 16)
+    except ValueError:
+        heldout = None
+    t_load = time.perf_counter() - t_load
+    net = NeuralRendererNet(NetConfig(styles=len(DEFAULT_LIBRARY), width=cfg.width, upscale=cfg.upscale))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step = 0
+    history: dict[str, list[list[float]]] = {"train": [], "heldout": []}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    elapsed = 0.0
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        net = NeuralRendererNet(NetConfig(**ck["config"]))
+        net.load_state_dict(ck["model"])
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        opt.load_state_dict(ck["optimizer"])
+        step, history, elapsed = ck["step"], ck["history"], ck.get("elapsed", 0.0)
+        gen.set_state(ck["rng"])
+    net.train()
+
+    def save() -> None:
+        ck = {
+            "config": net.config.to_dict(),
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "history": history,
+            "rng": gen.get_state(),
+            "elapsed": elapsed,
+            "train_config": {
+                k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "data"
+            }
+            | {"data": [str(d) for d in cfg.data]},
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        tmp.replace(ckpt_path)
+        plot_losses(history, out / "loss.png")
+
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not progress, desc="training")
+    t0 = time.perf_counter() - elapsed
+    crop = cfg.crop // (8 * cfg.upscale) * (8 * cfg.upscale)
+    while step < cfg.steps:
+        if cfg.minutes is not None and time.perf_counter() - t0 > cfg.minutes * 60:
+            break
+        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = training_loss(net, bank, cfg, gen, crop)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        history["train"].append([step, float(loss.item())])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.1e}")
+        if heldout is not None and cfg.upscale == 1 and (step % cfg.eval_every == 0 or step == cfg.steps):
+            history["heldout"].append([step, evaluate(net, heldout)])
+        if step % cfg.checkpoint_every == 0:
+            elapsed = time.perf_counter() - t0
+            save()
+    elapsed = time.perf_counter() - t0
+    save()
+    bar.close()
+    tr = history["train"]
+    summary = {
+        "steps": step,
+        "train_seconds": round(elapsed, 1),
+        "load_seconds": round(t_load, 1),
+        "train_frames": len(bank),
+        "heldout_frames": len(heldout) if heldout else 0,
+        "first_loss": float(np.mean([v for _, v in tr[:20]])) if tr else None,
+        "final_loss": float(np.mean([v for _, v in tr[-50:]])) if tr else None,
+        "heldout_l1": history["heldout"][-1][1] if history["heldout"] else None,
+        "params": sum(p.numel() for p in net.parameters()),
+        "config": net.config.to_dict(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

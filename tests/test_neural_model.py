@@ -1,0 +1,163 @@
+"""The network: shapes, style conditioning, temporal reprojection, cost accounting, ONNX export and the
+renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bridge.renderer import RenderInputs, load_renderer
+from bridge.style.library import DEFAULT_LIBRARY
+from neural_renderer.export import PARITY_TOLERANCE, SingleFrameGraph, export_onnx, input_names, parity
+from neural_renderer.models.features import GBUFFER_INPUTS, Reproject
+from neural_renderer.models.net import NetConfig, NeuralRendererNet, count_macs, example_inputs
+
+torch.set_num_threads(2)
+S = len(DEFAULT_LIBRARY)
+WEIGHTS = Path(__file__).resolve().parents[1] / "neural_renderer" / "weights"
+
+
+def _net(upscale: int = 1, seed: int = 0) -> NeuralRendererNet:
+    torch.manual_seed(seed)
+    net = NeuralRendererNet(NetConfig(styles=S, width=8, embed=4, upscale=upscale)).eval()
+    with torch.no_grad():  # FiLM starts as the identity; randomise it so style conditioning is observable
+        for name, p in net.named_parameters():
+            if "to_gb" in name:
+                p.normal_(0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_output_is_display_rgb_at_input_size_times_upscale(upscale: int) -> None:
+    net = _net(upscale)
+    out = net(*example_inputs(S, 24, 40, batch=2))
+    assert out.shape == (2, 3, 24 * upscale, 40 * upscale)
+    assert out.min() >= 0 and out.max() <= 1
+    out_t = net.forward_temporal(*example_inputs(S, 24, 40, batch=2, upscale=upscale, temporal=True))
+    assert out_t.shape == out.shape
+
+
+def test_styles_mix_per_pixel_and_interpolate_smoothly() -> None:
+    net = _net()
+    args = list(example_inputs(S, 32, 32))
+    outs = []
+    for t in np.linspace(0, 1, 11):
+        smap = torch.zeros(1, S, 32, 32)
+        smap[:, 1], smap[:, 3] = 1 - t, t
+        with torch.no_grad():
+            outs.append(net(*args[:6], smap))
+    steps = [float((b - a).abs().mean()) for a, b in zip(outs[:-1], outs[1:], strict=True)]
+    total = float((outs[-1] - outs[0]).abs().mean())
+    assert total > 1e-3  # the style changes the image
+    assert max(steps) < 0.35 * total  # ... gradually: no step of 10 % jumps more than a third of the way
+    # per-pixel conditioning: a style map that differs on the left half changes the left half most
+    smap = torch.zeros(1, S, 32, 32)
+    smap[:, 1] = 1
+    smap2 = smap.clone()
+    smap2[:, :, :, :16] = 0
+    smap2[:, 3, :, :16] = 1
+    with torch.no_grad():
+        d = (net(*args[:6], smap2) - net(*args[:6], smap)).abs().mean((0, 1, 2))
+    assert d[:12].mean() > 5 * d[20:].mean()
+
+
+def test_reprojection_follows_motion_vectors_and_masks_disocclusions() -> None:
+    rp = Reproject()
+    prev = torch.rand(1, 3, 8, 10)
+    depth = torch.full((1, 1, 8, 10), 4.0)
+    still = rp(prev, depth, torch.zeros(1, 2, 8, 10), depth)
+    assert torch.allclose(still[:, :3], prev, atol=1e-6) and bool((still[:, 3] == 1).all())
+    mv = torch.zeros(1, 2, 8, 10)
+    mv[:, 0] = 1.0  # everything was one pixel to the right last frame
+    moved = rp(prev, depth, mv, depth)
+    assert torch.allclose(moved[:, :3, :, :-1], prev[..., 1:], atol=1e-6)
+    assert bool((moved[:, 3, :, -1] == 0).all())  # came from off screen
+    occluded = depth.clone()
+    occluded[..., :4] = 2.0  # now a nearer surface covers the left part
+    m = rp(prev, depth, torch.zeros(1, 2, 8, 10), occluded)
+    assert bool((m[:, 3, :, :4] == 0).all()) and bool((m[:, 3, :, 4:] == 1).all())
+    assert not rp(prev, torch.zeros_like(depth), torch.zeros(1, 2, 8, 10), depth).any()  # no history
+
+
+def test_multiply_adds_are_counted_from_the_convolutions_that_run() -> None:
+    net = _net()
+    w, s = 8, S
+    w1, w2 = w * 3 // 2, w * 2
+    h, wd = 32, 48
+    p2, p4, p8 = h * wd // 4, h * wd // 16, h * wd // 64
+    convs = (
+        72 * w * 9 * p2
+        + w * w1 * 9 * p4
+        + w1 * w2 * 9 * p8
+        + 2 * 2 * w2 * w2 * 9 * p8
+        + (w2 + w1) * w1 * 9 * p4
+        + (w1 + w) * w * 9 * p2
+        + (w + 4 * s + 72) * w * p2
+        + w * 12 * 9 * p2
+    )
+    emb = s * 4 * (p2 + p4 + p8)
+    film = 4 * 2 * (w * p2 * 2 + w1 * p4 * 2 + w2 * p8 * (1 + 2))
+    assert count_macs(net, h, wd) == convs + emb + film
+
+
+def test_onnx_export_has_protocol_inputs_dynamic_size_and_matches_torch(tmp_path: Path) -> None:
+    import onnx
+
+    net = _net()
+    paths = export_onnx(net, tmp_path / "m.onnx", temporal=True)
+    model = onnx.load(str(paths[0]))
+    names = [i.name for i in model.graph.input]
+    assert names == [n for n, _ in GBUFFER_INPUTS] + ["style_map"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[2].dim_param and dims[3].dim_param  # dynamic H and W
+    assert (
+        parity(SingleFrameGraph(net), paths[0], input_names(S, False), sizes=((27, 45), (64, 32)))
+        < PARITY_TOLERANCE
+    )
+    # the server's generic ONNX renderer runs it as is
+    r = load_renderer(str(paths[0]))
+    inputs = _render_inputs(20, 28)
+    img = r.render(inputs, _style_map(20, 28))
+    assert img.shape == (20, 28, 3) and img.dtype == np.float32 and np.isfinite(img).all()
+
+
+def _render_inputs(h: int, w: int, seed: int = 0) -> RenderInputs:
+    rng = np.random.default_rng(seed)
+    n = rng.normal(size=(h, w, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    arrays = {
+        "albedo": ("rgba8_srgb", rng.integers(0, 255, (h, w, 4), dtype=np.uint8)),
+        "normals": ("rgba16f", np.concatenate([n, np.zeros((h, w, 1), np.float32)], -1).astype(np.float16)),
+        "linear_depth": ("r32f", rng.uniform(1, 5, (h, w, 1)).astype(np.float32)),
+        "roughness": ("r8", rng.integers(0, 255, (h, w, 1), dtype=np.uint8)),
+        "metallic": ("r8", np.zeros((h, w, 1), np.uint8)),
+        "emissive": ("rgba16f", np.zeros((h, w, 4), np.float16)),
+        "motion_vectors": ("rg16f", np.zeros((h, w, 2), np.float16)),
+    }
+    return RenderInputs.from_arrays(arrays)
+
+
+def _style_map(h: int, w: int, style: str = "photoreal") -> np.ndarray:
+    m = np.zeros((h, w, S), np.float32)
+    m[..., DEFAULT_LIBRARY.index(style)] = 1
+    return m
+
+
+def test_shipped_model_is_small_and_renders_through_the_neural_renderer() -> None:
+    onnx_path, pt_path = WEIGHTS / "default_temporal.onnx", WEIGHTS / "default.pt"
+    assert onnx_path.is_file() and (WEIGHTS / "default.onnx").is_file() and pt_path.is_file()
+    total = sum(p.stat().st_size for p in WEIGHTS.iterdir() if p.is_file())
+    assert total < 8 * 2**20
+    r = load_renderer("bridge.renderers.neural:factory")
+    assert r.check_offer({"albedo": "rgba8_srgb", "normals": "rgba16f", "linear_depth": "r32f"}) is None
+    assert r.check_offer({"albedo": "rgba8_srgb"}) is not None
+    first = r.render(_render_inputs(36, 52), _style_map(36, 52))
+    assert first.shape == (36, 52, 4) and first.dtype == np.uint8
+    # second frame, same G-buffers, zero motion: history is used and the image stays put
+    second = r.render(_render_inputs(36, 52), _style_map(36, 52))
+    assert np.abs(second.astype(int) - first.astype(int)).mean() < 8
+    r.reset()
+    assert r._prev is None  # noqa: SLF001 - reset forgets history
