@@ -23,7 +23,7 @@ test: setup
 	$(MAKE) --no-print-directory pytest
 
 demo: setup
-	$(VENV)/bin/nrb demo
+	$(PY) -m nrb_panda3d.demo --out out/demo
 
 bench: setup
 	$(VENV)/bin/nrb bench all --out bench
@@ -32,12 +32,12 @@ fuzz: setup
 	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=300
 
 lint: setup
-	$(VENV)/bin/ruff check bridge neural_renderer tests
+	$(VENV)/bin/ruff check bridge neural_renderer engine_plugins/panda3d tests
 	$(VENV)/bin/mypy bridge
 
 # --- building blocks (no setup dependency) -----------------------------------------------------------------
 ruff:
-	$(VENV)/bin/ruff check bridge neural_renderer tests
+	$(VENV)/bin/ruff check bridge neural_renderer engine_plugins/panda3d tests
 
 pytest:
 	$(PY) -m pytest -q

@@ -1,0 +1,297 @@
+@tool
+class_name NeuralCompositorEffect
+extends CompositorEffect
+## Reads this frame's colour, depth, velocity and normal_roughness buffers (plus the id pass), hands them to the
+## libnrb client with the camera matrices, and writes the newest neural frame back into the colour layer.
+##
+## Runs on the render thread after transparent geometry, before tonemapping. Read-back is asynchronous where the
+## engine has RenderingDevice.texture_get_data_async (Godot 4.4+); on 4.3 it falls back to texture_get_data, which
+## waits for the GPU (one stall per frame). Put the effect on a Camera3D's or WorldEnvironment's Compositor; the
+## NeuralRendering autoload does that for the current camera.
+
+const GATHER_SHADER := "res://addons/neural_render_bridge/shaders/nrb_gather.glsl"
+const COMPOSITE_SHADER := "res://addons/neural_render_bridge/shaders/nrb_composite.glsl"
+## Gather outputs: protocol name, protocol format, RenderingDevice format, gather binding.
+const OUTPUTS := [
+	["scaling_input_color", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 5],
+	["depth", "r32f", RenderingDevice.DATA_FORMAT_R32_SFLOAT, 6],
+	["motion_vectors", "rg16f", RenderingDevice.DATA_FORMAT_R16G16_SFLOAT, 7],
+	["normal_roughness", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 8],
+	["object_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 9],
+	["material_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 10],
+]
+
+## The NRBClient (GDExtension) the autoload created.
+var client: Object = null
+## The NeuralIdPass viewport whose texture holds the ids.
+var id_pass: SubViewport = null
+## Whether the last frame showed the neural image (false: the engine's own image).
+var showing_neural := false
+## Exposure of the WorldEnvironment's tonemapper (the composite divides by it).
+var tonemap_exposure := 1.0
+
+var _rd: RenderingDevice = null
+var _gather_shader := RID()
+var _gather_pipeline := RID()
+var _composite_shader := RID()
+var _composite_pipeline := RID()
+var _sampler := RID()
+var _targets := {}
+var _size := Vector2i.ZERO
+var _neural_tex := RID()
+var _neural_size := Vector2i.ZERO
+var _prev_view_projection := Projection.IDENTITY
+var _has_prev := false
+var _pending := {}
+var _ticket := 0
+var _last_usec := 0
+
+
+func _init() -> void:
+	effect_callback_type = CompositorEffect.EFFECT_CALLBACK_TYPE_POST_TRANSPARENT
+	needs_motion_vectors = true
+	needs_normal_roughness = true
+	access_resolved_color = true
+	access_resolved_depth = true
+	_rd = RenderingServer.get_rendering_device()
+	if _rd:
+		RenderingServer.call_on_render_thread(_create_pipelines)
+
+
+func _notification(what: int) -> void:
+	if what == NOTIFICATION_PREDELETE and _rd:
+		_free_targets()
+		for rid in [_neural_tex, _sampler, _gather_shader, _composite_shader]:
+			if rid.is_valid():
+				_rd.free_rid(rid)
+
+
+func _render_callback(_callback_type: int, render_data: RenderData) -> void:
+	if client == null or _rd == null or not _gather_pipeline.is_valid():
+		return
+	var buffers := render_data.get_render_scene_buffers() as RenderSceneBuffersRD
+	var scene := render_data.get_render_scene_data() as RenderSceneDataRD
+	if buffers == null or scene == null:
+		return
+	var size := buffers.get_internal_size()
+	if size.x <= 0 or size.y <= 0:
+		return
+	if size != _size:
+		_create_targets(size)
+	var camera := _camera_constants(scene, size)
+	if _gather(buffers, scene, size):
+		_read_back(camera, size)
+	_composite(buffers, size)
+
+
+func _create_pipelines() -> void:
+	var gather := load(GATHER_SHADER) as RDShaderFile
+	var composite := load(COMPOSITE_SHADER) as RDShaderFile
+	_gather_shader = _rd.shader_create_from_spirv(gather.get_spirv())
+	_gather_pipeline = _rd.compute_pipeline_create(_gather_shader)
+	_composite_shader = _rd.shader_create_from_spirv(composite.get_spirv())
+	_composite_pipeline = _rd.compute_pipeline_create(_composite_shader)
+	var ss := RDSamplerState.new()
+	ss.min_filter = RenderingDevice.SAMPLER_FILTER_NEAREST
+	ss.mag_filter = RenderingDevice.SAMPLER_FILTER_NEAREST
+	_sampler = _rd.sampler_create(ss)
+
+
+func _create_targets(size: Vector2i) -> void:
+	_free_targets()
+	for out in OUTPUTS:
+		var fmt := RDTextureFormat.new()
+		fmt.width = size.x
+		fmt.height = size.y
+		fmt.format = out[2]
+		fmt.usage_bits = (
+			RenderingDevice.TEXTURE_USAGE_STORAGE_BIT
+			| RenderingDevice.TEXTURE_USAGE_CAN_COPY_FROM_BIT
+			| RenderingDevice.TEXTURE_USAGE_SAMPLING_BIT
+		)
+		_targets[out[0]] = _rd.texture_create(fmt, RDTextureView.new())
+	_size = size
+	_has_prev = false
+
+
+func _free_targets() -> void:
+	for rid in _targets.values():
+		if rid.is_valid():
+			_rd.free_rid(rid)
+	_targets.clear()
+
+
+func _sampled(binding: int, texture: RID) -> RDUniform:
+	var u := RDUniform.new()
+	u.uniform_type = RenderingDevice.UNIFORM_TYPE_SAMPLER_WITH_TEXTURE
+	u.binding = binding
+	u.add_id(_sampler)
+	u.add_id(texture)
+	return u
+
+
+func _image(binding: int, texture: RID) -> RDUniform:
+	var u := RDUniform.new()
+	u.uniform_type = RenderingDevice.UNIFORM_TYPE_IMAGE
+	u.binding = binding
+	u.add_id(texture)
+	return u
+
+
+func _gather(buffers: RenderSceneBuffersRD, scene: RenderSceneDataRD, size: Vector2i) -> bool:
+	var ids: RID = id_pass.get_rd_texture() if id_pass else RID()
+	if not ids.is_valid():
+		return false  # the id pass has not rendered yet (first frame)
+	var uniforms: Array[RDUniform] = [
+		_sampled(0, buffers.get_color_layer(0)),
+		_sampled(1, buffers.get_depth_layer(0)),
+		_sampled(2, buffers.get_velocity_layer(0)),
+		_sampled(3, buffers.get_texture("forward_clustered", "normal_roughness")),
+		_sampled(4, ids),
+	]
+	for out in OUTPUTS:
+		uniforms.append(_image(out[3], _targets[out[0]]))
+	var uniform_set := UniformSetCacheRD.get_cache(_gather_shader, 0, uniforms)
+	var basis := scene.get_cam_transform().basis
+	var push := PackedFloat32Array(
+		[
+			basis.x.x,
+			basis.y.x,
+			basis.z.x,
+			0.0,
+			basis.x.y,
+			basis.y.y,
+			basis.z.y,
+			0.0,
+			basis.x.z,
+			basis.y.z,
+			basis.z.z,
+			0.0,
+			size.x,
+			size.y,
+			0.0,
+			0.0,
+		]
+	)
+	var list := _rd.compute_list_begin()
+	_rd.compute_list_bind_compute_pipeline(list, _gather_pipeline)
+	_rd.compute_list_bind_uniform_set(list, uniform_set, 0)
+	var bytes := push.to_byte_array()
+	_rd.compute_list_set_push_constant(list, bytes, bytes.size())
+	_rd.compute_list_dispatch(list, ceili(size.x / 8.0), ceili(size.y / 8.0), 1)
+	_rd.compute_list_end()
+	return true
+
+
+func _read_back(camera: Dictionary, size: Vector2i) -> void:
+	var now := Time.get_ticks_usec()
+	var dt := 0.0 if _last_usec == 0 else (now - _last_usec) / 1e6
+	_last_usec = now
+	if not client.is_enabled():
+		return
+	if _rd.has_method("texture_get_data_async"):
+		_ticket += 1
+		var ticket := _ticket
+		_pending[ticket] = {"camera": camera, "size": size, "dt": dt, "data": {}}
+		for out in OUTPUTS:
+			var done := func(data: PackedByteArray) -> void: _arrived(ticket, out[0], data)
+			_rd.call("texture_get_data_async", _targets[out[0]], 0, done)
+		while _pending.size() > 4:  # the engine lost a read-back: never let them pile up
+			_pending.erase(_pending.keys().min())
+	else:
+		var data := {}
+		for out in OUTPUTS:
+			data[out[0]] = _rd.texture_get_data(_targets[out[0]], 0)
+		_send(camera, size, dt, data)
+
+
+func _arrived(ticket: int, buffer_name: String, data: PackedByteArray) -> void:
+	if not _pending.has(ticket):
+		return
+	var p: Dictionary = _pending[ticket]
+	p["data"][buffer_name] = data
+	if p["data"].size() == OUTPUTS.size():
+		_pending.erase(ticket)
+		_send(p["camera"], p["size"], p["dt"], p["data"])
+
+
+func _send(camera: Dictionary, size: Vector2i, dt: float, data: Dictionary) -> void:
+	client.begin_frame(dt)
+	for out in OUTPUTS:
+		client.tag_buffer(out[0], out[1], data[out[0]], size.x, size.y, out[0] == "depth")
+	client.set_camera(camera)
+	client.submit()
+
+
+func _composite(buffers: RenderSceneBuffersRD, size: Vector2i) -> void:
+	var pixels: PackedByteArray = client.acquire_result()
+	showing_neural = not pixels.is_empty()
+	if not showing_neural:
+		return
+	var w: int = client.get_result_width()
+	var h: int = client.get_result_height()
+	if Vector2i(w, h) != _neural_size:
+		if _neural_tex.is_valid():
+			_rd.free_rid(_neural_tex)
+		var fmt := RDTextureFormat.new()
+		fmt.width = w
+		fmt.height = h
+		fmt.format = RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM
+		fmt.usage_bits = (RenderingDevice.TEXTURE_USAGE_SAMPLING_BIT | RenderingDevice.TEXTURE_USAGE_CAN_UPDATE_BIT)
+		_neural_tex = _rd.texture_create(fmt, RDTextureView.new())
+		_neural_size = Vector2i(w, h)
+	_rd.texture_update(_neural_tex, 0, pixels)
+	var uniforms: Array[RDUniform] = [_image(0, buffers.get_color_layer(0)), _sampled(1, _neural_tex)]
+	var uniform_set := UniformSetCacheRD.get_cache(_composite_shader, 0, uniforms)
+	var push := PackedFloat32Array([size.x, size.y, 1.0 / maxf(tonemap_exposure, 1e-6), 0.0])
+	var list := _rd.compute_list_begin()
+	_rd.compute_list_bind_compute_pipeline(list, _composite_pipeline)
+	_rd.compute_list_bind_uniform_set(list, uniform_set, 0)
+	var bytes := push.to_byte_array()
+	_rd.compute_list_set_push_constant(list, bytes, bytes.size())
+	_rd.compute_list_dispatch(list, ceili(size.x / 8.0), ceili(size.y / 8.0), 1)
+	_rd.compute_list_end()
+
+
+## docs/protocol.md section 8, from RenderSceneDataRD. Godot's world is +Y up and its cameras look down -Z, the
+## protocol's conventions; the projection is Godot's OpenGL-style one and the depth buffer is reversed-Z (4.3+).
+func _camera_constants(scene: RenderSceneDataRD, size: Vector2i) -> Dictionary:
+	var cam := scene.get_cam_transform()
+	var proj := scene.get_cam_projection()
+	var view := Projection(cam.affine_inverse())
+	var view_projection := proj * view
+	var prev := _prev_view_projection if _has_prev else view_projection
+	var to_prev := prev * view_projection.inverse()
+	_prev_view_projection = view_projection
+	var reset := not _has_prev
+	_has_prev = true
+	return {
+		"view_to_clip": _rows(proj),
+		"clip_to_view": _rows(proj.inverse()),
+		"clip_to_prev_clip": _rows(to_prev),
+		"prev_clip_to_clip": _rows(to_prev.inverse()),
+		"world_to_view": _rows(view),
+		"position": [cam.origin.x, cam.origin.y, cam.origin.z],
+		"up": [cam.basis.y.x, cam.basis.y.y, cam.basis.y.z],
+		"right": [cam.basis.x.x, cam.basis.x.y, cam.basis.x.z],
+		"forward": [-cam.basis.z.x, -cam.basis.z.y, -cam.basis.z.z],
+		"near": proj.get_z_near(),
+		"far": proj.get_z_far(),
+		"fov_y": 2.0 * atan(1.0 / proj.y.y),
+		"aspect": float(size.x) / float(size.y),
+		"mv_scale": [1.0, 1.0],
+		"depth_inverted": true,
+		"camera_motion_included": true,
+		"reset": reset,
+		"render_size": [size.x, size.y],
+		"output_size": [size.x, size.y],
+	}
+
+
+## A Projection (column-major) as 16 numbers, row-major for column vectors.
+func _rows(m: Projection) -> PackedFloat64Array:
+	var out := PackedFloat64Array()
+	for r in 4:
+		for c in 4:
+			out.append(m[c][r])
+	return out

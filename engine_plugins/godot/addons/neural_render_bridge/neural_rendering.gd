@@ -1,0 +1,200 @@
+extends Node
+## The NeuralRendering autoload singleton: what game scripts talk to.
+##
+##     NeuralRendering.enabled = false                      # the player's toggle
+##     NeuralRendering.set_style("noir", 1.0, 2.0)          # whole world, over two seconds
+##     NeuralRendering.set_style("golden", 1.0, 0.3, {"scope": "object", "ids": [42]})
+##     NeuralRendering.fire_event("boss_phase", {"phase": 2})
+##     NeuralRendering.bind_checkbox($Settings/NeuralCheckBox)  # settings menu
+##     NeuralRendering.tag(weapon_mesh, 42, 9)               # object id 42, material id 9 (id pass)
+##
+## It creates the libnrb client (the NRBClient class of the GDExtension), puts a NeuralCompositorEffect on the
+## active camera's Compositor and keeps a NeuralIdPass (material and object ids) in sync with that camera.
+## Without the GDExtension (not built for this platform) everything is a no-op and the game renders normally.
+
+signal enabled_changed(enabled: bool)
+
+const Settings := preload("res://addons/neural_render_bridge/settings.gd")
+const EffectScript := preload("res://addons/neural_render_bridge/neural_compositor_effect.gd")
+const IdPassScript := preload("res://addons/neural_render_bridge/id_pass.gd")
+const TOGGLE_ACTION := "neural_rendering_toggle"
+const CLIENT_CLASS := "NRBClient"
+## G-buffers the compositor effect sends (protocol buffer name -> format).
+const BUFFERS := {
+	"scaling_input_color": "rgba16f",
+	"depth": "r32f",
+	"motion_vectors": "rg16f",
+	"normal_roughness": "rgba16f",
+	"material_id": "r16u",
+	"object_id": "r16u",
+}
+
+## Show the statistics overlay (fps, round trip, fallbacks).
+var show_stats := false:
+	set(value):
+		show_stats = value
+		if _overlay:
+			_overlay.visible = value
+
+## Neural rendering on or off at run time (the player's toggle). Off: the next frame is the engine's image.
+var enabled := true:
+	set(value):
+		if value == enabled:
+			return
+		enabled = value
+		if _client:
+			_client.set_enabled(value)
+		if _effect:
+			_effect.enabled = value and _client != null
+		enabled_changed.emit(value)
+
+var _client: Object = null
+var _effect: CompositorEffect = null
+var _id_pass: SubViewport = null
+var _camera: Camera3D = null
+var _overlay: Label = null
+
+
+func _ready() -> void:
+	_ensure_toggle_action()
+	enabled = bool(Settings.get_value(Settings.ENABLED))
+	if not ClassDB.class_exists(CLIENT_CLASS):
+		push_warning("Neural Render Bridge: the GDExtension is not loaded; rendering stays as it is.")
+		return
+	_client = ClassDB.instantiate(CLIENT_CLASS)
+	var size := get_viewport().get_visible_rect().size
+	var ok: bool = _client.configure(
+		str(Settings.get_value(Settings.ENDPOINT)),
+		int(size.x),
+		int(size.y),
+		BUFFERS,
+		int(Settings.get_value(Settings.FRAMES_IN_FLIGHT)),
+		float(Settings.get_value(Settings.DEADLINE_MS)),
+		"godot",
+		Engine.get_version_info()["string"],
+		enabled
+	)
+	if not ok:
+		push_error("Neural Render Bridge: %s" % _client.get_last_error())
+		_client = null
+		return
+	_id_pass = IdPassScript.new()
+	add_child(_id_pass)
+	_effect = EffectScript.new()
+	_effect.client = _client
+	_effect.id_pass = _id_pass
+	_effect.enabled = enabled
+	_overlay = Label.new()
+	_overlay.position = Vector2(8, 8)
+	_overlay.visible = show_stats
+	var layer := CanvasLayer.new()
+	layer.layer = 128
+	layer.add_child(_overlay)
+	add_child(layer)
+
+
+func _process(_delta: float) -> void:
+	if _client == null:
+		return
+	var cam := get_viewport().get_camera_3d()
+	if cam != _camera:
+		_attach(cam)
+	if _id_pass and _camera:
+		_id_pass.follow(_camera, get_viewport().get_visible_rect().size)
+	if show_stats and _overlay:
+		var s := get_stats()
+		_overlay.text = (
+			"%s  %s\nrtt p50 %.1f ms  p95 %.1f ms\nfallbacks %d  reconnects %d"
+			% [
+				"NEURAL" if _effect.showing_neural else "RASTER",
+				s.get("state", "?"),
+				s.get("rtt_p50_ms", 0.0),
+				s.get("rtt_p95_ms", 0.0),
+				s.get("fallbacks", 0),
+				s.get("reconnects", 0)
+			]
+		)
+
+
+func _unhandled_input(event: InputEvent) -> void:
+	if event.is_action_pressed(TOGGLE_ACTION):
+		enabled = not enabled
+		get_viewport().set_input_as_handled()
+
+
+func _exit_tree() -> void:
+	_attach(null)
+	if _client:
+		_client.close()
+		_client = null
+
+
+## Moves style [param target] toward [param style] at [param strength] (0..1) over [param over] seconds.
+## [param target]: null or "global", {"scope": "object"|"material", "ids": [...]}, or ["object", [ids]].
+func set_style(style: String, strength := 1.0, over := 0.0, target: Variant = null) -> void:
+	if _client:
+		var t := _target(target)
+		_client.set_style(style, strength, over, t[0], t[1])
+
+
+## Sends a gameplay event to the server's hooks (@on("name") in the hooks file).
+func fire_event(event_name: String, params := {}, target: Variant = null) -> void:
+	if _client:
+		var t := _target(target)
+		_client.fire_event(event_name, params, t[0], t[1])
+
+
+## Statistics for an overlay: frames sent, results, fallbacks, round-trip percentiles, state.
+func get_stats() -> Dictionary:
+	return _client.get_stats() if _client else {"state": "unavailable"}
+
+
+## Gives [param node] (and its mesh children) object and material ids for the id pass.
+func tag(node: Node3D, object_id: int, material_id := 0) -> void:
+	if _id_pass:
+		_id_pass.tag(node, object_id, material_id)
+
+
+## Binds a settings-menu checkbox (any BaseButton in toggle mode) to [member enabled], both ways.
+func bind_checkbox(checkbox: BaseButton) -> void:
+	checkbox.toggle_mode = true
+	checkbox.set_pressed_no_signal(enabled)
+	checkbox.toggled.connect(func(pressed: bool) -> void: enabled = pressed)
+	enabled_changed.connect(func(on: bool) -> void: checkbox.set_pressed_no_signal(on))
+
+
+func _attach(cam: Camera3D) -> void:
+	if _camera and is_instance_valid(_camera) and _camera.compositor:
+		var effects := _camera.compositor.compositor_effects
+		effects.erase(_effect)
+		_camera.compositor.compositor_effects = effects
+	_camera = cam
+	if cam == null or _effect == null:
+		return
+	if cam.compositor == null:
+		cam.compositor = Compositor.new()
+	var list := cam.compositor.compositor_effects
+	if not list.has(_effect):
+		list.append(_effect)
+	cam.compositor.compositor_effects = list
+	cam.cull_mask &= ~(1 << (IdPassScript.ID_LAYER - 1))
+
+
+func _target(target: Variant) -> Array:
+	if target == null or (target is String and target == "global"):
+		return ["global", PackedInt32Array()]
+	if target is Dictionary:
+		return [str(target.get("scope", "global")), PackedInt32Array(target.get("ids", []))]
+	if target is Array and target.size() == 2:
+		return [str(target[0]), PackedInt32Array(target[1])]
+	push_error("Neural Render Bridge: cannot read a target from %s" % [target])
+	return ["global", PackedInt32Array()]
+
+
+func _ensure_toggle_action() -> void:
+	if InputMap.has_action(TOGGLE_ACTION):
+		return
+	InputMap.add_action(TOGGLE_ACTION)
+	var key := InputEventKey.new()
+	key.keycode = KEY_F9
+	InputMap.action_add_event(TOGGLE_ACTION, key)

@@ -1,0 +1,43 @@
+@tool
+class_name NeuralRenderingSettings
+extends RefCounted
+## Project settings of the Neural Render Bridge addon (Project Settings > Rendering > Neural Rendering).
+## The EditorPlugin registers them; the NeuralRendering autoload reads them at start.
+
+const ENABLED := "rendering/neural_rendering/enabled"
+const ENDPOINT := "rendering/neural_rendering/endpoint"
+const FRAMES_IN_FLIGHT := "rendering/neural_rendering/frames_in_flight"
+const DEADLINE_MS := "rendering/neural_rendering/deadline_ms"
+
+## [name, type, default, hint, hint_string] of every setting, in the order they are shown.
+const ALL := [
+	[ENABLED, TYPE_BOOL, true, PROPERTY_HINT_NONE, ""],
+	[ENDPOINT, TYPE_STRING, "tcp://127.0.0.1:5555", PROPERTY_HINT_PLACEHOLDER_TEXT, "tcp://127.0.0.1:5555"],
+	[FRAMES_IN_FLIGHT, TYPE_INT, 2, PROPERTY_HINT_RANGE, "1,64"],
+	[DEADLINE_MS, TYPE_FLOAT, 100.0, PROPERTY_HINT_RANGE, "1,60000,1,suffix:ms"],
+]
+
+
+static func register_all() -> void:
+	for s in ALL:
+		var key: String = s[0]
+		if not ProjectSettings.has_setting(key):
+			ProjectSettings.set_setting(key, s[2])
+		ProjectSettings.set_initial_value(key, s[2])
+		ProjectSettings.set_as_basic(key, true)
+		var info := {"name": key, "type": s[1], "hint": s[3], "hint_string": s[4]}
+		ProjectSettings.add_property_info(info)
+
+
+static func unregister_all() -> void:
+	for s in ALL:
+		if ProjectSettings.has_setting(s[0]) and ProjectSettings.get_setting(s[0]) == s[2]:
+			ProjectSettings.set_setting(s[0], null)
+
+
+static func get_value(key: String) -> Variant:
+	for s in ALL:
+		if s[0] == key:
+			return ProjectSettings.get_setting(key, s[2])
+	push_error("unknown neural rendering setting %s" % key)
+	return null

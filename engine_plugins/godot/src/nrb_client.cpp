@@ -1,0 +1,389 @@
+// NRBClient implementation: see nrb_client.h.
+#include "nrb_client.h"
+
+#include <godot_cpp/core/class_db.hpp>
+#include <godot_cpp/variant/array.hpp>
+#include <godot_cpp/variant/packed_float64_array.hpp>
+#include <godot_cpp/variant/utility_functions.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace godot {
+
+namespace {
+
+nrb_format format_from(const String& name) {
+  const CharString s = name.utf8();
+  for (nrb_format f = NRB_FORMAT_RGBA8; f <= NRB_FORMAT_R32U; ++f) {
+    const char* n = nrb_format_name(f);
+    if (n != nullptr && std::strcmp(n, s.get_data()) == 0) return f;
+  }
+  return NRB_FORMAT_UNKNOWN;
+}
+
+bool scope_from(const String& scope, nrb_scope* out) {
+  if (scope == "global" || scope.is_empty()) *out = NRB_SCOPE_GLOBAL;
+  else if (scope == "material") *out = NRB_SCOPE_MATERIAL;
+  else if (scope == "object") *out = NRB_SCOPE_OBJECT;
+  else return false;
+  return true;
+}
+
+// --- msgpack encoding of event params (docs/protocol.md section 3.1: shortest forms, float64, str keys) ---------
+void put(std::vector<uint8_t>& o, uint8_t b) { o.push_back(b); }
+void put_be(std::vector<uint8_t>& o, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) o.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void put_str(std::vector<uint8_t>& o, const CharString& s) {
+  const size_t n = static_cast<size_t>(s.length());
+  if (n < 32) put(o, static_cast<uint8_t>(0xa0 | n));
+  else if (n < 256) { put(o, 0xd9); put_be(o, n, 1); }
+  else if (n < 65536) { put(o, 0xda); put_be(o, n, 2); }
+  else { put(o, 0xdb); put_be(o, n, 4); }
+  o.insert(o.end(), s.get_data(), s.get_data() + n);
+}
+void put_int(std::vector<uint8_t>& o, int64_t v) {
+  if (v >= 0) {
+    if (v < 128) put(o, static_cast<uint8_t>(v));
+    else if (v < 256) { put(o, 0xcc); put_be(o, v, 1); }
+    else if (v < 65536) { put(o, 0xcd); put_be(o, v, 2); }
+    else if (v <= 0xffffffffLL) { put(o, 0xce); put_be(o, v, 4); }
+    else { put(o, 0xcf); put_be(o, static_cast<uint64_t>(v), 8); }
+  } else {
+    if (v >= -32) put(o, static_cast<uint8_t>(v));
+    else if (v >= -128) { put(o, 0xd0); put_be(o, static_cast<uint8_t>(v), 1); }
+    else if (v >= -32768) { put(o, 0xd1); put_be(o, static_cast<uint16_t>(v), 2); }
+    else if (v >= INT32_MIN) { put(o, 0xd2); put_be(o, static_cast<uint32_t>(v), 4); }
+    else { put(o, 0xd3); put_be(o, static_cast<uint64_t>(v), 8); }
+  }
+}
+void put_len(std::vector<uint8_t>& o, size_t n, uint8_t fix, uint8_t b16, uint8_t b32) {
+  if (n < 16) put(o, static_cast<uint8_t>(fix | n));
+  else if (n < 65536) { put(o, b16); put_be(o, n, 2); }
+  else { put(o, b32); put_be(o, n, 4); }
+}
+
+bool put_variant(std::vector<uint8_t>& o, const Variant& v, int depth) {
+  if (depth > 8) return false;
+  switch (v.get_type()) {
+    case Variant::NIL: put(o, 0xc0); return true;
+    case Variant::BOOL: put(o, static_cast<bool>(v) ? 0xc3 : 0xc2); return true;
+    case Variant::INT: put_int(o, static_cast<int64_t>(v)); return true;
+    case Variant::FLOAT: {
+      const double d = static_cast<double>(v);
+      uint64_t bits;
+      std::memcpy(&bits, &d, 8);
+      put(o, 0xcb);
+      put_be(o, bits, 8);
+      return true;
+    }
+    case Variant::STRING:
+    case Variant::STRING_NAME: put_str(o, String(v).utf8()); return true;
+    case Variant::PACKED_BYTE_ARRAY: {
+      const PackedByteArray b = v;
+      const size_t n = static_cast<size_t>(b.size());
+      if (n < 256) { put(o, 0xc4); put_be(o, n, 1); }
+      else if (n < 65536) { put(o, 0xc5); put_be(o, n, 2); }
+      else { put(o, 0xc6); put_be(o, n, 4); }
+      o.insert(o.end(), b.ptr(), b.ptr() + n);
+      return true;
+    }
+    case Variant::DICTIONARY: {
+      const Dictionary d = v;
+      const Array keys = d.keys();
+      put_len(o, static_cast<size_t>(keys.size()), 0x80, 0xde, 0xdf);
+      for (int64_t i = 0; i < keys.size(); ++i) {
+        const Variant k = keys[i];
+        if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) return false;
+        put_str(o, String(k).utf8());
+        if (!put_variant(o, d[k], depth + 1)) return false;
+      }
+      return true;
+    }
+    default: {
+      if (v.get_type() >= Variant::ARRAY) {  // Array and the Packed*Array types
+        const Array a = v;
+        put_len(o, static_cast<size_t>(a.size()), 0x90, 0xdc, 0xdd);
+        for (int64_t i = 0; i < a.size(); ++i)
+          if (!put_variant(o, a[i], depth + 1)) return false;
+        return true;
+      }
+      put_str(o, String(v).utf8());  // vectors, colours, ...: their text form
+      return true;
+    }
+  }
+}
+
+bool read_doubles(const Dictionary& d, const char* key, double* out, int n) {
+  if (!d.has(key)) return false;
+  const Array a = d[key];
+  if (a.size() != n) return false;
+  for (int i = 0; i < n; ++i) out[i] = static_cast<double>(a[i]);
+  return true;
+}
+
+}  // namespace
+
+NRBClient::~NRBClient() { close(); }
+
+bool NRBClient::check(nrb_status status, const char* what) {
+  if (status >= 0) return true;
+  error_ = String(what) + ": " + nrb_status_name(status) + ": " + nrb_last_error(client_);
+  return false;
+}
+
+bool NRBClient::configure(const String& endpoint, int64_t width, int64_t height, const Dictionary& buffers,
+                          int64_t frames_in_flight, double deadline_ms, const String& engine,
+                          const String& engine_version, bool enabled) {
+  close();
+  const CharString ep = endpoint.utf8();
+  const CharString en = engine.utf8();
+  const CharString ev = engine_version.utf8();
+  std::vector<CharString> names;
+  std::vector<nrb_buffer_spec> specs;
+  const Array keys = buffers.keys();
+  names.reserve(static_cast<size_t>(keys.size()));
+  for (int64_t i = 0; i < keys.size(); ++i) {
+    const nrb_format f = format_from(String(buffers[keys[i]]));
+    if (f == NRB_FORMAT_UNKNOWN) {
+      error_ = "unknown format for buffer " + String(keys[i]);
+      return false;
+    }
+    names.push_back(String(keys[i]).utf8());
+    specs.push_back(nrb_buffer_spec{nullptr, f});
+  }
+  for (size_t i = 0; i < specs.size(); ++i) specs[i].name = names[i].get_data();
+
+  nrb_client_config cfg;
+  nrb_client_config_init(&cfg);
+  cfg.endpoint = ep.get_data();
+  cfg.frames_in_flight = static_cast<uint32_t>(frames_in_flight);
+  cfg.deadline_ms = deadline_ms;
+  cfg.engine_name = en.get_data();
+  cfg.engine_version = ev.get_data();
+  cfg.render_width = static_cast<uint32_t>(width);
+  cfg.render_height = static_cast<uint32_t>(height);
+  cfg.buffers = specs.data();
+  cfg.buffer_count = static_cast<uint32_t>(specs.size());
+  cfg.start_disabled = enabled ? 0u : 1u;
+  nrb_client* created = nullptr;
+  const nrb_status st = nrb_client_create(&cfg, &created);
+  if (st != NRB_OK) {
+    error_ = String("nrb_client_create: ") + nrb_status_name(st) + ": " + nrb_last_error(nullptr);
+    return false;
+  }
+  client_ = created;
+  return true;
+}
+
+void NRBClient::close() {
+  if (client_ != nullptr) {
+    nrb_client_destroy(client_);
+    client_ = nullptr;
+  }
+}
+
+void NRBClient::set_enabled(bool enabled) {
+  if (client_ != nullptr) check(nrb_set_enabled(client_, enabled ? 1 : 0), "nrb_set_enabled");
+}
+
+bool NRBClient::is_enabled() const {
+  int on = 0;
+  return client_ != nullptr && nrb_get_enabled(client_, &on) == NRB_OK && on != 0;
+}
+
+int64_t NRBClient::begin_frame(double dt) {
+  if (client_ == nullptr) return -1;
+  nrb_frame_info info;
+  std::memset(&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  info.struct_version = NRB_FRAME_INFO_VERSION;
+  info.dt = dt;
+  uint64_t id = 0;
+  return check(nrb_frame_begin(client_, &info, &id), "nrb_frame_begin") ? static_cast<int64_t>(id) : -1;
+}
+
+bool NRBClient::tag_buffer(const String& name, const String& format, const PackedByteArray& data, int64_t width,
+                           int64_t height, bool depth_reversed) {
+  if (client_ == nullptr) return false;
+  const nrb_format f = format_from(format);
+  const uint32_t bpp = nrb_format_bytes_per_pixel(f);
+  if (bpp == 0 || width <= 0 || height <= 0 || data.size() < width * height * bpp) {
+    error_ = "tag_buffer " + name + ": bad format or too little data";
+    return false;
+  }
+  const CharString n = name.utf8();
+  nrb_buffer_desc desc;
+  std::memset(&desc, 0, sizeof desc);
+  desc.struct_size = sizeof desc;
+  desc.struct_version = NRB_BUFFER_DESC_VERSION;
+  desc.name = n.get_data();
+  desc.format = f;
+  desc.width = static_cast<uint32_t>(width);
+  desc.height = static_cast<uint32_t>(height);
+  desc.stride = static_cast<uint32_t>(width * bpp);  // RenderingDevice read-back rows are tight
+  desc.data = data.ptr();
+  desc.flags = depth_reversed ? NRB_BUFFER_DEPTH_REVERSED : 0u;
+  return check(nrb_frame_tag_buffer(client_, &desc), "nrb_frame_tag_buffer");
+}
+
+bool NRBClient::set_camera(const Dictionary& d) {
+  if (client_ == nullptr) return false;
+  nrb_camera c;
+  nrb_camera_init(&c);
+  read_doubles(d, "view_to_clip", c.view_to_clip, 16);
+  read_doubles(d, "clip_to_view", c.clip_to_view, 16);
+  read_doubles(d, "clip_to_prev_clip", c.clip_to_prev_clip, 16);
+  read_doubles(d, "prev_clip_to_clip", c.prev_clip_to_clip, 16);
+  read_doubles(d, "world_to_view", c.world_to_view, 16);
+  read_doubles(d, "position", c.position, 3);
+  read_doubles(d, "up", c.up, 3);
+  read_doubles(d, "right", c.right, 3);
+  read_doubles(d, "forward", c.forward, 3);
+  read_doubles(d, "jitter", c.jitter, 2);
+  read_doubles(d, "mv_scale", c.mv_scale, 2);
+  c.near_plane = d.get("near", 0.0);
+  c.far_plane = d.get("far", 0.0);
+  c.fov_y = d.get("fov_y", 0.0);
+  c.aspect = d.get("aspect", 0.0);
+  c.pre_exposure = d.get("pre_exposure", 0.0);
+  c.depth_inverted = static_cast<bool>(d.get("depth_inverted", false));
+  c.depth_infinite = static_cast<bool>(d.get("depth_infinite", false));
+  c.camera_motion_included = static_cast<bool>(d.get("camera_motion_included", true));
+  c.reset = static_cast<bool>(d.get("reset", false));
+  double size[2] = {0, 0};
+  if (read_doubles(d, "render_size", size, 2)) {
+    c.render_width = static_cast<uint32_t>(size[0]);
+    c.render_height = static_cast<uint32_t>(size[1]);
+  }
+  if (read_doubles(d, "output_size", size, 2)) {
+    c.output_width = static_cast<uint32_t>(size[0]);
+    c.output_height = static_cast<uint32_t>(size[1]);
+  }
+  return check(nrb_frame_set_camera(client_, &c), "nrb_frame_set_camera");
+}
+
+bool NRBClient::submit() {
+  return client_ != nullptr && check(nrb_frame_submit(client_), "nrb_frame_submit");
+}
+
+PackedByteArray NRBClient::acquire_result() {
+  PackedByteArray out;
+  if (client_ == nullptr) return out;
+  nrb_result r;
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  r.struct_version = NRB_RESULT_VERSION;
+  if (nrb_acquire_result(client_, &r) != NRB_OK) return out;  // NRB_NO_RESULT: show the engine's own image
+  const uint32_t bpp = nrb_format_bytes_per_pixel(r.format);
+  const uint32_t row = r.width * bpp;
+  out.resize(static_cast<int64_t>(row) * r.height);
+  uint8_t* dst = out.ptrw();
+  const auto* src = static_cast<const uint8_t*>(r.pixels);
+  for (uint32_t y = 0; y < r.height; ++y) std::memcpy(dst + size_t(y) * row, src + size_t(y) * r.stride, row);
+  result_width_ = r.width;
+  result_height_ = r.height;
+  result_frame_ = r.frame_id;
+  result_format_ = r.format;
+  nrb_release_result(client_, &r);
+  return out;
+}
+
+String NRBClient::get_result_format() const {
+  const char* n = nrb_format_name(result_format_);
+  return n != nullptr ? String(n) : String();
+}
+
+bool NRBClient::set_style(const String& style, double strength, double over, const String& scope,
+                          const PackedInt32Array& ids) {
+  if (client_ == nullptr) return false;
+  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
+  if (!scope_from(scope, &t.scope)) {
+    error_ = "scope must be global, material or object";
+    return false;
+  }
+  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
+  t.ids = v.data();
+  t.id_count = static_cast<uint32_t>(v.size());
+  return check(nrb_set_style(client_, style.utf8().get_data(), strength, over, &t), "nrb_set_style");
+}
+
+bool NRBClient::fire_event(const String& name, const Dictionary& params, const String& scope,
+                           const PackedInt32Array& ids) {
+  if (client_ == nullptr) return false;
+  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
+  if (!scope_from(scope, &t.scope)) {
+    error_ = "scope must be global, material or object";
+    return false;
+  }
+  std::vector<uint8_t> packed;
+  if (!put_variant(packed, params, 1)) {
+    error_ = "event params: keys must be strings, nesting at most 8";
+    return false;
+  }
+  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
+  t.ids = v.data();
+  t.id_count = static_cast<uint32_t>(v.size());
+  return check(nrb_fire_event(client_, name.utf8().get_data(), packed.data(), packed.size(), &t), "nrb_fire_event");
+}
+
+Dictionary NRBClient::get_stats() const {
+  Dictionary d;
+  if (client_ == nullptr) {
+    d["state"] = "unavailable";
+    return d;
+  }
+  nrb_stats s;
+  std::memset(&s, 0, sizeof s);
+  s.struct_size = sizeof s;
+  s.struct_version = NRB_STATS_VERSION;
+  if (nrb_get_stats(client_, &s) != NRB_OK) return d;
+  d["frames_submitted"] = static_cast<int64_t>(s.frames_submitted);
+  d["frames_sent"] = static_cast<int64_t>(s.frames_sent);
+  d["frames_dropped"] = static_cast<int64_t>(s.frames_dropped);
+  d["results_received"] = static_cast<int64_t>(s.results_received);
+  d["results_late"] = static_cast<int64_t>(s.results_late);
+  d["frames_lost"] = static_cast<int64_t>(s.frames_lost);
+  d["fallbacks"] = static_cast<int64_t>(s.fallbacks);
+  d["reconnects"] = static_cast<int64_t>(s.reconnects);
+  d["in_flight"] = static_cast<int64_t>(s.in_flight);
+  d["rtt_p50_ms"] = s.rtt_p50_ms;
+  d["rtt_p95_ms"] = s.rtt_p95_ms;
+  d["rtt_p99_ms"] = s.rtt_p99_ms;
+  d["state"] = s.state == NRB_STATE_CONNECTED ? "connected" : s.state == NRB_STATE_CONNECTING ? "connecting"
+                                                                                            : "disabled";
+  return d;
+}
+
+String NRBClient::get_last_error() const {
+  if (!error_.is_empty()) return error_;
+  return client_ != nullptr ? String(nrb_last_error(client_)) : String(nrb_last_error(nullptr));
+}
+
+void NRBClient::_bind_methods() {
+  ClassDB::bind_method(D_METHOD("configure", "endpoint", "width", "height", "buffers", "frames_in_flight",
+                                "deadline_ms", "engine", "engine_version", "enabled"),
+                       &NRBClient::configure);
+  ClassDB::bind_method(D_METHOD("close"), &NRBClient::close);
+  ClassDB::bind_method(D_METHOD("set_enabled", "enabled"), &NRBClient::set_enabled);
+  ClassDB::bind_method(D_METHOD("is_enabled"), &NRBClient::is_enabled);
+  ClassDB::bind_method(D_METHOD("begin_frame", "dt"), &NRBClient::begin_frame);
+  ClassDB::bind_method(D_METHOD("tag_buffer", "name", "format", "data", "width", "height", "depth_reversed"),
+                       &NRBClient::tag_buffer);
+  ClassDB::bind_method(D_METHOD("set_camera", "camera"), &NRBClient::set_camera);
+  ClassDB::bind_method(D_METHOD("submit"), &NRBClient::submit);
+  ClassDB::bind_method(D_METHOD("acquire_result"), &NRBClient::acquire_result);
+  ClassDB::bind_method(D_METHOD("get_result_width"), &NRBClient::get_result_width);
+  ClassDB::bind_method(D_METHOD("get_result_height"), &NRBClient::get_result_height);
+  ClassDB::bind_method(D_METHOD("get_result_frame"), &NRBClient::get_result_frame);
+  ClassDB::bind_method(D_METHOD("get_result_format"), &NRBClient::get_result_format);
+  ClassDB::bind_method(D_METHOD("set_style", "style", "strength", "over", "scope", "ids"), &NRBClient::set_style);
+  ClassDB::bind_method(D_METHOD("fire_event", "name", "params", "scope", "ids"), &NRBClient::fire_event);
+  ClassDB::bind_method(D_METHOD("get_stats"), &NRBClient::get_stats);
+  ClassDB::bind_method(D_METHOD("get_last_error"), &NRBClient::get_last_error);
+}
+
+}  // namespace godot

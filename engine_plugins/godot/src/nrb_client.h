@@ -1,0 +1,66 @@
+// NRBClient: libnrb's C ABI (nrb.h) as a Godot object. Thin: every method is one nrb_* call plus conversion
+// between Godot types (PackedByteArray, Dictionary, Projection rows) and the C structs. The protocol logic (queues,
+// deadlines, reconnects, shared memory) lives in libnrb and is tested there.
+#pragma once
+
+#include <godot_cpp/classes/ref_counted.hpp>
+#include <godot_cpp/variant/dictionary.hpp>
+#include <godot_cpp/variant/packed_byte_array.hpp>
+#include <godot_cpp/variant/packed_int32_array.hpp>
+#include <godot_cpp/variant/string.hpp>
+
+#include <cstdint>
+
+#include "nrb/nrb.h"
+
+namespace godot {
+
+class NRBClient : public RefCounted {
+  GDCLASS(NRBClient, RefCounted)
+
+ public:
+  NRBClient() = default;
+  ~NRBClient() override;
+
+  bool configure(const String& endpoint, int64_t width, int64_t height, const Dictionary& buffers,
+                 int64_t frames_in_flight, double deadline_ms, const String& engine, const String& engine_version,
+                 bool enabled);
+  void close();
+
+  void set_enabled(bool enabled);
+  bool is_enabled() const;
+
+  int64_t begin_frame(double dt);
+  bool tag_buffer(const String& name, const String& format, const PackedByteArray& data, int64_t width,
+                  int64_t height, bool depth_reversed);
+  bool set_camera(const Dictionary& camera);
+  bool submit();
+
+  PackedByteArray acquire_result();
+  int64_t get_result_width() const { return result_width_; }
+  int64_t get_result_height() const { return result_height_; }
+  int64_t get_result_frame() const { return static_cast<int64_t>(result_frame_); }
+  String get_result_format() const;
+
+  bool set_style(const String& style, double strength, double over, const String& scope,
+                 const PackedInt32Array& ids);
+  bool fire_event(const String& name, const Dictionary& params, const String& scope, const PackedInt32Array& ids);
+
+  Dictionary get_stats() const;
+  String get_last_error() const;
+
+ protected:
+  static void _bind_methods();
+
+ private:
+  bool check(nrb_status status, const char* what);
+
+  nrb_client* client_ = nullptr;
+  String error_;
+  uint32_t result_width_ = 0;
+  uint32_t result_height_ = 0;
+  uint64_t result_frame_ = 0;
+  nrb_format result_format_ = NRB_FORMAT_UNKNOWN;
+};
+
+}  // namespace godot

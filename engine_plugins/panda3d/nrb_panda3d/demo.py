@@ -1,0 +1,384 @@
+"""The sample game end to end, headless: ``make demo`` / ``nrb demo`` run :func:`main`.
+
+1. starts ``nrb serve --renderer neural --hooks nrb_panda3d/demo_hooks.py`` as a real subprocess on a free loopback
+   port (``--renderer`` picks another; when the neural renderer cannot start — no trained weights yet — it says so and
+   uses ``deferred``);
+2. runs the sample game (:mod:`nrb_panda3d.game`) headless through EGL for ``--frames`` frames with the plugin
+   attached, scripted gameplay included;
+3. writes to ``--out`` (default ``out/demo/``): ``neural/frame_NNNN.png`` (the server's image rendered from frame
+   N's G-buffers), ``raster/frame_NNNN.png`` (Panda3D's own image of frame N), ``gbuffers/`` (one frame's G-buffers,
+   for a look), ``side_by_side.mp4`` (raster | neural), ``timing.json`` and ``timing.png`` (fps, per-stage ms,
+   fallbacks), ``server.log``; and prints where everything is.
+
+By default the run is *lock-step* (``--sync``): after each frame the game waits until the server has answered it,
+so neural frame N always pairs with raster frame N and every frame gets a neural image whatever the renderer's
+speed. ``--no-sync`` runs the game at full speed as a real game would: results arrive when they arrive and frames
+without a fresh one fall back to the raster image (counted in the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOOKS_FILE = Path(__file__).resolve().parent / "demo_hooks.py"
+
+log = logging.getLogger("nrb.panda3d.demo")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise argparse.ArgumentTypeError("width and height must be 16..4096")
+    return w, h
+
+
+@dataclass
+class StepInfo:
+    """One frame of a :class:`GameSession` run."""
+
+    frame: int
+    source: str
+    client_frame: int | None
+    result_frame: int | None  # the client frame the shown neural image was rendered from
+    raster: np.ndarray | None = None
+    neural: np.ndarray | None = None
+
+
+class GameSession:
+    """The sample game with the plugin attached, headless, stepped frame by frame (the demo and the e2e tests).
+
+    Only one per process (Panda3D has one ``ShowBase``)."""
+
+    def __init__(self, endpoint: str, size: tuple[int, int] = (320, 180), *, fps: float = 30.0,
+                 deadline_ms: float = 5000.0, client: str | None = None, timeline: Any = None,
+                 show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000) -> None:
+        from nrb_panda3d.headless import configure
+
+        configure(*size)
+        from direct.showbase.ShowBase import ShowBase
+
+        from nrb_panda3d.game import SampleGame
+        from nrb_panda3d.plugin import NeuralRendering, NeuralSettings
+
+        self.size = size
+        self.base = ShowBase(windowType="offscreen")
+        settings = NeuralSettings(endpoint=endpoint, deadline_ms=deadline_ms, client=client, show_stats=show_stats,
+                                  enabled=enabled, server_timeout_ms=server_timeout_ms,
+                                  reconnect_backoff_max_ms=250)
+        self.nrb = NeuralRendering(self.base, settings)
+        self.game = SampleGame(self.base, self.nrb, dt=1.0 / fps, timeline=timeline)
+        self.game.start_task(sort=0)
+        self._client_to_frame: dict[int, int] = {}
+
+    @property
+    def client(self) -> Any:
+        return self.nrb.client
+
+    def step(self, *, capture: bool = True) -> StepInfo:
+        """Advance the game one frame (game logic, render, G-buffers submitted, newest result shown)."""
+        self.base.taskMgr.step()
+        rec = self.nrb.records[-1]
+        client_frame = rec.extra.get("client_frame")
+        if client_frame is not None:
+            self._client_to_frame[client_frame] = rec.frame
+        info = StepInfo(rec.frame, rec.source, client_frame, rec.result_frame)
+        if capture:
+            info.raster = self.nrb.raster_image()
+            info.neural = self.nrb.neural_image()
+        return info
+
+    def frame_of(self, client_frame: int | None) -> int | None:
+        """The game frame whose G-buffers a client frame id carried."""
+        return None if client_frame is None else self._client_to_frame.get(client_frame)
+
+    def wait_answered(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted frame was sent and answered (or dropped): lock-step mode."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = self.client.stats()
+            if s.frames_sent + s.frames_dropped >= s.frames_submitted and s.in_flight == 0:
+                return True
+            time.sleep(0.001)
+        return False
+
+    def wait_connected(self, timeout: float = 30.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.client.stats().state == "connected":
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self) -> None:
+        self.nrb.destroy()
+        self.base.destroy()
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+
+
+def _label(img: np.ndarray, text: str, color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+    d = ImageDraw.Draw(im)
+    d.rectangle([0, 0, 7 * len(text) + 6, 14], fill=(0, 0, 0))
+    d.text((3, 1), text, fill=color)
+    return np.asarray(im)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0, "count": 0}
+    a = np.asarray(values, np.float64)
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "max": float(a.max()), "count": int(a.size)}
+
+
+STAGES = ("pre_ms", "render_ms", "readback_ms", "convert_ms", "submit_ms")
+
+
+def timing_report(records: list[Any], wall_s: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``timing.json`` content from the plugin's frame records."""
+    enabled = [r for r in records if r.extra.get("client_frame") is not None]
+    report = {
+        "frames": len(records),
+        "wall_s": wall_s,
+        "fps": len(records) / wall_s if wall_s > 0 else 0.0,
+        "neural_frames": sum(r.source == "neural" for r in records),
+        "raster_frames": sum(r.source == "raster" for r in records),
+        "fallbacks": sum(r.source == "raster" for r in enabled),
+        "stages_ms": {s[:-3]: _stats([getattr(r, s) for r in enabled]) for s in STAGES},
+        "round_trip_ms": _stats([r.round_trip_ms for r in records if r.round_trip_ms is not None]),
+        "server_ms": _stats([r.server_ms for r in records if r.server_ms is not None]),
+        "engine_ms_per_frame": _stats([sum(getattr(r, s) for s in STAGES) for r in enabled]),
+    }
+    report.update(extra)
+    return report
+
+
+def plot_timing(records: list[Any], events: list[tuple[int, float, str]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = np.array([r.frame for r in records])
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    bottom = np.zeros(len(records))
+    for s in STAGES:
+        v = np.array([getattr(r, s) for r in records])
+        ax.fill_between(frames, bottom, bottom + v, step="mid", alpha=0.7, label=s[:-3])
+        bottom += v
+    rtt = np.array([np.nan if r.round_trip_ms is None else r.round_trip_ms for r in records])
+    srv = np.array([np.nan if r.server_ms is None else r.server_ms for r in records])
+    ax.plot(frames, rtt, "k-", lw=1, label="round trip (submit → result)")
+    ax.plot(frames, srv, "k:", lw=1, label="server total")
+    for f, _t, name in events:
+        ax.axvline(f, color="grey", ls="--", lw=0.8)
+        ax.text(f, ax.get_ylim()[1] * 0.95 if ax.get_ylim()[1] > 0 else 1, name, rotation=90, va="top", fontsize=7)
+    ax.set_ylabel("ms")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper right")
+    src = np.array([1.0 if r.source == "neural" else 0.0 for r in records])
+    ax2.fill_between(frames, 0, src, step="mid", color="tab:green", label="neural shown")
+    ax2.fill_between(frames, 0, 1 - src, step="mid", color="tab:red", alpha=0.4, label="raster (fallback)")
+    ax2.set_yticks([])
+    ax2.set_xlabel("frame")
+    ax2.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_gbuffers(nrb: Any, out: Path) -> None:
+    """One frame's G-buffers as viewable PNGs (albedo, normals, depth, motion, ids, ...)."""
+    from PIL import Image
+
+    frame = nrb.gbuffer.read()
+    out.mkdir(parents=True, exist_ok=True)
+    b = {k: v[1] for k, v in frame.buffers.items()}
+    Image.fromarray(b["albedo"][..., :3]).save(out / "albedo.png")
+    n = b["normals"].astype(np.float32)[..., :3]
+    Image.fromarray(((n * 0.5 + 0.5).clip(0, 1) * 255).astype(np.uint8)).save(out / "normals.png")
+    ld = b["linear_depth"][..., 0]
+    Image.fromarray((np.clip(1.0 - ld / 30.0, 0, 1) * 255).astype(np.uint8)).save(out / "linear_depth.png")
+    Image.fromarray(b["roughness"][..., 0]).save(out / "roughness.png")
+    Image.fromarray(b["metallic"][..., 0]).save(out / "metallic.png")
+    mv = b["motion_vectors"].astype(np.float32)
+    mvi = np.zeros(mv.shape[:2] + (3,), np.uint8)
+    mvi[..., :2] = (np.clip(mv / 8.0 * 0.5 + 0.5, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(mvi).save(out / "motion_vectors.png")
+    rng = np.random.RandomState(7)
+    pal = rng.randint(40, 255, (65536, 3)).astype(np.uint8)
+    pal[0] = 0
+    Image.fromarray(pal[b["object_id"][..., 0]]).save(out / "object_id.png")
+    Image.fromarray(pal[(b["material_id"][..., 0].astype(np.int64) * 97) % 65536]).save(out / "material_id.png")
+    em = b["emissive"].astype(np.float32)[..., :3]
+    Image.fromarray((np.clip(em / 4.0, 0, 1) * 255).astype(np.uint8)).save(out / "emissive.png")
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nrb demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")
+    p.add_argument("--frames", type=int, default=300, help="frames to run (default 300 = 10 s of game time)")
+    p.add_argument("--size", type=parse_size, default=(320, 180), help="render size WxH (default 320x180)")
+    p.add_argument("--fps", type=float, default=30.0, help="game time step 1/FPS and video frame rate (default 30)")
+    p.add_argument("--renderer", default="neural", help="server renderer (default neural)")
+    p.add_argument("--fallback-renderer", default="deferred",
+                   help="renderer to use when --renderer cannot start (default deferred; '' to fail instead)")
+    p.add_argument("--hooks", type=Path, default=HOOKS_FILE, help="server hooks file (default: the demo's)")
+    p.add_argument("--endpoint", help="use a running server at this endpoint instead of starting one")
+    p.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
+                   help="lock-step: wait for each frame's result before the next (default on)")
+    p.add_argument("--deadline-ms", type=float, default=None,
+                   help="client deadline (default 10000 with --sync, 250 without)")
+    p.add_argument("--client", choices=("native", "python"), default=None,
+                   help="engine client (default: native bridge._native.Client when built, else python)")
+    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write side_by_side.mp4")
+    p.add_argument("--stats-overlay", action="store_true", help="draw the statistics overlay into the window")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("neural", "raster"):
+        (out / sub).mkdir(exist_ok=True)
+        for old in (out / sub).glob("frame_*.png"):
+            old.unlink()
+
+    from nrb_panda3d.game import Timeline
+    from nrb_panda3d.server import ServerProcess
+
+    server: ServerProcess | None = None
+    renderer = args.renderer
+    endpoint = args.endpoint
+    log_path = out / "server.log"
+    if log_path.exists():
+        log_path.unlink()
+    if endpoint is None:
+        server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path)
+        try:
+            endpoint = server.start()
+        except RuntimeError as exc:
+            if not args.fallback_renderer or args.fallback_renderer == renderer:
+                print(f"nrb demo: the server could not start: {exc}", file=sys.stderr)
+                return 2
+            first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            print(f"nrb demo: renderer {renderer!r} is not available ({first_line}); "
+                  f"using {args.fallback_renderer!r}", file=sys.stderr)
+            renderer = args.fallback_renderer
+            server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path)
+            endpoint = server.start()
+    deadline = args.deadline_ms or (10000.0 if args.sync else 250.0)
+    game_seconds = args.frames / args.fps
+    session: GameSession | None = None
+    try:
+        session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline, client=args.client,
+                              timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay)
+        if not session.wait_connected(60.0):
+            print(f"nrb demo: no session with {endpoint}: {session.client.last_error()}", file=sys.stderr)
+            return 3
+        rasters: dict[int, np.ndarray] = {}
+        neurals: dict[int, np.ndarray] = {}
+        from PIL import Image
+
+        t0 = time.perf_counter()
+        gb_frame = min(args.frames, max(1, args.frames // 3))
+        for i in range(args.frames):
+            info = session.step()
+            assert info.raster is not None
+            rasters[info.frame] = info.raster[..., :3]
+            Image.fromarray(rasters[info.frame]).save(out / "raster" / f"frame_{info.frame:04d}.png")
+            src = session.frame_of(info.result_frame)
+            if info.neural is not None and src is not None and src not in neurals:
+                neurals[src] = info.neural[..., :3]
+                Image.fromarray(neurals[src]).save(out / "neural" / f"frame_{src:04d}.png")
+            if i + 1 == gb_frame:
+                save_gbuffers(session.nrb, out / "gbuffers")
+            if args.sync:
+                session.wait_answered(deadline / 1000.0)
+        # one more frame shows the last answer
+        info = session.step()
+        src = session.frame_of(info.result_frame)
+        if info.neural is not None and src is not None and src not in neurals and src in rasters:
+            neurals[src] = info.neural[..., :3]
+            Image.fromarray(neurals[src]).save(out / "neural" / f"frame_{src:04d}.png")
+        wall = time.perf_counter() - t0
+        records = list(session.nrb.records)[: args.frames]
+        stats = session.nrb.stats()
+
+        video_path = None
+        if args.video:
+            import imageio.v2 as imageio
+
+            video_path = out / "side_by_side.mp4"
+            writer = imageio.get_writer(str(video_path), fps=args.fps, codec="libx264", quality=8,
+                                        macro_block_size=1, pixelformat="yuv420p", ffmpeg_log_level="error")
+            try:
+                for f in sorted(rasters):
+                    left = _label(rasters[f], f"raster #{f}")
+                    if f in neurals:
+                        right = _label(neurals[f], f"neural ({renderer})")
+                    else:
+                        right = _label((rasters[f] * 0.5).astype(np.uint8), "fallback: raster", (255, 120, 120))
+                    frame = np.concatenate([left, right], axis=1)
+                    h, w = frame.shape[:2]
+                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                    writer.append_data(frame)
+            finally:
+                writer.close()
+        report = timing_report(records, wall, {
+            "renderer": renderer,
+            "endpoint": endpoint,
+            "client": stats.get("client"),
+            "size": list(args.size),
+            "sync": args.sync,
+            "deadline_ms": deadline,
+            "game_fps": args.fps,
+            "neural_images_saved": len(neurals),
+            "gameplay": [{"frame": f, "time": t, "event": n} for f, t, n in session.game.log],
+            "client_stats": {k: v for k, v in stats.items() if k != "extra"},
+        })
+        (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n")
+        plot_timing(records, session.game.log, out / "timing.png",
+                    f"nrb demo: {renderer}, {args.size[0]}x{args.size[1]}, {report['fps']:.1f} fps, "
+                    f"{report['fallbacks']} fallbacks")
+    finally:
+        if session is not None:
+            session.close()
+        if server is not None:
+            server.stop()
+
+    print(f"nrb demo: {report['frames']} frames in {wall:.1f} s ({report['fps']:.1f} fps), renderer {renderer}, "
+          f"{len(neurals)} neural frames, {report['fallbacks']} fallbacks")
+    print(f"  neural frames : {out / 'neural'}/frame_NNNN.png")
+    print(f"  raster frames : {out / 'raster'}/frame_NNNN.png")
+    print(f"  G-buffers     : {out / 'gbuffers'}/")
+    if video_path is not None:
+        print(f"  side by side  : {video_path}")
+    print(f"  timing report : {out / 'timing.json'}  (plot: {out / 'timing.png'})")
+    print(f"  server log    : {log_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""``NeuralRendering``: the plugin object a Panda3D game adds in one line.
+
+    from nrb_panda3d import NeuralRendering
+    nrb = NeuralRendering(base)                        # after ShowBase(), before base.run()
+    nrb.set_style("noir", 1.0, over=2.0)               # game logic: whole world, over two seconds
+    nrb.fire_event("weapon_powerup", {}, target=("object", [42]))
+    nrb.enabled = False                                # the player's settings toggle (also: key F9)
+
+What it does each frame (two tasks around Panda3D's ``igLoop``, sort 50):
+
+* **before rendering** (task ``nrb-pre``, sort 49): gets the newest rendered image from the client (``acquire
+  result``); if there is one it is uploaded to a texture and shown on the full-screen card, otherwise the card shows
+  the game's own raster image (fall back). Then it sets every object's current/previous model-view-projection for
+  the G-buffer pass and begins the client frame.
+* **rendering** (``igLoop``): the game's cameras render the scene into an offscreen texture (``FilterManager``); the
+  G-buffer camera renders albedo, normals, depth, roughness/metallic, emissive, material/object ids and motion
+  vectors (:mod:`nrb_panda3d.gbuffer`); the window draws the card and the game's 2D UI on top.
+* **after rendering** (task ``nrb-post``, sort 51): reads the G-buffers back, tags them with the camera constants and
+  submits the frame; the client sends it in the background and never blocks the game.
+
+The raster image is always rendered, so falling back (server down, late result, toggle off) costs nothing more
+than showing a different texture, and the 2D UI (``render2d``/``aspect2d``) stays on top of either image.
+
+Settings come from Panda3D config variables (``Config.prc`` or ``loadPrcFileData``), overridable in code:
+``nrb-enabled``, ``nrb-endpoint``, ``nrb-deadline-ms``, ``nrb-frames-in-flight``, ``nrb-toggle-key``,
+``nrb-show-stats``, ``nrb-render-size``, ``nrb-send-color``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from panda3d.core import (
+    ConfigVariableBool,
+    ConfigVariableDouble,
+    ConfigVariableInt,
+    ConfigVariableString,
+    PandaSystem,
+    Texture,
+)
+
+from nrb_panda3d.client import ClientConfig, ClientStats, FrameResult, TargetLike, make_client
+from nrb_panda3d.gbuffer import GBUFFER_FORMATS, GBufferPass, texture_to_array
+
+log = logging.getLogger("nrb.panda3d")
+
+RASTER, NEURAL = "raster", "neural"
+
+
+def _srgb8(pixels: np.ndarray) -> np.ndarray:
+    """A result image as (H, W, 4) uint8 for display (float formats are linear: sRGB-encode them)."""
+    if pixels.dtype == np.uint8:
+        if pixels.shape[2] == 4:
+            return pixels
+        out = np.full(pixels.shape[:2] + (4,), 255, np.uint8)
+        out[..., : pixels.shape[2]] = pixels
+        return out
+    x = np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    rgb = np.where(x[..., :3] <= 0.0031308, x[..., :3] * 12.92, 1.055 * x[..., :3] ** (1 / 2.4) - 0.055)
+    out = np.full(pixels.shape[:2] + (4,), 255, np.uint8)
+    out[..., :3] = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return out
+
+
+@dataclass
+class NeuralSettings:
+    """The plugin's settings; :meth:`from_config` reads the Panda3D config variables (the defaults below)."""
+
+    enabled: bool = True
+    endpoint: str = "tcp://127.0.0.1:5555"
+    deadline_ms: float = 100.0
+    frames_in_flight: int = 2
+    toggle_key: str = "f9"
+    show_stats: bool = False
+    render_size: tuple[int, int] | None = None  # None: the window size
+    send_color: bool = True  # also send the game's own image as ``hudless_color``
+    client: str | None = None  # "native" / "python" / None (native when available)
+    server_timeout_ms: int = 2000
+    reconnect_backoff_max_ms: int = 1000
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> NeuralSettings:
+        size = ConfigVariableString("nrb-render-size", "").getValue().strip()
+        s = cls(
+            enabled=ConfigVariableBool("nrb-enabled", True).getValue(),
+            endpoint=ConfigVariableString("nrb-endpoint", cls.endpoint).getValue(),
+            deadline_ms=ConfigVariableDouble("nrb-deadline-ms", cls.deadline_ms).getValue(),
+            frames_in_flight=ConfigVariableInt("nrb-frames-in-flight", cls.frames_in_flight).getValue(),
+            toggle_key=ConfigVariableString("nrb-toggle-key", cls.toggle_key).getValue(),
+            show_stats=ConfigVariableBool("nrb-show-stats", False).getValue(),
+            render_size=tuple(int(v) for v in size.split()) if size else None,  # type: ignore[arg-type]
+            send_color=ConfigVariableBool("nrb-send-color", True).getValue(),
+        )
+        for k, v in overrides.items():
+            if not hasattr(s, k):
+                raise TypeError(f"unknown setting {k!r}")
+            setattr(s, k, v)
+        return s
+
+
+@dataclass
+class FrameRecord:
+    """What happened on one frame (the timing report and the tests read these)."""
+
+    frame: int
+    source: str  # what the window showed: "neural" or "raster"
+    result_frame: int | None = None  # the client frame id the shown neural image was rendered from
+    pre_ms: float = 0.0  # acquire + upload + object matrices
+    render_ms: float = 0.0  # igLoop: raster + G-buffer + display
+    readback_ms: float = 0.0
+    convert_ms: float = 0.0
+    submit_ms: float = 0.0  # tag buffers + camera + submit
+    round_trip_ms: float | None = None
+    server_ms: float | None = None
+    sent: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NeuralRendering:
+    """See the module docstring. ``scene`` defaults to ``base.render`` and ``camera`` to ``base.cam``."""
+
+    def __init__(self, base: Any, settings: NeuralSettings | None = None, *, scene: Any = None, camera: Any = None,
+                 client: Any = None, history: int = 4096) -> None:
+        from direct.filter.FilterManager import FilterManager
+        from direct.gui.OnscreenText import OnscreenText
+
+        self.base = base
+        self.settings = settings or NeuralSettings.from_config()
+        self.scene = scene if scene is not None else base.render
+        self.camera = camera if camera is not None else base.cam
+        win_size = (base.win.getXSize(), base.win.getYSize())
+        self.render_size = tuple(self.settings.render_size or win_size)
+
+        # raster path: the game's camera renders into a texture; a full-screen card shows it (or the neural image)
+        self.scene_tex = Texture("nrb-raster")
+        self.filters = FilterManager(base.win, self.camera)
+        quad = self.filters.renderSceneInto(colortex=self.scene_tex)
+        if quad is None:
+            raise RuntimeError("could not create the offscreen scene buffer")
+        quad.setColor(1, 1, 1, 1)
+        quad.setShaderOff(1)
+        self.card = quad
+        self.neural_tex = Texture("nrb-neural")
+        self.neural_tex.setup2dTexture(*win_size, Texture.T_unsigned_byte, Texture.F_rgba8)
+        self.source = RASTER
+        self.card.setTexture(self.scene_tex, 1)
+
+        self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)  # type: ignore[arg-type]
+        buffers = list(GBUFFER_FORMATS.items())
+        if self.settings.send_color:
+            buffers.append(("hudless_color", "rgba8_srgb"))
+        self.buffer_specs = buffers
+        if client is None:
+            client = make_client(ClientConfig(
+                endpoint=self.settings.endpoint, render_size=self.render_size, output_size=self.render_size,
+                buffers=buffers, frames_in_flight=self.settings.frames_in_flight,
+                deadline_ms=self.settings.deadline_ms, engine_name="panda3d",
+                engine_version=PandaSystem.getVersionString(), start_disabled=not self.settings.enabled,
+                server_timeout_ms=self.settings.server_timeout_ms,
+                reconnect_backoff_max_ms=self.settings.reconnect_backoff_max_ms,
+            ), kind=self.settings.client)
+        self.client = client
+        self._enabled = bool(self.settings.enabled)
+        self.gbuffer.set_active(self._enabled)
+
+        self.frame = 0
+        self.records: collections.deque[FrameRecord] = collections.deque(maxlen=history)
+        self._record: FrameRecord | None = None
+        self._t_pre_end = 0.0
+        self._last_result: FrameResult | None = None
+        self._uploaded_frame: int | None = None
+        self._fps_times: collections.deque[float] = collections.deque(maxlen=60)
+        self._stats_cache = ClientStats()
+        self.overlay = OnscreenText(text="", pos=(-1.3, 0.92), scale=0.045, align=0, fg=(1, 1, 1, 1),
+                                    shadow=(0, 0, 0, 0.8), mayChange=True, parent=base.a2dTopLeft)
+        self.overlay.setPos(0.03, -0.06)
+        self.show_stats = self.settings.show_stats
+        base.taskMgr.add(self._pre_task, "nrb-pre", sort=49)
+        base.taskMgr.add(self._post_task, "nrb-post", sort=51)
+        if self.settings.toggle_key:
+            base.accept(self.settings.toggle_key, self.toggle)
+
+    # ------------------------------------------------------------------------------------------ scripting verbs
+    @property
+    def enabled(self) -> bool:
+        """Neural rendering on (the player's toggle). Off: the next frame shows the raster image, no traffic."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        value = bool(value)
+        if value == self._enabled:
+            return
+        self._enabled = value
+        self.client.set_enabled(value)
+        self.gbuffer.set_active(value)
+        if value:
+            self.gbuffer.reset_history()
+        else:
+            self._show(RASTER)
+        log.info("neural rendering %s", "on" if value else "off")
+
+    def toggle(self) -> None:
+        """Flip :attr:`enabled` (bound to the toggle key)."""
+        self.enabled = not self._enabled
+
+    def set_style(self, style: str, strength: float = 1.0, over: float = 0.0, target: TargetLike = None) -> None:
+        """Move ``target`` (None: whole world; ``("object", [ids])``; ``("material", [ids])``) toward ``style``
+        with ``strength`` 0..1 over ``over`` seconds. Rides on the next frame sent."""
+        self.client.set_style(style, strength, over, target)
+
+    def fire_event(self, name: str, params: dict[str, Any] | None = None, target: TargetLike = None) -> None:
+        """Send a gameplay event to the server's hooks (``@on(name)``)."""
+        self.client.fire_event(name, params or {}, target)
+
+    def stats(self) -> dict[str, Any]:
+        """Statistics for an on-screen overlay: client counters, fps, what is shown."""
+        s = self.client.stats()
+        self._stats_cache = s
+        out = asdict(s)
+        out.update(fps=self.fps, source=self.source, enabled=self._enabled, frame=self.frame,
+                   client=getattr(self.client, "kind", "?"))
+        return out
+
+    @property
+    def fps(self) -> float:
+        if len(self._fps_times) < 2:
+            return 0.0
+        return (len(self._fps_times) - 1) / max(self._fps_times[-1] - self._fps_times[0], 1e-9)
+
+    @property
+    def show_stats(self) -> bool:
+        return not self.overlay.isHidden()
+
+    @show_stats.setter
+    def show_stats(self, value: bool) -> None:
+        if value:
+            self.overlay.show()
+        else:
+            self.overlay.hide()
+
+    # -------------------------------------------------------------------------------------------- captures
+    def raster_image(self) -> np.ndarray:
+        """The game's own image of the last rendered frame, (H, W, 4) uint8, top row first."""
+        gsg = self.base.win.getGsg()
+        if not self.base.graphicsEngine.extractTextureData(self.scene_tex, gsg):
+            raise RuntimeError("could not read back the raster image")
+        return np.ascontiguousarray(texture_to_array(self.scene_tex))
+
+    def neural_image(self) -> np.ndarray | None:
+        """The neural image shown on the last frame (as received, display-encoded), or None."""
+        if self.source != NEURAL or self._last_result is None:
+            return None
+        return _srgb8(self._last_result.pixels)
+
+    def displayed_image(self) -> np.ndarray:
+        """What the window shows (card + 2D UI), (H, W, 4) uint8, top row first."""
+        shot = self.base.win.getScreenshot()
+        if shot is None:
+            raise RuntimeError("could not read the window")
+        return np.ascontiguousarray(texture_to_array(shot))
+
+    # ------------------------------------------------------------------------------------------- per frame
+    def _show(self, source: str) -> None:
+        if source == self.source:
+            return
+        self.card.setTexture(self.neural_tex if source == NEURAL else self.scene_tex, 1)
+        self.source = source
+
+    def _upload(self, result: FrameResult) -> None:
+        if self._uploaded_frame == result.frame_id:
+            return
+        img = _srgb8(result.pixels)
+        h, w = img.shape[:2]
+        if (self.neural_tex.getXSize(), self.neural_tex.getYSize()) != (w, h):
+            self.neural_tex.setup2dTexture(w, h, Texture.T_unsigned_byte, Texture.F_rgba8)
+        self.neural_tex.setRamImageAs(np.ascontiguousarray(img[::-1]).tobytes(), "RGBA")
+        self._uploaded_frame = result.frame_id
+
+    def _pre_task(self, task: Any) -> int:
+        t0 = time.perf_counter()
+        self.frame += 1
+        self._fps_times.append(t0)
+        rec = FrameRecord(self.frame, RASTER)
+        if self._enabled:
+            result = self.client.acquire_result()
+            if result is not None:
+                self._upload(result)
+                self._last_result = result
+                self._show(NEURAL)
+                rec.result_frame = result.frame_id
+                rec.round_trip_ms, rec.server_ms = result.round_trip_ms, result.server_ms
+            else:
+                self._show(RASTER)
+            camera = self.gbuffer.update_objects()
+            rec.extra["camera"] = camera
+            rec.extra["client_frame"] = int(self.client.frame_begin(-1.0))
+        else:
+            self._show(RASTER)
+        rec.source = self.source
+        if self.show_stats:
+            self._update_overlay()
+        self._record = rec
+        self._t_pre_end = time.perf_counter()
+        rec.pre_ms = (self._t_pre_end - t0) * 1e3
+        return task.cont
+
+    def _post_task(self, task: Any) -> int:
+        t0 = time.perf_counter()
+        rec = self._record
+        if rec is None:
+            return task.cont
+        rec.render_ms = (t0 - self._t_pre_end) * 1e3
+        camera = rec.extra.pop("camera", None)
+        if self._enabled and camera is not None:
+            self._stats_cache = self.client.stats()
+            connected = self._stats_cache.state == "connected"
+            if connected:
+                frame = self.gbuffer.read()
+                rec.readback_ms, rec.convert_ms = frame.readback_ms, frame.convert_ms
+                t1 = time.perf_counter()
+                for name, (fmt, arr) in frame.buffers.items():
+                    self.client.tag_buffer(name, fmt, arr)
+                if self.settings.send_color:
+                    self.client.tag_buffer("hudless_color", "rgba8_srgb", self.raster_image())
+                self.client.set_camera(frame.camera.as_dict())
+                rec.sent = True
+                t0 = t1
+            self.client.submit()
+        rec.submit_ms = (time.perf_counter() - t0) * 1e3
+        self.records.append(rec)
+        return task.cont
+
+    def _update_overlay(self) -> None:
+        s = self.stats()
+        self.overlay.setText(
+            f"{'NEURAL' if s['source'] == NEURAL else 'RASTER'}  {s['fps']:.0f} fps  [{s['state']}]\n"
+            f"rtt p50 {s['rtt_p50_ms']:.1f} ms  p95 {s['rtt_p95_ms']:.1f} ms\n"
+            f"sent {s['frames_sent']}  results {s['results_received']}  fallbacks {s['fallbacks']}"
+            f"  reconnects {s['reconnects']}")
+
+    def destroy(self) -> None:
+        """Remove the tasks, buffers and the client (the game keeps running with its own image)."""
+        self.base.taskMgr.remove("nrb-pre")
+        self.base.taskMgr.remove("nrb-post")
+        if self.settings.toggle_key:
+            self.base.ignore(self.settings.toggle_key)
+        try:
+            self.client.close()
+        finally:
+            self.gbuffer.destroy()
+            self.filters.cleanup()
+            self.overlay.destroy()

@@ -1,0 +1,46 @@
+// Neural Render Bridge runtime module: owns the libnrb client and the scene view extension.
+#pragma once
+
+#include "CoreMinimal.h"
+#include "Modules/ModuleInterface.h"
+#include "Modules/ModuleManager.h"
+
+struct nrb_client;
+class FNeuralSceneViewExtension;
+
+class NEURALRENDERBRIDGE_API FNeuralRenderBridgeModule : public IModuleInterface
+{
+public:
+	static FNeuralRenderBridgeModule& Get()
+	{
+		return FModuleManager::LoadModuleChecked<FNeuralRenderBridgeModule>("NeuralRenderBridge");
+	}
+	static bool IsAvailable() { return FModuleManager::Get().IsModuleLoaded("NeuralRenderBridge"); }
+
+	virtual void StartupModule() override;
+	virtual void ShutdownModule() override;
+
+	/** The libnrb client, or nullptr before the engine finished starting / when it could not be created. Any thread
+	 * may call the event, style, enable and stats functions of nrb.h on it. */
+	nrb_client* GetClient() const { return Client; }
+
+	/** (Re)creates the client from the console variables (endpoint, deadline, enable). Game thread. */
+	void RecreateClient();
+
+	/** Object id (custom stencil value, 1..255) -> material id, read by the render thread's pack pass. */
+	void SetMaterialOfObject(int32 ObjectId, int32 MaterialId);
+	void GetMaterialTable(TArray<uint32>& Out) const;
+
+private:
+	void OnPostEngineInit();
+	void OnCVarsChanged();
+
+	nrb_client* Client = nullptr;
+	FString ClientEndpoint;
+	float ClientDeadlineMs = 0.f;
+	TSharedPtr<FNeuralSceneViewExtension, ESPMode::ThreadSafe> ViewExtension;
+	FDelegateHandle PostEngineInitHandle;
+	FDelegateHandle CVarSinkHandle;
+	mutable FCriticalSection MaterialLock;
+	TArray<uint32> MaterialOfObject;
+};

@@ -1,0 +1,68 @@
+// Game-logic verbs of the Neural Render Bridge: each maps to one call of libnrb's C ABI (nrb.h).
+#pragma once
+
+#include "CoreMinimal.h"
+#include "Kismet/BlueprintFunctionLibrary.h"
+
+#include "NeuralRenderingBlueprintLibrary.generated.h"
+
+class UPrimitiveComponent;
+
+/** What a style command or event applies to (docs/protocol.md section 5.3). */
+UENUM(BlueprintType)
+enum class ENeuralStyleScope : uint8
+{
+	Global,
+	Material,
+	Object
+};
+
+/** Statistics for an on-screen overlay (nrb_stats). */
+USTRUCT(BlueprintType)
+struct FNeuralRenderingStats
+{
+	GENERATED_BODY()
+
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 FramesSubmitted = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 FramesSent = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 ResultsReceived = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 Fallbacks = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 Reconnects = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP50Ms = 0.f;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP95Ms = 0.f;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") bool bConnected = false;
+};
+
+UCLASS()
+class NEURALRENDERBRIDGE_API UNeuralRenderingBlueprintLibrary : public UBlueprintFunctionLibrary
+{
+	GENERATED_BODY()
+
+public:
+	/** The player's toggle: neural image on or off (r.NeuralRendering.Enable). C ABI: nrb_set_enabled. */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering")
+	static void SetNeuralRenderingEnabled(bool bEnabled);
+
+	/** C ABI: nrb_get_enabled. */
+	UFUNCTION(BlueprintPure, Category = "Neural Rendering")
+	static bool IsNeuralRenderingEnabled();
+
+	/** Moves the target toward Style at Strength (0..1) over OverSeconds. C ABI: nrb_set_style. */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering", meta = (AutoCreateRefTerm = "Ids"))
+	static bool SetNeuralStyle(FName Style, float Strength, float OverSeconds, ENeuralStyleScope Scope,
+		const TArray<int32>& Ids);
+
+	/** Sends a gameplay event to the server's hooks (@on("name")). C ABI: nrb_fire_event. */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering", meta = (AutoCreateRefTerm = "Params,Ids"))
+	static bool FireNeuralStyleEvent(FName EventName, const TMap<FString, FString>& Params, ENeuralStyleScope Scope,
+		const TArray<int32>& Ids);
+
+	/** C ABI: nrb_get_stats. */
+	UFUNCTION(BlueprintPure, Category = "Neural Rendering")
+	static FNeuralRenderingStats GetNeuralRenderingStats();
+
+	/** Gives a component an object id (custom stencil 1..255) and a material id for the G-buffers. Engine side
+	 * only: no C ABI call (the ids travel in the object_id / material_id buffers). */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering")
+	static void SetNeuralObjectId(UPrimitiveComponent* Component, int32 ObjectId, int32 MaterialId);
+};

@@ -1,0 +1,40 @@
+// Project Settings > Plugins > Neural Rendering, bound to the r.NeuralRendering.* console variables.
+#pragma once
+
+#include "CoreMinimal.h"
+#include "Engine/DeveloperSettings.h"
+
+#include "NeuralRenderingSettings.generated.h"
+
+UCLASS(Config = Engine, DefaultConfig, meta = (DisplayName = "Neural Rendering"))
+class NEURALRENDERBRIDGE_API UNeuralRenderingSettings : public UDeveloperSettings
+{
+	GENERATED_BODY()
+
+public:
+	UNeuralRenderingSettings();
+
+	/** Replace the final image with the neural renderer's output (the player's toggle sets this at run time). */
+	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
+		meta = (ConsoleVariable = "r.NeuralRendering.Enable"))
+	bool bEnabled = true;
+
+	/** ZeroMQ endpoint of the nrb server, e.g. tcp://127.0.0.1:5555. */
+	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
+		meta = (ConsoleVariable = "r.NeuralRendering.Endpoint"))
+	FString Endpoint = TEXT("tcp://127.0.0.1:5555");
+
+	/** A result older than this (from submit) is never shown; the engine's own image is shown instead. */
+	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
+		meta = (ConsoleVariable = "r.NeuralRendering.DeadlineMs", ClampMin = "1", ClampMax = "60000"))
+	float DeadlineMs = 100.f;
+
+	virtual FName GetCategoryName() const override { return TEXT("Plugins"); }
+	virtual void PostInitProperties() override;
+#if WITH_EDITOR
+	virtual void PostEditChangeProperty(FPropertyChangedEvent& PropertyChangedEvent) override;
+#endif
+
+	/** Pushes the saved values into the console variables (done at startup). */
+	void ApplyToConsoleVariables() const;
+};

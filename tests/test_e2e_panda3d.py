@@ -1,0 +1,162 @@
+"""End to end: the Panda3D sample game, headless, against a real ``nrb serve`` subprocess.
+
+One game (Panda3D has one ShowBase per process) and one server for the module; the tests run in file order and
+each leaves the game connected and neural. Renderer: ``deferred`` (fast and exactly style-local, so "only the
+weapon's pixels change" can be checked exactly); ``NRB_E2E_RENDERER`` picks another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "engine_plugins" / "panda3d"))
+
+import panda3d  # noqa: E402,F401  - a hard dependency: the e2e tests must run, not skip
+from nrb_panda3d import game as sample  # noqa: E402
+from nrb_panda3d.demo import HOOKS_FILE, GameSession  # noqa: E402
+from nrb_panda3d.server import ServerProcess  # noqa: E402
+
+RENDERER = os.environ.get("NRB_E2E_RENDERER", "deferred")
+SIZE = (160, 120)
+DEADLINE_MS = 600.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(RENDERER, hooks=HOOKS_FILE, log_path=tmp_path_factory.mktemp("srv") / "server.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def game(server):
+    s = GameSession(server.endpoint, SIZE, deadline_ms=DEADLINE_MS, server_timeout_ms=400)
+    assert s.wait_connected(30.0), s.client.last_error()
+    yield s
+    s.close()
+
+
+def step_sync(g: GameSession, n: int = 1):
+    info = None
+    for _ in range(n):
+        info = g.step()
+        assert g.wait_answered(5.0), (g.client.last_error(), g.client.stats(), getattr(g.client, "_debug", lambda: "")())
+    return info
+
+
+def until(g: GameSession, cond, max_frames: int = 300, sleep: float = 0.0):
+    """Step (without waiting for answers) until cond(info) or max_frames; returns (info, frames stepped)."""
+    for i in range(max_frames):
+        info = g.step()
+        if cond(info):
+            return info, i + 1
+        if sleep:
+            time.sleep(sleep)
+    raise AssertionError(f"condition not met within {max_frames} frames; stats {g.client.stats()}")
+
+
+def test_neural_frames_arrive_and_differ_from_raster(game):
+    step_sync(game, 4)
+    info = step_sync(game)
+    assert info.source == "neural", game.client.stats()
+    assert info.neural is not None and info.raster is not None
+    # the window shows the neural image
+    shown = game.nrb.displayed_image()[..., :3]
+    np.testing.assert_array_equal(shown, info.neural[..., :3])
+    diff = np.abs(info.neural[..., :3].astype(int) - info.raster[..., :3].astype(int))
+    assert diff.mean() > 5.0, "the neural frame is just the raster frame"
+    # it answers the previous frame's G-buffers: the client frame id is one behind
+    assert info.result_frame == info.client_frame - 1
+    stats = game.client.stats()
+    assert stats.results_received >= 4 and stats.errors_received == 0
+    recs = list(game.nrb.records)[-4:]
+    assert all(r.sent and r.readback_ms > 0 for r in recs)
+
+
+def test_toggle_switches_sources_within_one_frame(game):
+    step_sync(game, 2)
+    assert game.step().source == "neural"
+    game.nrb.enabled = False  # the settings toggle
+    info = game.step()  # the very next frame is the game's own image
+    assert info.source == "raster"
+    np.testing.assert_array_equal(game.nrb.displayed_image()[..., :3], info.raster[..., :3])
+    time.sleep(0.05)  # a frame the client was already sending when the toggle flipped may still go out
+    sent = game.client.stats().frames_sent
+    for _ in range(3):
+        assert game.step().source == "raster"
+    time.sleep(0.05)
+    assert game.client.stats().frames_sent == sent  # no traffic while off
+    # the keyboard toggle turns it back on: neural again on the first frame a fresh result exists
+    game.base.messenger.send(game.nrb.settings.toggle_key)
+    assert game.nrb.enabled
+    info, n = until(game, lambda i: i.source == "neural", max_frames=400, sleep=0.01)
+    assert n < 400
+    # and off again by key, effective on the next frame
+    game.base.messenger.send(game.nrb.settings.toggle_key)
+    assert game.step().source == "raster"
+    game.nrb.enabled = True
+    until(game, lambda i: i.source == "neural", max_frames=400, sleep=0.01)
+
+
+def test_powerup_changes_only_the_weapons_pixels(game):
+    game.game.frozen = True  # freeze the world and the camera: only styles change from here on
+    try:
+        step_sync(game, 3)
+        before = step_sync(game).neural
+        again = step_sync(game).neural
+        assert before is not None and again is not None
+        np.testing.assert_array_equal(before, again)  # a frozen world renders identically
+        ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
+        weapon = ids == sample.WEAPON_ID
+        assert weapon.sum() > 50
+
+        game.game.power_up_weapon()  # the scripted power-up: set_style golden on the weapon + weapon_powerup event
+        t_end = time.monotonic() + 0.6  # style time follows frame times; the transition takes 0.3 s
+        while time.monotonic() < t_end:
+            step_sync(game)
+            time.sleep(0.02)
+        after = step_sync(game).neural
+        assert after is not None
+        changed = np.any(after[..., :3] != before[..., :3], axis=-1)
+        assert changed[weapon].mean() > 0.9, "the weapon did not turn golden"
+        outside = changed & ~weapon
+        if RENDERER == "deferred":
+            assert not outside.any(), f"{outside.sum()} pixels outside the weapon changed"
+        else:
+            assert outside.mean() < 0.005
+        gold = after[weapon][:, :3].astype(float).mean(axis=0)
+        assert gold[0] > gold[2] + 30, f"weapon colour {gold} is not golden"
+    finally:
+        game.game.frozen = False
+
+
+def test_killing_the_server_falls_back_and_resumes_after_restart(game, server):
+    step_sync(game, 3)
+    assert game.step().source == "neural"
+    frame_before = game.nrb.frame
+    server.kill()
+    # the game keeps rendering: frames go on, the stale neural image expires, the raster image is shown
+    info, n = until(game, lambda i: i.source == "raster", max_frames=400, sleep=0.005)
+    assert n * 0.005 <= DEADLINE_MS / 1000.0 + 1.0
+    np.testing.assert_array_equal(game.nrb.displayed_image()[..., :3], info.raster[..., :3])
+    t_end = time.monotonic() + 0.8
+    while time.monotonic() < t_end:
+        assert game.step().source == "raster"
+        time.sleep(0.01)
+    assert game.nrb.frame > frame_before + n
+    assert game.client.stats().state != "connected"
+
+    server.start()  # same port: the client reconnects on its own
+    info, _ = until(game, lambda i: i.source == "neural", max_frames=2000, sleep=0.01)
+    stats = game.client.stats()
+    assert stats.reconnects >= 1 and stats.state == "connected"
+    assert info.neural is not None
+    assert np.abs(info.neural[..., :3].astype(int) - info.raster[..., :3].astype(int)).mean() > 5.0

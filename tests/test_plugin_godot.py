@@ -1,0 +1,228 @@
+"""Godot addon: what can be checked without Godot. GDScript parses and lints (gdtoolkit); plugin.cfg, the
+.gdextension and project.godot are well formed and agree with each other, with the C++ registration of the
+GDExtension and with libnrb's C ABI."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GODOT = ROOT / "engine_plugins" / "godot"
+ADDON = GODOT / "addons" / "neural_render_bridge"
+SRC = GODOT / "src"
+EXAMPLE = GODOT / "example"
+NRB_H = ROOT / "cpp" / "include" / "nrb" / "nrb.h"
+RES = "res://addons/neural_render_bridge/"
+
+GD_FILES = sorted(ADDON.glob("*.gd")) + sorted(EXAMPLE.glob("*.gd"))
+
+
+def godot_ini(path: Path) -> configparser.ConfigParser:
+    """Godot's .cfg / .godot / .gdextension files: INI sections, `key=value` with Godot-syntax values."""
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith(";")]
+    text = "[__top__]\n" + "\n".join(lines)  # project.godot has keys before its first section
+    cp = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+    cp.optionxform = str  # keys are case-sensitive
+    cp.read_string(text, source=str(path))
+    return cp
+
+
+def unquote(v: str) -> str:
+    v = v.strip()
+    assert v.startswith('"') and v.endswith('"'), f"{v!r} is not a quoted string"
+    return v[1:-1]
+
+
+def res_path(p: str, project: Path) -> Path:
+    assert p.startswith("res://"), p
+    return project / p[len("res://"):]
+
+
+def c_functions(header: Path) -> set[str]:
+    return set(re.findall(r"NRB_API\s+[\w\s\*]+?\b(nrb_\w+)\s*\(", header.read_text()))
+
+
+def registered_classes() -> set[str]:
+    return set(re.findall(r"GDREGISTER_CLASS\((\w+)\)", (SRC / "register_types.cpp").read_text()))
+
+
+def bound_methods() -> set[str]:
+    text = "".join(p.read_text() for p in SRC.glob("*.cpp"))
+    return set(re.findall(r'D_METHOD\("(\w+)"', text))
+
+
+# -------------------------------------------------------------------------------------------------- GDScript
+
+
+@pytest.mark.parametrize("path", GD_FILES, ids=lambda p: p.name)
+def test_gdscript_parses(path):
+    from gdtoolkit.parser import parser
+
+    parser.parse(path.read_text())  # raises on a syntax error
+
+
+def test_gdscript_lints_clean():
+    proc = subprocess.run([str(Path(sys.executable).with_name("gdlint")), *map(str, GD_FILES)], cwd=GODOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gdscript_parser_rejects_broken_code():
+    from gdtoolkit.parser import parser
+
+    with pytest.raises(Exception):  # noqa: B017 - lark raises several exception types
+        parser.parse("func broken(:\n\tpass\n")
+
+
+# ------------------------------------------------------------------------------------------------- plugin.cfg
+
+
+def test_plugin_cfg_is_complete_and_points_at_an_editor_plugin():
+    cfg = godot_ini(ADDON / "plugin.cfg")
+    p = cfg["plugin"]
+    for key in ("name", "description", "author", "version", "script"):
+        assert unquote(p[key]), key
+    script = ADDON / unquote(p["script"])
+    assert script.is_file()
+    text = script.read_text()
+    assert re.search(r"^extends EditorPlugin", text, re.M)
+    assert "@tool" in text
+    # it registers the autoload the README and the example use
+    autoload = re.search(r'AUTOLOAD_NAME := "(\w+)"', text).group(1)
+    path = re.search(r'AUTOLOAD_PATH := "([^"]+)"', text).group(1)
+    assert autoload == "NeuralRendering"
+    assert res_path(path, GODOT).is_file() or (ADDON / path.split(RES)[-1]).is_file()
+    assert "add_autoload_singleton(AUTOLOAD_NAME, AUTOLOAD_PATH)" in text
+
+
+def test_project_settings_names_agree():
+    settings = (ADDON / "settings.gd").read_text()
+    names = dict(re.findall(r'const (\w+) := "(rendering/neural_rendering/\w+)"', settings))
+    assert set(names.values()) == {f"rendering/neural_rendering/{k}" for k in
+                                   ("enabled", "endpoint", "frames_in_flight", "deadline_ms")}
+    # every setting is registered with a default, and the autoload reads them all
+    for const in names:
+        assert re.search(rf"\[{const}, TYPE_\w+,", settings), const
+    autoload = (ADDON / "neural_rendering.gd").read_text()
+    for const in names:
+        assert f"Settings.{const}" in autoload, const
+    project = godot_ini(EXAMPLE / "project.godot")
+    for full in names.values():
+        key = full.split("/", 1)[1]
+        assert key in project["rendering"], full
+
+
+# ------------------------------------------------------------------------------------------------ .gdextension
+
+
+def test_gdextension_entry_symbol_and_libraries():
+    ext = godot_ini(ADDON / "neural_render_bridge.gdextension")
+    conf = ext["configuration"]
+    symbol = unquote(conf["entry_symbol"])
+    reg = (SRC / "register_types.cpp").read_text()
+    assert re.search(rf"GDExtensionBool GDE_EXPORT {symbol}\(", reg), f"{symbol} not defined in register_types.cpp"
+    major, minor = (int(x) for x in unquote(conf["compatibility_minimum"]).split(".")[:2])
+    assert (major, minor) >= (4, 3)
+    cmake = (GODOT / "CMakeLists.txt").read_text()
+    m = re.search(r'OUTPUT_NAME "(\w+)\.\$\{NRB_GODOT_PLATFORM\}\.\$\{NRB_GODOT_TARGET\}\.\$\{NRB_GODOT_ARCH\}"', cmake)
+    assert m, "CMake OUTPUT_NAME pattern not found"
+    base = m.group(1)
+    assert re.search(r'LIBRARY_OUTPUT_DIRECTORY "\$\{NRB_GODOT_ADDON_DIR\}/bin"', cmake)
+    libs = ext["libraries"]
+    assert {k.split(".")[0] for k in libs} >= {"linux", "windows", "macos"}
+    for key, value in libs.items():
+        platform, build = key.split(".")[:2]
+        path = unquote(value)
+        assert path.startswith(RES + "bin/"), path
+        target = {"debug": "template_debug", "release": "template_release"}[build]
+        prefix = "" if platform == "windows" else "lib"
+        suffix = {"linux": "so", "windows": "dll", "macos": "dylib"}[platform]
+        pattern = rf"{prefix}{base}\.{platform}\.{target}\.(x86_64|arm64|universal)\.{suffix}"
+        assert re.fullmatch(pattern, path.rsplit("/", 1)[1]), (key, path)
+    deps = ext["dependencies"]
+    assert any("libnrb.so" in v for v in deps.values())
+    # the library file CMake copies next to the extension is the one listed (SONAME libnrb.so.<major>)
+    assert "TARGET_SONAME_FILE:nrb" in cmake
+
+
+def test_classes_and_methods_used_by_scripts_are_registered_in_cpp():
+    classes = registered_classes()
+    assert "NRBClient" in classes
+    used_classes = set()
+    for path in ADDON.glob("*.gd"):
+        text = path.read_text()
+        used_classes |= set(re.findall(r'CLIENT_CLASS := "(\w+)"', text))
+        used_classes |= set(re.findall(r"\b(NRB\w+)\.new\(\)", text))
+    assert used_classes and used_classes <= classes, used_classes - classes
+    methods = bound_methods()
+    calls = set()
+    for path in ADDON.glob("*.gd"):
+        calls |= set(re.findall(r"\b_?client\.(\w+)\(", path.read_text()))
+    assert {"configure", "begin_frame", "tag_buffer", "submit", "acquire_result", "set_style", "fire_event"} <= calls
+    missing = calls - methods
+    assert not missing, f"scripts call NRBClient methods the C++ does not bind: {missing}"
+    # every bound method is implemented in the class
+    header = (SRC / "nrb_client.h").read_text()
+    for name in methods:
+        assert re.search(rf"\b{name}\(", header), name
+
+
+def test_gdextension_calls_only_functions_that_exist_in_nrb_h():
+    known = c_functions(NRB_H)
+    assert {"nrb_client_create", "nrb_frame_submit", "nrb_acquire_result", "nrb_set_style"} <= known
+    used = set()
+    for path in SRC.glob("*.cpp"):
+        text = re.sub(r"GDE_EXPORT \w+\(", "", path.read_text())  # the entry symbol is ours, not libnrb's
+        used |= set(re.findall(r"\b(nrb_[a-z_]+)\s*\(", text))
+    assert used, "the GDExtension calls no libnrb function"
+    assert not (used - known), f"calls missing from nrb.h: {used - known}"
+    # the formats the autoload announces are wire formats libnrb knows
+    block = re.search(r"const BUFFERS := \{(.*?)\}", (ADDON / "neural_rendering.gd").read_text(), re.S).group(1)
+    formats = re.findall(r'"\w+": "(\w+)"', block)
+    assert len(formats) >= 5
+    header = NRB_H.read_text()
+    for f in formats:
+        assert f"NRB_FORMAT_{f.upper()}" in header, f
+
+
+# --------------------------------------------------------------------------------------------- example project
+
+
+def test_example_project_is_consistent():
+    project = godot_ini(EXAMPLE / "project.godot")
+    assert project["__top__"]["config_version"] == "5"
+    main_scene = unquote(project["application"]["run/main_scene"])
+    assert res_path(main_scene, EXAMPLE).is_file()
+    autoload = project["autoload"]["NeuralRendering"]
+    assert res_path(unquote(autoload).lstrip("*"), EXAMPLE).is_file()
+    plugins = re.findall(r'"(res://[^"]+)"', project["editor_plugins"]["enabled"])
+    assert plugins and all(res_path(p, EXAMPLE).is_file() for p in plugins)
+    scene = (EXAMPLE / "main.tscn").read_text()
+    for ext in re.findall(r'path="(res://[^"]+)"', scene):
+        assert res_path(ext, EXAMPLE).is_file(), ext
+    # load_steps = resources + 1
+    steps = int(re.search(r"load_steps=(\d+)", scene).group(1))
+    assert steps == scene.count("[ext_resource") + scene.count("[sub_resource") + 1
+    # node paths the script uses exist in the scene
+    script = (EXAMPLE / "main.gd").read_text()
+    nodes = {m for m in re.findall(r'\[node name="(\w+)"', scene)}
+    for path in re.findall(r"\$([\w/]+)", script):
+        assert path.split("/")[-1] in nodes, path
+
+
+def test_shaders_declare_the_bindings_the_effect_uses():
+    effect = (ADDON / "neural_compositor_effect.gd").read_text()
+    gather = (ADDON / "shaders" / "nrb_gather.glsl").read_text()
+    assert gather.startswith("#[compute]")
+    bindings = {int(b) for b in re.findall(r"binding = (\d+)", gather)}
+    used = {int(b) for b in re.findall(r"_(?:sampled|image)\((\d+),", effect)}
+    used |= {int(b) for b in re.findall(r'RenderingDevice\.DATA_FORMAT_\w+, (\d+)\]', effect)}
+    assert used <= bindings and set(range(11)) <= bindings
+    composite = (ADDON / "shaders" / "nrb_composite.glsl").read_text()
+    assert {int(b) for b in re.findall(r"binding = (\d+)", composite)} == {0, 1}

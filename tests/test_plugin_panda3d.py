@@ -1,0 +1,260 @@
+"""Panda3D plugin: camera conventions, targets, the demo hooks, the timing report, and the headless G-buffer pass
+(EGL on llvmpipe, six render targets read back) checked against the camera constants it sends."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = ROOT / "engine_plugins" / "panda3d"
+sys.path.insert(0, str(PLUGIN_DIR))
+
+from nrb_panda3d.camera import (  # noqa: E402
+    CameraPose,
+    CameraTracker,
+    linear_to_hardware_depth,
+    perspective,
+)
+from nrb_panda3d.client import ClientStats, normalize_target  # noqa: E402
+
+# --------------------------------------------------------------------------------------------- camera math
+
+
+def test_perspective_maps_near_far_to_0_1_and_matches_hardware_depth():
+    p = perspective(math.radians(60), 16 / 9, 0.1, 50.0)
+    for z in (0.1, 0.5, 3.0, 50.0):
+        clip = p @ np.array([0.0, 0.0, -z, 1.0])
+        assert clip[3] == pytest.approx(z)
+        assert clip[2] / clip[3] == pytest.approx(float(linear_to_hardware_depth(z, 0.1, 50.0)), abs=1e-9)
+    assert (p @ np.array([0, 0, -0.1, 1]))[2] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        perspective(0.0, 1.0, 0.1, 10)
+    with pytest.raises(ValueError):
+        perspective(1.0, 1.0, 1.0, 0.5)
+
+
+def test_panda_identity_camera_looks_down_minus_z_with_y_up():
+    # Panda3D: camera looks along +Y with +Z up. Protocol world: +Y up, so forward is (0, 0, -1).
+    pose = CameraPose.from_panda_matrix(np.eye(4))
+    np.testing.assert_allclose(pose.forward, [0, 0, -1], atol=1e-12)
+    np.testing.assert_allclose(pose.up, [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(pose.right, [1, 0, 0], atol=1e-12)
+    m = np.eye(4)
+    m[3, :3] = [1.0, 2.0, 3.0]  # Panda position (x, y, z) -> protocol (x, z, -y)
+    pose = CameraPose.from_panda_matrix(m)
+    np.testing.assert_allclose(pose.position, [1.0, 3.0, -2.0])
+    view = pose.world_to_view()
+    np.testing.assert_allclose(view @ np.append(pose.position, 1.0), [0, 0, 0, 1], atol=1e-12)
+    # a point 5 units in front of the camera is at view z = -5
+    np.testing.assert_allclose(view @ np.append(pose.position + 5 * pose.forward, 1.0), [0, 0, -5, 1], atol=1e-12)
+
+
+def test_camera_tracker_reprojection_is_identity_first_then_tracks_motion():
+    tr = CameraTracker()
+    a = tr.update(np.eye(4), math.radians(60), 4 / 3, 0.1, 100.0, (64, 48))
+    assert a.reset
+    np.testing.assert_allclose(a.clip_to_prev_clip, np.eye(4), atol=1e-12)
+    m = np.eye(4)
+    m[3, 0] = 0.5  # camera moved right by 0.5
+    b = tr.update(m, math.radians(60), 4 / 3, 0.1, 100.0, (64, 48))
+    assert not b.reset
+    np.testing.assert_allclose(b.clip_to_prev_clip @ b.prev_clip_to_clip, np.eye(4), atol=1e-9)
+    # the camera moved right, so a point straight ahead of it now was right of centre in the previous frame
+    world = b.position + 10 * b.forward
+    clip_now = b.view_to_clip @ b.world_to_view @ np.append(world, 1)
+    prev = b.clip_to_prev_clip @ clip_now
+    assert prev[0] / prev[3] > 0.01
+    d = b.as_dict()
+    assert len(d["view_to_clip"]) == 16 and d["render_size"] == [64, 48] and d["camera_motion_included"] is True
+
+
+def test_targets_are_normalized_and_validated():
+    assert normalize_target(None) == ("global", ())
+    assert normalize_target("global") == ("global", ())
+    assert normalize_target(("object", [42])) == ("object", (42,))
+    assert normalize_target({"scope": "material", "ids": [3, 4]}) == ("material", (3, 4))
+    from bridge.protocol import Target
+
+    assert normalize_target(Target("object", (7,))) == ("object", (7,))
+    for bad in (("object", []), ("global", [1]), ("thing", [1]), ("object", [2**32]), 12):
+        with pytest.raises(ValueError):
+            normalize_target(bad)
+
+
+def test_client_stats_from_mapping_understands_numeric_state():
+    s = ClientStats.from_mapping({"frames_sent": 3, "state": 2, "custom": 1})
+    assert s.frames_sent == 3 and s.state == "connected" and s.extra == {"custom": 1}
+
+
+# ------------------------------------------------------------------------------------------------- hooks
+
+
+def _run_hooks(hooks, state, ctx, events, t, frame):
+    state.advance_to(t)
+    ctx.time, ctx.frame, ctx.events = t, frame, events
+    return hooks.run(state, events, ctx)
+
+
+def test_demo_hooks_red_pulse_fades_back_to_the_games_look():
+    from nrb_panda3d.demo import HOOKS_FILE
+
+    from bridge.hooks import HookContext, HookSet
+    from bridge.protocol import Event, Target
+    from bridge.style.state import StyleState
+
+    hooks = HookSet.from_file(HOOKS_FILE)
+    state = StyleState()
+    state.set("photoreal", 1.0)
+    ctx = HookContext(time=0.0, dt=0.0, frame=0, session=1, state={})
+    assert _run_hooks(hooks, state, ctx, [], 0.0, 0) == []
+    errors = _run_hooks(hooks, state, ctx, [Event("player_damaged", {"amount": 0.6})], 1.0, 1)
+    assert errors == []
+    _run_hooks(hooks, state, ctx, [], 1.1, 2)
+    w = state.weights()
+    red = next(n for n in ("damage", "red", "pulse", "thermal") if n in state.library)
+    assert w[red] == pytest.approx(0.6, abs=1e-6) and w["photoreal"] == pytest.approx(0.4, abs=1e-6)
+    for i, t in enumerate(np.arange(1.15, 2.0, 0.05)):
+        _run_hooks(hooks, state, ctx, [], float(t), 3 + i)
+    w = state.weights()
+    assert w["photoreal"] == pytest.approx(1.0, abs=1e-6), w
+    # the power-up event targets the weapon only
+    _run_hooks(hooks, state, ctx, [Event("weapon_powerup", {"over": 0.0}, Target("object", (42,)))], 2.5, 40)
+    assert state.weights(object=42)["golden"] == pytest.approx(1.0)
+    assert state.weights()["photoreal"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def test_timing_report_counts_fallbacks_and_stage_statistics():
+    from nrb_panda3d.demo import parse_size, timing_report
+    from nrb_panda3d.plugin import FrameRecord
+
+    recs = []
+    for i in range(10):
+        r = FrameRecord(i + 1, "neural" if i >= 3 else "raster", pre_ms=1.0, render_ms=2.0, readback_ms=3.0,
+                        convert_ms=1.0, submit_ms=0.5, round_trip_ms=10.0 + i if i >= 3 else None)
+        r.extra["client_frame"] = i + 1
+        recs.append(r)
+    rep = timing_report(recs, 2.0, {"renderer": "x"})
+    assert rep["frames"] == 10 and rep["fps"] == 5.0 and rep["fallbacks"] == 3 and rep["neural_frames"] == 7
+    assert rep["stages_ms"]["readback"]["mean"] == pytest.approx(3.0)
+    assert rep["engine_ms_per_frame"]["p50"] == pytest.approx(7.5)
+    assert rep["round_trip_ms"]["count"] == 7 and rep["renderer"] == "x"
+    assert parse_size("320x180") == (320, 180)
+
+
+# ------------------------------------------------------------------------------ headless G-buffer pass (EGL)
+
+
+@pytest.fixture(scope="module")
+def gbuf(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gbuf") / "g.npz"
+    proc = subprocess.run([sys.executable, "-m", "nrb_panda3d.selfcheck", str(out), "--size", "160x120",
+                           "--frames", "30"], cwd=PLUGIN_DIR, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "GL:" in proc.stdout
+    data = np.load(out)
+    return {k: data[k] for k in data.files}
+
+
+def test_gbuffer_targets_have_wire_formats_and_shapes(gbuf):
+    from nrb_panda3d.gbuffer import GBUFFER_FORMATS
+
+    from bridge.protocol import FORMATS
+
+    for name, fmt in GBUFFER_FORMATS.items():
+        a = gbuf[f"buf_{name}"]
+        assert str(gbuf[f"fmt_{name}"]) == fmt
+        info = FORMATS[fmt]
+        assert a.shape == (120, 160, info.channels), name
+        assert a.dtype == info.dtype, name
+    assert gbuf["raster"].shape[:2] == (120, 160)
+
+
+def test_gbuffer_ids_cover_the_scene_objects(gbuf):
+    from nrb_panda3d import game
+
+    oid = gbuf["buf_object_id"][..., 0]
+    mid = gbuf["buf_material_id"][..., 0]
+    ids = set(np.unique(oid).tolist())
+    assert {game.FLOOR_ID, game.WEAPON_ID, game.BOSS_ID} <= ids, ids
+    # ids are exact integers and material ids follow objects
+    assert set(np.unique(mid[oid == game.WEAPON_ID]).tolist()) == {game.MAT_WEAPON}
+    assert set(np.unique(mid[oid == game.FLOOR_ID]).tolist()) == {game.MAT_FLOOR}
+    # the first-person weapon sits in the bottom-right quadrant
+    ys, xs = np.nonzero(oid == game.WEAPON_ID)
+    assert ys.mean() > 60 and xs.mean() > 80
+    # background (sky) has id 0 and depth 1
+    bg = gbuf["buf_depth"][..., 0] >= 1.0
+    assert np.all(oid[bg] == 0)
+
+
+def test_gbuffer_normals_depth_and_surface(gbuf):
+    from nrb_panda3d import game
+
+    oid = gbuf["buf_object_id"][..., 0]
+    n = gbuf["buf_normals"].astype(np.float32)[..., :3]
+    fg = oid > 0
+    np.testing.assert_allclose(np.linalg.norm(n[fg], axis=-1), 1.0, atol=2e-3)
+    floor = oid == game.FLOOR_ID
+    assert floor.sum() > 100
+    np.testing.assert_allclose(n[floor].mean(axis=0), [0, 1, 0], atol=1e-3)  # +Y up in protocol world
+    d = gbuf["buf_depth"][..., 0].astype(np.float64)
+    z = gbuf["buf_linear_depth"][..., 0].astype(np.float64)
+    near, far = float(gbuf["near"]), float(gbuf["far"])
+    expect = (far / (far - near)) * (1.0 - near / z[fg])
+    np.testing.assert_allclose(d[fg], expect, atol=2e-6)
+    assert 0.0 < d[fg].min() and d[fg].max() < 1.0
+    rough = gbuf["buf_roughness"][..., 0]
+    metal = gbuf["buf_metallic"][..., 0]
+    assert abs(int(rough[floor].mean()) - round(0.85 * 255)) <= 1
+    assert metal[oid == game.ORB_ID].min() == 255 if (oid == game.ORB_ID).any() else True
+    em = gbuf["buf_emissive"].astype(np.float32)
+    assert em[..., :3].max() == pytest.approx(4.0) if (oid == game.LAMP_ID).any() else em.max() == 0.0
+
+
+def test_gbuffer_motion_vectors_match_camera_reprojection_on_static_geometry(gbuf):
+    from nrb_panda3d import game
+
+    oid = gbuf["buf_object_id"][..., 0]
+    h, w = oid.shape
+    static = np.isin(oid, [game.FLOOR_ID, *game.WALL_IDS, *game.CRATE_IDS, game.PILLAR_ID])
+    ys, xs = np.nonzero(static)
+    d = gbuf["buf_depth"][..., 0].astype(np.float64)[ys, xs]
+    ndc = np.stack([(xs + 0.5) / w * 2 - 1, 1 - (ys + 0.5) / h * 2, d, np.ones_like(d)])
+    prev = gbuf["clip_to_prev_clip"] @ ndc
+    expect = np.stack([(prev[0] / prev[3] - ndc[0]) * 0.5 * w, -(prev[1] / prev[3] - ndc[1]) * 0.5 * h], -1)
+    mv = gbuf["buf_motion_vectors"].astype(np.float32)[ys, xs]
+    assert np.abs(expect).mean() > 0.05  # the camera does move
+    np.testing.assert_allclose(mv, expect, atol=0.02)
+    # the boss moves on its own: its motion is not just the camera's
+    boss = oid == game.BOSS_ID
+    if boss.any():
+        by, bx = np.nonzero(boss)
+        bd = gbuf["buf_depth"][..., 0].astype(np.float64)[by, bx]
+        bndc = np.stack([(bx + 0.5) / w * 2 - 1, 1 - (by + 0.5) / h * 2, bd, np.ones_like(bd)])
+        bprev = gbuf["clip_to_prev_clip"] @ bndc
+        cam_only = (bprev[0] / bprev[3] - bndc[0]) * 0.5 * w
+        assert np.abs(gbuf["buf_motion_vectors"].astype(np.float32)[by, bx, 0] - cam_only).mean() > 0.05
+
+
+def test_gbuffer_projection_agrees_with_panda(gbuf):
+    # the world-space position of a pixel, reconstructed with the camera constants we send, lies at the linear depth
+    # along the forward axis
+    oid = gbuf["buf_object_id"][..., 0]
+    h, w = oid.shape
+    y, x = np.argwhere(oid > 0)[len(np.argwhere(oid > 0)) // 2]
+    d = float(gbuf["buf_depth"][y, x, 0])
+    ndc = np.array([(x + 0.5) / w * 2 - 1, 1 - (y + 0.5) / h * 2, d, 1.0])
+    inv = np.linalg.inv(gbuf["view_to_clip"] @ gbuf["world_to_view"])
+    p = inv @ ndc
+    p = p[:3] / p[3]
+    dist = float(np.dot(p - gbuf["position"], gbuf["forward"]))
+    assert dist == pytest.approx(float(gbuf["buf_linear_depth"][y, x, 0]), rel=1e-3)
