@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "engine_plugins" / "panda3d"))
 
 import panda3d  # noqa: E402,F401  - a hard dependency: the e2e tests must run, not skip
+
 from nrb_panda3d import game as sample  # noqa: E402
 from nrb_panda3d.demo import HOOKS_FILE, GameSession  # noqa: E402
 from nrb_panda3d.server import ServerProcess  # noqa: E402

@@ -102,11 +102,10 @@ def _run_hooks(hooks, state, ctx, events, t, frame):
 
 
 def test_demo_hooks_red_pulse_fades_back_to_the_games_look():
-    from nrb_panda3d.demo import HOOKS_FILE
-
     from bridge.hooks import HookContext, HookSet
     from bridge.protocol import Event, Target
     from bridge.style.state import StyleState
+    from nrb_panda3d.demo import HOOKS_FILE
 
     hooks = HookSet.from_file(HOOKS_FILE)
     state = StyleState()
@@ -165,9 +164,8 @@ def gbuf(tmp_path_factory):
 
 
 def test_gbuffer_targets_have_wire_formats_and_shapes(gbuf):
-    from nrb_panda3d.gbuffer import GBUFFER_FORMATS
-
     from bridge.protocol import FORMATS
+    from nrb_panda3d.gbuffer import GBUFFER_FORMATS
 
     for name, fmt in GBUFFER_FORMATS.items():
         a = gbuf[f"buf_{name}"]
