@@ -10,7 +10,7 @@ FUZZ_TIME ?= 20
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: setup test demo bench fuzz lint clean distclean ruff cpp-test cpp-asan cpp-fuzz fuzz-run pytest
+.PHONY: setup test demo bench fuzz lint clean distclean ruff cpp-test cpp-asan cpp-fuzz fuzz-run fuzz-merge pytest
 
 setup:
 	bash tools/setup.sh
@@ -28,8 +28,16 @@ demo: setup
 bench: setup
 	$(VENV)/bin/nrb bench all --out bench
 
+# `make test` fuzzes for 20 s and runs the hypothesis decoder test with 400 examples; `make fuzz` runs the libFuzzer
+# target for FUZZ_LONG seconds, merges inputs that add coverage into the checked-in corpus (tests/fuzz_corpus/,
+# review and commit them), then runs the hypothesis decoder test, seeded from the same corpus, with FUZZ_EXAMPLES.
+FUZZ_LONG ?= 300
+FUZZ_EXAMPLES ?= 20000
 fuzz: setup
-	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=300
+	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=$(FUZZ_LONG)
+	$(MAKE) --no-print-directory fuzz-merge
+	NRB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_protocol_codec.py \
+	  -k decoder_never_fails
 
 lint: setup
 	$(VENV)/bin/ruff check bridge neural_renderer engine_plugins/panda3d tests
@@ -70,6 +78,17 @@ fuzz-run:
 	  "build/cpp-fuzz/fuzz/$$name" -max_total_time=$(FUZZ_TIME) -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix="build/cpp-fuzz/artifacts/$$name-" \
 	    "build/cpp-fuzz/corpus/$$name" "tests/fuzz_corpus/$$name"; \
+	done
+
+# Keep what the fuzzer found: inputs of build/cpp-fuzz/corpus/<name> that reach code the checked-in corpus does not
+# are copied into tests/fuzz_corpus/<name> (libFuzzer -merge=1 adds only coverage-increasing inputs).
+fuzz-merge:
+	@shopt -s nullglob; for src in cpp/fuzz/*.cpp; do \
+	  name=$$(basename "$$src" .cpp); bin="build/cpp-fuzz/fuzz/$$name"; \
+	  [ -x "$$bin" ] || { echo "[fuzz] $$bin not built: skipping merge"; continue; }; \
+	  before=$$(ls "tests/fuzz_corpus/$$name" | wc -l); \
+	  "$$bin" -merge=1 -timeout=10 "tests/fuzz_corpus/$$name" "build/cpp-fuzz/corpus/$$name" >/dev/null 2>&1; \
+	  echo "[fuzz] $$name: corpus $$before -> $$(ls "tests/fuzz_corpus/$$name" | wc -l) files (tests/fuzz_corpus/$$name)"; \
 	done
 
 clean:

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.inspect",  # inspect
     "bridge.commands.demo",  # demo
     "bridge.commands.bench",  # bench transport|renderer|soak|all
+    "bridge.commands.keys",  # keys generate|show
     "neural_renderer.cli",  # data, train, export
 )
 

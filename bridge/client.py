@@ -56,13 +56,26 @@ class Client:
     """One engine connection; one session at a time (``hello`` opens it, ``bye`` closes it)."""
 
     def __init__(self, endpoint: str, *, timeout: float = 5.0, context: zmq.Context[Any] | None = None,
-                 client_name: str = "nrb-py/0.1.0") -> None:
+                 client_name: str = "nrb-py/0.1.0", curve_server_key: str | bytes | None = None,
+                 curve_public_key: str | bytes | None = None, curve_secret_key: str | bytes | None = None) -> None:
+        """``curve_*``: CurveZMQ keys as Z85 text (all three or none), the same keyword arguments libnrb's
+        ``bridge._native.Client`` takes; ``bridge.security.client_curve_options(server.key, me.key_secret)``
+        reads them from key files."""
         self.endpoint = endpoint
         self.timeout = timeout
         self.client_name = client_name
         self._ctx = context or zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        curve = (curve_server_key, curve_public_key, curve_secret_key)
+        if any(k is not None for k in curve):
+            if any(k is None for k in curve):
+                self.sock.close(0)
+                raise ValueError("CurveZMQ needs curve_server_key, curve_public_key and curve_secret_key")
+            server, public, secret = (k.encode("ascii") if isinstance(k, str) else k for k in curve)
+            self.sock.curve_serverkey = server
+            self.sock.curve_publickey = public
+            self.sock.curve_secretkey = secret
         self.sock.connect(endpoint)
         self.session: int | None = None
         self.welcome: Welcome | None = None
@@ -88,8 +101,14 @@ class Client:
         self.send_raw(encode(msg))
 
     def send_raw(self, frames: Sequence[bytes | memoryview]) -> None:
-        """Send arbitrary frames (tests use this to play a hostile client)."""
-        self.sock.send_multipart(list(frames), copy=False)
+        """Send arbitrary frames (tests use this to play a hostile client). ``TimeoutError`` when the message
+        cannot even be queued within the timeout (no connection: e.g. a CurveZMQ server refused our key)."""
+        if not self.sock.poll(int(self.timeout * 1000), zmq.POLLOUT):
+            raise TimeoutError(f"cannot send to {self.endpoint} within {self.timeout:.1f} s (not connected)")
+        try:
+            self.sock.send_multipart(list(frames), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again as exc:
+            raise TimeoutError(f"cannot send to {self.endpoint} (not connected)") from exc
 
     def recv(self, timeout: float | None = None) -> Message:
         """The next message from the server (queued out-of-order answers first); ``TimeoutError`` if none."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import ipaddress
 import logging
 import random
 import signal
@@ -63,7 +64,7 @@ from bridge.protocol import (
 from bridge.renderer import BadOutput, Renderer, RenderInputs, available, image_to_output, renderer_factory
 from bridge.security import ServerCurve, check_bind_policy
 from bridge.session import QueuedFrame, Session, StylePipeline
-from bridge.shm import ShmPoolView, ShmUnavailable
+from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmUnavailable
 from bridge.style.stylemap import style_map_digest
 
 log = logging.getLogger("nrb.server")
@@ -82,7 +83,10 @@ class ServerConfig:
     Listening beyond loopback needs CurveZMQ (``curve_secret`` + ``allow_dir``) or ``insecure=True`` (see
     ``bridge.security`` and docs/security.md). ``endpoint`` (``tcp://``, ``ipc://``, ``inproc://``) overrides
     host/port. ``max_pixels`` bounds render and output sizes (LIMIT_EXCEEDED at HELLO). A peer whose last
-    ``max_rejects`` messages were all rejected loses its sessions.
+    ``max_rejects`` messages were all rejected loses its sessions. ``max_message_bytes`` is the socket's
+    ``ZMQ_MAXMSGSIZE``: libzmq drops the connection of a peer that sends a larger message part, before allocating
+    it (default: the largest buffer a frame may carry, 1 GiB or 16 bytes per ``max_pixels``, plus the 64 KiB
+    header limit).
     """
 
     renderer: str = "deferred"
@@ -98,6 +102,7 @@ class ServerConfig:
     max_in_flight: int = 4
     max_pixels: int | None = None
     max_rejects: int = 64
+    max_message_bytes: int | None = None
     idle_timeout: float = 30.0
     record: str | None = None
     metrics_port: int | None = None
@@ -172,6 +177,10 @@ class Server:
             check_bind_policy(host, curve=cfg.curve_secret is not None, insecure=cfg.insecure)  # SecurityError
         if not 1 <= cfg.max_in_flight <= MAX_IN_FLIGHT:
             raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}")
+        if cfg.max_message_bytes is not None and cfg.max_message_bytes < (1 << 16):
+            raise ValueError("max_message_bytes must be at least 65536 (the header limit)")
+        largest = (1 << 30) if cfg.max_pixels is None else min(1 << 30, cfg.max_pixels * 16)
+        self.max_message_bytes: int = cfg.max_message_bytes or largest + (1 << 16)
         self.factory = factory or renderer_factory(cfg.renderer, **cfg.renderer_options)
         probe = self.factory()  # fail at startup, not at the first HELLO
         self.renderer_label = probe.label
@@ -192,6 +201,8 @@ class Server:
         self._thread: threading.Thread | None = None
         self._status_out: TextIO = sys.stderr
         self._curve: ServerCurve | None = None
+        self._reload_keys = threading.Event()  # SIGHUP: re-read the CurveZMQ allow-list
+        self._recorder_lock = threading.Lock()
         self._rejects: dict[bytes, int] = {}
         # threads: the I/O loop owns ``sock``; the render thread sends through ``_push`` to the I/O loop's PULL.
         self._work = threading.Condition()  # guards sessions, their queues and _rr; signals queued work
@@ -213,8 +224,7 @@ class Server:
         cfg = self.config
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
-        largest = (1 << 30) if cfg.max_pixels is None else min(1 << 30, cfg.max_pixels * 16)
-        sock.setsockopt(zmq.MAXMSGSIZE, largest + (1 << 16))
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.setsockopt(zmq.SNDHWM, 64)
         sock.setsockopt(zmq.RCVHWM, 256)
         try:
@@ -289,7 +299,16 @@ class Server:
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, on_signal)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
         self._run()
+
+    def reload_keys(self) -> None:
+        """Re-read the CurveZMQ allow-list (``--allow-dir``) on the I/O thread's next turn (``nrb serve``: SIGHUP).
+
+        A key no longer listed gets nothing from then on, established connections included: its messages are
+        ignored and its sessions closed."""
+        self._reload_keys.set()
 
     def _run(self) -> None:
         """The I/O loop (this thread) plus the render thread it starts; returns after ``stop()``."""
@@ -322,6 +341,9 @@ class Server:
                             break
                         self._on_message(parts)
                 now = time.monotonic()
+                if self._reload_keys.is_set():
+                    self._reload_keys.clear()
+                    self._reload_allow_list()
                 if now >= next_house:
                     next_house = now + min(0.25, self.config.status_interval)
                     self._housekeeping(now)
@@ -359,19 +381,57 @@ class Server:
         if self.sock is not None:
             self.sock.close(linger=100)
             self.sock = None
-        if self._recorder is not None:
+        with self._recorder_lock:
+            rec, self._recorder = self._recorder, None
+        if rec is not None:
             try:
-                self._recorder.close()
-            except Exception:
-                log.exception("finishing the capture file failed")
-            self._recorder = None
+                rec.close()
+            except Exception as exc:
+                log.error("finishing the capture file %s failed: %s (it still opens: readers rebuild the index "
+                          "by scanning)", rec.path, exc)
         self._metrics.close()
         self._close_curve()
+
+    def _reload_allow_list(self) -> None:
+        if self._curve is None:
+            log.info("SIGHUP: no CurveZMQ allow-list to reload")
+            return
+        n = self._curve.reload()
+        revoked = [s for s in self.sessions.values() if s.user_id is not None and not self._curve.is_allowed(s.user_id)]
+        for sess in revoked:
+            self._close_session(sess, "client key revoked")
+        log.warning("allow-list %s reloaded: %d client key(s)%s", self._curve.allow_dir, n,
+                    f"; closed {len(revoked)} session(s) of revoked keys" if revoked else "")
 
     def _close_curve(self) -> None:
         if self._curve is not None:
             self._curve.close()
             self._curve = None
+
+    def _rec(self, method: str, *args: Any) -> None:
+        """Call ``CaptureWriter.<method>(*args)``; if the recorder fails (disk full, I/O error), stop recording
+        with one clear error and go on serving. Either thread may call this."""
+        rec = self._recorder
+        if rec is None:
+            return
+        try:
+            getattr(rec, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - recording is best effort; serving is not
+            self._recording_failed(rec, exc)
+
+    def _recording_failed(self, rec: CaptureWriter, exc: BaseException) -> None:
+        with self._recorder_lock:
+            if self._recorder is not rec:
+                return  # the other thread got there first
+            self._recorder = None
+        self.counts["recording_failed"] += 1
+        cause = exc.__cause__ or exc
+        log.error("recording to %s STOPPED: %s. Serving continues without recording; the capture file keeps every "
+                  "frame written before the failure and still opens (nrb inspect / nrb replay).", rec.path, cause)
+        try:
+            rec.close()
+        except Exception as close_exc:  # noqa: BLE001 - the index cannot be written either: readers scan instead
+            log.debug("closing the failed capture file: %s", close_exc)
 
     # ------------------------------------------------------------------------------------------------ receive
     def _send(self, routing_id: bytes, msg: Any) -> list[Any]:
@@ -397,6 +457,13 @@ class Server:
         routing_id = parts[0].bytes
         frames = parts[1:]
         self.counts["messages"] += 1
+        if self._curve is not None and not self._curve.is_allowed(_user_id(frames)):
+            # A key revoked (allow-list reloaded) while its connection stays up: it gets nothing, like a key that
+            # never was allowed (which libzmq's ZAP check stops before any message reaches us).
+            self.counts["unauthorized"] += 1
+            for s in [s for s in self.sessions.values() if s.routing_id == routing_id]:
+                self._close_session(s, "client key revoked")
+            return
         try:
             self._dispatch(routing_id, frames, received)
         except ProtocolError as err:
@@ -468,6 +535,7 @@ class Server:
         pool = None
         if "shm" in hello.capabilities and hello.shm is not None:
             try:
+                self._check_shm_offer(hello.shm.name, frames)
                 pool = ShmPoolView(hello.shm)
                 caps.append("shm")
             except ShmUnavailable as exc:
@@ -478,16 +546,42 @@ class Server:
         welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
                           OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names)
         sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, renderer.library),
-                       tuple(c for c in caps if c in COMPRESSIONS), pool)
+                       tuple(c for c in caps if c in COMPRESSIONS), pool,
+                       user_id=_user_id(frames) if self._curve is not None else None)
         with self._work:
             self.sessions[sid] = sess
             self._rr.append(sid)
         self._metrics.sessions.set(len(self.sessions))
         wire = self._send(routing_id, welcome)
         if self._recorder is not None:
-            self._recorder.session_start(sid, bytes(frames[0].buffer), bytes(wire[0]), renderer.label)
+            self._rec("session_start", sid, bytes(frames[0].buffer), bytes(wire[0]), renderer.label)
         log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s", sid, hello.engine,
                  hello.engine_version, hello.client, *hello.render_size, w, h, renderer.label)
+
+    def _check_shm_offer(self, name: str, frames: list[Any]) -> None:
+        """Map only pools that can be the engine's own: a POSIX shared-memory name is global to the machine, so a
+        HELLO could otherwise name any object this server's user can open (another engine's pool, another
+        program's memory) and read it back as G-buffers or overwrite it with a RESULT. ``ShmUnavailable`` says why
+        not; the engine then sends inline frames."""
+        if not name.startswith(SHM_NAME_PREFIX):
+            raise ShmUnavailable(f"pool name {name!r} does not start with {SHM_NAME_PREFIX!r}")
+        with self._work:
+            owner = next((s.id for s in self.sessions.values() if s.pool is not None and s.hello.shm is not None
+                          and s.hello.shm.name == name), None)
+        if owner is not None:
+            raise ShmUnavailable(f"pool {name!r} is already mapped for session {owner}")
+        if not self._peer_is_local(frames):
+            raise ShmUnavailable("the engine is not on this machine")
+
+    def _peer_is_local(self, frames: list[Any]) -> bool:
+        endpoint = self.endpoint or ""
+        if endpoint.startswith(("ipc://", "inproc://")):
+            return True
+        try:
+            addr = frames[0].get("Peer-Address")
+        except (zmq.ZMQError, AttributeError, TypeError):
+            return False
+        return _is_loopback_address(addr)
 
     def _on_bye(self, routing_id: bytes, bye: Bye) -> None:
         if bye.session is None:
@@ -510,8 +604,7 @@ class Server:
         if not busy:  # else the render thread still reads its shared memory; the mapping goes with the session
             sess.close()
         self._metrics.sessions.set(len(self.sessions))
-        if self._recorder is not None:
-            self._recorder.session_end(sess.id, reason)
+        self._rec("session_end", sess.id, reason)
         log.info("session %d closed: %s (%d frames rendered, %d skipped, %d failed)", sess.id, reason,
                  sess.stats.rendered, sess.stats.skipped, sess.stats.render_failed)
 
@@ -615,7 +708,7 @@ class Server:
             return None
         hookset = self.hooks.current()
         if self._recorder is not None and hookset.version != self._recorded_hooks:
-            self._recorder.hooks(hookset.path, hookset.source, hookset.version)
+            self._rec("hooks", hookset.path, hookset.source, hookset.version)
             self._recorded_hooks = hookset.version
         return hookset
 
@@ -628,7 +721,7 @@ class Server:
             wire: list[Any] = encode(dataclasses.replace(frame, buffers=inline, result_slot=None))
         else:
             wire = [f.buffer if hasattr(f, "buffer") else f for f in item.wire]
-        self._recorder.frame(sess.id, frame.frame, wire, time.time_ns(), item.style_only)
+        self._rec("frame", sess.id, frame.frame, wire, time.time_ns(), item.style_only)
 
     def _process(self, sess: Session, item: QueuedFrame) -> None:
         frame = item.frame
@@ -702,8 +795,8 @@ class Server:
     def _record_result(self, sess: Session, frame: int, status: str, wire: list[Any], digest: bytes | None,
                        timing: Timing, error: str | None = None) -> None:
         if self._recorder is not None:
-            self._recorder.result(sess.id, frame, status, [bytes(w) for w in wire], digest,
-                                  dataclasses.asdict(timing), error)
+            self._rec("result", sess.id, frame, status, [bytes(w) for w in wire], digest, dataclasses.asdict(timing),
+                      error)
 
     def _render_failed(self, sess: Session, item: QueuedFrame, exc: Exception, timing: Timing,
                        digest: bytes | None) -> None:
@@ -772,6 +865,27 @@ class Server:
         return (f"nrb {self.renderer_label} | sessions {s['sessions']} | in {s['fps_in']:5.1f} fps | "
                 f"out {s['fps_out']:5.1f} fps | p50 {s['p50_ms']:6.1f} ms | p99 {s['p99_ms']:6.1f} ms | "
                 f"drops {s['drops']} | hook errors {s['hook_errors']}")
+
+
+def _user_id(frames: list[Any]) -> str | None:
+    """The CurveZMQ client key (Z85) libzmq attached to a message after the ZAP handler accepted it."""
+    try:
+        uid = frames[0].get("User-Id") if frames else None
+    except (zmq.ZMQError, AttributeError, TypeError):
+        return None
+    return uid if isinstance(uid, str) and uid else None
+
+
+def _is_loopback_address(addr: Any) -> bool:
+    """Whether a ``Peer-Address`` (IPv4, IPv6, or IPv4-mapped IPv6) is a loopback address."""
+    if not isinstance(addr, str) or not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _is_uint(v: Any) -> bool:

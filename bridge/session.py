@@ -123,6 +123,7 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.monotonic)
     logged_failures: set[str] = field(default_factory=set)
+    user_id: str | None = None  # the client's CurveZMQ public key (Z85) when the server uses CURVE
 
     @property
     def render_size(self) -> tuple[int, int]:

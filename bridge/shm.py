@@ -16,6 +16,10 @@ import os
 
 from bridge.protocol import FORMATS, Buffer, ShmPool, ShmRef
 
+#: The server maps only pools whose name starts with this (libnrb's names do; docs/protocol.md section 7 asks
+#: engines to use it).
+SHM_NAME_PREFIX = "/nrb-"
+
 
 class ShmUnavailable(Exception):
     """The pool cannot be mapped (no such object, too small, platform without POSIX shm)."""

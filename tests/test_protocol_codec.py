@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def test_protocol_error_becomes_an_error_message_with_the_same_code() -> None:
     assert (back.code, back.name, back.session, back.frame) == (1, "MALFORMED", 5, 9)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("NRB_FUZZ_EXAMPLES", 400)), deadline=None,  # make fuzz: more
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(seeds()), st.data())
 def test_decoder_never_fails_other_than_with_a_protocol_error(seed: bytes, data: st.DataObject) -> None:
     """Mutated vectors and random bytes either decode or raise ProtocolError; nothing else escapes."""

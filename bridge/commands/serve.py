@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
     p.add_argument("--max-in-flight", type=int, default=4, help="frames a session may have queued (1..64, default 4)")
     p.add_argument("--max-pixels", type=int, help="largest render/output size in pixels a session may ask for")
+    p.add_argument("--max-message-size", type=int, metavar="BYTES",
+                   help="ZMQ_MAXMSGSIZE: a peer sending a larger message part is disconnected by libzmq before it "
+                        "is allocated (default: largest allowed buffer + 64 KiB header)")
     p.add_argument("--idle-timeout", type=_positive, default=30.0, help="seconds before a quiet session expires")
     p.add_argument("--metrics", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
@@ -66,7 +70,8 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         renderer=args.renderer, renderer_options=parse_options(args.renderer_option), host=args.host,
         port=args.port, endpoint=args.endpoint, insecure=args.insecure, curve_secret=args.curve_secret,
         allow_dir=args.allow_dir, hooks=args.hooks, max_sessions=args.max_sessions,
-        max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, idle_timeout=args.idle_timeout,
+        max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, max_message_bytes=args.max_message_size,
+        idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
         status=status,
     )
@@ -75,8 +80,14 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
 def serve(config: ServerConfig) -> int:
     """Run a server in this process until SIGINT/SIGTERM; print the endpoint first (scripts parse that line)."""
     try:
-        server = Server(config)
-        endpoint = server.bind()
+        with warnings.catch_warnings(record=True) as caught:  # the --insecure warning, as one plain line
+            warnings.simplefilter("always")
+            try:
+                server = Server(config)
+                endpoint = server.bind()
+            finally:
+                for w in caught:
+                    print(f"nrb serve: WARNING: {w.message}", file=sys.stderr, flush=True)
     except (ValueError, TypeError, HookLoadError, OSError, RuntimeError) as exc:
         # RuntimeError covers bridge.security.SecurityError
         print(f"nrb serve: {exc}", file=sys.stderr)

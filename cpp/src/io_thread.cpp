@@ -454,6 +454,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
     compression_ = opts_.compression;
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
+  output_ = w.output;
   for (const auto& req : w.required) {
     bool have = std::any_of(opts_.buffers.begin(), opts_.buffers.end(),
                             [&](const wire::BufferSpec& b) { return b.name == req.name; });
@@ -482,6 +483,16 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
     return;
   }
   wire::BufferDesc& out = *r.output;
+  if (out.width != output_.width || out.height != output_.height || out.format != output_.format) {
+    // A hostile or broken renderer: the engine sizes its textures from WELCOME, so never hand it anything else.
+    log_(LogLevel::warning, "nrb: RESULT for frame " + std::to_string(r.frame) + " is " + std::to_string(out.width) +
+                                "x" + std::to_string(out.height) + " " + std::string(wire::format_name(out.format)) +
+                                ", the session announced " + std::to_string(output_.width) + "x" +
+                                std::to_string(output_.height) + " " + std::string(wire::format_name(output_.format)) +
+                                "; not shown");
+    pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
+    return;
+  }
   auto img = std::make_shared<ResultImage>();
   if (out.shm) {
     std::optional<uint64_t> slot = pipeline_.result_slot_of(r.frame);

@@ -78,6 +78,7 @@ class IoThread {
   std::optional<wire::ShmPool> pool_spec_;
   wire::Compression compression_ = wire::Compression::none;
   bool allow_lz4_ = false, allow_zstd_ = false;
+  wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   TimePoint last_recv_{}, last_send_{};
   std::optional<TimePoint> ping_sent_;
   uint64_t ping_nonce_ = 0;

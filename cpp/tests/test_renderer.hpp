@@ -232,9 +232,10 @@ class TestRenderer {
       } catch (const std::exception&) {
       }
     }
-    w.output.format = wire::Format::rgba8;
-    w.output.width = h.output_size.width;
-    w.output.height = h.output_size.height;
+    // RESULTs echo the first buffer: announce exactly that (libnrb drops a RESULT that differs from WELCOME).
+    w.output.format = h.buffers.empty() ? wire::Format::rgba8 : h.buffers[0].format;
+    w.output.width = h.render_size.width;
+    w.output.height = h.render_size.height;
     w.max_in_flight = o.max_in_flight;
     w.styles = {"identity", "noir"};
     sessions_[id] = std::move(s);

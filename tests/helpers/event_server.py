@@ -89,9 +89,12 @@ class EventServer:
         if isinstance(msg, Hello):
             sid = random.randrange(1, 1 << 40)
             caps = [c for c in COMPRESSIONS if c in msg.capabilities]
-            self.sessions[sid] = {"rid": rid, "compression": tuple(caps)}
+            # RESULTs must match what WELCOME announces (libnrb drops any other): hudless_color's 8-bit format.
+            fmt = next((b.format for b in msg.buffers if b.name == "hudless_color"), "rgba8")
+            fmt = fmt if fmt in ("rgba8", "rgba8_srgb") else "rgba8"
+            self.sessions[sid] = {"rid": rid, "compression": tuple(caps), "format": fmt}
             w, h = msg.output_size
-            welcome = Welcome(sid, "event-server/1", caps, [], [], OutputSpec("rgba8", w, h), 4,
+            welcome = Welcome(sid, "event-server/1", caps, [], [], OutputSpec(fmt, w, h), 4,
                               ["identity", "noir"])
             self.log([f"HELLO {sid}"])
             self.send(rid, welcome)
@@ -103,13 +106,11 @@ class EventServer:
             if self.delay_s:
                 time.sleep(self.delay_s)
             src = msg.buffer("hudless_color") or (msg.buffers[0] if msg.buffers else None)
-            if src is None or src.data is None:
-                out = Buffer.from_array("output", "rgba8", _blank(msg))
+            fmt = self.sessions[msg.session]["format"]
+            if src is None or src.data is None or src.format not in ("rgba8", "rgba8_srgb"):
+                out = Buffer.from_array("output", fmt, _blank(msg))
             else:
-                out = Buffer("output", src.format if src.format in ("rgba8", "rgba8_srgb") else "rgba8",
-                             src.width, src.height, src.stride, src.data)
-                if src.format not in ("rgba8", "rgba8_srgb"):
-                    out = Buffer.from_array("output", "rgba8", _blank(msg))
+                out = Buffer("output", fmt, src.width, src.height, src.stride, src.data)
             lines = [f"FRAME {msg.session} {msg.frame}"]
             lines += [f"EVENT {e.name}" for e in msg.events]
             lines += [f"STYLE {s.style}" for s in msg.styles]
