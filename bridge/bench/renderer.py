@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,19 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from bridge.bench.machine import cpu_name
+
 DATA = Path("data")
 SPEED_SIZES = ((256, 256), (960, 540), (1920, 1080))
 GRID_FRAMES = 3
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 #: Samples per pixel of the benchmark's references: the held-out scenes are re-rendered this converged, so
@@ -300,7 +291,7 @@ def speed(model_dir: Path, thread_counts: tuple[int, ...] = (1, 2), quick: bool 
     torch.set_num_threads(max(thread_counts))
     return {
         "thread_counts": list(thread_counts),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": list(os.getloadavg()),
         "matmul_peak_gflops": {str(t): max(v) / 1e9 for t, v in peaks.items()},

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bridge.bench.machine import cpu_name, free_port
 
 FRAMES = 20_000
 RESTART_EVERY = 5_000
@@ -288,22 +289,6 @@ def _growth(start: float, end: float) -> float:
     return (end - start) / start if start > 0 else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 # ------------------------------------------------------------------------------------------------ report
 def markdown(res: dict[str, Any]) -> str:
     w, h = res["size"]
@@ -382,7 +367,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | Non
     arrays = gbuffers(*SIZE)
     formats = dict(STANDARD)
     res: dict[str, Any] = {
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "frames": frames, "size": list(SIZE), "buffers": [f"{n} {formats[n]}" for n in arrays],
         "gbuffer_mb": sum(a.nbytes for a in arrays.values()) / 1e6, "quick": quick, "paths": {},
         "growth_limit": GROWTH_LIMIT,
@@ -395,7 +380,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | Non
         finally:
             server.stop()
     if "tcp" in paths:
-        server = Server(f"tcp://127.0.0.1:{_free_port()}")
+        server = Server(f"tcp://127.0.0.1:{free_port()}")
         try:
             res["paths"]["tcp"] = soak("tcp", server, "inline", arrays, formats, frames, restart_every)
         finally:

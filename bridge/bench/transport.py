@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from bridge.bench.machine import cpu_name, free_port
+
 SIZES = ((960, 540), (1920, 1080))
 STANDARD = (("hudless_color", "rgba8"), ("depth", "r32f"), ("motion_vectors", "rg16f"), ("normals", "rgba16f"),
             ("albedo", "rgba8"), ("roughness_metallic", "rg8"), ("material_id", "r16u"))
@@ -402,10 +404,10 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
         have_native = False
     tmp = tempfile.mkdtemp(prefix="nrb-bench-")
     ipc = ServerProcess(f"ipc://{tmp}/server.sock")
-    tcp = ServerProcess(f"tcp://127.0.0.1:{_free_port()}")
+    tcp = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
     inproc_ep = "inproc://nrb-bench"
     inproc = _inproc_server(inproc_ep)
-    results: dict[str, Any] = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+    results: dict[str, Any] = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
                                "sizes": {}, "quick": quick}
     try:
         for (w, h) in sizes:
@@ -527,24 +529,6 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {s['zstd'] / 1e6:.2f} MB ({s['raw'] / s['zstd']:.1f}x) |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ------------------------------------------------------------------------------------------------ CLI
