@@ -71,6 +71,14 @@ class ClientConfig:
     server_timeout_ms: int = 2000
     reconnect_backoff_min_ms: int = 50
     reconnect_backoff_max_ms: int = 1000
+    # CurveZMQ (docs/security.md): the server's public key and this install's pair, Z85 text; all three or none
+    curve_server_key: str | None = None
+    curve_public_key: str | None = None
+    curve_secret_key: str | None = None
+
+    def curve(self) -> dict[str, str | None]:
+        return {"curve_server_key": self.curve_server_key, "curve_public_key": self.curve_public_key,
+                "curve_secret_key": self.curve_secret_key}
 
 
 @dataclass
@@ -138,7 +146,7 @@ class NativeClient:
             engine_version=config.engine_version, enabled=not config.start_disabled,
             connect_timeout_ms=config.connect_timeout_ms, handshake_timeout_ms=config.handshake_timeout_ms,
             server_timeout_ms=config.server_timeout_ms, reconnect_backoff_min_ms=config.reconnect_backoff_min_ms,
-            reconnect_backoff_max_ms=config.reconnect_backoff_max_ms,
+            reconnect_backoff_max_ms=config.reconnect_backoff_max_ms, **config.curve(),
         )
 
     def frame_begin(self, dt: float = -1.0) -> int:
@@ -378,7 +386,7 @@ class PyClient:
                 continue
             if conn is None:
                 conn = Client(self.config.endpoint, timeout=self.config.handshake_timeout_ms / 1000.0,
-                              client_name="nrb-py/0.1.0")
+                              client_name="nrb-py/0.1.0", **self.config.curve())
                 try:
                     out = self.config.output_size or self.config.render_size
                     w = conn.hello(self.config.render_size, self._specs, output_size=out,

@@ -82,6 +82,9 @@ class NeuralSettings:
     client: str | None = None  # "native" / "python" / None (native when available)
     server_timeout_ms: int = 2000
     reconnect_backoff_max_ms: int = 1000
+    curve_server_key: str | None = None  # CurveZMQ, Z85 text (`nrb keys show`); all three or none
+    curve_public_key: str | None = None
+    curve_secret_key: str | None = None
 
     @classmethod
     def from_config(cls, **overrides: Any) -> NeuralSettings:
@@ -95,6 +98,9 @@ class NeuralSettings:
             show_stats=ConfigVariableBool("nrb-show-stats", False).getValue(),
             render_size=tuple(int(v) for v in size.split()) if size else None,  # type: ignore[arg-type]
             send_color=ConfigVariableBool("nrb-send-color", True).getValue(),
+            curve_server_key=ConfigVariableString("nrb-curve-server-key", "").getValue().strip() or None,
+            curve_public_key=ConfigVariableString("nrb-curve-public-key", "").getValue().strip() or None,
+            curve_secret_key=ConfigVariableString("nrb-curve-secret-key", "").getValue().strip() or None,
         )
         for k, v in overrides.items():
             if not hasattr(s, k):
@@ -163,6 +169,8 @@ class NeuralRendering:
                 engine_version=PandaSystem.getVersionString(), start_disabled=not self.settings.enabled,
                 server_timeout_ms=self.settings.server_timeout_ms,
                 reconnect_backoff_max_ms=self.settings.reconnect_backoff_max_ms,
+                curve_server_key=self.settings.curve_server_key, curve_public_key=self.settings.curve_public_key,
+                curve_secret_key=self.settings.curve_secret_key,
             ), kind=self.settings.client)
         self.client = client
         self._enabled = bool(self.settings.enabled)
