@@ -22,6 +22,11 @@ RES = "res://addons/neural_render_bridge/"
 
 GD_FILES = sorted(ADDON.glob("*.gd")) + sorted(EXAMPLE.glob("*.gd"))
 
+SETTING = "rendering/neural_rendering/"
+BASIC_SETTINGS = ("enabled", "endpoint", "frames_in_flight", "deadline_ms")
+#: nrb_client_config's CurveZMQ fields; the project setting of each has the same name.
+CURVE_FIELDS = ("curve_server_public_key", "curve_client_public_key", "curve_client_secret_key")
+
 
 def godot_ini(path: Path) -> configparser.ConfigParser:
     """Godot's .cfg / .godot / .gdextension files: INI sections, `key=value` with Godot-syntax values."""
@@ -55,6 +60,23 @@ def registered_classes() -> set[str]:
 def bound_methods() -> set[str]:
     text = "".join(p.read_text() for p in SRC.glob("*.cpp"))
     return set(re.findall(r'D_METHOD\("(\w+)"', text))
+
+
+def config_curve_fields() -> list[str]:
+    """The curve_* fields of nrb_client_config, in declaration order."""
+    struct = re.search(r"typedef struct nrb_client_config \{(.*?)\} nrb_client_config;", NRB_H.read_text(), re.S)
+    return re.findall(r"\b(curve_\w+);", struct.group(1))
+
+
+def cpp_body(code: str, name: str) -> str:
+    """The brace-balanced body of ``NRBClient::name(...) { ... }``."""
+    m = re.search(rf"NRBClient::{name}\([^)]*\)[^{{;]*\{{", code)
+    assert m, f"NRBClient::{name} is not defined"
+    depth, i = 1, m.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(code[i], 0)
+        i += 1
+    return code[m.end():i]
 
 
 # -------------------------------------------------------------------------------------------------- GDScript
@@ -104,18 +126,73 @@ def test_plugin_cfg_is_complete_and_points_at_an_editor_plugin():
 def test_project_settings_names_agree():
     settings = (ADDON / "settings.gd").read_text()
     names = dict(re.findall(r'const (\w+) := "(rendering/neural_rendering/\w+)"', settings))
-    assert set(names.values()) == {f"rendering/neural_rendering/{k}" for k in
-                                   ("enabled", "endpoint", "frames_in_flight", "deadline_ms")}
+    assert set(names.values()) == {SETTING + k for k in BASIC_SETTINGS + CURVE_FIELDS}
     # every setting is registered with a default, and the autoload reads them all
     for const in names:
         assert re.search(rf"\[{const}, TYPE_\w+,", settings), const
     autoload = (ADDON / "neural_rendering.gd").read_text()
     for const in names:
         assert f"Settings.{const}" in autoload, const
+    # the example sets the basic ones; the keys are empty by default and Godot does not save empty defaults
     project = godot_ini(EXAMPLE / "project.godot")
-    for full in names.values():
-        key = full.split("/", 1)[1]
-        assert key in project["rendering"], full
+    for key in BASIC_SETTINGS:
+        assert f"neural_rendering/{key}" in project["rendering"], key
+
+
+def test_every_curve_key_of_the_client_config_comes_from_a_project_setting():
+    """nrb.h field -> project setting (or environment variable) -> set_curve_keys argument -> NRBClient member ->
+    the same nrb_client_config field, in configure: a key setting that is missing or not passed on fails here."""
+    fields = config_curve_fields()
+    assert tuple(fields) == CURVE_FIELDS, "nrb_client_config's CurveZMQ fields changed: update both plugins"
+    settings = (ADDON / "settings.gd").read_text()
+    consts = {name: const for const, name in re.findall(r'const (\w+) := "rendering/neural_rendering/(\w+)"',
+                                                         settings)}
+    env = dict(re.findall(r'(\w+): "(NRB_\w+)"', re.search(r"const CURVE_ENVIRONMENT := \{(.*?)\}", settings,
+                                                         re.S).group(1)))
+    for field in fields:
+        const = consts[field]
+        assert re.search(rf'\[{const}, TYPE_STRING, "",', settings), f"{const}: a string, empty by default"
+        assert env[const] == f"NRB_{field.upper()}", const
+    # the secret is typed into a password field
+    assert re.search(r"\[CURVE_CLIENT_SECRET_KEY, TYPE_STRING, \"\", PROPERTY_HINT_PASSWORD,", settings)
+    # the autoload passes the keys in nrb.h's order, before it configures the client, and gives up when refused
+    autoload = (ADDON / "neural_rendering.gd").read_text()
+    call = re.search(r"_client\.set_curve_keys\((.*?)\n\t\)", autoload, re.S)
+    assert call, "the autoload never calls set_curve_keys"
+    args = re.findall(r"Settings\.get_curve_key\(Settings\.(\w+)\)", call.group(1))
+    assert args == [consts[f] for f in fields]
+    assert call.start() < autoload.index("_client.configure(")
+    # the C++ binds the method with the keys in the same order, keeps them, and hands them to libnrb
+    cpp = (SRC / "nrb_client.cpp").read_text()
+    bound = re.search(r'D_METHOD\("set_curve_keys", ([^)]*)\)', cpp).group(1)
+    assert re.findall(r'"(\w+)"', bound) == [f.removeprefix("curve_") for f in fields]
+    keep, configure = cpp_body(cpp, "set_curve_keys"), cpp_body(cpp, "configure")
+    for field in fields:
+        assert re.search(rf"\b{field}_ = {field.removeprefix('curve_')};", keep), field
+        assert re.search(rf"\bcfg\.{field} = \w+\.get_data\(\);", configure), f"configure never sets {field}"
+    # a refused set of keys also stops configure: never a plain connection when keys were meant
+    assert "curve_keys_problem(" in keep and "curve_keys_problem(" in configure
+
+
+def test_client_secret_key_stays_out_of_the_project():
+    project_text = (EXAMPLE / "project.godot").read_text()
+    project = godot_ini(EXAMPLE / "project.godot")
+    assert "neural_rendering/curve_client_secret_key" not in project["rendering"]
+    # nor any other value that looks like a CurveZMQ key (40 characters of Z85 text)
+    assert not re.search(r'"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}"', project_text)
+    # override.cfg, where the README puts it while developing, is not committed
+    ignored = (EXAMPLE / ".gitignore").read_text().split()
+    assert "override.cfg" in ignored
+    # the editor warns when someone types it into Project Settings (which saves project.godot)
+    plugin = (ADDON / "plugin.gd").read_text()
+    assert "ProjectSettings.settings_changed.connect(_warn_if_secret_in_project)" in plugin
+    assert re.search(r"func _warn_if_secret_in_project\(\).*?Settings\.CURVE_CLIENT_SECRET_KEY.*?push_warning\(",
+                     plugin, re.S)
+    # and the README says where it goes instead, with the environment variables the autoload reads
+    readme = (ADDON / "README.md").read_text()
+    for field in CURVE_FIELDS:
+        assert SETTING + field in readme and f"NRB_{field.upper()}" in readme, field
+    assert "override.cfg" in readme
 
 
 # ------------------------------------------------------------------------------------------------ .gdextension

@@ -23,12 +23,32 @@ VERBS = {
 }
 
 
+CURVE_CVARS = ("r.NeuralRendering.CurveServerPublicKey", "r.NeuralRendering.CurveClientPublicKey",
+               "r.NeuralRendering.CurveClientSecretKey")
+
+
 def c_abi_functions() -> set[str]:
     return set(re.findall(r"NRB_API\s+[\w\s\*]+?\b(nrb_\w+)\s*\(", NRB_H.read_text()))
 
 
 def strip_comments(code: str) -> str:
     return re.sub(r"//[^\n]*|/\*.*?\*/", "", code, flags=re.S)
+
+
+def settings_headers() -> list[Path]:
+    """The UDeveloperSettings pages of the plugin."""
+    return [h for h in sorted((MODULE / "Public").glob("*.h"))
+            if re.search(r":\s*public\s+UDeveloperSettings\b", h.read_text())]
+
+
+def config_curve_fields() -> list[str]:
+    """The curve_* fields of nrb_client_config, in declaration order."""
+    struct = re.search(r"typedef struct nrb_client_config \{(.*?)\} nrb_client_config;", NRB_H.read_text(), re.S)
+    return re.findall(r"\b(curve_\w+);", struct.group(1))
+
+
+def camel(field: str) -> str:
+    return "".join(part.title() for part in field.split("_"))
 
 
 def function_body(code: str, name: str) -> str:
@@ -87,11 +107,85 @@ def test_every_nrb_call_in_the_plugin_exists_in_the_c_abi() -> None:
 def test_console_variables_and_settings_page_are_bound_to_each_other() -> None:
     cvars = (MODULE / "Private" / "NeuralRenderingCVars.cpp").read_text()
     names = set(re.findall(r'TEXT\("(r\.NeuralRendering\.\w+)"\)', cvars))
-    assert names >= {"r.NeuralRendering.Enable", "r.NeuralRendering.Endpoint", "r.NeuralRendering.DeadlineMs"}
+    assert names >= {"r.NeuralRendering.Enable", "r.NeuralRendering.Endpoint", "r.NeuralRendering.DeadlineMs",
+                     *CURVE_CVARS}
     settings = (MODULE / "Public" / "NeuralRenderingSettings.h").read_text()
     assert re.search(r"class\s+\w+\s+UNeuralRenderingSettings\s*:\s*public\s+UDeveloperSettings", settings)
-    bound = set(re.findall(r'ConsoleVariable\s*=\s*"(r\.NeuralRendering\.\w+)"', settings))
+    bound = set()
+    for header in settings_headers():
+        bound |= set(re.findall(r'ConsoleVariable\s*=\s*"(r\.NeuralRendering\.\w+)"', header.read_text()))
     assert bound and bound <= names, f"settings bound to unknown cvars: {sorted(bound - names)}"
+    assert set(CURVE_CVARS) <= bound, f"CurveZMQ keys missing from the settings pages: {set(CURVE_CVARS) - bound}"
+
+
+def test_saved_settings_reach_their_console_variables_at_startup() -> None:
+    """The editor pushes an edited value into its cvar (ExportValuesToConsoleVariables), but a packaged game only
+    gets the saved ones through ApplyToConsoleVariables, which the module calls for every settings page, and the
+    editor keeps them only if the settings push them before importing the cvars."""
+    module = strip_comments((MODULE / "Private" / "NeuralRenderBridgeModule.cpp").read_text())
+    startup = function_body(module, "OnPostEngineInit")
+    for header in settings_headers():
+        cls = re.search(r"class\s+\w+\s+(U\w+)\s*:\s*public\s+UDeveloperSettings", header.read_text()).group(1)
+        assert re.search(rf"GetDefault<{cls}>\(\)->ApplyToConsoleVariables\(\);", startup), cls
+        impl = strip_comments((MODULE / "Private" / header.name.replace(".h", ".cpp")).read_text())
+        apply = function_body(impl, "ApplyToConsoleVariables")
+        # in the editor the class default object imports the cvars over what it read from its ini file: it must
+        # push its saved values into them first, or the editor would drop them
+        init = function_body(impl, "PostInitProperties")
+        assert re.search(r"ApplyToConsoleVariables\(\);\s*ImportConsoleVariableValues\(\);", init), cls
+        props = re.findall(r'ConsoleVariable\s*=\s*"r\.NeuralRendering\.(\w+)"[^;]*?\)\)\s*\w+\s+(\w+)\s*[;=]',
+                           header.read_text(), re.S)
+        assert props, header.name
+        for cvar, prop in props:
+            assert re.search(rf"CVarNeuralRendering{cvar}->Set\([^;]*\b{prop}\b", apply), f"{cls}.{prop} -> {cvar}"
+
+
+def test_every_curve_key_of_the_client_config_is_passed_to_libnrb() -> None:
+    """nrb.h field -> console variable (or environment variable) -> the same nrb_client_config field, in order."""
+    fields = config_curve_fields()
+    assert fields == [f"curve_{k}" for k in ("server_public_key", "client_public_key", "client_secret_key")], \
+        "nrb_client_config's CurveZMQ fields changed: update both plugins"
+    module = strip_comments((MODULE / "Private" / "NeuralRenderBridgeModule.cpp").read_text())
+    sources = re.findall(r'\{&(CVarNeuralRendering\w+), TEXT\("(r\.NeuralRendering\.\w+)"\),\s*TEXT\("(NRB_\w+)"\)\}',
+                         module)
+    assert sources == [(f"CVarNeuralRendering{camel(f)}", f"r.NeuralRendering.{camel(f)}", f"NRB_{f.upper()}")
+                       for f in fields]
+    create = function_body(module, "RecreateClient")
+    assert "ReadCurveKeys(CurveKeys);" in create
+    index_of = {var: int(i) for var, i in re.findall(r"const FTCHARToUTF8 (\w+)\(\*CurveKeys\[(\d)\]\);", create)}
+    passed = dict(re.findall(r"\bConfig\.(curve_\w+) = (\w+)\.Get\(\);", create))
+    assert set(passed) == set(fields), f"not passed to nrb_client_config: {set(fields) - set(passed)}"
+    for i, field in enumerate(fields):
+        assert index_of[passed[field]] == i, f"{field} gets another key"
+    # keys that cannot be used leave no client rather than a plain connection
+    problem = create.index("CurveKeysProblem(CurveKeys)")
+    assert problem < create.index("nrb_client_create(") and "return;" in create[problem:create.index("FTCHARToUTF8")]
+    # changing a key (settings page, console, ini) reconnects
+    assert "ReadCurveKeys(" in function_body(module, "OnCVarsChanged")
+
+
+def test_client_secret_key_is_saved_per_user_never_in_the_project_config() -> None:
+    owner = [h for h in settings_headers() if "r.NeuralRendering.CurveClientSecretKey" in h.read_text()]
+    assert len(owner) == 1
+    text = owner[0].read_text()
+    uclass = re.search(r"UCLASS\(([^)]*)\)", text).group(1)
+    # GameUserSettings: Saved/Config/<Platform>/GameUserSettings.ini of this user, read by packaged games too; a
+    # DefaultConfig (or ProjectUserConfig) class would save it under the project's Config/ folder
+    assert re.search(r"\bConfig\s*=\s*GameUserSettings\b", uclass, re.I), uclass
+    assert not re.search(r"\b(DefaultConfig|ProjectUserConfig)\b", uclass, re.I), uclass
+    secret = re.search(r'UPROPERTY\(([^;]*?ConsoleVariable\s*=\s*"r\.NeuralRendering\.CurveClientSecretKey"[^;]*?)\)\s*'
+                       r"FString\s+\w+;", text, re.S)
+    assert secret and "PasswordField = true" in secret.group(1)
+    # the key pair stays together: the shared page does not take the client's keys
+    shared = (MODULE / "Public" / "NeuralRenderingSettings.h").read_text()
+    assert "DefaultConfig" in re.search(r"UCLASS\(([^)]*)\)", shared).group(1)
+    assert "CurveClient" not in shared
+    readme = (PLUGIN / "README.md").read_text()
+    assert "GameUserSettings.ini" in readme
+    for cvar in CURVE_CVARS:
+        assert cvar in readme
+    for field in config_curve_fields():
+        assert f"NRB_{field.upper()}" in readme
 
 
 def test_scene_view_extension_subclasses_the_engine_base_and_replaces_the_image() -> None:

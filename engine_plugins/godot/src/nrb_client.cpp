@@ -117,6 +117,38 @@ bool put_variant(std::vector<uint8_t>& o, const Variant& v, int depth) {
   }
 }
 
+// A CurveZMQ key as libzmq takes it: 40 characters of the Z85 alphabet (ZeroMQ RFC 32). libnrb checks only the
+// length; a key with a stray quote or space would otherwise fail later, inside the I/O thread, on every reconnect.
+bool is_z85_key(const String& key) {
+  static const char kZ85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+  if (key.length() != 40) return false;
+  for (int64_t i = 0; i < key.length(); ++i) {
+    const char32_t c = key[i];
+    if (c == 0 || c > 127 || std::strchr(kZ85, static_cast<int>(c)) == nullptr) return false;
+  }
+  return true;
+}
+
+// Why three CurveZMQ keys cannot be used, or an empty string when they can (all three valid, or none). It names
+// the key at fault but never shows it: it may be the secret one.
+String curve_keys_problem(const String& server_public_key, const String& client_public_key,
+                          const String& client_secret_key) {
+  if (server_public_key.is_empty() && client_public_key.is_empty() && client_secret_key.is_empty()) return String();
+  const String keys[3] = {server_public_key, client_public_key, client_secret_key};
+  const char* const names[3] = {"server public key", "client public key", "client secret key"};
+  for (int i = 0; i < 3; ++i) {
+    if (keys[i].is_empty()) {
+      return String("the ") + names[i] +
+             " is missing; CurveZMQ needs all three keys (server public, client public, client secret) or none";
+    }
+    if (!is_z85_key(keys[i])) {
+      return String("the ") + names[i] + " is not a CurveZMQ key (40 characters of Z85 text, as `nrb keys show` " +
+             "prints it; this one has " + String::num_int64(keys[i].length()) + " characters)";
+    }
+  }
+  return String();
+}
+
 bool read_doubles(const Dictionary& d, const char* key, double* out, int n) {
   if (!d.has(key)) return false;
   const Array a = d[key];
@@ -135,13 +167,34 @@ bool NRBClient::check(nrb_status status, const char* what) {
   return false;
 }
 
+bool NRBClient::set_curve_keys(const String& server_public_key, const String& client_public_key,
+                               const String& client_secret_key) {
+  // Kept even when refused, so that configure refuses them too instead of connecting without them.
+  curve_server_public_key_ = server_public_key;
+  curve_client_public_key_ = client_public_key;
+  curve_client_secret_key_ = client_secret_key;
+  const String problem = curve_keys_problem(server_public_key, client_public_key, client_secret_key);
+  if (problem.is_empty()) return true;
+  error_ = "set_curve_keys: " + problem;
+  return false;
+}
+
 bool NRBClient::configure(const String& endpoint, int64_t width, int64_t height, const Dictionary& buffers,
                           int64_t frames_in_flight, double deadline_ms, const String& engine,
                           const String& engine_version, bool enabled) {
   close();
+  const String curve_problem = curve_keys_problem(curve_server_public_key_, curve_client_public_key_,
+                                                  curve_client_secret_key_);
+  if (!curve_problem.is_empty()) {
+    error_ = "configure: " + curve_problem;
+    return false;
+  }
   const CharString ep = endpoint.utf8();
   const CharString en = engine.utf8();
   const CharString ev = engine_version.utf8();
+  const CharString csp = curve_server_public_key_.utf8();
+  const CharString ccp = curve_client_public_key_.utf8();
+  const CharString ccs = curve_client_secret_key_.utf8();
   std::vector<CharString> names;
   std::vector<nrb_buffer_spec> specs;
   const Array keys = buffers.keys();
@@ -169,6 +222,11 @@ bool NRBClient::configure(const String& endpoint, int64_t width, int64_t height,
   cfg.buffers = specs.data();
   cfg.buffer_count = static_cast<uint32_t>(specs.size());
   cfg.start_disabled = enabled ? 0u : 1u;
+  if (!curve_server_public_key_.is_empty()) {  // checked above: all three keys or none
+    cfg.curve_server_public_key = csp.get_data();
+    cfg.curve_client_public_key = ccp.get_data();
+    cfg.curve_client_secret_key = ccs.get_data();
+  }
   nrb_client* created = nullptr;
   const nrb_status st = nrb_client_create(&cfg, &created);
   if (st != NRB_OK) {
@@ -364,6 +422,8 @@ String NRBClient::get_last_error() const {
 }
 
 void NRBClient::_bind_methods() {
+  ClassDB::bind_method(D_METHOD("set_curve_keys", "server_public_key", "client_public_key", "client_secret_key"),
+                       &NRBClient::set_curve_keys);
   ClassDB::bind_method(D_METHOD("configure", "endpoint", "width", "height", "buffers", "frames_in_flight",
                                 "deadline_ms", "engine", "engine_version", "enabled"),
                        &NRBClient::configure);

@@ -22,6 +22,11 @@ class NRBClient : public RefCounted {
   NRBClient() = default;
   ~NRBClient() override;
 
+  // CurveZMQ keys (Z85 text, 40 characters each, as `nrb keys show` prints them) for the next configure: all three,
+  // or all empty for a plain connection. Anything else is refused with last_error, and so is every configure until
+  // valid keys (or none) are set: a mistyped key never turns into an unencrypted connection.
+  bool set_curve_keys(const String& server_public_key, const String& client_public_key,
+                      const String& client_secret_key);
   bool configure(const String& endpoint, int64_t width, int64_t height, const Dictionary& buffers,
                  int64_t frames_in_flight, double deadline_ms, const String& engine, const String& engine_version,
                  bool enabled);
@@ -57,6 +62,10 @@ class NRBClient : public RefCounted {
 
   nrb_client* client_ = nullptr;
   String error_;
+  // set_curve_keys' keys, named after the nrb_client_config fields they fill; all empty: no CurveZMQ.
+  String curve_server_public_key_;
+  String curve_client_public_key_;
+  String curve_client_secret_key_;
   uint32_t result_width_ = 0;
   uint32_t result_height_ = 0;
   uint64_t result_frame_ = 0;

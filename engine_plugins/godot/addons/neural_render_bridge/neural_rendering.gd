@@ -62,6 +62,17 @@ func _ready() -> void:
 		push_warning("Neural Render Bridge: the GDExtension is not loaded; rendering stays as it is.")
 		return
 	_client = ClassDB.instantiate(CLIENT_CLASS)
+	# CurveZMQ keys before configure. Keys that are partial or malformed stop here: the game renders on its own
+	# rather than sending its frames unencrypted to a server it was told to authenticate.
+	var keys_ok: bool = _client.set_curve_keys(
+		Settings.get_curve_key(Settings.CURVE_SERVER_PUBLIC_KEY),
+		Settings.get_curve_key(Settings.CURVE_CLIENT_PUBLIC_KEY),
+		Settings.get_curve_key(Settings.CURVE_CLIENT_SECRET_KEY)
+	)
+	if not keys_ok:
+		push_error("Neural Render Bridge: %s" % _client.get_last_error())
+		_client = null
+		return
 	var size := get_viewport().get_visible_rect().size
 	var ok: bool = _client.configure(
 		str(Settings.get_value(Settings.ENDPOINT)),

@@ -8,6 +8,12 @@ const ENABLED := "rendering/neural_rendering/enabled"
 const ENDPOINT := "rendering/neural_rendering/endpoint"
 const FRAMES_IN_FLIGHT := "rendering/neural_rendering/frames_in_flight"
 const DEADLINE_MS := "rendering/neural_rendering/deadline_ms"
+## CurveZMQ (Z85 text, 40 characters each, `nrb keys show`): all three or none. The server's public key is the same
+## for every install and may live in project.godot; the client's pair belongs to one install, so its secret key goes
+## in override.cfg beside the game or in the environment, never in project.godot (README, "CurveZMQ").
+const CURVE_SERVER_PUBLIC_KEY := "rendering/neural_rendering/curve_server_public_key"
+const CURVE_CLIENT_PUBLIC_KEY := "rendering/neural_rendering/curve_client_public_key"
+const CURVE_CLIENT_SECRET_KEY := "rendering/neural_rendering/curve_client_secret_key"
 
 ## [name, type, default, hint, hint_string] of every setting, in the order they are shown.
 const ALL := [
@@ -15,7 +21,16 @@ const ALL := [
 	[ENDPOINT, TYPE_STRING, "tcp://127.0.0.1:5555", PROPERTY_HINT_PLACEHOLDER_TEXT, "tcp://127.0.0.1:5555"],
 	[FRAMES_IN_FLIGHT, TYPE_INT, 2, PROPERTY_HINT_RANGE, "1,64"],
 	[DEADLINE_MS, TYPE_FLOAT, 100.0, PROPERTY_HINT_RANGE, "1,60000,1,suffix:ms"],
+	[CURVE_SERVER_PUBLIC_KEY, TYPE_STRING, "", PROPERTY_HINT_PLACEHOLDER_TEXT, "Z85; empty: no CurveZMQ"],
+	[CURVE_CLIENT_PUBLIC_KEY, TYPE_STRING, "", PROPERTY_HINT_PLACEHOLDER_TEXT, "Z85; per install: override.cfg"],
+	[CURVE_CLIENT_SECRET_KEY, TYPE_STRING, "", PROPERTY_HINT_PASSWORD, ""],
 ]
+## The environment variable each CurveZMQ key is read from when its setting is empty.
+const CURVE_ENVIRONMENT := {
+	CURVE_SERVER_PUBLIC_KEY: "NRB_CURVE_SERVER_PUBLIC_KEY",
+	CURVE_CLIENT_PUBLIC_KEY: "NRB_CURVE_CLIENT_PUBLIC_KEY",
+	CURVE_CLIENT_SECRET_KEY: "NRB_CURVE_CLIENT_SECRET_KEY",
+}
 
 
 static func register_all() -> void:
@@ -41,3 +56,12 @@ static func get_value(key: String) -> Variant:
 			return ProjectSettings.get_setting(key, s[2])
 	push_error("unknown neural rendering setting %s" % key)
 	return null
+
+
+## A CurveZMQ key from its setting (project.godot, or override.cfg at run time) or, when that is empty, from its
+## environment variable ([constant CURVE_ENVIRONMENT]).
+static func get_curve_key(key: String) -> String:
+	var value := str(get_value(key)).strip_edges()
+	if value.is_empty():
+		value = OS.get_environment(CURVE_ENVIRONMENT[key]).strip_edges()
+	return value

@@ -1,5 +1,6 @@
 #include "NeuralRenderBridgeModule.h"
 
+#include "HAL/PlatformMisc.h"
 #include "Interfaces/IPluginManager.h"
 #include "Misc/CoreDelegates.h"
 #include "Misc/EngineVersion.h"
@@ -9,6 +10,7 @@
 
 #include "NeuralRenderingCVars.h"
 #include "NeuralRenderingSettings.h"
+#include "NeuralRenderingUserSettings.h"
 #include "NeuralSceneViewExtension.h"
 #include "nrb/nrb.h"
 
@@ -32,6 +34,79 @@ void LogFromNrb(void* /*User*/, nrb_log_level Level, const char* Message)
 		UE_LOG(LogNeuralRendering, Verbose, TEXT("%s"), *Text);
 	}
 }
+
+/** Where each CurveZMQ key of nrb_client_config comes from, in the order of ClientCurveKeys. */
+struct FCurveKeySource
+{
+	TAutoConsoleVariable<FString>* CVar;
+	const TCHAR* CVarName;
+	const TCHAR* Environment;  // read when the console variable is empty: keys kept out of every ini file
+};
+const FCurveKeySource GCurveKeySources[3] = {
+	{&CVarNeuralRenderingCurveServerPublicKey, TEXT("r.NeuralRendering.CurveServerPublicKey"),
+		TEXT("NRB_CURVE_SERVER_PUBLIC_KEY")},
+	{&CVarNeuralRenderingCurveClientPublicKey, TEXT("r.NeuralRendering.CurveClientPublicKey"),
+		TEXT("NRB_CURVE_CLIENT_PUBLIC_KEY")},
+	{&CVarNeuralRenderingCurveClientSecretKey, TEXT("r.NeuralRendering.CurveClientSecretKey"),
+		TEXT("NRB_CURVE_CLIENT_SECRET_KEY")},
+};
+
+void ReadCurveKeys(FString (&Keys)[3])
+{
+	for (int32 Index = 0; Index < 3; ++Index)
+	{
+		Keys[Index] = GCurveKeySources[Index].CVar->GetValueOnGameThread().TrimStartAndEnd();
+		if (Keys[Index].IsEmpty())
+		{
+			Keys[Index] = FPlatformMisc::GetEnvironmentVariable(GCurveKeySources[Index].Environment).TrimStartAndEnd();
+		}
+	}
+}
+
+/** A CurveZMQ key as libzmq takes it: 40 characters of the Z85 alphabet (ZeroMQ RFC 32). libnrb checks only the
+ * length; a key with a stray quote would otherwise fail later, in libnrb's I/O thread, on every reconnect. */
+bool IsZ85Key(const FString& Key)
+{
+	static const TCHAR* const Z85 =
+		TEXT("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#");
+	if (Key.Len() != 40)
+	{
+		return false;
+	}
+	for (const TCHAR Char : Key)
+	{
+		if (Char == 0 || FCString::Strchr(Z85, Char) == nullptr)
+		{
+			return false;
+		}
+	}
+	return true;
+}
+
+/** Why the keys cannot be used (naming the setting at fault, never showing a key: it may be the secret one), or an
+ * empty string when they can: all three valid, or none. */
+FString CurveKeysProblem(const FString (&Keys)[3])
+{
+	if (Keys[0].IsEmpty() && Keys[1].IsEmpty() && Keys[2].IsEmpty())
+	{
+		return FString();
+	}
+	for (int32 Index = 0; Index < 3; ++Index)
+	{
+		if (Keys[Index].IsEmpty())
+		{
+			return FString::Printf(TEXT("%s (or %s) is empty; CurveZMQ needs all three keys or none"),
+				GCurveKeySources[Index].CVarName, GCurveKeySources[Index].Environment);
+		}
+		if (!IsZ85Key(Keys[Index]))
+		{
+			return FString::Printf(
+				TEXT("%s is not a CurveZMQ key (40 characters of Z85 text, as `nrb keys show` prints it; this one ")
+				TEXT("has %d characters)"), GCurveKeySources[Index].CVarName, Keys[Index].Len());
+		}
+	}
+	return FString();
+}
 }  // namespace
 
 void FNeuralRenderBridgeModule::StartupModule()
@@ -50,6 +125,7 @@ void FNeuralRenderBridgeModule::StartupModule()
 void FNeuralRenderBridgeModule::OnPostEngineInit()
 {
 	GetDefault<UNeuralRenderingSettings>()->ApplyToConsoleVariables();
+	GetDefault<UNeuralRenderingUserSettings>()->ApplyToConsoleVariables();
 	RecreateClient();
 	ViewExtension = FSceneViewExtensions::NewExtension<FNeuralSceneViewExtension>(this);
 	CVarSinkHandle = IConsoleManager::Get().RegisterConsoleVariableSink_Handle(
@@ -61,14 +137,32 @@ void FNeuralRenderBridgeModule::RecreateClient()
 	const FString Endpoint = CVarNeuralRenderingEndpoint.GetValueOnGameThread();
 	const float DeadlineMs = CVarNeuralRenderingDeadlineMs.GetValueOnGameThread();
 	const bool bEnabled = CVarNeuralRenderingEnable.GetValueOnGameThread() != 0;
+	FString CurveKeys[3];
+	ReadCurveKeys(CurveKeys);
 	if (Client)
 	{
 		FlushRenderingCommands();  // the render thread must not use the old client any more
 		nrb_client_destroy(Client);
 		Client = nullptr;
 	}
+	ClientEndpoint = Endpoint;
+	ClientDeadlineMs = DeadlineMs;
+	for (int32 Index = 0; Index < 3; ++Index)
+	{
+		ClientCurveKeys[Index] = CurveKeys[Index];
+	}
+	const FString CurveProblem = CurveKeysProblem(CurveKeys);
+	if (!CurveProblem.IsEmpty())
+	{
+		UE_LOG(LogNeuralRendering, Error, TEXT("CurveZMQ: %s. No neural rendering until the keys are fixed."),
+			*CurveProblem);
+		return;
+	}
 	const FTCHARToUTF8 EndpointUtf8(*Endpoint);
 	const FTCHARToUTF8 VersionUtf8(*FEngineVersion::Current().ToString());
+	const FTCHARToUTF8 CurveServerPublicKeyUtf8(*CurveKeys[0]);
+	const FTCHARToUTF8 CurveClientPublicKeyUtf8(*CurveKeys[1]);
+	const FTCHARToUTF8 CurveClientSecretKeyUtf8(*CurveKeys[2]);
 	const FIntPoint Size = FNeuralSceneViewExtension::DefaultRenderSize();
 	const nrb_buffer_spec Buffers[] = {
 		{"albedo", NRB_FORMAT_RGBA8_SRGB},  {"normals", NRB_FORMAT_RGBA16F},  {"depth", NRB_FORMAT_R32F},
@@ -90,6 +184,12 @@ void FNeuralRenderBridgeModule::RecreateClient()
 	Config.start_disabled = bEnabled ? 0u : 1u;
 	Config.log_fn = &LogFromNrb;
 	Config.log_level = NRB_LOG_WARNING;
+	if (!CurveKeys[0].IsEmpty())  // checked above: all three keys or none
+	{
+		Config.curve_server_public_key = CurveServerPublicKeyUtf8.Get();
+		Config.curve_client_public_key = CurveClientPublicKeyUtf8.Get();
+		Config.curve_client_secret_key = CurveClientSecretKeyUtf8.Get();
+	}
 	const nrb_status Status = nrb_client_create(&Config, &Client);
 	if (Status != NRB_OK)
 	{
@@ -97,14 +197,20 @@ void FNeuralRenderBridgeModule::RecreateClient()
 			UTF8_TO_TCHAR(nrb_last_error(nullptr)));
 		Client = nullptr;
 	}
-	ClientEndpoint = Endpoint;
-	ClientDeadlineMs = DeadlineMs;
 }
 
 void FNeuralRenderBridgeModule::OnCVarsChanged()
 {
+	FString CurveKeys[3];
+	ReadCurveKeys(CurveKeys);
+	bool bCurveKeysChanged = false;
+	for (int32 Index = 0; Index < 3; ++Index)
+	{
+		// Z85 is case-sensitive, FString's != is not
+		bCurveKeysChanged |= !CurveKeys[Index].Equals(ClientCurveKeys[Index], ESearchCase::CaseSensitive);
+	}
 	if (CVarNeuralRenderingEndpoint.GetValueOnGameThread() != ClientEndpoint ||
-		CVarNeuralRenderingDeadlineMs.GetValueOnGameThread() != ClientDeadlineMs)
+		CVarNeuralRenderingDeadlineMs.GetValueOnGameThread() != ClientDeadlineMs || bCurveKeysChanged)
 	{
 		RecreateClient();
 	}

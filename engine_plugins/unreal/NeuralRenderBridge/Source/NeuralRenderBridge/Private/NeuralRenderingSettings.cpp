@@ -14,7 +14,11 @@ void UNeuralRenderingSettings::PostInitProperties()
 #if WITH_EDITOR
 	if (IsTemplate())
 	{
-		ImportConsoleVariableValues();  // values set on the command line or in ini files win in the editor UI
+		// The class default object has just read its ini file, and the import copies every bound console variable
+		// over it. Push the saved values first, at project-setting priority, so that the import keeps them; a value
+		// already set with a higher priority (the command line, for one) is kept by the cvar and wins in the editor UI.
+		ApplyToConsoleVariables();
+		ImportConsoleVariableValues();
 	}
 #endif
 }
@@ -35,4 +39,5 @@ void UNeuralRenderingSettings::ApplyToConsoleVariables() const
 	CVarNeuralRenderingEnable->Set(bEnabled ? 1 : 0, ECVF_SetByProjectSetting);
 	CVarNeuralRenderingEndpoint->Set(*Endpoint, ECVF_SetByProjectSetting);
 	CVarNeuralRenderingDeadlineMs->Set(DeadlineMs, ECVF_SetByProjectSetting);
+	CVarNeuralRenderingCurveServerPublicKey->Set(*CurveServerPublicKey, ECVF_SetByProjectSetting);
 }

@@ -24,7 +24,9 @@ public:
 	 * may call the event, style, enable and stats functions of nrb.h on it. */
 	nrb_client* GetClient() const { return Client; }
 
-	/** (Re)creates the client from the console variables (endpoint, deadline, enable). Game thread. */
+	/** (Re)creates the client from the console variables (endpoint, deadline, enable, CurveZMQ keys; an empty key
+	 * from its NRB_CURVE_* environment variable). Keys that are partial or not Z85 leave no client: the engine renders
+	 * on its own rather than connecting without encryption. Game thread. */
 	void RecreateClient();
 
 	/** Object id (custom stencil value, 1..255) -> material id, read by the render thread's pack pass. */
@@ -38,6 +40,7 @@ private:
 	nrb_client* Client = nullptr;
 	FString ClientEndpoint;
 	float ClientDeadlineMs = 0.f;
+	FString ClientCurveKeys[3];  // server public, client public, client secret: what the client was created with
 	TSharedPtr<FNeuralSceneViewExtension, ESPMode::ThreadSafe> ViewExtension;
 	FDelegateHandle PostEngineInitHandle;
 	FDelegateHandle CVarSinkHandle;

@@ -1,4 +1,6 @@
-// Project Settings > Plugins > Neural Rendering, bound to the r.NeuralRendering.* console variables.
+// Project Settings > Plugins > Neural Rendering, bound to the r.NeuralRendering.* console variables. Saved in the
+// project's Config/DefaultEngine.ini, shared by everyone: this install's CurveZMQ key pair is on the per-user page
+// (NeuralRenderingUserSettings.h) instead.
 #pragma once
 
 #include "CoreMinimal.h"
@@ -28,6 +30,13 @@ public:
 	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
 		meta = (ConsoleVariable = "r.NeuralRendering.DeadlineMs", ClampMin = "1", ClampMax = "60000"))
 	float DeadlineMs = 100.f;
+
+	/** CurveZMQ: the nrb server's public key (Z85 text, 40 characters: `nrb keys show server.key`). With it, and this
+	 * install's key pair on the "Neural Rendering (This Machine)" page, the client talks only to that server, over
+	 * an encrypted connection. Empty: NRB_CURVE_SERVER_PUBLIC_KEY, or a plain connection when all three are empty. */
+	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering|CurveZMQ",
+		meta = (ConsoleVariable = "r.NeuralRendering.CurveServerPublicKey"))
+	FString CurveServerPublicKey;
 
 	virtual FName GetCategoryName() const override { return TEXT("Plugins"); }
 	virtual void PostInitProperties() override;
