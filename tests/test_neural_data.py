@@ -133,6 +133,31 @@ def test_dataset_is_resumable_deterministic_and_holds_out_scenes(tmp_path: Path)
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_worker_processes_render_the_same_dataset_as_one_process(tmp_path: Path) -> None:
+    """``nrb data generate --workers N`` (what a many-core machine uses) must not change a single pixel, and
+    the manifest lists every scene in order whatever order the workers finished in."""
+    ticks: list[int] = []
+    one = generate(tmp_path / "one", 4, (16, 16), spp=2, holdout_every=3)
+    many = generate(
+        tmp_path / "many",
+        4,
+        (16, 16),
+        spp=2,
+        holdout_every=3,
+        workers=2,
+        progress=lambda d, n: ticks.append(d),
+    )
+    assert list(many["scenes"]) == ["0", "1", "2", "3"]
+    assert ticks[-1] == 4 and ticks == sorted(ticks)
+    for k in one["scenes"]:
+        assert many["scenes"][k]["files"] == one["scenes"][k]["files"]
+        assert many["scenes"][k]["split"] == one["scenes"][k]["split"]
+        for fname in one["scenes"][k]["files"]:
+            with np.load(tmp_path / "one" / fname) as a, np.load(tmp_path / "many" / fname) as b:
+                for name in a.files:
+                    np.testing.assert_array_equal(a[name], b[name], err_msg=f"{fname}:{name}")
+
+
 def _frame_tensors() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     n = torch.nn.functional.normalize(torch.randn(1, 3, 16, 16, generator=g), dim=1)

@@ -15,9 +15,11 @@ the trainer never reads test scenes.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,16 +80,18 @@ def generate(
     keep_position: bool = False,
     only_split: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Render scenes ``0..scenes-1`` into ``root`` (skipping those already done); returns the manifest.
 
     ``size`` is (width, height). Settings must match an existing manifest's (else ``ValueError``): resuming
     with other settings would silently mix two datasets. ``scenes`` may grow on a rerun to extend a dataset.
     ``only_split`` renders just the scenes of that split (e.g. the benchmark's held-out scenes, identical to
-    those of a full dataset with the same settings).
+    those of a full dataset with the same settings). ``workers`` > 1 renders that many scenes at once in
+    worker processes, each with ``threads`` render threads (default: the CPU count over the workers).
     """
-    from neural_renderer.data.render import render_scene, select_variant
-    from neural_renderer.data.scene import random_scene
+    from neural_renderer.data.render import select_variant
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -111,33 +115,91 @@ def generate(
     variant = select_variant()
     manifest["variant"] = manifest["variant"] or variant
     done = manifest["scenes"]
-    for i in range(scenes):
-        if str(i) in done or (only_split is not None and split_of(i, holdout_every) != only_split):
-            if progress:
-                progress(i + 1, scenes)
-            continue
+    todo = [
+        i
+        for i in range(scenes)
+        if str(i) not in done and (only_split is None or split_of(i, holdout_every) == only_split)
+    ]
+    finished = scenes - len(todo)
+    if progress and finished:
+        progress(finished, scenes)
+    job = _SceneJob(root, size, spp, frames, seed, holdout_every, keep_position)
+    if workers <= 1 or len(todo) <= 1:
+        results: Iterator[tuple[int, dict[str, Any]]] = (job(i) for i in todo)
+        _record(manifest, mpath, results, scenes, finished, progress)
+        return manifest  # type: ignore[no-any-return]
+    # Worker processes, not threads: Mitsuba's scalar variant renders one scene on few cores, and a render
+    # holds the GIL in places. "spawn" because Dr.Jit's LLVM backend starts threads that a fork would copy
+    # half-initialised. Each worker renders whole scenes (deterministic per scene, so the dataset is the same
+    # whatever the worker count); only this process writes the manifest.
+    ctx = multiprocessing.get_context("spawn")
+    per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(per_worker,)) as ex:
+        futures = [ex.submit(job, i) for i in todo]
+        _record(manifest, mpath, (f.result() for f in as_completed(futures)), scenes, finished, progress)
+    return manifest  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _SceneJob:
+    """Renders one scene into ``root`` and returns its manifest entry (picklable: runs in worker processes)."""
+
+    root: Path
+    size: tuple[int, int]
+    spp: int
+    frames: int
+    seed: int
+    holdout_every: int
+    keep_position: bool
+
+    def __call__(self, i: int) -> tuple[int, dict[str, Any]]:
+        from neural_renderer.data.render import render_scene, select_variant
+        from neural_renderer.data.scene import random_scene
+
+        variant = select_variant()
         t0 = time.perf_counter()
-        spec = random_scene(scene_seed(seed, i), frames=frames)
-        out = render_scene(spec, size[0], size[1], spp, seed=i)
+        spec = random_scene(scene_seed(self.seed, i), frames=self.frames)
+        out = render_scene(spec, self.size[0], self.size[1], self.spp, seed=i)
         files = []
         for k, fr in enumerate(out):
             arrays = {n: fr[n].astype(STORE_DTYPES[n]) for n in STORE_DTYPES}
-            if keep_position:
+            if self.keep_position:
                 arrays["position"] = fr["position"]
             name = f"scene_{i:05d}_f{k}.npz"
-            _atomic_savez(root / name, arrays)
+            _atomic_savez(self.root / name, arrays)
             files.append(name)
-        done[str(i)] = {
-            "split": split_of(i, holdout_every),
+        return i, {
+            "split": split_of(i, self.holdout_every),
             "files": files,
             "spec": spec.to_json(),
             "seconds": round(time.perf_counter() - t0, 3),
             "variant": variant,
         }
+
+
+def _worker_init(threads: int) -> None:
+    os.environ["NRB_THREADS"] = str(threads)  # read by render.select_variant
+
+
+def _record(
+    manifest: dict[str, Any],
+    mpath: Path,
+    results: Iterable[tuple[int, dict[str, Any]]],
+    scenes: int,
+    finished: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Add each finished scene to the manifest and write it at once, so an interrupted run loses at most the
+    scenes still rendering."""
+    done = manifest["scenes"]
+    for i, entry in results:
+        done[str(i)] = entry
+        manifest["scenes"] = dict(sorted(done.items(), key=lambda kv: int(kv[0])))
+        done = manifest["scenes"]
         _atomic_write_json(mpath, manifest)
+        finished += 1
         if progress:
-            progress(i + 1, scenes)
-    return manifest  # type: ignore[no-any-return]
+            progress(finished, scenes)
 
 
 @dataclass

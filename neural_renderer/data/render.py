@@ -59,9 +59,8 @@ def select_variant() -> str:
     except Exception:  # noqa: BLE001 - e.g. a DRJIT_LIBLLVM_PATH Dr.Jit refuses: fall back, do not die
         variant = "scalar_rgb"
         mi.set_variant(variant)
-    threads = int(os.environ.get("NRB_THREADS", "2"))
-    if variant.startswith("llvm"):
-        dr.set_thread_count(threads)
+    # Dr.Jit's thread pool runs the LLVM kernels and the scalar variant's render blocks alike.
+    dr.set_thread_count(int(os.environ.get("NRB_THREADS", "2")))
     _VARIANT = variant
     return variant
 
