@@ -49,6 +49,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         holdout_every=args.holdout_every,
         keep_position=args.keep_position,
         progress=progress,
+        workers=args.workers,
+        threads=args.threads,
     )
     bar.close()
     n_test = sum(1 for s in manifest["scenes"].values() if s["split"] == "test")
@@ -72,6 +74,12 @@ def add_data_parser(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     g.add_argument("--holdout-every", type=int, default=10, help="every Nth scene is held out (default 10)")
     g.add_argument("--keep-position", action="store_true", help="also store the world-position buffer")
+    g.add_argument(
+        "--workers", type=int, default=1, help="scenes rendered at once in worker processes (default 1)"
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="render threads per worker (default: CPUs / workers)"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
 
@@ -89,9 +97,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         width=args.width,
+        trunk_blocks=args.trunk_blocks,
+        modulate=args.modulate,
+        ema=args.ema,
         temporal=not args.no_temporal,
         upscale=args.upscale,
         threads=args.threads,
+        device=args.device,
     )
     train(cfg, resume=not args.fresh, progress=not args.quiet)
     return 0
@@ -116,6 +128,15 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=32, help="base channel width of the network")
     p.add_argument(
+        "--trunk-blocks", type=int, default=2, help="residual blocks at 1/8 resolution (default 2)"
+    )
+    p.add_argument(
+        "--modulate", action="store_true", help="albedo-modulated output head (sharper textures and edges)"
+    )
+    p.add_argument(
+        "--ema", type=float, default=0.999, help="weight-average decay for evaluation and export (0 = off)"
+    )
+    p.add_argument(
         "--upscale", type=int, default=1, choices=(1, 2), help="output scale (2 = neural upscaling)"
     )
     p.add_argument("--no-temporal", action="store_true", help="train without the temporal (history) path")
@@ -125,6 +146,11 @@ def add_train_parser(subparsers: Any) -> None:
         type=int,
         default=1,
         help="torch CPU threads (default 1: robust on a shared CPU; more on a dedicated machine)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, or auto (cuda when torch sees one); checkpoints load on either",
     )
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--quiet", action="store_true")

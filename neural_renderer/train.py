@@ -17,9 +17,11 @@ weights, the optimizer, the step and the loss history, so ``nrb train`` resumes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
@@ -47,12 +50,22 @@ class TrainConfig:
     lr: float = 2e-3
     seed: int = 0
     width: int = 32
+    #: residual blocks in the 1/8-resolution trunk: capacity that costs little per pixel (see docs/model.md)
+    trunk_blocks: int = 2
+    #: albedo-modulated head (``NetConfig.modulate``)
+    modulate: bool = False
+    #: decay of the exponential moving average of the weights that is evaluated and exported (0 = none):
+    #: averaging the last few thousand steps' weights smooths out the optimizer's noise for free
+    ema: float = 0.999
     temporal: bool = True
     upscale: int = 1
     #: torch intra-op threads. 1 by default: on a shared CPU, OpenMP workers that wait for a descheduled
     #: sibling made a 2-thread step 40x slower than a 1-thread step here (measured); pass 2+ on a dedicated
     #: machine.
     threads: int = 1
+    #: "cpu", "cuda" or "auto" (cuda when torch sees one). Batches are cut on the CPU either way (cheap next to
+    #: the network) and moved to the device whole.
+    device: str = "cpu"
     checkpoint_every: int = 250
     eval_every: int = 250
     max_frames: int | None = None
@@ -75,6 +88,13 @@ class FrameBank:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def to(self, device: torch.device) -> FrameBank:
+        """Move every frame to ``device`` in place (a GPU then cuts the batches too: on the CPU, cutting a
+        batch of 32 costs more than the network's step on the GPU)."""
+        # "allowed" stays with the CPU generator that draws the styles
+        self.frames = [{k: v if k == "allowed" else v.to(device) for k, v in f.items()} for f in self.frames]
+        return self
 
     @staticmethod
     def from_arrays(paths: list[list[dict[str, np.ndarray]]]) -> FrameBank:
@@ -163,8 +183,9 @@ def random_style_map(
         return torch.multinomial(prior, k, replacement=True, generator=gen)
 
     h, w = object_id.shape
+    dev = object_id.device  # the draws stay on the generator's CPU; the maps are made where the ids live
     kind = torch.rand(1, generator=gen).item()
-    out = torch.zeros(styles, h, w)
+    out = torch.zeros(styles, h, w, device=dev)
     if kind < 0.4:
         out[draw()[0]] = 1.0
     elif kind < 0.6:
@@ -174,12 +195,14 @@ def random_style_map(
         out[b] += 1 - t
     elif kind < 0.85:
         ids = object_id.long()
-        table = draw(int(ids.max().item()) + 1)
+        table = draw(int(ids.max().item()) + 1).to(dev)
         out = F.one_hot(table[ids], styles).permute(2, 0, 1).float()
     else:
         a, b = draw(2)
         ang = torch.rand(1, generator=gen).item() * 2 * math.pi
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=dev), torch.linspace(-1, 1, w, device=dev), indexing="ij"
+        )
         t = ((xs * math.cos(ang) + ys * math.sin(ang)) * 1.5 + 0.5).clamp(0, 1)
         out[a] += t
         out[b] += 1 - t
@@ -201,7 +224,7 @@ def _crop_example(
         ins["emissive"] = torch.zeros_like(ins["emissive"])
     ins["style_map"] = smap[win][..., ::step, ::step]
     ins["motion_vectors"] = f["motion_vectors"][win][..., ::step, ::step] / step
-    target = mix_targets(f["targets"].float()[None], smap[None])[0][win]
+    target = mix_targets(f["targets"][win].float()[None], smap[win][None])[0]  # crop first: S x less work
     return ins, target
 
 
@@ -272,8 +295,9 @@ def training_loss(
     if cfg.temporal and with_prev and torch.rand(1, generator=gen).item() < 0.5:
         n = max(1, cfg.batch // 2)
         pick = torch.randint(0, len(with_prev), (n,), generator=gen).tolist()
-        (prev_in, prev_t), (cur_in, cur_t) = make_batch(
-            bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale
+        (prev_in, prev_t), (cur_in, cur_t) = _to_device(
+            make_batch(bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale),
+            _device_of(net),
         )
         mv = cur_in.pop("motion_vectors")
         prev_in.pop("motion_vectors")
@@ -294,9 +318,71 @@ def training_loss(
         flicker = ((cur_lr - warped[:, :3]).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
         return 0.5 * (image_loss(prev_out, prev_t) + image_loss(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
     idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
-    ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale)
+    ((ins, target),) = _to_device(make_batch(bank, idx, crop, gen, upscale=cfg.upscale), _device_of(net))
     ins.pop("motion_vectors")
     return image_loss(net(**ins), target)
+
+
+class WeightAverage:
+    """Exponential moving average of a network's floating-point weights (decay ramped up from 0 over the
+    first steps, as in the usual EMA recipes, so that the random initialisation is forgotten quickly).
+    ``swapped_in()`` evaluates with the averaged weights; checkpoints store them next to the raw ones and
+    ``neural_renderer.recipe`` exports them."""
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        self.net, self.decay = net, decay
+        self.avg = {k: v.detach().clone() for k, v in net.state_dict().items() if v.dtype.is_floating_point}
+
+    def update(self, step: int) -> None:
+        if self.decay <= 0:
+            return
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                if k in self.avg:
+                    self.avg[k].lerp_(v, 1 - d)
+
+    def state(self) -> dict[str, torch.Tensor] | None:
+        return {k: v.detach().cpu() for k, v in self.avg.items()} if self.decay > 0 else None
+
+    def load(self, state: dict[str, torch.Tensor] | None) -> None:
+        if state is not None:
+            for k, v in state.items():
+                self.avg[k].copy_(v)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        if self.decay <= 0:
+            yield
+            return
+        raw = {k: v.detach().clone() for k, v in self.net.state_dict().items() if k in self.avg}
+        self.net.load_state_dict(self.avg, strict=False)
+        try:
+            yield
+        finally:
+            self.net.load_state_dict(raw, strict=False)
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _to_device(
+    batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]], device: torch.device
+) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    if device.type == "cpu":
+        return batch
+    return [({k: v.to(device, non_blocking=True) for k, v in ins.items()}, t.to(device)) for ins, t in batch]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; anything else as given (a missing cuda is an error)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
 
 
 #: Weight of the gradient term in :func:`image_loss`.
@@ -317,6 +403,7 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
     """Mean L1 on whole frames of ``bank`` in one style, no history (the held-out monitor)."""
     s = DEFAULT_LIBRARY.index(style)
     losses = []
+    dev = _device_of(net)
     net.eval()
     with torch.no_grad():
         for f in bank.frames[:limit]:
@@ -324,9 +411,10 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
             h8, w8 = h // 8 * 8, w // 8 * 8
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
             smap[:, s] = 1
-            args = [f[n].float()[None][..., :h8, :w8] for n in INPUT_NAMES]
-            out = net(*args, smap)
-            losses.append(F.l1_loss(out, f["targets"][s].float()[None][..., :h8, :w8]).item())
+            args = [f[n].float()[None][..., :h8, :w8].to(dev) for n in INPUT_NAMES]
+            out = net(*args, smap.to(dev))
+            target = f["targets"][s].float()[None][..., :h8, :w8].to(dev)
+            losses.append(F.l1_loss(out, target).item())
     net.train()
     return float(np.mean(losses))
 
@@ -379,8 +467,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         heldout: FrameBank | None = load_bank(cfg.data, "test", 16)
     except ValueError:
         heldout = None
+    device = resolve_device(cfg.device)
+    if device.type != "cpu":
+        bank.to(device)
+        if heldout is not None:
+            heldout.to(device)
     t_load = time.perf_counter() - t_load
-    net = NeuralRendererNet(NetConfig(styles=len(DEFAULT_LIBRARY), width=cfg.width, upscale=cfg.upscale))
+    net = NeuralRendererNet(
+        NetConfig(
+            styles=len(DEFAULT_LIBRARY),
+            width=cfg.width,
+            trunk_blocks=cfg.trunk_blocks,
+            upscale=cfg.upscale,
+            modulate=cfg.modulate,
+        )
+    )
+    net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step = 0
     history: dict[str, list[list[float]]] = {"train": [], "heldout": []}
@@ -390,16 +492,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         net = NeuralRendererNet(NetConfig(**ck["config"]))
         net.load_state_dict(ck["model"])
+        net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         opt.load_state_dict(ck["optimizer"])
         step, history, elapsed = ck["step"], ck["history"], ck.get("elapsed", 0.0)
         gen.set_state(ck["rng"])
+    ema = WeightAverage(net, cfg.ema)
+    if resume and ckpt_path.exists() and "ema" in ck:
+        ema.load(ck["ema"])
     net.train()
 
     def save() -> None:
         ck = {
             "config": net.config.to_dict(),
-            "model": net.state_dict(),
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "ema": ema.state(),
             "optimizer": opt.state_dict(),
             "step": step,
             "history": history,
@@ -421,19 +528,26 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     while step < cfg.steps:
         if cfg.minutes is not None and time.perf_counter() - t0 > cfg.minutes * 60:
             break
-        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        # Cosine decay over the run; a run bounded by --minutes decays over its time budget instead, so that it
+        # still ends at a low learning rate whatever its step rate turns out to be.
+        progress = step / cfg.steps
+        if cfg.minutes is not None:
+            progress = max(progress, (time.perf_counter() - t0) / (cfg.minutes * 60))
+        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
         for g in opt.param_groups:
             g["lr"] = lr
         loss = training_loss(net, bank, cfg, gen, crop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        ema.update(step)
         step += 1
         history["train"].append([step, float(loss.item())])
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.1e}")
         if heldout is not None and cfg.upscale == 1 and (step % cfg.eval_every == 0 or step == cfg.steps):
-            history["heldout"].append([step, evaluate(net, heldout)])
+            with ema.swapped_in():
+                history["heldout"].append([step, evaluate(net, heldout)])
         if step % cfg.checkpoint_every == 0:
             elapsed = time.perf_counter() - t0
             save()
@@ -452,6 +566,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         "heldout_l1": history["heldout"][-1][1] if history["heldout"] else None,
         "params": sum(p.numel() for p in net.parameters()),
         "config": net.config.to_dict(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -139,6 +139,39 @@ def test_powerup_changes_only_the_weapons_pixels(game):
         game.game.frozen = False
 
 
+def test_damage_flashes_the_whole_view_red_and_fades_back(game):
+    """The game fires ``player_damaged``; the server's hooks blend the ``crimson`` look over everything for
+    ~0.3 s of game time, then fade back to the game's look."""
+    game.game.frozen = True
+    try:
+        step_sync(game, 3)
+        before = step_sync(game).neural
+        assert before is not None
+
+        def redness(img):
+            rgb = img[..., :3].astype(float)
+            return float((rgb[..., 0] - 0.5 * (rgb[..., 1] + rgb[..., 2])).mean())
+
+        game.game.on_damage()
+        t_flash = time.monotonic() + 0.12  # past the hooks' 0.05 s blend-in, well inside the 0.3 s pulse
+        while time.monotonic() < t_flash:
+            step_sync(game)
+            time.sleep(0.02)
+        flash = step_sync(game).neural
+        assert flash is not None
+        assert redness(flash) > redness(before) + 25, (redness(before), redness(flash))
+        changed = np.any(flash[..., :3] != before[..., :3], axis=-1)
+        assert changed.mean() > 0.9, "the pulse covers the whole view"
+        t_end = time.monotonic() + 1.0  # 0.3 s pulse + 0.25 s fade, in frame time that follows wall time
+        while time.monotonic() < t_end:
+            step_sync(game)
+            time.sleep(0.02)
+        after = step_sync(game).neural
+        assert after is not None
+        assert abs(redness(after) - redness(before)) < 2, (redness(before), redness(after))
+    finally:
+        game.game.frozen = False
+
 def test_killing_the_server_falls_back_and_resumes_after_restart(game, server):
     step_sync(game, 3)
     assert game.step().source == "neural"

@@ -161,3 +161,33 @@ def test_shipped_model_is_small_and_renders_through_the_neural_renderer() -> Non
     assert np.abs(second.astype(int) - first.astype(int)).mean() < 8
     r.reset()
     assert r._prev is None  # noqa: SLF001 - reset forgets history
+
+
+def test_albedo_modulated_head_stays_in_display_range_and_exports(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = NeuralRendererNet(NetConfig(styles=S, width=8, embed=4, modulate=True)).eval()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_(0, 2.0)  # push the gain and offset far out: the output must still be clamped
+    args = example_inputs(S, 24, 40, batch=2)
+    out = net(*args)
+    assert out.shape == (2, 3, 24, 40) and out.min() >= 0 and out.max() <= 1
+    # the clamp lets gradients through (a pixel that overshoots can come back)
+    x = args[0].clone().requires_grad_(True)
+    net(x, *args[1:]).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for path in export_onnx(net, tmp_path / "mod.onnx", temporal=True):  # parity-checked against torch
+        assert path.is_file()
+
+
+def test_a_model_trained_on_another_style_library_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    """The server's library grew a style (or the model is older): rendering must fail loudly, which the server
+    turns into RENDER_FAILED (the engine keeps its own image), never read weights as the wrong styles."""
+    from bridge.renderers.neural import NeuralRenderer
+
+    net = NeuralRendererNet(NetConfig(styles=S - 1, width=8, embed=4)).eval()
+    (path,) = export_onnx(net, tmp_path / "old.onnx")
+    r = NeuralRenderer(model=path)
+    assert r.styles == S - 1
+    with pytest.raises(ValueError, match=f"trained on {S - 1} styles .* has {S}"):
+        r.render(_render_inputs(16, 16), _style_map(16, 16))

@@ -116,8 +116,7 @@ def test_demo_hooks_red_pulse_fades_back_to_the_games_look():
     assert errors == []
     _run_hooks(hooks, state, ctx, [], 1.1, 2)
     w = state.weights()
-    red = next(n for n in ("damage", "red", "pulse", "thermal") if n in state.library)
-    assert w[red] == pytest.approx(0.6, abs=1e-6) and w["photoreal"] == pytest.approx(0.4, abs=1e-6)
+    assert w["crimson"] == pytest.approx(0.6, abs=1e-6) and w["photoreal"] == pytest.approx(0.4, abs=1e-6)
     for i, t in enumerate(np.arange(1.15, 2.0, 0.05)):
         _run_hooks(hooks, state, ctx, [], float(t), 3 + i)
     w = state.weights()

@@ -79,6 +79,9 @@ class NeuralRenderer(Renderer):
         self.temporal = bool(temporal) and self.has_history_inputs
         meta = self.session.get_modelmeta().custom_metadata_map
         self.upscale = int(meta.get("nrb_upscale", "1"))
+        smap = next(i for i in self.session.get_inputs() if i.name == "style_map")
+        #: how many styles the model was trained on (its style embedding's rows; the style map's channels)
+        self.styles = smap.shape[1] if isinstance(smap.shape[1], int) else None
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def required(self) -> list[BufferSpec]:
@@ -110,6 +113,17 @@ class NeuralRenderer(Renderer):
     def reset(self) -> None:
         self._prev = None
 
+    def _style_channels(self, style_map: np.ndarray) -> int:
+        s = style_map.shape[2]
+        if self.styles is not None and s != self.styles:
+            # A model trained on another style library would read every weight as the wrong style: refuse (the
+            # server answers RENDER_FAILED and the engine keeps its own image) rather than render nonsense.
+            raise ValueError(
+                f"the neural model was trained on {self.styles} styles but the server's style library has {s}; "
+                "retrain or re-export the model for this library (python -m neural_renderer.recipe)"
+            )
+        return s
+
     def feed(self, inputs: RenderInputs, style_map: np.ndarray) -> dict[str, np.ndarray]:
         """The graph inputs for one frame (exposed for tests and the benchmark)."""
         w, h = inputs.size
@@ -127,7 +141,7 @@ class NeuralRenderer(Renderer):
             "roughness": opt("roughness", 1, 0.5),
             "metallic": opt("metallic", 1, 0.0),
             "emissive": opt("emissive", 3, 0.0),
-            "style_map": _nchw(style_map, style_map.shape[2]),
+            "style_map": _nchw(style_map, self._style_channels(style_map)),
         }
         if self.has_history_inputs:
             mv = inputs["motion_vectors"][..., :2] if "motion_vectors" in inputs else None

@@ -127,6 +127,7 @@ class StyleLibrary(Sequence[Style]):
 
 
 GOLD: RGB = (1.0, 0.766, 0.336)  # linear reflectance of gold
+CRIMSON: RGB = (0.75, 0.02, 0.03)  # linear
 
 DEFAULT_LIBRARY = StyleLibrary(
     [
@@ -140,5 +141,7 @@ DEFAULT_LIBRARY = StyleLibrary(
         Style("golden", 4, "polished gold",
               paint=0.9, paint_color=GOLD, metal=1.0, metal_roughness=0.28, exposure=1.1, saturation=1.5),
         Style("thermal", 5, "thermal camera: luminance mapped to a heat palette", heat=1.0, contrast=1.2),
+        Style("crimson", 6, "blood red wash: the screen flash of taking damage",
+              tint=(1.0, 0.45, 0.4), paint=0.7, paint_color=CRIMSON, exposure=0.9, saturation=1.4, contrast=1.15),
     ]
 )

@@ -45,6 +45,11 @@ class NetConfig:
     embed: int = 16
     trunk_blocks: int = 2
     upscale: int = 1
+    #: Albedo-modulated head: the network predicts, per output pixel, a gain ``m`` in [0, 2] and an offset ``a``
+    #: in [-1, 1], and the image is ``m * sqrt(albedo) + a`` (sqrt ~ display encoding). Texture and silhouette
+    #: detail then reach the output exactly instead of through the half-resolution decoder, which otherwise
+    #: hedges with soft edges. Non-photoreal styles can ignore the albedo (m = 0). False in older checkpoints.
+    modulate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +80,8 @@ class NeuralRendererNet(nn.Module):
         self.dec1 = ConvFiLM(w2 + w1, w1, e)
         self.dec0 = ConvFiLM(w1 + w, w, e)
         self.fuse = nn.Conv2d(w + 4 * s + cin, w, 1)
-        self.head = nn.Conv2d(w, 3 * (2 * cfg.upscale) ** 2, 3, padding=1)
+        head_out = (6 if cfg.modulate else 3) * (2 * cfg.upscale) ** 2
+        self.head = nn.Conv2d(w, head_out, 3, padding=1)
 
     def forward(
         self,
@@ -103,8 +109,17 @@ class NeuralRendererNet(nn.Module):
         d1 = self.dec1(torch.cat([upsample2(t), e1], 1), emb1)
         d0 = self.dec0(torch.cat([upsample2(d1), e0], 1), emb0)
         fused = F.leaky_relu(self.fuse(torch.cat([d0, F.pixel_unshuffle(style_map, 2), x], 1)), 0.1)
-        out = self.head(fused)
-        return torch.sigmoid(F.pixel_shuffle(out, 2 * self.config.upscale))
+        out = F.pixel_shuffle(self.head(fused), 2 * self.config.upscale)
+        if not self.config.modulate:
+            return torch.sigmoid(out)
+        u = self.config.upscale
+        base = albedo.clamp(0.0, 1.0).sqrt()
+        if u > 1:
+            base = F.interpolate(base, scale_factor=u, mode="nearest")
+        img = base * 2.0 * torch.sigmoid(out[:, :3]) + torch.tanh(out[:, 3:])
+        # clamp to the display range, letting the gradient through where it clamps (a plain clamp would leave
+        # a pixel that overshoots with no gradient to come back)
+        return img + (img.clamp(0.0, 1.0) - img).detach()
 
     def forward_temporal(
         self,

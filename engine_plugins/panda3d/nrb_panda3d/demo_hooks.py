@@ -3,7 +3,8 @@
 The game itself calls ``set_style`` for the big changes (photoreal, the golden weapon, noir for the boss phase,
 back to photoreal); these hooks add what is easier to say on the server side:
 
-* ``player_damaged``: a short red pulse over the whole view, fading out after ~0.3 s;
+* ``player_damaged``: a short red pulse (the library's ``crimson`` look) over the whole view, fading out after
+  ~0.3 s;
 * ``weapon_powerup``: makes sure the weapon's pixels are golden even if the engine only fired the event;
 * ``boss_phase``: forgets a running pulse, so the game's noir transition of the same frame wins.
 
@@ -15,12 +16,7 @@ from bridge.hooks import every_frame, on
 PULSE_SECONDS = 0.3
 
 
-def _red(style):
-    # a dedicated red style when the library has one, else the thermal palette (reds and oranges)
-    for name in ("damage", "red", "pulse"):
-        if name in style.styles:
-            return name
-    return "thermal"
+RED = "crimson"
 
 
 @on("player_damaged")
@@ -30,9 +26,8 @@ def red_pulse(event, style, ctx):
     amount = max(0.1, min(1.0, float(event.params.get("amount", 0.5))))
     target = event.target if event.target.scope != "global" else None
     before = ctx.state.get("pulse_restore") or style.weights(target=target)
-    red = _red(style)
     mix = {name: w * (1.0 - amount) for name, w in before.items()}
-    mix[red] = mix.get(red, 0.0) + amount
+    mix[RED] = mix.get(RED, 0.0) + amount
     style.transition(mix, strength=1.0, over=0.05, target=target)
     ctx.state["pulse_until"] = ctx.time + PULSE_SECONDS
     ctx.state["pulse_restore"] = before
