@@ -53,6 +53,17 @@ def step_sync(g: GameSession, n: int = 1):
     return info
 
 
+def frozen_result(g: GameSession, since: int, max_frames: int = 50):
+    """Step in lock-step until the neural image shown was rendered from a game frame >= ``since`` (under load a
+    result can miss its deadline, and the image shown is then an older frame's); returns that step's info."""
+    for _ in range(max_frames):
+        info = step_sync(g)
+        shown = g.frame_of(info.result_frame)
+        if info.neural is not None and shown is not None and shown >= since:
+            return info
+    raise AssertionError(f"no result of a frame >= {since} within {max_frames} frames; stats {g.client.stats()}")
+
+
 def until(g: GameSession, cond, max_frames: int = 300, sleep: float = 0.0):
     """Step (without waiting for answers) until cond(info) or max_frames; returns (info, frames stepped)."""
     for i in range(max_frames):
@@ -110,10 +121,9 @@ def test_toggle_switches_sources_within_one_frame(game):
 def test_powerup_changes_only_the_weapons_pixels(game):
     game.game.frozen = True  # freeze the world and the camera: only styles change from here on
     try:
-        step_sync(game, 3)
-        before = step_sync(game).neural
-        again = step_sync(game).neural
-        assert before is not None and again is not None
+        frozen_at = step_sync(game).frame + 1
+        before = frozen_result(game, frozen_at).neural
+        again = frozen_result(game, frozen_at).neural
         np.testing.assert_array_equal(before, again)  # a frozen world renders identically
         ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
         weapon = ids == sample.WEAPON_ID
@@ -144,9 +154,7 @@ def test_damage_flashes_the_whole_view_red_and_fades_back(game):
     ~0.3 s of game time, then fade back to the game's look."""
     game.game.frozen = True
     try:
-        step_sync(game, 3)
-        before = step_sync(game).neural
-        assert before is not None
+        before = frozen_result(game, step_sync(game).frame + 1).neural
 
         def redness(img):
             rgb = img[..., :3].astype(float)
