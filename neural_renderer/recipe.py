@@ -79,12 +79,12 @@ QUICK: dict[str, Any] = {
 
 def strip_checkpoint(src: Path, dst: Path, extra: dict[str, object]) -> None:
     """Weights-only copy of a training checkpoint (what ships in the repository)."""
-    ck = torch.load(src, map_location="cpu", weights_only=False)
-    # the weight average when the run kept one (what the held-out monitor evaluated), else the raw weights
-    weights = {**ck["model"], **(ck.get("ema") or {})}
+    from neural_renderer.models.net import load_checkpoint
+
+    net, ck = load_checkpoint(src)  # the weight average when the run kept one
     slim = {
         "config": ck["config"],
-        "model": {k: v.clone() for k, v in weights.items()},
+        "model": {k: v.clone() for k, v in net.state_dict().items()},
         "step": ck["step"],
         "train_config": ck.get("train_config"),
         **extra,

@@ -63,8 +63,8 @@ class TrainConfig:
     #: sibling made a 2-thread step 40x slower than a 1-thread step here (measured); pass 2+ on a dedicated
     #: machine.
     threads: int = 1
-    #: "cpu", "cuda" or "auto" (cuda when torch sees one). Batches are cut on the CPU either way (cheap next to
-    #: the network) and moved to the device whole.
+    #: "cpu", "cuda" or "auto" (cuda when torch sees one). On a GPU the whole frame bank moves there and the
+    #: batches are cut there too; only the random draws stay on the CPU.
     device: str = "cpu"
     checkpoint_every: int = 250
     eval_every: int = 250
@@ -295,9 +295,8 @@ def training_loss(
     if cfg.temporal and with_prev and torch.rand(1, generator=gen).item() < 0.5:
         n = max(1, cfg.batch // 2)
         pick = torch.randint(0, len(with_prev), (n,), generator=gen).tolist()
-        (prev_in, prev_t), (cur_in, cur_t) = _to_device(
-            make_batch(bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale),
-            _device_of(net),
+        (prev_in, prev_t), (cur_in, cur_t) = make_batch(
+            bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale
         )
         mv = cur_in.pop("motion_vectors")
         prev_in.pop("motion_vectors")
@@ -318,7 +317,7 @@ def training_loss(
         flicker = ((cur_lr - warped[:, :3]).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
         return 0.5 * (image_loss(prev_out, prev_t) + image_loss(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
     idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
-    ((ins, target),) = _to_device(make_batch(bank, idx, crop, gen, upscale=cfg.upscale), _device_of(net))
+    ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale)
     ins.pop("motion_vectors")
     return image_loss(net(**ins), target)
 
@@ -365,14 +364,6 @@ class WeightAverage:
 
 def _device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
-
-
-def _to_device(
-    batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]], device: torch.device
-) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    if device.type == "cpu":
-        return batch
-    return [({k: v.to(device, non_blocking=True) for k, v in ins.items()}, t.to(device)) for ins, t in batch]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -240,9 +240,10 @@ def example_inputs(
 
 
 def load_checkpoint(path: str | Any, map_location: str = "cpu") -> tuple[NeuralRendererNet, dict[str, Any]]:
-    """Rebuild the network stored in a checkpoint; returns (net in eval mode, the checkpoint dict)."""
+    """Rebuild the network stored in a checkpoint; returns (net in eval mode, the checkpoint dict). A training
+    checkpoint's weight average (``ema``), what its held-out monitor evaluated, wins over the raw weights."""
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     net = NeuralRendererNet(NetConfig(**ckpt["config"]))
-    net.load_state_dict(ckpt["model"])
+    net.load_state_dict({**ckpt["model"], **(ckpt.get("ema") or {})})
     net.eval()
     return net, ckpt
