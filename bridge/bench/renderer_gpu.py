@@ -19,6 +19,7 @@ import hashlib
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,6 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
         if ort_cuda is not None:
             names = [i.name for i in ort_cuda.get_inputs()]
             feed = {n: a.cpu().numpy() for n, a in zip(names, args, strict=True)}
-            import time
-
             ort_cuda.run(None, feed)
             t = []
             for _ in range(20):
