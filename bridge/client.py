@@ -24,6 +24,7 @@ from bridge.protocol import (
     BufferSpec,
     Bye,
     Camera,
+    DoorbellSpec,
     Error,
     Event,
     Frame,
@@ -141,10 +142,11 @@ class Client:
     def hello(self, render_size: tuple[int, int], buffers: Sequence[BufferSpec], *,
               output_size: tuple[int, int] | None = None, capabilities: Sequence[str] = (),
               engine: str = "python", engine_version: str = "0", shm: ShmPool | None = None,
-              timeout: float | None = None) -> Welcome:
-        """Open a session; raise ``RemoteError`` if the server refuses."""
+              doorbell: DoorbellSpec | None = None, timeout: float | None = None) -> Welcome:
+        """Open a session; raise ``RemoteError`` if the server refuses. ``doorbell`` only announces FIFOs the
+        caller made (protocol section 7.1); this client itself keeps sending on ZeroMQ."""
         self.send(Hello(engine, engine_version, self.client_name, list(capabilities), render_size,
-                        output_size or render_size, list(buffers), shm))
+                        output_size or render_size, list(buffers), shm, doorbell=doorbell))
         msg = self._wait(lambda m: isinstance(m, (Welcome, Error)) and getattr(m, "frame", None) is None, timeout)
         if isinstance(msg, Error):
             raise RemoteError(msg)

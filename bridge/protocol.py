@@ -110,6 +110,9 @@ BUFFER_NAMES: frozenset[str] = frozenset(
 )
 _VENDOR_NAME = re.compile(r"x_[a-z0-9_]{1,61}")
 _SHM_NAME = re.compile(r"/[A-Za-z0-9._-]+")
+#: Doorbell FIFO paths (section 7.1): absolute, plain components, the last one ``nrb-...``.
+_DOORBELL_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)*/nrb-[A-Za-z0-9._-]*")
+MAX_DOORBELL_PATH = 255
 SCOPES = ("global", "material", "object")
 MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE")
 
@@ -167,6 +170,14 @@ class ShmPool:
     name: str
     slots: int
     slot_size: int
+
+
+@dataclass
+class DoorbellSpec:
+    """The engine's two doorbell FIFOs, announced in HELLO (section 7.1): per-frame headers bypass ZeroMQ."""
+
+    to_renderer: str
+    to_engine: str
 
 
 @dataclass
@@ -283,6 +294,7 @@ class Hello:
     shm: ShmPool | None = None
     min_version: int = PROTOCOL_VERSION
     version: int = PROTOCOL_VERSION
+    doorbell: DoorbellSpec | None = None
 
 
 @dataclass
@@ -391,7 +403,7 @@ _TYPE_NAMES: dict[type, str] = {
 #: Header keys of each message type in canonical order (after ``nrb`` and ``type``).
 KEYS: dict[str, tuple[str, ...]] = {
     "HELLO": ("min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-              "output_size", "buffers", "shm"),
+              "output_size", "buffers", "shm", "doorbell"),
     "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
                 "styles"),
     "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
@@ -472,6 +484,8 @@ def header_map(msg: Message) -> dict[str, Any]:
                  buffers=[_spec_map(s) for s in msg.buffers])
         if msg.shm is not None:
             h["shm"] = {"name": msg.shm.name, "slots": int(msg.shm.slots), "slot_size": int(msg.shm.slot_size)}
+        if msg.doorbell is not None:
+            h["doorbell"] = {"to_renderer": msg.doorbell.to_renderer, "to_engine": msg.doorbell.to_engine}
     elif isinstance(msg, Welcome):
         h.update(session=int(msg.session), renderer=msg.renderer, capabilities=list(msg.capabilities),
                  required=[_spec_map(s) for s in msg.required], optional=[_spec_map(s) for s in msg.optional],
@@ -795,6 +809,19 @@ class _Reader:
             _fail(ErrorCode.BAD_VALUE, f"{path}.slot_size={slot_size} is not a multiple of {SHM_ALIGN}")
         return ShmPool(name, slots, slot_size)
 
+    def doorbell(self, v: Any, path: str) -> DoorbellSpec:
+        m = self.map_(v, path)
+        paths = []
+        for key in ("to_renderer", "to_engine"):
+            p = self.str_(self.field(m, key, path + "."), f"{path}.{key}", MAX_DOORBELL_PATH, nonempty=True)
+            if not _DOORBELL_PATH.fullmatch(p) or any(c in (".", "..") for c in p.split("/")):
+                _fail(ErrorCode.BAD_VALUE, f"{path}.{key}={p!r} is not an absolute path of [A-Za-z0-9._-] "
+                                           "components ending in nrb-...")
+            paths.append(p)
+        if paths[0] == paths[1]:
+            _fail(ErrorCode.BAD_VALUE, f"{path}.to_engine must differ from to_renderer")
+        return DoorbellSpec(paths[0], paths[1])
+
     def camera(self, v: Any, path: str) -> Camera:
         m = self.map_(v, path)
         cam = Camera()
@@ -971,7 +998,9 @@ def _parse_hello(r: _Reader, h: dict[str, Any], version: int) -> Hello:
     buffers = r.bufspecs(f(h, "buffers", ""), "buffers")
     shm_v = f(h, "shm", "", required=False)
     shm = r.shmpool(shm_v, "shm") if shm_v is not None else None
-    return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version)
+    bell_v = f(h, "doorbell", "", required=False)
+    bell = r.doorbell(bell_v, "doorbell") if bell_v is not None else None
+    return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version, bell)
 
 
 def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:

@@ -39,6 +39,7 @@ import numpy as np
 import zmq
 
 from bridge.capture import CaptureWriter
+from bridge.doorbell import Doorbell, DoorbellCorrupt, DoorbellUnavailable
 from bridge.hooks import HookErrorLog, HookSet, HooksFile
 from bridge.protocol import (
     COMPRESSIONS,
@@ -108,6 +109,7 @@ class ServerConfig:
     metrics_port: int | None = None
     status: bool = False
     status_interval: float = 1.0
+    doorbell: bool = True
 
 
 class _ClearStatusLine(logging.Filter):
@@ -209,6 +211,8 @@ class Server:
         self._out_endpoint = f"inproc://nrb-results-{id(self):x}-{random.randrange(1 << 30):x}"
         self._push: zmq.Socket[Any] | None = None
         self._render_tid: int | None = None
+        self._poller: zmq.Poller | None = None  # the I/O loop's; doorbell descriptors join and leave it
+        self._bells: dict[int, Session] = {}  # doorbell descriptor -> its session (I/O thread only)
         # server-wide statistics (status line)
         self.counts: collections.Counter[str] = collections.Counter()
         self._events_in: collections.deque[float] = collections.deque(maxlen=4096)
@@ -319,13 +323,15 @@ class Server:
         pull.bind(self._out_endpoint)
         render = threading.Thread(target=self._render_loop, name="nrb-render", daemon=True)
         render.start()
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(pull, zmq.POLLIN)
         next_house = time.monotonic()
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(50))
+                for fd in [fd for fd in self._bells if fd in ready]:
+                    self._on_doorbell(self._bells[fd])
                 if pull in ready:  # results from the render thread
                     for _ in range(256):
                         try:
@@ -434,9 +440,16 @@ class Server:
             log.debug("closing the failed capture file: %s", close_exc)
 
     # ------------------------------------------------------------------------------------------------ receive
-    def _send(self, routing_id: bytes, msg: Any) -> list[Any]:
-        """Encode and send ``msg`` to a peer from either thread (the render thread goes through its pipe)."""
+    def _send(self, routing_id: bytes, msg: Any, doorbell: Doorbell | None = None) -> list[Any]:
+        """Encode and send ``msg`` to a peer from either thread (the render thread goes through its pipe, or
+        straight to the engine through the session's ``doorbell`` when the answer fits one atomic record)."""
         frames = encode(msg)
+        if doorbell is not None and len(frames) == 1 and threading.get_ident() == self._render_tid:
+            try:
+                if doorbell.send(frames[0]):
+                    return frames
+            except OSError as exc:  # the engine's end is gone; its session ends on the ZeroMQ side
+                log.debug("doorbell write failed: %s", exc)
         if threading.get_ident() == self._render_tid:
             assert self._push is not None
             self._push.send_multipart([routing_id, *frames], copy=False)
@@ -445,11 +458,11 @@ class Server:
         return frames
 
     def _send_error(self, routing_id: bytes, err: ProtocolError, session: int | None = None,
-                    frame: int | None = None) -> Error:
+                    frame: int | None = None, doorbell: Doorbell | None = None) -> Error:
         msg = error_message(err, session=session, frame=frame)
         self.counts[f"error_{err.code.name}"] += 1
         self._metrics.errors.labels(err.code.name).inc()
-        self._send(routing_id, msg)
+        self._send(routing_id, msg, doorbell)
         return msg
 
     def _on_message(self, parts: list[Any]) -> None:
@@ -475,6 +488,48 @@ class Server:
             self._send_error(routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
         else:
             self._rejects.pop(routing_id, None)
+
+    def _on_doorbell(self, sess: Session) -> None:
+        """FRAME records from a session's doorbell (section 7.1 rule 4): handled like FRAMEs from its peer."""
+        bell = sess.doorbell
+        if bell is None:
+            return
+        try:
+            records = bell.receive()
+        except DoorbellCorrupt as exc:
+            log.warning("session %d: doorbell stream corrupt (%s); closing the session", sess.id, exc)
+            self._send(sess.routing_id, Bye(sess.id, f"doorbell stream corrupt: {exc}"))
+            self._close_session(sess, "doorbell stream corrupt")
+            return
+        for record in records:
+            received = time.perf_counter_ns()
+            self.counts["messages"] += 1
+            try:
+                header = parse_header(record)
+                if header.get("type") != "FRAME":
+                    raise ProtocolError(ErrorCode.BAD_VALUE, f"only FRAME travels on the doorbell, not "
+                                                             f"{str(header.get('type'))[:32]!r}")
+                self._on_frame(sess.routing_id, header, [record], received, received)
+            except ProtocolError as err:
+                s, f = _ids_from([record])
+                self._send_error(sess.routing_id, err, s, f)
+                self._rejected(sess.routing_id)
+            except Exception as exc:  # a bug of ours must not take the server down either
+                log.exception("internal error handling a doorbell record of session %d", sess.id)
+                self._send_error(sess.routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            else:
+                self._rejects.pop(sess.routing_id, None)
+            if sess.id not in self.sessions:
+                return
+
+    def _open_doorbell(self, hello: Hello, routing_id: bytes) -> Doorbell | None:
+        if not self.config.doorbell or "doorbell" not in hello.capabilities or hello.doorbell is None:
+            return None
+        try:
+            return Doorbell(hello.doorbell)
+        except DoorbellUnavailable as exc:
+            log.warning("not using the doorbell for a session from %r: %s", routing_id, exc)
+            return None
 
     def _rejected(self, routing_id: bytes) -> None:
         """Count consecutive rejected messages per peer; past ``max_rejects`` its sessions are dropped."""
@@ -540,23 +595,30 @@ class Server:
                 caps.append("shm")
             except ShmUnavailable as exc:
                 log.warning("not using shared memory for a session from %r: %s", routing_id, exc)
+        bell = self._open_doorbell(hello, routing_id) if pool is not None else None
+        if bell is not None:
+            caps.append("doorbell")
         w, h = renderer.output_size(hello.render_size, hello.output_size)
         sid = self._next_id
         self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
         welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
                           OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names)
         sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, renderer.library),
-                       tuple(c for c in caps if c in COMPRESSIONS), pool,
+                       tuple(c for c in caps if c in COMPRESSIONS), pool, bell,
                        user_id=_user_id(frames) if self._curve is not None else None)
         with self._work:
             self.sessions[sid] = sess
             self._rr.append(sid)
+        if bell is not None and self._poller is not None:
+            self._bells[bell.fileno()] = sess
+            self._poller.register(bell.fileno(), zmq.POLLIN)
         self._metrics.sessions.set(len(self.sessions))
         wire = self._send(routing_id, welcome)
         if self._recorder is not None:
             self._rec("session_start", sid, bytes(frames[0].buffer), bytes(wire[0]), renderer.label)
-        log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s", sid, hello.engine,
-                 hello.engine_version, hello.client, *hello.render_size, w, h, renderer.label)
+        log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s%s", sid, hello.engine,
+                 hello.engine_version, hello.client, *hello.render_size, w, h, renderer.label,
+                 ", shared memory" + (" + doorbell" if bell is not None else "") if pool is not None else "")
 
     def _check_shm_offer(self, name: str, frames: list[Any]) -> None:
         """Map only pools that can be the engine's own: a POSIX shared-memory name is global to the machine, so a
@@ -601,6 +663,9 @@ class Server:
                 pass
             sess.queue.clear()
             busy = sess.busy
+        if sess.doorbell is not None and self._bells.pop(sess.doorbell.fileno(), None) is sess:
+            if self._poller is not None:
+                self._poller.unregister(sess.doorbell.fileno())
         if not busy:  # else the render thread still reads its shared memory; the mapping goes with the session
             sess.close()
         self._metrics.sessions.set(len(self.sessions))
@@ -680,7 +745,7 @@ class Server:
                     log.exception("internal error processing session %d frame %d", sess.id, item.frame.frame)
                     self._send_error(item.routing_id, ProtocolError(ErrorCode.INTERNAL,
                                                                     f"{type(exc).__name__}: {exc}"),
-                                     sess.id, item.frame.frame)
+                                     sess.id, item.frame.frame, sess.doorbell)
                 finally:
                     with self._work:
                         sess.busy = False
@@ -746,13 +811,13 @@ class Server:
             sess.stats.rejected += 1
             err = self._send_error(item.routing_id, ProtocolError(
                 ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
-                                      "frame not rendered"), sess.id, frame.frame)
+                                      "frame not rendered"), sess.id, frame.frame, sess.doorbell)
             self._record_result(sess, frame.frame, "error", [encode(err)[0]], None, timing, err.message)
             return
         if queue_ms > frame.deadline_ms:
             timing.style_ms = elapsed(dequeued)
             timing.total_ms = elapsed(item.received_ns)
-            wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing))
+            wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing), sess.doorbell)
             sess.stats.skipped += 1
             self.counts["skipped"] += 1
             self._metrics.skipped.inc()
@@ -780,7 +845,7 @@ class Server:
         self._latencies.append(timing.total_ms)
         self._events_out.append(time.monotonic())
         self.counts["rendered"] += 1
-        wire = self._send(item.routing_id, result)
+        wire = self._send(item.routing_id, result, sess.doorbell)
         self._metrics.render.observe(timing.render_ms / 1e3)
         self._metrics.latency.observe(timing.total_ms / 1e3)
         self._metrics.frames_out.inc()
@@ -814,7 +879,7 @@ class Server:
                       "failures of this session are counted, not logged)%s", sess.renderer.label, what, sess.id,
                       frame.frame, bufs, [e.name for e in frame.events], detail, tb)
         err = self._send_error(item.routing_id, ProtocolError(ErrorCode.RENDER_FAILED, f"renderer {what}: {detail}"),
-                               sess.id, frame.frame)
+                               sess.id, frame.frame, sess.doorbell)
         self._record_result(sess, frame.frame, "error", [encode(err)[0]], digest, timing, err.message)
 
     def _output_buffer(self, sess: Session, image: Any, frame: Frame) -> Buffer:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bridge.doorbell import Doorbell
 from bridge.hooks import HookContext, HookError, HookSet
 from bridge.protocol import ErrorCode, Frame, Hello, ProtocolError, Welcome
 from bridge.renderer import Renderer
@@ -115,6 +116,7 @@ class Session:
     pipeline: StylePipeline
     compression: tuple[str, ...] = ()
     pool: ShmPoolView | None = None
+    doorbell: Doorbell | None = None  # FRAME headers in, answers out, bypassing ZeroMQ (protocol section 7.1)
     queue: collections.deque[QueuedFrame] = field(default_factory=collections.deque)
     history: dict[str, Any] = field(default_factory=dict)
     stats: SessionStats = field(default_factory=SessionStats)
@@ -141,3 +143,6 @@ class Session:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        if self.doorbell is not None:
+            self.doorbell.close()
+            self.doorbell = None

@@ -204,6 +204,70 @@ def test_shared_memory_with_the_real_server(servers: list[ServerProcess]) -> Non
         assert c.stats()["errors_received"] == 0
 
 
+def fifos_of_this_process() -> list[str]:
+    """Doorbell FIFOs libnrb created in this process and left in the filesystem (it unlinks them at WELCOME)."""
+    found = []
+    for d in ("/dev/shm", os.environ.get("TMPDIR") or "/tmp", "/tmp"):
+        if os.path.isdir(d):
+            found += [f for f in os.listdir(d) if f.startswith(f"nrb-{os.getpid()}-") and "-to-" in f]
+    return found
+
+
+def test_shared_memory_sessions_ring_the_doorbell_and_leave_no_fifo_behind(servers: list[ServerProcess]) -> None:
+    servers.append(srv := real_server())
+    with make_client(srv.endpoint, transport="shm") as c:
+        e = Engine(c)
+        assert e.until(lambda: connected(c))
+        s = c.stats()
+        assert s["shm_active"] and s["doorbell_active"]
+        assert fifos_of_this_process() == []
+        n = len(e.shown)
+        assert e.until(lambda: len(e.shown) >= n + 10)
+        s = c.stats()
+        assert s["errors_received"] == 0
+        # Only the headers travel: no pixels on any socket or pipe.
+        assert s["bytes_sent"] < s["frames_sent"] * 4096
+    assert fifos_of_this_process() == []
+
+
+def test_a_server_without_the_doorbell_still_gets_shared_memory_frames(servers: list[ServerProcess]) -> None:
+    servers.append(srv := real_server(0, "--no-doorbell"))
+    with make_client(srv.endpoint, transport="shm") as c:
+        e = Engine(c)
+        assert e.until(lambda: len(e.shown) >= 10)
+        s = c.stats()
+        assert s["shm_active"] and not s["doorbell_active"] and s["errors_received"] == 0
+    assert fifos_of_this_process() == []
+
+
+def test_events_ride_the_doorbell_once_and_in_order_past_frames_that_do_not_fit_the_slots(
+        servers: list[ServerProcess], tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    servers.append(srv := real_server(0, "--hooks", str(HERE / "helpers" / "record_events_hooks.py"),
+                                      env={"NRB_TEST_EVENT_LOG": str(log)}))
+    with make_client(srv.endpoint, transport="shm") as c:
+        e = Engine(c)
+        assert e.until(lambda: connected(c))
+        assert c.stats()["doorbell_active"]
+        dropped0 = c.stats()["frames_dropped"]
+        for i in range(60):
+            if i % 5 == 2:  # a buffer the slots were not sized for: this frame cannot go through shared memory
+                fid = c.begin()
+                c.tag_buffer("hudless_color", "rgba8_srgb", color(fid))
+                c.tag_buffer("depth", "r32f", np.full((H, W), 0.5, np.float32))
+                c.tag_buffer("albedo", "rgba8_srgb", color(fid))
+                c.fire_event(f"big{i}", {})
+                e.fired.append(f"big{i}")
+                c.submit()
+            else:
+                e.step(event=f"e{i}")
+            time.sleep(0.004)
+        assert e.until(lambda: c.stats()["events_pending"] == 0)
+        s = c.stats()
+    assert s["frames_dropped"] - dropped0 >= 12  # the twelve oversized frames, at least
+    assert log_lines(log, "EVENT") == e.fired  # their events came with the next frame, once, in order
+
+
 @pytest.mark.parametrize("method", ["lz4", "zstd"])
 def test_negotiated_compression_with_the_real_server(servers: list[ServerProcess], method: str) -> None:
     servers.append(srv := real_server())

@@ -169,9 +169,9 @@ def compressed_bytes(arrays: dict[str, np.ndarray]) -> dict[str, int]:
 class ServerProcess:
     """``nrb serve --renderer passthrough`` in a subprocess."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, *extra: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "-q", "serve", "--renderer", "passthrough",
-                                      "--endpoint", endpoint, "--max-in-flight", "4"],
+                                      "--endpoint", endpoint, "--max-in-flight", "4", *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -257,7 +257,7 @@ def bench_native(endpoint: str, transport: str, arrays: dict[str, np.ndarray], f
         s = c.stats()
         sent = (s["bytes_sent"] - stats0["bytes_sent"]) / max(1, s["frames_sent"] - stats0["frames_sent"])
         return {"rt": rt, "notify": notify, "write": write, "server": server, "bytes_sent_per_frame": sent,
-                "shm": s["shm_active"],
+                "shm": s["shm_active"], "doorbell": s["doorbell_active"],
                 "compression": s["compression"]}
     finally:
         c.close()
@@ -404,6 +404,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
         have_native = False
     tmp = tempfile.mkdtemp(prefix="nrb-bench-")
     ipc = ServerProcess(f"ipc://{tmp}/server.sock")
+    ipc_nobell = ServerProcess(f"ipc://{tmp}/server-nobell.sock", "--no-doorbell")
     tcp = ServerProcess(f"tcp://127.0.0.1:{free_port()}")
     inproc_ep = "inproc://nrb-bench"
     inproc = _inproc_server(inproc_ep)
@@ -445,6 +446,8 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
                     ("libnrb ipc", lambda: bench_native(ipc.endpoint, "inline", arrays, formats, iters, warmup)),
                     ("libnrb tcp", lambda: bench_native(tcp.endpoint, "inline", arrays, formats, iters, warmup)),
                     ("libnrb shm", lambda: bench_native(ipc.endpoint, "shm", arrays, formats, iters, warmup)),
+                    ("libnrb shm, headers on ZeroMQ", lambda: bench_native(ipc_nobell.endpoint, "shm", arrays,
+                                                                          formats, iters, warmup)),
                     ("libnrb tcp, auto -> shm", lambda: bench_native(tcp.endpoint, "auto", arrays, formats, iters,
                                                                     warmup)),
                     ("libnrb tcp+lz4", lambda: bench_native(tcp.endpoint, "inline", arrays, formats,
@@ -474,6 +477,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
     finally:
         inproc.stop()
         ipc.close()
+        ipc_nobell.close()
         tcp.close()
     results["notes"] = {
         "round_trip": "engine begins writing its G-buffers -> rendered image in the engine's hands; one frame in "
@@ -481,10 +485,29 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
         "x_memcpy": "median round trip / one memcpy of (G-buffers + output image) bytes, timed right before and "
                     "after each mode (memcpy_ms per mode)",
         "notify_ms": "round trip - engine write - server's own processing time (RESULT timing.total_ms)",
+        "libnrb shm": "headers through the doorbell FIFOs (protocol section 7.1); 'headers on ZeroMQ' is the same "
+                      "client against `nrb serve --no-doorbell`",
     }
     (out / "transport.json").write_text(json.dumps(results, indent=1))
     (out / "transport.md").write_text(markdown(results))
     return results
+
+
+#: The issue's targets: (mode, measure, limit, what).
+TARGETS = (("libnrb shm", "x_memcpy", 1.2, "shared-memory round trip within 1.2x of one memcpy"),
+           ("libnrb shm", "notify_ms", 0.3, "shared-memory notification overhead under 0.3 ms"),
+           ("libnrb tcp", "x_memcpy", 3.0, "tcp loopback round trip within 3x of one memcpy"))
+
+
+def _targets(e: dict[str, Any]) -> list[str]:
+    rows = []
+    for mode, key, limit, what in TARGETS:
+        s = e["modes"].get(mode)
+        if not s or "error" in s:
+            continue
+        v = s[key]
+        rows.append(f"| {what} | {v:.3f} | {'met' if v <= limit else 'missed'} |")
+    return ["", "| target | measured | |", "|---|---:|---|", *rows] if rows else []
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -496,7 +519,9 @@ def markdown(res: dict[str, Any]) -> str:
              "hands. `x memcpy`: over one plain memcpy of the same bytes (G-buffers in + image out), timed right "
              "before and after each mode (the machine is shared). `transport`: the round trip minus the server's "
              "own processing time (its RESULT `timing.total_ms`), i.e. engine write + messaging. `notify`: "
-             "transport minus the engine's write.", ""]
+             "transport minus the engine's write. `libnrb shm` rings the doorbell (per-frame headers through two "
+             "FIFOs, docs/protocol.md section 7.1); `headers on ZeroMQ` is the same client against "
+             "`nrb serve --no-doorbell`.", ""]
     for key, e in res["sizes"].items():
         lines += [f"## {key}: {e['gbuffer_bytes'] / 1e6:.1f} MB G-buffers + {e['output_bytes'] / 1e6:.1f} MB image; "
                   f"memcpy {e['memcpy_ms']:.2f} ms", "",
@@ -512,6 +537,7 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {name} | {s['median_ms']:.2f} | {s['p99_ms']:.2f} | {s['gb_per_s']:.2f} | "
                          f"{s['x_memcpy']:.2f} | {s['server_ms']:.2f} | {s['transport_ms']:.2f} | "
                          f"{s['transport_x_memcpy']:.2f} | {s['write_ms']:.2f} | {s['notify_ms']:.3f} | {wire_s} |")
+        lines += _targets(e)
         if e.get("zmq_floor_ms"):
             lines += ["", "Floor: plain ZeroMQ (PAIR, zero-copy, no protocol, no server work) moving the same bytes "
                       "there and back, no engine write: " + ", ".join(

@@ -469,6 +469,7 @@ class PyClient {
     d["rtt_p99_ms"] = s.rtt_p99_ms;
     d["state"] = state_name(s.state);
     d["shm_active"] = s.shm_active != 0;
+    d["doorbell_active"] = s.doorbell_active != 0;
     d["compression"] = compression_str(s.compression_active);
     d["session"] = s.session;
     return d;

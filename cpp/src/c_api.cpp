@@ -1,6 +1,8 @@
 // The C ABI (cpp/include/nrb/nrb.h) over nrb::detail::Client. Every entry point catches everything: no exception
 // crosses the boundary; failures become an nrb_status plus a per-client last-error text.
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -81,12 +83,14 @@ nrb_status read_struct(const nrb_client* c, const T* in, uint32_t version, const
 
 // Writes `value` into a caller's versioned output struct (at most its struct_size bytes), keeping its header.
 template <class T>
-nrb_status write_struct(const nrb_client* c, T* out, const T& value, const char* what) {
+nrb_status write_struct(const nrb_client* c, T* out, const T& value, const char* what,
+                        size_t oldest_size = sizeof(T)) {
   if (!out) return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(what) + " is NULL");
   uint32_t size = out->struct_size, version = out->struct_version;
-  if (version == 0 || size < sizeof(T))
+  if (version == 0 || size < oldest_size)
     return fail(c, NRB_ERROR_UNSUPPORTED_VERSION, std::string(what) + ": struct_size/struct_version not set");
-  std::memcpy(out, &value, sizeof(T));
+  // A caller built against an older header gets the fields it knows (the first struct_size bytes).
+  std::memcpy(out, &value, std::min<size_t>(size, sizeof(T)));
   out->struct_size = size;
   out->struct_version = version;
   return NRB_OK;
@@ -467,7 +471,9 @@ NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats)
     o.shm_active = s.shm_active ? 1u : 0u;
     o.compression_active = static_cast<nrb_compression>(s.compression);
     o.session = s.session;
-    return write_struct(client, out_stats, o, "out_stats");
+    o.doorbell_active = s.doorbell_active ? 1u : 0u;
+    // Version 1 of nrb_stats ended at `session`.
+    return write_struct(client, out_stats, o, "out_stats", offsetof(nrb_stats, session) + sizeof(uint64_t));
   });
 }
 

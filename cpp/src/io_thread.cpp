@@ -94,7 +94,8 @@ void IoThread::run() noexcept {
       auto timeout = std::chrono::duration_cast<milliseconds>(until - now) + milliseconds(1);
       timeout = std::clamp(timeout, milliseconds(0), milliseconds(100));
 
-      zmq::pollitem_t items[3] = {{wake_rx_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, 0, 0}, {nullptr, 0, 0, 0}};
+      zmq::pollitem_t items[5] = {{wake_rx_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, 0, 0, 0}, {nullptr, 0, 0, 0},
+                                  {nullptr, 0, 0, 0}, {nullptr, 0, 0, 0}};
       size_t n = 1;
       if (conn_) {
         short events = ZMQ_POLLIN;
@@ -102,9 +103,16 @@ void IoThread::run() noexcept {
         items[1] = {conn_->socket().handle(), 0, events, 0};
         items[2] = {conn_->monitor().handle(), 0, ZMQ_POLLIN, 0};
         n = 3;
+        if (bell_active_) {
+          items[3] = {nullptr, bell_->to_engine_fd(), ZMQ_POLLIN, 0};
+          items[4] = {nullptr, bell_->to_renderer_fd(), short(bell_->pending() ? ZMQ_POLLOUT : 0), 0};
+          n = 5;
+        }
       }
       zmq::poll(items, n, timeout);
       now = Clock::now();
+      if (n == 5 && (items[3].revents & ZMQ_POLLIN)) ring_doorbell(now);
+      if (n == 5 && bell_active_ && (items[4].revents & ZMQ_POLLOUT)) bell_->flush();
 
       if (items[0].revents & ZMQ_POLLIN) {
         wake_pending_.store(false);
@@ -234,6 +242,14 @@ void IoThread::open_connection(TimePoint now) {
       pool_.reset();
     }
   }
+  if (pool_) {
+    try {
+      bell_ = Doorbell::create(Doorbell::default_dir());
+    } catch (const std::exception& e) {
+      log_(LogLevel::info, std::string("nrb: no doorbell, frame headers go over ZeroMQ: ") + e.what());
+      bell_.reset();
+    }
+  }
   state_ = State::connecting;
   state_deadline_ = now + milliseconds(opts_.connect_timeout_ms);
   try_send_hello(now);
@@ -246,12 +262,14 @@ void IoThread::try_send_hello(TimePoint now) {
   h.engine_version = opts_.engine_version;
   h.client = kClientName;
   if (pool_) h.capabilities.emplace_back("shm");
+  if (pool_ && bell_) h.capabilities.emplace_back("doorbell");
   if (opts_.compression != wire::Compression::none)
     h.capabilities.emplace_back(wire::compression_name(opts_.compression));
   h.render_size = opts_.render_size;
   h.output_size = opts_.output_size;
   h.buffers = opts_.buffers;
   if (pool_) h.shm = pool_->spec();
+  if (pool_ && bell_) h.doorbell = bell_->spec();
   if (!send_message(h)) return;  // not connected yet: ZMQ_IMMEDIATE refused it; POLLOUT will tell us
   state_ = State::handshaking;
   state_deadline_ = now + milliseconds(opts_.handshake_timeout_ms);
@@ -281,6 +299,8 @@ void IoThread::close_session(bool say_bye) {
   if (pool_) pool_->unlink();
   pool_.reset();
   pool_spec_.reset();
+  bell_.reset();
+  bell_active_ = false;
   ping_sent_.reset();
   compression_ = wire::Compression::none;
   allow_lz4_ = allow_zstd_ = false;
@@ -305,6 +325,13 @@ void IoThread::send_frames(TimePoint now) {
     if (!out) return;
     SubmittedFrame& f = out->frame;
     const uint64_t id = f.id;
+    if (bell_active_ && (!f.result_slot || std::any_of(f.buffers.begin(), f.buffers.end(),
+                                                       [](const wire::BufferDesc& b) { return b.is_inline(); }))) {
+      // Section 7.1 rule 3: every FRAME of a doorbell session goes through the FIFO, which carries no pixels.
+      log_(LogLevel::debug, "nrb: frame " + std::to_string(id) + " does not fit the shared-memory slots; dropped");
+      pipeline_.send_failed(id);
+      continue;
+    }
     bool written = false;
     uint64_t bytes = 0;
     try {
@@ -344,6 +371,12 @@ void IoThread::send_frames(TimePoint now) {
 
       wire::Encoded enc;
       wire::encode(wire::Message(std::move(m)), enc);
+      if (bell_active_) {
+        bell_->send(enc.header.data(), enc.header.size());
+        pipeline_.sent(id, enc.header.size() + wire::kDoorbellLengthBytes);
+        last_send_ = now;
+        continue;
+      }
       std::vector<zmq::message_t> parts;
       parts.reserve(enc.frame_count());
       parts.emplace_back(enc.header.data(), enc.header.size());
@@ -382,7 +415,19 @@ void IoThread::keepalive(TimePoint now) {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now) {
+void IoThread::ring_doorbell(TimePoint now) {
+  std::vector<std::vector<uint8_t>> records;
+  const bool intact = bell_->receive(records);
+  for (auto& rec : records) {
+    std::vector<zmq::message_t> parts;
+    parts.emplace_back(rec.data(), rec.size());
+    handle_message(parts, now, /*from_doorbell=*/true);
+    if (!bell_active_) return;  // the session ended while handling it
+  }
+  if (!intact) fail("the doorbell stream from the renderer is corrupt", now);
+}
+
+void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now, bool from_doorbell) {
   auto held = std::make_shared<std::vector<zmq::message_t>>(std::move(parts));
   parts.clear();
   std::vector<wire::Bytes> views;
@@ -407,6 +452,13 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now)
   }
   last_recv_ = now;
   wire::Message& m = *r.message;
+  if (from_doorbell && wire::message_type(m) != wire::MessageType::result &&
+      wire::message_type(m) != wire::MessageType::error) {
+    fail("the renderer sent a " + std::string(wire::type_name(wire::message_type(m))) +
+             " on the doorbell (only RESULT and ERROR belong there)",
+         now);
+    return;
+  }
   switch (wire::message_type(m)) {
     case wire::MessageType::welcome:
       if (state_ == State::handshaking) handle_welcome(std::get<wire::Welcome>(m), now);
@@ -442,12 +494,15 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   session_ = w.session;
   bool shm_ok = pool_ && contains(w.capabilities, "shm");
   if (pool_) pool_->unlink();  // section 7 rule 4: both mappings stay valid, the kernel reclaims on exit
+  if (bell_) bell_->unlink();  // section 7.1 rule 2, likewise
   if (shm_ok) {
     pool_spec_ = pool_->spec();
   } else {
     pool_.reset();
     pool_spec_.reset();
   }
+  bell_active_ = shm_ok && bell_ && contains(w.capabilities, "doorbell");
+  if (!bell_active_) bell_.reset();
   compression_ = wire::Compression::none;
   if (opts_.compression != wire::Compression::none &&
       contains(w.capabilities, wire::compression_name(opts_.compression)))
@@ -462,7 +517,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
       log_(LogLevel::warning, "nrb: the renderer requires buffer \"" + req.name + "\", which is not configured");
   }
   uint32_t max_in_flight = static_cast<uint32_t>(std::min<uint64_t>(w.max_in_flight, wire::kMaxInFlight));
-  pipeline_.session_started(session_, max_in_flight, shm_ok ? pool_ : nullptr, compression_);
+  pipeline_.session_started(session_, max_in_flight, shm_ok ? pool_ : nullptr, compression_, bell_active_);
   if (had_session_) pipeline_.count_reconnect();
   had_session_ = true;
   backoff_ms_ = opts_.backoff_min_ms;
@@ -470,7 +525,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   last_recv_ = now;
   ping_sent_.reset();
   log_(LogLevel::info, "nrb: session " + std::to_string(session_) + " with " + w.renderer + " (shm " +
-                           (shm_ok ? "on" : "off") + ", compression " +
+                           (shm_ok ? "on" : "off") + ", doorbell " + (bell_active_ ? "on" : "off") + ", compression " +
                            (compression_ == wire::Compression::none ? std::string("off")
                                                                     : std::string(wire::compression_name(compression_))) +
                            ", max_in_flight " + std::to_string(max_in_flight) + ")");

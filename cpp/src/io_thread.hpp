@@ -2,6 +2,8 @@
 //
 //   idle (disabled) --enable--> connecting --HELLO accepted by the socket--> handshaking --WELCOME--> connected
 //   connected --disable--> draining (answers to frames in flight) --> BYE, close --> idle
+//   With shared memory the session may also use the doorbell FIFOs (protocol section 7.1): FRAME headers go out and
+//   RESULTs come back through them, bypassing ZeroMQ's own I/O threads; everything else stays on the socket.
 //   any failure (socket monitor: disconnected; no WELCOME in time; renderer silent; NO_SESSION; BYE) --> the frames
 //   in flight are lost (their events go back to the queue), the socket and shared-memory pool are dropped, and a
 //   new connection is made after an exponential backoff. The render thread is never involved: it only sees
@@ -21,6 +23,7 @@
 
 #include "client_options.hpp"
 #include "connection.hpp"
+#include "doorbell.hpp"
 #include "pipeline.hpp"
 #include "shm_pool.hpp"
 
@@ -51,7 +54,8 @@ class IoThread {
   void send_frames(TimePoint now);
   bool send_message(const wire::Message& m);
   void keepalive(TimePoint now);
-  void handle_message(std::vector<zmq::message_t>& parts, TimePoint now);
+  void handle_message(std::vector<zmq::message_t>& parts, TimePoint now, bool from_doorbell = false);
+  void ring_doorbell(TimePoint now);
   void handle_welcome(const wire::Welcome& w, TimePoint now);
   void handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now);
   void handle_error(const wire::Error& e, TimePoint now);
@@ -76,6 +80,8 @@ class IoThread {
   uint64_t session_ = 0;
   std::shared_ptr<SlotPool> pool_;      // offered in the pending HELLO / accepted for the session
   std::optional<wire::ShmPool> pool_spec_;
+  std::unique_ptr<Doorbell> bell_;  // offered in the pending HELLO / accepted for the session (section 7.1)
+  bool bell_active_ = false;
   wire::Compression compression_ = wire::Compression::none;
   bool allow_lz4_ = false, allow_zstd_ = false;
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown

@@ -125,6 +125,7 @@ PipelineStats Pipeline::stats() const {
   s.session = session_;
   s.enabled = enabled_;
   s.shm_active = session_ != 0 && pool_ != nullptr;
+  s.doorbell_active = s.shm_active && doorbell_;
   s.compression = static_cast<uint32_t>(compression_);
   static constexpr double kP[3] = {50.0, 95.0, 99.0};
   double out[3];
@@ -138,10 +139,11 @@ PipelineStats Pipeline::stats() const {
 // ---- I/O-thread side --------------------------------------------------------------------------------------------
 
 void Pipeline::session_started(uint64_t session, uint32_t max_in_flight, std::shared_ptr<SlotPool> pool,
-                               wire::Compression compression) {
+                               wire::Compression compression, bool doorbell) {
   std::lock_guard<std::mutex> lock(mutex_);
   session_ = session;
   compression_ = compression;
+  doorbell_ = doorbell;
   limit_ = std::max<uint32_t>(1, std::min(std::max<uint32_t>(1, opts_.frames_in_flight), max_in_flight));
   pool_ = std::move(pool);
 }

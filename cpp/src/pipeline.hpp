@@ -91,6 +91,7 @@ struct PipelineStats {
   double rtt_p50_ms = 0, rtt_p95_ms = 0, rtt_p99_ms = 0;
   bool enabled = true;
   bool shm_active = false;
+  bool doorbell_active = false;
   uint32_t compression = 0;  // wire::Compression of the current session
 };
 
@@ -133,7 +134,7 @@ class Pipeline {
 
   // ---- I/O-thread side ------------------------------------------------------------------------------------------
   void session_started(uint64_t session, uint32_t max_in_flight, std::shared_ptr<SlotPool> pool,
-                       wire::Compression compression = wire::Compression::none);
+                       wire::Compression compression = wire::Compression::none, bool doorbell = false);
   // The session is gone (connection lost, renderer restarted, disabled): frames in flight are lost and give their
   // events back; the queued frame is dropped.
   void session_ended();
@@ -202,6 +203,7 @@ class Pipeline {
   uint32_t limit_;
   std::shared_ptr<SlotPool> pool_;
   wire::Compression compression_ = wire::Compression::none;
+  bool doorbell_ = false;  // statistics only: the I/O thread owns the doorbell
   std::optional<SubmittedFrame> queued_;
   std::deque<InFlight> in_flight_;  // ascending ids
   std::deque<PendingEvent> events_;

@@ -61,7 +61,7 @@ constexpr std::array<std::string_view, 8> kTypeNames = {"HELLO", "WELCOME", "FRA
 const std::vector<std::string_view>& known_keys(MessageType t) {
   static const std::array<std::vector<std::string_view>, 8> keys = {{
       {"nrb", "type", "min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-       "output_size", "buffers", "shm", "must_understand"},
+       "output_size", "buffers", "shm", "doorbell", "must_understand"},
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
        "styles", "must_understand"},
       {"nrb", "type", "session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
@@ -371,7 +371,7 @@ struct EncodeVisitor {
   Encoded& out;
 
   void operator()(const Hello& m) {
-    head(w, m, MessageType::hello, 8 + count(m.shm.has_value()));
+    head(w, m, MessageType::hello, 8 + count(m.shm.has_value()) + count(m.doorbell.has_value()));
     w.k("min_version"), w.uint(m.min_version);
     w.k("engine"), w.str(m.engine);
     w.k("engine_version"), w.str(m.engine_version);
@@ -386,6 +386,12 @@ struct EncodeVisitor {
       w.k("name"), w.str(m.shm->name);
       w.k("slots"), w.uint(m.shm->slots);
       w.k("slot_size"), w.uint(m.shm->slot_size);
+    }
+    if (m.doorbell) {
+      w.k("doorbell");
+      w.map(2);
+      w.k("to_renderer"), w.str(m.doorbell->to_renderer);
+      w.k("to_engine"), w.str(m.doorbell->to_engine);
     }
     tail(w, m);
   }
@@ -1228,6 +1234,43 @@ class Decoder {
       });
       m.shm = std::move(p);
     });
+    opt(h, "doorbell", [&](const Obj& o) {
+      const Obj& dm = map(o);
+      auto path = [&](const Obj& x) {
+        const std::string_view v = str(x, kMaxDoorbellPathBytes, true);
+        if (!valid_doorbell_path(v))
+          fail(ErrorCode::BAD_VALUE, "\"" + clip(v) + "\" is not an absolute path of [A-Za-z0-9._-] components "
+                                     "ending in nrb-...");
+        return std::string(v);
+      };
+      DoorbellSpec d;
+      d.to_renderer = req(dm, "to_renderer", path);
+      d.to_engine = req(dm, "to_engine", [&](const Obj& x) {
+        std::string v = path(x);
+        if (v == d.to_renderer) fail(ErrorCode::BAD_VALUE, "to_engine must differ from to_renderer");
+        return v;
+      });
+      m.doorbell = std::move(d);
+    });
+  }
+  // Section 7.1: absolute; components of [A-Za-z0-9._-], none "." or ".."; the last one starts with "nrb-".
+  static bool valid_doorbell_path(std::string_view v) {
+    if (v.empty() || v[0] != '/') return false;
+    std::string_view last;
+    size_t i = 1;
+    for (;;) {
+      size_t end = v.find('/', i);
+      std::string_view comp = v.substr(i, end == std::string_view::npos ? std::string_view::npos : end - i);
+      if (comp.empty() || comp == "." || comp == "..") return false;
+      for (char c : comp)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+          return false;
+      last = comp;
+      if (end == std::string_view::npos) break;
+      i = end + 1;
+    }
+    return last.substr(0, 4) == "nrb-";
   }
   static bool valid_shm_name(std::string_view v) {
     if (v.size() < 2 || v[0] != '/') return false;

@@ -130,6 +130,13 @@ struct ShmPool {  // shmpool: {name, slots, slot_size}
   uint64_t slot_size = 0;
 };
 
+struct DoorbellSpec {  // doorbell: {to_renderer, to_engine}, the two FIFO paths of section 7.1
+  std::string to_renderer, to_engine;
+};
+inline constexpr size_t kMaxDoorbellPathBytes = 255;
+// A doorbell record (section 7.1): 4-byte little-endian length, then one payload-less message's header.
+inline constexpr size_t kDoorbellLengthBytes = 4;
+
 enum class Compression : uint8_t { none, lz4, zstd };
 std::string_view compression_name(Compression c) noexcept;  // "" for none
 
@@ -228,6 +235,7 @@ struct Hello : Common {
   Size2 render_size, output_size;
   std::vector<BufferSpec> buffers;
   std::optional<ShmPool> shm;
+  std::optional<DoorbellSpec> doorbell;
 };
 
 struct Welcome : Common {

@@ -329,6 +329,7 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       m.output_size = size2(at(h, "output_size"));
       m.buffers = bufspecs(at(h, "buffers"));
       if (auto* x = find(h, "shm")) m.shm = ShmPool{str(at(*x, "name")), u64(at(*x, "slots")), u64(at(*x, "slot_size"))};
+      if (auto* x = find(h, "doorbell")) m.doorbell = DoorbellSpec{str(at(*x, "to_renderer")), str(at(*x, "to_engine"))};
       out = std::move(m);
       break;
     }
@@ -584,6 +585,12 @@ inline Json message_to_json(const Message& msg) {
             s["slots"] = m.shm->slots;
             s["slot_size"] = m.shm->slot_size;
             j["shm"] = s;
+          }
+          if (m.doorbell) {
+            Json d = Json::object();
+            d["to_renderer"] = m.doorbell->to_renderer;
+            d["to_engine"] = m.doorbell->to_engine;
+            j["doorbell"] = d;
           }
         } else if constexpr (std::is_same_v<M, Welcome>) {
           j["session"] = m.session;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -177,6 +178,23 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(on == 0);
   REQUIRE(nrb_get_stats(c, &s) == NRB_OK);
   CHECK(s.state == NRB_STATE_DISABLED);
+  CHECK(s.doorbell_active == 0);
+
+  // A caller built against version 1 of nrb_stats (which ended at `session`) gets its fields and nothing past them.
+  struct {
+    nrb_stats s;
+    uint8_t guard[16];
+  } old;
+  std::memset(&old, 0xAB, sizeof old);
+  const uint32_t v1_size = uint32_t(offsetof(nrb_stats, session) + sizeof(uint64_t));
+  old.s.struct_size = v1_size;
+  old.s.struct_version = 1;
+  REQUIRE(nrb_get_stats(c, &old.s) == NRB_OK);
+  CHECK(old.s.struct_size == v1_size);
+  CHECK(old.s.frames_submitted == 1);
+  CHECK(reinterpret_cast<const uint8_t*>(&old.s)[v1_size] == 0xAB);
+  old.s.struct_size = v1_size - 8;  // smaller than any version: refused
+  CHECK(nrb_get_stats(c, &old.s) == NRB_ERROR_UNSUPPORTED_VERSION);
 
   nrb_client_destroy(c);
   nrb_client_destroy(nullptr);

@@ -156,6 +156,9 @@ def main(out: Path) -> None:
                          {"name": "depth", "format": "r32f"}, {"name": "material_id", "format": "r16u"}]}
     valid("hello_basic", hello, [], "a HELLO offering four buffers, no shared memory")
     valid("hello_shm", {**hello, "shm": POOL}, [], "a HELLO offering a shared-memory pool")
+    bell = {"to_renderer": "/dev/shm/nrb-4242-1a2b-to-renderer", "to_engine": "/dev/shm/nrb-4242-1a2b-to-engine"}
+    valid("hello_doorbell", {**hello, "capabilities": ["shm", "doorbell"], "shm": POOL, "doorbell": bell}, [],
+          "a HELLO offering a shared-memory pool and the doorbell FIFOs (section 7.1)")
     valid("welcome_basic",
           {"nrb": 1, "type": "WELCOME", "session": 4294967301, "renderer": "deferred/0.1.0",
            "capabilities": ["shm"],
@@ -277,6 +280,12 @@ def main(out: Path) -> None:
     invalid("unknown_version", [pk({**base, "nrb": 2}), alb], "VERSION_UNSUPPORTED", "FRAME with nrb 2")
     invalid("hello_no_common_version", [pk({**hello, "nrb": 3, "min_version": 2})], "VERSION_UNSUPPORTED",
             "engine speaks only 2..3")
+    for vname, bad, note in (
+            ("hello_doorbell_relative_path", {**bell, "to_engine": "nrb-to-engine"}, "a relative doorbell path"),
+            ("hello_doorbell_dotdot", {**bell, "to_renderer": "/dev/shm/../etc/nrb-x"}, "a doorbell path with .."),
+            ("hello_doorbell_not_nrb", {**bell, "to_renderer": "/dev/shm/pipe"}, "a FIFO not named nrb-..."),
+            ("hello_doorbell_same_path", {**bell, "to_engine": bell["to_renderer"]}, "both directions on one FIFO")):
+        invalid(vname, [pk({**hello, "shm": POOL, "doorbell": bad})], "BAD_VALUE", note)
     invalid("unknown_type", [pk({"nrb": 1, "type": "TELEPORT"})], "UNKNOWN_TYPE", "type TELEPORT")
     invalid("type_not_str", [pk({"nrb": 1, "type": 4})], "WRONG_TYPE", "type is an integer")
     invalid("must_understand_unknown", [pk({"nrb": 1, "type": "PING", "nonce": 1, "time_ns": 2,

@@ -53,7 +53,7 @@ extern "C" {
 #define NRB_CAMERA_VERSION 1
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
-#define NRB_STATS_VERSION 1
+#define NRB_STATS_VERSION 2 /* 2: doorbell_active */
 
 /* The library's version (NRB_MAKE_VERSION layout). Any thread. */
 NRB_API uint32_t nrb_get_version(void);
@@ -385,6 +385,8 @@ typedef struct nrb_stats {
   uint32_t shm_active;        /* 1 when the current session uses shared memory */
   uint32_t compression_active;/* the nrb_compression in use for the current session */
   uint64_t session;           /* current session id, 0 when none */
+  /* -- struct_version 2 -- */
+  uint32_t doorbell_active;   /* 1 when frame headers and results travel through the doorbell FIFOs (protocol 7.1) */
 } nrb_stats;
 
 /* Fills *out_stats (set struct_size/struct_version first). */
