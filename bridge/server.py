@@ -331,7 +331,9 @@ class Server:
             while not self._stop.is_set():
                 ready = dict(poller.poll(50))
                 for fd in [fd for fd in self._bells if fd in ready]:
-                    self._on_doorbell(self._bells[fd])
+                    bell_sess = self._bells.get(fd)  # handling one may have closed another
+                    if bell_sess is not None:
+                        self._on_doorbell(bell_sess)
                 if pull in ready:  # results from the render thread
                     for _ in range(256):
                         try:

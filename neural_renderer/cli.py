@@ -104,6 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         upscale=args.upscale,
         threads=args.threads,
         device=args.device,
+        init=args.init,
     )
     train(cfg, resume=not args.fresh, progress=not args.quiet)
     return 0
@@ -151,6 +152,12 @@ def add_train_parser(subparsers: Any) -> None:
         "--device",
         default="cpu",
         help="cpu (default), cuda, or auto (cuda when torch sees one); checkpoints load on either",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="fine-tune: start from this checkpoint's weights (e.g. neural_renderer/weights/default.pt); "
+        "the network's shape comes from it",
     )
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--quiet", action="store_true")

@@ -33,7 +33,7 @@ from torch import nn
 
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
-from neural_renderer.models.net import NetConfig, NeuralRendererNet
+from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint
 
 #: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
 STYLE_PRIOR = {"identity": 0.1, "photoreal": 0.3}
@@ -72,6 +72,10 @@ class TrainConfig:
     #: Train only these styles (None = all of the library); e.g. ("photoreal",) for a quick photoreal-only
     #: model.
     styles: tuple[str, ...] | None = None
+    #: Start from this checkpoint's weights (its weight average when it has one) instead of a random
+    #: initialisation: fine-tuning, e.g. the shipped model on a game's own captures. The network's shape comes
+    #: from the checkpoint (width, trunk_blocks, modulate, upscale are ignored); only a fresh run uses it.
+    init: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -473,6 +477,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             modulate=cfg.modulate,
         )
     )
+    if cfg.init is not None and not (resume and ckpt_path.exists()):
+        net, _ = load_checkpoint(cfg.init)
+        if net.config.styles != len(DEFAULT_LIBRARY):
+            raise ValueError(f"{cfg.init} was trained on {net.config.styles} styles, the library has "
+                             f"{len(DEFAULT_LIBRARY)}")
+        net.train()
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step = 0

@@ -94,6 +94,20 @@ def test_training_resumes_from_its_checkpoint(tiny_data: Path, tmp_path: Path) -
     assert [s for s, _ in ck["history"]["train"]] == [1, 2, 3, 4, 5, 6]
 
 
+def test_fine_tuning_starts_from_the_given_checkpoint_and_keeps_its_shape(tiny_data: Path, tmp_path: Path) -> None:
+    base = TrainConfig(data=[tiny_data], out=tmp_path / "base", steps=3, batch=2, crop=32, width=8, trunk_blocks=1)
+    train(base, progress=False)
+    start, _ = load_checkpoint(tmp_path / "base" / "last.pt")
+    # width 16 is ignored: the shape is the checkpoint's. lr 0: the weights must come out exactly as they went in.
+    tune = TrainConfig(data=[tiny_data], out=tmp_path / "tune", steps=2, batch=2, crop=32, width=16, lr=0.0,
+                       init=tmp_path / "base" / "last.pt")
+    train(tune, progress=False)
+    tuned, ck = load_checkpoint(tmp_path / "tune" / "last.pt")
+    assert ck["config"] == start.config.to_dict()
+    for (k, a), (_, b) in zip(start.state_dict().items(), tuned.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
 def test_engine_captures_are_a_training_dataset(tiny_data: Path, tmp_path: Path) -> None:
     from bridge.capture import CaptureWriter
     from bridge.protocol import Frame, encode
