@@ -105,6 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         init=args.init,
+        flip_weight=args.flip_weight,
     )
     train(cfg, resume=not args.fresh, progress=not args.quiet)
     return 0
@@ -158,6 +159,12 @@ def add_train_parser(subparsers: Any) -> None:
         type=Path,
         help="fine-tune: start from this checkpoint's weights (e.g. neural_renderer/weights/default.pt); "
         "the network's shape comes from it",
+    )
+    p.add_argument(
+        "--flip-weight",
+        type=float,
+        default=0.0,
+        help="add this weight x differentiable LDR-FLIP (the benchmark's metric) to the loss (default 0)",
     )
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--quiet", action="store_true")

@@ -1,7 +1,8 @@
 """Training loop behind ``nrb train``: random crops, random style maps, L1 in display space, resumable.
 
-Loss: :func:`image_loss` (L1 + L1 of image gradients) in display space, plus a temporal-consistency term on
-unrolled frame pairs (:func:`training_loss`).
+Loss: :func:`image_loss` (L1 + L1 of image gradients) in display space, optionally plus a differentiable FLIP
+term (``flip_weight``, :mod:`neural_renderer.flip`), plus a temporal-consistency term on unrolled frame pairs
+(:func:`training_loss`).
 
 Batches (:func:`training_loss`): random ``crop`` x ``crop`` windows with random style maps
 (:func:`random_style_map`); when the temporal path is trained, half the batches are unrolled pairs of
@@ -21,7 +22,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torch import nn
 
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
+from neural_renderer.flip import FlipLoss
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint
 
 #: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
@@ -76,6 +78,10 @@ class TrainConfig:
     #: initialisation: fine-tuning, e.g. the shipped model on a game's own captures. The network's shape comes
     #: from the checkpoint (width, trunk_blocks, modulate, upscale are ignored); only a fresh run uses it.
     init: Path | None = None
+    #: Weight of a differentiable LDR-FLIP term (:mod:`neural_renderer.flip`) added to :func:`image_loss`:
+    #: the benchmark's own metric, so that fine-tuning spends capacity on what FLIP (and a viewer) sees --
+    #: colour after the eye's blur, amplified at edges. 0 = L1 terms only (how the shipped model started).
+    flip_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -284,8 +290,16 @@ def make_batch(
 TEMPORAL_WEIGHT = 0.5
 
 
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def training_loss(
-    net: NeuralRendererNet, bank: FrameBank, cfg: TrainConfig, gen: torch.Generator, crop: int
+    net: NeuralRendererNet,
+    bank: FrameBank,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    crop: int,
+    criterion: Criterion | None = None,
 ) -> torch.Tensor:
     """One batch's loss. Half the batches (when ``cfg.temporal``) are *unrolled* camera-path pairs: the
     network renders the previous frame without history, its output (detached) is reprojected and masked
@@ -294,7 +308,8 @@ def training_loss(
     ``TEMPORAL_WEIGHT`` x the masked difference between the current output and the reprojected previous one.
     So the network learns to use its *own* history (a perturbed ground truth would teach it to trust a cleaner
     history than it will ever get) and to stay stable where the history is valid. The other batches are single
-    frames without history."""
+    frames without history. ``criterion(pred, target)`` scores each image (default :func:`image_loss`)."""
+    criterion = criterion or image_loss
     with_prev = [i for i in range(len(bank)) if bank.prev[i] >= 0]
     if cfg.temporal and with_prev and torch.rand(1, generator=gen).item() < 0.5:
         n = max(1, cfg.batch // 2)
@@ -319,11 +334,11 @@ def training_loss(
         mask = warped[:, 3:]
         cur_lr = F.avg_pool2d(cur_out, u) if u > 1 else cur_out
         flicker = ((cur_lr - warped[:, :3]).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
-        return 0.5 * (image_loss(prev_out, prev_t) + image_loss(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
+        return 0.5 * (criterion(prev_out, prev_t) + criterion(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
     idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
     ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale)
     ins.pop("motion_vectors")
-    return image_loss(net(**ins), target)
+    return criterion(net(**ins), target)
 
 
 class WeightAverage:
@@ -392,6 +407,18 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     gx = F.l1_loss(pred[..., :, 1:] - pred[..., :, :-1], target[..., :, 1:] - target[..., :, :-1])
     gy = F.l1_loss(pred[..., 1:, :] - pred[..., :-1, :], target[..., 1:, :] - target[..., :-1, :])
     return l1 + GRADIENT_WEIGHT * (gx + gy)
+
+
+def make_criterion(flip_weight: float, device: torch.device) -> Criterion:
+    """:func:`image_loss`, plus ``flip_weight`` x mean LDR-FLIP when the weight is positive."""
+    if flip_weight <= 0:
+        return image_loss
+    flip = FlipLoss().to(device)
+
+    def criterion(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return image_loss(pred, target) + flip_weight * flip(pred, target)
+
+    return criterion
 
 
 def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", limit: int = 16) -> float:
@@ -526,6 +553,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not progress, desc="training")
     t0 = time.perf_counter() - elapsed
     crop = cfg.crop // (8 * cfg.upscale) * (8 * cfg.upscale)
+    criterion = make_criterion(cfg.flip_weight, device)
     while step < cfg.steps:
         if cfg.minutes is not None and time.perf_counter() - t0 > cfg.minutes * 60:
             break
@@ -537,7 +565,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = training_loss(net, bank, cfg, gen, crop)
+        loss = training_loss(net, bank, cfg, gen, crop, criterion)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
