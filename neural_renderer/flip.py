@@ -49,6 +49,7 @@ _RGB_TO_XYZ = np.array(
         [1425312 / 73733382, 8788810 / 73733382, 70074185 / 73733382],
     ]
 )
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
 #: Contrast-sensitivity parameters (a1, b1, a2, b2) per opponent channel: achromatic, red-green, blue-yellow.
 _CSF = ((1.0, 0.0047, 0.0, 1e-5), (1.0, 0.0053, 0.0, 1e-5), (34.1, 0.04, 13.5, 0.025))
 #: Peak-to-trough width of the eye's edge detector, degrees.
@@ -68,8 +69,13 @@ def _white(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor(_WHITE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
 
 
+def _relative_xyz(rgb: torch.Tensor) -> torch.Tensor:
+    """Linear RGB -> XYZ relative to the D65 white (white = (1, 1, 1))."""
+    return _mat(rgb, _RGB_TO_XYZ) / _white(rgb)
+
+
 def linear_to_ycxcz(rgb: torch.Tensor) -> torch.Tensor:
-    xyz = _mat(rgb, _RGB_TO_XYZ) / _white(rgb)
+    xyz = _relative_xyz(rgb)
     x, y, z = xyz[:, 0:1], xyz[:, 1:2], xyz[:, 2:3]
     return torch.cat((116 * y - 16, 500 * (x - y), 200 * (y - z)), 1)
 
@@ -77,12 +83,12 @@ def linear_to_ycxcz(rgb: torch.Tensor) -> torch.Tensor:
 def ycxcz_to_linear(o: torch.Tensor) -> torch.Tensor:
     y = (o[:, 0:1] + 16) / 116
     xyz = torch.cat((y + o[:, 1:2] / 500, y, y - o[:, 2:3] / 200), 1) * _white(o)
-    return _mat(xyz, np.linalg.inv(_RGB_TO_XYZ))
+    return _mat(xyz, _XYZ_TO_RGB)
 
 
 def linear_to_hunt_lab(rgb: torch.Tensor) -> torch.Tensor:
     """Linear RGB -> CIELAB with FLIP's Hunt adjustment (a and b scaled by L / 100)."""
-    xyz = _mat(rgb, _RGB_TO_XYZ) / _white(rgb)
+    xyz = _relative_xyz(rgb)
     d = 6 / 29
     f = torch.where(xyz > d**3, xyz.clamp_min(d**3) ** (1 / 3), xyz / (3 * d * d) + 4 / 29)
     lum = 116 * f[:, 1:2] - 16
@@ -107,8 +113,8 @@ def _separable(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
 
 
 def _csf_kernels(ppd: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per opponent channel, the CSF filter as one or two separable Gaussian terms (1-D, normalised so the
-    2-D filter sums to 1): returns (first terms, second terms) with all-zero second terms where a2 = 0."""
+    """Per opponent channel, the CSF filter as the sum of two separable Gaussian terms (1-D, normalised so the
+    2-D filter sums to 1): returns (first terms, second terms); the second is all zeros where a2 = 0."""
     bmax = max(max(b1, b2) for _, b1, _, b2 in _CSF)
     r = int(math.ceil(3 * math.sqrt(bmax / (2 * math.pi**2)) * ppd))
     x = np.arange(-r, r + 1) / ppd
@@ -154,7 +160,6 @@ class FlipLoss(nn.Module):
         first, second = _csf_kernels(ppd)
         self.register_buffer("csf1", torch.tensor(np.stack(first), dtype=torch.float32), persistent=False)
         self.register_buffer("csf2", torch.tensor(np.stack(second), dtype=torch.float32), persistent=False)
-        self.has_second = [bool(np.any(s)) for s in second]
         edge, point, smooth = _feature_kernels(ppd)
         # channel 0: d/dx (rows = derivative, cols = smoothing); channel 1: d/dy (the transpose)
         for name, k in (("edge", edge), ("point", point)):
@@ -166,9 +171,7 @@ class FlipLoss(nn.Module):
         self.cmax = float(_hyab(green, blue).item()) ** QC
 
     def _colour(self, opponent: torch.Tensor) -> torch.Tensor:
-        filtered = _separable(opponent, self.csf1, self.csf1)
-        if any(self.has_second):
-            filtered = filtered + _separable(opponent, self.csf2, self.csf2)
+        filtered = _separable(opponent, self.csf1, self.csf1) + _separable(opponent, self.csf2, self.csf2)
         return linear_to_hunt_lab(ycxcz_to_linear(filtered).clamp(0.0, 1.0))
 
     def _features(self, opponent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
