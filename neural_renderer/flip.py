@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neural_renderer.data.styles import srgb_decode
+
 #: Pixels per degree of visual angle of FLIP's default observer (0.7 m wide 4K monitor seen from 0.7 m): the
 #: value ``flip-evaluator`` and the benchmark use.
 DEFAULT_PPD = (0.7 * 3840 / 0.7) * math.pi / 180
@@ -59,10 +61,6 @@ _FEATURE_WIDTH = 0.082
 def _mat(x: torch.Tensor, m: np.ndarray) -> torch.Tensor:
     """(N, 3, H, W) colour transform by a 3x3 matrix."""
     return torch.einsum("ij,njhw->nihw", torch.as_tensor(m, dtype=x.dtype, device=x.device), x)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0.04045, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, x / 12.92)
 
 
 def _white(x: torch.Tensor) -> torch.Tensor:
@@ -185,8 +183,8 @@ class FlipLoss(nn.Module):
         return norm(edges), norm(points)
 
     def error_map(self, test: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        o_test = linear_to_ycxcz(srgb_to_linear(test.clamp(0.0, 1.0)))
-        o_ref = linear_to_ycxcz(srgb_to_linear(reference.clamp(0.0, 1.0)))
+        o_test = linear_to_ycxcz(srgb_decode(test.clamp(0.0, 1.0)))
+        o_ref = linear_to_ycxcz(srgb_decode(reference.clamp(0.0, 1.0)))
         d = _hyab(self._colour(o_ref), self._colour(o_test)) ** QC
         pcc = PC * self.cmax
         colour = torch.where(d < pcc, (PT / pcc) * d, PT + (d - pcc) / (self.cmax - pcc) * (1.0 - PT))
