@@ -150,6 +150,22 @@ class RenderInputs(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self.buffers)
 
+    def constant(self, name: str, channels: int) -> np.ndarray | None:
+        """A per-frame constant sent as a 1x1 buffer (e.g. ``x_sun_direction``): its first ``channels`` values as
+        float32, or None when not sent. Raises ValueError when the buffer is not 1x1, has too few channels or
+        holds a non-finite value (the server then answers RENDER_FAILED and keeps serving)."""
+        if name not in self.buffers:
+            return None
+        b = self.buffers[name]
+        v = self[name]
+        if (b.width, b.height) != (1, 1) or v.shape[-1] < channels:
+            raise ValueError(f"{name} must be a 1x1 buffer with at least {channels} channels, got "
+                             f"{b.width}x{b.height} {b.format}")
+        out = np.asarray(v[0, 0, :channels], np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError(f"{name} holds a non-finite value: {out.tolist()}")
+        return out
+
     def raw(self, name: str) -> np.ndarray:
         """The buffer's pixels as sent: (H, W, C) view in the wire dtype, no conversion."""
         return self.buffers[name].array()

@@ -70,7 +70,7 @@ from bridge.style.stylemap import style_map_digest
 
 log = logging.getLogger("nrb.server")
 
-#: Buffers exempt from the "same size as render_size" check.
+#: Buffers exempt from the "same size as render_size" check (as are 1x1 vendor buffers: per-frame constants).
 _ANY_SIZE = {"exposure"}
 #: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; beyond this many more they
 #: are dropped outright.
@@ -719,7 +719,8 @@ class Server:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"buffers: {spec.name!r} is required by the renderer")
         w, h = sess.render_size
         for b in frame.buffers:
-            if b.name not in _ANY_SIZE and (b.width, b.height) != (w, h):
+            constant = b.name.startswith("x_") and (b.width, b.height) == (1, 1)  # a vendor per-frame constant
+            if b.name not in _ANY_SIZE and not constant and (b.width, b.height) != (w, h):
                 raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}, the session's "
                                                          f"render size is {w}x{h}")
         sess.pipeline.check(frame)

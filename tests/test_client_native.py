@@ -187,6 +187,33 @@ def test_frames_round_trip_through_the_real_server(servers: list[ServerProcess])
         assert e.worst_ms < BUDGET_MS
 
 
+@pytest.mark.parametrize("transport", ["inline", "shm"])
+def test_a_1x1_lighting_constant_travels_with_each_frame(servers: list[ServerProcess], transport: str) -> None:
+    """The engine's sun goes out as a 1x1 vendor buffer next to the full-size G-buffers (docs/protocol.md 6.1); the
+    server takes it as a per-frame constant instead of refusing its size."""
+    servers.append(srv := real_server())
+    sun = np.array([[[0.45, 0.8, 0.4, 0.0]]], np.float32)
+    buffers = [("hudless_color", "rgba8_srgb"), ("depth", "r32f"), ("x_sun_direction", "rgba32f")]
+    with make_client(srv.endpoint, transport=transport, buffers=buffers) as c:
+        e = Engine(c)
+        assert e.until(lambda: connected(c))
+        shown = 0
+        end = time.monotonic() + 5
+        while shown < 5 and time.monotonic() < end:
+            fid = c.begin()
+            c.tag_buffer("hudless_color", "rgba8_srgb", color(fid))
+            c.tag_buffer("depth", "r32f", np.full((H, W), 0.5, np.float32))
+            c.tag_buffer("x_sun_direction", "rgba32f", sun)
+            c.submit()
+            got = c.acquire_result(with_info=True)
+            if got is not None and got[1]["frame_id"] >= fid - 2:
+                assert np.array_equal(got[0], color(got[1]["frame_id"]))
+                shown += 1
+            time.sleep(0.004)
+        assert shown >= 5 and c.stats()["errors_received"] == 0
+        assert c.stats()["shm_active"] == (transport == "shm")
+
+
 def test_shared_memory_with_the_real_server(servers: list[ServerProcess]) -> None:
     servers.append(srv := real_server())
     with make_client(srv.endpoint, transport="shm") as c:

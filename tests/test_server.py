@@ -246,6 +246,32 @@ def test_listening_beyond_loopback_needs_curve_or_insecure(tmp_path: Path) -> No
     assert proc.returncode == 2 and "--insecure" in proc.stderr
 
 
+def test_the_engines_sun_sent_as_1x1_constants_lights_the_image_and_other_sizes_are_refused(
+        deferred: tuple[RunningServer, int]) -> None:
+    srv, _ = deferred
+
+    def constant(name: str, v: tuple[float, float, float], size: tuple[int, int] = (1, 1)) -> Buffer:
+        return Buffer.from_array(name, "rgba32f", np.tile(np.array([*v, 0], np.float32), (size[1], size[0], 1)))
+
+    with srv.client() as c:
+        c.hello(SIZE, SCENE_SPECS)
+        bufs, cam = still_scene()
+        house = c.render(bufs, camera=cam).output.array().astype(int)  # type: ignore[union-attr]
+        low_sun = [constant("x_sun_direction", (0.9, 0.1, 0.0)), constant("x_sun_irradiance", (2.0, 2.0, 2.0)),
+                   constant("x_sky_radiance", (0.2, 0.2, 0.25))]
+        lit = c.render([*bufs, *low_sun], camera=cam).output.array().astype(int)  # type: ignore[union-attr]
+        assert np.abs(lit - house)[..., :3].mean() > 2  # the deferred shader lit it with the engine's sun
+        with pytest.raises(RemoteError) as err:  # a vendor buffer that is neither 1x1 nor render-sized
+            c.render([*bufs, constant("x_sun_direction", (0.9, 0.1, 0.0), (2, 2))], camera=cam)
+        assert err.value.error.name == "BAD_VALUE" and "x_sun_direction" in err.value.error.message
+        with pytest.raises(RemoteError) as err:  # a zero sun direction: that frame fails, the session goes on
+            c.render([*bufs, constant("x_sun_direction", (0.0, 0.0, 0.0))], camera=cam)
+        assert err.value.error.name == "RENDER_FAILED"
+        again = c.render([*bufs, *low_sun], camera=cam).output.array().astype(int)  # type: ignore[union-attr]
+        assert np.array_equal(again, lit)
+        c.bye()
+
+
 def test_client_library_reports_server_errors_as_typed_exceptions(deferred: tuple[RunningServer, int]) -> None:
     srv, _ = deferred
     with Client(srv.endpoint, timeout=10) as c:

@@ -62,6 +62,11 @@ class DeferredRenderer(Renderer):
     ``light_color``, ``light_intensity``, ``ambient`` (RGB), ``reflection`` (environment reflection on metals, in
     units of ``ambient``), ``depth_edge`` / ``normal_edge`` (outline thresholds:
     relative depth jump, 1 - cos of the normal angle), ``default_roughness``, ``default_metallic``.
+
+    When the engine sends its lights as per-frame constants (1x1 buffers, docs/protocol.md 6.1) they replace
+    the options: ``x_sun_direction`` the light direction, ``x_sun_irradiance`` (linear irradiance E) the light,
+    as ``E / pi x sun_gain`` (Lambert radiance under irradiance E is albedo E / pi), and ``x_sky_radiance`` the
+    ambient, as ``radiance x sky_gain``; ``sun_gain`` and ``sky_gain`` (default 1) are the look's free scales.
     """
 
     name = "deferred"
@@ -77,8 +82,13 @@ class DeferredRenderer(Renderer):
         normal_edge: float = 0.35,
         default_roughness: float = 0.6,
         default_metallic: float = 0.0,
+        sun_gain: float = 1.0,
+        sky_gain: float = 1.0,
         library: StyleLibrary = DEFAULT_LIBRARY,
     ) -> None:
+        self.reflection = np.float32(reflection)
+        self.sun_gain = np.float32(sun_gain)
+        self.sky_gain = np.float32(sky_gain)
         self.light_dir = _unit(light_dir)
         self.light_color = np.asarray(light_color, np.float32) * np.float32(light_intensity)
         self.ambient = np.asarray(ambient, np.float32)
@@ -97,7 +107,22 @@ class DeferredRenderer(Renderer):
 
     def optional(self) -> list[BufferSpec]:
         return [BufferSpec("roughness", "r8"), BufferSpec("metallic", "r8"), BufferSpec("emissive", "rgba16f"),
-                BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u")]
+                BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u"),
+                BufferSpec("x_sun_direction", "rgba32f"), BufferSpec("x_sun_irradiance", "rgba32f"),
+                BufferSpec("x_sky_radiance", "rgba32f")]
+
+    def lights(self, inputs: RenderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(light direction, light colour, ambient, environment) for this frame: the engine's lighting constants
+        where sent, the options otherwise."""
+        direction, color, ambient, environment = self.light_dir, self.light_color, self.ambient, self.environment
+        if (d := inputs.constant("x_sun_direction", 3)) is not None:
+            direction = _unit(d.tolist())  # ValueError for the zero vector
+        if (e := inputs.constant("x_sun_irradiance", 3)) is not None:
+            color = e * np.float32(1 / np.pi) * self.sun_gain
+        if (sky := inputs.constant("x_sky_radiance", 3)) is not None:
+            ambient = sky * self.sky_gain
+            environment = ambient * self.reflection
+        return direction, color, ambient, environment
 
     # ------------------------------------------------------------------------------------------------ render
     def pixel_params(self, style_map: np.ndarray) -> np.ndarray:
@@ -139,8 +164,9 @@ class DeferredRenderer(Renderer):
         # lighting
         cam = inputs.camera
         view = _unit([-x for x in cam.forward]) if cam is not None and cam.forward is not None else _unit((0, 0, 1))
-        half = _unit(self.light_dir + view)
-        ndl = np.clip(_dot3(n, self.light_dir), 0.0, 1.0)
+        light_dir, light_color, ambient, environment = self.lights(inputs)
+        half = _unit(light_dir + view)
+        ndl = np.clip(_dot3(n, light_dir), 0.0, 1.0)
         ndh = np.clip(_dot3(n, half), 0.0, 1.0)
         shin = np.clip(2.0 / np.maximum(rough * rough, 1e-4) - 2.0, 1.0, 2048.0)
         spec = ndh ** shin * ((shin + 8.0) / np.float32(8.0 * np.pi))
@@ -153,8 +179,8 @@ class DeferredRenderer(Renderer):
             spec = spec * (1.0 - toon) + spec_q * toon
         f0 = np.float32(0.04) * (1.0 - metal)[..., None] + albedo * metal[..., None]
         diffuse = albedo * (1.0 - metal)[..., None]
-        color = (self.ambient * diffuse + self.environment * f0
-                 + self.light_color * ndl[..., None] * (diffuse + f0 * spec[..., None]))
+        color = (ambient * diffuse + environment * f0
+                 + light_color * ndl[..., None] * (diffuse + f0 * spec[..., None]))
         if "emissive" in inputs:
             color = color + inputs["emissive"][..., :3]
         color = np.where(bg[..., None], albedo, color)  # background (far plane): unlit sky colour
