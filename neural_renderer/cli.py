@@ -106,6 +106,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         init=args.init,
         flip_weight=args.flip_weight,
+        lighting=args.lighting,
     )
     train(cfg, resume=not args.fresh, progress=not args.quiet)
     return 0
@@ -165,6 +166,12 @@ def add_train_parser(subparsers: Any) -> None:
         type=float,
         default=0.0,
         help="add this weight x differentiable LDR-FLIP (the benchmark's metric) to the loss (default 0)",
+    )
+    p.add_argument(
+        "--lighting",
+        action="store_true",
+        help="give the network the engine's sun and sky (x_sun_direction, x_sun_irradiance, x_sky_radiance); "
+        "with --init from a model without them, it is widened with zero weights for them",
     )
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--quiet", action="store_true")

@@ -2,9 +2,10 @@
 
 The raster baseline is the server's deferred shader (``bridge.renderers.deferred.DeferredRenderer``) fed the
 same G-buffers, encoded in the protocol's usual formats (albedo ``rgba8_srgb``, normals ``rgba16f``, depth
-``r32f``, ...), with its light set to the dataset's house lighting (sun direction, sun and sky colour: see
-``neural_renderer.data.scene``) and its free intensity/ambient scale chosen by :func:`fit_raster` on
-*training* scenes, so it is the best this shader can do on this data rather than a strawman.
+``r32f``, ...) and the scene's lights as the lighting constants an engine sends (``x_sun_direction``,
+``x_sun_irradiance``, ``x_sky_radiance``, 1x1 ``rgba32f``: both renderers see the same lights), with the
+shader's free sun and sky scales chosen by :func:`fit_raster` on *training* scenes, so it is the best this
+shader can do on this data rather than a strawman.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bridge.renderer import RenderInputs
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.camera import basis
 from neural_renderer.data.dataset import iter_frames, load_manifest
-from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, Camera, SceneSpec
+from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, SUN_IRRADIANCE, Camera, SceneSpec
 
 
 @dataclass
@@ -93,6 +94,11 @@ def render_inputs(frame: EvalFrame) -> RenderInputs:
         "material_id": ("r16u", a["material_id"].astype(np.uint16)[..., None]),
         "object_id": ("r16u", a["object_id"].astype(np.uint16)[..., None]),
     }
+    for name in ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance"):  # 1x1 per-frame constants, last
+        if name in a:
+            rgba = np.zeros((1, 1, 4), np.float32)
+            rgba[0, 0, :3] = np.asarray(a[name], np.float32)[:3]
+            arrays[name] = ("rgba32f", rgba)
     return RenderInputs.from_arrays(arrays, camera=wire_camera(frame.camera, w, h), frame=frame.index)
 
 
@@ -102,14 +108,18 @@ def one_style_map(h: int, w: int, style: str) -> np.ndarray:
     return m
 
 
-def raster_options(intensity: float = 0.75, ambient: float = 1.0) -> dict[str, Any]:
-    """DeferredRenderer options for the dataset's lighting: Lambert radiance under irradiance E is albedo·E/π
-    (the shader computes albedo·I·n·l, so I = E/π), and under a uniform sky of radiance L it is albedo·L."""
+def raster_options(sun: float = 1.0, sky: float = 1.0) -> dict[str, Any]:
+    """DeferredRenderer options for the dataset's lighting, scaled by ``sun`` and ``sky``: Lambert radiance
+    under irradiance E is albedo·E/π (the shader computes albedo·I·n·l, so I = E/π), and under a uniform sky of
+    radiance L it is albedo·L. The house lighting (for frames without lighting constants) and the gains on the
+    constants a frame sends."""
     return {
         "light_dir": list(SUN_DIRECTION),
         "light_color": [1.0, 0.97, 0.9],
-        "light_intensity": intensity,
-        "ambient": [c * ambient for c in SKY_RADIANCE],
+        "light_intensity": SUN_IRRADIANCE[0] / math.pi * sun,
+        "ambient": [c * sky for c in SKY_RADIANCE],
+        "sun_gain": sun,
+        "sky_gain": sky,
     }
 
 
@@ -125,10 +135,9 @@ def fit_raster(frames: list[EvalFrame], targets: list[np.ndarray]) -> dict[str, 
     """Grid-search the deferred shader's light intensity and ambient scale for the lowest photoreal L1 on
     ``frames`` (training frames) against ``targets`` (their photoreal ground truth, display sRGB)."""
     best: tuple[float, dict[str, Any]] | None = None
-    sun_e = 2.3  # mid of the dataset's sun irradiance range
-    for k in (0.6, 0.8, 1.0, 1.2):
+    for k in (0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8):  # wide enough that the best is inside the grid
         for amb in (0.6, 1.0, 1.4):
-            opts = raster_options(sun_e / math.pi * k, amb)
+            opts = raster_options(k, amb)
             err = float(
                 np.mean(
                     [

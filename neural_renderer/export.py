@@ -13,12 +13,18 @@ cropped back):
   ``output`` (linear) and ``x_output_srgb`` (display-encoded, to feed back next frame). Used by the ``neural``
   renderer.
 
+A model trained with lighting inputs (``NetConfig.lighting``) takes three more inputs at the end of both graphs,
+each (1, 3, 1, 1): ``x_sun_direction``, ``x_sun_irradiance`` and ``x_sky_radiance`` (the 1x1 vendor buffers of
+docs/protocol.md 6.1); its metadata ``nrb_lighting`` is 1 and ``nrb_house_lighting`` holds the 9 values to feed
+when an engine sends none.
+
 The exporter is PyTorch's TorchScript-based one (``dynamo=False``): it needs no extra package and handles the
 in-graph padding arithmetic with dynamic shapes.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -28,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neural_renderer.data.styles import srgb_decode
-from neural_renderer.models.features import GBUFFER_INPUTS, TEMPORAL_INPUTS
+from neural_renderer.models.features import GBUFFER_INPUTS, LIGHTING_INPUTS, TEMPORAL_INPUTS, house_lighting
 from neural_renderer.models.net import NeuralRendererNet, example_inputs, load_checkpoint
 
 OPSET = 17
@@ -61,11 +67,12 @@ class SingleFrameGraph(nn.Module):
         metallic: torch.Tensor,
         emissive: torch.Tensor,
         style_map: torch.Tensor,
+        *lighting: torch.Tensor,
     ) -> torch.Tensor:
         h, w = albedo.shape[-2], albedo.shape[-1]
         u = self.net.config.upscale
         args = [_pad8(t) for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map)]
-        out = self.net(*args)[..., : h * u, : w * u]
+        out = self.net(*args, lighting=_lighting(lighting))[..., : h * u, : w * u]
         return srgb_decode(out)
 
 
@@ -89,6 +96,7 @@ class TemporalGraph(nn.Module):
         motion_vectors: torch.Tensor,
         x_prev_output: torch.Tensor,
         x_prev_linear_depth: torch.Tensor,
+        *lighting: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = albedo.shape[-2], albedo.shape[-1]
         u = self.net.config.upscale
@@ -98,19 +106,26 @@ class TemporalGraph(nn.Module):
         ]
         prev = _pad8(x_prev_output, 8 * u)
         pdepth = _pad8(x_prev_linear_depth)
-        out = self.net.forward_temporal(*args, prev, pdepth)[..., : h * u, : w * u]
+        out = self.net.forward_temporal(*args, prev, pdepth, _lighting(lighting))[..., : h * u, : w * u]
         return srgb_decode(out), out
 
 
-def input_names(styles: int, temporal: bool) -> list[str]:
+def _lighting(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+    """The graph's three (1, 3, 1, 1) lighting inputs as the network's (1, 9, 1, 1), or None without them."""
+    return torch.cat(inputs, 1) if inputs else None
+
+
+def input_names(styles: int, temporal: bool, lighting: bool = False) -> list[str]:
     names = [n for n, _ in GBUFFER_INPUTS] + ["style_map"]
-    return names + [n for n, _ in TEMPORAL_INPUTS] if temporal else names
+    names += [n for n, _ in TEMPORAL_INPUTS] if temporal else []
+    return names + [n for n, _ in LIGHTING_INPUTS] if lighting else names
 
 
 def _export(
     module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str], outputs: list[str]
 ) -> None:
-    axes = {n: {2: "height", 3: "width"} for n in names}
+    lighting = {n for n, _ in LIGHTING_INPUTS}
+    axes = {n: {2: "height", 3: "width"} for n in names if n not in lighting}
     for o in outputs:
         axes[o] = {2: "out_height", 3: "out_width"}
     if "x_prev_output" in names:
@@ -136,7 +151,10 @@ def _tag(path: Path, net: NeuralRendererNet) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    for key, value in (("nrb_upscale", net.config.upscale), ("nrb_styles", net.config.styles)):
+    tags: list[tuple[str, object]] = [("nrb_upscale", net.config.upscale), ("nrb_styles", net.config.styles)]
+    if net.config.lighting:
+        tags += [("nrb_lighting", 1), ("nrb_house_lighting", json.dumps(house_lighting().view(-1).tolist()))]
+    for key, value in tags:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
     onnx.save(model, str(path))
@@ -157,7 +175,13 @@ def parity(
     worst = 0.0
     for k, (h, w) in enumerate(sizes):
         args = example_inputs(
-            net.config.styles, h, w, upscale=net.config.upscale, temporal=temporal, seed=k + 1
+            net.config.styles,
+            h,
+            w,
+            upscale=net.config.upscale,
+            temporal=temporal,
+            seed=k + 1,
+            lighting=net.config.lighting,
         )
         with torch.no_grad():
             ref = module(*args)
@@ -179,9 +203,10 @@ def export_onnx(
     out = Path(out)
     s = net.config.styles
     written = []
+    light = net.config.lighting
     graph = SingleFrameGraph(net).eval()
-    names = input_names(s, False)
-    _export(graph, example_inputs(s, 64, 64), out, names, ["output"])
+    names = input_names(s, False, light)
+    _export(graph, example_inputs(s, 64, 64, lighting=light), out, names, ["output"])
     _tag(out, net)
     written.append(out)
     if check and (err := parity(graph, out, names)) > PARITY_TOLERANCE:
@@ -189,10 +214,10 @@ def export_onnx(
     if temporal:
         tpath = out.with_name(out.stem + "_temporal" + out.suffix)
         tgraph = TemporalGraph(net).eval()
-        tnames = input_names(s, True)
+        tnames = input_names(s, True, light)
         _export(
             tgraph,
-            example_inputs(s, 64, 64, upscale=net.config.upscale, temporal=True),
+            example_inputs(s, 64, 64, upscale=net.config.upscale, temporal=True, lighting=light),
             tpath,
             tnames,
             ["output", "x_output_srgb"],

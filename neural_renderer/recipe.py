@@ -13,7 +13,7 @@ Steps (each resumable: rerunning skips finished work):
    scenes (the held-out ones among the first 320) are never trained on by either;
 2. 8 longer camera paths for the temporal benchmark (6 frames each, seed 1, all held out) ->
    ``WORK/paths-128``;
-3. ``nrb train`` with the albedo-modulated head, width 32, 2 trunk blocks, temporal path on, weight average
+3. ``nrb train`` with the albedo-modulated head, lighting inputs, width 32, 2 trunk blocks, temporal path on, weight average
    (EMA 0.999) -> ``WORK/run``. ``--gpu``: 7900 steps of batch 32 on whole 128x128 frames, ``--device
    cuda``; CPU: 8000 steps of batch 8 on 96x96 crops, 1 thread;
 4. ``nrb export`` -> ``neural_renderer/weights/default.onnx`` + ``default_temporal.onnx``, and the
@@ -158,6 +158,7 @@ def run(work: Path, weights: Path, quick: bool = False, gpu: bool = False) -> di
             "--width",
             str(p["width"]),
             "--modulate",
+            "--lighting",
             "--device",
             p["device"],
             "--threads",

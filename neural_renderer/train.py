@@ -22,7 +22,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from torch import nn
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
 from neural_renderer.flip import FlipLoss
-from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint
+from neural_renderer.models.features import LIGHTING_INPUTS, house_lighting
+from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint, widen_for_lighting
 
 #: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
 STYLE_PRIOR = {"identity": 0.1, "photoreal": 0.3}
@@ -82,6 +83,9 @@ class TrainConfig:
     #: the benchmark's own metric, so that fine-tuning spends capacity on what FLIP (and a viewer) sees --
     #: colour after the eye's blur, amplified at edges. 0 = L1 terms only (how the shipped model started).
     flip_weight: float = 0.0
+    #: Lighting inputs (``NetConfig.lighting``). With ``init`` from a checkpoint without them, the network is
+    #: widened: the new input weights start at zero, so training starts from exactly the initial network.
+    lighting: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +132,7 @@ class FrameBank:
                     )
                 }
                 t["object_id"] = torch.from_numpy(a["object_id"].astype(np.int32))
+                t["lighting"] = frame_lighting(a)
                 valid = t["normals"].abs().sum(0, keepdim=True) > 0.1
                 if "reference" in a:
                     tg = all_style_targets(
@@ -147,6 +152,20 @@ class FrameBank:
                 prev.append(len(frames) - 1 if k > 0 else -1)
                 frames.append(t)
         return FrameBank(frames, prev)
+
+
+def frame_lighting(arrays: Mapping[str, np.ndarray]) -> torch.Tensor:
+    """(9, 1, 1) a frame's lighting inputs (sun direction, sun irradiance, sky radiance) from its
+    ``x_sun_direction`` / ``x_sun_irradiance`` / ``x_sky_radiance`` arrays; the house lighting's value for
+    any the frame lacks (an engine capture from an engine that did not send them)."""
+    house = house_lighting()[0]
+    parts = []
+    for k, (name, _) in enumerate(LIGHTING_INPUTS):
+        if name in arrays:
+            parts.append(torch.as_tensor(np.asarray(arrays[name], np.float32).reshape(-1)[:3]).view(3, 1, 1))
+        else:
+            parts.append(house[3 * k : 3 * k + 3])
+    return torch.cat(parts)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
@@ -222,16 +241,27 @@ def random_style_map(
 #: Share of examples whose ``emissive`` input is zeroed: engines may not send it (the ``neural`` renderer then
 #: feeds zeros), and the network should degrade gracefully rather than see an out-of-distribution input.
 EMISSIVE_DROPOUT = 0.1
+#: Share of examples fed the house lighting instead of their own: engines that do not send lighting inputs get
+#: the house lighting, and the network should then behave as a network trained without them.
+LIGHTING_DROPOUT = 0.1
 INPUT_NAMES = ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")
 
 
 def _crop_example(
-    f: dict[str, torch.Tensor], win: tuple[Any, ...], step: int, smap: torch.Tensor, drop_emissive: bool
+    f: dict[str, torch.Tensor],
+    win: tuple[Any, ...],
+    step: int,
+    smap: torch.Tensor,
+    drop_emissive: bool,
+    drop_lighting: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One frame's network inputs (G-buffers subsampled by ``step`` for upscaling) and its mixed target."""
+    """One frame's network inputs (G-buffers subsampled by ``step`` for upscaling, the (9, 1, 1) lighting)
+    and its mixed target."""
     ins = {n: f[n].float()[win][..., ::step, ::step] for n in INPUT_NAMES}
     if drop_emissive:
         ins["emissive"] = torch.zeros_like(ins["emissive"])
+    light = f.get("lighting")
+    ins["lighting"] = house_lighting()[0] if light is None or drop_lighting else light.float()
     ins["style_map"] = smap[win][..., ::step, ::step]
     ins["motion_vectors"] = f["motion_vectors"][win][..., ::step, ::step] / step
     target = mix_targets(f["targets"][win].float()[None], smap[win][None])[0]  # crop first: S x less work
@@ -262,6 +292,7 @@ def make_batch(
         x0 = int(torch.randint(0, w - c + 1, (1,), generator=gen)) // upscale * upscale
         win = (..., slice(y0, y0 + c), slice(x0, x0 + c))
         drop = torch.rand(1, generator=gen).item() < EMISSIVE_DROPOUT
+        drop_light = torch.rand(1, generator=gen).item() < LIGHTING_DROPOUT
         frames = [bank.frames[bank.prev[i]], f] if pairs else [f]
         state = gen.get_state()
         for k, fr in enumerate(frames):
@@ -270,7 +301,7 @@ def make_batch(
                 g = torch.Generator()
                 g.set_state(state)
             smap = random_style_map(fr["object_id"], styles, g, fr["allowed"])
-            per[k].append(_crop_example(fr, win, upscale, smap, drop))
+            per[k].append(_crop_example(fr, win, upscale, smap, drop, drop_light))
     out = []
     for examples in per:
         keys = examples[0][0].keys()
@@ -434,7 +465,8 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
             smap[:, s] = 1
             args = [f[n].float()[None][..., :h8, :w8].to(dev) for n in INPUT_NAMES]
-            out = net(*args, smap.to(dev))
+            light = f.get("lighting")
+            out = net(*args, smap.to(dev), lighting=None if light is None else light.float()[None].to(dev))
             target = f["targets"][s].float()[None][..., :h8, :w8].to(dev)
             losses.append(F.l1_loss(out, target).item())
     net.train()
@@ -502,6 +534,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             trunk_blocks=cfg.trunk_blocks,
             upscale=cfg.upscale,
             modulate=cfg.modulate,
+            lighting=cfg.lighting,
         )
     )
     if cfg.init is not None and not (resume and ckpt_path.exists()):
@@ -509,6 +542,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         if net.config.styles != len(DEFAULT_LIBRARY):
             raise ValueError(f"{cfg.init} was trained on {net.config.styles} styles, the library has "
                              f"{len(DEFAULT_LIBRARY)}")
+        if cfg.lighting and not net.config.lighting:
+            net = widen_for_lighting(net)
         net.train()
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

@@ -123,6 +123,12 @@ def test_dataset_is_resumable_deterministic_and_holds_out_scenes(tmp_path: Path)
     assert sorted(m["scenes"], key=int) == ["0", "1", "2", "3"]
     assert [m["scenes"][k]["split"] for k in ("0", "1", "2", "3")] == ["train", "train", "test", "train"]
     assert [fr[0].scene for fr in iter_frames(tmp_path, "test")] == [2]
+    # every frame carries its scene's lights as the constants an engine sends with its G-buffers
+    spec = m["scenes"]["2"]["spec"]
+    arrays = next(iter_frames(tmp_path, "test"))[0].arrays
+    np.testing.assert_allclose(arrays["x_sun_direction"], spec["sun_direction"], rtol=1e-6)
+    np.testing.assert_allclose(arrays["x_sun_irradiance"], spec["sun_irradiance"], rtol=1e-6)
+    np.testing.assert_allclose(arrays["x_sky_radiance"], spec["sky_radiance"], rtol=1e-6)
     assert json.loads((tmp_path / "manifest.json").read_text()) == load_manifest(tmp_path)
     with pytest.raises(ValueError, match="refusing to resume"):
         generate(tmp_path, 4, (32, 32), spp=2, holdout_every=3)

@@ -191,3 +191,75 @@ def test_a_model_trained_on_another_style_library_is_refused_with_a_clear_error(
     assert r.styles == S - 1
     with pytest.raises(ValueError, match=f"trained on {S - 1} styles .* has {S}"):
         r.render(_render_inputs(16, 16), _style_map(16, 16))
+
+
+def _lighting_net() -> NeuralRendererNet:
+    torch.manual_seed(0)
+    net = NeuralRendererNet(NetConfig(styles=S, width=8, embed=4, modulate=True, lighting=True)).eval()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_(0, 0.3)  # a head that passes more than the albedo through, so the lights show
+    return net
+
+
+def _sun(
+    direction: object, irradiance: object = (2.3, 2.23, 2.07), sky: object = (0.26, 0.31, 0.42)
+) -> dict[str, tuple[str, np.ndarray]]:
+    def c(v: object) -> np.ndarray:
+        return np.array([[[*np.asarray(v, np.float32)[:3], 0.0]]], np.float32)
+
+    return {
+        "x_sun_direction": ("rgba32f", c(direction)),
+        "x_sun_irradiance": ("rgba32f", c(irradiance)),
+        "x_sky_radiance": ("rgba32f", c(sky)),
+    }
+
+
+def _with(inputs: RenderInputs, constants: dict[str, tuple[str, np.ndarray]]) -> RenderInputs:
+    from bridge.protocol import Buffer
+
+    bufs = dict(inputs.buffers) | {n: Buffer.from_array(n, f, a) for n, (f, a) in constants.items()}
+    return RenderInputs(bufs, size=inputs.size, camera=inputs.camera)
+
+
+def test_widening_for_lighting_keeps_the_image_until_training_moves_the_new_weights() -> None:
+    from neural_renderer.models.net import widen_for_lighting
+
+    net = _net()
+    wide = widen_for_lighting(net).eval()
+    assert wide.config.lighting and not net.config.lighting
+    args = example_inputs(S, 32, 40, lighting=True)
+    with torch.no_grad():
+        assert torch.equal(net(*args[:7]), wide(*args[:7], lighting=torch.cat(args[7:], 1)))
+
+
+def test_a_lighting_model_exports_the_lighting_inputs_and_the_renderer_feeds_them(tmp_path: Path) -> None:
+    """The engine's sun reaches the network through the 1x1 lighting constants; a frame without them renders
+    under the house lighting recorded in the model."""
+    import onnx
+
+    from bridge.renderers.neural import NeuralRenderer
+    from neural_renderer.models.features import house_lighting
+
+    net = _lighting_net()
+    paths = export_onnx(net, tmp_path / "lit.onnx", temporal=True)  # parity-checked with random lighting
+    names = [i.name for i in onnx.load(str(paths[1])).graph.input]
+    assert names[-3:] == ["x_sun_direction", "x_sun_irradiance", "x_sky_radiance"]
+    r = NeuralRenderer(model=paths[1], temporal=False)
+    assert {"x_sun_direction", "x_sun_irradiance", "x_sky_radiance"} <= {b.name for b in r.optional()}
+    base = _render_inputs(24, 32)
+    house = house_lighting().view(9).numpy()
+    d0 = house[:3]
+    plain = r.render(base, _style_map(24, 32)).astype(int)
+    as_house = r.render(_with(base, _sun(d0, house[3:6], house[6:9])), _style_map(24, 32)).astype(int)
+    other_sun = r.render(_with(base, _sun((0.0, 0.3, -1.0), house[3:6], house[6:9])), _style_map(24, 32))
+    brighter = r.render(_with(base, _sun(d0, house[3:6] * 1.15, house[6:9])), _style_map(24, 32))
+    assert np.abs(as_house - plain).max() <= 1  # no constants = the house lighting
+    assert np.abs(other_sun.astype(int) - plain).mean() > 0.5
+    assert np.abs(brighter.astype(int) - plain).mean() > 0.5
+    with pytest.raises(ValueError, match="x_sun_direction must be a 1x1 buffer"):
+        bad = _sun(d0)
+        bad["x_sun_direction"] = ("rgba32f", np.zeros((2, 1, 4), np.float32))
+        r.render(_with(base, bad), _style_map(24, 32))
+    with pytest.raises(ValueError, match="non-finite"):
+        r.render(_with(base, _sun((float("nan"), 1.0, 0.0))), _style_map(24, 32))

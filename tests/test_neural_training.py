@@ -46,6 +46,7 @@ def test_a_minute_of_training_lowers_the_loss_and_beats_the_raster_baseline(
         checkpoint_every=10**9,
         eval_every=10**9,
         styles=("photoreal",),
+        lighting=True,
     )
     summary = train(cfg, progress=False)
     assert summary["steps"] > 50
@@ -66,8 +67,9 @@ def test_a_minute_of_training_lowers_the_loss_and_beats_the_raster_baseline(
             fr[n].float()[None]
             for n in ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")
         ]
-        with torch.no_grad():
-            out = net(*args, torch.from_numpy(smap).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+        smap_t = torch.from_numpy(smap).permute(2, 0, 1)[None]
+        with torch.no_grad():  # both renderers get the scene's lights (render_inputs sends them to the raster)
+            out = net(*args, smap_t, lighting=fr["lighting"].float()[None])[0].permute(1, 2, 0).numpy()
         ours.append(psnr(target, out))
         theirs.append(psnr(target, raster(f, smap, opts)))
     assert np.mean(ours) > np.mean(theirs), (ours, theirs)
@@ -108,6 +110,26 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_keeps_its_shape(tiny_d
         assert torch.equal(a, b), k
 
 
+def test_fine_tuning_with_lighting_widens_the_network_and_starts_from_its_output(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    base = TrainConfig(data=[tiny_data], out=tmp_path / "base", steps=3, batch=2, crop=32, width=8, trunk_blocks=1)
+    train(base, progress=False)
+    start, _ = load_checkpoint(tmp_path / "base" / "last.pt")
+    tune = TrainConfig(data=[tiny_data], out=tmp_path / "tune", steps=2, batch=2, crop=32, lr=0.0, lighting=True,
+                       init=tmp_path / "base" / "last.pt")
+    train(tune, progress=False)
+    tuned, ck = load_checkpoint(tmp_path / "tune" / "last.pt")
+    assert ck["config"] == start.config.to_dict() | {"lighting": True}
+    fr = load_bank([tiny_data], "test").frames[0]
+    args = [fr[n].float()[None] for n in ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")]
+    smap = torch.from_numpy(one_style_map(64, 64, "photoreal")).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        before = start(*args, smap)
+        after = tuned(*args, smap, lighting=fr["lighting"].float()[None])
+    assert torch.equal(before, after)  # zero weights on the new inputs: the same image until training moves them
+
+
 def test_engine_captures_are_a_training_dataset(tiny_data: Path, tmp_path: Path) -> None:
     from bridge.capture import CaptureWriter
     from bridge.protocol import Frame, encode
@@ -143,7 +165,11 @@ def test_engine_captures_are_a_training_dataset(tiny_data: Path, tmp_path: Path)
     np.testing.assert_allclose(got["albedo"], ref["albedo"].astype(np.float32), atol=1e-2)
     np.testing.assert_allclose(got["motion_vectors"], ref["motion_vectors"], atol=1e-5)
     assert got["target"].shape == (64, 64, 3) and 0 <= got["target"].min() and got["target"].max() <= 1
+    for name in ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance"):  # the engine's lights come along
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-6)
     bank = FrameBank.from_arrays(paths)
+    np.testing.assert_allclose(bank.frames[1]["lighting"].view(9).numpy(), np.concatenate(
+        [ref["x_sun_direction"], ref["x_sun_irradiance"], ref["x_sky_radiance"]]), rtol=1e-6)
     assert bank.prev == [-1, 0]
     assert bank.frames[0]["allowed"].tolist() == [
         n in ("identity", "photoreal") for n in DEFAULT_LIBRARY.names

@@ -6,8 +6,9 @@ neural, reference, raster FLIP error, neural FLIP error).
 
 * Quality: every held-out scene of the recipe's dataset (never trained on), re-rendered with a converged
   reference (``REFERENCE_SPP``, ``data/heldout-128-spp512``; rendered here when absent), per style, PSNR /
-  SSIM / FLIP (LDR, 67 ppd) of the raster baseline (the server's deferred shader, lit like the dataset, see
-  ``neural_renderer.evaluate``) and of the neural renderer (shipped ONNX model, single frame), each against
+  SSIM / FLIP (LDR, 67 ppd) of the raster baseline (the server's deferred shader, given each scene's lights as
+  the lighting constants an engine sends, see ``neural_renderer.evaluate``) and of the neural renderer (shipped
+  ONNX model, single frame, the same G-buffers and lighting constants), each against
   that style's ground truth (``neural_renderer.data.styles``).
 * Temporal stability: the 6-frame held-out camera paths (``data/paths-128``). Warping error = mean |out_k −
   warp(out_{k−1})| over pixels the disocclusion mask keeps, the warp and mask being the model's own
@@ -255,7 +256,7 @@ def speed(model_dir: Path, thread_counts: tuple[int, ...] = (1, 2), quick: bool 
         names = [i.name for i in sess.get_inputs()]
         peaks[threads] = [matmul_peak(threads)]
         for w, h in sizes:
-            args = example_inputs(net.config.styles, h, w)
+            args = example_inputs(net.config.styles, h, w, lighting=net.config.lighting)
             feed = {n: a.numpy() for n, a in zip(names, args, strict=True)}
             reps = 5 if w * h <= 256 * 256 else 3
             times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
@@ -373,7 +374,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"{q['reference_spp']} spp)",
         "",
         "Each renderer against the style's ground truth (`neural_renderer.data.styles`). "
-        "Raster = the server's deferred shader with the dataset's lighting "
+        "Both renderers get the same G-buffers and each scene's lights as lighting constants "
+        "(`x_sun_direction`, `x_sun_irradiance`, `x_sky_radiance`). "
+        "Raster = the server's deferred shader "
         "(options fitted on training scenes: "
         f"`{json.dumps(q['raster_options'])}`). Higher PSNR/SSIM and lower FLIP are better.",
         "",

@@ -111,7 +111,7 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
         )
     rows = []
     for w, h in SIZES:
-        args = [a.cuda() for a in example_inputs(net.config.styles, h, w)]
+        args = [a.cuda() for a in example_inputs(net.config.styles, h, w, lighting=net.config.lighting)]
         row: dict[str, Any] = {"width": w, "height": h, "macs_per_frame": macs[w, h]}
         with torch.no_grad():
             for mode in MODES:

@@ -9,11 +9,15 @@ network was trained to read as "no history". History lives in the instance: one 
 
 Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
 near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
-are used when sent. Returns display-referred sRGB uint8, as trained.
+are used when sent, and so are the lighting constants ``x_sun_direction``, ``x_sun_irradiance`` and
+``x_sky_radiance`` (1x1 buffers, docs/protocol.md 6.1) when the model takes them (``nrb_lighting`` in its
+metadata); a frame without them gets the model's house lighting, the light it was trained under. Returns
+display-referred sRGB uint8, as trained.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +57,10 @@ def _session(path: Path, threads: int) -> Any:
         return _SESSIONS[key]
 
 
+#: The lighting constants a lighting model takes, in graph-input order, with their channels.
+LIGHTING_INPUTS = (("x_sun_direction", 3), ("x_sun_irradiance", 3), ("x_sky_radiance", 3))
+
+
 def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(a[..., :channels].transpose(2, 0, 1)[None], dtype=np.float32)
 
@@ -82,6 +90,11 @@ class NeuralRenderer(Renderer):
         smap = next(i for i in self.session.get_inputs() if i.name == "style_map")
         #: how many styles the model was trained on (its style embedding's rows; the style map's channels)
         self.styles = smap.shape[1] if isinstance(smap.shape[1], int) else None
+        #: the house lighting (9 floats: sun direction, sun irradiance, sky radiance) of a model that takes
+        #: lighting inputs, fed when the engine sends none; None for a model without lighting inputs
+        self.house_lighting: np.ndarray | None = None
+        if "x_sun_direction" in self.input_names:
+            self.house_lighting = np.asarray(json.loads(meta["nrb_house_lighting"]), np.float32).reshape(9)
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def required(self) -> list[BufferSpec]:
@@ -100,7 +113,7 @@ class NeuralRenderer(Renderer):
             BufferSpec("motion_vectors", "rg16f"),
             BufferSpec("material_id", "r16u"),
             BufferSpec("object_id", "r16u"),
-        ]
+        ] + ([BufferSpec(n, "rgba32f") for n, _ in LIGHTING_INPUTS] if self.house_lighting is not None else [])
 
     def check_offer(self, offered: Mapping[str, str]) -> str | None:
         missing = [n for n in ("albedo", "normals") if not available(n, offered)]
@@ -143,6 +156,12 @@ class NeuralRenderer(Renderer):
             "emissive": opt("emissive", 3, 0.0),
             "style_map": _nchw(style_map, self._style_channels(style_map)),
         }
+        if self.house_lighting is not None:
+            for k, (name, channels) in enumerate(LIGHTING_INPUTS):
+                value = inputs.constant(name, channels)
+                if value is None:
+                    value = self.house_lighting[3 * k : 3 * k + 3]
+                feed[name] = value.reshape(1, channels, 1, 1).astype(np.float32)
         if self.has_history_inputs:
             mv = inputs["motion_vectors"][..., :2] if "motion_vectors" in inputs else None
             cam = inputs.camera

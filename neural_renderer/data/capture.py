@@ -8,7 +8,9 @@ A game team records sessions of its own game and fine-tunes on them::
 Per captured FRAME the loader returns the same protocol-named arrays as the synthetic dataset (``albedo``
 linear,
 ``normals``, ``linear_depth`` via ``RenderInputs.linear_depth()``, ``roughness``, ``metallic``, ``emissive``,
-``motion_vectors`` in pixels, ``object_id``) plus ``target``: the image to learn, display sRGB in [0, 1]:
+``motion_vectors`` in pixels, ``object_id``, and the lighting constants ``x_sun_direction`` /
+``x_sun_irradiance`` / ``x_sky_radiance`` (3,) when the engine sent them) plus ``target``: the image to learn,
+display sRGB in [0, 1]:
 
 * ``hudless_color`` when the engine sent it (the game's own final look, no UI): the usual case; else
 * the RESULT's ``output`` pixels (distilling whatever renderer served the session, e.g. a slow high-quality
@@ -31,6 +33,8 @@ from bridge.protocol import Frame, Result
 from bridge.renderer import RenderInputs, linear_to_srgb
 
 PATH_LEN = 8
+#: Per-frame lighting constants kept from a capture (docs/protocol.md 6.1).
+LIGHTING_CONSTANTS = ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance")
 HOLDOUT_EVERY = 10
 
 
@@ -38,7 +42,7 @@ def _frame_arrays(frame: Frame, result: Result | None) -> dict[str, np.ndarray] 
     bufs = {b.name: b for b in frame.buffers}
     if not bufs:
         return None
-    first = next(iter(bufs.values()))
+    first = bufs.get("albedo", next(iter(bufs.values())))
     inp = RenderInputs(bufs, size=(first.width, first.height), camera=frame.camera)
     if "hudless_color" in inp:
         target = linear_to_srgb(inp["hudless_color"][..., :3])  # RenderInputs decoded it to linear
@@ -59,7 +63,15 @@ def _frame_arrays(frame: Frame, result: Result | None) -> dict[str, np.ndarray] 
     if "motion_vectors" in inp and frame.camera is not None and frame.camera.mv_scale is not None:
         mv = mv * np.asarray(frame.camera.mv_scale[:2], np.float32)
     ids = inp.ids("object_id")
-    return {
+    lighting = {}
+    for name in LIGHTING_CONSTANTS:
+        try:
+            value = inp.constant(name, 3)
+        except ValueError:  # the renderer refused this frame's constant too; train it on the defaults
+            value = None
+        if value is not None:
+            lighting[name] = value
+    return lighting | {
         "albedo": inp["albedo"][..., :3],
         "normals": inp["normals"][..., :3],
         "linear_depth": inp.linear_depth(),

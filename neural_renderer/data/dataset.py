@@ -211,6 +211,16 @@ class Frame:
     arrays: dict[str, np.ndarray]
 
 
+def scene_lighting(spec: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A scene's lights as the per-frame constants an engine sends (``x_sun_direction``, ``x_sun_irradiance``,
+    ``x_sky_radiance``: (3,) float32, see docs/protocol.md 6.1), from its manifest spec."""
+    return {
+        "x_sun_direction": np.asarray(spec["sun_direction"], np.float32),
+        "x_sun_irradiance": np.asarray(spec["sun_irradiance"], np.float32),
+        "x_sky_radiance": np.asarray(spec["sky_radiance"], np.float32),
+    }
+
+
 def iter_frames(root: Path, split: str | None = None, limit: int | None = None) -> Iterator[list[Frame]]:
     """Yield each scene's frames (a camera path, in order) of ``split`` ("train", "test" or None = all)."""
     manifest = load_manifest(root)
@@ -219,10 +229,11 @@ def iter_frames(root: Path, split: str | None = None, limit: int | None = None) 
         entry = manifest["scenes"][key]
         if split is not None and entry["split"] != split:
             continue
+        lighting = scene_lighting(entry["spec"]) if "spec" in entry else {}
         frames = []
         for k, fname in enumerate(entry["files"]):
             with np.load(Path(root) / fname) as z:
-                frames.append(Frame(int(key), k, {n_: z[n_] for n_ in z.files}))
+                frames.append(Frame(int(key), k, {n_: z[n_] for n_ in z.files} | lighting))
         yield frames
         n += 1
         if limit is not None and n >= limit:

@@ -5,11 +5,13 @@ exactly what was rendered and a sample can be re-rendered from its seed alone. R
 :mod:`neural_renderer.data.render`.
 
 Lighting is deliberately *house lighting*: a sun whose direction only jitters in a cone around a fixed
-world-space direction, plus a constant sky. The network never sees the lights (the protocol carries no light
-list), so a light it cannot infer from the G-buffers would be irreducible noise in the targets; a game has a
-house look too, and fine- tuning on engine captures (:mod:`neural_renderer.data.capture`) is how a team
-teaches the model its own lights. Emissive objects are the per-scene lights, and they *are* visible to the
-network through the ``emissive`` buffer.
+world-space direction, with an irradiance in a narrow range, plus a sky of one colour at a scale near 1. Each
+scene's lights go into its manifest spec and reach the network as the lighting constants an engine sends with its
+G-buffers (``x_sun_direction``, ``x_sun_irradiance``, ``x_sky_radiance``: docs/protocol.md 6.1,
+:func:`neural_renderer.data.dataset.scene_lighting`), so the jitter is not noise in the targets. The ranges stay
+narrow because a model only knows the lights it was trained under; a game has a house look too, and fine-tuning
+on engine captures (:mod:`neural_renderer.data.capture`) is how a team teaches the model its own lights.
+Emissive objects are the per-scene lights the ``emissive`` buffer shows. Point lights are not modelled.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ ShapeKind = Literal["sphere", "cube", "cylinder", "torus", "cone", "floor", "wal
 
 #: Unit vector *towards* the sun before per-scene jitter (world space, +Y up).
 SUN_DIRECTION = (0.45, 0.8, 0.4)
+#: Mid of the per-scene sun irradiance range (linear RGB): the house sun a frame without lighting inputs gets.
+SUN_IRRADIANCE = (2.3, 2.3 * 0.97, 2.3 * 0.9)
 #: Constant sky radiance (linear RGB) before per-scene scaling.
 SKY_RADIANCE = (0.26, 0.31, 0.42)
 NEAR = 0.1

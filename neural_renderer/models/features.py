@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, SUN_IRRADIANCE
+
 #: Graph inputs in order: (protocol buffer name, channels). ``style_map`` follows them.
 GBUFFER_INPUTS: tuple[tuple[str, int], ...] = (
     ("albedo", 3),
@@ -25,8 +27,25 @@ TEMPORAL_INPUTS: tuple[tuple[str, int], ...] = (
     ("x_prev_output", 3),
     ("x_prev_linear_depth", 1),
 )
+#: Optional lighting inputs (1x1 per-frame constants, vendor-extension buffers, see docs/protocol.md 6.1):
+#: the engine's sun (unit vector *towards* it, world space) and its irradiance, and the sky/ambient radiance.
+LIGHTING_INPUTS: tuple[tuple[str, int], ...] = (
+    ("x_sun_direction", 3),
+    ("x_sun_irradiance", 3),
+    ("x_sky_radiance", 3),
+)
 FEATURE_CHANNELS = 14
 HISTORY_CHANNELS = 4
+LIGHTING_CHANNELS = 6
+
+
+def house_lighting(batch: int = 1) -> torch.Tensor:
+    """(batch, 9, 1, 1) the dataset's house lighting (what a frame without lighting inputs is assumed to
+    have): sun direction, sun irradiance (mid of the dataset's range), sky radiance."""
+    d = torch.tensor(SUN_DIRECTION, dtype=torch.float32)
+    e = torch.tensor(SUN_IRRADIANCE, dtype=torch.float32)
+    s = torch.tensor(SKY_RADIANCE, dtype=torch.float32)
+    return torch.cat([d / d.norm(), e, s]).view(1, 9, 1, 1).expand(batch, -1, -1, -1).contiguous()
 
 
 class GBufferFeatures(nn.Module):
@@ -68,6 +87,29 @@ class GBufferFeatures(nn.Module):
             ],
             1,
         )
+
+
+class LightingFeatures(nn.Module):
+    """Per-frame lighting constants -> (B, 6, H, W) features, relative to the house lighting.
+
+    normals (B,3,H,W) world space, valid (B,1,H,W) coverage, lighting (B,9,1,1) = sun direction (towards the
+    sun, need not be normalised), sun irradiance (linear RGB), sky radiance (linear RGB). Features, zero on
+    background: the sun's cosine term n.l scaled by the irradiance relative to the house sun's (so a shadowless
+    direct-light estimate the network can correct), the relative sun and sky intensities minus 1, and the sun
+    direction minus the house direction. At house lighting all but the first are zero, which is why a network
+    widened with zero weights for them (``neural_renderer.train``, ``--lighting``) starts out as the network
+    it was widened from.
+    """
+
+    def forward(self, normals: torch.Tensor, valid: torch.Tensor, lighting: torch.Tensor) -> torch.Tensor:
+        house = house_lighting().to(lighting)
+        d = lighting[:, 0:3]
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        sun = lighting[:, 3:6].mean(1, keepdim=True) / house[:, 3:6].mean(1, keepdim=True)
+        sky = lighting[:, 6:9].mean(1, keepdim=True) / house[:, 6:9].mean(1, keepdim=True)
+        ndl = (normals * d).sum(1, keepdim=True).clamp_min(0.0) * sun
+        consts = torch.cat([sun - 1.0, sky - 1.0, d - house[:, 0:3]], 1)
+        return valid * torch.cat([ndl, consts.expand(-1, -1, *normals.shape[-2:])], 1)
 
 
 def pixel_grid(motion: torch.Tensor) -> torch.Tensor:

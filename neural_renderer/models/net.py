@@ -3,13 +3,14 @@
 Data flow (H x W input, width w, S styles, E = embedding width)::
 
     G-buffers --GBufferFeatures--> 14 ch ┐
-    history (warped prev output+mask) 4 ┴ cat 18 ch, H x W --space-to-depth 2--> 72 ch, H/2
-    enc0  ConvFiLM 72 -> w          H/2
+    history (warped prev output+mask) 4 ┤
+    lighting (optional) --LightingFeatures--> 6 ┴ cat 18 (24) ch, H x W --space-to-depth 2--> 72 (96) ch, H/2
+    enc0  ConvFiLM 72 (96) -> w     H/2
     enc1  ConvFiLM w -> 1.5w, s2    H/4
     enc2  ConvFiLM 1.5w -> 2w, s2   H/8   + 2 x ResFiLM(2w)   (trunk)
     dec1  up2, cat enc1, ConvFiLM -> 1.5w    H/4
     dec0  up2, cat enc0, ConvFiLM -> w       H/2
-    fuse  cat space-to-depth(style map) 4S and the 72 input channels again, conv1x1 -> w     H/2
+    fuse  cat space-to-depth(style map) 4S and the 72 (96) input channels again, conv1x1 -> w     H/2
     head  conv3x3 -> 3·(2u)², depth-to-space 2u, sigmoid -> (B, 3, uH, uW)
 
 Why this shape: on a CPU the cost is dominated by full-resolution layers with few channels, which run far
@@ -33,7 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from neural_renderer.models.blocks import ConvFiLM, ResFiLM, StyleEmbedding, downsample_style, upsample2
-from neural_renderer.models.features import FEATURE_CHANNELS, HISTORY_CHANNELS, GBufferFeatures, Reproject
+from neural_renderer.models.features import (
+    FEATURE_CHANNELS,
+    HISTORY_CHANNELS,
+    LIGHTING_CHANNELS,
+    GBufferFeatures,
+    LightingFeatures,
+    Reproject,
+    house_lighting,
+)
 
 
 @dataclass
@@ -50,6 +59,11 @@ class NetConfig:
     #: detail then reach the output exactly instead of through the half-resolution decoder, which otherwise
     #: hedges with soft edges. Non-photoreal styles can ignore the albedo (m = 0). False in older checkpoints.
     modulate: bool = False
+    #: Lighting inputs (``LightingFeatures``): the engine's sun direction and irradiance and its sky radiance as
+    #: per-frame constants. Without them the sun's per-scene jitter and the sun and sky intensities are
+    #: unobservable, and their effect on shading and shadows is noise the network can only average. False in
+    #: older checkpoints.
+    lighting: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +74,8 @@ class NeuralRendererNet(nn.Module):
 
     Inputs (NCHW float32): albedo (B,3,H,W), normals (B,3,H,W), linear_depth (B,1,H,W), roughness (B,1,H,W),
     metallic (B,1,H,W), emissive (B,3,H,W), style_map (B,S,H,W), history (B,4,H,W) or None (no temporal input:
-    treated as zeros = "nothing reprojected"). H and W must be multiples of 8.
+    treated as zeros = "nothing reprojected"), lighting (B,9,1,1) sun direction, sun irradiance, sky radiance
+    (only with ``config.lighting``; None = the house lighting). H and W must be multiples of 8.
     Output: (B, 3, uH, uW) display sRGB in [0, 1], u = ``config.upscale``.
     """
 
@@ -71,8 +86,9 @@ class NeuralRendererNet(nn.Module):
         w1, w2 = w * 3 // 2, w * 2
         self.features = GBufferFeatures()
         self.reproject = Reproject()
+        self.lighting = LightingFeatures() if cfg.lighting else None
         self.style_embed = StyleEmbedding(s, e)
-        cin = (FEATURE_CHANNELS + HISTORY_CHANNELS) * 4
+        cin = (FEATURE_CHANNELS + HISTORY_CHANNELS + (LIGHTING_CHANNELS if cfg.lighting else 0)) * 4
         self.enc0 = ConvFiLM(cin, w, e)
         self.enc1 = ConvFiLM(w, w1, e, stride=2)
         self.enc2 = ConvFiLM(w1, w2, e, stride=2)
@@ -93,11 +109,18 @@ class NeuralRendererNet(nn.Module):
         emissive: torch.Tensor,
         style_map: torch.Tensor,
         history: torch.Tensor | None = None,
+        lighting: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
         if history is None:
             history = torch.zeros_like(x[:, :HISTORY_CHANNELS])
-        x = F.pixel_unshuffle(torch.cat([x, history], 1), 2)
+        parts = [x, history]
+        if self.lighting is not None:
+            if lighting is None:
+                lighting = house_lighting(x.shape[0]).to(x)
+            parts.append(self.lighting(normals, x[:, FEATURE_CHANNELS - 1 : FEATURE_CHANNELS], lighting))
+        # lighting features go last so that a network widened to take them keeps every old channel's index
+        x = F.pixel_unshuffle(torch.cat(parts, 1), 2)
         emb0 = self.style_embed(downsample_style(style_map, 2))
         emb1 = self.style_embed(downsample_style(style_map, 4))
         emb2 = self.style_embed(downsample_style(style_map, 8))
@@ -133,6 +156,7 @@ class NeuralRendererNet(nn.Module):
         motion_vectors: torch.Tensor,
         prev_output: torch.Tensor,
         prev_linear_depth: torch.Tensor,
+        lighting: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Like ``forward`` with the history built in-graph: prev_output (B,3,uH,uW) is the last frame's
         output, prev_linear_depth (B,1,H,W) its depth (zeros = no history), motion_vectors (B,2,H,W) in input
@@ -140,7 +164,9 @@ class NeuralRendererNet(nn.Module):
         u = self.config.upscale
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
         history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
-        return self.forward(albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history)
+        return self.forward(
+            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting
+        )
 
 
 class TemporalWrapper(nn.Module):
@@ -213,8 +239,10 @@ def example_inputs(
     upscale: int = 1,
     temporal: bool = False,
     seed: int = 0,
+    lighting: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Plausible random inputs in graph-input order (export, parity tests, benchmarks)."""
+    """Plausible random inputs in graph-input order (export, parity tests, benchmarks); with ``lighting``
+    the three (B, 3, 1, 1) lighting inputs come last."""
     g = torch.Generator().manual_seed(seed)
     b, h, w = batch, height, width
     n = torch.randn(b, 3, h, w, generator=g)
@@ -236,7 +264,30 @@ def example_inputs(
             torch.rand(b, 3, h * upscale, w * upscale, generator=g),
             args[2] * (1 + 0.01 * torch.randn(b, 1, h, w, generator=g)),
         ]
+    if lighting:
+        house = house_lighting(b)
+        args += [
+            house[:, 3 * k : 3 * k + 3] * (0.8 + 0.4 * torch.rand(b, 3, 1, 1, generator=g)) for k in range(3)
+        ]
     return tuple(args)
+
+
+def widen_for_lighting(net: NeuralRendererNet) -> NeuralRendererNet:
+    """``net`` rebuilt with lighting inputs (``NetConfig.lighting``), its weights copied and the weights of the
+    new input channels (the last ones of ``enc0`` and ``fuse``) set to zero: the widened network computes
+    exactly what ``net`` does, whatever the lighting, until training moves those weights."""
+    wide = NeuralRendererNet(NetConfig(**(net.config.to_dict() | {"lighting": True})))
+    state = wide.state_dict()
+    for name, old in net.state_dict().items():
+        new = state[name]
+        if new.shape == old.shape:
+            new.copy_(old)
+        else:  # only the input-channel dim grows, at its end
+            assert new.shape[0] == old.shape[0] and new.shape[2:] == old.shape[2:], name
+            new.zero_()
+            new[:, : old.shape[1]].copy_(old)
+    wide.load_state_dict(state)
+    return wide.train(net.training)
 
 
 def load_checkpoint(path: str | Any, map_location: str = "cpu") -> tuple[NeuralRendererNet, dict[str, Any]]:
