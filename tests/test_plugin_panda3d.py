@@ -74,6 +74,39 @@ def test_camera_tracker_reprojection_is_identity_first_then_tracks_motion():
     assert len(d["view_to_clip"]) == 16 and d["render_size"] == [64, 48] and d["camera_motion_included"] is True
 
 
+def test_scene_lights_become_the_protocols_lighting_constants():
+    """The sun the scene is lit by goes out as a unit vector towards it in protocol world space (+Y up) with
+    irradiance pi x colour (Panda3D's Lambert term has no 1/pi); ambient lights add up to the sky radiance; lights
+    that are not turned on do not count."""
+    from panda3d.core import AmbientLight, DirectionalLight, NodePath, Vec3, Vec4
+
+    from nrb_panda3d.lights import scene_lighting
+
+    root = NodePath("scene")
+    assert scene_lighting(root) == {}
+    weak = DirectionalLight("moon")
+    weak.setColor(Vec4(0.1, 0.1, 0.1, 1))
+    weak_np = root.attachNewNode(weak)
+    weak_np.lookAt(Vec3(0, 0, 1))
+    sun = DirectionalLight("sun")
+    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
+    sun_np = root.attachNewNode(sun)
+    sun_np.lookAt(Vec3(-1, 0, -1))  # shines down and towards -x (Panda: Z up): the sun is up at +x
+    off = root.attachNewNode(DirectionalLight("not-on"))
+    off.node().setColor(Vec4(9, 9, 9, 1))
+    for i, c in enumerate((0.1, 0.2)):
+        amb = AmbientLight(f"amb{i}")
+        amb.setColor(Vec4(c, c, c + 0.1, 1))
+        root.setLight(root.attachNewNode(amb))
+    root.setLight(weak_np)
+    root.setLight(sun_np)
+    got = {k: v for k, (fmt, v) in scene_lighting(root).items() if fmt == "rgba32f" and v.shape == (1, 1, 4)}
+    assert sorted(got) == ["x_sky_radiance", "x_sun_direction", "x_sun_irradiance"]
+    np.testing.assert_allclose(got["x_sun_direction"][0, 0, :3], [math.sqrt(0.5), math.sqrt(0.5), 0], atol=1e-6)
+    np.testing.assert_allclose(got["x_sun_irradiance"][0, 0, :3], np.pi * np.array([0.75, 0.72, 0.675]), rtol=1e-6)
+    np.testing.assert_allclose(got["x_sky_radiance"][0, 0, :3], [0.3, 0.3, 0.5], rtol=1e-6)
+
+
 def test_targets_are_normalized_and_validated():
     assert normalize_target(None) == ("global", ())
     assert normalize_target("global") == ("global", ())

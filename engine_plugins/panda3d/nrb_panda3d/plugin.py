@@ -16,14 +16,14 @@ What it does each frame (two tasks around Panda3D's ``igLoop``, sort 50):
   G-buffer camera renders albedo, normals, depth, roughness/metallic, emissive, material/object ids and motion
   vectors (:mod:`nrb_panda3d.gbuffer`); the window draws the card and the game's 2D UI on top.
 * **after rendering** (task ``nrb-post``, sort 51): reads the G-buffers back, tags them with the camera constants and
-  submits the frame; the client sends it in the background and never blocks the game.
+  the scene's sun and ambient light (:mod:`nrb_panda3d.lights`) and submits the frame; the client sends it in the background and never blocks the game.
 
 The raster image is always rendered, so falling back (server down, late result, toggle off) costs nothing more
 than showing a different texture, and the 2D UI (``render2d``/``aspect2d``) stays on top of either image.
 
 Settings come from Panda3D config variables (``Config.prc`` or ``loadPrcFileData``), overridable in code:
 ``nrb-enabled``, ``nrb-endpoint``, ``nrb-deadline-ms``, ``nrb-frames-in-flight``, ``nrb-toggle-key``,
-``nrb-show-stats``, ``nrb-render-size``, ``nrb-send-color``.
+``nrb-show-stats``, ``nrb-render-size``, ``nrb-send-color``, ``nrb-send-lighting``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from panda3d.core import (
 
 from nrb_panda3d.client import ClientConfig, ClientStats, FrameResult, TargetLike, make_client
 from nrb_panda3d.gbuffer import GBUFFER_FORMATS, GBufferPass, texture_to_array
+from nrb_panda3d.lights import LIGHTING_FORMATS, scene_lighting
 
 log = logging.getLogger("nrb.panda3d")
 
@@ -79,6 +80,7 @@ class NeuralSettings:
     show_stats: bool = False
     render_size: tuple[int, int] | None = None  # None: the window size
     send_color: bool = True  # also send the game's own image as ``hudless_color``
+    send_lighting: bool = True  # also send the scene's sun and ambient light (``nrb_panda3d.lights``)
     client: str | None = None  # "native" / "python" / None (native when available)
     server_timeout_ms: int = 2000
     reconnect_backoff_max_ms: int = 1000
@@ -98,6 +100,7 @@ class NeuralSettings:
             show_stats=ConfigVariableBool("nrb-show-stats", False).getValue(),
             render_size=tuple(int(v) for v in size.split()) if size else None,  # type: ignore[arg-type]
             send_color=ConfigVariableBool("nrb-send-color", True).getValue(),
+            send_lighting=ConfigVariableBool("nrb-send-lighting", True).getValue(),
             curve_server_key=ConfigVariableString("nrb-curve-server-key", "").getValue().strip() or None,
             curve_public_key=ConfigVariableString("nrb-curve-public-key", "").getValue().strip() or None,
             curve_secret_key=ConfigVariableString("nrb-curve-secret-key", "").getValue().strip() or None,
@@ -160,6 +163,8 @@ class NeuralRendering:
         buffers = list(GBUFFER_FORMATS.items())
         if self.settings.send_color:
             buffers.append(("hudless_color", "rgba8_srgb"))
+        if self.settings.send_lighting:
+            buffers += list(LIGHTING_FORMATS.items())
         self.buffer_specs = buffers
         if client is None:
             client = make_client(ClientConfig(
@@ -336,6 +341,9 @@ class NeuralRendering:
                     self.client.tag_buffer(name, fmt, arr)
                 if self.settings.send_color:
                     self.client.tag_buffer("hudless_color", "rgba8_srgb", self.raster_image())
+                if self.settings.send_lighting:
+                    for name, (fmt, arr) in scene_lighting(self.scene).items():
+                        self.client.tag_buffer(name, fmt, arr)
                 self.client.set_camera(frame.camera.as_dict())
                 rec.sent = True
                 t0 = t1

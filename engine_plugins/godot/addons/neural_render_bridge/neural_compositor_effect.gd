@@ -29,6 +29,8 @@ var id_pass: SubViewport = null
 var showing_neural := false
 ## Exposure of the WorldEnvironment's tonemapper (the composite divides by it).
 var tonemap_exposure := 1.0
+## The scene's lighting constants (name -> rgba32f bytes of one pixel), set by the autoload each frame.
+var lighting := {}
 
 var _rd: RenderingDevice = null
 var _gather_shader := RID()
@@ -219,6 +221,9 @@ func _send(camera: Dictionary, size: Vector2i, dt: float, data: Dictionary) -> v
 	client.begin_frame(dt)
 	for out in OUTPUTS:
 		client.tag_buffer(out[0], out[1], data[out[0]], size.x, size.y, out[0] == "depth")
+	var lights := lighting  # one frame's dictionary: the autoload replaces it, never edits it
+	for light_name in lights:
+		client.tag_buffer(light_name, "rgba32f", lights[light_name], 1, 1, false)
 	client.set_camera(camera)
 	client.submit()
 

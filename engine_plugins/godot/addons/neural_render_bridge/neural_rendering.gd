@@ -9,7 +9,10 @@ extends Node
 ##     NeuralRendering.tag(weapon_mesh, 42, 9)               # object id 42, material id 9 (id pass)
 ##
 ## It creates the libnrb client (the NRBClient class of the GDExtension), puts a NeuralCompositorEffect on the
-## active camera's Compositor and keeps a NeuralIdPass (material and object ids) in sync with that camera.
+## active camera's Compositor and keeps a NeuralIdPass (material and object ids) in sync with that camera. Each
+## frame it also hands the effect the scene's sun (the strongest visible DirectionalLight3D) and the
+## environment's ambient colour as the protocol's lighting constants (docs/protocol.md 6.1): the G-buffers do
+## not say where the light comes from.
 ## Without the GDExtension (not built for this platform) everything is a no-op and the game renders normally.
 
 signal enabled_changed(enabled: bool)
@@ -27,6 +30,9 @@ const BUFFERS := {
 	"normal_roughness": "rgba16f",
 	"material_id": "r16u",
 	"object_id": "r16u",
+	"x_sun_direction": "rgba32f",
+	"x_sun_irradiance": "rgba32f",
+	"x_sky_radiance": "rgba32f",
 }
 
 ## Show the statistics overlay (fps, round trip, fallbacks).
@@ -112,6 +118,8 @@ func _process(_delta: float) -> void:
 		_attach(cam)
 	if _id_pass and _camera:
 		_id_pass.follow(_camera, get_viewport().get_visible_rect().size)
+	if _effect:
+		_effect.lighting = _scene_lighting()
 	if show_stats and _overlay:
 		var s := get_stats()
 		_overlay.text = (
@@ -200,6 +208,37 @@ func _target(target: Variant) -> Array:
 		return [str(target[0]), PackedInt32Array(target[1])]
 	push_error("Neural Render Bridge: cannot read a target from %s" % [target])
 	return ["global", PackedInt32Array()]
+
+
+## The lighting constants (name -> 16 bytes of rgba32f): towards the strongest visible DirectionalLight3D (its
+## light shines along -Z, so the way to it is +Z), its irradiance (Godot lights a white Lambertian surface
+## facing a directional light of energy e to radiance e x colour, so E = pi x e x colour, linear), and the
+## environment's ambient colour x energy when the ambient source is a colour. Absent ones are left out.
+func _scene_lighting() -> Dictionary:
+	var out := {}
+	var root := get_tree().current_scene
+	if root == null:
+		return out
+	var sun: DirectionalLight3D = null
+	for node in root.find_children("*", "DirectionalLight3D", true, false):
+		var light := node as DirectionalLight3D
+		if light.is_visible_in_tree() and (sun == null or light.light_energy > sun.light_energy):
+			sun = light
+	if sun:
+		var towards := sun.global_transform.basis.z.normalized()
+		var c := sun.light_color.srgb_to_linear() * (PI * sun.light_energy)
+		out["x_sun_direction"] = _constant(towards.x, towards.y, towards.z)
+		out["x_sun_irradiance"] = _constant(c.r, c.g, c.b)
+	var world := get_viewport().find_world_3d()
+	var env := world.environment if world else null
+	if env and env.ambient_light_source == Environment.AMBIENT_SOURCE_COLOR:
+		var a := env.ambient_light_color.srgb_to_linear() * env.ambient_light_energy
+		out["x_sky_radiance"] = _constant(a.r, a.g, a.b)
+	return out
+
+
+func _constant(x: float, y: float, z: float) -> PackedByteArray:
+	return PackedFloat32Array([x, y, z, 0.0]).to_byte_array()
 
 
 func _ensure_toggle_action() -> void:

@@ -168,7 +168,7 @@ void FNeuralRenderBridgeModule::RecreateClient()
 		{"albedo", NRB_FORMAT_RGBA8_SRGB},  {"normals", NRB_FORMAT_RGBA16F},  {"depth", NRB_FORMAT_R32F},
 		{"linear_depth", NRB_FORMAT_R32F},  {"motion_vectors", NRB_FORMAT_RG16F}, {"roughness", NRB_FORMAT_R8},
 		{"metallic", NRB_FORMAT_R8},        {"emissive", NRB_FORMAT_RGBA16F}, {"object_id", NRB_FORMAT_R16U},
-		{"material_id", NRB_FORMAT_R16U},
+		{"material_id", NRB_FORMAT_R16U},   {"x_sun_direction", NRB_FORMAT_RGBA32F},
 	};
 	nrb_client_config Config;
 	nrb_client_config_init(&Config);

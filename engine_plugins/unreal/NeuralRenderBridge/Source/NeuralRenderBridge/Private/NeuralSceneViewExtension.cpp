@@ -1,5 +1,6 @@
 #include "NeuralSceneViewExtension.h"
 
+#include "Components/DirectionalLightComponent.h"
 #include "DataDrivenShaderPlatformInfo.h"
 #include "GlobalShader.h"
 #include "PostProcess/PostProcessMaterialInputs.h"
@@ -11,6 +12,7 @@
 #include "SceneView.h"
 #include "ScreenPass.h"
 #include "ShaderParameterStruct.h"
+#include "UObject/UObjectIterator.h"
 
 #include "NeuralRenderBridgeModule.h"
 #include "NeuralRenderingCVars.h"
@@ -115,6 +117,30 @@ bool FNeuralSceneViewExtension::IsActiveThisFrame_Internal(const FSceneViewExten
 	return Module != nullptr && Module->GetClient() != nullptr && CVarNeuralRenderingEnable.GetValueOnAnyThread() != 0;
 }
 
+void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFamily)
+{
+	// Game thread: the strongest visible directional light of the view's world is the sun.
+	FSun Found;
+	const UWorld* World = InViewFamily.Scene != nullptr ? InViewFamily.Scene->GetWorld() : nullptr;
+	float Best = 0.0f;
+	for (TObjectIterator<UDirectionalLightComponent> It; It && World != nullptr; ++It)
+	{
+		const UDirectionalLightComponent* Light = *It;
+		if (Light->GetWorld() != World || !Light->IsRegistered() || !Light->IsVisible() || !Light->bAffectsWorld)
+		{
+			continue;
+		}
+		const float Brightness = Light->GetColoredLightBrightness().GetLuminance();
+		if (Brightness > Best)
+		{
+			Best = Brightness;
+			Found.bValid = true;
+			ToProtocol(-Light->GetDirection(), Found.Towards);  // GetDirection: the way the light travels
+		}
+	}
+	ENQUEUE_RENDER_COMMAND(NeuralRenderBridgeSun)([this, Found](FRHICommandListImmediate&) { Sun_RenderThread = Found; });
+}
+
 void FNeuralSceneViewExtension::PreRenderViewFamily_RenderThread(FRDGBuilder& GraphBuilder, FSceneViewFamily& InViewFamily)
 {
 	SubmitReadyFrames_RenderThread();
@@ -162,6 +188,7 @@ void FNeuralSceneViewExtension::FillCamera(const FSceneView& View, FReadbackSet&
 	Invert(Set.Camera[2], Set.Camera[3]);
 	FMemory::Memcpy(PrevViewProj, ViewProj, sizeof(ViewProj));
 	bHavePrev = true;
+	Set.Sun = Sun_RenderThread;
 	const double Now = FPlatformTime::Seconds();
 	Set.Dt = LastTime > 0.0 ? FMath::Min(Now - LastTime, 10.0) : 0.0;
 	LastTime = Now;
@@ -269,6 +296,20 @@ void FNeuralSceneViewExtension::SubmitReadyFrames_RenderThread()
 				Desc.flags = I == 2 ? (NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE) : 0u;
 				nrb_frame_tag_buffer(Client, &Desc);  // copies: the staging buffer is unlocked right after
 				Set.Readbacks[I]->Unlock();
+			}
+			if (Set.Sun.bValid)  // a 1x1 per-frame constant (docs/protocol.md 6.1)
+			{
+				const float Towards[4] = {float(Set.Sun.Towards[0]), float(Set.Sun.Towards[1]), float(Set.Sun.Towards[2]), 0.0f};
+				nrb_buffer_desc Desc;
+				FMemory::Memzero(Desc);
+				Desc.struct_size = sizeof(Desc);
+				Desc.struct_version = NRB_BUFFER_DESC_VERSION;
+				Desc.name = "x_sun_direction";
+				Desc.format = NRB_FORMAT_RGBA32F;
+				Desc.width = Desc.height = 1;
+				Desc.stride = sizeof(Towards);
+				Desc.data = Towards;
+				nrb_frame_tag_buffer(Client, &Desc);
 			}
 			nrb_camera Cam;
 			nrb_camera_init(&Cam);

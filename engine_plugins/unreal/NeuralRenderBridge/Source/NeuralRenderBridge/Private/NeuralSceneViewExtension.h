@@ -19,7 +19,7 @@ public:
 	// ISceneViewExtension
 	virtual void SetupViewFamily(FSceneViewFamily& InViewFamily) override {}
 	virtual void SetupView(FSceneViewFamily& InViewFamily, FSceneView& InView) override {}
-	virtual void BeginRenderViewFamily(FSceneViewFamily& InViewFamily) override {}
+	virtual void BeginRenderViewFamily(FSceneViewFamily& InViewFamily) override;
 	virtual void PreRenderViewFamily_RenderThread(FRDGBuilder& GraphBuilder, FSceneViewFamily& InViewFamily) override;
 	virtual void PostRenderBasePassDeferred_RenderThread(FRDGBuilder& GraphBuilder, FSceneView& InView,
 		const FRenderTargetBindingSlots& RenderTargets,
@@ -31,6 +31,15 @@ protected:
 	virtual bool IsActiveThisFrame_Internal(const FSceneViewExtensionContext& Context) const override;
 
 private:
+	/** The world's sun for the lighting constant x_sun_direction (docs/protocol.md 6.1), protocol world space. Only the
+	 * direction is sent: Unreal's light units (lux, before exposure) are not the renderer's radiance scale, so the
+	 * renderer keeps its own sun and sky intensity. */
+	struct FSun
+	{
+		bool bValid = false;
+		double Towards[3] = {};
+	};
+
 	/** One frame's read-backs (one per packed target) and the camera constants of that frame. */
 	struct FReadbackSet
 	{
@@ -40,6 +49,7 @@ private:
 		double Position[3] = {}, Up[3] = {}, Right[3] = {}, Forward[3] = {};
 		double Near = 10.0, FovY = 1.0, Aspect = 1.0;
 		double Dt = 0.0;
+		FSun Sun;
 		bool bReset = false;
 		bool bInUse = false;
 	};
@@ -56,6 +66,7 @@ private:
 	double PrevViewProj[16] = {};
 	bool bHavePrev = false;
 	double LastTime = 0.0;
+	FSun Sun_RenderThread;  // written by the render command BeginRenderViewFamily enqueues
 	FTextureRHIRef NeuralTexture;
 	uint64 UploadedFrame = 0;
 };
