@@ -109,6 +109,11 @@ BUFFER_NAMES: frozenset[str] = frozenset(
     }
 )
 _VENDOR_NAME = re.compile(r"x_[a-z0-9_]{1,61}")
+
+
+def is_buffer_name(name: str) -> bool:
+    """A valid buffer name (section 6.1): a standard one or a vendor extension ``x_...``."""
+    return name in BUFFER_NAMES or _VENDOR_NAME.fullmatch(name) is not None
 _SHM_NAME = re.compile(r"/[A-Za-z0-9._-]+")
 #: Doorbell FIFO paths (section 7.1): absolute, plain components, the last one ``nrb-...``.
 _DOORBELL_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)*/nrb-[A-Za-z0-9._-]*")

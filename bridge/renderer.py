@@ -75,6 +75,7 @@ USUAL_FORMAT: dict[str, str] = {
     "albedo": "rgba8_srgb", "specular_albedo": "rgba8", "emissive": "rgba16f", "exposure": "r32f",
     "position": "rgba32f", "alpha": "r8", "opaque_color": "rgba16f", "metallic": "r8", "roughness_metallic": "rg8",
     "normals_oct": "rg16f", "material_id": "r16u", "object_id": "r16u",
+    "x_sun_direction": "rgba32f", "x_sun_irradiance": "rgba32f", "x_sky_radiance": "rgba32f",  # 1x1 constants
 }
 
 _NORMAL_NAMES = {"normals", "normal_roughness"}

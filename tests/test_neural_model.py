@@ -161,6 +161,13 @@ def test_shipped_model_is_small_and_renders_through_the_neural_renderer() -> Non
     assert np.abs(second.astype(int) - first.astype(int)).mean() < 8
     r.reset()
     assert r._prev is None  # noqa: SLF001 - reset forgets history
+    # the shipped model takes the engine's lights; the generic ONNX renderer runs it too, given every input
+    assert r.house_lighting is not None  # type: ignore[attr-defined]
+    generic = load_renderer(str(WEIGHTS / "default.onnx"))
+    lit = _with(_render_inputs(36, 52), _sun((0.45, 0.8, 0.4)))
+    assert {"x_sun_direction", "x_sun_irradiance", "x_sky_radiance"} <= {b.name for b in generic.required()}
+    img = generic.render(lit, _style_map(36, 52))
+    assert img.shape == (36, 52, 3) and np.isfinite(img).all()
 
 
 def test_albedo_modulated_head_stays_in_display_range_and_exports(tmp_path: Path) -> None:

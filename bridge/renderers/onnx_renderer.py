@@ -3,7 +3,8 @@
 Model contract:
 
 * every input is float32 NCHW with N = 1 and is named after a protocol buffer (``albedo``, ``normals``, ``depth``,
-  ``material_id``, …; ``normals``/``roughness``/``metallic`` may be derived, see ``bridge.renderer.DERIVED``), or is
+  ``material_id``, a vendor extension such as the 1x1 lighting constant ``x_sun_direction``, …;
+  ``normals``/``roughness``/``metallic`` may be derived, see ``bridge.renderer.DERIVED``), or is
   called ``style_map`` and receives the (1, S, H, W) style weights; an input with a fixed channel count C gets the
   buffer's first C channels (so ``albedo`` can be declared with 3 channels);
 * the first output is (1, C, H', W') with C = 3 (RGB) or 4 (RGBA), **linear** colour unless the renderer is created
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.protocol import BUFFER_NAMES, BufferSpec
+from bridge.protocol import BufferSpec, is_buffer_name
 from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, to_srgb8
 
 _SESSIONS: dict[tuple[str, int], Any] = {}
@@ -63,7 +64,7 @@ class OnnxRenderer(Renderer):
                 raise ValueError(f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)")
             if len(inp.shape) != 4:
                 raise ValueError(f"{self.path}: input {inp.name!r} must be NCHW (rank 4), has shape {inp.shape}")
-            if inp.name != "style_map" and inp.name not in BUFFER_NAMES and inp.name not in DERIVED:
+            if inp.name != "style_map" and not is_buffer_name(inp.name) and inp.name not in DERIVED:
                 raise ValueError(f"{self.path}: input {inp.name!r} is neither a protocol buffer name nor style_map")
             self.inputs.append((inp.name, _dim(inp.shape[1])))
         out = self.session.get_outputs()[0]
