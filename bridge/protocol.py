@@ -109,17 +109,20 @@ BUFFER_NAMES: frozenset[str] = frozenset(
     }
 )
 _VENDOR_NAME = re.compile(r"x_[a-z0-9_]{1,61}")
-
-
-def is_buffer_name(name: str) -> bool:
-    """A valid buffer name (section 6.1): a standard one or a vendor extension ``x_...``."""
-    return name in BUFFER_NAMES or _VENDOR_NAME.fullmatch(name) is not None
+#: The well-known per-frame lighting constants (section 6.1): 1x1 vendor buffers, xyz / rgb in the first three
+#: channels.
+LIGHTING_CONSTANTS: tuple[str, ...] = ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance")
 _SHM_NAME = re.compile(r"/[A-Za-z0-9._-]+")
 #: Doorbell FIFO paths (section 7.1): absolute, plain components, the last one ``nrb-...``.
 _DOORBELL_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)*/nrb-[A-Za-z0-9._-]*")
 MAX_DOORBELL_PATH = 255
 SCOPES = ("global", "material", "object")
 MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE")
+
+
+def is_buffer_name(name: str) -> bool:
+    """A valid buffer name (section 6.1): a standard one or a vendor extension ``x_...``."""
+    return name in BUFFER_NAMES or _VENDOR_NAME.fullmatch(name) is not None
 
 
 # --------------------------------------------------------------------------------------------------- messages
@@ -692,7 +695,7 @@ class _Reader:
 
     def buffer_name(self, v: Any, path: str) -> str:
         name = self.str_(v, path, MAX_NAME, nonempty=True)
-        if name not in BUFFER_NAMES and not _VENDOR_NAME.fullmatch(name):
+        if not is_buffer_name(name):
             _fail(ErrorCode.BAD_VALUE, f"{path}={name!r} is not a known buffer name nor an x_ extension")
         return name
 

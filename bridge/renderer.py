@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.protocol import FORMATS, Buffer, BufferSpec, Camera
+from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, Buffer, BufferSpec, Camera
 from bridge.style.library import DEFAULT_LIBRARY, StyleLibrary
 
 # ------------------------------------------------------------------------------------------------ colour helpers
@@ -75,7 +75,7 @@ USUAL_FORMAT: dict[str, str] = {
     "albedo": "rgba8_srgb", "specular_albedo": "rgba8", "emissive": "rgba16f", "exposure": "r32f",
     "position": "rgba32f", "alpha": "r8", "opaque_color": "rgba16f", "metallic": "r8", "roughness_metallic": "rg8",
     "normals_oct": "rg16f", "material_id": "r16u", "object_id": "r16u",
-    "x_sun_direction": "rgba32f", "x_sun_irradiance": "rgba32f", "x_sky_radiance": "rgba32f",  # 1x1 constants
+    **{name: "rgba32f" for name in LIGHTING_CONSTANTS},  # 1x1 per-frame constants
 }
 
 _NORMAL_NAMES = {"normals", "normal_roughness"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bridge.protocol import LIGHTING_CONSTANTS
 from bridge.protocol import Camera as WireCamera
 from bridge.renderer import RenderInputs
 from bridge.style.library import DEFAULT_LIBRARY
@@ -94,7 +95,7 @@ def render_inputs(frame: EvalFrame) -> RenderInputs:
         "material_id": ("r16u", a["material_id"].astype(np.uint16)[..., None]),
         "object_id": ("r16u", a["object_id"].astype(np.uint16)[..., None]),
     }
-    for name in ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance"):  # 1x1 per-frame constants, last
+    for name in LIGHTING_CONSTANTS:  # 1x1 per-frame constants, last
         if name in a:
             rgba = np.zeros((1, 1, 4), np.float32)
             rgba[0, 0, :3] = np.asarray(a[name], np.float32)[:3]

@@ -15,8 +15,7 @@ cropped back):
 
 A model trained with lighting inputs (``NetConfig.lighting``) takes three more inputs at the end of both graphs,
 each (1, 3, 1, 1): ``x_sun_direction``, ``x_sun_irradiance`` and ``x_sky_radiance`` (the 1x1 vendor buffers of
-docs/protocol.md 6.1); its metadata ``nrb_lighting`` is 1 and ``nrb_house_lighting`` holds the 9 values to feed
-when an engine sends none.
+docs/protocol.md 6.1); its metadata ``nrb_house_lighting`` holds the 9 values to feed when an engine sends none.
 
 The exporter is PyTorch's TorchScript-based one (``dynamo=False``): it needs no extra package and handles the
 in-graph padding arithmetic with dynamic shapes.
@@ -153,7 +152,7 @@ def _tag(path: Path, net: NeuralRendererNet) -> None:
     model = onnx.load(str(path))
     tags: list[tuple[str, object]] = [("nrb_upscale", net.config.upscale), ("nrb_styles", net.config.styles)]
     if net.config.lighting:
-        tags += [("nrb_lighting", 1), ("nrb_house_lighting", json.dumps(house_lighting().view(-1).tolist()))]
+        tags.append(("nrb_house_lighting", json.dumps(house_lighting().view(-1).tolist())))
     for key, value in tags:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)

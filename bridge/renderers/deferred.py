@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bridge.protocol import BufferSpec
+from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, linear_to_srgb, to_srgb8
 from bridge.style.library import DEFAULT_LIBRARY, P, StyleLibrary
 
@@ -108,8 +108,7 @@ class DeferredRenderer(Renderer):
     def optional(self) -> list[BufferSpec]:
         return [BufferSpec("roughness", "r8"), BufferSpec("metallic", "r8"), BufferSpec("emissive", "rgba16f"),
                 BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u"),
-                BufferSpec("x_sun_direction", "rgba32f"), BufferSpec("x_sun_irradiance", "rgba32f"),
-                BufferSpec("x_sky_radiance", "rgba32f")]
+                *(BufferSpec(name, "rgba32f") for name in LIGHTING_CONSTANTS)]
 
     def lights(self, inputs: RenderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(light direction, light colour, ambient, environment) for this frame: the engine's lighting constants

@@ -10,8 +10,8 @@ network was trained to read as "no history". History lives in the instance: one 
 Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
 near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
 are used when sent, and so are the lighting constants ``x_sun_direction``, ``x_sun_irradiance`` and
-``x_sky_radiance`` (1x1 buffers, docs/protocol.md 6.1) when the model takes them (``nrb_lighting`` in its
-metadata); a frame without them gets the model's house lighting, the light it was trained under. Returns
+``x_sky_radiance`` (1x1 buffers, docs/protocol.md 6.1) when the model has them among its inputs; a frame without
+them gets the model's house lighting (``nrb_house_lighting`` in its metadata), the light it was trained under. Returns
 display-referred sRGB uint8, as trained.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.protocol import BufferSpec
+from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, to_srgb8
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
@@ -55,10 +55,6 @@ def _session(path: Path, threads: int) -> Any:
                 key[0], sess_options=opts, providers=["CPUExecutionProvider"]
             )
         return _SESSIONS[key]
-
-
-#: The lighting constants a lighting model takes, in graph-input order, with their channels.
-LIGHTING_INPUTS = (("x_sun_direction", 3), ("x_sun_irradiance", 3), ("x_sky_radiance", 3))
 
 
 def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
@@ -113,7 +109,7 @@ class NeuralRenderer(Renderer):
             BufferSpec("motion_vectors", "rg16f"),
             BufferSpec("material_id", "r16u"),
             BufferSpec("object_id", "r16u"),
-        ] + ([BufferSpec(n, "rgba32f") for n, _ in LIGHTING_INPUTS] if self.house_lighting is not None else [])
+        ] + ([BufferSpec(n, "rgba32f") for n in LIGHTING_CONSTANTS] if self.house_lighting is not None else [])
 
     def check_offer(self, offered: Mapping[str, str]) -> str | None:
         missing = [n for n in ("albedo", "normals") if not available(n, offered)]
@@ -157,11 +153,11 @@ class NeuralRenderer(Renderer):
             "style_map": _nchw(style_map, self._style_channels(style_map)),
         }
         if self.house_lighting is not None:
-            for k, (name, channels) in enumerate(LIGHTING_INPUTS):
-                value = inputs.constant(name, channels)
+            for k, name in enumerate(LIGHTING_CONSTANTS):  # graph-input order
+                value = inputs.constant(name, 3)
                 if value is None:
                     value = self.house_lighting[3 * k : 3 * k + 3]
-                feed[name] = value.reshape(1, channels, 1, 1).astype(np.float32)
+                feed[name] = value.reshape(1, 3, 1, 1).astype(np.float32)
         if self.has_history_inputs:
             mv = inputs["motion_vectors"][..., :2] if "motion_vectors" in inputs else None
             cam = inputs.camera

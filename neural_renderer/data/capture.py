@@ -29,12 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from bridge.capture import CaptureReader
-from bridge.protocol import Frame, Result
+from bridge.protocol import LIGHTING_CONSTANTS, Frame, Result
 from bridge.renderer import RenderInputs, linear_to_srgb
 
 PATH_LEN = 8
-#: Per-frame lighting constants kept from a capture (docs/protocol.md 6.1).
-LIGHTING_CONSTANTS = ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance")
 HOLDOUT_EVERY = 10
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bridge.protocol import LIGHTING_CONSTANTS
 from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, SUN_IRRADIANCE
 
 #: Graph inputs in order: (protocol buffer name, channels). ``style_map`` follows them.
@@ -29,11 +30,7 @@ TEMPORAL_INPUTS: tuple[tuple[str, int], ...] = (
 )
 #: Optional lighting inputs (1x1 per-frame constants, vendor-extension buffers, see docs/protocol.md 6.1):
 #: the engine's sun (unit vector *towards* it, world space) and its irradiance, and the sky/ambient radiance.
-LIGHTING_INPUTS: tuple[tuple[str, int], ...] = (
-    ("x_sun_direction", 3),
-    ("x_sun_irradiance", 3),
-    ("x_sky_radiance", 3),
-)
+LIGHTING_INPUTS: tuple[tuple[str, int], ...] = tuple((name, 3) for name in LIGHTING_CONSTANTS)
 FEATURE_CHANNELS = 14
 HISTORY_CHANNELS = 4
 LIGHTING_CHANNELS = 6

@@ -22,14 +22,11 @@ import math
 import numpy as np
 from panda3d.core import AmbientLight, DirectionalLight, LightAttrib, NodePath
 
+from bridge.protocol import LIGHTING_CONSTANTS
 from nrb_panda3d.camera import PANDA_TO_WORLD
 
 #: The buffers :func:`scene_lighting` may return: name → format.
-LIGHTING_FORMATS: dict[str, str] = {
-    "x_sun_direction": "rgba32f",
-    "x_sun_irradiance": "rgba32f",
-    "x_sky_radiance": "rgba32f",
-}
+LIGHTING_FORMATS: dict[str, str] = {name: "rgba32f" for name in LIGHTING_CONSTANTS}
 
 
 def _constant(v: np.ndarray) -> np.ndarray:
