@@ -193,6 +193,12 @@ def main(out: Path) -> None:
     valid("frame_full",
           frame_header(full_bufs, frame=18446744073709551615, camera=FULL_CAMERA, events=events, styles=styles),
           full_payloads, "camera, eight buffers (padded stride, vendor name, depth flags), events and styles")
+    lit_bufs = [desc("albedo", "rgba8", 2, 2)] + [desc(n, "rgba32f", 1, 1) for n in
+                                                  ("x_sun_direction", "x_sun_irradiance", "x_sky_radiance")]
+    lit_payloads = [alb] + [struct.pack("<4f", *v) for v in ((0.45, 0.8, 0.4, 0), (2.3, 2.2, 2.1, 0),
+                                                             (0.26, 0.31, 0.42, 0))]
+    valid("frame_lighting_constants", frame_header(lit_bufs), lit_payloads,
+          "a 2x2 G-buffer with the three 1x1 rgba32f lighting constants of section 6.1")
     valid("frame_shm",
           frame_header([desc("albedo", "rgba8", 4, 4, shm={"slot": 0, "offset": 0}),
                         desc("depth", "r32f", 4, 4, shm={"slot": 0, "offset": 128}),
