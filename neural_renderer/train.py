@@ -260,8 +260,8 @@ def _crop_example(
     ins = {n: f[n].float()[win][..., ::step, ::step] for n in INPUT_NAMES}
     if drop_emissive:
         ins["emissive"] = torch.zeros_like(ins["emissive"])
-    light = f.get("lighting")
-    ins["lighting"] = house_lighting()[0] if light is None or drop_lighting else light.float()
+    light = f["lighting"].float()
+    ins["lighting"] = house_lighting()[0].to(light) if drop_lighting else light  # .to: the bank may be on a GPU
     ins["style_map"] = smap[win][..., ::step, ::step]
     ins["motion_vectors"] = f["motion_vectors"][win][..., ::step, ::step] / step
     target = mix_targets(f["targets"][win].float()[None], smap[win][None])[0]  # crop first: S x less work
@@ -465,8 +465,7 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
             smap[:, s] = 1
             args = [f[n].float()[None][..., :h8, :w8].to(dev) for n in INPUT_NAMES]
-            light = f.get("lighting")
-            out = net(*args, smap.to(dev), lighting=None if light is None else light.float()[None].to(dev))
+            out = net(*args, smap.to(dev), lighting=f["lighting"].float()[None].to(dev))
             target = f["targets"][s].float()[None][..., :h8, :w8].to(dev)
             losses.append(F.l1_loss(out, target).item())
     net.train()
