@@ -6,6 +6,7 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -29,6 +30,9 @@ class TestRenderer {
     int delay_ms = 0;         // sleep before answering each FRAME
     bool mute = false;        // receive everything, answer nothing
     bool garbage = false;     // answer every message with bytes that are not NRB
+    // Buffers the renderer needs: a HELLO that does not offer all of them is refused with ERROR BAD_VALUE and the
+    // message `nrb serve` sends ("renderer 'test' needs buffers ['albedo'], which the engine does not offer").
+    std::vector<std::string> require;
     std::string curve_secret; // Z85 server secret key: CurveZMQ server
   };
 
@@ -208,6 +212,17 @@ class TestRenderer {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       hellos_.push_back(h);
+    }
+    std::string missing;
+    for (const std::string& need : o.require) {
+      bool offered = std::any_of(h.buffers.begin(), h.buffers.end(),
+                                 [&](const wire::BufferSpec& b) { return b.name == need; });
+      if (!offered) missing += (missing.empty() ? "'" : ", '") + need + "'";
+    }
+    if (!missing.empty()) {
+      send(rid, wire::make_error(wire::ErrorCode::BAD_VALUE, "buffers: renderer 'test' needs buffers [" + missing +
+                                                                 "], which the engine does not offer"));
+      return;
     }
     uint64_t id = generation * 1000 + (++session_counter_);
     Session s;
