@@ -18,9 +18,8 @@ using nrb::detail::ResultImage;
 namespace wire = nrb::wire;
 
 struct nrb_client {
-  std::unique_ptr<Client> impl;
-  mutable std::mutex mutex;  // last_error and held
-  std::string last_error;
+  std::unique_ptr<Client> impl;  // also keeps the last error: the I/O thread reports connection problems there
+  mutable std::mutex mutex;      // held
   std::vector<std::shared_ptr<const ResultImage>> held;  // results acquired and not yet released
 };
 
@@ -36,8 +35,26 @@ void set_error(const nrb_client* c, const std::string& msg) {
     create_error() = msg;
     return;
   }
-  std::lock_guard<std::mutex> lock(c->mutex);
-  const_cast<nrb_client*>(c)->last_error = msg;
+  try {
+    c->impl->set_last_error(msg);
+  } catch (...) {  // out of memory: keep the status, lose the text
+  }
+}
+
+// `s` cut to at most `cap - 1` bytes without splitting a UTF-8 sequence, NUL-terminated, into `out`.
+void copy_utf8(char* out, size_t cap, const std::string& s) {
+  size_t n = std::min(s.size(), cap - 1);
+  if (n < s.size())
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // s[n] continues a sequence
+  std::memcpy(out, s.data(), n);
+  std::memset(out + n, 0, cap - n);
+}
+
+// How many bytes of nrb_stats each struct_version has (a caller gets no more than its version's fields).
+size_t stats_size(uint32_t version) {
+  if (version == 1) return offsetof(nrb_stats, session) + sizeof(uint64_t);
+  if (version == 2) return offsetof(nrb_stats, doorbell_active) + sizeof(uint32_t);
+  return sizeof(nrb_stats);
 }
 
 nrb_status fail(const nrb_client* c, nrb_status s, const std::string& msg) {
@@ -82,15 +99,16 @@ nrb_status read_struct(const nrb_client* c, const T* in, uint32_t version, const
 }
 
 // Writes `value` into a caller's versioned output struct (at most its struct_size bytes), keeping its header.
+// `version_size`: how many bytes the caller's struct_version defines (never more is written).
 template <class T>
 nrb_status write_struct(const nrb_client* c, T* out, const T& value, const char* what,
-                        size_t oldest_size = sizeof(T)) {
+                        size_t oldest_size = sizeof(T), size_t version_size = sizeof(T)) {
   if (!out) return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(what) + " is NULL");
   uint32_t size = out->struct_size, version = out->struct_version;
   if (version == 0 || size < oldest_size)
     return fail(c, NRB_ERROR_UNSUPPORTED_VERSION, std::string(what) + ": struct_size/struct_version not set");
   // A caller built against an older header gets the fields it knows (the first struct_size bytes).
-  std::memcpy(out, &value, std::min<size_t>(size, sizeof(T)));
+  std::memcpy(out, &value, std::min({size_t(size), sizeof(T), version_size}));
   out->struct_size = size;
   out->struct_version = version;
   return NRB_OK;
@@ -422,8 +440,7 @@ NRB_API nrb_status nrb_release_result(nrb_client* client, const nrb_result* resu
         return NRB_OK;
       }
     }
-    client->last_error = "nrb_release_result: this result is not held";
-    return NRB_ERROR_NOT_FOUND;
+    return fail(client, NRB_ERROR_NOT_FOUND, "nrb_release_result: this result is not held");
   });
 }
 
@@ -467,13 +484,28 @@ NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats)
     o.rtt_p50_ms = s.rtt_p50_ms;
     o.rtt_p95_ms = s.rtt_p95_ms;
     o.rtt_p99_ms = s.rtt_p99_ms;
-    o.state = !s.enabled ? NRB_STATE_DISABLED : s.session ? NRB_STATE_CONNECTED : NRB_STATE_CONNECTING;
+    o.state = !s.enabled    ? NRB_STATE_DISABLED
+              : s.session ? NRB_STATE_CONNECTED
+              : s.refused ? NRB_STATE_REFUSED
+                          : NRB_STATE_CONNECTING;
     o.shm_active = s.shm_active ? 1u : 0u;
     o.compression_active = static_cast<nrb_compression>(s.compression);
     o.session = s.session;
     o.doorbell_active = s.doorbell_active ? 1u : 0u;
-    // Version 1 of nrb_stats ended at `session`.
-    return write_struct(client, out_stats, o, "out_stats", offsetof(nrb_stats, session) + sizeof(uint64_t));
+    o.refusal_code = s.refusal_code;
+    copy_utf8(o.refusal_message, sizeof o.refusal_message, s.refusal_message);
+    // Version 1 of nrb_stats ended at `session`, version 2 at `doorbell_active`. A version-2 caller's struct_size
+    // includes the padding where refusal_code now lies, so the caller's version bounds what is written as well.
+    return write_struct(client, out_stats, o, "out_stats", stats_size(1),
+                        out_stats ? stats_size(out_stats->struct_version) : sizeof o);
+  });
+}
+
+NRB_API nrb_status nrb_client_retry(nrb_client* client) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_client_retry: client is NULL");
+  return guarded(client, "nrb_client_retry", [&]() -> nrb_status {
+    client->impl->retry();
+    return NRB_OK;
   });
 }
 
@@ -483,8 +515,7 @@ NRB_API const char* nrb_last_error(const nrb_client* client) {
     if (!client) {
       copy = create_error();
     } else {
-      std::lock_guard<std::mutex> lock(client->mutex);
-      copy = client->last_error;
+      copy = client->impl->last_error();
     }
   } catch (...) {
     return "";

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "client_args.hpp"
 #include "client_options.hpp"
@@ -43,6 +45,11 @@ class Client {
   void set_enabled(bool enabled) { pipeline_.set_enabled(enabled); }
   bool enabled() const { return pipeline_.enabled(); }
   PipelineStats stats() const { return pipeline_.stats(); }
+  // Leaves the refused state and connects again; a no-op in any other state.
+  void retry() { pipeline_.request_retry(); }
+  // nrb_last_error: the C ABI's own failures and the connection's problems (refusal, no WELCOME), newest wins.
+  void set_last_error(std::string text) { pipeline_.set_last_error(std::move(text)); }
+  std::string last_error() const { return pipeline_.last_error(); }
   const ClientOptions& options() const noexcept { return opts_; }
   // Whether the frame being built has shared-memory buffers (for tests and benchmarks).
   size_t current_shm_buffers() const noexcept { return builder_.shm_buffers(); }

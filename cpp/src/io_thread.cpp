@@ -1,6 +1,7 @@
 #include "io_thread.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -42,7 +43,7 @@ std::vector<zmq::message_t> to_parts(const wire::Encoded& enc) {
 }
 
 const char* state_name(int s) {
-  static const char* names[] = {"idle", "backoff", "connecting", "handshaking", "connected", "draining"};
+  static const char* names[] = {"idle", "backoff", "connecting", "handshaking", "connected", "draining", "refused"};
   return names[s];
 }
 
@@ -172,16 +173,35 @@ void IoThread::step(TimePoint now) {
         break;
       }
       try_send_hello(now);
-      if (state_ == State::connecting && now >= state_deadline_)
-        fail("no connection to " + opts_.endpoint + " within " + std::to_string(opts_.connect_timeout_ms) + " ms",
-             now);
+      if (state_ == State::connecting && now >= state_deadline_) {
+        std::string why = "no connection to " + opts_.endpoint + " within " +
+                          std::to_string(opts_.connect_timeout_ms) + " ms (is `nrb serve` running there?)";
+        pipeline_.connection_error(why);
+        fail(why, now);
+      }
       break;
     case State::handshaking:
       if (!enabled) {
         close_session(false);
         state_ = State::idle;
       } else if (now >= state_deadline_) {
-        fail("no WELCOME within " + std::to_string(opts_.handshake_timeout_ms) + " ms", now);
+        // Not a refusal: with a lazy ZeroMQ connection this is also what "no renderer there" looks like.
+        ++handshake_timeouts_;
+        std::string why = "no WELCOME from " + opts_.endpoint + " within " +
+                          std::to_string(opts_.handshake_timeout_ms) + " ms (is `nrb serve` running there?)";
+        pipeline_.connection_error(why + "; " + std::to_string(handshake_timeouts_) +
+                                   (handshake_timeouts_ == 1 ? " attempt" : " attempts") + " so far, retrying");
+        fail(why, now);
+      }
+      break;
+    case State::refused:
+      if (!enabled) {
+        pipeline_.leave_refused();
+        state_ = State::idle;
+      } else if (pipeline_.take_retry()) {
+        pipeline_.leave_refused();
+        log_(LogLevel::info, "nrb: asking " + opts_.endpoint + " again after its refusal");
+        open_connection(now);
       }
       break;
     case State::connected:
@@ -215,6 +235,7 @@ TimePoint IoThread::next_deadline(TimePoint now) const {
   TimePoint t = now + milliseconds(100);
   switch (state_) {
     case State::idle:
+    case State::refused:
       break;
     case State::backoff:
     case State::connecting:
@@ -276,7 +297,7 @@ void IoThread::try_send_hello(TimePoint now) {
 }
 
 void IoThread::fail(const std::string& why, TimePoint now, bool quick_retry) {
-  if (state_ == State::idle || state_ == State::backoff) return;
+  if (state_ == State::idle || state_ == State::backoff || state_ == State::refused) return;
   log_(LogLevel::warning, "nrb: " + why + " (" + state_name(int(state_)) + "); retrying in " +
                               std::to_string(quick_retry ? 0 : backoff_ms_) + " ms");
   close_session(false);
@@ -520,6 +541,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   pipeline_.session_started(session_, max_in_flight, shm_ok ? pool_ : nullptr, compression_, bell_active_);
   if (had_session_) pipeline_.count_reconnect();
   had_session_ = true;
+  handshake_timeouts_ = 0;
   backoff_ms_ = opts_.backoff_min_ms;
   state_ = State::connected;
   last_recv_ = now;
@@ -577,9 +599,16 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
 void IoThread::handle_error(const wire::Error& e, TimePoint now) {
   std::string what = "renderer error " + std::string(wire::error_name(e.code)) + ": " + e.message;
   if (e.frame) what += " (frame " + std::to_string(*e.frame) + ")";
-  if (state_ == State::handshaking) {
+  if (state_ == State::handshaking && !e.session && !e.frame) {
+    // The answer to HELLO (which has neither): the renderer refused the session.
     pipeline_.count_error();
-    fail("the renderer refused the session: " + what, now);
+    refuse(e);
+    return;
+  }
+  if (state_ == State::refused) return;  // the connection is closed; nothing more can come
+  if (state_ == State::handshaking) {   // about a frame or session of an earlier connection: not an answer
+    pipeline_.count_error();
+    log_(LogLevel::debug, "nrb: ignoring an ERROR about an earlier session while waiting for WELCOME: " + what);
     return;
   }
   if (e.session && *e.session != session_) return;  // about an earlier session
@@ -596,6 +625,22 @@ void IoThread::handle_error(const wire::Error& e, TimePoint now) {
     pipeline_.on_frame_error(*e.frame, e.code);
   else
     pipeline_.count_error();
+}
+
+void IoThread::refuse(const wire::Error& e) {
+  const uint64_t number = static_cast<uint64_t>(e.code);  // any uint on the wire
+  std::string name(wire::error_name(e.code));
+  if (name.empty()) name = e.name.empty() ? std::string("ERROR") : e.name;
+  const std::string code = name + " (" + std::to_string(number) + ")";
+  std::string text = "the renderer at " + opts_.endpoint + " refused the session: " + code + ": " + e.message;
+  log_(LogLevel::error, "nrb: " + text + "; not asking again until the engine retries (nrb_client_retry, or "
+                            "nrb_set_enabled off and on)");
+  close_session(false);
+  state_ = State::refused;
+  backoff_ms_ = opts_.backoff_min_ms;  // a retry the engine asks for starts afresh
+  handshake_timeouts_ = 0;
+  const auto code32 = static_cast<int32_t>(std::min<uint64_t>(number, uint64_t(INT32_MAX)));
+  pipeline_.refused(code32, e.message, std::move(text));
 }
 
 }  // namespace nrb::detail

@@ -8,6 +8,12 @@
 //   in flight are lost (their events go back to the queue), the socket and shared-memory pool are dropped, and a
 //   new connection is made after an exponential backoff. The render thread is never involved: it only sees
 //   Pipeline::begin().live turn false and acquire() fall back.
+//   handshaking --ERROR answering HELLO--> refused: the connection is closed and nothing is sent (asking again
+//   would get the same answer) until the engine asks: Pipeline::request_retry (nrb_client_retry) or a disable
+//   followed by an enable (the player's toggle) --> connecting. Disabled meanwhile --> idle.
+//   No WELCOME in time is not a refusal: ZeroMQ connects lazily (HELLO is queued before any peer exists), so
+//   "nothing listens there" and "something listens but does not answer" look the same; that stays a failure with
+//   backoff, and its text becomes the client's last error.
 //
 // The render thread reaches this thread only through the Pipeline (whose wake callback pokes an inproc socket);
 // nothing here blocks on the render thread and nothing on the render thread blocks on the network.
@@ -42,7 +48,7 @@ class IoThread {
   void wake() noexcept;
 
  private:
-  enum class State { idle, backoff, connecting, handshaking, connected, draining };
+  enum class State { idle, backoff, connecting, handshaking, connected, draining, refused };
 
   void run() noexcept;
   void step(TimePoint now);
@@ -59,6 +65,7 @@ class IoThread {
   void handle_welcome(const wire::Welcome& w, TimePoint now);
   void handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now);
   void handle_error(const wire::Error& e, TimePoint now);
+  void refuse(const wire::Error& e);
 
   const ClientOptions& opts_;
   Pipeline& pipeline_;
@@ -77,6 +84,7 @@ class IoThread {
   TimePoint state_deadline_{};  // connect/handshake timeout, drain end, or retry time in backoff
   uint32_t backoff_ms_;
   bool had_session_ = false;
+  uint64_t handshake_timeouts_ = 0;  // in a row, since the last session: told in the last error
   uint64_t session_ = 0;
   std::shared_ptr<SlotPool> pool_;      // offered in the pending HELLO / accepted for the session
   std::optional<wire::ShmPool> pool_spec_;

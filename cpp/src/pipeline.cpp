@@ -1,6 +1,7 @@
 #include "pipeline.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace nrb::detail {
 
@@ -100,6 +101,7 @@ void Pipeline::set_enabled(bool enabled) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (enabled_ == enabled) return;
     enabled_ = enabled;
+    if (enabled && refused_) retry_requested_ = true;  // the player's toggle: off then on asks again
     if (!enabled) {
       if (queued_) {
         ++counters_.frames_dropped;
@@ -127,6 +129,9 @@ PipelineStats Pipeline::stats() const {
   s.shm_active = session_ != 0 && pool_ != nullptr;
   s.doorbell_active = s.shm_active && doorbell_;
   s.compression = static_cast<uint32_t>(compression_);
+  s.refused = refused_;
+  s.refusal_code = refusal_code_;
+  s.refusal_message = refusal_message_;
   static constexpr double kP[3] = {50.0, 95.0, 99.0};
   double out[3];
   rtt_.percentiles(kP, out);
@@ -146,6 +151,11 @@ void Pipeline::session_started(uint64_t session, uint32_t max_in_flight, std::sh
   doorbell_ = doorbell;
   limit_ = std::max<uint32_t>(1, std::min(std::max<uint32_t>(1, opts_.frames_in_flight), max_in_flight));
   pool_ = std::move(pool);
+  refused_ = retry_requested_ = false;
+  refusal_code_ = 0;
+  refusal_message_.clear();
+  if (last_error_from_connection_) last_error_.clear();
+  last_error_from_connection_ = false;
 }
 
 void Pipeline::session_ended() {
@@ -344,6 +354,54 @@ void Pipeline::count_error() {
 void Pipeline::count_reconnect() {
   std::lock_guard<std::mutex> lock(mutex_);
   ++counters_.reconnects;
+}
+
+// ---- connection outcome -----------------------------------------------------------------------------------------
+
+void Pipeline::refused(int32_t code, std::string message, std::string error_text) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refused_ = true;
+  retry_requested_ = false;
+  refusal_code_ = code;
+  refusal_message_ = std::move(message);
+  last_error_ = std::move(error_text);
+  last_error_from_connection_ = true;
+}
+
+void Pipeline::leave_refused() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refused_ = retry_requested_ = false;
+}
+
+void Pipeline::request_retry() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!refused_) return;
+    retry_requested_ = true;
+  }
+  wake();
+}
+
+bool Pipeline::take_retry() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(retry_requested_, false);
+}
+
+void Pipeline::connection_error(std::string text) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  last_error_ = std::move(text);
+  last_error_from_connection_ = true;
+}
+
+void Pipeline::set_last_error(std::string text) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  last_error_ = std::move(text);
+  last_error_from_connection_ = false;
+}
+
+std::string Pipeline::last_error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return last_error_;
 }
 
 }  // namespace nrb::detail

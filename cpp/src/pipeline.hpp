@@ -6,7 +6,9 @@
 //  * events and style commands stay queued, in order, until the renderer answers a frame that carried them; a
 //    dropped frame never took them, a lost frame (connection gone, NO_SESSION) gives them back, so they ride on
 //    the next frame actually sent;
-//  * disabled: nothing is sent, nothing is shown.
+//  * disabled: nothing is sent, nothing is shown;
+//  * refused (an ERROR answered HELLO): nothing is sent until the engine asks again (toggle or retry); the
+//    renderer's code and message stay readable until a session starts.
 //
 // Thread-safe: the render thread (begin/submit/acquire), game threads (events) and the I/O thread (take_next,
 // on_result, ...) call it concurrently; every method holds one internal mutex for a few microseconds at most.
@@ -19,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "latency_window.hpp"
@@ -93,6 +96,9 @@ struct PipelineStats {
   bool shm_active = false;
   bool doorbell_active = false;
   uint32_t compression = 0;  // wire::Compression of the current session
+  bool refused = false;      // the renderer refused the session and the client waits to be told to ask again
+  int32_t refusal_code = 0;  // the refusing ERROR's code (protocol section 9); 0 when none since the last session
+  std::string refusal_message;  // and its message
 };
 
 class Pipeline {
@@ -167,6 +173,24 @@ class Pipeline {
   void count_error();
   void count_reconnect();
 
+  // ---- connection outcome: the I/O thread reports, any thread reads ------------------------------------------
+  // The renderer refused the session (an ERROR answered HELLO). `error_text` becomes the last error. A retry asked
+  // for before this moment is forgotten: it was not an answer to this refusal.
+  void refused(int32_t code, std::string message, std::string error_text);
+  // The I/O thread connects again; the refusal's code and message stay until a session starts.
+  void leave_refused();
+  // The engine asks to connect again (nrb_client_retry); a no-op unless refused. Enabling after a disable asks too.
+  void request_retry();
+  // Whether a retry was asked for since the refusal; clears the request.
+  bool take_retry();
+  // A connection problem the engine should be able to read (no WELCOME in time, ...): becomes the last error,
+  // and is cleared when a session starts.
+  void connection_error(std::string text);
+
+  // ---- last error (nrb_last_error): set by the C ABI's failing calls and by connection problems ----------------
+  void set_last_error(std::string text);
+  std::string last_error() const;
+
  private:
   struct Pending {
     uint64_t seq;
@@ -211,6 +235,12 @@ class Pipeline {
   std::shared_ptr<ResultImage> latest_;
   LatencyWindow rtt_;
   PipelineStats counters_;
+  bool refused_ = false;
+  bool retry_requested_ = false;
+  int32_t refusal_code_ = 0;
+  std::string refusal_message_;
+  std::string last_error_;
+  bool last_error_from_connection_ = false;
 };
 
 }  // namespace nrb::detail

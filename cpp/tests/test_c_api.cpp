@@ -196,6 +196,26 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   old.s.struct_size = v1_size - 8;  // smaller than any version: refused
   CHECK(nrb_get_stats(c, &old.s) == NRB_ERROR_UNSUPPORTED_VERSION);
 
+  // Version 2 ended at `doorbell_active`; a v2 struct's size (rounded up to its 8-byte alignment) covers the padding
+  // where version 3's refusal_code now lies, and that padding stays untouched.
+  const uint32_t v2_end = uint32_t(offsetof(nrb_stats, doorbell_active) + sizeof(uint32_t));
+  const uint32_t v2_size = (v2_end + 7u) & ~7u;
+  std::memset(&old, 0xAB, sizeof old);
+  old.s.struct_size = v2_size;
+  old.s.struct_version = 2;
+  REQUIRE(nrb_get_stats(c, &old.s) == NRB_OK);
+  CHECK(old.s.struct_size == v2_size);
+  CHECK(old.s.struct_version == 2);
+  CHECK(old.s.doorbell_active == 0);
+  CHECK(old.s.state == NRB_STATE_DISABLED);
+  for (uint32_t i = v2_end; i < v2_size + 16; ++i) CHECK(reinterpret_cast<const uint8_t*>(&old.s)[i] == 0xAB);
+  static_assert(NRB_STATS_VERSION == 3, "this test knows versions 1..3");
+  CHECK(offsetof(nrb_stats, refusal_code) >= v2_end);
+  CHECK(sizeof(nrb_stats::refusal_message) == 256);
+
+  CHECK(nrb_client_retry(c) == NRB_OK);  // not refused: a no-op
+  CHECK(nrb_client_retry(nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+
   nrb_client_destroy(c);
   nrb_client_destroy(nullptr);
 }
@@ -242,4 +262,41 @@ TEST_CASE("c api: an acquired result stays valid until released, even after newe
   CHECK(nrb_release_result(c, &held) == NRB_OK);
   CHECK(nrb_release_result(c, &held) == NRB_ERROR_NOT_FOUND);
   nrb_client_destroy(c);  // also frees anything still held
+}
+
+TEST_CASE("c api: a refusal's message is cut to 255 bytes without splitting a UTF-8 sequence") {
+  // The renderer's message: "buffers: renderer 'test' needs buffers ['x_aé...é'], which ...", long enough to be
+  // cut, with a two-byte character straddling byte 255.
+  const std::string prefix = "buffers: renderer 'test' needs buffers ['";
+  std::string name = "x_";
+  if ((prefix.size() + name.size()) % 2 == 1) name += "a";  // so that byte 255 is the second byte of an "é"
+  for (int i = 0; i < 150; ++i) name += "\xc3\xa9";
+  const std::string full = prefix + name + "'], which the engine does not offer";
+  REQUIRE(full.size() > 256);
+  REQUIRE((static_cast<unsigned char>(full[255]) & 0xC0) == 0x80);
+
+  nrb::test::TestRenderer::Options o;
+  o.require = {name};
+  nrb::test::TestRenderer r(o);
+  const std::string endpoint = r.endpoint();
+  Fixture f(endpoint.c_str());
+  f.cfg.reconnect_backoff_min_ms = 10;
+  nrb_client* c = nullptr;
+  REQUIRE(nrb_client_create(&f.cfg, &c) == NRB_OK);
+  nrb_stats s{};
+  s.struct_size = sizeof s;
+  s.struct_version = NRB_STATS_VERSION;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < until) {
+    REQUIRE(nrb_get_stats(c, &s) == NRB_OK);
+    if (s.state == NRB_STATE_REFUSED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  REQUIRE(s.state == NRB_STATE_REFUSED);
+  CHECK(s.refusal_code == 6);
+  const std::string got(s.refusal_message);
+  CHECK(got.size() == 254);  // 255 would end inside the "é"
+  CHECK(full.compare(0, got.size(), got) == 0);
+  CHECK(std::string(nrb_last_error(c)).find(full) != std::string::npos);  // the whole text there
+  nrb_client_destroy(c);
 }

@@ -426,3 +426,100 @@ TEST_CASE("client: the log callback reports the session") {
   for (const auto& l : lines) found = found || l.find("session") != std::string::npos;
   CHECK(found);
 }
+
+TEST_CASE("client: a renderer that refuses the session is not asked again and its message is surfaced") {
+  TestRenderer::Options o;
+  o.require = {"albedo"};  // the client offers hudless_color and depth only
+  TestRenderer r(o);
+  nrb::client c(config(r.endpoint()));  // backoff 10..100 ms: a retry loop would send many HELLOs per second
+  REQUIRE(wait_for([&] { return c.state() == NRB_STATE_REFUSED; }));
+  // The game keeps running (and falling back) meanwhile.
+  auto until = Clock::now() + 1000ms;
+  while (Clock::now() < until) {
+    engine_frame(c);
+    CHECK_FALSE(c.acquire_result());
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(r.hellos().size() == 1);  // no silent reconnect loop
+  auto s = c.stats();
+  CHECK(s.state == NRB_STATE_REFUSED);
+  CHECK(s.errors_received == 1);
+  CHECK(s.reconnects == 0);
+  CHECK(s.frames_sent == 0);
+  CHECK(s.refusal_code == 6);  // BAD_VALUE
+  CHECK(std::string(s.refusal_message) ==
+        "buffers: renderer 'test' needs buffers ['albedo'], which the engine does not offer");
+  CHECK(c.last_error() == "the renderer at " + r.endpoint() +
+                              " refused the session: BAD_VALUE (6): buffers: renderer 'test' needs buffers "
+                              "['albedo'], which the engine does not offer");
+
+  // Fixed on the server's side: retry() asks again and the session comes up; the refusal is forgotten.
+  o.require.clear();
+  r.set(o);
+  c.retry();
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(r.hellos().size() == 2);
+  CHECK(render_until(c, 2) == 2);
+  s = c.stats();
+  CHECK(s.refusal_code == 0);
+  CHECK(std::string(s.refusal_message).empty());
+  CHECK(c.last_error().empty());
+  c.retry();  // not refused: a no-op
+  std::this_thread::sleep_for(100ms);
+  CHECK(connected(c));
+  CHECK(r.hellos().size() == 2);
+}
+
+TEST_CASE("client: the player's toggle asks a refusing renderer again") {
+  TestRenderer::Options o;
+  o.require = {"albedo", "normals"};
+  TestRenderer r(o);
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return c.state() == NRB_STATE_REFUSED; }));
+  CHECK(std::string(c.stats().refusal_message).find("['albedo', 'normals']") != std::string::npos);
+  c.set_enabled(false);
+  REQUIRE(wait_for([&] { return c.state() == NRB_STATE_DISABLED; }));
+  CHECK(std::string(c.stats().refusal_message).find("albedo") != std::string::npos);  // kept until a session
+  c.retry();  // disabled: a no-op
+  std::this_thread::sleep_for(100ms);
+  CHECK(r.hellos().size() == 1);
+  // Still refusing: enabling asks once more and is refused once more, with no loop.
+  c.set_enabled(true);
+  REQUIRE(wait_for([&] { return r.hellos().size() == 2 && c.state() == NRB_STATE_REFUSED; }));
+  std::this_thread::sleep_for(300ms);
+  CHECK(r.hellos().size() == 2);
+  // A toggle faster than the I/O thread looks (off and on between two of its steps) still counts.
+  o.require.clear();
+  r.set(o);
+  c.set_enabled(false);
+  c.set_enabled(true);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(render_until(c, 2) == 2);
+}
+
+TEST_CASE("client: no WELCOME is not a refusal: the client keeps retrying and says why in last_error") {
+  TestRenderer::Options o;
+  o.mute = true;  // takes the connection and every HELLO, answers nothing
+  TestRenderer r(o);
+  nrb::client c(config(r.endpoint()));  // handshake_timeout_ms 300
+  REQUIRE(wait_for([&] { return r.messages() >= 2 && !c.last_error().empty(); }, 5000ms));
+  auto s = c.stats();
+  CHECK(s.state == NRB_STATE_CONNECTING);
+  CHECK(s.refusal_code == 0);
+  std::string e = c.last_error();
+  CHECK(e.find("no WELCOME from " + r.endpoint() + " within 300 ms (is `nrb serve` running there?)") == 0);
+  CHECK(e.find(" so far, retrying") != std::string::npos);
+  o.mute = false;
+  r.set(o);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  CHECK(c.last_error().empty());  // a connection's complaint ends with the session it was waiting for
+}
+
+TEST_CASE("client: nothing listening is not a refusal either") {
+  auto cfg = config("tcp://127.0.0.1:1");  // nothing listens on port 1
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return !c.last_error().empty(); }, 3000ms));
+  CHECK(c.state() == NRB_STATE_CONNECTING);
+  CHECK(c.last_error().find("tcp://127.0.0.1:1") != std::string::npos);
+  CHECK(c.last_error().find("is `nrb serve` running there?") != std::string::npos);
+}

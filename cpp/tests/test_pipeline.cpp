@@ -398,3 +398,60 @@ TEST_CASE("round-trip percentiles cover the answered frames") {
   CHECK(s.rtt_p95_ms == doctest::Approx(95.0));
   CHECK(s.rtt_p99_ms == doctest::Approx(99.0));
 }
+
+TEST_CASE("a refusal is kept until a session starts; only a refused pipeline takes a retry") {
+  Pipeline p(opts());
+  int wakes = 0;
+  p.set_wake([&] { ++wakes; });
+  p.request_retry();  // not refused: nothing to ask for
+  CHECK_FALSE(p.take_retry());
+  CHECK(wakes == 0);
+
+  p.refused(6, "buffers: needs albedo", "the renderer at tcp://x refused the session: BAD_VALUE (6): ...");
+  auto s = p.stats();
+  CHECK(s.refused);
+  CHECK(s.refusal_code == 6);
+  CHECK(s.refusal_message == "buffers: needs albedo");
+  CHECK(p.last_error().find("refused the session") != std::string::npos);
+  CHECK_FALSE(p.take_retry());
+  p.request_retry();
+  CHECK(wakes == 1);
+  CHECK(p.take_retry());
+  CHECK_FALSE(p.take_retry());  // taken once
+
+  // The player's toggle (off, then on) asks again too, even if the I/O thread never saw the "off".
+  p.set_enabled(false);
+  p.set_enabled(true);
+  CHECK(p.take_retry());
+
+  // A retry asked for before the next refusal is not an answer to it.
+  p.request_retry();
+  p.refused(12, "server is at its limit of 1 sessions", "refused again");
+  CHECK_FALSE(p.take_retry());
+  CHECK(p.stats().refusal_code == 12);
+
+  p.leave_refused();  // connecting again: the refusal stays readable
+  s = p.stats();
+  CHECK_FALSE(s.refused);
+  CHECK(s.refusal_code == 12);
+  p.request_retry();  // no longer refused
+  CHECK_FALSE(p.take_retry());
+
+  p.session_started(7, 4, nullptr);
+  s = p.stats();
+  CHECK(s.refusal_code == 0);
+  CHECK(s.refusal_message.empty());
+  CHECK(p.last_error().empty());  // a connection's complaint ends with the session
+}
+
+TEST_CASE("an error of the engine's own call outlives the session; a connection's does not") {
+  Pipeline p(opts());
+  p.connection_error("no WELCOME from tcp://x within 300 ms");
+  p.set_last_error("nrb_frame_tag_buffer: buffer \"depth\": data is NULL");
+  p.session_started(1, 2, nullptr);
+  CHECK(p.last_error() == "nrb_frame_tag_buffer: buffer \"depth\": data is NULL");
+  p.session_ended();
+  p.connection_error("no WELCOME from tcp://x within 300 ms");
+  p.session_started(2, 2, nullptr);
+  CHECK(p.last_error().empty());
+}

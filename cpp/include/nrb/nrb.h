@@ -53,7 +53,7 @@ extern "C" {
 #define NRB_CAMERA_VERSION 1
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
-#define NRB_STATS_VERSION 2 /* 2: doorbell_active */
+#define NRB_STATS_VERSION 3 /* 2: doorbell_active; 3: refusal_code, refusal_message */
 
 /* The library's version (NRB_MAKE_VERSION layout). Any thread. */
 NRB_API uint32_t nrb_get_version(void);
@@ -125,12 +125,27 @@ enum { NRB_SCOPE_GLOBAL = 0, NRB_SCOPE_MATERIAL = 1, NRB_SCOPE_OBJECT = 2 };
 typedef uint32_t nrb_log_level;
 enum { NRB_LOG_DEBUG = 0, NRB_LOG_INFO = 1, NRB_LOG_WARNING = 2, NRB_LOG_ERROR = 3 };
 
-/* Connection state, as reported in nrb_stats. */
+/* Connection state, as reported in nrb_stats (docs/protocol.md section 5.8). In every state but CONNECTED frames
+ * are dropped and nrb_acquire_result says NRB_NO_RESULT: the engine shows its own image. */
 typedef uint32_t nrb_connection_state;
 enum {
   NRB_STATE_DISABLED = 0,     /* nrb_set_enabled(0): no traffic */
-  NRB_STATE_CONNECTING = 1,   /* connecting / waiting for WELCOME / backing off before a retry */
-  NRB_STATE_CONNECTED = 2     /* session established, frames flow */
+  /* Connecting / waiting for WELCOME / backing off before a retry. A WELCOME that does not come within
+   * handshake_timeout_ms is not a refusal: ZeroMQ connects lazily (HELLO is queued before any peer exists), so
+   * "no renderer listens there" and "it does not answer" look the same. The client stays CONNECTING, keeps
+   * retrying with backoff (reconnect_backoff_min_ms doubling up to reconnect_backoff_max_ms), and
+   * nrb_last_error(client) says so: "no WELCOME from <endpoint> within <n> ms (is `nrb serve` running there?);
+   * <k> attempts so far, retrying" (k counts the timeouts in a row; the text is cleared when a session starts). */
+  NRB_STATE_CONNECTING = 1,
+  NRB_STATE_CONNECTED = 2,    /* session established, frames flow */
+  /* The renderer refused the session: an ERROR answered HELLO (e.g. BAD_VALUE "buffers: renderer 'deferred' needs
+   * buffers ['albedo'], which the engine does not offer", VERSION_UNSUPPORTED, OVERLOADED, LIMIT_EXCEEDED). The
+   * connection is closed and the client does not retry by itself (the same HELLO would get the same answer): no
+   * traffic until nrb_client_retry(client), or nrb_set_enabled(client, 0) then 1 (the player's toggle), makes it
+   * connect again (state CONNECTING; refused again, it comes back here). nrb_last_error(client) holds "the
+   * renderer at <endpoint> refused the session: <NAME> (<code>): <message>", and nrb_stats.refusal_code and
+   * refusal_message the ERROR's code and message. Disabled while refused: state DISABLED; enabling connects. */
+  NRB_STATE_REFUSED = 3
 };
 
 /* Called from the client's I/O thread (and sometimes from the calling thread). Must be thread-safe, return
@@ -357,10 +372,16 @@ NRB_API nrb_status nrb_release_result(nrb_client* client, const nrb_result* resu
 /* Enables or disables neural rendering at run time (the player's toggle). Disabling takes effect at once: later
  * submits are dropped, acquire returns NRB_NO_RESULT, no further FRAME or PING is sent, and once the frames already
  * in flight are answered (or time out) the client says BYE and closes its connection and shared memory. Enabling
- * reconnects in the background and resumes; queued events are delivered on the first frame of the new session. */
+ * reconnects in the background and resumes; queued events are delivered on the first frame of the new session.
+ * Disabling then enabling a client in NRB_STATE_REFUSED asks the renderer again (as nrb_client_retry does). */
 NRB_API nrb_status nrb_set_enabled(nrb_client* client, int enabled);
 /* *out_enabled = 1 or 0. */
 NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled);
+
+/* Leaves NRB_STATE_REFUSED and connects again in the background (state CONNECTING, then CONNECTED, or REFUSED
+ * again with the renderer's new answer), e.g. after the player or the server's operator fixed what the refusal
+ * named. In any other state (DISABLED included) a no-op that returns NRB_OK. Any thread; returns at once. */
+NRB_API nrb_status nrb_client_retry(nrb_client* client);
 
 typedef struct nrb_stats {
   uint32_t struct_size;    /* sizeof(nrb_stats) */
@@ -387,13 +408,23 @@ typedef struct nrb_stats {
   uint64_t session;           /* current session id, 0 when none */
   /* -- struct_version 2 -- */
   uint32_t doorbell_active;   /* 1 when frame headers and results travel through the doorbell FIFOs (protocol 7.1) */
+  /* -- struct_version 3 -- */
+  /* The last refusal (NRB_STATE_REFUSED): set when an ERROR answers HELLO, kept while the state is REFUSED (and
+   * while a retry is connecting), cleared when a session is established. */
+  int32_t refusal_code;       /* the refusing ERROR's protocol code (docs/protocol.md section 9, e.g. 6 = BAD_VALUE
+                                 for buffers the renderer needs and the engine does not offer); 0 when none. A code
+                                 above INT32_MAX reads INT32_MAX */
+  char refusal_message[256];  /* its `message`, NUL-terminated, cut to at most 255 bytes without splitting a UTF-8
+                                 sequence; "" when none */
 } nrb_stats;
 
-/* Fills *out_stats (set struct_size/struct_version first). */
+/* Fills *out_stats (set struct_size/struct_version first). A caller built against an older version gets the
+ * fields of its struct_version, and nothing is written past them. Any thread. */
 NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats);
 
-/* The text of the last error reported by a function of `client` (or, for client NULL, by nrb_client_create on
- * this thread); "" when none. The pointer is thread-local storage of the calling thread, valid until its next call
+/* The text of the last error reported by a function of `client` or by its connection (a refusal, a WELCOME that
+ * did not come: see NRB_STATE_CONNECTING and NRB_STATE_REFUSED; newest wins; a connection's text is cleared when a
+ * session is established), or, for client NULL, by nrb_client_create on this thread; "" when none. The pointer is thread-local storage of the calling thread, valid until its next call
  * of nrb_last_error. Any thread. */
 NRB_API const char* nrb_last_error(const nrb_client* client);
 

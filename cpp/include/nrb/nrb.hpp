@@ -12,6 +12,7 @@
 //     c.submit();
 //     if (nrb::result r = c.acquire_result()) draw(r.pixels(), r.width(), r.height(), r.stride());
 //     else draw_own_image();
+//     if (c.state() == NRB_STATE_REFUSED) show(c.stats().refusal_message);  // c.retry() asks again
 #pragma once
 
 #include <cstdint>
@@ -221,6 +222,8 @@ class client {
     detail::check(nrb_get_enabled(h_, &on), h_);
     return on != 0;
   }
+  // Counters and the connection state; while stats().state is NRB_STATE_REFUSED, refusal_code and
+  // refusal_message say why (and last_error() the whole story).
   nrb_stats stats() const {
     nrb_stats s{};
     s.struct_size = sizeof s;
@@ -228,6 +231,11 @@ class client {
     detail::check(nrb_get_stats(h_, &s), h_);
     return s;
   }
+  nrb_connection_state state() const { return stats().state; }
+  // Leaves NRB_STATE_REFUSED and asks the renderer again; a no-op in any other state.
+  void retry() { detail::check(nrb_client_retry(h_), h_); }
+  // nrb_last_error: the last failure of a call or of the connection (a refusal, no WELCOME); "" when none.
+  std::string last_error() const { return nrb_last_error(h_); }
 
  private:
   using log_fn = std::function<void(nrb_log_level, const char*)>;
