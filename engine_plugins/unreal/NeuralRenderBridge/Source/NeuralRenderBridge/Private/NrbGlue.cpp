@@ -1,0 +1,443 @@
+// The engine-independent half of the Unreal plugin (see NrbGlue.h). Standard C++ and nrb.h only.
+#include "NrbGlue.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+namespace nrbglue
+{
+// ------------------------------------------------------------------------------------------------- event params
+namespace
+{
+void PutLength(std::vector<uint8_t>& Out, uint32_t Length, uint8_t Fix, uint32_t FixLimit, uint8_t Code8,
+	uint8_t Code16, uint8_t Code32)
+{
+	if (Length < FixLimit)
+	{
+		Out.push_back(static_cast<uint8_t>(Fix | Length));
+	}
+	else if (Code8 != 0 && Length < 256)
+	{
+		Out.push_back(Code8);
+		Out.push_back(static_cast<uint8_t>(Length));
+	}
+	else if (Length < 65536)
+	{
+		Out.push_back(Code16);
+		Out.push_back(static_cast<uint8_t>(Length >> 8));
+		Out.push_back(static_cast<uint8_t>(Length));
+	}
+	else
+	{
+		Out.push_back(Code32);
+		for (int Shift = 24; Shift >= 0; Shift -= 8)
+		{
+			Out.push_back(static_cast<uint8_t>(Length >> Shift));
+		}
+	}
+}
+
+void PutString(std::vector<uint8_t>& Out, const std::string& Text)
+{
+	PutLength(Out, static_cast<uint32_t>(Text.size()), 0xa0, 32, 0xd9, 0xda, 0xdb);
+	Out.insert(Out.end(), Text.begin(), Text.end());
+}
+}  // namespace
+
+std::vector<uint8_t> EncodeStringMap(const std::vector<std::pair<std::string, std::string>>& Pairs)
+{
+	std::vector<uint8_t> Out;
+	PutLength(Out, static_cast<uint32_t>(Pairs.size()), 0x80, 16, 0, 0xde, 0xdf);
+	for (const std::pair<std::string, std::string>& Pair : Pairs)
+	{
+		PutString(Out, Pair.first);
+		PutString(Out, Pair.second);
+	}
+	return Out;
+}
+
+// ------------------------------------------------------------------------------------------------- CurveZMQ keys
+bool IsZ85Key(const std::string& Key)
+{
+	static const char Z85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+	if (Key.size() != 40)
+	{
+		return false;
+	}
+	for (const char Char : Key)
+	{
+		if (Char == 0 || std::strchr(Z85, Char) == nullptr)
+		{
+			return false;
+		}
+	}
+	return true;
+}
+
+std::string CurveKeysProblem(const std::string (&Keys)[3], const FKeySource (&Sources)[3])
+{
+	if (Keys[0].empty() && Keys[1].empty() && Keys[2].empty())
+	{
+		return std::string();
+	}
+	for (int Index = 0; Index < 3; ++Index)
+	{
+		if (Keys[Index].empty())
+		{
+			return std::string(Sources[Index].Setting) + " (or " + Sources[Index].Environment +
+				") is empty; CurveZMQ needs all three keys or none";
+		}
+		if (!IsZ85Key(Keys[Index]))
+		{
+			return std::string(Sources[Index].Setting) +
+				" is not a CurveZMQ key (40 characters of Z85 text, as `nrb keys show` prints it; this one has " +
+				std::to_string(Keys[Index].size()) + " characters)";
+		}
+	}
+	return std::string();
+}
+
+// ------------------------------------------------------------------------------------------------- buffers
+const FTargetSpec PackedTargets[NumTargets] = {
+	{"albedo", NRB_FORMAT_RGBA8_SRGB, 0u},
+	{"normals", NRB_FORMAT_RGBA16F, 0u},
+	{"depth", NRB_FORMAT_R32F, NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE},
+	{"linear_depth", NRB_FORMAT_R32F, 0u},
+	{"motion_vectors", NRB_FORMAT_RG16F, 0u},
+	{"roughness", NRB_FORMAT_R8, 0u},
+	{"metallic", NRB_FORMAT_R8, 0u},
+	{"emissive", NRB_FORMAT_RGBA16F, 0u},
+	{"object_id", NRB_FORMAT_R16U, 0u},
+	{"material_id", NRB_FORMAT_R16U, 0u},
+};
+const FTargetSpec SunDirection = {"x_sun_direction", NRB_FORMAT_RGBA32F, 0u};
+
+// ------------------------------------------------------------------------------------------------- client config
+FClientConfig::FClientConfig(const FClientSettings& Settings) : Held(Settings)
+{
+	for (const FTargetSpec& Target : PackedTargets)
+	{
+		Buffers.push_back(nrb_buffer_spec{Target.Name, Target.Format});
+	}
+	Buffers.push_back(nrb_buffer_spec{SunDirection.Name, SunDirection.Format});
+
+	nrb_client_config_init(&Config);
+	Config.endpoint = Held.Endpoint.c_str();
+	Config.deadline_ms = Held.DeadlineMs;
+	Config.frames_in_flight = 2;  // the plugin's read-back slots
+	Config.engine_name = "unreal";
+	Config.engine_version = Held.EngineVersion.c_str();
+	Config.render_width = Held.RenderWidth;
+	Config.render_height = Held.RenderHeight;
+	Config.output_width = Held.OutputWidth;
+	Config.output_height = Held.OutputHeight;
+	Config.buffers = Buffers.data();
+	Config.buffer_count = static_cast<uint32_t>(Buffers.size());
+	Config.start_disabled = Held.bEnabled ? 0u : 1u;
+	Config.log_fn = Held.LogFn;
+	Config.log_user = Held.LogUser;
+	Config.log_level = Held.LogLevel;
+	if (!Held.CurveKeys[0].empty() && !Held.CurveKeys[1].empty() && !Held.CurveKeys[2].empty())
+	{
+		Config.curve_server_public_key = Held.CurveKeys[0].c_str();
+		Config.curve_client_public_key = Held.CurveKeys[1].c_str();
+		Config.curve_client_secret_key = Held.CurveKeys[2].c_str();
+	}
+}
+
+// ------------------------------------------------------------------------------------------------- camera
+void Mul4(const double A[16], const double B[16], double Out[16])
+{
+	double R[16];
+	for (int I = 0; I < 4; ++I)
+	{
+		for (int J = 0; J < 4; ++J)
+		{
+			double S = 0.0;
+			for (int K = 0; K < 4; ++K)
+			{
+				S += A[I * 4 + K] * B[K * 4 + J];
+			}
+			R[I * 4 + J] = S;
+		}
+	}
+	std::memcpy(Out, R, sizeof(R));
+}
+
+bool Invert4(const double M[16], double Out[16])
+{
+	// Gauss-Jordan with partial pivoting on [M | I].
+	double A[4][8];
+	for (int I = 0; I < 4; ++I)
+	{
+		for (int J = 0; J < 4; ++J)
+		{
+			A[I][J] = M[I * 4 + J];
+			A[I][J + 4] = I == J ? 1.0 : 0.0;
+		}
+	}
+	for (int Col = 0; Col < 4; ++Col)
+	{
+		int Pivot = Col;
+		for (int Row = Col + 1; Row < 4; ++Row)
+		{
+			if (std::fabs(A[Row][Col]) > std::fabs(A[Pivot][Col]))
+			{
+				Pivot = Row;
+			}
+		}
+		if (std::fabs(A[Pivot][Col]) < 1e-300)
+		{
+			return false;
+		}
+		if (Pivot != Col)
+		{
+			for (int J = 0; J < 8; ++J)
+			{
+				const double Tmp = A[Col][J];
+				A[Col][J] = A[Pivot][J];
+				A[Pivot][J] = Tmp;
+			}
+		}
+		const double Scale = 1.0 / A[Col][Col];
+		for (int J = 0; J < 8; ++J)
+		{
+			A[Col][J] *= Scale;
+		}
+		for (int Row = 0; Row < 4; ++Row)
+		{
+			if (Row != Col && A[Row][Col] != 0.0)
+			{
+				const double Factor = A[Row][Col];
+				for (int J = 0; J < 8; ++J)
+				{
+					A[Row][J] -= Factor * A[Col][J];
+				}
+			}
+		}
+	}
+	for (int I = 0; I < 4; ++I)
+	{
+		for (int J = 0; J < 4; ++J)
+		{
+			Out[I * 4 + J] = A[I][J + 4];
+		}
+	}
+	return true;
+}
+
+void FCameraTracker::Build(const FCameraInputs& In, nrb_camera& Out)
+{
+	std::memcpy(Out.position, In.Position, sizeof(Out.position));
+	std::memcpy(Out.forward, In.Forward, sizeof(Out.forward));
+	std::memcpy(Out.right, In.Right, sizeof(Out.right));
+	std::memcpy(Out.up, In.Up, sizeof(Out.up));
+
+	// world_to_view: rows right, up, -forward (the view looks down -Z)
+	double* WtoV = Out.world_to_view;
+	std::memset(WtoV, 0, sizeof(Out.world_to_view));
+	const double* Rows[3] = {In.Right, In.Up, In.Forward};
+	for (int R = 0; R < 3; ++R)
+	{
+		const double Sign = R == 2 ? -1.0 : 1.0;
+		for (int C = 0; C < 3; ++C)
+		{
+			WtoV[R * 4 + C] = Sign * Rows[R][C];
+		}
+		WtoV[R * 4 + 3] =
+			-Sign * (Rows[R][0] * In.Position[0] + Rows[R][1] * In.Position[1] + Rows[R][2] * In.Position[2]);
+	}
+	WtoV[15] = 1.0;
+
+	// view_to_clip: reversed Z, infinite far (device depth = near / distance), as Unreal renders
+	double* P = Out.view_to_clip;
+	std::memset(P, 0, sizeof(Out.view_to_clip));
+	P[0] = In.FocalY / In.Aspect;
+	P[5] = In.FocalY;
+	P[11] = In.Near;
+	P[14] = -1.0;
+	Invert4(P, Out.clip_to_view);
+
+	double ViewProj[16];
+	Mul4(P, WtoV, ViewProj);
+	const bool bReset = !bHavePrev || In.bCameraCut;
+	const double* Prev = bReset ? ViewProj : PrevViewProj;
+	double InvViewProj[16];
+	Invert4(ViewProj, InvViewProj);
+	Mul4(Prev, InvViewProj, Out.clip_to_prev_clip);
+	Invert4(Out.clip_to_prev_clip, Out.prev_clip_to_clip);
+	std::memcpy(PrevViewProj, ViewProj, sizeof(ViewProj));
+	bHavePrev = true;
+
+	Out.near_plane = In.Near;
+	Out.far_plane = std::numeric_limits<double>::infinity();
+	Out.fov_y = 2.0 * std::atan(1.0 / In.FocalY);
+	Out.aspect = In.Aspect;
+	Out.mv_scale[0] = Out.mv_scale[1] = 1.0;
+	Out.depth_inverted = 1;
+	Out.depth_infinite = 1;
+	Out.camera_motion_included = 1;
+	Out.reset = bReset ? 1 : 0;
+	Out.render_width = In.RenderWidth;
+	Out.render_height = In.RenderHeight;
+	Out.output_width = In.OutputWidth != 0 ? In.OutputWidth : In.RenderWidth;
+	Out.output_height = In.OutputHeight != 0 ? In.OutputHeight : In.RenderHeight;
+}
+
+// ------------------------------------------------------------------------------------------------- frames
+nrb_status SubmitFrame(nrb_client* Client, const FPackedFrame& Frame)
+{
+	if (Client == nullptr)
+	{
+		return NRB_ERROR_INVALID_ARGUMENT;
+	}
+	nrb_frame_info Info;
+	std::memset(&Info, 0, sizeof(Info));
+	Info.struct_size = sizeof(Info);
+	Info.struct_version = NRB_FRAME_INFO_VERSION;
+	Info.dt = Frame.Dt;
+	nrb_status Status = nrb_frame_begin(Client, &Info, nullptr);
+	if (Status != NRB_OK)
+	{
+		return Status;
+	}
+	for (int I = 0; I < NumTargets; ++I)
+	{
+		nrb_buffer_desc Desc;
+		std::memset(&Desc, 0, sizeof(Desc));
+		Desc.struct_size = sizeof(Desc);
+		Desc.struct_version = NRB_BUFFER_DESC_VERSION;
+		Desc.name = PackedTargets[I].Name;
+		Desc.format = PackedTargets[I].Format;
+		Desc.width = Frame.Width;
+		Desc.height = Frame.Height;
+		Desc.stride = Frame.RowPitchPixels[I] * nrb_format_bytes_per_pixel(PackedTargets[I].Format);
+		Desc.data = Frame.Data[I];
+		Desc.flags = PackedTargets[I].Flags;
+		Status = nrb_frame_tag_buffer(Client, &Desc);  // copies the rows
+		if (Status != NRB_OK)
+		{
+			return Status;
+		}
+	}
+	if (Frame.bHasSun)  // a 1x1 per-frame constant (docs/protocol.md 6.1)
+	{
+		nrb_buffer_desc Desc;
+		std::memset(&Desc, 0, sizeof(Desc));
+		Desc.struct_size = sizeof(Desc);
+		Desc.struct_version = NRB_BUFFER_DESC_VERSION;
+		Desc.name = SunDirection.Name;
+		Desc.format = SunDirection.Format;
+		Desc.width = Desc.height = 1;
+		Desc.stride = sizeof(Frame.SunTowards);
+		Desc.data = Frame.SunTowards;
+		Status = nrb_frame_tag_buffer(Client, &Desc);
+		if (Status != NRB_OK)
+		{
+			return Status;
+		}
+	}
+	Status = nrb_frame_set_camera(Client, &Frame.Camera);
+	if (Status != NRB_OK)
+	{
+		return Status;
+	}
+	return nrb_frame_submit(Client);  // returns at once; the client's I/O thread sends it
+}
+
+// ------------------------------------------------------------------------------------------------- results
+FResultPlan PlanResult(nrb_format Format)
+{
+	FResultPlan Plan;
+	switch (Format)
+	{
+	case NRB_FORMAT_RGBA8_SRGB: Plan.Texture = EResultTexture::Rgba8; Plan.bEncodeSrgb = false; break;
+	case NRB_FORMAT_RGBA8: Plan.Texture = EResultTexture::Rgba8; Plan.bEncodeSrgb = true; break;
+	case NRB_FORMAT_RGBA16F: Plan.Texture = EResultTexture::Rgba16f; Plan.bEncodeSrgb = true; break;
+	case NRB_FORMAT_RGBA32F: Plan.Texture = EResultTexture::Rgba32f; Plan.bEncodeSrgb = true; break;
+	default: return Plan;
+	}
+	Plan.BytesPerPixel = nrb_format_bytes_per_pixel(Format);
+	return Plan;
+}
+
+// ------------------------------------------------------------------------------------------------- statistics
+const char* StateName(nrb_connection_state State)
+{
+	switch (State)
+	{
+	case NRB_STATE_DISABLED: return "disabled";
+	case NRB_STATE_CONNECTING: return "connecting";
+	case NRB_STATE_CONNECTED: return "connected";
+#if NRB_GLUE_HAS_REFUSAL
+	case NRB_STATE_REFUSED: return "refused";
+#endif
+	default: return "unknown";
+	}
+}
+
+FStatsView ReadStats(const nrb_client* Client)
+{
+	FStatsView View;
+	std::memset(&View.Raw, 0, sizeof(View.Raw));
+	View.Raw.struct_size = sizeof(View.Raw);
+	View.Raw.struct_version = NRB_STATS_VERSION;
+	if (Client == nullptr || nrb_get_stats(Client, &View.Raw) != NRB_OK)
+	{
+		View.State = "no client";
+		return View;
+	}
+	View.bValid = true;
+	View.State = StateName(View.Raw.state);
+#if NRB_GLUE_HAS_REFUSAL
+	View.bRefused = View.Raw.state == NRB_STATE_REFUSED;
+	if (View.bRefused)
+	{
+		View.RefusalCode = View.Raw.refusal_code;
+		// the library NUL-terminates it; bound the read anyway
+		const char* Message = View.Raw.refusal_message;
+		const void* End = std::memchr(Message, 0, sizeof(View.Raw.refusal_message));
+		View.RefusalMessage.assign(Message, End != nullptr ? static_cast<const char*>(End) - Message
+														  : sizeof(View.Raw.refusal_message));
+	}
+#endif
+	return View;
+}
+
+std::string StatsLine(const FStatsView& Stats)
+{
+	if (!Stats.bValid)
+	{
+		return "Neural rendering: no client (see the log)";
+	}
+	std::string Line;
+	if (Stats.bRefused)
+	{
+		Line = "Neural rendering REFUSED by the renderer (code " + std::to_string(Stats.RefusalCode) + "): " +
+			(Stats.RefusalMessage.empty() ? std::string("no reason given") : Stats.RefusalMessage) +
+			". Toggle neural rendering off and on to retry. ";
+	}
+	char Numbers[256];
+	std::snprintf(Numbers, sizeof(Numbers),
+		"Neural rendering: %s, sent %llu, results %llu, fallbacks %llu, reconnects %llu, rtt p50 %.1f ms p95 %.1f ms",
+		Stats.State.c_str(), static_cast<unsigned long long>(Stats.Raw.frames_sent),
+		static_cast<unsigned long long>(Stats.Raw.results_received), static_cast<unsigned long long>(Stats.Raw.fallbacks),
+		static_cast<unsigned long long>(Stats.Raw.reconnects), Stats.Raw.rtt_p50_ms, Stats.Raw.rtt_p95_ms);
+	return Line + Numbers;
+}
+
+bool RetryIfRefused(nrb_client* Client)
+{
+#if NRB_GLUE_HAS_REFUSAL
+	if (Client != nullptr && ReadStats(Client).bRefused)
+	{
+		return nrb_client_retry(Client) == NRB_OK;
+	}
+#else
+	(void)Client;
+#endif
+	return false;
+}
+}  // namespace nrbglue
