@@ -199,6 +199,7 @@ const char* state_name(nrb_connection_state s) {
     case NRB_STATE_DISABLED: return "disabled";
     case NRB_STATE_CONNECTING: return "connecting";
     case NRB_STATE_CONNECTED: return "connected";
+    case NRB_STATE_REFUSED: return "refused";
     default: return "unknown";
   }
 }
@@ -472,7 +473,15 @@ class PyClient {
     d["doorbell_active"] = s.doorbell_active != 0;
     d["compression"] = compression_str(s.compression_active);
     d["session"] = s.session;
+    d["refusal_code"] = s.refusal_code;
+    d["refusal_message"] = py::str(s.refusal_message);  // cut UTF-8-safely by libnrb
     return d;
+  }
+
+  void retry() {
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.retry();
   }
 
   std::string last_error() { return client_ ? std::string(nrb_last_error(client_->handle())) : std::string(); }
@@ -545,8 +554,15 @@ curve_secret_key (Z85), log (callable(level: int, message: str), called on the I
            "with_info=True returns (array, {frame_id, age_frames, round_trip_ms, server_ms, format}).")
       .def_property("enabled", &PyClient::enabled, &PyClient::set_enabled,
                     "Neural rendering on/off (off: no traffic at all; on: reconnects and resumes).")
-      .def("stats", &PyClient::stats, "Counters, round-trip percentiles and connection state as a dict.")
-      .def_property_readonly("last_error", &PyClient::last_error, "Text of the last error of this client.");
+      .def("stats", &PyClient::stats,
+           "Counters, round-trip percentiles and connection state as a dict. state: 'disabled', 'connecting', "
+           "'connected' or 'refused' (an ERROR answered HELLO; refusal_code and refusal_message say why, "
+           "retry() or enabled off and on asks again).")
+      .def("retry", &PyClient::retry,
+           "Leave the 'refused' state and ask the renderer again (nrb_client_retry); a no-op in any other state.")
+      .def_property_readonly("last_error", &PyClient::last_error,
+                             "Text of the last error of this client: a failing call, or its connection (the "
+                             "renderer's refusal, no WELCOME in time).");
 
   m.def("client_version", [] { return std::string(nrb_get_version_string()); }, "libnrb client version.");
 }

@@ -1,11 +1,12 @@
 """The plugin's view of the engine client: a thin adapter over ``bridge._native.Client`` (``libnrb``'s C ABI).
 
 The plugin calls only the verbs of the C ABI (``nrb.h``): frame begin, tag buffer, set camera, submit, acquire
-newest result (or none → fall back), set enabled, fire event, set style, stats, last error. :func:`make_client`
+newest result (or none → fall back), set enabled, fire event, set style, stats, last error, retry. :func:`make_client`
 returns a :class:`NativeClient` when the compiled extension has ``Client``, else a :class:`PyClient`: the same
 behaviour in pure Python over ``bridge.client`` (a background I/O thread, frames in flight, deadlines, reconnect
-with back-off, events re-sent after a lost frame), so that the plugin also runs from a source checkout without the
-C++ extension. ``NRB_PANDA3D_CLIENT=native|python`` forces one.
+with back-off, events re-sent after a lost frame; a session the renderer refuses is not asked for again until
+``retry()`` or a disable/enable: state ``"refused"``), so that the plugin also runs from a source checkout without
+the C++ extension. ``NRB_PANDA3D_CLIENT=native|python`` forces one.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ class ClientStats:
     rtt_p50_ms: float = 0.0
     rtt_p95_ms: float = 0.0
     rtt_p99_ms: float = 0.0
-    state: str = "disabled"
+    state: str = "disabled"  # "disabled", "connecting", "connected" or "refused" (nrb_connection_state)
     session: int = 0
+    refusal_code: int = 0  # while "refused": the protocol code of the ERROR that answered HELLO (0: none)
+    refusal_message: str = ""  # and its message (at most 255 bytes, as libnrb's nrb_stats.refusal_message)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -122,7 +125,7 @@ class ClientStats:
         kw = {k: m[k] for k in known if k in m}
         st = kw.get("state")
         if isinstance(st, int | np.integer):
-            kw["state"] = {0: "disabled", 1: "connecting", 2: "connected"}.get(int(st), str(st))
+            kw["state"] = {0: "disabled", 1: "connecting", 2: "connected", 3: "refused"}.get(int(st), str(st))
         elif st is not None and not isinstance(st, str):
             kw["state"] = str(getattr(st, "name", st)).lower().replace("nrb_state_", "")
         return cls(**kw, extra={k: v for k, v in m.items() if k not in known})
@@ -191,6 +194,10 @@ class NativeClient:
     def last_error(self) -> str:
         return str(self._c.last_error)
 
+    def retry(self) -> None:
+        """Ask a renderer that refused the session again (``nrb_client_retry``); a no-op in any other state."""
+        self._c.retry()
+
     def close(self) -> None:
         if self._c is not None:
             self._c.close()
@@ -232,6 +239,8 @@ class PyClient:
         self._stats = ClientStats(state="connecting" if self._enabled else "disabled")
         self._rtts: collections.deque[float] = collections.deque(maxlen=1024)
         self._error = ""
+        self._refused = False  # an ERROR answered HELLO: no traffic until retry() or a disable/enable
+        self._retry = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._last_begin_ns = 0
@@ -289,6 +298,8 @@ class PyClient:
     # any thread -------------------------------------------------------------------------------------------
     def set_enabled(self, enabled: bool) -> None:
         with self._lock:
+            if enabled and not self._enabled and self._refused:
+                self._retry = True  # the player's toggle (off, then on) asks a refusing renderer again
             self._enabled = bool(enabled)
             if not enabled:
                 if self._latest is not None:
@@ -334,6 +345,14 @@ class PyClient:
     def last_error(self) -> str:
         return self._error
 
+    def retry(self) -> None:
+        """Leave the ``"refused"`` state and ask the renderer again; a no-op in any other state."""
+        with self._lock:
+            if not self._refused:
+                return
+            self._retry = True
+        self._wake.set()
+
     def _debug(self) -> str:
         with self._lock:
             return (f"latest={None if self._latest is None else self._latest.frame_id} "
@@ -357,6 +376,7 @@ class PyClient:
         max_in_flight = self.config.frames_in_flight
         last_heard = time.monotonic()
         handshakes = 0
+        no_welcome = 0  # handshake timeouts in a row
 
         def drop_connection(reason: str) -> None:
             nonlocal conn
@@ -381,9 +401,23 @@ class PyClient:
             if not self._enabled:
                 if conn is not None:
                     drop_connection("disabled")
+                with self._lock:
+                    self._refused = self._retry = False  # enabling connects again
                 self._wake.wait(0.05)
                 self._wake.clear()
                 continue
+            if self._refused:
+                with self._lock:
+                    retry, self._retry = self._retry, False
+                    if retry:
+                        self._refused = False
+                        self._stats.state = "connecting"
+                if not retry:
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+                    continue
+                log.info("asking %s again after its refusal", self.config.endpoint)
+                backoff = self.config.reconnect_backoff_min_ms / 1000.0
             if conn is None:
                 conn = Client(self.config.endpoint, timeout=self.config.handshake_timeout_ms / 1000.0,
                               client_name="nrb-py/0.1.0", **self.config.curve())
@@ -391,8 +425,22 @@ class PyClient:
                     out = self.config.output_size or self.config.render_size
                     w = conn.hello(self.config.render_size, self._specs, output_size=out,
                                    engine=self.config.engine_name, engine_version=self.config.engine_version)
-                except (TimeoutError, RemoteError, zmq.ZMQError) as exc:
-                    self._error = f"handshake with {self.config.endpoint} failed: {exc}"
+                except RemoteError as exc:
+                    # An ERROR answered HELLO: the renderer refused the session. Asking again would get the same
+                    # answer, so wait for retry() or the player's toggle (nrb.h, NRB_STATE_REFUSED).
+                    conn.close()
+                    conn = None
+                    self._refuse(exc.error)
+                    continue
+                except (TimeoutError, zmq.ZMQError) as exc:
+                    if isinstance(exc, TimeoutError):
+                        # Not a refusal: a lazy ZeroMQ connection cannot tell "no server there" from "no answer".
+                        no_welcome += 1
+                        self._error = (f"no WELCOME from {self.config.endpoint} within "
+                                       f"{self.config.handshake_timeout_ms} ms (is `nrb serve` running there?); "
+                                       f"{no_welcome} attempt{'s' if no_welcome != 1 else ''} so far, retrying")
+                    else:
+                        self._error = f"handshake with {self.config.endpoint} failed: {exc}"
                     conn.close()
                     conn = None
                     self._stop.wait(backoff)
@@ -402,10 +450,13 @@ class PyClient:
                 backoff = self.config.reconnect_backoff_min_ms / 1000.0
                 max_in_flight = max(1, min(self.config.frames_in_flight, w.max_in_flight))
                 handshakes += 1
+                no_welcome = 0
                 with self._lock:
                     self._stats.reconnects = max(0, handshakes - 1)
                     self._stats.state = "connected"
                     self._stats.session = w.session
+                    self._stats.refusal_code, self._stats.refusal_message = 0, ""
+                    self._error = ""  # the connection's complaints end with the session they were about
                 last_heard = time.monotonic()
             # send the newest submitted frame when there is room
             item = None
@@ -456,6 +507,19 @@ class PyClient:
                 self._wake.clear()
         if conn is not None:
             drop_connection("disabled")
+
+    def _refuse(self, error: Any) -> None:
+        text = (f"the renderer at {self.config.endpoint} refused the session: {error.name} ({error.code}): "
+                f"{error.message}")
+        log.error("%s; not asking again until retry() or a disable/enable", text)
+        with self._lock:
+            self._stats.errors_received += 1
+            self._stats.refusal_code = min(int(error.code), 2**31 - 1)
+            # cut as libnrb cuts nrb_stats.refusal_message: at most 255 bytes, never inside a UTF-8 sequence
+            self._stats.refusal_message = str(error.message).encode()[:255].decode("utf-8", "ignore")
+            self._stats.state = "refused"
+            self._refused, self._retry = True, False
+            self._error = text
 
     def _on_answer(self, msg: Any, result_type: type, error_type: type) -> None:
         now = time.monotonic_ns()

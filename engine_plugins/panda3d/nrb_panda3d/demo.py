@@ -114,10 +114,15 @@ class GameSession:
         return False
 
     def wait_connected(self, timeout: float = 30.0) -> bool:
+        """True once a session is up; False after ``timeout``, or at once when the renderer refused the session
+        (``client.last_error()`` says why)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.client.stats().state == "connected":
+            state = self.client.stats().state
+            if state == "connected":
                 return True
+            if state == "refused":
+                return False
             time.sleep(0.01)
         return False
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import textwrap
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,6 +53,20 @@ from nrb_panda3d.lights import LIGHTING_FORMATS, scene_lighting
 log = logging.getLogger("nrb.panda3d")
 
 RASTER, NEURAL = "raster", "neural"
+
+
+def overlay_text(s: Mapping[str, Any], width: int = 72) -> str:
+    """The statistics overlay's text for :meth:`NeuralRendering.stats` ``s``. When the renderer refused the session
+    (state ``refused``) its second line is ``REFUSED: <the renderer's message>``, wrapped to ``width`` columns: the
+    game shows its own image until the player toggles neural rendering off and on (or the game calls ``retry()``)."""
+    lines = [f"{'NEURAL' if s['source'] == NEURAL else 'RASTER'}  {s['fps']:.0f} fps  [{s['state']}]"]
+    if s["state"] == "refused":
+        why = s.get("refusal_message") or s.get("last_error") or "no reason given"
+        lines += textwrap.wrap(f"REFUSED: {why}", width, subsequent_indent="  ", break_long_words=True)
+    lines += [f"rtt p50 {s['rtt_p50_ms']:.1f} ms  p95 {s['rtt_p95_ms']:.1f} ms",
+              f"sent {s['frames_sent']}  results {s['results_received']}  fallbacks {s['fallbacks']}"
+              f"  reconnects {s['reconnects']}"]
+    return "\n".join(lines)
 
 
 def _srgb8(pixels: np.ndarray) -> np.ndarray:
@@ -219,8 +235,14 @@ class NeuralRendering:
         log.info("neural rendering %s", "on" if value else "off")
 
     def toggle(self) -> None:
-        """Flip :attr:`enabled` (bound to the toggle key)."""
+        """Flip :attr:`enabled` (bound to the toggle key). Off and on again also asks a renderer that refused the
+        session once more."""
         self.enabled = not self._enabled
+
+    def retry(self) -> None:
+        """Ask a renderer that refused the session (stats ``state == "refused"``, shown on the overlay as
+        ``REFUSED: <message>``) again, e.g. after the server was fixed; a no-op otherwise (``nrb_client_retry``)."""
+        self.client.retry()
 
     def set_style(self, style: str, strength: float = 1.0, over: float = 0.0, target: TargetLike = None) -> None:
         """Move ``target`` (None: whole world; ``("object", [ids])``; ``("material", [ids])``) toward ``style``
@@ -237,7 +259,7 @@ class NeuralRendering:
         self._stats_cache = s
         out = asdict(s)
         out.update(fps=self.fps, source=self.source, enabled=self._enabled, frame=self.frame,
-                   client=getattr(self.client, "kind", "?"))
+                   client=getattr(self.client, "kind", "?"), last_error=self.client.last_error())
         return out
 
     @property
@@ -353,12 +375,7 @@ class NeuralRendering:
         return task.cont
 
     def _update_overlay(self) -> None:
-        s = self.stats()
-        self.overlay.setText(
-            f"{'NEURAL' if s['source'] == NEURAL else 'RASTER'}  {s['fps']:.0f} fps  [{s['state']}]\n"
-            f"rtt p50 {s['rtt_p50_ms']:.1f} ms  p95 {s['rtt_p95_ms']:.1f} ms\n"
-            f"sent {s['frames_sent']}  results {s['results_received']}  fallbacks {s['fallbacks']}"
-            f"  reconnects {s['reconnects']}")
+        self.overlay.setText(overlay_text(self.stats()))
 
     def destroy(self) -> None:
         """Remove the tasks, buffers and the client (the game keeps running with its own image)."""
