@@ -123,6 +123,9 @@ def test_targets_are_normalized_and_validated():
 def test_client_stats_from_mapping_understands_numeric_state():
     s = ClientStats.from_mapping({"frames_sent": 3, "state": 2, "custom": 1})
     assert s.frames_sent == 3 and s.state == "connected" and s.extra == {"custom": 1}
+    s = ClientStats.from_mapping({"state": 3, "refusal_code": 6, "refusal_message": "buffers: needs albedo"})
+    assert s.state == "refused" and s.refusal_code == 6 and s.refusal_message == "buffers: needs albedo"
+    assert s.extra == {}
 
 
 # ------------------------------------------------------------------------------------------------- hooks
