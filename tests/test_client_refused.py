@@ -282,3 +282,26 @@ def test_the_panda3d_overlay_shows_the_refusal(servers: Servers, kind: str) -> N
     assert out["source"] == "raster"
     assert "[refused]" in out["overlay"]
     assert "REFUSED: render_size 160x120 is more than this server's --max-pixels 100" in out["overlay"]
+
+
+@pytest.mark.parametrize("kind", ["native", "python"])
+def test_a_full_server_is_not_a_refusal_the_client_waits_for_a_free_session(servers: Servers, kind: str) -> None:
+    """OVERLOADED (the server is at --max-sessions) passes when another session ends: the client backs off, says
+    why, and connects once a session is free, without the player having to toggle anything."""
+    endpoint = servers.start("--renderer", "passthrough", "--max-sessions", "1")
+    first = ENGINES[kind](endpoint)
+    try:
+        assert wait_until(lambda: first.stats()["state"] == "connected"), first.last_error()
+        second = ENGINES[kind](endpoint)
+        try:
+            assert wait_until(lambda: "OVERLOADED" in second.last_error()), second.last_error()
+            s = second.stats()
+            assert s["state"] == "connecting" and s["refusal_code"] == 0, s
+            assert "busy" in second.last_error() and "1 sessions" in second.last_error()
+            first.close()
+            assert wait_until(lambda: second.stats()["state"] == "connected", timeout=10.0), second.last_error()
+            assert wait_until(second.frame, timeout=5.0)
+        finally:
+            second.close()
+    finally:
+        first.close()

@@ -600,8 +600,16 @@ void IoThread::handle_error(const wire::Error& e, TimePoint now) {
   std::string what = "renderer error " + std::string(wire::error_name(e.code)) + ": " + e.message;
   if (e.frame) what += " (frame " + std::to_string(*e.frame) + ")";
   if (state_ == State::handshaking && !e.session && !e.frame) {
-    // The answer to HELLO (which has neither): the renderer refused the session.
     pipeline_.count_error();
+    if (e.code == wire::ErrorCode::OVERLOADED) {
+      // The server is at its session limit: that passes when another session ends, so this is no refusal. Back
+      // off and ask again, saying why (docs/protocol.md 5.8).
+      pipeline_.connection_error("the renderer at " + opts_.endpoint + " is busy: OVERLOADED (12): " + e.message +
+                                 "; asking again in " + std::to_string(backoff_ms_) + " ms");
+      fail("renderer overloaded: " + e.message, now, /*quick_retry=*/false);
+      return;
+    }
+    // The answer to HELLO (which has neither): the renderer refused the session.
     refuse(e);
     return;
   }

@@ -369,7 +369,7 @@ class PyClient:
         import zmq
 
         from bridge.client import Client, RemoteError
-        from bridge.protocol import Buffer, Camera, Error, Result, Welcome
+        from bridge.protocol import Buffer, Camera, Error, ErrorCode, Result, Welcome
 
         backoff = self.config.reconnect_backoff_min_ms / 1000.0
         conn: Client | None = None
@@ -426,10 +426,17 @@ class PyClient:
                     w = conn.hello(self.config.render_size, self._specs, output_size=out,
                                    engine=self.config.engine_name, engine_version=self.config.engine_version)
                 except RemoteError as exc:
-                    # An ERROR answered HELLO: the renderer refused the session. Asking again would get the same
-                    # answer, so wait for retry() or the player's toggle (nrb.h, NRB_STATE_REFUSED).
                     conn.close()
                     conn = None
+                    if exc.error.code == ErrorCode.OVERLOADED:
+                        # At its session limit: that passes when another session ends, so back off and ask again.
+                        self._error = (f"the renderer at {self.config.endpoint} is busy: OVERLOADED (12): "
+                                       f"{exc.error.message}; asking again in {int(backoff * 1000)} ms")
+                        self._stop.wait(backoff)
+                        backoff = min(backoff * 2, self.config.reconnect_backoff_max_ms / 1000.0)
+                        continue
+                    # An ERROR answered HELLO: the renderer refused the session. Asking again would get the same
+                    # answer, so wait for retry() or the player's toggle (nrb.h, NRB_STATE_REFUSED).
                     self._refuse(exc.error)
                     continue
                 except (TimeoutError, zmq.ZMQError) as exc:
