@@ -697,9 +697,12 @@ class Server:
         self._events_in.append(time.monotonic())
         self._metrics.frames_in.inc()
         item = QueuedFrame(routing_id, msg, frames, received, decode_ms)
+        answers: list[list[Any]] = []
         with self._work:
             in_flight = len(sess.queue) + sess.busy
             if in_flight >= self.config.max_in_flight:
+                # Over the announced limit (a misbehaving engine): not rendered, answered OVERLOADED in turn; its
+                # events still apply. It supersedes nothing.
                 if in_flight >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
                     log.warning("session %d: frame %d dropped outright, its events are lost", sess.id, msg.frame)
                     raise ProtocolError(ErrorCode.OVERLOADED,
@@ -707,8 +710,66 @@ class Server:
                 item.style_only = True
                 item.frame = dataclasses.replace(msg, buffers=[])
                 item.wire = [frames[0]]
+            else:
+                # Latest frame wins: frames of this session still waiting are superseded by this one. Each is
+                # answered "skipped" now (every FRAME gets exactly one answer) and rides on this frame, header only,
+                # so that its events and style commands are applied in order, each at its own frame time, first.
+                while sess.queue:
+                    old = sess.queue.popleft()
+                    item.carried.extend(old.carried)
+                    old.carried = []
+                    if not old.style_only and not old.answered:
+                        old = old.header_only()
+                        old.answered = True
+                        old.skip_reason = "superseded"
+                        old.skip_wire = self._skip_answer(sess, old, answers)
+                        sess.stats.superseded += 1
+                        self.counts["superseded"] += 1
+                    item.carried.append(old)
+                if self._cannot_make_deadline(sess, item, time.monotonic()):
+                    item = self._answered_late(sess, item, answers)
             sess.queue.append(item)
             self._work.notify()
+        for wire in answers:
+            self._forward([routing_id, *wire])
+
+    def _skip_answer(self, sess: Session, item: QueuedFrame, answers: list[list[Any]]) -> list[Any]:
+        """Encode the ``skipped`` RESULT for ``item`` (sent by the caller), count it, and return its wire."""
+        waited = (time.perf_counter_ns() - item.received_ns) / 1e6
+        timing = Timing(queue_ms=waited, decode_ms=item.decode_ms, total_ms=waited)
+        wire = encode(Result(sess.id, item.frame.frame, "skipped", timing))
+        answers.append(wire)
+        sess.stats.skipped += 1
+        self.counts["skipped"] += 1
+        self._metrics.skipped.inc()
+        return wire
+
+    def _cannot_make_deadline(self, sess: Session, item: QueuedFrame, now: float, waited_ms: float | None = None,
+                              ) -> bool:
+        """Whether ``item`` cannot be answered within its deadline, judging by the session's recent processing
+        times: the time it has waited (``waited_ms``; on arrival, what is left of the session's frame in progress)
+        plus one estimated processing time. Caller holds ``self._work``. Never true without an estimate, nor when a
+        probe is due (see ``WorkEstimate``)."""
+        est = sess.work.estimate_ms()
+        if est is None or sess.work.probe_due(now):
+            return False
+        if waited_ms is None:
+            waited_ms = item.decode_ms
+            if sess.busy:
+                waited_ms += max(0.0, est - (now - sess.busy_since) * 1e3)
+        return waited_ms + est > item.frame.deadline_ms
+
+    def _answered_late(self, sess: Session, item: QueuedFrame, answers: list[list[Any]]) -> QueuedFrame:
+        """Answer ``item`` ``skipped`` now (it cannot make its deadline); return it header only, to be queued so
+        that its events and style commands are applied in order."""
+        late = item.header_only()
+        late.carried = item.carried
+        late.answered = True
+        late.skip_reason = "late"
+        late.skip_wire = self._skip_answer(sess, late, answers)
+        sess.stats.predicted_late += 1
+        self.counts["predicted_late"] += 1
+        return late
 
     def _validate_frame(self, sess: Session, frame: Frame) -> None:
         if sess.last_frame is not None and frame.frame <= sess.last_frame:
@@ -768,6 +829,7 @@ class Server:
             sess = self.sessions.get(sid)
             if sess is not None and sess.queue:
                 sess.busy = True
+                sess.busy_since = time.monotonic()
                 return sess, sess.queue.popleft()
         return None
 
@@ -789,12 +851,11 @@ class Server:
             wire: list[Any] = encode(dataclasses.replace(frame, buffers=inline, result_slot=None))
         else:
             wire = [f.buffer if hasattr(f, "buffer") else f for f in item.wire]
-        self._rec("frame", sess.id, frame.frame, wire, time.time_ns(), item.style_only)
+        self._rec("frame", sess.id, frame.frame, wire, time.time_ns(), item.style_only or item.answered)
 
-    def _process(self, sess: Session, item: QueuedFrame) -> None:
+    def _apply(self, sess: Session, item: QueuedFrame) -> float:
+        """Record ``item`` and run its style pipeline (commands, hooks) at its frame time; return that time."""
         frame = item.frame
-        dequeued = time.perf_counter_ns()
-        queue_ms = (dequeued - item.received_ns) / 1e6
         hookset = self._hooks_for_frame()
         self._record_frame(sess, item)
         if frame.camera is not None and frame.camera.reset:
@@ -805,19 +866,43 @@ class Server:
             sess.stats.hook_errors += len(hook_errors)
             self._metrics.hook_errors.inc(len(hook_errors))
             self.hook_log.report(hook_errors)
+        return t
+
+    def _apply_unrendered(self, sess: Session, item: QueuedFrame) -> None:
+        """A frame that is not rendered: apply its events and style commands; answer OVERLOADED when it came over
+        the in-flight limit (a frame already answered ``skipped`` only has its answer recorded)."""
+        self._apply(sess, item)
+        frame = item.frame
+        timing = Timing(queue_ms=(time.perf_counter_ns() - item.received_ns) / 1e6, decode_ms=item.decode_ms)
+        if item.answered:
+            assert item.skip_wire is not None
+            self._record_result(sess, frame.frame, "skipped", item.skip_wire, None, timing)
+            return
+        sess.stats.rejected += 1
+        err = self._send_error(item.routing_id, ProtocolError(
+            ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
+                                  "frame not rendered"), sess.id, frame.frame, sess.doorbell)
+        self._record_result(sess, frame.frame, "error", [encode(err)[0]], None, timing, err.message)
+
+    def _process(self, sess: Session, item: QueuedFrame) -> None:
+        for older in item.carried:  # superseded frames first, in order (latest frame wins)
+            self._apply_unrendered(sess, older)
+        if item.answered or item.style_only:
+            self._apply_unrendered(sess, item)
+            return
+        frame = item.frame
+        dequeued = time.perf_counter_ns()
+        queue_ms = (dequeued - item.received_ns) / 1e6
+        t = self._apply(sess, item)
         timing = Timing(queue_ms=queue_ms, decode_ms=item.decode_ms)
 
         def elapsed(since: int) -> float:
             return (time.perf_counter_ns() - since) / 1e6
 
-        if item.style_only:
-            sess.stats.rejected += 1
-            err = self._send_error(item.routing_id, ProtocolError(
-                ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
-                                      "frame not rendered"), sess.id, frame.frame, sess.doorbell)
-            self._record_result(sess, frame.frame, "error", [encode(err)[0]], None, timing, err.message)
-            return
-        if queue_ms > frame.deadline_ms:
+        with self._work:
+            late = queue_ms > frame.deadline_ms or self._cannot_make_deadline(sess, item, time.monotonic(),
+                                                                              queue_ms)
+        if late:
             timing.style_ms = elapsed(dequeued)
             timing.total_ms = elapsed(item.received_ns)
             wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing), sess.doorbell)
@@ -844,6 +929,7 @@ class Server:
         timing.encode_ms = elapsed(t_encode)
         timing.total_ms = elapsed(item.received_ns)
         sess.stats.rendered += 1  # counted before sending: the engine may say BYE as soon as it has the result
+        sess.work.add(elapsed(dequeued))
         sess.stats.latencies_ms.append(timing.total_ms)
         self._latencies.append(timing.total_ms)
         self._events_out.append(time.monotonic())

@@ -8,6 +8,7 @@ same ``StyleState`` and therefore the same style maps, bit for bit.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -90,6 +91,44 @@ class SessionStats:
     render_failed: int = 0
     hook_errors: int = 0
     latencies_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=512))
+    superseded: int = 0  # answered "skipped" because a newer frame of the session arrived while it was queued
+    predicted_late: int = 0  # answered "skipped" because it could not finish before its deadline
+
+
+class WorkEstimate:
+    """A session's recent processing times (dequeue to answer sent: style, render, encode), to predict whether a
+    frame can still make its deadline.
+
+    The estimate is the 90th percentile of the last ``window`` times; the session's first render (model warm-up) is
+    not counted, and nothing is predicted from fewer than ``min_samples``. A prediction may only skip frames for a
+    while: once ``probe_after`` seconds (at least ``probe_factor`` estimates) have passed since the session's last
+    render, the next frame is rendered anyway, so that an estimate spoilt by a slow spell is refreshed.
+    """
+
+    def __init__(self, window: int = 20, min_samples: int = 3, probe_after: float = 1.0,
+                 probe_factor: float = 10.0) -> None:
+        self.samples: collections.deque[float] = collections.deque(maxlen=window)
+        self.min_samples = min_samples
+        self.probe_after = probe_after
+        self.probe_factor = probe_factor
+        self.seen = 0
+        self.last_render: float = time.monotonic()
+
+    def add(self, ms: float, now: float | None = None) -> None:
+        self.seen += 1
+        self.last_render = time.monotonic() if now is None else now
+        if self.seen > 1:
+            self.samples.append(ms)
+
+    def estimate_ms(self) -> float | None:
+        if len(self.samples) < self.min_samples:
+            return None
+        return float(np.percentile(np.fromiter(self.samples, float), 90))
+
+    def probe_due(self, now: float | None = None) -> bool:
+        est = self.estimate_ms() or 0.0
+        now = time.monotonic() if now is None else now
+        return now - self.last_render >= max(self.probe_after, self.probe_factor * est / 1e3)
 
 
 @dataclass
@@ -102,6 +141,24 @@ class QueuedFrame:
     received_ns: int
     decode_ms: float
     style_only: bool = False  # over the in-flight limit: apply its events, answer OVERLOADED, do not render
+    #: Already answered ``skipped`` when it arrived or was superseded (``skip_wire`` is that answer, for the capture):
+    #: only its events and style commands remain to be applied.
+    answered: bool = False
+    skip_wire: list[Any] | None = None
+    skip_reason: str = ""
+    #: Older frames of the session this one superseded (latest frame wins), oldest first: their events and style
+    #: commands are applied, each at its own frame time, before this frame's.
+    carried: list[QueuedFrame] = field(default_factory=list)
+
+    @property
+    def deadline_ns(self) -> int:
+        """When the result stops being useful (received + deadline_ms): the scheduler's EDF key."""
+        return self.received_ns + int(self.frame.deadline_ms * 1e6)
+
+    def header_only(self) -> QueuedFrame:
+        """This frame without its pixels (buffers dropped, wire reduced to the header), to be carried."""
+        return dataclasses.replace(self, frame=dataclasses.replace(self.frame, buffers=[]), wire=self.wire[:1],
+                                   carried=[])
 
 
 @dataclass
@@ -121,7 +178,9 @@ class Session:
     history: dict[str, Any] = field(default_factory=dict)
     stats: SessionStats = field(default_factory=SessionStats)
     last_frame: int | None = None
-    busy: bool = False  # the render thread is processing one of its frames
+    busy: bool = False  # a render worker is processing one of its frames
+    busy_since: float = 0.0  # time.monotonic() when it started
+    work: WorkEstimate = field(default_factory=WorkEstimate)
     last_seen: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.monotonic)
     logged_failures: set[str] = field(default_factory=set)

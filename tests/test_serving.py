@@ -1,0 +1,128 @@
+"""Serving as a player sees it (issue #14): latest frame wins, deadline-aware skipping, fair sessions.
+
+Real ``nrb serve`` processes on loopback with ``tests/helpers/gate_renderer.py``, a renderer the test controls: a
+frame whose id ends in 7 blocks until the test lets it go, so which frames wait, which supersede which and which
+reach the renderer is decided by the test, never by how fast this (shared, noisy) machine happens to be. Nothing
+here asserts on a duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, served
+
+from bridge.capture import CaptureReader
+from bridge.commands.replay import SessionReplay
+from bridge.protocol import Event, StyleCommand
+from bridge.style import DEFAULT_LIBRARY
+
+HERE = Path(__file__).resolve().parent
+GATE = f"{HERE / 'helpers' / 'gate_renderer.py'}:make"
+
+
+def _wait_for(path: Path, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path.name} did not appear"
+        time.sleep(0.002)
+
+
+def _rendered(gate_dir: Path) -> list[tuple[str, int]]:
+    log = gate_dir / "rendered.log"
+    if not log.exists():
+        return []
+    return [(size, int(f)) for size, f in (line.split() for line in log.read_text().splitlines())]
+
+
+@pytest.fixture()
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, Path, Path]]:
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    capture = tmp_path / "serving.nrbcap"
+    monkeypatch.setenv("NRB_TEST_EVENT_LOG", str(tmp_path / "events.log"))  # read by record_events_hooks.py
+    with served(tmp_path, "--renderer", GATE, "-o", f"dir={gate_dir}", "-o", "sleep_ms=20", "--record",
+                str(capture), "--hooks", str(HERE / "helpers" / "record_events_hooks.py"),
+                "--max-in-flight", "4") as srv:
+        yield srv, gate_dir, capture
+
+
+def test_a_newer_frame_supersedes_a_queued_one_carrying_its_events_and_styles_in_order(
+        gate: tuple[RunningServer, Path, Path], tmp_path: Path) -> None:
+    srv, gate_dir, capture = gate
+    with srv.client() as c:
+        c.hello(SIZE, ALBEDO_SPEC)
+        bufs = albedo_only()
+        slow = c.send_frame(bufs, frame=7, deadline_ms=60000)
+        _wait_for(gate_dir / "started-7")  # frame 7 is being rendered: what follows has to wait
+        a = c.send_frame(bufs, frame=8, deadline_ms=60000, events=[Event("first")],
+                         styles=[StyleCommand("noir", 1.0, 0.0)])
+        b = c.send_frame(bufs, frame=9, deadline_ms=60000, events=[Event("second"), Event("third")],
+                         styles=[StyleCommand("toon", 1.0, 0.0)])
+        newest = c.send_frame(bufs, frame=10, deadline_ms=60000, events=[Event("fourth")])
+        # the superseded frames are answered at once, while frame 7 is still rendering
+        assert c.result(a).status == "skipped"
+        assert c.result(b).status == "skipped"
+        assert not (gate_dir / "go-7").exists()
+        (gate_dir / "go-7").touch()
+        assert c.result(slow).status == "ok"
+        done = c.result(newest)
+        assert done.status == "ok" and done.output is not None
+        c.bye()
+    time.sleep(0.3)  # the capture's last chunks are written by the server's writer thread
+    assert _rendered(gate_dir) == [("96x64", 7), ("96x64", 10)]  # 8 and 9 never reached the renderer
+    assert (tmp_path / "events.log").read_text().split() == ["EVENT", "first", "EVENT", "second", "EVENT", "third",
+                                                            "EVENT", "fourth"]
+    with CaptureReader(capture) as reader:
+        replayed = list(SessionReplay(reader))
+        statuses = {f.frame: f.result.status for f in reader.frames() if f.result is not None}
+    assert [r.frame.frame for r in replayed] == [7, 8, 9, 10]  # applied in order, each at its own frame time
+    assert statuses == {7: "ok", 8: "skipped", 9: "skipped", 10: "ok"}
+    maps = {r.frame.frame: r.style_map for r in replayed}
+    assert maps[8] is None and maps[9] is None
+    toon = DEFAULT_LIBRARY.index("toon")
+    assert maps[10] is not None and (maps[10][..., toon] == 1).all()  # noir (frame 8), then toon (frame 9): in order
+
+
+def test_a_frame_that_cannot_make_its_deadline_is_skipped_at_once(gate: tuple[RunningServer, Path, Path],
+                                                                  tmp_path: Path) -> None:
+    srv, gate_dir, capture = gate
+    with srv.client() as c:
+        c.hello(SIZE, ALBEDO_SPEC)
+        bufs = albedo_only()
+        for f in range(1, 6):  # renders of at least 20 ms each: the session's estimate
+            assert c.render(bufs, frame=f, deadline_ms=60000).status == "ok"
+        hopeless = c.send_frame(bufs, frame=6, deadline_ms=5.0, styles=[StyleCommand("noir", 1.0, 0.0)])
+        answer = c.result(hopeless)
+        assert answer.status == "skipped" and answer.timing.render_ms == 0.0
+        assert c.render(bufs, frame=8, deadline_ms=60000).status == "ok"
+        c.bye()
+    time.sleep(0.3)
+    assert [f for _, f in _rendered(gate_dir)] == [1, 2, 3, 4, 5, 8]  # frame 6 never reached the renderer
+    with CaptureReader(capture) as reader:
+        maps = {r.frame.frame: r.style_map for r in SessionReplay(reader)}
+    noir = DEFAULT_LIBRARY.index("noir")
+    assert maps[6] is None and maps[8] is not None and (maps[8][..., noir] == 1).all()  # its command still applied
+
+
+def test_superseding_never_reorders_or_loses_answers_under_a_flood(gate: tuple[RunningServer, Path, Path]) -> None:
+    """Many frames back to back while one renders: every frame gets exactly one answer; only the newest renders."""
+    srv, gate_dir, _ = gate
+    with srv.client() as c:
+        c.hello(SIZE, ALBEDO_SPEC)
+        bufs = albedo_only()
+        c.send_frame(bufs, frame=17, deadline_ms=60000)
+        _wait_for(gate_dir / "started-17")
+        ids = [c.send_frame(bufs, frame=f, deadline_ms=60000) for f in range(18, 41)]
+        skipped = [c.result(f, timeout=30).status for f in ids[:-1]]
+        assert skipped == ["skipped"] * len(ids[:-1])
+        (gate_dir / "go-17").touch()
+        assert c.result(17).status == "ok"
+        assert c.result(ids[-1]).status == "ok"
+        c.bye()
+    assert [f for _, f in _rendered(gate_dir)] == [17, 40]
+    assert np.all(np.asarray(ids) == np.arange(18, 41))
