@@ -241,7 +241,7 @@ def test_classes_and_methods_used_by_scripts_are_registered_in_cpp():
     calls = set()
     for path in ADDON.glob("*.gd"):
         calls |= set(re.findall(r"\b_?client\.(\w+)\(", path.read_text()))
-    assert {"configure", "begin_frame", "tag_buffer", "submit", "acquire_result", "set_style", "fire_event"} <= calls
+    assert {"configure", "read_back_and_submit", "acquire_result", "set_style", "fire_event"} <= calls
     missing = calls - methods
     assert not missing, f"scripts call NRBClient methods the C++ does not bind: {missing}"
     # every bound method is implemented in the class
@@ -303,3 +303,67 @@ def test_shaders_declare_the_bindings_the_effect_uses():
     assert used <= bindings and set(range(11)) <= bindings
     composite = (ADDON / "shaders" / "nrb_composite.glsl").read_text()
     assert {int(b) for b in re.findall(r"binding = (\d+)", composite)} == {0, 1}
+
+
+# ----------------------------------------------------------------------------- defects found in a real engine
+
+
+def autoload_buffers() -> dict[str, str]:
+    block = re.search(r"const BUFFERS := \{(.*?)\}", (ADDON / "neural_rendering.gd").read_text(), re.S).group(1)
+    return dict(re.findall(r'"(\w+)": "(\w+)"', block))
+
+
+@pytest.mark.parametrize("renderer", ["neural", "deferred", "passthrough"])
+def test_every_shipped_renderer_accepts_the_buffers_the_addon_offers(renderer):
+    """The server refused the addon's session when it offered no albedo: every shipped renderer needs it."""
+    from bridge.renderer import load_renderer
+
+    offered = autoload_buffers()
+    assert load_renderer(renderer).check_offer(offered) is None
+    # and the compositor effect really sends each offered G-buffer (the constants come from the autoload)
+    effect = (ADDON / "neural_compositor_effect.gd").read_text()
+    outputs = dict(re.findall(r'\["(\w+)", "(\w+)", RenderingDevice\.DATA_FORMAT_\w+, \d+\]', effect))
+    assert outputs == {k: v for k, v in offered.items() if not k.startswith("x_")}
+
+
+def test_render_callback_never_asks_a_viewport_for_its_texture():
+    """get_texture() from the render thread hung the game on its first frame (single-threaded renderer) or was
+    refused (separate render thread); the autoload looks the passes' textures up on the main thread."""
+    effect = (ADDON / "neural_compositor_effect.gd").read_text()
+    assert not re.search(r"\.get_texture\(\)", effect) and "rd_texture(" not in effect and "id_pass" not in effect
+    autoload = (ADDON / "neural_rendering.gd").read_text()
+    process = re.search(r"func _process\(.*?\n(?=func )", autoload, re.S).group(0)
+    assert "_effect.ids_texture = _id_pass.rd_texture()" in process
+    assert "_effect.albedo_texture = _albedo_pass.rd_texture()" in process
+
+
+def test_read_back_callbacks_are_bound_to_the_cpp_client_not_to_a_script():
+    """Script lambdas given to texture_get_data_async kept the effect alive past GDScript's shutdown: SIGSEGV on
+    quit. The read-back is the GDExtension's, its callbacks callable_mp on the C++ object."""
+    effect = (ADDON / "neural_compositor_effect.gd").read_text()
+    code = "\n".join(line for line in effect.splitlines() if not line.lstrip().startswith("#"))
+    assert "texture_get_data" not in code, "the script reads textures back itself"
+    assert not re.search(r"func\s*\(", code), "the effect still creates lambdas"
+    cpp = (SRC / "nrb_client.cpp").read_text()
+    assert "callable_mp(this, &NRBClient::on_read_back)" in cpp
+    assert "pending_.clear();" in cpp_body(cpp, "close")
+
+
+def test_editor_plugin_does_not_rewrite_project_godot_on_every_start():
+    plugin = (ADDON / "plugin.gd").read_text()
+    enter = re.search(r"func _enter_tree\(\).*?\n(?=func )", plugin, re.S).group(0)
+    assert "ProjectSettings.save()" not in enter
+
+
+def test_overlay_says_off_when_disabled_and_shows_a_refusal():
+    autoload = (ADDON / "neural_rendering.gd").read_text()
+    assert re.search(r'"OFF \(engine image\)" if not enabled', autoload)
+    assert '"refused"' in autoload and "refusal_message" in autoload
+    cpp = (SRC / "nrb_client.cpp").read_text()
+    assert 'case NRB_STATE_REFUSED: d["state"] = "refused"' in cpp
+
+
+def test_id_pass_builds_a_typed_array_godot_accepts():
+    """`var meshes: Array[Node] = [node] if ... else []` is an untyped Array: Godot refused it at run time."""
+    text = (ADDON / "id_pass.gd").read_text()
+    assert not re.search(r"Array\[Node\] = \[.*\] if ", text)

@@ -2,6 +2,7 @@ extends Node3D
 ## The example's game logic: the same scripted beats as the Panda3D sample game, written against the
 ## NeuralRendering autoload (set_style / fire_event), plus a settings checkbox bound to NeuralRendering.enabled.
 
+const SelfTest := preload("res://selftest.gd")
 const WEAPON_ID := 42
 const BOSS_ID := 30
 const MAT_WEAPON := 9
@@ -22,6 +23,11 @@ func _ready() -> void:
 	NeuralRendering.bind_checkbox(_checkbox)  # the settings menu's toggle
 	NeuralRendering.show_stats = true
 	NeuralRendering.set_style("photoreal")
+	for arg in OS.get_cmdline_user_args():  # `godot --path . -- --nrb-selftest=DIR` (tests/test_godot_engine.py)
+		if arg.begins_with("--nrb-selftest="):
+			var test := SelfTest.new()
+			test.out_dir = arg.trim_prefix("--nrb-selftest=")
+			add_child(test)
 
 
 func _process(delta: float) -> void:

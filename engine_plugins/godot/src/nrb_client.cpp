@@ -2,6 +2,9 @@
 #include "nrb_client.h"
 
 #include <godot_cpp/core/class_db.hpp>
+#include <godot_cpp/variant/callable.hpp>
+#include <godot_cpp/variant/callable_method_pointer.hpp>
+#include <godot_cpp/variant/rid.hpp>
 #include <godot_cpp/variant/array.hpp>
 #include <godot_cpp/variant/packed_float64_array.hpp>
 #include <godot_cpp/variant/utility_functions.hpp>
@@ -238,6 +241,7 @@ bool NRBClient::configure(const String& endpoint, int64_t width, int64_t height,
 }
 
 void NRBClient::close() {
+  pending_.clear();  // read-backs still in flight find no frame and return
   if (client_ != nullptr) {
     nrb_client_destroy(client_);
     client_ = nullptr;
@@ -253,13 +257,14 @@ bool NRBClient::is_enabled() const {
   return client_ != nullptr && nrb_get_enabled(client_, &on) == NRB_OK && on != 0;
 }
 
-int64_t NRBClient::begin_frame(double dt) {
+int64_t NRBClient::begin_frame(double dt, double deadline_ms) {
   if (client_ == nullptr) return -1;
   nrb_frame_info info;
   std::memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
   info.struct_version = NRB_FRAME_INFO_VERSION;
   info.dt = dt;
+  info.deadline_ms = deadline_ms > 0.0 ? deadline_ms : 0.0;  // 0: the configured deadline
   uint64_t id = 0;
   return check(nrb_frame_begin(client_, &info, &id), "nrb_frame_begin") ? static_cast<int64_t>(id) : -1;
 }
@@ -326,6 +331,72 @@ bool NRBClient::set_camera(const Dictionary& d) {
 
 bool NRBClient::submit() {
   return client_ != nullptr && check(nrb_frame_submit(client_), "nrb_frame_submit");
+}
+
+bool NRBClient::read_back_and_submit(Object* rd, const Array& buffers, int64_t width, int64_t height,
+                                     const Dictionary& constants, const Dictionary& camera, double dt,
+                                     double deadline_ms) {
+  if (client_ == nullptr || rd == nullptr || !is_enabled()) return false;
+  PendingFrame frame;
+  frame.buffers = buffers;
+  frame.width = width;
+  frame.height = height;
+  frame.constants = constants;
+  frame.camera = camera;
+  frame.dt = dt;
+  frame.deadline_ms = deadline_ms;
+  frame.data.resize(static_cast<size_t>(buffers.size()));
+  static const StringName kAsync("texture_get_data_async");
+  static const StringName kSync("texture_get_data");
+  if (!rd->has_method(kAsync)) {  // Godot 4.3: one GPU stall per frame
+    for (int64_t i = 0; i < buffers.size(); ++i) {
+      const Array spec = buffers[i];
+      frame.data[static_cast<size_t>(i)] = rd->call(kSync, spec[2], 0);
+    }
+    return submit_read_back(frame);
+  }
+  const int64_t ticket = ++next_ticket_;
+  pending_[ticket] = frame;
+  while (pending_.size() > kMaxPendingReadBacks) pending_.erase(pending_.begin());  // never let them pile up
+  for (int64_t i = 0; i < buffers.size(); ++i) {
+    const Array spec = buffers[i];
+    const Callable done = callable_mp(this, &NRBClient::on_read_back).bind(ticket, i);
+    const int64_t err = rd->call(kAsync, spec[2], 0, done);
+    if (err != 0) {  // the texture is gone (resized this frame): abandon the frame
+      pending_.erase(ticket);
+      error_ = "texture_get_data_async failed for " + String(spec[0]);
+      return false;
+    }
+  }
+  return true;
+}
+
+void NRBClient::on_read_back(const PackedByteArray& data, int64_t ticket, int64_t index) {
+  const auto it = pending_.find(ticket);
+  if (it == pending_.end()) return;  // abandoned
+  PendingFrame& frame = it->second;
+  if (index < 0 || static_cast<size_t>(index) >= frame.data.size()) return;
+  frame.data[static_cast<size_t>(index)] = data;
+  if (++frame.arrived < frame.data.size()) return;
+  const PendingFrame done = frame;
+  pending_.erase(it);
+  submit_read_back(done);
+}
+
+bool NRBClient::submit_read_back(const PendingFrame& frame) {
+  if (client_ == nullptr || begin_frame(frame.dt, frame.deadline_ms) < 0) return false;
+  for (int64_t i = 0; i < frame.buffers.size(); ++i) {
+    const Array spec = frame.buffers[i];
+    if (!tag_buffer(spec[0], spec[1], frame.data[static_cast<size_t>(i)], frame.width, frame.height,
+                    static_cast<bool>(spec[3]))) {
+      return false;
+    }
+  }
+  const Array names = frame.constants.keys();
+  for (int64_t i = 0; i < names.size(); ++i) {
+    if (!tag_buffer(names[i], "rgba32f", frame.constants[names[i]], 1, 1, false)) return false;
+  }
+  return set_camera(frame.camera) && submit();
 }
 
 PackedByteArray NRBClient::acquire_result() {
@@ -411,9 +482,22 @@ Dictionary NRBClient::get_stats() const {
   d["rtt_p50_ms"] = s.rtt_p50_ms;
   d["rtt_p95_ms"] = s.rtt_p95_ms;
   d["rtt_p99_ms"] = s.rtt_p99_ms;
-  d["state"] = s.state == NRB_STATE_CONNECTED ? "connected" : s.state == NRB_STATE_CONNECTING ? "connecting"
-                                                                                            : "disabled";
+  switch (s.state) {
+    case NRB_STATE_CONNECTED: d["state"] = "connected"; break;
+    case NRB_STATE_CONNECTING: d["state"] = "connecting"; break;
+    case NRB_STATE_REFUSED: d["state"] = "refused"; break;
+    default: d["state"] = "disabled"; break;
+  }
+  // Why the renderer refused the session (its ERROR message), empty otherwise: overlays show it.
+  d["refusal_code"] = static_cast<int64_t>(s.refusal_code);
+  d["refusal_message"] = String::utf8(s.refusal_message);
+  d["last_error"] = get_last_error();
+  d["pending_read_backs"] = get_pending_read_backs();
   return d;
+}
+
+bool NRBClient::retry() {
+  return client_ != nullptr && check(nrb_client_retry(client_), "nrb_client_retry");
 }
 
 String NRBClient::get_last_error() const {
@@ -430,11 +514,16 @@ void NRBClient::_bind_methods() {
   ClassDB::bind_method(D_METHOD("close"), &NRBClient::close);
   ClassDB::bind_method(D_METHOD("set_enabled", "enabled"), &NRBClient::set_enabled);
   ClassDB::bind_method(D_METHOD("is_enabled"), &NRBClient::is_enabled);
-  ClassDB::bind_method(D_METHOD("begin_frame", "dt"), &NRBClient::begin_frame);
+  ClassDB::bind_method(D_METHOD("begin_frame", "dt", "deadline_ms"), &NRBClient::begin_frame, DEFVAL(0.0));
   ClassDB::bind_method(D_METHOD("tag_buffer", "name", "format", "data", "width", "height", "depth_reversed"),
                        &NRBClient::tag_buffer);
   ClassDB::bind_method(D_METHOD("set_camera", "camera"), &NRBClient::set_camera);
   ClassDB::bind_method(D_METHOD("submit"), &NRBClient::submit);
+  ClassDB::bind_method(D_METHOD("read_back_and_submit", "rd", "buffers", "width", "height", "constants", "camera",
+                                "dt", "deadline_ms"),
+                       &NRBClient::read_back_and_submit);
+  ClassDB::bind_method(D_METHOD("get_pending_read_backs"), &NRBClient::get_pending_read_backs);
+  ClassDB::bind_method(D_METHOD("retry"), &NRBClient::retry);
   ClassDB::bind_method(D_METHOD("acquire_result"), &NRBClient::acquire_result);
   ClassDB::bind_method(D_METHOD("get_result_width"), &NRBClient::get_result_width);
   ClassDB::bind_method(D_METHOD("get_result_height"), &NRBClient::get_result_height);

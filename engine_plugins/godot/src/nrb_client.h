@@ -10,6 +10,8 @@
 #include <godot_cpp/variant/string.hpp>
 
 #include <cstdint>
+#include <map>
+#include <vector>
 
 #include "nrb/nrb.h"
 
@@ -35,11 +37,23 @@ class NRBClient : public RefCounted {
   void set_enabled(bool enabled);
   bool is_enabled() const;
 
-  int64_t begin_frame(double dt);
+  int64_t begin_frame(double dt, double deadline_ms);
   bool tag_buffer(const String& name, const String& format, const PackedByteArray& data, int64_t width,
                   int64_t height, bool depth_reversed);
   bool set_camera(const Dictionary& camera);
   bool submit();
+
+  // Reads this frame's gathered textures back from the RenderingDevice `rd` and submits them as one frame with
+  // `constants` (name -> 16 bytes of one rgba32f pixel) and `camera`. `buffers` holds one
+  // [name, format, texture RID, depth_reversed] array per buffer, all `width` x `height`. On Godot 4.4+ the reads
+  // are asynchronous (texture_get_data_async) and the frame is submitted from the callback once every buffer has
+  // arrived; the callbacks are bound to this C++ object, not to a script, so a read still pending at quit never
+  // calls into (or keeps alive) a GDScript object after the script languages are gone. On 4.3,
+  // texture_get_data waits for the GPU. Render thread. Returns false when the client is off or a read failed.
+  bool read_back_and_submit(Object* rd, const Array& buffers, int64_t width, int64_t height,
+                            const Dictionary& constants, const Dictionary& camera, double dt, double deadline_ms);
+  // Read-backs started and not yet submitted (at most kMaxPendingReadBacks; older ones are abandoned).
+  int64_t get_pending_read_backs() const { return static_cast<int64_t>(pending_.size()); }
 
   PackedByteArray acquire_result();
   int64_t get_result_width() const { return result_width_; }
@@ -53,12 +67,29 @@ class NRBClient : public RefCounted {
 
   Dictionary get_stats() const;
   String get_last_error() const;
+  // After the renderer refused the session (state "refused"): try again (nrb_client_retry).
+  bool retry();
 
  protected:
   static void _bind_methods();
 
  private:
   bool check(nrb_status status, const char* what);
+
+  struct PendingFrame {
+    Array buffers;  // [name, format, rid, depth_reversed] per buffer
+    int64_t width = 0, height = 0;
+    Dictionary constants, camera;
+    double dt = 0.0, deadline_ms = 0.0;
+    std::vector<PackedByteArray> data;
+    size_t arrived = 0;
+  };
+  static constexpr size_t kMaxPendingReadBacks = 4;
+  void on_read_back(const PackedByteArray& data, int64_t ticket, int64_t index);
+  bool submit_read_back(const PendingFrame& frame);
+
+  std::map<int64_t, PendingFrame> pending_;
+  int64_t next_ticket_ = 0;
 
   nrb_client* client_ = nullptr;
   String error_;

@@ -1,32 +1,47 @@
 @tool
 class_name NeuralCompositorEffect
 extends CompositorEffect
-## Reads this frame's colour, depth, velocity and normal_roughness buffers (plus the id pass), hands them to the
-## libnrb client with the camera matrices, and writes the newest neural frame back into the colour layer.
+## Reads this frame's colour, depth, velocity and normal_roughness buffers (plus the albedo and id passes), hands
+## them to the libnrb client with the camera matrices, and writes the newest neural frame back into the colour layer.
 ##
-## Runs on the render thread after transparent geometry, before tonemapping. Read-back is asynchronous where the
-## engine has RenderingDevice.texture_get_data_async (Godot 4.4+); on 4.3 it falls back to texture_get_data, which
-## waits for the GPU (one stall per frame). Put the effect on a Camera3D's or WorldEnvironment's Compositor; the
-## NeuralRendering autoload does that for the current camera.
+## Runs on the render thread after transparent geometry, before tonemapping. The read-back itself is the
+## GDExtension's (NRBClient.read_back_and_submit): asynchronous where the engine has
+## RenderingDevice.texture_get_data_async (Godot 4.4+), with callbacks bound to the C++ client so that a read still
+## pending at quit never calls into this script after GDScript has shut down; on 4.3 texture_get_data waits for the
+## GPU (one stall per frame). Put the effect on a Camera3D's or WorldEnvironment's Compositor; the NeuralRendering
+## autoload does that for the current camera and hands it the passes' textures from the main thread.
 
 const GATHER_SHADER := "res://addons/neural_render_bridge/shaders/nrb_gather.glsl"
 const COMPOSITE_SHADER := "res://addons/neural_render_bridge/shaders/nrb_composite.glsl"
+## RESULT formats the composite can show (protocol 4.4): name -> [RenderingDevice format, sRGB-encoded].
+const RESULT_FORMATS := {
+	"rgba8_srgb": [RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, true],
+	"rgba8": [RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, false],
+	"rgba16f": [RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, false],
+}
 ## Gather outputs: protocol name, protocol format, RenderingDevice format, gather binding.
 const OUTPUTS := [
-	["scaling_input_color", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 5],
-	["depth", "r32f", RenderingDevice.DATA_FORMAT_R32_SFLOAT, 6],
-	["motion_vectors", "rg16f", RenderingDevice.DATA_FORMAT_R16G16_SFLOAT, 7],
-	["normal_roughness", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 8],
-	["object_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 9],
-	["material_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 10],
+	["hudless_color", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 6],
+	["albedo", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 7],
+	["depth", "r32f", RenderingDevice.DATA_FORMAT_R32_SFLOAT, 8],
+	["motion_vectors", "rg16f", RenderingDevice.DATA_FORMAT_R16G16_SFLOAT, 9],
+	["normal_roughness", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 10],
+	["object_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 11],
+	["material_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 12],
 ]
 
 ## The NRBClient (GDExtension) the autoload created.
 var client: Object = null
-## The NeuralIdPass viewport whose texture holds the ids.
-var id_pass: SubViewport = null
+## RenderingDevice textures of the albedo and id passes, looked up by the autoload on the main thread each frame
+## (the render thread must not ask a viewport for its texture).
+var albedo_texture := RID()
+var ids_texture := RID()
+## Deadline of each frame in ms (0: the client's configured one); the autoload derives it from the round trip.
+var deadline_ms := 0.0
 ## Whether the last frame showed the neural image (false: the engine's own image).
 var showing_neural := false
+## The internal (render) size of the last frame, for the autoload to reconfigure the client when it changes.
+var render_size := Vector2i.ZERO
 ## Exposure of the WorldEnvironment's tonemapper (the composite divides by it).
 var tonemap_exposure := 1.0
 ## The scene's lighting constants (name -> rgba32f bytes of one pixel), set by the autoload each frame.
@@ -42,10 +57,9 @@ var _targets := {}
 var _size := Vector2i.ZERO
 var _neural_tex := RID()
 var _neural_size := Vector2i.ZERO
+var _neural_format := ""
 var _prev_view_projection := Projection.IDENTITY
 var _has_prev := false
-var _pending := {}
-var _ticket := 0
 var _last_usec := 0
 
 
@@ -78,6 +92,7 @@ func _render_callback(_callback_type: int, render_data: RenderData) -> void:
 	var size := buffers.get_internal_size()
 	if size.x <= 0 or size.y <= 0:
 		return
+	render_size = size
 	if size != _size:
 		_create_targets(size)
 	var camera := _camera_constants(scene, size)
@@ -141,15 +156,19 @@ func _image(binding: int, texture: RID) -> RDUniform:
 
 
 func _gather(buffers: RenderSceneBuffersRD, scene: RenderSceneDataRD, size: Vector2i) -> bool:
-	var ids: RID = id_pass.get_rd_texture() if id_pass else RID()
-	if not ids.is_valid():
-		return false  # the id pass has not rendered yet (first frame)
+	var ids := ids_texture
+	var albedo := albedo_texture
+	if not ids.is_valid() or not albedo.is_valid() or not _rd.texture_is_valid(ids):
+		return false  # the passes have not rendered yet (first frame), or were just resized
+	if not _rd.texture_is_valid(albedo):
+		return false
 	var uniforms: Array[RDUniform] = [
 		_sampled(0, buffers.get_color_layer(0)),
 		_sampled(1, buffers.get_depth_layer(0)),
 		_sampled(2, buffers.get_velocity_layer(0)),
 		_sampled(3, buffers.get_texture("forward_clustered", "normal_roughness")),
 		_sampled(4, ids),
+		_sampled(5, albedo),
 	]
 	for out in OUTPUTS:
 		uniforms.append(_image(out[3], _targets[out[0]]))
@@ -171,7 +190,7 @@ func _gather(buffers: RenderSceneBuffersRD, scene: RenderSceneDataRD, size: Vect
 			0.0,
 			size.x,
 			size.y,
-			0.0,
+			tonemap_exposure,
 			0.0,
 		]
 	)
@@ -191,64 +210,37 @@ func _read_back(camera: Dictionary, size: Vector2i) -> void:
 	_last_usec = now
 	if not client.is_enabled():
 		return
-	if _rd.has_method("texture_get_data_async"):
-		_ticket += 1
-		var ticket := _ticket
-		_pending[ticket] = {"camera": camera, "size": size, "dt": dt, "data": {}}
-		for out in OUTPUTS:
-			var done := func(data: PackedByteArray) -> void: _arrived(ticket, out[0], data)
-			_rd.call("texture_get_data_async", _targets[out[0]], 0, done)
-		while _pending.size() > 4:  # the engine lost a read-back: never let them pile up
-			_pending.erase(_pending.keys().min())
-	else:
-		var data := {}
-		for out in OUTPUTS:
-			data[out[0]] = _rd.texture_get_data(_targets[out[0]], 0)
-		_send(camera, size, dt, data)
-
-
-func _arrived(ticket: int, buffer_name: String, data: PackedByteArray) -> void:
-	if not _pending.has(ticket):
-		return
-	var p: Dictionary = _pending[ticket]
-	p["data"][buffer_name] = data
-	if p["data"].size() == OUTPUTS.size():
-		_pending.erase(ticket)
-		_send(p["camera"], p["size"], p["dt"], p["data"])
-
-
-func _send(camera: Dictionary, size: Vector2i, dt: float, data: Dictionary) -> void:
-	client.begin_frame(dt)
+	var specs := []
 	for out in OUTPUTS:
-		client.tag_buffer(out[0], out[1], data[out[0]], size.x, size.y, out[0] == "depth")
-	var lights := lighting  # one frame's dictionary: the autoload replaces it, never edits it
-	for light_name in lights:
-		client.tag_buffer(light_name, "rgba32f", lights[light_name], 1, 1, false)
-	client.set_camera(camera)
-	client.submit()
+		specs.append([out[0], out[1], _targets[out[0]], out[0] == "depth"])
+	# `lighting` is one frame's dictionary: the autoload replaces it, never edits it.
+	client.read_back_and_submit(_rd, specs, size.x, size.y, lighting, camera, dt, deadline_ms)
 
 
 func _composite(buffers: RenderSceneBuffersRD, size: Vector2i) -> void:
 	var pixels: PackedByteArray = client.acquire_result()
-	showing_neural = not pixels.is_empty()
+	var result_format: String = client.get_result_format()
+	showing_neural = not pixels.is_empty() and RESULT_FORMATS.has(result_format)
 	if not showing_neural:
 		return
+	var srgb: bool = RESULT_FORMATS[result_format][1]
 	var w: int = client.get_result_width()
 	var h: int = client.get_result_height()
-	if Vector2i(w, h) != _neural_size:
+	if Vector2i(w, h) != _neural_size or result_format != _neural_format:
 		if _neural_tex.is_valid():
 			_rd.free_rid(_neural_tex)
 		var fmt := RDTextureFormat.new()
 		fmt.width = w
 		fmt.height = h
-		fmt.format = RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM
+		fmt.format = RESULT_FORMATS[result_format][0]
 		fmt.usage_bits = (RenderingDevice.TEXTURE_USAGE_SAMPLING_BIT | RenderingDevice.TEXTURE_USAGE_CAN_UPDATE_BIT)
 		_neural_tex = _rd.texture_create(fmt, RDTextureView.new())
 		_neural_size = Vector2i(w, h)
+		_neural_format = result_format
 	_rd.texture_update(_neural_tex, 0, pixels)
 	var uniforms: Array[RDUniform] = [_image(0, buffers.get_color_layer(0)), _sampled(1, _neural_tex)]
 	var uniform_set := UniformSetCacheRD.get_cache(_composite_shader, 0, uniforms)
-	var push := PackedFloat32Array([size.x, size.y, 1.0 / maxf(tonemap_exposure, 1e-6), 0.0])
+	var push := PackedFloat32Array([size.x, size.y, 1.0 / maxf(tonemap_exposure, 1e-6), 1.0 if srgb else 0.0])
 	var list := _rd.compute_list_begin()
 	_rd.compute_list_bind_compute_pipeline(list, _composite_pipeline)
 	_rd.compute_list_bind_uniform_set(list, uniform_set, 0)

@@ -9,7 +9,9 @@ extends Node
 ##     NeuralRendering.tag(weapon_mesh, 42, 9)               # object id 42, material id 9 (id pass)
 ##
 ## It creates the libnrb client (the NRBClient class of the GDExtension), puts a NeuralCompositorEffect on the
-## active camera's Compositor and keeps a NeuralIdPass (material and object ids) in sync with that camera. Each
+## active camera's Compositor and keeps two extra passes in sync with that camera: albedo (albedo_pass.gd) and
+## material and object ids (id_pass.gd), which Godot's Compositor does not give. Every shipped renderer needs
+## albedo, so without that pass the server refuses the session. Each
 ## frame it also hands the effect the scene's sun (the strongest visible DirectionalLight3D) and the
 ## environment's ambient colour as the protocol's lighting constants (docs/protocol.md 6.1): the G-buffers do
 ## not say where the light comes from.
@@ -20,11 +22,20 @@ signal enabled_changed(enabled: bool)
 const Settings := preload("res://addons/neural_render_bridge/settings.gd")
 const EffectScript := preload("res://addons/neural_render_bridge/neural_compositor_effect.gd")
 const IdPassScript := preload("res://addons/neural_render_bridge/id_pass.gd")
+const AlbedoPassScript := preload("res://addons/neural_render_bridge/albedo_pass.gd")
 const TOGGLE_ACTION := "neural_rendering_toggle"
 const CLIENT_CLASS := "NRBClient"
-## G-buffers the compositor effect sends (protocol buffer name -> format).
+## Automatic deadline (deadline_ms = 0): a result is shown while it is younger than twice the 95th-percentile round
+## trip plus two frames, so a renderer that keeps up is always shown, whatever the frame rate; before any round trip
+## is measured, AUTO_DEADLINE_START_MS. Clamped to [AUTO_DEADLINE_MIN_MS, AUTO_DEADLINE_MAX_MS].
+const AUTO_DEADLINE_START_MS := 500.0
+const AUTO_DEADLINE_MIN_MS := 50.0
+const AUTO_DEADLINE_MAX_MS := 2000.0
+## G-buffers the compositor effect sends (protocol buffer name -> format): what the deferred, neural and passthrough
+## renderers need (albedo, normals from normal_roughness, depth; passthrough shows hudless_color).
 const BUFFERS := {
-	"scaling_input_color": "rgba16f",
+	"hudless_color": "rgba8_srgb",
+	"albedo": "rgba8_srgb",
 	"depth": "r32f",
 	"motion_vectors": "rg16f",
 	"normal_roughness": "rgba16f",
@@ -52,13 +63,17 @@ var enabled := true:
 			_client.set_enabled(value)
 		if _effect:
 			_effect.enabled = value and _client != null
+			_effect.showing_neural = false  # a disabled effect is not called: it must not say NEURAL
 		enabled_changed.emit(value)
 
 var _client: Object = null
 var _effect: CompositorEffect = null
 var _id_pass: SubViewport = null
+var _albedo_pass: SubViewport = null
 var _camera: Camera3D = null
 var _overlay: Label = null
+var _configured_size := Vector2i.ZERO
+var _frame_ms := 16.7
 
 
 func _ready() -> void:
@@ -79,27 +94,15 @@ func _ready() -> void:
 		push_error("Neural Render Bridge: %s" % _client.get_last_error())
 		_client = null
 		return
-	var size := get_viewport().get_visible_rect().size
-	var ok: bool = _client.configure(
-		str(Settings.get_value(Settings.ENDPOINT)),
-		int(size.x),
-		int(size.y),
-		BUFFERS,
-		int(Settings.get_value(Settings.FRAMES_IN_FLIGHT)),
-		float(Settings.get_value(Settings.DEADLINE_MS)),
-		"godot",
-		Engine.get_version_info()["string"],
-		enabled
-	)
-	if not ok:
-		push_error("Neural Render Bridge: %s" % _client.get_last_error())
+	if not _configure_client(Vector2i(get_viewport().get_visible_rect().size)):
 		_client = null
 		return
 	_id_pass = IdPassScript.new()
 	add_child(_id_pass)
+	_albedo_pass = AlbedoPassScript.new()
+	add_child(_albedo_pass)
 	_effect = EffectScript.new()
 	_effect.client = _client
-	_effect.id_pass = _id_pass
 	_effect.enabled = enabled
 	_overlay = Label.new()
 	_overlay.position = Vector2(8, 8)
@@ -110,29 +113,49 @@ func _ready() -> void:
 	add_child(layer)
 
 
-func _process(_delta: float) -> void:
+func _process(delta: float) -> void:
 	if _client == null:
 		return
+	_frame_ms = lerpf(_frame_ms, delta * 1000.0, 0.1)
 	var cam := get_viewport().get_camera_3d()
 	if cam != _camera:
 		_attach(cam)
-	if _id_pass and _camera:
-		_id_pass.follow(_camera, get_viewport().get_visible_rect().size)
+	var view_size := get_viewport().get_visible_rect().size
+	if _camera:
+		_id_pass.follow(_camera, view_size)
+		_albedo_pass.follow(_camera, view_size)
 	if _effect:
+		# Main thread: the render thread must never ask a viewport for its texture (camera_pass.gd).
+		_effect.ids_texture = _id_pass.rd_texture()
+		_effect.albedo_texture = _albedo_pass.rd_texture()
 		_effect.lighting = _scene_lighting()
+		_effect.deadline_ms = _deadline_ms()
+		var rs: Vector2i = _effect.render_size
+		if rs != Vector2i.ZERO and rs != _configured_size:  # window resized or 3D scale changed
+			_configure_client(rs)
 	if show_stats and _overlay:
-		var s := get_stats()
-		_overlay.text = (
-			"%s  %s\nrtt p50 %.1f ms  p95 %.1f ms\nfallbacks %d  reconnects %d"
-			% [
-				"NEURAL" if _effect.showing_neural else "RASTER",
-				s.get("state", "?"),
-				s.get("rtt_p50_ms", 0.0),
-				s.get("rtt_p95_ms", 0.0),
-				s.get("fallbacks", 0),
-				s.get("reconnects", 0)
-			]
-		)
+		_overlay.text = _overlay_text()
+
+
+## What the overlay shows: which image is on screen, the connection, round trips; a refusal with its reason.
+func _overlay_text() -> String:
+	var s := get_stats()
+	var shown := "OFF (engine image)" if not enabled else ("NEURAL" if is_showing_neural() else "RASTER")
+	var text := (
+		"%s  %s\nrtt p50 %.1f ms  p95 %.1f ms  deadline %.0f ms\nfallbacks %d  reconnects %d"
+		% [
+			shown,
+			s.get("state", "?"),
+			s.get("rtt_p50_ms", 0.0),
+			s.get("rtt_p95_ms", 0.0),
+			_effect.deadline_ms if _effect else 0.0,
+			s.get("fallbacks", 0),
+			s.get("reconnects", 0)
+		]
+	)
+	if s.get("state", "") == "refused":
+		text += "\nREFUSED by the renderer: %s\n(toggle neural rendering to retry)" % s.get("refusal_message", "")
+	return text
 
 
 func _unhandled_input(event: InputEvent) -> void:
@@ -143,6 +166,8 @@ func _unhandled_input(event: InputEvent) -> void:
 
 func _exit_tree() -> void:
 	_attach(null)
+	if _effect:
+		_effect.client = null
 	if _client:
 		_client.close()
 		_client = null
@@ -163,9 +188,15 @@ func fire_event(event_name: String, params := {}, target: Variant = null) -> voi
 		_client.fire_event(event_name, params, t[0], t[1])
 
 
-## Statistics for an overlay: frames sent, results, fallbacks, round-trip percentiles, state.
+## Statistics for an overlay: frames sent, results, fallbacks, round-trip percentiles, state ("connected",
+## "connecting", "disabled", or "refused" with the renderer's reason in "refusal_message").
 func get_stats() -> Dictionary:
 	return _client.get_stats() if _client else {"state": "unavailable"}
+
+
+## Whether the last rendered frame showed the neural image (false: Godot's own image).
+func is_showing_neural() -> bool:
+	return enabled and _effect != null and _effect.showing_neural
 
 
 ## Gives [param node] (and its mesh children) object and material ids for the id pass.
@@ -180,6 +211,36 @@ func bind_checkbox(checkbox: BaseButton) -> void:
 	checkbox.set_pressed_no_signal(enabled)
 	checkbox.toggled.connect(func(pressed: bool) -> void: enabled = pressed)
 	enabled_changed.connect(func(on: bool) -> void: checkbox.set_pressed_no_signal(on))
+
+
+## (Re)creates the libnrb client for render size [param size]; false (and an error) when it cannot be created.
+func _configure_client(size: Vector2i) -> bool:
+	_configured_size = size
+	var ok: bool = _client.configure(
+		str(Settings.get_value(Settings.ENDPOINT)),
+		size.x,
+		size.y,
+		BUFFERS,
+		int(Settings.get_value(Settings.FRAMES_IN_FLIGHT)),
+		_deadline_ms(),
+		"godot",
+		Engine.get_version_info()["string"],
+		enabled
+	)
+	if not ok:
+		push_error("Neural Render Bridge: %s" % _client.get_last_error())
+	return ok
+
+
+## The deadline setting, or when it is 0 (automatic) one derived from the measured round trip.
+func _deadline_ms() -> float:
+	var fixed := float(Settings.get_value(Settings.DEADLINE_MS))
+	if fixed > 0.0:
+		return fixed
+	var p95: float = _client.get_stats().get("rtt_p95_ms", 0.0) if _client else 0.0
+	if p95 <= 0.0:
+		return AUTO_DEADLINE_START_MS
+	return clampf(2.0 * p95 + 2.0 * _frame_ms, AUTO_DEADLINE_MIN_MS, AUTO_DEADLINE_MAX_MS)
 
 
 func _attach(cam: Camera3D) -> void:

@@ -13,8 +13,9 @@ var _secret_warned := false
 
 
 func _enter_tree() -> void:
+	# Registered for this editor session only: saving here would rewrite the user's project.godot on every editor
+	# start. The settings are saved when the plugin is enabled or disabled, and whenever the user edits one.
 	Settings.register_all()
-	ProjectSettings.save()
 	ProjectSettings.settings_changed.connect(_warn_if_secret_in_project)
 	_warn_if_secret_in_project()
 

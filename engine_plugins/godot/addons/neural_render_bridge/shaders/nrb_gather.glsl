@@ -2,11 +2,12 @@
 #version 450
 // Neural Render Bridge, Godot: gathers this frame's buffers into tightly packed, copyable textures that the
 // compositor effect reads back and sends (protocol names in brackets):
-//   color (linear HDR, before tonemapping)      -> out_color      [scaling_input_color, rgba16f]
+//   color (linear HDR, before tonemapping)      -> out_hudless    [hudless_color, rgba8_srgb: x exposure, clamped]
+//   albedo pass (sRGB bytes, albedo_pass.gd)    -> out_albedo     [albedo, rgba8_srgb]
 //   depth (reversed Z in Godot 4.3+)            -> out_depth      [depth, r32f, depth_reversed]
 //   velocity (UV units, current - previous)     -> out_motion     [motion_vectors, rg16f, pixels current->previous]
 //   normal_roughness (view normal, roughness)   -> out_normal     [normal_roughness, rgba16f, world normal]
-//   id pass bytes                               -> out_object_id, out_material_id [r16u]
+//   id pass bytes (id_pass.gd)                  -> out_object_id, out_material_id [r16u]
 
 layout(local_size_x = 8, local_size_y = 8, local_size_z = 1) in;
 
@@ -15,20 +16,28 @@ layout(set = 0, binding = 1) uniform sampler2D depth_tex;
 layout(set = 0, binding = 2) uniform sampler2D velocity_tex;
 layout(set = 0, binding = 3) uniform sampler2D normal_roughness_tex;
 layout(set = 0, binding = 4) uniform sampler2D id_tex;
-layout(rgba16f, set = 0, binding = 5) uniform restrict writeonly image2D out_color;
-layout(r32f, set = 0, binding = 6) uniform restrict writeonly image2D out_depth;
-layout(rg16f, set = 0, binding = 7) uniform restrict writeonly image2D out_motion;
-layout(rgba16f, set = 0, binding = 8) uniform restrict writeonly image2D out_normal;
-layout(r16ui, set = 0, binding = 9) uniform restrict writeonly uimage2D out_object_id;
-layout(r16ui, set = 0, binding = 10) uniform restrict writeonly uimage2D out_material_id;
+layout(set = 0, binding = 5) uniform sampler2D albedo_tex;
+layout(rgba8, set = 0, binding = 6) uniform restrict writeonly image2D out_hudless;
+layout(rgba8, set = 0, binding = 7) uniform restrict writeonly image2D out_albedo;
+layout(r32f, set = 0, binding = 8) uniform restrict writeonly image2D out_depth;
+layout(rg16f, set = 0, binding = 9) uniform restrict writeonly image2D out_motion;
+layout(rgba16f, set = 0, binding = 10) uniform restrict writeonly image2D out_normal;
+layout(r16ui, set = 0, binding = 11) uniform restrict writeonly uimage2D out_object_id;
+layout(r16ui, set = 0, binding = 12) uniform restrict writeonly uimage2D out_material_id;
 
 layout(push_constant, std430) uniform Params {
 	vec4 view_to_world_x; // rows of the camera's basis (view space -> world space), w unused
 	vec4 view_to_world_y;
 	vec4 view_to_world_z;
 	vec2 size;
-	vec2 pad;
+	float exposure; // the WorldEnvironment's tonemap exposure: hudless_color is what the Linear tonemapper shows
+	float pad;
 } params;
+
+vec3 linear_to_srgb(vec3 c) {
+	c = clamp(c, vec3(0.0), vec3(1.0));
+	return mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(vec3(0.0031308), c));
+}
 
 void main() {
 	ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -36,7 +45,8 @@ void main() {
 		return;
 	}
 	vec2 uv = (vec2(p) + 0.5) / params.size;
-	imageStore(out_color, p, vec4(texture(color_tex, uv).rgb, 1.0));
+	imageStore(out_hudless, p, vec4(linear_to_srgb(texture(color_tex, uv).rgb * params.exposure), 1.0));
+	imageStore(out_albedo, p, vec4(texture(albedo_tex, uv).rgb, 1.0));
 	imageStore(out_depth, p, vec4(texture(depth_tex, uv).r, 0.0, 0.0, 0.0));
 	vec2 velocity = texture(velocity_tex, uv).xy;
 	imageStore(out_motion, p, vec4(-velocity * params.size, 0.0, 0.0));
