@@ -471,6 +471,7 @@ class PyClient {
     d["state"] = state_name(s.state);
     d["shm_active"] = s.shm_active != 0;
     d["doorbell_active"] = s.doorbell_active != 0;
+    d["in_flight_limit"] = s.in_flight_limit;
     d["compression"] = compression_str(s.compression_active);
     d["session"] = s.session;
     d["refusal_code"] = s.refusal_code;
@@ -513,7 +514,7 @@ frames and receives results; when no fresh result is there, acquire_result() ret
 own image.
 
 Keyword arguments (all optional but render_size): endpoint ("tcp://127.0.0.1:5555"), transport ("auto", "inline",
-"shm"), frames_in_flight (2), deadline_ms (100), connect_timeout_ms, handshake_timeout_ms, server_timeout_ms,
+"shm"), frames_in_flight (0: adaptive), deadline_ms (100), connect_timeout_ms, handshake_timeout_ms, server_timeout_ms,
 ping_interval_ms, reconnect_backoff_min_ms, reconnect_backoff_max_ms, curve_server_key, curve_public_key,
 curve_secret_key (Z85), log (callable(level: int, message: str), called on the I/O thread), log_level ("debug",
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers

@@ -54,6 +54,7 @@ void copy_utf8(char* out, size_t cap, const std::string& s) {
 size_t stats_size(uint32_t version) {
   if (version == 1) return offsetof(nrb_stats, session) + sizeof(uint64_t);
   if (version == 2) return offsetof(nrb_stats, doorbell_active) + sizeof(uint32_t);
+  if (version == 3) return offsetof(nrb_stats, refusal_message) + sizeof(nrb_stats::refusal_message);
   return sizeof(nrb_stats);
 }
 
@@ -494,6 +495,7 @@ NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats)
     o.doorbell_active = s.doorbell_active ? 1u : 0u;
     o.refusal_code = s.refusal_code;
     copy_utf8(o.refusal_message, sizeof o.refusal_message, s.refusal_message);
+    o.in_flight_limit = s.in_flight_limit;
     // Version 1 of nrb_stats ended at `session`, version 2 at `doorbell_active`. A version-2 caller's struct_size
     // includes the padding where refusal_code now lies, so the caller's version bounds what is written as well.
     return write_struct(client, out_stats, o, "out_stats", stats_size(1),

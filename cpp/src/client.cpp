@@ -9,6 +9,7 @@ namespace {
 Pipeline::Options pipeline_options(const ClientOptions& o) {
   Pipeline::Options p;
   p.frames_in_flight = o.frames_in_flight;
+  p.adaptive_max = kAdaptiveMaxInFlight;
   p.deadline_ms = o.deadline_ms;
   p.max_pending_events = o.max_pending_events;
   p.start_enabled = o.start_enabled;

@@ -23,7 +23,7 @@ bool is_z85_key(const std::string& k) { return k.size() == 40; }
 void ClientOptions::validate() const {
   require(!endpoint.empty() && endpoint.find("://") != std::string::npos,
           "endpoint must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555 (got \"" + endpoint + "\")");
-  require(frames_in_flight >= 1 && frames_in_flight <= wire::kMaxInFlight, "frames_in_flight must be 1..64");
+  require(frames_in_flight <= wire::kMaxInFlight, "frames_in_flight must be 0 (adaptive) or 1..64");
   require(deadline_ms > 0.0 && deadline_ms <= 60000.0, "deadline_ms must be in (0, 60000]");
   require(connect_timeout_ms > 0 && handshake_timeout_ms > 0 && server_timeout_ms > 0 && ping_interval_ms > 0,
           "timeouts must be positive");
@@ -59,7 +59,7 @@ bool ClientOptions::offers_shm() const {
 }
 
 uint32_t ClientOptions::slot_count() const {
-  uint32_t n = shm_slots ? shm_slots : 2 * frames_in_flight + 4;
+  uint32_t n = shm_slots ? shm_slots : 2 * most_in_flight() + 4;
   return std::min<uint32_t>(n, wire::kMaxShmSlots);
 }
 

@@ -35,10 +35,13 @@ class Logger {
 
 enum class ShmMode : uint32_t { automatic = 0, off = 1, on = 2 };
 
+// The adaptive in-flight limit's maximum (frames_in_flight 0).
+inline constexpr uint32_t kAdaptiveMaxInFlight = 4;
+
 struct ClientOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
   ShmMode shm = ShmMode::automatic;
-  uint32_t frames_in_flight = 2;
+  uint32_t frames_in_flight = 0;  // 0: adaptive, 1..kAdaptiveMaxInFlight (Pipeline::Options::frames_in_flight)
   double deadline_ms = 100.0;
   uint32_t connect_timeout_ms = 1000;
   uint32_t handshake_timeout_ms = 1000;
@@ -53,9 +56,12 @@ struct ClientOptions {
   std::vector<wire::BufferSpec> buffers;
   wire::Compression compression = wire::Compression::none;
   int compression_level = 0;
-  uint32_t shm_slots = 0;  // 0: 2 * frames_in_flight + 4
+  uint32_t shm_slots = 0;  // 0: 2 * most_in_flight() + 4
   bool start_enabled = true;
   size_t max_pending_events = 65536;
+
+  // The most frames that can ever be in flight: frames_in_flight, or the adaptive maximum.
+  uint32_t most_in_flight() const noexcept { return frames_in_flight ? frames_in_flight : kAdaptiveMaxInFlight; }
 
   // Throws std::invalid_argument naming the offending field.
   void validate() const;

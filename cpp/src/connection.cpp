@@ -14,7 +14,7 @@ void set_curve_key(zmq::socket_t& s, int option, const std::string& z85) {
 Connection::Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t id)
     : socket_(ctx, zmq::socket_type::dealer), monitor_(ctx, zmq::socket_type::pair) {
   // A few messages beyond the frames in flight: PING/PONG/BYE must not be refused while frames are outstanding.
-  int hwm = static_cast<int>(opts.frames_in_flight) + 4;
+  int hwm = static_cast<int>(opts.most_in_flight()) + 4;
   socket_.set(zmq::sockopt::sndhwm, hwm);
   socket_.set(zmq::sockopt::rcvhwm, hwm * 2);
   socket_.set(zmq::sockopt::immediate, 0);  // see connection.hpp: keeps answers received before a disconnect

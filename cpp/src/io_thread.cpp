@@ -555,8 +555,9 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
 
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
   if (r.session != session_) return;  // from an earlier session
+  ServerTiming timing{r.timing.queue_ms, r.timing.total_ms};
   if (r.status == wire::ResultStatus::skipped || !r.output) {
-    pipeline_.on_result(r.frame, nullptr, now);
+    pipeline_.on_result(r.frame, nullptr, now, timing);
     return;
   }
   wire::BufferDesc& out = *r.output;
@@ -593,7 +594,7 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
   img->stride = out.stride;
   img->format = out.format;
   img->server_ms = r.timing.total_ms;
-  pipeline_.on_result(r.frame, std::move(img), now);
+  pipeline_.on_result(r.frame, std::move(img), now, timing);
 }
 
 void IoThread::handle_error(const wire::Error& e, TimePoint now) {

@@ -1,12 +1,16 @@
 #include "pipeline.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 namespace nrb::detail {
 
 Pipeline::Pipeline(Options opts)
-    : opts_(opts), enabled_(opts.start_enabled), limit_(std::max<uint32_t>(1, opts.frames_in_flight)) {}
+    : opts_(opts),
+      enabled_(opts.start_enabled),
+      limit_(std::max<uint32_t>(1, opts.frames_in_flight)),
+      ceiling_(std::max<uint32_t>(1, opts.frames_in_flight ? opts.frames_in_flight : opts.adaptive_max)) {}
 
 void Pipeline::wake() {
   if (wake_) wake_();
@@ -129,6 +133,7 @@ PipelineStats Pipeline::stats() const {
   s.shm_active = session_ != 0 && pool_ != nullptr;
   s.doorbell_active = s.shm_active && doorbell_;
   s.compression = static_cast<uint32_t>(compression_);
+  s.in_flight_limit = limit_;
   s.refused = refused_;
   s.refusal_code = refusal_code_;
   s.refusal_message = refusal_message_;
@@ -149,7 +154,11 @@ void Pipeline::session_started(uint64_t session, uint32_t max_in_flight, std::sh
   session_ = session;
   compression_ = compression;
   doorbell_ = doorbell;
-  limit_ = std::max<uint32_t>(1, std::min(std::max<uint32_t>(1, opts_.frames_in_flight), max_in_flight));
+  uint32_t wanted = opts_.frames_in_flight ? opts_.frames_in_flight : std::max<uint32_t>(1, opts_.adaptive_max);
+  ceiling_ = std::max<uint32_t>(1, std::min(wanted, max_in_flight));
+  limit_ = opts_.frames_in_flight ? ceiling_ : 1;  // adaptive: start at 1, learn from this session's answers
+  service_ms_ = link_ms_ = 0.0;
+  adaptive_seen_ = 0;
   pool_ = std::move(pool);
   refused_ = retry_requested_ = false;
   refusal_code_ = 0;
@@ -235,7 +244,8 @@ void Pipeline::send_failed(uint64_t frame_id) {
   ++counters_.frames_dropped;
 }
 
-Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now) {
+Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now,
+                                     std::optional<ServerTiming> timing) {
   std::shared_ptr<ResultImage> replaced;
   std::shared_ptr<FrameResources> res;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -244,6 +254,8 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
   InFlight f = std::move(*it);
   in_flight_.erase(it);
   acknowledge_locked(frame_id);
+  // Only rendered frames tell what a render costs (a skipped one was answered without occupying the renderer).
+  if (image && timing) adapt_locked(*timing, ms_between(f.sent_time, now) - timing->total_ms);
   double rtt = ms_between(f.submit_time, now);
   if (!image) {  // "skipped": the renderer judged it past its deadline
     ++counters_.results_late;
@@ -266,6 +278,25 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
     latest_ = std::move(image);
   }
   return Answer::fresh;
+}
+
+void Pipeline::adapt_locked(const ServerTiming& t, double link_ms) {
+  if (opts_.frames_in_flight != 0) return;  // a fixed limit
+  if (!(t.total_ms > 0.0)) return;            // a renderer that reports no timing: nothing to judge by (stay at 1)
+  double service = std::max(0.0, t.total_ms - t.queue_ms);
+  link_ms = std::max(0.0, link_ms);
+  constexpr double kAlpha = 0.2;  // moving averages over about the last ten answers
+  if (adaptive_seen_++ == 0) {
+    service_ms_ = service;
+    link_ms_ = link_ms;
+  } else {
+    service_ms_ += kAlpha * (service - service_ms_);
+    link_ms_ += kAlpha * (link_ms - link_ms_);
+  }
+  if (adaptive_seen_ < std::max<uint32_t>(1, opts_.adaptive_samples)) return;
+  double ratio = link_ms_ / std::max(service_ms_, 0.05);  // a renderer faster than 50 us counts as 50 us
+  double wanted = 1.0 + std::floor(std::min(ratio + 0.5, 64.0));
+  limit_ = std::clamp<uint32_t>(static_cast<uint32_t>(wanted), 1, ceiling_);
 }
 
 void Pipeline::on_frame_error(uint64_t frame_id, wire::ErrorCode code) {

@@ -1,6 +1,7 @@
 // The client's frame and event bookkeeping, free of sockets and threads so that its rules can be tested directly:
 //
-//  * at most `frames_in_flight` frames (further limited by the renderer's max_in_flight) are outstanding;
+//  * at most `frames_in_flight` frames (further limited by the renderer's max_in_flight) are outstanding; with
+//    frames_in_flight 0 (the default) the limit adapts (see Options::frames_in_flight and docs/protocol.md 5.9);
 //  * one submitted-but-unsent frame waits at most: a newer submit drops it ("the oldest unsent frame is dropped");
 //  * a result is shown only while `now <= submit time + deadline`; one that arrives later is counted late;
 //  * events and style commands stay queued, in order, until the renderer answers a frame that carried them; a
@@ -87,6 +88,12 @@ struct ResultImage {
   std::shared_ptr<FrameResources> frame_resources;    // set by on_result: the frame's slot, when pixels live there
 };
 
+// The renderer's timing of one answer (RESULT `timing`), for the adaptive in-flight limit.
+struct ServerTiming {
+  double queue_ms = 0.0;  // received -> dequeued (waiting behind other frames)
+  double total_ms = 0.0;  // received -> sent
+};
+
 struct PipelineStats {
   uint64_t frames_submitted = 0, frames_sent = 0, frames_dropped = 0, results_received = 0, results_late = 0,
            frames_lost = 0, errors_received = 0, fallbacks = 0, events_sent = 0, events_pending = 0,
@@ -96,6 +103,7 @@ struct PipelineStats {
   bool shm_active = false;
   bool doorbell_active = false;
   uint32_t compression = 0;  // wire::Compression of the current session
+  uint32_t in_flight_limit = 0;  // frames the client lets be outstanding now (adaptive or configured)
   bool refused = false;      // the renderer refused the session and the client waits to be told to ask again
   int32_t refusal_code = 0;  // the refusing ERROR's code (protocol section 9); 0 when none since the last session
   std::string refusal_message;  // and its message
@@ -104,7 +112,17 @@ struct PipelineStats {
 class Pipeline {
  public:
   struct Options {
-    uint32_t frames_in_flight = 2;
+    // 1..64: a fixed limit. 0: adaptive, between 1 and `adaptive_max` (and the renderer's max_in_flight): one frame
+    // in flight while the renderer is the bottleneck, more while the link is. From each answered frame the pipeline
+    // keeps moving averages of the renderer's service time S (timing total_ms - queue_ms: what one frame occupies
+    // the renderer) and of the link L (send -> RESULT received, minus total_ms: transport both ways). A frame in
+    // flight keeps the renderer busy for S out of every S + L, so ceil((S + L) / S) frames would keep it busy all
+    // the time; every extra frame beyond what the link hides only waits in the renderer's queue (latency, no
+    // throughput). The limit is 1 + floor(L / S + 0.5): a second frame only once the link costs at least half a
+    // render. It starts at 1 for each session and needs `adaptive_samples` answers before it moves.
+    uint32_t frames_in_flight = 0;
+    uint32_t adaptive_max = 4;
+    uint32_t adaptive_samples = 4;
     double deadline_ms = 100.0;
     size_t max_pending_events = 65536;  // events + styles; beyond it the oldest unsent are discarded
     bool start_enabled = true;
@@ -155,7 +173,9 @@ class Pipeline {
 
   enum class Answer { fresh, late, unknown };
   // A RESULT for `frame_id`. `image` (null for "skipped") becomes the newest result when it is on time.
-  Answer on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now);
+  // `timing` (the RESULT's, when known) feeds the adaptive in-flight limit.
+  Answer on_result(uint64_t frame_id, std::shared_ptr<ResultImage> image, TimePoint now,
+                   std::optional<ServerTiming> timing = std::nullopt);
   // An ERROR about `frame_id`. NO_SESSION: every frame in flight is lost (the caller re-handshakes). Any other
   // code answers the frame: its events count as delivered (the renderer saw them and rejected the frame).
   void on_frame_error(uint64_t frame_id, wire::ErrorCode code);
@@ -211,6 +231,7 @@ class Pipeline {
   };
 
   void drop_queued_locked();
+  void adapt_locked(const ServerTiming& t, double link_ms);
   void give_back_locked(uint64_t frame_id);
   void acknowledge_locked(uint64_t frame_id);
   void trim_pending_locked();
@@ -225,6 +246,10 @@ class Pipeline {
   uint64_t next_seq_ = 1;
   uint64_t session_ = 0;
   uint32_t limit_;
+  uint32_t ceiling_;              // the adaptive limit's maximum for this session
+  double service_ms_ = 0.0;       // moving averages for the adaptive limit (see Options::frames_in_flight)
+  double link_ms_ = 0.0;
+  uint32_t adaptive_seen_ = 0;
   std::shared_ptr<SlotPool> pool_;
   wire::Compression compression_ = wire::Compression::none;
   bool doorbell_ = false;  // statistics only: the I/O thread owns the doorbell

@@ -455,3 +455,90 @@ TEST_CASE("an error of the engine's own call outlives the session; a connection'
   p.session_started(2, 2, nullptr);
   CHECK(p.last_error().empty());
 }
+
+// ---- adaptive frames in flight (frames_in_flight 0) -------------------------------------------------------------
+namespace {
+
+Pipeline::Options adaptive() {
+  Pipeline::Options o;
+  o.frames_in_flight = 0;
+  o.adaptive_max = 4;
+  o.deadline_ms = 1000.0;
+  return o;
+}
+
+// One frame sent at `t` and answered `rtt` later with the renderer's timing (queue_ms 0, total_ms = service).
+void answered(Pipeline& p, TimePoint& t, std::chrono::milliseconds rtt, double service_ms) {
+  uint64_t id = frame(p, t);
+  auto out = p.take_next(t);
+  REQUIRE(out.has_value());
+  t += rtt;
+  CHECK(p.on_result(id, image(), t, ServerTiming{0.0, service_ms}) == Pipeline::Answer::fresh);
+}
+
+}  // namespace
+
+TEST_CASE("adaptive in flight: one frame against a renderer-bound server") {
+  Pipeline p(adaptive());
+  p.session_started(1, 8, nullptr);
+  CHECK(p.in_flight_limit() == 1);
+  TimePoint t = t0();
+  for (int i = 0; i < 20; ++i) answered(p, t, 36ms, 35.0);  // 35 ms render, 1 ms link
+  CHECK(p.in_flight_limit() == 1);
+  CHECK(p.stats().in_flight_limit == 1);
+  // a second frame is not sent while one is out
+  frame(p, t);
+  REQUIRE(p.take_next(t).has_value());
+  frame(p, t);
+  CHECK_FALSE(p.take_next(t).has_value());
+}
+
+TEST_CASE("adaptive in flight: more frames when the link is the bottleneck, capped by the renderer") {
+  Pipeline p(adaptive());
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  for (int i = 0; i < 3; ++i) answered(p, t, 40ms, 10.0);
+  CHECK(p.in_flight_limit() == 1);  // too few answers to judge yet
+  for (int i = 0; i < 20; ++i) answered(p, t, 40ms, 10.0);  // 10 ms render, 30 ms link: 1 + floor(3.5) = 4
+  CHECK(p.in_flight_limit() == 4);
+  for (int i = 0; i < 30; ++i) answered(p, t, 25ms, 10.0);  // 15 ms link: 1 + floor(2) = 3
+  CHECK(p.in_flight_limit() == 3);
+  for (int i = 0; i < 30; ++i) answered(p, t, 14ms, 10.0);  // 4 ms link: below half a render, back to 1
+  CHECK(p.in_flight_limit() == 1);
+
+  p.session_ended();
+  p.session_started(2, 2, nullptr);  // a renderer that allows only 2; a new session starts at 1 again
+  CHECK(p.in_flight_limit() == 1);
+  for (int i = 0; i < 20; ++i) answered(p, t, 100ms, 10.0);
+  CHECK(p.in_flight_limit() == 2);
+}
+
+TEST_CASE("adaptive in flight: skipped answers and queue time do not count as render time") {
+  Pipeline p(adaptive());
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  // The frame waited 30 ms in the renderer's queue (other sessions) and rendered for 10: service 10, link 2.
+  for (int i = 0; i < 20; ++i) {
+    uint64_t id = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 42ms;
+    p.on_result(id, image(), t, ServerTiming{30.0, 40.0});
+  }
+  CHECK(p.in_flight_limit() == 1);
+  for (int i = 0; i < 20; ++i) {  // "skipped" answers carry no render time
+    uint64_t id = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 40ms;
+    p.on_result(id, nullptr, t, ServerTiming{0.0, 0.1});
+  }
+  CHECK(p.in_flight_limit() == 1);
+}
+
+TEST_CASE("a configured frames_in_flight is not adapted") {
+  Pipeline p(opts(2, 1000.0));
+  p.session_started(1, 8, nullptr);
+  CHECK(p.in_flight_limit() == 2);
+  TimePoint t = t0();
+  for (int i = 0; i < 20; ++i) answered(p, t, 36ms, 35.0);
+  CHECK(p.in_flight_limit() == 2);
+}

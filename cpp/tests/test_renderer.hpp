@@ -266,6 +266,7 @@ class TestRenderer {
       send(rid, e);
       return;
     }
+    auto started = std::chrono::steady_clock::now();
     if (o.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.delay_ms));
     // The first buffer's bytes, wherever they are.
     std::vector<uint8_t> first;
@@ -306,7 +307,9 @@ class TestRenderer {
       out.set_pixels(packed.data(), packed.size());
     }
     res.output = out;
-    res.timing.total_ms = 0.5;
+    // Its honest render time (received -> answered); it keeps no queue of its own, so queue_ms stays 0.
+    res.timing.render_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    res.timing.total_ms = res.timing.render_ms + 0.01;
     send(rid, res);
   }
 

@@ -53,7 +53,7 @@ extern "C" {
 #define NRB_CAMERA_VERSION 1
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
-#define NRB_STATS_VERSION 3 /* 2: doorbell_active; 3: refusal_code, refusal_message */
+#define NRB_STATS_VERSION 4 /* 2: doorbell_active; 3: refusal_code, refusal_message; 4: in_flight_limit */
 
 /* The library's version (NRB_MAKE_VERSION layout). Any thread. */
 NRB_API uint32_t nrb_get_version(void);
@@ -167,7 +167,10 @@ typedef struct nrb_client_config {
 
   const char* endpoint;       /* ZeroMQ endpoint of the renderer; NULL: "tcp://127.0.0.1:5555" */
   nrb_transport transport;    /* default NRB_TRANSPORT_AUTO */
-  uint32_t frames_in_flight;  /* 0: 2. Further limited by the renderer's max_in_flight. 1..64 */
+  /* 0 (recommended): adaptive, 1..4: one frame in flight while the renderer is the bottleneck, more while the
+   * link is (docs/protocol.md section 5.9); nrb_stats.in_flight_limit shows the current choice. 1..64: that many,
+   * always. Either way further limited by the renderer's max_in_flight. */
+  uint32_t frames_in_flight;
   double deadline_ms;         /* 0: 100. A result older than this (from submit) is never shown */
   uint32_t connect_timeout_ms;   /* 0: 1000. TCP connect / wait for the first writable moment */
   uint32_t handshake_timeout_ms; /* 0: 1000. HELLO -> WELCOME */
@@ -200,7 +203,7 @@ typedef struct nrb_client_config {
   nrb_compression compression; /* default NONE */
   int32_t compression_level;   /* 0: the library default (lz4: 0 = fast, zstd: 1) */
 
-  uint32_t shm_slots;          /* 0: 2 * frames_in_flight + 4 slots; 1..256 */
+  uint32_t shm_slots;          /* 0: 2 * frames_in_flight + 4 slots (adaptive: frames_in_flight counts as 4); 1..256 */
   uint32_t start_disabled;     /* non-zero: the client starts disabled (no traffic until nrb_set_enabled(1)) */
 } nrb_client_config;
 
@@ -416,6 +419,9 @@ typedef struct nrb_stats {
                                  above INT32_MAX reads INT32_MAX */
   char refusal_message[256];  /* its `message`, NUL-terminated, cut to at most 255 bytes without splitting a UTF-8
                                  sequence; "" when none */
+  /* -- struct_version 4 -- */
+  uint32_t in_flight_limit;   /* frames the client lets be outstanding now: the adaptive choice (frames_in_flight 0),
+                                 or the configured count; both capped by the renderer's max_in_flight */
 } nrb_stats;
 
 /* Fills *out_stats (set struct_size/struct_version first). A caller built against an older version gets the
