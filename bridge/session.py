@@ -99,8 +99,9 @@ class WorkEstimate:
     """A session's recent processing times (dequeue to answer sent: style, render, encode), to predict whether a
     frame can still make its deadline.
 
-    The estimate is the 90th percentile of the last ``window`` times; the session's first render (model warm-up) is
-    not counted, and nothing is predicted from fewer than ``min_samples``. A prediction may only skip frames for a
+    The estimate is the median of the last ``window`` times (a frame that would fit on a typical render is tried:
+    the renderer would otherwise idle; one that could only fit on a lucky one is not); the session's first render
+    (model warm-up) is not counted, and nothing is predicted from fewer than ``min_samples``. A prediction may only skip frames for a
     while: once ``probe_after`` seconds (at least ``probe_factor`` estimates) have passed since the session's last
     render, the next frame is rendered anyway, so that an estimate spoilt by a slow spell is refreshed.
     """
@@ -123,7 +124,7 @@ class WorkEstimate:
     def estimate_ms(self) -> float | None:
         if len(self.samples) < self.min_samples:
             return None
-        return float(np.percentile(np.fromiter(self.samples, float), 90))
+        return float(np.median(np.fromiter(self.samples, float)))
 
     def probe_due(self, now: float | None = None) -> bool:
         est = self.estimate_ms() or 0.0
