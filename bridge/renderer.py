@@ -20,10 +20,12 @@ live in the instance or in ``RenderInputs.history``; ``reset()`` is called when 
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import importlib.util
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -413,3 +415,25 @@ def display_rgba8(pixels: np.ndarray) -> np.ndarray:
     out[..., :3] = to_srgb8(linear_to_srgb(pixels[..., :3].astype(np.float32)))
     out[..., 3] = to_srgb8(pixels[..., 3].astype(np.float32))
     return out
+
+
+# ------------------------------------------------------------------------------------------------- render workers
+_WORKER = threading.local()
+
+
+@contextlib.contextmanager
+def worker_context(index: int, threads: int) -> Iterator[None]:
+    """Mark the calling thread as ``nrb serve``'s render worker ``index`` with a budget of ``threads`` renderer
+    threads (the workers' budgets sum to the machine's cores). Renderers that run a thread pool of their own (ONNX
+    Runtime) size it from ``current_worker()`` and keep one instance of it per worker."""
+    _WORKER.slot = (int(index), max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _WORKER.slot = None
+
+
+def current_worker() -> tuple[int, int] | None:
+    """(worker index, thread budget) of the render worker calling, or None outside one."""
+    slot: tuple[int, int] | None = getattr(_WORKER, "slot", None)
+    return slot

@@ -1,9 +1,10 @@
 """The render server: a ZeroMQ ROUTER that turns engine FRAMEs into RESULTs (``nrb serve``).
 
 One thread owns the socket and runs a simple loop: drain every message that has arrived (answering HELLO, PING
-and BYE at once, decoding and validating FRAMEs into their session's queue), then render one queued frame
-(round-robin over sessions), then housekeeping (expiry, status line). Because the queue is explicit, a frame whose
-deadline has passed while it waited is answered ``skipped`` instead of being rendered.
+and BYE at once, decoding and validating FRAMEs into their session's queue, where the newest frame supersedes a
+waiting one: latest frame wins), then housekeeping (expiry, status line). A pool of render workers takes queued
+frames earliest deadline first across sessions, one frame per session at a time; a frame that cannot make its
+deadline (judged from the session's recent render times) is answered ``skipped`` instead of being rendered late.
 
 Per frame, in order: the session's style pipeline advances (engine ``set_style`` commands, then event hooks, then
 every-frame hooks — also for frames that end up skipped or refused for overload, so no event is ever lost), the
@@ -24,6 +25,7 @@ import collections
 import dataclasses
 import ipaddress
 import logging
+import os
 import random
 import signal
 import sys
@@ -62,7 +64,15 @@ from bridge.protocol import (
     message_from_header,
     parse_header,
 )
-from bridge.renderer import BadOutput, Renderer, RenderInputs, available, image_to_output, renderer_factory
+from bridge.renderer import (
+    BadOutput,
+    Renderer,
+    RenderInputs,
+    available,
+    image_to_output,
+    renderer_factory,
+    worker_context,
+)
 from bridge.security import ServerCurve, check_bind_policy
 from bridge.session import QueuedFrame, Session, StylePipeline
 from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmUnavailable
@@ -110,6 +120,8 @@ class ServerConfig:
     status: bool = False
     status_interval: float = 1.0
     doorbell: bool = True
+    workers: int = 0  # render workers; 0: one per core (os.cpu_count()), at most max_sessions
+    worker_threads: int = 0  # renderer threads per worker; 0: cores // workers (at least 1)
 
 
 class _ClearStatusLine(logging.Filter):
@@ -191,7 +203,6 @@ class Server:
         self.hook_log = HookErrorLog()
         self.sessions: dict[int, Session] = {}
         self._next_id = random.randrange(1, 1 << 31)
-        self._rr: collections.deque[int] = collections.deque()
         self._ctx = context or zmq.Context.instance()
         self.sock: zmq.Socket[Any] | None = None
         self.endpoint: str | None = None
@@ -206,11 +217,16 @@ class Server:
         self._reload_keys = threading.Event()  # SIGHUP: re-read the CurveZMQ allow-list
         self._recorder_lock = threading.Lock()
         self._rejects: dict[bytes, int] = {}
-        # threads: the I/O loop owns ``sock``; the render thread sends through ``_push`` to the I/O loop's PULL.
-        self._work = threading.Condition()  # guards sessions, their queues and _rr; signals queued work
+        # threads: the I/O loop owns ``sock``; each render worker sends through its own PUSH socket to the I/O
+        # loop's PULL (or straight through a session's doorbell).
+        self._work = threading.Condition()  # guards sessions and their queues; signals queued work
         self._out_endpoint = f"inproc://nrb-results-{id(self):x}-{random.randrange(1 << 30):x}"
-        self._push: zmq.Socket[Any] | None = None
-        self._render_tid: int | None = None
+        self._worker_local = threading.local()  # .push: the calling worker's PUSH socket
+        self._worker_tids: set[int] = set()
+        self._hooks_lock = threading.Lock()
+        cores = os.cpu_count() or 1
+        self.workers = cfg.workers or max(1, min(cores, cfg.max_sessions))
+        self.worker_threads = cfg.worker_threads or max(1, cores // self.workers)
         self._poller: zmq.Poller | None = None  # the I/O loop's; doorbell descriptors join and leave it
         self._bells: dict[int, Session] = {}  # doorbell descriptor -> its session (I/O thread only)
         # server-wide statistics (status line)
@@ -321,8 +337,10 @@ class Server:
         pull = self._ctx.socket(zmq.PULL)
         pull.setsockopt(zmq.LINGER, 0)
         pull.bind(self._out_endpoint)
-        render = threading.Thread(target=self._render_loop, name="nrb-render", daemon=True)
-        render.start()
+        workers = [threading.Thread(target=self._render_loop, args=(i,), name=f"nrb-render-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for w in workers:
+            w.start()
         poller = self._poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(pull, zmq.POLLIN)
@@ -359,7 +377,8 @@ class Server:
             self._stop.set()
             with self._work:
                 self._work.notify_all()
-            render.join()
+            for w in workers:
+                w.join()
             while True:  # results the render thread finished while we were stopping
                 try:
                     self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
@@ -446,15 +465,15 @@ class Server:
         """Encode and send ``msg`` to a peer from either thread (the render thread goes through its pipe, or
         straight to the engine through the session's ``doorbell`` when the answer fits one atomic record)."""
         frames = encode(msg)
-        if doorbell is not None and len(frames) == 1 and threading.get_ident() == self._render_tid:
+        push: zmq.Socket[Any] | None = getattr(self._worker_local, "push", None)
+        if doorbell is not None and len(frames) == 1 and push is not None:
             try:
                 if doorbell.send(frames[0]):
                     return frames
             except OSError as exc:  # the engine's end is gone; its session ends on the ZeroMQ side
                 log.debug("doorbell write failed: %s", exc)
-        if threading.get_ident() == self._render_tid:
-            assert self._push is not None
-            self._push.send_multipart([routing_id, *frames], copy=False)
+        if push is not None:
+            push.send_multipart([routing_id, *frames], copy=False)
         else:
             self._forward([routing_id, *frames])
         return frames
@@ -610,7 +629,6 @@ class Server:
                        user_id=_user_id(frames) if self._curve is not None else None)
         with self._work:
             self.sessions[sid] = sess
-            self._rr.append(sid)
         if bell is not None and self._poller is not None:
             self._bells[bell.fileno()] = sess
             self._poller.register(bell.fileno(), zmq.POLLIN)
@@ -659,10 +677,6 @@ class Server:
     def _close_session(self, sess: Session, reason: str) -> None:
         with self._work:
             self.sessions.pop(sess.id, None)
-            try:
-                self._rr.remove(sess.id)
-            except ValueError:
-                pass
             sess.queue.clear()
             busy = sess.busy
         if sess.doorbell is not None and self._bells.pop(sess.doorbell.fileno(), None) is sess:
@@ -699,7 +713,7 @@ class Server:
         item = QueuedFrame(routing_id, msg, frames, received, decode_ms)
         answers: list[list[Any]] = []
         with self._work:
-            in_flight = len(sess.queue) + sess.busy
+            in_flight = len(sess.queue) + (sess.busy and not sess.answered_current)
             if in_flight >= self.config.max_in_flight:
                 # Over the announced limit (a misbehaving engine): not rendered, answered OVERLOADED in turn; its
                 # events still apply. It supersedes nothing.
@@ -787,59 +801,74 @@ class Server:
         sess.pipeline.check(frame)
 
     # ------------------------------------------------------------------------------------------------ process
-    def _render_loop(self) -> None:
-        """The render thread: take the next queued frame (round-robin over sessions) and process it."""
-        self._render_tid = threading.get_ident()
-        self._push = self._ctx.socket(zmq.PUSH)
-        self._push.setsockopt(zmq.LINGER, 1000)
-        self._push.connect(self._out_endpoint)
+    def _render_loop(self, index: int = 0) -> None:
+        """A render worker: take the queued frame with the earliest deadline (of a session no other worker is
+        processing) and process it. Each worker runs its renderer calls under its own thread budget
+        (``bridge.renderer.worker_context``), so renderers that keep per-thread state (ONNX Runtime sessions) get
+        their own instance per worker."""
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(self._out_endpoint)
+        self._worker_local.push = push
+        self._worker_tids.add(threading.get_ident())
         try:
-            while True:
-                with self._work:
-                    picked = self._next_frame()
-                    while picked is None and not self._stop.is_set():
-                        self._work.wait(0.1)
-                        picked = self._next_frame()
-                    if picked is None:
-                        return
-                sess, item = picked
-                try:
-                    self._process(sess, item)
-                except Exception as exc:
-                    log.exception("internal error processing session %d frame %d", sess.id, item.frame.frame)
-                    self._send_error(item.routing_id, ProtocolError(ErrorCode.INTERNAL,
-                                                                    f"{type(exc).__name__}: {exc}"),
-                                     sess.id, item.frame.frame, sess.doorbell)
-                finally:
+            with worker_context(index, self.worker_threads):
+                while True:
                     with self._work:
-                        sess.busy = False
-                        closed = sess.id not in self.sessions
-                    if closed:
-                        sess.close()  # closed while we rendered: release its shared memory now
+                        picked = self._next_frame()
+                        while picked is None and not self._stop.is_set():
+                            self._work.wait(0.1)
+                            picked = self._next_frame()
+                        if picked is None:
+                            return
+                    sess, item = picked
+                    try:
+                        self._process(sess, item)
+                    except Exception as exc:
+                        log.exception("internal error processing session %d frame %d", sess.id, item.frame.frame)
+                        self._send_error(item.routing_id, ProtocolError(ErrorCode.INTERNAL,
+                                                                        f"{type(exc).__name__}: {exc}"),
+                                         sess.id, item.frame.frame, sess.doorbell)
+                    finally:
+                        with self._work:
+                            sess.busy = False
+                            closed = sess.id not in self.sessions
+                            self._work.notify()  # its next frame may be waiting for a worker
+                        if closed:
+                            sess.close()  # closed while we rendered: release its shared memory now
         finally:
-            self._push.close()
-            self._push = None
-            self._render_tid = None
+            push.close()
+            self._worker_local.push = None
+            self._worker_tids.discard(threading.get_ident())
 
     def _next_frame(self) -> tuple[Session, QueuedFrame] | None:
-        """Round-robin pick (caller holds ``self._work``)."""
-        for _ in range(len(self._rr)):
-            sid = self._rr[0]
-            self._rr.rotate(-1)
-            sess = self.sessions.get(sid)
-            if sess is not None and sess.queue:
-                sess.busy = True
-                sess.busy_since = time.monotonic()
-                return sess, sess.queue.popleft()
-        return None
+        """Earliest deadline first over the sessions no worker is processing (caller holds ``self._work``): the
+        head of each session's queue (at most one renderable frame, latest frame wins) competes by arrival +
+        ``deadline_ms``; ties go to the frame that arrived first."""
+        best: tuple[int, int, Session] | None = None
+        for sess in self.sessions.values():
+            if sess.busy or not sess.queue:
+                continue
+            head = sess.queue[0]
+            key = (head.deadline_ns, head.received_ns)
+            if best is None or key < best[:2]:
+                best = (*key, sess)
+        if best is None:
+            return None
+        sess = best[2]
+        sess.busy = True
+        sess.answered_current = False
+        sess.busy_since = time.monotonic()
+        return sess, sess.queue.popleft()
 
     def _hooks_for_frame(self) -> HookSet | None:
         if self.hooks is None:
             return None
-        hookset = self.hooks.current()
-        if self._recorder is not None and hookset.version != self._recorded_hooks:
-            self._rec("hooks", hookset.path, hookset.source, hookset.version)
-            self._recorded_hooks = hookset.version
+        with self._hooks_lock:  # workers share the file (reload) and the capture's record of it
+            hookset = self.hooks.current()
+            if self._recorder is not None and hookset.version != self._recorded_hooks:
+                self._rec("hooks", hookset.path, hookset.source, hookset.version)
+                self._recorded_hooks = hookset.version
         return hookset
 
     def _record_frame(self, sess: Session, item: QueuedFrame) -> None:
@@ -868,7 +897,7 @@ class Server:
             self.hook_log.report(hook_errors)
         return t
 
-    def _apply_unrendered(self, sess: Session, item: QueuedFrame) -> None:
+    def _apply_unrendered(self, sess: Session, item: QueuedFrame, current: bool = False) -> None:
         """A frame that is not rendered: apply its events and style commands; answer OVERLOADED when it came over
         the in-flight limit (a frame already answered ``skipped`` only has its answer recorded)."""
         self._apply(sess, item)
@@ -879,6 +908,7 @@ class Server:
             self._record_result(sess, frame.frame, "skipped", item.skip_wire, None, timing)
             return
         sess.stats.rejected += 1
+        sess.answered_current = current  # from here on the engine may send its next frame
         err = self._send_error(item.routing_id, ProtocolError(
             ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
                                   "frame not rendered"), sess.id, frame.frame, sess.doorbell)
@@ -888,7 +918,7 @@ class Server:
         for older in item.carried:  # superseded frames first, in order (latest frame wins)
             self._apply_unrendered(sess, older)
         if item.answered or item.style_only:
-            self._apply_unrendered(sess, item)
+            self._apply_unrendered(sess, item, current=True)
             return
         frame = item.frame
         dequeued = time.perf_counter_ns()
@@ -905,6 +935,7 @@ class Server:
         if late:
             timing.style_ms = elapsed(dequeued)
             timing.total_ms = elapsed(item.received_ns)
+            sess.answered_current = True
             wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing), sess.doorbell)
             sess.stats.skipped += 1
             self.counts["skipped"] += 1
@@ -934,6 +965,7 @@ class Server:
         self._latencies.append(timing.total_ms)
         self._events_out.append(time.monotonic())
         self.counts["rendered"] += 1
+        sess.answered_current = True
         wire = self._send(item.routing_id, result, sess.doorbell)
         self._metrics.render.observe(timing.render_ms / 1e3)
         self._metrics.latency.observe(timing.total_ms / 1e3)
@@ -967,6 +999,7 @@ class Server:
             log.error("renderer %s %s on session %d frame %d (buffers %s; events %s): %s (further identical "
                       "failures of this session are counted, not logged)%s", sess.renderer.label, what, sess.id,
                       frame.frame, bufs, [e.name for e in frame.events], detail, tb)
+        sess.answered_current = True
         err = self._send_error(item.routing_id, ProtocolError(ErrorCode.RENDER_FAILED, f"renderer {what}: {detail}"),
                                sess.id, frame.frame, sess.doorbell)
         self._record_result(sess, frame.frame, "error", [encode(err)[0]], digest, timing, err.message)

@@ -181,6 +181,7 @@ class Session:
     last_frame: int | None = None
     busy: bool = False  # a render worker is processing one of its frames
     busy_since: float = 0.0  # time.monotonic() when it started
+    answered_current: bool = False  # the frame being processed has been answered (no longer in flight)
     work: WorkEstimate = field(default_factory=WorkEstimate)
     last_seen: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.monotonic)

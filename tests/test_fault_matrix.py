@@ -235,7 +235,8 @@ def test_server_sigkilled_while_holding_shm_slots_then_restarted(servers: list[S
     monkeypatch.setenv("NRB_FAULT_HANG_FILE", str(hang))
     cap1, cap2 = tmp_path / "before.nrbcap", tmp_path / "after.nrbcap"
     servers.append(srv := Server(tmp_path, "--renderer", FAULT_RENDERER, "--record", str(cap1), name="first"))
-    with make_client(srv.endpoint, transport="shm") as c:
+    # two frames in flight (not the adaptive default, which stays at 1 here): the dead server holds two slots
+    with make_client(srv.endpoint, transport="shm", frames_in_flight=2) as c:
         g = Game(c)
         assert g.until(lambda: len(g.shown) >= 5)
         assert c.stats()["shm_active"]

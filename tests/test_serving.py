@@ -9,12 +9,13 @@ here asserts on a duration.
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, served
+from serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, free_port, served
 
 from bridge.capture import CaptureReader
 from bridge.commands.replay import SessionReplay
@@ -126,3 +127,72 @@ def test_superseding_never_reorders_or_loses_answers_under_a_flood(gate: tuple[R
         c.bye()
     assert [f for _, f in _rendered(gate_dir)] == [17, 40]
     assert np.all(np.asarray(ids) == np.arange(18, 41))
+
+
+# ---------------------------------------------------------------------------------------------- fair sessions
+BIG = (128, 96)
+
+
+@pytest.fixture()
+def gate_workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[RunningServer, Path, int]]:
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    port = free_port()
+    with served(tmp_path, "--renderer", GATE, "-o", f"dir={gate_dir}", "--workers", str(request.param),
+                "--max-in-flight", "4", "--metrics", str(port)) as srv:
+        yield srv, gate_dir, port
+
+
+def _frames_received(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("nrb_frames_received_total"))
+
+
+@pytest.mark.parametrize("gate_workers", [2], indirect=True)
+def test_a_big_session_rendering_does_not_starve_a_small_one(gate_workers: tuple[RunningServer, Path, int]) -> None:
+    """While the big session's frame occupies one worker (for as long as the test wants), the small session's
+    frames keep being rendered on another."""
+    srv, gate_dir, _ = gate_workers
+    with srv.client() as big, srv.client() as small:
+        big.hello(BIG, ALBEDO_SPEC)
+        small.hello(SIZE, ALBEDO_SPEC)
+        held = big.send_frame(albedo_only(BIG), frame=7, deadline_ms=60000)
+        _wait_for(gate_dir / "started-7")
+        for f in range(1, 6):
+            assert small.render(albedo_only(), frame=f, deadline_ms=60000, timeout=10).status == "ok"  # gate: 30 s
+        assert not (gate_dir / "go-7").exists()  # the big frame is still rendering: 5 small frames meanwhile
+        (gate_dir / "go-7").touch()
+        assert big.result(held, timeout=30).status == "ok"
+        big.bye()
+        small.bye()
+    rendered = _rendered(gate_dir)
+    assert rendered[0] == ("128x96", 7) and [f for s, f in rendered if s == "96x64"] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("gate_workers", [1], indirect=True)
+def test_sessions_are_served_earliest_deadline_first(gate_workers: tuple[RunningServer, Path, int]) -> None:
+    """One worker, held by session A's frame; then A, B and C each queue a frame, the latest deadline first. When
+    the worker is free it takes them by deadline (C, B, A), not in the order the sessions opened or sent."""
+    srv, gate_dir, metrics = gate_workers
+    sizes = {"a": (64, 48), "b": (80, 48), "c": (96, 48)}
+    clients = {k: srv.client() for k in sizes}
+    try:
+        for k, size in sizes.items():
+            clients[k].hello(size, ALBEDO_SPEC)
+        held = clients["a"].send_frame(albedo_only(sizes["a"]), frame=7, deadline_ms=60000)
+        _wait_for(gate_dir / "started-7")
+        deadlines = {"a": 50000.0, "b": 40000.0, "c": 30000.0}
+        sent = {k: clients[k].send_frame(albedo_only(sizes[k]), frame=8, deadline_ms=deadlines[k]) for k in sizes}
+        end = time.monotonic() + 30
+        while _frames_received(metrics) < 4:  # all three queued behind frame 7
+            assert time.monotonic() < end
+            time.sleep(0.01)
+        (gate_dir / "go-7").touch()
+        assert clients["a"].result(held, timeout=30).status == "ok"
+        for k in sizes:
+            assert clients[k].result(sent[k], timeout=30).status == "ok"
+    finally:
+        for c in clients.values():
+            c.close()
+    order = [size for size, f in _rendered(gate_dir) if f == 8]
+    assert order == ["96x48", "80x48", "64x48"]  # c, b, a: earliest deadline first

@@ -57,6 +57,11 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
                    help="ZMQ_MAXMSGSIZE: a peer sending a larger message part is disconnected by libzmq before it "
                         "is allocated (default: largest allowed buffer + 64 KiB header)")
     p.add_argument("--idle-timeout", type=_positive, default=30.0, help="seconds before a quiet session expires")
+    p.add_argument("--workers", type=int, default=0,
+                   help="render workers: frames of different sessions render in parallel, earliest deadline first "
+                        "(default 0: one per core)")
+    p.add_argument("--worker-threads", type=int, default=0,
+                   help="renderer threads per worker (ONNX Runtime intra-op; default 0: cores / workers)")
     p.add_argument("--doorbell", action=argparse.BooleanOptionalAction, default=True,
                    help="accept the engine's doorbell FIFOs for shared-memory sessions (protocol section 7.1); "
                         "--no-doorbell keeps every header on ZeroMQ")
@@ -76,7 +81,7 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, max_message_bytes=args.max_message_size,
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
-        status=status, doorbell=args.doorbell,
+        status=status, doorbell=args.doorbell, workers=args.workers, worker_threads=args.worker_threads,
     )
 
 

@@ -26,20 +26,21 @@ from typing import Any
 import numpy as np
 
 from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
-from bridge.renderer import Renderer, RenderInputs, available, to_srgb8
+from bridge.renderer import Renderer, RenderInputs, available, current_worker, to_srgb8
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
 DEFAULT_MODEL = WEIGHTS / "default_temporal.onnx"
-_SESSIONS: dict[tuple[str, int], Any] = {}
+_SESSIONS: dict[tuple[str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
-def _session(path: Path, threads: int) -> Any:
-    """One ONNX Runtime session per (model, threads), shared by every renderer instance (they are
-    read-only)."""
+def _session(path: Path, threads: int, worker: int = -1) -> Any:
+    """One ONNX Runtime session per (model, threads, render worker), shared by every renderer instance that runs
+    on that worker (they are read-only; a worker runs one frame at a time, so its session's thread pool is never
+    shared by two frames at once)."""
     import onnxruntime as ort
 
-    key = (str(path.resolve()), threads)
+    key = (str(path.resolve()), threads, worker)
     with _LOCK:
         if key not in _SESSIONS:
             opts = ort.SessionOptions()
@@ -64,26 +65,29 @@ def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
 class NeuralRenderer(Renderer):
     """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame
     ``.onnx``),
-    ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads, default 2)."""
+    ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads; default: the render
+    worker's thread budget in ``nrb serve``, 2 elsewhere)."""
 
     name = "neural"
     version = "0.1.0"
     output_format = "rgba8_srgb"
 
-    def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int = 2) -> None:
+    def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None) -> None:
         path = Path(model) if model is not None else DEFAULT_MODEL
         if not path.is_file():
             raise ValueError(
                 f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
                 "trains and exports the default one)"
             )
-        self.session = _session(path, int(threads))
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.path = path
+        self.threads = None if threads is None else int(threads)
+        session = self.session
+        self.input_names = [i.name for i in session.get_inputs()]
         self.has_history_inputs = "x_prev_output" in self.input_names
         self.temporal = bool(temporal) and self.has_history_inputs
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = session.get_modelmeta().custom_metadata_map
         self.upscale = int(meta.get("nrb_upscale", "1"))
-        smap = next(i for i in self.session.get_inputs() if i.name == "style_map")
+        smap = next(i for i in session.get_inputs() if i.name == "style_map")
         #: how many styles the model was trained on (its style embedding's rows; the style map's channels)
         self.styles = smap.shape[1] if isinstance(smap.shape[1], int) else None
         #: the house lighting (9 floats: sun direction, sun irradiance, sky radiance) of a model that takes
@@ -181,6 +185,14 @@ class NeuralRenderer(Renderer):
     def output_size(self, render_size: tuple[int, int], requested: tuple[int, int]) -> tuple[int, int]:
         """An upscaling model (``nrb_upscale`` in its metadata) returns ``upscale`` x the render size."""
         return render_size[0] * self.upscale, render_size[1] * self.upscale
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session for the calling render worker (its own, sized by its thread budget)."""
+        worker = current_worker()
+        if worker is None:
+            return _session(self.path, self.threads or 2)
+        return _session(self.path, self.threads or worker[1], worker[0])
 
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed = self.feed(inputs, style_map)

@@ -24,16 +24,17 @@ from typing import Any
 import numpy as np
 
 from bridge.protocol import BufferSpec, is_buffer_name
-from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, to_srgb8
+from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, current_worker, to_srgb8
 
-_SESSIONS: dict[tuple[str, int], Any] = {}
+_SESSIONS: dict[tuple[str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
-def _session(path: str, threads: int) -> Any:
+def _session(path: str, threads: int, worker: int = -1) -> Any:
+    """One session per (model, threads, render worker): see ``bridge.renderers.neural._session``."""
     import onnxruntime as ort
 
-    key = (str(Path(path).resolve()), threads)
+    key = (str(Path(path).resolve()), threads, worker)
     with _LOCK:
         if key not in _SESSIONS:
             opts = ort.SessionOptions()
@@ -53,13 +54,14 @@ class OnnxRenderer(Renderer):
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, *, threads: int = 1, output_srgb: bool = False) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, output_srgb: bool = False) -> None:
         self.path = str(path)
         self.name = f"onnx:{Path(path).name}"
         self.output_srgb = bool(output_srgb)
-        self.session = _session(self.path, int(threads))
+        self.threads = None if threads is None else int(threads)
+        session = self.session
         self.inputs: list[tuple[str, int | None]] = []
-        for inp in self.session.get_inputs():
+        for inp in session.get_inputs():
             if inp.type != "tensor(float)":
                 raise ValueError(f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)")
             if len(inp.shape) != 4:
@@ -67,7 +69,7 @@ class OnnxRenderer(Renderer):
             if inp.name != "style_map" and not is_buffer_name(inp.name) and inp.name not in DERIVED:
                 raise ValueError(f"{self.path}: input {inp.name!r} is neither a protocol buffer name nor style_map")
             self.inputs.append((inp.name, _dim(inp.shape[1])))
-        out = self.session.get_outputs()[0]
+        out = session.get_outputs()[0]
         self.output_name = out.name
         self.fixed_out = (_dim(out.shape[3]), _dim(out.shape[2])) if len(out.shape) == 4 else (None, None)
 
@@ -77,6 +79,14 @@ class OnnxRenderer(Renderer):
     def output_size(self, render_size: tuple[int, int], requested: tuple[int, int]) -> tuple[int, int]:
         w, h = self.fixed_out
         return (w, h) if w is not None and h is not None else render_size
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session for the calling render worker (its thread budget), 1 thread elsewhere."""
+        worker = current_worker()
+        if worker is None:
+            return _session(self.path, self.threads or 1)
+        return _session(self.path, self.threads or worker[1], worker[0])
 
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed: dict[str, np.ndarray] = {}
