@@ -25,6 +25,7 @@ BENCHES: dict[str, str] = {
     "transport": "bridge.bench.transport",
     "renderer": "bridge.bench.renderer",
     "soak": "bridge.bench.soak",
+    "serve": "bridge.bench.serve",
 }
 
 

@@ -1,0 +1,353 @@
+"""Serving as a player sees it: a 60 fps game loop through libnrb against ``nrb serve --renderer neural``.
+
+Each engine session is a thread running a game loop at its own 60 fps pace through libnrb
+(``bridge._native.Client``) with its default settings (adaptive frames in flight, 100 ms deadline, shared memory):
+per tick it writes the G-buffers into the slots libnrb hands out, submits, and asks for the newest result. A tick
+that gets a result it has not shown before counts as a *fresh* frame; a tick that gets none is a *fallback* (the
+game shows its own image). Latency is libnrb's round trip (submit to RESULT received) of each fresh result.
+
+Scenarios, each run against the server under test (and, with ``--baseline DIR``, against the server of an older
+checkout — e.g. ``git worktree add /tmp/nrb-before <commit>`` — with libnrb's old default of 2 frames in flight, in
+the same run, interleaved and repeated):
+
+* **closed loop**: one session alone, submit, wait for the result, submit again (the renderer's own rate), at
+  320x180 and at 1280x720: the rate a game loop is judged against, and each size's own render time;
+* **1 session**: the game loop at 320x180: shown-frame rate vs the closed-loop rate, fallbacks, p50/p99 latency;
+* **4 sessions**: three 320x180 and one 1280x720 game loops at once: per-session fresh rate, its share of a 1-of-4
+  fair share (a quarter of its size's closed-loop rate), p99 latency vs its own render time.
+
+Ratios are what to compare: the machine is shared and noisy, so every scenario of both servers runs in one
+invocation, alternating, ``--repeat`` times, and the report keeps the median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.bench.machine import cpu_name
+from bridge.commands.serve import spawn_server, stop_server
+from bridge.scene import BUFFERS, SyntheticScene
+
+FPS = 60.0
+SMALL = (320, 180)
+LARGE = (1280, 720)
+FORMATS = {s.name: s.format for s in BUFFERS}
+
+
+def _arrays(size: tuple[int, int]) -> dict[str, np.ndarray]:
+    arrays, _ = SyntheticScene(*size, animate=False).gbuffers(0.0)
+    return {n: np.ascontiguousarray(a) for n, a in arrays.items() if n in FORMATS}
+
+
+class _Session:
+    """One engine: a libnrb client and the loop that feeds it."""
+
+    def __init__(self, endpoint: str, size: tuple[int, int], frames_in_flight: int | None,
+                 deadline_ms: float | None = None) -> None:
+        from bridge import _native
+
+        self.size = size
+        self.arrays = _arrays(size)
+        kw: dict[str, Any] = {}
+        if frames_in_flight is not None:
+            kw["frames_in_flight"] = frames_in_flight
+        if deadline_ms is not None:
+            kw["deadline_ms"] = deadline_ms
+        self.client = _native.Client(endpoint=endpoint, render_size=size, engine="bench-serve",
+                                     buffers=[(n, FORMATS[n]) for n in self.arrays], handshake_timeout_ms=20_000,
+                                     server_timeout_ms=30_000, **kw)
+        self.ticks = self.fallbacks = self.fresh = 0
+        self.latencies: list[float] = []
+        self.server_ms: list[float] = []
+        self.limits: list[int] = []
+
+    def wait_connected(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while self.client.stats()["state"] != "connected":
+            if time.monotonic() > end:
+                raise RuntimeError(f"libnrb did not connect: {self.client.last_error}")
+            time.sleep(0.01)
+
+    def _frame(self) -> int:
+        w, h = self.size
+        fid = int(self.client.begin())
+        for name, a in self.arrays.items():
+            view = self.client.acquire_slot(name, FORMATS[name], w, h)
+            np.copyto(view.reshape(a.shape), a)
+            del view
+        self.client.submit()
+        return fid
+
+    def game_loop(self, until: float, measure_from: float) -> None:
+        """60 fps at its own pace until ``until``; counts from ``measure_from``."""
+        period = 1.0 / FPS
+        next_tick = time.perf_counter()
+        last_shown = -1
+        while True:
+            now = time.perf_counter()
+            if now >= until:
+                return
+            self._frame()
+            got = self.client.acquire_result(with_info=True)
+            counting = now >= measure_from
+            if got is None:
+                if counting:
+                    self.fallbacks += 1
+            else:
+                info = got[1]
+                del got
+                if info["frame_id"] != last_shown:
+                    last_shown = info["frame_id"]
+                    if counting:
+                        self.fresh += 1
+                        self.latencies.append(info["round_trip_ms"])
+                        self.server_ms.append(info["server_ms"])
+            if counting:
+                self.ticks += 1
+                if self.ticks % 30 == 0:
+                    self.limits.append(int(self.client.stats().get("in_flight_limit", 0)))
+            next_tick += period
+            delay = next_tick - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.perf_counter()  # behind: do not try to catch up with a burst
+
+    def closed_loop(self, until: float, measure_from: float) -> None:
+        """Submit, wait until that frame is answered, submit again."""
+        while time.perf_counter() < until:
+            sent_before = self.client.stats()["frames_sent"]
+            fid = self._frame()
+            end = time.monotonic() + 30
+            while True:
+                got = self.client.acquire_result(with_info=True)
+                if got is not None and got[1]["frame_id"] == fid:
+                    info = got[1]
+                    del got
+                    if time.perf_counter() >= measure_from:
+                        self.fresh += 1
+                        self.latencies.append(info["round_trip_ms"])
+                        self.server_ms.append(info["server_ms"])
+                    break
+                del got
+                st = self.client.stats()
+                if st["frames_sent"] > sent_before and st["in_flight"] == 0:
+                    break  # answered without an image to show (skipped or late): go on
+                if time.monotonic() > end:
+                    raise RuntimeError(f"no answer for frame {fid}: {st}")
+                time.sleep(0.0005)
+
+    def report(self, seconds: float) -> dict[str, Any]:
+        lat = np.asarray(self.latencies) if self.latencies else np.zeros(1)
+        s = self.client.stats()
+        return {
+            "size": f"{self.size[0]}x{self.size[1]}",
+            "fresh_fps": self.fresh / seconds,
+            "ticks": self.ticks,
+            "fallback_pct": 100.0 * self.fallbacks / self.ticks if self.ticks else 0.0,
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "server_p50_ms": float(np.median(self.server_ms)) if self.server_ms else 0.0,
+            "in_flight_limit": statistics.median(self.limits) if self.limits else s.get("in_flight_limit", 0),
+            "results_received": s["results_received"],
+            "results_late": s["results_late"],
+            "rtt_p50_ms": s["rtt_p50_ms"],
+            "frames_dropped": s["frames_dropped"],
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _run(endpoint: str, sizes: list[tuple[int, int]], mode: str, seconds: float, warmup: float,
+         frames_in_flight: int | None) -> list[dict[str, Any]]:
+    # The closed loop measures the renderer, not what a player would see: no deadline gets in its way.
+    deadline = 60_000.0 if mode == "closed_loop" else None
+    sessions = [_Session(endpoint, s, frames_in_flight, deadline) for s in sizes]
+    try:
+        for s in sessions:
+            s.wait_connected()
+        start = time.perf_counter()
+        measure_from, until = start + warmup, start + warmup + seconds
+        threads = [threading.Thread(target=getattr(s, mode), args=(until, measure_from)) for s in sessions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return [s.report(seconds) for s in sessions]
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def _baseline_env(tree: Path, tmp: Path) -> dict[str, str]:
+    """Environment that makes ``python -m bridge.cli`` import the ``bridge`` of another checkout (bypassing this
+    one's editable install)."""
+    shim = tmp / "sitecustomize.py"
+    shim.write_text("import sys\n"
+                    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+                    f"sys.path.insert(0, {str(tree)!r})\n")
+    return {"PYTHONPATH": str(tmp)}
+
+
+def _serve(args: list[str], log: Path, env: dict[str, str] | None) -> tuple[Any, str]:
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return spawn_server(args, log, timeout=120)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repeat: int = 2,
+        seconds: float | None = None, serve_args: list[str] | None = None) -> dict[str, Any]:
+    from bridge import _native
+
+    if not hasattr(_native, "Client"):
+        raise RuntimeError("bridge._native was built without the client (run `make setup`)")
+    seconds = seconds or (4.0 if quick else 10.0)
+    warmup = 1.5 if quick else 3.0
+    repeat = 1 if quick else repeat
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="nrb-bench-serve-"))
+    servers: dict[str, tuple[dict[str, str] | None, int | None]] = {"after": (None, None)}
+    if baseline:
+        servers = {"before": (_baseline_env(Path(baseline).resolve(), tmp), 2), **servers}
+    scenarios = {
+        "closed_loop_320x180": ([SMALL], "closed_loop"),
+        "closed_loop_1280x720": ([LARGE], "closed_loop"),
+        "game_loop_1_session": ([SMALL], "game_loop"),
+        "game_loop_4_sessions": ([SMALL, SMALL, SMALL, LARGE], "game_loop"),
+    }
+    runs: dict[str, dict[str, list[list[dict[str, Any]]]]] = {k: {s: [] for s in scenarios} for k in servers}
+    procs: dict[str, tuple[Any, str]] = {}
+    try:
+        for label, (env, _) in servers.items():
+            procs[label] = _serve(["--renderer", "neural", *(serve_args or [])], tmp / f"{label}.log", env)
+        for r in range(repeat):
+            for scen, (sizes, mode) in scenarios.items():
+                for label, (_, fif) in servers.items():
+                    print(f"[serve] {r + 1}/{repeat} {scen} {label}", flush=True)
+                    runs[label][scen].append(_run(procs[label][1], sizes, mode, seconds, warmup, fif))
+    finally:
+        for proc, _ in procs.values():
+            stop_server(proc)
+
+    def median_runs(rs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        out = []
+        for i in range(len(rs[0])):
+            row = dict(rs[0][i])
+            for k, v in rs[0][i].items():
+                if isinstance(v, (int, float)):
+                    row[k] = float(statistics.median(float(x[i][k]) for x in rs))
+            out.append(row)
+        return out
+
+    results: dict[str, Any] = {}
+    for label in servers:
+        res = {scen: median_runs(rs) for scen, rs in runs[label].items()}
+        closed_small = res["closed_loop_320x180"][0]
+        closed_large = res["closed_loop_1280x720"][0]
+        one = res["game_loop_1_session"][0]
+        summary: dict[str, Any] = {
+            "closed_loop_fps_320x180": closed_small["fresh_fps"],
+            "closed_loop_fps_1280x720": closed_large["fresh_fps"],
+            "render_ms_320x180": closed_small["server_p50_ms"],
+            "render_ms_1280x720": closed_large["server_p50_ms"],
+            "one_session": {
+                "shown_fps": one["fresh_fps"],
+                "shown_vs_closed_loop": one["fresh_fps"] / max(closed_small["fresh_fps"], 1e-9),
+                "fallback_pct": one["fallback_pct"],
+                "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"],
+                "p50_vs_closed_loop_round_trip": one["p50_ms"] / max(closed_small["p50_ms"], 1e-9),
+                "in_flight_limit": one["in_flight_limit"],
+            },
+            "four_sessions": [],
+        }
+        for s in res["game_loop_4_sessions"]:
+            closed = closed_small if s["size"] == "320x180" else closed_large
+            summary["four_sessions"].append({
+                "size": s["size"], "shown_fps": s["fresh_fps"], "fallback_pct": s["fallback_pct"],
+                "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"],
+                "fair_share_fps": closed["fresh_fps"] / 4,
+                "of_fair_share": s["fresh_fps"] / max(closed["fresh_fps"] / 4, 1e-9),
+                "p99_vs_render": s["p99_ms"] / max(closed["server_p50_ms"], 1e-9),
+            })
+        results[label] = {"summary": summary, "scenarios": res, "repeats": runs[label]}
+    report = {
+        "bench": "serve", "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": None,
+        "python": sys.version.split()[0], "seconds_per_run": seconds, "warmup_s": warmup, "repeat": repeat,
+        "baseline": baseline, "serve_args": serve_args or [], "servers": results,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (out_dir / "serve.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "serve.md").write_text(_markdown(report))
+    return report
+
+
+def _markdown(rep: dict[str, Any]) -> str:
+    lines = [
+        "# `nrb bench serve`: a 60 fps game loop through libnrb against `nrb serve --renderer neural`", "",
+        f"Machine: {rep['cpu']}, {rep['cores']} cores, no GPU. {rep['seconds_per_run']:g} s per run after "
+        f"{rep['warmup_s']:g} s warm-up; median of {rep['repeat']} interleaved repeats. Generated by "
+        "`nrb bench serve" + (f" --baseline {rep['baseline']}" if rep["baseline"] else "") + "`; see "
+        "`bridge/bench/serve.py` for what each number means.", "",
+    ]
+    if rep["baseline"]:
+        lines += ["`before`: the server of the baseline checkout (one render thread, round-robin, no superseding) "
+                  "with libnrb at its old default of 2 frames in flight; `after`: this checkout with libnrb's "
+                  "defaults.", ""]
+    lines += ["## 1 session, 320x180", "",
+              "| server | closed-loop fps | shown fps | shown / closed loop | fallbacks | p50 ms | p99 ms | "
+              "p50 / closed-loop round trip | frames in flight |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for label, r in rep["servers"].items():
+        s, o = r["summary"], r["summary"]["one_session"]
+        lines.append(f"| {label} | {s['closed_loop_fps_320x180']:.1f} | {o['shown_fps']:.1f} | "
+                     f"{o['shown_vs_closed_loop']:.2f}x | {o['fallback_pct']:.1f} % | {o['p50_ms']:.1f} | "
+                     f"{o['p99_ms']:.1f} | {o['p50_vs_closed_loop_round_trip']:.2f}x | {o['in_flight_limit']:g} |")
+    lines += ["", "## 4 sessions: three 320x180, one 1280x720", "",
+              "| server | session | shown fps | fair share fps | of fair share | fallbacks | p50 ms | p99 ms | "
+              "p99 / own render time |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, r in rep["servers"].items():
+        for i, s in enumerate(r["summary"]["four_sessions"]):
+            lines.append(f"| {label} | {i + 1}: {s['size']} | {s['shown_fps']:.1f} | {s['fair_share_fps']:.1f} | "
+                         f"{s['of_fair_share']:.2f}x | {s['fallback_pct']:.1f} % | {s['p50_ms']:.1f} | "
+                         f"{s['p99_ms']:.1f} | {s['p99_vs_render']:.1f}x |")
+    lines += ["", "Render times (closed loop, server total per frame, p50): " + "; ".join(
+        f"{label}: {r['summary']['render_ms_320x180']:.1f} ms at 320x180, "
+        f"{r['summary']['render_ms_1280x720']:.1f} ms at 1280x720" for label, r in rep["servers"].items()), ""]
+    return "\n".join(lines)
+
+
+def register(bench_sub: Any) -> None:
+    p = bench_sub.add_parser("serve", help=__doc__.strip().splitlines()[0])
+    p.add_argument("--out", default="bench", help="report directory (default bench/)")
+    p.add_argument("--quick", action="store_true", help="shorter runs, one repeat")
+    p.add_argument("--baseline", metavar="DIR", help="also measure the server of this checkout (a git worktree of "
+                                                     "an older commit), with libnrb's old 2 frames in flight")
+    p.add_argument("--repeat", type=int, default=2, help="interleaved repeats per scenario (default 2)")
+    p.add_argument("--seconds", type=float, help="measured seconds per run (default 10, quick 4)")
+    p.add_argument("--serve-arg", action="append", default=[], help="extra `nrb serve` argument (repeatable)")
+
+    def main(args: argparse.Namespace) -> int:
+        run(Path(args.out), quick=args.quick, baseline=args.baseline, repeat=args.repeat, seconds=args.seconds,
+            serve_args=args.serve_arg)
+        return 0
+
+    p.set_defaults(func=main)
