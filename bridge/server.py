@@ -229,7 +229,9 @@ class Server:
         self.worker_threads = cfg.worker_threads or max(1, cores // self.workers)
         self._poller: zmq.Poller | None = None  # the I/O loop's; doorbell descriptors join and leave it
         self._bells: dict[int, Session] = {}  # doorbell descriptor -> its session (I/O thread only)
-        # server-wide statistics (status line)
+        # server-wide statistics (status line), and the sessions' ``stats``: updated by the I/O thread and every
+        # render worker, so only under ``_stats_lock`` (``snapshot()`` reads them under it too)
+        self._stats_lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         self._events_in: collections.deque[float] = collections.deque(maxlen=4096)
         self._events_out: collections.deque[float] = collections.deque(maxlen=4096)
@@ -393,7 +395,7 @@ class Server:
         try:
             self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # peer gone or its queue full: nothing useful to do but count it
-            self.counts["send_failed"] += 1
+            self._count("send_failed")
             log.debug("send failed: %s", exc)
 
     def _shutdown(self) -> None:
@@ -451,7 +453,7 @@ class Server:
             if self._recorder is not rec:
                 return  # the other thread got there first
             self._recorder = None
-        self.counts["recording_failed"] += 1
+        self._count("recording_failed")
         cause = exc.__cause__ or exc
         log.error("recording to %s STOPPED: %s. Serving continues without recording; the capture file keeps every "
                   "frame written before the failure and still opens (nrb inspect / nrb replay).", rec.path, cause)
@@ -478,10 +480,21 @@ class Server:
             self._forward([routing_id, *frames])
         return frames
 
+    def _count(self, key: str | None, sess: Session | None = None, stat: str | None = None) -> None:
+        """Add one to the server-wide counter ``key`` and to ``sess.stats.<stat>`` (default: the same name), under
+        the statistics lock (the I/O thread and every render worker count)."""
+        with self._stats_lock:
+            if key is not None:
+                self.counts[key] += 1
+            if sess is not None:
+                name = stat or key
+                assert name is not None
+                setattr(sess.stats, name, getattr(sess.stats, name) + 1)
+
     def _send_error(self, routing_id: bytes, err: ProtocolError, session: int | None = None,
                     frame: int | None = None, doorbell: Doorbell | None = None) -> Error:
         msg = error_message(err, session=session, frame=frame)
-        self.counts[f"error_{err.code.name}"] += 1
+        self._count(f"error_{err.code.name}")
         self._metrics.errors.labels(err.code.name).inc()
         self._send(routing_id, msg, doorbell)
         return msg
@@ -490,11 +503,11 @@ class Server:
         received = time.perf_counter_ns()
         routing_id = parts[0].bytes
         frames = parts[1:]
-        self.counts["messages"] += 1
+        self._count("messages")
         if self._curve is not None and not self._curve.is_allowed(_user_id(frames)):
             # A key revoked (allow-list reloaded) while its connection stays up: it gets nothing, like a key that
             # never was allowed (which libzmq's ZAP check stops before any message reaches us).
-            self.counts["unauthorized"] += 1
+            self._count("unauthorized")
             for s in [s for s in self.sessions.values() if s.routing_id == routing_id]:
                 self._close_session(s, "client key revoked")
             return
@@ -524,7 +537,7 @@ class Server:
             return
         for record in records:
             received = time.perf_counter_ns()
-            self.counts["messages"] += 1
+            self._count("messages")
             try:
                 header = parse_header(record)
                 if header.get("type") != "FRAME":
@@ -707,8 +720,9 @@ class Server:
                 sess.pool.resolve(b)
         decode_ms = (time.perf_counter_ns() - t0) / 1e6
         sess.last_frame = msg.frame
-        sess.stats.received += 1
-        self._events_in.append(time.monotonic())
+        with self._stats_lock:
+            sess.stats.received += 1
+            self._events_in.append(time.monotonic())
         self._metrics.frames_in.inc()
         item = QueuedFrame(routing_id, msg, frames, received, decode_ms)
         answers: list[list[Any]] = []
@@ -737,8 +751,7 @@ class Server:
                         old.answered = True
                         old.skip_reason = "superseded"
                         old.skip_wire = self._skip_answer(sess, old, answers)
-                        sess.stats.superseded += 1
-                        self.counts["superseded"] += 1
+                        self._count("superseded", sess)
                     item.carried.append(old)
                 if self._cannot_make_deadline(sess, item, time.monotonic()):
                     item = self._answered_late(sess, item, answers)
@@ -753,8 +766,7 @@ class Server:
         timing = Timing(queue_ms=waited, decode_ms=item.decode_ms, total_ms=waited)
         wire = encode(Result(sess.id, item.frame.frame, "skipped", timing))
         answers.append(wire)
-        sess.stats.skipped += 1
-        self.counts["skipped"] += 1
+        self._count("skipped", sess)
         self._metrics.skipped.inc()
         return wire
 
@@ -781,8 +793,7 @@ class Server:
         late.answered = True
         late.skip_reason = "late"
         late.skip_wire = self._skip_answer(sess, late, answers)
-        sess.stats.predicted_late += 1
-        self.counts["predicted_late"] += 1
+        self._count("predicted_late", sess)
         return late
 
     def _validate_frame(self, sess: Session, frame: Frame) -> None:
@@ -892,9 +903,10 @@ class Server:
             sess.history.clear()
         t, hook_errors = sess.pipeline.advance(frame, hookset)
         if hook_errors:
-            sess.stats.hook_errors += len(hook_errors)
+            with self._stats_lock:
+                sess.stats.hook_errors += len(hook_errors)
+                self.hook_log.report(hook_errors)
             self._metrics.hook_errors.inc(len(hook_errors))
-            self.hook_log.report(hook_errors)
         return t
 
     def _apply_unrendered(self, sess: Session, item: QueuedFrame, current: bool = False) -> None:
@@ -907,7 +919,7 @@ class Server:
             assert item.skip_wire is not None
             self._record_result(sess, frame.frame, "skipped", item.skip_wire, None, timing)
             return
-        sess.stats.rejected += 1
+        self._count(None, sess, "rejected")
         sess.answered_current = current  # from here on the engine may send its next frame
         err = self._send_error(item.routing_id, ProtocolError(
             ErrorCode.OVERLOADED, f"more than {self.config.max_in_flight} frames in flight; events applied, "
@@ -937,8 +949,7 @@ class Server:
             timing.total_ms = elapsed(item.received_ns)
             sess.answered_current = True
             wire = self._send(item.routing_id, Result(sess.id, frame.frame, "skipped", timing), sess.doorbell)
-            sess.stats.skipped += 1
-            self.counts["skipped"] += 1
+            self._count("skipped", sess)
             self._metrics.skipped.inc()
             self._record_result(sess, frame.frame, "skipped", wire, None, timing)
             return
@@ -959,12 +970,14 @@ class Server:
         result = Result(sess.id, frame.frame, "ok", timing, output)
         timing.encode_ms = elapsed(t_encode)
         timing.total_ms = elapsed(item.received_ns)
-        sess.stats.rendered += 1  # counted before sending: the engine may say BYE as soon as it has the result
-        sess.work.add(elapsed(dequeued))
-        sess.stats.latencies_ms.append(timing.total_ms)
-        self._latencies.append(timing.total_ms)
-        self._events_out.append(time.monotonic())
-        self.counts["rendered"] += 1
+        with self._work:  # the I/O thread reads the estimate under it
+            sess.work.add(elapsed(dequeued))
+        with self._stats_lock:  # counted before sending: the engine may say BYE as soon as it has the result
+            sess.stats.rendered += 1
+            sess.stats.latencies_ms.append(timing.total_ms)
+            self._latencies.append(timing.total_ms)
+            self._events_out.append(time.monotonic())
+            self.counts["rendered"] += 1
         sess.answered_current = True
         wire = self._send(item.routing_id, result, sess.doorbell)
         self._metrics.render.observe(timing.render_ms / 1e3)
@@ -987,8 +1000,7 @@ class Server:
     def _render_failed(self, sess: Session, item: QueuedFrame, exc: Exception, timing: Timing,
                        digest: bytes | None) -> None:
         frame = item.frame
-        sess.stats.render_failed += 1
-        self.counts["render_failed"] += 1
+        self._count("render_failed", sess)
         what = "returned bad output" if isinstance(exc, BadOutput) else "raised"
         detail = f"{type(exc).__name__}: {exc}"
         key = detail.splitlines()[0][:200] if detail else type(exc).__name__
@@ -1033,17 +1045,23 @@ class Server:
         now = time.monotonic() if now is None else now
         window = 2.0
 
-        def rate(q: collections.deque[float]) -> float:
+        def rate(q: list[float]) -> float:
             return sum(1 for t in q if now - t <= window) / window
 
-        lat = np.asarray(self._latencies) if self._latencies else np.zeros(1)
-        drops = self.counts["skipped"] + self.counts["error_OVERLOADED"] + self.counts["render_failed"]
+        with self._stats_lock:  # one consistent reading
+            counts = collections.Counter(self.counts)
+            events_in, events_out = list(self._events_in), list(self._events_out)
+            latencies = list(self._latencies)
+            hook_errors = self.hook_log.total
+        lat = np.asarray(latencies) if latencies else np.zeros(1)
+        drops = counts["skipped"] + counts["error_OVERLOADED"] + counts["render_failed"]
         return {
-            "sessions": len(self.sessions), "fps_in": rate(self._events_in), "fps_out": rate(self._events_out),
+            "sessions": len(self.sessions), "fps_in": rate(events_in), "fps_out": rate(events_out),
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "drops": drops,
-            "rendered": self.counts["rendered"], "skipped": self.counts["skipped"],
-            "render_failed": self.counts["render_failed"], "hook_errors": self.hook_log.total,
-            "errors": {k[6:]: v for k, v in self.counts.items() if k.startswith("error_")},
+            "rendered": counts["rendered"], "skipped": counts["skipped"],
+            "render_failed": counts["render_failed"], "hook_errors": hook_errors,
+            "errors": {k[6:]: v for k, v in counts.items() if k.startswith("error_")},
+            "counts": dict(counts),
         }
 
     def status_line(self, now: float | None = None) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,3 +67,101 @@ def test_a_frame_refused_for_overload_still_applies_its_style_commands(tmp_path:
     noir = DEFAULT_LIBRARY.index("noir")
     assert maps[2] is None  # refused: not rendered, no map
     assert maps[3] is not None and (maps[3][..., noir] == 1).all()  # ...but its command took effect
+
+
+# ------------------------------------------------------------------------------ statistics under several workers
+class FailEveryFifth(Renderer):
+    """Echoes albedo; raises on every frame whose id is a multiple of 5 (RENDER_FAILED)."""
+
+    name = "fail-every-fifth"
+
+    def required(self) -> list[BufferSpec]:
+        return [BufferSpec("albedo", "rgba8_srgb")]
+
+    def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
+        if inputs.frame % 5 == 0:
+            raise RuntimeError("every fifth frame fails")
+        return inputs.raw("albedo")
+
+
+class _SwitchingCounter(collections.Counter[str]):
+    """A Counter that lets other threads run between reading a count and writing it back (``time.sleep(0)``
+    releases the GIL), as an unguarded ``counts[key] += 1`` may at any time: lost updates become the rule."""
+
+    def __getitem__(self, key: str) -> int:
+        value = int(super().__getitem__(key))
+        time.sleep(0)
+        return value
+
+
+def test_statistics_are_exact_when_several_workers_and_sessions_count_at_once(tmp_path: Path) -> None:
+    """Six sessions, each on its own thread, render 120 frames each through four render workers while the I/O
+    thread counts their arrivals, and a hook raises on every third frame: every counter (server-wide, per
+    session, hook errors, the snapshot) comes out exact. Thread switches are forced as often as the interpreter
+    allows, and inside the server-wide counter's read-modify-write, so unguarded counters would lose updates."""
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text("@every_frame  # noqa: F821\n"
+                     "def _fail(style, ctx):\n"
+                     "    if ctx.frame % 3 == 0:\n"
+                     "        raise ValueError('every third frame')\n")
+    sessions, frames = 6, 120
+    outcomes: dict[int, collections.Counter[str]] = {}
+    failures: list[BaseException] = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with Server(port=0, factory=FailEveryFifth, workers=4, hooks=str(hooks)) as server:
+            server.counts = _SwitchingCounter()
+            ready = threading.Barrier(sessions)
+            done = threading.Barrier(sessions + 1)
+            close = threading.Event()
+
+            def engine(i: int) -> None:
+                got: collections.Counter[str] = collections.Counter()
+                try:
+                    with Client(server.endpoint or "", timeout=60) as c:
+                        welcome = c.hello(SIZE, ALBEDO_SPEC)
+                        ready.wait(60)
+                        for f in range(1, frames + 1):
+                            try:
+                                got[c.render(albedo_only(), frame=f, deadline_ms=60_000.0, timeout=60).status] += 1
+                            except RemoteError as exc:
+                                got[exc.name] += 1
+                        outcomes[welcome.session] = got
+                        done.wait(120)
+                        close.wait(60)  # the session stays open until its stats have been read
+                        c.bye()
+                except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                    failures.append(exc)
+                    done.abort()
+
+            threads = [threading.Thread(target=engine, args=(i,)) for i in range(sessions)]
+            for t in threads:
+                t.start()
+            try:
+                done.wait(300)
+                snap = server.snapshot()
+                stats = {sid: server.sessions[sid].stats for sid in outcomes}
+            finally:
+                close.set()
+                for t in threads:
+                    t.join(60)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not failures, failures
+    failed_each = frames // 5
+    ok_each = frames - failed_each
+    assert len(outcomes) == sessions
+    for sid, got in outcomes.items():
+        assert got == {"ok": ok_each, "RENDER_FAILED": failed_each}
+        st = stats[sid]
+        assert (st.received, st.rendered, st.render_failed, st.skipped, st.rejected) == (frames, ok_each,
+                                                                                          failed_each, 0, 0)
+        assert st.hook_errors == frames // 3
+    assert snap["rendered"] == sessions * ok_each
+    assert snap["render_failed"] == sessions * failed_each
+    assert snap["errors"] == {"RENDER_FAILED": sessions * failed_each}
+    assert snap["hook_errors"] == sessions * (frames // 3)
+    assert snap["counts"]["messages"] == sessions * (1 + frames)  # HELLO + FRAMEs, counted by the I/O thread
+    assert snap["skipped"] == 0 and snap["drops"] == sessions * failed_each
+
