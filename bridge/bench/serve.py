@@ -193,12 +193,13 @@ def _run(endpoint: str, sizes: list[tuple[int, int]], mode: str, seconds: float,
 
 def _baseline_env(tree: Path, tmp: Path) -> dict[str, str]:
     """Environment that makes ``python -m bridge.cli`` import the ``bridge`` of another checkout (bypassing this
-    one's editable install)."""
+    one's editable install). ``PYTHONSAFEPATH``: ``-m`` would otherwise put the working directory first on
+    ``sys.path``, so run from this checkout's root the "baseline" server would be this checkout's."""
     shim = tmp / "sitecustomize.py"
     shim.write_text("import sys\n"
                     "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
                     f"sys.path.insert(0, {str(tree)!r})\n")
-    return {"PYTHONPATH": str(tmp)}
+    return {"PYTHONPATH": str(tmp), "PYTHONSAFEPATH": "1"}
 
 
 def _serve(args: list[str], log: Path, env: dict[str, str] | None) -> tuple[Any, str]:
