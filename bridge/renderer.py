@@ -424,8 +424,9 @@ _WORKER = threading.local()
 @contextlib.contextmanager
 def worker_context(index: int, threads: int) -> Iterator[None]:
     """Mark the calling thread as ``nrb serve``'s render worker ``index`` with a budget of ``threads`` renderer
-    threads (the workers' budgets sum to the machine's cores). Renderers that run a thread pool of their own (ONNX
-    Runtime) size it from ``current_worker()`` and keep one instance of it per worker."""
+    threads (``set_worker_threads`` changes it frame by frame; the budgets of the busy workers sum to at most the
+    machine's cores). Renderers that run a thread pool of their own (ONNX Runtime) size it from
+    ``current_worker()`` at each render and keep one instance of it per (worker, budget)."""
     _WORKER.slot = (int(index), max(1, int(threads)))
     try:
         yield
@@ -433,7 +434,16 @@ def worker_context(index: int, threads: int) -> Iterator[None]:
         _WORKER.slot = None
 
 
+def set_worker_threads(threads: int) -> None:
+    """Set the calling render worker's thread budget for the frame it is about to render (``nrb serve`` does so
+    per frame: all the cores for a lone busy session, a share when several sessions render at once). No effect
+    outside a worker."""
+    slot: tuple[int, int] | None = getattr(_WORKER, "slot", None)
+    if slot is not None:
+        _WORKER.slot = (slot[0], max(1, int(threads)))
+
+
 def current_worker() -> tuple[int, int] | None:
-    """(worker index, thread budget) of the render worker calling, or None outside one."""
+    """(worker index, thread budget for the current frame) of the render worker calling, or None outside one."""
     slot: tuple[int, int] | None = getattr(_WORKER, "slot", None)
     return slot

@@ -71,6 +71,7 @@ from bridge.renderer import (
     available,
     image_to_output,
     renderer_factory,
+    set_worker_threads,
     worker_context,
 )
 from bridge.security import ServerCurve, check_bind_policy
@@ -121,7 +122,9 @@ class ServerConfig:
     status_interval: float = 1.0
     doorbell: bool = True
     workers: int = 0  # render workers; 0: one per core (os.cpu_count()), at most max_sessions
-    worker_threads: int = 0  # renderer threads per worker; 0: cores // workers (at least 1)
+    # renderer threads per frame; 0: adaptive, the cores shared by the workers busy when the frame starts (a lone
+    # busy session gets them all; see Server.frame_threads)
+    worker_threads: int = 0
 
 
 class _ClearStatusLine(logging.Filter):
@@ -224,9 +227,10 @@ class Server:
         self._worker_local = threading.local()  # .push: the calling worker's PUSH socket
         self._worker_tids: set[int] = set()
         self._hooks_lock = threading.Lock()
-        cores = os.cpu_count() or 1
-        self.workers = cfg.workers or max(1, min(cores, cfg.max_sessions))
-        self.worker_threads = cfg.worker_threads or max(1, cores // self.workers)
+        self.cores = os.cpu_count() or 1
+        self.workers = cfg.workers or max(1, min(self.cores, cfg.max_sessions))
+        #: each worker's fair share of the cores (the budget of a frame when every worker is busy)
+        self.worker_threads = cfg.worker_threads or max(1, self.cores // self.workers)
         self._poller: zmq.Poller | None = None  # the I/O loop's; doorbell descriptors join and leave it
         self._bells: dict[int, Session] = {}  # doorbell descriptor -> its session (I/O thread only)
         # server-wide statistics (status line), and the sessions' ``stats``: updated by the I/O thread and every
@@ -814,9 +818,10 @@ class Server:
     # ------------------------------------------------------------------------------------------------ process
     def _render_loop(self, index: int = 0) -> None:
         """A render worker: take the queued frame with the earliest deadline (of a session no other worker is
-        processing) and process it. Each worker runs its renderer calls under its own thread budget
-        (``bridge.renderer.worker_context``), so renderers that keep per-thread state (ONNX Runtime sessions) get
-        their own instance per worker."""
+        processing) and process it. Each frame's renderer call runs under a thread budget set for that frame
+        (``frame_threads``: all the cores when this is the only busy worker, a share when several are;
+        ``bridge.renderer.worker_context`` / ``set_worker_threads``), so renderers that keep per-thread state (ONNX
+        Runtime sessions) keep their own instance per worker and budget."""
         push = self._ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 1000)
         push.connect(self._out_endpoint)
@@ -832,7 +837,8 @@ class Server:
                             picked = self._next_frame()
                         if picked is None:
                             return
-                    sess, item = picked
+                    sess, item, threads = picked
+                    set_worker_threads(threads)
                     try:
                         self._process(sess, item)
                     except Exception as exc:
@@ -852,10 +858,22 @@ class Server:
             self._worker_local.push = None
             self._worker_tids.discard(threading.get_ident())
 
-    def _next_frame(self) -> tuple[Session, QueuedFrame] | None:
+    def frame_threads(self, busy: int) -> int:
+        """Renderer threads for a frame that starts while ``busy`` workers (itself included) are rendering frames:
+        ``--worker-threads`` when set, else the cores shared among the busy workers, so that a lone busy session
+        renders on the whole machine and several share it. ``busy`` is rounded up to a power of two (never more
+        threads than cores in all; a worker keeps at most log2(workers) + 2 ONNX Runtime sessions), and the budget
+        is never below the worker's fair share ``cores // workers``."""
+        if self.config.worker_threads:
+            return self.config.worker_threads
+        shares = 1 << max(0, busy - 1).bit_length()
+        return max(self.worker_threads, self.cores // shares)
+
+    def _next_frame(self) -> tuple[Session, QueuedFrame, int] | None:
         """Earliest deadline first over the sessions no worker is processing (caller holds ``self._work``): the
         head of each session's queue (at most one renderable frame, latest frame wins) competes by arrival +
-        ``deadline_ms``; ties go to the frame that arrived first."""
+        ``deadline_ms``; ties go to the frame that arrived first. Returns the session, its frame and the frame's
+        thread budget (``frame_threads``)."""
         best: tuple[int, int, Session] | None = None
         for sess in self.sessions.values():
             if sess.busy or not sess.queue:
@@ -870,7 +888,9 @@ class Server:
         sess.busy = True
         sess.answered_current = False
         sess.busy_since = time.monotonic()
-        return sess, sess.queue.popleft()
+        # workers rendering now: the others still working on a frame they have not answered yet, and this one
+        busy = 1 + sum(1 for s in self.sessions.values() if s.busy and not s.answered_current and s is not sess)
+        return sess, sess.queue.popleft(), self.frame_threads(busy)
 
     def _hooks_for_frame(self) -> HookSet | None:
         if self.hooks is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ from bridge.capture import CaptureReader
 from bridge.client import Client, RemoteError
 from bridge.commands.replay import SessionReplay
 from bridge.protocol import BufferSpec, Bye, StyleCommand
-from bridge.renderer import RenderInputs
+from bridge.renderer import RenderInputs, current_worker
 from bridge.style import DEFAULT_LIBRARY
 
 
@@ -165,3 +166,60 @@ def test_statistics_are_exact_when_several_workers_and_sessions_count_at_once(tm
     assert snap["counts"]["messages"] == sessions * (1 + frames)  # HELLO + FRAMEs, counted by the I/O thread
     assert snap["skipped"] == 0 and snap["drops"] == sessions * failed_each
 
+
+# ---------------------------------------------------------------------------------------- per-frame thread budget
+def test_thread_budget_is_all_cores_for_a_lone_busy_worker_and_shared_when_several_are_busy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    server = Server(port=0, renderer="passthrough", workers=8)
+    assert server.worker_threads == 1
+    assert [server.frame_threads(b) for b in range(1, 9)] == [8, 4, 2, 2, 1, 1, 1, 1]
+    assert Server(port=0, renderer="passthrough", workers=2).frame_threads(2) == 4
+    fixed = Server(port=0, renderer="passthrough", workers=8, worker_threads=3)
+    assert [fixed.frame_threads(b) for b in (1, 8)] == [3, 3]
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    two = Server(port=0, renderer="passthrough")  # the default on a 2-core machine: 2 workers
+    assert (two.workers, two.worker_threads, two.frame_threads(1), two.frame_threads(2)) == (2, 1, 2, 1)
+
+
+class BudgetProbe(Renderer):
+    """Records ``current_worker()``'s thread budget per frame; frame 7 waits until ``release`` is set."""
+
+    name = "budget-probe"
+    budgets: dict[tuple[int, int], int] = {}
+    started = threading.Event()
+    release = threading.Event()
+
+    def required(self) -> list[BufferSpec]:
+        return [BufferSpec("albedo", "rgba8_srgb")]
+
+    def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
+        worker = current_worker()
+        assert worker is not None
+        BudgetProbe.budgets[(inputs.size[0], inputs.frame)] = worker[1]
+        if inputs.frame == 7:
+            BudgetProbe.started.set()
+            BudgetProbe.release.wait(30)
+        return inputs.raw("albedo")
+
+
+def test_a_lone_session_renders_on_every_core_and_two_busy_sessions_share_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    BudgetProbe.budgets.clear()
+    BudgetProbe.started.clear()
+    BudgetProbe.release.clear()
+    big_size = (128, 96)
+    with Server(port=0, factory=BudgetProbe, workers=2) as server:
+        with Client(server.endpoint or "", timeout=30) as big, Client(server.endpoint or "", timeout=30) as small:
+            big.hello(big_size, ALBEDO_SPEC)
+            small.hello(SIZE, ALBEDO_SPEC)
+            assert small.render(albedo_only(), frame=1, deadline_ms=60000).status == "ok"  # alone: all 4 cores
+            held = big.send_frame(albedo_only(big_size), frame=7, deadline_ms=60000)
+            assert BudgetProbe.started.wait(30)
+            assert small.render(albedo_only(), frame=2, deadline_ms=60000).status == "ok"  # beside frame 7: 2
+            BudgetProbe.release.set()
+            assert big.result(held).status == "ok"
+            assert small.render(albedo_only(), frame=3, deadline_ms=60000).status == "ok"  # alone again: 4
+    # frame 7 started alone (4; a budget is fixed when a frame starts), frame 2 beside it (2)
+    assert BudgetProbe.budgets == {(SIZE[0], 1): 4, (big_size[0], 7): 4, (SIZE[0], 2): 2, (SIZE[0], 3): 4}

@@ -61,7 +61,8 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
                    help="render workers: frames of different sessions render in parallel, earliest deadline first "
                         "(default 0: one per core)")
     p.add_argument("--worker-threads", type=int, default=0,
-                   help="renderer threads per worker (ONNX Runtime intra-op; default 0: cores / workers)")
+                   help="renderer threads per frame (ONNX Runtime intra-op; default 0: adaptive, the cores shared "
+                        "among the workers busy when the frame starts: all of them for a lone busy session)")
     p.add_argument("--doorbell", action=argparse.BooleanOptionalAction, default=True,
                    help="accept the engine's doorbell FIFOs for shared-memory sessions (protocol section 7.1); "
                         "--no-doorbell keeps every header on ZeroMQ")

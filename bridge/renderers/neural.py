@@ -37,7 +37,8 @@ _LOCK = threading.Lock()
 def _session(path: Path, threads: int, worker: int = -1) -> Any:
     """One ONNX Runtime session per (model, threads, render worker), shared by every renderer instance that runs
     on that worker (they are read-only; a worker runs one frame at a time, so its session's thread pool is never
-    shared by two frames at once)."""
+    shared by two frames at once). A worker's budget changes with the number of busy workers (``nrb serve``), so
+    it may hold a few sessions of different sizes."""
     import onnxruntime as ort
 
     key = (str(path.resolve()), threads, worker)
@@ -188,7 +189,8 @@ class NeuralRenderer(Renderer):
 
     @property
     def session(self) -> Any:
-        """The ONNX Runtime session for the calling render worker (its own, sized by its thread budget)."""
+        """The ONNX Runtime session for the calling render worker (its own, sized by its current frame's thread
+        budget)."""
         worker = current_worker()
         if worker is None:
             return _session(self.path, self.threads or 2)

@@ -82,7 +82,8 @@ class OnnxRenderer(Renderer):
 
     @property
     def session(self) -> Any:
-        """The ONNX Runtime session for the calling render worker (its thread budget), 1 thread elsewhere."""
+        """The ONNX Runtime session for the calling render worker (its current frame's thread budget), 1 thread
+        elsewhere."""
         worker = current_worker()
         if worker is None:
             return _session(self.path, self.threads or 1)
