@@ -1,5 +1,6 @@
 """The Unreal 5 plugin cannot be compiled here (no engine), so check what can be: its descriptor and module files
-agree with each other, and every Blueprint verb reaches a libnrb C ABI call that really exists in nrb.h."""
+agree with each other, and every Blueprint verb reaches a libnrb C ABI call that really exists in nrb.h (directly, or
+through the module or the engine-independent glue, NrbGlue.cpp, which test_plugin_unreal_glue.py compiles)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,25 @@ def strip_comments(code: str) -> str:
     return re.sub(r"//[^\n]*|/\*.*?\*/", "", code, flags=re.S)
 
 
+def stats_version() -> int:
+    return int(re.search(r"#define NRB_STATS_VERSION (\d+)", NRB_H.read_text()).group(1))
+
+
+def for_this_nrb_h(code: str) -> str:
+    """``code`` as compiled against this nrb.h: the refusal code (``#if NRB_GLUE_HAS_REFUSAL``) only exists from
+    nrb_stats version 3 on (NrbGlue.h), so against an older header it is left out."""
+    if stats_version() >= 3:
+        return code
+    return re.sub(r"#if NRB_GLUE_HAS_REFUSAL\b.*?#(?:else|endif)", "", code, flags=re.S)
+
+
+SETTINGS_BASE = r"UDeveloperSettings(?:BackedByCVars)?"
+
+
 def settings_headers() -> list[Path]:
-    """The UDeveloperSettings pages of the plugin."""
+    """The settings pages of the plugin (UDeveloperSettings or its console-variable-backed subclass)."""
     return [h for h in sorted((MODULE / "Public").glob("*.h"))
-            if re.search(r":\s*public\s+UDeveloperSettings\b", h.read_text())]
+            if re.search(rf":\s*public\s+{SETTINGS_BASE}\b", h.read_text())]
 
 
 def config_curve_fields() -> list[str]:
@@ -60,6 +76,39 @@ def function_body(code: str, name: str) -> str:
         depth += {"{": 1, "}": -1}.get(code[i], 0)
         i += 1
     return code[m.end() : i]
+
+
+def glue_body(name: str) -> str:
+    """The body of ``nrbglue::name`` in NrbGlue.cpp (defined inside ``namespace nrbglue``, without a qualifier)."""
+    code = strip_comments((MODULE / "Private" / "NrbGlue.cpp").read_text())
+    m = re.search(rf"\n[\w:<>&* ]+\b{name}\s*\([^;{{]*\)\s*(?::[^{{]*)?\{{", code)
+    assert m, f"nrbglue::{name} is not defined"
+    depth, i = 1, m.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(code[i], 0)
+        i += 1
+    return code[m.end() : i]
+
+
+def c_calls_reached(body: str) -> set[str]:
+    """The nrb_* functions ``body`` calls, directly or through one call of the module
+    (``FNeuralRenderBridgeModule::Get().X(``) or of the glue (``nrbglue::X(``), followed transitively."""
+    module = strip_comments((MODULE / "Private" / "NeuralRenderBridgeModule.cpp").read_text())
+    seen: set[str] = set()
+    calls: set[str] = set()
+    todo = [body]
+    while todo:
+        text = todo.pop()
+        calls |= set(re.findall(r"\b(nrb_\w+)\s*\(", text))
+        for fn in re.findall(r"FNeuralRenderBridgeModule::Get\(\)\.(\w+)\s*\(", text):
+            if f"module.{fn}" not in seen:
+                seen.add(f"module.{fn}")
+                todo.append(function_body(module, fn))
+        for fn in re.findall(r"\bnrbglue::(\w+)\s*\(", text):
+            if f"glue.{fn}" not in seen:
+                seen.add(f"glue.{fn}")
+                todo.append(glue_body(fn))
+    return calls
 
 
 def test_uplugin_is_valid_json_naming_existing_runtime_modules() -> None:
@@ -91,7 +140,7 @@ def test_blueprint_verb_is_declared_callable_and_calls_its_c_abi_function(verb: 
     assert re.search(rf"UFUNCTION\(BlueprintCallable[^\n]*\)\s*static\s+\w+\s+{verb}\s*\(", header)
     impl = strip_comments((MODULE / "Private" / "NeuralRenderingBlueprintLibrary.cpp").read_text())
     assert VERBS[verb] in c_abi_functions()
-    assert re.search(rf"\b{VERBS[verb]}\s*\(", function_body(impl, verb)), f"{verb} does not call {VERBS[verb]}"
+    assert VERBS[verb] in c_calls_reached(function_body(impl, verb)), f"{verb} does not call {VERBS[verb]}"
 
 
 def test_every_nrb_call_in_the_plugin_exists_in_the_c_abi() -> None:
@@ -99,7 +148,7 @@ def test_every_nrb_call_in_the_plugin_exists_in_the_c_abi() -> None:
     assert len(known) > 15
     calls = set()
     for path in MODULE.rglob("*.cpp"):
-        calls |= set(re.findall(r"\b(nrb_\w+)\s*\(", strip_comments(path.read_text())))
+        calls |= set(re.findall(r"\b(nrb_\w+)\s*\(", for_this_nrb_h(strip_comments(path.read_text()))))
     assert calls, "the plugin never calls libnrb"
     assert calls <= known, f"not in nrb.h: {sorted(calls - known)}"
 
@@ -110,7 +159,7 @@ def test_console_variables_and_settings_page_are_bound_to_each_other() -> None:
     assert names >= {"r.NeuralRendering.Enable", "r.NeuralRendering.Endpoint", "r.NeuralRendering.DeadlineMs",
                      *CURVE_CVARS}
     settings = (MODULE / "Public" / "NeuralRenderingSettings.h").read_text()
-    assert re.search(r"class\s+\w+\s+UNeuralRenderingSettings\s*:\s*public\s+UDeveloperSettings", settings)
+    assert re.search(rf"class\s+\w+\s+UNeuralRenderingSettings\s*:\s*public\s+{SETTINGS_BASE}\b", settings)
     bound = set()
     for header in settings_headers():
         bound |= set(re.findall(r'ConsoleVariable\s*=\s*"(r\.NeuralRendering\.\w+)"', header.read_text()))
@@ -118,30 +167,43 @@ def test_console_variables_and_settings_page_are_bound_to_each_other() -> None:
     assert set(CURVE_CVARS) <= bound, f"CurveZMQ keys missing from the settings pages: {set(CURVE_CVARS) - bound}"
 
 
-def test_saved_settings_reach_their_console_variables_at_startup() -> None:
-    """The editor pushes an edited value into its cvar (ExportValuesToConsoleVariables), but a packaged game only
-    gets the saved ones through ApplyToConsoleVariables, which the module calls for every settings page, and the
-    editor keeps them only if the settings push them before importing the cvars."""
+#: UCLASS Config name -> the global holding that ini file's name.
+INI_GLOBALS = {"Engine": "GEngineIni", "GameUserSettings": "GGameUserSettingsIni"}
+
+
+def test_saved_settings_reach_their_console_variables_in_every_build() -> None:
+    """The editor saves a property bound to a console variable under the console variable's name, and only the
+    editor knows that binding: a packaged game that loaded the properties by name found nothing and pushed the C++
+    defaults. So each page is a UDeveloperSettingsBackedByCVars whose class default object applies its ini section
+    (keys = console variable names) to the console variables before the base class imports them, in every build
+    (not only WITH_EDITOR), as Epic's NNEDenoiser and PCG settings do; nothing pushes property values into them."""
     module = strip_comments((MODULE / "Private" / "NeuralRenderBridgeModule.cpp").read_text())
     startup = function_body(module, "OnPostEngineInit")
     for header in settings_headers():
-        cls = re.search(r"class\s+\w+\s+(U\w+)\s*:\s*public\s+UDeveloperSettings", header.read_text()).group(1)
-        assert re.search(rf"GetDefault<{cls}>\(\)->ApplyToConsoleVariables\(\);", startup), cls
+        text = header.read_text()
+        cls = re.search(rf"class\s+\w+\s+(U\w+)\s*:\s*public\s+({SETTINGS_BASE})\b", text)
+        assert cls and cls.group(2) == "UDeveloperSettingsBackedByCVars", header.name
+        name = cls.group(1)
+        config = re.search(r"UCLASS\(\s*Config\s*=\s*(\w+)", text).group(1)
+        # the class default objects exist before the client reads the console variables
+        assert re.search(rf"GetDefault<{name}>\(\);", startup), name
         impl = strip_comments((MODULE / "Private" / header.name.replace(".h", ".cpp")).read_text())
-        apply = function_body(impl, "ApplyToConsoleVariables")
-        # in the editor the class default object imports the cvars over what it read from its ini file: it must
-        # push its saved values into them first, or the editor would drop them
         init = function_body(impl, "PostInitProperties")
-        assert re.search(r"ApplyToConsoleVariables\(\);\s*ImportConsoleVariableValues\(\);", init), cls
-        props = re.findall(r'ConsoleVariable\s*=\s*"r\.NeuralRendering\.(\w+)"[^;]*?\)\)\s*\w+\s+(\w+)\s*[;=]',
-                           header.read_text(), re.S)
-        assert props, header.name
-        for cvar, prop in props:
-            assert re.search(rf"CVarNeuralRendering{cvar}->Set\([^;]*\b{prop}\b", apply), f"{cls}.{prop} -> {cvar}"
+        apply = re.search(r"if \(IsTemplate\(\)\)\s*\{\s*UE::ConfigUtilities::ApplyCVarSettingsFromIni\(\s*"
+                          r'TEXT\("([^"]+)"\),\s*\*(\w+),\s*ECVF_SetByProjectSetting\);\s*\}', init)
+        assert apply, f"{name}::PostInitProperties does not apply its ini section to the console variables"
+        assert apply.group(1) == f"/Script/NeuralRenderBridge.{name[1:]}", apply.group(1)
+        assert apply.group(2) == INI_GLOBALS[config], f"{name} (Config = {config}) reads {apply.group(2)}"
+        assert init.index("ApplyCVarSettingsFromIni") < init.index("Super::PostInitProperties();")
+        assert "WITH_EDITOR" not in init  # a packaged game needs it most
+        assert not re.search(r"CVarNeuralRendering\w+->Set\(", impl), f"{name} pushes property values"
+    assert "ApplyToConsoleVariables" not in module
 
 
 def test_every_curve_key_of_the_client_config_is_passed_to_libnrb() -> None:
-    """nrb.h field -> console variable (or environment variable) -> the same nrb_client_config field, in order."""
+    """nrb.h field -> console variable (or environment variable) -> the same nrb_client_config field, in order: the
+    module reads the keys into nrbglue::FClientSettings::CurveKeys in the order of its sources, and the glue puts
+    CurveKeys[i] into the i-th curve_* field (test_plugin_unreal_glue.py checks the built config at run time)."""
     fields = config_curve_fields()
     assert fields == [f"curve_{k}" for k in ("server_public_key", "client_public_key", "client_secret_key")], \
         "nrb_client_config's CurveZMQ fields changed: update both plugins"
@@ -150,16 +212,20 @@ def test_every_curve_key_of_the_client_config_is_passed_to_libnrb() -> None:
                          module)
     assert sources == [(f"CVarNeuralRendering{camel(f)}", f"r.NeuralRendering.{camel(f)}", f"NRB_{f.upper()}")
                        for f in fields]
+    glue_sources = re.findall(r'\{"(r\.NeuralRendering\.\w+)", "(NRB_\w+)"\}', module)
+    assert glue_sources == [(cvar, env) for _, cvar, env in sources]
     create = function_body(module, "RecreateClient")
     assert "ReadCurveKeys(CurveKeys);" in create
-    index_of = {var: int(i) for var, i in re.findall(r"const FTCHARToUTF8 (\w+)\(\*CurveKeys\[(\d)\]\);", create)}
-    passed = dict(re.findall(r"\bConfig\.(curve_\w+) = (\w+)\.Get\(\);", create))
+    assert re.search(r"Settings\.CurveKeys\[Index\] = ToUtf8\(CurveKeys\[Index\]\);", create)
+    glue = strip_comments((MODULE / "Private" / "NrbGlue.cpp").read_text())
+    passed = dict(re.findall(r"\bConfig\.(curve_\w+) = Held\.CurveKeys\[(\d)\]\.c_str\(\);", glue))
     assert set(passed) == set(fields), f"not passed to nrb_client_config: {set(fields) - set(passed)}"
     for i, field in enumerate(fields):
-        assert index_of[passed[field]] == i, f"{field} gets another key"
+        assert passed[field] == str(i), f"{field} gets another key"
     # keys that cannot be used leave no client rather than a plain connection
-    problem = create.index("CurveKeysProblem(CurveKeys)")
-    assert problem < create.index("nrb_client_create(") and "return;" in create[problem:create.index("FTCHARToUTF8")]
+    problem = create.index("nrbglue::CurveKeysProblem(")
+    assert problem < create.index("nrb_client_create(")
+    assert "return;" in create[problem:create.index("nrbglue::FClientConfig Config")]
     # changing a key (settings page, console, ini) reconnects
     assert "ReadCurveKeys(" in function_body(module, "OnCVarsChanged")
 
@@ -192,6 +258,7 @@ def test_scene_view_extension_subclasses_the_engine_base_and_replaces_the_image(
     header = (MODULE / "Private" / "NeuralSceneViewExtension.h").read_text()
     assert re.search(r"class\s+FNeuralSceneViewExtension\s*:\s*public\s+FSceneViewExtensionBase", header)
     impl = strip_comments((MODULE / "Private" / "NeuralSceneViewExtension.cpp").read_text())
-    for call in ("nrb_frame_begin", "nrb_frame_tag_buffer", "nrb_frame_submit", "nrb_acquire_result",
-                 "nrb_release_result"):
-        assert call in impl, f"the view extension never calls {call}"
+    reached = c_calls_reached(impl)
+    for call in ("nrb_frame_begin", "nrb_frame_tag_buffer", "nrb_frame_set_camera", "nrb_frame_submit",
+                 "nrb_acquire_result", "nrb_release_result"):
+        assert call in reached, f"the view extension never calls {call}"

@@ -52,7 +52,10 @@ class Refuser(PassthroughRenderer):
 
 
 def stats_version(header: Path) -> int:
-    return int(re.search(r"#define NRB_STATS_VERSION (\d+)", header.read_text()).group(1))
+    """nrb_stats' struct version in ``header`` (3 brought the refusal)."""
+    m = re.search(r"#define NRB_STATS_VERSION (\d+)", header.read_text())
+    assert m, header
+    return int(m.group(1))
 
 
 @pytest.fixture(scope="module")

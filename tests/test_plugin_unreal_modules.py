@@ -1,13 +1,15 @@
 """Unreal plugin, more of what can be checked without the engine (test_plugin_unreal.py has the basics): the module
 loads early enough for its shader, Build.cs lists the modules whose headers are included, the ThirdParty module ships
-libnrb for every platform, engine-only Blueprint functions say so, and the pack shader declares every texture the
-C++ binds."""
+libnrb for every platform, engine-only Blueprint functions say so, and each shader declares every parameter the C++
+binds. (tools/check_unreal_api.py checks the engine symbols themselves against an engine source tree.)"""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+
+from test_plugin_unreal import c_calls_reached, for_this_nrb_h
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "engine_plugins" / "unreal" / "NeuralRenderBridge"
@@ -34,7 +36,13 @@ INCLUDE_MODULES = {
     "ShaderParameterStruct.h": "RenderCore",
     "PostProcess/PostProcessMaterialInputs.h": "Renderer",
     "ScreenPass.h": "Renderer",
-    "SceneTexturesConfig.h": "Renderer",
+    "SceneTexturesConfig.h": "Engine",
+    "FXRenderingUtils.h": "Renderer",
+    "RHIStaticStates.h": "RenderCore",
+    "RenderingThread.h": "RenderCore",
+    "ShaderCore.h": "RenderCore",
+    "DataDrivenShaderPlatformInfo.h": "RHI",
+    "Engine/DeveloperSettingsBackedByCVars.h": "DeveloperSettings",
     "Kismet/BlueprintFunctionLibrary.h": "Engine",
     "Components/PrimitiveComponent.h": "Engine",
     "nrb/nrb.h": "NrbLibrary",
@@ -83,8 +91,11 @@ def function_bodies(cpp: str, cls: str) -> dict[str, str]:
 def test_uplugin_is_valid_json_and_lists_the_module():
     data = json.loads((PLUGIN / "NeuralRenderBridge.uplugin").read_text())
     assert data["FileVersion"] == 3
-    major, minor = (int(x) for x in data["EngineVersion"].split(".")[:2])
-    assert (major, minor) >= (5, 3)
+    # An EngineVersion makes every other engine version ask "designed for build X. Attempt to load it anyway?"
+    # (FPluginManager::IsPluginCompatible); the source plugin builds against 5.3-5.5 (version guards), which its
+    # README states.
+    assert "EngineVersion" not in data
+    assert re.search(r"5\.3.{0,12}5\.4.{0,12}5\.5", (PLUGIN / "README.md").read_text(), re.S)
     names = [m["Name"] for m in data["Modules"]]
     assert names == ["NeuralRenderBridge"]
     for m in data["Modules"]:
@@ -133,7 +144,7 @@ def test_every_blueprint_function_maps_to_a_c_abi_call_in_nrb_h():
                              "UNeuralRenderingBlueprintLibrary")
     for fn in ufuncs:
         assert fn in bodies, f"{fn} has no implementation"
-        calls = set(re.findall(r"\b(nrb_[a-z_]+)\s*\(", bodies[fn]))
+        calls = c_calls_reached(for_this_nrb_h(bodies[fn]))  # directly, or through the module or the glue
         assert not (calls - known), f"{fn} calls {calls - known}, which nrb.h does not declare"
         if fn in REQUIRED_BLUEPRINT:
             assert REQUIRED_BLUEPRINT[fn] in calls, f"{fn} does not call {REQUIRED_BLUEPRINT[fn]}"
@@ -151,11 +162,25 @@ def test_all_libnrb_constants_in_the_plugin_exist():
     # identifiers in code: comments and string literals also name other things (the NRB_CURVE_* environment variables)
     code = re.sub(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/', " ", "".join(p.read_text() for p in sources()),
                   flags=re.S)
-    enums = set(re.findall(r"\b(NRB_[A-Z0-9_]+)\b", code))
+    own = set(re.findall(r"#define\s+(NRB_\w+)", code))  # the plugin's own switches (NRB_GLUE_HAS_REFUSAL)
+    enums = set(re.findall(r"\b(NRB_[A-Z0-9_]+)\b", for_this_nrb_h(code))) - own
     assert {"NRB_FORMAT_R32F", "NRB_LOG_WARNING"} <= enums
     header = NRB_H.read_text()
     for e in enums:
         assert re.search(rf"\b{e}\b", header), f"{e} is not defined in nrb.h"
+
+
+def shader_classes(cpp: str) -> dict[str, tuple[str, str, list[str]]]:
+    """Global shader class -> (usf path under the plugin's Shaders/, entry point, the names its parameter struct
+    declares), from ``class X : public FGlobalShader { ... BEGIN_SHADER_PARAMETER_STRUCT ... }`` and
+    ``IMPLEMENT_GLOBAL_SHADER(X, "/Plugin/NeuralRenderBridge/...", "Entry", ...)``."""
+    out = {}
+    for cls, body in re.findall(r"class (\w+) : public FGlobalShader\s*\{(.*?)\n\};", cpp, re.S):
+        impl = re.search(rf'IMPLEMENT_GLOBAL_SHADER\({cls}, "/Plugin/NeuralRenderBridge/([^"]+)", "(\w+)"', cpp)
+        assert impl, f"{cls} is not implemented under /Plugin/NeuralRenderBridge"
+        params = re.findall(r"SHADER_PARAMETER\w*\((?:[^(),]|\([^()]*\))*,\s*(\w+)", body)
+        out[cls] = (impl.group(1), impl.group(2), params)
+    return out
 
 
 def test_scene_view_extension_overrides_and_shader_path():
@@ -166,14 +191,18 @@ def test_scene_view_extension_overrides_and_shader_path():
         assert re.search(rf"virtual void {fn}\(.*?\) override", h, re.S), fn
     cpp = (MODULE / "Private" / "NeuralSceneViewExtension.cpp").read_text()
     assert "FRHIGPUTextureReadback" in cpp and "AddEnqueueCopyPass" in cpp and "OverrideOutput" in cpp
-    usf = re.search(r'IMPLEMENT_GLOBAL_SHADER\(\w+, "/Plugin/NeuralRenderBridge/([^"]+)", "(\w+)"', cpp)
-    assert usf
-    shader = PLUGIN / "Shaders" / usf.group(1)
-    assert shader.is_file()
-    text = shader.read_text()
-    assert re.search(rf"void {usf.group(2)}\(", text)
-    # every UAV/SRV parameter of the C++ struct is declared in the shader
-    params = re.findall(r"SHADER_PARAMETER_RDG_TEXTURE_(?:UAV|SRV)\([^,]+,\s*(\w+)\)", cpp)
-    assert len(params) >= 10
-    for p in params:
-        assert re.search(rf"\b{p};", text), p
+    shaders = shader_classes(cpp)
+    assert set(shaders) == {"FNrbPackCS", "FNrbCompositePS"}
+    for cls, (usf, entry, params) in shaders.items():
+        shader = PLUGIN / "Shaders" / usf
+        assert shader.is_file(), f"{cls}: {usf}"
+        text = shader.read_text()
+        assert re.search(rf"void {entry}\(", text), f"{cls}: no {entry} in {usf}"
+        # every parameter of the C++ struct is declared in its shader (the View and SceneTexturesStruct uniform
+        # buffers are declared by the engine's includes)
+        assert params, cls
+        for p in params:
+            if p in ("View", "SceneTexturesStruct"):
+                continue
+            assert re.search(rf"\b{p}(\[\d+\])?;", text), f"{cls}: {p} is not declared in {usf}"
+    assert len(shaders["FNrbPackCS"][2]) >= 12

@@ -1,4 +1,5 @@
 // Neural Render Bridge runtime module: scene view extension, console variables, settings, Blueprint library.
+// Private/NrbGlue.cpp is plain C++ over libnrb's C ABI (no engine headers), compiled with the rest.
 using UnrealBuildTool;
 
 public class NeuralRenderBridge : ModuleRules

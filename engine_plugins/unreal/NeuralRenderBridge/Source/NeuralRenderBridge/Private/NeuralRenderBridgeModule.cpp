@@ -1,20 +1,26 @@
 #include "NeuralRenderBridgeModule.h"
 
+#include "Engine/Engine.h"
+#include "HAL/IConsoleManager.h"
 #include "HAL/PlatformMisc.h"
+#include "HAL/PlatformProcess.h"
 #include "Interfaces/IPluginManager.h"
 #include "Misc/CoreDelegates.h"
 #include "Misc/EngineVersion.h"
 #include "Misc/Paths.h"
+#include "RenderingThread.h"
 #include "SceneViewExtension.h"
 #include "ShaderCore.h"
 
 #include "NeuralRenderingCVars.h"
+#include "NeuralRenderingLog.h"
 #include "NeuralRenderingSettings.h"
 #include "NeuralRenderingUserSettings.h"
 #include "NeuralSceneViewExtension.h"
+#include "NrbGlue.h"
 #include "nrb/nrb.h"
 
-DEFINE_LOG_CATEGORY_STATIC(LogNeuralRendering, Log, All);
+DEFINE_LOG_CATEGORY(LogNeuralRendering);
 
 namespace
 {
@@ -50,6 +56,12 @@ const FCurveKeySource GCurveKeySources[3] = {
 	{&CVarNeuralRenderingCurveClientSecretKey, TEXT("r.NeuralRendering.CurveClientSecretKey"),
 		TEXT("NRB_CURVE_CLIENT_SECRET_KEY")},
 };
+// The same sources for the engine-independent checks, which name them in their messages.
+const nrbglue::FKeySource GGlueKeySources[3] = {
+	{"r.NeuralRendering.CurveServerPublicKey", "NRB_CURVE_SERVER_PUBLIC_KEY"},
+	{"r.NeuralRendering.CurveClientPublicKey", "NRB_CURVE_CLIENT_PUBLIC_KEY"},
+	{"r.NeuralRendering.CurveClientSecretKey", "NRB_CURVE_CLIENT_SECRET_KEY"},
+};
 
 void ReadCurveKeys(FString (&Keys)[3])
 {
@@ -63,73 +75,97 @@ void ReadCurveKeys(FString (&Keys)[3])
 	}
 }
 
-/** A CurveZMQ key as libzmq takes it: 40 characters of the Z85 alphabet (ZeroMQ RFC 32). libnrb checks only the
- * length; a key with a stray quote would otherwise fail later, in libnrb's I/O thread, on every reconnect. */
-bool IsZ85Key(const FString& Key)
+std::string ToUtf8(const FString& Text)
 {
-	static const TCHAR* const Z85 =
-		TEXT("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#");
-	if (Key.Len() != 40)
-	{
-		return false;
-	}
-	for (const TCHAR Char : Key)
-	{
-		if (Char == 0 || FCString::Strchr(Z85, Char) == nullptr)
-		{
-			return false;
-		}
-	}
-	return true;
+	const FTCHARToUTF8 Utf8(*Text);
+	return std::string(Utf8.Get(), Utf8.Length());
 }
 
-/** Why the keys cannot be used (naming the setting at fault, never showing a key: it may be the secret one), or an
- * empty string when they can: all three valid, or none. */
-FString CurveKeysProblem(const FString (&Keys)[3])
+/** Object ids reach the pack pass only if custom depth/stencil is rendered before the base pass; by default (2) it
+ * is rendered after it unless DBuffer decals are on. Says so once at startup instead of sending empty ids. */
+void WarnIfCustomStencilIsLate()
 {
-	if (Keys[0].IsEmpty() && Keys[1].IsEmpty() && Keys[2].IsEmpty())
+	IConsoleManager& Console = IConsoleManager::Get();
+	const IConsoleVariable* CustomDepth = Console.FindConsoleVariable(TEXT("r.CustomDepth"));
+	const IConsoleVariable* Order = Console.FindConsoleVariable(TEXT("r.CustomDepth.Order"));
+	const IConsoleVariable* DBuffer = Console.FindConsoleVariable(TEXT("r.DBuffer"));
+	if (CustomDepth != nullptr && CustomDepth->GetInt() != 3)
 	{
-		return FString();
+		UE_LOG(LogNeuralRendering, Warning,
+			TEXT("r.CustomDepth is %d: object ids need 3 (Project Settings > Rendering > Postprocessing > Custom ")
+			TEXT("Depth-Stencil Pass = Enabled with Stencil)."), CustomDepth->GetInt());
 	}
-	for (int32 Index = 0; Index < 3; ++Index)
+	const int32 OrderValue = Order != nullptr ? Order->GetInt() : 2;
+	const bool bDBuffer = DBuffer != nullptr && DBuffer->GetInt() != 0;
+	if (OrderValue == 1 || (OrderValue == 2 && !bDBuffer))
 	{
-		if (Keys[Index].IsEmpty())
-		{
-			return FString::Printf(TEXT("%s (or %s) is empty; CurveZMQ needs all three keys or none"),
-				GCurveKeySources[Index].CVarName, GCurveKeySources[Index].Environment);
-		}
-		if (!IsZ85Key(Keys[Index]))
-		{
-			return FString::Printf(
-				TEXT("%s is not a CurveZMQ key (40 characters of Z85 text, as `nrb keys show` prints it; this one ")
-				TEXT("has %d characters)"), GCurveKeySources[Index].CVarName, Keys[Index].Len());
-		}
+		UE_LOG(LogNeuralRendering, Warning,
+			TEXT("r.CustomDepth.Order is %d%s: custom stencil is rendered after the base pass, so the object_id and ")
+			TEXT("material_id buffers are empty. Set r.CustomDepth.Order=0 ([/Script/Engine.RendererSettings] in ")
+			TEXT("Config/DefaultEngine.ini)."), OrderValue, bDBuffer ? TEXT("") : TEXT(" without DBuffer decals"));
 	}
-	return FString();
 }
 }  // namespace
 
+bool FNeuralRenderBridgeModule::LoadLibnrb()
+{
+#if PLATFORM_WINDOWS
+	// nrb.dll is delay-loaded (NrbLibrary.Build.cs): the first call into it would look for it next to the executable
+	// and crash. Load it from the plugin's Binaries folder first, as Epic's ThirdPartyLibrary template does; with the
+	// folder pushed, its imports (libzmq, lz4, zstd, staged beside it) resolve from there too.
+	const TSharedPtr<IPlugin> Plugin = IPluginManager::Get().FindPlugin(TEXT("NeuralRenderBridge"));
+	if (!Plugin.IsValid())
+	{
+		UE_LOG(LogNeuralRendering, Error, TEXT("The NeuralRenderBridge plugin is not known to the plugin manager."));
+		return false;
+	}
+	const FString Dir = FPaths::Combine(Plugin->GetBaseDir(), TEXT("Binaries/ThirdParty/NrbLibrary/Win64"));
+	const FString Path = FPaths::Combine(Dir, TEXT("nrb.dll"));
+	FPlatformProcess::PushDllDirectory(*Dir);
+	LibnrbHandle = FPlatformProcess::GetDllHandle(*Path);
+	FPlatformProcess::PopDllDirectory(*Dir);
+	if (LibnrbHandle == nullptr)
+	{
+		UE_LOG(LogNeuralRendering, Error,
+			TEXT("Could not load %s (or the libzmq, lz4 and zstd DLLs beside it): no neural rendering. See the ")
+			TEXT("plugin's README, step 2."), *Path);
+		return false;
+	}
+	return true;
+#else
+	// Linux and Mac link libnrb directly (staged beside the module by NrbLibrary.Build.cs).
+	return true;
+#endif
+}
+
 void FNeuralRenderBridgeModule::StartupModule()
 {
-	// Our compute shader (Shaders/Private/NrbPack.usf) lives under /Plugin/NeuralRenderBridge.
+	// Our shaders (Shaders/Private/*.usf) live under /Plugin/NeuralRenderBridge.
 	const TSharedPtr<IPlugin> Plugin = IPluginManager::Get().FindPlugin(TEXT("NeuralRenderBridge"));
 	if (Plugin.IsValid())
 	{
 		AddShaderSourceDirectoryMapping(TEXT("/Plugin/NeuralRenderBridge"),
 			FPaths::Combine(Plugin->GetBaseDir(), TEXT("Shaders")));
 	}
+	bLibnrbLoaded = LoadLibnrb();
 	MaterialOfObject.SetNumZeroed(256);
 	PostEngineInitHandle = FCoreDelegates::OnPostEngineInit.AddRaw(this, &FNeuralRenderBridgeModule::OnPostEngineInit);
 }
 
 void FNeuralRenderBridgeModule::OnPostEngineInit()
 {
-	GetDefault<UNeuralRenderingSettings>()->ApplyToConsoleVariables();
-	GetDefault<UNeuralRenderingUserSettings>()->ApplyToConsoleVariables();
+	// The settings' class default objects apply their saved ini keys to the console variables when they are created
+	// (UDeveloperSettingsBackedByCVars + ApplyCVarSettingsFromIni, editor and packaged game alike): make sure both
+	// exist before the client reads the console variables.
+	GetDefault<UNeuralRenderingSettings>();
+	GetDefault<UNeuralRenderingUserSettings>();
+	WarnIfCustomStencilIsLate();
 	RecreateClient();
 	ViewExtension = FSceneViewExtensions::NewExtension<FNeuralSceneViewExtension>(this);
 	CVarSinkHandle = IConsoleManager::Get().RegisterConsoleVariableSink_Handle(
 		FConsoleCommandDelegate::CreateRaw(this, &FNeuralRenderBridgeModule::OnCVarsChanged));
+	StatsTickerHandle = FTSTicker::GetCoreTicker().AddTicker(
+		FTickerDelegate::CreateRaw(this, &FNeuralRenderBridgeModule::TickStats), 0.25f);
 }
 
 void FNeuralRenderBridgeModule::RecreateClient()
@@ -141,61 +177,69 @@ void FNeuralRenderBridgeModule::RecreateClient()
 	ReadCurveKeys(CurveKeys);
 	if (Client)
 	{
-		FlushRenderingCommands();  // the render thread must not use the old client any more
+		FlushRenderingCommands();  // the render thread must not use the old client any more ...
+		if (ViewExtension.IsValid())
+		{
+			ViewExtension->WaitForSubmissions();  // ... nor the worker that copies its frames
+		}
 		nrb_client_destroy(Client);
 		Client = nullptr;
 	}
 	ClientEndpoint = Endpoint;
 	ClientDeadlineMs = DeadlineMs;
+	bClientEnabled = bEnabled;
+	LastRefusal.Reset();
 	for (int32 Index = 0; Index < 3; ++Index)
 	{
 		ClientCurveKeys[Index] = CurveKeys[Index];
 	}
-	const FString CurveProblem = CurveKeysProblem(CurveKeys);
-	if (!CurveProblem.IsEmpty())
+	if (!bLibnrbLoaded)
+	{
+		return;  // logged at startup
+	}
+	nrbglue::FClientSettings Settings;
+	for (int32 Index = 0; Index < 3; ++Index)
+	{
+		Settings.CurveKeys[Index] = ToUtf8(CurveKeys[Index]);
+	}
+	const std::string CurveProblem = nrbglue::CurveKeysProblem(Settings.CurveKeys, GGlueKeySources);
+	if (!CurveProblem.empty())
 	{
 		UE_LOG(LogNeuralRendering, Error, TEXT("CurveZMQ: %s. No neural rendering until the keys are fixed."),
-			*CurveProblem);
+			UTF8_TO_TCHAR(CurveProblem.c_str()));
 		return;
 	}
-	const FTCHARToUTF8 EndpointUtf8(*Endpoint);
-	const FTCHARToUTF8 VersionUtf8(*FEngineVersion::Current().ToString());
-	const FTCHARToUTF8 CurveServerPublicKeyUtf8(*CurveKeys[0]);
-	const FTCHARToUTF8 CurveClientPublicKeyUtf8(*CurveKeys[1]);
-	const FTCHARToUTF8 CurveClientSecretKeyUtf8(*CurveKeys[2]);
 	const FIntPoint Size = FNeuralSceneViewExtension::DefaultRenderSize();
-	const nrb_buffer_spec Buffers[] = {
-		{"albedo", NRB_FORMAT_RGBA8_SRGB},  {"normals", NRB_FORMAT_RGBA16F},  {"depth", NRB_FORMAT_R32F},
-		{"linear_depth", NRB_FORMAT_R32F},  {"motion_vectors", NRB_FORMAT_RG16F}, {"roughness", NRB_FORMAT_R8},
-		{"metallic", NRB_FORMAT_R8},        {"emissive", NRB_FORMAT_RGBA16F}, {"object_id", NRB_FORMAT_R16U},
-		{"material_id", NRB_FORMAT_R16U},   {"x_sun_direction", NRB_FORMAT_RGBA32F},
-	};
-	nrb_client_config Config;
-	nrb_client_config_init(&Config);
-	Config.endpoint = EndpointUtf8.Get();
-	Config.deadline_ms = DeadlineMs;
-	Config.frames_in_flight = 2;
-	Config.engine_name = "unreal";
-	Config.engine_version = VersionUtf8.Get();
-	Config.render_width = static_cast<uint32_t>(Size.X);
-	Config.render_height = static_cast<uint32_t>(Size.Y);
-	Config.buffers = Buffers;
-	Config.buffer_count = UE_ARRAY_COUNT(Buffers);
-	Config.start_disabled = bEnabled ? 0u : 1u;
-	Config.log_fn = &LogFromNrb;
-	Config.log_level = NRB_LOG_WARNING;
-	if (!CurveKeys[0].IsEmpty())  // checked above: all three keys or none
-	{
-		Config.curve_server_public_key = CurveServerPublicKeyUtf8.Get();
-		Config.curve_client_public_key = CurveClientPublicKeyUtf8.Get();
-		Config.curve_client_secret_key = CurveClientSecretKeyUtf8.Get();
-	}
-	const nrb_status Status = nrb_client_create(&Config, &Client);
+	Settings.Endpoint = ToUtf8(Endpoint);
+	Settings.DeadlineMs = DeadlineMs;
+	Settings.bEnabled = bEnabled;
+	Settings.EngineVersion = ToUtf8(FEngineVersion::Current().ToString());
+	Settings.RenderWidth = static_cast<uint32_t>(Size.X);
+	Settings.RenderHeight = static_cast<uint32_t>(Size.Y);
+	Settings.LogFn = &LogFromNrb;
+	Settings.LogLevel = NRB_LOG_WARNING;
+	const nrbglue::FClientConfig Config(Settings);
+	const nrb_status Status = nrb_client_create(&Config.Get(), &Client);
 	if (Status != NRB_OK)
 	{
 		UE_LOG(LogNeuralRendering, Error, TEXT("nrb_client_create failed (%s): %s"), UTF8_TO_TCHAR(nrb_status_name(Status)),
 			UTF8_TO_TCHAR(nrb_last_error(nullptr)));
 		Client = nullptr;
+	}
+}
+
+void FNeuralRenderBridgeModule::SetEnabled(bool bEnabled)
+{
+	bClientEnabled = bEnabled;
+	if (Client == nullptr)
+	{
+		return;
+	}
+	nrb_set_enabled(Client, bEnabled ? 1 : 0);  // takes effect on the next frame
+	if (bEnabled && nrbglue::RetryIfRefused(Client))
+	{
+		UE_LOG(LogNeuralRendering, Log, TEXT("Retrying the session the renderer refused."));
+		LastRefusal.Reset();
 	}
 }
 
@@ -213,11 +257,40 @@ void FNeuralRenderBridgeModule::OnCVarsChanged()
 		CVarNeuralRenderingDeadlineMs.GetValueOnGameThread() != ClientDeadlineMs || bCurveKeysChanged)
 	{
 		RecreateClient();
+		return;
 	}
-	else if (Client)
+	const bool bEnabled = CVarNeuralRenderingEnable.GetValueOnGameThread() != 0;
+	if (bEnabled != bClientEnabled)  // r.NeuralRendering.Enable typed in the console: the same toggle
 	{
-		nrb_set_enabled(Client, CVarNeuralRenderingEnable.GetValueOnGameThread() != 0 ? 1 : 0);
+		SetEnabled(bEnabled);
 	}
+}
+
+bool FNeuralRenderBridgeModule::TickStats(float /*DeltaTime*/)
+{
+	if (Client == nullptr)
+	{
+		return true;
+	}
+	const nrbglue::FStatsView Stats = nrbglue::ReadStats(Client);
+	if (Stats.bRefused)
+	{
+		const FString Refusal = FString::Printf(TEXT("%d: %s"), Stats.RefusalCode, UTF8_TO_TCHAR(Stats.RefusalMessage.c_str()));
+		if (Refusal != LastRefusal)  // once per refusal, not every tick
+		{
+			UE_LOG(LogNeuralRendering, Error,
+				TEXT("The renderer refused the session (code %s). The game shows its own image; toggle neural ")
+				TEXT("rendering off and on (SetNeuralRenderingEnabled, r.NeuralRendering.Enable) to retry."), *Refusal);
+			LastRefusal = Refusal;
+		}
+	}
+	if (GEngine != nullptr && (Stats.bRefused || CVarNeuralRenderingShowStats.GetValueOnGameThread() != 0))
+	{
+		static const uint64 MessageKey = 0x4e52424272696467ull;  // one line, replaced on each tick
+		GEngine->AddOnScreenDebugMessage(MessageKey, 0.5f, Stats.bRefused ? FColor::Red : FColor::Cyan,
+			UTF8_TO_TCHAR(nrbglue::StatsLine(Stats).c_str()));
+	}
+	return true;
 }
 
 void FNeuralRenderBridgeModule::SetMaterialOfObject(int32 ObjectId, int32 MaterialId)
@@ -238,15 +311,25 @@ void FNeuralRenderBridgeModule::GetMaterialTable(TArray<uint32>& Out) const
 void FNeuralRenderBridgeModule::ShutdownModule()
 {
 	FCoreDelegates::OnPostEngineInit.Remove(PostEngineInitHandle);
+	FTSTicker::GetCoreTicker().RemoveTicker(StatsTickerHandle);
 	if (CVarSinkHandle.IsValid())
 	{
 		IConsoleManager::Get().UnregisterConsoleVariableSink_Handle(CVarSinkHandle);
+	}
+	if (ViewExtension.IsValid())
+	{
+		ViewExtension->ReleaseReadbacks();  // waits for the worker, unlocks the staging memory on the render thread
 	}
 	ViewExtension.Reset();
 	if (Client)
 	{
 		nrb_client_destroy(Client);
 		Client = nullptr;
+	}
+	if (LibnrbHandle != nullptr)
+	{
+		FPlatformProcess::FreeDllHandle(LibnrbHandle);
+		LibnrbHandle = nullptr;
 	}
 }
 

@@ -4,6 +4,7 @@
 
 #include "NeuralRenderBridgeModule.h"
 #include "NeuralRenderingCVars.h"
+#include "NrbGlue.h"
 #include "nrb/nrb.h"
 
 namespace
@@ -23,60 +24,28 @@ nrb_scope ToScope(ENeuralStyleScope Scope)
 	}
 }
 
-// msgpack (docs/protocol.md section 3.1): a map of str -> str, shortest forms.
-void PutLength(TArray<uint8>& Out, uint32 Length, uint8 Fix, uint32 FixLimit, uint8 Code8, uint8 Code16, uint8 Code32)
+/** msgpack of the params (nrbglue::EncodeStringMap), UTF-8. */
+std::vector<uint8_t> EncodeParams(const TMap<FString, FString>& Params)
 {
-	if (Length < FixLimit)
-	{
-		Out.Add(static_cast<uint8>(Fix | Length));
-	}
-	else if (Code8 != 0 && Length < 256)
-	{
-		Out.Add(Code8);
-		Out.Add(static_cast<uint8>(Length));
-	}
-	else if (Length < 65536)
-	{
-		Out.Add(Code16);
-		Out.Add(static_cast<uint8>(Length >> 8));
-		Out.Add(static_cast<uint8>(Length));
-	}
-	else
-	{
-		Out.Add(Code32);
-		for (int32 Shift = 24; Shift >= 0; Shift -= 8)
-		{
-			Out.Add(static_cast<uint8>(Length >> Shift));
-		}
-	}
-}
-
-void PutString(TArray<uint8>& Out, const FString& Text)
-{
-	const FTCHARToUTF8 Utf8(*Text);
-	PutLength(Out, static_cast<uint32>(Utf8.Length()), 0xa0, 32, 0xd9, 0xda, 0xdb);
-	Out.Append(reinterpret_cast<const uint8*>(Utf8.Get()), Utf8.Length());
-}
-
-TArray<uint8> EncodeParams(const TMap<FString, FString>& Params)
-{
-	TArray<uint8> Out;
-	PutLength(Out, static_cast<uint32>(Params.Num()), 0x80, 16, 0, 0xde, 0xdf);
+	std::vector<std::pair<std::string, std::string>> Pairs;
 	for (const TPair<FString, FString>& Pair : Params)
 	{
-		PutString(Out, Pair.Key);
-		PutString(Out, Pair.Value);
+		const FTCHARToUTF8 Key(*Pair.Key);
+		const FTCHARToUTF8 Value(*Pair.Value);
+		Pairs.emplace_back(std::string(Key.Get(), Key.Length()), std::string(Value.Get(), Value.Length()));
 	}
-	return Out;
+	return nrbglue::EncodeStringMap(Pairs);
 }
 }  // namespace
 
 void UNeuralRenderingBlueprintLibrary::SetNeuralRenderingEnabled(bool bEnabled)
 {
 	CVarNeuralRenderingEnable->Set(bEnabled ? 1 : 0, ECVF_SetByCode);
-	if (nrb_client* C = Client())
+	if (Client() != nullptr)
 	{
-		nrb_set_enabled(C, bEnabled ? 1 : 0);  // takes effect on the next frame, not at the next CVar sink
+		// nrb_set_enabled now (the next frame, not the next console variable sink); turning it on also retries a
+		// session the renderer refused (nrbglue::RetryIfRefused, nrb_client_retry)
+		FNeuralRenderBridgeModule::Get().SetEnabled(bEnabled);
 	}
 }
 
@@ -119,29 +88,29 @@ bool UNeuralRenderingBlueprintLibrary::FireNeuralStyleEvent(FName EventName, con
 		IdList.Add(static_cast<uint32>(Id));
 	}
 	const nrb_target Target{ToScope(Scope), IdList.GetData(), static_cast<uint32_t>(IdList.Num())};
-	const TArray<uint8> Packed = EncodeParams(Params);
+	const std::vector<uint8_t> Packed = EncodeParams(Params);
 	const FTCHARToUTF8 Name(*EventName.ToString());
-	return nrb_fire_event(C, Name.Get(), Packed.GetData(), Packed.Num(), &Target) == NRB_OK;
+	return nrb_fire_event(C, Name.Get(), Packed.data(), Packed.size(), &Target) == NRB_OK;
 }
 
 FNeuralRenderingStats UNeuralRenderingBlueprintLibrary::GetNeuralRenderingStats()
 {
 	FNeuralRenderingStats Out;
-	nrb_stats Stats;
-	FMemory::Memzero(Stats);
-	Stats.struct_size = sizeof(Stats);
-	Stats.struct_version = NRB_STATS_VERSION;
-	nrb_client* C = Client();
-	if (C != nullptr && nrb_get_stats(C, &Stats) == NRB_OK)
+	const nrbglue::FStatsView Stats = nrbglue::ReadStats(Client());  // nrb_get_stats
+	Out.State = UTF8_TO_TCHAR(Stats.State.c_str());
+	if (Stats.bValid)
 	{
-		Out.FramesSubmitted = static_cast<int64>(Stats.frames_submitted);
-		Out.FramesSent = static_cast<int64>(Stats.frames_sent);
-		Out.ResultsReceived = static_cast<int64>(Stats.results_received);
-		Out.Fallbacks = static_cast<int64>(Stats.fallbacks);
-		Out.Reconnects = static_cast<int64>(Stats.reconnects);
-		Out.RoundTripP50Ms = static_cast<float>(Stats.rtt_p50_ms);
-		Out.RoundTripP95Ms = static_cast<float>(Stats.rtt_p95_ms);
-		Out.bConnected = Stats.state == NRB_STATE_CONNECTED;
+		Out.FramesSubmitted = static_cast<int64>(Stats.Raw.frames_submitted);
+		Out.FramesSent = static_cast<int64>(Stats.Raw.frames_sent);
+		Out.ResultsReceived = static_cast<int64>(Stats.Raw.results_received);
+		Out.Fallbacks = static_cast<int64>(Stats.Raw.fallbacks);
+		Out.Reconnects = static_cast<int64>(Stats.Raw.reconnects);
+		Out.RoundTripP50Ms = static_cast<float>(Stats.Raw.rtt_p50_ms);
+		Out.RoundTripP95Ms = static_cast<float>(Stats.Raw.rtt_p95_ms);
+		Out.bConnected = Stats.Raw.state == NRB_STATE_CONNECTED;
+		Out.bRefused = Stats.bRefused;
+		Out.RefusalCode = Stats.RefusalCode;
+		Out.RefusalMessage = UTF8_TO_TCHAR(Stats.RefusalMessage.c_str());
 	}
 	return Out;
 }

@@ -10,6 +10,11 @@ TAutoConsoleVariable<FString> CVarNeuralRenderingEndpoint(
 	TEXT("ZeroMQ endpoint of the nrb server (changing it reconnects)."),
 	ECVF_Default);
 
+TAutoConsoleVariable<int32> CVarNeuralRenderingShowStats(
+	TEXT("r.NeuralRendering.ShowStats"), 0,
+	TEXT("1: show the client's state and counters on screen (a refusal by the renderer is shown even when 0)."),
+	ECVF_Default);
+
 TAutoConsoleVariable<float> CVarNeuralRenderingDeadlineMs(
 	TEXT("r.NeuralRendering.DeadlineMs"), 100.f,
 	TEXT("A neural frame older than this many milliseconds (from submit) is never shown."),

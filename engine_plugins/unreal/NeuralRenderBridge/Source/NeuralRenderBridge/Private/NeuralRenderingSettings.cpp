@@ -1,6 +1,8 @@
 #include "NeuralRenderingSettings.h"
 
-#include "NeuralRenderingCVars.h"
+#include "CoreGlobals.h"
+#include "HAL/IConsoleManager.h"
+#include "Misc/ConfigUtilities.h"
 
 UNeuralRenderingSettings::UNeuralRenderingSettings()
 {
@@ -10,34 +12,14 @@ UNeuralRenderingSettings::UNeuralRenderingSettings()
 
 void UNeuralRenderingSettings::PostInitProperties()
 {
-	Super::PostInitProperties();
-#if WITH_EDITOR
 	if (IsTemplate())
 	{
-		// The class default object has just read its ini file, and the import copies every bound console variable
-		// over it. Push the saved values first, at project-setting priority, so that the import keeps them; a value
-		// already set with a higher priority (the command line, for one) is kept by the cvar and wins in the editor UI.
-		ApplyToConsoleVariables();
-		ImportConsoleVariableValues();
+		// The saved values win over the console variables' defaults: apply the ini section (keys are the console
+		// variables' names) before UDeveloperSettingsBackedByCVars imports the console variables into the properties.
+		// In a packaged game this is the only way the saved values arrive. A value set with a higher priority (the
+		// command line, the console) is kept by its console variable.
+		UE::ConfigUtilities::ApplyCVarSettingsFromIni(TEXT("/Script/NeuralRenderBridge.NeuralRenderingSettings"),
+			*GEngineIni, ECVF_SetByProjectSetting);
 	}
-#endif
-}
-
-#if WITH_EDITOR
-void UNeuralRenderingSettings::PostEditChangeProperty(FPropertyChangedEvent& PropertyChangedEvent)
-{
-	Super::PostEditChangeProperty(PropertyChangedEvent);
-	if (PropertyChangedEvent.Property)
-	{
-		ExportValuesToConsoleVariables(PropertyChangedEvent.Property);
-	}
-}
-#endif
-
-void UNeuralRenderingSettings::ApplyToConsoleVariables() const
-{
-	CVarNeuralRenderingEnable->Set(bEnabled ? 1 : 0, ECVF_SetByProjectSetting);
-	CVarNeuralRenderingEndpoint->Set(*Endpoint, ECVF_SetByProjectSetting);
-	CVarNeuralRenderingDeadlineMs->Set(DeadlineMs, ECVF_SetByProjectSetting);
-	CVarNeuralRenderingCurveServerPublicKey->Set(*CurveServerPublicKey, ECVF_SetByProjectSetting);
+	Super::PostInitProperties();
 }

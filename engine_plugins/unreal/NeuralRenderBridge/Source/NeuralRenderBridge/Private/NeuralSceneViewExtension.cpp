@@ -2,12 +2,16 @@
 
 #include "Components/DirectionalLightComponent.h"
 #include "DataDrivenShaderPlatformInfo.h"
+#include "Engine/Engine.h"
+#include "Engine/GameViewportClient.h"
+#include "FXRenderingUtils.h"
 #include "GlobalShader.h"
 #include "PostProcess/PostProcessMaterialInputs.h"
+#include "RHIStaticStates.h"
 #include "RenderGraphBuilder.h"
 #include "RenderGraphUtils.h"
 #include "RenderTargetPool.h"
-#include "SceneRenderTargetParameters.h"
+#include "RenderingThread.h"
 #include "SceneTexturesConfig.h"
 #include "SceneView.h"
 #include "ScreenPass.h"
@@ -16,9 +20,11 @@
 
 #include "NeuralRenderBridgeModule.h"
 #include "NeuralRenderingCVars.h"
+#include "NeuralRenderingLog.h"
 #include "nrb/nrb.h"
 
-// ------------------------------------------------------------------------------------------- the pack shader
+// ------------------------------------------------------------------------------------------- the shaders
+/** Packs the G-buffers of the view's render rect into tight textures (Shaders/Private/NrbPack.usf). */
 class FNrbPackCS : public FGlobalShader
 {
 public:
@@ -30,6 +36,7 @@ public:
 		SHADER_PARAMETER_RDG_UNIFORM_BUFFER(FSceneTextureUniformParameters, SceneTexturesStruct)
 		SHADER_PARAMETER_RDG_TEXTURE_SRV(Texture2D<uint2>, CustomStencilTexture)
 		SHADER_PARAMETER_ARRAY(FUintVector4, MaterialOfObject, [64])
+		SHADER_PARAMETER(FIntPoint, ViewMin)
 		SHADER_PARAMETER(FVector2f, OutputSize)
 		SHADER_PARAMETER_RDG_TEXTURE_UAV(RWTexture2D<float4>, OutAlbedo)
 		SHADER_PARAMETER_RDG_TEXTURE_UAV(RWTexture2D<float4>, OutNormal)
@@ -50,48 +57,52 @@ public:
 };
 IMPLEMENT_GLOBAL_SHADER(FNrbPackCS, "/Plugin/NeuralRenderBridge/Private/NrbPack.usf", "MainCS", SF_Compute);
 
+/** Draws the neural frame over the view (Shaders/Private/NrbComposite.usf), sRGB-encoding a linear result. */
+class FNrbCompositePS : public FGlobalShader
+{
+public:
+	DECLARE_GLOBAL_SHADER(FNrbCompositePS);
+	SHADER_USE_PARAMETER_STRUCT(FNrbCompositePS, FGlobalShader);
+
+	BEGIN_SHADER_PARAMETER_STRUCT(FParameters, )
+		SHADER_PARAMETER_RDG_TEXTURE(Texture2D, InputTexture)
+		SHADER_PARAMETER_SAMPLER(SamplerState, InputSampler)
+		SHADER_PARAMETER(uint32, EncodeSrgb)
+		RENDER_TARGET_BINDING_SLOTS()
+	END_SHADER_PARAMETER_STRUCT()
+
+	static bool ShouldCompilePermutation(const FGlobalShaderPermutationParameters& Parameters)
+	{
+		return IsFeatureLevelSupported(Parameters.Platform, ERHIFeatureLevel::SM5);
+	}
+};
+IMPLEMENT_GLOBAL_SHADER(FNrbCompositePS, "/Plugin/NeuralRenderBridge/Private/NrbComposite.usf", "MainPS", SF_Pixel);
+
 namespace
 {
-/** The packed targets, in read-back order: protocol name, protocol format, pixel format. */
-struct FTarget
-{
-	const char* Name;
-	nrb_format Format;
-	EPixelFormat PixelFormat;
+/** The engine pixel format of each packed target (nrbglue::PackedTargets, same order and layout). */
+constexpr EPixelFormat GTargetPixelFormats[nrbglue::NumTargets] = {
+	PF_R8G8B8A8,   // albedo, rgba8_srgb (sRGB-encoded by the shader)
+	PF_FloatRGBA,  // normals, rgba16f
+	PF_R32_FLOAT,  // depth, r32f
+	PF_R32_FLOAT,  // linear_depth, r32f
+	PF_G16R16F,    // motion_vectors, rg16f
+	PF_G8,         // roughness, r8
+	PF_G8,         // metallic, r8
+	PF_FloatRGBA,  // emissive, rgba16f
+	PF_R16_UINT,   // object_id, r16u
+	PF_R16_UINT,   // material_id, r16u
 };
-constexpr FTarget GTargets[] = {
-	{"albedo", NRB_FORMAT_RGBA8_SRGB, PF_R8G8B8A8},   {"normals", NRB_FORMAT_RGBA16F, PF_FloatRGBA},
-	{"depth", NRB_FORMAT_R32F, PF_R32_FLOAT},         {"linear_depth", NRB_FORMAT_R32F, PF_R32_FLOAT},
-	{"motion_vectors", NRB_FORMAT_RG16F, PF_G16R16F}, {"roughness", NRB_FORMAT_R8, PF_G8},
-	{"metallic", NRB_FORMAT_R8, PF_G8},               {"emissive", NRB_FORMAT_RGBA16F, PF_FloatRGBA},
-	{"object_id", NRB_FORMAT_R16U, PF_R16_UINT},      {"material_id", NRB_FORMAT_R16U, PF_R16_UINT},
-};
-constexpr int32 GNumTargets = UE_ARRAY_COUNT(GTargets);
 
-// 4x4 helpers: row-major storage, column vectors (docs/protocol.md section 3).
-void Mul(const double A[16], const double B[16], double Out[16])
+EPixelFormat ToPixelFormat(nrbglue::EResultTexture Texture)
 {
-	double R[16];
-	for (int32 I = 0; I < 4; ++I)
-		for (int32 J = 0; J < 4; ++J)
-		{
-			double S = 0.0;
-			for (int32 K = 0; K < 4; ++K) S += A[I * 4 + K] * B[K * 4 + J];
-			R[I * 4 + J] = S;
-		}
-	FMemory::Memcpy(Out, R, sizeof(R));
-}
-
-bool Invert(const double M[16], double Out[16])
-{
-	FMatrix44d U;
-	for (int32 I = 0; I < 4; ++I)
-		for (int32 J = 0; J < 4; ++J) U.M[I][J] = M[I * 4 + J];
-	if (FMath::Abs(U.Determinant()) < 1e-300) return false;
-	const FMatrix44d Inv = U.Inverse();
-	for (int32 I = 0; I < 4; ++I)
-		for (int32 J = 0; J < 4; ++J) Out[I * 4 + J] = Inv.M[I][J];
-	return true;
+	switch (Texture)
+	{
+	case nrbglue::EResultTexture::Rgba8: return PF_R8G8B8A8;
+	case nrbglue::EResultTexture::Rgba16f: return PF_FloatRGBA;
+	case nrbglue::EResultTexture::Rgba32f: return PF_A32B32G32R32F;
+	default: return PF_Unknown;
+	}
 }
 
 /** Unreal (left-handed, X forward, Y right, Z up) -> protocol (right-handed, +Y up): (y, z, -x). */
@@ -110,11 +121,56 @@ FNeuralSceneViewExtension::FNeuralSceneViewExtension(const FAutoRegister& AutoRe
 {
 }
 
-FNeuralSceneViewExtension::~FNeuralSceneViewExtension() = default;
+FNeuralSceneViewExtension::~FNeuralSceneViewExtension()
+{
+	SubmitPipe.WaitUntilEmpty();  // the pipe must be empty when it is destroyed
+}
 
 bool FNeuralSceneViewExtension::IsActiveThisFrame_Internal(const FSceneViewExtensionContext& Context) const
 {
-	return Module != nullptr && Module->GetClient() != nullptr && CVarNeuralRenderingEnable.GetValueOnAnyThread() != 0;
+	if (Module == nullptr || Module->GetClient() == nullptr || CVarNeuralRenderingEnable.GetValueOnAnyThread() == 0)
+	{
+		return false;
+	}
+	// The game's viewport only (in the editor: Play In Editor). Scene captures gather the extensions for their scene
+	// (no viewport), and every other view family (editor viewports, thumbnails, other windows) has another viewport.
+	return Context.Viewport != nullptr && GEngine != nullptr && GEngine->GameViewport != nullptr &&
+		Context.Viewport == GEngine->GameViewport->Viewport;
+}
+
+bool FNeuralSceneViewExtension::IsNeuralView(const FSceneView& View)
+{
+	const FSceneViewFamily* Family = View.Family;
+	return View.bIsViewInfo && Family != nullptr && Family->Views.Num() > 0 && Family->Views[0] == &View &&
+		!View.bIsSceneCapture && !View.bIsReflectionCapture && !View.bIsPlanarReflection &&
+		Family->EngineShowFlags.PostProcessing;
+}
+
+void FNeuralSceneViewExtension::WaitForSubmissions()
+{
+	SubmitPipe.WaitUntilEmpty();
+}
+
+void FNeuralSceneViewExtension::ReleaseReadbacks()
+{
+	WaitForSubmissions();
+	ENQUEUE_RENDER_COMMAND(NeuralRenderBridgeRelease)([this](FRHICommandListImmediate&)
+	{
+		for (FReadbackSet& Set : Sets)
+		{
+			const ESlot State = Set.State.load();
+			if (State == ESlot::Submitting || State == ESlot::Submitted)
+			{
+				for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
+				{
+					Readback->Unlock();
+				}
+			}
+			Set.Readbacks.Reset();
+			Set.State.store(ESlot::Free);
+		}
+	});
+	FlushRenderingCommands();
 }
 
 void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFamily)
@@ -143,71 +199,62 @@ void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFa
 
 void FNeuralSceneViewExtension::PreRenderViewFamily_RenderThread(FRDGBuilder& GraphBuilder, FSceneViewFamily& InViewFamily)
 {
-	SubmitReadyFrames_RenderThread();
+	ProcessReadbacks_RenderThread();
 }
 
-void FNeuralSceneViewExtension::FillCamera(const FSceneView& View, FReadbackSet& Set)
+void FNeuralSceneViewExtension::FillCamera(const FSceneView& View, FIntPoint RenderSize, nrbglue::FPackedFrame& Frame)
 {
 	const FViewMatrices& VM = View.ViewMatrices;
 	const FMatrix Proj = VM.GetProjectionNoAAMatrix();  // no jitter
-	const double F = Proj.M[1][1];
-	Set.FovY = 2.0 * FMath::Atan(1.0 / F);
-	Set.Aspect = Proj.M[1][1] / Proj.M[0][0];
-	Set.Near = View.NearClippingDistance;
+	nrbglue::FCameraInputs In;
+	In.FocalY = Proj.M[1][1];
+	In.Aspect = Proj.M[1][1] / Proj.M[0][0];
+	In.Near = View.NearClippingDistance;
 	const FRotationMatrix Rot(View.ViewRotation);
-	ToProtocol(VM.GetViewOrigin(), Set.Position);
-	ToProtocol(Rot.GetScaledAxis(EAxis::X), Set.Forward);
-	ToProtocol(Rot.GetScaledAxis(EAxis::Y), Set.Right);
-	ToProtocol(Rot.GetScaledAxis(EAxis::Z), Set.Up);
-	// world_to_view: rows right, up, -forward
-	double* WtoV = Set.Camera[4];
-	FMemory::Memzero(WtoV, sizeof(double) * 16);
-	const double* Rows[3] = {Set.Right, Set.Up, Set.Forward};
-	for (int32 R = 0; R < 3; ++R)
+	ToProtocol(VM.GetViewOrigin(), In.Position);
+	ToProtocol(Rot.GetScaledAxis(EAxis::X), In.Forward);
+	ToProtocol(Rot.GetScaledAxis(EAxis::Y), In.Right);
+	ToProtocol(Rot.GetScaledAxis(EAxis::Z), In.Up);
+	In.RenderWidth = static_cast<uint32_t>(RenderSize.X);
+	In.RenderHeight = static_cast<uint32_t>(RenderSize.Y);
+	// the image comes back at the view's output size (after TSR / screen percentage upscaling)
+	In.OutputWidth = static_cast<uint32_t>(View.UnscaledViewRect.Width());
+	In.OutputHeight = static_cast<uint32_t>(View.UnscaledViewRect.Height());
+	In.bCameraCut = View.bCameraCut;
+	nrb_camera_init(&Frame.Camera);
+	CameraTracker.Build(In, Frame.Camera);
+
+	Frame.bHasSun = Sun_RenderThread.bValid;
+	for (int32 I = 0; I < 3; ++I)
 	{
-		const double Sign = R == 2 ? -1.0 : 1.0;
-		for (int32 C = 0; C < 3; ++C) WtoV[R * 4 + C] = Sign * Rows[R][C];
-		WtoV[R * 4 + 3] = -Sign * (Rows[R][0] * Set.Position[0] + Rows[R][1] * Set.Position[1] + Rows[R][2] * Set.Position[2]);
+		Frame.SunTowards[I] = static_cast<float>(Sun_RenderThread.Towards[I]);
 	}
-	WtoV[15] = 1.0;
-	// view_to_clip: Unreal's reversed-Z, infinite far projection in protocol view space (depth = near / distance)
-	double* P = Set.Camera[0];
-	FMemory::Memzero(P, sizeof(double) * 16);
-	P[0] = F / Set.Aspect;
-	P[5] = F;
-	P[11] = Set.Near;
-	P[14] = -1.0;
-	Invert(P, Set.Camera[1]);
-	double ViewProj[16];
-	Mul(P, WtoV, ViewProj);
-	Set.bReset = !bHavePrev || View.bCameraCut;
-	const double* Prev = Set.bReset ? ViewProj : PrevViewProj;
-	double InvViewProj[16];
-	Invert(ViewProj, InvViewProj);
-	Mul(Prev, InvViewProj, Set.Camera[2]);
-	Invert(Set.Camera[2], Set.Camera[3]);
-	FMemory::Memcpy(PrevViewProj, ViewProj, sizeof(ViewProj));
-	bHavePrev = true;
-	Set.Sun = Sun_RenderThread;
+	Frame.SunTowards[3] = 0.0f;
 	const double Now = FPlatformTime::Seconds();
-	Set.Dt = LastTime > 0.0 ? FMath::Min(Now - LastTime, 10.0) : 0.0;
+	Frame.Dt = LastTime > 0.0 ? FMath::Min(Now - LastTime, 10.0) : 0.0;
 	LastTime = Now;
 }
 
 void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuilder& GraphBuilder, FSceneView& InView,
 	const FRenderTargetBindingSlots& RenderTargets, TRDGUniformBufferRef<FSceneTextureUniformParameters> SceneTextures)
 {
-	if (!InView.bIsViewInfo || InView.Family == nullptr || InView.Family->Views.Num() == 0 ||
-		InView.Family->Views[0] != &InView)
+	if (!IsNeuralView(InView))
 	{
-		return;  // primary view only (no split screen / stereo yet)
+		return;  // primary view of the game viewport only (no split screen, stereo or captures)
 	}
 	FReadbackSet& Set = Sets[NextSet];
-	if (Set.bInUse)
+	if (Set.State.load(std::memory_order_acquire) != ESlot::Free)
 	{
-		return;  // both read-backs still in flight: skip this frame rather than stall
+		return;  // both slots still in flight: skip this frame rather than stall
 	}
-	const FIntPoint Size = InView.UnscaledViewRect.Size();
+	// The view's render rect: at render resolution (screen percentage, TSR, dynamic resolution) and offset inside the
+	// scene textures, which may be larger than the view (UnscaledViewRect is the output size, after upscaling).
+	const FIntRect Rect = UE::FXRenderingUtils::GetRawViewRectUnsafe(InView);
+	const FIntPoint Size = Rect.Size();
+	if (Size.X <= 0 || Size.Y <= 0)
+	{
+		return;
+	}
 	RDG_EVENT_SCOPE(GraphBuilder, "NeuralRenderBridge.Pack");
 	FNrbPackCS::FParameters* Params = GraphBuilder.AllocParameters<FNrbPackCS::FParameters>();
 	Params->View = InView.ViewUniformBuffer;
@@ -219,147 +266,142 @@ void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuil
 	{
 		Params->MaterialOfObject[I] = FUintVector4(Table[I * 4], Table[I * 4 + 1], Table[I * 4 + 2], Table[I * 4 + 3]);
 	}
+	Params->ViewMin = Rect.Min;
 	Params->OutputSize = FVector2f(Size.X, Size.Y);
-	FRDGTextureRef Targets[GNumTargets];
-	FRDGTextureUAVRef* Uavs[GNumTargets] = {&Params->OutAlbedo, &Params->OutNormal, &Params->OutDepth,
+	FRDGTextureRef Packed[nrbglue::NumTargets];
+	FRDGTextureUAVRef* Uavs[nrbglue::NumTargets] = {&Params->OutAlbedo, &Params->OutNormal, &Params->OutDepth,
 		&Params->OutLinearDepth, &Params->OutMotion, &Params->OutRoughness, &Params->OutMetallic, &Params->OutEmissive,
 		&Params->OutObjectId, &Params->OutMaterialId};
-	for (int32 I = 0; I < GNumTargets; ++I)
+	for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 	{
-		Targets[I] = GraphBuilder.CreateTexture(
-			FRDGTextureDesc::Create2D(Size, GTargets[I].PixelFormat, FClearValueBinding::None, TexCreate_UAV | TexCreate_ShaderResource),
+		Packed[I] = GraphBuilder.CreateTexture(
+			FRDGTextureDesc::Create2D(Size, GTargetPixelFormats[I], FClearValueBinding::None, TexCreate_UAV | TexCreate_ShaderResource),
 			TEXT("NeuralRenderBridge.Target"));
-		*Uavs[I] = GraphBuilder.CreateUAV(Targets[I]);
+		*Uavs[I] = GraphBuilder.CreateUAV(Packed[I]);
 	}
 	TShaderMapRef<FNrbPackCS> Shader(GetGlobalShaderMap(InView.GetFeatureLevel()));
 	FComputeShaderUtils::AddPass(GraphBuilder, RDG_EVENT_NAME("NrbPack %dx%d", Size.X, Size.Y), Shader, Params,
 		FComputeShaderUtils::GetGroupCount(Size, FIntPoint(8, 8)));
 
-	if (Set.Readbacks.Num() != GNumTargets)
+	if (Set.Readbacks.Num() != nrbglue::NumTargets)
 	{
 		Set.Readbacks.Reset();
-		for (int32 I = 0; I < GNumTargets; ++I)
+		for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 		{
 			Set.Readbacks.Add(MakeUnique<FRHIGPUTextureReadback>(TEXT("NeuralRenderBridge.Readback")));
 		}
 	}
-	for (int32 I = 0; I < GNumTargets; ++I)
+	for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 	{
-		AddEnqueueCopyPass(GraphBuilder, Set.Readbacks[I].Get(), Targets[I]);  // GPU -> staging, no wait
+		AddEnqueueCopyPass(GraphBuilder, Set.Readbacks[I].Get(), Packed[I]);  // GPU -> staging, no wait
 	}
-	FillCamera(InView, Set);
-	Set.Size = Size;
-	Set.bInUse = true;
+	FillCamera(InView, Size, Set.Frame);
+	Set.Frame.Width = static_cast<uint32_t>(Size.X);
+	Set.Frame.Height = static_cast<uint32_t>(Size.Y);
+	Set.State.store(ESlot::Copying, std::memory_order_release);
 	NextSet = (NextSet + 1) % FramesInFlight;
 }
 
-void FNeuralSceneViewExtension::SubmitReadyFrames_RenderThread()
+void FNeuralSceneViewExtension::ProcessReadbacks_RenderThread()
 {
+	// Slots the worker is done with: unlock their staging memory (an RHI call, so here, on the render thread).
+	for (FReadbackSet& Set : Sets)
+	{
+		if (Set.State.load(std::memory_order_acquire) == ESlot::Submitted)
+		{
+			for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
+			{
+				Readback->Unlock();
+			}
+			Set.State.store(ESlot::Free, std::memory_order_release);
+		}
+	}
+	// Copies the GPU has finished, oldest first: map them here and hand the copy into libnrb (nrb_frame_tag_buffer,
+	// 80 MB per 1080p frame) to the worker, which keeps the render thread free of it.
 	nrb_client* Client = Module->GetClient();
 	for (int32 K = 0; K < FramesInFlight; ++K)
 	{
-		FReadbackSet& Set = Sets[(NextSet + K) % FramesInFlight];  // oldest first
-		if (!Set.bInUse)
+		FReadbackSet& Set = Sets[(NextSet + K) % FramesInFlight];
+		if (Set.State.load(std::memory_order_acquire) != ESlot::Copying)
 		{
 			continue;
 		}
 		bool bReady = true;
-		for (const TUniquePtr<FRHIGPUTextureReadback>& R : Set.Readbacks)
+		for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
 		{
-			bReady &= R->IsReady();
+			bReady &= Readback->IsReady();
 		}
 		if (!bReady)
 		{
 			return;  // keep frame order
 		}
-		nrb_frame_info Info;
-		FMemory::Memzero(Info);
-		Info.struct_size = sizeof(Info);
-		Info.struct_version = NRB_FRAME_INFO_VERSION;
-		Info.dt = Set.Dt;
-		if (Client != nullptr && nrb_frame_begin(Client, &Info, nullptr) == NRB_OK)
+		for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 		{
-			for (int32 I = 0; I < GNumTargets; ++I)
-			{
-				int32 RowPitchPixels = 0;
-				const void* Data = Set.Readbacks[I]->Lock(RowPitchPixels);
-				nrb_buffer_desc Desc;
-				FMemory::Memzero(Desc);
-				Desc.struct_size = sizeof(Desc);
-				Desc.struct_version = NRB_BUFFER_DESC_VERSION;
-				Desc.name = GTargets[I].Name;
-				Desc.format = GTargets[I].Format;
-				Desc.width = static_cast<uint32_t>(Set.Size.X);
-				Desc.height = static_cast<uint32_t>(Set.Size.Y);
-				Desc.stride = static_cast<uint32_t>(RowPitchPixels) * nrb_format_bytes_per_pixel(GTargets[I].Format);
-				Desc.data = Data;
-				Desc.flags = I == 2 ? (NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE) : 0u;
-				nrb_frame_tag_buffer(Client, &Desc);  // copies: the staging buffer is unlocked right after
-				Set.Readbacks[I]->Unlock();
-			}
-			if (Set.Sun.bValid)  // a 1x1 per-frame constant (docs/protocol.md 6.1)
-			{
-				const float Towards[4] = {float(Set.Sun.Towards[0]), float(Set.Sun.Towards[1]), float(Set.Sun.Towards[2]), 0.0f};
-				nrb_buffer_desc Desc;
-				FMemory::Memzero(Desc);
-				Desc.struct_size = sizeof(Desc);
-				Desc.struct_version = NRB_BUFFER_DESC_VERSION;
-				Desc.name = "x_sun_direction";
-				Desc.format = NRB_FORMAT_RGBA32F;
-				Desc.width = Desc.height = 1;
-				Desc.stride = sizeof(Towards);
-				Desc.data = Towards;
-				nrb_frame_tag_buffer(Client, &Desc);
-			}
-			nrb_camera Cam;
-			nrb_camera_init(&Cam);
-			FMemory::Memcpy(Cam.view_to_clip, Set.Camera[0], sizeof(Cam.view_to_clip));
-			FMemory::Memcpy(Cam.clip_to_view, Set.Camera[1], sizeof(Cam.clip_to_view));
-			FMemory::Memcpy(Cam.clip_to_prev_clip, Set.Camera[2], sizeof(Cam.clip_to_prev_clip));
-			FMemory::Memcpy(Cam.prev_clip_to_clip, Set.Camera[3], sizeof(Cam.prev_clip_to_clip));
-			FMemory::Memcpy(Cam.world_to_view, Set.Camera[4], sizeof(Cam.world_to_view));
-			FMemory::Memcpy(Cam.position, Set.Position, sizeof(Cam.position));
-			FMemory::Memcpy(Cam.up, Set.Up, sizeof(Cam.up));
-			FMemory::Memcpy(Cam.right, Set.Right, sizeof(Cam.right));
-			FMemory::Memcpy(Cam.forward, Set.Forward, sizeof(Cam.forward));
-			Cam.near_plane = Set.Near;
-			Cam.far_plane = INFINITY;
-			Cam.fov_y = Set.FovY;
-			Cam.aspect = Set.Aspect;
-			Cam.mv_scale[0] = Cam.mv_scale[1] = 1.0;
-			Cam.depth_inverted = 1;
-			Cam.depth_infinite = 1;
-			Cam.camera_motion_included = 1;
-			Cam.reset = Set.bReset ? 1 : 0;
-			Cam.render_width = Cam.output_width = static_cast<uint32_t>(Set.Size.X);
-			Cam.render_height = Cam.output_height = static_cast<uint32_t>(Set.Size.Y);
-			nrb_frame_set_camera(Client, &Cam);
-			nrb_frame_submit(Client);  // returns at once; the client's I/O thread sends it
+			int32 RowPitchPixels = 0;
+			Set.Frame.Data[I] = Set.Readbacks[I]->Lock(RowPitchPixels);
+			Set.Frame.RowPitchPixels[I] = static_cast<uint32_t>(RowPitchPixels);
 		}
-		Set.bInUse = false;
+		Set.State.store(ESlot::Submitting, std::memory_order_release);
+		FReadbackSet* SetPtr = &Set;
+		SubmitPipe.Launch(TEXT("NeuralRenderBridge.SubmitFrame"), [Client, SetPtr]()
+		{
+			if (Client != nullptr)
+			{
+				nrbglue::SubmitFrame(Client, SetPtr->Frame);  // returns at once after the copy
+			}
+			SetPtr->State.store(ESlot::Submitted, std::memory_order_release);
+		});
 	}
 }
 
+#if UE_VERSION_OLDER_THAN(5, 5, 0)
 void FNeuralSceneViewExtension::SubscribeToPostProcessingPass(EPostProcessingPass Pass,
 	FAfterPassCallbackDelegateArray& InOutPassCallbacks, bool bIsPassEnabled)
 {
-	if (Pass == EPostProcessingPass::Tonemap)
+	if (Pass == EPostProcessingPass::Tonemap)  // the view is checked in the callback
 	{
 		InOutPassCallbacks.Add(FAfterPassCallbackDelegate::CreateRaw(this, &FNeuralSceneViewExtension::PostTonemap_RenderThread));
 	}
 }
+#else
+void FNeuralSceneViewExtension::SubscribeToPostProcessingPass(EPostProcessingPass Pass, const FSceneView& InView,
+	FAfterPassCallbackDelegateArray& InOutPassCallbacks, bool bIsPassEnabled)
+{
+	if (Pass == EPostProcessingPass::Tonemap && IsNeuralView(InView))
+	{
+		InOutPassCallbacks.Add(FAfterPassCallbackDelegate::CreateRaw(this, &FNeuralSceneViewExtension::PostTonemap_RenderThread));
+	}
+}
+#endif
 
 FScreenPassTexture FNeuralSceneViewExtension::PostTonemap_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,
 	const FPostProcessMaterialInputs& Inputs)
 {
+#if UE_VERSION_OLDER_THAN(5, 4, 0)
+	const FScreenPassTexture SceneColor = Inputs.GetInput(EPostProcessMaterialInput::SceneColor);  // 5.3: a texture
+#else
+	// 5.4+: GetInput returns an FScreenPassTextureSlice
 	const FScreenPassTexture SceneColor =
 		FScreenPassTexture::CopyFromSlice(GraphBuilder, Inputs.GetInput(EPostProcessMaterialInput::SceneColor));
+#endif
 	nrb_client* Client = Module->GetClient();
 	nrb_result Result;
 	FMemory::Memzero(Result);
 	Result.struct_size = sizeof(Result);
 	Result.struct_version = NRB_RESULT_VERSION;
-	if (Client == nullptr || nrb_acquire_result(Client, &Result) != NRB_OK)
+	const bool bHaveResult = IsNeuralView(View) && Client != nullptr && nrb_acquire_result(Client, &Result) == NRB_OK;
+	const nrbglue::FResultPlan Plan = nrbglue::PlanResult(bHaveResult ? Result.format : NRB_FORMAT_UNKNOWN);
+	if (bHaveResult && Plan.Texture == nrbglue::EResultTexture::Unsupported)
+	{
+		if (!bWarnedFormat)
+		{
+			UE_LOG(LogNeuralRendering, Warning, TEXT("Result format %s cannot be shown; showing the engine's image."),
+				UTF8_TO_TCHAR(nrb_format_name(Result.format)));
+			bWarnedFormat = true;
+		}
+		nrb_release_result(Client, &Result);
+	}
+	if (!bHaveResult || Plan.Texture == nrbglue::EResultTexture::Unsupported)
 	{
 		// fall back: the engine's own image
 		if (Inputs.OverrideOutput.IsValid())
@@ -369,13 +411,18 @@ FScreenPassTexture FNeuralSceneViewExtension::PostTonemap_RenderThread(FRDGBuild
 		}
 		return SceneColor;
 	}
+
 	const FIntPoint Size(static_cast<int32>(Result.width), static_cast<int32>(Result.height));
-	if (!NeuralTexture.IsValid() || NeuralTexture->GetSizeXY() != Size)
+	const EPixelFormat Format = ToPixelFormat(Plan.Texture);
+	if (!NeuralTexture.IsValid() || NeuralTexture->GetSizeXY() != Size || NeuralFormat != Format)
 	{
+		// No sRGB view: after Tonemap the engine's image holds display-encoded values, and an rgba8_srgb result is
+		// already encoded that way; sampling it through an sRGB view would decode it and darken the image.
 		const FRHITextureCreateDesc Desc =
-			FRHITextureCreateDesc::Create2D(TEXT("NeuralRenderBridge.Frame"), Size.X, Size.Y, PF_R8G8B8A8)
-				.SetFlags(ETextureCreateFlags::ShaderResource | ETextureCreateFlags::SRGB);
+			FRHITextureCreateDesc::Create2D(TEXT("NeuralRenderBridge.Frame"), Size.X, Size.Y, Format)
+				.SetFlags(ETextureCreateFlags::ShaderResource);
 		NeuralTexture = RHICreateTexture(Desc);
+		NeuralFormat = Format;
 		UploadedFrame = 0;
 	}
 	if (UploadedFrame != Result.frame_id)
@@ -393,6 +440,14 @@ FScreenPassTexture FNeuralSceneViewExtension::PostTonemap_RenderThread(FRDGBuild
 		Output = FScreenPassRenderTarget::CreateFromInput(GraphBuilder, SceneColor, View.GetOverwriteLoadAction(),
 			TEXT("NeuralRenderBridge.Output"));
 	}
-	AddDrawTexturePass(GraphBuilder, View, FScreenPassTexture(Neural), Output);
+	FNrbCompositePS::FParameters* Params = GraphBuilder.AllocParameters<FNrbCompositePS::FParameters>();
+	Params->InputTexture = Neural;
+	Params->InputSampler = TStaticSamplerState<SF_Bilinear, AM_Clamp, AM_Clamp, AM_Clamp>::GetRHI();
+	Params->EncodeSrgb = Plan.bEncodeSrgb ? 1u : 0u;
+	Params->RenderTargets[0] = Output.GetRenderTargetBinding();
+	TShaderMapRef<FNrbCompositePS> PixelShader(GetGlobalShaderMap(View.GetFeatureLevel()));
+	// the whole neural frame, stretched over the view's rect of the output
+	AddDrawScreenPass(GraphBuilder, RDG_EVENT_NAME("NeuralRenderBridge.Composite"), View, FScreenPassTextureViewport(Output),
+		FScreenPassTextureViewport(Neural), PixelShader, Params);
 	return FScreenPassTexture(Output);
 }

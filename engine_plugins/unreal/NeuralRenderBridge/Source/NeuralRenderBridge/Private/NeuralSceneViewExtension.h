@@ -1,9 +1,15 @@
 // FNeuralSceneViewExtension: G-buffers out after the base pass, neural frame in after tonemapping.
 #pragma once
 
+#include <atomic>
+
 #include "CoreMinimal.h"
+#include "Misc/EngineVersionComparison.h"
 #include "RHIGPUReadback.h"
 #include "SceneViewExtension.h"
+#include "Tasks/Pipe.h"
+
+#include "NrbGlue.h"
 
 class FNeuralRenderBridgeModule;
 
@@ -16,6 +22,15 @@ public:
 	/** Render size announced in HELLO before the first view is seen (the client adopts the real size per frame). */
 	static FIntPoint DefaultRenderSize() { return FIntPoint(1280, 720); }
 
+	/** The views the plugin works on: the game viewport's primary view, never a scene capture, reflection capture or
+	 * planar reflection, and only with post-processing on (OpenColorIO and ColorCorrectRegions filter the same way). */
+	static bool IsNeuralView(const FSceneView& View);
+
+	/** Waits until the worker has submitted every frame handed to it: before the client it uses is destroyed. */
+	void WaitForSubmissions();
+	/** Unlocks and frees the read-backs on the render thread and waits for it (module shutdown). */
+	void ReleaseReadbacks();
+
 	// ISceneViewExtension
 	virtual void SetupViewFamily(FSceneViewFamily& InViewFamily) override {}
 	virtual void SetupView(FSceneViewFamily& InViewFamily, FSceneView& InView) override {}
@@ -24,13 +39,39 @@ public:
 	virtual void PostRenderBasePassDeferred_RenderThread(FRDGBuilder& GraphBuilder, FSceneView& InView,
 		const FRenderTargetBindingSlots& RenderTargets,
 		TRDGUniformBufferRef<FSceneTextureUniformParameters> SceneTextures) override;
+#if UE_VERSION_OLDER_THAN(5, 5, 0)
+	// 5.3, 5.4: the only overload
 	virtual void SubscribeToPostProcessingPass(EPostProcessingPass Pass, FAfterPassCallbackDelegateArray& InOutPassCallbacks,
 		bool bIsPassEnabled) override;
+#else
+	// 5.5 calls this overload only (the one without the view is deprecated and never called)
+	virtual void SubscribeToPostProcessingPass(EPostProcessingPass Pass, const FSceneView& InView,
+		FAfterPassCallbackDelegateArray& InOutPassCallbacks, bool bIsPassEnabled) override;
+#endif
 
 protected:
 	virtual bool IsActiveThisFrame_Internal(const FSceneViewExtensionContext& Context) const override;
 
 private:
+	/** A read-back slot: Free -> Copying (GPU copy enqueued) -> Submitting (mapped, the worker copies it into libnrb)
+	 * -> Submitted (unlocked by the render thread) -> Free. The render thread never waits for the GPU or the worker: a
+	 * frame that finds its slot busy is skipped. */
+	enum class ESlot : uint8
+	{
+		Free,
+		Copying,
+		Submitting,
+		Submitted,
+	};
+
+	/** One frame's read-backs (one per packed target) and the constants sent with it. */
+	struct FReadbackSet
+	{
+		TArray<TUniquePtr<FRHIGPUTextureReadback>> Readbacks;
+		nrbglue::FPackedFrame Frame;
+		std::atomic<ESlot> State{ESlot::Free};
+	};
+
 	/** The world's sun for the lighting constant x_sun_direction (docs/protocol.md 6.1), protocol world space. Only the
 	 * direction is sent: Unreal's light units (lux, before exposure) are not the renderer's radiance scale, so the
 	 * renderer keeps its own sun and sky intensity. */
@@ -40,33 +81,21 @@ private:
 		double Towards[3] = {};
 	};
 
-	/** One frame's read-backs (one per packed target) and the camera constants of that frame. */
-	struct FReadbackSet
-	{
-		TArray<TUniquePtr<FRHIGPUTextureReadback>> Readbacks;
-		FIntPoint Size = FIntPoint::ZeroValue;
-		double Camera[5][16] = {};  // view_to_clip, clip_to_view, clip_to_prev_clip, prev_clip_to_clip, world_to_view
-		double Position[3] = {}, Up[3] = {}, Right[3] = {}, Forward[3] = {};
-		double Near = 10.0, FovY = 1.0, Aspect = 1.0;
-		double Dt = 0.0;
-		FSun Sun;
-		bool bReset = false;
-		bool bInUse = false;
-	};
-
 	FScreenPassTexture PostTonemap_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,
 		const FPostProcessMaterialInputs& Inputs);
-	void SubmitReadyFrames_RenderThread();
-	void FillCamera(const FSceneView& View, FReadbackSet& Set);
+	void ProcessReadbacks_RenderThread();
+	void FillCamera(const FSceneView& View, FIntPoint RenderSize, nrbglue::FPackedFrame& Frame);
 
 	FNeuralRenderBridgeModule* Module;
-	static constexpr int32 FramesInFlight = 2;  // read-backs in flight: never wait for the GPU
+	static constexpr int32 FramesInFlight = 2;  // read-back slots
 	FReadbackSet Sets[FramesInFlight];
 	int32 NextSet = 0;
-	double PrevViewProj[16] = {};
-	bool bHavePrev = false;
+	nrbglue::FCameraTracker CameraTracker;  // render thread
 	double LastTime = 0.0;
 	FSun Sun_RenderThread;  // written by the render command BeginRenderViewFamily enqueues
+	UE::Tasks::FPipe SubmitPipe{TEXT("NeuralRenderBridge.Submit")};  // one frame at a time, in order
 	FTextureRHIRef NeuralTexture;
+	EPixelFormat NeuralFormat = PF_Unknown;
 	uint64 UploadedFrame = 0;
+	bool bWarnedFormat = false;
 };

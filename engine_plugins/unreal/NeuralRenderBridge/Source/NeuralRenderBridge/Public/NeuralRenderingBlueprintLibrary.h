@@ -17,7 +17,7 @@ enum class ENeuralStyleScope : uint8
 	Object
 };
 
-/** Statistics for an on-screen overlay (nrb_stats). */
+/** Statistics for an on-screen overlay (nrb_stats). r.NeuralRendering.ShowStats 1 shows the same on screen. */
 USTRUCT(BlueprintType)
 struct FNeuralRenderingStats
 {
@@ -31,6 +31,13 @@ struct FNeuralRenderingStats
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP50Ms = 0.f;
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP95Ms = 0.f;
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") bool bConnected = false;
+	/** "disabled", "connecting", "connected", "refused" (the renderer refused the session: no automatic retry; the
+	 * player's toggle off and on retries it), or "no client". */
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") FString State;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") bool bRefused = false;
+	/** The renderer's refusal code and reason (nrb_stats refusal_code, refusal_message), when bRefused. */
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int32 RefusalCode = 0;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") FString RefusalMessage;
 };
 
 UCLASS()
@@ -39,7 +46,8 @@ class NEURALRENDERBRIDGE_API UNeuralRenderingBlueprintLibrary : public UBlueprin
 	GENERATED_BODY()
 
 public:
-	/** The player's toggle: neural image on or off (r.NeuralRendering.Enable). C ABI: nrb_set_enabled. */
+	/** The player's toggle: neural image on or off (r.NeuralRendering.Enable). Turning it on retries a session the
+	 * renderer refused (nrb_client_retry). C ABI: nrb_set_enabled. */
 	UFUNCTION(BlueprintCallable, Category = "Neural Rendering")
 	static void SetNeuralRenderingEnabled(bool bEnabled);
 
@@ -57,7 +65,7 @@ public:
 	static bool FireNeuralStyleEvent(FName EventName, const TMap<FString, FString>& Params, ENeuralStyleScope Scope,
 		const TArray<int32>& Ids);
 
-	/** C ABI: nrb_get_stats. */
+	/** Counters, connection state and a refusal's reason. C ABI: nrb_get_stats. */
 	UFUNCTION(BlueprintPure, Category = "Neural Rendering")
 	static FNeuralRenderingStats GetNeuralRenderingStats();
 

@@ -1,15 +1,21 @@
 // Project Settings > Plugins > Neural Rendering, bound to the r.NeuralRendering.* console variables. Saved in the
 // project's Config/DefaultEngine.ini, shared by everyone: this install's CurveZMQ key pair is on the per-user page
 // (NeuralRenderingUserSettings.h) instead.
+//
+// The editor saves a property bound to a console variable under the console variable's name
+// (r.NeuralRendering.Endpoint=...), and only the editor knows that binding: a packaged game loading the properties by
+// name would find nothing. So, as Epic's own settings do (NNEDenoiser, PCG), the values travel through the console
+// variables: UDeveloperSettingsBackedByCVars, and the saved keys applied to the console variables with
+// ApplyCVarSettingsFromIni when the class default object is created, in every build.
 #pragma once
 
 #include "CoreMinimal.h"
-#include "Engine/DeveloperSettings.h"
+#include "Engine/DeveloperSettingsBackedByCVars.h"
 
 #include "NeuralRenderingSettings.generated.h"
 
 UCLASS(Config = Engine, DefaultConfig, meta = (DisplayName = "Neural Rendering"))
-class NEURALRENDERBRIDGE_API UNeuralRenderingSettings : public UDeveloperSettings
+class NEURALRENDERBRIDGE_API UNeuralRenderingSettings : public UDeveloperSettingsBackedByCVars
 {
 	GENERATED_BODY()
 
@@ -39,11 +45,7 @@ public:
 	FString CurveServerPublicKey;
 
 	virtual FName GetCategoryName() const override { return TEXT("Plugins"); }
+	/** The class default object applies the saved keys ([/Script/NeuralRenderBridge.NeuralRenderingSettings] of the
+	 * engine ini) to the console variables before the base class imports them into the properties (editor). */
 	virtual void PostInitProperties() override;
-#if WITH_EDITOR
-	virtual void PostEditChangeProperty(FPropertyChangedEvent& PropertyChangedEvent) override;
-#endif
-
-	/** Pushes the saved values into the console variables (done at startup). */
-	void ApplyToConsoleVariables() const;
 };

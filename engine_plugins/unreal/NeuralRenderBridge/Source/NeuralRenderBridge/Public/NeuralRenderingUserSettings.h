@@ -3,17 +3,18 @@
 #pragma once
 
 #include "CoreMinimal.h"
-#include "Engine/DeveloperSettings.h"
+#include "Engine/DeveloperSettingsBackedByCVars.h"
 
 #include "NeuralRenderingUserSettings.generated.h"
 
 /** A client's key pair belongs to one install (`nrb keys generate` on that machine), and its secret key must not be
  * committed with the project. Config = GameUserSettings without DefaultConfig: the settings page saves these with
  * SaveConfig() into the user's Saved/Config/<Platform>/GameUserSettings.ini (<Platform>Editor in the editor), which
- * packaged games read as well and which never leaves that machine. Not "Set as Default" on this page: that would
+ * packaged games read as well and which never leaves that machine. The keys are the console variables' names
+ * (r.NeuralRendering.CurveClientPublicKey=...), applied to them when the class default object is created. Not "Set as Default" on this page: that would
  * copy them into the project's Config/DefaultGameUserSettings.ini. */
 UCLASS(Config = GameUserSettings, meta = (DisplayName = "Neural Rendering (This Machine)"))
-class NEURALRENDERBRIDGE_API UNeuralRenderingUserSettings : public UDeveloperSettings
+class NEURALRENDERBRIDGE_API UNeuralRenderingUserSettings : public UDeveloperSettingsBackedByCVars
 {
 	GENERATED_BODY()
 
@@ -33,11 +34,7 @@ public:
 	FString CurveClientSecretKey;
 
 	virtual FName GetCategoryName() const override { return TEXT("Plugins"); }
+	/** The class default object applies the saved keys ([/Script/NeuralRenderBridge.NeuralRenderingUserSettings] of
+	 * the user's GameUserSettings ini) to the console variables before the base class imports them (editor). */
 	virtual void PostInitProperties() override;
-#if WITH_EDITOR
-	virtual void PostEditChangeProperty(FPropertyChangedEvent& PropertyChangedEvent) override;
-#endif
-
-	/** Pushes the saved values into the console variables (done at startup). */
-	void ApplyToConsoleVariables() const;
 };
