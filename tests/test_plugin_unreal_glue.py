@@ -24,7 +24,8 @@ PRIVATE = PLUGIN / "Source" / "NeuralRenderBridge" / "Private"
 GLUE = [PRIVATE / "NrbGlue.cpp", PRIVATE / "NrbGlue.h"]
 DRIVER = PLUGIN / "Extras" / "GlueTest" / "NrbGlueTest.cpp"
 INCLUDE = ROOT / "cpp" / "include"
-LIBDIR = ROOT / "build" / "cpp-tests" / "cpp"
+#: Where libnrb.so is: `make cpp-test` builds it here (NRB_LIBNRB_DIR names another build).
+LIBDIR = Path(os.environ.get("NRB_LIBNRB_DIR", ROOT / "build" / "cpp-tests" / "cpp"))
 CXX = os.environ.get("CXX", "g++")
 #: UE 5.3+ compiles C++20; the glue must also stay warning-free (UE treats shadowing as an error).
 FLAGS = ["-std=c++20", "-Wall", "-Wextra", "-Wshadow", "-Werror"]
@@ -64,7 +65,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which(CXX) is None:
         pytest.skip(f"no C++ compiler ({CXX})")
     if not (LIBDIR / "libnrb.so").exists():
-        pytest.skip(f"libnrb is not built in {LIBDIR.relative_to(ROOT)}: run `make cpp-test` first")
+        pytest.skip(f"libnrb is not built in {LIBDIR}: run `make cpp-test` first (or set NRB_LIBNRB_DIR)")
     out = tmp_path_factory.mktemp("glue") / "NrbGlueTest"
     cmd = [CXX, *FLAGS, "-O1", "-g", f"-I{INCLUDE}", f"-I{PRIVATE}", str(GLUE[0]), str(DRIVER),
            f"-L{LIBDIR}", "-lnrb", f"-Wl,-rpath,{LIBDIR}", "-o", str(out)]

@@ -121,7 +121,7 @@ void TestConfig()
 	const nrb_client_config& C = Config.Get();
 	EXPECT(C.struct_size == sizeof(nrb_client_config) && C.struct_version == NRB_CLIENT_CONFIG_VERSION, "init");
 	EXPECT(std::strcmp(C.endpoint, "tcp://127.0.0.1:6000") == 0 && C.deadline_ms == 42.0, "endpoint, deadline");
-	EXPECT(C.start_disabled == 1 && C.frames_in_flight == 2, "start disabled, two read-back slots");
+	EXPECT(C.start_disabled == 1 && C.frames_in_flight == 0, "start disabled, adaptive frames in flight");
 	EXPECT(std::strcmp(C.engine_name, "unreal") == 0 && std::strcmp(C.engine_version, "5.5.1-0+UE5") == 0, "engine");
 	EXPECT(C.render_width == 640 && C.render_height == 360, "render size");
 	EXPECT(std::strcmp(C.curve_server_public_key, KeyA) == 0 && std::strcmp(C.curve_client_public_key, KeyB) == 0 &&

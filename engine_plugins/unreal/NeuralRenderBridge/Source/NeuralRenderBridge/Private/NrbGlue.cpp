@@ -126,7 +126,7 @@ FClientConfig::FClientConfig(const FClientSettings& Settings) : Held(Settings)
 	nrb_client_config_init(&Config);
 	Config.endpoint = Held.Endpoint.c_str();
 	Config.deadline_ms = Held.DeadlineMs;
-	Config.frames_in_flight = 2;  // the plugin's read-back slots
+	Config.frames_in_flight = 0;  // adaptive, libnrb's recommendation (the plugin's two read-back slots are its own)
 	Config.engine_name = "unreal";
 	Config.engine_version = Held.EngineVersion.c_str();
 	Config.render_width = Held.RenderWidth;

@@ -77,8 +77,8 @@ struct FClientSettings
 class FClientConfig
 {
 public:
-	/** Fills the config from Settings: the ten packed targets plus the sun direction as HELLO buffers, two frames in
-	 * flight (the plugin's read-back slots), the CurveZMQ keys only when all three are given. */
+	/** Fills the config from Settings: the ten packed targets plus the sun direction as HELLO buffers, adaptive
+	 * frames in flight, the CurveZMQ keys only when all three are given. */
 	explicit FClientConfig(const FClientSettings& Settings);
 	FClientConfig(const FClientConfig&) = delete;
 	FClientConfig& operator=(const FClientConfig&) = delete;
