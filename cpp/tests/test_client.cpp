@@ -78,9 +78,12 @@ bool wait_for(Pred pred, std::chrono::milliseconds limit = 3000ms) {
   return pred();
 }
 
-// Runs frames until `n` results with correct pixels were shown (or a time limit); returns how many were.
-int render_until(nrb::client& c, int n, bool use_slot = false, std::chrono::milliseconds limit = 3000ms) {
+// Runs frames until `n` distinct results with correct pixels were shown (or a time limit); returns how many were.
+// Distinct: with one frame in flight (libnrb's adaptive default) the newest result is shown again on the next ticks
+// until a newer one arrives, and counting those would pass with fewer results than asked for.
+int render_until(nrb::client& c, int n, bool use_slot = false, std::chrono::milliseconds limit = 5000ms) {
   int good = 0;
+  uint64_t last_frame = 0;
   auto until = Clock::now() + limit;
   while (good < n && Clock::now() < until) {
     engine_frame(c, use_slot);
@@ -94,7 +97,8 @@ int render_until(nrb::client& c, int n, bool use_slot = false, std::chrono::mill
       bool same = true;
       for (uint32_t y = 0; y < H; ++y) same = same && std::memcmp(got + y * r.stride(), &want[y * W * 4], W * 4) == 0;
       CHECK(same);
-      ++good;
+      if (r.frame_id() != last_frame) ++good;
+      last_frame = r.frame_id();
     }
   }
   return good;
