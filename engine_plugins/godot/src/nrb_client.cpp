@@ -479,6 +479,7 @@ Dictionary NRBClient::get_stats() const {
   d["fallbacks"] = static_cast<int64_t>(s.fallbacks);
   d["reconnects"] = static_cast<int64_t>(s.reconnects);
   d["in_flight"] = static_cast<int64_t>(s.in_flight);
+  d["in_flight_limit"] = static_cast<int64_t>(s.in_flight_limit);  // the adaptive choice (frames_in_flight 0)
   d["rtt_p50_ms"] = s.rtt_p50_ms;
   d["rtt_p95_ms"] = s.rtt_p95_ms;
   d["rtt_p99_ms"] = s.rtt_p99_ms;

@@ -42,6 +42,10 @@ var deadline_ms := 0.0
 var showing_neural := false
 ## The internal (render) size of the last frame, for the autoload to reconfigure the client when it changes.
 var render_size := Vector2i.ZERO
+## The game camera's near and far planes, set by the autoload each frame: RenderSceneDataRD's projection is the
+## renderer's (reversed-Z), from which Projection.get_z_near() does not recover them.
+var camera_near := 0.05
+var camera_far := 4000.0
 ## Exposure of the WorldEnvironment's tonemapper (the composite divides by it).
 var tonemap_exposure := 1.0
 ## The scene's lighting constants (name -> rgba32f bytes of one pixel), set by the autoload each frame.
@@ -75,11 +79,14 @@ func _init() -> void:
 
 
 func _notification(what: int) -> void:
-	if what == NOTIFICATION_PREDELETE and _rd:
-		_free_targets()
-		for rid in [_neural_tex, _sampler, _gather_shader, _composite_shader]:
-			if rid.is_valid():
-				_rd.free_rid(rid)
+	# No method calls here: during PREDELETE Godot refuses calls on this script's instance ("null instance"), so
+	# the RIDs are freed inline. Freeing a shader frees the pipelines made from it.
+	if what != NOTIFICATION_PREDELETE or _rd == null:
+		return
+	for rid in _targets.values() + [_neural_tex, _sampler, _gather_shader, _composite_shader]:
+		if rid.is_valid():
+			_rd.free_rid(rid)
+	_targets.clear()
 
 
 func _render_callback(_callback_type: int, render_data: RenderData) -> void:
@@ -272,9 +279,9 @@ func _camera_constants(scene: RenderSceneDataRD, size: Vector2i) -> Dictionary:
 		"up": [cam.basis.y.x, cam.basis.y.y, cam.basis.y.z],
 		"right": [cam.basis.x.x, cam.basis.x.y, cam.basis.x.z],
 		"forward": [-cam.basis.z.x, -cam.basis.z.y, -cam.basis.z.z],
-		"near": proj.get_z_near(),
-		"far": proj.get_z_far(),
-		"fov_y": 2.0 * atan(1.0 / proj.y.y),
+		"near": camera_near,
+		"far": camera_far,
+		"fov_y": 2.0 * atan(1.0 / absf(proj.y.y)),  # the renderer's projection flips y for Vulkan
 		"aspect": float(size.x) / float(size.y),
 		"mv_scale": [1.0, 1.0],
 		"depth_inverted": true,

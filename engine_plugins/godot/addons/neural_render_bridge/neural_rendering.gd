@@ -129,6 +129,9 @@ func _process(delta: float) -> void:
 		_effect.ids_texture = _id_pass.rd_texture()
 		_effect.albedo_texture = _albedo_pass.rd_texture()
 		_effect.lighting = _scene_lighting()
+		if _camera:
+			_effect.camera_near = _camera.near
+			_effect.camera_far = _camera.far
 		_effect.deadline_ms = _deadline_ms()
 		var rs: Vector2i = _effect.render_size
 		if rs != Vector2i.ZERO and rs != _configured_size:  # window resized or 3D scale changed

@@ -19,7 +19,8 @@ const CURVE_CLIENT_SECRET_KEY := "rendering/neural_rendering/curve_client_secret
 const ALL := [
 	[ENABLED, TYPE_BOOL, true, PROPERTY_HINT_NONE, ""],
 	[ENDPOINT, TYPE_STRING, "tcp://127.0.0.1:5555", PROPERTY_HINT_PLACEHOLDER_TEXT, "tcp://127.0.0.1:5555"],
-	[FRAMES_IN_FLIGHT, TYPE_INT, 2, PROPERTY_HINT_RANGE, "1,64"],
+	# 0: adaptive, libnrb picks 1 against a renderer-bound server and more over a slow link (protocol 5.9).
+	[FRAMES_IN_FLIGHT, TYPE_INT, 0, PROPERTY_HINT_RANGE, "0,64"],
 	# 0: automatic, twice the measured round trip plus two frames (neural_rendering.gd); > 0: fixed.
 	[DEADLINE_MS, TYPE_FLOAT, 0.0, PROPERTY_HINT_RANGE, "0,60000,1,suffix:ms"],
 	[CURVE_SERVER_PUBLIC_KEY, TYPE_STRING, "", PROPERTY_HINT_PLACEHOLDER_TEXT, "Z85; empty: no CurveZMQ"],
