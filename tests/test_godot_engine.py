@@ -162,3 +162,32 @@ def test_godot_example_shows_neural_frames_toggles_and_delivers_styles_and_event
     assert "golden" in weapon_styles, lines  # the power-up's look reached the weapon (object 42) only
     assert "golden" not in global_styles, lines
     (out / "events.log").write_text(log.read_text())
+
+
+def test_godot_example_shows_the_renderers_refusal_and_keeps_its_own_image(tmp_path):
+    """A server that refuses the session (here: a render size above its --max-pixels) is surfaced: state "refused",
+    the server's reason in the stats and on the overlay, no reconnect loop, and Godot keeps showing its own image."""
+    build_extension()
+    out = OUT / "refused"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    proc, endpoint = spawn_server(["--renderer", "passthrough", "--max-pixels", "100"], out / "server.log")
+    try:
+        project = project_copy(tmp_path, endpoint)
+        import_project(project)
+        run = subprocess.run(
+            godot_command(project, "--rendering-driver", "vulkan", "--rendering-method", "forward_plus",
+                          "--audio-driver", "Dummy", "--resolution", f"{SIZE[0]}x{SIZE[1]}", "--",
+                          f"--nrb-selftest={out}"),
+            env=godot_env(), capture_output=True, text=True, timeout=600)
+    finally:
+        stop_server(proc)
+    (out / "godot.log").write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    report = json.loads((out / "report.json").read_text())
+    stats = report["stats"]
+    assert stats["state"] == "refused", stats
+    assert "max-pixels" in stats["refusal_message"] and stats["refusal_code"] == 7, stats  # LIMIT_EXCEEDED
+    assert stats["frames_sent"] == 0 and stats["reconnects"] <= 1, stats  # one more HELLO after the toggle at most
+    assert not any(f["neural"] for f in report["frames"])
+    assert Path(report["screenshots"]["refused"]).is_file()

@@ -38,6 +38,8 @@ func _process(delta: float) -> void:
 		_shot("raster")
 	if neural and _time > 6.8 and not _shots.has("neural_noir"):
 		_shot("neural_noir")
+	if stats.get("state", "") == "refused" and _time > 1.0 and not _shots.has("refused"):
+		_shot("refused")  # the overlay shows the renderer's reason
 	if _time >= QUIT_AT or _frames.size() >= MAX_FRAMES:
 		_finish(stats)
 
