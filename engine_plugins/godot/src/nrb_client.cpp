@@ -346,8 +346,9 @@ bool NRBClient::read_back_and_submit(Object* rd, const Array& buffers, int64_t w
   frame.dt = dt;
   frame.deadline_ms = deadline_ms;
   frame.data.resize(static_cast<size_t>(buffers.size()));
-  static const StringName kAsync("texture_get_data_async");
-  static const StringName kSync("texture_get_data");
+  // Not static: a StringName destroyed after the engine at exit would call into a Godot that is gone.
+  const StringName kAsync("texture_get_data_async");
+  const StringName kSync("texture_get_data");
   if (!rd->has_method(kAsync)) {  // Godot 4.3: one GPU stall per frame
     for (int64_t i = 0; i < buffers.size(); ++i) {
       const Array spec = buffers[i];
