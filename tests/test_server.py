@@ -130,7 +130,11 @@ def test_frames_beyond_max_in_flight_are_refused_as_overloaded(misbehaving: Runn
     with misbehaving.client() as c:
         c.hello(SIZE, ALBEDO_SPEC)
         bufs = albedo_only()
-        ids = [c.send_frame(bufs, frame=f, deadline_ms=10000) for f in (17, 18, 19, 20)]  # 17 renders for 0.4 s
+        # 17 renders for 0.4 s. It must be rendering before 18 arrives: a frame still queued is superseded by the
+        # next one (latest frame wins, protocol 5.9) instead of counting towards the limit.
+        ids = [c.send_frame(bufs, frame=17, deadline_ms=10000)]
+        time.sleep(0.2)
+        ids += [c.send_frame(bufs, frame=f, deadline_ms=10000) for f in (18, 19, 20)]
         answers = {}
         for _ in ids:
             m = c.recv()
@@ -146,6 +150,7 @@ def test_a_frame_past_its_deadline_when_dequeued_is_answered_skipped(misbehaving
         c.hello(SIZE, ALBEDO_SPEC)
         bufs = albedo_only()
         slow = c.send_frame(bufs, frame=27, deadline_ms=10000)  # takes 0.4 s to render
+        time.sleep(0.2)  # rendering, not queued: a queued frame would be superseded by the next (protocol 5.9)
         late = c.send_frame(bufs, frame=28, deadline_ms=50)  # waits behind it for longer than 50 ms
         assert c.result(slow).status == "ok"
         skipped = c.result(late)
