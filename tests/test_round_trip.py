@@ -66,14 +66,15 @@ def test_frames_from_the_cpp_and_the_python_encoder_both_come_back_shaded(server
                               {"name": "normals", "format": "rgba32f", "width": W, "height": H,
                                "stride": W * 16}],
                   "events": [], "styles": []}
-        sock.send_multipart(_native.wire_encode(json.dumps(header), [albedo.tobytes(), normals.tobytes()]))
+        cpp_frame = _native.wire_encode(json.dumps(header), [albedo.tobytes(), normals.tobytes()])
         # Frame 2: the Python encoder.
         frame = p.Frame(welcome.session, 2, time.monotonic_ns(), 1 / 60, 5000.0,
                         [p.Buffer.from_array("albedo", "rgba8", albedo),
                          p.Buffer.from_array("normals", "rgba32f", normals)])
-        sock.send_multipart(p.encode(frame))
 
-        for frame_id in (1, 2):
+        # One at a time: a frame still queued when the next arrives is superseded (latest frame wins, protocol 5.9).
+        for frame_id, wire in ((1, cpp_frame), (2, p.encode(frame))):
+            sock.send_multipart(wire)
             result = recv(sock)
             assert isinstance(result, p.Result), result
             assert (result.frame, result.status) == (frame_id, "ok")
