@@ -14,7 +14,11 @@ the same run, interleaved and repeated):
   320x180 and at 1280x720: the rate a game loop is judged against, and each size's own render time;
 * **1 session**: the game loop at 320x180: shown-frame rate vs the closed-loop rate, fallbacks, p50/p99 latency;
 * **4 sessions**: three 320x180 and one 1280x720 game loops at once: per-session fresh rate, its share of a 1-of-4
-  fair share (a quarter of its size's closed-loop rate), p99 latency vs its own render time.
+  fair share (a quarter of its size's closed-loop rate), p99 latency vs its own render time;
+* **server overhead** at 640x360: the closed loop's server time per frame (RESULT ``timing.total_ms``; its queue wait is
+  about 0 in a closed loop) against the model's own time, ``session.run`` of the same renderer, model and thread count on the
+  same G-buffers in this process, timed between the server's runs while the server is idle (so the two never
+  share the cores). What is left is the server's Python: decode, style map, hooks, input conversion, encode.
 
 Ratios are what to compare: the machine is shared and noisy, so every scenario of both servers runs in one
 invocation, alternating, ``--repeat`` times, and the report keeps the median of the repeats.
@@ -42,6 +46,7 @@ from bridge.scene import BUFFERS, SyntheticScene
 FPS = 60.0
 SMALL = (320, 180)
 LARGE = (1280, 720)
+MEDIUM = (640, 360)
 FORMATS = {s.name: s.format for s in BUFFERS}
 
 
@@ -191,6 +196,32 @@ def _run(endpoint: str, sizes: list[tuple[int, int]], mode: str, seconds: float,
             s.close()
 
 
+def _model_only(size: tuple[int, int], seconds: float, threads: int) -> dict[str, float]:
+    """The model's own time per frame: ``session.run`` of the server's default renderer (``neural``) on the bench's
+    G-buffers, with the thread budget a lone session gets in ``nrb serve`` (every core)."""
+    from bridge.protocol import Buffer
+    from bridge.renderer import RenderInputs
+    from bridge.renderers.neural import NeuralRenderer
+
+    w, h = size
+    arrays, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
+    bufs = {n: Buffer.from_array(n, FORMATS[n], a) for n, a in arrays.items() if n in FORMATS}
+    renderer = NeuralRenderer(threads=threads)
+    style_map = np.zeros((h, w, renderer.styles or 1), np.float32)
+    style_map[..., 0] = 1.0
+    feed = renderer.feed(RenderInputs(bufs, size=size, camera=cam), style_map)
+    session = renderer.session
+    for _ in range(3):
+        session.run(None, feed)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"model_p50_ms": float(np.median(times)), "model_runs": float(len(times))}
+
+
 def _baseline_env(tree: Path, tmp: Path) -> dict[str, str]:
     """Environment that makes ``python -m bridge.cli`` import the ``bridge`` of another checkout (bypassing this
     one's editable install). ``PYTHONSAFEPATH``: ``-m`` would otherwise put the working directory first on
@@ -232,10 +263,12 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     scenarios = {
         "closed_loop_320x180": ([SMALL], "closed_loop"),
         "closed_loop_1280x720": ([LARGE], "closed_loop"),
+        "closed_loop_640x360": ([MEDIUM], "closed_loop"),
         "game_loop_1_session": ([SMALL], "game_loop"),
         "game_loop_4_sessions": ([SMALL, SMALL, SMALL, LARGE], "game_loop"),
     }
     runs: dict[str, dict[str, list[list[dict[str, Any]]]]] = {k: {s: [] for s in scenarios} for k in servers}
+    model_only: list[dict[str, float]] = []
     procs: dict[str, tuple[Any, str]] = {}
     try:
         for label, (env, _) in servers.items():
@@ -245,6 +278,9 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
                 for label, (_, fif) in servers.items():
                     print(f"[serve] {r + 1}/{repeat} {scen} {label}", flush=True)
                     runs[label][scen].append(_run(procs[label][1], sizes, mode, seconds, warmup, fif))
+                if scen == "closed_loop_640x360":  # right after the server's own 640x360 runs, server idle
+                    print(f"[serve] {r + 1}/{repeat} model only 640x360", flush=True)
+                    model_only.append(_model_only(MEDIUM, seconds, os.cpu_count() or 2))
     finally:
         for proc, _ in procs.values():
             stop_server(proc)
@@ -259,6 +295,7 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
             out.append(row)
         return out
 
+    model_ms = float(statistics.median(m["model_p50_ms"] for m in model_only))
     results: dict[str, Any] = {}
     for label in servers:
         res = {scen: median_runs(rs) for scen, rs in runs[label].items()}
@@ -270,6 +307,9 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
             "closed_loop_fps_1280x720": closed_large["fresh_fps"],
             "render_ms_320x180": closed_small["server_p50_ms"],
             "render_ms_1280x720": closed_large["server_p50_ms"],
+            "server_ms_640x360": res["closed_loop_640x360"][0]["server_p50_ms"],
+            "model_ms_640x360": model_ms,
+            "server_overhead_640x360": res["closed_loop_640x360"][0]["server_p50_ms"] / max(model_ms, 1e-9) - 1.0,
             "one_session": {
                 "shown_fps": one["fresh_fps"],
                 "shown_vs_closed_loop": one["fresh_fps"] / max(closed_small["fresh_fps"], 1e-9),
@@ -293,7 +333,7 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     report = {
         "bench": "serve", "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": None,
         "python": sys.version.split()[0], "seconds_per_run": seconds, "warmup_s": warmup, "repeat": repeat,
-        "baseline": baseline, "serve_args": serve_args or [], "servers": results,
+        "baseline": baseline, "serve_args": serve_args or [], "servers": results, "model_only_640x360": model_only,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (out_dir / "serve.json").write_text(json.dumps(report, indent=1))
@@ -333,6 +373,15 @@ def _markdown(rep: dict[str, Any]) -> str:
     lines += ["", "Render times (closed loop, server total per frame, p50): " + "; ".join(
         f"{label}: {r['summary']['render_ms_320x180']:.1f} ms at 320x180, "
         f"{r['summary']['render_ms_1280x720']:.1f} ms at 1280x720" for label, r in rep["servers"].items()), ""]
+    lines += ["## Server overhead at 640x360", "",
+              "Server time per frame (closed loop, RESULT `timing.total_ms`, p50) against the model's own time "
+              "(`session.run` of the same renderer on the same G-buffers with the same threads, server idle):", "",
+              "| server | server ms | model ms | overhead |", "|---|---|---|---|"]
+    for label, r in rep["servers"].items():
+        s = r["summary"]
+        lines.append(f"| {label} | {s['server_ms_640x360']:.1f} | {s['model_ms_640x360']:.1f} | "
+                     f"{100 * s['server_overhead_640x360']:.1f} % |")
+    lines.append("")
     return "\n".join(lines)
 
 
