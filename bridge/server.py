@@ -760,6 +760,8 @@ class Server:
                 if self._cannot_make_deadline(sess, item, time.monotonic()):
                     item = self._answered_late(sess, item, answers)
             sess.queue.append(item)
+            if sess.waiting_since_ns is None and not (item.answered or item.style_only):
+                sess.waiting_since_ns = item.received_ns
             self._work.notify()
         for wire in answers:
             self._forward([routing_id, *wire])
@@ -872,14 +874,20 @@ class Server:
     def _next_frame(self) -> tuple[Session, QueuedFrame, int] | None:
         """Earliest deadline first over the sessions no worker is processing (caller holds ``self._work``): the
         head of each session's queue (at most one renderable frame, latest frame wins) competes by arrival +
-        ``deadline_ms``; ties go to the frame that arrived first. Returns the session, its frame and the frame's
+        ``deadline_ms``, where arrival is when the session began waiting (``Session.waiting_since_ns``: a frame
+        skipped for waiting too long or superseded hands its place to the session's next frame, or the sessions
+        the renderer cannot all serve in time would be skipped over and over while one keeps winning); ties go to
+        the one waiting longest. Returns the session, its frame and the frame's
         thread budget (``frame_threads``)."""
         best: tuple[int, int, Session] | None = None
         for sess in self.sessions.values():
             if sess.busy or not sess.queue:
                 continue
             head = sess.queue[0]
-            key = (head.deadline_ns, head.received_ns)
+            since = head.received_ns
+            if sess.waiting_since_ns is not None:
+                since = min(since, sess.waiting_since_ns)
+            key = (since + int(head.frame.deadline_ms * 1e6), since)
             if best is None or key < best[:2]:
                 best = (*key, sess)
         if best is None:
@@ -964,6 +972,8 @@ class Server:
         with self._work:
             late = queue_ms > frame.deadline_ms or self._cannot_make_deadline(sess, item, time.monotonic(),
                                                                               queue_ms)
+            if not late:
+                sess.waiting_since_ns = None  # served: its place in line is used
         if late:
             timing.style_ms = elapsed(dequeued)
             timing.total_ms = elapsed(item.received_ns)

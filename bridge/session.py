@@ -182,6 +182,10 @@ class Session:
     busy: bool = False  # a render worker is processing one of its frames
     busy_since: float = 0.0  # time.monotonic() when it started
     answered_current: bool = False  # the frame being processed has been answered (no longer in flight)
+    #: When the session began waiting for a render: the arrival of its oldest frame not rendered yet, kept across
+    #: frames skipped for waiting too long or superseded, cleared when one of its frames starts rendering. The
+    #: scheduler orders sessions by it, so a session that lost a frame to waiting keeps its place in line.
+    waiting_since_ns: int | None = None
     work: WorkEstimate = field(default_factory=WorkEstimate)
     last_seen: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.monotonic)

@@ -196,3 +196,42 @@ def test_sessions_are_served_earliest_deadline_first(gate_workers: tuple[Running
             c.close()
     order = [size for size, f in _rendered(gate_dir) if f == 8]
     assert order == ["96x48", "80x48", "64x48"]  # c, b, a: earliest deadline first
+
+
+@pytest.mark.parametrize("gate_workers", [1], indirect=True)
+def test_a_session_whose_frame_was_skipped_for_waiting_keeps_its_place(
+        gate_workers: tuple[RunningServer, Path, int]) -> None:
+    """Session B's frame waits behind A's until its deadline has passed and is skipped when dequeued. B's next
+    frame must not go to the back of the line behind C's, which arrived earlier but after B began waiting:
+    otherwise, whenever the renderer cannot serve every session within their deadlines, the same sessions are
+    skipped again and again while one keeps winning (measured: 65 renders for one 320x180 session, 14 for each of
+    two others, in one `nrb bench serve` run)."""
+    srv, gate_dir, _ = gate_workers
+    sizes = {"a": (64, 48), "b": (80, 48), "c": (96, 48)}
+    clients = {k: srv.client() for k in sizes}
+    try:
+        for k, size in sizes.items():
+            clients[k].hello(size, ALBEDO_SPEC)
+        a, b, c = clients["a"], clients["b"], clients["c"]
+        held = a.send_frame(albedo_only(sizes["a"]), frame=7, deadline_ms=60000)
+        _wait_for(gate_dir / "started-7")
+        starved = b.send_frame(albedo_only(sizes["b"]), frame=8, deadline_ms=300)
+        time.sleep(0.5)  # B's frame has now waited past its deadline
+        (gate_dir / "go-7").touch()
+        assert a.result(held, timeout=30).status == "ok"
+        assert b.result(starved, timeout=30).status == "skipped"  # dequeued too late to be worth rendering
+        held = a.send_frame(albedo_only(sizes["a"]), frame=17, deadline_ms=60000)
+        _wait_for(gate_dir / "started-17")
+        first = c.send_frame(albedo_only(sizes["c"]), frame=8, deadline_ms=60000)
+        time.sleep(0.05)
+        second = b.send_frame(albedo_only(sizes["b"]), frame=9, deadline_ms=60000)
+        time.sleep(0.2)  # both queued behind A's frame 17
+        (gate_dir / "go-17").touch()
+        assert a.result(held, timeout=30).status == "ok"
+        assert c.result(first, timeout=30).status == "ok"
+        assert b.result(second, timeout=30).status == "ok"
+    finally:
+        for cl in clients.values():
+            cl.close()
+    after = [size for size, f in _rendered(gate_dir)][2:]  # after A's frames 7 and 17
+    assert after == ["80x48", "96x48"]  # B (waiting since its skipped frame 8) before C
