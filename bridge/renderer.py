@@ -235,6 +235,10 @@ class Renderer(abc.ABC):
     version: str = "0.1.0"
     output_format: str = "rgba8_srgb"
     library: StyleLibrary = DEFAULT_LIBRARY
+    #: where it runs (``cpu``, ``cuda:0``): a GPU device is part of ``label``, since its images differ slightly
+    device: str = "cpu"
+    #: one line on which device it runs and why (``nrb serve`` prints it at startup), for renderers that choose
+    device_description: str | None = None
 
     def required(self) -> list[BufferSpec]:
         """Buffers needed on every frame (a HELLO that cannot provide them is refused)."""
@@ -264,8 +268,8 @@ class Renderer(abc.ABC):
 
     @property
     def label(self) -> str:
-        """``name/version`` as announced in WELCOME."""
-        return f"{self.name}/{self.version}"
+        """``name/version`` as announced in WELCOME, ``name/version@cuda:N`` when it runs on a GPU."""
+        return f"{self.name}/{self.version}" + ("" if self.device == "cpu" else f"@{self.device}")
 
 
 RendererFactory = Callable[..., Renderer]

@@ -6,7 +6,9 @@ shows next to the CPU table (with the device and date it was measured on, since 
 
 Per size (256x256, 960x540, 1920x1080, batch 1): ms per frame of the shipped single-frame graph in PyTorch,
 fp32 (TF32 off: true fp32), TF32 and fp16 autocast, timed with CUDA events (median of 50 after 10 warm-ups),
-fp16 replayed from a CUDA graph, plus ONNX Runtime when its CUDA provider is installed. Fractions of peak are against matrix-multiply peaks
+fp16 replayed from a CUDA graph, plus ONNX Runtime when its CUDA provider is installed (``onnxruntime-gpu``): the
+very session ``nrb serve --device cuda`` renders with (``bridge.renderers.ort_session``: IO binding, host arrays
+in and out, one copy each way). Fractions of peak are against matrix-multiply peaks
 measured in the same run the same way (8192^3 ``torch.mm``: fp32, TF32, fp16), because the datasheet's numbers
 are not what a program gets.
 """
@@ -105,10 +107,12 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
     peaks = matmul_peaks()
     providers = ort.get_available_providers()
     ort_cuda = None
+    ort_device = None
     if "CUDAExecutionProvider" in providers:
-        ort_cuda = ort.InferenceSession(
-            str(model_dir / "default.onnx"), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
-        )
+        from bridge.renderers.ort_session import get_session, select_device
+
+        ort_device = select_device("cuda")
+        ort_cuda = get_session(model_dir / "default.onnx", threads=1, device=ort_device)
     rows = []
     for w, h in SIZES:
         args = [a.cuda() for a in example_inputs(net.config.styles, h, w, lighting=net.config.lighting)]
@@ -157,6 +161,8 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
         "onnxruntime_providers": providers,
+        # the ONNX Runtime row's device as ``nrb serve --device`` names it, and the provider that ran it
+        "onnxruntime_device": None if ort_device is None else ort_device.describe(),
         "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "rows": rows,
@@ -188,7 +194,9 @@ def markdown_section(res: dict[str, Any]) -> list[str]:
         ms = ", ".join(
             f"{r['width']}x{r['height']} {r['onnxruntime_cuda_ms_with_copies']:.1f} ms" for r in res["rows"]
         )
-        lines += ["", f"ONNX Runtime, CUDA provider, host arrays in and out (copies included): {ms}."]
+        where = res.get("onnxruntime_device") or "CUDA provider"
+        lines += ["", f"ONNX Runtime as `nrb serve --device cuda` runs it ({where}; IO binding, host arrays in and "
+                  f"out, copies included): {ms}."]
     else:
         lines += [
             "",

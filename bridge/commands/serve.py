@@ -22,6 +22,7 @@ from typing import Any
 
 from bridge.hooks import HookLoadError
 from bridge.renderer import parse_options
+from bridge.renderers.ort_session import DeviceError, parse_device, select_device
 from bridge.server import Server, ServerConfig
 
 log = logging.getLogger("nrb.serve")
@@ -34,6 +35,30 @@ def _positive(text: str) -> float:
     return v
 
 
+def _device(text: str) -> str:
+    try:
+        return str(parse_device(text))
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _on_onnx_runtime(renderer: str) -> bool:
+    """Whether ``--device`` applies: the renderers that run on ONNX Runtime (``neural`` and ``.onnx`` models)."""
+    return renderer == "neural" or renderer.endswith(".onnx")
+
+
+def renderer_options_with_device(renderer: str, options: dict[str, Any], device: str) -> dict[str, Any]:
+    """The renderer options with ``device`` added for the ONNX Runtime renderers (an explicit ``-o device=...``
+    wins). An explicit ``--device`` other than ``auto`` for a renderer that takes no device is an error rather than
+    silently ignored."""
+    if _on_onnx_runtime(renderer):
+        return {**options, "device": options.get("device", device)}
+    if device != "auto":
+        raise ValueError(f"--device {device}: renderer {renderer!r} does not run on ONNX Runtime; --device applies "
+                         "to the neural renderer and .onnx models (pass a device to your own renderer with -o)")
+    return options
+
+
 def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> None:
     """The options ``serve`` and ``record`` share."""
     p.add_argument("--renderer", default="neural", metavar="NAME|MODEL.onnx|MODULE:FACTORY",
@@ -41,6 +66,10 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
                         "named after protocol buffers, or module:factory / file.py:factory (default: neural, the shipped model)")
     p.add_argument("-o", "--renderer-option", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the renderer factory, JSON value (e.g. -o 'light_dir=[0,1,0.5]')")
+    p.add_argument("--device", type=_device, default="auto", metavar="auto|cpu|cuda[:N]|tensorrt[:N]",
+                   help="where the neural and .onnx renderers run (ONNX Runtime): auto (default) is the first CUDA "
+                        "GPU when onnxruntime-gpu and a device are there, else the CPU; cuda[:N] or tensorrt[:N] "
+                        "refuse to start without one")
     p.add_argument("--hooks", metavar="FILE", help="style hooks file (@on(event) / @every_frame), hot-reloaded")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs CurveZMQ or --insecure)")
@@ -76,7 +105,10 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
 def config_from_args(args: argparse.Namespace, record: str | None = None) -> ServerConfig:
     status = args.status if args.status is not None else sys.stderr.isatty()
     return ServerConfig(
-        renderer=args.renderer, renderer_options=parse_options(args.renderer_option), host=args.host,
+        renderer=args.renderer,
+        renderer_options=renderer_options_with_device(args.renderer, parse_options(args.renderer_option),
+                                                      args.device),
+        host=args.host,
         port=args.port, endpoint=args.endpoint, insecure=args.insecure, curve_secret=args.curve_secret,
         allow_dir=args.allow_dir, hooks=args.hooks, max_sessions=args.max_sessions,
         max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, max_message_bytes=args.max_message_size,
@@ -102,6 +134,13 @@ def serve(config: ServerConfig) -> int:
         print(f"nrb serve: {exc}", file=sys.stderr)
         return 2
     extra = []
+    device = config.renderer_options.get("device") if _on_onnx_runtime(config.renderer) else None
+    if device is not None:
+        # the renderer resolved the same request when the server probed it (select_device remembers it, including
+        # an auto that fell back to the CPU), so this is the device its sessions run on
+        where = select_device(str(device)).describe()
+        log.info("renderer %s runs on %s", server.renderer_label, where)
+        extra.append(f"on {where}")
     if server.metrics_port is not None:
         extra.append(f"metrics http://127.0.0.1:{server.metrics_port}/metrics")
     if config.record:

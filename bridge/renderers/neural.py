@@ -18,7 +18,6 @@ display-referred sRGB uint8, as trained.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,36 +26,16 @@ import numpy as np
 
 from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, current_worker, to_srgb8
+from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
 DEFAULT_MODEL = WEIGHTS / "default_temporal.onnx"
-_SESSIONS: dict[tuple[str, int, int], Any] = {}
-_LOCK = threading.Lock()
 
 
-def _session(path: Path, threads: int, worker: int = -1) -> Any:
-    """One ONNX Runtime session per (model, threads, render worker), shared by every renderer instance that runs
-    on that worker (they are read-only; a worker runs one frame at a time, so its session's thread pool is never
-    shared by two frames at once). A worker's budget changes with the number of busy workers (``nrb serve``), so
-    it may hold a few sessions of different sizes."""
-    import onnxruntime as ort
-
-    key = (str(path.resolve()), threads, worker)
-    with _LOCK:
-        if key not in _SESSIONS:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Busy-waiting worker threads collapse throughput (measured 4x slower at 2 threads) when the cores
-            # are shared with the engine or other processes, which is the normal case for a bridge next to a
-            # game.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            _SESSIONS[key] = ort.InferenceSession(
-                key[0], sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        return _SESSIONS[key]
+def _session(path: Path, threads: int, worker: int = -1, device: DeviceChoice | None = None) -> OrtSession:
+    """The ONNX Runtime session for (model, threads, render worker, device), from the cache every ONNX-backed
+    renderer shares (``bridge.renderers.ort_session``: full graph optimisation, no busy-waiting threads)."""
+    return get_session(path, threads=threads, worker=worker, device=device)
 
 
 def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
@@ -67,13 +46,15 @@ class NeuralRenderer(Renderer):
     """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame
     ``.onnx``),
     ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads; default: the render
-    worker's thread budget in ``nrb serve``, 2 elsewhere)."""
+    worker's thread budget in ``nrb serve``, 2 elsewhere), ``device`` (``cpu``, ``auto``, ``cuda[:N]``,
+    ``tensorrt[:N]``: see ``bridge.renderers.ort_session``; ``nrb serve --device`` sets it)."""
 
     name = "neural"
     version = "0.1.0"
     output_format = "rgba8_srgb"
 
-    def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None) -> None:
+    def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None,
+                 device: str = "cpu") -> None:
         path = Path(model) if model is not None else DEFAULT_MODEL
         if not path.is_file():
             raise ValueError(
@@ -82,7 +63,13 @@ class NeuralRenderer(Renderer):
             )
         self.path = path
         self.threads = None if threads is None else int(threads)
-        session = self.session
+        worker = current_worker()
+        session, choice = open_model(path, device, threads=self.threads or (worker[1] if worker else 2),
+                                     worker=worker[0] if worker else -1)
+        #: where the model runs (``device`` option: cpu, auto, cuda[:N], tensorrt[:N]; ``auto`` resolved) and why
+        self.device_choice: DeviceChoice = choice
+        self.device = choice.device
+        self.device_description = choice.describe()
         self.input_names = [i.name for i in session.get_inputs()]
         self.has_history_inputs = "x_prev_output" in self.input_names
         self.temporal = bool(temporal) and self.has_history_inputs
@@ -188,13 +175,13 @@ class NeuralRenderer(Renderer):
         return render_size[0] * self.upscale, render_size[1] * self.upscale
 
     @property
-    def session(self) -> Any:
+    def session(self) -> OrtSession:
         """The ONNX Runtime session for the calling render worker (its own, sized by its current frame's thread
-        budget)."""
+        budget; on a GPU one per device), on this renderer's device (``run`` binds inputs and outputs there)."""
         worker = current_worker()
         if worker is None:
-            return _session(self.path, self.threads or 2)
-        return _session(self.path, self.threads or worker[1], worker[0])
+            return _session(self.path, self.threads or 2, device=self.device_choice)
+        return _session(self.path, self.threads or worker[1], worker[0], self.device_choice)
 
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed = self.feed(inputs, style_map)

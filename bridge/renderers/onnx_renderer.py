@@ -11,13 +11,14 @@ Model contract:
   with ``output_srgb=True`` (then 0..1 sRGB-encoded). H', W' fixed in the model set the output size (an upscaler);
   dynamic ones mean "same as the render size".
 
-Inference sessions are cached per (path, threads) so that each engine session gets its own renderer instance
-without reloading the model.
+Inference sessions come from ``bridge.renderers.ort_session`` (one cache for every ONNX-backed renderer, keyed by
+model, threads, render worker and device), so that each engine session gets its own renderer instance without
+reloading the model. ``device`` (``nrb serve --device``): ``cpu`` (default), ``auto``, ``cuda[:N]`` or
+``tensorrt[:N]``, see that module.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,7 @@ import numpy as np
 
 from bridge.protocol import BufferSpec, is_buffer_name
 from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, current_worker, to_srgb8
-
-_SESSIONS: dict[tuple[str, int, int], Any] = {}
-_LOCK = threading.Lock()
-
-
-def _session(path: str, threads: int, worker: int = -1) -> Any:
-    """One session per (model, threads, render worker): see ``bridge.renderers.neural._session``."""
-    import onnxruntime as ort
-
-    key = (str(Path(path).resolve()), threads, worker)
-    with _LOCK:
-        if key not in _SESSIONS:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            _SESSIONS[key] = ort.InferenceSession(key[0], sess_options=opts, providers=["CPUExecutionProvider"])
-        return _SESSIONS[key]
+from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model
 
 
 def _dim(v: Any) -> int | None:
@@ -54,12 +38,18 @@ class OnnxRenderer(Renderer):
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, output_srgb: bool = False) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, output_srgb: bool = False,
+                 device: str = "cpu") -> None:
         self.path = str(path)
         self.name = f"onnx:{Path(path).name}"
         self.output_srgb = bool(output_srgb)
         self.threads = None if threads is None else int(threads)
-        session = self.session
+        threads_now, worker = self._budget()
+        session, choice = open_model(self.path, device, threads=threads_now, worker=worker)
+        #: where the model runs (``auto`` resolved) and why
+        self.device_choice: DeviceChoice = choice
+        self.device = self.device_choice.device
+        self.device_description = self.device_choice.describe()
         self.inputs: list[tuple[str, int | None]] = []
         for inp in session.get_inputs():
             if inp.type != "tensor(float)":
@@ -80,14 +70,19 @@ class OnnxRenderer(Renderer):
         w, h = self.fixed_out
         return (w, h) if w is not None and h is not None else render_size
 
-    @property
-    def session(self) -> Any:
-        """The ONNX Runtime session for the calling render worker (its current frame's thread budget), 1 thread
-        elsewhere."""
+    def _budget(self) -> tuple[int, int]:
+        """(threads, worker) for the calling thread: the render worker's current frame budget, 1 thread elsewhere."""
         worker = current_worker()
         if worker is None:
-            return _session(self.path, self.threads or 1)
-        return _session(self.path, self.threads or worker[1], worker[0])
+            return self.threads or 1, -1
+        return self.threads or worker[1], worker[0]
+
+    @property
+    def session(self) -> OrtSession:
+        """The ONNX Runtime session for the calling render worker on this renderer's device (see
+        ``bridge.renderers.ort_session.get_session``)."""
+        threads, worker = self._budget()
+        return get_session(self.path, threads=threads, worker=worker, device=self.device_choice)
 
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed: dict[str, np.ndarray] = {}
