@@ -306,6 +306,24 @@ class Hello:
 
 
 @dataclass
+class Limits:
+    """WELCOME ``limits`` (protocol section 11.1): the renderer's memory budgets and session caps, so that an engine
+    knows in advance what it would be refused. Byte counts are ``stride × height`` summed over buffers."""
+
+    frame_bytes: int  # the most one FRAME of this session may carry, all its buffers together
+    session_bytes: int  # what the renderer reserved for this session (counted against ``total_bytes``)
+    message_bytes: int  # the renderer's per-message budget: no session's ``frame_bytes`` exceeds it
+    total_bytes: int  # the renderer's budget over all sessions
+    max_pixels: int  # width × height cap of ``render_size`` and ``output_size``
+    sessions: int  # sessions per renderer
+    sessions_per_peer: int  # sessions per engine connection (and per CurveZMQ key)
+
+
+LIMIT_KEYS: tuple[str, ...] = ("frame_bytes", "session_bytes", "message_bytes", "total_bytes", "max_pixels",
+                               "sessions", "sessions_per_peer")
+
+
+@dataclass
 class Welcome:
     """Renderer → engine: the session id and what the renderer needs and returns."""
 
@@ -318,6 +336,7 @@ class Welcome:
     max_in_flight: int
     styles: list[str]
     version: int = PROTOCOL_VERSION
+    limits: Limits | None = None
 
 
 @dataclass
@@ -413,7 +432,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "HELLO": ("min_version", "engine", "engine_version", "client", "capabilities", "render_size",
               "output_size", "buffers", "shm", "doorbell"),
     "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
-                "styles"),
+                "styles", "limits"),
     "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
               "result_slot"),
     "RESULT": ("session", "frame", "status", "output", "timing"),
@@ -500,6 +519,8 @@ def header_map(msg: Message) -> dict[str, Any]:
                  output={"name": msg.output.name, "format": msg.output.format, "width": int(msg.output.width),
                          "height": int(msg.output.height)},
                  max_in_flight=int(msg.max_in_flight), styles=list(msg.styles))
+        if msg.limits is not None:
+            h["limits"] = {k: int(getattr(msg.limits, k)) for k in LIMIT_KEYS}
     elif isinstance(msg, Frame):
         h.update(session=int(msg.session), frame=int(msg.frame), time_ns=int(msg.time_ns), dt=float(msg.dt),
                  deadline_ms=float(msg.deadline_ms))
@@ -640,7 +661,9 @@ class _Reader:
         if math.isnan(f) or (math.isinf(f) and not (allow_inf and f > 0)):
             _fail(ErrorCode.BAD_VALUE, f"{path} must be finite")
         if f < lo or f > hi or (lo_open and f <= lo):
-            _fail(ErrorCode.BAD_VALUE, f"{path}={f} is outside [{lo}, {hi}]")
+            # the interval as it is: "(0.0, 60000.0]" for a bound that excludes 0, ")" for no upper bound
+            _fail(ErrorCode.BAD_VALUE, f"{path}={f} is outside {'(' if lo_open else '['}{lo}, "
+                                       f"{hi}{')' if math.isinf(hi) else ']'}")
         return f
 
     @staticmethod
@@ -951,11 +974,14 @@ def message_from_header(
     compression: Collection[str] = COMPRESSIONS,
     shm_pool: ShmPool | None = None,
     raw_payloads: bool = False,
+    max_frame_bytes: int | None = None,
 ) -> Message:
     """Steps 3-8 of the decoding algorithm on an already parsed header map.
 
     With ``raw_payloads`` the payloads are taken as already decompressed pixels (building a message to send
-    from a description, as the test vectors do) instead of as wire frames.
+    from a description, as the test vectors do) instead of as wire frames. ``max_frame_bytes`` is a renderer's
+    budget for one FRAME (WELCOME ``limits.frame_bytes``, section 11.1): a FRAME whose buffers add up to more is
+    ``LIMIT_EXCEEDED`` after its header checks and before any payload is looked at or decompressed.
     """
     r = _Reader(compression, shm_pool)
     version = r.uint(r.field(h, "nrb", ""), "nrb")
@@ -972,6 +998,11 @@ def message_from_header(
             if name not in known:
                 _fail(ErrorCode.UNKNOWN_REQUIRED, f"key {name!r} must be understood but is not part of NRB/1")
     msg = _PARSERS[kind](r, h, version)
+    if max_frame_bytes is not None and isinstance(msg, Frame):
+        total = sum(b.size for b in msg.buffers)
+        if total > max_frame_bytes:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"buffers: {total} bytes in all, more than this session's budget of "
+                                            f"{max_frame_bytes} bytes per frame (WELCOME limits.frame_bytes)")
     _attach_payloads(msg, payloads, raw_payloads)
     return msg
 
@@ -1025,7 +1056,13 @@ def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:
     hh = r.uint(f(om, "height", "output."), "output.height", 1, MAX_DIMENSION, limit=True)
     mif = r.uint(f(h, "max_in_flight", ""), "max_in_flight", 1, MAX_IN_FLIGHT, limit=True)
     styles = r.str_list(f(h, "styles", ""), "styles")
-    return Welcome(session, renderer, caps, required, optional, OutputSpec(fmt, w, hh, name), mif, styles, version)
+    lim_v = f(h, "limits", "", required=False)
+    limits = None
+    if lim_v is not None:
+        lm = r.map_(lim_v, "limits")
+        limits = Limits(**{k: r.uint(f(lm, k, "limits."), f"limits.{k}", 1) for k in LIMIT_KEYS})
+    return Welcome(session, renderer, caps, required, optional, OutputSpec(fmt, w, hh, name), mif, styles, version,
+                   limits)
 
 
 def _parse_frame(r: _Reader, h: dict[str, Any], version: int) -> Frame:

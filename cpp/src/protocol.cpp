@@ -63,7 +63,7 @@ const std::vector<std::string_view>& known_keys(MessageType t) {
       {"nrb", "type", "min_version", "engine", "engine_version", "client", "capabilities", "render_size",
        "output_size", "buffers", "shm", "doorbell", "must_understand"},
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
-       "styles", "must_understand"},
+       "styles", "limits", "must_understand"},
       {"nrb", "type", "session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
        "result_slot", "must_understand"},
       {"nrb", "type", "session", "frame", "status", "output", "timing", "must_understand"},
@@ -396,7 +396,7 @@ struct EncodeVisitor {
     tail(w, m);
   }
   void operator()(const Welcome& m) {
-    head(w, m, MessageType::welcome, 8);
+    head(w, m, MessageType::welcome, 8 + count(m.limits.has_value()));
     w.k("session"), w.uint(m.session);
     w.k("renderer"), w.str(m.renderer);
     w.k("capabilities"), write_strings(w, m.capabilities);
@@ -410,6 +410,18 @@ struct EncodeVisitor {
     w.k("height"), w.uint(m.output.height);
     w.k("max_in_flight"), w.uint(m.max_in_flight);
     w.k("styles"), write_strings(w, m.styles);
+    if (m.limits) {
+      const WelcomeLimits& l = *m.limits;
+      w.k("limits");
+      w.map(7);
+      w.k("frame_bytes"), w.uint(l.frame_bytes);
+      w.k("session_bytes"), w.uint(l.session_bytes);
+      w.k("message_bytes"), w.uint(l.message_bytes);
+      w.k("total_bytes"), w.uint(l.total_bytes);
+      w.k("max_pixels"), w.uint(l.max_pixels);
+      w.k("sessions"), w.uint(l.sessions);
+      w.k("sessions_per_peer"), w.uint(l.sessions_per_peer);
+    }
     tail(w, m);
   }
   void operator()(const Frame& m) {
@@ -817,7 +829,8 @@ class Decoder {
     }
     if (std::isnan(v) || (std::isinf(v) && !(allow_inf && v > 0))) fail(ErrorCode::BAD_VALUE, "must be finite");
     if (v < lo || v > hi || (lo_open && v <= lo))
-      fail(ErrorCode::BAD_VALUE, num(v) + " is outside " + (lo_open ? "(" : "[") + num(lo) + ", " + num(hi) + "]");
+      fail(ErrorCode::BAD_VALUE, num(v) + " is outside " + (lo_open ? "(" : "[") + num(lo) + ", " + num(hi) +
+                                     (std::isinf(hi) ? ")" : "]"));  // the interval as it is: open where open
     return v;
   }
 
@@ -1302,6 +1315,18 @@ class Decoder {
     });
     m.max_in_flight = req(h, "max_in_flight", [&](const Obj& o) { return uint(o, 1, kMaxInFlight, true); });
     m.styles = req(h, "styles", [&](const Obj& o) { return str_list(o); });
+    opt(h, "limits", [&](const Obj& o) {
+      const Obj& lm = map(o);
+      WelcomeLimits l;
+      l.frame_bytes = req(lm, "frame_bytes", [&](const Obj& x) { return uint(x, 1); });
+      l.session_bytes = req(lm, "session_bytes", [&](const Obj& x) { return uint(x, 1); });
+      l.message_bytes = req(lm, "message_bytes", [&](const Obj& x) { return uint(x, 1); });
+      l.total_bytes = req(lm, "total_bytes", [&](const Obj& x) { return uint(x, 1); });
+      l.max_pixels = req(lm, "max_pixels", [&](const Obj& x) { return uint(x, 1); });
+      l.sessions = req(lm, "sessions", [&](const Obj& x) { return uint(x, 1); });
+      l.sessions_per_peer = req(lm, "sessions_per_peer", [&](const Obj& x) { return uint(x, 1); });
+      m.limits = l;
+    });
   }
 
   void frame(const Obj& h, Frame& m) {

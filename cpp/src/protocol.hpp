@@ -238,6 +238,18 @@ struct Hello : Common {
   std::optional<DoorbellSpec> doorbell;
 };
 
+// WELCOME limits (section 11.1): the renderer's memory budgets (bytes = stride x height summed over buffers) and
+// session caps, so the engine knows in advance what it would be refused.
+struct WelcomeLimits {
+  uint64_t frame_bytes = 1;        // one FRAME of this session, all its buffers together
+  uint64_t session_bytes = 1;      // reserved for this session
+  uint64_t message_bytes = 1;      // the renderer's per-message budget
+  uint64_t total_bytes = 1;        // the renderer's budget over all sessions
+  uint64_t max_pixels = 1;         // width x height cap of render_size and output_size
+  uint64_t sessions = 1;           // sessions per renderer
+  uint64_t sessions_per_peer = 1;  // sessions per engine connection (and per CurveZMQ key)
+};
+
 struct Welcome : Common {
   uint64_t session = 0;
   std::string renderer;
@@ -246,6 +258,7 @@ struct Welcome : Common {
   WelcomeOutput output;
   uint64_t max_in_flight = 1;
   std::vector<std::string> styles;
+  std::optional<WelcomeLimits> limits;
 };
 
 struct Frame : Common {

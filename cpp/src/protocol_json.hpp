@@ -348,6 +348,11 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       m.output.height = u32(at(o, "height"));
       m.max_in_flight = u64(at(h, "max_in_flight"));
       m.styles = strs(at(h, "styles"));
+      if (auto* x = find(h, "limits"))
+        m.limits = WelcomeLimits{u64(at(*x, "frame_bytes")), u64(at(*x, "session_bytes")),
+                                 u64(at(*x, "message_bytes")), u64(at(*x, "total_bytes")),
+                                 u64(at(*x, "max_pixels")),   u64(at(*x, "sessions")),
+                                 u64(at(*x, "sessions_per_peer"))};
       out = std::move(m);
       break;
     }
@@ -606,6 +611,17 @@ inline Json message_to_json(const Message& msg) {
           j["output"] = o;
           j["max_in_flight"] = m.max_in_flight;
           j["styles"] = m.styles;
+          if (m.limits) {
+            Json l = Json::object();
+            l["frame_bytes"] = m.limits->frame_bytes;
+            l["session_bytes"] = m.limits->session_bytes;
+            l["message_bytes"] = m.limits->message_bytes;
+            l["total_bytes"] = m.limits->total_bytes;
+            l["max_pixels"] = m.limits->max_pixels;
+            l["sessions"] = m.limits->sessions;
+            l["sessions_per_peer"] = m.limits->sessions_per_peer;
+            j["limits"] = l;
+          }
         } else if constexpr (std::is_same_v<M, Frame>) {
           j["session"] = m.session;
           j["frame"] = m.frame;

@@ -167,6 +167,23 @@ def main(out: Path) -> None:
            "output": {"name": "output", "format": "rgba8", "width": 1280, "height": 720}, "max_in_flight": 2,
            "styles": ["identity", "photoreal", "toon", "noir", "golden", "thermal"]},
           [], "WELCOME with a session id above 2^32 (uint64 encoding)")
+    limits = {"frame_bytes": 8847424, "session_bytes": 32441344, "message_bytes": 268435456,
+              "total_bytes": 4294967296, "max_pixels": 8294400, "sessions": 16, "sessions_per_peer": 4}
+    welcome_limits = {"nrb": 1, "type": "WELCOME", "session": 7, "renderer": "deferred/0.1.0",
+                      "capabilities": [], "required": [{"name": "albedo", "format": "rgba8_srgb"}],
+                      "optional": [], "output": {"name": "output", "format": "rgba8_srgb", "width": 640,
+                                                 "height": 360},
+                      "max_in_flight": 4, "styles": ["identity"], "limits": limits}
+    valid("welcome_limits", welcome_limits, [],
+          "WELCOME announcing the renderer's memory budgets and session caps (section 11.1; uint32 and uint64 "
+          "encodings)")
+    invalid("welcome_limits_missing_key",
+            [pk({**welcome_limits, "limits": {k: v for k, v in limits.items() if k != "sessions_per_peer"}})],
+            "MISSING_FIELD", "limits without sessions_per_peer: every key of limits is required")
+    invalid("welcome_limits_zero", [pk({**welcome_limits, "limits": {**limits, "frame_bytes": 0}})], "BAD_VALUE",
+            "limits.frame_bytes 0: every limit is at least 1")
+    invalid("welcome_limits_not_a_map", [pk({**welcome_limits, "limits": [1, 2]})], "WRONG_TYPE",
+            "limits is an array, not a map")
     alb = pattern(2 * 2 * 4, 1)
     valid("frame_minimal", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb], "one 2x2 rgba8 buffer")
     full_bufs = [
