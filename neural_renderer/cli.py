@@ -51,6 +51,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         progress=progress,
         workers=args.workers,
         threads=args.threads,
+        lighting=args.lighting,
+        engine_image=args.engine_image,
     )
     bar.close()
     n_test = sum(1 for s in manifest["scenes"].values() if s["split"] == "test")
@@ -79,6 +81,19 @@ def add_data_parser(subparsers: Any) -> None:
     )
     g.add_argument(
         "--threads", type=int, default=None, help="render threads per worker (default: CPUs / workers)"
+    )
+    g.add_argument(
+        "--lighting",
+        choices=("house", "every", "corridor"),
+        default="house",
+        help="house: a jittered sun and a sky (default, the shipped model's data); every: point, spot and area "
+        "lights, night, indoors; corridor: the held-out scene family (all scenes are test scenes)",
+    )
+    g.add_argument(
+        "--engine-image",
+        action="store_true",
+        help="also store each frame's engine image (hudless_color: raster-style direct light, varied shadows, "
+        "occlusion, tone mapping and exposure, recorded in the manifest)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)

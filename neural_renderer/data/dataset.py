@@ -10,6 +10,13 @@ on (every file is written to a temporary name and renamed). Deterministic: scene
 ``seed * 100003 + i`` and rendered with sampler seed ``i``, so a rerun reproduces the same dataset on the same
 Mitsuba variant. Split: scene ``i`` is held out (``"test"``) when ``i % holdout_every == holdout_every - 1``;
 the trainer never reads test scenes.
+
+``lighting`` picks the scene regime (:data:`neural_renderer.data.scene.LIGHTINGS`): ``house`` (the default, what
+the shipped model was trained on), ``every`` (point, spot and area lights, night, indoors), ``corridor`` (the
+held-out family: every scene is a test scene). ``engine_image`` adds ``hudless_color`` to every frame (the engine
+image, :mod:`neural_renderer.data.engine`) and the scene's engine look to its manifest entry (``engine``: tone
+mapping, ``pre_exposure``, shadows, ...). Neither is written into the settings while at its default, so house-lit
+datasets (and their manifests) are exactly what they were before these options existed, and resume as before.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ import numpy as np
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+#: Settings that appear in a manifest only when they differ from these defaults (see the module docstring).
+OPTIONAL_SETTINGS: dict[str, Any] = {"lighting": "house", "engine_image": False}
+#: Tag of the per-scene generator that draws the engine look (independent of the scene's own draws).
+_LOOK_STREAM = 0xE9
 #: Stored dtypes: float16 where the protocol's usual format is 8/16-bit anyway, float32 for geometry.
 STORE_DTYPES: dict[str, Any] = {
     "albedo": np.float16,
@@ -42,6 +53,8 @@ STORE_DTYPES: dict[str, Any] = {
     "material_id": np.uint16,
     "object_id": np.uint16,
 }
+#: Stored only with ``engine_image``: display-linear (or, for tone mapping ``none``, pre-exposed HDR) values.
+ENGINE_DTYPES: dict[str, Any] = {"hudless_color": np.float16}
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -60,7 +73,9 @@ def scene_seed(seed: int, index: int) -> int:
     return seed * 100003 + index
 
 
-def split_of(index: int, holdout_every: int) -> str:
+def split_of(index: int, holdout_every: int, lighting: str = "house") -> str:
+    if lighting == "corridor":  # the held-out family is never trained on
+        return "test"
     return "test" if holdout_every > 0 and index % holdout_every == holdout_every - 1 else "train"
 
 
@@ -82,6 +97,8 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     threads: int | None = None,
+    lighting: str = "house",
+    engine_image: bool = False,
 ) -> dict[str, Any]:
     """Render scenes ``0..scenes-1`` into ``root`` (skipping those already done); returns the manifest.
 
@@ -90,8 +107,13 @@ def generate(
     ``only_split`` renders just the scenes of that split (e.g. the benchmark's held-out scenes, identical to
     those of a full dataset with the same settings). ``workers`` > 1 renders that many scenes at once in
     worker processes, each with ``threads`` render threads (default: the CPU count over the workers).
+    ``lighting`` and ``engine_image``: see the module docstring.
     """
     from neural_renderer.data.render import select_variant
+    from neural_renderer.data.scene import LIGHTINGS
+
+    if lighting not in LIGHTINGS:
+        raise ValueError(f"unknown lighting {lighting!r}: expected one of {', '.join(LIGHTINGS)}")
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -104,11 +126,14 @@ def generate(
         "seed": seed,
         "holdout_every": holdout_every,
     }
+    chosen = {"lighting": lighting, "engine_image": engine_image}
+    settings |= {k: v for k, v in chosen.items() if v != OPTIONAL_SETTINGS[k]}
     mpath = root / MANIFEST
     if mpath.exists():
         manifest = json.loads(mpath.read_text())
-        old = {k: manifest["settings"].get(k) for k in settings}
-        if old != settings:
+        want = OPTIONAL_SETTINGS | settings
+        old = {k: manifest["settings"].get(k, OPTIONAL_SETTINGS.get(k)) for k in want}
+        if old != want:
             raise ValueError(f"{root} holds a dataset made with {old}; refusing to resume with {settings}")
     else:
         manifest = {"settings": settings, "variant": None, "scenes": {}}
@@ -118,12 +143,12 @@ def generate(
     todo = [
         i
         for i in range(scenes)
-        if str(i) not in done and (only_split is None or split_of(i, holdout_every) == only_split)
+        if str(i) not in done and (only_split is None or split_of(i, holdout_every, lighting) == only_split)
     ]
     finished = scenes - len(todo)
     if progress and finished:
         progress(finished, scenes)
-    job = _SceneJob(root, size, spp, frames, seed, holdout_every, keep_position)
+    job = _SceneJob(root, size, spp, frames, seed, holdout_every, keep_position, lighting, engine_image)
     if workers <= 1 or len(todo) <= 1:
         results: Iterator[tuple[int, dict[str, Any]]] = (job(i) for i in todo)
         _record(manifest, mpath, results, scenes, finished, progress)
@@ -151,27 +176,39 @@ class _SceneJob:
     seed: int
     holdout_every: int
     keep_position: bool
+    lighting: str = "house"
+    engine_image: bool = False
 
     def __call__(self, i: int) -> tuple[int, dict[str, Any]]:
-        from neural_renderer.data.render import render_scene, select_variant
-        from neural_renderer.data.scene import random_scene
+        from neural_renderer.data.engine import random_look
+        from neural_renderer.data.render import render_scene, render_with_engine, select_variant
+        from neural_renderer.data.scene import scene_for
 
         variant = select_variant()
         t0 = time.perf_counter()
-        spec = random_scene(scene_seed(self.seed, i), frames=self.frames)
-        out = render_scene(spec, self.size[0], self.size[1], self.spp, seed=i)
+        spec = scene_for(self.lighting, scene_seed(self.seed, i), frames=self.frames)
+        extra: dict[str, Any] = {}
+        dtypes = dict(STORE_DTYPES)
+        if self.engine_image:
+            look = random_look(np.random.default_rng([scene_seed(self.seed, i), _LOOK_STREAM]))
+            out, look = render_with_engine(spec, self.size[0], self.size[1], self.spp, look, seed=i)
+            extra["engine"] = look.to_json()
+            dtypes |= ENGINE_DTYPES
+        else:
+            out = render_scene(spec, self.size[0], self.size[1], self.spp, seed=i)
         files = []
         for k, fr in enumerate(out):
-            arrays = {n: fr[n].astype(STORE_DTYPES[n]) for n in STORE_DTYPES}
+            arrays = {n: fr[n].astype(dtypes[n]) for n in dtypes}
             if self.keep_position:
                 arrays["position"] = fr["position"]
             name = f"scene_{i:05d}_f{k}.npz"
             _atomic_savez(self.root / name, arrays)
             files.append(name)
         return i, {
-            "split": split_of(i, self.holdout_every),
+            "split": split_of(i, self.holdout_every, self.lighting),
             "files": files,
             "spec": spec.to_json(),
+            **extra,
             "seconds": round(time.perf_counter() - t0, 3),
             "variant": variant,
         }
@@ -219,6 +256,15 @@ def scene_lighting(spec: dict[str, Any]) -> dict[str, np.ndarray]:
         "x_sun_irradiance": np.asarray(spec["sun_irradiance"], np.float32),
         "x_sky_radiance": np.asarray(spec["sky_radiance"], np.float32),
     }
+
+
+def engine_constants(entry: dict[str, Any]) -> dict[str, Any]:
+    """How a scene's ``hudless_color`` was made, as the camera constants an engine states (``pre_exposure``
+    and the proposed ``tone_mapping``), from its manifest entry; empty without an engine image."""
+    look = entry.get("engine")
+    if not look:
+        return {}
+    return {"pre_exposure": float(look["pre_exposure"]), "tone_mapping": str(look["tone_mapping"])}
 
 
 def iter_frames(root: Path, split: str | None = None, limit: int | None = None) -> Iterator[list[Frame]]:

@@ -5,6 +5,11 @@ Alignment is by construction: the G-buffers are *the same sensor's* rays through
 filter of radius 0.5, so reference pixel (x, y) is the average radiance over exactly the pixel square whose
 centre the G-buffers sample. ``tests/test_neural_data.py`` checks this.
 
+Local lights (:class:`neural_renderer.data.scene.Light`) become Mitsuba ``point`` and ``spot`` emitters, and area
+lights emissive rectangles, which the G-buffers see like any emissive object. With an
+:class:`neural_renderer.data.engine.EngineLook`, each frame also gets the engine image (``hudless_color``), shaded
+from the G-buffers in NumPy with Mitsuba shadow rays (:func:`render_with_engine`).
+
 Variant: ``llvm_ad_rgb`` (vectorized, JIT) when an LLVM that Dr.Jit accepts is found (Debian's ``libllvm19``;
 LLVM 14/15 make Dr.Jit abort the process, so we never try those), else ``scalar_rgb``. ``NRB_MITSUBA_VARIANT``
 forces one.
@@ -21,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from neural_renderer.data.camera import hardware_depth, motion_vectors
+from neural_renderer.data.engine import EngineLook, engine_output, resolve_exposure, shade
 from neural_renderer.data.meshes import ensure_meshes
-from neural_renderer.data.scene import Camera, Material, SceneSpec
+from neural_renderer.data.scene import Camera, Light, Material, SceneSpec
 
 LLVM_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libLLVM-19.so",
@@ -108,7 +114,8 @@ _MESH_DIR: Path | None = None
 def build_scene_dict(
     spec: SceneSpec, width: int, height: int, spp: int, max_depth: int = 8
 ) -> dict[str, Any]:
-    """Mitsuba scene dictionary; shape ``i`` of the spec gets the Mitsuba id ``s{i}``."""
+    """Mitsuba scene dictionary; shape ``i`` of ``spec.all_shapes()`` gets the Mitsuba id ``s{i}``, light ``j``
+    (point, spot) the id ``l{j}``."""
     import mitsuba as mi
 
     global _MESH_DIR
@@ -125,9 +132,14 @@ def build_scene_dict(
         },
         "sky": {"type": "constant", "radiance": {"type": "rgb", "value": list(spec.sky_radiance)}},
     }
+    if not any(c > 0 for c in spec.sun_irradiance):  # no sun (night, closed rooms): not a black emitter
+        del d["sun"]
+    for j, li in enumerate(spec.lights):
+        if li.kind != "area":  # area lights are emissive shapes, below
+            d[f"l{j}"] = _light_dict(li)
     for i, cam in enumerate(spec.cameras):
         d[f"sensor{i}"] = _sensor(cam, width, height, spp)
-    for i, sh in enumerate(spec.shapes):
+    for i, sh in enumerate(spec.all_shapes()):
         tw = mi.ScalarTransform4f(np.asarray(sh.to_world, dtype=np.float64))
         entry: dict[str, Any]
         if sh.kind in ("floor", "wall"):
@@ -147,6 +159,59 @@ def build_scene_dict(
     return d
 
 
+def _light_dict(li: Light) -> dict[str, Any]:
+    import mitsuba as mi
+
+    rgb = {"type": "rgb", "value": list(li.rgb)}
+    if li.kind == "point":
+        return {"type": "point", "position": list(li.position), "intensity": rgb}
+    pos = np.asarray(li.position, float)
+    axis = np.asarray(li.direction, float)
+    up = [0.0, 1.0, 0.0] if abs(axis[1]) < 0.9 * np.linalg.norm(axis) else [1.0, 0.0, 0.0]
+    return {
+        "type": "spot",
+        "to_world": mi.ScalarTransform4f().look_at(origin=list(pos), target=list(pos + axis), up=up),
+        "intensity": rgb,
+        "cutoff_angle": li.cone_deg,
+        "beam_width": li.beam_deg,
+    }
+
+
+def _visibility(scene: Any) -> Any:
+    """Shadow rays for the engine image: ``vis(points, normals, to, directional) -> (N,)``, 1 = unblocked.
+    Rays start a hair above the surface (along its normal) and stop a hair before a point light."""
+    import mitsuba as mi
+
+    scalar = mi.variant().startswith("scalar")
+
+    def vis(p: np.ndarray, n: np.ndarray, to: np.ndarray, directional: bool) -> np.ndarray:
+        eps = 1e-3 * (1.0 + np.abs(p).max(axis=-1, keepdims=True))
+        o = p + n * eps
+        if directional:
+            d = np.broadcast_to(np.asarray(to, float), o.shape)
+            maxt = np.full(len(o), np.inf)
+        else:
+            v = np.asarray(to, float) - o
+            dist = np.linalg.norm(v, axis=-1)
+            d = v / np.maximum(dist, 1e-9)[:, None]
+            maxt = np.maximum(dist * (1 - 1e-4) - 1e-3, 0.0)
+        if scalar:
+            out = np.ones(len(o))
+            for k in range(len(o)):
+                ray = mi.Ray3f(mi.Point3f(*o[k]), mi.Vector3f(*d[k]))
+                ray.maxt = float(min(maxt[k], 1e30))  # type: ignore[assignment]
+                out[k] = 0.0 if scene.ray_test(ray) else 1.0
+            return out
+        ray = mi.Ray3f(
+            mi.Point3f(*(mi.Float(c) for c in o.T.astype(np.float32))),
+            mi.Vector3f(*(mi.Float(c) for c in d.T.astype(np.float32))),
+        )
+        ray.maxt = mi.Float(np.minimum(maxt, 1e30).astype(np.float32))  # type: ignore[assignment]
+        return 1.0 - np.array(scene.ray_test(ray), dtype=np.float64)
+
+    return vis
+
+
 def _raycast(scene: Any, sensor: Any, width: int, height: int) -> dict[str, np.ndarray]:
     """Primary rays through pixel centres -> hit data, arrays of shape (H*W, ...)."""
     import drjit as dr
@@ -161,6 +226,7 @@ def _raycast(scene: Any, sensor: Any, width: int, height: int) -> dict[str, np.n
             "t": np.zeros(n),
             "p": np.zeros((n, 3)),
             "n": np.zeros((n, 3)),
+            "ng": np.zeros((n, 3)),
             "d": np.zeros((n, 3)),
             "o": np.zeros((n, 3)),
             "shape": np.full(n, -1),
@@ -176,6 +242,7 @@ def _raycast(scene: Any, sensor: Any, width: int, height: int) -> dict[str, np.n
                 out["t"][k] = si.t
                 out["p"][k] = np.array(si.p)
                 out["n"][k] = np.array(si.sh_frame.n)
+                out["ng"][k] = np.array(si.n)
                 out["uv"][k] = np.array(si.uv)
                 out["shape"][k] = int(si.shape.id()[1:])
         return out
@@ -192,6 +259,7 @@ def _raycast(scene: Any, sensor: Any, width: int, height: int) -> dict[str, np.n
         "t": np.where(valid, np.array(si.t), 0.0),
         "p": np.array(si.p).T,
         "n": np.array(si.sh_frame.n).T,
+        "ng": np.array(si.n).T,
         "d": np.array(ray.d).T,
         "o": np.array(ray.o).T,
         "shape": np.where(valid, shape_idx, -1),
@@ -220,6 +288,23 @@ def render_scene(
     ``motion_vectors`` (H, W, 2) float32 (zeros on the first frame of a path); ``reference`` (H, W, 3) float32
     linear radiance.
     """
+    return _render(spec, width, height, spp, seed, None)[0]
+
+
+def render_with_engine(
+    spec: SceneSpec, width: int, height: int, spp: int, look: EngineLook, seed: int = 0
+) -> tuple[list[dict[str, np.ndarray]], EngineLook]:
+    """:func:`render_scene` plus the engine image of every frame: ``engine_linear`` (H, W, 3) float32, the
+    engine's lit linear image, and ``hudless_color``, what the engine sends (:func:`engine.engine_output`).
+    Returns the frames and ``look`` with its ``pre_exposure`` fixed by the first frame's auto-exposure."""
+    frames, resolved = _render(spec, width, height, spp, seed, look)
+    assert resolved is not None
+    return frames, resolved
+
+
+def _render(
+    spec: SceneSpec, width: int, height: int, spp: int, seed: int, look: EngineLook | None
+) -> tuple[list[dict[str, np.ndarray]], EngineLook | None]:
     import mitsuba as mi
 
     select_variant()
@@ -228,7 +313,8 @@ def render_scene(
     # Material ids: unique materials in first-use order (objects may share one), 1-based.
     mat_ids: dict[str, int] = {}
     shape_mat = []
-    for sh in spec.shapes:
+    shapes = spec.all_shapes()
+    for sh in shapes:
         key = repr(sh.material)  # value identity survives the JSON round trip of the manifest
         if key not in mat_ids:
             mat_ids[key] = len(mat_ids) + 1
@@ -246,13 +332,15 @@ def render_scene(
         emis = np.zeros((n, 3))
         obj = np.zeros(n, np.uint16)
         mat = np.zeros(n, np.uint16)
-        for i, sh in enumerate(spec.shapes):
+        for i, sh in enumerate(shapes):
             sel = shape == i
             if not sel.any():
                 continue
             m = sh.material
             albedo[sel] = _checker(m, hit["uv"][sel]) if m.checker is not None else m.base_color
             rough[sel], metal[sel], emis[sel] = m.roughness, m.metallic, m.emission
+            if sh.kind in ("floor", "wall"):  # a rectangle emits on its front side only (Mitsuba's area light)
+                emis[sel & (np.sum(hit["ng"] * hit["d"], -1) > 0)] = 0.0
             obj[sel], mat[sel] = i + 1, shape_mat[i]
         # Background: the sky's colour in ``albedo`` (the convention the deferred shader reads as "unlit
         # sky").
@@ -283,5 +371,11 @@ def render_scene(
             ),
             "reference": ref,
         }
+        if look is not None:
+            lin = shade(f, spec, k, look, _visibility(scene))
+            if k == 0:
+                look = resolve_exposure(look, lin, obj.reshape(height, width) > 0)
+            f["engine_linear"] = lin.astype(np.float32)
+            f["hudless_color"] = engine_output(lin, look)
         frames.append(f)
-    return frames
+    return frames, look
