@@ -178,8 +178,22 @@ class RenderInputs(Mapping[str, np.ndarray]):
         b = self.buffers.get(name)
         return None if b is None else b.array()[..., 0]
 
+    def sky_mask(self) -> np.ndarray | None:
+        """(H, W) bool: the pixels without geometry (the sky, protocol 6.5), or None when neither depth buffer was
+        sent. ``depth`` at the far plane (1, or 0 when reversed) when sent; else ``linear_depth`` at the camera's
+        ``far`` or beyond (or not finite). Renderers show the engine's ``albedo`` there, unlit (``composite_sky``)."""
+        if "depth" in self.buffers:
+            d = self["depth"][..., 0]
+            return d <= 0.0 if self.depth_reversed() else d >= 1.0
+        if "linear_depth" in self.buffers:
+            z = self["linear_depth"][..., 0]
+            far = self.camera.far if self.camera is not None and self.camera.far is not None else np.inf
+            return ~np.isfinite(z) | (z >= np.float32(far))
+        return None
+
     def depth_reversed(self) -> bool:
-        """Whether ``depth`` is reversed-Z (descriptor flag, else camera ``depth_inverted``)."""
+        """Whether ``depth`` is reversed-Z (protocol 6.4: the descriptor's ``depth_reversed`` when present wins,
+        else the camera's ``depth_inverted``, else not reversed)."""
         b = self.buffers.get("depth")
         if b is not None and b.depth_reversed is not None:
             return b.depth_reversed
@@ -219,6 +233,27 @@ class RenderInputs(Mapping[str, np.ndarray]):
                 out[..., :3] = out[..., :3] * 2.0 - 1.0
             return out
         return a.astype(np.float32)
+
+
+def composite_sky(image: np.ndarray, inputs: RenderInputs) -> np.ndarray:
+    """Show the engine's sky where there is no geometry (protocol 6.5): the pixels of ``inputs.sky_mask()`` take
+    the ``albedo`` colour, unlit, in ``image`` (uint8 sRGB (H, W, 3|4), or float linear), in place; returned for
+    chaining. An output larger than the render size by an integer factor (an upscaler) takes each mask pixel's
+    block. A learned renderer has seen little sky: left to itself it paints it in colours of its own."""
+    mask = inputs.sky_mask()
+    if mask is None or not mask.any() or "albedo" not in inputs:
+        return image
+    sky = inputs["albedo"][..., :3]
+    fy, fx = image.shape[0] // mask.shape[0], image.shape[1] // mask.shape[1]
+    if fy < 1 or fx < 1 or (image.shape[0], image.shape[1]) != (mask.shape[0] * fy, mask.shape[1] * fx):
+        raise ValueError(f"image {image.shape[1]}x{image.shape[0]} is not a multiple of the render size "
+                         f"{mask.shape[1]}x{mask.shape[0]}")
+    if (fy, fx) != (1, 1):
+        mask = np.repeat(np.repeat(mask, fy, axis=0), fx, axis=1)
+        sky = np.repeat(np.repeat(sky, fy, axis=0), fx, axis=1)
+    colour = to_srgb8(linear_to_srgb(sky)) if image.dtype == np.uint8 else sky.astype(image.dtype)
+    image[..., :3][mask] = colour[mask]
+    return image
 
 
 # -------------------------------------------------------------------------------------------------- interface

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -45,6 +46,9 @@ from bridge.doorbell import Doorbell, DoorbellCorrupt, DoorbellUnavailable
 from bridge.hooks import HookErrorLog, HookSet, HooksFile
 from bridge.protocol import (
     COMPRESSIONS,
+    FORMATS,
+    LIGHTING_CONSTANTS,
+    MAX_DIMENSION,
     MAX_IN_FLIGHT,
     Buffer,
     Bye,
@@ -52,6 +56,7 @@ from bridge.protocol import (
     ErrorCode,
     Frame,
     Hello,
+    Limits,
     OutputSpec,
     Ping,
     Pong,
@@ -76,16 +81,70 @@ from bridge.renderer import (
 )
 from bridge.security import ServerCurve, check_bind_policy
 from bridge.session import QueuedFrame, Session, StylePipeline
-from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmUnavailable
+from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmShrunk, ShmUnavailable
 from bridge.style.stylemap import style_map_digest
 
 log = logging.getLogger("nrb.server")
 
-#: Buffers exempt from the "same size as render_size" check (as are 1x1 vendor buffers: per-frame constants).
-_ANY_SIZE = {"exposure"}
-#: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; beyond this many more they
-#: are dropped outright.
+#: Buffers of exactly 1x1, exempt from the "same size as render_size" check (as are 1x1 vendor buffers: per-frame
+#: While a peer has answers it cannot take yet, the I/O loop retries them this often (milliseconds).
+_RETRY_MS = 2
+#: Answers waiting for one peer (safety net: its input is held while any wait, so they stay far fewer).
+_MAX_WAITING_ANSWERS = 1 << 16
+#: Input held for one peer while it is not reading its answers: messages, and bytes (at least one message).
+_MAX_HELD_BYTES = 128 << 20
+
+
+def router_hwm(max_in_flight: int) -> int:
+    """The ROUTER's send and receive high-water marks: room for every frame a session may have outstanding
+    (``max_in_flight`` plus the header-only overrun allowance) plus control traffic, so that a well-behaved engine
+    never meets them. Beyond them nothing is dropped: the server queues answers per peer and holds that peer's input
+    (``Server._forward``)."""
+    return 4 * (max_in_flight + _STYLE_ONLY_SLACK)
+#: constants).
+_ONE_BY_ONE = {"exposure"}
+#: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; while a session has this
+#: many more queued, its peer's input is held (back-pressure, docs/protocol.md section 5.9).
 _STYLE_ONLY_SLACK = 256
+
+# Memory budgets (docs/security.md "Memory budgets", docs/protocol.md section 11.1): what a session's frames may
+# weigh, what the server holds per session and in all. Sized so that a 4K UHD session of 32 bytes per pixel fits.
+#: ``--max-pixels`` default: 4K UHD, the largest render or output size a session may ask for.
+DEFAULT_MAX_PIXELS = 3840 * 2160
+#: ``--max-frame-bytes``: one FRAME, all its buffers together (stride × height summed), inline or shared memory.
+DEFAULT_MAX_FRAME_BYTES = 256 << 20
+#: ``--max-session-bytes``: what one session may make the server hold (two frames and its image, see
+#: ``session_bytes``).
+DEFAULT_MAX_SESSION_BYTES = 768 << 20
+#: ``--max-total-bytes``: the sum of every open session's ``session_bytes``.
+DEFAULT_MAX_TOTAL_BYTES = 4 << 30
+#: ``--max-sessions-per-peer``: sessions one engine connection (and one CurveZMQ key) may hold.
+DEFAULT_MAX_SESSIONS_PER_PEER = 4
+#: Rows of a frame's budget are counted padded to this many bytes (D3D12's readback row pitch alignment), so an
+#: engine that sends GPU read-back rows as they come stays inside the budget its HELLO got.
+_ROW_ALIGN = 256
+#: Room in each frame's budget for 1x1 per-frame constants (``exposure``, the lighting constants) sent or not.
+_CONSTANTS_ROOM = 64 << 10
+
+
+def frame_budget(hello: Hello) -> int:
+    """Bytes one FRAME of a session opened by ``hello`` may carry (WELCOME ``limits.frame_bytes``): every offered
+    buffer at ``render_size``, rows padded to 256 bytes, plus 64 KiB for 1x1 constants (``exposure`` and the
+    lighting constants count only there)."""
+    w, h = hello.render_size
+    total = _CONSTANTS_ROOM
+    for spec in hello.buffers:
+        if spec.name == "exposure" or spec.name in LIGHTING_CONSTANTS:
+            continue
+        row = w * FORMATS[spec.format].bytes_per_pixel
+        total += h * (-(-row // _ROW_ALIGN) * _ROW_ALIGN)
+    return total
+
+
+def session_bytes(frame_bytes: int, output_size: tuple[int, int]) -> int:
+    """What the server holds for a session at most: the frame being rendered and one waiting (latest frame wins:
+    older ones are answered at once and keep only their headers), plus its image as float32 RGBA."""
+    return 2 * frame_bytes + 16 * output_size[0] * output_size[1]
 
 
 @dataclass
@@ -94,7 +153,11 @@ class ServerConfig:
 
     Listening beyond loopback needs CurveZMQ (``curve_secret`` + ``allow_dir``) or ``insecure=True`` (see
     ``bridge.security`` and docs/security.md). ``endpoint`` (``tcp://``, ``ipc://``, ``inproc://``) overrides
-    host/port. ``max_pixels`` bounds render and output sizes (LIMIT_EXCEEDED at HELLO). A peer whose last
+    host/port. ``max_pixels`` bounds render and output sizes (LIMIT_EXCEEDED at HELLO); ``max_frame_bytes``,
+    ``max_session_bytes`` and ``max_total_bytes`` are the memory budgets (a HELLO beyond them is refused before
+    anything is allocated, a FRAME beyond its session's ``frame_budget`` is LIMIT_EXCEEDED before its payloads are
+    decompressed); ``max_sessions_per_peer`` caps the sessions of one connection and of one CurveZMQ key. A peer
+    whose last
     ``max_rejects`` messages were all rejected loses its sessions. ``max_message_bytes`` is the socket's
     ``ZMQ_MAXMSGSIZE``: libzmq drops the connection of a peer that sends a larger message part, before allocating
     it (default: the largest buffer a frame may carry, 1 GiB or 16 bytes per ``max_pixels``, plus the 64 KiB
@@ -112,7 +175,13 @@ class ServerConfig:
     hooks: str | None = None
     max_sessions: int = 16
     max_in_flight: int = 4
-    max_pixels: int | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: only the protocol's 16384 x 16384
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+        self.undeliverable = Counter("nrb_undeliverable_total", "Answers that could not be delivered (peer gone, "
+                                     "or not reading at all)", registry=r)
+    max_sessions_per_peer: int = DEFAULT_MAX_SESSIONS_PER_PEER
     max_rejects: int = 64
     max_message_bytes: int | None = None
     idle_timeout: float = 30.0
@@ -181,6 +250,18 @@ class _Metrics:
 
 class Server:
     """An NRB/1 render server. See the module docstring for the processing model."""
+        #: peers whose input is held because one of their sessions (the id) has ``max_in_flight`` + 256 frames queued
+        self._backlogged: dict[bytes, int] = {}
+        #: sessions a render worker wants closed, with the reason (closed, with a BYE, by the I/O thread)
+        self._close_requests: collections.deque[tuple[int, str]] = collections.deque()
+        # back-pressure (I/O thread only): answers a peer cannot take yet, in order, and the input it sent meanwhile,
+        # held (with its size in bytes) until those answers are out, so that it cannot make us answer faster than it
+        # reads
+        self._waiting: dict[bytes, collections.deque[list[Any]]] = {}
+        self._held: dict[bytes, collections.deque[Callable[[], None]]] = {}
+        self._held_bytes: dict[bytes, int] = {}
+        self._max_held = router_hwm(self.config.max_in_flight)
+        self._undeliverable_log = (0.0, 0)  # (when last logged, count since)
 
     def __init__(self, config: ServerConfig | None = None, *,
                  factory: Callable[[], Renderer] | None = None,
@@ -196,7 +277,11 @@ class Server:
             raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}")
         if cfg.max_message_bytes is not None and cfg.max_message_bytes < (1 << 16):
             raise ValueError("max_message_bytes must be at least 65536 (the header limit)")
-        largest = (1 << 30) if cfg.max_pixels is None else min(1 << 30, cfg.max_pixels * 16)
+        if min(cfg.max_frame_bytes, cfg.max_session_bytes, cfg.max_total_bytes, cfg.max_sessions_per_peer) < 1:
+            raise ValueError("memory budgets and max_sessions_per_peer must be at least 1")
+        largest = min(1 << 30, cfg.max_frame_bytes)
+        if cfg.max_pixels is not None:
+            largest = min(largest, cfg.max_pixels * 16)
         self.max_message_bytes: int = cfg.max_message_bytes or largest + (1 << 16)
         self.factory = factory or renderer_factory(cfg.renderer, **cfg.renderer_options)
         probe = self.factory()  # fail at startup, not at the first HELLO
@@ -233,6 +318,10 @@ class Server:
         self.worker_threads = cfg.worker_threads or max(1, self.cores // self.workers)
         self._poller: zmq.Poller | None = None  # the I/O loop's; doorbell descriptors join and leave it
         self._bells: dict[int, Session] = {}  # doorbell descriptor -> its session (I/O thread only)
+        # peer disconnects (I/O thread only): libzmq's socket monitor names the descriptor of a closed connection,
+        # each message names the descriptor it came in on (ZMQ_SRCFD): see ``_note_peer``
+        self._monitor: zmq.Socket[Any] | None = None
+        self._fd_owner: dict[int, bytes] = {}  # connection descriptor -> routing id of the peer last seen on it
         # server-wide statistics (status line), and the sessions' ``stats``: updated by the I/O thread and every
         # render worker, so only under ``_stats_lock`` (``snapshot()`` reads them under it too)
         self._stats_lock = threading.Lock()
@@ -251,8 +340,12 @@ class Server:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        sock.setsockopt(zmq.SNDHWM, 64)
-        sock.setsockopt(zmq.RCVHWM, 256)
+        hwm = router_hwm(cfg.max_in_flight)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        # a full pipe to one peer raises EAGAIN instead of silently dropping the message (an unknown peer:
+        # EHOSTUNREACH); ``_forward`` then keeps the answer for that peer (docs/protocol.md section 5.9 rule 1)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:
             if cfg.curve_secret is not None and cfg.allow_dir is not None:
                 self._curve = ServerCurve(self._ctx, Path(cfg.curve_secret), Path(cfg.allow_dir))
@@ -287,6 +380,10 @@ class Server:
                 self._recorder = None
             raise
         self.sock = sock
+        # Disconnects free a peer's sessions at once instead of after --idle-timeout (tcp:// and ipc://; inproc://
+        # has no connections to watch). ZMQ_ROUTER_NOTIFY would name the peer, but it is a draft API that libzmq
+        # builds do not ship; the monitor names the descriptor instead.
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         if cfg.status:
             for handler in logging.getLogger().handlers:
                 if getattr(handler, "stream", None) is self._status_out:
@@ -338,6 +435,20 @@ class Server:
 
     def _run(self) -> None:
         """The I/O loop (this thread) plus the render thread it starts; returns after ``stop()``."""
+    def _close_requested(self, pull: zmq.Socket[Any]) -> None:
+        """Close the sessions render workers asked to close, each with a BYE after the answers they sent first."""
+        while True:  # a worker sends its answer before asking: forward it before the BYE
+            try:
+                self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        while self._close_requests:
+            sid, reason = self._close_requests.popleft()
+            sess = self.sessions.get(sid)
+            if sess is not None:
+                self._send(sess.routing_id, Bye(sid, reason))
+                self._close_session(sess, reason)
+
         assert self.sock is not None
         sock = self.sock
         pull = self._ctx.socket(zmq.PULL)
@@ -350,12 +461,105 @@ class Server:
         poller = self._poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(pull, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         next_house = time.monotonic()
         try:
+        waiting.append(parts)
+
+    def _try_send(self, parts: list[Any]) -> bool | None:
+        """True: sent; False: the peer's pipe is full (try again later); None: no such peer (any more)."""
+        if self.sock is None:
+            return None
             while not self._stop.is_set():
-                ready = dict(poller.poll(50))
+                ready = dict(poller.poll(_RETRY_MS if self._waiting or self._held else 50))
+                if self._waiting or self._held:
+                    self._flush_waiting()
                 for fd in [fd for fd in self._bells if fd in ready]:
                     bell_sess = self._bells.get(fd)  # handling one may have closed another
+            return None
+        return True
+
+    def _flush_waiting(self, resume: bool = True) -> None:
+        """Send what waits for each peer, in order, as far as its pipe takes it; then, unless stopping, handle the
+        input held for peers that have taken all their answers."""
+        for rid in list(self._waiting):
+            waiting = self._waiting[rid]
+            while waiting:
+                sent = self._try_send(waiting[0])
+                if sent is False:
+                    break
+                waiting.popleft()
+                if sent is None:
+                    self._undeliverable(rid, 1 + len(waiting), "the peer is gone")
+                    waiting.clear()
+            if not waiting:
+                del self._waiting[rid]
+        if resume:
+            for rid in [r for r in self._held if r not in self._waiting]:
+                held = self._held[rid]
+                for _ in range(256):  # a share per loop turn: other peers are served meanwhile
+                    if not held or rid in self._waiting or self._still_backlogged(rid):
+                        break
+                    held.popleft()()
+                if not held:
+                    self._held.pop(rid, None)
+                    self._held_bytes.pop(rid, None)
+
+    def _holding(self, rid: bytes) -> bool:
+        """Whether ``rid``'s input is held now (answers waiting for it, input held before, a session backlogged)."""
+        return rid in self._waiting or rid in self._held or rid in self._backlogged
+
+    def _still_backlogged(self, rid: bytes) -> bool:
+        sid = self._backlogged.get(rid)
+        if sid is None:
+            return False
+        sess = self.sessions.get(sid)
+        with self._work:
+            if sess is not None and len(sess.queue) + (sess.busy and not sess.answered_current) >= \
+                    self.config.max_in_flight + _STYLE_ONLY_SLACK:
+                return True
+        del self._backlogged[rid]
+        return False
+
+    def _hold(self, rid: bytes, handler: Callable[[], None], size: int, first: bool = False) -> None:
+        """Keep ``rid``'s input for later (it has answers waiting: back-pressure). Past ``router_hwm`` messages or
+        ``_MAX_HELD_BYTES`` the peer is not reading at all: its sessions are closed with a BYE (queued behind its
+        answers, so it arrives once it reads) and what it sends beyond the bound is dropped, counted and logged."""
+        held = self._held.setdefault(rid, collections.deque())
+        total = self._held_bytes.get(rid, 0)
+        if held and (len(held) >= self._max_held or total + size > _MAX_HELD_BYTES):
+            why = (f"more than {self.config.max_in_flight + _STYLE_ONLY_SLACK} frames ahead of the renderer"
+                   if rid in self._backlogged else "not reading its answers")
+            victims = [s for s in self.sessions.values() if s.routing_id == rid]
+            for sess in victims:
+                self._send(rid, Bye(sess.id, why))
+                self._close_session(sess, why)
+            self._backlogged.pop(rid, None)
+            self._count("input_dropped")
+            self._undeliverable(rid, 0, f"{why}; dropped a message it sent ({len(held)} held, {total} bytes)")
+            return
+        if first:
+            held.appendleft(handler)
+        else:
+            held.append(handler)
+        self._held_bytes[rid] = total + size
+
+    def _undeliverable(self, rid: bytes, n: int, why: str) -> None:
+        """Count ``n`` answers that cannot be delivered to ``rid`` (metrics ``nrb_undeliverable_total``, status
+        ``counts``) and log it: at once the first time, then at most every 5 s with the count since."""
+        if n:
+            with self._stats_lock:
+                self.counts["undeliverable"] += n
+            self._metrics.undeliverable.inc(n)
+        last, since = self._undeliverable_log
+        now = time.monotonic()
+        if last and now - last < 5.0:
+            self._undeliverable_log = (last, since + n)
+            return
+        self._undeliverable_log = (now, 0)
+        log.warning("%d answer(s) to peer %r could not be delivered: %s%s", n, rid, why,
+                    f" ({since} more since the last report)" if since else "")
                     if bell_sess is not None:
                         self._on_doorbell(bell_sess)
                 if pull in ready:  # results from the render thread
@@ -365,13 +569,29 @@ class Server:
                         except zmq.Again:
                             break
                         self._forward(out)
+                if self._monitor is not None and self._monitor in ready:
+        deadline = time.monotonic() + 1.0  # the BYEs and answers still waiting for slow readers
+        while self._waiting and time.monotonic() < deadline:
+            self._flush_waiting(resume=False)
+            time.sleep(_RETRY_MS / 1e3)
+        for rid, waiting in self._waiting.items():
+            self._undeliverable(rid, len(waiting), "the server stopped before it read them")
+        self._waiting.clear()
+                    self._drain_monitor()
                 if sock in ready:
                     for _ in range(256):
                         try:
                             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self._on_message(parts)
+                        rid = parts[0].bytes
+                        if self._holding(rid):  # not reading its answers, or far ahead: hold its input
+                            self._hold(rid, functools.partial(self._on_message, parts),
+                                       sum(len(p) for p in parts))
+                        else:
+                            self._on_message(parts)
+                if self._close_requests:
+                    self._close_requested(pull)
                 now = time.monotonic()
                 if self._reload_keys.is_set():
                     self._reload_keys.clear()
@@ -394,12 +614,26 @@ class Server:
             self._shutdown()
 
     def _forward(self, parts: list[Any]) -> None:
-        if self.sock is None:
+        """Send ``[routing id, *message]`` to its peer (I/O thread). Nothing is dropped at the high-water mark: a
+        peer whose pipe is full gets the message queued behind its other waiting answers (and its input is held
+        until they are out: ``_hold``); only a peer that is gone loses it, counted and logged (``_undeliverable``)."""
+        rid = parts[0] if isinstance(parts[0], bytes) else parts[0].bytes
+        waiting = self._waiting.get(rid)
+        if waiting is None:
+            sent = self._try_send(parts)
+            if sent is not False:
+                if sent is None:
+                    self._undeliverable(rid, 1, "the peer is gone")
+                return
+            waiting = self._waiting[rid] = collections.deque()
+        if len(waiting) >= _MAX_WAITING_ANSWERS:
+            self._undeliverable(rid, 1, f"{len(waiting)} answers already wait for it")
             return
         try:
             self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:  # peer gone or its queue full: nothing useful to do but count it
-            self._count("send_failed")
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY): the peer disconnected
             log.debug("send failed: %s", exc)
 
     def _shutdown(self) -> None:
@@ -412,6 +646,10 @@ class Server:
             self._status_out.write("\n")
             self._status_out.flush()
         if self.sock is not None:
+            if self._monitor is not None:
+                self.sock.disable_monitor()
+                self._monitor.close(0)
+                self._monitor = None
             self.sock.close(linger=100)
             self.sock = None
         with self._recorder_lock:
@@ -445,6 +683,8 @@ class Server:
         """Call ``CaptureWriter.<method>(*args)``; if the recorder fails (disk full, I/O error), stop recording
         with one clear error and go on serving. Either thread may call this."""
         rec = self._recorder
+        except _HoldInput:  # first in line: it was the oldest input of this peer not handled yet
+            self._hold(routing_id, functools.partial(self._on_message, parts), sum(len(p) for p in parts), True)
         if rec is None:
             return
         try:
@@ -475,6 +715,31 @@ class Server:
         if doorbell is not None and len(frames) == 1 and push is not None:
             try:
                 if doorbell.send(frames[0]):
+    def _on_bell_record(self, sess: Session, record: bytes) -> None:
+        """One FRAME record from a session's doorbell."""
+        if sess.id not in self.sessions:  # held while its session was closed: the BYE says what happened
+            self._count("input_dropped")
+            return
+        received = time.perf_counter_ns()
+        self._count("messages")
+        try:
+            header = parse_header(record)
+            if header.get("type") != "FRAME":
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"only FRAME travels on the doorbell, not "
+                                                         f"{str(header.get('type'))[:32]!r}")
+            self._on_frame(sess.routing_id, header, [record], received, received)
+        except _HoldInput:
+            self._hold(sess.routing_id, functools.partial(self._on_bell_record, sess, record), len(record), True)
+        except ProtocolError as err:
+            s, f = _ids_from([record])
+            self._send_error(sess.routing_id, err, s, f)
+            self._rejected(sess.routing_id, err.code)
+        except Exception as exc:  # a bug of ours must not take the server down either
+            log.exception("internal error handling a doorbell record of session %d", sess.id)
+            self._send_error(sess.routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+        else:
+            self._rejects.pop(sess.routing_id, None)
+
                     return frames
             except OSError as exc:  # the engine's end is gone; its session ends on the ZeroMQ side
                 log.debug("doorbell write failed: %s", exc)
@@ -508,6 +773,7 @@ class Server:
         routing_id = parts[0].bytes
         frames = parts[1:]
         self._count("messages")
+        self._note_peer(routing_id, frames)
         if self._curve is not None and not self._curve.is_allowed(_user_id(frames)):
             # A key revoked (allow-list reloaded) while its connection stays up: it gets nothing, like a key that
             # never was allowed (which libzmq's ZAP check stops before any message reaches us).
@@ -520,12 +786,53 @@ class Server:
         except ProtocolError as err:
             session, frame = _ids_from(frames)
             self._send_error(routing_id, err, session, frame)
-            self._rejected(routing_id)
+            self._rejected(routing_id, err.code)
         except Exception as exc:  # a bug of ours must not take the server down either
             log.exception("internal error handling a message from %r", routing_id)
             self._send_error(routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
         else:
             self._rejects.pop(routing_id, None)
+
+    def _note_peer(self, routing_id: bytes, frames: list[Any]) -> None:
+        """Remember which connection descriptor ``routing_id`` talks on, so that the monitor's DISCONNECTED event
+        for that descriptor frees its sessions. A descriptor is reused once closed: before a new peer is recorded
+        on one, pending monitor events are read (the old connection's DISCONNECTED was queued before the new
+        connection could exist, let alone send this), so an event is never blamed on the wrong peer; a descriptor
+        found still owned by another peer means that peer's connection is gone."""
+        try:
+            fd = frames[0].get(zmq.SRCFD) if frames else -1
+        except (zmq.ZMQError, AttributeError, TypeError, ValueError):
+            return
+        if not isinstance(fd, int) or fd < 0 or self._fd_owner.get(fd) == routing_id:
+            return
+        self._drain_monitor()
+        old = self._fd_owner.get(fd)
+        if old is not None and old != routing_id:
+            self._peer_gone(old)
+        self._fd_owner[fd] = routing_id
+
+    def _drain_monitor(self) -> None:
+        """Handle the socket monitor's queued events: a closed connection frees its peer's sessions."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        mon = self._monitor
+        while mon is not None:
+            try:
+                event = recv_monitor_message(mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event.get("event") == zmq.EVENT_DISCONNECTED:
+                rid = self._fd_owner.pop(int(event.get("value", -1)), None)
+                if rid is not None:
+                    self._peer_gone(rid)
+
+    def _peer_gone(self, routing_id: bytes) -> None:
+        """The engine's connection closed: its sessions end now, not after ``--idle-timeout`` (no BYE: nobody is
+        there to read it), freeing their slots and memory budget for the next engine."""
+        self._rejects.pop(routing_id, None)
+        for sess in [s for s in self.sessions.values() if s.routing_id == routing_id]:
+            self._count("peer_disconnected")
+            self._close_session(sess, "engine disconnected")
 
     def _on_doorbell(self, sess: Session) -> None:
         """FRAME records from a session's doorbell (section 7.1 rule 4): handled like FRAMEs from its peer."""
@@ -540,23 +847,10 @@ class Server:
             self._close_session(sess, "doorbell stream corrupt")
             return
         for record in records:
-            received = time.perf_counter_ns()
-            self._count("messages")
-            try:
-                header = parse_header(record)
-                if header.get("type") != "FRAME":
-                    raise ProtocolError(ErrorCode.BAD_VALUE, f"only FRAME travels on the doorbell, not "
-                                                             f"{str(header.get('type'))[:32]!r}")
-                self._on_frame(sess.routing_id, header, [record], received, received)
-            except ProtocolError as err:
-                s, f = _ids_from([record])
-                self._send_error(sess.routing_id, err, s, f)
-                self._rejected(sess.routing_id)
-            except Exception as exc:  # a bug of ours must not take the server down either
-                log.exception("internal error handling a doorbell record of session %d", sess.id)
-                self._send_error(sess.routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            if self._holding(sess.routing_id):  # back-pressure, as on ZeroMQ
+                self._hold(sess.routing_id, functools.partial(self._on_bell_record, sess, record), len(record))
             else:
-                self._rejects.pop(sess.routing_id, None)
+                self._on_bell_record(sess, record)
             if sess.id not in self.sessions:
                 return
 
@@ -569,8 +863,12 @@ class Server:
             log.warning("not using the doorbell for a session from %r: %s", routing_id, exc)
             return None
 
-    def _rejected(self, routing_id: bytes) -> None:
-        """Count consecutive rejected messages per peer; past ``max_rejects`` its sessions are dropped."""
+    def _rejected(self, routing_id: bytes, code: ErrorCode) -> None:
+        """Count consecutive rejected messages per peer; past ``max_rejects`` its sessions are dropped.
+        ``OVERLOADED`` neither counts nor breaks the row: back-pressure is the server's state, not the peer's
+        abuse (docs/protocol.md section 9)."""
+        if code is ErrorCode.OVERLOADED:
+            return
         n = self._rejects[routing_id] = self._rejects.get(routing_id, 0) + 1
         if len(self._rejects) > 4096:  # bounded memory under a flood of fresh peers
             self._rejects.clear()
@@ -601,6 +899,15 @@ class Server:
             self._on_bye(routing_id, msg)
         elif isinstance(msg, Error):
             log.info("engine %r reported %s: %s", routing_id, msg.name, msg.message)
+        with self._work:
+            backlog = len(sess.queue) + (sess.busy and not sess.answered_current)
+        if backlog >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
+            # So far ahead that even the headers of its over-the-limit frames pile up: take no more of this peer's
+            # input until the backlog drains (back-pressure; this frame is held too, first in line), so that no
+            # event is ever lost (docs/protocol.md section 5.9).
+            self._backlogged[routing_id] = sess.id
+            self._count("backlog_held")
+            raise _HoldInput()
         elif isinstance(msg, Pong):
             pass
         else:
@@ -610,11 +917,37 @@ class Server:
         cfg = self.config
         if len(self.sessions) >= cfg.max_sessions:
             raise ProtocolError(ErrorCode.OVERLOADED, f"server is at its limit of {cfg.max_sessions} sessions")
+        user_id = _user_id(frames) if self._curve is not None else None
+        with self._work:
+            mine = sum(1 for s in self.sessions.values()
+                       if s.routing_id == routing_id or (user_id is not None and s.user_id == user_id))
+            reserved = sum(s.reserved_bytes for s in self.sessions.values())
+        if mine >= cfg.max_sessions_per_peer:  # passes when one of its sessions ends: OVERLOADED, like the above
+            raise ProtocolError(ErrorCode.OVERLOADED, f"this engine already holds {mine} sessions, the most one "
+                                                      f"{'client key' if user_id else 'connection'} may hold "
+                                                      f"(--max-sessions-per-peer {cfg.max_sessions_per_peer})")
         if cfg.max_pixels is not None:
             for what, (w, h) in (("render_size", hello.render_size), ("output_size", hello.output_size)):
                 if w * h > cfg.max_pixels:
                     raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{what} {w}x{h} is more than this server's "
                                                                   f"--max-pixels {cfg.max_pixels}")
+        # Memory budgets, before anything is allocated for the session (the renderer included).
+        frame_bytes = frame_budget(hello)
+        if frame_bytes > cfg.max_frame_bytes:
+            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"buffers: {len(hello.buffers)} buffers at "
+                                                          f"{hello.render_size[0]}x{hello.render_size[1]} make "
+                                                          f"{frame_bytes} bytes per frame, more than this server's "
+                                                          f"budget of {cfg.max_frame_bytes} (--max-frame-bytes)")
+        held = session_bytes(frame_bytes, hello.render_size)  # at least: the image is render_size or larger
+        if held > min(cfg.max_session_bytes, cfg.max_total_bytes):
+            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"this session would hold {held} bytes (two frames of "
+                                                          f"{frame_bytes} and its image), more than this server's "
+                                                          f"budget of {min(cfg.max_session_bytes, cfg.max_total_bytes)}"
+                                                          " per session (--max-session-bytes)")
+        if reserved + held > cfg.max_total_bytes:  # passes when other sessions end
+            raise ProtocolError(ErrorCode.OVERLOADED, f"this session would hold {held} bytes; open sessions hold "
+                                                      f"{reserved} of this server's {cfg.max_total_bytes} "
+                                                      "(--max-total-bytes)")
         try:
             renderer = self.factory()
         except Exception as exc:
@@ -637,13 +970,26 @@ class Server:
         if bell is not None:
             caps.append("doorbell")
         w, h = renderer.output_size(hello.render_size, hello.output_size)
+        held = session_bytes(frame_bytes, (w, h))  # the renderer's own size (an upscaler may return more)
+        if held > min(cfg.max_session_bytes, cfg.max_total_bytes):
+            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"this session's {w}x{h} image would make it hold {held} "
+                                                          "bytes, more than this server's budget per session "
+                                                          "(--max-session-bytes)")
+        if reserved + held > cfg.max_total_bytes:
+            raise ProtocolError(ErrorCode.OVERLOADED, f"this session would hold {held} bytes; open sessions hold "
+                                                      f"{reserved} of this server's {cfg.max_total_bytes} "
+                                                      "(--max-total-bytes)")
+        limits = Limits(frame_bytes, held, cfg.max_frame_bytes, cfg.max_total_bytes,
+                        cfg.max_pixels if cfg.max_pixels is not None else MAX_DIMENSION * MAX_DIMENSION,
+                        cfg.max_sessions, cfg.max_sessions_per_peer)
         sid = self._next_id
         self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
         welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
-                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names)
+                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names,
+                          limits=limits)
         sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, renderer.library),
-                       tuple(c for c in caps if c in COMPRESSIONS), pool, bell,
-                       user_id=_user_id(frames) if self._curve is not None else None)
+                       tuple(c for c in caps if c in COMPRESSIONS), pool, bell, user_id=user_id,
+                       frame_bytes=frame_bytes, reserved_bytes=held)
         with self._work:
             self.sessions[sid] = sess
         if bell is not None and self._poller is not None:
@@ -716,12 +1062,10 @@ class Server:
             raise ProtocolError(ErrorCode.NO_SESSION, f"session {sid} is not open (expired, closed or unknown)")
         sess.touch()
         pool = sess.hello.shm if sess.pool is not None else None
-        msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool)
+        msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
+                                  max_frame_bytes=sess.frame_bytes)
         assert isinstance(msg, Frame)
         self._validate_frame(sess, msg)
-        if sess.pool is not None:
-            for b in msg.buffers:
-                sess.pool.resolve(b)
         decode_ms = (time.perf_counter_ns() - t0) / 1e6
         sess.last_frame = msg.frame
         with self._stats_lock:
@@ -735,10 +1079,6 @@ class Server:
             if in_flight >= self.config.max_in_flight:
                 # Over the announced limit (a misbehaving engine): not rendered, answered OVERLOADED in turn; its
                 # events still apply. It supersedes nothing.
-                if in_flight >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
-                    log.warning("session %d: frame %d dropped outright, its events are lost", sess.id, msg.frame)
-                    raise ProtocolError(ErrorCode.OVERLOADED,
-                                        f"more than {self.config.max_in_flight} frames in flight")
                 item.style_only = True
                 item.frame = dataclasses.replace(msg, buffers=[])
                 item.wire = [frames[0]]
@@ -809,12 +1149,34 @@ class Server:
         for spec in sess.welcome.required:
             if not available(spec.name, names):
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"buffers: {spec.name!r} is required by the renderer")
+        if sess.pool is not None:  # copied out only now: superseded and skipped frames are never read
+            try:
+                for b in frame.buffers:
+                    sess.pool.resolve(b)
+            except ShmShrunk as exc:
+                self._pool_shrunk(sess, item, exc)
+                return
         w, h = sess.render_size
         for b in frame.buffers:
+            if b.name == "output":  # section 6.1: RESULT only
+                raise ProtocolError(ErrorCode.BAD_VALUE, "buffers: 'output' is the RESULT's image; a FRAME does not "
+                                                         "carry it")
+            if b.name in _ONE_BY_ONE:
+                if (b.width, b.height) != (1, 1):
+                    raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}; it is one "
+                                                             "value per frame, 1x1")
+                continue
             constant = b.name.startswith("x_") and (b.width, b.height) == (1, 1)  # a vendor per-frame constant
-            if b.name not in _ANY_SIZE and not constant and (b.width, b.height) != (w, h):
+            if not constant and (b.width, b.height) != (w, h):
                 raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}, the session's "
                                                          f"render size is {w}x{h}")
+        if frame.result_slot is not None and sess.pool is not None:  # section 7: the output goes at offset 0
+            out = sess.welcome.output
+            need = out.width * FORMATS[out.format].bytes_per_pixel * out.height
+            if need > sess.pool.pool.slot_size:
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"result_slot: the {out.width}x{out.height} {out.format} "
+                                                         f"output needs {need} bytes, the pool's slots hold "
+                                                         f"{sess.pool.pool.slot_size}")
         sess.pipeline.check(frame)
 
     # ------------------------------------------------------------------------------------------------ process
@@ -825,6 +1187,9 @@ class Server:
         ``bridge.renderer.worker_context`` / ``set_worker_threads``), so renderers that keep per-thread state (ONNX
         Runtime sessions) keep their own instance per worker and budget."""
         push = self._ctx.socket(zmq.PUSH)
+        except ShmShrunk as exc:
+            self._pool_shrunk(sess, item, exc)
+            return
         push.setsockopt(zmq.LINGER, 1000)
         push.connect(self._out_endpoint)
         self._worker_local.push = push
@@ -880,6 +1245,18 @@ class Server:
         the one waiting longest. Returns the session, its frame and the frame's
         thread budget (``frame_threads``)."""
         best: tuple[int, int, Session] | None = None
+    def _pool_shrunk(self, sess: Session, item: QueuedFrame, exc: ShmShrunk) -> None:
+        """The engine shrank its shared-memory pool (docs/protocol.md section 7 rule 5): answer the frame with
+        ``BAD_VALUE`` and have the I/O thread close the session with a BYE (render worker; see ``bridge.shm`` for
+        why this is an error and not a crash)."""
+        log.warning("session %d: %s; closing the session", sess.id, exc)
+        self._count("shm_shrunk", sess, "render_failed")
+        sess.answered_current = True
+        self._send_error(item.routing_id, ProtocolError(ErrorCode.BAD_VALUE, f"{exc}: the pool must keep its size "
+                                                                             "for the whole session"),
+                         sess.id, item.frame.frame, sess.doorbell)
+        self._close_requests.append((sess.id, "shared memory pool shrank"))
+
         for sess in self.sessions.values():
             if sess.busy or not sess.queue:
                 continue
@@ -936,6 +1313,10 @@ class Server:
                 self.hook_log.report(hook_errors)
             self._metrics.hook_errors.inc(len(hook_errors))
         return t
+class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by ``_on_frame`` for a FRAME that must wait until its session's backlog drains (back-pressure)."""
+
+
 
     def _apply_unrendered(self, sess: Session, item: QueuedFrame, current: bool = False) -> None:
         """A frame that is not rendered: apply its events and style commands; answer OVERLOADED when it came over
@@ -1016,7 +1397,10 @@ class Server:
         if self._recorder is not None:
             if output.shm is not None:
                 assert sess.pool is not None
-                pixels = bytes(sess.pool.view(output.shm, output.size))
+                try:
+                    pixels = bytes(sess.pool.read(output.shm, output.size))
+                except ShmUnavailable:  # shrunk since: the frame was answered; record it without pixels
+                    pixels = bytes(output.size)
                 inline = dataclasses.replace(output, shm=None, data=pixels)
                 wire = encode(dataclasses.replace(result, output=inline))
             self._record_result(sess, frame.frame, "ok", wire, digest, timing)

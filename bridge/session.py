@@ -191,6 +191,9 @@ class Session:
     created: float = field(default_factory=time.monotonic)
     logged_failures: set[str] = field(default_factory=set)
     user_id: str | None = None  # the client's CurveZMQ public key (Z85) when the server uses CURVE
+    #: memory budget (WELCOME limits): the most one FRAME may carry, and what the session counts against the total
+    frame_bytes: int = 1 << 30
+    reserved_bytes: int = 0
 
     @property
     def render_size(self) -> tuple[int, int]:

@@ -8,10 +8,20 @@ cropped back):
   linear), and ``style_map`` (S). Output ``output`` (1, 3, H, W) **linear** RGB, which is the contract of
   ``bridge.renderers.onnx_renderer.OnnxRenderer`` (the server sRGB-encodes it), so ``nrb serve --renderer
   OUT.onnx`` runs it unchanged.
-* ``OUT_temporal.onnx`` -- adds ``motion_vectors`` (2) and the vendor-extension inputs ``x_prev_output`` (3,
-  the previous frame's ``x_output_srgb``) and ``x_prev_linear_depth`` (1, zeros = no history); outputs
-  ``output`` (linear) and ``x_output_srgb`` (display-encoded, to feed back next frame). Used by the ``neural``
-  renderer.
+* ``OUT_temporal.onnx`` -- the ``neural`` renderer's graph, fed the G-buffers **in their wire formats**
+  (``docs/protocol.md`` 6.1), N = 1, NHWC as the engine sends them, so the renderer hands over zero-copy views of
+  the frame's bytes and converts in Python only what an engine sent in another format (:data:`WIRE_INPUTS`):
+  ``albedo`` uint8 (1, H, W, 4) sRGB (decoded by a 256-entry table inside the graph), ``normals`` float16
+  (1, H, W, 4), ``linear_depth`` float32 (1, H, W, 1), ``roughness`` / ``metallic`` uint8 (1, H, W, 1),
+  ``emissive`` float16 (1, H, W, 4), ``style_map`` float32 (1, H, W, S) (the server's style map as it is),
+  ``motion_vectors`` float16 (1, H, W, 2) with ``x_mv_scale`` (1, 2, 1, 1) (the camera's ``mv_scale``), and the
+  history ``x_prev_output`` (1, 3, uH, uW) / ``x_prev_linear_depth`` (1, 1, H, W) float32 (zeros = none).
+  Outputs: ``rgba8`` (1, uH, uW, 4) uint8, display sRGB with alpha 255, ready to send, and ``x_output_srgb``
+  (1, 3, uH, uW) float32 to feed back as ``x_prev_output``. Metadata ``nrb_inputs`` = ``wire``. Older
+  float-input temporal graphs (no such tag) still run in the renderer, converted in Python.
+
+Both graphs compute with :class:`neural_renderer.deploy.DeployNet`, the network rearranged for CPU inference
+(same function, checked against the trained network). ``neural_renderer.quantize`` makes an int8 copy of either.
 
 A model trained with lighting inputs (``NetConfig.lighting``) takes three more inputs at the end of both graphs,
 each (1, 3, 1, 1): ``x_sun_direction``, ``x_sun_irradiance`` and ``x_sky_radiance`` (the 1x1 vendor buffers of
@@ -33,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neural_renderer.data.styles import srgb_decode
+from neural_renderer.deploy import DeployNet
 from neural_renderer.models.features import GBUFFER_INPUTS, LIGHTING_INPUTS, TEMPORAL_INPUTS, house_lighting
 from neural_renderer.models.net import NeuralRendererNet, example_inputs, load_checkpoint
 
@@ -53,7 +64,7 @@ def _pad8(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 class SingleFrameGraph(nn.Module):
     """Protocol buffers + style map -> (1, 3, uH, uW) linear RGB, any H x W."""
 
-    def __init__(self, net: NeuralRendererNet) -> None:
+    def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
         super().__init__()
         self.net = net
 
@@ -79,7 +90,7 @@ class TemporalGraph(nn.Module):
     """Single-frame inputs + motion_vectors + previous output/depth -> (linear RGB, display sRGB to feed
     back)."""
 
-    def __init__(self, net: NeuralRendererNet) -> None:
+    def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
         super().__init__()
         self.net = net
 
@@ -109,6 +120,137 @@ class TemporalGraph(nn.Module):
         return srgb_decode(out), out
 
 
+#: The wire graph's G-buffer inputs: name -> (protocol format it takes, channels of that format). What the
+#: plugins send (docs/plugins.md) and ``bridge.renderer.USUAL_FORMAT``; the renderer converts anything else.
+WIRE_INPUTS: dict[str, tuple[str, int]] = {
+    "albedo": ("rgba8_srgb", 4),
+    "normals": ("rgba16f", 4),
+    "linear_depth": ("r32f", 1),
+    "roughness": ("r8", 1),
+    "metallic": ("r8", 1),
+    "emissive": ("rgba16f", 4),
+    "motion_vectors": ("rg16f", 2),
+}
+_WIRE_DTYPES = {"rgba8_srgb": torch.uint8, "r8": torch.uint8, "rgba16f": torch.float16, "rg16f": torch.float16,
+                "r32f": torch.float32}
+
+
+def _srgb_lut() -> torch.Tensor:
+    """sRGB code value -> linear, the exact 256-entry table of ``bridge.renderer.srgb8_to_linear``."""
+    return srgb_decode(torch.arange(256, dtype=torch.float64) / 255.0).float()
+
+
+def _nchw(x: torch.Tensor, channels: int) -> torch.Tensor:
+    return x[..., :channels].permute(0, 3, 1, 2).float()
+
+
+class WireTemporalGraph(nn.Module):
+    """Wire-format G-buffers (NHWC, see the module docstring) + history -> (rgba8 NHWC uint8, x_output_srgb).
+
+    Decodes in the graph what the renderer used to decode in numpy (sRGB albedo by table lookup, unorm8 / 255,
+    float16 -> float32, NHWC -> NCHW, ``mv_scale``), then runs :class:`TemporalGraph`'s computation and packs
+    the display image as the RESULT's uint8 RGBA."""
+
+    def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
+        super().__init__()
+        self.inner = TemporalGraph(net)
+        self.net = net
+        self.register_buffer("albedo_lut", _srgb_lut(), persistent=False)
+
+    def forward(
+        self,
+        albedo: torch.Tensor,
+        normals: torch.Tensor,
+        linear_depth: torch.Tensor,
+        roughness: torch.Tensor,
+        metallic: torch.Tensor,
+        emissive: torch.Tensor,
+        style_map: torch.Tensor,
+        motion_vectors: torch.Tensor,
+        x_mv_scale: torch.Tensor,
+        x_prev_output: torch.Tensor,
+        x_prev_linear_depth: torch.Tensor,
+        *lighting: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lut = torch.as_tensor(self.albedo_lut)
+        srgb = self.inner(
+            lut[albedo[..., :3].long()].permute(0, 3, 1, 2),
+            _nchw(normals, 3),
+            _nchw(linear_depth, 1),
+            _nchw(roughness, 1) * (1.0 / 255.0),
+            _nchw(metallic, 1) * (1.0 / 255.0),
+            _nchw(emissive, 3),
+            style_map.permute(0, 3, 1, 2),
+            _nchw(motion_vectors, 2) * x_mv_scale,
+            x_prev_output,
+            x_prev_linear_depth,
+            *lighting,
+        )[1]
+        rgba = F.pad(srgb * 255.0 + 0.5, (0, 0, 0, 0, 0, 1), value=255.5)  # alpha 255 after truncation
+        return rgba.to(torch.uint8).permute(0, 2, 3, 1), srgb
+
+
+def wire_input_names(lighting: bool = False) -> list[str]:
+    names = [n for n, _ in GBUFFER_INPUTS] + ["style_map", "motion_vectors", "x_mv_scale"]
+    names += ["x_prev_output", "x_prev_linear_depth"]
+    return names + [n for n, _ in LIGHTING_INPUTS] if lighting else names
+
+
+def wire_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """:func:`example_inputs` encoded as the wire graph takes them (quantised the way an engine's formats are)."""
+    cfg = net.config
+    a = example_inputs(cfg.styles, height, width, upscale=cfg.upscale, temporal=True, seed=seed,
+                       lighting=cfg.lighting)
+    g = torch.Generator().manual_seed(seed + 100)
+
+    def nhwc(t: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
+        x = t.permute(0, 2, 3, 1)
+        if x.shape[-1] < channels:
+            x = torch.cat([x, torch.zeros(*x.shape[:-1], channels - x.shape[-1])], -1)
+        return x.to(dtype).contiguous()
+
+    def unorm8(t: torch.Tensor, channels: int) -> torch.Tensor:
+        return nhwc((t.clamp(0, 1) * 255 + 0.5).floor(), channels, torch.uint8)
+
+    albedo = torch.randint(0, 256, (1, height, width, 4), generator=g, dtype=torch.uint8)
+    return (
+        albedo,
+        nhwc(a[1], 4, torch.float16),
+        nhwc(a[2], 1, torch.float32),
+        unorm8(a[3], 1),
+        unorm8(a[4], 1),
+        nhwc(a[5], 4, torch.float16),
+        a[6].permute(0, 2, 3, 1).contiguous(),
+        nhwc(a[7], 2, torch.float16),
+        torch.tensor([1.0, 1.0]).view(1, 2, 1, 1),
+        a[8],
+        a[9],
+        *a[10:],
+    )
+
+
+def wire_parity(graph: WireTemporalGraph, path: Path, sizes: tuple[tuple[int, int], ...] = ((64, 64), (36, 52))
+                ) -> float:
+    """Largest |torch - ONNX Runtime| of the wire graph over random wire inputs at ``sizes``: the history
+    output (display sRGB in [0, 1]), and the packed image in units of 1/255 (it may differ by one code value
+    where the float image lies on a rounding boundary)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    worst = 0.0
+    for k, (h, w) in enumerate(sizes):
+        args = wire_example_inputs(graph.inner.net, h, w, seed=k + 1)  # type: ignore[arg-type]
+        with torch.no_grad():
+            ref8, ref = graph(*args)
+        got8, got = sess.run(None, {n: a.numpy() for n, a in zip(names, args, strict=True)})
+        if got8.shape != tuple(ref8.shape) or got8.dtype != np.uint8:
+            raise AssertionError(f"ONNX output {got8.shape} {got8.dtype} != torch {tuple(ref8.shape)} at {h}x{w}")
+        px = np.abs(got8.astype(np.int16) - ref8.numpy().astype(np.int16)).max()
+        worst = max(worst, float(np.abs(got - ref.numpy()).max()), float(px) / 255.0 if px > 1 else 0.0)
+    return worst
+
+
 def _lighting(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
     """The graph's three (1, 3, 1, 1) lighting inputs as the network's (1, 9, 1, 1), or None without them."""
     return torch.cat(inputs, 1) if inputs else None
@@ -121,12 +263,18 @@ def input_names(styles: int, temporal: bool, lighting: bool = False) -> list[str
 
 
 def _export(
-    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str], outputs: list[str]
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    names: list[str],
+    outputs: list[str],
+    wire: bool = False,
 ) -> None:
-    lighting = {n for n, _ in LIGHTING_INPUTS}
-    axes = {n: {2: "height", 3: "width"} for n in names if n not in lighting}
+    fixed = {n for n, _ in LIGHTING_INPUTS} | {"x_mv_scale"}
+    nhwc = set(WIRE_INPUTS) | {"style_map"} if wire else set()
+    axes = {n: {1: "height", 2: "width"} if n in nhwc else {2: "height", 3: "width"} for n in names if n not in fixed}
     for o in outputs:
-        axes[o] = {2: "out_height", 3: "out_width"}
+        axes[o] = {1: "out_height", 2: "out_width"} if o == "rgba8" else {2: "out_height", 3: "out_width"}
     if "x_prev_output" in names:
         axes["x_prev_output"] = {2: "out_height", 3: "out_width"}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,12 +293,15 @@ def _export(
         )
 
 
-def _tag(path: Path, net: NeuralRendererNet) -> None:
-    """Record what the renderer needs to know without torch: the upscale factor and the style count."""
+def _tag(path: Path, net: NeuralRendererNet, wire: bool = False) -> None:
+    """Record what the renderer needs to know without torch: the upscale factor, the style count and whether the
+    graph takes wire formats."""
     import onnx
 
     model = onnx.load(str(path))
     tags: list[tuple[str, object]] = [("nrb_upscale", net.config.upscale), ("nrb_styles", net.config.styles)]
+    if wire:
+        tags.append(("nrb_inputs", "wire"))
     if net.config.lighting:
         tags.append(("nrb_house_lighting", json.dumps(house_lighting().view(-1).tolist())))
     for key, value in tags:
@@ -195,34 +346,34 @@ def parity(
 def export_onnx(
     checkpoint: Path | NeuralRendererNet, out: Path, *, temporal: bool = False, check: bool = True
 ) -> list[Path]:
-    """Write ``out`` (and ``out`` with ``_temporal`` before the suffix when ``temporal``); returns the paths.
-    ``check`` runs the ONNX Runtime parity check and raises when it exceeds :data:`PARITY_TOLERANCE`."""
+    """Write ``out`` (and, when ``temporal``, the wire-format temporal graph: ``out`` with ``_temporal`` before
+    the suffix); returns the paths. Both compute with :class:`DeployNet`; ``check`` runs the ONNX Runtime parity
+    check against the *trained* network's PyTorch forward and raises when it exceeds :data:`PARITY_TOLERANCE`."""
     net = checkpoint if isinstance(checkpoint, NeuralRendererNet) else load_checkpoint(checkpoint)[0]
     net = net.eval()
+    deploy = DeployNet(net).eval()
     out = Path(out)
     s = net.config.styles
     written = []
     light = net.config.lighting
-    graph = SingleFrameGraph(net).eval()
     names = input_names(s, False, light)
-    _export(graph, example_inputs(s, 64, 64, lighting=light), out, names, ["output"])
+    _export(SingleFrameGraph(deploy).eval(), example_inputs(s, 64, 64, lighting=light), out, names, ["output"])
     _tag(out, net)
     written.append(out)
-    if check and (err := parity(graph, out, names)) > PARITY_TOLERANCE:
+    if check and (err := parity(SingleFrameGraph(net).eval(), out, names)) > PARITY_TOLERANCE:
         raise AssertionError(f"{out}: torch vs ONNX Runtime differ by {err:.2e} > {PARITY_TOLERANCE}")
     if temporal:
         tpath = out.with_name(out.stem + "_temporal" + out.suffix)
-        tgraph = TemporalGraph(net).eval()
-        tnames = input_names(s, True, light)
         _export(
-            tgraph,
-            example_inputs(s, 64, 64, upscale=net.config.upscale, temporal=True, lighting=light),
+            WireTemporalGraph(deploy).eval(),
+            wire_example_inputs(net, 64, 64),
             tpath,
-            tnames,
-            ["output", "x_output_srgb"],
+            wire_input_names(light),
+            ["rgba8", "x_output_srgb"],
+            wire=True,
         )
-        _tag(tpath, net)
+        _tag(tpath, net, wire=True)
         written.append(tpath)
-        if check and (err := parity(tgraph, tpath, tnames, temporal=True)) > PARITY_TOLERANCE:
+        if check and (err := wire_parity(WireTemporalGraph(net).eval(), tpath)) > PARITY_TOLERANCE:
             raise AssertionError(f"{tpath}: torch vs ONNX Runtime differ by {err:.2e} > {PARITY_TOLERANCE}")
     return written

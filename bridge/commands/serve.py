@@ -23,7 +23,15 @@ from typing import Any
 from bridge.hooks import HookLoadError
 from bridge.renderer import parse_options
 from bridge.renderers.ort_session import DeviceError, parse_device, select_device
-from bridge.server import Server, ServerConfig
+from bridge.server import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_SESSIONS_PER_PEER,
+    DEFAULT_MAX_TOTAL_BYTES,
+    Server,
+    ServerConfig,
+)
 
 log = logging.getLogger("nrb.serve")
 
@@ -81,7 +89,18 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
     p.add_argument("--allow-dir", metavar="DIR", help="directory of allowed client public keys (.key)")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent sessions (default 16)")
     p.add_argument("--max-in-flight", type=int, default=4, help="frames a session may have queued (1..64, default 4)")
-    p.add_argument("--max-pixels", type=int, help="largest render/output size in pixels a session may ask for")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest render/output size in pixels a session may ask for (default {DEFAULT_MAX_PIXELS}, "
+                        "4K UHD)")
+    p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES, metavar="BYTES",
+                   help="memory budget of one FRAME, all its buffers together (default 256 MiB; docs/security.md)")
+    p.add_argument("--max-session-bytes", type=int, default=DEFAULT_MAX_SESSION_BYTES, metavar="BYTES",
+                   help="memory budget of one session: two frames and its image (default 768 MiB)")
+    p.add_argument("--max-total-bytes", type=int, default=DEFAULT_MAX_TOTAL_BYTES, metavar="BYTES",
+                   help="memory budget of all sessions together (default 4 GiB)")
+    p.add_argument("--max-sessions-per-peer", type=int, default=DEFAULT_MAX_SESSIONS_PER_PEER,
+                   help=f"sessions one connection, and one CurveZMQ key, may hold (default "
+                        f"{DEFAULT_MAX_SESSIONS_PER_PEER})")
     p.add_argument("--max-message-size", type=int, metavar="BYTES",
                    help="ZMQ_MAXMSGSIZE: a peer sending a larger message part is disconnected by libzmq before it "
                         "is allocated (default: largest allowed buffer + 64 KiB header)")
@@ -112,6 +131,8 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         port=args.port, endpoint=args.endpoint, insecure=args.insecure, curve_secret=args.curve_secret,
         allow_dir=args.allow_dir, hooks=args.hooks, max_sessions=args.max_sessions,
         max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, max_message_bytes=args.max_message_size,
+        max_frame_bytes=args.max_frame_bytes, max_session_bytes=args.max_session_bytes,
+        max_total_bytes=args.max_total_bytes, max_sessions_per_peer=args.max_sessions_per_peer,
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
         status=status, doorbell=args.doorbell, workers=args.workers, worker_threads=args.worker_threads,

@@ -146,8 +146,8 @@ class DeferredRenderer(Renderer):
         h, w = base.shape[:2]
         n = inputs["normals"][..., :3]
         n = n / np.maximum(np.sqrt(_dot3(n, n)), np.float32(1e-6))[..., None]
-        depth = inputs["depth"][..., 0]
-        bg = depth <= 0.0 if inputs.depth_reversed() else depth >= 1.0
+        sky = inputs.sky_mask()  # no geometry (protocol 6.5): the engine's albedo there, unlit
+        bg = sky if sky is not None else np.zeros((h, w), bool)
         rough = inputs["roughness"][..., 0] if "roughness" in inputs else np.full((h, w), self.default_roughness,
                                                                                      np.float32)
         metal = inputs["metallic"][..., 0] if "metallic" in inputs else np.full((h, w), self.default_metallic,

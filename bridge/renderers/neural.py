@@ -7,6 +7,14 @@ vectors, after a ``reset()`` (camera cut) or when the size changes, the history 
 network was trained to read as "no history". History lives in the instance: one instance per session (see
 ``bridge.renderer``).
 
+The default graph takes the G-buffers in their wire formats (``nrb_inputs`` = ``wire`` in its metadata, see
+``neural_renderer.export``): the renderer hands ONNX Runtime zero-copy views of the frame's bytes and gets the
+RESULT's uint8 RGBA back, converting in numpy only a buffer an engine sent in another format than the graph
+takes. Float-input graphs (``default.onnx``, models exported before) run too, converted in numpy as before.
+``precision`` picks among the shipped graphs (``neural_renderer.quantize``): ``fp32``, ``int8`` (the quantized
+copy, which passed its FLIP guard) or ``auto`` (default: the one its quantize step measured fastest on the
+machine that quantized it).
+
 Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
 near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
 are used when sent, and so are the lighting constants ``x_sun_direction``, ``x_sun_irradiance`` and
@@ -24,12 +32,48 @@ from typing import Any
 
 import numpy as np
 
-from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
-from bridge.renderer import Renderer, RenderInputs, available, current_worker, to_srgb8
+from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, BufferSpec
+from bridge.renderer import Renderer, RenderInputs, available, current_worker, linear_to_srgb, to_srgb8
 from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
 DEFAULT_MODEL = WEIGHTS / "default_temporal.onnx"
+#: The quantized copy of ``DEFAULT_MODEL`` (``python -m neural_renderer.quantize``), shipped when it passed its guard.
+INT8_MODEL = WEIGHTS / "default_temporal_int8.onnx"
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def default_model(precision: str = "auto") -> Path:
+    """The shipped graph for ``precision``: ``fp32``, ``int8`` (raises ValueError when it is not shipped) or
+    ``auto``: the int8 graph when it exists and its quantize step measured it faster than fp32
+    (``nrb_int8_time_ratio`` < 1 in its metadata), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return DEFAULT_MODEL
+    if precision == "int8":
+        if not INT8_MODEL.is_file():
+            raise ValueError(f"no int8 model at {INT8_MODEL} (python -m neural_renderer.quantize writes it)")
+        return INT8_MODEL
+    return INT8_MODEL if INT8_MODEL.is_file() and _int8_ratio(INT8_MODEL) < 1.0 else DEFAULT_MODEL
+
+
+def _int8_ratio(path: Path) -> float:
+    """The int8/fp32 time ratio its quantize step recorded (inf when absent or unreadable)."""
+    import onnx
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return float(meta.get("nrb_int8_time_ratio", "inf"))
+    except Exception:  # unreadable or not a model: treat as "not measured faster", the fp32 graph runs
+        return float("inf")
+
+
+#: dtype and channel count of a wire-graph input -> the protocol format it takes (``albedo``: rgba8_srgb)
+_WIRE_FORMAT = {(np.dtype(i.dtype), i.channels): name for name, i in FORMATS.items()
+                if name in ("rgba16f", "rg16f", "r32f", "r8")}
+_ORT_DTYPE: dict[str, np.dtype[Any]] = {"tensor(uint8)": np.dtype(np.uint8), "tensor(float16)": np.dtype(np.float16),
+              "tensor(float)": np.dtype(np.float32)}
 
 
 def _session(path: Path, threads: int, worker: int = -1, device: DeviceChoice | None = None) -> OrtSession:
@@ -45,6 +89,8 @@ def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
 class NeuralRenderer(Renderer):
     """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame
     ``.onnx``),
+    ``precision`` (``auto``, ``fp32``, ``int8``: which shipped graph when ``model`` is not given, see
+    ``default_model``),
     ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads; default: the render
     worker's thread budget in ``nrb serve``, 2 elsewhere), ``device`` (``cpu``, ``auto``, ``cuda[:N]``,
     ``tensorrt[:N]``: see ``bridge.renderers.ort_session``; ``nrb serve --device`` sets it)."""
@@ -54,8 +100,8 @@ class NeuralRenderer(Renderer):
     output_format = "rgba8_srgb"
 
     def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None,
-                 device: str = "cpu") -> None:
-        path = Path(model) if model is not None else DEFAULT_MODEL
+                 device: str = "cpu", precision: str = "auto") -> None:
+        path = Path(model) if model is not None else default_model(precision)
         if not path.is_file():
             raise ValueError(
                 f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
@@ -75,9 +121,23 @@ class NeuralRenderer(Renderer):
         self.temporal = bool(temporal) and self.has_history_inputs
         meta = session.get_modelmeta().custom_metadata_map
         self.upscale = int(meta.get("nrb_upscale", "1"))
+        #: whether the graph takes wire formats (NHWC uint8 / float16 / float32) and returns packed uint8 RGBA
+        self.wire = meta.get("nrb_inputs") == "wire"
+        #: wire graph: G-buffer input -> (protocol format it takes, numpy dtype, channels)
+        self.wire_inputs: dict[str, tuple[str, np.dtype[Any], int]] = {}
         smap = next(i for i in session.get_inputs() if i.name == "style_map")
         #: how many styles the model was trained on (its style embedding's rows; the style map's channels)
-        self.styles = smap.shape[1] if isinstance(smap.shape[1], int) else None
+        self.styles = smap.shape[3 if self.wire else 1]
+        self.styles = self.styles if isinstance(self.styles, int) else None
+        if self.wire:
+            for i in session.get_inputs():
+                dtype = _ORT_DTYPE.get(i.type)
+                if i.name in ("style_map", "x_mv_scale") or i.name.startswith("x_") or dtype is None:
+                    continue
+                channels = int(i.shape[3])
+                fmt = "rgba8_srgb" if i.name == "albedo" else _WIRE_FORMAT[(dtype, channels)]
+                self.wire_inputs[i.name] = (fmt, dtype, channels)
+        self._defaults: dict[tuple[str, int, int], np.ndarray] = {}
         #: the house lighting (9 floats: sun direction, sun irradiance, sky radiance) of a model that takes
         #: lighting inputs, fed when the engine sends none; None for a model without lighting inputs
         self.house_lighting: np.ndarray | None = None
@@ -127,6 +187,68 @@ class NeuralRenderer(Renderer):
 
     def feed(self, inputs: RenderInputs, style_map: np.ndarray) -> dict[str, np.ndarray]:
         """The graph inputs for one frame (exposed for tests and the benchmark)."""
+        return self._feed_wire(inputs, style_map) if self.wire else self._feed_float(inputs, style_map)
+
+    def _wire_buffer(self, inputs: RenderInputs, name: str, h: int, w: int) -> np.ndarray:
+        """(1, H, W, C) in the format the wire graph takes: a view of the frame's bytes when the engine sent that
+        format, else converted from ``inputs[name]`` (or the default when not sent)."""
+        fmt, dtype, channels = self.wire_inputs[name]
+        b = inputs.buffers.get(name)
+        if b is not None and b.format == fmt:
+            return np.ascontiguousarray(b.array())[None]  # a view unless the rows are padded (stride)
+        if name == "linear_depth":
+            return np.ascontiguousarray(inputs.linear_depth(), np.float32).reshape(1, h, w, 1)
+        if name not in inputs:
+            key = (name, h, w)
+            if key not in self._defaults:  # read-only, shared by every frame of this size
+                value = {"roughness": 128}.get(name, 0)  # 128/255 ~ the float graph's default roughness 0.5
+                self._defaults[key] = np.full((1, h, w, channels), value, dtype)
+            return self._defaults[key]
+        x = inputs[name]
+        out = np.zeros((h, w, channels), dtype)
+        c = min(channels, x.shape[2])
+        if fmt == "rgba8_srgb":
+            out[..., :c] = to_srgb8(linear_to_srgb(x[..., :c]))
+            out[..., 3:] = 255
+        elif dtype == np.uint8:
+            out[..., :c] = to_srgb8(x[..., :c])  # unorm8: round(x * 255)
+        else:
+            out[..., :c] = x[..., :c]
+        return out[None]
+
+    def _feed_wire(self, inputs: RenderInputs, style_map: np.ndarray) -> dict[str, np.ndarray]:
+        w, h = inputs.size
+        self._style_channels(style_map)
+        feed = {name: self._wire_buffer(inputs, name, h, w) for name in self.wire_inputs if name != "motion_vectors"}
+        feed["style_map"] = np.ascontiguousarray(style_map, np.float32)[None]
+        self._lighting(inputs, feed)
+        if self.has_history_inputs:
+            sent = "motion_vectors" in inputs
+            feed["motion_vectors"] = self._wire_buffer(inputs, "motion_vectors", h, w)
+            cam = inputs.camera
+            scale = cam.mv_scale[:2] if sent and cam is not None and cam.mv_scale is not None else (1.0, 1.0)
+            feed["x_mv_scale"] = np.asarray(scale, np.float32).reshape(1, 2, 1, 1)
+            self._history(feed, sent, h, w)
+        return feed
+
+    def _lighting(self, inputs: RenderInputs, feed: dict[str, np.ndarray]) -> None:
+        if self.house_lighting is not None:
+            for k, name in enumerate(LIGHTING_CONSTANTS):  # graph-input order
+                value = inputs.constant(name, 3)
+                if value is None:
+                    value = self.house_lighting[3 * k : 3 * k + 3]
+                feed[name] = value.reshape(1, 3, 1, 1).astype(np.float32)
+
+    def _history(self, feed: dict[str, np.ndarray], has_motion: bool, h: int, w: int) -> None:
+        prev = self._prev
+        usable = self.temporal and prev is not None and has_motion and prev[1].shape[-2:] == (h, w)
+        out_hw = prev[0].shape[-2:] if usable and prev is not None else self._out_hw(h, w)
+        feed["x_prev_output"] = prev[0] if usable and prev is not None else np.zeros((1, 3, *out_hw), np.float32)
+        feed["x_prev_linear_depth"] = (
+            prev[1] if usable and prev is not None else np.zeros((1, 1, h, w), np.float32)
+        )
+
+    def _feed_float(self, inputs: RenderInputs, style_map: np.ndarray) -> dict[str, np.ndarray]:
         w, h = inputs.size
         depth = inputs.linear_depth()[..., None]
 
@@ -144,27 +266,14 @@ class NeuralRenderer(Renderer):
             "emissive": opt("emissive", 3, 0.0),
             "style_map": _nchw(style_map, self._style_channels(style_map)),
         }
-        if self.house_lighting is not None:
-            for k, name in enumerate(LIGHTING_CONSTANTS):  # graph-input order
-                value = inputs.constant(name, 3)
-                if value is None:
-                    value = self.house_lighting[3 * k : 3 * k + 3]
-                feed[name] = value.reshape(1, 3, 1, 1).astype(np.float32)
+        self._lighting(inputs, feed)
         if self.has_history_inputs:
             mv = inputs["motion_vectors"][..., :2] if "motion_vectors" in inputs else None
             cam = inputs.camera
             if mv is not None and cam is not None and cam.mv_scale is not None:
                 mv = mv * np.asarray(cam.mv_scale[:2], np.float32)
-            prev = self._prev
-            usable = self.temporal and prev is not None and mv is not None and prev[1].shape[-2:] == (h, w)
             feed["motion_vectors"] = _nchw(mv, 2) if mv is not None else np.zeros((1, 2, h, w), np.float32)
-            out_hw = prev[0].shape[-2:] if usable and prev is not None else self._out_hw(h, w)
-            feed["x_prev_output"] = (
-                prev[0] if usable and prev is not None else np.zeros((1, 3, *out_hw), np.float32)
-            )
-            feed["x_prev_linear_depth"] = (
-                prev[1] if usable and prev is not None else np.zeros((1, 1, h, w), np.float32)
-            )
+            self._history(feed, mv is not None, h, w)
         return feed
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
@@ -186,6 +295,12 @@ class NeuralRenderer(Renderer):
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         feed = self.feed(inputs, style_map)
         outs = self.session.run(None, feed)
+        if self.wire:
+            if self.temporal:
+                w, h = inputs.size  # a copy: the depth may be a view of a shared-memory slot the next frame reuses
+                self._prev = (outs[1], np.array(feed["linear_depth"], np.float32).reshape(1, 1, h, w))
+            rgba: np.ndarray = outs[0][0]  # (uH, uW, 4) uint8, packed by the graph
+            return _with_engine_sky(rgba, inputs)
         srgb = outs[1] if len(outs) > 1 else None
         if self.temporal and srgb is not None:
             self._prev = (srgb, feed["linear_depth"])
@@ -193,13 +308,19 @@ class NeuralRenderer(Renderer):
         if srgb is not None:
             rgb8 = to_srgb8(srgb[0].transpose(1, 2, 0))
         else:
-            from bridge.renderer import linear_to_srgb
-
             rgb8 = to_srgb8(linear_to_srgb(img))
         out = np.empty(rgb8.shape[:2] + (4,), np.uint8)
         out[..., :3] = rgb8
         out[..., 3] = 255
-        return out
+        return _with_engine_sky(out, inputs)
+
+
+def _with_engine_sky(image: np.ndarray, inputs: RenderInputs) -> np.ndarray:
+    """The sky is the engine's (protocol 6.5): the model has seen little of it and paints it dark green with a pink
+    horizon, so the pixels without geometry take the engine's albedo (``bridge.renderer.composite_sky``)."""
+    from bridge.renderer import composite_sky
+
+    return composite_sky(image, inputs)
 
 
 def factory(**options: Any) -> NeuralRenderer:

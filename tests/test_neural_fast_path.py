@@ -1,0 +1,165 @@
+"""The neural renderer's fast CPU path: the rearranged inference network, the wire-format graph the renderer feeds
+with the frame's own bytes, and the int8 copy with its FLIP guard (issue 14, items 4 and 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bridge.protocol import Buffer, Camera
+from bridge.renderer import RenderInputs
+from bridge.renderers.neural import INT8_MODEL, NeuralRenderer, default_model
+from bridge.style.library import DEFAULT_LIBRARY
+from neural_renderer.deploy import DeployNet
+from neural_renderer.export import export_onnx
+from neural_renderer.models.net import NetConfig, NeuralRendererNet, example_inputs
+
+torch.set_num_threads(2)
+S = len(DEFAULT_LIBRARY)
+WEIGHTS = Path(__file__).resolve().parents[1] / "neural_renderer" / "weights"
+
+
+def _net(upscale: int = 1, lighting: bool = True, modulate: bool = True, seed: int = 0) -> NeuralRendererNet:
+    torch.manual_seed(seed)
+    cfg = NetConfig(styles=S, width=8, embed=4, upscale=upscale, modulate=modulate, lighting=lighting)
+    net = NeuralRendererNet(cfg).eval()
+    with torch.no_grad():  # FiLM and the head start near the identity; randomise them so every path shows
+        for name, p in net.named_parameters():
+            if "to_gb" in name or "head" in name:
+                p.normal_(0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize(("upscale", "lighting", "modulate"), [(1, True, True), (2, True, True), (1, False, False)])
+def test_the_inference_network_computes_what_the_trained_network_computes(
+    upscale: int, lighting: bool, modulate: bool
+) -> None:
+    net = _net(upscale, lighting, modulate)
+    fast = DeployNet(net).eval()
+    args = example_inputs(S, 24, 40, upscale=upscale, temporal=True, seed=3, lighting=lighting)
+    light = torch.cat(args[10:], 1) if lighting else None
+    with torch.no_grad():
+        ref = net(*args[:7], lighting=light)
+        got = fast(*args[:7], lighting=light)
+        ref_t = net.forward_temporal(*args[:10], light)
+        got_t = fast.forward_temporal(*args[:10], light)
+    assert got.shape == ref.shape == (1, 3, 24 * upscale, 40 * upscale)
+    assert float((got - ref).abs().max()) < 1e-5
+    assert float((got_t - ref_t).abs().max()) < 1e-5
+
+
+def _inputs(h: int, w: int, seed: int = 0, **extra: tuple[str, np.ndarray]) -> RenderInputs:
+    rng = np.random.default_rng(seed)
+    n = rng.normal(size=(h, w, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    arrays = {
+        "albedo": ("rgba8_srgb", rng.integers(0, 255, (h, w, 4), dtype=np.uint8)),
+        "normals": ("rgba16f", np.concatenate([n, np.zeros((h, w, 1), np.float32)], -1).astype(np.float16)),
+        "linear_depth": ("r32f", rng.uniform(1, 5, (h, w, 1)).astype(np.float32)),
+        "roughness": ("r8", rng.integers(0, 255, (h, w, 1), dtype=np.uint8)),
+        "metallic": ("r8", (rng.random((h, w, 1)) > 0.7).astype(np.uint8) * 255),
+        "emissive": ("rgba16f", np.zeros((h, w, 4), np.float16)),
+        "motion_vectors": ("rg16f", np.zeros((h, w, 2), np.float16)),
+        **extra,
+    }
+    return RenderInputs.from_arrays(arrays)
+
+
+def _style_map(h: int, w: int, style: str = "toon") -> np.ndarray:
+    m = np.zeros((h, w, S), np.float32)
+    m[..., DEFAULT_LIBRARY.index(style)] = 0.7
+    m[..., DEFAULT_LIBRARY.index("photoreal")] += 0.3
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small lighting model exported as the shipped one is (single-frame float graph + wire temporal graph),
+    both parity-checked against PyTorch by the export itself."""
+    single, temporal = export_onnx(_net(), tmp_path_factory.mktemp("wire") / "m.onnx", temporal=True)
+    return single, temporal
+
+
+def test_the_temporal_graph_takes_the_engines_wire_formats_and_returns_packed_rgba(exported: tuple[Path, Path]) -> None:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(exported[1]), providers=["CPUExecutionProvider"])
+    types = {i.name: (i.type, i.shape[-1]) for i in sess.get_inputs()}
+    assert types["albedo"] == ("tensor(uint8)", 4)  # rgba8_srgb
+    assert types["normals"] == ("tensor(float16)", 4)  # rgba16f
+    assert types["roughness"] == types["metallic"] == ("tensor(uint8)", 1)  # r8
+    assert types["motion_vectors"] == ("tensor(float16)", 2)  # rg16f
+    assert types["linear_depth"] == ("tensor(float)", 1)  # r32f
+    assert [o.type for o in sess.get_outputs()] == ["tensor(uint8)", "tensor(float)"]
+    r = NeuralRenderer(model=exported[1])
+    assert r.wire and r.styles == S
+    img = r.render(_inputs(20, 28), _style_map(20, 28))
+    assert img.shape == (20, 28, 4) and img.dtype == np.uint8 and bool((img[..., 3] == 255).all())
+
+
+def test_the_wire_graph_renders_what_the_float_graph_renders(exported: tuple[Path, Path]) -> None:
+    """Same frame through the float single-frame graph (converted in numpy) and the wire graph (converted in the
+    graph): the same image, to one code value."""
+    single = NeuralRenderer(model=exported[0])
+    wire = NeuralRenderer(model=exported[1], temporal=False)
+    for seed, (h, w) in enumerate(((20, 28), (45, 80))):
+        a = single.render(_inputs(h, w, seed), _style_map(h, w)).astype(int)
+        b = wire.render(_inputs(h, w, seed), _style_map(h, w)).astype(int)
+        assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.01
+
+
+def test_the_wire_renderer_feeds_the_frames_own_bytes_without_copying(exported: tuple[Path, Path]) -> None:
+    r = NeuralRenderer(model=exported[1])
+    inputs = _inputs(20, 28)
+    feed = r.feed(inputs, _style_map(20, 28))
+    for name in ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive", "motion_vectors"):
+        assert np.shares_memory(feed[name], inputs.raw(name)), name
+    r.render(inputs, _style_map(20, 28))
+    assert r._prev is not None  # noqa: SLF001 - history kept ...
+    assert not np.shares_memory(r._prev[1], inputs.raw("linear_depth"))  # noqa: SLF001 - ... as a copy, not a view
+    # of a shared-memory slot that the next frame overwrites
+
+
+def test_buffers_in_other_formats_are_converted_to_what_the_graph_takes(exported: tuple[Path, Path]) -> None:
+    """An engine that sends float albedo, packed normal+roughness and raw depth with a camera gets the same image
+    as one sending the usual formats."""
+    h, w = 24, 32
+    usual = _inputs(h, w)
+    lin_albedo = usual["albedo"].astype(np.float16)  # linear, as rgba16f
+    normal_roughness = np.concatenate([usual["normals"][..., :3], usual["roughness"]], -1).astype(np.float16)
+    near, far = 0.1, 100.0
+    z = usual["linear_depth"][..., 0].astype(np.float64)
+    depth = ((far - near * far / z) / (far - near)).astype(np.float32)[..., None]  # D3D-style [0, 1]
+    bufs = {n: b for n, b in usual.buffers.items() if n not in ("albedo", "normals", "roughness", "linear_depth")}
+    bufs |= {
+        "albedo": Buffer.from_array("albedo", "rgba16f", lin_albedo),
+        "normal_roughness": Buffer.from_array("normal_roughness", "rgba16f", normal_roughness),
+        "depth": Buffer.from_array("depth", "r32f", depth),
+    }
+    other = RenderInputs(bufs, size=(w, h), camera=Camera(near=near, far=far))
+    r = NeuralRenderer(model=exported[1], temporal=False)
+    a = r.render(usual, _style_map(h, w)).astype(int)
+    b = r.render(other, _style_map(h, w)).astype(int)
+    assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() <= 8  # float16 depth/roughness rounding only
+
+
+def test_an_upscaling_model_exports_a_wire_graph_at_twice_the_size(tmp_path: Path) -> None:
+    _, temporal = export_onnx(_net(upscale=2), tmp_path / "up.onnx", temporal=True)
+    r = NeuralRenderer(model=temporal)
+    assert r.upscale == 2 and r.output_size((28, 20), (56, 40)) == (56, 40)
+    first = r.render(_inputs(20, 28), _style_map(20, 28))
+    second = r.render(_inputs(20, 28), _style_map(20, 28))  # history at the output size is fed back
+    assert first.shape == second.shape == (40, 56, 4)
+
+
+def test_precision_option_picks_the_shipped_graph() -> None:
+    assert default_model("fp32") == WEIGHTS / "default_temporal.onnx"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        default_model("fp8")
+    if INT8_MODEL.is_file():
+        assert default_model("int8") == INT8_MODEL
+        assert NeuralRenderer(precision="int8").path == INT8_MODEL
+    assert default_model("auto") in (INT8_MODEL, WEIGHTS / "default_temporal.onnx")
