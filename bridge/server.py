@@ -87,6 +87,11 @@ from bridge.style.stylemap import style_map_digest
 log = logging.getLogger("nrb.server")
 
 #: Buffers of exactly 1x1, exempt from the "same size as render_size" check (as are 1x1 vendor buffers: per-frame
+#: constants).
+_ONE_BY_ONE = {"exposure"}
+#: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; while a session has this
+#: many more queued, its peer's input is held (back-pressure, docs/protocol.md section 5.9).
+_STYLE_ONLY_SLACK = 256
 #: While a peer has answers it cannot take yet, the I/O loop retries them this often (milliseconds).
 _RETRY_MS = 2
 #: Answers waiting for one peer (safety net: its input is held while any wait, so they stay far fewer).
@@ -101,11 +106,6 @@ def router_hwm(max_in_flight: int) -> int:
     never meets them. Beyond them nothing is dropped: the server queues answers per peer and holds that peer's input
     (``Server._forward``)."""
     return 4 * (max_in_flight + _STYLE_ONLY_SLACK)
-#: constants).
-_ONE_BY_ONE = {"exposure"}
-#: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; while a session has this
-#: many more queued, its peer's input is held (back-pressure, docs/protocol.md section 5.9).
-_STYLE_ONLY_SLACK = 256
 
 # Memory budgets (docs/security.md "Memory budgets", docs/protocol.md section 11.1): what a session's frames may
 # weigh, what the server holds per session and in all. Sized so that a 4K UHD session of 32 bytes per pixel fits.
@@ -179,8 +179,6 @@ class ServerConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
-        self.undeliverable = Counter("nrb_undeliverable_total", "Answers that could not be delivered (peer gone, "
-                                     "or not reading at all)", registry=r)
     max_sessions_per_peer: int = DEFAULT_MAX_SESSIONS_PER_PEER
     max_rejects: int = 64
     max_message_bytes: int | None = None
@@ -233,6 +231,8 @@ class _Metrics:
         self.latency = Histogram("nrb_frame_latency_seconds", "Received to RESULT sent", buckets=buckets, registry=r)
         self.render = Histogram("nrb_render_seconds", "Renderer time per frame", buckets=buckets, registry=r)
         self.queue_len = Gauge("nrb_queued_frames", "Frames waiting to be rendered", registry=r)
+        self.undeliverable = Counter("nrb_undeliverable_total", "Answers that could not be delivered (peer gone, "
+                                     "or not reading at all)", registry=r)
         self._http: Any = None
 
     def serve(self, port: int) -> int:
@@ -250,18 +250,6 @@ class _Metrics:
 
 class Server:
     """An NRB/1 render server. See the module docstring for the processing model."""
-        #: peers whose input is held because one of their sessions (the id) has ``max_in_flight`` + 256 frames queued
-        self._backlogged: dict[bytes, int] = {}
-        #: sessions a render worker wants closed, with the reason (closed, with a BYE, by the I/O thread)
-        self._close_requests: collections.deque[tuple[int, str]] = collections.deque()
-        # back-pressure (I/O thread only): answers a peer cannot take yet, in order, and the input it sent meanwhile,
-        # held (with its size in bytes) until those answers are out, so that it cannot make us answer faster than it
-        # reads
-        self._waiting: dict[bytes, collections.deque[list[Any]]] = {}
-        self._held: dict[bytes, collections.deque[Callable[[], None]]] = {}
-        self._held_bytes: dict[bytes, int] = {}
-        self._max_held = router_hwm(self.config.max_in_flight)
-        self._undeliverable_log = (0.0, 0)  # (when last logged, count since)
 
     def __init__(self, config: ServerConfig | None = None, *,
                  factory: Callable[[], Renderer] | None = None,
@@ -322,6 +310,18 @@ class Server:
         # each message names the descriptor it came in on (ZMQ_SRCFD): see ``_note_peer``
         self._monitor: zmq.Socket[Any] | None = None
         self._fd_owner: dict[int, bytes] = {}  # connection descriptor -> routing id of the peer last seen on it
+        #: peers whose input is held because one of their sessions (the id) has ``max_in_flight`` + 256 frames queued
+        self._backlogged: dict[bytes, int] = {}
+        #: sessions a render worker wants closed, with the reason (closed, with a BYE, by the I/O thread)
+        self._close_requests: collections.deque[tuple[int, str]] = collections.deque()
+        # back-pressure (I/O thread only): answers a peer cannot take yet, in order, and the input it sent meanwhile,
+        # held (with its size in bytes) until those answers are out, so that it cannot make us answer faster than it
+        # reads
+        self._waiting: dict[bytes, collections.deque[list[Any]]] = {}
+        self._held: dict[bytes, collections.deque[Callable[[], None]]] = {}
+        self._held_bytes: dict[bytes, int] = {}
+        self._max_held = router_hwm(self.config.max_in_flight)
+        self._undeliverable_log = (0.0, 0)  # (when last logged, count since)
         # server-wide statistics (status line), and the sessions' ``stats``: updated by the I/O thread and every
         # render worker, so only under ``_stats_lock`` (``snapshot()`` reads them under it too)
         self._stats_lock = threading.Lock()
@@ -435,20 +435,6 @@ class Server:
 
     def _run(self) -> None:
         """The I/O loop (this thread) plus the render thread it starts; returns after ``stop()``."""
-    def _close_requested(self, pull: zmq.Socket[Any]) -> None:
-        """Close the sessions render workers asked to close, each with a BYE after the answers they sent first."""
-        while True:  # a worker sends its answer before asking: forward it before the BYE
-            try:
-                self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
-            except zmq.Again:
-                break
-        while self._close_requests:
-            sid, reason = self._close_requests.popleft()
-            sess = self.sessions.get(sid)
-            if sess is not None:
-                self._send(sess.routing_id, Bye(sid, reason))
-                self._close_session(sess, reason)
-
         assert self.sock is not None
         sock = self.sock
         pull = self._ctx.socket(zmq.PULL)
@@ -465,18 +451,100 @@ class Server:
             poller.register(self._monitor, zmq.POLLIN)
         next_house = time.monotonic()
         try:
-        waiting.append(parts)
-
-    def _try_send(self, parts: list[Any]) -> bool | None:
-        """True: sent; False: the peer's pipe is full (try again later); None: no such peer (any more)."""
-        if self.sock is None:
-            return None
             while not self._stop.is_set():
                 ready = dict(poller.poll(_RETRY_MS if self._waiting or self._held else 50))
                 if self._waiting or self._held:
                     self._flush_waiting()
                 for fd in [fd for fd in self._bells if fd in ready]:
                     bell_sess = self._bells.get(fd)  # handling one may have closed another
+                    if bell_sess is not None:
+                        self._on_doorbell(bell_sess)
+                if pull in ready:  # results from the render thread
+                    for _ in range(256):
+                        try:
+                            out = pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._forward(out)
+                if self._monitor is not None and self._monitor in ready:
+                    self._drain_monitor()
+                if sock in ready:
+                    for _ in range(256):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        rid = parts[0].bytes
+                        if self._holding(rid):  # not reading its answers, or far ahead: hold its input
+                            self._hold(rid, functools.partial(self._on_message, parts),
+                                       sum(len(p) for p in parts))
+                        else:
+                            self._on_message(parts)
+                if self._close_requests:
+                    self._close_requested(pull)
+                now = time.monotonic()
+                if self._reload_keys.is_set():
+                    self._reload_keys.clear()
+                    self._reload_allow_list()
+                if now >= next_house:
+                    next_house = now + min(0.25, self.config.status_interval)
+                    self._housekeeping(now)
+        finally:
+            self._stop.set()
+            with self._work:
+                self._work.notify_all()
+            for w in workers:
+                w.join()
+            while True:  # results the render thread finished while we were stopping
+                try:
+                    self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
+                except zmq.Again:
+                    break
+            pull.close(0)
+            self._shutdown()
+
+    def _close_requested(self, pull: zmq.Socket[Any]) -> None:
+        """Close the sessions render workers asked to close, each with a BYE after the answers they sent first."""
+        while True:  # a worker sends its answer before asking: forward it before the BYE
+            try:
+                self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        while self._close_requests:
+            sid, reason = self._close_requests.popleft()
+            sess = self.sessions.get(sid)
+            if sess is not None:
+                self._send(sess.routing_id, Bye(sid, reason))
+                self._close_session(sess, reason)
+
+    def _forward(self, parts: list[Any]) -> None:
+        """Send ``[routing id, *message]`` to its peer (I/O thread). Nothing is dropped at the high-water mark: a
+        peer whose pipe is full gets the message queued behind its other waiting answers (and its input is held
+        until they are out: ``_hold``); only a peer that is gone loses it, counted and logged (``_undeliverable``)."""
+        rid = parts[0] if isinstance(parts[0], bytes) else parts[0].bytes
+        waiting = self._waiting.get(rid)
+        if waiting is None:
+            sent = self._try_send(parts)
+            if sent is not False:
+                if sent is None:
+                    self._undeliverable(rid, 1, "the peer is gone")
+                return
+            waiting = self._waiting[rid] = collections.deque()
+        if len(waiting) >= _MAX_WAITING_ANSWERS:
+            self._undeliverable(rid, 1, f"{len(waiting)} answers already wait for it")
+            return
+        waiting.append(parts)
+
+    def _try_send(self, parts: list[Any]) -> bool | None:
+        """True: sent; False: the peer's pipe is full (try again later); None: no such peer (any more)."""
+        if self.sock is None:
+            return None
+        try:
+            self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY): the peer disconnected
+            log.debug("send failed: %s", exc)
             return None
         return True
 
@@ -560,81 +628,6 @@ class Server:
         self._undeliverable_log = (now, 0)
         log.warning("%d answer(s) to peer %r could not be delivered: %s%s", n, rid, why,
                     f" ({since} more since the last report)" if since else "")
-                    if bell_sess is not None:
-                        self._on_doorbell(bell_sess)
-                if pull in ready:  # results from the render thread
-                    for _ in range(256):
-                        try:
-                            out = pull.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._forward(out)
-                if self._monitor is not None and self._monitor in ready:
-        deadline = time.monotonic() + 1.0  # the BYEs and answers still waiting for slow readers
-        while self._waiting and time.monotonic() < deadline:
-            self._flush_waiting(resume=False)
-            time.sleep(_RETRY_MS / 1e3)
-        for rid, waiting in self._waiting.items():
-            self._undeliverable(rid, len(waiting), "the server stopped before it read them")
-        self._waiting.clear()
-                    self._drain_monitor()
-                if sock in ready:
-                    for _ in range(256):
-                        try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        rid = parts[0].bytes
-                        if self._holding(rid):  # not reading its answers, or far ahead: hold its input
-                            self._hold(rid, functools.partial(self._on_message, parts),
-                                       sum(len(p) for p in parts))
-                        else:
-                            self._on_message(parts)
-                if self._close_requests:
-                    self._close_requested(pull)
-                now = time.monotonic()
-                if self._reload_keys.is_set():
-                    self._reload_keys.clear()
-                    self._reload_allow_list()
-                if now >= next_house:
-                    next_house = now + min(0.25, self.config.status_interval)
-                    self._housekeeping(now)
-        finally:
-            self._stop.set()
-            with self._work:
-                self._work.notify_all()
-            for w in workers:
-                w.join()
-            while True:  # results the render thread finished while we were stopping
-                try:
-                    self._forward(pull.recv_multipart(zmq.NOBLOCK, copy=False))
-                except zmq.Again:
-                    break
-            pull.close(0)
-            self._shutdown()
-
-    def _forward(self, parts: list[Any]) -> None:
-        """Send ``[routing id, *message]`` to its peer (I/O thread). Nothing is dropped at the high-water mark: a
-        peer whose pipe is full gets the message queued behind its other waiting answers (and its input is held
-        until they are out: ``_hold``); only a peer that is gone loses it, counted and logged (``_undeliverable``)."""
-        rid = parts[0] if isinstance(parts[0], bytes) else parts[0].bytes
-        waiting = self._waiting.get(rid)
-        if waiting is None:
-            sent = self._try_send(parts)
-            if sent is not False:
-                if sent is None:
-                    self._undeliverable(rid, 1, "the peer is gone")
-                return
-            waiting = self._waiting[rid] = collections.deque()
-        if len(waiting) >= _MAX_WAITING_ANSWERS:
-            self._undeliverable(rid, 1, f"{len(waiting)} answers already wait for it")
-            return
-        try:
-            self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return False
-        except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY): the peer disconnected
-            log.debug("send failed: %s", exc)
 
     def _shutdown(self) -> None:
         with self._work:
@@ -645,6 +638,13 @@ class Server:
         if self.config.status:
             self._status_out.write("\n")
             self._status_out.flush()
+        deadline = time.monotonic() + 1.0  # the BYEs and answers still waiting for slow readers
+        while self._waiting and time.monotonic() < deadline:
+            self._flush_waiting(resume=False)
+            time.sleep(_RETRY_MS / 1e3)
+        for rid, waiting in self._waiting.items():
+            self._undeliverable(rid, len(waiting), "the server stopped before it read them")
+        self._waiting.clear()
         if self.sock is not None:
             if self._monitor is not None:
                 self.sock.disable_monitor()
@@ -683,8 +683,6 @@ class Server:
         """Call ``CaptureWriter.<method>(*args)``; if the recorder fails (disk full, I/O error), stop recording
         with one clear error and go on serving. Either thread may call this."""
         rec = self._recorder
-        except _HoldInput:  # first in line: it was the oldest input of this peer not handled yet
-            self._hold(routing_id, functools.partial(self._on_message, parts), sum(len(p) for p in parts), True)
         if rec is None:
             return
         try:
@@ -715,31 +713,6 @@ class Server:
         if doorbell is not None and len(frames) == 1 and push is not None:
             try:
                 if doorbell.send(frames[0]):
-    def _on_bell_record(self, sess: Session, record: bytes) -> None:
-        """One FRAME record from a session's doorbell."""
-        if sess.id not in self.sessions:  # held while its session was closed: the BYE says what happened
-            self._count("input_dropped")
-            return
-        received = time.perf_counter_ns()
-        self._count("messages")
-        try:
-            header = parse_header(record)
-            if header.get("type") != "FRAME":
-                raise ProtocolError(ErrorCode.BAD_VALUE, f"only FRAME travels on the doorbell, not "
-                                                         f"{str(header.get('type'))[:32]!r}")
-            self._on_frame(sess.routing_id, header, [record], received, received)
-        except _HoldInput:
-            self._hold(sess.routing_id, functools.partial(self._on_bell_record, sess, record), len(record), True)
-        except ProtocolError as err:
-            s, f = _ids_from([record])
-            self._send_error(sess.routing_id, err, s, f)
-            self._rejected(sess.routing_id, err.code)
-        except Exception as exc:  # a bug of ours must not take the server down either
-            log.exception("internal error handling a doorbell record of session %d", sess.id)
-            self._send_error(sess.routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
-        else:
-            self._rejects.pop(sess.routing_id, None)
-
                     return frames
             except OSError as exc:  # the engine's end is gone; its session ends on the ZeroMQ side
                 log.debug("doorbell write failed: %s", exc)
@@ -783,6 +756,8 @@ class Server:
             return
         try:
             self._dispatch(routing_id, frames, received)
+        except _HoldInput:  # first in line: it was the oldest input of this peer not handled yet
+            self._hold(routing_id, functools.partial(self._on_message, parts), sum(len(p) for p in parts), True)
         except ProtocolError as err:
             session, frame = _ids_from(frames)
             self._send_error(routing_id, err, session, frame)
@@ -854,6 +829,31 @@ class Server:
             if sess.id not in self.sessions:
                 return
 
+    def _on_bell_record(self, sess: Session, record: bytes) -> None:
+        """One FRAME record from a session's doorbell."""
+        if sess.id not in self.sessions:  # held while its session was closed: the BYE says what happened
+            self._count("input_dropped")
+            return
+        received = time.perf_counter_ns()
+        self._count("messages")
+        try:
+            header = parse_header(record)
+            if header.get("type") != "FRAME":
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"only FRAME travels on the doorbell, not "
+                                                         f"{str(header.get('type'))[:32]!r}")
+            self._on_frame(sess.routing_id, header, [record], received, received)
+        except _HoldInput:
+            self._hold(sess.routing_id, functools.partial(self._on_bell_record, sess, record), len(record), True)
+        except ProtocolError as err:
+            s, f = _ids_from([record])
+            self._send_error(sess.routing_id, err, s, f)
+            self._rejected(sess.routing_id, err.code)
+        except Exception as exc:  # a bug of ours must not take the server down either
+            log.exception("internal error handling a doorbell record of session %d", sess.id)
+            self._send_error(sess.routing_id, ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+        else:
+            self._rejects.pop(sess.routing_id, None)
+
     def _open_doorbell(self, hello: Hello, routing_id: bytes) -> Doorbell | None:
         if not self.config.doorbell or "doorbell" not in hello.capabilities or hello.doorbell is None:
             return None
@@ -899,15 +899,6 @@ class Server:
             self._on_bye(routing_id, msg)
         elif isinstance(msg, Error):
             log.info("engine %r reported %s: %s", routing_id, msg.name, msg.message)
-        with self._work:
-            backlog = len(sess.queue) + (sess.busy and not sess.answered_current)
-        if backlog >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
-            # So far ahead that even the headers of its over-the-limit frames pile up: take no more of this peer's
-            # input until the backlog drains (back-pressure; this frame is held too, first in line), so that no
-            # event is ever lost (docs/protocol.md section 5.9).
-            self._backlogged[routing_id] = sess.id
-            self._count("backlog_held")
-            raise _HoldInput()
         elif isinstance(msg, Pong):
             pass
         else:
@@ -1061,6 +1052,15 @@ class Server:
                 message_from_header(header, frames[1:])  # raises the precise decoding error
             raise ProtocolError(ErrorCode.NO_SESSION, f"session {sid} is not open (expired, closed or unknown)")
         sess.touch()
+        with self._work:
+            backlog = len(sess.queue) + (sess.busy and not sess.answered_current)
+        if backlog >= self.config.max_in_flight + _STYLE_ONLY_SLACK:
+            # So far ahead that even the headers of its over-the-limit frames pile up: take no more of this peer's
+            # input until the backlog drains (back-pressure; this frame is held too, first in line), so that no
+            # event is ever lost (docs/protocol.md section 5.9).
+            self._backlogged[routing_id] = sess.id
+            self._count("backlog_held")
+            raise _HoldInput()
         pool = sess.hello.shm if sess.pool is not None else None
         msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
                                   max_frame_bytes=sess.frame_bytes)
@@ -1149,13 +1149,6 @@ class Server:
         for spec in sess.welcome.required:
             if not available(spec.name, names):
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"buffers: {spec.name!r} is required by the renderer")
-        if sess.pool is not None:  # copied out only now: superseded and skipped frames are never read
-            try:
-                for b in frame.buffers:
-                    sess.pool.resolve(b)
-            except ShmShrunk as exc:
-                self._pool_shrunk(sess, item, exc)
-                return
         w, h = sess.render_size
         for b in frame.buffers:
             if b.name == "output":  # section 6.1: RESULT only
@@ -1187,9 +1180,6 @@ class Server:
         ``bridge.renderer.worker_context`` / ``set_worker_threads``), so renderers that keep per-thread state (ONNX
         Runtime sessions) keep their own instance per worker and budget."""
         push = self._ctx.socket(zmq.PUSH)
-        except ShmShrunk as exc:
-            self._pool_shrunk(sess, item, exc)
-            return
         push.setsockopt(zmq.LINGER, 1000)
         push.connect(self._out_endpoint)
         self._worker_local.push = push
@@ -1245,18 +1235,6 @@ class Server:
         the one waiting longest. Returns the session, its frame and the frame's
         thread budget (``frame_threads``)."""
         best: tuple[int, int, Session] | None = None
-    def _pool_shrunk(self, sess: Session, item: QueuedFrame, exc: ShmShrunk) -> None:
-        """The engine shrank its shared-memory pool (docs/protocol.md section 7 rule 5): answer the frame with
-        ``BAD_VALUE`` and have the I/O thread close the session with a BYE (render worker; see ``bridge.shm`` for
-        why this is an error and not a crash)."""
-        log.warning("session %d: %s; closing the session", sess.id, exc)
-        self._count("shm_shrunk", sess, "render_failed")
-        sess.answered_current = True
-        self._send_error(item.routing_id, ProtocolError(ErrorCode.BAD_VALUE, f"{exc}: the pool must keep its size "
-                                                                             "for the whole session"),
-                         sess.id, item.frame.frame, sess.doorbell)
-        self._close_requests.append((sess.id, "shared memory pool shrank"))
-
         for sess in self.sessions.values():
             if sess.busy or not sess.queue:
                 continue
@@ -1313,10 +1291,6 @@ class Server:
                 self.hook_log.report(hook_errors)
             self._metrics.hook_errors.inc(len(hook_errors))
         return t
-class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
-    """Raised by ``_on_frame`` for a FRAME that must wait until its session's backlog drains (back-pressure)."""
-
-
 
     def _apply_unrendered(self, sess: Session, item: QueuedFrame, current: bool = False) -> None:
         """A frame that is not rendered: apply its events and style commands; answer OVERLOADED when it came over
@@ -1344,6 +1318,13 @@ class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
         frame = item.frame
         dequeued = time.perf_counter_ns()
         queue_ms = (dequeued - item.received_ns) / 1e6
+        if sess.pool is not None:  # copied out only now: superseded and skipped frames are never read
+            try:
+                for b in frame.buffers:
+                    sess.pool.resolve(b)
+            except ShmShrunk as exc:
+                self._pool_shrunk(sess, item, exc)
+                return
         t = self._apply(sess, item)
         timing = Timing(queue_ms=queue_ms, decode_ms=item.decode_ms)
 
@@ -1375,6 +1356,9 @@ class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
             timing.render_ms = elapsed(t_render)
             t_encode = time.perf_counter_ns()
             output = self._output_buffer(sess, image, frame)
+        except ShmShrunk as exc:
+            self._pool_shrunk(sess, item, exc)
+            return
         except Exception as exc:
             self._render_failed(sess, item, exc, timing, digest)
             return
@@ -1430,6 +1414,18 @@ class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
                                sess.id, frame.frame, sess.doorbell)
         self._record_result(sess, frame.frame, "error", [encode(err)[0]], digest, timing, err.message)
 
+    def _pool_shrunk(self, sess: Session, item: QueuedFrame, exc: ShmShrunk) -> None:
+        """The engine shrank its shared-memory pool (docs/protocol.md section 7 rule 5): answer the frame with
+        ``BAD_VALUE`` and have the I/O thread close the session with a BYE (render worker; see ``bridge.shm`` for
+        why this is an error and not a crash)."""
+        log.warning("session %d: %s; closing the session", sess.id, exc)
+        self._count("shm_shrunk", sess, "render_failed")
+        sess.answered_current = True
+        self._send_error(item.routing_id, ProtocolError(ErrorCode.BAD_VALUE, f"{exc}: the pool must keep its size "
+                                                                             "for the whole session"),
+                         sess.id, item.frame.frame, sess.doorbell)
+        self._close_requests.append((sess.id, "shared memory pool shrank"))
+
     def _output_buffer(self, sess: Session, image: Any, frame: Frame) -> Buffer:
         """Validate the renderer's image and convert it to the session's output format (``BadOutput`` if bad)."""
         out = sess.welcome.output
@@ -1484,6 +1480,10 @@ class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
         return (f"nrb {self.renderer_label} | sessions {s['sessions']} | in {s['fps_in']:5.1f} fps | "
                 f"out {s['fps_out']:5.1f} fps | p50 {s['p50_ms']:6.1f} ms | p99 {s['p99_ms']:6.1f} ms | "
                 f"drops {s['drops']} | hook errors {s['hook_errors']}")
+
+
+class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by ``_on_frame`` for a FRAME that must wait until its session's backlog drains (back-pressure)."""
 
 
 def _user_id(frames: list[Any]) -> str | None:
