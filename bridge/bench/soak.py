@@ -20,8 +20,13 @@ then 20,000 through tcp with the server restarted every 5,000 frames.
   under 5 % (reported, not asserted: a benchmark reports). On the tcp path the server's "end" is the last
   incarnation's; each incarnation's RSS range is listed.
 
+Then the fault rows (``bridge.bench.soak_faults``): **overload** (two engines at twice the renderer's rate for 60 s
+with a renderer stall half-way: every event applied exactly once, in order, every FRAME answered once, server RSS)
+and **hostile** (engines that shrink their shared-memory pool under the server: ERROR + BYE each, the server and
+the game beside them unharmed, server RSS and descriptors).
+
 Writes ``soak.json`` and ``soak.md`` into the output directory. ``--frames`` shortens the run (the report says how
-many frames were run).
+many frames were run); ``--quick`` also shortens the fault rows (10 s, 20 hostile engines).
 """
 
 from __future__ import annotations
@@ -350,11 +355,17 @@ def markdown(res: dict[str, Any]) -> str:
         seq = ", ".join(f"{s['engine_rss_mb']:.0f}/{s['server_rss_mb']:.0f}" for s in p["samples"]
                         if s["frame"] % 1000 == 0)
         lines.append(f"* {name}: {seq}")
+    from bridge.bench.soak_faults import markdown as fault_rows
+
+    lines += fault_rows(res.get("faults", {}))
     return "\n".join(lines) + "\n"
 
 
+ALL_PATHS = ("shm", "tcp", "overload", "hostile")
+
+
 def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | None = None,
-        restart_every: int | None = None, paths: tuple[str, ...] = ("shm", "tcp")) -> dict[str, Any]:
+        restart_every: int | None = None, paths: tuple[str, ...] = ALL_PATHS) -> dict[str, Any]:
     """Run the soak; write ``soak.json`` / ``soak.md`` into ``out_dir``."""
     from bridge.bench.transport import STANDARD, gbuffers
 
@@ -385,6 +396,10 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | Non
             res["paths"]["tcp"] = soak("tcp", server, "inline", arrays, formats, frames, restart_every)
         finally:
             server.stop()
+    if "overload" in paths or "hostile" in paths:
+        from bridge.bench.soak_faults import run_rows
+
+        res["faults"] = run_rows(paths, quick)
     (out / "soak.json").write_text(json.dumps(res, indent=1))
     (out / "soak.md").write_text(markdown(res))
     return res
@@ -398,15 +413,19 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--restart-every", type=int, default=None,
                    help=f"restart the tcp server every N frames (default {RESTART_EVERY} for {FRAMES} frames: a "
                         "quarter of the run)")
-    p.add_argument("--path", action="append", choices=("shm", "tcp"), help="only these paths (default both)")
+    p.add_argument("--path", action="append", choices=ALL_PATHS, help="only these rows (default all: shm, tcp, "
+                   "overload, hostile)")
 
 
 def main(args: Any) -> int:
     res = run(args.out, quick=args.quick, frames=args.frames, restart_every=args.restart_every,
-              paths=tuple(args.path) if args.path else ("shm", "tcp"))
-    worst = max(max(p["rss_growth"].values()) for p in res["paths"].values())
-    print(f"soak bench: {Path(args.out) / 'soak.md'} (worst RSS growth {worst * 100:+.2f} %, limit "
-          f"{GROWTH_LIMIT * 100:.0f} %)")
+              paths=tuple(args.path) if args.path else ALL_PATHS)
+    if res["paths"]:
+        worst = max(max(p["rss_growth"].values()) for p in res["paths"].values())
+        print(f"soak bench: {Path(args.out) / 'soak.md'} (worst RSS growth {worst * 100:+.2f} %, limit "
+              f"{GROWTH_LIMIT * 100:.0f} %)")
+    else:
+        print(f"soak bench: {Path(args.out) / 'soak.md'}")
     return 0
 
 
