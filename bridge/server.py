@@ -1320,8 +1320,7 @@ class Server:
         queue_ms = (dequeued - item.received_ns) / 1e6
         if sess.pool is not None:  # copied out only now: superseded and skipped frames are never read
             try:
-                for b in frame.buffers:
-                    sess.pool.resolve(b)
+                sess.pool.resolve_all(frame.buffers)
             except ShmShrunk as exc:
                 self._pool_shrunk(sess, item, exc)
                 return
