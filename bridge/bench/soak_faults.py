@@ -12,6 +12,10 @@
   shared-memory session again and again, renders one frame, truncates its pool to 0 and sends another FRAME. The
   server must answer that FRAME with an ERROR and close the session with a BYE each time (no SIGBUS), keep the
   same process, keep the game rendering, and not grow (RSS start and end, descriptors held).
+* **hostile** (memory and sessions, items 5 and 6): oversized HELLOs and zstd-bomb FRAMEs against the default memory
+  budgets, one connection asking for 16 sessions, and that connection vanishing without a BYE while the server is
+  full: refusals counted, how soon the next engine gets in (the idle timeout is 30 s), server RSS and VmHWM
+  (``hostile_memory_and_sessions``).
 """
 
 from __future__ import annotations
@@ -271,6 +275,95 @@ def hostile_shm(attempts: int, work: Path) -> dict[str, Any]:
                                                                                    "end": fds_end}}
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def hostile_memory_and_sessions(attempts: int, work: Path) -> dict[str, Any]:
+    """The memory and session part of the hostile-peer row (issue 16 items 5 and 6), against ``nrb serve`` with its
+    default memory budgets and ``--max-sessions 5``, while a good engine renders a frame between attempts. Each
+    attempt: a HELLO of 32 buffers at 2048² (must be LIMIT_EXCEEDED); a session that offered one 2048² buffer sends
+    a FRAME of 32 zstd buffers that decompress to 1 GiB (LIMIT_EXCEEDED, nothing decompressed); one connection asks
+    for 16 sessions (it gets ``--max-sessions-per-peer``, the rest OVERLOADED) and then vanishes without a BYE, and a
+    new engine asks until it gets in: how long its slot took to come back (the idle timeout is 30 s)."""
+    import msgpack
+    import zstandard
+
+    from bridge.client import Client, RemoteError
+    from bridge.protocol import Buffer, BufferSpec, Error, Frame, header_map
+
+    proc, endpoint = _serve(["--renderer", "passthrough", "--max-sessions", "5"], work / "hostile-peers.log")
+    pid = proc.pid
+    big = (2048, 2048)
+    specs = [BufferSpec("albedo", "rgba8_srgb")] + [BufferSpec(f"x_pad{i:02d}", "rgba8") for i in range(31)]
+    zeros = np.zeros((big[1], big[0], 4), np.float16)
+    packed = zstandard.ZstdCompressor(write_content_size=True).compress(zeros.tobytes())
+    names = ["albedo"] + [f"x_pad{i:02d}" for i in range(31)]
+    bomb = [Buffer(n, "rgba16f", big[0], big[1], big[0] * 8, compression="zstd") for n in names]
+    counts = {"hello_refused": 0, "frames_refused": 0, "hog_welcomed": 0, "hog_overloaded": 0, "good_ok": 0,
+              "newcomer_refused_while_full": 0}
+    waits: list[float] = []
+    sampler = _RssSampler(pid)
+    try:
+        with Client(endpoint, timeout=20) as good:
+            good.hello(SIZE, [BufferSpec("hudless_color", "rgba8_srgb")])
+            for _ in range(attempts):
+                with Client(endpoint, timeout=20) as bad:
+                    try:
+                        bad.hello(big, specs, capabilities=["zstd"])
+                    except RemoteError as exc:
+                        counts["hello_refused"] += exc.error.name == "LIMIT_EXCEEDED"
+                    bad.hello(big, specs[:1], capabilities=["zstd"])
+                    fid = bad.next_frame
+                    bad.next_frame += 1
+                    head = msgpack.packb(header_map(Frame(bad.session or 0, fid, fid, 0.016, 5000.0, bomb)))
+                    bad.send_raw([head] + [packed] * len(bomb))
+                    m = bad.recv(timeout=30)
+                    counts["frames_refused"] += isinstance(m, Error) and m.name == "LIMIT_EXCEEDED"
+                    bad.bye()
+                hog = Client(endpoint, timeout=20)
+                for _ in range(16):
+                    try:
+                        hog.hello(SIZE, [BufferSpec("hudless_color", "rgba8_srgb")])
+                        counts["hog_welcomed"] += 1
+                    except RemoteError as exc:
+                        counts["hog_overloaded"] += exc.error.name == "OVERLOADED"
+                with Client(endpoint, timeout=20) as newcomer:
+                    try:  # the server is full: the good engine's session and the hog's four
+                        newcomer.hello(SIZE, [BufferSpec("hudless_color", "rgba8_srgb")])
+                        newcomer.bye()
+                    except RemoteError as exc:
+                        counts["newcomer_refused_while_full"] += exc.error.name == "OVERLOADED"
+                    hog.close()  # gone without a BYE, its sessions still open
+                    t0 = time.monotonic()
+                    while True:
+                        try:
+                            newcomer.hello(SIZE, [BufferSpec("hudless_color", "rgba8_srgb")])
+                            break
+                        except RemoteError:
+                            if time.monotonic() - t0 > 60:
+                                raise
+                            time.sleep(0.02)
+                    waits.append(time.monotonic() - t0)
+                    newcomer.bye()
+                counts["good_ok"] += good.render(_pixels()).status == "ok"
+            good.bye()
+        time.sleep(0.5)
+        peak = _peak_rss_mb(pid)
+    finally:
+        rss = sampler.stop()
+        alive = proc.poll() is None
+        _stop(proc)
+    waits.sort()
+    return {"attempts": attempts, **counts, "server_alive": alive,
+            "slot_back_s": {"median": waits[len(waits) // 2] if waits else None, "max": waits[-1] if waits else None},
+            "server_rss": {**rss, "vmhwm_mb": peak}}
+
+
 def run_rows(paths: tuple[str, ...], quick: bool) -> dict[str, Any]:
     """The fault rows named in ``paths`` (``overload``, ``hostile``)."""
     out: dict[str, Any] = {}
@@ -282,6 +375,8 @@ def run_rows(paths: tuple[str, ...], quick: bool) -> dict[str, Any]:
         if "hostile" in paths:
             sys.stderr.write("[soak hostile] engines that shrink their shared memory...\n")
             out["hostile"] = {"shm_shrink": hostile_shm(20 if quick else 200, work)}
+            sys.stderr.write("[soak hostile] oversized HELLOs and FRAMEs, a session hog that vanishes...\n")
+            out["hostile"]["memory_sessions"] = hostile_memory_and_sessions(5 if quick else 30, work)
     return out
 
 
@@ -312,4 +407,19 @@ def markdown(rows: dict[str, Any]) -> list[str]:
                   f"them showed {hs['game_frames_shown_meanwhile']} frames meanwhile. Server RSS "
                   f"{hs['server_rss']['start_mb']:.1f} → {hs['server_rss']['end_mb']:.1f} MB, descriptors "
                   f"{hs['server_fds']['start']} → {hs['server_fds']['end']}."]
+    hm = rows.get("hostile", {}).get("memory_sessions")
+    if hm:
+        n, m, back = hm["attempts"], hm["server_rss"], hm["slot_back_s"]
+        lines += ["", "## Hostile peer: memory and session slots (default budgets, `--max-sessions 5`)", "",
+                  "| attempt, each of " + str(n) + " | answered as required |", "|---|---|",
+                  f"| HELLO of 32 buffers at 2048² | LIMIT_EXCEEDED {hm['hello_refused']} / {n} |",
+                  f"| FRAME of 32 zstd buffers decompressing to 1 GiB | LIMIT_EXCEEDED {hm['frames_refused']} / {n} |",
+                  f"| one connection asks for 16 sessions | WELCOME {hm['hog_welcomed']}, OVERLOADED "
+                  f"{hm['hog_overloaded']} (cap 4 each) |",
+                  f"| a new engine asks while the server is full | OVERLOADED {hm['newcomer_refused_while_full']} / {n} |",
+                  f"| the hog vanishes without BYE; the new engine asks again | in after median "
+                  f"{(back['median'] or 0) * 1e3:.0f} ms, max {(back['max'] or 0) * 1e3:.0f} ms (idle timeout 30 s) |",
+                  f"| a good engine renders between attempts | ok {hm['good_ok']} / {n} |",
+                  "", f"Server {'kept running' if hm['server_alive'] else '**died**'}; RSS start {m['start_mb']:.1f} "
+                  f"MB, peak {m['peak_mb']:.1f} MB (VmHWM {m['vmhwm_mb']:.1f} MB), end {m['end_mb']:.1f} MB."]
     return lines
