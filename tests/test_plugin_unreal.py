@@ -20,7 +20,7 @@ MODULE = SOURCE / "NeuralRenderBridge"
 VERBS = {
     "SetNeuralRenderingEnabled": "nrb_set_enabled",
     "SetNeuralStyle": "nrb_set_style",
-    "FireNeuralStyleEvent": "nrb_fire_event",
+    "FireNeuralStyleEvent": "nrb_fire_event_params",
 }
 
 

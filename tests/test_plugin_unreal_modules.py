@@ -21,7 +21,7 @@ NRB_H = ROOT / "cpp" / "include" / "nrb" / "nrb.h"
 REQUIRED_BLUEPRINT = {
     "SetNeuralRenderingEnabled": "nrb_set_enabled",
     "SetNeuralStyle": "nrb_set_style",
-    "FireNeuralStyleEvent": "nrb_fire_event",
+    "FireNeuralStyleEvent": "nrb_fire_event_params",
 }
 
 #: Include prefix -> the module that provides it (what Build.cs must list).

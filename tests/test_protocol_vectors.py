@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from bridge import _native
+from bridge import _wire_testing
 from bridge import protocol as p
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -87,14 +87,14 @@ def test_cpp_encodes_valid_vector_to_fixture_bytes(path: Path) -> None:
     if not desc["encode"]:
         pytest.skip("decode-only vector")
     payloads = [bytes.fromhex(x) for x in desc["payloads"]]
-    frames = _native.wire_encode(json.dumps(desc["header"]), payloads)
+    frames = _wire_testing.wire_encode(json.dumps(desc["header"]), payloads)
     assert [bytes(f) for f in frames] == read_frames(path.with_suffix(".bin"))
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda v: v.stem)
 def test_cpp_decodes_valid_vector_to_its_description(path: Path) -> None:
     desc = json.loads(path.read_text())
-    header_json, payloads = _native.wire_decode(read_frames(path.with_suffix(".bin")), **_native_ctx(desc))
+    header_json, payloads = _wire_testing.wire_decode(read_frames(path.with_suffix(".bin")), **_native_ctx(desc))
     assert canonical(json.loads(header_json), desc) == canonical(desc["header"], desc)
     assert [bytes(x) for x in payloads] == [bytes.fromhex(x) for x in desc["payloads"]]
 
@@ -102,8 +102,8 @@ def test_cpp_decodes_valid_vector_to_its_description(path: Path) -> None:
 @pytest.mark.parametrize("path", INVALID, ids=lambda v: v.stem)
 def test_cpp_rejects_malformed_vector_with_its_error_code(path: Path) -> None:
     desc = json.loads(path.read_text())
-    with pytest.raises(_native.WireError) as info:
-        _native.wire_decode(read_frames(path.with_suffix(".bin")), **_native_ctx(desc))
+    with pytest.raises(_wire_testing.WireError) as info:
+        _wire_testing.wire_decode(read_frames(path.with_suffix(".bin")), **_native_ctx(desc))
     assert info.value.name == desc["error"]
     assert info.value.code == p.ErrorCode[desc["error"]]
 

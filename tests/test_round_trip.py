@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from bridge import _native
+from bridge import _wire_testing
 from bridge import protocol as p
 from bridge.commands.serve import spawn_server, stop_server
 
@@ -59,14 +59,14 @@ def test_frames_from_the_cpp_and_the_python_encoder_both_come_back_shaded(server
         assert isinstance(welcome, p.Welcome), welcome
         assert (welcome.output.width, welcome.output.height) == (W, H)
 
-        # Frame 1: the C++ encoder inside libnrb, through bridge._native.
+        # Frame 1: the C++ encoder inside libnrb, through bridge._wire_testing.
         header = {"nrb": 1, "type": "FRAME", "session": welcome.session, "frame": 1,
                   "time_ns": time.monotonic_ns(), "dt": 0.0, "deadline_ms": 5000.0,
                   "buffers": [{"name": "albedo", "format": "rgba8", "width": W, "height": H, "stride": W * 4},
                               {"name": "normals", "format": "rgba32f", "width": W, "height": H,
                                "stride": W * 16}],
                   "events": [], "styles": []}
-        cpp_frame = _native.wire_encode(json.dumps(header), [albedo.tobytes(), normals.tobytes()])
+        cpp_frame = _wire_testing.wire_encode(json.dumps(header), [albedo.tobytes(), normals.tobytes()])
         # Frame 2: the Python encoder.
         frame = p.Frame(welcome.session, 2, time.monotonic_ns(), 1 / 60, 5000.0,
                         [p.Buffer.from_array("albedo", "rgba8", albedo),

@@ -443,7 +443,7 @@ def test_libnrb_never_shows_a_result_that_does_not_match_welcome(keys: dict[str,
 DECODE_UNDER_LIMIT = r"""
 import json, resource, struct, sys
 from pathlib import Path
-from bridge import _native
+from bridge import _wire_testing
 from bridge import protocol as p
 
 def split(data):
@@ -473,9 +473,9 @@ for name, frames in inputs.items():
     except BaseException as exc:
         py = f"{type(exc).__name__}: {exc}"
     try:
-        _native.wire_decode(frames, compression=list(p.COMPRESSIONS))
+        _wire_testing.wire_decode(frames, compression=list(p.COMPRESSIONS))
         cc = "accepted"
-    except _native.WireError as exc:
+    except _wire_testing.WireError as exc:
         cc = exc.name
     except BaseException as exc:
         cc = f"{type(exc).__name__}: {exc}"

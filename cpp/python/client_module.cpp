@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -14,8 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "nrb/nrb.hpp"
-#include "protocol.hpp"
+#include "nrb/nrb.hpp"  // public headers only: the params encoder and the constants are libnrb's (nrb.h)
 
 namespace py = pybind11;
 
@@ -85,53 +85,54 @@ std::pair<nrb_scope, std::vector<uint32_t>> target_from(const py::object& t) {
   return {scope_from(tup.first), tup.second};
 }
 
-// Python value -> msgpack (section 3.2 values); the library validates depth and size.
-void write_value(nrb::wire::ParamsWriter& w, const py::handle& v, int depth) {
-  if (depth > 16) throw py::value_error("event params nest too deeply");
+// Python value -> typed params (section 3.2 values) through nrb_params: libnrb encodes them and checks depth, size
+// and keys at the value that breaks them (nrb::error, a ValueError here).
+void write_value(nrb::params& p, const char* key, const py::handle& v) {
   if (v.is_none()) {
-    w.nil();
+    p.set_nil(key);
   } else if (py::isinstance<py::bool_>(v)) {
-    w.boolean(v.cast<bool>());
+    p.set_bool(key, v.cast<bool>());
   } else if (py::isinstance<py::int_>(v)) {
     py::int_ i = v.cast<py::int_>();
     if (i >= py::int_(0))
-      w.u64(v.cast<uint64_t>());
+      p.set_uint(key, v.cast<uint64_t>());
     else
-      w.i64(v.cast<int64_t>());
+      p.set_int(key, v.cast<int64_t>());
   } else if (py::isinstance<py::float_>(v)) {
-    w.f64(v.cast<double>());
+    p.set_float(key, v.cast<double>());
   } else if (py::isinstance<py::str>(v)) {
-    w.str(v.cast<std::string>());
+    p.set_string(key, v.cast<std::string>());
   } else if (py::isinstance<py::bytes>(v) || py::isinstance<py::bytearray>(v)) {
     std::string b = v.cast<std::string>();
-    w.bin(b.data(), b.size());
+    p.set_bytes(key, b.data(), b.size());
   } else if (py::isinstance<py::dict>(v)) {
-    py::dict d = v.cast<py::dict>();
-    w.map(static_cast<uint32_t>(d.size()));
-    for (auto kv : d) {
+    p.begin_map(key);
+    for (auto kv : v.cast<py::dict>()) {
       if (!py::isinstance<py::str>(kv.first)) throw py::type_error("event params keys must be str");
-      w.str(kv.first.cast<std::string>());
-      write_value(w, kv.second, depth + 1);
+      write_value(p, kv.first.cast<std::string>().c_str(), kv.second);
     }
+    p.end();
   } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
-    py::sequence s = v.cast<py::sequence>();
-    w.array(static_cast<uint32_t>(s.size()));
-    for (auto item : s) write_value(w, item, depth + 1);
+    p.begin_array(key);
+    for (auto item : v.cast<py::sequence>()) write_value(p, nullptr, item);
+    p.end();
   } else if (py::hasattr(v, "item")) {  // numpy scalars
-    write_value(w, v.attr("item")(), depth);
+    write_value(p, key, v.attr("item")());
   } else {
     throw py::type_error("event params values must be None, bool, int, float, str, bytes, list or dict");
   }
 }
 
-std::string params_from(const py::object& params) {
-  if (params.is_none()) return std::string();
-  if (py::isinstance<py::bytes>(params)) return params.cast<std::string>();  // already msgpack
+// params: None (the empty map), a dict (typed), or msgpack bytes (passed through, validated by libnrb).
+std::optional<nrb::params> params_from(const py::object& params) {
+  if (params.is_none() || py::isinstance<py::bytes>(params)) return std::nullopt;
   if (!py::isinstance<py::dict>(params)) throw py::type_error("params must be a dict (or msgpack bytes)");
-  nrb::wire::ParamsWriter w;
-  write_value(w, params, 1);
-  const auto& b = w.bytes();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  nrb::params p;
+  for (auto kv : params.cast<py::dict>()) {
+    if (!py::isinstance<py::str>(kv.first)) throw py::type_error("event params keys must be str");
+    write_value(p, kv.first.cast<std::string>().c_str(), kv.second);
+  }
+  return p;
 }
 
 template <size_t N>
@@ -221,55 +222,59 @@ class PyClient {
       return v;
     };
     py::object v;
-    if (!(v = take("endpoint")).is_none()) cfg.endpoint = v.cast<std::string>();
+    if (!(v = take("endpoint")).is_none()) cfg.endpoint(v.cast<std::string>());
     if (!(v = take("transport")).is_none()) {
       std::string t = v.cast<std::string>();
-      if (t == "auto") cfg.transport = NRB_TRANSPORT_AUTO;
-      else if (t == "inline" || t == "zmq" || t == "tcp" || t == "ipc") cfg.transport = NRB_TRANSPORT_INLINE;
-      else if (t == "shm") cfg.transport = NRB_TRANSPORT_SHM;
+      if (t == "auto") cfg->transport = NRB_TRANSPORT_AUTO;
+      else if (t == "inline" || t == "zmq" || t == "tcp" || t == "ipc") cfg->transport = NRB_TRANSPORT_INLINE;
+      else if (t == "shm") cfg->transport = NRB_TRANSPORT_SHM;
       else throw py::value_error("transport must be \"auto\", \"inline\" or \"shm\"");
     }
-    if (!(v = take("frames_in_flight")).is_none()) cfg.frames_in_flight = v.cast<uint32_t>();
-    if (!(v = take("deadline_ms")).is_none()) cfg.deadline_ms = v.cast<double>();
-    if (!(v = take("connect_timeout_ms")).is_none()) cfg.connect_timeout_ms = v.cast<uint32_t>();
-    if (!(v = take("handshake_timeout_ms")).is_none()) cfg.handshake_timeout_ms = v.cast<uint32_t>();
-    if (!(v = take("server_timeout_ms")).is_none()) cfg.server_timeout_ms = v.cast<uint32_t>();
-    if (!(v = take("ping_interval_ms")).is_none()) cfg.ping_interval_ms = v.cast<uint32_t>();
-    if (!(v = take("reconnect_backoff_min_ms")).is_none()) cfg.reconnect_backoff_min_ms = v.cast<uint32_t>();
-    if (!(v = take("reconnect_backoff_max_ms")).is_none()) cfg.reconnect_backoff_max_ms = v.cast<uint32_t>();
-    if (!(v = take("curve_server_key")).is_none()) cfg.curve_server_public_key = v.cast<std::string>();
-    if (!(v = take("curve_public_key")).is_none()) cfg.curve_client_public_key = v.cast<std::string>();
-    if (!(v = take("curve_secret_key")).is_none()) cfg.curve_client_secret_key = v.cast<std::string>();
-    if (!(v = take("engine")).is_none()) cfg.engine_name = v.cast<std::string>();
-    else cfg.engine_name = "python";
-    if (!(v = take("engine_version")).is_none()) cfg.engine_version = v.cast<std::string>();
-    if (!(v = take("render_size")).is_none()) set_size(cfg.render_width, cfg.render_height, v);
-    if (!(v = take("output_size")).is_none()) set_size(cfg.output_width, cfg.output_height, v);
+    if (!(v = take("frames_in_flight")).is_none()) cfg->frames_in_flight = v.cast<uint32_t>();
+    if (!(v = take("deadline_ms")).is_none()) cfg->deadline_ms = v.cast<double>();
+    if (!(v = take("connect_timeout_ms")).is_none()) cfg->connect_timeout_ms = v.cast<uint32_t>();
+    if (!(v = take("handshake_timeout_ms")).is_none()) cfg->handshake_timeout_ms = v.cast<uint32_t>();
+    if (!(v = take("server_timeout_ms")).is_none()) cfg->server_timeout_ms = v.cast<uint32_t>();
+    if (!(v = take("ping_interval_ms")).is_none()) cfg->ping_interval_ms = v.cast<uint32_t>();
+    if (!(v = take("reconnect_backoff_min_ms")).is_none()) cfg->reconnect_backoff_min_ms = v.cast<uint32_t>();
+    if (!(v = take("reconnect_backoff_max_ms")).is_none()) cfg->reconnect_backoff_max_ms = v.cast<uint32_t>();
+    std::string curve[3];  // empty: not given (libnrb: all three or none)
+    if (!(v = take("curve_server_key")).is_none()) curve[0] = v.cast<std::string>();
+    if (!(v = take("curve_public_key")).is_none()) curve[1] = v.cast<std::string>();
+    if (!(v = take("curve_secret_key")).is_none()) curve[2] = v.cast<std::string>();
+    if (!curve[0].empty() || !curve[1].empty() || !curve[2].empty()) cfg.curve_keys(curve[0], curve[1], curve[2]);
+    std::string engine = "python", engine_version;
+    if (!(v = take("engine")).is_none()) engine = v.cast<std::string>();
+    if (!(v = take("engine_version")).is_none()) engine_version = v.cast<std::string>();
+    cfg.engine(engine, engine_version);
+    if (!(v = take("render_size")).is_none()) set_size(cfg->render_width, cfg->render_height, v);
+    if (!(v = take("output_size")).is_none()) set_size(cfg->output_width, cfg->output_height, v);
     if (!(v = take("buffers")).is_none()) {
       for (auto item : v) {
         auto p = item.cast<std::pair<std::string, std::string>>();
-        cfg.buffers.push_back({p.first, format_from(p.second)});
+        cfg.buffer(p.first, format_from(p.second));
       }
     }
     if (!(v = take("compression")).is_none()) {
       std::string c = v.cast<std::string>();
-      if (c == "none") cfg.compression = NRB_COMPRESSION_NONE;
-      else if (c == "lz4") cfg.compression = NRB_COMPRESSION_LZ4;
-      else if (c == "zstd") cfg.compression = NRB_COMPRESSION_ZSTD;
+      if (c == "none") cfg->compression = NRB_COMPRESSION_NONE;
+      else if (c == "lz4") cfg->compression = NRB_COMPRESSION_LZ4;
+      else if (c == "zstd") cfg->compression = NRB_COMPRESSION_ZSTD;
       else throw py::value_error("compression must be \"none\", \"lz4\" or \"zstd\"");
     }
-    if (!(v = take("compression_level")).is_none()) cfg.compression_level = v.cast<int32_t>();
-    if (!(v = take("shm_slots")).is_none()) cfg.shm_slots = v.cast<uint32_t>();
-    if (!(v = take("enabled")).is_none()) cfg.start_disabled = !v.cast<bool>();
+    if (!(v = take("compression_level")).is_none()) cfg->compression_level = v.cast<int32_t>();
+    if (!(v = take("shm_slots")).is_none()) cfg->shm_slots = v.cast<uint32_t>();
+    if (!(v = take("enabled")).is_none()) cfg->start_disabled = v.cast<bool>() ? 0u : 1u;
+    cfg->log_level = NRB_LOG_INFO;  // the Python API's documented default ("info")
     if (!(v = take("log_level")).is_none()) {
       std::string l = v.cast<std::string>();
-      cfg.log_level = l == "debug" ? NRB_LOG_DEBUG : l == "info" ? NRB_LOG_INFO : l == "warning" ? NRB_LOG_WARNING
+      cfg->log_level = l == "debug" ? NRB_LOG_DEBUG : l == "info" ? NRB_LOG_INFO : l == "warning" ? NRB_LOG_WARNING
                                                                                                    : NRB_LOG_ERROR;
     }
     if (!(v = take("log")).is_none()) {
       log_ = std::make_shared<py::function>(v.cast<py::function>());
       std::weak_ptr<py::function> weak = log_;
-      cfg.log = [weak](nrb_log_level level, const char* msg) {
+      cfg.log([weak](nrb_log_level level, const char* msg) {
         if (!Py_IsInitialized() || finalizing()) return;
         py::gil_scoped_acquire gil;
         auto fn = weak.lock();
@@ -279,7 +284,7 @@ class PyClient {
         } catch (py::error_already_set& e) {
           e.discard_as_unraisable("bridge._native.Client log callback");
         }
-      };
+      });
     }
     if (!kw.empty()) {
       std::string names;
@@ -376,11 +381,15 @@ class PyClient {
   }
 
   void fire_event(const std::string& name, const py::object& params, const py::object& target) {
-    std::string p = params_from(params);
+    std::optional<nrb::params> typed = params_from(params);
+    std::string raw = py::isinstance<py::bytes>(params) ? params.cast<std::string>() : std::string();
     auto t = target_from(target);
     nrb::client& cl = c();
     py::gil_scoped_release nogil;
-    cl.fire_event(name, p, t.first, t.second);
+    if (typed)
+      cl.fire_event(name, *typed, t.first, t.second);
+    else
+      cl.fire_event(name, raw, t.first, t.second);
   }
 
   void set_style(const std::string& style, double strength, double over, const py::object& target) {
@@ -566,4 +575,20 @@ curve_secret_key (Z85), log (callable(level: int, message: str), called on the I
                              "renderer's refusal, no WELCOME in time).");
 
   m.def("client_version", [] { return std::string(nrb_get_version_string()); }, "libnrb client version.");
+
+  // nrb.h's constants, so Python engines (the Panda3D plugin) name buffers and formats the way C and C++ ones do:
+  // BUFFER_ALBEDO == "albedo", ..., BUFFER_NAMES (every NRB_BUFFER_* name, in nrb.h's order), FORMATS (wire names in
+  // nrb_format order), ABI_VERSION.
+  py::list names;
+  for (uint32_t i = 0; const char* name = nrb_buffer_name(i); ++i) {
+    std::string attr = "BUFFER_";
+    for (const char* ch = name; *ch; ++ch) attr += static_cast<char>(std::toupper(static_cast<unsigned char>(*ch)));
+    m.attr(attr.c_str()) = name;
+    names.append(name);
+  }
+  m.attr("BUFFER_NAMES") = py::tuple(names);
+  py::list formats;
+  for (nrb_format f = NRB_FORMAT_RGBA8; f < NRB_FORMAT_RGBA8 + NRB_FORMAT_COUNT; ++f) formats.append(nrb_format_name(f));
+  m.attr("FORMATS") = py::tuple(formats);
+  m.attr("ABI_VERSION") = nrb_get_abi_version();
 }

@@ -1,4 +1,4 @@
-// bridge._native wire functions: the C++ NRB/1 codec (cpp/src/protocol.cpp) for Python tests and tools.
+// bridge._wire_testing wire functions: the C++ NRB/1 codec (cpp/src/protocol.cpp) for Python tests and tools.
 //
 //   wire_encode(header_json: str, payloads: list[bytes]) -> list[bytes]
 //       A header in the tests/vectors JSON format (the header map as JSON) plus the raw pixel bytes of each inline
@@ -11,7 +11,7 @@
 //       {name, slots, slot_size} (a dict or an object with those attributes), without which shm refs are rejected.
 //       Raises WireError(code: int, name: str, message: str) when the message is rejected.
 //
-// register_wire() is called from PYBIND11_MODULE in native_module.cpp.
+// register_wire() is called from PYBIND11_MODULE in wire_testing_module.cpp (bridge._wire_testing, test-only).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

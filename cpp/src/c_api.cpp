@@ -12,10 +12,15 @@
 
 #include "client.hpp"
 #include "nrb/nrb.h"
+#include "params_builder.hpp"
 
 using nrb::detail::Client;
 using nrb::detail::ResultImage;
 namespace wire = nrb::wire;
+
+struct nrb_params {
+  nrb::detail::ParamsBuilder builder;
+};
 
 struct nrb_client {
   std::unique_ptr<Client> impl;  // also keeps the last error: the I/O thread reports connection problems there
@@ -238,11 +243,103 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
   return o;
 }
 
+// Every NRB_BUFFER_* constant, in nrb.h's order (section 6.1's tables, then the lighting constants).
+constexpr const char* kBufferNames[NRB_BUFFER_NAME_COUNT] = {
+    NRB_BUFFER_DEPTH, NRB_BUFFER_LINEAR_DEPTH, NRB_BUFFER_MOTION_VECTORS, NRB_BUFFER_HUDLESS_COLOR,
+    NRB_BUFFER_SCALING_INPUT_COLOR, NRB_BUFFER_NORMALS, NRB_BUFFER_ROUGHNESS, NRB_BUFFER_NORMAL_ROUGHNESS,
+    NRB_BUFFER_ALBEDO, NRB_BUFFER_SPECULAR_ALBEDO, NRB_BUFFER_EMISSIVE, NRB_BUFFER_EXPOSURE, NRB_BUFFER_POSITION,
+    NRB_BUFFER_ALPHA, NRB_BUFFER_OPAQUE_COLOR, NRB_BUFFER_UI_COLOR_AND_ALPHA, NRB_BUFFER_REACTIVE_MASK,
+    NRB_BUFFER_TRANSPARENCY_AND_COMPOSITION_MASK, NRB_BUFFER_DISOCCLUSION_MASK, NRB_BUFFER_METALLIC,
+    NRB_BUFFER_ROUGHNESS_METALLIC, NRB_BUFFER_NORMALS_OCT, NRB_BUFFER_MATERIAL_ID, NRB_BUFFER_OBJECT_ID,
+    NRB_BUFFER_OUTPUT, NRB_BUFFER_X_SUN_DIRECTION, NRB_BUFFER_X_SUN_IRRADIANCE, NRB_BUFFER_X_SKY_RADIANCE,
+};
+
+// Runs a params-builder call: errors go to nrb_last_error(NULL) of this thread, as for nrb_client_create.
+template <class Fn>
+nrb_status params_call(nrb_params* p, const char* fn_name, Fn&& fn) noexcept {
+  if (!p) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, std::string(fn_name) + ": params is NULL");
+  return guarded(nullptr, fn_name, [&]() -> nrb_status {
+    fn(p->builder);
+    return NRB_OK;
+  });
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
 
 extern "C" {
+
+NRB_API uint32_t nrb_get_abi_version(void) { return NRB_ABI_VERSION; }
+
+NRB_API const char* nrb_buffer_name(uint32_t index) {
+  return index < NRB_BUFFER_NAME_COUNT ? kBufferNames[index] : nullptr;
+}
+
+NRB_API nrb_status nrb_params_create(nrb_params** out_params) {
+  if (!out_params) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_params_create: out_params is NULL");
+  *out_params = nullptr;
+  return guarded(nullptr, "nrb_params_create", [&]() -> nrb_status {
+    *out_params = new nrb_params();
+    return NRB_OK;
+  });
+}
+
+NRB_API void nrb_params_destroy(nrb_params* params) { delete params; }
+
+NRB_API nrb_status nrb_params_clear(nrb_params* params) {
+  return params_call(params, "nrb_params_clear", [](auto& b) { b.clear(); });
+}
+NRB_API nrb_status nrb_params_set_nil(nrb_params* params, const char* key) {
+  return params_call(params, "nrb_params_set_nil", [&](auto& b) { b.nil(key); });
+}
+NRB_API nrb_status nrb_params_set_bool(nrb_params* params, const char* key, int value) {
+  return params_call(params, "nrb_params_set_bool", [&](auto& b) { b.boolean(key, value != 0); });
+}
+NRB_API nrb_status nrb_params_set_int(nrb_params* params, const char* key, int64_t value) {
+  return params_call(params, "nrb_params_set_int", [&](auto& b) { b.i64(key, value); });
+}
+NRB_API nrb_status nrb_params_set_uint(nrb_params* params, const char* key, uint64_t value) {
+  return params_call(params, "nrb_params_set_uint", [&](auto& b) { b.u64(key, value); });
+}
+NRB_API nrb_status nrb_params_set_float(nrb_params* params, const char* key, double value) {
+  return params_call(params, "nrb_params_set_float", [&](auto& b) { b.f64(key, value); });
+}
+NRB_API nrb_status nrb_params_set_string(nrb_params* params, const char* key, const char* value) {
+  return params_call(params, "nrb_params_set_string", [&](auto& b) {
+    if (!value) throw std::invalid_argument("value is NULL");
+    b.str(key, value);
+  });
+}
+NRB_API nrb_status nrb_params_set_string_n(nrb_params* params, const char* key, const char* value, size_t size) {
+  return params_call(params, "nrb_params_set_string_n", [&](auto& b) {
+    if (!value && size) throw std::invalid_argument("value is NULL but size > 0");
+    b.str(key, std::string_view(value ? value : "", size));
+  });
+}
+NRB_API nrb_status nrb_params_set_bytes(nrb_params* params, const char* key, const void* data, size_t size) {
+  return params_call(params, "nrb_params_set_bytes", [&](auto& b) { b.bin(key, data, size); });
+}
+NRB_API nrb_status nrb_params_begin_map(nrb_params* params, const char* key) {
+  return params_call(params, "nrb_params_begin_map", [&](auto& b) { b.begin_map(key); });
+}
+NRB_API nrb_status nrb_params_begin_array(nrb_params* params, const char* key) {
+  return params_call(params, "nrb_params_begin_array", [&](auto& b) { b.begin_array(key); });
+}
+NRB_API nrb_status nrb_params_end(nrb_params* params) {
+  return params_call(params, "nrb_params_end", [](auto& b) { b.end(); });
+}
+
+NRB_API nrb_status nrb_params_data(const nrb_params* params, const void** out_data, size_t* out_size) {
+  if (!params) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_params_data: params is NULL");
+  return guarded(nullptr, "nrb_params_data", [&]() -> nrb_status {
+    if (!out_data || !out_size) throw std::invalid_argument("out_data/out_size is NULL");
+    const std::vector<uint8_t>& e = params->builder.encoded();
+    *out_data = e.data();
+    *out_size = e.size();
+    return NRB_OK;
+  });
+}
 
 NRB_API uint32_t nrb_get_version(void) { return NRB_VERSION; }
 
@@ -386,6 +483,24 @@ NRB_API nrb_status nrb_fire_event(nrb_client* client, const char* name, const vo
   return guarded(client, "nrb_fire_event", [&]() -> nrb_status {
     if (!name) throw std::invalid_argument("event name is NULL");
     client->impl->fire_event(nrb::detail::make_event(name, params, params_size, target_of(target)));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_fire_event_params(nrb_client* client, const char* name, const nrb_params* params,
+                                         const nrb_target* target) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_fire_event_params: client is NULL");
+  return guarded(client, "nrb_fire_event_params", [&]() -> nrb_status {
+    if (!name) throw std::invalid_argument("event name is NULL");
+    static const uint8_t kEmptyMap = 0x80;
+    const uint8_t* data = &kEmptyMap;
+    size_t size = 1;
+    if (params) {
+      const std::vector<uint8_t>& e = params->builder.encoded();
+      data = e.data();
+      size = e.size();
+    }
+    client->impl->fire_event(nrb::detail::make_event(name, data, size, target_of(target)));
     return NRB_OK;
   });
 }

@@ -545,6 +545,10 @@ ParamsWriter& ParamsWriter::bin(const void* p, size_t n) {
 }
 ParamsWriter& ParamsWriter::array(uint32_t n) { return W(out_).array(n), *this; }
 ParamsWriter& ParamsWriter::map(uint32_t n) { return W(out_).map(n), *this; }
+ParamsWriter& ParamsWriter::raw(const std::vector<uint8_t>& encoded) {
+  out_.insert(out_.end(), encoded.begin(), encoded.end());
+  return *this;
+}
 
 // Compression -----------------------------------------------------------------------------------------------------
 std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level) {
@@ -1639,6 +1643,10 @@ DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts) no
   } catch (...) {
     return failure(ErrorCode::INTERNAL, "unknown exception");
   }
+}
+
+bool is_valid_utf8(std::string_view s) noexcept {
+  return valid_utf8(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
 std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,

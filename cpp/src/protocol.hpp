@@ -365,7 +365,11 @@ class ParamsWriter {
   ParamsWriter& bin(const void* p, size_t n);
   ParamsWriter& array(uint32_t n);
   ParamsWriter& map(uint32_t n);
+  // Appends bytes another ParamsWriter wrote (a nested container's contents), verbatim.
+  ParamsWriter& raw(const std::vector<uint8_t>& encoded);
   const std::vector<uint8_t>& bytes() const noexcept { return out_; }
+  size_t size() const noexcept { return out_.size(); }
+  void clear() noexcept { out_.clear(); }
   std::vector<uint8_t> take() noexcept { return std::move(out_); }
 
  private:
@@ -410,6 +414,9 @@ DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts = {
 inline DecodeResult decode(const std::vector<Bytes>& frames, const DecodeOptions& opts = {}) noexcept {
   return decode(frames.data(), frames.size(), opts);
 }
+
+// Whether `s` is strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as msgpack str needs.
+bool is_valid_utf8(std::string_view s) noexcept;
 
 // Checks a params blob (as in Event::params): a msgpack map with str keys and section 3.2 values, depth <= 8,
 // <= 4096 bytes. On success `canonical` receives its canonical re-encoding. Never throws.

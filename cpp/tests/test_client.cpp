@@ -27,19 +27,18 @@ constexpr uint32_t W = 64, H = 32;
 
 nrb::client_config config(const std::string& endpoint, nrb_transport transport = NRB_TRANSPORT_INLINE) {
   nrb::client_config c;
-  c.endpoint = endpoint;
-  c.transport = transport;
-  c.render_width = W;
-  c.render_height = H;
-  c.buffers = {{"hudless_color", NRB_FORMAT_RGBA8}, {"depth", NRB_FORMAT_R32F}};
-  c.deadline_ms = 500;
-  c.server_timeout_ms = 400;
-  c.ping_interval_ms = 100;
-  c.handshake_timeout_ms = 300;
-  c.connect_timeout_ms = 300;
-  c.reconnect_backoff_min_ms = 10;
-  c.reconnect_backoff_max_ms = 100;
-  c.engine_name = "doctest";
+  c.endpoint(endpoint).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8)
+      .buffer(NRB_BUFFER_DEPTH, NRB_FORMAT_R32F);
+  c->transport = transport;
+  c->render_width = W;
+  c->render_height = H;
+  c->deadline_ms = 500;
+  c->server_timeout_ms = 400;
+  c->ping_interval_ms = 100;
+  c->handshake_timeout_ms = 300;
+  c->connect_timeout_ms = 300;
+  c->reconnect_backoff_min_ms = 10;
+  c->reconnect_backoff_max_ms = 100;
   return c;
 }
 
@@ -175,7 +174,7 @@ TEST_CASE("client: negotiated compression shrinks inline buffers and they arrive
   for (nrb_compression comp : {NRB_COMPRESSION_LZ4, NRB_COMPRESSION_ZSTD}) {
     TestRenderer r;
     auto cfg = config(r.endpoint());
-    cfg.compression = comp;
+    cfg->compression = comp;
     nrb::client c(cfg);
     REQUIRE(wait_for([&] { return connected(c); }));
     CHECK(c.stats().compression_active == comp);
@@ -196,7 +195,7 @@ TEST_CASE("client: a renderer that does not offer compression gets raw buffers")
   o.accept.clear();
   TestRenderer r(o);
   auto cfg = config(r.endpoint());
-  cfg.compression = NRB_COMPRESSION_ZSTD;
+  cfg->compression = NRB_COMPRESSION_ZSTD;
   nrb::client c(cfg);
   REQUIRE(wait_for([&] { return connected(c); }));
   CHECK(c.stats().compression_active == NRB_COMPRESSION_NONE);
@@ -305,8 +304,8 @@ TEST_CASE("client: results that miss the deadline are never shown and count as l
   o.delay_ms = 60;
   TestRenderer r(o);
   auto cfg = config(r.endpoint());
-  cfg.deadline_ms = 25;
-  cfg.server_timeout_ms = 2000;
+  cfg->deadline_ms = 25;
+  cfg->server_timeout_ms = 2000;
   nrb::client c(cfg);
   REQUIRE(wait_for([&] { return connected(c); }));
   int shown = 0;
@@ -378,7 +377,7 @@ TEST_CASE("client: frames in flight never exceed the limit even when the rendere
   o.max_in_flight = 8;
   TestRenderer r(o);
   auto cfg = config(r.endpoint());
-  cfg.frames_in_flight = 2;
+  cfg->frames_in_flight = 2;
   nrb::client c(cfg);
   REQUIRE(wait_for([&] { return connected(c); }));
   uint64_t worst = 0;
@@ -400,9 +399,7 @@ TEST_CASE("client: CurveZMQ keys secure the connection") {
   o.curve_secret = server_sec;
   TestRenderer r(o);
   auto cfg = config(r.endpoint());
-  cfg.curve_server_public_key = server_pub;
-  cfg.curve_client_public_key = client_pub;
-  cfg.curve_client_secret_key = client_sec;
+  cfg.curve_keys(server_pub, client_pub, client_sec);
   nrb::client c(cfg);
   REQUIRE(wait_for([&] { return connected(c); }));
   CHECK(render_until(c, 2) == 2);
@@ -417,11 +414,11 @@ TEST_CASE("client: the log callback reports the session") {
   std::mutex m;
   std::vector<std::string> lines;
   auto cfg = config(r.endpoint());
-  cfg.log_level = NRB_LOG_INFO;
-  cfg.log = [&](nrb_log_level, const char* msg) {
+  cfg->log_level = NRB_LOG_INFO;
+  cfg.log([&](nrb_log_level, const char* msg) {
     std::lock_guard<std::mutex> lock(m);
     lines.emplace_back(msg);
-  };
+  });
   {
     nrb::client c(cfg);
     REQUIRE(wait_for([&] { return connected(c); }));

@@ -16,6 +16,18 @@
  *     thread); functions marked "any thread" may be called concurrently from any thread. No function blocks on
  *     the network: an internal I/O thread per client owns the ZeroMQ socket.
  *
+ * ABI version 1 (NRB_ABI_VERSION, nrb_get_abi_version()) is frozen: every function, struct layout (at the struct
+ * versions listed below), enumerator and constant of this header keeps its meaning and binary form. Later versions
+ * only add (functions, constants, fields appended to a struct under a new struct_version); nothing is removed or
+ * changed. tests/test_c_abi.py compiles tests/c_abi/nrb_abi_v1.c, a C99 program that includes this header alone,
+ * against libnrb and drives a real `nrb serve` through it. docs/plugins.md ("The C ABI") describes it for plugin
+ * authors.
+ *
+ * What a plugin needs is all here, so no plugin carries protocol code of its own:
+ *   - buffer names as constants (NRB_BUFFER_*, docs/protocol.md section 6.1) and formats (nrb_format, section 6.2);
+ *   - event parameters built with the typed nrb_params builder (no msgpack encoder in the plugin): the library
+ *     encodes them canonically (section 3.1) and enforces section 3.2's limits at the call that breaks them.
+ *
  * Typical frame:
  *     nrb_frame_begin(c, NULL, &frame_id);
  *     nrb_frame_tag_buffer(c, &depth_desc);               // copied now, or:
@@ -46,6 +58,7 @@ extern "C" {
 #define NRB_VERSION_PATCH 0
 #define NRB_VERSION NRB_MAKE_VERSION(NRB_VERSION_MAJOR, NRB_VERSION_MINOR, NRB_VERSION_PATCH)
 #define NRB_PROTOCOL_VERSION 1 /* NRB/1 */
+#define NRB_ABI_VERSION 1      /* this header's ABI: see the top of the file */
 
 /* Struct versions (bumped when fields are appended). */
 #define NRB_CLIENT_CONFIG_VERSION 1
@@ -59,6 +72,8 @@ extern "C" {
 NRB_API uint32_t nrb_get_version(void);
 /* "0.1.0"; static storage. Any thread. */
 NRB_API const char* nrb_get_version_string(void);
+/* NRB_ABI_VERSION of the library (1). A plugin built against ABI 1 works with any library whose ABI is >= 1. */
+NRB_API uint32_t nrb_get_abi_version(void);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Status codes                                                                                                 */
@@ -100,10 +115,49 @@ enum {
   NRB_FORMAT_R16U = 11,
   NRB_FORMAT_R32U = 12
 };
+#define NRB_FORMAT_COUNT 12 /* the formats above: NRB_FORMAT_RGBA8 .. NRB_FORMAT_R32U */
 /* Bytes per pixel of a format, 0 for an unknown one. Any thread. */
 NRB_API uint32_t nrb_format_bytes_per_pixel(nrb_format format);
 /* Wire name ("rgba8", ...), NULL for an unknown one; static storage. Any thread. */
 NRB_API const char* nrb_format_name(nrb_format format);
+
+/* Buffer names, docs/protocol.md section 6.1 (Streamline's kBufferType* in snake case, then NRB's additions). Use
+ * these for nrb_buffer_spec.name and nrb_buffer_desc.name instead of string literals. */
+#define NRB_BUFFER_DEPTH "depth"
+#define NRB_BUFFER_LINEAR_DEPTH "linear_depth"
+#define NRB_BUFFER_MOTION_VECTORS "motion_vectors"
+#define NRB_BUFFER_HUDLESS_COLOR "hudless_color"
+#define NRB_BUFFER_SCALING_INPUT_COLOR "scaling_input_color"
+#define NRB_BUFFER_NORMALS "normals"
+#define NRB_BUFFER_ROUGHNESS "roughness"
+#define NRB_BUFFER_NORMAL_ROUGHNESS "normal_roughness"
+#define NRB_BUFFER_ALBEDO "albedo"
+#define NRB_BUFFER_SPECULAR_ALBEDO "specular_albedo"
+#define NRB_BUFFER_EMISSIVE "emissive"
+#define NRB_BUFFER_EXPOSURE "exposure"
+#define NRB_BUFFER_POSITION "position"
+#define NRB_BUFFER_ALPHA "alpha"
+#define NRB_BUFFER_OPAQUE_COLOR "opaque_color"
+#define NRB_BUFFER_UI_COLOR_AND_ALPHA "ui_color_and_alpha"
+#define NRB_BUFFER_REACTIVE_MASK "reactive_mask"
+#define NRB_BUFFER_TRANSPARENCY_AND_COMPOSITION_MASK "transparency_and_composition_mask"
+#define NRB_BUFFER_DISOCCLUSION_MASK "disocclusion_mask"
+#define NRB_BUFFER_METALLIC "metallic"
+#define NRB_BUFFER_ROUGHNESS_METALLIC "roughness_metallic"
+#define NRB_BUFFER_NORMALS_OCT "normals_oct"
+#define NRB_BUFFER_MATERIAL_ID "material_id"
+#define NRB_BUFFER_OBJECT_ID "object_id"
+#define NRB_BUFFER_OUTPUT "output" /* RESULT only: the rendered image */
+/* Lighting constants (section 6.1): per-frame 1x1 NRB_FORMAT_RGBA32F vendor buffers, xyz / rgb in the first three
+ * channels. */
+#define NRB_BUFFER_X_SUN_DIRECTION "x_sun_direction"   /* unit vector towards the sun, world space */
+#define NRB_BUFFER_X_SUN_IRRADIANCE "x_sun_irradiance" /* the sun's irradiance, linear RGB */
+#define NRB_BUFFER_X_SKY_RADIANCE "x_sky_radiance"     /* the sky's radiance, linear RGB */
+#define NRB_BUFFER_NAME_COUNT 28 /* the NRB_BUFFER_* names above */
+
+/* The index-th NRB_BUFFER_* name, in the order above (0 <= index < NRB_BUFFER_NAME_COUNT), NULL past the end;
+ * static storage. For bindings that re-export the constants (Python, GDScript). Any thread. */
+NRB_API const char* nrb_buffer_name(uint32_t index);
 
 /* How pixels travel. The ZeroMQ transport itself (tcp:// or ipc://) is chosen by the endpoint. */
 typedef uint32_t nrb_transport;
@@ -338,6 +392,69 @@ typedef struct nrb_target {
 NRB_API nrb_status nrb_fire_event(nrb_client* client, const char* name, const void* params, size_t params_size,
                                   const nrb_target* target);
 
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Typed event parameters (any thread)                                                                          */
+/* ------------------------------------------------------------------------------------------------------------ */
+/* An event's params are a map with str keys (docs/protocol.md section 3.2 `value`). nrb_params builds one without
+ * any msgpack in the caller: the library encodes it canonically (section 3.1) as it is built.
+ *
+ *     nrb_params* p = NULL;
+ *     nrb_params_create(&p);
+ *     nrb_params_set_float(p, "power", 2.5);
+ *     nrb_params_set_string(p, "weapon", "laser");
+ *     nrb_params_begin_array(p, "hits");              // nested containers: begin_map / begin_array ... end
+ *     nrb_params_set_int(p, NULL, 42);                //   values inside an array have no key (NULL)
+ *     nrb_params_end(p);
+ *     nrb_fire_event_params(client, "weapon_powerup", p, NULL);
+ *     nrb_params_destroy(p);                          // or nrb_params_clear(p) and reuse it
+ *
+ * Rules, each checked at the call that breaks it (which then changes nothing: the builder stays as it was):
+ *   - inside a map (the params themselves, or a begin_map) every value needs a key: non-NULL, valid UTF-8, not
+ *     already set in that map (else NRB_ERROR_INVALID_ARGUMENT); inside an array `key` must be NULL (else
+ *     NRB_ERROR_INVALID_ARGUMENT). Strings are valid UTF-8 (else NRB_ERROR_INVALID_ARGUMENT).
+ *   - nesting: the params map is depth 1, each begin_map/begin_array adds one; a container at depth 9 is
+ *     NRB_ERROR_LIMIT_EXCEEDED (section 3.2: depth <= 8).
+ *   - size: a call after which the params would encode to more than 4096 bytes is NRB_ERROR_LIMIT_EXCEEDED.
+ *   - nrb_params_end with no open container, and using params with containers still open (nrb_params_data,
+ *     nrb_fire_event_params), are NRB_ERROR_INVALID_STATE.
+ * Errors are described by nrb_last_error(NULL) on the calling thread. Ownership: the caller owns the nrb_params and
+ * everything it passes in (copied); the library owns nothing of it after nrb_params_destroy. A builder may be used
+ * by one thread at a time; nrb_fire_event_params copies it, so it may be changed or destroyed right after. */
+typedef struct nrb_params nrb_params; /* opaque */
+
+/* Creates an empty params map. *out_params is NULL on failure. */
+NRB_API nrb_status nrb_params_create(nrb_params** out_params);
+/* Frees the builder; NULL is a no-op. */
+NRB_API void nrb_params_destroy(nrb_params* params);
+/* Empties the builder (no keys, no open containers), keeping its memory for reuse. */
+NRB_API nrb_status nrb_params_clear(nrb_params* params);
+
+NRB_API nrb_status nrb_params_set_nil(nrb_params* params, const char* key);
+NRB_API nrb_status nrb_params_set_bool(nrb_params* params, const char* key, int value); /* non-zero: true */
+NRB_API nrb_status nrb_params_set_int(nrb_params* params, const char* key, int64_t value);
+NRB_API nrb_status nrb_params_set_uint(nrb_params* params, const char* key, uint64_t value);
+NRB_API nrb_status nrb_params_set_float(nrb_params* params, const char* key, double value); /* sent as float64 */
+/* `value`: NUL-terminated UTF-8. */
+NRB_API nrb_status nrb_params_set_string(nrb_params* params, const char* key, const char* value);
+/* `size` bytes of UTF-8 at `value` (may contain NUL; NULL only with size 0). */
+NRB_API nrb_status nrb_params_set_string_n(nrb_params* params, const char* key, const char* value, size_t size);
+/* A byte blob (msgpack bin); `data` NULL only with size 0. */
+NRB_API nrb_status nrb_params_set_bytes(nrb_params* params, const char* key, const void* data, size_t size);
+/* Opens a nested map / array as the value of `key` (NULL inside an array); later values go into it until the
+ * matching nrb_params_end. */
+NRB_API nrb_status nrb_params_begin_map(nrb_params* params, const char* key);
+NRB_API nrb_status nrb_params_begin_array(nrb_params* params, const char* key);
+/* Closes the innermost open map or array. */
+NRB_API nrb_status nrb_params_end(nrb_params* params);
+
+/* The canonical msgpack encoding of the params (what nrb_fire_event takes): *out_data stays valid and unchanged
+ * until the next call that changes or destroys `params`. For tools and tests; engines call nrb_fire_event_params. */
+NRB_API nrb_status nrb_params_data(const nrb_params* params, const void** out_data, size_t* out_size);
+
+/* nrb_fire_event with typed params: `params` NULL means the empty map. Same delivery rules as nrb_fire_event. */
+NRB_API nrb_status nrb_fire_event_params(nrb_client* client, const char* name, const nrb_params* params,
+                                         const nrb_target* target);
+
 /* Queues a style command (same delivery rules as events): move `target` toward style `style` (1..64 bytes) with
  * `strength` in [0, 1] over `over_seconds` in [0, 3600] (0 = immediately). Any thread; microseconds. */
 NRB_API nrb_status nrb_set_style(nrb_client* client, const char* style, double strength, double over_seconds,
@@ -430,7 +547,8 @@ NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats)
 
 /* The text of the last error reported by a function of `client` or by its connection (a refusal, a WELCOME that
  * did not come: see NRB_STATE_CONNECTING and NRB_STATE_REFUSED; newest wins; a connection's text is cleared when a
- * session is established), or, for client NULL, by nrb_client_create on this thread; "" when none. The pointer is thread-local storage of the calling thread, valid until its next call
+ * session is established), or, for client NULL, by nrb_client_create or an nrb_params_* function on this thread;
+ * "" when none. The pointer is thread-local storage of the calling thread, valid until its next call
  * of nrb_last_error. Any thread. */
 NRB_API const char* nrb_last_error(const nrb_client* client);
 

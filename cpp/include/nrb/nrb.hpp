@@ -1,14 +1,17 @@
 // nrb.hpp: header-only C++ wrapper over the C ABI in nrb.h (in the spirit of cppzmq: thin, RAII, exceptions on
-// the C++ side only; the library underneath never throws).
+// the C++ side only; the library underneath never throws). It wraps the C structs rather than mirroring them: the
+// configuration *is* an nrb_client_config (defaults from nrb_client_config_init), with owning setters only where the
+// C struct holds pointers.
 //
 //     nrb::client_config cfg;
-//     cfg.endpoint = "tcp://127.0.0.1:5555";
-//     cfg.render_width = 1920; cfg.render_height = 1080;
-//     cfg.buffers = {{"hudless_color", NRB_FORMAT_RGBA8}, {"depth", NRB_FORMAT_R32F}};
+//     cfg.endpoint("tcp://127.0.0.1:5555").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8)
+//         .buffer(NRB_BUFFER_DEPTH, NRB_FORMAT_R32F);
+//     cfg->render_width = 1920; cfg->render_height = 1080;   // plain fields: the C struct itself
 //     nrb::client c(cfg);
 //     c.begin();
-//     c.tag_buffer("depth", NRB_FORMAT_R32F, 1920, 1080, depth_ptr);
-//     auto slot = c.acquire_slot("hudless_color", NRB_FORMAT_RGBA8, 1920, 1080);  // write into slot.data
+//     c.tag_buffer(NRB_BUFFER_DEPTH, NRB_FORMAT_R32F, 1920, 1080, depth_ptr);
+//     auto slot = c.acquire_slot(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8, 1920, 1080);  // write into slot.data
+//     c.fire_event("weapon_powerup", nrb::params().set_float("power", 2.5).set_string("weapon", "laser"));
 //     c.submit();
 //     if (nrb::result r = c.acquire_result()) draw(r.pixels(), r.width(), r.height(), r.stride());
 //     else draw_own_image();
@@ -18,8 +21,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,29 +51,119 @@ inline nrb_status check(nrb_status s, const nrb_client* c) {
 }
 }  // namespace detail
 
-struct buffer_spec {
-  std::string name;
-  nrb_format format;
+// Typed event params (nrb_params): a map with str keys, built value by value; limits are checked at the call that
+// breaks them (nrb::error with NRB_ERROR_LIMIT_EXCEEDED / NRB_ERROR_INVALID_ARGUMENT). `key` is nullptr inside arrays.
+class params {
+ public:
+  params() { detail::check(nrb_params_create(&h_), nullptr); }
+  ~params() { nrb_params_destroy(h_); }
+  params(params&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  params& operator=(params&& o) noexcept {
+    if (this != &o) {
+      nrb_params_destroy(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  params(const params&) = delete;
+  params& operator=(const params&) = delete;
+
+  params& clear() { return ok(nrb_params_clear(h_)); }
+  params& set_nil(const char* key) { return ok(nrb_params_set_nil(h_, key)); }
+  params& set_bool(const char* key, bool v) { return ok(nrb_params_set_bool(h_, key, v ? 1 : 0)); }
+  params& set_int(const char* key, int64_t v) { return ok(nrb_params_set_int(h_, key, v)); }
+  params& set_uint(const char* key, uint64_t v) { return ok(nrb_params_set_uint(h_, key, v)); }
+  params& set_float(const char* key, double v) { return ok(nrb_params_set_float(h_, key, v)); }
+  params& set_string(const char* key, std::string_view v) {
+    return ok(nrb_params_set_string_n(h_, key, v.data(), v.size()));
+  }
+  params& set_bytes(const char* key, const void* data, size_t size) {
+    return ok(nrb_params_set_bytes(h_, key, data, size));
+  }
+  params& begin_map(const char* key) { return ok(nrb_params_begin_map(h_, key)); }
+  params& begin_array(const char* key) { return ok(nrb_params_begin_array(h_, key)); }
+  params& end() { return ok(nrb_params_end(h_)); }
+  // The canonical msgpack bytes (what nrb_fire_event takes).
+  std::string_view data() const {
+    const void* d = nullptr;
+    size_t n = 0;
+    detail::check(nrb_params_data(h_, &d, &n), nullptr);
+    return {static_cast<const char*>(d), n};
+  }
+  const nrb_params* handle() const noexcept { return h_; }
+
+ private:
+  params& ok(nrb_status s) {
+    detail::check(s, nullptr);
+    return *this;
+  }
+  nrb_params* h_ = nullptr;
 };
 
-// nrb_client_config with owning strings; zero/empty fields mean the library defaults.
-struct client_config {
-  std::string endpoint = "tcp://127.0.0.1:5555";
-  nrb_transport transport = NRB_TRANSPORT_AUTO;
-  uint32_t frames_in_flight = 0;
-  double deadline_ms = 0;
-  uint32_t connect_timeout_ms = 0, handshake_timeout_ms = 0, server_timeout_ms = 0, ping_interval_ms = 0;
-  uint32_t reconnect_backoff_min_ms = 0, reconnect_backoff_max_ms = 0;
-  std::string curve_server_public_key, curve_client_public_key, curve_client_secret_key;
-  std::function<void(nrb_log_level, const char*)> log;  // called from the I/O thread
-  nrb_log_level log_level = NRB_LOG_INFO;
-  std::string engine_name = "unknown", engine_version;
-  uint32_t render_width = 0, render_height = 0, output_width = 0, output_height = 0;
-  std::vector<buffer_spec> buffers;
-  nrb_compression compression = NRB_COMPRESSION_NONE;
-  int32_t compression_level = 0;
-  uint32_t shm_slots = 0;
-  bool start_disabled = false;
+// A thin builder over nrb_client_config: operator-> gives the C struct itself (every plain field, defaults as
+// nrb_client_config_init and nrb.h document them); the setters below own what the struct only points to (strings,
+// the buffer list, the log callback), so a client_config may be copied and outlive its arguments.
+class client_config {
+ public:
+  using log_fn = std::function<void(nrb_log_level, const char*)>;
+
+  client_config() { nrb_client_config_init(&c_); }
+
+  nrb_client_config* operator->() noexcept { return &c_; }
+  const nrb_client_config* operator->() const noexcept { return &c_; }
+
+  client_config& endpoint(std::string v) { return set(endpoint_, std::move(v)); }
+  client_config& engine(std::string name, std::string version = std::string()) {
+    set(engine_name_, std::move(name));
+    return set(engine_version_, std::move(version));
+  }
+  // CurveZMQ: all three Z85 keys, or none.
+  client_config& curve_keys(std::string server_public, std::string client_public, std::string client_secret) {
+    set(curve_[0], std::move(server_public));
+    set(curve_[1], std::move(client_public));
+    return set(curve_[2], std::move(client_secret));
+  }
+  client_config& buffer(std::string name, nrb_format format) {
+    buffers_.emplace_back(std::move(name), format);
+    return *this;
+  }
+  // Called from the I/O thread; messages below c->log_level (default NRB_LOG_DEBUG, as in nrb.h) are not reported.
+  client_config& log(log_fn fn) {
+    log_ = fn ? std::make_shared<log_fn>(std::move(fn)) : nullptr;
+    return *this;
+  }
+
+  // The C struct with its pointers set to this object's storage: valid while this object lives, unchanged.
+  const nrb_client_config& get() const {
+    c_.endpoint = opt(endpoint_);
+    c_.engine_name = opt(engine_name_);
+    c_.engine_version = opt(engine_version_);
+    c_.curve_server_public_key = opt(curve_[0]);
+    c_.curve_client_public_key = opt(curve_[1]);
+    c_.curve_client_secret_key = opt(curve_[2]);
+    specs_.clear();
+    for (const auto& b : buffers_) specs_.push_back(nrb_buffer_spec{b.first.c_str(), b.second});
+    c_.buffers = specs_.empty() ? nullptr : specs_.data();
+    c_.buffer_count = static_cast<uint32_t>(specs_.size());
+    c_.log_fn = log_ ? &trampoline : nullptr;
+    c_.log_user = log_.get();
+    return c_;
+  }
+  const std::shared_ptr<log_fn>& log_callback() const noexcept { return log_; }
+
+ private:
+  client_config& set(std::optional<std::string>& field, std::string v) {
+    field = std::move(v);
+    return *this;
+  }
+  static const char* opt(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+  static void trampoline(void* user, nrb_log_level level, const char* msg) { (*static_cast<log_fn*>(user))(level, msg); }
+
+  mutable nrb_client_config c_;
+  std::optional<std::string> endpoint_, engine_name_, engine_version_, curve_[3];
+  std::vector<std::pair<std::string, nrb_format>> buffers_;
+  mutable std::vector<nrb_buffer_spec> specs_;
+  std::shared_ptr<log_fn> log_;
 };
 
 class client;
@@ -120,44 +215,9 @@ struct slot {
 
 class client {
  public:
-  explicit client(const client_config& cfg) : log_(std::make_unique<log_fn>(cfg.log)) {
-    nrb_client_config c;
-    nrb_client_config_init(&c);
-    c.endpoint = cfg.endpoint.c_str();
-    c.transport = cfg.transport;
-    c.frames_in_flight = cfg.frames_in_flight;
-    c.deadline_ms = cfg.deadline_ms;
-    c.connect_timeout_ms = cfg.connect_timeout_ms;
-    c.handshake_timeout_ms = cfg.handshake_timeout_ms;
-    c.server_timeout_ms = cfg.server_timeout_ms;
-    c.ping_interval_ms = cfg.ping_interval_ms;
-    c.reconnect_backoff_min_ms = cfg.reconnect_backoff_min_ms;
-    c.reconnect_backoff_max_ms = cfg.reconnect_backoff_max_ms;
-    auto opt = [](const std::string& s) { return s.empty() ? nullptr : s.c_str(); };
-    c.curve_server_public_key = opt(cfg.curve_server_public_key);
-    c.curve_client_public_key = opt(cfg.curve_client_public_key);
-    c.curve_client_secret_key = opt(cfg.curve_client_secret_key);
-    if (*log_) {
-      c.log_fn = [](void* user, nrb_log_level level, const char* msg) { (*static_cast<log_fn*>(user))(level, msg); };
-      c.log_user = log_.get();
-    }
-    c.log_level = cfg.log_level;
-    c.engine_name = cfg.engine_name.c_str();
-    c.engine_version = cfg.engine_version.c_str();
-    c.render_width = cfg.render_width;
-    c.render_height = cfg.render_height;
-    c.output_width = cfg.output_width;
-    c.output_height = cfg.output_height;
-    std::vector<nrb_buffer_spec> specs;
-    specs.reserve(cfg.buffers.size());
-    for (const auto& b : cfg.buffers) specs.push_back(nrb_buffer_spec{b.name.c_str(), b.format});
-    c.buffers = specs.data();
-    c.buffer_count = static_cast<uint32_t>(specs.size());
-    c.compression = cfg.compression;
-    c.compression_level = cfg.compression_level;
-    c.shm_slots = cfg.shm_slots;
-    c.start_disabled = cfg.start_disabled ? 1u : 0u;
-    detail::check(nrb_client_create(&c, &h_), nullptr);
+  // The client keeps a share of the config's log callback (the C struct's log_user points at it).
+  explicit client(const client_config& cfg) : log_(cfg.log_callback()) {
+    detail::check(nrb_client_create(&cfg.get(), &h_), nullptr);
   }
   ~client() { nrb_client_destroy(h_); }
   client(client&& o) noexcept : h_(std::exchange(o.h_, nullptr)), log_(std::move(o.log_)) {}
@@ -204,6 +264,12 @@ class client {
     nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
     detail::check(nrb_fire_event(h_, name.c_str(), params_msgpack.data(), params_msgpack.size(), &t), h_);
   }
+  // Typed params (copied: `p` may be reused at once).
+  void fire_event(const std::string& name, const params& p, nrb_scope scope = NRB_SCOPE_GLOBAL,
+                  const std::vector<uint32_t>& ids = {}) {
+    nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
+    detail::check(nrb_fire_event_params(h_, name.c_str(), p.handle(), &t), h_);
+  }
   void set_style(const std::string& style, double strength = 1.0, double over_seconds = 0.0,
                  nrb_scope scope = NRB_SCOPE_GLOBAL, const std::vector<uint32_t>& ids = {}) {
     nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
@@ -238,8 +304,6 @@ class client {
   std::string last_error() const { return nrb_last_error(h_); }
 
  private:
-  using log_fn = std::function<void(nrb_log_level, const char*)>;
-
   static nrb_buffer_desc desc(const char* name, nrb_format format, uint32_t width, uint32_t height, uint32_t stride,
                               uint32_t flags) {
     nrb_buffer_desc d{};
@@ -255,7 +319,7 @@ class client {
   }
 
   nrb_client* h_ = nullptr;
-  std::unique_ptr<log_fn> log_;  // stable address for the C callback's user pointer
+  std::shared_ptr<client_config::log_fn> log_;  // the C callback's user pointer: alive as long as the client
 };
 
 }  // namespace nrb

@@ -44,17 +44,6 @@ void Transform(const double M[16], const double V[4], double Out[4])
 	}
 }
 
-std::string Hex(const std::vector<uint8_t>& Bytes)
-{
-	std::string Out;
-	char Buf[4];
-	for (uint8_t B : Bytes)
-	{
-		std::snprintf(Buf, sizeof(Buf), "%02x", B);
-		Out += Buf;
-	}
-	return Out;
-}
 
 const nrbglue::FKeySource Sources[3] = {
 	{"r.NeuralRendering.CurveServerPublicKey", "NRB_CURVE_SERVER_PUBLIC_KEY"},
@@ -68,22 +57,28 @@ const char* const KeyC = "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs";
 // ------------------------------------------------------------------------------------------------------------ unit
 void TestEncoding()
 {
-	EXPECT(Hex(nrbglue::EncodeStringMap({})) == "80", "empty map: %s", Hex(nrbglue::EncodeStringMap({})).c_str());
-	EXPECT(Hex(nrbglue::EncodeStringMap({{"phase", "2"}})) == "81a57068617365a132", "fixmap/fixstr: %s",
-		Hex(nrbglue::EncodeStringMap({{"phase", "2"}})).c_str());
-	const std::string Long(40, 'x');  // str8
-	const std::vector<uint8_t> Str8 = nrbglue::EncodeStringMap({{"k", Long}});
-	EXPECT(Str8.size() == 1 + 2 + 2 + 40 && Str8[3] == 0xd9 && Str8[4] == 40, "str8: %s", Hex(Str8).c_str());
-	const std::string Longer(300, 'y');  // str16
-	const std::vector<uint8_t> Str16 = nrbglue::EncodeStringMap({{"k", Longer}});
-	EXPECT(Str16[3] == 0xda && Str16[4] == 0x01 && Str16[5] == 0x2c, "str16: %s", Hex(Str16).substr(0, 12).c_str());
-	std::vector<std::pair<std::string, std::string>> Many;
-	for (int I = 0; I < 17; ++I)
-	{
-		Many.emplace_back("k" + std::to_string(I), "v");
-	}
-	const std::vector<uint8_t> Map16 = nrbglue::EncodeStringMap(Many);
-	EXPECT(Map16[0] == 0xde && Map16[1] == 0 && Map16[2] == 17, "map16: %s", Hex(Map16).substr(0, 6).c_str());
+	// The plugin encodes nothing itself: FireStringMapEvent builds libnrb's typed params. A client that starts
+	// disabled queues the event; params over 4096 bytes are refused at the value that breaks the limit.
+	nrbglue::FClientSettings S;
+	S.Endpoint = "tcp://127.0.0.1:1";
+	S.bEnabled = false;
+	const nrbglue::FClientConfig Config(S);
+	nrb_client* Client = nullptr;
+	EXPECT(nrb_client_create(&Config.Get(), &Client) == NRB_OK, "create: %s", nrb_last_error(nullptr));
+	nrb_target Global{NRB_SCOPE_GLOBAL, nullptr, 0};
+	EXPECT(nrbglue::FireStringMapEvent(Client, "boss_phase", {{"phase", "2"}, {"boss", "Grüner Drache"}}, &Global) ==
+			NRB_OK,
+		"fire: %s", nrb_last_error(Client));
+	EXPECT(nrbglue::FireStringMapEvent(Client, "empty", {}, &Global) == NRB_OK, "empty params");
+	EXPECT(nrbglue::FireStringMapEvent(Client, "huge", {{"k", std::string(5000, 'x')}}, &Global) ==
+			NRB_ERROR_LIMIT_EXCEEDED,
+		"params over 4096 bytes");
+	EXPECT(nrbglue::FireStringMapEvent(Client, "bad", {{"k", "\xff"}}, &Global) == NRB_ERROR_INVALID_ARGUMENT,
+		"a value that is not UTF-8");
+	nrbglue::FStatsView Stats = nrbglue::ReadStats(Client);
+	EXPECT(Stats.bValid && Stats.Raw.events_pending == 2, "two events queued: %llu",
+		static_cast<unsigned long long>(Stats.Raw.events_pending));
+	nrb_client_destroy(Client);
 }
 
 void TestKeys()
@@ -134,7 +129,11 @@ void TestConfig()
 				C.buffers[I].format == nrbglue::PackedTargets[I].Format,
 			"buffer %d", I);
 	}
-	EXPECT(std::strcmp(C.buffers[nrbglue::NumTargets].name, "x_sun_direction") == 0, "sun");
+	EXPECT(std::strcmp(C.buffers[nrbglue::NumTargets].name, NRB_BUFFER_X_SUN_DIRECTION) == 0, "sun");
+	EXPECT(std::strcmp(nrbglue::PackedTargets[nrbglue::TargetDepth].Name, NRB_BUFFER_DEPTH) == 0 &&
+			nrbglue::PackedTargets[nrbglue::TargetDepth].Flags ==
+				(NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE),
+		"the depth target carries Unreal's reversed, infinite depth");
 	const nrbglue::FClientSettings Plain;
 	const nrbglue::FClientConfig PlainConfig(Plain);
 	EXPECT(PlainConfig.Get().curve_server_public_key == nullptr && PlainConfig.Get().start_disabled == 0, "no keys");
@@ -276,12 +275,12 @@ void MakeFrame(FFrameData& D, nrbglue::FCameraTracker& Tracker, uint8_t Seed)
 			{
 				// albedo: a pattern the passthrough renderer sends back; the other targets zero
 				D.Rows[I][static_cast<size_t>(Y) * Pitch * Bpp + X] =
-					I == 0 ? static_cast<uint8_t>(X % 4 == 3 ? 255 : (X * 7 + Y * 13 + Seed) & 0xff) : 0;
+					I == nrbglue::TargetAlbedo ? static_cast<uint8_t>(X % 4 == 3 ? 255 : (X * 7 + Y * 13 + Seed) & 0xff) : 0;
 			}
 		}
 		if (nrbglue::PackedTargets[I].Format == NRB_FORMAT_R32F)  // depth 0.5 / linear depth 20
 		{
-			const float Value = I == 2 ? 0.5f : 20.0f;
+			const float Value = I == nrbglue::TargetDepth ? 0.5f : 20.0f;
 			for (uint32_t Y = 0; Y < H; ++Y)
 			{
 				for (uint32_t X = 0; X < W; ++X)
@@ -344,10 +343,10 @@ void TestEndToEnd(const char* Endpoint)
 		return;
 	}
 	EXPECT(Stats.State == "connected", "state %s: %s", Stats.State.c_str(), nrb_last_error(Client));
-	const std::vector<uint8_t> Params = nrbglue::EncodeStringMap({{"phase", "2"}, {"boss", "Grüner Drache"}});
 	nrb_target Global{NRB_SCOPE_GLOBAL, nullptr, 0};
-	EXPECT(nrb_fire_event(Client, "boss_phase", Params.data(), Params.size(), &Global) == NRB_OK, "fire_event: %s",
-		nrb_last_error(Client));
+	EXPECT(nrbglue::FireStringMapEvent(Client, "boss_phase", {{"phase", "2"}, {"boss", "Grüner Drache"}}, &Global) ==
+			NRB_OK,
+		"fire_event: %s", nrb_last_error(Client));
 	nrbglue::FCameraTracker Tracker;
 	FFrameData D;
 	bool bGot = false;

@@ -24,8 +24,8 @@ nrb_scope ToScope(ENeuralStyleScope Scope)
 	}
 }
 
-/** msgpack of the params (nrbglue::EncodeStringMap), UTF-8. */
-std::vector<uint8_t> EncodeParams(const TMap<FString, FString>& Params)
+/** The params as UTF-8 pairs for nrbglue::FireStringMapEvent (libnrb's typed params encode them). */
+std::vector<std::pair<std::string, std::string>> Utf8Pairs(const TMap<FString, FString>& Params)
 {
 	std::vector<std::pair<std::string, std::string>> Pairs;
 	for (const TPair<FString, FString>& Pair : Params)
@@ -34,7 +34,7 @@ std::vector<uint8_t> EncodeParams(const TMap<FString, FString>& Params)
 		const FTCHARToUTF8 Value(*Pair.Value);
 		Pairs.emplace_back(std::string(Key.Get(), Key.Length()), std::string(Value.Get(), Value.Length()));
 	}
-	return nrbglue::EncodeStringMap(Pairs);
+	return Pairs;
 }
 }  // namespace
 
@@ -88,9 +88,8 @@ bool UNeuralRenderingBlueprintLibrary::FireNeuralStyleEvent(FName EventName, con
 		IdList.Add(static_cast<uint32>(Id));
 	}
 	const nrb_target Target{ToScope(Scope), IdList.GetData(), static_cast<uint32_t>(IdList.Num())};
-	const std::vector<uint8_t> Packed = EncodeParams(Params);
 	const FTCHARToUTF8 Name(*EventName.ToString());
-	return nrb_fire_event(C, Name.Get(), Packed.data(), Packed.size(), &Target) == NRB_OK;
+	return nrbglue::FireStringMapEvent(C, Name.Get(), Utf8Pairs(Params), &Target) == NRB_OK;
 }
 
 FNeuralRenderingStats UNeuralRenderingBlueprintLibrary::GetNeuralRenderingStats()

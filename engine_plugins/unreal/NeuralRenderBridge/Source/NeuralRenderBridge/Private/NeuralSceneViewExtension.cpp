@@ -80,19 +80,23 @@ IMPLEMENT_GLOBAL_SHADER(FNrbCompositePS, "/Plugin/NeuralRenderBridge/Private/Nrb
 
 namespace
 {
-/** The engine pixel format of each packed target (nrbglue::PackedTargets, same order and layout). */
-constexpr EPixelFormat GTargetPixelFormats[nrbglue::NumTargets] = {
-	PF_R8G8B8A8,   // albedo, rgba8_srgb (sRGB-encoded by the shader)
-	PF_FloatRGBA,  // normals, rgba16f
-	PF_R32_FLOAT,  // depth, r32f
-	PF_R32_FLOAT,  // linear_depth, r32f
-	PF_G16R16F,    // motion_vectors, rg16f
-	PF_G8,         // roughness, r8
-	PF_G8,         // metallic, r8
-	PF_FloatRGBA,  // emissive, rgba16f
-	PF_R16_UINT,   // object_id, r16u
-	PF_R16_UINT,   // material_id, r16u
-};
+/** The engine pixel format that holds a packed target's wire format with the same layout, derived from
+ * nrbglue::PackedTargets (the plugin's one list of G-buffers) rather than listed again. rgba8_srgb is sRGB-encoded
+ * by the shader into a plain PF_R8G8B8A8. */
+EPixelFormat TargetPixelFormat(nrb_format Format)
+{
+	switch (Format)
+	{
+	case NRB_FORMAT_RGBA8:
+	case NRB_FORMAT_RGBA8_SRGB: return PF_R8G8B8A8;
+	case NRB_FORMAT_RGBA16F: return PF_FloatRGBA;
+	case NRB_FORMAT_R32F: return PF_R32_FLOAT;
+	case NRB_FORMAT_RG16F: return PF_G16R16F;
+	case NRB_FORMAT_R8: return PF_G8;
+	case NRB_FORMAT_R16U: return PF_R16_UINT;
+	default: return PF_Unknown;
+	}
+}
 
 EPixelFormat ToPixelFormat(nrbglue::EResultTexture Texture)
 {
@@ -269,13 +273,21 @@ void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuil
 	Params->ViewMin = Rect.Min;
 	Params->OutputSize = FVector2f(Size.X, Size.Y);
 	FRDGTextureRef Packed[nrbglue::NumTargets];
-	FRDGTextureUAVRef* Uavs[nrbglue::NumTargets] = {&Params->OutAlbedo, &Params->OutNormal, &Params->OutDepth,
-		&Params->OutLinearDepth, &Params->OutMotion, &Params->OutRoughness, &Params->OutMetallic, &Params->OutEmissive,
-		&Params->OutObjectId, &Params->OutMaterialId};
+	FRDGTextureUAVRef* Uavs[nrbglue::NumTargets] = {};
+	Uavs[nrbglue::TargetAlbedo] = &Params->OutAlbedo;
+	Uavs[nrbglue::TargetNormals] = &Params->OutNormal;
+	Uavs[nrbglue::TargetDepth] = &Params->OutDepth;
+	Uavs[nrbglue::TargetLinearDepth] = &Params->OutLinearDepth;
+	Uavs[nrbglue::TargetMotionVectors] = &Params->OutMotion;
+	Uavs[nrbglue::TargetRoughness] = &Params->OutRoughness;
+	Uavs[nrbglue::TargetMetallic] = &Params->OutMetallic;
+	Uavs[nrbglue::TargetEmissive] = &Params->OutEmissive;
+	Uavs[nrbglue::TargetObjectId] = &Params->OutObjectId;
+	Uavs[nrbglue::TargetMaterialId] = &Params->OutMaterialId;
 	for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 	{
 		Packed[I] = GraphBuilder.CreateTexture(
-			FRDGTextureDesc::Create2D(Size, GTargetPixelFormats[I], FClearValueBinding::None, TexCreate_UAV | TexCreate_ShaderResource),
+			FRDGTextureDesc::Create2D(Size, TargetPixelFormat(nrbglue::PackedTargets[I].Format), FClearValueBinding::None, TexCreate_UAV | TexCreate_ShaderResource),
 			TEXT("NeuralRenderBridge.Target"));
 		*Uavs[I] = GraphBuilder.CreateUAV(Packed[I]);
 	}

@@ -9,53 +9,22 @@
 namespace nrbglue
 {
 // ------------------------------------------------------------------------------------------------- event params
-namespace
+nrb_status FireStringMapEvent(nrb_client* Client, const char* Name,
+	const std::vector<std::pair<std::string, std::string>>& Params, const nrb_target* Target)
 {
-void PutLength(std::vector<uint8_t>& Out, uint32_t Length, uint8_t Fix, uint32_t FixLimit, uint8_t Code8,
-	uint8_t Code16, uint8_t Code32)
-{
-	if (Length < FixLimit)
+	nrb_params* Built = nullptr;
+	nrb_status Status = nrb_params_create(&Built);
+	for (size_t Index = 0; Status == NRB_OK && Index < Params.size(); ++Index)
 	{
-		Out.push_back(static_cast<uint8_t>(Fix | Length));
+		const std::pair<std::string, std::string>& Pair = Params[Index];
+		Status = nrb_params_set_string_n(Built, Pair.first.c_str(), Pair.second.data(), Pair.second.size());
 	}
-	else if (Code8 != 0 && Length < 256)
+	if (Status == NRB_OK)
 	{
-		Out.push_back(Code8);
-		Out.push_back(static_cast<uint8_t>(Length));
+		Status = nrb_fire_event_params(Client, Name, Built, Target);
 	}
-	else if (Length < 65536)
-	{
-		Out.push_back(Code16);
-		Out.push_back(static_cast<uint8_t>(Length >> 8));
-		Out.push_back(static_cast<uint8_t>(Length));
-	}
-	else
-	{
-		Out.push_back(Code32);
-		for (int Shift = 24; Shift >= 0; Shift -= 8)
-		{
-			Out.push_back(static_cast<uint8_t>(Length >> Shift));
-		}
-	}
-}
-
-void PutString(std::vector<uint8_t>& Out, const std::string& Text)
-{
-	PutLength(Out, static_cast<uint32_t>(Text.size()), 0xa0, 32, 0xd9, 0xda, 0xdb);
-	Out.insert(Out.end(), Text.begin(), Text.end());
-}
-}  // namespace
-
-std::vector<uint8_t> EncodeStringMap(const std::vector<std::pair<std::string, std::string>>& Pairs)
-{
-	std::vector<uint8_t> Out;
-	PutLength(Out, static_cast<uint32_t>(Pairs.size()), 0x80, 16, 0, 0xde, 0xdf);
-	for (const std::pair<std::string, std::string>& Pair : Pairs)
-	{
-		PutString(Out, Pair.first);
-		PutString(Out, Pair.second);
-	}
-	return Out;
+	nrb_params_destroy(Built);
+	return Status;
 }
 
 // ------------------------------------------------------------------------------------------------- CurveZMQ keys
@@ -101,27 +70,33 @@ std::string CurveKeysProblem(const std::string (&Keys)[3], const FKeySource (&So
 
 // ------------------------------------------------------------------------------------------------- buffers
 const FTargetSpec PackedTargets[NumTargets] = {
-	{"albedo", NRB_FORMAT_RGBA8_SRGB, 0u},
-	{"normals", NRB_FORMAT_RGBA16F, 0u},
-	{"depth", NRB_FORMAT_R32F, NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE},
-	{"linear_depth", NRB_FORMAT_R32F, 0u},
-	{"motion_vectors", NRB_FORMAT_RG16F, 0u},
-	{"roughness", NRB_FORMAT_R8, 0u},
-	{"metallic", NRB_FORMAT_R8, 0u},
-	{"emissive", NRB_FORMAT_RGBA16F, 0u},
-	{"object_id", NRB_FORMAT_R16U, 0u},
-	{"material_id", NRB_FORMAT_R16U, 0u},
+	{NRB_BUFFER_ALBEDO, NRB_FORMAT_RGBA8_SRGB, 0u},
+	{NRB_BUFFER_NORMALS, NRB_FORMAT_RGBA16F, 0u},
+	{NRB_BUFFER_DEPTH, NRB_FORMAT_R32F, NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE},
+	{NRB_BUFFER_LINEAR_DEPTH, NRB_FORMAT_R32F, 0u},
+	{NRB_BUFFER_MOTION_VECTORS, NRB_FORMAT_RG16F, 0u},
+	{NRB_BUFFER_ROUGHNESS, NRB_FORMAT_R8, 0u},
+	{NRB_BUFFER_METALLIC, NRB_FORMAT_R8, 0u},
+	{NRB_BUFFER_EMISSIVE, NRB_FORMAT_RGBA16F, 0u},
+	{NRB_BUFFER_OBJECT_ID, NRB_FORMAT_R16U, 0u},
+	{NRB_BUFFER_MATERIAL_ID, NRB_FORMAT_R16U, 0u},
 };
-const FTargetSpec SunDirection = {"x_sun_direction", NRB_FORMAT_RGBA32F, 0u};
+const FTargetSpec SunDirection = {NRB_BUFFER_X_SUN_DIRECTION, NRB_FORMAT_RGBA32F, 0u};
 
-// ------------------------------------------------------------------------------------------------- client config
-FClientConfig::FClientConfig(const FClientSettings& Settings) : Held(Settings)
+std::vector<nrb_buffer_spec> OfferedBuffers()
 {
+	std::vector<nrb_buffer_spec> Out;
 	for (const FTargetSpec& Target : PackedTargets)
 	{
-		Buffers.push_back(nrb_buffer_spec{Target.Name, Target.Format});
+		Out.push_back(nrb_buffer_spec{Target.Name, Target.Format});
 	}
-	Buffers.push_back(nrb_buffer_spec{SunDirection.Name, SunDirection.Format});
+	Out.push_back(nrb_buffer_spec{SunDirection.Name, SunDirection.Format});
+	return Out;
+}
+
+// ------------------------------------------------------------------------------------------------- client config
+FClientConfig::FClientConfig(const FClientSettings& Settings) : Held(Settings), Buffers(OfferedBuffers())
+{
 
 	nrb_client_config_init(&Config);
 	Config.endpoint = Held.Endpoint.c_str();

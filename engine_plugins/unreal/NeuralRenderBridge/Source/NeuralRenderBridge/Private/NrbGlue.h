@@ -24,8 +24,12 @@
 namespace nrbglue
 {
 // ------------------------------------------------------------------------------------------------- event params
-/** msgpack (docs/protocol.md section 3.1) of a map of str -> str, shortest forms: what nrb_fire_event takes. */
-std::vector<uint8_t> EncodeStringMap(const std::vector<std::pair<std::string, std::string>>& Pairs);
+/** Queues event Name with a str -> str params map (UTF-8), built with libnrb's typed params (nrb_params, which
+ * encodes and checks them: the plugin carries no msgpack encoder) and fired with nrb_fire_event_params. Returns the
+ * first failing status (e.g. NRB_ERROR_LIMIT_EXCEEDED for params over 4096 bytes; nrb_last_error(NULL) says why for
+ * a params call, nrb_last_error(Client) for the fire). */
+nrb_status FireStringMapEvent(nrb_client* Client, const char* Name,
+	const std::vector<std::pair<std::string, std::string>>& Params, const nrb_target* Target);
 
 // ------------------------------------------------------------------------------------------------- CurveZMQ keys
 /** A CurveZMQ key as libzmq takes it: 40 characters of the Z85 alphabet (ZeroMQ RFC 32). libnrb checks only the
@@ -51,8 +55,24 @@ struct FTargetSpec
 	nrb_format Format;   // the wire format; the engine's pixel format has the same layout
 	uint32_t Flags;      // NRB_BUFFER_* sent with it
 };
-constexpr int NumTargets = 10;
-/** The ten targets NrbPack.usf writes, in the order of its UAVs. */
+/** The packed targets by index: NrbPack.usf's UAV order, PackedTargets' order. Code that needs one target names it
+ * here (TargetDepth), never by a number. */
+enum ETarget : int
+{
+	TargetAlbedo,
+	TargetNormals,
+	TargetDepth,
+	TargetLinearDepth,
+	TargetMotionVectors,
+	TargetRoughness,
+	TargetMetallic,
+	TargetEmissive,
+	TargetObjectId,
+	TargetMaterialId,
+	NumTargets
+};
+/** The ten targets NrbPack.usf writes, in the order of its UAVs: the one list of the plugin's G-buffers (names are
+ * nrb.h's NRB_BUFFER_* constants; NeuralSceneViewExtension derives the engine pixel formats from Format). */
 extern const FTargetSpec PackedTargets[NumTargets];
 /** The 1x1 lighting constant (protocol section 6.1) sent with each frame when the world has a sun. */
 extern const FTargetSpec SunDirection;
@@ -72,6 +92,10 @@ struct FClientSettings
 	void* LogUser = nullptr;
 	nrb_log_level LogLevel = NRB_LOG_WARNING;
 };
+
+/** The HELLO buffers: PackedTargets, then SunDirection (one list, derived, so the offer and what SubmitFrame tags
+ * cannot differ). */
+std::vector<nrb_buffer_spec> OfferedBuffers();
 
 /** An nrb_client_config and the storage its pointers refer to (it must outlive nrb_client_create, which copies). */
 class FClientConfig

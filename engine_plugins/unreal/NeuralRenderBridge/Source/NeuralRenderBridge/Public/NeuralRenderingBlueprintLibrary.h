@@ -60,7 +60,7 @@ public:
 	static bool SetNeuralStyle(FName Style, float Strength, float OverSeconds, ENeuralStyleScope Scope,
 		const TArray<int32>& Ids);
 
-	/** Sends a gameplay event to the server's hooks (@on("name")). C ABI: nrb_fire_event. */
+	/** Sends a gameplay event to the server's hooks (@on("name")). C ABI: nrb_fire_event_params (typed params, nrb_params). */
 	UFUNCTION(BlueprintCallable, Category = "Neural Rendering", meta = (AutoCreateRefTerm = "Params,Ids"))
 	static bool FireNeuralStyleEvent(FName EventName, const TMap<FString, FString>& Params, ENeuralStyleScope Scope,
 		const TArray<int32>& Ids);

@@ -1,0 +1,104 @@
+"""nrb.h is the engine contract: its buffer-name and format constants are exactly docs/protocol.md's tables and the
+Python codec's vocabulary (so the three cannot drift again), bindings re-export them rather than re-typing them, and
+no engine plugin carries a msgpack encoder or a buffer-name literal of its own. bridge._native, which the wheel
+ships, contains no test-only code (protocol_json.hpp, nlohmann-json: those are in bridge._wire_testing)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bridge import protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+NRB_H = ROOT / "cpp" / "include" / "nrb" / "nrb.h"
+PROTOCOL_MD = ROOT / "docs" / "protocol.md"
+#: Plugin sources that talk to libnrb (the Panda3D plugin goes through bridge._native).
+PLUGIN_SOURCES = [
+    *sorted((ROOT / "engine_plugins" / "godot" / "src").glob("*.[ch]pp")),
+    *sorted((ROOT / "engine_plugins" / "godot" / "src").glob("*.h")),
+    *sorted((ROOT / "engine_plugins" / "unreal" / "NeuralRenderBridge" / "Source").rglob("*.cpp")),
+    *sorted((ROOT / "engine_plugins" / "unreal" / "NeuralRenderBridge" / "Source").rglob("*.h")),
+]
+
+
+def header_buffer_names() -> list[str]:
+    """The NRB_BUFFER_* string constants of nrb.h, in order."""
+    return re.findall(r'^#define NRB_BUFFER_[A-Z0-9_]+ "([a-z0-9_]+)"', NRB_H.read_text(), re.M)
+
+
+def header_formats() -> list[str]:
+    """The nrb_format enumerators after UNKNOWN, lower-cased: the wire names they stand for."""
+    enum = re.search(r"typedef uint32_t nrb_format;\s*enum \{(.*?)\};", NRB_H.read_text(), re.S)
+    assert enum
+    return [n.lower() for n in re.findall(r"NRB_FORMAT_([A-Z0-9_]+) = \d+", enum.group(1)) if n != "UNKNOWN"]
+
+
+def doc_section(title: str) -> str:
+    text = PROTOCOL_MD.read_text()
+    start = text.index(title)
+    return text[start:text.index("\n### ", start + 1)]
+
+
+def doc_buffer_names() -> list[str]:
+    """First-column names of every table in section 6.1 (standard names, NRB additions, lighting constants)."""
+    return re.findall(r"^\| `([a-z0-9_]+)` \|", doc_section("### 6.1 Names"), re.M)
+
+
+def doc_formats() -> list[str]:
+    return re.findall(r"^\| `([a-z0-9_]+)` \|", doc_section("### 6.2 Formats"), re.M)
+
+
+def test_nrb_h_buffer_names_are_the_protocol_tables_and_the_python_codecs() -> None:
+    names = header_buffer_names()
+    assert names == doc_buffer_names()
+    assert set(names) == set(protocol.BUFFER_NAMES) | set(protocol.LIGHTING_CONSTANTS)
+    assert len(names) == len(set(names))
+    count = re.search(r"#define NRB_BUFFER_NAME_COUNT (\d+)", NRB_H.read_text())
+    assert count and int(count.group(1)) == len(names)
+
+
+def test_nrb_h_formats_are_the_protocol_table_and_the_python_codecs() -> None:
+    formats = header_formats()
+    assert formats == doc_formats() == list(protocol.FORMATS)
+    count = re.search(r"#define NRB_FORMAT_COUNT (\d+)", NRB_H.read_text())
+    assert count and int(count.group(1)) == len(formats)
+
+
+def test_python_binding_re_exports_nrb_h_constants() -> None:
+    """bridge._native takes its constants from libnrb (nrb_buffer_name, nrb_format_name), for Python engines."""
+    native = pytest.importorskip("bridge._native")
+    assert list(native.BUFFER_NAMES) == header_buffer_names()
+    assert native.BUFFER_ALBEDO == "albedo" and native.BUFFER_X_SUN_DIRECTION == "x_sun_direction"
+    assert list(native.FORMATS) == header_formats()
+    assert native.ABI_VERSION == 1
+
+
+def test_native_module_contains_no_test_only_code() -> None:
+    """The codec's JSON bridge (protocol_json.hpp, nlohmann-json) is in the test-only bridge._wire_testing, not in
+    bridge._native, which a wheel ships."""
+    native = pytest.importorskip("bridge._native")
+    assert not hasattr(native, "wire_encode") and not hasattr(native, "wire_decode")
+    assert b"nlohmann" not in Path(native.__file__).read_bytes()
+    client = (ROOT / "cpp" / "python" / "client_module.cpp").read_text()
+    assert re.findall(r'#include\s+"([^"]+)"', client) == ["nrb/nrb.hpp"]  # public headers only
+
+
+@pytest.mark.parametrize("path", PLUGIN_SOURCES, ids=lambda p: p.name)
+def test_plugin_has_no_buffer_name_literal(path: Path) -> None:
+    """Plugins name buffers through NRB_BUFFER_*. ("position" is also a camera key of section 8, which is what the
+    Godot plugin reads it as, so it is not a buffer-name use.)"""
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)
+    literals = set(re.findall(r'"([a-z0-9_]+)"', code))
+    assert not (literals & (set(header_buffer_names()) - {"position"})), path
+
+
+@pytest.mark.parametrize("path", PLUGIN_SOURCES, ids=lambda p: p.name)
+def test_plugin_has_no_msgpack_encoder(path: Path) -> None:
+    """Event params go through nrb_params; no plugin writes msgpack type bytes (fixmap 0x80, str8 0xd9, float64 0xcb,
+    map16 0xde, ...) or passes raw bytes to nrb_fire_event."""
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)
+    assert not re.search(r"0x(80|8f|90|a0|c[0-9a-f]|d[0-9a-f]|df)\b", code, re.I), path
+    assert not re.search(r"\bnrb_fire_event\s*\(", code), path
