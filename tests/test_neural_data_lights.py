@@ -279,3 +279,17 @@ def test_the_corridor_family_is_held_out_and_lit_by_a_row_of_lamps(tmp_path: Pat
     m = generate(tmp_path, 2, (16, 16), spp=2, frames=1, lighting="corridor")
     assert [e["split"] for e in m["scenes"].values()] == ["test", "test"]
     assert m["scenes"]["0"]["spec"]["layout"] == "corridor"
+
+
+def test_nrb_data_generate_takes_the_lighting_and_engine_image_flags(tmp_path: Path) -> None:
+    from neural_renderer.cli import main
+
+    out = tmp_path / "lit"
+    argv = ["data", "generate", "--scenes", "1", "--size", "8x8", "--spp", "1", "--frames", "1", "--quiet"]
+    assert main([*argv, "--out", str(out), "--lighting", "every", "--engine-image"]) == 0
+    entry = load_manifest(out)["scenes"]["0"]
+    assert entry["engine"]["tone_mapping"] in ("none", "clamp", "reinhard", "aces", "agx")
+    with np.load(out / entry["files"][0]) as z:
+        assert z["hudless_color"].shape == (8, 8, 3)
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(out), "--lighting", "disco"])

@@ -9,15 +9,16 @@ lights as a 2x2 grid of point samples of a Lambertian panel; optionally an engin
 Then an ambient term from the sky colour (flat or hemispheric, scaled as an artist would), optionally darkened by
 a screen-space ambient occlusion computed from the position and normal buffers, and the emissive buffer. What
 raster misses is missing on purpose: no inter-reflection, emissive objects do not light their surroundings,
-reflections are the flat ambient, shadows are hard or a fixed 4-tap filter, or absent.
+reflections are the flat ambient, shadows are hard or a fixed 4-tap filter, for the sun only, or absent.
 
-Each scene draws an :class:`EngineLook` so that a model does not learn one engine's look: shadows (none, hard,
-PCF-like), ambient and occlusion, falloff, tone mapping (:data:`TONE_MAPPINGS`) and an exposure (auto-exposure to
-a mid-grey key, then an offset in EV). The stored ``hudless_color`` is what the engine would send: the linear image
-times ``pre_exposure`` through the tone curve (display-linear, in [0, 1]; an sRGB buffer format would only encode
-it), or, for tone mapping ``none``, the pre-exposed linear HDR image an engine sends as ``rgba16f``. The manifest
-records the look, so a loader can undo the exposure (and an invertible curve), as the camera constants
-``pre_exposure`` and a tone-mapping field will let a renderer do with a live engine.
+Each scene draws an :class:`EngineLook` so that a model does not learn one engine's look: shadows (none, sun
+only, hard, PCF-like), ambient and occlusion, falloff, tone mapping (:data:`TONE_MAPPINGS`) and an exposure
+(histogram auto-exposure to a mid-grey key, then an offset in EV). The stored ``hudless_color`` is what the
+engine would send: the linear image times ``pre_exposure`` through the tone curve (display-linear, in [0, 1]; an
+sRGB buffer format would only encode it), or, for tone mapping ``none``, the pre-exposed linear HDR image an
+engine sends as ``rgba16f``. The manifest records the look, so a loader can undo the exposure (and an invertible
+curve), as the camera constants ``pre_exposure`` and a tone-mapping field will let a renderer do with a live
+engine.
 
 Shadows need ray queries, so the visibility function comes from the caller (:mod:`neural_renderer.data.render`
 passes Mitsuba shadow rays); everything else is NumPy.
@@ -40,9 +41,10 @@ TONE_MAPPINGS: tuple[ToneMapping, ...] = ("none", "clamp", "reinhard", "aces", "
 #: Auto-exposure maps the log-average luminance of the lit image to this key (the classic 18 % grey).
 EXPOSURE_KEY = 0.18
 
-#: ``visibility(points (N,3), normals (N,3), to (N,3) or (3,), directional) -> (N,) in [0, 1]``: 1 where the
-#: light at ``to`` (a position, or a direction towards a directional light) is not blocked.
-Visibility = Callable[[np.ndarray, np.ndarray, np.ndarray, bool], np.ndarray]
+#: ``visibility(origins (N,3), unit directions (N,3), max distances (N,)) -> (N,) in {0, 1}``: 1 where the ray
+#: reaches its max distance (inf for a directional light) unblocked. One call per frame: every shadow ray of
+#: every light and tap at once (a ray launch costs milliseconds of JIT tracing).
+Visibility = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class EngineLook:
     tone_mapping: ToneMapping = "aces"
     pre_exposure: float | None = None
     exposure_ev: float = 0.0
-    shadows: Literal["none", "hard", "pcf"] = "hard"
+    shadows: Literal["none", "sun_only", "hard", "pcf"] = "hard"
     ambient: Literal["none", "flat", "hemisphere"] = "flat"
     ambient_scale: float = 1.0
     occlusion: Literal["none", "ssao"] = "none"
@@ -77,7 +79,7 @@ def random_look(rng: np.random.Generator) -> EngineLook:
     return EngineLook(
         tone_mapping=tone,
         exposure_ev=round(float(rng.uniform(-1.0, 1.0)), 4),
-        shadows=("none", "hard", "pcf")[int(rng.choice(3, p=[0.25, 0.4, 0.35]))],
+        shadows=("none", "sun_only", "hard", "pcf")[int(rng.choice(4, p=[0.1, 0.25, 0.35, 0.3]))],
         ambient=("none", "flat", "hemisphere")[int(rng.choice(3, p=[0.15, 0.45, 0.4]))],
         ambient_scale=round(float(rng.uniform(0.5, 1.5)), 4),
         occlusion="ssao" if rng.uniform() < 0.5 else "none",
@@ -141,11 +143,14 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def auto_exposure(linear: np.ndarray, valid: np.ndarray, ev: float) -> float:
-    """An engine's auto-exposure: the factor that maps the log-average luminance of the lit pixels to
-    :data:`EXPOSURE_KEY`, times 2^ev; bounded to 2^±10 so a black frame does not explode."""
+    """An engine's histogram auto-exposure (Unreal's default): the factor that maps the log-average luminance
+    of the pixels between the 50th and 95th percentile (an engine exposes for what is lit, not for the
+    shadows) to :data:`EXPOSURE_KEY`, bounded to 2^-4..2^6, then times 2^ev."""
     lum = luminance(linear)[valid] if valid.any() else luminance(linear).ravel()
-    avg = float(np.exp(np.mean(np.log(lum + 1e-4))))
-    return float(np.clip(EXPOSURE_KEY / max(avg, 1e-6), 2.0**-10, 2.0**10) * 2.0**ev)
+    lo, hi = np.percentile(lum, [50, 95])
+    band = lum[(lum >= lo) & (lum <= hi)]
+    avg = float(np.exp(np.mean(np.log(band + 1e-4)))) if band.size else 1.0
+    return float(np.clip(EXPOSURE_KEY / max(avg, 1e-6), 2.0**-4, 2.0**6) * 2.0**ev)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,7 +207,9 @@ def shade(
     visibility: Visibility | None,
 ) -> np.ndarray:
     """The engine's linear lit image (H, W, 3) of one frame (G-buffers as :func:`render.render_scene` returns
-    them, with ``position``); ``visibility`` is needed unless ``look.shadows == "none"``."""
+    them, with ``position``); ``visibility`` is needed unless ``look.shadows == "none"``. Shadows: ``none``,
+    ``sun_only`` (a cascaded shadow map for the sun, local lights unshadowed: a common engine budget), ``hard``
+    (every light), ``pcf`` (every light, four taps around it)."""
     cam = spec.cameras[camera_index]
     albedo = frame["albedo"].astype(np.float64)
     h, w, _ = albedo.shape
@@ -221,6 +228,7 @@ def shade(
     alpha = rough**2
     k = (rough + 1) ** 2 / 8  # Unreal's Schlick-GGX k for analytic lights
     out = np.zeros_like(base)
+    shadow_jobs: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for s in _samples(spec):
         if s.directional:
             to_l = np.broadcast_to(s.to, p.shape)
@@ -230,9 +238,7 @@ def shade(
             d2 = np.maximum(np.sum(v * v, -1), 1e-6)
             to_l = v / np.sqrt(d2)[:, None]
             atten = 1.0 / d2
-            if (
-                look.falloff == "windowed"
-            ):  # Unreal's: reaches 0 at the light's radius, here where E < 0.01 of 1 m
+            if look.falloff == "windowed":  # Unreal's: 0 at the light's radius, here where E < 0.01 of 1 m
                 reach = math.sqrt(float(s.rgb.max()) / 0.01)
                 atten = atten * np.clip(1 - (d2 / reach**2) ** 2, 0, 1) ** 2
             if s.light is not None and s.light.kind == "spot":
@@ -259,11 +265,24 @@ def shade(
             g = (ndv / (ndv * (1 - k) + k)) * (ndl / (ndl * (1 - k) + k))
             fr = f0 + (1 - f0) * ((1 - vdh) ** 5)[:, None]
             brdf = brdf + fr * (dd * g / (4 * ndv * np.maximum(ndl, 1e-4)))[:, None]
-        vis = np.ones(len(p))
-        if look.shadows != "none" and visibility is not None:
+        shadowed = look.shadows in ("hard", "pcf") or (look.shadows == "sun_only" and s.directional)
+        if shadowed and visibility is not None:
             idx = np.nonzero(lit)[0]
-            vis[idx] = _shadow(visibility, p[idx], nrm[idx], s, look.shadows == "pcf")
-        out += brdf * e * (ndl * vis)[:, None]
+            shadow_jobs.append(
+                (brdf[idx] * e[idx] * ndl[idx, None], idx, _shadow_rays(p[idx], nrm[idx], s, look))
+            )
+        else:
+            out += brdf * e * ndl[:, None]
+    if shadow_jobs:
+        assert visibility is not None
+        rays = [r for _c, _i, r in shadow_jobs]
+        hits = visibility(*(np.concatenate([r[j] for r in rays]) for j in range(3)))
+        at = 0
+        for contrib, idx, (o, _d, _t) in shadow_jobs:
+            taps = len(o) // len(idx)
+            vis = hits[at : at + len(o)].reshape(taps, len(idx)).mean(0)
+            at += len(o)
+            out[idx] += contrib * vis[:, None]  # idx is unique: plain fancy-index add
     if look.ambient != "none":
         sky = np.asarray(spec.sky_radiance, float) * look.ambient_scale
         amb = np.broadcast_to(sky, p.shape).copy()
@@ -285,18 +304,26 @@ def shade(
     return img
 
 
-def _shadow(vis: Visibility, p: np.ndarray, n: np.ndarray, s: _Sample, pcf: bool) -> np.ndarray:
-    if not pcf:
-        return vis(p, n, s.to, s.directional)
-    acc = np.zeros(len(p))
-    for tap in _PCF_TAPS:
+def _shadow_rays(
+    p: np.ndarray, n: np.ndarray, s: _Sample, look: EngineLook
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shadow rays (origins, directions, max distances) from surface points towards a light sample, one set per
+    PCF tap (stacked tap-major). Rays start a hair above the surface and stop a hair before a point light."""
+    targets = [np.zeros(3)] if look.shadows != "pcf" else list(_PCF_TAPS)
+    o = p + n * (1e-3 * (1.0 + np.abs(p).max(axis=-1, keepdims=True)))
+    os_, ds, ts = [], [], []
+    for tap in targets:
         if s.directional:
-            to = s.to + tap * _PCF_SUN
-            to = to / np.linalg.norm(to)
+            d = s.to + tap * _PCF_SUN
+            ds.append(np.broadcast_to(d / np.linalg.norm(d), o.shape))
+            ts.append(np.full(len(o), np.inf))
         else:
-            to = s.to + tap * s.pcf_radius
-        acc += vis(p, n, to, s.directional)
-    return acc / len(_PCF_TAPS)
+            v = s.to + tap * s.pcf_radius - o
+            dist = np.linalg.norm(v, axis=-1)
+            ds.append(v / np.maximum(dist, 1e-9)[:, None])
+            ts.append(np.maximum(dist * (1 - 1e-4) - 1e-3, 0.0))
+        os_.append(o)
+    return np.concatenate(os_), np.concatenate(ds), np.concatenate(ts)
 
 
 def ssao_map(

@@ -178,35 +178,26 @@ def _light_dict(li: Light) -> dict[str, Any]:
 
 
 def _visibility(scene: Any) -> Any:
-    """Shadow rays for the engine image: ``vis(points, normals, to, directional) -> (N,)``, 1 = unblocked.
-    Rays start a hair above the surface (along its normal) and stop a hair before a point light."""
+    """Shadow rays for the engine image (:data:`neural_renderer.data.engine.Visibility`): Mitsuba ``ray_test``
+    on a whole batch at once."""
     import mitsuba as mi
 
     scalar = mi.variant().startswith("scalar")
 
-    def vis(p: np.ndarray, n: np.ndarray, to: np.ndarray, directional: bool) -> np.ndarray:
-        eps = 1e-3 * (1.0 + np.abs(p).max(axis=-1, keepdims=True))
-        o = p + n * eps
-        if directional:
-            d = np.broadcast_to(np.asarray(to, float), o.shape)
-            maxt = np.full(len(o), np.inf)
-        else:
-            v = np.asarray(to, float) - o
-            dist = np.linalg.norm(v, axis=-1)
-            d = v / np.maximum(dist, 1e-9)[:, None]
-            maxt = np.maximum(dist * (1 - 1e-4) - 1e-3, 0.0)
+    def vis(o: np.ndarray, d: np.ndarray, maxt: np.ndarray) -> np.ndarray:
+        maxt = np.minimum(maxt, 1e30)
         if scalar:
             out = np.ones(len(o))
             for k in range(len(o)):
                 ray = mi.Ray3f(mi.Point3f(*o[k]), mi.Vector3f(*d[k]))
-                ray.maxt = float(min(maxt[k], 1e30))  # type: ignore[assignment]
+                ray.maxt = float(maxt[k])  # type: ignore[assignment]
                 out[k] = 0.0 if scene.ray_test(ray) else 1.0
             return out
         ray = mi.Ray3f(
             mi.Point3f(*(mi.Float(c) for c in o.T.astype(np.float32))),
             mi.Vector3f(*(mi.Float(c) for c in d.T.astype(np.float32))),
         )
-        ray.maxt = mi.Float(np.minimum(maxt, 1e30).astype(np.float32))  # type: ignore[assignment]
+        ray.maxt = mi.Float(maxt.astype(np.float32))  # type: ignore[assignment]
         return 1.0 - np.array(scene.ray_test(ray), dtype=np.float64)
 
     return vis
@@ -339,7 +330,10 @@ def _render(
             m = sh.material
             albedo[sel] = _checker(m, hit["uv"][sel]) if m.checker is not None else m.base_color
             rough[sel], metal[sel], emis[sel] = m.roughness, m.metallic, m.emission
-            if sh.kind in ("floor", "wall"):  # a rectangle emits on its front side only (Mitsuba's area light)
+            if sh.kind in (
+                "floor",
+                "wall",
+            ):  # a rectangle emits on its front side only (Mitsuba's area light)
                 emis[sel & (np.sum(hit["ng"] * hit["d"], -1) > 0)] = 0.0
             obj[sel], mat[sel] = i + 1, shape_mat[i]
         # Background: the sky's colour in ``albedo`` (the convention the deferred shader reads as "unlit
