@@ -6,7 +6,8 @@ extends "res://addons/neural_render_bridge/camera_pass.gd"
 ## GI and post effect and lights each surface with an ambient of exactly 1, so a dielectric, non-emissive surface
 ## comes out as its albedo (textures and vertex colours included), sRGB-encoded in 8 bits: the protocol's
 ## rgba8_srgb albedo. Metallic surfaces come out darker (x (1 - metallic)) and emissive ones brighter (+ emission):
-## the renderers read those as albedo. The sky is black.
+## the renderers read those as albedo. The sky is black here; nrb_gather.glsl puts the colour the player sees there
+## (protocol 6.5).
 
 
 func _configure() -> void:

@@ -45,9 +45,14 @@ void main() {
 		return;
 	}
 	vec2 uv = (vec2(p) + 0.5) / params.size;
-	imageStore(out_hudless, p, vec4(linear_to_srgb(texture(color_tex, uv).rgb * params.exposure), 1.0));
-	imageStore(out_albedo, p, vec4(texture(albedo_tex, uv).rgb, 1.0));
-	imageStore(out_depth, p, vec4(texture(depth_tex, uv).r, 0.0, 0.0, 0.0));
+	vec3 shown = linear_to_srgb(texture(color_tex, uv).rgb * params.exposure);
+	float depth = texture(depth_tex, uv).r;
+	// Where nothing was drawn (reversed Z: depth 0 is the far plane) protocol 6.5 wants the colour the player sees
+	// there as albedo (the sky; the albedo pass leaves it black) and zero normals.
+	bool sky = depth <= 0.0;
+	imageStore(out_hudless, p, vec4(shown, 1.0));
+	imageStore(out_albedo, p, vec4(sky ? shown : texture(albedo_tex, uv).rgb, 1.0));
+	imageStore(out_depth, p, vec4(depth, 0.0, 0.0, 0.0));
 	vec2 velocity = texture(velocity_tex, uv).xy;
 	imageStore(out_motion, p, vec4(-velocity * params.size, 0.0, 0.0));
 	vec4 nr = texture(normal_roughness_tex, uv);
@@ -57,7 +62,7 @@ void main() {
 	// Godot 4.3 packs a "dynamic object" bit into the top of the roughness byte.
 	float a8 = floor(nr.a * 255.0 + 0.5);
 	float roughness = mod(a8, 128.0) / 127.0;
-	imageStore(out_normal, p, vec4(n_world, roughness));
+	imageStore(out_normal, p, vec4(sky ? vec3(0.0) : n_world, roughness));
 	vec4 ids = floor(texture(id_tex, uv) * 255.0 + 0.5);
 	imageStore(out_object_id, p, uvec4(uint(ids.r) + 256u * uint(ids.g), 0u, 0u, 0u));
 	imageStore(out_material_id, p, uvec4(uint(ids.b), 0u, 0u, 0u));
