@@ -1,5 +1,6 @@
-"""Panda3D plugin: camera conventions, targets, the demo hooks, the timing report, and the headless G-buffer pass
-(EGL on llvmpipe, six render targets read back) checked against the camera constants it sends."""
+"""Panda3D plugin: camera conventions, targets, the demo hooks, the timing report, the headless G-buffer pass
+(EGL on llvmpipe, six render targets read back) checked against the camera constants it sends, the GPU pack pass
+checked against the numpy conversion, and the demo's timed loop."""
 
 from __future__ import annotations
 
@@ -291,3 +292,57 @@ def test_gbuffer_projection_agrees_with_panda(gbuf):
     p = p[:3] / p[3]
     dist = float(np.dot(p - gbuf["position"], gbuf["forward"]))
     assert dist == pytest.approx(float(gbuf["buf_linear_depth"][y, x, 0]), rel=1e-3)
+
+
+# ----------------------------------------------------------------------------------- GPU pack pass (EGL)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed") / "p.npz"
+    proc = subprocess.run([sys.executable, "-m", "nrb_panda3d.selfcheck", str(out), "--size", "160x120",
+                           "--frames", "12", "--packed"], cwd=PLUGIN_DIR, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = np.load(out)
+    return {k: data[k] for k in data.files}
+
+
+def test_gpu_packed_buffers_are_the_bytes_the_numpy_conversion_made(packed):
+    from nrb_panda3d.gbuffer import GBUFFER_FORMATS
+
+    sky = packed["buf_depth"][..., 0] >= 1.0
+    assert sky.any() and (~sky).any()  # the frame has both, so both motion paths are compared
+    for name in GBUFFER_FORMATS:
+        pk, ref = np.ascontiguousarray(packed[f"pk_{name}"]), np.ascontiguousarray(packed[f"buf_{name}"])
+        assert pk.dtype == ref.dtype and pk.shape == ref.shape, name
+        if name == "motion_vectors":
+            # geometry: bit for bit; sky pixels' motion is computed from the camera in float32 on the GPU and in
+            # float64 by numpy: equal to a thousandth of a pixel
+            assert np.array_equal(pk[~sky].view(np.uint16), ref[~sky].view(np.uint16))
+            np.testing.assert_allclose(pk[sky].astype(np.float32), ref[sky].astype(np.float32), atol=1e-3)
+            assert np.isfinite(pk.astype(np.float32)).all()
+        else:
+            assert np.array_equal(pk.view(np.uint8), ref.view(np.uint8)), name
+    assert np.array_equal(packed["pk_hudless_color"], packed["raster_color"])
+
+
+def test_demo_writes_no_file_inside_its_timed_loop_and_reports_where_the_time_goes(tmp_path):
+    import json
+
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "nrb_panda3d.demo", "--out", str(out), "--frames", "6",
+                           "--renderer", "deferred", "--size", "160x120", "--output-size", "320x240",
+                           "--no-video"], cwd=PLUGIN_DIR, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "timing.json").read_text())
+    start, end = report["timed_loop_unix"]
+    pngs = sorted(out.rglob("*.png"))
+    assert len(list((out / "raster").glob("frame_*.png"))) == 6 and (out / "neural").glob("frame_*.png")
+    assert all(p.stat().st_mtime >= end for p in pngs), [p for p in pngs if p.stat().st_mtime < end]
+    assert report["gpu_pack"] is True and report["output_size"] == [320, 240]
+    bd = report["breakdown_ms"]
+    for stage in ("prepare", "render", "readback", "copy", "submit", "wait", "display", "capture", "server",
+                  "frame"):
+        assert stage in bd and bd[stage] >= 0.0, stage
+    assert bd["frame"] == pytest.approx(report["wall_s"] * 1e3 / report["frames"], rel=0.01)

@@ -158,6 +158,11 @@ class NativeClient:
     def tag_buffer(self, name: str, fmt: str, array: np.ndarray) -> None:
         self._c.tag_buffer(name, fmt, array)
 
+    def acquire_slot(self, name: str, fmt: str, width: int, height: int) -> np.ndarray:
+        """Where buffer ``name`` of the current frame goes (``nrb_frame_acquire_slot``): a writable view of its
+        shared-memory slot (or staging buffer), valid until ``submit``; the pack pass copies its readback here."""
+        return np.asarray(self._c.acquire_slot(name, fmt, int(width), int(height)))
+
     def set_camera(self, camera: Mapping[str, Any]) -> None:
         self._c.set_camera(dict(camera))
 

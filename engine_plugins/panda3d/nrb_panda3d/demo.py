@@ -2,7 +2,8 @@
 
 1. starts ``nrb serve --renderer neural --hooks nrb_panda3d/demo_hooks.py`` as a real subprocess on a free loopback
    port (``--renderer`` picks another; when the neural renderer cannot start — no trained weights yet — it says so and
-   uses ``deferred``);
+   uses ``deferred``). When the output size is twice the render size (the default: 640x360 from 320x180
+   G-buffers) it serves the 2x-upscaling model ``neural_renderer/weights/default_x2_temporal.onnx``;
 2. runs the sample game (:mod:`nrb_panda3d.game`) headless through EGL for ``--frames`` frames with the plugin
    attached, scripted gameplay included;
 3. writes to ``--out`` (default ``out/demo/``): ``neural/frame_NNNN.png`` (the server's image rendered from frame
@@ -10,10 +11,19 @@
    for a look), ``side_by_side.mp4`` (raster | neural), ``timing.json`` and ``timing.png`` (fps, per-stage ms,
    fallbacks), ``server.log``; and prints where everything is.
 
-By default the run is *lock-step* (``--sync``): after each frame the game waits until the server has answered it,
-so neural frame N always pairs with raster frame N and every frame gets a neural image whatever the renderer's
-speed. ``--no-sync`` runs the game at full speed as a real game would: results arrive when they arrive and frames
-without a fresh one fall back to the raster image (counted in the report).
+The timed loop writes no file: it keeps each frame's images in memory (the raster image as Panda3D's raw RAM
+bytes) and everything is converted and written after the clock stops. ``timing.json`` says where each frame's time
+went: ``prepare`` (object matrices, frame begin), ``render`` (Panda3D: raster, G-buffers, GPU pack pass, window),
+``readback`` + ``copy`` (packed targets to RAM, then into libnrb's shared-memory slots), ``submit``, ``wait``
+(lock-step: until the server answered), ``display`` (acquire the result, upload it), ``capture`` (the demo's own
+copies for its outputs) and, from each RESULT's timing, ``server`` (the server's total for that frame).
+
+By default the run is *lock-step, one frame behind* (``--sync --pipeline``): after submitting frame N the game
+waits until the server has answered frame N-1, so Panda3D renders frame N+1 while the server renders N, every frame
+gets a neural image whatever the renderer's speed (shown one frame later than lock-step would), and the saved
+neural frame N still pairs with raster frame N. ``--no-pipeline`` waits for frame N itself (nothing overlaps).
+``--no-sync`` runs the game at full speed as a real game would: results arrive when they arrive and frames without
+a fresh one fall back to the raster image (counted in the report).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +41,8 @@ from typing import Any
 import numpy as np
 
 HOOKS_FILE = Path(__file__).resolve().parent / "demo_hooks.py"
+#: the 2x-upscaling neural model (docs/model.md), served when the demo's output is twice its render size
+X2_MODEL = Path(__file__).resolve().parents[3] / "neural_renderer" / "weights" / "default_x2_temporal.onnx"
 
 log = logging.getLogger("nrb.panda3d.demo")
 
@@ -63,10 +76,12 @@ class GameSession:
 
     def __init__(self, endpoint: str, size: tuple[int, int] = (320, 180), *, fps: float = 30.0,
                  deadline_ms: float = 5000.0, client: str | None = None, timeline: Any = None,
-                 show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000) -> None:
+                 show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000,
+                 output_size: tuple[int, int] | None = None, gpu_pack: bool = True) -> None:
+        """``size``: the G-buffers' render size; ``output_size``: the window (default: ``size``)."""
         from nrb_panda3d.headless import configure
 
-        configure(*size)
+        configure(*(output_size or size))
         from direct.showbase.ShowBase import ShowBase
 
         from nrb_panda3d.game import SampleGame
@@ -76,7 +91,7 @@ class GameSession:
         self.base = ShowBase(windowType="offscreen")
         settings = NeuralSettings(endpoint=endpoint, deadline_ms=deadline_ms, client=client, show_stats=show_stats,
                                   enabled=enabled, server_timeout_ms=server_timeout_ms,
-                                  reconnect_backoff_max_ms=250)
+                                  reconnect_backoff_max_ms=250, render_size=size, gpu_pack=gpu_pack)
         self.nrb = NeuralRendering(self.base, settings)
         self.game = SampleGame(self.base, self.nrb, dt=1.0 / fps, timeline=timeline)
         self.game.start_task(sort=0)
@@ -99,16 +114,35 @@ class GameSession:
             info.neural = self.nrb.neural_image()
         return info
 
+    def capture_raw(self) -> tuple[bytes, np.ndarray | None]:
+        """The last frame's images at the least cost, for the demo's timed loop: the raster image as Panda3D's RAM
+        bytes (:func:`raster_from_raw` decodes them later) and the shown neural result's pixels (the client's
+        private copy, not copied again), or None."""
+        nrb = self.nrb
+        if not self.base.graphicsEngine.extractTextureData(nrb.scene_tex, self.base.win.getGsg()):
+            raise RuntimeError("could not read back the raster image")
+        raw = bytes(memoryview(nrb.scene_tex.getRamImage()))
+        shown = nrb._last_result if nrb.source == "neural" else None
+        return raw, (None if shown is None else shown.pixels)
+
+    def raster_from_raw(self, raw: bytes) -> np.ndarray:
+        """Decode :meth:`capture_raw`'s bytes: (H, W, 3) uint8, top row first."""
+        tex = self.nrb.scene_tex
+        a = np.frombuffer(raw, np.uint8).reshape(tex.getYSize(), tex.getXSize(), -1)
+        return np.ascontiguousarray(a[::-1, :, [2, 1, 0]])
+
     def frame_of(self, client_frame: int | None) -> int | None:
         """The game frame whose G-buffers a client frame id carried."""
         return None if client_frame is None else self._client_to_frame.get(client_frame)
 
-    def wait_answered(self, timeout: float = 10.0) -> bool:
-        """Wait until every submitted frame was sent and answered (or dropped): lock-step mode."""
+    def wait_answered(self, timeout: float = 10.0, outstanding: int = 0) -> bool:
+        """Wait until every submitted frame but the last ``outstanding`` was sent and answered (or dropped):
+        lock-step mode (0), or lock-step one frame behind (1: the engine renders the next frame while the server
+        renders this one)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             s = self.client.stats()
-            if s.frames_sent + s.frames_dropped >= s.frames_submitted and s.in_flight == 0:
+            if s.frames_sent + s.frames_dropped >= s.frames_submitted - outstanding and s.in_flight <= outstanding:
                 return True
             time.sleep(0.001)
         return False
@@ -155,6 +189,35 @@ def _stats(values: list[float]) -> dict[str, float]:
 STAGES = ("pre_ms", "render_ms", "readback_ms", "convert_ms", "submit_ms")
 
 
+def frame_breakdown(records: list[Any], wall_s: float) -> dict[str, float]:
+    """Mean ms per frame of each stage a frame goes through (enabled frames), the way the module docstring names
+    them; ``frame`` is the wall time per frame, ``unaccounted`` what no stage measured (task manager, the game's
+    own logic, Python between the tasks). ``server`` is what the RESULTs said the server spent; in lock-step it is
+    part of ``wait``."""
+    enabled = [r for r in records if r.extra.get("client_frame") is not None]
+    if not enabled:
+        return {}
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else 0.0
+
+    out = {
+        "prepare": mean([r.pre_ms - r.display_ms for r in enabled]),
+        "render": mean([r.render_ms for r in enabled]),
+        "readback": mean([r.readback_ms for r in enabled]),
+        "copy": mean([r.convert_ms for r in enabled]),
+        "submit": mean([r.submit_ms for r in enabled]),
+        "wait": mean([r.extra.get("wait_ms", 0.0) for r in enabled]),
+        "display": mean([r.display_ms for r in enabled]),
+        "capture": mean([r.extra.get("capture_ms", 0.0) for r in enabled]),
+    }
+    frame = wall_s * 1e3 / len(records) if records else 0.0
+    out["unaccounted"] = frame - sum(out.values())
+    out["frame"] = frame
+    out["server"] = mean([r.server_ms for r in records if r.server_ms is not None])
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def timing_report(records: list[Any], wall_s: float, extra: dict[str, Any]) -> dict[str, Any]:
     """The ``timing.json`` content from the plugin's frame records."""
     enabled = [r for r in records if r.extra.get("client_frame") is not None]
@@ -162,6 +225,8 @@ def timing_report(records: list[Any], wall_s: float, extra: dict[str, Any]) -> d
         "frames": len(records),
         "wall_s": wall_s,
         "fps": len(records) / wall_s if wall_s > 0 else 0.0,
+        # distinct neural images shown per second: what the player sees change (a result shown twice counts once)
+        "neural_fps": len({r.result_frame for r in records if r.source == "neural"}) / wall_s if wall_s > 0 else 0.0,
         "neural_frames": sum(r.source == "neural" for r in records),
         "raster_frames": sum(r.source == "raster" for r in records),
         "fallbacks": sum(r.source == "raster" for r in enabled),
@@ -169,6 +234,7 @@ def timing_report(records: list[Any], wall_s: float, extra: dict[str, Any]) -> d
         "round_trip_ms": _stats([r.round_trip_ms for r in records if r.round_trip_ms is not None]),
         "server_ms": _stats([r.server_ms for r in records if r.server_ms is not None]),
         "engine_ms_per_frame": _stats([sum(getattr(r, s) for s in STAGES) for r in enabled]),
+        "breakdown_ms": frame_breakdown(records, wall_s),
     }
     report.update(extra)
     return report
@@ -243,7 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")
     p.add_argument("--frames", type=int, default=300, help="frames to run (default 300 = 10 s of game time)")
-    p.add_argument("--size", type=parse_size, default=(320, 180), help="render size WxH (default 320x180)")
+    p.add_argument("--size", type=parse_size, default=(320, 180),
+                   help="render size WxH of the G-buffers (default 320x180)")
+    p.add_argument("--output-size", type=parse_size, default=(640, 360),
+                   help="window / output size WxH (default 640x360: 2x neural upscaling of the render size)")
+    p.add_argument("--renderer-option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to nrb serve (e.g. model=PATH); by default the neural renderer gets the 2x model "
+                        "when the output is twice the render size")
+    p.add_argument("--gpu-pack", action=argparse.BooleanOptionalAction, default=True,
+                   help="pack the G-buffers on the GPU (default on; --no-gpu-pack: numpy conversion)")
     p.add_argument("--fps", type=float, default=30.0, help="game time step 1/FPS and video frame rate (default 30)")
     p.add_argument("--renderer", default="neural", help="server renderer (default neural)")
     p.add_argument("--fallback-renderer", default="deferred",
@@ -252,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="use a running server at this endpoint instead of starting one")
     p.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
                    help="lock-step: wait for each frame's result before the next (default on)")
+    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --sync: wait for the answer of the frame before this one, so Panda3D renders frame "
+                        "N+1 while the server renders N (each neural image is shown one frame later; default on)")
     p.add_argument("--deadline-ms", type=float, default=None,
                    help="client deadline (default 10000 with --sync, 250 without)")
     p.add_argument("--client", choices=("native", "python"), default=None,
@@ -275,12 +352,21 @@ def main(argv: list[str] | None = None) -> int:
 
     server: ServerProcess | None = None
     renderer = args.renderer
+    options = list(args.renderer_option)
+    upscaled = args.output_size == (2 * args.size[0], 2 * args.size[1])
+    if renderer == "neural" and upscaled and not any(o.startswith("model=") for o in options):
+        if X2_MODEL.is_file():
+            options.append(f"model={X2_MODEL}")
+        else:
+            print(f"nrb demo: no 2x model at {X2_MODEL}; the 1x model's image is stretched to the window",
+                  file=sys.stderr)
+    extra_args = [a for o in options for a in ("-o", o)]
     endpoint = args.endpoint
     log_path = out / "server.log"
     if log_path.exists():
         log_path.unlink()
     if endpoint is None:
-        server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path)
+        server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path, extra_args=extra_args)
         try:
             endpoint = server.start()
         except RuntimeError as exc:
@@ -298,38 +384,52 @@ def main(argv: list[str] | None = None) -> int:
     session: GameSession | None = None
     try:
         session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline, client=args.client,
-                              timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay)
+                              timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay,
+                              output_size=args.output_size, gpu_pack=args.gpu_pack)
         if not session.wait_connected(60.0):
             print(f"nrb demo: no session with {endpoint}: {session.client.last_error()}", file=sys.stderr)
             return 3
-        rasters: dict[int, np.ndarray] = {}
-        neurals: dict[int, np.ndarray] = {}
+        raw_rasters: dict[int, bytes] = {}
+        raw_neurals: dict[int, np.ndarray] = {}
         from PIL import Image
 
+        from nrb_panda3d.plugin import _srgb8
+
+        # The timed loop: no file is written and no image converted here (see the module docstring).
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        gb_frame = min(args.frames, max(1, args.frames // 3))
-        for i in range(args.frames):
-            info = session.step()
-            assert info.raster is not None
-            rasters[info.frame] = info.raster[..., :3]
-            Image.fromarray(rasters[info.frame]).save(out / "raster" / f"frame_{info.frame:04d}.png")
-            src = session.frame_of(info.result_frame)
-            if info.neural is not None and src is not None and src not in neurals:
-                neurals[src] = info.neural[..., :3]
-                Image.fromarray(neurals[src]).save(out / "neural" / f"frame_{src:04d}.png")
-            if i + 1 == gb_frame:
-                save_gbuffers(session.nrb, out / "gbuffers")
-            if args.sync:
+        loop_unix = [time.time(), 0.0]
+        wall = 0.0
+        ahead = 1 if args.sync and args.pipeline else 0
+        for i in range(args.frames + 1):  # the last step only shows the last answer
+            if i == args.frames and ahead:
                 session.wait_answered(deadline / 1000.0)
-        # one more frame shows the last answer
-        info = session.step()
-        src = session.frame_of(info.result_frame)
-        if info.neural is not None and src is not None and src not in neurals and src in rasters:
-            neurals[src] = info.neural[..., :3]
-            Image.fromarray(neurals[src]).save(out / "neural" / f"frame_{src:04d}.png")
-        wall = time.perf_counter() - t0
+            info = session.step(capture=False)
+            tc = time.perf_counter()
+            raw, neural = session.capture_raw()
+            if i < args.frames:
+                raw_rasters[info.frame] = raw
+            src = session.frame_of(info.result_frame)
+            if neural is not None and src is not None and src not in raw_neurals and src in raw_rasters:
+                raw_neurals[src] = neural
+            rec = session.nrb.records[-1]
+            rec.extra["capture_ms"] = (time.perf_counter() - tc) * 1e3
+            if args.sync and i < args.frames:
+                tw = time.perf_counter()
+                session.wait_answered(deadline / 1000.0, outstanding=ahead)
+                rec.extra["wait_ms"] = (time.perf_counter() - tw) * 1e3
+            if i == args.frames - 1:
+                wall = time.perf_counter() - t0
+        loop_unix[1] = time.time()  # every file of the run is written after this (tests check the PNGs' mtimes)
         records = list(session.nrb.records)[: args.frames]
         stats = session.nrb.stats()
+        save_gbuffers(session.nrb, out / "gbuffers")
+        rasters = {f: session.raster_from_raw(r) for f, r in raw_rasters.items()}
+        neurals = {f: _srgb8(p)[..., :3] for f, p in raw_neurals.items()}
+        for f, img in rasters.items():
+            Image.fromarray(img).save(out / "raster" / f"frame_{f:04d}.png")
+        for f, img in neurals.items():
+            Image.fromarray(img).save(out / "neural" / f"frame_{f:04d}.png")
 
         video_path = None
         if args.video:
@@ -342,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
                 for f in sorted(rasters):
                     left = _label(rasters[f], f"raster #{f}")
                     if f in neurals:
-                        right = _label(neurals[f], f"neural ({renderer})")
+                        img = neurals[f]
+                        if img.shape[:2] != rasters[f].shape[:2]:  # a 1x renderer's image under a larger window
+                            img = np.asarray(Image.fromarray(img).resize(rasters[f].shape[1::-1], Image.Resampling.NEAREST))
+                        right = _label(img, f"neural ({renderer})")
                     else:
                         right = _label((rasters[f] * 0.5).astype(np.uint8), "fallback: raster", (255, 120, 120))
                     frame = np.concatenate([left, right], axis=1)
@@ -356,7 +459,13 @@ def main(argv: list[str] | None = None) -> int:
             "endpoint": endpoint,
             "client": stats.get("client"),
             "size": list(args.size),
+            "output_size": list(args.output_size),
+            "renderer_options": options,
+            "gpu_pack": session.nrb.pack is not None,
+            "timed_loop_unix": loop_unix,
             "sync": args.sync,
+            "pipeline": bool(ahead),
+            "load_average_1min": [load_before, os.getloadavg()[0]],
             "deadline_ms": deadline,
             "game_fps": args.fps,
             "neural_images_saved": len(neurals),
@@ -365,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         })
         (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n")
         plot_timing(records, session.game.log, out / "timing.png",
-                    f"nrb demo: {renderer}, {args.size[0]}x{args.size[1]}, {report['fps']:.1f} fps, "
+                    f"nrb demo: {renderer}, {args.size[0]}x{args.size[1]} -> {args.output_size[0]}x{args.output_size[1]}, "
+                    f"{report['fps']:.1f} fps, "
                     f"{report['fallbacks']} fallbacks")
     finally:
         if session is not None:
@@ -373,8 +483,13 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
 
-    print(f"nrb demo: {report['frames']} frames in {wall:.1f} s ({report['fps']:.1f} fps), renderer {renderer}, "
+    print(f"nrb demo: {report['frames']} frames in {wall:.1f} s ({report['fps']:.1f} fps, "
+          f"{report['neural_fps']:.1f} distinct neural images/s), renderer {renderer}, "
+          f"{args.size[0]}x{args.size[1]} -> {args.output_size[0]}x{args.output_size[1]}, "
           f"{len(neurals)} neural frames, {report['fallbacks']} fallbacks")
+    bd = report["breakdown_ms"]
+    if bd:
+        print("  ms per frame  : " + ", ".join(f"{k} {v:.1f}" for k, v in bd.items()))
     print(f"  neural frames : {out / 'neural'}/frame_NNNN.png")
     print(f"  raster frames : {out / 'raster'}/frame_NNNN.png")
     print(f"  G-buffers     : {out / 'gbuffers'}/")
