@@ -35,6 +35,15 @@ are kept.
 
 The hooks file is re-read when its modification time (or size) changes; a file that fails to load keeps the previous
 hooks running and the error is logged.
+
+**Defining styles and the post controls.** At the top level of the hooks file, ``define_style(name, **params,
+lut="x.cube", base="photoreal", description="...")`` adds a style to the server's library (next to the presets and
+the ``--styles`` file's; the hooks file wins on a name clash), usable by name in hooks and in the engine's style
+commands; parameters and ranges are ``bridge.style.library.PARAM_SPECS``, the ``lut`` path is relative to the hooks
+file, and a bad definition makes the file fail to load (the previous hooks keep running). In hooks,
+``style.set_intensity(0.5, over=1.0)`` blends the re-rendered image with the engine's own ``hudless_color``, and
+``style.exclude(object=[7], feather=3)`` / ``style.include(...)`` keep objects' or materials' engine pixels
+(``bridge.style.grading.post_process``). All of these are per session and replayable like the style state.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.protocol import Event, Target
+from bridge.style.defined import StyleDef, make_def
 from bridge.style.state import DEFAULT_EASING, StyleState
 
 log = logging.getLogger("nrb.hooks")
@@ -117,6 +128,25 @@ class StyleProxy:
         """The effective mix now, e.g. ``{"identity": 0.25, "noir": 0.75}``."""
         return self._state.weights(target=target, material=material, object=object)
 
+    def set_intensity(self, value: float, over: float = 0.0, easing: str = DEFAULT_EASING) -> None:
+        """Tween how much of the re-rendered image is shown (0: the engine's ``hudless_color``, 1: all of it)."""
+        self._state.set_intensity(value, over, easing)
+
+    @property
+    def intensity(self) -> float:
+        """The intensity now."""
+        return self._state.intensity()
+
+    def exclude(self, *, target: Target | None = None, material: int | Iterable[int] | None = None,
+                object: int | Iterable[int] | None = None, feather: float | None = None) -> None:  # noqa: A002
+        """Keep the engine's pixels for these objects / materials (soft edge ``feather`` pixels wide)."""
+        self._state.exclude(target=target, material=material, object=object, feather=feather)
+
+    def include(self, *, target: Target | None = None, material: int | Iterable[int] | None = None,
+                object: int | Iterable[int] | None = None) -> None:  # noqa: A002
+        """Re-render these ids again (no ids: every excluded id)."""
+        self._state.include(target=target, material=material, object=object)
+
 
 @dataclass
 class HookError:
@@ -135,6 +165,8 @@ class HookError:
 class _Registry:
     events: dict[str, list[tuple[EventHook, str]]] = field(default_factory=dict)
     frames: list[tuple[FrameHook, str]] = field(default_factory=list)
+    styles: dict[str, StyleDef] = field(default_factory=dict)
+    path: str = "<hooks>"
 
 
 _loading: list[_Registry] = []
@@ -171,6 +203,22 @@ def every_frame(fn: FrameHook) -> FrameHook:
     return fn
 
 
+def define_style(name: str, *, lut: str | None = None, base: str | None = None, description: str = "",
+                 **params: Any) -> None:
+    """Define (or redefine) a style from the hooks file's top level: parameters of ``PARAM_SPECS``, an optional
+    ``.cube`` ``lut`` (relative to the hooks file) and the ``base`` preset the renderer draws. A ``StyleError``
+    (unknown parameter, value out of range, bad LUT) makes the hooks file fail to load."""
+    reg = _current_registry()
+    frame = traceback.extract_stack(limit=2)[0]
+    extra: dict[str, Any] = {"description": description}
+    if lut is not None:
+        extra["lut"] = lut
+    if base is not None:
+        extra["base"] = base
+    reg.styles[name] = make_def(name, {**extra, **params}, origin=f"{Path(frame.filename).name}:{frame.lineno}",
+                                relative_to=Path(reg.path).parent)
+
+
 # ---------------------------------------------------------------------------------------------------- hook sets
 
 class HookSet:
@@ -180,9 +228,10 @@ class HookSet:
         self.source = source
         self.path = path
         self.version = hashlib.sha256(source.encode()).hexdigest()[:16]
-        registry = _Registry()
+        registry = _Registry(path=path)
         namespace: dict[str, Any] = {"__name__": f"nrb_hooks_{Path(path).stem}", "__file__": path,
-                                     "on": on, "every_frame": every_frame, "Target": Target}
+                                     "on": on, "every_frame": every_frame, "Target": Target,
+                                     "define_style": define_style}
         try:
             code = compile(source, path, "exec")
         except SyntaxError as exc:
@@ -199,6 +248,8 @@ class HookSet:
             _loading.pop()
         self.events = registry.events
         self.frames = registry.frames
+        #: styles the file defined with ``define_style`` (picked up by ``bridge.style.defined.StyleSource``)
+        self.styles: list[StyleDef] = list(registry.styles.values())
 
     @classmethod
     def from_file(cls, path: str | Path) -> HookSet:
@@ -253,6 +304,7 @@ class HooksFile:
         self.path = Path(path)
         self.reloads = 0
         self.reload_errors = 0
+        self._lock = threading.Lock()  # render workers and the style source's refresh call current()
         self._stamp = self._stat()
         self._hooks = HookSet.from_file(self.path)  # the first load must succeed: fail fast at startup
 
@@ -265,6 +317,10 @@ class HooksFile:
 
     def current(self) -> HookSet:
         """The hooks to run for the next frame (reloaded first if the file changed)."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> HookSet:
         stamp = self._stat()
         if stamp is not None and stamp != self._stamp:
             self._stamp = stamp

@@ -82,6 +82,8 @@ from bridge.renderer import (
 from bridge.security import ServerCurve, check_bind_policy
 from bridge.session import QueuedFrame, Session, StylePipeline
 from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmShrunk, ShmUnavailable
+from bridge.style.defined import StyleSource
+from bridge.style.grading import grade, post_process
 from bridge.style.stylemap import style_map_digest
 
 log = logging.getLogger("nrb.server")
@@ -173,6 +175,7 @@ class ServerConfig:
     curve_secret: str | None = None
     allow_dir: str | None = None
     hooks: str | None = None
+    styles: str | None = None  # style file (TOML) of defined styles, hot-reloaded (bridge.style.defined)
     max_sessions: int = 16
     max_in_flight: int = 4
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: only the protocol's 16384 x 16384
@@ -276,6 +279,7 @@ class Server:
         self.renderer_label = probe.label
         self.library = probe.library
         self.hooks = HooksFile(cfg.hooks) if cfg.hooks else None
+        self.styles = StyleSource(probe.library, cfg.styles, self.hooks)  # presets + the game's defined styles
         self.hook_log = HookErrorLog()
         self.sessions: dict[int, Session] = {}
         self._next_id = random.randrange(1, 1 << 31)
@@ -976,9 +980,9 @@ class Server:
         sid = self._next_id
         self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
         welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
-                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, renderer.library.names,
+                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                           limits=limits)
-        sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, renderer.library),
+        sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
                        tuple(c for c in caps if c in COMPRESSIONS), pool, bell, user_id=user_id,
                        frame_bytes=frame_bytes, reserved_bytes=held)
         with self._work:
@@ -1351,7 +1355,10 @@ class Server:
         inputs = RenderInputs({b.name: b for b in frame.buffers}, size=sess.render_size, camera=frame.camera,
                               time=t, dt=frame.dt, frame=frame.frame, history=sess.history)
         try:
-            image = sess.renderer.render(inputs, style_map)
+            image = sess.renderer.render(inputs, self.styles.library.renderer_map(style_map))
+            # exact grading of the pixels' styles (hue, white balance, lift/gamma/gain, fog, .cube LUTs), then the
+            # session's intensity and masks against the engine's image; both skip frames they cannot change
+            image = post_process(grade(image, style_map, self.styles.library, inputs), inputs, sess.pipeline.state)
             timing.render_ms = elapsed(t_render)
             t_encode = time.perf_counter_ns()
             output = self._output_buffer(sess, image, frame)

@@ -26,6 +26,7 @@ BENCHES: dict[str, str] = {
     "renderer": "bridge.bench.renderer",
     "soak": "bridge.bench.soak",
     "serve": "bridge.bench.serve",
+    "grading": "bridge.bench.grading",
 }
 
 

@@ -79,6 +79,8 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
                         "GPU when onnxruntime-gpu and a device are there, else the CPU; cuda[:N] or tensorrt[:N] "
                         "refuse to start without one")
     p.add_argument("--hooks", metavar="FILE", help="style hooks file (@on(event) / @every_frame), hot-reloaded")
+    p.add_argument("--styles", metavar="FILE.toml",
+                   help="style file: looks the game defines (parameters, .cube LUTs), hot-reloaded (docs/server.md)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; anything else needs CurveZMQ or --insecure)")
     p.add_argument("--port", type=int, default=5555, help="TCP port (0: pick a free one and print it)")
@@ -129,7 +131,7 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
                                                       args.device),
         host=args.host,
         port=args.port, endpoint=args.endpoint, insecure=args.insecure, curve_secret=args.curve_secret,
-        allow_dir=args.allow_dir, hooks=args.hooks, max_sessions=args.max_sessions,
+        allow_dir=args.allow_dir, hooks=args.hooks, styles=args.styles, max_sessions=args.max_sessions,
         max_in_flight=args.max_in_flight, max_pixels=args.max_pixels, max_message_bytes=args.max_message_size,
         max_frame_bytes=args.max_frame_bytes, max_session_bytes=args.max_session_bytes,
         max_total_bytes=args.max_total_bytes, max_sessions_per_peer=args.max_sessions_per_peer,

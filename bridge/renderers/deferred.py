@@ -100,7 +100,7 @@ class DeferredRenderer(Renderer):
         self.default_roughness = float(default_roughness)
         self.default_metallic = float(default_metallic)
         self.library = library
-        self._table = library.table()
+        self._table = library.shading_table()  # the grading columns are applied after it (bridge.style.grading)
 
     def required(self) -> list[BufferSpec]:
         return [BufferSpec("albedo", "rgba8_srgb"), BufferSpec("normals", "rgba16f"), BufferSpec("depth", "r32f")]

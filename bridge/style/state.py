@@ -12,6 +12,14 @@ onehot(style)`` (or ``strength · mix`` for a dict of weights) over ``over`` sec
 *now*. "Now" is only ever set by ``advance_to`` from the frame times the engine sends, never from a clock, so the
 state is a pure function of its initial value, the ordered command stream and the frame times (deterministic,
 replayable bit for bit). Interrupting a transition starts the new one from wherever the old one had got to.
+
+The library may grow while a session runs (a game defines styles in its style file or hooks,
+``bridge.style.defined``): contributions recorded before are read as 0 for the new styles.
+
+The state also holds the session's **post controls** (applied by ``bridge.style.grading.post_process``): an
+*intensity* 0..1 (how much of the re-rendered image is shown over the engine's own ``hudless_color``), tweened
+like a layer, and the object / material ids *excluded* from re-rendering (their pixels keep the engine's image, with
+a soft edge ``feather`` pixels wide).
 """
 
 from __future__ import annotations
@@ -55,13 +63,18 @@ class _Layer:
     duration: float = 0.0
     easing: str = DEFAULT_EASING
 
-    def value(self, t: float) -> np.ndarray:
+    def value(self, t: float, n: int | None = None) -> np.ndarray:
+        """The contribution at ``t``, padded with zeros to ``n`` styles (the library may have grown since)."""
         if self.duration <= 0.0 or t >= self.t0 + self.duration:
-            return self.end
-        if t <= self.t0:
-            return self.start
-        k = EASINGS[self.easing]((t - self.t0) / self.duration)
-        return self.start + (self.end - self.start) * k
+            v = self.end
+        elif t <= self.t0:
+            v = self.start
+        else:
+            k = EASINGS[self.easing]((t - self.t0) / self.duration)
+            v = self.start + (self.end - self.start) * k
+        if n is not None and len(v) < n:
+            v = np.concatenate([v, np.zeros(n - len(v), v.dtype)])
+        return v
 
     def settled(self, t: float) -> bool:
         return self.duration <= 0.0 or t >= self.t0 + self.duration
@@ -93,6 +106,10 @@ class StyleState:
         self._global = _Layer(self._contribution(initial, strength), self._contribution(initial, strength))
         self._materials: dict[int, _Layer] = {}
         self._objects: dict[int, _Layer] = {}
+        self._intensity = _Layer(np.ones(1), np.ones(1))
+        self.excluded_objects: frozenset[int] = frozenset()
+        self.excluded_materials: frozenset[int] = frozenset()
+        self.feather = 2.0
 
     # ---------------------------------------------------------------------------------------------- commands
     def advance_to(self, t: float) -> None:
@@ -136,6 +153,64 @@ class StyleState:
         """Apply an engine ``set_style`` command (protocol FRAME ``styles``)."""
         self.transition(cmd.style, cmd.strength, cmd.over, target=cmd.target, easing=easing)
 
+    # ------------------------------------------------------------------------------------------- post controls
+    def set_intensity(self, value: float, over: float = 0.0, easing: str = DEFAULT_EASING) -> None:
+        """Tween the intensity (0: the engine's own image, 1: fully re-rendered) to ``value`` over ``over`` seconds.
+        It needs the engine's ``hudless_color`` in the frame; without it the re-rendered image is shown as is."""
+        if not (0.0 <= value <= 1.0) or math.isnan(value):
+            raise ValueError(f"intensity must be within 0..1, got {value}")
+        if easing not in EASINGS:
+            raise ValueError(f"unknown easing {easing!r}; known: {', '.join(EASINGS)}")
+        if not (0.0 <= over < math.inf):
+            raise ValueError(f"over must be a finite number of seconds >= 0, got {over}")
+        start = self._intensity.value(self.now)
+        self._intensity = _Layer(start.copy(), np.array([float(value)]), self.now, float(over), easing)
+
+    def intensity(self, t: float | None = None) -> float:
+        """The intensity at ``t`` (default now)."""
+        return float(self._intensity.value(self.now if t is None else t)[0])
+
+    def exclude(self, *, target: Target | None = None, material: int | Iterable[int] | None = None,
+                object: int | Iterable[int] | None = None, feather: float | None = None) -> None:  # noqa: A002
+        """Exclude objects / materials from re-rendering: their pixels keep the engine's image (``hudless_color``).
+        ``feather`` (pixels, 0..64) is the width of the soft edge drawn around them."""
+        mats, objs = self._ids_for(target, material, object)
+        self.excluded_materials |= frozenset(mats)
+        self.excluded_objects |= frozenset(objs)
+        if feather is not None:
+            if not (0.0 <= feather <= 64.0):
+                raise ValueError(f"feather must be 0..64 pixels, got {feather}")
+            self.feather = float(feather)
+
+    def include(self, *, target: Target | None = None, material: int | Iterable[int] | None = None,
+                object: int | Iterable[int] | None = None) -> None:  # noqa: A002
+        """Undo ``exclude`` for these ids; with no ids, for every id."""
+        if target is None and material is None and object is None:
+            self.excluded_materials = self.excluded_objects = frozenset()
+            return
+        mats, objs = self._ids_for(target, material, object)
+        self.excluded_materials -= frozenset(mats)
+        self.excluded_objects -= frozenset(objs)
+
+    def _ids_for(self, target: Target | None, material: int | Iterable[int] | None,
+                 obj: int | Iterable[int] | None) -> tuple[list[int], list[int]]:
+        mats: list[int] = []
+        objs: list[int] = []
+        for table, key in self._layers_for(target, material, obj):
+            if table is self._materials:
+                mats.append(key)
+            elif table is self._objects:
+                objs.append(key)
+            else:
+                raise ValueError("exclude/include need object or material ids (or a material/object target)")
+        return mats, objs
+
+    @property
+    def post_active(self) -> bool:
+        """Whether intensity or masks can change a frame now (else the post stage is skipped)."""
+        return bool(self.excluded_objects or self.excluded_materials) or self.intensity() < 1.0 \
+            or not self._intensity.settled(self.now)
+
     # ------------------------------------------------------------------------------------------------ queries
     def weights(self, *, target: Target | None = None, material: int | None = None, object: int | None = None,  # noqa: A002
                 t: float | None = None) -> dict[str, float]:
@@ -151,24 +226,24 @@ class StyleState:
                 obj = target.ids[0]
         for layers, key in ((self._materials, mat), (self._objects, obj)):
             if key is not None and key in layers:
-                c = layers[key].value(t)
+                c = layers[key].value(t, len(w))
                 w = (1.0 - c.sum()) * w + c
         return {name: float(x) for name, x in zip(self.library.names, w) if x > 0.0}
 
     def snapshot(self, t: float | None = None) -> StyleSnapshot:
         """Evaluate every layer at ``t`` (default now) into arrays for the style map builder."""
         t = self.now if t is None else t
+        s = len(self.library)  # once: the library may grow meanwhile (another thread reloading a style file)
 
         def pack(layers: dict[int, _Layer]) -> tuple[np.ndarray, np.ndarray]:
             keys = sorted(layers)
             ids = np.asarray(keys, dtype=np.int64)
-            s = len(self.library)
-            contrib = (np.stack([layers[k].value(t) for k in keys]) if keys else np.zeros((0, s))).astype(np.float32)
+            contrib = (np.stack([layers[k].value(t, s) for k in keys]) if keys else np.zeros((0, s))).astype(np.float32)
             return ids, contrib
 
         mids, mc = pack(self._materials)
         oids, oc = pack(self._objects)
-        return StyleSnapshot(t, self._global_weights(t).astype(np.float32), mids, mc, oids, oc)
+        return StyleSnapshot(t, self._global_weights(t, s).astype(np.float32), mids, mc, oids, oc)
 
     def describe(self, t: float | None = None) -> dict[str, object]:
         """A JSON-able summary of the state (for logs and ``nrb inspect``)."""
@@ -180,8 +255,8 @@ class StyleState:
         return {
             "time": t,
             "global": mix(self._global_weights(t)),
-            "materials": {k: mix(v.value(t)) for k, v in sorted(self._materials.items())},
-            "objects": {k: mix(v.value(t)) for k, v in sorted(self._objects.items())},
+            "materials": {k: mix(v.value(t, len(self.library))) for k, v in sorted(self._materials.items())},
+            "objects": {k: mix(v.value(t, len(self.library))) for k, v in sorted(self._objects.items())},
         }
 
     # --------------------------------------------------------------------------------------------- internals
@@ -202,8 +277,8 @@ class StyleState:
             c /= total
         return c * strength
 
-    def _global_weights(self, t: float) -> np.ndarray:
-        c = self._global.value(t)
+    def _global_weights(self, t: float, n: int | None = None) -> np.ndarray:
+        c = self._global.value(t, len(self.library) if n is None else n)
         w = c.copy()
         w[0] += 1.0 - c.sum()  # identity (index 0) lies under the global layer
         return w
@@ -242,7 +317,7 @@ class StyleState:
         for table, key in layers:
             zero = np.zeros_like(end)
             current = self._global if table is None else table.get(key)
-            start = zero if current is None else current.value(self.now)
+            start = zero if current is None else current.value(self.now, len(end))
             layer = _Layer(start.copy(), end.copy(), self.now, float(over), easing)
             if table is None:
                 self._global = layer
