@@ -49,11 +49,18 @@ class _Film(nn.Module):
         g = film_to_gb.weight[:, :, 0, 0] @ embed.weight[:, :, 0, 0]  # (2C, S)
         b = film_to_gb.bias
         assert b is not None
-        self.gamma = _conv(g[:c, :, None, None], b[:c] + 1.0)
-        self.beta = _conv(g[c:, :, None, None], b[c:])
+        self.gamma_w = nn.Parameter(g[:c].detach().clone(), requires_grad=False)
+        self.gamma_b = nn.Parameter((b[:c] + 1.0).detach().clone().view(c, 1), requires_grad=False)
+        self.beta_w = nn.Parameter(g[c:].detach().clone(), requires_grad=False)
+        self.beta_b = nn.Parameter(b[c:].detach().clone().view(c, 1), requires_grad=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma(style) + self.beta(style)
+        # matrix products rather than 1x1 convolutions: their outputs stay in plain NCHW, where the elementwise
+        # FiLM runs, instead of ONNX Runtime's blocked layout (which would add a re-order pass for each)
+        flat = style.flatten(2)
+        gamma = (self.gamma_w @ flat + self.gamma_b).view_as(x)
+        beta = (self.beta_w @ flat + self.beta_b).view_as(x)
+        return x * gamma + beta
 
 
 class _ConvFilm(nn.Module):

@@ -9,8 +9,9 @@ ones); each must pass the **quality guard**: on the benchmark's held-out frames 
 per style, the mean LDR FLIP of the int8 graph against the style's ground truth may be at most ``max_increase``
 (2 %) above the fp32 graph's. Of the candidates that pass, the one measured fastest (interleaved with fp32, at
 640x360 with 2 threads, on this machine) is written, with what was measured in its metadata
-(``nrb_int8_time_ratio``: int8 / fp32 time; the ``neural`` renderer's ``precision=auto`` takes the int8 graph only
-when it is below 1). When none passes, nothing is written and the command exits 1.
+(``nrb_int8_time_ratio``: int8 / fp32 time; ``nrb_source_sha256``: the fp32 graph it was made from; the
+``neural`` renderer's ``precision=auto`` takes the int8 graph only when the ratio is below 1 and the fp32 graph is
+still that one). When none passes, nothing is written and the command exits 1.
 
 Works on any graph ``neural_renderer.export`` writes (single-frame or wire temporal, any ``upscale``: an
 upscaling model's guard feeds G-buffers subsampled by its factor, as training does)::
@@ -21,6 +22,7 @@ upscaling model's guard feeds G-buffers subsampled by its factor, as training do
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -93,22 +95,28 @@ def _renderer(path: Path) -> Any:
 
 
 class _Calibration:
-    """``onnxruntime.quantization.CalibrationDataReader``: training frames x styles, fed as the renderer does."""
+    """``onnxruntime.quantization.CalibrationDataReader``: training frames (whole camera paths, so with history)
+    in turn in each style, fed as the renderer feeds them."""
 
     def __init__(self, model: Path, frames: list[Any]) -> None:
         self.model, self.frames = model, frames
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        from bridge.renderers.neural import NeuralRenderer
         from bridge.style.library import DEFAULT_LIBRARY
         from neural_renderer.evaluate import one_style_map, render_inputs
 
-        r = _renderer(self.model)
+        r = NeuralRenderer(model=self.model, temporal=True, threads=2)
         names = DEFAULT_LIBRARY.names
         for k, f in enumerate(self.frames):
             inputs = render_inputs(f)
             w, h = inputs.size
-            yield r.feed(inputs, one_style_map(h, w, names[k % len(names)]))
+            smap = one_style_map(h, w, names[(k // 2) % len(names)])
+            if f.index == 0:
+                r.reset()  # a new camera path: no history
+            yield r.feed(inputs, smap)  # later frames of a path carry the history a game's frames do
+            r.render(inputs, smap)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
@@ -274,6 +282,7 @@ def quantize(
             )
         ratio, name, path = best
         _metadata(path, model, {
+            "nrb_source_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
             "nrb_quantized": f"int8 QDQ per-channel U8S8, fp32 kept: {', '.join(CANDIDATES[name]) or 'none'}",
             "nrb_int8_time_ratio": f"{ratio:.3f}",
             "nrb_flip_guard": json.dumps({"frames": len(guard_frames), "fp32": fp32, "int8": tried[name]["int8_flip"],

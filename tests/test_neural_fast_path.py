@@ -163,3 +163,77 @@ def test_precision_option_picks_the_shipped_graph() -> None:
         assert default_model("int8") == INT8_MODEL
         assert NeuralRenderer(precision="int8").path == INT8_MODEL
     assert default_model("auto") in (INT8_MODEL, WEIGHTS / "default_temporal.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few path-traced scenes (training and held-out splits) for calibration and the guard."""
+    from neural_renderer.data.dataset import generate
+
+    root = tmp_path_factory.mktemp("quant") / "data"
+    generate(root, 4, (48, 32), spp=8, frames=2, holdout_every=2)
+    return root
+
+
+def test_quantize_refuses_to_write_a_model_that_fails_its_flip_guard(
+    exported: tuple[Path, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    from neural_renderer.quantize import QuantizationRejected, quantize
+
+    out = tmp_path / "m_temporal_int8.onnx"
+    with pytest.raises(QuantizationRejected, match="was not written"):  # an unreachable guard: int8 half of fp32
+        quantize(exported[1], out, calibration=tiny_data, heldout=tiny_data, max_increase=-0.5,
+                 candidates=("all",), log=lambda *_: None)
+    assert not out.exists()
+
+
+def test_quantize_writes_an_int8_wire_graph_with_its_guard_and_the_renderer_runs_it(
+    exported: tuple[Path, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    import onnx
+
+    from neural_renderer.quantize import quantize
+
+    out = tmp_path / "m_temporal_int8.onnx"
+    report = quantize(exported[1], out, calibration=tiny_data, heldout=tiny_data, max_increase=1.0,
+                      candidates=("fp32_head",), log=lambda *_: None)
+    assert report["chosen"] == "fp32_head" and out.is_file()
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["nrb_inputs"] == "wire" and meta["nrb_styles"] == str(S)  # the renderer's metadata, copied
+    assert meta["nrb_source_sha256"] == hashlib.sha256(exported[1].read_bytes()).hexdigest()
+    assert json_loads(meta["nrb_flip_guard"])["frames"] == report["guard_frames"] > 0
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    heads = [n for n in model.graph.node if n.op_type == "Conv" and "/head/" in n.name]
+    assert heads and all(not i.endswith("_DequantizeLinear_Output") for i in heads[0].input)  # head kept fp32
+    r = NeuralRenderer(model=out)
+    img = r.render(_inputs(20, 28), _style_map(20, 28))
+    assert img.shape == (20, 28, 4) and img.dtype == np.uint8
+
+
+def json_loads(text: str) -> dict[str, object]:
+    import json
+
+    out: dict[str, object] = json.loads(text)
+    return out
+
+
+def test_the_shipped_int8_graph_passed_the_flip_guard_on_the_benchmark() -> None:
+    """What the quantize step measured on the benchmark's held-out frames (64 frames x 7 styles, 512-spp
+    references) is recorded in the shipped int8 graph; it was made from the shipped fp32 graph."""
+    import hashlib
+
+    import onnx
+
+    if not INT8_MODEL.is_file():
+        pytest.skip("no int8 graph is shipped")
+    meta = {p.key: p.value for p in onnx.load(str(INT8_MODEL)).metadata_props}
+    guard = json_loads(meta["nrb_flip_guard"])
+    assert guard["frames"] == 64
+    fp32, int8 = guard["fp32"], guard["int8"]
+    assert isinstance(fp32, dict) and isinstance(int8, dict) and set(fp32) == set(DEFAULT_LIBRARY.names)
+    assert all(int8[s] <= 1.02 * fp32[s] for s in fp32)
+    assert meta["nrb_source_sha256"] == hashlib.sha256((WEIGHTS / "default_temporal.onnx").read_bytes()).hexdigest()

@@ -14,6 +14,12 @@ neural, reference, raster FLIP error, neural FLIP error).
   warp(out_{k−1})| over pixels the disocclusion mask keeps, the warp and mask being the model's own
   ``Reproject`` (motion vectors + depth test). Neural with and without the temporal path, and the reference's
   own.
+* CPU fast path (issue 14 items 4 and 5): the ``neural`` renderer's whole time per frame (``render``: input
+  conversion, ``session.run``, output packing) at 640x360 and 320x180 with 2 threads, for today's path (the wire
+  graph, and the int8 graph when one is shipped) against the path before it (the float32 temporal graph of the
+  plain network, exported from the same checkpoint in this run and fed by the numpy conversions), interleaved in
+  one run; the Python time around the model is ``render`` minus ``session.run`` on the same frame. Wall-clock
+  ratios plus process CPU-time ratios, which a machine shared with other work disturbs far less.
 * Speed: ms per frame at 256x256, 960x540 and 1920x1080 in PyTorch and ONNX Runtime (this CPU), the
   multiply-adds per frame (counted from the convolutions), achieved FLOP/s (2 per multiply-add) and its
   fraction of this CPU's fp32 matrix-multiply peak, measured in the same run with ``torch.mm`` on 2048x2048
@@ -303,6 +309,159 @@ def speed(model_dir: Path, thread_counts: tuple[int, ...] = (1, 2), quick: bool 
     }
 
 
+FAST_PATH_SIZES = ((640, 360), (320, 180))
+
+
+def _engine_frame(w: int, h: int, seed: int) -> Any:
+    """A frame as the engine plugins send it: albedo rgba8_srgb, normals rgba16f, depth r32f with the camera's
+    near/far (linearised by the renderer), roughness/metallic r8, emissive rgba16f, motion vectors rg16f, and the
+    lighting constants."""
+    from bridge.protocol import Camera
+    from bridge.renderer import RenderInputs
+
+    rng = np.random.default_rng(seed)
+    n = rng.normal(size=(h, w, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    sun = np.zeros((1, 1, 4), np.float32)
+    sun[0, 0, :3] = (0.45, 0.8, 0.4)
+    return RenderInputs.from_arrays(
+        {
+            "albedo": ("rgba8_srgb", rng.integers(0, 255, (h, w, 4), dtype=np.uint8)),
+            "normals": ("rgba16f", np.concatenate([n, np.zeros((h, w, 1), np.float32)], -1).astype(np.float16)),
+            "depth": ("r32f", rng.uniform(0.9, 0.999, (h, w, 1)).astype(np.float32)),
+            "roughness": ("r8", rng.integers(0, 255, (h, w, 1), dtype=np.uint8)),
+            "metallic": ("r8", rng.integers(0, 2, (h, w, 1), dtype=np.uint8) * 255),
+            "emissive": ("rgba16f", np.zeros((h, w, 4), np.float16)),
+            "motion_vectors": ("rg16f", rng.normal(0, 0.5, (h, w, 2)).astype(np.float16)),
+            "x_sun_direction": ("rgba32f", sun),
+        },
+        camera=Camera(near=0.1, far=100.0, mv_scale=(1.0, 1.0)),
+    )
+
+
+def _float_temporal_graph(model_dir: Path, out: Path) -> Path:
+    """The temporal graph as it was before the fast path: the plain network, float32 NCHW inputs."""
+    from neural_renderer.export import TemporalGraph, _export, _tag, input_names
+    from neural_renderer.models.net import example_inputs, load_checkpoint
+
+    net, _ = load_checkpoint(model_dir / "default.pt")
+    c = net.config
+    path = out / "before_temporal.onnx"
+    args = example_inputs(c.styles, 64, 64, upscale=c.upscale, temporal=True, lighting=c.lighting)
+    _export(TemporalGraph(net).eval(), args, path, input_names(c.styles, True, c.lighting),
+            ["output", "x_output_srgb"])
+    _tag(path, net)
+    return path
+
+
+class _TimedSession:
+    """A session whose ``run`` adds its wall time to ``spent`` (so ``render`` minus it is the Python around it)."""
+
+    def __init__(self, inner: Any, spent: list[float]) -> None:
+        self.inner, self.spent = inner, spent
+
+    def run(self, names: Any, feed: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.run(names, feed)
+        finally:
+            self.spent.append(time.perf_counter() - t0)
+
+
+def _timed_renderer(path: Path, threads: int) -> Any:
+    """A ``NeuralRenderer`` whose ``session.run`` calls are timed into ``.spent``."""
+    from bridge.renderers.neural import NeuralRenderer
+
+    class Timed(NeuralRenderer):
+        spent: list[float] = []
+
+        @property
+        def session(self) -> Any:
+            return _TimedSession(super().session, self.spent)
+
+    r = Timed(model=path, threads=threads)
+    r.spent = []
+    return r
+
+
+def fast_path(model_dir: Path, quick: bool = False, threads: int = 2) -> dict[str, Any]:
+    """Renderer time per frame, today's path(s) against the float path before them (see the module docstring)."""
+    import tempfile
+
+    from bridge.renderers.neural import default_model
+    from bridge.style.library import DEFAULT_LIBRARY
+
+    sizes = FAST_PATH_SIZES[1:] if quick else FAST_PATH_SIZES
+    repeats = 5 if quick else 15
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"fp32 before (float inputs)": _float_temporal_graph(model_dir, Path(tmp)),
+                 "fp32 wire graph": model_dir / "default_temporal.onnx"}
+        if (model_dir / "default_temporal_int8.onnx").is_file():
+            paths["int8 wire graph"] = model_dir / "default_temporal_int8.onnx"
+        renderers = {k: _timed_renderer(p, threads) for k, p in paths.items()}
+        for w, h in sizes:
+            frames = [_engine_frame(w, h, k) for k in range(2)]
+            smap = np.zeros((h, w, len(DEFAULT_LIBRARY)), np.float32)
+            smap[..., DEFAULT_LIBRARY.index("photoreal")] = 0.6
+            smap[..., DEFAULT_LIBRARY.index("toon")] = 0.4
+            for r in renderers.values():
+                r.reset()
+                r.render(frames[1], smap)
+            wall: dict[str, list[float]] = {k: [] for k in renderers}
+            cpu: dict[str, list[float]] = {k: [] for k in renderers}
+            run: dict[str, list[float]] = {k: [] for k in renderers}
+            for rep in range(repeats):
+                for k, r in renderers.items():  # interleaved: each repeat runs every path once
+                    frame = frames[rep % 2]
+                    r.spent.clear()
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    r.render(frame, smap)
+                    wall[k].append(time.perf_counter() - t0)
+                    cpu[k].append(time.process_time() - c0)
+                    run[k].append(sum(r.spent))
+            base = "fp32 before (float inputs)"
+            for k in renderers:
+                med, mrun, mcpu = (statistics.median(v[k]) for v in (wall, run, cpu))
+                py = statistics.median(a - b for a, b in zip(wall[k], run[k], strict=True))
+                rows.append({
+                    "width": w, "height": h, "threads": threads, "path": k, "repeats": repeats,
+                    "render_ms": med * 1e3, "render_best_ms": min(wall[k]) * 1e3, "session_run_ms": mrun * 1e3,
+                    "python_ms": py * 1e3, "python_fraction": py / med, "cpu_ms": mcpu * 1e3,
+                    "ratio_vs_before": med / statistics.median(wall[base]),
+                    "best_ratio_vs_before": min(wall[k]) / min(wall[base]),
+                    "cpu_ratio_vs_before": mcpu / statistics.median(cpu[base]),
+                })
+    return {"rows": rows, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "load_average_at_start": list(os.getloadavg()), "default_precision_model": default_model("auto").name}
+
+
+def fast_path_markdown(fp: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## CPU fast path: renderer time per frame ({fp['rows'][0]['threads']} threads)",
+        "",
+        "The `neural` renderer's `render` (inputs as the plugins send them, `depth` linearised with the camera, "
+        "output packed as uint8 RGBA) per path, interleaved in one run "
+        f"({fp['rows'][0]['repeats']} repeats; load average at start {fp['load_average_at_start'][0]:.1f}, "
+        "the machine is shared, so the ratios are what compare). *Before* = the float32 temporal graph of the "
+        "plain network with the numpy conversions (the path before issue 14); *wire graph* = the shipped "
+        "`default_temporal.onnx` (G-buffers in wire formats, rearranged network). Python = `render` minus "
+        "`session.run` inside it (median over frames). CPU ratio = process CPU time, less disturbed by other work. "
+        f"`precision=auto` runs `{fp['default_precision_model']}`.",
+        "",
+        "| size | path | render ms (median) | best | session.run ms | Python ms | ratio vs before | best ratio "
+        "| CPU-time ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in fp["rows"]:
+        lines.append(
+            f"| {r['width']}x{r['height']} | {r['path']} | {r['render_ms']:.1f} | {r['render_best_ms']:.1f} | "
+            f"{r['session_run_ms']:.1f} | {r['python_ms']:.1f} | {r['ratio_vs_before']:.2f}x | "
+            f"{r['best_ratio_vs_before']:.2f}x | {r['cpu_ratio_vs_before']:.2f}x |"
+        )
+    return lines + ["", "Target (issue 14): at most 0.5x at 640x360."]
+
+
 def _to_rgb8(img: np.ndarray, kind: str) -> np.ndarray:
     x = np.asarray(img, np.float32)
     if kind == "normals":
@@ -430,6 +589,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"{r['torch_ms']:.1f} | {r['onnxruntime_ms']:.1f} | {100 * r['torch_fraction_of_peak']:.0f}% | "
             f"{100 * r['onnxruntime_fraction_of_peak']:.0f}% |"
         )
+    if res.get("fast_path"):
+        lines += ["", *fast_path_markdown(res["fast_path"])]
     lines += [
         "",
         f"Multiply-adds per pixel: {s['rows'][0]['macs_per_pixel']:.0f} (counted from the convolutions; "
@@ -473,6 +634,7 @@ def run(
     synth, heldout, paths = ensure_data(Path(data), quick)
     q, grid = quality(synth, heldout, model_dir, limit=2 if quick else None)
     tm = temporal(paths, model_dir)
+    fp = fast_path(model_dir, quick=quick)
     sp = speed(model_dir, quick=quick)
     net, ck = load_checkpoint(model_dir / "default.pt")
     try:
@@ -483,6 +645,7 @@ def run(
         "quality": q,
         "temporal": tm,
         "speed": sp,
+        "fast_path": fp,
         "model": model_label,
         "params": sum(p.numel() for p in net.parameters()),
         "training": ck.get("summary"),
@@ -500,7 +663,23 @@ def run(
     return res
 
 
+def run_fast_path(out_dir: Path | str, model_dir: Path | None = None, quick: bool = False) -> dict[str, Any]:
+    """Only the fast-path rows: rerun them into an existing ``renderer.json`` and rewrite ``renderer.md``."""
+    from bridge.renderers.neural import WEIGHTS
+
+    out = Path(out_dir)
+    res = json.loads((out / "renderer.json").read_text())
+    res["fast_path"] = fast_path(Path(model_dir) if model_dir is not None else WEIGHTS, quick=quick)
+    (out / "renderer.json").write_text(json.dumps(res, indent=1))
+    (out / "renderer.md").write_text(markdown(res))
+    return res
+
+
 def _main(args: Any) -> int:
+    if args.fast_path_only:
+        fp = run_fast_path(args.out, args.model_dir, args.quick)["fast_path"]
+        print("\n".join(fast_path_markdown(fp)))
+        return 0
     res = run(args.out, data=args.data, model_dir=args.model_dir, quick=args.quick)
     ratio = res["quality"]["per_style"]["photoreal"]["flip_ratio_raster_over_neural"]
     print(f"renderer bench: {Path(args.out) / 'renderer.md'} (photoreal FLIP raster/neural {ratio:.2f}x)")
@@ -517,6 +696,11 @@ def register(bench_sub: Any) -> None:
     )
     p.add_argument(
         "--model-dir", type=Path, default=None, help="directory with default.onnx/.pt (default: shipped)"
+    )
+    p.add_argument(
+        "--fast-path-only",
+        action="store_true",
+        help="rerun only the CPU fast-path rows into an existing renderer.json (a few minutes)",
     )
     p.set_defaults(func=_main)
 

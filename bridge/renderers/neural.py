@@ -44,29 +44,39 @@ PRECISIONS = ("auto", "fp32", "int8")
 
 
 def default_model(precision: str = "auto") -> Path:
-    """The shipped graph for ``precision``: ``fp32``, ``int8`` (raises ValueError when it is not shipped) or
-    ``auto``: the int8 graph when it exists and its quantize step measured it faster than fp32
-    (``nrb_int8_time_ratio`` < 1 in its metadata), else fp32."""
+    """The shipped graph for ``precision``: ``fp32``, ``int8`` (raises ValueError when it is not shipped or was
+    quantized from another fp32 graph than the shipped one) or ``auto``: the int8 graph when that one is valid
+    and its quantize step measured it faster than fp32 (``nrb_int8_time_ratio`` < 1 in its metadata), else
+    fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "fp32":
         return DEFAULT_MODEL
+    ratio, why = _int8_status()
     if precision == "int8":
-        if not INT8_MODEL.is_file():
-            raise ValueError(f"no int8 model at {INT8_MODEL} (python -m neural_renderer.quantize writes it)")
+        if why:
+            raise ValueError(f"precision=int8: {why}")
         return INT8_MODEL
-    return INT8_MODEL if INT8_MODEL.is_file() and _int8_ratio(INT8_MODEL) < 1.0 else DEFAULT_MODEL
+    return INT8_MODEL if not why and ratio < 1.0 else DEFAULT_MODEL
 
 
-def _int8_ratio(path: Path) -> float:
-    """The int8/fp32 time ratio its quantize step recorded (inf when absent or unreadable)."""
+def _int8_status() -> tuple[float, str]:
+    """(int8/fp32 time ratio its quantize step recorded, why it cannot be used or "")."""
+    import hashlib
+
     import onnx
 
+    if not INT8_MODEL.is_file():
+        return float("inf"), f"no int8 model at {INT8_MODEL} (python -m neural_renderer.quantize writes it)"
     try:
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return float(meta.get("nrb_int8_time_ratio", "inf"))
-    except Exception:  # unreadable or not a model: treat as "not measured faster", the fp32 graph runs
-        return float("inf")
+        meta = {p.key: p.value for p in onnx.load(str(INT8_MODEL), load_external_data=False).metadata_props}
+    except Exception as exc:  # unreadable: the fp32 graph runs
+        return float("inf"), f"{INT8_MODEL} is unreadable: {exc}"
+    if meta.get("nrb_source_sha256") != hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest():
+        # a stale copy from an earlier model would render that model's weights next to this one's
+        return float("inf"), (f"{INT8_MODEL.name} was quantized from another {DEFAULT_MODEL.name}; rerun "
+                              "python -m neural_renderer.quantize")
+    return float(meta.get("nrb_int8_time_ratio", "inf")), ""
 
 
 #: dtype and channel count of a wire-graph input -> the protocol format it takes (``albedo``: rgba8_srgb)
