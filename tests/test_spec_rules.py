@@ -4,6 +4,7 @@ of §9.1, BYE, messages a renderer does not take, and the shared-memory result s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -277,3 +278,7 @@ def test_error_messages_print_open_bounds_as_open_intervals() -> None:
     with pytest.raises(ProtocolError) as near:
         decode([msgpack.packb({**frame, "deadline_ms": 1.0, "camera": {"near": 0.0}})])
     assert "(0.0, inf)" in near.value.message
+    wire = pytest.importorskip("bridge._wire_testing")  # the C++ codec says the same
+    for bad, interval in ((frame, "(0, 60000]"), ({**frame, "deadline_ms": 1.0, "camera": {"near": 0.0}}, "(0, inf)")):
+        with pytest.raises(wire.WireError, match=re.escape(interval)):
+            wire.wire_decode([msgpack.packb(bad)], compression=["lz4"])
