@@ -1379,18 +1379,19 @@ class Server:
             self._latencies.append(timing.total_ms)
             self._events_out.append(time.monotonic())
             self.counts["rendered"] += 1
+        pixels: bytes | None = None
+        if self._recorder is not None and output.shm is not None and sess.pool is not None:
+            try:  # before answering: from then on the slot is the engine's again (section 7 rule 2)
+                pixels = bytes(sess.pool.read(output.shm, output.size))
+            except ShmUnavailable:  # shrunk since it was written: record the result without its pixels
+                pixels = bytes(output.size)
         sess.answered_current = True
         wire = self._send(item.routing_id, result, sess.doorbell)
         self._metrics.render.observe(timing.render_ms / 1e3)
         self._metrics.latency.observe(timing.total_ms / 1e3)
         self._metrics.frames_out.inc()
         if self._recorder is not None:
-            if output.shm is not None:
-                assert sess.pool is not None
-                try:
-                    pixels = bytes(sess.pool.read(output.shm, output.size))
-                except ShmUnavailable:  # shrunk since: the frame was answered; record it without pixels
-                    pixels = bytes(output.size)
+            if output.shm is not None and pixels is not None:
                 inline = dataclasses.replace(output, shm=None, data=pixels)
                 wire = encode(dataclasses.replace(result, output=inline))
             self._record_result(sess, frame.frame, "ok", wire, digest, timing)
