@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from serverkit import SCENE_SPECS, SIZE, served, still_scene
 
 from bridge.client import Client, RemoteError
+from bridge.hooks import HookLoadError, HookSet
 from bridge.protocol import Buffer, BufferSpec, Event, StyleCommand
 from bridge.scene import WEAPON_OBJECT
 from bridge.style.defined import load_style_file
@@ -68,10 +70,10 @@ def rewrite(path: Path, text: str) -> None:
         os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
 
 
-def wait_until(check: object, timeout: float = 10.0) -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
@@ -158,3 +160,23 @@ def test_define_style_intensity_and_masks_from_hooks_on_a_real_server(tmp_path: 
         assert weapon.sum() > 20
         assert np.array_equal(kept[weapon], engine[weapon]) and np.array_equal(kept[~weapon], plain[~weapon])
         c.bye()
+
+
+def test_define_style_takes_a_lut_relative_to_the_hooks_file(tmp_path: Path) -> None:
+    (tmp_path / "looks").mkdir()
+    shutil.copy(LOOKS / "nrb_sunset.cube", tmp_path / "looks" / "grade.cube")
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text('from bridge.hooks import define_style\ndefine_style("graded", lut="looks/grade.cube", fog=0.1)\n')
+    (d,) = HookSet.from_file(hooks).styles
+    assert d.name == "graded" and d.lut is not None and d.lut.size == 17 and d.params == {"fog": 0.1}
+
+
+def test_define_style_with_a_bad_parameter_fails_the_hooks_file_at_its_line(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text('from bridge.hooks import define_style\n\ndefine_style("x", gamma=9)\n')
+    with pytest.raises(HookLoadError) as err:
+        HookSet.from_file(hooks)
+    assert "hooks.py:3" in str(err.value) and "gamma" in str(err.value) and "0.2..5" in str(err.value)
+    hooks.write_text('from bridge.hooks import define_style\ndefine_style("y", lut="missing.cube")\n')
+    with pytest.raises(HookLoadError, match="missing.cube"):
+        HookSet.from_file(hooks)
