@@ -223,3 +223,23 @@ def test_an_engine_overrunning_max_in_flight_keeps_its_session_and_every_event_a
         c.bye()
         assert srv.proc.poll() is None
     assert _answered_events(cap) == fired
+
+
+def test_an_answer_that_cannot_be_delivered_is_counted_and_logged(tmp_path: Path) -> None:
+    """The engine disconnects while its frame renders (0.4 s): the RESULT has nowhere to go. It is not silently
+    lost: the server logs it and counts it (``nrb_undeliverable_total``), and keeps serving."""
+    from serverkit import TEST_RENDERERS
+
+    with served(tmp_path, "--renderer", f"{TEST_RENDERERS}:make") as srv:
+        with srv.client() as gone:
+            gone.hello(SIZE, ALBEDO_SPEC)
+            gone.send_frame(albedo_only(), frame=7)  # frame ids ending in 7 take 0.4 s
+            time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while "could not be delivered" not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "could not be delivered" in srv.log_text()
+        with srv.client() as c:
+            c.hello(SIZE, ALBEDO_SPEC)
+            assert c.render(albedo_only()).status == "ok"
+            c.bye()
