@@ -254,6 +254,12 @@ def test_a_defined_style_is_drawn_by_its_base_or_nearest_preset() -> None:
     np.testing.assert_allclose(rmap[0, 0], np.eye(7)[2] * 0.25 + np.eye(7)[3] * 0.75)
     preset_only = global_map(lib, {"noir": 1.0})
     assert np.shares_memory(lib.renderer_map(preset_only), preset_only)  # a view: presets render as before
+    state = StyleState(lib)
+    state.set("inky", object=5)
+    ids = np.zeros((H, W, 1), np.uint16)
+    ids[:4] = 5
+    per_pixel = lib.renderer_map(build_style_map(state.snapshot(), (W, H), None, ids))
+    assert (per_pixel[:4, :, 2] == 1).all() and (per_pixel[4:, :, 0] == 1).all()  # toon under the object only
 
 
 def test_the_library_grows_under_a_live_session_and_keeps_its_mix() -> None:

@@ -204,11 +204,19 @@ class LiveLibrary(StyleLibrary):
         s = style_map.shape[2]
         if s == nb:
             return style_map
+        base_of = self._base_of
+        if style_map.strides[0] == 0 and style_map.strides[1] == 0:  # one mix for every pixel: stay a broadcast
+            g = np.asarray(style_map[0, 0], np.float32)
+            if not g[nb:].any():
+                return style_map[..., :nb]
+            v = g[:nb].copy()
+            for j in range(nb, s):
+                v[base_of[j]] += g[j]
+            return np.broadcast_to(v, style_map.shape[:2] + (nb,))
         extra = style_map[..., nb:]
         if not extra.any():
             return style_map[..., :nb]
         out = np.array(style_map[..., :nb], np.float32)
-        base_of = self._base_of
         for j in range(nb, s):
             w = style_map[..., j]
             if w.any():
