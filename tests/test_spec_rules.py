@@ -93,6 +93,26 @@ def test_the_depth_buffers_own_flag_wins_over_the_cameras_depth_inverted() -> No
     assert mask is not None and mask[: H // 2].all() and not mask[H // 2:].any()
 
 
+def test_an_upscaled_image_takes_the_sky_per_block_and_linear_depth_alone_finds_the_sky() -> None:
+    """6.5 for an upscaler (output = 2 x render size) and for an engine that sends ``linear_depth`` (at ``far``)
+    instead of ``depth``."""
+    from bridge.renderer import composite_sky
+
+    bufs = half_sky()
+    inputs = RenderInputs(bufs, size=(W, H))
+    image = np.zeros((2 * H, 2 * W, 4), np.uint8)
+    composite_sky(image, inputs)
+    assert (np.abs(image[:H, :, :3].astype(int) - np.asarray(SKY_SRGB)) <= 1).all()
+    assert not image[H:].any()
+    linear = np.full((H, W, 1), 5.0, np.float32)
+    linear[: H // 2] = 100.0
+    only_linear = RenderInputs({"albedo": bufs["albedo"],
+                                "linear_depth": Buffer.from_array("linear_depth", "r32f", linear)},
+                               size=(W, H), camera=Camera(near=0.1, far=100.0))
+    mask = only_linear.sky_mask()
+    assert mask is not None and mask[: H // 2].all() and not mask[H // 2:].any()
+
+
 # ------------------------------------------------------------------------------------------------- live server
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
