@@ -117,7 +117,7 @@ def generate(
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    settings = {
+    settings: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "width": size[0],
         "height": size[1],

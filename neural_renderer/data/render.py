@@ -182,7 +182,7 @@ def _visibility(scene: Any) -> Any:
     on a whole batch at once."""
     import mitsuba as mi
 
-    scalar = mi.variant().startswith("scalar")
+    scalar = str(mi.variant()).startswith("scalar")
 
     def vis(o: np.ndarray, d: np.ndarray, maxt: np.ndarray) -> np.ndarray:
         maxt = np.minimum(maxt, 1e30)
