@@ -243,16 +243,38 @@ def composite_sky(image: np.ndarray, inputs: RenderInputs) -> np.ndarray:
     mask = inputs.sky_mask()
     if mask is None or not mask.any() or "albedo" not in inputs:
         return image
-    sky = inputs["albedo"][..., :3]
     fy, fx = image.shape[0] // mask.shape[0], image.shape[1] // mask.shape[1]
     if fy < 1 or fx < 1 or (image.shape[0], image.shape[1]) != (mask.shape[0] * fy, mask.shape[1] * fx):
         raise ValueError(f"image {image.shape[1]}x{image.shape[0]} is not a multiple of the render size "
                          f"{mask.shape[1]}x{mask.shape[0]}")
-    if (fy, fx) != (1, 1):
-        mask = np.repeat(np.repeat(mask, fy, axis=0), fx, axis=1)
-        sky = np.repeat(np.repeat(sky, fy, axis=0), fx, axis=1)
-    colour = to_srgb8(linear_to_srgb(sky)) if image.dtype == np.uint8 else sky.astype(image.dtype)
-    image[..., :3][mask] = colour[mask]
+    # This runs on every frame of the neural fast path, so the usual case (sRGB albedo into a uint8 RGBA image of
+    # the render size) moves whole pixels as uint32 under the mask, byte for byte; anything else converts only the
+    # sky pixels, through linear light.
+    albedo = inputs.buffers.get("albedo")
+    srgb = image.dtype == np.uint8 and albedo is not None and albedo.format == "rgba8_srgb"
+    if srgb and image.shape[2] == 4 and image.strides[1:] == (4, 1):
+        raw = inputs.raw("albedo")
+        if raw.strides[1:] == (4, 1):
+            src, where = raw.view(np.uint32)[..., 0], mask
+            if (fy, fx) != (1, 1):  # an upscaler: each render pixel's block
+                src = np.repeat(np.repeat(src, fy, axis=0), fx, axis=1)
+                where = np.repeat(np.repeat(mask, fy, axis=0), fx, axis=1)
+            keep_alpha = image[..., 3].copy()  # the image's alpha stays; only colour comes from the sky
+            np.copyto(image.view(np.uint32)[..., 0], src, where=where)
+            image[..., 3] = keep_alpha
+            return image
+    ys, xs = np.nonzero(mask)
+    if srgb:
+        colour = inputs.raw("albedo")[ys, xs, :3]
+    else:
+        sky = inputs["albedo"][ys, xs, :3]
+        colour = to_srgb8(linear_to_srgb(sky)) if image.dtype == np.uint8 else sky.astype(image.dtype)
+    if (fy, fx) == (1, 1):
+        image[ys, xs, :3] = colour
+    else:
+        for dy in range(fy):
+            for dx in range(fx):
+                image[ys * fy + dy, xs * fx + dx, :3] = colour
     return image
 
 
