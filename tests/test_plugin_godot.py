@@ -308,9 +308,16 @@ def test_shaders_declare_the_bindings_the_effect_uses():
 # ----------------------------------------------------------------------------- defects found in a real engine
 
 
+def nrb_h_buffer_names() -> dict[str, str]:
+    """NRB_BUFFER_<KEY> -> wire name, from nrb.h: what NRBClient.get_buffer_names() gives GDScript."""
+    return dict(re.findall(r'^#define NRB_BUFFER_([A-Z0-9_]+) "([a-z0-9_]+)"', NRB_H.read_text(), re.M))
+
+
 def autoload_buffers() -> dict[str, str]:
+    """The buffers the autoload offers (wire name -> format): its BUFFERS are keyed by nrb.h constant."""
     block = re.search(r"const BUFFERS := \{(.*?)\}", (ADDON / "neural_rendering.gd").read_text(), re.S).group(1)
-    return dict(re.findall(r'"(\w+)": "(\w+)"', block))
+    names = nrb_h_buffer_names()
+    return {names[key]: fmt for key, fmt in re.findall(r'"(\w+)": "(\w+)"', block)}
 
 
 @pytest.mark.parametrize("renderer", ["neural", "deferred", "passthrough"])
@@ -322,7 +329,9 @@ def test_every_shipped_renderer_accepts_the_buffers_the_addon_offers(renderer):
     assert load_renderer(renderer).check_offer(offered) is None
     # and the compositor effect really sends each offered G-buffer (the constants come from the autoload)
     effect = (ADDON / "neural_compositor_effect.gd").read_text()
-    outputs = dict(re.findall(r'\["(\w+)", "(\w+)", RenderingDevice\.DATA_FORMAT_\w+, \d+\]', effect))
+    names = nrb_h_buffer_names()
+    outputs = {names[key]: fmt for key, fmt in
+               re.findall(r'\["(\w+)", "(\w+)", RenderingDevice\.DATA_FORMAT_\w+, \d+\]', effect)}
     assert outputs == {k: v for k, v in offered.items() if not k.startswith("x_")}
 
 
@@ -367,3 +376,20 @@ def test_id_pass_builds_a_typed_array_godot_accepts():
     """`var meshes: Array[Node] = [node] if ... else []` is an untyped Array: Godot refused it at run time."""
     text = (ADDON / "id_pass.gd").read_text()
     assert not re.search(r"Array\[Node\] = \[.*\] if ", text)
+
+
+def test_gdscript_names_buffers_through_nrb_h_constants():
+    """The addon keys its buffers by nrb.h constant (NRB_BUFFER_<KEY>) and takes the wire names from the GDExtension
+    (NRBClient.get_buffer_names(), which lists libnrb's nrb_buffer_name table): no GDScript spells a wire name. (Godot's
+    own "normal_roughness" texture, asked of RenderSceneBuffersRD.get_texture, is Godot's name, not the protocol's;
+    "position" is also a camera key of protocol section 8, which is how the effect uses it.)"""
+    names = nrb_h_buffer_names()
+    wire = set(names.values()) - {"position"}
+    for path in GD_FILES:
+        code = re.sub(r"#[^\n]*", "", path.read_text())
+        code = re.sub(r"get_texture\([^)]*\)", "", code)
+        assert not (set(re.findall(r'"([a-z0-9_]+)"', code)) & wire), path.name
+    block = re.search(r"const BUFFERS := \{(.*?)\}", (ADDON / "neural_rendering.gd").read_text(), re.S).group(1)
+    assert set(re.findall(r'"(\w+)": "\w+"', block)) <= set(names)
+    cpp = (SRC / "nrb_client.cpp").read_text()
+    assert 'D_METHOD("get_buffer_names")' in cpp and "nrb_buffer_name(" in cpp

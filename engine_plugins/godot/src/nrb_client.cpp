@@ -35,87 +35,44 @@ bool scope_from(const String& scope, nrb_scope* out) {
   return true;
 }
 
-// --- msgpack encoding of event params (docs/protocol.md section 3.1: shortest forms, float64, str keys) ---------
-void put(std::vector<uint8_t>& o, uint8_t b) { o.push_back(b); }
-void put_be(std::vector<uint8_t>& o, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) o.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_str(std::vector<uint8_t>& o, const CharString& s) {
-  const size_t n = static_cast<size_t>(s.length());
-  if (n < 32) put(o, static_cast<uint8_t>(0xa0 | n));
-  else if (n < 256) { put(o, 0xd9); put_be(o, n, 1); }
-  else if (n < 65536) { put(o, 0xda); put_be(o, n, 2); }
-  else { put(o, 0xdb); put_be(o, n, 4); }
-  o.insert(o.end(), s.get_data(), s.get_data() + n);
-}
-void put_int(std::vector<uint8_t>& o, int64_t v) {
-  if (v >= 0) {
-    if (v < 128) put(o, static_cast<uint8_t>(v));
-    else if (v < 256) { put(o, 0xcc); put_be(o, v, 1); }
-    else if (v < 65536) { put(o, 0xcd); put_be(o, v, 2); }
-    else if (v <= 0xffffffffLL) { put(o, 0xce); put_be(o, v, 4); }
-    else { put(o, 0xcf); put_be(o, static_cast<uint64_t>(v), 8); }
-  } else {
-    if (v >= -32) put(o, static_cast<uint8_t>(v));
-    else if (v >= -128) { put(o, 0xd0); put_be(o, static_cast<uint8_t>(v), 1); }
-    else if (v >= -32768) { put(o, 0xd1); put_be(o, static_cast<uint16_t>(v), 2); }
-    else if (v >= INT32_MIN) { put(o, 0xd2); put_be(o, static_cast<uint32_t>(v), 4); }
-    else { put(o, 0xd3); put_be(o, static_cast<uint64_t>(v), 8); }
-  }
-}
-void put_len(std::vector<uint8_t>& o, size_t n, uint8_t fix, uint8_t b16, uint8_t b32) {
-  if (n < 16) put(o, static_cast<uint8_t>(fix | n));
-  else if (n < 65536) { put(o, b16); put_be(o, n, 2); }
-  else { put(o, b32); put_be(o, n, 4); }
-}
-
-bool put_variant(std::vector<uint8_t>& o, const Variant& v, int depth) {
-  if (depth > 8) return false;
+// --- event params: a Dictionary as libnrb's typed params (nrb_params encodes and checks them; no msgpack here) ----
+// Adds `v` as the value of `key` (nullptr inside an array). Returns the first failing status; libnrb enforces
+// section 3.2 (depth <= 8, <= 4096 bytes, str keys) at the value that breaks it and says why in nrb_last_error(NULL).
+nrb_status put_variant(nrb_params* p, const char* key, const Variant& v) {
   switch (v.get_type()) {
-    case Variant::NIL: put(o, 0xc0); return true;
-    case Variant::BOOL: put(o, static_cast<bool>(v) ? 0xc3 : 0xc2); return true;
-    case Variant::INT: put_int(o, static_cast<int64_t>(v)); return true;
-    case Variant::FLOAT: {
-      const double d = static_cast<double>(v);
-      uint64_t bits;
-      std::memcpy(&bits, &d, 8);
-      put(o, 0xcb);
-      put_be(o, bits, 8);
-      return true;
-    }
+    case Variant::NIL: return nrb_params_set_nil(p, key);
+    case Variant::BOOL: return nrb_params_set_bool(p, key, static_cast<bool>(v) ? 1 : 0);
+    case Variant::INT: return nrb_params_set_int(p, key, static_cast<int64_t>(v));
+    case Variant::FLOAT: return nrb_params_set_float(p, key, static_cast<double>(v));
     case Variant::STRING:
-    case Variant::STRING_NAME: put_str(o, String(v).utf8()); return true;
+    case Variant::STRING_NAME: {
+      const CharString s = String(v).utf8();
+      return nrb_params_set_string_n(p, key, s.get_data(), static_cast<size_t>(s.length()));
+    }
     case Variant::PACKED_BYTE_ARRAY: {
       const PackedByteArray b = v;
-      const size_t n = static_cast<size_t>(b.size());
-      if (n < 256) { put(o, 0xc4); put_be(o, n, 1); }
-      else if (n < 65536) { put(o, 0xc5); put_be(o, n, 2); }
-      else { put(o, 0xc6); put_be(o, n, 4); }
-      o.insert(o.end(), b.ptr(), b.ptr() + n);
-      return true;
+      return nrb_params_set_bytes(p, key, b.ptr(), static_cast<size_t>(b.size()));
     }
     case Variant::DICTIONARY: {
       const Dictionary d = v;
+      nrb_status st = nrb_params_begin_map(p, key);
       const Array keys = d.keys();
-      put_len(o, static_cast<size_t>(keys.size()), 0x80, 0xde, 0xdf);
-      for (int64_t i = 0; i < keys.size(); ++i) {
+      for (int64_t i = 0; st == NRB_OK && i < keys.size(); ++i) {
         const Variant k = keys[i];
-        if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) return false;
-        put_str(o, String(k).utf8());
-        if (!put_variant(o, d[k], depth + 1)) return false;
+        if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) return NRB_ERROR_INVALID_ARGUMENT;
+        st = put_variant(p, String(k).utf8().get_data(), d[k]);
       }
-      return true;
+      return st == NRB_OK ? nrb_params_end(p) : st;
     }
     default: {
       if (v.get_type() >= Variant::ARRAY) {  // Array and the Packed*Array types
         const Array a = v;
-        put_len(o, static_cast<size_t>(a.size()), 0x90, 0xdc, 0xdd);
-        for (int64_t i = 0; i < a.size(); ++i)
-          if (!put_variant(o, a[i], depth + 1)) return false;
-        return true;
+        nrb_status st = nrb_params_begin_array(p, key);
+        for (int64_t i = 0; st == NRB_OK && i < a.size(); ++i) st = put_variant(p, nullptr, a[i]);
+        return st == NRB_OK ? nrb_params_end(p) : st;
       }
-      put_str(o, String(v).utf8());  // vectors, colours, ...: their text form
-      return true;
+      const CharString s = String(v).utf8();  // vectors, colours, ...: their text form
+      return nrb_params_set_string_n(p, key, s.get_data(), static_cast<size_t>(s.length()));
     }
   }
 }
@@ -449,15 +406,32 @@ bool NRBClient::fire_event(const String& name, const Dictionary& params, const S
     error_ = "scope must be global, material or object";
     return false;
   }
-  std::vector<uint8_t> packed;
-  if (!put_variant(packed, params, 1)) {
-    error_ = "event params: keys must be strings, nesting at most 8";
+  nrb_params* p = nullptr;
+  nrb_status st = nrb_params_create(&p);
+  const Array keys = params.keys();
+  for (int64_t i = 0; st == NRB_OK && i < keys.size(); ++i) {
+    const Variant k = keys[i];
+    if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) st = NRB_ERROR_INVALID_ARGUMENT;
+    else st = put_variant(p, String(k).utf8().get_data(), params[k]);
+  }
+  if (st != NRB_OK) {
+    const char* why = nrb_last_error(nullptr);
+    error_ = String("event params: ") + (why != nullptr && *why != 0 ? String::utf8(why) : String("keys must be strings"));
+    nrb_params_destroy(p);
     return false;
   }
   std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
   t.ids = v.data();
   t.id_count = static_cast<uint32_t>(v.size());
-  return check(nrb_fire_event(client_, name.utf8().get_data(), packed.data(), packed.size(), &t), "nrb_fire_event");
+  const bool ok = check(nrb_fire_event_params(client_, name.utf8().get_data(), p, &t), "nrb_fire_event_params");
+  nrb_params_destroy(p);
+  return ok;
+}
+
+Dictionary NRBClient::get_buffer_names() const {
+  Dictionary d;
+  for (uint32_t i = 0; const char* name = nrb_buffer_name(i); ++i) d[String(name).to_upper()] = String(name);
+  return d;
 }
 
 Dictionary NRBClient::get_stats() const {
@@ -533,6 +507,7 @@ void NRBClient::_bind_methods() {
   ClassDB::bind_method(D_METHOD("get_result_format"), &NRBClient::get_result_format);
   ClassDB::bind_method(D_METHOD("set_style", "style", "strength", "over", "scope", "ids"), &NRBClient::set_style);
   ClassDB::bind_method(D_METHOD("fire_event", "name", "params", "scope", "ids"), &NRBClient::fire_event);
+  ClassDB::bind_method(D_METHOD("get_buffer_names"), &NRBClient::get_buffer_names);
   ClassDB::bind_method(D_METHOD("get_stats"), &NRBClient::get_stats);
   ClassDB::bind_method(D_METHOD("get_last_error"), &NRBClient::get_last_error);
 }

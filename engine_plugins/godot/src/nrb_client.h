@@ -65,6 +65,10 @@ class NRBClient : public RefCounted {
                  const PackedInt32Array& ids);
   bool fire_event(const String& name, const Dictionary& params, const String& scope, const PackedInt32Array& ids);
 
+  // nrb.h's buffer names for GDScript, which cannot include nrb.h: {"ALBEDO": "albedo", ..., "X_SUN_DIRECTION":
+  // "x_sun_direction"}, one entry per NRB_BUFFER_* constant (key: the constant without NRB_BUFFER_).
+  Dictionary get_buffer_names() const;
+
   Dictionary get_stats() const;
   String get_last_error() const;
   // After the renderer refused the session (state "refused"): try again (nrb_client_retry).

@@ -19,19 +19,22 @@ const RESULT_FORMATS := {
 	"rgba8": [RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, false],
 	"rgba16f": [RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, false],
 }
-## Gather outputs: protocol name, protocol format, RenderingDevice format, gather binding.
+## Gather outputs: nrb.h buffer constant (NRB_BUFFER_<key>, wire name buffer_names[key]), protocol format,
+## RenderingDevice format, gather binding.
 const OUTPUTS := [
-	["hudless_color", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 6],
-	["albedo", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 7],
-	["depth", "r32f", RenderingDevice.DATA_FORMAT_R32_SFLOAT, 8],
-	["motion_vectors", "rg16f", RenderingDevice.DATA_FORMAT_R16G16_SFLOAT, 9],
-	["normal_roughness", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 10],
-	["object_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 11],
-	["material_id", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 12],
+	["HUDLESS_COLOR", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 6],
+	["ALBEDO", "rgba8_srgb", RenderingDevice.DATA_FORMAT_R8G8B8A8_UNORM, 7],
+	["DEPTH", "r32f", RenderingDevice.DATA_FORMAT_R32_SFLOAT, 8],
+	["MOTION_VECTORS", "rg16f", RenderingDevice.DATA_FORMAT_R16G16_SFLOAT, 9],
+	["NORMAL_ROUGHNESS", "rgba16f", RenderingDevice.DATA_FORMAT_R16G16B16A16_SFLOAT, 10],
+	["OBJECT_ID", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 11],
+	["MATERIAL_ID", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 12],
 ]
 
 ## The NRBClient (GDExtension) the autoload created.
 var client: Object = null
+## nrb.h's buffer names from the GDExtension ("ALBEDO" -> "albedo", ...), set by the autoload.
+var buffer_names := {}
 ## RenderingDevice textures of the albedo and id passes, looked up by the autoload on the main thread each frame
 ## (the render thread must not ask a viewport for its texture).
 var albedo_texture := RID()
@@ -219,7 +222,7 @@ func _read_back(camera: Dictionary, size: Vector2i) -> void:
 		return
 	var specs := []
 	for out in OUTPUTS:
-		specs.append([out[0], out[1], _targets[out[0]], out[0] == "depth"])
+		specs.append([buffer_names[out[0]], out[1], _targets[out[0]], out[0] == "DEPTH"])
 	# `lighting` is one frame's dictionary: the autoload replaces it, never edits it.
 	client.read_back_and_submit(_rd, specs, size.x, size.y, lighting, camera, dt, deadline_ms)
 

@@ -31,20 +31,25 @@ const CLIENT_CLASS := "NRBClient"
 const AUTO_DEADLINE_START_MS := 500.0
 const AUTO_DEADLINE_MIN_MS := 50.0
 const AUTO_DEADLINE_MAX_MS := 2000.0
-## G-buffers the compositor effect sends (protocol buffer name -> format): what the deferred, neural and passthrough
-## renderers need (albedo, normals from normal_roughness, depth; passthrough shows hudless_color).
+## G-buffers the compositor effect sends, by nrb.h constant (NRB_BUFFER_<key>; the wire name is
+## buffer_names[key], from the GDExtension) -> format: what the deferred, neural and passthrough renderers need
+## (albedo, normals from normal_roughness, depth; passthrough shows hudless_color), and the lighting constants.
 const BUFFERS := {
-	"hudless_color": "rgba8_srgb",
-	"albedo": "rgba8_srgb",
-	"depth": "r32f",
-	"motion_vectors": "rg16f",
-	"normal_roughness": "rgba16f",
-	"material_id": "r16u",
-	"object_id": "r16u",
-	"x_sun_direction": "rgba32f",
-	"x_sun_irradiance": "rgba32f",
-	"x_sky_radiance": "rgba32f",
+	"HUDLESS_COLOR": "rgba8_srgb",
+	"ALBEDO": "rgba8_srgb",
+	"DEPTH": "r32f",
+	"MOTION_VECTORS": "rg16f",
+	"NORMAL_ROUGHNESS": "rgba16f",
+	"MATERIAL_ID": "r16u",
+	"OBJECT_ID": "r16u",
+	"X_SUN_DIRECTION": "rgba32f",
+	"X_SUN_IRRADIANCE": "rgba32f",
+	"X_SKY_RADIANCE": "rgba32f",
 }
+
+## nrb.h's buffer names (NRBClient.get_buffer_names(): "ALBEDO" -> "albedo", ...), so GDScript names buffers the
+## way the C ABI does and never spells a wire name itself.
+var buffer_names := {}
 
 ## Show the statistics overlay (fps, round trip, fallbacks).
 var show_stats := false:
@@ -83,6 +88,7 @@ func _ready() -> void:
 		push_warning("Neural Render Bridge: the GDExtension is not loaded; rendering stays as it is.")
 		return
 	_client = ClassDB.instantiate(CLIENT_CLASS)
+	buffer_names = _client.get_buffer_names()
 	# CurveZMQ keys before configure. Keys that are partial or malformed stop here: the game renders on its own
 	# rather than sending its frames unencrypted to a server it was told to authenticate.
 	var keys_ok: bool = _client.set_curve_keys(
@@ -103,6 +109,7 @@ func _ready() -> void:
 	add_child(_albedo_pass)
 	_effect = EffectScript.new()
 	_effect.client = _client
+	_effect.buffer_names = buffer_names
 	_effect.enabled = enabled
 	_overlay = Label.new()
 	_overlay.position = Vector2(8, 8)
@@ -223,7 +230,7 @@ func _configure_client(size: Vector2i) -> bool:
 		str(Settings.get_value(Settings.ENDPOINT)),
 		size.x,
 		size.y,
-		BUFFERS,
+		_offered_buffers(),
 		int(Settings.get_value(Settings.FRAMES_IN_FLIGHT)),
 		_deadline_ms(),
 		"godot",
@@ -233,6 +240,14 @@ func _configure_client(size: Vector2i) -> bool:
 	if not ok:
 		push_error("Neural Render Bridge: %s" % _client.get_last_error())
 	return ok
+
+
+## BUFFERS by wire name (what configure offers in HELLO).
+func _offered_buffers() -> Dictionary:
+	var out := {}
+	for key in BUFFERS:
+		out[buffer_names[key]] = BUFFERS[key]
+	return out
 
 
 ## The deadline setting, or when it is 0 (automatic) one derived from the measured round trip.
@@ -291,13 +306,13 @@ func _scene_lighting() -> Dictionary:
 	if sun:
 		var towards := sun.global_transform.basis.z.normalized()
 		var c := sun.light_color.srgb_to_linear() * (PI * sun.light_energy)
-		out["x_sun_direction"] = _constant(towards.x, towards.y, towards.z)
-		out["x_sun_irradiance"] = _constant(c.r, c.g, c.b)
+		out[buffer_names["X_SUN_DIRECTION"]] = _constant(towards.x, towards.y, towards.z)
+		out[buffer_names["X_SUN_IRRADIANCE"]] = _constant(c.r, c.g, c.b)
 	var world := get_viewport().find_world_3d()
 	var env := world.environment if world else null
 	if env and env.ambient_light_source == Environment.AMBIENT_SOURCE_COLOR:
 		var a := env.ambient_light_color.srgb_to_linear() * env.ambient_light_energy
-		out["x_sky_radiance"] = _constant(a.r, a.g, a.b)
+		out[buffer_names["X_SKY_RADIANCE"]] = _constant(a.r, a.g, a.b)
 	return out
 
 
