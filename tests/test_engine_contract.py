@@ -6,6 +6,7 @@ ships, contains no test-only code (protocol_json.hpp, nlohmann-json: those are i
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,36 @@ def test_plugin_has_no_msgpack_encoder(path: Path) -> None:
     code = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)
     assert not re.search(r"0x(80|8f|90|a0|c[0-9a-f]|d[0-9a-f]|df)\b", code, re.I), path
     assert not re.search(r"\bnrb_fire_event\s*\(", code), path
+
+
+def _configure_python_build(tmp_path: Path, state: str) -> tuple[set[str], str]:
+    """Configures (no compile) the tree as scikit-build-core does for a `state` build ("wheel", "editable"):
+    the targets it would build and its install script."""
+    import shutil
+    import subprocess
+
+    if shutil.which("cmake") is None:
+        pytest.skip("needs cmake")
+    pybind = subprocess.run([sys.executable, "-m", "pybind11", "--cmakedir"], capture_output=True, text=True)
+    if pybind.returncode != 0:
+        pytest.skip("pybind11 is not installed")
+    build = tmp_path / state
+    proc = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DNRB_BUILD_PYTHON=ON", "-DSKBUILD=2",
+                           f"-DSKBUILD_STATE={state}", f"-Dpybind11_DIR={pybind.stdout.strip()}",
+                           f"-DPython_EXECUTABLE={sys.executable}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    makefile = (build / "cpp" / "Makefile").read_text() if (build / "cpp" / "Makefile").exists() else ""
+    ninja = (build / "build.ninja").read_text() if (build / "build.ninja").exists() else ""
+    targets = {t for t in ("_native", "_wire_testing") if f"{t}." in makefile + ninja or f" {t}:" in makefile}
+    return targets, (build / "cpp" / "cmake_install.cmake").read_text()
+
+
+def test_wheel_build_ships_neither_test_code_nor_a_second_libnrb(tmp_path: Path) -> None:
+    """A wheel build (what `pip install .` and `pip wheel .` run) builds bridge._native only, and installs neither
+    the test-only bridge._wire_testing nor libnrb's CMake package; an editable (developer) build adds the test-only
+    module for the Python tests."""
+    targets, install = _configure_python_build(tmp_path, "wheel")
+    assert targets == {"_native"}
+    assert "_wire_testing" not in install and "nrbConfig.cmake" not in install
+    targets, install = _configure_python_build(tmp_path, "editable")
+    assert targets == {"_native", "_wire_testing"}
