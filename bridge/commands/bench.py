@@ -27,6 +27,7 @@ BENCHES: dict[str, str] = {
     "soak": "bridge.bench.soak",
     "serve": "bridge.bench.serve",
     "grading": "bridge.bench.grading",
+    "remote": "bridge.bench.remote",
 }
 
 

@@ -2,6 +2,11 @@
 
 Useful to measure the bridge's own overhead and to check an engine integration end to end: what comes back is
 what went out (byte for byte for 8-bit sRGB inputs). It ignores the style map.
+
+``upscale=2`` (``nrb serve --renderer passthrough -o upscale=2``) makes it an upscaler: G-buffers at the render size,
+an image twice as wide and high back (each pixel repeated 2x2). It stands in for the neural renderer's 2x head in
+``nrb bench remote``, where a remote session sends G-buffers at half the output resolution: the bytes and the
+session's shape are the real ones, and the upscale costs one broadcast copy, not a model.
 """
 
 from __future__ import annotations
@@ -17,9 +22,14 @@ _SOURCES = ("hudless_color", "albedo")
 
 
 class PassthroughRenderer(Renderer):
-    """Echo ``hudless_color`` (preferred) or ``albedo``."""
+    """Echo ``hudless_color`` (preferred) or ``albedo``, optionally repeated ``upscale`` x ``upscale``."""
 
     name = "passthrough"
+
+    def __init__(self, upscale: int = 1) -> None:
+        if not isinstance(upscale, int) or isinstance(upscale, bool) or upscale not in (1, 2, 3, 4):
+            raise ValueError(f"upscale must be 1, 2, 3 or 4, not {upscale!r}")
+        self.upscale = upscale
 
     def optional(self) -> list[BufferSpec]:
         return [BufferSpec("hudless_color", "rgba8_srgb"), BufferSpec("albedo", "rgba8_srgb")]
@@ -29,12 +39,29 @@ class PassthroughRenderer(Renderer):
             return "the passthrough renderer needs hudless_color or albedo"
         return None
 
+    def output_size(self, render_size: tuple[int, int], requested: tuple[int, int]) -> tuple[int, int]:
+        """``upscale`` times the render size (the engine's requested size does not change what this returns)."""
+        return render_size[0] * self.upscale, render_size[1] * self.upscale
+
     def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
         for name in _SOURCES:
             b = inputs.buffers.get(name)
             if b is None:
                 continue
             if b.format in ("rgba8_srgb", "rgba8"):
-                return inputs.raw(name)  # already display-referred 8-bit: pass the bytes through
-            return inputs[name]  # float formats are linear: the server encodes them
+                image = inputs.raw(name)  # already display-referred 8-bit: pass the bytes through
+            else:
+                image = inputs[name]  # float formats are linear: the server encodes them
+            return self._upscaled(image)
         raise KeyError("frame carries neither hudless_color nor albedo")
+
+    def _upscaled(self, image: np.ndarray) -> np.ndarray:
+        """Each pixel repeated ``upscale`` x ``upscale``: one broadcast copy into the output (np.repeat twice would
+        copy twice)."""
+        k = self.upscale
+        if k == 1:
+            return image
+        h, w = image.shape[:2]
+        out = np.empty((h * k, w * k, *image.shape[2:]), image.dtype)
+        out.reshape(h, k, w, k, *image.shape[2:])[...] = image[:, None, :, None]
+        return out

@@ -1,0 +1,715 @@
+"""``nrb bench remote``: libnrb and ``nrb serve`` on two network namespaces joined by a shaped veth pair.
+
+A remote renderer (a GPU box in the studio, a cloud service) is what the tcp path is for, and loopback says nothing
+about it: there the link is a memcpy. This bench builds the link itself, so the numbers are about a real one:
+
+* Two network namespaces (engine side and server side) joined by a veth pair, with addresses that exist only inside
+  them (``10.250.N.1`` / ``.2``), so nothing on the host's own network is touched. Root only: without it the bench
+  says so and writes a report that says it was skipped.
+* The rate: ``tc`` tbf on both veth ends (full duplex: each direction has the whole rate). The RTT: this kernel has
+  no netem, so a delay line (``bridge/bench/tun_delay.c``, built with ``cc`` on first use) reads every packet the
+  engine sends to the server from a TUN device and writes it back after the delay; the engine namespace routes the
+  server's address into the TUN and forwards what comes back out of it (policy rule on the input interface) onto
+  the veth. The TUN takes GSO super-packets, so one helper thread keeps up with 10 Gbit/s.
+* Everything (servers, the delay line, the namespaces and with them the veth pair) is deleted afterwards, also on
+  Ctrl-C, SIGTERM and exceptions.
+* Server: ``nrb serve --renderer passthrough`` in the server namespace (``-o upscale=2`` for the cells whose G-buffers
+  are at half the output size). Engine: ``bridge._native.Client`` (libnrb) in the engine namespace, writing each
+  buffer into the slot libnrb hands out, as an engine does, and submitting whenever libnrb can take a frame (the
+  in-flight limit, plus one queued so the link never waits for the engine).
+* Cells: link x size (output / render) x buffer set (standard, compact) x codec (none, lz4, zstd) x frames in flight
+  (1, 4, 0 = libnrb's adaptive policy). Per cell: fps, p50/p99 latency (submit -> image in the engine's hands, plus
+  the engine's own write), MB up and down per frame (libnrb's own byte counters), the link's limit for those bytes
+  (rate / the larger direction's bytes per frame) and the fraction reached, CPU seconds per frame of the engine and
+  the server processes (the coarse profile: which side the cores go to), and the server's own time per frame.
+* Floor: plain TCP sockets through the same link moving the same bytes per frame (up, then the image's bytes back),
+  pipelined, in the same run: what the link and the kernel allow with no protocol, no copies and no renderer.
+* The machine's load average before and after is in the report: numbers measured on a loaded machine are not final.
+
+Writes ``remote.json`` and ``remote.md`` into the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.bench.machine import cpu_name
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DELAY_SOURCE = HERE / "tun_delay.c"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A shaped link: ``rate_mbit`` each way, ``rtt_ms`` added round trip (0: none, no delay line)."""
+
+    name: str
+    rate_mbit: int
+    rtt_ms: float = 0.0
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.rate_mbit * 1e6 / 8
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: what the engine sends over which link and how."""
+
+    link: Link
+    output: tuple[int, int]
+    render: tuple[int, int]
+    buffer_set: str  # "standard" | "compact"
+    codec: str  # "none" | "lz4" | "zstd"
+    in_flight: int  # 0: libnrb's adaptive policy
+
+    @property
+    def upscale(self) -> int:
+        return self.output[0] // self.render[0]
+
+    @property
+    def label(self) -> str:
+        o, r = self.output, self.render
+        size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
+        fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
+        return f"{self.link.name} | {size} | {self.buffer_set} | {self.codec} | {fif}"
+
+
+LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
+#: (output, render): full-resolution G-buffers, and the remote default of half the output with a 2x upscale.
+SIZES = (((1920, 1080), (1920, 1080)), ((1920, 1080), (960, 540)), ((960, 540), (960, 540)))
+SETS = ("standard", "compact")
+CODECS = ("none", "lz4", "zstd")
+IN_FLIGHT = (1, 4, 0)
+
+
+# ------------------------------------------------------------------------------------------------ namespaces
+def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+
+
+def can_build_namespaces() -> str | None:
+    """Why this process cannot build the bench's network (None when it can)."""
+    if os.geteuid() != 0:
+        return "nrb bench remote builds network namespaces, a veth pair and tc qdiscs: run it as root"
+    for tool in ("ip", "tc", "cc"):
+        if shutil.which(tool) is None:
+            return f"nrb bench remote needs `{tool}` on PATH"
+    if not Path("/dev/net/tun").exists():
+        return "nrb bench remote needs /dev/net/tun for its delay line"
+    return None
+
+
+def delay_line_binary() -> Path:
+    """``tun_delay`` built from its C source (rebuilt when the source is newer), in the build directory."""
+    out = REPO / "build" / "bench" / "tun_delay"
+    if not out.exists() or out.stat().st_mtime < DELAY_SOURCE.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _sh("cc", "-O2", "-Wall", "-o", str(out), str(DELAY_SOURCE))
+    return out
+
+
+class Network:
+    """The two namespaces, the veth pair between them, the shaping and the delay line; ``close`` deletes all."""
+
+    def __init__(self, link: Link) -> None:
+        tag = f"{os.getpid() % 100000}"
+        self.link = link
+        self.engine_ns, self.server_ns = f"nrbbench{tag}e", f"nrbbench{tag}s"
+        self.engine_if, self.server_if = f"nrbb{tag}e", f"nrbb{tag}s"
+        self.tun = f"nrbb{tag}d"
+        net = 10 + os.getpid() % 240
+        self.engine_ip, self.server_ip = f"10.250.{net}.1", f"10.250.{net}.2"
+        self.delay: subprocess.Popen[str] | None = None
+        self._made: list[str] = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def run_in(self, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return _sh("ip", "netns", "exec", ns, *args)
+
+    def _build(self) -> None:
+        e, s = self.engine_ns, self.server_ns
+        for ns in (e, s):
+            _sh("ip", "netns", "add", ns)
+            self._made.append(ns)
+        _sh("ip", "link", "add", self.engine_if, "type", "veth", "peer", "name", self.server_if)
+        _sh("ip", "link", "set", self.engine_if, "netns", e)
+        _sh("ip", "link", "set", self.server_if, "netns", s)
+        for ns, dev, ip in ((e, self.engine_if, self.engine_ip), (s, self.server_if, self.server_ip)):
+            _sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            _sh("ip", "-n", ns, "link", "set", dev, "up")
+            # tbf: the rate; a burst of 1 ms at the rate (at least 256 KiB: the timer's granularity); a queue of
+            # 50 ms, longer than any RTT here, so the shaper delays rather than drops.
+            burst = max(256 * 1024, int(self.link.bytes_per_s / 1000))
+            self.run_in(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{self.link.rate_mbit}mbit",
+                        "burst", str(burst), "latency", "50ms")
+        if self.link.rtt_ms > 0:
+            self._delay_line()
+
+    def _delay_line(self) -> None:
+        """Route engine -> server packets through the TUN delay line (the whole RTT added one way)."""
+        e = self.engine_ns
+        self.delay = subprocess.Popen(["ip", "netns", "exec", e, str(delay_line_binary()), self.tun,
+                                       str(int(self.link.rtt_ms * 1000))],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.delay.stdout is not None
+        line = self.delay.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"the delay line did not start: {line!r} {self.delay.stderr.read() if self.delay.stderr else ''}")
+        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.conf.default.rp_filter", "0"), (f"net.ipv4.conf.{self.tun}.rp_filter", "0"),
+                           (f"net.ipv4.conf.{self.tun}.accept_local", "1")):
+            self.run_in(e, "sysctl", "-qw", f"{key}={value}")
+        _sh("ip", "-n", e, "link", "set", self.tun, "up")
+        _sh("ip", "-n", e, "route", "add", f"{self.server_ip}/32", "dev", self.tun, "src", self.engine_ip)
+        _sh("ip", "-n", e, "rule", "add", "iif", self.tun, "lookup", "100", "pref", "100")
+        _sh("ip", "-n", e, "route", "add", f"{self.server_ip}/32", "dev", self.engine_if, "table", "100")
+
+    def close(self) -> None:
+        """Stop the delay line and delete the namespaces (which deletes the veth pair and the TUN with them)."""
+        if self.delay is not None:
+            with suppress(OSError):
+                if self.delay.stdin:
+                    self.delay.stdin.close()
+            with suppress(OSError):
+                self.delay.terminate()
+            try:
+                self.delay.wait(5)
+            except subprocess.TimeoutExpired:
+                self.delay.kill()
+                self.delay.wait(5)
+            self.delay = None
+        for ns in reversed(self._made):
+            _sh("ip", "netns", "del", ns, check=False)
+        self._made.clear()
+
+
+@contextmanager
+def network(link: Link) -> Iterator[Network]:
+    """A ``Network`` for the block; SIGTERM is turned into an exception meanwhile so the cleanup runs."""
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    net = Network(link)
+    try:
+        yield net
+    finally:
+        net.close()
+        signal.signal(signal.SIGTERM, old)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its waited-for children, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for k in kids:
+        out.append(int(k))
+        out += _descendants(int(k))
+    return out
+
+
+class Server:
+    """``nrb serve --renderer passthrough`` inside the server namespace."""
+
+    def __init__(self, net: Network, upscale: int, port: int) -> None:
+        cmd = ["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge", "-q", "serve", "--renderer",
+               "passthrough", "--endpoint", f"tcp://{net.server_ip}:{port}", "--max-in-flight", "8", "--no-status",
+               "--insecure"]  # the address exists only inside the bench's namespaces
+        if upscale != 1:
+            cmd += ["-o", f"upscale={upscale}"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (\S+)", line)
+        if not m:
+            self.close()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"the server did not start: {line!r} {err[-2000:]}")
+        self.endpoint = m.group(1)
+
+    def cpu_seconds(self) -> float:
+        return sum(_cpu_seconds(p) for p in [self.proc.pid, *_descendants(self.proc.pid)])
+
+    def close(self) -> None:
+        for p in _descendants(self.proc.pid):  # ip netns exec execs python: normally no child; be sure anyway
+            with suppress(ProcessLookupError):
+                os.kill(p, signal.SIGINT)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _in_namespace(net: Network, ns: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``python -m bridge.bench.remote ARGS`` in ``ns``; its last stdout line is a JSON answer."""
+    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "bridge.bench.remote", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ engine side
+def _formats(buffer_set: str) -> dict[str, str]:
+    from bridge.bench.transport import COMPACT, STANDARD
+
+    return dict(COMPACT if buffer_set == "compact" else STANDARD)
+
+
+def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """The engine's side of one cell (runs inside the engine namespace): pipelined frames for ``seconds``."""
+    import numpy as np
+
+    from bridge import _native
+    from bridge.bench.transport import gbuffers
+
+    rw, rh = spec["render"]
+    ow, oh = spec["output"]
+    arrays = gbuffers(rw, rh, compact=spec["buffer_set"] == "compact")
+    formats = _formats(spec["buffer_set"])
+    c = _native.Client(endpoint=spec["endpoint"], transport="inline", render_size=(rw, rh), output_size=(ow, oh),
+                       frames_in_flight=spec["in_flight"], buffers=[(n, formats[n]) for n in arrays],
+                       deadline_ms=10_000.0, compression=spec["codec"], server_timeout_ms=30_000,
+                       handshake_timeout_ms=10_000, engine="bench-remote")
+    try:
+        end = time.monotonic() + 20
+        while c.stats()["state"] != "connected":
+            if time.monotonic() > end:
+                raise RuntimeError(f"libnrb did not connect to {spec['endpoint']}: {c.last_error}")
+            time.sleep(0.005)
+        submitted: dict[int, float] = {}  # frame id -> when the engine began writing it
+        latency: list[float] = []
+        write_ms: list[float] = []
+        received = 0
+        warmup_until = time.monotonic() + spec["warmup"]
+        measuring = False
+        t_start = 0.0
+        s0: dict[str, Any] = {}
+        cpu0 = 0.0
+        deadline = warmup_until + spec["seconds"]
+        while True:
+            now = time.monotonic()
+            if not measuring and now >= warmup_until:
+                measuring, t_start, s0, cpu0 = True, time.perf_counter(), c.stats(), time.process_time()
+                latency.clear()
+                write_ms.clear()
+                received = 0
+            if now >= deadline:
+                break
+            s = c.stats()
+            pending = s["frames_submitted"] - s["results_received"] - s["frames_dropped"] - s["frames_lost"]
+            if pending < s["in_flight_limit"] + 1:  # one queued behind the in-flight ones keeps the link busy
+                t0 = time.perf_counter()
+                fid = c.begin()
+                for name, a in arrays.items():
+                    view = c.acquire_slot(name, formats[name], rw, rh)
+                    np.copyto(view.reshape(a.shape), a)
+                    del view
+                t1 = time.perf_counter()
+                c.submit()
+                submitted[fid] = t0
+                write_ms.append((t1 - t0) * 1e3)
+            got = c.acquire_result(with_info=True)
+            if got is None:
+                time.sleep(0.0005)
+                continue
+            info = got[1]
+            del got
+            t0 = submitted.pop(info["frame_id"], None)
+            if t0 is not None:
+                latency.append((time.perf_counter() - t0) * 1e3)
+                received += 1
+        elapsed = time.perf_counter() - t_start
+        s1 = c.stats()
+        frames = max(1, s1["frames_sent"] - s0["frames_sent"])
+        results = max(1, s1["results_received"] - s0["results_received"])
+        lat = sorted(latency)
+        return {"fps": received / elapsed, "frames": received, "seconds": elapsed,
+                "p50_ms": statistics.median(lat) if lat else None,
+                "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+                "up_bytes": (s1["bytes_sent"] - s0["bytes_sent"]) / frames,
+                "down_bytes": (s1["bytes_received"] - s0["bytes_received"]) / results,
+                "write_ms": statistics.median(write_ms) if write_ms else None,
+                "engine_cpu_s": time.process_time() - cpu0, "compression": s1["compression"],
+                "in_flight_limit": s1["in_flight_limit"], "dropped": s1["frames_dropped"] - s0["frames_dropped"],
+                "rtt_p50_ms": s1["rtt_p50_ms"]}
+    finally:
+        c.close()
+
+
+def tcp_sink(spec: dict[str, Any]) -> dict[str, Any]:
+    """The server side of the raw-TCP floor: per frame, read ``up`` bytes and answer ``down`` bytes."""
+    up, down = spec["up"], spec["down"]
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((spec["host"], spec["port"]))
+        srv.listen(1)
+        print("ready", flush=True)
+        conn, _ = srv.accept()
+        with conn:
+            inbox = memoryview(bytearray(min(up, 1 << 22)))
+            back = b"\x01" * down
+            frames = 0
+            while True:
+                got = 0
+                while got < up:
+                    n = conn.recv_into(inbox, min(len(inbox), up - got))
+                    if n == 0:
+                        return {"frames": frames}
+                    got += n
+                conn.sendall(back)
+                frames += 1
+
+
+def tcp_source(spec: dict[str, Any]) -> dict[str, Any]:
+    """The engine side of the raw-TCP floor: ``in_flight`` frames of ``up`` bytes outstanding, each answered by
+    ``down`` bytes; frames per second and per-frame latency over ``seconds``."""
+    up, down, window = spec["up"], spec["down"], max(1, spec["in_flight"])
+    sock = socket.create_connection((spec["host"], spec["port"]), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    payload = memoryview(b"\x02" * up)
+    sent_at: list[float] = []
+    lat: list[float] = []
+    lock = threading.Condition()
+    stop = time.monotonic() + spec["warmup"] + spec["seconds"]
+    done = {"n": 0, "measured": 0, "t0": 0.0, "t_last": 0.0}
+    warm_until = time.monotonic() + spec["warmup"]
+
+    def receiver() -> None:
+        inbox = memoryview(bytearray(min(down, 1 << 22)))
+        while True:
+            got = 0
+            while got < down:
+                try:
+                    n = sock.recv_into(inbox, min(len(inbox), down - got))
+                except OSError:
+                    return  # closed at the end of the run
+                if n == 0:
+                    return
+                got += n
+            now = time.perf_counter()
+            with lock:
+                t = sent_at.pop(0)
+                if time.monotonic() >= warm_until:
+                    if done["measured"] == 0:
+                        done["t0"] = now
+                    else:
+                        lat.append((now - t) * 1e3)
+                    done["measured"] += 1
+                    done["t_last"] = now
+                done["n"] += 1
+                lock.notify_all()
+
+    th = threading.Thread(target=receiver, daemon=True)
+    th.start()
+    while time.monotonic() < stop:
+        with lock:
+            while len(sent_at) >= window:
+                lock.wait()
+            sent_at.append(time.perf_counter())
+        sock.sendall(payload)
+    with lock:
+        measured, t0, t_end = done["measured"], done["t0"], done["t_last"]
+    sock.close()
+    s = sorted(lat)
+    return {"fps": (measured - 1) / max(1e-9, t_end - t0) if measured > 1 else 0.0,
+            "p50_ms": statistics.median(s) if s else None,
+            "p99_ms": s[min(len(s) - 1, int(0.99 * len(s)))] if s else None}
+
+
+def tcp_floor(net: Network, port: int, up: int, down: int, in_flight: int, seconds: float) -> dict[str, Any]:
+    """Plain TCP through the same link, same bytes per frame each way, ``in_flight`` frames outstanding."""
+    spec = {"host": net.server_ip, "port": port, "up": int(up), "down": int(down), "in_flight": in_flight,
+            "seconds": seconds, "warmup": 0.5}
+    sink = subprocess.Popen(["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge.bench.remote",
+                             "--tcp-sink", json.dumps(spec)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        if sink.stdout.readline().strip() != "ready":
+            raise RuntimeError("the raw-TCP sink did not start")
+        return _in_namespace(net, net.engine_ns, ["--tcp-source", json.dumps(spec)], timeout=seconds + 60)
+    finally:
+        sink.terminate()
+        try:
+            sink.wait(5)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+            sink.wait(5)
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _loadavg() -> list[float]:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+@dataclass
+class Options:
+    links: tuple[Link, ...] = LINKS
+    sizes: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = SIZES
+    sets: tuple[str, ...] = SETS
+    codecs: tuple[str, ...] = CODECS
+    in_flight: tuple[int, ...] = IN_FLIGHT
+    seconds: float = 4.0
+    warmup: float = 1.5
+    repeat: int = 1
+    floor: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options | None = None,
+        log: Any = print) -> dict[str, Any]:
+    """Build the network per link, run every cell (``repeat`` rounds, interleaved), write the reports."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = options or Options()
+    if quick and options is None:
+        opts = Options(sizes=SIZES[1:2], sets=("compact",), codecs=("none", "lz4"), in_flight=(1, 0), seconds=2.0,
+                       warmup=1.0)
+    results: dict[str, Any] = {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "kernel": platform.release()},
+        "load_before": _loadavg(), "options": {k: v for k, v in asdict(opts).items() if k != "links"},
+        "links": [asdict(lk) for lk in opts.links], "cells": [], "quick": quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    why = can_build_namespaces()
+    if why:
+        results["skipped"] = why
+        log(f"[remote] skipped: {why}")
+        _write(out, results)
+        return results
+    port = 47000 + os.getpid() % 1000
+    for link in opts.links:
+        with network(link) as net:
+            log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
+            cells = [Cell(link, o, r, bs, codec, fif) for (o, r) in opts.sizes for bs in opts.sets
+                     for codec in opts.codecs for fif in opts.in_flight]
+            servers: dict[int, Server] = {}
+            try:
+                samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
+                for rnd in range(opts.repeat):  # rounds interleave the cells: drift hits every cell alike
+                    for cell in cells:
+                        if cell.upscale not in servers:
+                            servers[cell.upscale] = Server(net, cell.upscale, port + len(servers))
+                        srv = servers[cell.upscale]
+                        spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
+                                "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
+                                "seconds": opts.seconds, "warmup": opts.warmup}
+                        cpu0, load0 = srv.cpu_seconds(), _loadavg()
+                        try:
+                            r = _in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)],
+                                              timeout=opts.seconds + opts.warmup + 120)
+                        except Exception as exc:  # noqa: BLE001 - one failed cell must not hide the others
+                            samples[cell].append({"error": f"{type(exc).__name__}: {exc}"})
+                            log(f"[remote] {cell.label}: FAILED {exc}")
+                            continue
+                        # the server's CPU over the whole cell (warm-up included) per frame it answered there
+                        r["server_cpu_s"] = srv.cpu_seconds() - cpu0
+                        r["load"] = load0
+                        samples[cell].append(r)
+                        log(f"[remote] round {rnd + 1} {cell.label}: {r['fps']:.1f} fps, p50 {r['p50_ms'] or 0:.0f} ms,"
+                            f" up {r['up_bytes'] / 1e6:.2f} MB, down {r['down_bytes'] / 1e6:.2f} MB")
+                for cell in cells:
+                    results["cells"].append(_summarise(cell, samples[cell], net, port + 10, opts, log))
+            finally:
+                for srv in servers.values():
+                    srv.close()
+    results["load_after"] = _loadavg()
+    _write(out, results)
+    return results
+
+
+def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: int, opts: Options,
+               log: Any) -> dict[str, Any]:
+    ok = [s for s in samples if "error" not in s]
+    entry: dict[str, Any] = {"link": cell.link.name, "rate_mbit": cell.link.rate_mbit, "rtt_ms": cell.link.rtt_ms,
+                             "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
+                             "codec": cell.codec, "in_flight": cell.in_flight, "samples": samples}
+    if not ok:
+        entry["error"] = samples[0]["error"] if samples else "no samples"
+        return entry
+    fps = [s["fps"] for s in ok]
+    med = statistics.median
+    up, down = med([s["up_bytes"] for s in ok]), med([s["down_bytes"] for s in ok])
+    limit_fps = cell.link.bytes_per_s / max(up, down, 1.0)
+    frames = sum(s["frames"] for s in ok)
+    entry.update({
+        "fps": med(fps), "fps_spread": (max(fps) - min(fps)) / med(fps) if len(fps) > 1 and med(fps) else 0.0,
+        "p50_ms": med([s["p50_ms"] for s in ok if s["p50_ms"] is not None] or [0.0]),
+        "p99_ms": med([s["p99_ms"] for s in ok if s["p99_ms"] is not None] or [0.0]),
+        "up_mb": up / 1e6, "down_mb": down / 1e6, "limit_fps": limit_fps, "fraction": med(fps) / limit_fps,
+        "engine_cpu_ms_per_frame": 1e3 * sum(s["engine_cpu_s"] for s in ok) / max(1, frames),
+        "server_cpu_ms_per_frame": 1e3 * sum(s["server_cpu_s"] for s in ok) / max(1, frames),
+        "write_ms": med([s["write_ms"] for s in ok if s["write_ms"] is not None] or [0.0]),
+        "compression": ok[-1]["compression"], "in_flight_limit": ok[-1]["in_flight_limit"]})
+    if opts.floor:
+        fif = cell.in_flight or max(1, ok[-1]["in_flight_limit"])
+        try:
+            f = tcp_floor(net, port, up, down, fif, min(opts.seconds, 3.0))
+            entry["floor"] = {**f, "in_flight": fif, "fraction": f["fps"] / limit_fps}
+            entry["vs_floor"] = entry["fps"] / f["fps"] if f["fps"] else None
+        except Exception as exc:  # noqa: BLE001
+            entry["floor"] = {"error": f"{type(exc).__name__}: {exc}"}
+    log(f"[remote] {cell.label}: {entry['fps']:.1f} fps ({entry['fraction']:.2f} of the link's "
+        f"{limit_fps:.1f} fps for these bytes), floor {entry.get('floor', {}).get('fps', 0):.1f} fps")
+    return entry
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
+    (out / "remote.json").write_text(json.dumps(results, indent=1))
+    (out / "remote.md").write_text(markdown(results))
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = ["# Remote links (`nrb bench remote`)", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}; started "
+             f"{res['started']}. Load average (1/5/15 min) before: {res.get('load_before')}, after: "
+             f"{res.get('load_after')}. Engine (libnrb) and server (`nrb serve --renderer passthrough`) share these "
+             "cores, so a cell can be bound by the CPU rather than the link: the CPU columns say which side spent "
+             "what.", ""]
+    if res.get("skipped"):
+        return "\n".join([*lines, f"**Skipped:** {res['skipped']}.", ""])
+    lines += ["Two network namespaces joined by a veth pair, tbf at the rate on both ends (each direction has the whole "
+              "rate), the RTT added by a TUN delay line on the engine -> server path. `limit fps`: the link's rate / "
+              "the larger direction's bytes per frame (what the link allows for the bytes actually sent); "
+              "`fraction`: fps / limit fps. `floor`: plain TCP sockets through the same link moving the same bytes "
+              "per frame each way with the same number of frames outstanding. Latency: the engine starting to write "
+              "a frame's G-buffers -> its image in the engine's hands. CPU ms/frame: process CPU time (user + system) "
+              "per frame answered, engine process (libnrb's I/O thread included) and server process. "
+              f"{res['options']['seconds']:.0f} s per cell after {res['options']['warmup']:.1f} s warm-up, "
+              f"{res['options']['repeat']} round(s) interleaved; `spread` = (max - min) / median fps over the rounds.",
+              "",
+              "| link | output | G-buffers | set | codec | in flight | fps | spread | p50 ms | p99 ms | MB up | MB down "
+              "| limit fps | fraction | floor fps | fps / floor | engine CPU ms/frame | server CPU ms/frame | "
+              "engine write ms |",
+              "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in res["cells"]:
+        head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
+                f"| {c['codec']} | {c['in_flight'] or 'adaptive'}")
+        if "error" in c:
+            lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
+            continue
+        fl = c.get("floor", {})
+        fif = c["in_flight"] or f"adaptive ({c['in_flight_limit']})"
+        head = head.rsplit("|", 1)[0] + f"| {fif}"
+        lines.append(f"{head} | {c['fps']:.1f} | {c['fps_spread']:.2f} | {c['p50_ms']:.0f} | {c['p99_ms']:.0f} | "
+                     f"{c['up_mb']:.2f} | {c['down_mb']:.2f} | {c['limit_fps']:.1f} | {c['fraction']:.2f} | "
+                     f"{fl.get('fps', float('nan')):.1f} | {(c.get('vs_floor') or float('nan')):.2f} | "
+                     f"{c['engine_cpu_ms_per_frame']:.0f} | {c['server_cpu_ms_per_frame']:.0f} | {c['write_ms']:.1f} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _size_pair(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``1920x1080`` or ``1920x1080/960x540`` (output / render)."""
+    parts = [tuple(int(v) for v in p.lower().split("x")) for p in text.split("/")]
+    if len(parts) == 1:
+        parts.append(parts[0])
+    o, r = parts[0], parts[1]
+    if len(o) != 2 or len(r) != 2 or o[0] % r[0] or o[1] % r[1] or o[0] // r[0] != o[1] // r[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: WxH or OUTWxOUTH/RENDERWxRENDERH with an integer upscale")
+    return (o[0], o[1]), (r[0], r[1])
+
+
+def _link(text: str) -> Link:
+    """``RATE_MBIT`` or ``RATE_MBIT:RTT_MS``."""
+    rate, _, rtt = text.partition(":")
+    r = int(rate)
+    ms = float(rtt) if rtt else 0.0
+    name = (f"{r // 1000} Gbit/s" if r % 1000 == 0 else f"{r} Mbit/s") + (f", {ms:g} ms RTT" if ms else "")
+    return Link(name, r, ms)
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--out", default="bench", help="output directory (remote.json, remote.md)")
+    p.add_argument("--quick", action="store_true", help="a small matrix, short cells")
+    p.add_argument("--link", action="append", type=_link, metavar="MBIT[:RTT_MS]",
+                   help="links to shape (default 10000 and 1000:2)")
+    p.add_argument("--size", action="append", type=_size_pair, metavar="WxH[/WxH]",
+                   help="output size, optionally /render size (default 1920x1080, 1920x1080/960x540, 960x540)")
+    p.add_argument("--set", action="append", choices=SETS, help="buffer sets (default both)")
+    p.add_argument("--codec", action="append", choices=CODECS, help="codecs (default all)")
+    p.add_argument("--in-flight", action="append", type=int, metavar="N", help="frames in flight, 0 = adaptive")
+    p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell (default 4)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over the matrix, interleaved (default 1)")
+    p.add_argument("--no-floor", action="store_true", help="skip the raw-TCP floor")
+
+
+def main(args: Any) -> int:
+    if args.quick and not any((args.link, args.size, args.set, args.codec, args.in_flight)):
+        run(args.out, quick=True)
+        return 0
+    opts = Options(links=tuple(args.link or LINKS), sizes=tuple(args.size or SIZES), sets=tuple(args.set or SETS),
+                   codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
+                   seconds=args.seconds, repeat=max(1, args.repeat), floor=not args.no_floor)
+    res = run(args.out, options=opts)
+    return 0 if not res.get("skipped") else 0
+
+
+def register(bench_sub: Any) -> None:
+    """Add ``remote`` to the subparsers of ``nrb bench``."""
+    p = bench_sub.add_parser("remote", help="libnrb <-> nrb serve across two namespaces on a shaped link (root)",
+                             description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+def _child(argv: list[str]) -> int:
+    """The parts that run inside a namespace: one JSON line on stdout."""
+    what, spec = argv[0], json.loads(argv[1])
+    fn = {"--engine-cell": engine_cell, "--tcp-sink": tcp_sink, "--tcp-source": tcp_source}[what]
+    print(json.dumps(fn(spec)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] in ("--engine-cell", "--tcp-sink", "--tcp-source"):
+        sys.exit(_child(sys.argv[1:]))
+    ap = argparse.ArgumentParser(prog="python -m bridge.bench.remote")
+    add_arguments(ap)
+    sys.exit(main(ap.parse_args()))
