@@ -12,6 +12,7 @@ answers that arrive out of order are kept until asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from bridge.protocol import (
     Camera,
     DoorbellSpec,
     Error,
+    ErrorCode,
     Event,
     Frame,
     Hello,
@@ -77,7 +79,12 @@ class Client:
             self.sock.curve_serverkey = server
             self.sock.curve_publickey = public
             self.sock.curve_secretkey = secret
+        self._curve = curve
         self.sock.connect(endpoint)
+        #: the endpoint given (a front door, or a plain server); ``endpoint`` is where the session lives
+        self.front_door = endpoint
+        #: the placement ticket of the last redirect (protocol section 5.10), brought back on the next ``hello``
+        self.ticket: str | None = None
         self.session: int | None = None
         self.welcome: Welcome | None = None
         self.next_frame = 1
@@ -142,18 +149,54 @@ class Client:
     def hello(self, render_size: tuple[int, int], buffers: Sequence[BufferSpec], *,
               output_size: tuple[int, int] | None = None, capabilities: Sequence[str] = (),
               engine: str = "python", engine_version: str = "0", shm: ShmPool | None = None,
-              doorbell: DoorbellSpec | None = None, timeout: float | None = None) -> Welcome:
+              doorbell: DoorbellSpec | None = None, timeout: float | None = None,
+              follow_redirect: bool = True) -> Welcome:
         """Open a session; raise ``RemoteError`` if the server refuses. ``doorbell`` only announces FIFOs the
-        caller made (protocol section 7.1); this client itself keeps sending on ZeroMQ."""
-        self.send(Hello(engine, engine_version, self.client_name, list(capabilities), render_size,
-                        output_size or render_size, list(buffers), shm, doorbell=doorbell))
-        msg = self._wait(lambda m: isinstance(m, (Welcome, Error)) and getattr(m, "frame", None) is None, timeout)
+        caller made (protocol section 7.1); this client itself keeps sending on ZeroMQ.
+
+        With ``follow_redirect`` (the default) the HELLO offers ``"redirect"``: a front door's WELCOME ``redirect``
+        (protocol section 5.10) moves this client's socket to the worker, where the same HELLO, with the ticket,
+        opens the session. Each ``hello`` starts at the endpoint the client was made with (after a failure the
+        front door places the session again) and brings the last ticket, so the session's style state follows."""
+        caps = list(capabilities) + (["redirect"] if follow_redirect and "redirect" not in capabilities else [])
+        if self.endpoint != self.front_door:
+            self._reconnect(self.front_door)
+        hello = Hello(engine, engine_version, self.client_name, caps, render_size, output_size or render_size,
+                      list(buffers), shm, doorbell=doorbell, ticket=self.ticket if follow_redirect else None)
+        msg = self._handshake(hello, timeout)
+        if isinstance(msg, Welcome) and msg.redirect is not None:
+            self.ticket = msg.redirect.ticket
+            self._reconnect(msg.redirect.endpoint)
+            msg = self._handshake(dataclasses.replace(hello, ticket=msg.redirect.ticket), timeout)
+            if isinstance(msg, Welcome) and msg.redirect is not None:
+                raise RemoteError(Error(ErrorCode.BAD_VALUE, ErrorCode.BAD_VALUE.name,
+                                        f"the worker at {self.endpoint} redirected again (no chains)"))
         if isinstance(msg, Error):
             raise RemoteError(msg)
         assert isinstance(msg, Welcome)
         self.session, self.welcome, self.next_frame, self._sim_time_ns = msg.session, msg, 1, 0
         self.shm_pool = shm if shm is not None and "shm" in msg.capabilities else None
         return msg
+
+    def _handshake(self, hello: Hello, timeout: float | None) -> Welcome | Error:
+        self.send(hello)
+        msg = self._wait(lambda m: isinstance(m, (Welcome, Error)) and getattr(m, "frame", None) is None, timeout)
+        assert isinstance(msg, (Welcome, Error))
+        return msg
+
+    def _reconnect(self, endpoint: str) -> None:
+        """A new socket to ``endpoint`` (same keys: a cluster's workers share the front door's key pair)."""
+        self.sock.close(linger=0)
+        self.sock = self._ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if any(k is not None for k in self._curve):
+            server, public, secret = (k.encode("ascii") if isinstance(k, str) else k for k in self._curve)
+            self.sock.curve_serverkey = server
+            self.sock.curve_publickey = public
+            self.sock.curve_secretkey = secret
+        self.sock.connect(endpoint)
+        self.endpoint = endpoint
+        self._pending.clear()
 
     def send_frame(self, buffers: Sequence[Buffer], *, events: Sequence[Event] = (),
                    styles: Sequence[StyleCommand] = (), dt: float = 1 / 60, deadline_ms: float = 1000.0,

@@ -303,6 +303,25 @@ class Hello:
     min_version: int = PROTOCOL_VERSION
     version: int = PROTOCOL_VERSION
     doorbell: DoorbellSpec | None = None
+    #: a placement ticket from an earlier WELCOME ``redirect`` (protocol section 5.10): to the worker it names the
+    #: placed session; back at the front door after a failure, the session whose style state to restore
+    ticket: str | None = None
+
+
+@dataclass
+class Redirect:
+    """WELCOME ``redirect`` (protocol section 5.10): a front door placed the session on a worker; the engine opens
+    it at ``endpoint`` with the same HELLO plus ``ticket``, so frames never pass through the front door."""
+
+    endpoint: str
+    ticket: str
+
+
+#: Endpoint schemes a redirect may name (an engine connects to nothing else).
+REDIRECT_SCHEMES: tuple[str, ...] = ("tcp://", "ipc://")
+#: Longest redirect endpoint and ticket, in UTF-8 bytes.
+MAX_ENDPOINT_BYTES = 256
+MAX_TICKET_BYTES = 64
 
 
 @dataclass
@@ -337,6 +356,7 @@ class Welcome:
     styles: list[str]
     version: int = PROTOCOL_VERSION
     limits: Limits | None = None
+    redirect: Redirect | None = None  # present: the session is not open here; open it at redirect.endpoint
 
 
 @dataclass
@@ -430,9 +450,9 @@ _TYPE_NAMES: dict[type, str] = {
 #: Header keys of each message type in canonical order (after ``nrb`` and ``type``).
 KEYS: dict[str, tuple[str, ...]] = {
     "HELLO": ("min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-              "output_size", "buffers", "shm", "doorbell"),
+              "output_size", "buffers", "shm", "doorbell", "ticket"),
     "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
-                "styles", "limits"),
+                "styles", "limits", "redirect"),
     "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
               "result_slot"),
     "RESULT": ("session", "frame", "status", "output", "timing"),
@@ -513,6 +533,8 @@ def header_map(msg: Message) -> dict[str, Any]:
             h["shm"] = {"name": msg.shm.name, "slots": int(msg.shm.slots), "slot_size": int(msg.shm.slot_size)}
         if msg.doorbell is not None:
             h["doorbell"] = {"to_renderer": msg.doorbell.to_renderer, "to_engine": msg.doorbell.to_engine}
+        if msg.ticket is not None:
+            h["ticket"] = msg.ticket
     elif isinstance(msg, Welcome):
         h.update(session=int(msg.session), renderer=msg.renderer, capabilities=list(msg.capabilities),
                  required=[_spec_map(s) for s in msg.required], optional=[_spec_map(s) for s in msg.optional],
@@ -521,6 +543,8 @@ def header_map(msg: Message) -> dict[str, Any]:
                  max_in_flight=int(msg.max_in_flight), styles=list(msg.styles))
         if msg.limits is not None:
             h["limits"] = {k: int(getattr(msg.limits, k)) for k in LIMIT_KEYS}
+        if msg.redirect is not None:
+            h["redirect"] = {"endpoint": msg.redirect.endpoint, "ticket": msg.redirect.ticket}
     elif isinstance(msg, Frame):
         h.update(session=int(msg.session), frame=int(msg.frame), time_ns=int(msg.time_ns), dt=float(msg.dt),
                  deadline_ms=float(msg.deadline_ms))
@@ -1039,7 +1063,10 @@ def _parse_hello(r: _Reader, h: dict[str, Any], version: int) -> Hello:
     shm = r.shmpool(shm_v, "shm") if shm_v is not None else None
     bell_v = f(h, "doorbell", "", required=False)
     bell = r.doorbell(bell_v, "doorbell") if bell_v is not None else None
-    return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version, bell)
+    ticket_v = f(h, "ticket", "", required=False)
+    ticket = r.str_(ticket_v, "ticket", MAX_TICKET_BYTES, nonempty=True) if ticket_v is not None else None
+    return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version, bell,
+                 ticket)
 
 
 def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:
@@ -1061,8 +1088,17 @@ def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:
     if lim_v is not None:
         lm = r.map_(lim_v, "limits")
         limits = Limits(**{k: r.uint(f(lm, k, "limits."), f"limits.{k}", 1) for k in LIMIT_KEYS})
+    red_v = f(h, "redirect", "", required=False)
+    redirect = None
+    if red_v is not None:
+        rm = r.map_(red_v, "redirect")
+        endpoint = r.str_(f(rm, "endpoint", "redirect."), "redirect.endpoint", MAX_ENDPOINT_BYTES, nonempty=True)
+        if not endpoint.startswith(REDIRECT_SCHEMES):
+            _fail(ErrorCode.BAD_VALUE, f"redirect.endpoint {endpoint[:64]!r} is not tcp://... or ipc://...")
+        ticket = r.str_(f(rm, "ticket", "redirect."), "redirect.ticket", MAX_TICKET_BYTES, nonempty=True)
+        redirect = Redirect(endpoint, ticket)
     return Welcome(session, renderer, caps, required, optional, OutputSpec(fmt, w, hh, name), mif, styles, version,
-                   limits)
+                   limits, redirect)
 
 
 def _parse_frame(r: _Reader, h: dict[str, Any], version: int) -> Frame:

@@ -11,7 +11,7 @@ void set_curve_key(zmq::socket_t& s, int option, const std::string& z85) {
 }
 }  // namespace
 
-Connection::Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t id)
+Connection::Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t id, const std::string& endpoint)
     : socket_(ctx, zmq::socket_type::dealer), monitor_(ctx, zmq::socket_type::pair) {
   // A few messages beyond the frames in flight: PING/PONG/BYE must not be refused while frames are outstanding.
   int hwm = static_cast<int>(opts.most_in_flight()) + 4;
@@ -34,7 +34,7 @@ Connection::Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t 
     throw zmq::error_t();
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(mon);
-  socket_.connect(opts.endpoint);
+  socket_.connect(endpoint.empty() ? opts.endpoint : endpoint);
 }
 
 Connection::~Connection() {

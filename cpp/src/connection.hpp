@@ -26,8 +26,9 @@ namespace nrb::detail {
 class Connection {
  public:
   // Creates the socket and starts connecting (in the background). `id` makes the monitor endpoint unique within
-  // `ctx`. Throws zmq::error_t.
-  Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t id);
+  // `ctx`. `endpoint` overrides opts.endpoint (a worker a front door redirected us to, protocol section 5.10).
+  // Throws zmq::error_t.
+  Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t id, const std::string& endpoint = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

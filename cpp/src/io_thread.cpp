@@ -174,7 +174,7 @@ void IoThread::step(TimePoint now) {
       }
       try_send_hello(now);
       if (state_ == State::connecting && now >= state_deadline_) {
-        std::string why = "no connection to " + opts_.endpoint + " within " +
+        std::string why = "no connection to " + target() + " within " +
                           std::to_string(opts_.connect_timeout_ms) + " ms (is `nrb serve` running there?)";
         pipeline_.connection_error(why);
         fail(why, now);
@@ -187,7 +187,7 @@ void IoThread::step(TimePoint now) {
       } else if (now >= state_deadline_) {
         // Not a refusal: with a lazy ZeroMQ connection this is also what "no renderer there" looks like.
         ++handshake_timeouts_;
-        std::string why = "no WELCOME from " + opts_.endpoint + " within " +
+        std::string why = "no WELCOME from " + target() + " within " +
                           std::to_string(opts_.handshake_timeout_ms) + " ms (is `nrb serve` running there?)";
         pipeline_.connection_error(why + "; " + std::to_string(handshake_timeouts_) +
                                    (handshake_timeouts_ == 1 ? " attempt" : " attempts") + " so far, retrying");
@@ -253,6 +253,7 @@ TimePoint IoThread::next_deadline(TimePoint now) const {
 
 void IoThread::open_connection(TimePoint now) {
   close_session(false);
+  worker_.clear();  // every new attempt starts at the configured endpoint (a front door places us again)
   log_(LogLevel::debug, "nrb: connecting to " + opts_.endpoint);
   conn_ = std::make_unique<Connection>(ctx_, opts_, ++conn_counter_);
   if (opts_.offers_shm()) {
@@ -291,6 +292,8 @@ void IoThread::try_send_hello(TimePoint now) {
   h.buffers = opts_.buffers;
   if (pool_) h.shm = pool_->spec();
   if (pool_ && bell_) h.doorbell = bell_->spec();
+  h.capabilities.emplace_back("redirect");  // section 5.10: we follow a front door's WELCOME redirect
+  if (!ticket_.empty()) h.ticket = ticket_;
   if (!send_message(h)) return;  // not connected yet: ZMQ_IMMEDIATE refused it; POLLOUT will tell us
   state_ = State::handshaking;
   state_deadline_ = now + milliseconds(opts_.handshake_timeout_ms);
@@ -512,6 +515,10 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
 }
 
 void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
+  if (w.redirect) {
+    follow_redirect(*w.redirect, now);
+    return;
+  }
   session_ = w.session;
   bool shm_ok = pool_ && contains(w.capabilities, "shm");
   if (pool_) pool_->unlink();  // section 7 rule 4: both mappings stay valid, the kernel reclaims on exit
@@ -551,6 +558,24 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
                            (compression_ == wire::Compression::none ? std::string("off")
                                                                     : std::string(wire::compression_name(compression_))) +
                            ", max_in_flight " + std::to_string(max_in_flight) + ")");
+}
+
+// Section 5.10: the front door placed the session on a worker. The pool and doorbell offered in HELLO stay ours
+// (not unlinked: the worker maps them by name); the front door's connection closes, and the same HELLO, with the
+// ticket, goes to the worker. A worker that redirects again is a failure (no chains), as is a worker that does not
+// answer: either way the next attempt starts at the front door again.
+void IoThread::follow_redirect(const wire::Redirect& r, TimePoint now) {
+  if (!worker_.empty()) {
+    fail("the worker at " + worker_ + " redirected again, to " + r.endpoint, now);
+    return;
+  }
+  log_(LogLevel::debug, "nrb: " + opts_.endpoint + " placed the session on " + r.endpoint);
+  ticket_ = r.ticket;
+  worker_ = r.endpoint;
+  conn_ = std::make_unique<Connection>(ctx_, opts_, ++conn_counter_, worker_);
+  state_ = State::connecting;
+  state_deadline_ = now + milliseconds(opts_.connect_timeout_ms);
+  try_send_hello(now);
 }
 
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {

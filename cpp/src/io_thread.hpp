@@ -63,6 +63,9 @@ class IoThread {
   void handle_message(std::vector<zmq::message_t>& parts, TimePoint now, bool from_doorbell = false);
   void ring_doorbell(TimePoint now);
   void handle_welcome(const wire::Welcome& w, TimePoint now);
+  void follow_redirect(const wire::Redirect& r, TimePoint now);
+  // Where HELLO goes now: the configured endpoint, or the worker a front door placed the session on.
+  const std::string& target() const noexcept { return worker_.empty() ? opts_.endpoint : worker_; }
   void handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now);
   void handle_error(const wire::Error& e, TimePoint now);
   void refuse(const wire::Error& e);
@@ -86,6 +89,9 @@ class IoThread {
   bool had_session_ = false;
   uint64_t handshake_timeouts_ = 0;  // in a row, since the last session: told in the last error
   uint64_t session_ = 0;
+  // Placement (protocol section 5.10): the worker a front door redirected us to (empty: talking to opts_.endpoint)
+  // and the last ticket, brought back to the front door after a failure so it restores the session's style state.
+  std::string worker_, ticket_;
   std::shared_ptr<SlotPool> pool_;      // offered in the pending HELLO / accepted for the session
   std::optional<wire::ShmPool> pool_spec_;
   std::unique_ptr<Doorbell> bell_;  // offered in the pending HELLO / accepted for the session (section 7.1)

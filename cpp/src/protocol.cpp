@@ -61,9 +61,9 @@ constexpr std::array<std::string_view, 8> kTypeNames = {"HELLO", "WELCOME", "FRA
 const std::vector<std::string_view>& known_keys(MessageType t) {
   static const std::array<std::vector<std::string_view>, 8> keys = {{
       {"nrb", "type", "min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-       "output_size", "buffers", "shm", "doorbell", "must_understand"},
+       "output_size", "buffers", "shm", "doorbell", "ticket", "must_understand"},
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
-       "styles", "limits", "must_understand"},
+       "styles", "limits", "redirect", "must_understand"},
       {"nrb", "type", "session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
        "result_slot", "must_understand"},
       {"nrb", "type", "session", "frame", "status", "output", "timing", "must_understand"},
@@ -371,7 +371,8 @@ struct EncodeVisitor {
   Encoded& out;
 
   void operator()(const Hello& m) {
-    head(w, m, MessageType::hello, 8 + count(m.shm.has_value()) + count(m.doorbell.has_value()));
+    head(w, m, MessageType::hello,
+         8 + count(m.shm.has_value()) + count(m.doorbell.has_value()) + count(m.ticket.has_value()));
     w.k("min_version"), w.uint(m.min_version);
     w.k("engine"), w.str(m.engine);
     w.k("engine_version"), w.str(m.engine_version);
@@ -393,10 +394,11 @@ struct EncodeVisitor {
       w.k("to_renderer"), w.str(m.doorbell->to_renderer);
       w.k("to_engine"), w.str(m.doorbell->to_engine);
     }
+    if (m.ticket) w.k("ticket"), w.str(*m.ticket);
     tail(w, m);
   }
   void operator()(const Welcome& m) {
-    head(w, m, MessageType::welcome, 8 + count(m.limits.has_value()));
+    head(w, m, MessageType::welcome, 8 + count(m.limits.has_value()) + count(m.redirect.has_value()));
     w.k("session"), w.uint(m.session);
     w.k("renderer"), w.str(m.renderer);
     w.k("capabilities"), write_strings(w, m.capabilities);
@@ -421,6 +423,12 @@ struct EncodeVisitor {
       w.k("max_pixels"), w.uint(l.max_pixels);
       w.k("sessions"), w.uint(l.sessions);
       w.k("sessions_per_peer"), w.uint(l.sessions_per_peer);
+    }
+    if (m.redirect) {
+      w.k("redirect");
+      w.map(2);
+      w.k("endpoint"), w.str(m.redirect->endpoint);
+      w.k("ticket"), w.str(m.redirect->ticket);
     }
     tail(w, m);
   }
@@ -1269,6 +1277,7 @@ class Decoder {
       });
       m.doorbell = std::move(d);
     });
+    opt(h, "ticket", [&](const Obj& o) { m.ticket = std::string(str(o, kMaxTicketBytes, true)); });
   }
   // Section 7.1: absolute; components of [A-Za-z0-9._-], none "." or ".."; the last one starts with "nrb-".
   static bool valid_doorbell_path(std::string_view v) {
@@ -1330,6 +1339,18 @@ class Decoder {
       l.sessions = req(lm, "sessions", [&](const Obj& x) { return uint(x, 1); });
       l.sessions_per_peer = req(lm, "sessions_per_peer", [&](const Obj& x) { return uint(x, 1); });
       m.limits = l;
+    });
+    opt(h, "redirect", [&](const Obj& o) {
+      const Obj& rm = map(o);
+      Redirect r;
+      r.endpoint = req(rm, "endpoint", [&](const Obj& x) {
+        const std::string_view v = str(x, kMaxEndpointBytes, true);
+        if (v.substr(0, 6) != "tcp://" && v.substr(0, 6) != "ipc://")
+          fail(ErrorCode::BAD_VALUE, "\"" + clip(v) + "\" is not tcp://... or ipc://...");
+        return std::string(v);
+      });
+      r.ticket = req(rm, "ticket", [&](const Obj& x) { return std::string(str(x, kMaxTicketBytes, true)); });
+      m.redirect = std::move(r);
     });
   }
 

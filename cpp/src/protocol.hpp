@@ -236,7 +236,19 @@ struct Hello : Common {
   std::vector<BufferSpec> buffers;
   std::optional<ShmPool> shm;
   std::optional<DoorbellSpec> doorbell;
+  // A placement ticket from an earlier WELCOME redirect (section 5.10): to the worker it names the placed session;
+  // back at the front door after a failure, the session whose style state to restore.
+  std::optional<std::string> ticket;
 };
+
+// WELCOME redirect (section 5.10): a front door placed the session on a worker; the engine opens it at `endpoint`
+// (tcp:// or ipc://) with the same HELLO plus `ticket`.
+struct Redirect {
+  std::string endpoint;
+  std::string ticket;
+};
+inline constexpr size_t kMaxEndpointBytes = 256;
+inline constexpr size_t kMaxTicketBytes = 64;
 
 // WELCOME limits (section 11.1): the renderer's memory budgets (bytes = stride x height summed over buffers) and
 // session caps, so the engine knows in advance what it would be refused.
@@ -259,6 +271,7 @@ struct Welcome : Common {
   uint64_t max_in_flight = 1;
   std::vector<std::string> styles;
   std::optional<WelcomeLimits> limits;
+  std::optional<Redirect> redirect;  // present: the session is not open here; open it at redirect->endpoint
 };
 
 struct Frame : Common {

@@ -330,6 +330,7 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       m.buffers = bufspecs(at(h, "buffers"));
       if (auto* x = find(h, "shm")) m.shm = ShmPool{str(at(*x, "name")), u64(at(*x, "slots")), u64(at(*x, "slot_size"))};
       if (auto* x = find(h, "doorbell")) m.doorbell = DoorbellSpec{str(at(*x, "to_renderer")), str(at(*x, "to_engine"))};
+      if (auto* x = find(h, "ticket")) m.ticket = str(*x);
       out = std::move(m);
       break;
     }
@@ -353,6 +354,7 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
                                  u64(at(*x, "message_bytes")), u64(at(*x, "total_bytes")),
                                  u64(at(*x, "max_pixels")),   u64(at(*x, "sessions")),
                                  u64(at(*x, "sessions_per_peer"))};
+      if (auto* x = find(h, "redirect")) m.redirect = Redirect{str(at(*x, "endpoint")), str(at(*x, "ticket"))};
       out = std::move(m);
       break;
     }
@@ -597,6 +599,7 @@ inline Json message_to_json(const Message& msg) {
             d["to_engine"] = m.doorbell->to_engine;
             j["doorbell"] = d;
           }
+          if (m.ticket) j["ticket"] = *m.ticket;
         } else if constexpr (std::is_same_v<M, Welcome>) {
           j["session"] = m.session;
           j["renderer"] = m.renderer;
@@ -621,6 +624,12 @@ inline Json message_to_json(const Message& msg) {
             l["sessions"] = m.limits->sessions;
             l["sessions_per_peer"] = m.limits->sessions_per_peer;
             j["limits"] = l;
+          }
+          if (m.redirect) {
+            Json r = Json::object();
+            r["endpoint"] = m.redirect->endpoint;
+            r["ticket"] = m.redirect->ticket;
+            j["redirect"] = r;
           }
         } else if constexpr (std::is_same_v<M, Frame>) {
           j["session"] = m.session;

@@ -184,6 +184,20 @@ def main(out: Path) -> None:
             "limits.frame_bytes 0: every limit is at least 1")
     invalid("welcome_limits_not_a_map", [pk({**welcome_limits, "limits": [1, 2]})], "WRONG_TYPE",
             "limits is an array, not a map")
+    # Placement (section 5.10): a front door's redirect, and the ticket the engine brings to the worker.
+    redirect = {"endpoint": "tcp://10.0.0.7:5601", "ticket": "c7f3a1e2-0001"}
+    valid("welcome_redirect", {**welcome_limits, "redirect": redirect}, [],
+          "WELCOME redirecting the engine to the worker a front door placed its session on (section 5.10)")
+    valid("hello_ticket", {**hello, "capabilities": ["lz4", "redirect"], "ticket": "c7f3a1e2-0001"}, [],
+          "a HELLO that follows redirects and brings a placement ticket (section 5.10)")
+    invalid("welcome_redirect_not_tcp", [pk({**welcome_limits, "redirect": {**redirect,
+                                                                           "endpoint": "inproc://worker"}})],
+            "BAD_VALUE", "a redirect endpoint that is not tcp:// or ipc://")
+    invalid("welcome_redirect_no_ticket", [pk({**welcome_limits, "redirect": {"endpoint": redirect["endpoint"]}})],
+            "MISSING_FIELD", "a redirect without its ticket")
+    invalid("hello_ticket_empty", [pk({**hello, "ticket": ""})], "BAD_VALUE", "an empty ticket")
+    invalid("hello_ticket_too_long", [pk({**hello, "ticket": "t" * 65})], "LIMIT_EXCEEDED",
+            "a ticket longer than 64 bytes")
     alb = pattern(2 * 2 * 4, 1)
     valid("frame_minimal", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb], "one 2x2 rgba8 buffer")
     full_bufs = [
