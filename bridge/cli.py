@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.demo",  # demo
     "bridge.commands.bench",  # bench transport|renderer|soak|all
     "bridge.commands.keys",  # keys generate|show
+    "bridge.commands.router",  # router (the cluster's front door)
     "neural_renderer.cli",  # data, train, export
 )
 
@@ -34,12 +35,14 @@ EXTRA_OF: dict[str, str] = {
     "torch": "train", "onnx": "train", "mitsuba": "train", "flip_evaluator": "train", "skimage": "train",
     "matplotlib": "train",
     "panda3d": "panda3d", "direct": "panda3d",
+    "ray": "cluster",
 }
 #: The commands of each module, for listing them when the module cannot be imported in this install.
 COMMANDS_OF: dict[str, tuple[str, ...]] = {
     "bridge.commands.serve": ("serve", "record"), "bridge.commands.replay": ("replay",),
     "bridge.commands.inspect": ("inspect",), "bridge.commands.demo": ("demo",), "bridge.commands.bench": ("bench",),
-    "bridge.commands.keys": ("keys",), "neural_renderer.cli": ("data", "train", "export"),
+    "bridge.commands.keys": ("keys",), "bridge.commands.router": ("router",),
+    "neural_renderer.cli": ("data", "train", "export"),
 }
 
 

@@ -1,0 +1,507 @@
+"""The front door (``nrb router``): one well-known endpoint that places sessions on Ray workers.
+
+Engines connect here as they would to ``nrb serve``. A HELLO is placed on the least-loaded live worker that can
+serve it (``bridge.cluster.placement``); an engine that offers the ``"redirect"`` capability gets a WELCOME
+``redirect`` (protocol section 5.10) and from then on talks to its worker directly, so the front door is never on
+the frame path. An engine that does not offer it is relayed: the front door forwards its messages to the worker
+and back (the old behaviour through one more hop).
+
+Two threads: the I/O loop (the ROUTER, the relays' DEALERs) and the supervisor, which asks every worker for its
+load a few times a second over Ray, keeps the newest copy of each placed session's style state, notices dead
+workers (a failed Ray call) and adds or removes workers (``ScalePolicy``). A worker's death ends its engines'
+connections; each engine falls back to its own image, comes back here with its ticket, and is placed again with its
+style state restored (docs/cluster.md "Failure semantics").
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker
+from bridge.cluster.worker import ClusterWorker, worker_spec
+from bridge.protocol import (
+    Bye,
+    Error,
+    ErrorCode,
+    Hello,
+    OutputSpec,
+    Ping,
+    Pong,
+    ProtocolError,
+    Redirect,
+    Welcome,
+    decode,
+    encode,
+    error_message,
+    parse_header,
+)
+from bridge.renderer import available
+from bridge.security import ServerCurve, check_bind_policy, load_keypair
+from bridge.server import ServerConfig, _endpoint_host
+
+log = logging.getLogger("nrb.cluster")
+
+#: Style copies kept for tickets whose sessions ended (oldest forgotten first).
+_MAX_STYLE_COPIES = 10000
+#: How long the I/O loop waits for a worker to accept a placement (a dead one fails sooner).
+_PLACE_TIMEOUT_S = 2.0
+
+
+@dataclass
+class ClusterConfig:
+    """``nrb router`` options. The front door binds like ``nrb serve`` (``host``/``port``/``endpoint``, CurveZMQ
+    with ``curve_secret`` + ``allow_dir`` or ``insecure``); workers bind ``worker_host`` (port chosen per worker) and
+    use the same key pair and allow-list, so an engine trusts one server key for the whole cluster.
+
+    Workers: ``renderer`` (+ options, ``hooks``, ``styles``) as ``nrb serve``; ``worker_cpus``/``worker_gpus`` are
+    the Ray resources each worker actor declares; ``worker_sessions`` sessions at most per worker, rendered by
+    ``worker_threads`` render threads (0: one per declared CPU). Scaling: ``min_workers``..``max_workers``, a worker
+    added at ``sessions_per_worker`` sessions per worker or ``render_ms`` mean render time, removed after
+    ``idle_s`` without sessions."""
+
+    renderer: str = "deferred"
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 5555
+    endpoint: str | None = None
+    insecure: bool = False
+    curve_secret: str | None = None
+    allow_dir: str | None = None
+    hooks: str | None = None
+    styles: str | None = None
+    worker_host: str = "127.0.0.1"
+    worker_advertise: str | None = None
+    worker_cpus: float = 1.0
+    worker_gpus: float = 0.0
+    worker_sessions: int = 16
+    worker_threads: int = 0
+    max_in_flight: int = 4
+    min_workers: int = 1
+    max_workers: int = 4
+    sessions_per_worker: int = 4
+    render_ms: float = 0.0
+    idle_s: float = 30.0
+    report_interval: float = 0.2
+    ray_address: str | None = None
+    record_dir: str | None = None  # each worker records its sessions to DIR/<worker>.nrbcap (nrb serve --record)
+
+
+@dataclass
+class _Worker:
+    handle: Any  # the Ray actor
+    info: dict[str, Any]
+    load: WorkerLoad
+
+
+@dataclass
+class _Relay:
+    """An engine that does not follow redirects: its messages go to its worker through this DEALER."""
+
+    sock: zmq.Socket[Any]
+    worker: str
+
+
+def _ray() -> Any:
+    import ray  # the [cluster] extra; imported here so that the rest of bridge does not need it
+
+    return ray
+
+
+class FrontDoor:
+    """Places sessions on Ray workers and redirects engines to them. ``start()``/``stop()`` in-process,
+    ``serve_forever()`` for ``nrb router``."""
+
+    def __init__(self, config: ClusterConfig | None = None, *, context: zmq.Context[Any] | None = None,
+                 **overrides: Any) -> None:
+        self.config = cfg = dataclasses.replace(config or ClusterConfig(), **overrides)
+        if (cfg.curve_secret is None) != (cfg.allow_dir is None):
+            raise ValueError("CurveZMQ needs both curve_secret (--curve-secret) and allow_dir (--allow-dir)")
+        curve = cfg.curve_secret is not None
+        host = cfg.host if cfg.endpoint is None else _endpoint_host(cfg.endpoint)
+        for h in (host, cfg.worker_host):
+            if h is not None:
+                check_bind_policy(h, curve=curve, insecure=cfg.insecure)  # SecurityError
+        self.policy = ScalePolicy(cfg.min_workers, cfg.max_workers, cfg.sessions_per_worker, cfg.render_ms,
+                                  cfg.idle_s)
+        self._ctx = context or zmq.Context.instance()
+        self._lock = threading.Lock()  # workers, styles, tickets
+        self.workers: dict[str, _Worker] = {}
+        self.styles: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # ticket -> style state
+        self.ticket_worker: dict[str, str] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.endpoint: str | None = None
+        self.sock: zmq.Socket[Any] | None = None
+        self._curve: ServerCurve | None = None
+        self._relays: dict[bytes, _Relay] = {}
+        self._names = itertools.count(1)
+        self._session_ids = itertools.count(random.randrange(1, 1 << 31))
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._actor_class: Any = None
+
+    # ---------------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> FrontDoor:
+        """Join (or start) Ray, start ``min_workers`` workers, bind, then serve on background threads."""
+        ray = _ray()
+        if not ray.is_initialized():
+            if self.config.ray_address:
+                ray.init(address=self.config.ray_address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(num_cpus=max(2, int(self.config.worker_cpus * self.config.max_workers) + 1),
+                         include_dashboard=False, log_to_driver=False)
+        for _ in range(self.config.min_workers):
+            self.add_worker()
+        self._bind()
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._io_loop, name="nrb-frontdoor", daemon=True),
+                         threading.Thread(target=self._supervise, name="nrb-supervisor", daemon=True)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and stop every worker."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        with self._lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for w in workers:
+            self._end_worker(w)
+
+    def __enter__(self) -> FrontDoor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """``nrb router``: serve until SIGINT/SIGTERM."""
+        import signal
+
+        self.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda signum, frame: self._stop.set())
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
+        while not self._stop.wait(0.5):
+            pass
+        self.stop()
+
+    def reload_keys(self) -> None:
+        """Re-read the allow-list here and on every worker (``nrb router``: SIGHUP)."""
+        if self._curve is not None:
+            self._curve.reload()
+        with self._lock:
+            handles = [w.handle for w in self.workers.values()]
+        for h in handles:
+            h.reload_keys.remote()
+
+    # ---------------------------------------------------------------------------------------------- workers
+    def _server_config(self, name: str) -> ServerConfig:
+        cfg = self.config
+        renderer = cfg.renderer
+        # a module path resolves against our directory, not the Ray worker process's
+        if ":" in renderer and renderer.split(":", 1)[0].endswith(".py"):
+            path, factory = renderer.split(":", 1)
+            renderer = f"{Path(path).resolve()}:{factory}"
+        threads = cfg.worker_threads or max(1, int(round(cfg.worker_cpus)))
+        return ServerConfig(renderer=renderer, renderer_options=dict(cfg.renderer_options), host=cfg.worker_host,
+                            port=0, insecure=cfg.insecure,
+                            curve_secret=str(Path(cfg.curve_secret).resolve()) if cfg.curve_secret else None,
+                            allow_dir=str(Path(cfg.allow_dir).resolve()) if cfg.allow_dir else None,
+                            hooks=str(Path(cfg.hooks).resolve()) if cfg.hooks else None,
+                            styles=str(Path(cfg.styles).resolve()) if cfg.styles else None,
+                            max_sessions=cfg.worker_sessions, max_in_flight=cfg.max_in_flight,
+                            workers=min(threads, cfg.worker_sessions), worker_threads=1,
+                            record=str(Path(cfg.record_dir).resolve() / f"{name}.nrbcap") if cfg.record_dir else None)
+
+    def add_worker(self) -> str:
+        """Start one worker actor (blocks until it serves); return its name."""
+        ray = _ray()
+        if self._actor_class is None:
+            self._actor_class = ray.remote(ClusterWorker)
+        name = f"w{next(self._names)}-{os.getpid()}"
+        handle = self._actor_class.options(num_cpus=self.config.worker_cpus, num_gpus=self.config.worker_gpus,
+                                           max_restarts=0, max_concurrency=4).remote(
+            worker_spec(name, self._server_config(name), self.config.worker_advertise))
+        info = ray.get(handle.describe.remote(), timeout=120)
+        load = WorkerLoad(name, info["endpoint"], info["renderer"], max_sessions=info["max_sessions"],
+                          idle_since=time.monotonic())
+        with self._lock:
+            self.workers[name] = _Worker(handle, info, load)
+        self.counts["workers_added"] += 1
+        log.info("worker %s up at %s (%s)", name, info["endpoint"], info["renderer"])
+        return name
+
+    def remove_worker(self, name: str) -> None:
+        """Stop a worker (the scaler does this to idle ones)."""
+        with self._lock:
+            w = self.workers.pop(name, None)
+        if w is not None:
+            self._end_worker(w)
+            self.counts["workers_removed"] += 1
+            log.info("worker %s removed", name)
+
+    def _end_worker(self, w: _Worker) -> None:
+        ray = _ray()
+        try:
+            ray.get(w.handle.stop.remote(), timeout=5)
+        except Exception:
+            pass
+        try:
+            ray.kill(w.handle)
+        except Exception:
+            pass
+
+    def worker_handle(self, name: str) -> Any:
+        """The Ray actor of a worker (tests and the benchmark kill one with ``ray.kill``)."""
+        with self._lock:
+            return self.workers[name].handle
+
+    def loads(self) -> list[WorkerLoad]:
+        with self._lock:
+            return [dataclasses.replace(w.load) for w in self.workers.values()]
+
+    def _mark_dead(self, name: str, why: str) -> None:
+        with self._lock:
+            w = self.workers.pop(name, None)
+        if w is None:
+            return
+        self.counts["workers_died"] += 1
+        log.warning("worker %s is gone (%s); its engines come back through the front door", name, why)
+        for rid, relay in [(r, x) for r, x in self._relays.items() if x.worker == name]:
+            relay.worker = ""  # the I/O loop says BYE to the engine (it cannot touch sockets from here)
+
+    def _supervise(self) -> None:
+        """Reports, failure detection, style copies and scaling, every ``report_interval``."""
+        ray = _ray()
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        while not self._stop.wait(self.config.report_interval):
+            with self._lock:
+                items = [(n, w.handle) for n, w in self.workers.items()]
+            refs = {n: h.report.remote() for n, h in items}
+            now = time.monotonic()
+            for name, ref in refs.items():
+                try:
+                    rep = ray.get(ref, timeout=max(1.0, 5 * self.config.report_interval))
+                except RayActorError as exc:
+                    self._mark_dead(name, type(exc).__name__)
+                    continue
+                except GetTimeoutError:
+                    continue  # busy or slow: judged by its next report
+                except Exception as exc:  # noqa: BLE001 - any other failure of the actor counts as death
+                    self._mark_dead(name, f"{type(exc).__name__}: {exc}")
+                    continue
+                with self._lock:
+                    w = self.workers.get(name)
+                    if w is None:
+                        continue
+                    load = w.load
+                    if rep["sessions"] == 0 and load.sessions > 0:
+                        load.idle_since = now
+                    elif rep["sessions"] > 0:
+                        load.idle_since = None
+                    load.sessions, load.render_ms, load.queue = rep["sessions"], rep["render_ms"], rep["queue"]
+                    load.placed = 0
+                    for ticket, blob in rep["styles"].items():
+                        self.styles[ticket] = blob
+                        self.styles.move_to_end(ticket)
+                    while len(self.styles) > _MAX_STYLE_COPIES:
+                        self.styles.popitem(last=False)
+            step, victim = self.policy.decide(self.loads(), time.monotonic())
+            try:
+                if step > 0:
+                    self.add_worker()
+                elif step < 0 and victim is not None:
+                    self.remove_worker(victim)
+            except Exception:
+                log.exception("scaling step %+d failed", step)
+
+    # ---------------------------------------------------------------------------------------------- I/O loop
+    def _bind(self) -> None:
+        cfg = self.config
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if cfg.curve_secret is not None and cfg.allow_dir is not None:
+            self._curve = ServerCurve(self._ctx, Path(cfg.curve_secret), Path(cfg.allow_dir))
+            self._curve.apply(sock)
+        if cfg.endpoint is not None:
+            sock.bind(cfg.endpoint)
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        elif cfg.port == 0:
+            self.endpoint = f"tcp://{cfg.host}:{sock.bind_to_random_port(f'tcp://{cfg.host}')}"
+        else:
+            self.endpoint = f"tcp://{cfg.host}:{cfg.port}"
+            sock.bind(self.endpoint)
+        self.sock = sock
+
+    def _send(self, rid: bytes, msg: Any) -> None:
+        assert self.sock is not None
+        try:
+            self.sock.send_multipart([rid, *encode(msg)], flags=zmq.NOBLOCK)
+        except zmq.ZMQError:  # the engine left (EHOSTUNREACH) or is not reading (EAGAIN): nothing to keep
+            self.counts["undeliverable"] += 1
+
+    def _io_loop(self) -> None:
+        assert self.sock is not None
+        sock = self.sock
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                for rid, relay in list(self._relays.items()):
+                    if not relay.worker:  # its worker died: the engine says HELLO again (protocol section 5.7)
+                        poller.unregister(relay.sock)
+                        relay.sock.close(0)
+                        del self._relays[rid]
+                        self._send(rid, Bye(None, "worker lost"))
+                ready = dict(poller.poll(50))
+                if sock in ready:
+                    for _ in range(256):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        try:
+                            self._on_message(parts, poller)
+                        except Exception:
+                            log.exception("front door: handling a message failed")
+                for rid, relay in list(self._relays.items()):
+                    if relay.sock in ready:
+                        for _ in range(256):
+                            try:
+                                out = relay.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            except zmq.Again:
+                                break
+                            try:
+                                sock.send_multipart([rid, *out], flags=zmq.NOBLOCK, copy=False)
+                            except zmq.ZMQError:
+                                self.counts["undeliverable"] += 1
+        finally:
+            for relay in self._relays.values():
+                relay.sock.close(0)
+            self._relays.clear()
+            sock.close(0)
+            self.sock = None
+            if self._curve is not None:
+                self._curve.close()
+                self._curve = None
+
+    def _on_message(self, parts: list[Any], poller: zmq.Poller) -> None:
+        rid, frames = parts[0].bytes, parts[1:]
+        if self._curve is not None:
+            try:
+                user = frames[0].get("User-Id") if frames else None
+            except (zmq.ZMQError, AttributeError):
+                user = None
+            if not self._curve.is_allowed(user):
+                return
+        relay = self._relays.get(rid)
+        try:
+            header = parse_header(frames[0]) if frames else None
+            if header is None:
+                raise ProtocolError(ErrorCode.MALFORMED, "empty message")
+            kind = header.get("type")
+            if relay is not None and kind != "HELLO":
+                relay.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                return
+            msg = decode(frames)
+        except ProtocolError as err:
+            self._send(rid, error_message(err))
+            return
+        except zmq.ZMQError:
+            self.counts["undeliverable"] += 1
+            return
+        if isinstance(msg, Hello):
+            try:
+                self._on_hello(rid, msg, poller)
+            except ProtocolError as err:
+                self._send(rid, error_message(err))
+        elif isinstance(msg, Ping):
+            self._send(rid, Pong(msg.nonce, msg.time_ns))
+        elif isinstance(msg, (Bye, Pong, Error)):
+            pass
+        else:
+            sid = getattr(msg, "session", None)
+            self._send(rid, Error(ErrorCode.NO_SESSION, ErrorCode.NO_SESSION.name,
+                                  "this is a front door: sessions live on the worker its WELCOME redirected to",
+                                  sid, getattr(msg, "frame", None)))
+
+    def _on_hello(self, rid: bytes, hello: Hello, poller: zmq.Poller) -> None:
+        ray = _ray()
+        offered = {b.name for b in hello.buffers}
+        relay = self._relays.get(rid)
+        tried: set[str] = set()
+        while True:
+            with self._lock:
+                loads = [w.load for n, w in self.workers.items() if n not in tried]
+                can = {n for n, w in self.workers.items() if all(available(b, offered) for b in w.info["required"])}
+                if relay is not None:  # a relayed connection keeps its worker
+                    can &= {relay.worker}
+                if not can and self.workers and relay is None:
+                    need = sorted(next(iter(self.workers.values())).info["required"])
+                    raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: the cluster's renderer needs buffers {need}"
+                                                             ", which the engine does not offer")
+                chosen = choose_worker(loads, can)
+                if chosen is None:
+                    raise ProtocolError(ErrorCode.OVERLOADED, "no worker has room for another session (the front "
+                                                              "door is adding one if it may)")
+                w = self.workers[chosen.name]
+                chosen.placed += 1
+                blob = self.styles.get(hello.ticket) if hello.ticket is not None else None
+            ticket = uuid.uuid4().hex[:24]
+            try:
+                ray.get(w.handle.place.remote(ticket, blob), timeout=_PLACE_TIMEOUT_S)
+                break
+            except Exception as exc:  # a dead worker fails fast: place on another
+                tried.add(chosen.name)
+                self._mark_dead(chosen.name, f"placement failed: {type(exc).__name__}")
+        with self._lock:
+            if blob is not None:
+                self.styles[ticket] = blob
+            self.ticket_worker[ticket] = chosen.name
+        self.counts["placed"] += 1
+        self.counts["restored" if blob is not None else "new"] += 1
+        if "redirect" in hello.capabilities:
+            info = w.info
+            welcome = Welcome(next(self._session_ids), info["renderer"], [], [], [],
+                              OutputSpec(info["output_format"], *hello.output_size), info["max_in_flight"],
+                              list(info["styles"])[:256], redirect=Redirect(info["endpoint"], ticket))
+            self._send(rid, welcome)
+            log.info("placed %s %s on %s (ticket %s%s)", hello.engine, hello.client, chosen.name, ticket,
+                     ", style restored" if blob is not None else "")
+            return
+        # An engine that does not follow redirects: relay it (the old behaviour, one more hop).
+        if relay is None:
+            dealer = self._ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            if self.config.curve_secret is not None:
+                keys = load_keypair(Path(self.config.curve_secret))
+                dealer.curve_serverkey = keys.public  # workers share the front door's key pair
+                dealer.curve_publickey = keys.public
+                assert keys.secret is not None
+                dealer.curve_secretkey = keys.secret
+            dealer.connect(w.info["endpoint"])
+            relay = self._relays[rid] = _Relay(dealer, chosen.name)
+            poller.register(dealer, zmq.POLLIN)
+        relay.sock.send_multipart(encode(dataclasses.replace(hello, ticket=ticket)), flags=zmq.NOBLOCK)
+        self.counts["relayed"] += 1

@@ -1,0 +1,165 @@
+"""A render worker: the existing server's frame pipeline (``bridge.server.Server``) hosting N sessions, as a Ray actor.
+
+The worker binds its own ZeroMQ endpoint; engines reach it directly after the front door's redirect (protocol
+section 5.10), so Ray never carries a frame: Ray starts the actor with its declared resources (CPU threads, a GPU
+fraction), the front door calls ``report`` a few times a second (load, plus a copy of every placed session's style
+state) and ``place`` before redirecting an engine, and a worker whose process dies shows up as a failed call.
+
+Style state survives a worker: ``report`` returns each placed session's style state (the ``StyleState`` without its
+library, the hooks' ``ctx.state``, the session's time origin), the front door keeps the newest copy per ticket, and
+when the engine comes back with that ticket the next worker gets it in ``place`` and installs it in the new session
+before its first frame. The renderer's temporal history is not carried: the new session starts it afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bridge.protocol import Hello
+from bridge.server import Server, ServerConfig
+from bridge.session import StylePipeline
+from bridge.style.state import StyleState
+
+log = logging.getLogger("nrb.cluster.worker")
+
+#: Tickets ``place``d but not yet claimed by a HELLO are forgotten after this many (oldest first).
+_MAX_PENDING_PLACEMENTS = 4096
+
+
+def style_blob(pipeline: StylePipeline) -> bytes:
+    """A session's style and hooks state as bytes (pickled; only ever exchanged between the cluster's own
+    processes, over Ray, never with an engine)."""
+    state = {k: v for k, v in vars(pipeline.state).items() if k != "library"}
+    try:
+        user: Any = pickle.dumps(pipeline.user_state)
+    except Exception:  # a hook kept something unpicklable in ctx.state: that part starts afresh
+        user = None
+    return pickle.dumps({"state": state, "user_state": user, "t0_ns": pipeline.t0_ns, "frames": pipeline.frames})
+
+
+def restore_style(pipeline: StylePipeline, blob: bytes) -> None:
+    """Install a ``style_blob`` into a fresh session's pipeline (its own library stays)."""
+    saved = pickle.loads(blob)
+    state = StyleState(pipeline.library)
+    vars(state).update(saved["state"])
+    pipeline.state = state
+    if saved["user_state"] is not None:
+        pipeline.user_state = pickle.loads(saved["user_state"])
+    pipeline.t0_ns = saved["t0_ns"]
+    pipeline.frames = saved["frames"]
+
+
+class WorkerServer(Server):
+    """``Server`` plus placement tickets: a HELLO carrying a ticket the front door ``place``d gets that session's
+    saved style state, and the session's state is reported under its ticket."""
+
+    def __init__(self, config: ServerConfig | None = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self._placements: dict[str, bytes | None] = {}  # ticket -> style state to restore (None: a new session)
+        self.tickets: dict[int, str] = {}  # session id -> ticket
+
+    def place(self, ticket: str, blob: bytes | None) -> None:
+        with self._work:
+            self._placements[ticket] = blob
+            while len(self._placements) > _MAX_PENDING_PLACEMENTS:
+                self._placements.pop(next(iter(self._placements)))
+
+    def _on_hello(self, routing_id: bytes, hello: Hello, frames: list[Any]) -> None:
+        before = set(self.sessions)
+        super()._on_hello(routing_id, hello, frames)  # the I/O thread: no frame of the session is processed yet
+        new = [sid for sid in self.sessions if sid not in before]
+        if hello.ticket is None or not new:
+            return
+        sid = new[0]
+        with self._work:
+            blob = self._placements.pop(hello.ticket, None)
+            self.tickets[sid] = hello.ticket
+            for gone in [s for s in self.tickets if s not in self.sessions]:
+                del self.tickets[gone]
+        if blob is not None:
+            try:
+                restore_style(self.sessions[sid].pipeline, blob)
+                log.info("session %d: style state restored from ticket %s", sid, hello.ticket)
+            except Exception:
+                log.exception("session %d: cannot restore the style state of ticket %s", sid, hello.ticket)
+
+    def load(self) -> dict[str, Any]:
+        """Sessions, mean recent render ms, queued frames, and each placed session's style state by ticket."""
+        with self._work:
+            sessions = list(self.sessions.values())
+            tickets = dict(self.tickets)
+        estimates = [e for e in (s.work.estimate_ms() for s in sessions) if e is not None]
+        styles: dict[str, bytes] = {}
+        for s in sessions:
+            ticket = tickets.get(s.id)
+            if ticket is None:
+                continue
+            try:
+                styles[ticket] = style_blob(s.pipeline)
+            except RuntimeError:  # changed while we read it (a render thread advanced it): next report
+                pass
+        return {"sessions": len(sessions), "render_ms": sum(estimates) / len(estimates) if estimates else 0.0,
+                "queue": sum(len(s.queue) for s in sessions), "styles": styles}
+
+
+@dataclass
+class WorkerSpec:
+    """What the front door tells a new worker: its server options (``ServerConfig`` fields) and where engines
+    reach it (``advertise``: the host engines connect to; default the Ray node's address when binding all
+    interfaces, else the bind host)."""
+
+    name: str
+    server: dict[str, Any]
+    advertise: str | None = None
+
+
+class ClusterWorker:
+    """The Ray actor body (``ray.remote(...)(ClusterWorker)`` in ``bridge.cluster.frontdoor``); also usable
+    in-process, which is how its pieces are tested without Ray."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        ws = WorkerSpec(**spec)
+        self.name = ws.name
+        cfg = ServerConfig(**ws.server)
+        self.server = WorkerServer(cfg)
+        endpoint = self.server.start().endpoint
+        assert endpoint is not None
+        if ws.advertise is not None:
+            host = ws.advertise
+        elif cfg.host in ("0.0.0.0", "::", "*"):
+            import ray
+
+            host = ray.util.get_node_ip_address()
+        else:
+            host = None
+        self.endpoint = endpoint if host is None else f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
+        probe = self.server.factory()
+        self.info = {"name": self.name, "endpoint": self.endpoint, "renderer": self.server.renderer_label,
+                     "required": [s.name for s in probe.required()], "styles": self.server.styles.library.names,
+                     "max_in_flight": cfg.max_in_flight, "max_sessions": cfg.max_sessions,
+                     "output_format": probe.output_format}
+        log.info("worker %s serving %s at %s", self.name, self.server.renderer_label, self.endpoint)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def report(self) -> dict[str, Any]:
+        return {**self.server.load(), "name": self.name}
+
+    def place(self, ticket: str, blob: bytes | None) -> bool:
+        self.server.place(ticket, blob)
+        return True
+
+    def reload_keys(self) -> None:
+        self.server.reload_keys()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def worker_spec(name: str, config: ServerConfig, advertise: str | None = None) -> dict[str, Any]:
+    """The picklable spec of a worker running ``config``."""
+    return asdict(WorkerSpec(name, asdict(config), advertise))

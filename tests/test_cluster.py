@@ -1,0 +1,238 @@
+"""The render cluster (docs/cluster.md, protocol section 5.10): placement, redirect, relay, failover, scaling.
+
+The placement rules run alone; everything else runs a real Ray cluster of two nodes on this machine
+(``ray.cluster_utils.Cluster``), real worker actors serving real sockets, real engines (the Python client and
+libnrb). Skipped where Ray is not installed (``pip install '.[cluster]'``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bridge.client import Client, RemoteError
+from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker
+from bridge.cluster.worker import WorkerServer
+from bridge.protocol import Buffer, BufferSpec, StyleCommand
+
+HERE = Path(__file__).resolve().parent
+PROBE = f"{HERE / 'helpers' / 'style_probe_renderer.py'}:make"
+ALBEDO = np.full((32, 48, 4), 90, np.uint8)
+
+
+def probe_frame(c: Client, **kw: Any) -> int:
+    """Render one frame through ``c``; the red value the style probe renders (0: identity, 255: another style)."""
+    res = c.render([Buffer.from_array("albedo", "rgba8_srgb", ALBEDO)], **kw)
+    assert res.output is not None
+    return int(res.output.array()[0, 0, 0])
+
+
+def wl(name: str, sessions: int = 0, render_ms: float = 0.0, **kw: Any) -> WorkerLoad:
+    return WorkerLoad(name, f"tcp://127.0.0.1:1{name[-1]}", "probe/1", sessions, render_ms, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ placement rules
+def test_a_session_goes_to_the_least_loaded_live_worker_with_room() -> None:
+    workers = [wl("w1", 3), wl("w2", 1, 9.0), wl("w3", 1, 4.0), wl("w4", 0, alive=False), wl("w5", 2, max_sessions=2)]
+    assert choose_worker(workers).name == "w3"  # fewest sessions, then the faster one; not the dead or full ones
+    assert choose_worker(workers, can_serve={"w1", "w5"}).name == "w1"
+    workers[2].placed = 3  # placed since its last report: counts already
+    assert choose_worker(workers).name == "w2"
+    assert choose_worker([wl("w1", alive=False)]) is None
+
+
+def test_the_scaler_adds_at_the_threshold_and_removes_an_idle_worker() -> None:
+    p = ScalePolicy(min_workers=1, max_workers=3, sessions_per_worker=2, render_ms=20.0, idle_s=5.0)
+    assert p.decide([], now=0.0) == (1, None)  # below the minimum
+    assert p.decide([wl("w1", 1)], now=0.0) == (0, None)
+    assert p.decide([wl("w1", 2)], now=0.0) == (1, None)  # sessions per worker reached
+    assert p.decide([wl("w1", 1, 25.0)], now=0.0) == (1, None)  # render time reached
+    assert p.decide([wl("w1", 2), wl("w2", 2), wl("w3", 2)], now=0.0) == (0, None)  # at the maximum
+    idle = [wl("w1", 1), wl("w2", 0, idle_since=0.0)]
+    assert p.decide(idle, now=4.0) == (0, None)  # not idle long enough
+    assert p.decide(idle, now=6.0) == (-1, "w2")
+    with pytest.raises(ValueError):
+        ScalePolicy(min_workers=3, max_workers=2)
+
+
+def test_a_session_brought_to_another_worker_with_its_ticket_renders_in_its_old_style() -> None:
+    """Two workers in-process: the style state one reports for a ticket, placed on the other, is the state the
+    engine's next session there renders with (the front door does exactly this after a worker dies)."""
+    with WorkerServer(renderer=PROBE, port=0) as a, WorkerServer(renderer=PROBE, port=0) as b:
+        assert a.endpoint is not None and b.endpoint is not None
+        a.place("t-1", None)
+        with Client(a.endpoint) as c:
+            c.ticket = "t-1"
+            c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+            blob = a.load()["styles"]["t-1"]
+        b.place("t-2", blob)
+        b.place("t-3", None)
+        with Client(b.endpoint) as moved, Client(b.endpoint) as fresh:
+            moved.ticket, fresh.ticket = "t-2", "t-3"
+            moved.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            fresh.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            assert probe_frame(moved) == 255
+            assert probe_frame(fresh) == 0
+
+
+# ------------------------------------------------------------------------------------------------ on Ray
+ray = pytest.importorskip("ray", reason="the cluster tests need Ray: pip install '.[cluster]'")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """A real Ray cluster of two nodes on this machine (a head and one more), small: the machine is shared."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.add_node(num_cpus=2)
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def kill_worker(door: Any, name: str) -> None:
+    """Kill a worker's process through Ray and wait until the process is gone (``ray.kill`` returns at once, and
+    Ray calls the actor dead a moment before its process has exited)."""
+    import os
+
+    handle = door.worker_handle(name)
+    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    ray.kill(handle, no_restart=True)
+    end = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
+        stat = Path(f"/proc/{pid}/stat").read_text().split() if Path(f"/proc/{pid}/stat").exists() else []
+        if len(stat) > 2 and stat[2] == "Z":
+            break
+        time.sleep(0.02)
+    assert time.monotonic() < end, f"worker {name} (pid {pid}) is still running"
+
+
+@pytest.fixture
+def door(ray_cluster: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    from bridge.cluster.frontdoor import ClusterConfig, FrontDoor
+
+    options: dict[str, Any] = dict(renderer=PROBE, port=0, min_workers=2, max_workers=2, worker_cpus=1,
+                                   report_interval=0.1, record_dir=str(tmp_path))
+    options.update(getattr(request, "param", {}))  # indirect parametrisation: other ClusterConfig options
+    fd = FrontDoor(ClusterConfig(**options))
+    fd.start()
+    try:
+        yield fd
+    finally:
+        fd.stop()
+
+
+def test_hello_at_the_front_door_is_redirected_and_frames_go_to_the_worker(door: Any) -> None:
+    with Client(door.endpoint) as c:
+        w = c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+        workers = {x.endpoint for x in door.loads()}
+        assert c.endpoint in workers and c.endpoint != door.endpoint and c.ticket
+        assert w.renderer.startswith("style-probe/")
+        for _ in range(5):
+            assert probe_frame(c) == 0
+    assert door.counts["placed"] == 1 and door.counts["relayed"] == 0
+
+
+def test_sessions_spread_over_the_workers(door: Any) -> None:
+    clients = [Client(door.endpoint) for _ in range(4)]
+    try:
+        for c in clients:
+            c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+        assert sorted(sum(c.endpoint == x.endpoint for c in clients) for x in door.loads()) == [2, 2]
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_an_engine_that_does_not_follow_redirects_is_relayed(door: Any) -> None:
+    with Client(door.endpoint) as c:
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
+        assert c.endpoint == door.endpoint
+        assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+        assert probe_frame(c) == 255
+    assert door.counts["relayed"] == 1
+
+
+def test_a_hello_no_worker_can_serve_is_refused_with_the_reason(door: Any) -> None:
+    with Client(door.endpoint) as c, pytest.raises(RemoteError) as exc:
+        c.hello((48, 32), [BufferSpec("depth", "r32f")])
+    assert exc.value.name == "BAD_VALUE" and "albedo" in str(exc.value)
+
+
+def test_a_frame_sent_to_the_front_door_gets_no_session(door: Any) -> None:
+    with Client(door.endpoint) as c:
+        c.session = 42
+        with pytest.raises(RemoteError) as exc:
+            probe_frame(c)
+    assert exc.value.name == "NO_SESSION"
+
+
+def test_libnrb_follows_the_redirect(door: Any) -> None:
+    from bridge import _native
+
+    c = _native.Client(endpoint=door.endpoint, render_size=(48, 32), transport="inline", engine="cluster-test",
+                       buffers=[("albedo", "rgba8_srgb")], deadline_ms=200, handshake_timeout_ms=2000)
+    try:
+        shown = 0
+        end = time.monotonic() + 20
+        while shown < 5 and time.monotonic() < end:
+            c.begin()
+            c.tag_buffer("albedo", "rgba8_srgb", ALBEDO)
+            c.submit()
+            shown += c.acquire_result() is not None
+            time.sleep(0.01)
+        assert shown >= 5, c.stats()
+    finally:
+        c.close()
+    assert door.counts["placed"] >= 1 and door.counts["relayed"] == 0
+
+
+def test_a_dead_worker_s_session_is_placed_again_with_its_style(door: Any) -> None:
+    """The worker is killed (Ray kills its process). The engine's next HELLO, with its ticket, is placed on the
+    other worker, which renders it in the style it had: the front door's copy of its style state."""
+    with Client(door.endpoint, timeout=3.0) as c:
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+        assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+        first = c.endpoint
+        end = time.monotonic() + 10
+        while c.ticket not in door.styles and time.monotonic() < end:
+            time.sleep(0.05)
+        victim = next(x.name for x in door.loads() if x.endpoint == first)
+        kill_worker(door, victim)
+        with pytest.raises((TimeoutError, RemoteError)):
+            probe_frame(c, timeout=1.0)
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+        assert c.endpoint != first
+        assert probe_frame(c) == 255
+    assert door.counts["restored"] >= 1
+
+
+@pytest.mark.parametrize("door", [dict(renderer=f"{HERE / 'helpers' / 'fault_renderer.py'}:make", max_in_flight=2)],
+                         indirect=True, ids=["fault-renderer"])
+def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_path: Path) -> None:
+    """libnrb streams frames and one event per frame; its worker is killed mid-stream. The game falls back to its
+    own image, libnrb comes back through the front door, and the events of every frame the dead worker never
+    answered reach the next worker: over both workers' captures each event is answered once, in order."""
+    from test_fault_matrix import Game, answered_events, make_client
+
+    with make_client(door.endpoint, handshake_timeout_ms=2000) as c:
+        g = Game(c)
+        assert g.until(lambda: len(g.shown) >= 20, timeout=20)
+        first = next(x.name for x in door.loads() if x.sessions > 0 or x.placed > 0)
+        kill_worker(door, first)
+        n, fallbacks = len(g.shown), g.fallbacks
+        assert g.until(lambda: len(g.shown) >= n + 20, timeout=20), c.stats()
+        stats = g.settle()
+    assert stats["reconnects"] >= 1 and g.fallbacks > fallbacks
+    second = next(x.name for x in door.loads() if x.name != first)
+    assert answered_events(tmp_path / f"{first}.nrbcap", tmp_path / f"{second}.nrbcap") == g.fired
