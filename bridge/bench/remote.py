@@ -233,7 +233,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _descendants(pid: int) -> list[int]:
-    out = []
+    out: list[int] = []
     try:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
@@ -253,6 +253,8 @@ class Server:
                "--insecure"]  # the address exists only inside the bench's namespaces
         if upscale != 1:
             cmd += ["-o", f"upscale={upscale}"]
+        # libnrb sends only what WELCOME asks for: the passthrough renderer asks for a neural renderer's G-buffers
+        cmd += ["-o", "wants=" + json.dumps(sorted(set(_formats("standard")) | set(_formats("compact"))))]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -355,9 +357,9 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             info = got[1]
             del got
-            t0 = submitted.pop(info["frame_id"], None)
-            if t0 is not None:
-                latency.append((time.perf_counter() - t0) * 1e3)
+            t_begin = submitted.pop(info["frame_id"], None)
+            if t_begin is not None:
+                latency.append((time.perf_counter() - t_begin) * 1e3)
                 received += 1
         elapsed = time.perf_counter() - t_start
         s1 = c.stats()

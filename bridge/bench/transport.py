@@ -241,8 +241,11 @@ class ServerProcess:
     """``nrb serve --renderer passthrough`` in a subprocess."""
 
     def __init__(self, endpoint: str, *extra: str) -> None:
+        # libnrb sends only the buffers WELCOME asks for (protocol section 5.2): the passthrough renderer asks for
+        # the whole benchmark set, as the renderer whose traffic this measures would
+        wants = json.dumps(sorted({n for n, _ in STANDARD + COMPACT}))
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "-q", "serve", "--renderer", "passthrough",
-                                      "--endpoint", endpoint, "--max-in-flight", "4", *extra],
+                                      "--endpoint", endpoint, "--max-in-flight", "4", "-o", f"wants={wants}", *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -480,7 +483,8 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
     inproc_ep = "inproc://nrb-bench"
     inproc = _inproc_server(inproc_ep)
     results: dict[str, Any] = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
-                               "sizes": {}, "quick": quick}
+                               "sizes": {}, "quick": quick, "rounds": ROUNDS_QUICK if quick else ROUNDS,
+                               "load_before": _loadavg()}
     try:
         for (w, h) in sizes:
             key = f"{w}x{h}"
@@ -496,53 +500,97 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
                                      "modes": {}}
             log(f"[{key}] G-buffers {gbytes / 1e6:.1f} MB + output {obytes / 1e6:.1f} MB; memcpy {copy_ms:.2f} ms")
 
-            def record(name: str, r: dict[str, Any], local_copy_ms: float) -> None:
-                s = _summary(r, gbytes + obytes, local_copy_ms)
+            def record(name: str, mode_runs: list[tuple[dict[str, Any], float]],
+                       floor_rounds: dict[str, list[float]]) -> None:
+                merged: dict[str, Any] = {k: [] for k in ("rt", "notify", "write", "server")}
+                for r, _ in mode_runs:
+                    for k in ("rt", "notify", "write", "server"):
+                        merged[k] += r[k]
+                    for part, v in (r.get("server_parts") or {}).items():
+                        merged.setdefault("server_parts", {}).setdefault(part, []).extend(v)
+                local_copy_ms = statistics.median([c for _, c in mode_runs])
+                s = _summary(merged, gbytes + obytes, local_copy_ms)
                 s["memcpy_ms"] = local_copy_ms
-                s.update({k: v for k, v in r.items() if k not in ("rt", "notify", "write", "server", "server_parts")})
+                s.update({k: v for k, v in mode_runs[-1][0].items()
+                          if k not in ("rt", "notify", "write", "server", "server_parts")})
+                # per round: the mode's median over the memcpy next to it, and over its floor in the same round
+                floor = floor_rounds[FLOOR_OF.get(name.split(",")[0].split("+")[0], "memcpy")]
+                x_copy = [statistics.median(r["rt"]) / c for r, c in mode_runs]
+                x_floor = [statistics.median(r["rt"]) / f for (r, _), f in zip(mode_runs, floor)]
+                s.update({"rounds": len(mode_runs), "round_median_ms": [statistics.median(r["rt"]) for r, _ in mode_runs],
+                          "x_memcpy": statistics.median(x_copy), "x_memcpy_rounds": x_copy,
+                          "x_memcpy_spread": _spread(x_copy),
+                          "floor": FLOOR_OF.get(name.split(",")[0].split("+")[0], "memcpy"),
+                          "x_floor": statistics.median(x_floor), "x_floor_spread": _spread(x_floor),
+                          "notify_ms_rounds": [statistics.median(r["notify"]) for r, _ in mode_runs]})
                 entry["modes"][name] = s
                 log(f"[{key}] {name:24s} median {s['median_ms']:7.2f} ms  p99 {s['p99_ms']:7.2f} ms  "
-                    f"{s['gb_per_s']:5.2f} GB/s  {s['x_memcpy']:5.2f}x memcpy | without the server's "
+                    f"{s['gb_per_s']:5.2f} GB/s  {s['x_memcpy']:5.2f}x memcpy (spread {s['x_memcpy_spread']:.2f} over "
+                    f"{len(x_copy)} rounds), {s['x_floor']:.2f}x its floor ({s['floor']}) | without the server's "
                     f"{s['server_ms']:5.2f} ms: {s['transport_ms']:6.2f} ms = {s['transport_x_memcpy']:4.2f}x memcpy,"
                     f" notify {s['notify_ms']:.3f} ms")
 
-            modes: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-                ("python inproc", lambda: bench_pyzmq(inproc_ep, arrays, formats, iters, warmup)),
-                ("python ipc", lambda: bench_pyzmq(ipc.endpoint, arrays, formats, iters, warmup)),
-                ("python tcp", lambda: bench_pyzmq(tcp.endpoint, arrays, formats, iters, warmup)),
-                ("python shm", lambda: bench_pyzmq(ipc.endpoint, arrays, formats, iters, warmup, shm=True)),
+            modes: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+                ("python inproc", lambda n: bench_pyzmq(inproc_ep, arrays, formats, n, warmup)),
+                ("python ipc", lambda n: bench_pyzmq(ipc.endpoint, arrays, formats, n, warmup)),
+                ("python tcp", lambda n: bench_pyzmq(tcp.endpoint, arrays, formats, n, warmup)),
+                ("python shm", lambda n: bench_pyzmq(ipc.endpoint, arrays, formats, n, warmup, shm=True)),
             ]
             if have_native:
                 modes += [
-                    ("libnrb ipc", lambda: bench_native(ipc.endpoint, "inline", arrays, formats, iters, warmup)),
-                    ("libnrb tcp", lambda: bench_native(tcp.endpoint, "inline", arrays, formats, iters, warmup)),
-                    ("libnrb shm", lambda: bench_native(ipc.endpoint, "shm", arrays, formats, iters, warmup)),
-                    ("libnrb shm, headers on ZeroMQ", lambda: bench_native(ipc_nobell.endpoint, "shm", arrays,
-                                                                          formats, iters, warmup)),
-                    ("libnrb tcp, auto -> shm", lambda: bench_native(tcp.endpoint, "auto", arrays, formats, iters,
-                                                                    warmup)),
-                    ("libnrb tcp+lz4", lambda: bench_native(tcp.endpoint, "inline", arrays, formats,
-                                                            max(3, iters // 5), 1, compression="lz4")),
-                    ("libnrb tcp+zstd", lambda: bench_native(tcp.endpoint, "inline", arrays, formats,
-                                                             max(3, iters // 5), 1, compression="zstd")),
+                    ("libnrb ipc", lambda n: bench_native(ipc.endpoint, "inline", arrays, formats, n, warmup)),
+                    ("libnrb tcp", lambda n: bench_native(tcp.endpoint, "inline", arrays, formats, n, warmup)),
+                    ("libnrb shm", lambda n: bench_native(ipc.endpoint, "shm", arrays, formats, n, warmup)),
+                    ("libnrb shm, headers on ZeroMQ", lambda n: bench_native(ipc_nobell.endpoint, "shm", arrays,
+                                                                            formats, n, warmup)),
+                    ("libnrb tcp, auto -> shm", lambda n: bench_native(tcp.endpoint, "auto", arrays, formats, n,
+                                                                      warmup)),
+                    ("libnrb tcp+lz4", lambda n: bench_native(tcp.endpoint, "inline", arrays, formats, n, 1,
+                                                              compression="lz4")),
+                    ("libnrb tcp+zstd", lambda n: bench_native(tcp.endpoint, "inline", arrays, formats, n, 1,
+                                                               compression="zstd")),
                 ]
-            for name, fn in modes:
-                try:
-                    # The machine may be shared: each mode is compared with a memcpy timed right next to it.
-                    before = memcpy_ms(gbytes + obytes, 5)
-                    r = fn()
-                    record(name, r, statistics.median([before, memcpy_ms(gbytes + obytes, 5)]))
-                except Exception as exc:  # one broken mode must not hide the others
-                    entry["modes"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-                    log(f"[{key}] {name}: FAILED: {exc}")
-            floors = {}
-            for name, ep in (("ipc", f"ipc://{tmp}/floor.sock"), ("tcp", "tcp://127.0.0.1:*")):
-                floors[name] = zmq_floor_ms(ep, gbytes, obytes, 5 if quick else 10)
+            # Rounds: every mode and every floor once per round, the order rotated each round, so that whatever
+            # the rest of the machine does hits all of them alike; a mode's verdict uses the spread of its rounds.
+            rounds = ROUNDS_QUICK if quick else ROUNDS
+            per_round = max(3, iters // rounds)
+            runs: dict[str, list[tuple[dict[str, Any], float]]] = {name: [] for name, _ in modes}
+            errors: dict[str, str] = {}
+            floor_rounds: dict[str, list[float]] = {"memcpy": [], "zmq ipc": [], "zmq tcp": [], "tcp socket": []}
+            sock_buf = 0
+            for rnd in range(rounds):
+                k = rnd % len(modes)
+                for name, fn in modes[k:] + modes[:k]:
+                    if name in errors:
+                        continue
+                    try:
+                        # each mode is put next to a memcpy timed right before and after it
+                        before = memcpy_ms(gbytes + obytes, 5)
+                        r = fn(per_round if "+" not in name else max(2, per_round // 3))
+                        runs[name].append((r, statistics.median([before, memcpy_ms(gbytes + obytes, 5)])))
+                    except Exception as exc:  # one broken mode must not hide the others
+                        errors[name] = f"{type(exc).__name__}: {exc}"
+                        log(f"[{key}] {name}: FAILED: {exc}")
+                floor_rounds["memcpy"].append(memcpy_ms(gbytes + obytes, 5))
+                floor_rounds["zmq ipc"].append(zmq_floor_ms(f"ipc://{tmp}/floor.sock", gbytes, obytes, 5))
+                floor_rounds["zmq tcp"].append(zmq_floor_ms("tcp://127.0.0.1:*", gbytes, obytes, 5))
+                sock_ms, sock_buf = tcp_socket_floor_ms(gbytes, obytes, 5)
+                floor_rounds["tcp socket"].append(sock_ms)
+            entry["floor_rounds_ms"] = floor_rounds
+            for name, _ in modes:
+                if name in errors:
+                    entry["modes"][name] = {"error": errors[name]}
+                elif runs[name]:
+                    record(name, runs[name], floor_rounds)
+            floors = {"ipc": statistics.median(floor_rounds["zmq ipc"]),
+                      "tcp": statistics.median(floor_rounds["zmq tcp"])}
+            for name, v in floors.items():
                 log(f"[{key}] plain ZeroMQ over {name}, G-buffer bytes there and the image back: "
-                    f"{floors[name]:.2f} ms = {floors[name] / copy_ms:.2f}x memcpy")
+                    f"{v:.2f} ms = {v / copy_ms:.2f}x memcpy")
             entry["zmq_floor_ms"] = floors
-            sock_ms, sock_buf = tcp_socket_floor_ms(gbytes, obytes, 5 if quick else 10)
-            entry["tcp_socket_floor"] = {"ms": sock_ms, "x_memcpy": sock_ms / copy_ms, "socket_buffer_bytes": sock_buf}
+            sock_ms = statistics.median(floor_rounds["tcp socket"])
+            entry["tcp_socket_floor"] = {"ms": sock_ms, "x_memcpy": sock_ms / copy_ms, "socket_buffer_bytes": sock_buf,
+                                         "spread": _spread(floor_rounds["tcp socket"])}
             log(f"[{key}] plain TCP sockets between two processes (buffers {sock_buf >> 10} KiB), same bytes: "
                 f"{sock_ms:.2f} ms = {sock_ms / copy_ms:.2f}x memcpy")
             standard = compressed_bytes(arrays)
@@ -563,9 +611,44 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, sizes: tuple[tupl
         "libnrb shm": "headers through the doorbell FIFOs (protocol section 7.1); 'headers on ZeroMQ' is the same "
                       "client against `nrb serve --no-doorbell`",
     }
+    results["load_after"] = _loadavg()
     (out / "transport.json").write_text(json.dumps(results, indent=1))
     (out / "transport.md").write_text(markdown(results))
     return results
+
+
+ROUNDS, ROUNDS_QUICK = 5, 3
+#: Above this spread ((max - min) / median of a mode's per-round ratios) a target gets no verdict unless every round
+#: falls on the same side of its limit: the rounds disagree more than the margin being judged.
+SPREAD_LIMIT = 0.25
+#: Each mode's floor, measured in every round next to it: plain ZeroMQ over the same transport for ipc and shm
+#: (shm moves headers only, so its floor is the memcpy), plain TCP sockets for tcp.
+FLOOR_OF = {"python inproc": "memcpy", "python ipc": "zmq ipc", "python tcp": "tcp socket", "python shm": "memcpy",
+            "libnrb ipc": "zmq ipc", "libnrb tcp": "tcp socket", "libnrb shm": "memcpy"}
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def _spread(v: list[float]) -> float:
+    """(max - min) / median: how far apart a mode's rounds are (0 with one round)."""
+    if len(v) < 2:
+        return 0.0
+    med = statistics.median(v)
+    return (max(v) - min(v)) / med if med else 0.0
+
+
+def verdict(values: list[float], limit: float) -> str:
+    """``met`` / ``missed`` from the median of the rounds, or ``no verdict`` when they spread too far for one."""
+    med = statistics.median(values)
+    agree = all(v <= limit for v in values) or all(v > limit for v in values)
+    if _spread(values) > SPREAD_LIMIT and not agree:
+        return f"no verdict: rounds {min(values):.2f}..{max(values):.2f} straddle {limit:g}"
+    return "met" if med <= limit else "missed"
 
 
 #: The targets (mode, measure, limit, what, smallest size it is set for). The round-trip ratios are set for the
@@ -583,14 +666,21 @@ def _targets(e: dict[str, Any]) -> list[str]:
         if not s or "error" in s or pixels < min_pixels:
             continue
         v = s[key]
-        rows.append(f"| {what} | {v:.3f} | {'met' if v <= limit else 'missed'} |")
-    return ["", "| target | measured | |", "|---|---:|---|", *rows] if rows else []
+        rounds = s.get(f"{key}_rounds") or [v]
+        rows.append(f"| {what} | {v:.3f} | {_spread(rounds):.2f} ({len(rounds)} rounds) | {verdict(rounds, limit)} |")
+    return ["", "| target | median of rounds | spread | |", "|---|---:|---:|---|", *rows] if rows else []
 
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = ["# Transport benchmark (`nrb bench transport`)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. Server: `nrb serve --renderer "
+             f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before "
+             f"{res.get('load_before')}, after {res.get('load_after')}. Modes and floors run in {res.get('rounds')} "
+             "interleaved rounds (the order rotated each round); `x memcpy` and `x floor` are medians over the rounds "
+             "of each round's ratio to a reference measured in that round (`x floor`: plain ZeroMQ over ipc for ipc "
+             "modes, plain TCP sockets for tcp modes, the memcpy for shm and inproc), `spread` = (max - min) / "
+             "median of those ratios; a target whose rounds straddle its limit with a spread over "
+             f"{SPREAD_LIMIT:g} gets no verdict. Server: `nrb serve --renderer "
              "passthrough` in another process (in-process for inproc). One frame in flight. A round trip runs from "
              "the engine starting to write its G-buffers for the transport to the rendered image being in its "
              "hands. `x memcpy`: over one plain memcpy of the same bytes (G-buffers in + image out), timed right "
@@ -602,17 +692,19 @@ def markdown(res: dict[str, Any]) -> str:
     for key, e in res["sizes"].items():
         lines += [f"## {key}: {e['gbuffer_bytes'] / 1e6:.1f} MB G-buffers + {e['output_bytes'] / 1e6:.1f} MB image; "
                   f"memcpy {e['memcpy_ms']:.2f} ms", "",
-                  "| mode | round trip median ms | p99 ms | GB/s | x memcpy | server ms | transport ms | "
-                  "transport x memcpy | engine write ms | notify ms | wire bytes/frame |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| mode | round trip median ms | p99 ms | GB/s | x memcpy | spread | x floor (which) | spread | "
+                  "server ms | transport ms | transport x memcpy | engine write ms | notify ms | wire bytes/frame |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, s in e["modes"].items():
             if "error" in s:
-                lines.append(f"| {name} | failed: {s['error']} | | | | | | | | | |")
+                lines.append(f"| {name} | failed: {s['error']} | | | | | | | | | | | | |")
                 continue
             wire = s.get("bytes_sent_per_frame")
             wire_s = f"{wire / 1e6:.2f} MB" if wire and wire > 1e5 else (f"{wire:.0f} B" if wire else "")
             lines.append(f"| {name} | {s['median_ms']:.2f} | {s['p99_ms']:.2f} | {s['gb_per_s']:.2f} | "
-                         f"{s['x_memcpy']:.2f} | {s['server_ms']:.2f} | {s['transport_ms']:.2f} | "
+                         f"{s['x_memcpy']:.2f} | {s.get('x_memcpy_spread', 0):.2f} | "
+                         f"{s.get('x_floor', float('nan')):.2f} ({s.get('floor', '')}) | "
+                         f"{s.get('x_floor_spread', 0):.2f} | {s['server_ms']:.2f} | {s['transport_ms']:.2f} | "
                          f"{s['transport_x_memcpy']:.2f} | {s['write_ms']:.2f} | {s['notify_ms']:.3f} | {wire_s} |")
         lines += _targets(e)
         if e.get("zmq_floor_ms"):

@@ -7,6 +7,10 @@ what went out (byte for byte for 8-bit sRGB inputs). It ignores the style map.
 an image twice as wide and high back (each pixel repeated 2x2). It stands in for the neural renderer's 2x head in
 ``nrb bench remote``, where a remote session sends G-buffers at half the output resolution: the bytes and the
 session's shape are the real ones, and the upscale costs one broadcast copy, not a model.
+
+``wants=[...]`` (buffer names) adds buffers it asks for as optional in WELCOME without using them: engines send
+only the buffers a renderer asks for (docs/protocol.md section 5.2), so a bench that wants a neural renderer's
+traffic through this renderer names that renderer's buffers here.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bridge.protocol import BufferSpec
-from bridge.renderer import Renderer, RenderInputs
+from bridge.protocol import BUFFER_NAMES, BufferSpec
+from bridge.renderer import USUAL_FORMAT, Renderer, RenderInputs
 
 _SOURCES = ("hudless_color", "albedo")
 
@@ -26,13 +30,18 @@ class PassthroughRenderer(Renderer):
 
     name = "passthrough"
 
-    def __init__(self, upscale: int = 1) -> None:
+    def __init__(self, upscale: int = 1, wants: list[str] | None = None) -> None:
         if not isinstance(upscale, int) or isinstance(upscale, bool) or upscale not in (1, 2, 3, 4):
             raise ValueError(f"upscale must be 1, 2, 3 or 4, not {upscale!r}")
+        unknown = [n for n in wants or [] if n not in BUFFER_NAMES]
+        if unknown:
+            raise ValueError(f"wants: {unknown} are not buffer names of protocol section 6.1")
         self.upscale = upscale
+        self.wants = [n for n in wants or [] if n not in _SOURCES]
 
     def optional(self) -> list[BufferSpec]:
-        return [BufferSpec("hudless_color", "rgba8_srgb"), BufferSpec("albedo", "rgba8_srgb")]
+        return [BufferSpec("hudless_color", "rgba8_srgb"), BufferSpec("albedo", "rgba8_srgb"),
+                *(BufferSpec(n, USUAL_FORMAT.get(n, "rgba8")) for n in self.wants)]
 
     def check_offer(self, offered: Mapping[str, str]) -> str | None:
         if not any(s in offered for s in _SOURCES):

@@ -370,6 +370,10 @@ void IoThread::send_frames(TimePoint now) {
       m.events = std::move(out->events);
       m.styles = std::move(out->styles);
       m.result_slot = f.result_slot;
+      // Section 5.2: buffers the renderer did not ask for in WELCOME are not sent.
+      m.buffers.erase(std::remove_if(m.buffers.begin(), m.buffers.end(),
+                                     [&](const wire::BufferDesc& b) { return !contains(wanted_, b.name); }),
+                      m.buffers.end());
 
       // Compression of inline buffers, when negotiated; a buffer that does not shrink is sent raw.
       struct Keep {
@@ -538,6 +542,16 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
   output_ = w.output;
+  wanted_.clear();
+  for (const auto* list : {&w.required, &w.optional}) {
+    for (const wire::BufferSpec& b : *list) {
+      wanted_.push_back(b.name);
+      // the buffers section 5.2 lets a wanted one be derived from
+      if (b.name == "normals") wanted_.insert(wanted_.end(), {"normal_roughness", "normals_oct"});
+      if (b.name == "roughness") wanted_.insert(wanted_.end(), {"normal_roughness", "roughness_metallic"});
+      if (b.name == "metallic") wanted_.push_back("roughness_metallic");
+    }
+  }
   for (const auto& req : w.required) {
     bool have = std::any_of(opts_.buffers.begin(), opts_.buffers.end(),
                             [&](const wire::BufferSpec& b) { return b.name == req.name; });

@@ -99,6 +99,9 @@ class IoThread {
   wire::Compression compression_ = wire::Compression::none;
   bool allow_lz4_ = false, allow_zstd_ = false;
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
+  // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
+  // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).
+  std::vector<std::string> wanted_;
   TimePoint last_recv_{}, last_send_{};
   std::optional<TimePoint> ping_sent_;
   uint64_t ping_nonce_ = 0;

@@ -31,6 +31,7 @@ import zmq
 from bridge.protocol import (
     COMPRESSIONS,
     Buffer,
+    BufferSpec,
     Bye,
     ErrorCode,
     Frame,
@@ -94,8 +95,9 @@ class EventServer:
             fmt = fmt if fmt in ("rgba8", "rgba8_srgb") else "rgba8"
             self.sessions[sid] = {"rid": rid, "compression": tuple(caps), "format": fmt}
             w, h = msg.output_size
-            welcome = Welcome(sid, "event-server/1", caps, [], [], OutputSpec(fmt, w, h), 4,
-                              ["identity", "noir"])
+            # It echoes hudless_color, so it asks for it (libnrb sends only what WELCOME asks for, section 5.2).
+            welcome = Welcome(sid, "event-server/1", caps, [], [BufferSpec("hudless_color", fmt)],
+                              OutputSpec(fmt, w, h), 4, ["identity", "noir"])
             self.log([f"HELLO {sid}"])
             self.send(rid, welcome)
         elif isinstance(msg, Frame):

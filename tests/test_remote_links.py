@@ -1,0 +1,182 @@
+"""Remote sessions (issue 19): fewer bytes both ways, and the bench that measures them on a real shaped link.
+
+What a user would check: libnrb sends only the buffers the renderer asked for in WELCOME; the returned image comes
+back compressed (both codecs) and exact; the passthrough renderer's 2x upscale returns each pixel 2x2; and
+``nrb bench remote`` builds its namespaces, measures, and leaves nothing behind, also when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from serverkit import RunningServer, served
+
+from bridge.protocol import Buffer, BufferSpec
+
+native = pytest.importorskip("bridge._native")
+
+W, H = 128, 64
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    """A compressible engine image: flat 8x8 tiles of colour, like a rendered frame's large flat areas."""
+    yy, xx = np.mgrid[0:H, 0:W] // 8
+    img = np.empty((H, W, 4), np.uint8)
+    img[..., 0] = (xx * 16 + seed) % 256
+    img[..., 1] = (yy * 24) % 256
+    img[..., 2] = np.where((xx + yy) % 2 == 0, 40, 200)
+    img[..., 3] = 255
+    return img
+
+
+@pytest.fixture(scope="module")
+def passthrough(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with served(tmp_path_factory.mktemp("remote"), "--renderer", "passthrough") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def passthrough_wants_depth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with served(tmp_path_factory.mktemp("remote-depth"), "--renderer", "passthrough", "-o",
+                'wants=["depth"]') as srv:
+        yield srv
+
+
+def _client(endpoint: str, **kw: Any) -> Any:
+    opts: dict[str, Any] = {"endpoint": endpoint, "transport": "inline", "render_size": (W, H), "frames_in_flight": 1,
+                            "deadline_ms": 10_000.0, "server_timeout_ms": 20_000, "handshake_timeout_ms": 10_000}
+    opts.update(kw)
+    c = native.Client(**opts)
+    end = time.monotonic() + 20
+    while c.stats()["state"] != "connected":
+        assert time.monotonic() < end, c.last_error
+        time.sleep(0.01)
+    return c
+
+
+def _frame(c: Any, buffers: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+    """Send one frame, wait for its image (a copy)."""
+    fid = c.begin()
+    for name, (fmt, a) in buffers.items():
+        c.tag_buffer(name, fmt, a)
+    c.submit()
+    end = time.monotonic() + 20
+    while True:
+        got = c.acquire_result(with_info=True)
+        if got is not None and got[1]["frame_id"] == fid:
+            return np.array(got[0], copy=True)
+        assert time.monotonic() < end, c.stats()
+        time.sleep(0.002)
+
+
+def _set(seed: int = 0) -> dict[str, tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {"hudless_color": ("rgba8_srgb", _image(seed)),
+            "depth": ("r32f", rng.random((H, W), np.float32)),
+            "normals": ("rgba16f", rng.random((H, W, 4)).astype(np.float16))}
+
+
+def _bytes_per_frame(endpoint: str, frames: int = 3) -> float:
+    specs = [(n, f) for n, (f, _) in _set().items()]
+    with _client(endpoint, buffers=specs) as c:
+        s0 = c.stats()
+        for i in range(frames):
+            _frame(c, _set(i))
+        s1 = c.stats()
+    return (s1["bytes_sent"] - s0["bytes_sent"]) / (s1["frames_sent"] - s0["frames_sent"])
+
+
+def test_libnrb_sends_only_the_buffers_the_renderer_asked_for(passthrough: RunningServer,
+                                                              passthrough_wants_depth: RunningServer) -> None:
+    """The passthrough renderer asks for hudless_color / albedo only: depth and normals (12 of 16 bytes a pixel)
+    never cross the link. Asked for depth too, depth comes (and normals still do not)."""
+    color = W * H * 4
+    only_color = _bytes_per_frame(passthrough.endpoint)
+    assert color <= only_color < color + 4096
+    with_depth = _bytes_per_frame(passthrough_wants_depth.endpoint)
+    assert color + W * H * 4 <= with_depth < color + W * H * 4 + 4096
+
+
+@pytest.mark.parametrize("method", ["lz4", "zstd"])
+def test_the_image_comes_back_compressed_and_exact(passthrough: RunningServer, method: str) -> None:
+    """A session that negotiated a codec gets its image back through it: byte-exact, and fewer bytes than raw."""
+    with _client(passthrough.endpoint, buffers=[("hudless_color", "rgba8_srgb")], compression=method) as c:
+        assert c.stats()["compression"] == method
+        s0 = c.stats()
+        for i in range(3):
+            img = _image(i)
+            out = _frame(c, {"hudless_color": ("rgba8_srgb", img)})
+            assert np.array_equal(out.reshape(img.shape), img)
+        s1 = c.stats()
+    per_result = (s1["bytes_received"] - s0["bytes_received"]) / (s1["results_received"] - s0["results_received"])
+    assert per_result < W * H * 4 / 2
+
+
+def test_the_passthrough_upscale_returns_each_pixel_two_by_two(tmp_path: Path) -> None:
+    from bridge.client import Client
+
+    img = _image(3)
+    with served(tmp_path, "--renderer", "passthrough", "-o", "upscale=2") as srv, Client(srv.endpoint) as c:
+        welcome = c.hello((W, H), [BufferSpec("hudless_color", "rgba8_srgb")], output_size=(2 * W, 2 * H))
+        assert (welcome.output.width, welcome.output.height) == (2 * W, 2 * H)
+        out = c.render([Buffer.from_array("hudless_color", "rgba8_srgb", img)]).output
+        assert out is not None
+        assert np.array_equal(out.array(), np.repeat(np.repeat(img, 2, 0), 2, 1))
+        c.bye()
+
+
+# ------------------------------------------------------------------------------------------------ the bench
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="nrb bench remote builds network namespaces: root only")
+
+
+def _our_namespaces(pid: int) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(f"nrbbench{pid % 100000}")]
+
+
+def _bench(out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bridge", "bench", "remote", "--out", str(out), "--size", "320x180",
+                             "--set", "compact", "--codec", "none", "--in-flight", "2", "--seconds", "1", *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@root_only
+def test_bench_remote_measures_a_shaped_link_and_deletes_its_network(tmp_path: Path) -> None:
+    """A 100 Mbit/s link with 2 ms RTT: the cell's bytes match the compact set's, the fps stays under the link's
+    limit for them, the raw-TCP floor is there, and no namespace is left."""
+    proc = _bench(tmp_path, "--link", "100:2")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert not _our_namespaces(proc.pid)
+    res = json.loads((tmp_path / "remote.json").read_text())
+    (cell,) = res["cells"]
+    assert "error" not in cell, cell
+    assert cell["up_mb"] == pytest.approx(320 * 180 * 22 / 1e6, rel=0.05)  # 4+2+4+4+4+2+2 bytes a pixel
+    assert 0 < cell["fps"] <= cell["limit_fps"] * 1.1
+    assert cell["floor"]["fps"] > 0
+    assert "| 100 Mbit/s, 2 ms RTT |" in (tmp_path / "remote.md").read_text()
+
+
+@root_only
+def test_bench_remote_interrupted_leaves_no_namespace_behind(tmp_path: Path) -> None:
+    proc = _bench(tmp_path, "--link", "1000:2", "--seconds", "30")
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the network is up once it says where it is
+        if "<->" in line:
+            break
+    assert _our_namespaces(proc.pid)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert not _our_namespaces(proc.pid)
