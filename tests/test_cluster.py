@@ -236,3 +236,36 @@ def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_p
     assert stats["reconnects"] >= 1 and g.fallbacks > fallbacks
     second = next(x.name for x in door.loads() if x.name != first)
     assert answered_events(tmp_path / f"{first}.nrbcap", tmp_path / f"{second}.nrbcap") == g.fired
+
+
+def test_curve_keys_and_the_allow_list_guard_the_workers_too(ray_cluster: Any, tmp_path: Path) -> None:
+    """With CurveZMQ the workers use the front door's key pair and allow-list: an allowed engine is placed and
+    renders (redirected, and relayed), while a key that is not on the list gets nothing from a worker even when it
+    knows the worker's endpoint."""
+    from bridge.cluster.frontdoor import ClusterConfig, FrontDoor
+    from bridge.security import client_curve_options, generate_keys
+
+    generate_keys(tmp_path / "server", "server")
+    generate_keys(tmp_path / "clients", "alice")
+    generate_keys(tmp_path / "outside", "mallory")
+    server_key = tmp_path / "server" / "server.key"
+    alice = client_curve_options(server_key, tmp_path / "clients" / "alice.key_secret")
+    mallory = client_curve_options(server_key, tmp_path / "outside" / "mallory.key_secret")
+    fd = FrontDoor(ClusterConfig(renderer=PROBE, port=0, min_workers=1, max_workers=1, report_interval=0.1,
+                                 curve_secret=str(tmp_path / "server" / "server.key_secret"),
+                                 allow_dir=str(tmp_path / "clients")))
+    fd.start()
+    try:
+        worker = fd.loads()[0].endpoint
+        with Client(fd.endpoint, **alice) as c:
+            c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            assert c.endpoint == worker
+            assert probe_frame(c) == 0
+        with Client(fd.endpoint, **alice) as old:
+            old.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
+            assert probe_frame(old, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+        for keys in (mallory, {}):
+            with Client(worker, timeout=1.0, **keys) as intruder, pytest.raises(TimeoutError):
+                intruder.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
+    finally:
+        fd.stop()

@@ -54,7 +54,7 @@ from bridge.server import ServerConfig, _endpoint_host
 
 log = logging.getLogger("nrb.cluster")
 
-#: Style copies kept for tickets whose sessions ended (oldest forgotten first).
+#: Style copies and placements kept per ticket (oldest forgotten first).
 _MAX_STYLE_COPIES = 10000
 #: How long the I/O loop waits for a worker to accept a placement (a dead one fails sooner).
 _PLACE_TIMEOUT_S = 2.0
@@ -140,7 +140,7 @@ class FrontDoor:
         self._lock = threading.Lock()  # workers, styles, tickets
         self.workers: dict[str, _Worker] = {}
         self.styles: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # ticket -> style state
-        self.ticket_worker: dict[str, str] = {}
+        self.ticket_worker: collections.OrderedDict[str, str] = collections.OrderedDict()  # ticket -> worker
         self.counts: collections.Counter[str] = collections.Counter()
         self.endpoint: str | None = None
         self.sock: zmq.Socket[Any] | None = None
@@ -274,6 +274,11 @@ class FrontDoor:
         """The Ray actor of a worker (tests and the benchmark kill one with ``ray.kill``)."""
         with self._lock:
             return self.workers[name].handle
+
+    def placements(self) -> list[tuple[str, str]]:
+        """(ticket, worker name) of every placement, oldest first."""
+        with self._lock:
+            return list(self.ticket_worker.items())
 
     def loads(self) -> list[WorkerLoad]:
         with self._lock:
@@ -479,6 +484,8 @@ class FrontDoor:
             if blob is not None:
                 self.styles[ticket] = blob
             self.ticket_worker[ticket] = chosen.name
+            while len(self.ticket_worker) > _MAX_STYLE_COPIES:
+                self.ticket_worker.popitem(last=False)
         self.counts["placed"] += 1
         self.counts["restored" if blob is not None else "new"] += 1
         if "redirect" in hello.capabilities:

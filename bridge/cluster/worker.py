@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bridge.protocol import Hello
+from bridge.security import ZAP_DOMAIN
 from bridge.server import Server, ServerConfig
 from bridge.session import StylePipeline
 from bridge.style.state import StyleState
@@ -60,6 +61,29 @@ class WorkerServer(Server):
         super().__init__(config, **kw)
         self._placements: dict[str, bytes | None] = {}  # ticket -> style state to restore (None: a new session)
         self.tickets: dict[int, str] = {}  # session id -> ticket
+
+    def bind(self) -> str:
+        """Bind as ``Server`` does; with CurveZMQ, also let the front door's own key in (it relays engines that do
+        not follow redirects, as a client holding the cluster's key pair), now and after every allow-list reload."""
+        endpoint = super().bind()
+        curve = self._curve
+        if curve is not None and not getattr(curve, "_trusts_front_door", False):
+            own = curve.keys.public
+            original = curve.reload
+
+            def trust() -> None:
+                curve.allowed = curve.allowed | {own.decode("ascii")}
+                curve._auth.certs.setdefault(ZAP_DOMAIN, {})[own] = True
+
+            def reload() -> int:
+                n = original()
+                trust()
+                return n
+
+            curve.reload = reload  # type: ignore[method-assign]
+            curve._trusts_front_door = True  # type: ignore[attr-defined]
+            trust()
+        return endpoint
 
     def place(self, ticket: str, blob: bytes | None) -> None:
         with self._work:

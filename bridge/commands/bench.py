@@ -28,6 +28,7 @@ BENCHES: dict[str, str] = {
     "serve": "bridge.bench.serve",
     "grading": "bridge.bench.grading",
     "remote": "bridge.bench.remote",
+    "cluster": "bridge.bench.cluster",
 }
 
 
