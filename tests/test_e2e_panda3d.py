@@ -93,6 +93,15 @@ def test_neural_frames_arrive_and_differ_from_raster(game):
     assert all(r.sent and r.readback_ms > 0 for r in recs)
 
 
+def test_raster_image_follows_the_game_while_the_pack_pass_samples_it(game):
+    # The GPU pack pass samples the game's image for hudless_color; reading that image back once used to leave a RAM
+    # copy that Panda3D uploaded over every later render, so the game's image (window and captures) froze.
+    assert game.nrb.pack is not None
+    first = step_sync(game).raster
+    frames = [step_sync(game).raster for _ in range(3)]
+    assert all(np.abs(f.astype(int) - first.astype(int)).mean() > 0.1 for f in frames)  # the camera walks
+
+
 def test_toggle_switches_sources_within_one_frame(game):
     step_sync(game, 2)
     assert game.step().source == "neural"

@@ -77,7 +77,8 @@ class GameSession:
     def __init__(self, endpoint: str, size: tuple[int, int] = (320, 180), *, fps: float = 30.0,
                  deadline_ms: float = 5000.0, client: str | None = None, timeline: Any = None,
                  show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000,
-                 output_size: tuple[int, int] | None = None, gpu_pack: bool = True) -> None:
+                 output_size: tuple[int, int] | None = None, gpu_pack: bool = True,
+                 frames_in_flight: int = 2) -> None:
         """``size``: the G-buffers' render size; ``output_size``: the window (default: ``size``)."""
         from nrb_panda3d.headless import configure
 
@@ -91,7 +92,8 @@ class GameSession:
         self.base = ShowBase(windowType="offscreen")
         settings = NeuralSettings(endpoint=endpoint, deadline_ms=deadline_ms, client=client, show_stats=show_stats,
                                   enabled=enabled, server_timeout_ms=server_timeout_ms,
-                                  reconnect_backoff_max_ms=250, render_size=size, gpu_pack=gpu_pack)
+                                  reconnect_backoff_max_ms=250, render_size=size, gpu_pack=gpu_pack,
+                                  frames_in_flight=frames_in_flight)
         self.nrb = NeuralRendering(self.base, settings)
         self.game = SampleGame(self.base, self.nrb, dt=1.0 / fps, timeline=timeline)
         self.game.start_task(sort=0)
@@ -122,6 +124,7 @@ class GameSession:
         if not self.base.graphicsEngine.extractTextureData(nrb.scene_tex, self.base.win.getGsg()):
             raise RuntimeError("could not read back the raster image")
         raw = bytes(memoryview(nrb.scene_tex.getRamImage()))
+        nrb.scene_tex.clearRamImage()  # see NeuralRendering.raster_image: a RAM image would be uploaded back
         shown = nrb._last_result if nrb.source == "neural" else None
         return raw, (None if shown is None else shown.pixels)
 
@@ -142,7 +145,8 @@ class GameSession:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             s = self.client.stats()
-            if s.frames_sent + s.frames_dropped >= s.frames_submitted - outstanding and s.in_flight <= outstanding:
+            answered = s.frames_sent - s.in_flight + s.frames_dropped  # sent and answered, or never sent
+            if answered >= s.frames_submitted - outstanding:
                 return True
             time.sleep(0.001)
         return False
@@ -385,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline, client=args.client,
                               timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay,
-                              output_size=args.output_size, gpu_pack=args.gpu_pack)
+                              output_size=args.output_size, gpu_pack=args.gpu_pack,
+                              # lock-step one frame behind: the client holds frame N+1 until N is answered, so
+                              # the server never has a queued frame that a newer one would supersede (skip)
+                              frames_in_flight=1 if args.sync else 2)
         if not session.wait_connected(60.0):
             print(f"nrb demo: no session with {endpoint}: {session.client.last_error()}", file=sys.stderr)
             return 3

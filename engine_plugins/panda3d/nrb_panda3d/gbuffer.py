@@ -256,6 +256,8 @@ class GBufferPass:
             arrays[name] = texture_to_array(tex)
         t1 = time.perf_counter()
         bufs = convert_targets(arrays, self._camera)
+        for tex in self.textures.values():  # the pack pass samples these: see NeuralRendering.raster_image
+            tex.clearRamImage()
         t2 = time.perf_counter()
         return GBufferFrame(bufs, self._camera, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 

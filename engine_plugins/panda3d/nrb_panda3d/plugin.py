@@ -317,7 +317,12 @@ class NeuralRendering:
         gsg = self.base.win.getGsg()
         if not self.base.graphicsEngine.extractTextureData(self.scene_tex, gsg):
             raise RuntimeError("could not read back the raster image")
-        return np.ascontiguousarray(texture_to_array(self.scene_tex))
+        img = np.ascontiguousarray(texture_to_array(self.scene_tex))
+        # A render target that keeps the RAM image it was read into is uploaded back over the next frame's render
+        # when a shader samples it (the pack pass does, for hudless_color): the game's image froze on the first
+        # frame read. Dropping the RAM image keeps the GPU copy authoritative.
+        self.scene_tex.clearRamImage()
+        return img
 
     def neural_image(self) -> np.ndarray | None:
         """The neural image shown on the last frame (as received, display-encoded), or None."""

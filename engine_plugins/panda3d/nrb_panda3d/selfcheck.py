@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         packed = {f"pk_{k}": np.array(v[1]) for k, v in pack.read().buffers.items()}
         base.graphicsEngine.extractTextureData(color, base.win.getGsg())
         packed["raster_color"] = np.ascontiguousarray(texture_to_array(color))
+        color.clearRamImage()
     cam = frame.camera
     arrays = {f"buf_{k}": v[1] for k, v in frame.buffers.items()}
     fmts = {f"fmt_{k}": np.array(v[0]) for k, v in frame.buffers.items()}
