@@ -37,8 +37,9 @@ bool scope_from(const String& scope, nrb_scope* out) {
 
 // --- event params: a Dictionary as libnrb's typed params (nrb_params encodes and checks them; no msgpack here) ----
 // Adds `v` as the value of `key` (nullptr inside an array). Returns the first failing status; libnrb enforces
-// section 3.2 (depth <= 8, <= 4096 bytes, str keys) at the value that breaks it and says why in nrb_last_error(NULL).
-nrb_status put_variant(nrb_params* p, const char* key, const Variant& v) {
+// section 3.2 (depth <= 8, <= 4096 bytes, UTF-8 keys) at the value that breaks it and says why in
+// nrb_last_error(NULL). A Dictionary key that is not a string is refused here (*bad_key set).
+nrb_status put_variant(nrb_params* p, const char* key, const Variant& v, bool* bad_key) {
   switch (v.get_type()) {
     case Variant::NIL: return nrb_params_set_nil(p, key);
     case Variant::BOOL: return nrb_params_set_bool(p, key, static_cast<bool>(v) ? 1 : 0);
@@ -59,8 +60,11 @@ nrb_status put_variant(nrb_params* p, const char* key, const Variant& v) {
       const Array keys = d.keys();
       for (int64_t i = 0; st == NRB_OK && i < keys.size(); ++i) {
         const Variant k = keys[i];
-        if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) return NRB_ERROR_INVALID_ARGUMENT;
-        st = put_variant(p, String(k).utf8().get_data(), d[k]);
+        if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) {
+          *bad_key = true;
+          return NRB_ERROR_INVALID_ARGUMENT;
+        }
+        st = put_variant(p, String(k).utf8().get_data(), d[k], bad_key);
       }
       return st == NRB_OK ? nrb_params_end(p) : st;
     }
@@ -68,7 +72,7 @@ nrb_status put_variant(nrb_params* p, const char* key, const Variant& v) {
       if (v.get_type() >= Variant::ARRAY) {  // Array and the Packed*Array types
         const Array a = v;
         nrb_status st = nrb_params_begin_array(p, key);
-        for (int64_t i = 0; st == NRB_OK && i < a.size(); ++i) st = put_variant(p, nullptr, a[i]);
+        for (int64_t i = 0; st == NRB_OK && i < a.size(); ++i) st = put_variant(p, nullptr, a[i], bad_key);
         return st == NRB_OK ? nrb_params_end(p) : st;
       }
       const CharString s = String(v).utf8();  // vectors, colours, ...: their text form
@@ -408,15 +412,20 @@ bool NRBClient::fire_event(const String& name, const Dictionary& params, const S
   }
   nrb_params* p = nullptr;
   nrb_status st = nrb_params_create(&p);
+  bool bad_key = false;
   const Array keys = params.keys();
   for (int64_t i = 0; st == NRB_OK && i < keys.size(); ++i) {
     const Variant k = keys[i];
-    if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) st = NRB_ERROR_INVALID_ARGUMENT;
-    else st = put_variant(p, String(k).utf8().get_data(), params[k]);
+    if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) {
+      bad_key = true;
+      st = NRB_ERROR_INVALID_ARGUMENT;
+    } else {
+      st = put_variant(p, String(k).utf8().get_data(), params[k], &bad_key);
+    }
   }
   if (st != NRB_OK) {
-    const char* why = nrb_last_error(nullptr);
-    error_ = String("event params: ") + (why != nullptr && *why != 0 ? String::utf8(why) : String("keys must be strings"));
+    error_ = bad_key ? String("event params: keys must be strings")
+                     : String("event params: ") + String::utf8(nrb_last_error(nullptr));
     nrb_params_destroy(p);
     return false;
   }
