@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 
 namespace nrb::detail {
@@ -48,6 +49,54 @@ const char* state_name(int s) {
 }
 
 }  // namespace
+
+CompressPool::CompressPool(unsigned threads) {
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { worker(); });
+}
+
+CompressPool::~CompressPool() {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void CompressPool::worker() {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(m_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || (jobs_ && generation_ != seen && next_ < jobs_->size()); });
+    if (stop_) return;
+    seen = generation_;
+    while (jobs_ && next_ < jobs_->size()) {
+      std::function<void()>& job = (*jobs_)[next_++];
+      lock.unlock();
+      job();
+      lock.lock();
+      if (++finished_ == jobs_->size()) done_cv_.notify_all();
+    }
+  }
+}
+
+void CompressPool::run_all(std::vector<std::function<void()>>& jobs) {
+  if (jobs.empty()) return;
+  std::unique_lock<std::mutex> lock(m_);
+  jobs_ = &jobs;
+  next_ = finished_ = 0;
+  ++generation_;
+  cv_.notify_all();
+  while (next_ < jobs.size()) {  // the caller takes jobs too
+    std::function<void()>& job = jobs[next_++];
+    lock.unlock();
+    job();
+    lock.lock();
+    ++finished_;
+  }
+  done_cv_.wait(lock, [&] { return finished_ == jobs.size(); });
+  jobs_ = nullptr;
+}
 
 IoThread::IoThread(const ClientOptions& opts, Pipeline& pipeline, Logger log)
     : opts_(opts),
@@ -371,9 +420,11 @@ void IoThread::send_frames(TimePoint now) {
       m.styles = std::move(out->styles);
       m.result_slot = f.result_slot;
       // Section 5.2: buffers the renderer did not ask for in WELCOME are not sent.
-      m.buffers.erase(std::remove_if(m.buffers.begin(), m.buffers.end(),
-                                     [&](const wire::BufferDesc& b) { return !contains(wanted_, b.name); }),
-                      m.buffers.end());
+      // A renderer that lists nothing did not say (section 5.2): it gets everything offered.
+      if (!wanted_.empty())
+        m.buffers.erase(std::remove_if(m.buffers.begin(), m.buffers.end(),
+                                       [&](const wire::BufferDesc& b) { return !contains(wanted_, b.name); }),
+                        m.buffers.end());
 
       // Compression of inline buffers, when negotiated; a buffer that does not shrink is sent raw.
       struct Keep {
@@ -383,17 +434,36 @@ void IoThread::send_frames(TimePoint now) {
       auto keep = std::make_shared<Keep>();
       keep->resources = f.resources;
       if (compression_ != wire::Compression::none) {
-        keep->compressed.reserve(m.buffers.size());
+        // Every buffer at once on the compression pool (the I/O thread works too); results kept in order.
+        keep->compressed.resize(m.buffers.size());
         int level = opts_.compression_level;
         if (level == 0 && compression_ == wire::Compression::zstd) level = 1;
-        for (wire::BufferDesc& b : m.buffers) {
+        if (!compress_pool_) {
+          unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+          compress_pool_ = std::make_unique<CompressPool>(std::min(3u, cores > 1 ? cores - 1 : 0u));
+        }
+        std::vector<std::function<void()>> jobs;
+        std::vector<std::string> errors(m.buffers.size());
+        for (size_t i = 0; i < m.buffers.size(); ++i) {
+          const wire::BufferDesc& b = m.buffers[i];
           if (!b.is_inline() || !b.data) continue;
-          std::vector<uint8_t> c = wire::compress(compression_, b.data, b.size, level);
-          if (c.size() >= b.size) continue;
-          keep->compressed.push_back(std::move(c));
+          jobs.emplace_back([&, i, level] {
+            try {
+              keep->compressed[i] = wire::compress(compression_, m.buffers[i].data, m.buffers[i].size, level);
+            } catch (const std::exception& e) {
+              errors[i] = e.what();
+            }
+          });
+        }
+        compress_pool_->run_all(jobs);
+        for (size_t i = 0; i < m.buffers.size(); ++i) {
+          if (!errors[i].empty()) throw std::runtime_error(errors[i]);
+          wire::BufferDesc& b = m.buffers[i];
+          const std::vector<uint8_t>& c = keep->compressed[i];
+          if (c.empty() || c.size() >= b.size) continue;  // a buffer that does not shrink goes raw
           b.compression = compression_;
-          b.payload = keep->compressed.back().data();
-          b.payload_size = keep->compressed.back().size();
+          b.payload = c.data();
+          b.payload_size = c.size();
         }
       }
 

@@ -22,6 +22,8 @@
 #include <zmq.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +36,29 @@
 #include "shm_pool.hpp"
 
 namespace nrb::detail {
+
+// A few threads that compress one frame's buffers in parallel (libzstd and liblz4 each use one core per call, and
+// a 1080p G-buffer set takes 50-130 ms on one core). The I/O thread hands a frame's jobs over and works on them
+// too; its own wait is bounded by the slowest buffer instead of the sum of them all.
+class CompressPool {
+ public:
+  explicit CompressPool(unsigned threads);
+  ~CompressPool();
+  CompressPool(const CompressPool&) = delete;
+  CompressPool& operator=(const CompressPool&) = delete;
+  // Runs every job (on the pool and on the calling thread) and returns when all are done.
+  void run_all(std::vector<std::function<void()>>& jobs);
+
+ private:
+  void worker();
+  std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::function<void()>>* jobs_ = nullptr;
+  size_t next_ = 0, finished_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
 
 class IoThread {
  public:
@@ -106,6 +131,7 @@ class IoThread {
   std::optional<TimePoint> ping_sent_;
   uint64_t ping_nonce_ = 0;
 
+  std::unique_ptr<CompressPool> compress_pool_;  // made with the first compressed frame
   std::thread thread_;  // last: started after everything above is initialised
 };
 
