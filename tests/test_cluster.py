@@ -269,3 +269,25 @@ def test_curve_keys_and_the_allow_list_guard_the_workers_too(ray_cluster: Any, t
                 intruder.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
     finally:
         fd.stop()
+
+
+@pytest.mark.parametrize("door", [dict(min_workers=1, max_workers=2, sessions_per_worker=1, idle_s=0.5)],
+                         indirect=True, ids=["scaling"])
+def test_a_worker_is_added_under_load_and_removed_when_idle(door: Any) -> None:
+    def live_until(n: int) -> bool:
+        end = time.monotonic() + 60
+        while len(door.loads()) != n and time.monotonic() < end:
+            time.sleep(0.1)
+        return len(door.loads()) == n
+
+    assert len(door.loads()) == 1
+    with Client(door.endpoint) as c:
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+        assert live_until(2)  # one session per worker reached: a second worker
+        with Client(door.endpoint) as d:
+            d.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            assert d.endpoint != c.endpoint  # placed on the new, empty worker
+            d.bye()
+        c.bye()
+    assert live_until(1)  # idle: back to the minimum
+    assert door.counts["workers_added"] == 2 and door.counts["workers_removed"] == 1

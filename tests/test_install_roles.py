@@ -25,7 +25,7 @@ from serverkit import served
 ROOT = Path(__file__).resolve().parents[1]
 #: Packages only the extras bring (import names).
 OPTIONAL = ["torch", "onnx", "onnxruntime", "mitsuba", "panda3d", "direct", "PIL", "matplotlib", "imageio",
-            "imageio_ffmpeg", "tqdm", "skimage", "flip_evaluator", "prometheus_client"]
+            "imageio_ffmpeg", "tqdm", "skimage", "flip_evaluator", "prometheus_client", "ray"]
 BLOCK = textwrap.dedent(f"""
     import importlib.abc, sys
     class _Missing(importlib.abc.MetaPathFinder):
@@ -45,7 +45,8 @@ def test_the_core_dependencies_are_the_codec_and_the_client_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert sorted(project["dependencies"]) == ["lz4", "msgpack", "numpy", "pyzmq", "zstandard"]
     extras = project["optional-dependencies"]
-    assert {"server", "train", "panda3d", "all", "test"} <= set(extras)
+    assert {"server", "train", "panda3d", "cluster", "all", "test"} <= set(extras)
+    assert any(d.startswith("ray") for d in extras["cluster"]) and "cluster" in extras["all"][0]
     assert any(d.startswith("torch") for d in extras["train"])
     assert "onnxruntime" in extras["server"] and "panda3d" in extras["panda3d"]
 
@@ -53,7 +54,8 @@ def test_the_core_dependencies_are_the_codec_and_the_client_only() -> None:
 def test_nrb_lists_every_command_without_the_extras() -> None:
     out = _nrb_without_extras("--help")
     assert out.returncode == 0, out.stderr
-    for command in ("serve", "record", "replay", "inspect", "demo", "bench", "keys", "data", "train", "export"):
+    for command in ("serve", "record", "replay", "inspect", "demo", "bench", "keys", "data", "train", "export",
+                    "router"):
         assert command in out.stdout
 
 
@@ -61,6 +63,7 @@ def test_nrb_lists_every_command_without_the_extras() -> None:
     (["inspect", "capture.nrbcap"], "server"),
     (["train", "--steps", "1"], "train"),
     (["export", "x.pt", "--out", "x.onnx"], "train"),
+    (["router", "--port", "0"], "cluster"),
 ])
 def test_a_command_whose_role_is_not_installed_names_the_extra(argv: list[str], extra: str) -> None:
     out = _nrb_without_extras(*argv)
