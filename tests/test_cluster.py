@@ -81,13 +81,101 @@ def test_a_session_brought_to_another_worker_with_its_ticket_renders_in_its_old_
             assert probe_frame(fresh) == 0
 
 
+# ------------------------------------------------------------------------------------------------ libnrb, no Ray
+class RedirectingDoor:
+    """A minimal front door (protocol section 5.10) in a thread: it answers every HELLO with a redirect to
+    ``target`` and keeps the HELLOs it got, so a test sees what libnrb brings back to the front door."""
+
+    def __init__(self, target: str) -> None:
+        import threading
+
+        import zmq
+
+        from bridge.protocol import OutputSpec, Redirect, Welcome, decode, encode
+
+        self.target = target
+        self.hellos: list[Any] = []
+        self._stop = threading.Event()
+        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.endpoint = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                if not self.sock.poll(20):
+                    continue
+                rid, *frames = self.sock.recv_multipart()
+                hello = decode(frames)
+                self.hellos.append(hello)
+                ticket = f"t-{len(self.hellos)}"
+                self.sock.send_multipart([rid, *encode(Welcome(
+                    1, "door/0", [], [], [], OutputSpec("rgba8_srgb", 48, 32), 1, ["identity"],
+                    redirect=Redirect(self.target, ticket)))])
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.close(0)
+
+
+def test_libnrb_goes_back_to_the_front_door_with_its_ticket_when_its_worker_goes() -> None:
+    """libnrb follows a redirect to a worker (the same HELLO, plus the ticket), and when that worker goes away it
+    returns to the front door, not to the worker, bringing the ticket so the front door can restore its style."""
+    from bridge import _native
+
+    worker = WorkerServer(renderer=PROBE, port=0).start()
+    assert worker.endpoint is not None
+    door = RedirectingDoor(worker.endpoint)
+    c = _native.Client(endpoint=door.endpoint, render_size=(48, 32), transport="inline", engine="redirect-test",
+                       buffers=[("albedo", "rgba8_srgb")], deadline_ms=200, handshake_timeout_ms=2000,
+                       server_timeout_ms=500, ping_interval_ms=100, reconnect_backoff_min_ms=20)
+
+    def shown_frames(n: int) -> bool:
+        shown, end = 0, time.monotonic() + 20
+        while shown < n and time.monotonic() < end:
+            c.begin()
+            c.tag_buffer("albedo", "rgba8_srgb", ALBEDO)
+            c.submit()
+            shown += c.acquire_result() is not None
+            time.sleep(0.01)
+        return shown >= n
+
+    try:
+        assert shown_frames(3), c.stats()
+        first = door.hellos[0]
+        assert "redirect" in first.capabilities and first.ticket is None
+        assert len(worker.tickets) == 1 and list(worker.tickets.values()) == ["t-1"]  # the worker got the ticket
+        worker.stop()
+        end = time.monotonic() + 20
+        while len(door.hellos) < 2 and time.monotonic() < end:
+            c.begin()
+            c.tag_buffer("albedo", "rgba8_srgb", ALBEDO)
+            c.submit()
+            c.acquire_result()
+            time.sleep(0.01)
+        assert len(door.hellos) >= 2, c.stats()
+        assert door.hellos[1].ticket == "t-1"  # back at the front door, with the last ticket
+    finally:
+        c.close()
+        door.close()
+        worker.stop()
+
+
 # ------------------------------------------------------------------------------------------------ on Ray
-ray = pytest.importorskip("ray", reason="the cluster tests need Ray: pip install '.[cluster]'")
+try:
+    import ray
+except ModuleNotFoundError:  # the tests below skip; the ones above run without Ray
+    ray = None
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     """A real Ray cluster of two nodes on this machine (a head and one more), small: the machine is shared."""
+    if ray is None:
+        pytest.skip("the cluster tests need Ray: pip install '.[cluster]'")
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
