@@ -379,3 +379,35 @@ def test_a_worker_is_added_under_load_and_removed_when_idle(door: Any) -> None:
         c.bye()
     assert live_until(1)  # idle: back to the minimum
     assert door.counts["workers_added"] == 2 and door.counts["workers_removed"] == 1
+
+
+def test_nrb_router_serves_engines_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """``nrb router`` as a user runs it: it starts Ray and its workers, prints where it listens, places an engine's
+    session, and on Ctrl-C stops its workers and exits 0."""
+    if ray is None:
+        pytest.skip("nrb router needs Ray: pip install '.[cluster]'")
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    log = tmp_path / "router.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "router", "--port", "0", "--renderer", PROBE,
+                                 "--min-workers", "1", "--max-workers", "1"], stdout=subprocess.PIPE, stderr=err,
+                                text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until it serves (or exits)
+        assert "listening on" in line, log.read_text()[-2000:]
+        endpoint = line.split("listening on", 1)[1].split()[0]
+        with Client(endpoint, timeout=10.0) as c:
+            c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
+            assert c.endpoint != endpoint
+            assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -191,10 +191,11 @@ class FrontDoor:
         self.stop()
 
     def serve_forever(self) -> None:
-        """``nrb router``: serve until SIGINT/SIGTERM."""
+        """``nrb router``: serve until SIGINT/SIGTERM (starting first unless ``start()`` was called)."""
         import signal
 
-        self.start()
+        if not self._threads:
+            self.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda signum, frame: self._stop.set())
