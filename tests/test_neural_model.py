@@ -150,7 +150,7 @@ def test_shipped_model_is_small_and_renders_through_the_neural_renderer() -> Non
     onnx_path, pt_path = WEIGHTS / "default_temporal.onnx", WEIGHTS / "default.pt"
     assert onnx_path.is_file() and (WEIGHTS / "default.onnx").is_file() and pt_path.is_file()
     total = sum(p.stat().st_size for p in WEIGHTS.iterdir() if p.is_file())
-    assert total < 8 * 2**20
+    assert total < 10 * 2**20  # 1x fp32 (single frame, temporal), its int8 copy, the 2x model, checkpoints
     r = load_renderer("bridge.renderers.neural:factory")
     assert r.check_offer({"albedo": "rgba8_srgb", "normals": "rgba16f", "linear_depth": "r32f"}) is None
     assert r.check_offer({"albedo": "rgba8_srgb"}) is not None
