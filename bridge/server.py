@@ -66,6 +66,7 @@ from bridge.protocol import (
     Welcome,
     encode,
     error_message,
+    inflate,
     message_from_header,
     parse_header,
 )
@@ -1066,8 +1067,10 @@ class Server:
             self._count("backlog_held")
             raise _HoldInput()
         pool = sess.hello.shm if sess.pool is not None else None
+        # compressed payloads stay compressed here: the render worker inflates them (one session's decompression
+        # must not hold up every other session's traffic on this thread), and never for a superseded frame
         msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
-                                  max_frame_bytes=sess.frame_bytes)
+                                  max_frame_bytes=sess.frame_bytes, defer_decompression=True)
         assert isinstance(msg, Frame)
         self._validate_frame(sess, msg)
         decode_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -1328,8 +1331,13 @@ class Server:
             except ShmShrunk as exc:
                 self._pool_shrunk(sess, item, exc)
                 return
+        try:
+            inflate_ms = inflate(frame.buffers)
+        except ProtocolError as exc:  # a corrupt compressed payload: this frame's answer; the session goes on
+            self._payload_corrupt(sess, item, exc)
+            return
         t = self._apply(sess, item)
-        timing = Timing(queue_ms=queue_ms, decode_ms=item.decode_ms)
+        timing = Timing(queue_ms=queue_ms, decode_ms=item.decode_ms + inflate_ms)
 
         def elapsed(since: int) -> float:
             return (time.perf_counter_ns() - since) / 1e6
@@ -1420,6 +1428,16 @@ class Server:
         err = self._send_error(item.routing_id, ProtocolError(ErrorCode.RENDER_FAILED, f"renderer {what}: {detail}"),
                                sess.id, frame.frame, sess.doorbell)
         self._record_result(sess, frame.frame, "error", [encode(err)[0]], digest, timing, err.message)
+
+    def _payload_corrupt(self, sess: Session, item: QueuedFrame, exc: ProtocolError) -> None:
+        """A compressed payload that does not decompress to its announced size (found on the render worker):
+        the frame is answered with that error instead of a RESULT; its events and style commands still apply."""
+        self._count(None, sess, stat="rejected")
+        item.frame = dataclasses.replace(item.frame, buffers=[])
+        self._apply(sess, item)
+        sess.answered_current = True
+        err = self._send_error(item.routing_id, exc, sess.id, item.frame.frame, sess.doorbell)
+        self._record_result(sess, item.frame.frame, "error", [encode(err)[0]], None, Timing(), err.message)
 
     def _pool_shrunk(self, sess: Session, item: QueuedFrame, exc: ShmShrunk) -> None:
         """The engine shrank its shared-memory pool (docs/protocol.md section 7 rule 5): answer the frame with

@@ -180,3 +180,27 @@ def test_bench_remote_interrupted_leaves_no_namespace_behind(tmp_path: Path) -> 
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert not _our_namespaces(proc.pid)
+
+
+def test_a_corrupt_compressed_payload_is_answered_from_the_render_worker_and_the_server_keeps_serving(
+        passthrough: RunningServer) -> None:
+    """Decompression happens on the render worker now: a FRAME whose lz4 payload is garbage still gets its
+    PAYLOAD_MISMATCH (naming the buffer), and the next good frame of the same session renders."""
+    from bridge.client import Client, RemoteError
+    from bridge.protocol import Frame, encode
+
+    img = _image(5)
+    with Client(passthrough.endpoint) as c:
+        c.hello((W, H), [BufferSpec("hudless_color", "rgba8_srgb")], capabilities=["lz4"])
+        good = Buffer.from_array("hudless_color", "rgba8_srgb", img, compression="lz4")
+        fid = c.next_frame
+        c.next_frame += 1
+        wire = encode(Frame(c.session, fid, time.monotonic_ns(), 0.016, 1000.0, [good]))
+        wire[1] = bytes(wire[1])[:20] + b"\x00" * 40  # a broken lz4 frame
+        c.send_raw(wire)
+        with pytest.raises(RemoteError, match="PAYLOAD_MISMATCH") as err:
+            c.result(fid, timeout=10)
+        assert "hudless_color" in str(err.value)
+        out = c.render([good]).output
+        assert out is not None and np.array_equal(out.array(), img)
+        c.bye()
