@@ -249,6 +249,10 @@ def test_an_engine_that_does_not_follow_redirects_is_relayed(door: Any) -> None:
         assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
         assert probe_frame(c) == 255
     assert door.counts["relayed"] == 1
+    end = time.monotonic() + 10  # the engine went away without BYE: its relay closes, its worker frees the session
+    while (door.counts["relays_closed"] < 1 or sum(x.sessions for x in door.loads())) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert door.counts["relays_closed"] == 1 and sum(x.sessions for x in door.loads()) == 0
 
 
 def test_a_hello_no_worker_can_serve_is_refused_with_the_reason(door: Any) -> None:

@@ -146,6 +146,10 @@ class FrontDoor:
         self.sock: zmq.Socket[Any] | None = None
         self._curve: ServerCurve | None = None
         self._relays: dict[bytes, _Relay] = {}
+        # relayed engines' connections (I/O thread only): descriptor -> routing id, and the ROUTER's monitor, so a
+        # relay ends when its engine's connection closes (as nrb serve frees a vanished engine's sessions)
+        self._fd_owner: dict[int, bytes] = {}
+        self._monitor: zmq.Socket[Any] | None = None
         self._names = itertools.count(1)
         self._session_ids = itertools.count(random.randrange(1, 1 << 31))
         self._stop = threading.Event()
@@ -359,6 +363,7 @@ class FrontDoor:
             self.endpoint = f"tcp://{cfg.host}:{cfg.port}"
             sock.bind(self.endpoint)
         self.sock = sock
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
 
     def _send(self, rid: bytes, msg: Any) -> None:
         assert self.sock is not None
@@ -372,6 +377,8 @@ class FrontDoor:
         sock = self.sock
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 for rid, relay in list(self._relays.items()):
@@ -381,6 +388,8 @@ class FrontDoor:
                         del self._relays[rid]
                         self._send(rid, Bye(None, "worker lost"))
                 ready = dict(poller.poll(50))
+                if self._monitor is not None and self._monitor in ready:
+                    self._drain_monitor(poller)
                 if sock in ready:
                     for _ in range(256):
                         try:
@@ -406,11 +415,43 @@ class FrontDoor:
             for relay in self._relays.values():
                 relay.sock.close(0)
             self._relays.clear()
+            if self._monitor is not None:
+                sock.disable_monitor()
+                self._monitor.close(0)
+                self._monitor = None
             sock.close(0)
             self.sock = None
             if self._curve is not None:
                 self._curve.close()
                 self._curve = None
+
+    def _drain_monitor(self, poller: zmq.Poller) -> None:
+        """A relayed engine's connection closed: close its relay, so its worker ends the session at once."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event.get("event") == zmq.EVENT_DISCONNECTED:
+                rid = self._fd_owner.pop(int(event.get("value", -1)), None)
+                relay = self._relays.pop(rid, None) if rid is not None else None
+                if relay is not None:
+                    poller.unregister(relay.sock)
+                    relay.sock.close(0)
+                    self.counts["relays_closed"] += 1
+
+    def _note_relayed_peer(self, rid: bytes, frames: list[Any], poller: zmq.Poller) -> None:
+        """Remember the connection descriptor a relayed engine talks on (see ``Server._note_peer``)."""
+        try:
+            fd = frames[0].get(zmq.SRCFD) if frames else -1
+        except (zmq.ZMQError, AttributeError, TypeError, ValueError):
+            return
+        if not isinstance(fd, int) or fd < 0 or self._fd_owner.get(fd) == rid:
+            return
+        self._drain_monitor(poller)  # a reused descriptor's old DISCONNECTED first
+        self._fd_owner[fd] = rid
 
     def _on_message(self, parts: list[Any], poller: zmq.Poller) -> None:
         rid, frames = parts[0].bytes, parts[1:]
@@ -422,6 +463,8 @@ class FrontDoor:
             if not self._curve.is_allowed(user):
                 return
         relay = self._relays.get(rid)
+        if relay is not None:
+            self._note_relayed_peer(rid, frames, poller)
         try:
             header = parse_header(frames[0]) if frames else None
             if header is None:
@@ -442,6 +485,8 @@ class FrontDoor:
                 self._on_hello(rid, msg, poller)
             except ProtocolError as err:
                 self._send(rid, error_message(err))
+            if rid in self._relays:
+                self._note_relayed_peer(rid, frames, poller)
         elif isinstance(msg, Ping):
             self._send(rid, Pong(msg.nonce, msg.time_ns))
         elif isinstance(msg, (Bye, Pong, Error)):
