@@ -17,7 +17,7 @@ import pytest
 
 from bridge.renderer import RenderInputs, worker_context
 from bridge.renderers import ort_session
-from bridge.renderers.neural import DEFAULT_MODEL, NeuralRenderer
+from bridge.renderers.neural import NeuralRenderer
 from bridge.renderers.onnx_renderer import OnnxRenderer, example_model
 from bridge.renderers.ort_session import (
     CPU,
@@ -173,7 +173,7 @@ def test_both_renderers_share_one_cache_with_spinning_off_and_full_optimisation(
         assert opts.intra_op_num_threads == 2
     # a second instance (the next engine session) reuses the model's session instead of loading it again
     assert NeuralRenderer(device="cpu", threads=2).session is neural.session
-    assert get_session(DEFAULT_MODEL, threads=2, device=select_device("cpu")) is neural.session
+    assert get_session(neural.path, threads=2, device=select_device("cpu")) is neural.session
 
 
 def test_sessions_are_per_render_worker_and_thread_budget(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, current_worker, linear_to_srgb, to_srgb8
-from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model
+from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model, select_device
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
 DEFAULT_MODEL = WEIGHTS / "default_temporal.onnx"
@@ -43,11 +43,11 @@ INT8_MODEL = WEIGHTS / "default_temporal_int8.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def default_model(precision: str = "auto") -> Path:
+def default_model(precision: str = "auto", gpu: bool = False) -> Path:
     """The shipped graph for ``precision``: ``fp32``, ``int8`` (raises ValueError when it is not shipped or was
     quantized from another fp32 graph than the shipped one) or ``auto``: the int8 graph when that one is valid
     and its quantize step measured it faster than fp32 (``nrb_int8_time_ratio`` < 1 in its metadata), else
-    fp32."""
+    fp32; always fp32 for a ``gpu`` (the int8 speed was measured on a CPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "fp32":
@@ -57,7 +57,7 @@ def default_model(precision: str = "auto") -> Path:
         if why:
             raise ValueError(f"precision=int8: {why}")
         return INT8_MODEL
-    return INT8_MODEL if not why and ratio < 1.0 else DEFAULT_MODEL
+    return INT8_MODEL if not why and ratio < 1.0 and not gpu else DEFAULT_MODEL
 
 
 def _int8_status() -> tuple[float, str]:
@@ -111,7 +111,9 @@ class NeuralRenderer(Renderer):
 
     def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None,
                  device: str = "cpu", precision: str = "auto") -> None:
-        path = Path(model) if model is not None else default_model(precision)
+        if model is None:
+            gpu = precision == "auto" and select_device(device).on_gpu
+        path = Path(model) if model is not None else default_model(precision, gpu)
         if not path.is_file():
             raise ValueError(
                 f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
