@@ -1,7 +1,7 @@
 """The ``neural`` renderer: the shipped style-conditioned network, on ONNX Runtime, with a temporal path.
 
-It runs ``neural_renderer/weights/default_temporal.onnx`` (see ``neural_renderer.export`` for the graph
-contract): each frame feeds the G-buffers, the style map, the motion vectors and the previous frame's output
+It runs ``neural_renderer/weights/default_temporal.onnx`` or its int8 copy (``precision`` below; see
+``neural_renderer.export`` for the graph contract): each frame feeds the G-buffers, the style map, the motion vectors and the previous frame's output
 and depth, which the graph reprojects and masks by a depth test before the network sees them. Without motion
 vectors, after a ``reset()`` (camera cut) or when the size changes, the history inputs are zeros, which the
 network was trained to read as "no history". History lives in the instance: one instance per session (see
@@ -12,8 +12,8 @@ The default graph takes the G-buffers in their wire formats (``nrb_inputs`` = ``
 RESULT's uint8 RGBA back, converting in numpy only a buffer an engine sent in another format than the graph
 takes. Float-input graphs (``default.onnx``, models exported before) run too, converted in numpy as before.
 ``precision`` picks among the shipped graphs (``neural_renderer.quantize``): ``fp32``, ``int8`` (the quantized
-copy, which passed its FLIP guard) or ``auto`` (default: the one its quantize step measured fastest on the
-machine that quantized it).
+copy, which passed its FLIP guard) or ``auto`` (default: int8 when its quantize step measured it faster than
+fp32 on a CPU and this renderer runs on one, else fp32).
 
 Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
 near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
