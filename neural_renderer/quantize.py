@@ -77,19 +77,20 @@ class Guard:
         return self.worst <= self.max_increase
 
 
-def _frames(root: Path, split: str, limit: int | None, upscale: int) -> list[Any]:
-    """Dataset frames as ``EvalFrame``; for an upscaling model the G-buffers subsampled by ``upscale`` (the
-    ground truth stays at full resolution, as in training)."""
+def _frames(root: Path, split: str, limit: int | None, upscale: int) -> list[tuple[Any, Any]]:
+    """Dataset frames as (frame to render, frame its ground truth comes from), both ``EvalFrame``: the same
+    frame, except that for an upscaling model the first has its G-buffers subsampled by ``upscale`` (the ground
+    truth stays at full resolution, as in training)."""
     from neural_renderer.evaluate import EvalFrame, load_paths
 
     frames = [f for p in load_paths(root, split, limit) for f in p]
     if upscale == 1:
-        return frames
+        return [(f, f) for f in frames]
     out = []
     for f in frames:
         a = {k: (v[::upscale, ::upscale] if np.ndim(v) >= 2 and k != "reference" else v) for k, v in f.arrays.items()}
         a["motion_vectors"] = a["motion_vectors"] / upscale
-        out.append(EvalFrame(f.scene, f.index, a, f.camera, f.sky))
+        out.append((EvalFrame(f.scene, f.index, a, f.camera, f.sky), f))
     return out
 
 
@@ -132,7 +133,7 @@ class _Calibration:
         self._it = None
 
 
-def flip_per_style(model: Path, frames: list[Any]) -> dict[str, float]:
+def flip_per_style(model: Path, frames: list[tuple[Any, Any]]) -> dict[str, float]:
     """Mean LDR FLIP of ``model`` (through the ``neural`` renderer, single frame) per style on ``frames``."""
     from bridge.bench.renderer import _targets
     from bridge.style.library import DEFAULT_LIBRARY
@@ -140,8 +141,8 @@ def flip_per_style(model: Path, frames: list[Any]) -> dict[str, float]:
 
     r = _renderer(model)
     per: dict[str, list[float]] = {s: [] for s in DEFAULT_LIBRARY.names}
-    for f in frames:
-        targets = _targets(f)
+    for f, truth in frames:
+        targets = _targets(truth)
         inputs = render_inputs(f)
         w, h = inputs.size
         for si, style in enumerate(DEFAULT_LIBRARY.names):
@@ -265,7 +266,7 @@ def quantize(
     if calibration is None or heldout is None:
         synth, bench_heldout, _ = ensure_data(Path(data))
         calibration, heldout = calibration or synth, heldout or bench_heldout
-    calib = _Calibration(model, _frames(calibration, "train", None, upscale)[:calibration_frames])
+    calib = _Calibration(model, [f for f, _ in _frames(calibration, "train", None, upscale)][:calibration_frames])
     guard_frames = _frames(heldout, "test", guard_limit, upscale)
     t0 = time.perf_counter()
     fp32 = flip_per_style(model, guard_frames)

@@ -238,3 +238,17 @@ def test_the_shipped_int8_graph_passed_the_flip_guard_on_the_benchmark() -> None
     assert isinstance(fp32, dict) and isinstance(int8, dict) and set(fp32) == set(DEFAULT_LIBRARY.names)
     assert all(int8[s] <= 1.02 * fp32[s] for s in fp32)
     assert meta["nrb_source_sha256"] == hashlib.sha256((WEIGHTS / "default_temporal.onnx").read_bytes()).hexdigest()
+
+
+def test_quantize_guards_an_upscaling_model_against_full_resolution_ground_truth(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """The 2x model renders subsampled G-buffers; its guard compares with the full-resolution targets."""
+    from neural_renderer.quantize import quantize
+
+    _, temporal = export_onnx(_net(upscale=2), tmp_path / "up.onnx", temporal=True)
+    out = tmp_path / "up_temporal_int8.onnx"
+    report = quantize(temporal, out, calibration=tiny_data, heldout=tiny_data, max_increase=1.0,
+                      candidates=("fp32_head",), log=lambda *_: None)
+    assert out.is_file() and report["guard_frames"] > 0
+    assert NeuralRenderer(model=out).render(_inputs(16, 24), _style_map(16, 24)).shape == (32, 48, 4)
