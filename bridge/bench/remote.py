@@ -232,6 +232,29 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid`` by its OS name (``nrb-io``, ``nrb-render-0``,
+    ``nrb-compress``, ``ZMQbg/IO/0``, ``python`` for the main thread...), threads of one name summed."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
 def _descendants(pid: int) -> list[int]:
     out: list[int] = []
     try:
@@ -267,6 +290,9 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return sum(_cpu_seconds(p) for p in [self.proc.pid, *_descendants(self.proc.pid)])
+
+    def threads(self) -> dict[str, float]:
+        return thread_cpu(self.proc.pid)
 
     def close(self) -> None:
         for p in _descendants(self.proc.pid):  # ip netns exec execs python: normally no child; be sure anyway
@@ -320,6 +346,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"libnrb did not connect to {spec['endpoint']}: {c.last_error}")
             time.sleep(0.005)
         submitted: dict[int, float] = {}  # frame id -> when the engine began writing it
+        threads0: dict[str, float] = {}
+        received_all = 0
         latency: list[float] = []
         write_ms: list[float] = []
         received = 0
@@ -333,6 +361,7 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
             now = time.monotonic()
             if not measuring and now >= warmup_until:
                 measuring, t_start, s0, cpu0 = True, time.perf_counter(), c.stats(), time.process_time()
+                threads0 = thread_cpu(os.getpid())
                 latency.clear()
                 write_ms.clear()
                 received = 0
@@ -352,16 +381,21 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 submitted[fid] = t0
                 write_ms.append((t1 - t0) * 1e3)
             got = c.acquire_result(with_info=True)
-            if got is None:
-                time.sleep(0.0005)
+            fresh = got is not None and got[1]["frame_id"] in submitted  # the newest image stays acquirable
+            if not fresh:
+                del got
+                time.sleep(0.002)  # an engine's frame loop would do other work here; a busy poll steals a core
                 continue
+            assert got is not None
             info = got[1]
             del got
             t_begin = submitted.pop(info["frame_id"], None)
             if t_begin is not None:
+                received_all += 1
                 latency.append((time.perf_counter() - t_begin) * 1e3)
                 received += 1
         elapsed = time.perf_counter() - t_start
+        threads = _delta(thread_cpu(os.getpid()), threads0)
         s1 = c.stats()
         frames = max(1, s1["frames_sent"] - s0["frames_sent"])
         results = max(1, s1["results_received"] - s0["results_received"])
@@ -374,7 +408,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 "write_ms": statistics.median(write_ms) if write_ms else None,
                 "engine_cpu_s": time.process_time() - cpu0, "compression": s1["compression"],
                 "in_flight_limit": s1["in_flight_limit"], "dropped": s1["frames_dropped"] - s0["frames_dropped"],
-                "rtt_p50_ms": s1["rtt_p50_ms"]}
+                "rtt_p50_ms": s1["rtt_p50_ms"], "frames_all": received_all,
+                "engine_threads_ms": {k: 1e3 * v / max(1, received) for k, v in threads.items()}}
     finally:
         c.close()
 
@@ -540,7 +575,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
                                 "seconds": opts.seconds, "warmup": opts.warmup}
-                        cpu0, load0 = srv.cpu_seconds(), _loadavg()
+                        cpu0, load0, th0 = srv.cpu_seconds(), _loadavg(), srv.threads()
                         try:
                             r = _in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)],
                                               timeout=opts.seconds + opts.warmup + 120)
@@ -548,8 +583,10 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                             samples[cell].append({"error": f"{type(exc).__name__}: {exc}"})
                             log(f"[remote] {cell.label}: FAILED {exc}")
                             continue
-                        # the server's CPU over the whole cell (warm-up included) per frame it answered there
+                        # the server's CPU over the whole cell (warm-up included), per frame it answered there
                         r["server_cpu_s"] = srv.cpu_seconds() - cpu0
+                        r["server_threads_ms"] = {k: 1e3 * v / max(1, r["frames_all"])
+                                                  for k, v in _delta(srv.threads(), th0).items()}
                         r["load"] = load0
                         samples[cell].append(r)
                         log(f"[remote] round {rnd + 1} {cell.label}: {r['fps']:.1f} fps, p50 {r['p50_ms'] or 0:.0f} ms,"
@@ -584,7 +621,9 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
         "p99_ms": med([s["p99_ms"] for s in ok if s["p99_ms"] is not None] or [0.0]),
         "up_mb": up / 1e6, "down_mb": down / 1e6, "limit_fps": limit_fps, "fraction": med(fps) / limit_fps,
         "engine_cpu_ms_per_frame": 1e3 * sum(s["engine_cpu_s"] for s in ok) / max(1, frames),
-        "server_cpu_ms_per_frame": 1e3 * sum(s["server_cpu_s"] for s in ok) / max(1, frames),
+        "server_cpu_ms_per_frame": 1e3 * sum(s["server_cpu_s"] for s in ok) / max(1, sum(s["frames_all"] for s in ok)),
+        "engine_threads_ms": _merge_threads([s["engine_threads_ms"] for s in ok]),
+        "server_threads_ms": _merge_threads([s["server_threads_ms"] for s in ok]),
         "write_ms": med([s["write_ms"] for s in ok if s["write_ms"] is not None] or [0.0]),
         "compression": ok[-1]["compression"], "in_flight_limit": ok[-1]["in_flight_limit"]})
     if opts.floor:
@@ -598,6 +637,16 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
     log(f"[remote] {cell.label}: {entry['fps']:.1f} fps ({entry['fraction']:.2f} of the link's "
         f"{limit_fps:.1f} fps for these bytes), floor {entry.get('floor', {}).get('fps', 0):.1f} fps")
     return entry
+
+
+def _merge_threads(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Per thread name, the median over the rounds of its CPU ms per frame (0 in a round it did not run)."""
+    names = {k for r in rounds for k in r}
+    return {k: statistics.median([r.get(k, 0.0) for r in rounds]) for k in sorted(names)}
+
+
+def _top(threads: dict[str, float], n: int = 4) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])[:n] if v >= 0.5)
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:
@@ -642,6 +691,17 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{c['up_mb']:.2f} | {c['down_mb']:.2f} | {c['limit_fps']:.1f} | {c['fraction']:.2f} | "
                      f"{fl.get('fps', float('nan')):.1f} | {(c.get('vs_floor') or float('nan')):.2f} | "
                      f"{c['engine_cpu_ms_per_frame']:.0f} | {c['server_cpu_ms_per_frame']:.0f} | {c['write_ms']:.1f} |")
+    lines += ["", "CPU ms per frame by thread (the top four; `python` is a process's main thread, `nrb-io` libnrb's or "
+              "the server's I/O thread, `nrb-compress` libnrb's compression pool, `nrb-render-N` a server render "
+              "worker, `ZMQbg/IO/0` ZeroMQ's I/O thread):", "",
+              "| link | output | G-buffers | set | codec | in flight | engine threads | server threads |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in res["cells"]:
+        if "error" in c:
+            continue
+        lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
+                     f"{c['set']} | {c['codec']} | {c['in_flight'] or 'adaptive'} | {_top(c['engine_threads_ms'])} | "
+                     f"{_top(c['server_threads_ms'])} |")
     lines.append("")
     return "\n".join(lines)
 

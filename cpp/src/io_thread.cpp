@@ -1,5 +1,7 @@
 #include "io_thread.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -64,6 +66,9 @@ CompressPool::~CompressPool() {
 }
 
 void CompressPool::worker() {
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), "nrb-compress");
+#endif
   uint64_t seen = 0;
   std::unique_lock<std::mutex> lock(m_);
   for (;;) {
@@ -134,6 +139,9 @@ void IoThread::wake() noexcept {
 // ---------------------------------------------------------------------------------------------------------------
 
 void IoThread::run() noexcept {
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), "nrb-io");  // what top -H and nrb bench remote's CPU profile show
+#endif
   std::vector<zmq::message_t> parts;
   while (!stop_.load()) {
     try {
