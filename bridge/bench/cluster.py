@@ -305,7 +305,7 @@ def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="nrb-bench-cluster-"))
     started = not ray.is_initialized()
     if started:  # small logical resources: the machine is small and shared; the renderer sleeps
-        ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
     repeat = 1 if quick else 2
     warmup, seconds = (1.0, 2.0) if quick else (1.5, 4.0)
     try:

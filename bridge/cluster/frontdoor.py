@@ -161,10 +161,12 @@ class FrontDoor:
         """Join (or start) Ray, start ``min_workers`` workers, bind, then serve on background threads."""
         ray = _ray()
         if not ray.is_initialized():
-            if self.config.ray_address:
-                ray.init(address=self.config.ray_address, include_dashboard=False, log_to_driver=False)
+            address = self.config.ray_address or os.environ.get("RAY_ADDRESS")  # Ray's own convention
+            if address:
+                ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=max(2, int(self.config.worker_cpus * self.config.max_workers) + 1),
+                # "local": a new instance of our own even if another Ray runs on this machine
+                ray.init(address="local", num_cpus=max(2, int(self.config.worker_cpus * self.config.max_workers) + 1),
                          include_dashboard=False, log_to_driver=False)
         for _ in range(self.config.min_workers):
             self.add_worker()
@@ -260,9 +262,9 @@ class FrontDoor:
         with self._lock:
             w = self.workers.pop(name, None)
         if w is not None:
-            self._end_worker(w)
             self.counts["workers_removed"] += 1
             log.info("worker %s removed", name)
+            self._end_worker(w)
 
     def _end_worker(self, w: _Worker) -> None:
         ray = _ray()

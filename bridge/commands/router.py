@@ -91,6 +91,7 @@ def register(sub: Any) -> None:
     p.add_argument("--render-ms", type=float, default=0.0,
                    help="add a worker when the mean render time reaches this many ms (0: off)")
     p.add_argument("--idle-s", type=_positive, default=30.0, help="remove a worker idle this long (seconds)")
-    p.add_argument("--ray-address", metavar="HOST:PORT", help="join this Ray cluster (default: start a local one)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     p.add_argument("--record-dir", metavar="DIR", help="each worker records its sessions to DIR/<worker>.nrbcap")
     p.set_defaults(func=_run)
