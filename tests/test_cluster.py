@@ -269,10 +269,13 @@ def test_a_frame_sent_to_the_front_door_gets_no_session(door: Any) -> None:
     assert exc.value.name == "NO_SESSION"
 
 
-def test_libnrb_follows_the_redirect(door: Any) -> None:
+@pytest.mark.parametrize("transport", ["inline", "shm"])
+def test_libnrb_follows_the_redirect(door: Any, transport: str) -> None:
+    """libnrb offers "redirect", follows it, and renders at the worker; on the engine's host the worker maps the
+    engine's shared-memory pool (and doorbell) as nrb serve would."""
     from bridge import _native
 
-    c = _native.Client(endpoint=door.endpoint, render_size=(48, 32), transport="inline", engine="cluster-test",
+    c = _native.Client(endpoint=door.endpoint, render_size=(48, 32), transport=transport, engine="cluster-test",
                        buffers=[("albedo", "rgba8_srgb")], deadline_ms=200, handshake_timeout_ms=2000)
     try:
         shown = 0
@@ -284,6 +287,7 @@ def test_libnrb_follows_the_redirect(door: Any) -> None:
             shown += c.acquire_result() is not None
             time.sleep(0.01)
         assert shown >= 5, c.stats()
+        assert c.stats()["shm_active"] == (transport == "shm")
     finally:
         c.close()
     assert door.counts["placed"] >= 1 and door.counts["relayed"] == 0
