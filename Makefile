@@ -22,8 +22,11 @@ test: setup
 	$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=20
 	$(MAKE) --no-print-directory pytest
 
+# `make demo DEMO_ARGS="--output-size 640x360"`: 640x360 output from 320x180 G-buffers, the 2x-upscaling model
+# (docs/plugins.md, "The sample game and make demo"); any other nrb_panda3d.demo flag works the same way.
+DEMO_ARGS ?=
 demo: setup
-	$(PY) -m nrb_panda3d.demo --out out/demo
+	$(PY) -m nrb_panda3d.demo --out out/demo $(DEMO_ARGS)
 
 bench: setup
 	$(VENV)/bin/nrb bench all --out bench

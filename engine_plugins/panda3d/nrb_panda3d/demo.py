@@ -2,8 +2,9 @@
 
 1. starts ``nrb serve --renderer neural --hooks nrb_panda3d/demo_hooks.py`` as a real subprocess on a free loopback
    port (``--renderer`` picks another; when the neural renderer cannot start — no trained weights yet — it says so and
-   uses ``deferred``). When the output size is twice the render size (the default: 640x360 from 320x180
-   G-buffers) it serves the 2x-upscaling model ``neural_renderer/weights/default_x2_temporal.onnx``;
+   uses ``deferred``). When ``--output-size`` is twice the render size (``make demo DEMO_ARGS="--output-size
+   640x360"``: 640x360 from 320x180 G-buffers) it serves the 2x-upscaling model
+   ``neural_renderer/weights/default_x2_temporal.onnx``;
 2. runs the sample game (:mod:`nrb_panda3d.game`) headless through EGL for ``--frames`` frames with the plugin
    attached, scripted gameplay included;
 3. writes to ``--out`` (default ``out/demo/``): ``neural/frame_NNNN.png`` (the server's image rendered from frame
@@ -18,10 +19,11 @@ went: ``prepare`` (object matrices, frame begin), ``render`` (Panda3D: raster, G
 (lock-step: until the server answered), ``display`` (acquire the result, upload it), ``capture`` (the demo's own
 copies for its outputs) and, from each RESULT's timing, ``server`` (the server's total for that frame).
 
-By default the run is *lock-step, one frame behind* (``--sync --pipeline``): after submitting frame N the game
-waits until the server has answered frame N-1, so Panda3D renders frame N+1 while the server renders N, every frame
-gets a neural image whatever the renderer's speed (shown one frame later than lock-step would), and the saved
-neural frame N still pairs with raster frame N. ``--no-pipeline`` waits for frame N itself (nothing overlaps).
+By default the run is *lock-step* (``--sync``): after each frame the game waits until the server has answered it,
+so neural frame N always pairs with raster frame N and every frame gets a neural image whatever the renderer's
+speed. ``--pipeline`` runs it one frame behind: after submitting frame N the game waits for the answer to N-1, so
+Panda3D renders frame N+1 while the server renders N (each neural image is shown one frame later; the saved neural
+frame N still pairs with raster frame N).
 ``--no-sync`` runs the game at full speed as a real game would: results arrive when they arrive and frames without
 a fresh one fall back to the raster image (counted in the report).
 """
@@ -315,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=300, help="frames to run (default 300 = 10 s of game time)")
     p.add_argument("--size", type=parse_size, default=(320, 180),
                    help="render size WxH of the G-buffers (default 320x180)")
-    p.add_argument("--output-size", type=parse_size, default=(640, 360),
-                   help="window / output size WxH (default 640x360: 2x neural upscaling of the render size)")
+    p.add_argument("--output-size", type=parse_size, default=None,
+                   help="window / output size WxH (default: the render size; twice it, e.g. 640x360 from "
+                        "320x180, serves the 2x-upscaling model)")
     p.add_argument("--renderer-option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to nrb serve (e.g. model=PATH); by default the neural renderer gets the 2x model "
                         "when the output is twice the render size")
@@ -330,9 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="use a running server at this endpoint instead of starting one")
     p.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
                    help="lock-step: wait for each frame's result before the next (default on)")
-    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=False,
                    help="with --sync: wait for the answer of the frame before this one, so Panda3D renders frame "
-                        "N+1 while the server renders N (each neural image is shown one frame later; default on)")
+                        "N+1 while the server renders N (each neural image is shown one frame later; default off)")
     p.add_argument("--deadline-ms", type=float, default=None,
                    help="client deadline (default 10000 with --sync, 250 without)")
     p.add_argument("--client", choices=("native", "python"), default=None,
@@ -344,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output_size is None:
+        args.output_size = args.size
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("neural", "raster"):

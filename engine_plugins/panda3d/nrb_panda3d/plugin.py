@@ -197,7 +197,7 @@ class NeuralRendering:
         self.source = RASTER
         self.card.setTexture(self.scene_tex, 1)
 
-        self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)  # type: ignore[arg-type]
+        self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)
         buffers = list(GBUFFER_FORMATS.items())
         if self.settings.send_color:
             buffers.append(("hudless_color", "rgba8_srgb"))
