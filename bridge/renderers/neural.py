@@ -312,7 +312,7 @@ class NeuralRenderer(Renderer):
                 w, h = inputs.size  # a copy: the depth may be a view of a shared-memory slot the next frame reuses
                 self._prev = (outs[1], np.array(feed["linear_depth"], np.float32).reshape(1, 1, h, w))
             rgba: np.ndarray = outs[0][0]  # (uH, uW, 4) uint8, packed by the graph
-            return _with_engine_sky(rgba, inputs)
+            return rgba
         srgb = outs[1] if len(outs) > 1 else None
         if self.temporal and srgb is not None:
             self._prev = (srgb, feed["linear_depth"])
@@ -324,15 +324,7 @@ class NeuralRenderer(Renderer):
         out = np.empty(rgb8.shape[:2] + (4,), np.uint8)
         out[..., :3] = rgb8
         out[..., 3] = 255
-        return _with_engine_sky(out, inputs)
-
-
-def _with_engine_sky(image: np.ndarray, inputs: RenderInputs) -> np.ndarray:
-    """The sky is the engine's (protocol 6.5): the model has seen little of it and paints it dark green with a pink
-    horizon, so the pixels without geometry take the engine's albedo (``bridge.renderer.composite_sky``)."""
-    from bridge.renderer import composite_sky
-
-    return composite_sky(image, inputs)
+        return out
 
 
 def factory(**options: Any) -> NeuralRenderer:
