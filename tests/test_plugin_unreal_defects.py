@@ -174,3 +174,16 @@ def test_the_refusal_is_shown_and_the_toggle_retries() -> None:
     assert "nrbglue::RetryIfRefused(Client)" in function_body(module, "SetEnabled")
     glue = strip_comments((PRIVATE / "NrbGlue.cpp").read_text())
     assert "nrb_client_retry(Client)" in glue and "refusal_message" in glue
+
+
+def test_the_pack_pass_fills_the_sky_as_protocol_6_5_says() -> None:
+    """Issue #16: where no geometry was drawn (device Z 0, reversed infinite far) the pack pass sends zero normals, no
+    emission, no ids, and the colour shown there as albedo, instead of the G-buffer's stale base colour and normal."""
+    usf = strip_comments((PLUGIN / "Shaders" / "Private" / "NrbPack.usf").read_text())
+    sky = re.search(r"if \(DeviceZ <= 0\.0\)\s*\{(.*?)\}", usf, re.S)
+    assert sky is not None, "no sky branch in the pack pass"
+    body = sky.group(1)
+    for write in ("OutNormal[Pixel] = float4(0.0, 0.0, 0.0", "OutEmissive[Pixel] = float4(0.0, 0.0, 0.0",
+                  "OutObjectId[Pixel] = 0", "OutMaterialId[Pixel] = 0", "OutAlbedo[Pixel] = float4(LinearToSrgb("):
+        assert write in body
+    assert body.index("Shown") < body.index("OutAlbedo")  # albedo is the scene colour, not the base colour
