@@ -1474,10 +1474,10 @@ class Server:
         if frame.result_slot is not None and sess.pool is not None:
             assert buf.data is not None
             return sess.pool.write_result(frame.result_slot, "output", out.format, buf.data, out.width, out.height)
-        if sess.compression:
-            # The image goes back compressed when the session negotiated a codec (an engine offers one when its
-            # link is worth saving bytes on), the fast one first; compressed here, on the render worker, never on
-            # the I/O thread (docs/protocol.md section 6.3).
+        if sess.compression and any(b.compression for b in frame.buffers):
+            # The image goes back compressed when the frame it answers came compressed: the engine measures its
+            # link and compresses only when that pays (libnrb), and the image follows its judgement. The fast codec
+            # first; compressed on the render worker, never on the I/O thread (docs/protocol.md section 6.3).
             buf.compression = "lz4" if "lz4" in sess.compression else sess.compression[0]
         return buf
 

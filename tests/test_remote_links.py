@@ -204,3 +204,29 @@ def test_a_corrupt_compressed_payload_is_answered_from_the_render_worker_and_the
         out = c.render([good]).output
         assert out is not None and np.array_equal(out.array(), img)
         c.bye()
+
+
+@root_only
+def test_libnrb_compresses_on_a_slow_link_and_not_on_a_fast_one() -> None:
+    """The same session settings (lz4 negotiated) and frames that compression shrinks by about a tenth, over a
+    10 Mbit/s link and a 10 Gbit/s one shaped in network namespaces: on the slow link saving a tenth of the bytes is
+    worth far more than the time to compress them, so libnrb compresses; on the fast one it is not, so after
+    measuring it sends the frames raw (every 16th is compressed anyway, to measure again)."""
+    from bridge.bench import remote
+
+    up: dict[int, float] = {}
+    raw = 0
+    for rate in (10, 10_000):
+        with remote.network(remote.Link(f"{rate} Mbit/s", rate)) as net:
+            srv = remote.Server(net, 1, 47900 + rate % 97)
+            try:
+                spec = {"endpoint": srv.endpoint, "render": (160, 90), "output": (160, 90), "buffer_set": "compact",
+                        "codec": "lz4", "in_flight": 1, "seconds": 3.0, "warmup": 2.0, "content": "mostly_noise"}
+                r = remote._in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)], timeout=120)
+            finally:
+                srv.close()
+        assert r["frames"] >= 2, r
+        up[rate] = r["up_bytes"]
+        raw = 160 * 90 * 22
+    assert up[10] < 0.95 * raw  # compressed
+    assert up[10_000] > 0.97 * raw  # raw but for the probes

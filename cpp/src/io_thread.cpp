@@ -441,7 +441,13 @@ void IoThread::send_frames(TimePoint now) {
       };
       auto keep = std::make_shared<Keep>();
       keep->resources = f.resources;
-      if (compression_ != wire::Compression::none) {
+      uint64_t raw_bytes = 0;
+      for (const wire::BufferDesc& b : m.buffers)
+        if (b.is_inline() && b.data) raw_bytes += b.size;
+      const auto t_compress = Clock::now();
+      bool compressed_frame = false;
+      if (compression_ != wire::Compression::none && compress_this_frame(raw_bytes)) {
+        compressed_frame = true;
         // Every buffer at once on the compression pool (the I/O thread works too); results kept in order.
         keep->compressed.resize(m.buffers.size());
         int level = opts_.compression_level;
@@ -474,6 +480,17 @@ void IoThread::send_frames(TimePoint now) {
           b.payload_size = c.size();
         }
       }
+      if (compressed_frame && raw_bytes > 0) {
+        const double ms = std::max(0.01, std::chrono::duration<double, std::milli>(Clock::now() - t_compress).count());
+        uint64_t wire_bytes = 0;
+        for (const wire::BufferDesc& b : m.buffers)
+          if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
+        const double speed = double(raw_bytes) / ms, ratio = double(wire_bytes) / double(raw_bytes);
+        constexpr double kAlpha = 0.3;
+        bool first = est_.compress_bytes_per_ms == 0;
+        est_.compress_bytes_per_ms = first ? speed : est_.compress_bytes_per_ms + kAlpha * (speed - est_.compress_bytes_per_ms);
+        est_.ratio = first ? ratio : est_.ratio + kAlpha * (ratio - est_.ratio);
+      }
 
       wire::Encoded enc;
       wire::encode(wire::Message(std::move(m)), enc);
@@ -501,6 +518,10 @@ void IoThread::send_frames(TimePoint now) {
       return;
     }
     pipeline_.sent(id, bytes);
+    if (compression_ != wire::Compression::none) {
+      if (sent_.size() >= 64) sent_.erase(sent_.begin());
+      sent_.push_back(SentFrame{id, Clock::now(), bytes});
+    }
     last_send_ = now;
   }
 }
@@ -620,6 +641,8 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
   output_ = w.output;
+  est_ = CompressionEstimate{};  // a new session may be over another link
+  sent_.clear();
   wanted_.clear();
   for (const auto* list : {&w.required, &w.optional}) {
     for (const wire::BufferSpec& b : *list) {
@@ -670,8 +693,38 @@ void IoThread::follow_redirect(const wire::Redirect& r, TimePoint now) {
   try_send_hello(now);
 }
 
+bool IoThread::compress_this_frame(uint64_t raw_bytes) {
+  const CompressionEstimate& e = est_;
+  if (e.link_bytes_per_ms <= 0 || e.compress_bytes_per_ms <= 0) return true;  // measure first
+  const double compress_ms = double(raw_bytes) / e.compress_bytes_per_ms;
+  const double saved_ms = double(raw_bytes) * (1.0 - e.ratio) / e.link_bytes_per_ms;
+  if (compress_ms < saved_ms) {
+    est_.raw_frames = 0;
+    return true;
+  }
+  return ++est_.raw_frames % 16 == 0;  // now and then, to notice when the link or the content changes
+}
+
+void IoThread::learn_link(uint64_t frame, double server_ms, uint64_t result_bytes, TimePoint now) {
+  auto it = std::find_if(sent_.begin(), sent_.end(), [&](const SentFrame& f) { return f.id == frame; });
+  if (it == sent_.end()) return;
+  const double link_ms = std::chrono::duration<double, std::milli>(now - it->sent).count() - server_ms;
+  const uint64_t bytes = it->bytes + result_bytes;
+  sent_.erase(sent_.begin(), it + 1);
+  if (link_ms <= 0.05 || bytes < 65536) return;  // too small to say anything about the link
+  const double speed = double(bytes) / link_ms;
+  constexpr double kAlpha = 0.3;
+  est_.link_bytes_per_ms = est_.link_bytes_per_ms == 0 ? speed : est_.link_bytes_per_ms + kAlpha * (speed - est_.link_bytes_per_ms);
+}
+
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
   if (r.session != session_) return;  // from an earlier session
+  if (compression_ != wire::Compression::none)
+    learn_link(r.frame, r.timing.total_ms,
+               r.output && r.output->is_inline()
+                   ? (r.output->compression != wire::Compression::none ? r.output->payload_size : r.output->size)
+                   : 0,
+               now);
   ServerTiming timing{r.timing.queue_ms, r.timing.total_ms};
   if (r.status == wire::ResultStatus::skipped || !r.output) {
     pipeline_.on_result(r.frame, nullptr, now, timing);

@@ -132,6 +132,23 @@ class IoThread {
   uint64_t ping_nonce_ = 0;
 
   std::unique_ptr<CompressPool> compress_pool_;  // made with the first compressed frame
+  // Whether compressing pays, decided per frame (docs/protocol.md section 6.3): compress when the measured time to
+  // compress a frame is less than the link time the bytes it saves would take at the measured link throughput.
+  // Moving averages; 0 = not measured yet (compress, which measures both).
+  struct CompressionEstimate {
+    double link_bytes_per_ms = 0;      // (frame bytes up + image bytes down) / (round trip - server's own time)
+    double compress_bytes_per_ms = 0;  // raw bytes / wall ms on the pool
+    double ratio = 1;                  // compressed / raw
+    uint64_t raw_frames = 0;           // sent raw in a row: every 16th is compressed anyway, to measure again
+  } est_;
+  struct SentFrame {
+    uint64_t id;
+    TimePoint sent;
+    uint64_t bytes;
+  };
+  std::vector<SentFrame> sent_;  // frames in flight: when they left and how many bytes they took
+  bool compress_this_frame(uint64_t raw_bytes);
+  void learn_link(uint64_t frame, double server_ms, uint64_t result_bytes, TimePoint now);
   std::thread thread_;  // last: started after everything above is initialised
 };
 
