@@ -313,6 +313,25 @@ def test_a_dead_worker_s_session_is_placed_again_with_its_style(door: Any) -> No
     assert door.counts["restored"] >= 1
 
 
+def test_a_relayed_engine_whose_worker_dies_gets_bye_and_its_style_back(door: Any) -> None:
+    """An engine that does not follow redirects (so brings no ticket) is told BYE when its worker dies; its next
+    HELLO on the same connection is placed again with the style state it had."""
+    from bridge.protocol import Bye
+
+    with Client(door.endpoint, timeout=3.0) as c:
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
+        assert probe_frame(c, styles=[StyleCommand("noir", 1.0, 0.0)]) == 255
+        worker = next(x.name for x in door.loads() if x.sessions > 0 or x.placed > 0)
+        end = time.monotonic() + 10
+        while not door.styles and time.monotonic() < end:
+            time.sleep(0.05)
+        kill_worker(door, worker)
+        assert isinstance(c.recv(timeout=10.0), Bye)
+        c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
+        assert probe_frame(c) == 255
+    assert door.counts["restored"] >= 1
+
+
 @pytest.mark.parametrize("door", [dict(renderer=f"{HERE / 'helpers' / 'fault_renderer.py'}:make", max_in_flight=2)],
                          indirect=True, ids=["fault-renderer"])
 def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_path: Path) -> None:

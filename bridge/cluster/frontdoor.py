@@ -149,6 +149,9 @@ class FrontDoor:
         # relayed engines' connections (I/O thread only): descriptor -> routing id, and the ROUTER's monitor, so a
         # relay ends when its engine's connection closes (as nrb serve frees a vanished engine's sessions)
         self._fd_owner: dict[int, bytes] = {}
+        #: a relayed engine's last ticket, by its connection (I/O thread only): an engine that does not follow
+        #: redirects does not bring tickets back, so its style state is found by the connection it says HELLO on
+        self._relay_tickets: collections.OrderedDict[bytes, str] = collections.OrderedDict()
         self._monitor: zmq.Socket[Any] | None = None
         self._names = itertools.count(1)
         self._session_ids = itertools.count(random.randrange(1, 1 << 31))
@@ -385,9 +388,7 @@ class FrontDoor:
             while not self._stop.is_set():
                 for rid, relay in list(self._relays.items()):
                     if not relay.worker:  # its worker died: the engine says HELLO again (protocol section 5.7)
-                        poller.unregister(relay.sock)
-                        relay.sock.close(0)
-                        del self._relays[rid]
+                        self._close_relay(rid, poller)
                         self._send(rid, Bye(None, "worker lost"))
                 ready = dict(poller.poll(50))
                 if self._monitor is not None and self._monitor in ready:
@@ -438,11 +439,22 @@ class FrontDoor:
                 return
             if event.get("event") == zmq.EVENT_DISCONNECTED:
                 rid = self._fd_owner.pop(int(event.get("value", -1)), None)
-                relay = self._relays.pop(rid, None) if rid is not None else None
-                if relay is not None:
-                    poller.unregister(relay.sock)
-                    relay.sock.close(0)
+                log.debug("engine connection %s closed (relayed: %s)", event.get("value"), rid is not None)
+                if rid is not None and self._close_relay(rid, poller):
                     self.counts["relays_closed"] += 1
+                if rid is not None:
+                    self._relay_tickets.pop(rid, None)
+
+    def _close_relay(self, rid: bytes, poller: zmq.Poller) -> bool:
+        relay = self._relays.pop(rid, None)
+        if relay is None:
+            return False
+        try:
+            poller.unregister(relay.sock)
+        except KeyError:
+            pass
+        relay.sock.close(0)
+        return True
 
     def _note_relayed_peer(self, rid: bytes, frames: list[Any], poller: zmq.Poller) -> None:
         """Remember the connection descriptor a relayed engine talks on (see ``Server._note_peer``)."""
@@ -520,7 +532,8 @@ class FrontDoor:
                                                               "door is adding one if it may)")
                 w = self.workers[chosen.name]
                 chosen.placed += 1
-                blob = self.styles.get(hello.ticket) if hello.ticket is not None else None
+                previous = hello.ticket if hello.ticket is not None else self._relay_tickets.get(rid)
+                blob = self.styles.get(previous) if previous is not None else None
             ticket = uuid.uuid4().hex[:24]
             try:
                 ray.get(w.handle.place.remote(ticket, blob), timeout=_PLACE_TIMEOUT_S)
@@ -558,5 +571,9 @@ class FrontDoor:
             dealer.connect(w.info["endpoint"])
             relay = self._relays[rid] = _Relay(dealer, chosen.name)
             poller.register(dealer, zmq.POLLIN)
+        self._relay_tickets[rid] = ticket
+        self._relay_tickets.move_to_end(rid)
+        while len(self._relay_tickets) > _MAX_STYLE_COPIES:
+            self._relay_tickets.popitem(last=False)
         relay.sock.send_multipart(encode(dataclasses.replace(hello, ticket=ticket)), flags=zmq.NOBLOCK)
         self.counts["relayed"] += 1
