@@ -259,10 +259,21 @@ def _failover_once(tmp: Path) -> dict[str, Any]:
     # the first image of a frame begun after the old worker was gone: only the new worker can have rendered it
     first_after = next(t for t, f in shown if f > fid_dead)
     last_before = max((t for t, f in shown if t < first_after and f <= fid_dead), default=t_dead)
-    events = _captured_events([rec / f"{victim}.nrbcap", rec / f"{other}.nrbcap"])
+    before = _captured_events([rec / f"{victim}.nrbcap"])
+    after = _captured_events([rec / f"{other}.nrbcap"])
+    events = before + after
+    duplicated = len(events) - len(set(events))
+    missing = [e for e in fired if e not in set(events)]
+    # Missing events the new worker never saw, all after the dead worker's last record: the engine had their
+    # answers (it did not re-send them), so the dead worker applied them and died before its capture record.
+    index = {e: i for i, e in enumerate(fired)}
+    tail_lost = bool(missing) and all(
+        (not before or index[m] > index[before[-1]]) and (not after or index[m] < index[after[0]]) for m in missing)
     return {"gap_ms": (first_after - t_dead) * 1e3, "dark_ms": (first_after - last_before) * 1e3,
             "frames_own_image": sum(1 for t in fallbacks if last_before < t < first_after),
             "events_fired": len(fired), "events_answered": len(events), "events_exactly_once_in_order": events == fired,
+            "events_duplicated": duplicated, "events_missing_from_captures": missing,
+            "missing_only_at_the_dead_worker_s_capture_tail": tail_lost,
             "reconnects": stats["reconnects"]}
 
 
@@ -345,10 +356,14 @@ def _markdown(rep: dict[str, Any]) -> str:
               f"(target at most +{o['target_ms']} ms); relayed minus plain: {o['relayed_minus_plain_ms']:+.2f} ms.",
               "", f"## Failover (libnrb at {f['engine_fps']} frames/s, one event per frame, the session's worker "
               "killed)", "", "| worker gone → first frame it could not have rendered shown (ms) | last image → that one (ms) | frames on the "
-              "engine's own image | events fired | answered | exactly once, in order | reconnects |",
-              "|---|---|---|---|---|---|---|"]
+              "engine's own image | events fired | answered | exactly once, in order | duplicated | missing from the captures "
+              "(only at the dead worker's capture tail?) | reconnects |",
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['gap_ms']:.0f} | {r['dark_ms']:.0f} | {r['frames_own_image']} | {r['events_fired']} | "
-              f"{r['events_answered']} | {r['events_exactly_once_in_order']} | {r['reconnects']} |" for r in f["runs"]]
+              f"{r['events_answered']} | {r['events_exactly_once_in_order']} | {r['events_duplicated']} | "
+              f"{len(r['events_missing_from_captures'])}"
+              f"{' (' + str(r['missing_only_at_the_dead_worker_s_capture_tail']) + ')' if r['events_missing_from_captures'] else ''}"
+              f" | {r['reconnects']} |" for r in f["runs"]]
     lines += ["", f"Target: under {f['target_ms']} ms of frames; median {f['median_gap_ms']:.0f} ms.", "",
               f"## One slow session (renderer {w['slow_factor']:.0f}x slower for it)", "",
               "| 4 engines' mean frames/s | without the slow session | with it |", "|---|---|---|",

@@ -18,6 +18,7 @@ import pickle
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bridge.capture import CaptureWriter
 from bridge.protocol import Hello
 from bridge.security import ZAP_DOMAIN
 from bridge.server import Server, ServerConfig
@@ -64,8 +65,15 @@ class WorkerServer(Server):
 
     def bind(self) -> str:
         """Bind as ``Server`` does; with CurveZMQ, also let the front door's own key in (it relays engines that do
-        not follow redirects, as a client holding the cluster's key pair), now and after every allow-list reload."""
+        not follow redirects, as a client holding the cluster's key pair), now and after every allow-list reload.
+
+        A worker may be killed at any moment (that is what failover is for), so its capture (``--record-dir``) is
+        written as it goes rather than by a background thread whose queue would die with it."""
         endpoint = super().bind()
+        if self._recorder is not None and self.config.record:
+            with self._recorder_lock:
+                self._recorder.close()
+                self._recorder = CaptureWriter(self.config.record, background=False)
         curve = self._curve
         if curve is not None and not getattr(curve, "_trusts_front_door", False):
             own = curve.keys.public
