@@ -15,8 +15,8 @@ about it: there the link is a memcpy. This bench builds the link itself, so the 
   Ctrl-C, SIGTERM and exceptions.
 * Server: ``nrb serve --renderer passthrough`` in the server namespace (``-o upscale=2`` for the cells whose G-buffers
   are at half the output size). Engine: ``bridge._native.Client`` (libnrb) in the engine namespace, writing each
-  buffer into the slot libnrb hands out, as an engine does, and submitting whenever libnrb can take a frame (the
-  in-flight limit, plus one queued so the link never waits for the engine).
+  buffer into the slot libnrb hands out, as an engine does, and submitting whenever libnrb has room for one more
+  frame in flight (its limit: fixed, or adaptive, protocol section 5.9); none waits queued behind them.
 * Cells: link x size (output / render) x buffer set (standard, compact) x codec (none, lz4, zstd) x frames in flight
   (1, 4, 0 = libnrb's adaptive policy). Per cell: fps, p50/p99 latency (submit -> image in the engine's hands, plus
   the engine's own write), MB up and down per frame (libnrb's own byte counters), the link's limit for those bytes
@@ -374,7 +374,7 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             s = c.stats()
             pending = s["frames_submitted"] - s["results_received"] - s["frames_dropped"] - s["frames_lost"]
-            if pending < s["in_flight_limit"] + 1:  # one queued behind the in-flight ones keeps the link busy
+            if pending < s["in_flight_limit"]:  # a frame queued behind them would wait a whole frame: latency
                 t0 = time.perf_counter()
                 fid = c.begin()
                 for name, a in arrays.items():

@@ -1,6 +1,7 @@
 #include "io_thread.hpp"
 
 #include <pthread.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -16,6 +17,13 @@ using std::chrono::milliseconds;
 
 bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// CPU time of the calling thread in ms (what compressing a buffer costs the machine, whatever else runs).
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
 }
 
 uint64_t monotonic_ns() {
@@ -444,7 +452,7 @@ void IoThread::send_frames(TimePoint now) {
       uint64_t raw_bytes = 0;
       for (const wire::BufferDesc& b : m.buffers)
         if (b.is_inline() && b.data) raw_bytes += b.size;
-      const auto t_compress = Clock::now();
+      double compress_cpu_ms = 0;
       bool compressed_frame = false;
       if (compression_ != wire::Compression::none && compress_this_frame(raw_bytes)) {
         compressed_frame = true;
@@ -458,18 +466,22 @@ void IoThread::send_frames(TimePoint now) {
         }
         std::vector<std::function<void()>> jobs;
         std::vector<std::string> errors(m.buffers.size());
+        std::vector<double> cpu_ms(m.buffers.size(), 0.0);  // CPU time, not wall: the cores are what it costs
         for (size_t i = 0; i < m.buffers.size(); ++i) {
           const wire::BufferDesc& b = m.buffers[i];
           if (!b.is_inline() || !b.data) continue;
           jobs.emplace_back([&, i, level] {
+            const double t0 = thread_cpu_ms();
             try {
               keep->compressed[i] = wire::compress(compression_, m.buffers[i].data, m.buffers[i].size, level);
             } catch (const std::exception& e) {
               errors[i] = e.what();
             }
+            cpu_ms[i] = thread_cpu_ms() - t0;
           });
         }
         compress_pool_->run_all(jobs);
+        for (double c : cpu_ms) compress_cpu_ms += c;
         for (size_t i = 0; i < m.buffers.size(); ++i) {
           if (!errors[i].empty()) throw std::runtime_error(errors[i]);
           wire::BufferDesc& b = m.buffers[i];
@@ -481,7 +493,7 @@ void IoThread::send_frames(TimePoint now) {
         }
       }
       if (compressed_frame && raw_bytes > 0) {
-        const double ms = std::max(0.01, std::chrono::duration<double, std::milli>(Clock::now() - t_compress).count());
+        const double ms = std::max(0.01, compress_cpu_ms);
         uint64_t wire_bytes = 0;
         for (const wire::BufferDesc& b : m.buffers)
           if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
@@ -712,9 +724,10 @@ void IoThread::learn_link(uint64_t frame, double server_ms, uint64_t result_byte
   const uint64_t bytes = it->bytes + result_bytes;
   sent_.erase(sent_.begin(), it + 1);
   if (link_ms <= 0.05 || bytes < 65536) return;  // too small to say anything about the link
+  // Waiting behind other frames (in the engine's send queue, in a busy renderer) only ever makes a sample slower
+  // than the link: keep the fastest recent one, forgetting slowly (2% a frame) so a slower link is noticed.
   const double speed = double(bytes) / link_ms;
-  constexpr double kAlpha = 0.3;
-  est_.link_bytes_per_ms = est_.link_bytes_per_ms == 0 ? speed : est_.link_bytes_per_ms + kAlpha * (speed - est_.link_bytes_per_ms);
+  est_.link_bytes_per_ms = std::max(speed, est_.link_bytes_per_ms * 0.98);
 }
 
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {

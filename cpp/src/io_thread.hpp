@@ -137,7 +137,7 @@ class IoThread {
   // Moving averages; 0 = not measured yet (compress, which measures both).
   struct CompressionEstimate {
     double link_bytes_per_ms = 0;      // (frame bytes up + image bytes down) / (round trip - server's own time)
-    double compress_bytes_per_ms = 0;  // raw bytes / wall ms on the pool
+    double compress_bytes_per_ms = 0;  // raw bytes / CPU ms spent compressing them (all threads together)
     double ratio = 1;                  // compressed / raw
     uint64_t raw_frames = 0;           // sent raw in a row: every 16th is compressed anyway, to measure again
   } est_;
