@@ -602,6 +602,11 @@ def _payload_buffers(msg: Message) -> list[Buffer]:
     return []
 
 
+def encode_header(msg: Message) -> bytes:
+    """The first frame of ``encode(msg)`` alone: its canonical msgpack header (no payload is touched)."""
+    return bytes(msgpack.packb(header_map(msg), use_bin_type=True))
+
+
 def encode(msg: Message) -> list[bytes | memoryview]:
     """Encode ``msg`` to ZeroMQ frames: the canonical msgpack header, then one raw payload per inline buffer.
 

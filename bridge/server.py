@@ -65,6 +65,7 @@ from bridge.protocol import (
     Timing,
     Welcome,
     encode,
+    encode_header,
     error_message,
     inflate,
     message_from_header,
@@ -724,10 +725,12 @@ class Server:
             log.debug("closing the failed capture file: %s", close_exc)
 
     # ------------------------------------------------------------------------------------------------ receive
-    def _send(self, routing_id: bytes, msg: Any, doorbell: Doorbell | None = None) -> list[Any]:
+    def _send(self, routing_id: bytes, msg: Any, doorbell: Doorbell | None = None,
+              payloads: list[Any] | None = None) -> list[Any]:
         """Encode and send ``msg`` to a peer from either thread (the render thread goes through its pipe, or
-        straight to the engine through the session's ``doorbell`` when the answer fits one atomic record)."""
-        frames = encode(msg)
+        straight to the engine through the session's ``doorbell`` when the answer fits one atomic record).
+        ``payloads``: its payload frames, already encoded (a compressed image, timed as the RESULT's encode)."""
+        frames = encode(msg) if payloads is None else [encode_header(msg), *payloads]
         push: zmq.Socket[Any] | None = getattr(self._worker_local, "push", None)
         if doorbell is not None and len(frames) == 1 and push is not None:
             try:
@@ -1392,6 +1395,7 @@ class Server:
             self._render_failed(sess, item, exc, timing, digest)
             return
         result = Result(sess.id, frame.frame, "ok", timing, output)
+        payloads = encode(result)[1:] if output.compression else None  # compressing the image is encoding it
         timing.encode_ms = elapsed(t_encode)
         timing.total_ms = elapsed(item.received_ns)
         with self._work:  # the I/O thread reads the estimate under it
@@ -1409,7 +1413,7 @@ class Server:
             except ShmUnavailable:  # shrunk since it was written: record the result without its pixels
                 pixels = bytes(output.size)
         sess.answered_current = True
-        wire = self._send(item.routing_id, result, sess.doorbell)
+        wire = self._send(item.routing_id, result, sess.doorbell, payloads)
         self._metrics.render.observe(timing.render_ms / 1e3)
         self._metrics.latency.observe(timing.total_ms / 1e3)
         self._metrics.frames_out.inc()

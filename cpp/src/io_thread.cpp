@@ -493,16 +493,16 @@ void IoThread::send_frames(TimePoint now) {
         }
       }
       if (compressed_frame && raw_bytes > 0) {
-        const double ms = std::max(0.01, compress_cpu_ms);
         uint64_t wire_bytes = 0;
         for (const wire::BufferDesc& b : m.buffers)
           if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
-        const double speed = double(raw_bytes) / ms, ratio = double(wire_bytes) / double(raw_bytes);
-        constexpr double kAlpha = 0.3;
-        bool first = est_.compress_bytes_per_ms == 0;
-        est_.compress_bytes_per_ms = first ? speed : est_.compress_bytes_per_ms + kAlpha * (speed - est_.compress_bytes_per_ms);
-        est_.ratio = first ? ratio : est_.ratio + kAlpha * (ratio - est_.ratio);
+        const double ratio = double(wire_bytes) / double(raw_bytes);
+        est_.ratio = est_.compress_bytes_per_ms == 0 ? ratio : est_.ratio + 0.3 * (ratio - est_.ratio);
+        if (est_.compress_bytes_per_ms == 0)  // until a RESULT tells the rest of the chain: this side's cost
+          est_.compress_bytes_per_ms = double(raw_bytes) / std::max(0.01, compress_cpu_ms);
       }
+      pending_raw_ = raw_bytes;
+      pending_cpu_ = compressed_frame ? std::max(0.01, compress_cpu_ms) : 0.0;
 
       wire::Encoded enc;
       wire::encode(wire::Message(std::move(m)), enc);
@@ -532,7 +532,7 @@ void IoThread::send_frames(TimePoint now) {
     pipeline_.sent(id, bytes);
     if (compression_ != wire::Compression::none) {
       if (sent_.size() >= 64) sent_.erase(sent_.begin());
-      sent_.push_back(SentFrame{id, Clock::now(), bytes});
+      sent_.push_back(SentFrame{id, Clock::now(), bytes, pending_raw_, pending_cpu_});
     }
     last_send_ = now;
   }
@@ -582,7 +582,9 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
   o.allow_lz4 = allow_lz4_;
   o.allow_zstd = allow_zstd_;
   o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
+  const auto t_decode = Clock::now();
   wire::DecodeResult r = wire::decode(views, o);
+  last_decode_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - t_decode).count();
   if (!r) {
     pipeline_.count_error();
     log_(LogLevel::warning, "nrb: ignoring an invalid message from the renderer: " +
@@ -717,12 +719,21 @@ bool IoThread::compress_this_frame(uint64_t raw_bytes) {
   return ++est_.raw_frames % 16 == 0;  // now and then, to notice when the link or the content changes
 }
 
-void IoThread::learn_link(uint64_t frame, double server_ms, uint64_t result_bytes, TimePoint now) {
-  auto it = std::find_if(sent_.begin(), sent_.end(), [&](const SentFrame& f) { return f.id == frame; });
+void IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint now) {
+  auto it = std::find_if(sent_.begin(), sent_.end(), [&](const SentFrame& f) { return f.id == r.frame; });
   if (it == sent_.end()) return;
-  const double link_ms = std::chrono::duration<double, std::milli>(now - it->sent).count() - server_ms;
-  const uint64_t bytes = it->bytes + result_bytes;
+  const SentFrame f = *it;
   sent_.erase(sent_.begin(), it + 1);
+  if (f.compress_cpu_ms > 0 && f.raw_bytes > 0 && r.output) {
+    // the whole chain's cost of this compressed frame: here, the renderer's decode + encode, the image's decode here
+    const double chain = f.compress_cpu_ms + r.timing.decode_ms + r.timing.encode_ms + last_decode_ms_;
+    const double speed = double(f.raw_bytes) / std::max(0.01, chain);
+    est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
+  }
+  // link time: the round trip less the renderer's own time and less decoding the answer here
+  const double link_ms =
+      std::chrono::duration<double, std::milli>(now - f.sent).count() - r.timing.total_ms - last_decode_ms_;
+  const uint64_t bytes = f.bytes + result_bytes;
   if (link_ms <= 0.05 || bytes < 65536) return;  // too small to say anything about the link
   // Waiting behind other frames (in the engine's send queue, in a busy renderer) only ever makes a sample slower
   // than the link: keep the fastest recent one, forgetting slowly (2% a frame) so a slower link is noticed.
@@ -733,11 +744,11 @@ void IoThread::learn_link(uint64_t frame, double server_ms, uint64_t result_byte
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
   if (r.session != session_) return;  // from an earlier session
   if (compression_ != wire::Compression::none)
-    learn_link(r.frame, r.timing.total_ms,
-               r.output && r.output->is_inline()
-                   ? (r.output->compression != wire::Compression::none ? r.output->payload_size : r.output->size)
-                   : 0,
-               now);
+    learn(r,
+          r.output && r.output->is_inline()
+              ? (r.output->compression != wire::Compression::none ? r.output->payload_size : r.output->size)
+              : 0,
+          now);
   ServerTiming timing{r.timing.queue_ms, r.timing.total_ms};
   if (r.status == wire::ResultStatus::skipped || !r.output) {
     pipeline_.on_result(r.frame, nullptr, now, timing);

@@ -137,18 +137,25 @@ class IoThread {
   // Moving averages; 0 = not measured yet (compress, which measures both).
   struct CompressionEstimate {
     double link_bytes_per_ms = 0;      // (frame bytes up + image bytes down) / (round trip - server's own time)
-    double compress_bytes_per_ms = 0;  // raw bytes / CPU ms spent compressing them (all threads together)
+    // raw bytes / CPU ms the whole chain spends on compression: libnrb compressing the frame, the renderer
+    // decompressing it and compressing the image (its RESULT decode_ms and encode_ms), libnrb decompressing that
+    double compress_bytes_per_ms = 0;
     double ratio = 1;                  // compressed / raw
     uint64_t raw_frames = 0;           // sent raw in a row: every 16th is compressed anyway, to measure again
   } est_;
   struct SentFrame {
     uint64_t id;
     TimePoint sent;
-    uint64_t bytes;
+    uint64_t bytes;      // on the wire
+    uint64_t raw_bytes;  // before compression
+    double compress_cpu_ms;  // > 0: this frame was compressed, at this CPU cost here
   };
   std::vector<SentFrame> sent_;  // frames in flight: when they left and how many bytes they took
+  double last_decode_ms_ = 0;    // decoding (decompressing) the message being handled
+  uint64_t pending_raw_ = 0;     // the frame being sent: raw bytes, compression CPU ms (0: sent raw)
+  double pending_cpu_ = 0;
   bool compress_this_frame(uint64_t raw_bytes);
-  void learn_link(uint64_t frame, double server_ms, uint64_t result_bytes, TimePoint now);
+  void learn(const wire::Result& r, uint64_t result_bytes, TimePoint now);
   std::thread thread_;  // last: started after everything above is initialised
 };
 
