@@ -373,7 +373,9 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
             if now >= deadline:
                 break
             s = c.stats()
-            pending = s["frames_submitted"] - s["results_received"] - s["frames_dropped"] - s["frames_lost"]
+            # answered, skipped by the renderer (results_late: superseded or past its deadline), dropped or lost
+            pending = (s["frames_submitted"] - s["results_received"] - s["results_late"] - s["frames_dropped"]
+                       - s["frames_lost"])
             if pending < s["in_flight_limit"]:  # a frame queued behind them would wait a whole frame: latency
                 t0 = time.perf_counter()
                 fid = c.begin()
@@ -413,6 +415,7 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 "write_ms": statistics.median(write_ms) if write_ms else None,
                 "engine_cpu_s": time.process_time() - cpu0, "compression": s1["compression"],
                 "in_flight_limit": s1["in_flight_limit"], "dropped": s1["frames_dropped"] - s0["frames_dropped"],
+                "skipped": s1["results_late"] - s0["results_late"],
                 "rtt_p50_ms": s1["rtt_p50_ms"], "frames_all": received_all,
                 "engine_threads_ms": {k: 1e3 * v / max(1, received) for k, v in threads.items()}}
     finally:
