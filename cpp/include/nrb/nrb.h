@@ -63,7 +63,7 @@ extern "C" {
 /* Struct versions (bumped when fields are appended). */
 #define NRB_CLIENT_CONFIG_VERSION 1
 #define NRB_BUFFER_DESC_VERSION 1
-#define NRB_CAMERA_VERSION 1
+#define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
 #define NRB_STATS_VERSION 4 /* 2: doorbell_active; 3: refusal_code, refusal_message; 4: in_flight_limit */
@@ -153,7 +153,10 @@ NRB_API const char* nrb_format_name(nrb_format format);
 #define NRB_BUFFER_X_SUN_DIRECTION "x_sun_direction"   /* unit vector towards the sun, world space */
 #define NRB_BUFFER_X_SUN_IRRADIANCE "x_sun_irradiance" /* the sun's irradiance, linear RGB */
 #define NRB_BUFFER_X_SKY_RADIANCE "x_sky_radiance"     /* the sky's radiance, linear RGB */
-#define NRB_BUFFER_NAME_COUNT 28 /* the NRB_BUFFER_* names above */
+/* Per-pixel exclusion from re-rendering (NRB_FORMAT_R8 only): 0 = the re-rendered pixel, 255 = the engine's
+ * hudless_color pixel exactly, v = v/255 of the engine's image (section 6.1). Needs NRB_BUFFER_HUDLESS_COLOR. */
+#define NRB_BUFFER_NEURAL_MASK "neural_mask"
+#define NRB_BUFFER_NAME_COUNT 29 /* the NRB_BUFFER_* names above (28 in libnrb 0.1.0 before neural_mask) */
 
 /* The index-th NRB_BUFFER_* name, in the order above (0 <= index < NRB_BUFFER_NAME_COUNT), NULL past the end;
  * static storage. For bindings that re-export the constants (Python, GDScript). Any thread. */
@@ -175,6 +178,22 @@ enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD =
 /* Event/style targets (section 5.3). */
 typedef uint32_t nrb_scope;
 enum { NRB_SCOPE_GLOBAL = 0, NRB_SCOPE_MATERIAL = 1, NRB_SCOPE_OBJECT = 2 };
+
+/* The curve that took hudless_color from exposed linear light to what the buffer holds (camera `tone_mapping`,
+ * docs/protocol.md section 8), so a renderer can take the engine's image back to linear light. */
+typedef uint32_t nrb_tone_mapping;
+enum {
+  NRB_TONE_MAPPING_UNSET = 0,    /* not stated: not sent (the renderer takes the image as display values) */
+  NRB_TONE_MAPPING_NONE = 1,     /* the buffer holds the exposed linear HDR image (rgba16f) */
+  NRB_TONE_MAPPING_CLAMP = 2,    /* min(x, 1) */
+  NRB_TONE_MAPPING_REINHARD = 3, /* x / (1 + x) per channel */
+  NRB_TONE_MAPPING_ACES = 4,     /* Stephen Hill's ACES fit */
+  NRB_TONE_MAPPING_AGX = 5,      /* AgX base look */
+  NRB_TONE_MAPPING_OTHER = 6     /* a curve not listed: the renderer takes the image as display values */
+};
+#define NRB_TONE_MAPPING_COUNT 6 /* NRB_TONE_MAPPING_NONE .. NRB_TONE_MAPPING_OTHER */
+/* Wire name ("none", "aces", ...), NULL for UNSET or an unknown value; static storage. Any thread. */
+NRB_API const char* nrb_tone_mapping_name(nrb_tone_mapping tone_mapping);
 
 typedef uint32_t nrb_log_level;
 enum { NRB_LOG_DEBUG = 0, NRB_LOG_INFO = 1, NRB_LOG_WARNING = 2, NRB_LOG_ERROR = 3 };
@@ -327,7 +346,9 @@ NRB_API nrb_status nrb_frame_acquire_slot(nrb_client* client, const nrb_buffer_d
 /* Camera constants, docs/protocol.md section 8. Matrices are row-major for column vectors, without jitter.
  * Which keys are sent: a matrix that is all zeros, a zero up/right/forward vector, and near, far, fov_y, aspect,
  * pre_exposure, render size or output size equal to 0 are omitted; position, jitter, mv_scale and every flag are
- * always sent. far may be +INFINITY. */
+ * always sent. far may be +INFINITY. pre_exposure (> 0) and tone_mapping (struct_version 2) say how hudless_color
+ * was made: the engine's linear image times pre_exposure through tone_mapping. A struct_version 1 camera sends no
+ * tone_mapping. */
 typedef struct nrb_camera {
   uint32_t struct_size;    /* sizeof(nrb_camera) */
   uint32_t struct_version; /* NRB_CAMERA_VERSION */
@@ -354,9 +375,11 @@ typedef struct nrb_camera {
   uint8_t camera_motion_included;
   uint8_t orthographic;
   uint8_t reset;
-  double pre_exposure;
+  double pre_exposure;       /* 0: not sent (the renderer assumes 1); negative: NRB_ERROR_INVALID_ARGUMENT */
   uint32_t render_width, render_height;
   uint32_t output_width, output_height;
+  /* -- struct_version 2 -- */
+  nrb_tone_mapping tone_mapping; /* NRB_TONE_MAPPING_UNSET (0): not sent; past OTHER: NRB_ERROR_INVALID_ARGUMENT */
 } nrb_camera;
 
 /* Zeroes `camera` and sets struct_size/struct_version. Any thread. */
@@ -459,6 +482,35 @@ NRB_API nrb_status nrb_fire_event_params(nrb_client* client, const char* name, c
  * `strength` in [0, 1] over `over_seconds` in [0, 3600] (0 = immediately). Any thread; microseconds. */
 NRB_API nrb_status nrb_set_style(nrb_client* client, const char* style, double strength, double over_seconds,
                                  const nrb_target* target);
+
+/* A style written by game logic (docs/protocol.md section 5.3, "Styles defined at run time"): defines (or
+ * redefines) style `style` with the parameter set `params`, then moves `target` toward it as nrb_set_style does.
+ * `params` is built with nrb_params: a float for each parameter (nrb_params_set_float or _int), an array of 3 floats
+ * for an RGB one (nrb_params_begin_array(p, "gain"); three nrb_params_set_float(p, NULL, v); nrb_params_end(p)), and
+ * nrb_params_set_string for "lut" (a style of the renderer whose .cube LUT to apply) and "base" (the preset drawn
+ * under the grading), e.g.
+ *     nrb_params_set_float(p, "hue", 35.0);
+ *     nrb_params_set_float(p, "saturation", 0.6);
+ *     nrb_set_style_params(client, "poison", p, 1.0, 0.5, NULL);
+ * Checked here (NRB_ERROR_INVALID_ARGUMENT, nrb_last_error(client) naming the key): the value shapes of section
+ * 5.3 (numbers, 3 numbers, strings for lut/base, keys 1..64 bytes); more than 32 entries is NRB_ERROR_LIMIT_EXCEEDED.
+ * Parameter names and ranges are the renderer's (docs/server.md, bridge.style.library.PARAM_SPECS): an unknown one
+ * or a value out of range is answered with ERROR BAD_VALUE naming the parameter and its range, that frame is not
+ * rendered (its events and commands are not applied) and the next frames render as before. `params` NULL is an
+ * empty set (every parameter neutral). The params are copied. Any thread; microseconds. */
+NRB_API nrb_status nrb_set_style_params(nrb_client* client, const char* style, const nrb_params* params,
+                                        double strength, double over_seconds, const nrb_target* target);
+
+/* Post controls (docs/protocol.md section 5.3 `controls`), per session, delivered like style commands. They need
+ * the engine's hudless_color in each frame (without it the renderer shows the re-rendered image as is). */
+/* Intensity: how much of the re-rendered image is shown over the engine's own, `value` in [0, 1] (0: the engine's
+ * image exactly, 1: fully re-rendered, the default), reached over `over_seconds` in [0, 3600]. */
+NRB_API nrb_status nrb_set_intensity(nrb_client* client, double value, double over_seconds);
+/* Excludes (`excluded` non-zero) or includes again (0) the objects or materials of `target` from re-rendering:
+ * their pixels keep the engine's image, with a soft edge. target NULL or global with excluded 0 includes every id
+ * again; global with excluded non-zero is NRB_ERROR_INVALID_ARGUMENT (use nrb_set_intensity(client, 0, 0)).
+ * The per-pixel form is the NRB_BUFFER_NEURAL_MASK buffer. */
+NRB_API nrb_status nrb_exclude(nrb_client* client, const nrb_target* target, int excluded);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Results                                                                                                      */

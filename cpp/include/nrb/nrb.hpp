@@ -275,6 +275,22 @@ class client {
     nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
     detail::check(nrb_set_style(h_, style.c_str(), strength, over_seconds, &t), h_);
   }
+  // A style written at run time (nrb_set_style_params): defines `style` with parameter set `p`, then moves to it.
+  void set_style_params(const std::string& style, const params& p, double strength = 1.0, double over_seconds = 0.0,
+                        nrb_scope scope = NRB_SCOPE_GLOBAL, const std::vector<uint32_t>& ids = {}) {
+    nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
+    detail::check(nrb_set_style_params(h_, style.c_str(), p.handle(), strength, over_seconds, &t), h_);
+  }
+  // Post controls: intensity 0 (the engine's image) .. 1 (re-rendered); exclusion of objects/materials by id.
+  void set_intensity(double value, double over_seconds = 0.0) {
+    detail::check(nrb_set_intensity(h_, value, over_seconds), h_);
+  }
+  void exclude(nrb_scope scope, const std::vector<uint32_t>& ids, bool excluded = true) {
+    nrb_target t{scope, ids.data(), static_cast<uint32_t>(ids.size())};
+    detail::check(nrb_exclude(h_, &t, excluded ? 1 : 0), h_);
+  }
+  // Includes every excluded id again.
+  void include_all() { detail::check(nrb_exclude(h_, nullptr, 0), h_); }
   result acquire_result() {
     result r;
     r.r_.struct_size = sizeof(nrb_result);
