@@ -45,7 +45,7 @@ from bridge.protocol import (
     encode,
 )
 from bridge.security import SecurityError, check_bind_policy, client_curve_options, is_loopback, load_keypair
-from bridge.server import _is_loopback_address
+from bridge.server import is_loopback_address
 
 NRB = [sys.executable, "-m", "bridge.cli"]
 QUIET_S = 1.5  # how long "gets nothing" is watched
@@ -384,7 +384,7 @@ def test_server_maps_only_nrb_pools_and_each_pool_for_one_session(tmp_path: Path
                                              ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("", False),
                                              ("localhost:0:0:1", False)])
 def test_only_loopback_peers_count_as_local_for_shared_memory(addr: str, local: bool) -> None:
-    assert _is_loopback_address(addr) is local
+    assert is_loopback_address(addr) is local
 
 
 # ------------------------------------------------------------------------------------------------ hostile renderer

@@ -112,7 +112,7 @@ def test_statistics_are_exact_when_several_workers_and_sessions_count_at_once(tm
     sys.setswitchinterval(1e-6)
     try:
         with Server(port=0, factory=FailEveryFifth, workers=4, hooks=str(hooks)) as server:
-            server.counts = _SwitchingCounter()
+            server.stats.counts = _SwitchingCounter()
             ready = threading.Barrier(sessions)
             done = threading.Barrier(sessions + 1)
             close = threading.Event()

@@ -50,7 +50,7 @@ from bridge.protocol import (
 )
 from bridge.renderer import available
 from bridge.security import ServerCurve, check_bind_policy, load_keypair
-from bridge.server import ServerConfig, _endpoint_host
+from bridge.server import ServerConfig, endpoint_host
 
 log = logging.getLogger("nrb.cluster")
 
@@ -130,7 +130,7 @@ class FrontDoor:
         if (cfg.curve_secret is None) != (cfg.allow_dir is None):
             raise ValueError("CurveZMQ needs both curve_secret (--curve-secret) and allow_dir (--allow-dir)")
         curve = cfg.curve_secret is not None
-        host = cfg.host if cfg.endpoint is None else _endpoint_host(cfg.endpoint)
+        host = cfg.host if cfg.endpoint is None else endpoint_host(cfg.endpoint)
         for h in (host, cfg.worker_host):
             if h is not None:
                 check_bind_policy(h, curve=curve, insecure=cfg.insecure)  # SecurityError

@@ -1,4 +1,4 @@
-"""A render worker: the existing server's frame pipeline (``bridge.server.Server``) hosting N sessions, as a Ray actor.
+"""A render worker: the server's frame pipeline (``bridge.server.Server``) hosting N sessions, as a Ray actor.
 
 The worker binds its own ZeroMQ endpoint; engines reach it directly after the front door's redirect (protocol
 section 5.10), so Ray never carries a frame: Ray starts the actor with its declared resources (CPU threads, a GPU
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bridge.capture import CaptureWriter
-from bridge.protocol import Hello
 from bridge.security import ZAP_DOMAIN
-from bridge.server import Server, ServerConfig
-from bridge.session import StylePipeline
+from bridge.server import Observer, Server, ServerConfig
+from bridge.session import Session, StylePipeline
 from bridge.style.state import StyleState
 
 log = logging.getLogger("nrb.cluster.worker")
@@ -56,25 +55,26 @@ def restore_style(pipeline: StylePipeline, blob: bytes) -> None:
 
 class WorkerServer(Server):
     """``Server`` plus placement tickets: a HELLO carrying a ticket the front door ``place``d gets that session's
-    saved style state, and the session's state is reported under its ticket."""
+    saved style state, and the session's state is reported under its ticket.
+
+    A worker may be killed at any moment (that is what failover is for), so its capture (``--record-dir``) is
+    written as it goes rather than by a background thread whose queue would die with it."""
+
+    record_in_background = False
 
     def __init__(self, config: ServerConfig | None = None, **kw: Any) -> None:
         super().__init__(config, **kw)
         self._placements: dict[str, bytes | None] = {}  # ticket -> style state to restore (None: a new session)
         self.tickets: dict[int, str] = {}  # session id -> ticket
+        self._tickets_lock = threading.Lock()  # ``place`` and ``load`` come from Ray's threads
+        self.add_observer(_Tickets(self))
 
     def bind(self) -> str:
         """Bind as ``Server`` does; with CurveZMQ, also let the front door's own key in (it relays engines that do
-        not follow redirects, as a client holding the cluster's key pair), now and after every allow-list reload.
-
-        A worker may be killed at any moment (that is what failover is for), so its capture (``--record-dir``) is
-        written as it goes rather than by a background thread whose queue would die with it."""
+        not follow redirects, as a client holding the cluster's key pair), now and after every allow-list
+        reload."""
         endpoint = super().bind()
-        if self._recorder is not None and self.config.record:
-            with self._recorder_lock:
-                self._recorder.close()
-                self._recorder = CaptureWriter(self.config.record, background=False)
-        curve = self._curve
+        curve = self.io.curve
         if curve is not None and not getattr(curve, "_trusts_front_door", False):
             own = curve.keys.public
             original = curve.reload
@@ -94,34 +94,16 @@ class WorkerServer(Server):
         return endpoint
 
     def place(self, ticket: str, blob: bytes | None) -> None:
-        with self._work:
+        with self._tickets_lock:
             self._placements[ticket] = blob
             while len(self._placements) > _MAX_PENDING_PLACEMENTS:
                 self._placements.pop(next(iter(self._placements)))
 
-    def _on_hello(self, routing_id: bytes, hello: Hello, frames: list[Any]) -> None:
-        before = set(self.sessions)
-        super()._on_hello(routing_id, hello, frames)  # the I/O thread: no frame of the session is processed yet
-        new = [sid for sid in self.sessions if sid not in before]
-        if hello.ticket is None or not new:
-            return
-        sid = new[0]
-        with self._work:
-            blob = self._placements.pop(hello.ticket, None)
-            self.tickets[sid] = hello.ticket
-            for gone in [s for s in self.tickets if s not in self.sessions]:
-                del self.tickets[gone]
-        if blob is not None:
-            try:
-                restore_style(self.sessions[sid].pipeline, blob)
-                log.info("session %d: style state restored from ticket %s", sid, hello.ticket)
-            except Exception:
-                log.exception("session %d: cannot restore the style state of ticket %s", sid, hello.ticket)
-
     def load(self) -> dict[str, Any]:
         """Sessions, mean recent render ms, queued frames, and each placed session's style state by ticket."""
-        with self._work:
+        with self.scheduler.cond:
             sessions = list(self.sessions.values())
+        with self._tickets_lock:
             tickets = dict(self.tickets)
         estimates = [e for e in (s.work.estimate_ms() for s in sessions) if e is not None]
         styles: dict[str, bytes] = {}
@@ -135,6 +117,31 @@ class WorkerServer(Server):
                 pass
         return {"sessions": len(sessions), "render_ms": sum(estimates) / len(estimates) if estimates else 0.0,
                 "queue": sum(len(s.queue) for s in sessions), "styles": styles}
+
+
+class _Tickets(Observer):
+    """Restores a placed session's style state when its HELLO names a ticket: on the I/O thread, as the session
+    opens, so before any of its frames is processed."""
+
+    def __init__(self, server: WorkerServer) -> None:
+        self.server = server
+
+    def session_opened(self, sess: Session, hello: bytes, welcome: bytes) -> None:
+        ticket = sess.hello.ticket
+        if ticket is None:
+            return
+        srv = self.server
+        with srv._tickets_lock:
+            blob = srv._placements.pop(ticket, None)
+            srv.tickets[sess.id] = ticket
+            for gone in [s for s in srv.tickets if s not in srv.sessions]:
+                del srv.tickets[gone]
+        if blob is not None:
+            try:
+                restore_style(sess.pipeline, blob)
+                log.info("session %d: style state restored from ticket %s", sess.id, ticket)
+            except Exception:
+                log.exception("session %d: cannot restore the style state of ticket %s", sess.id, ticket)
 
 
 @dataclass
