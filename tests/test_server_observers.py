@@ -1,0 +1,148 @@
+"""What watches the server's frames (``bridge.server.observers``): each observer sees every frame once, with the
+bytes the engine received; the metrics endpoint and the status snapshot read the same counters."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import numpy as np
+from serverkit import ALBEDO_SPEC, SIZE, albedo_only
+
+from bridge import Renderer, Server
+from bridge.capture import CaptureReader
+from bridge.client import Client, RemoteError
+from bridge.hooks import HookSet
+from bridge.protocol import BufferSpec, parse_header
+from bridge.renderer import RenderInputs
+from bridge.server import FrameDone, Observer
+from bridge.session import QueuedFrame, Session
+
+
+class SlowEcho(Renderer):
+    """Echoes albedo after 0.3 s, so the frames sent behind the first one queue up and supersede each other."""
+
+    name = "slow-echo"
+
+    def required(self) -> list[BufferSpec]:
+        return [BufferSpec("albedo", "rgba8_srgb")]
+
+    def render(self, inputs: RenderInputs, style_map: np.ndarray) -> np.ndarray:
+        time.sleep(0.3)
+        return inputs.raw("albedo")
+
+
+class Collect(Observer):
+    """Keeps what it is shown (calls come from the I/O thread and the render workers)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.opened: list[int] = []
+        self.applied: list[int] = []
+        self.done: list[FrameDone] = []
+        self.closed: list[tuple[int, str]] = []
+
+    def session_opened(self, sess: Session, hello: bytes, welcome: bytes) -> None:
+        with self.lock:
+            self.opened.append(sess.id)
+
+    def frame_applied(self, sess: Session, item: QueuedFrame, hooks: HookSet | None) -> None:
+        with self.lock:
+            self.applied.append(item.frame.frame)
+
+    def frame_done(self, done: FrameDone) -> None:
+        with self.lock:
+            self.done.append(done)
+
+    def session_closed(self, sess: Session, reason: str) -> None:
+        with self.lock:
+            self.closed.append((sess.id, reason))
+
+
+def _three_frames(c: Client, seen: Collect) -> None:
+    """Frame 1, and once it is rendering, frames 2 and 3: 2 waits behind 1 and is superseded by 3."""
+    c.send_frame(albedo_only(), deadline_ms=60_000.0)
+    deadline = time.monotonic() + 10
+    while 1 not in seen.applied and time.monotonic() < deadline:  # taken by the worker, now rendering
+        time.sleep(0.005)
+    for _ in range(2):
+        c.send_frame(albedo_only(), deadline_ms=60_000.0)
+
+
+def _answers(c: Client, n: int) -> dict[int, list[bytes]]:
+    """The next ``n`` answers on ``c``'s socket, as raw frames, by frame id."""
+    got: dict[int, list[bytes]] = {}
+    while len(got) < n:
+        assert c.sock.poll(10_000), f"only {len(got)} of {n} answers arrived"
+        frames = c.sock.recv_multipart()
+        got[parse_header(frames[0])["frame"]] = frames
+    return got
+
+
+def test_each_observer_sees_every_frame_once_with_the_bytes_the_engine_received(tmp_path: Any) -> None:
+    """Frame 1 renders for 0.3 s; frame 2 queues behind it and is superseded by frame 3 (answered ``skipped`` at
+    once, its events applied later); frame 3 renders. Every frame reaches the observer exactly once, in the
+    status the engine got, with the very bytes the engine received; the capture holds the same bytes."""
+    capture = tmp_path / "c.nrbcap"
+    server = Server(port=0, factory=SlowEcho, max_in_flight=3, workers=1, record=str(capture))
+    seen = Collect()
+    server.add_observer(seen)
+    with server:
+        with Client(server.endpoint or "", timeout=10) as c:
+            sid = c.hello(SIZE, ALBEDO_SPEC).session
+            _three_frames(c, seen)
+            received = _answers(c, 3)
+            c.bye()
+        deadline = time.monotonic() + 10
+        while (len(seen.done) < 3 or not seen.closed) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    status = {f: parse_header(w[0]).get("status", parse_header(w[0])["type"]) for f, w in received.items()}
+    assert status == {1: "ok", 2: "skipped", 3: "ok"}
+    assert seen.opened == [sid] and seen.closed == [(sid, "engine said bye")]
+    assert sorted(seen.applied) == [1, 2, 3]
+    assert sorted(d.frame for d in seen.done) == [1, 2, 3]  # once each
+    for d in seen.done:
+        assert d.session == sid and d.status == status[d.frame]
+        assert [bytes(w) for w in d.wire] == received[d.frame]
+    assert next(d for d in seen.done if d.frame == 1).style_digest is not None  # recording asks for it
+    with CaptureReader(capture) as reader:
+        recorded = {f.frame: f.result for f in reader.frames(sid)}
+    assert {f: r.wire if r else None for f, r in recorded.items()} == received
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("nrb_") and not line.startswith("#")}
+
+
+def test_metrics_endpoint_and_status_snapshot_report_the_same_counts() -> None:
+    """One place counts: after frames rendered, superseded and refused (a FRAME for a session that is not open),
+    the Prometheus counters are exactly the server's own counters, and the histograms saw each rendered frame."""
+    server = Server(port=0, factory=SlowEcho, max_in_flight=3, workers=1, metrics_port=0)
+    seen = Collect()
+    server.add_observer(seen)
+    with server:
+        assert server.metrics_port is not None
+        with Client(server.endpoint or "", timeout=10) as c:
+            c.hello(SIZE, ALBEDO_SPEC)
+            _three_frames(c, seen)
+            assert c.result(3).status == "ok"
+            try:
+                c.render(albedo_only(), session=12345)
+            except RemoteError as exc:
+                assert exc.name == "NO_SESSION"
+            else:
+                raise AssertionError("a FRAME for a session that is not open must be refused")
+            metrics = _scrape(server.metrics_port)
+            counts = server.snapshot()["counts"]
+            c.bye()
+    assert counts["received"] == 3 and counts["rendered"] == 2 and counts["skipped"] == 1
+    assert metrics["nrb_frames_received_total"] == counts["received"]
+    assert metrics["nrb_frames_rendered_total"] == counts["rendered"]
+    assert metrics["nrb_frames_skipped_total"] == counts["skipped"]
+    assert metrics['nrb_errors_total{code="NO_SESSION"}'] == counts["error_NO_SESSION"] == 1
+    assert metrics["nrb_sessions"] == 1
+    assert metrics["nrb_frame_latency_seconds_count"] == metrics["nrb_render_seconds_count"] == counts["rendered"]
