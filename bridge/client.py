@@ -24,6 +24,7 @@ from bridge.protocol import (
     Buffer,
     BufferSpec,
     Bye,
+    Control,
     Camera,
     DoorbellSpec,
     Error,
@@ -201,9 +202,11 @@ class Client:
     def send_frame(self, buffers: Sequence[Buffer], *, events: Sequence[Event] = (),
                    styles: Sequence[StyleCommand] = (), dt: float = 1 / 60, deadline_ms: float = 1000.0,
                    camera: Camera | None = None, time_ns: int | None = None, frame: int | None = None,
-                   result_slot: int | None = None, session: int | None = None) -> int:
+                   result_slot: int | None = None, session: int | None = None,
+                   controls: Sequence[Control] = ()) -> int:
         """Send one FRAME; return its id. Without ``time_ns`` the frame time advances by ``dt`` per frame, so a
-        scripted run is reproducible regardless of how fast it goes."""
+        scripted run is reproducible regardless of how fast it goes. ``styles`` may define styles at run time
+        (``StyleCommand.params``); ``controls`` set the session's intensity and exclusions (protocol 5.3)."""
         sid = session if session is not None else self.session
         if sid is None:
             raise RuntimeError("no session: call hello() first")
@@ -214,7 +217,7 @@ class Client:
                 self._sim_time_ns += int(round(dt * 1e9))
             time_ns = self._sim_time_ns
         self.send(Frame(sid, fid, time_ns, dt, deadline_ms, list(buffers), list(events), list(styles), camera,
-                        result_slot))
+                        result_slot, list(controls)))
         return fid
 
     def result(self, frame: int, timeout: float | None = None) -> Result:

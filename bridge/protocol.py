@@ -107,6 +107,7 @@ BUFFER_NAMES: frozenset[str] = frozenset(
         "alpha", "opaque_color", "ui_color_and_alpha", "reactive_mask", "transparency_and_composition_mask",
         "disocclusion_mask",
         "metallic", "roughness_metallic", "normals_oct", "material_id", "object_id", "output",
+        "neural_mask",
     }
 )
 _VENDOR_NAME = re.compile(r"x_[a-z0-9_]{1,61}")
@@ -118,6 +119,12 @@ _SHM_NAME = re.compile(r"/[A-Za-z0-9._-]+")
 _DOORBELL_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)*/nrb-[A-Za-z0-9._-]*")
 MAX_DOORBELL_PATH = 255
 SCOPES = ("global", "material", "object")
+#: FRAME ``controls`` kinds (section 5.3) and camera ``tone_mapping`` values (section 8; ``bridge.tonemap``).
+CONTROLS = ("intensity", "exclude")
+TONE_MAPPINGS = ("none", "clamp", "reinhard", "aces", "agx", "other")
+#: stylecmd ``params`` (section 5.3): at most this many entries; these keys take a str, every other key numbers.
+MAX_STYLE_PARAMS = 32
+STYLE_PARAM_STR_KEYS = ("lut", "base")
 MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE")
 
 
@@ -146,12 +153,30 @@ class Event:
     target: Target = field(default_factory=Target)
 
 
+#: A stylecmd parameter value once decoded: one number, (R, G, B), or a str (``lut``, ``base``).
+StyleParamValue = float | tuple[float, float, float] | str
+
+
 @dataclass
 class StyleCommand:
-    """``set_style``: move ``target`` to ``style`` at ``strength`` over ``over`` seconds."""
+    """``set_style``: move ``target`` to ``style`` at ``strength`` over ``over`` seconds. With ``params`` the command
+    first defines (or redefines) ``style`` from that parameter set (section 5.3, styles defined at run time); the
+    codec checks the shapes, the renderer the names and ranges (``bridge.session.StylePipeline.check``)."""
 
     style: str
     strength: float = 1.0
+    over: float = 0.0
+    target: Target = field(default_factory=Target)
+    params: dict[str, StyleParamValue] | None = None
+
+
+@dataclass
+class Control:
+    """A post control (FRAME ``controls``, section 5.3): ``intensity`` (``value`` 0..1 over ``over`` seconds, global
+    target) or ``exclude`` (``value`` 1 excludes the target's ids from re-rendering, 0 includes them again)."""
+
+    control: str
+    value: float
     over: float = 0.0
     target: Target = field(default_factory=Target)
 
@@ -288,6 +313,7 @@ class Camera:
     orthographic: bool | None = None
     reset: bool | None = None
     pre_exposure: float | None = None
+    tone_mapping: str | None = None
     render_size: tuple[int, int] | None = None
     output_size: tuple[int, int] | None = None
 
@@ -377,6 +403,7 @@ class Frame:
     styles: list[StyleCommand] = field(default_factory=list)
     camera: Camera | None = None
     result_slot: int | None = None
+    controls: list[Control] = field(default_factory=list)
 
     def buffer(self, name: str) -> Buffer | None:
         """The buffer called ``name``, or None."""
@@ -458,7 +485,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
                 "styles", "limits", "redirect"),
     "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
-              "result_slot"),
+              "controls", "result_slot"),
     "RESULT": ("session", "frame", "status", "output", "timing"),
     "ERROR": ("code", "name", "message", "session", "frame"),
     "PING": ("nonce", "time_ns"),
@@ -519,8 +546,19 @@ def _camera_map(c: Camera) -> dict[str, Any]:
             d[k] = [int(x) for x in v]
         elif k in _MAT4 or k in _VEC3 or k in _VEC2:
             d[k] = [float(x) for x in v]
+        elif k == "tone_mapping":
+            d[k] = str(v)
         else:
             d[k] = float(v)
+    return d
+
+
+def _stylecmd_map(s: StyleCommand) -> dict[str, Any]:
+    d: dict[str, Any] = {"style": s.style, "strength": float(s.strength), "over": float(s.over),
+                         "target": _target_map(s.target)}
+    if s.params is not None:
+        d["params"] = {k: v if isinstance(v, str) else [float(x) for x in v] if isinstance(v, (tuple, list))
+                       else float(v) for k, v in s.params.items()}
     return d
 
 
@@ -556,8 +594,10 @@ def header_map(msg: Message) -> dict[str, Any]:
             h["camera"] = _camera_map(msg.camera)
         h["buffers"] = [_desc_map(b) for b in msg.buffers]
         h["events"] = [{"name": e.name, "params": e.params, "target": _target_map(e.target)} for e in msg.events]
-        h["styles"] = [{"style": s.style, "strength": float(s.strength), "over": float(s.over),
-                        "target": _target_map(s.target)} for s in msg.styles]
+        h["styles"] = [_stylecmd_map(s) for s in msg.styles]
+        if msg.controls:
+            h["controls"] = [{"control": c.control, "value": float(c.value), "over": float(c.over),
+                              "target": _target_map(c.target)} for c in msg.controls]
         if msg.result_slot is not None:
             h["result_slot"] = int(msg.result_slot)
     elif isinstance(msg, Result):
@@ -800,7 +840,46 @@ class _Reader:
         strength = self.float_(self.field(m, "strength", path + "."), path + ".strength", 0.0, 1.0)
         over = self.float_(self.field(m, "over", path + "."), path + ".over", 0.0, MAX_OVER)
         target = self.target(self.field(m, "target", path + "."), path + ".target")
-        return StyleCommand(style, strength, over, target)
+        pv = self.field(m, "params", path + ".", required=False)
+        params = self.style_params(pv, path + ".params") if pv is not None else None
+        return StyleCommand(style, strength, over, target, params)
+
+    def style_params(self, v: Any, path: str) -> dict[str, StyleParamValue]:
+        """stylecmd ``params`` (section 5.3): shapes only; names and ranges are the renderer's check."""
+        m = self.map_(v, path)
+        if len(m) > MAX_STYLE_PARAMS:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"{path} has more than {MAX_STYLE_PARAMS} entries")
+        out: dict[str, StyleParamValue] = {}
+        for key, x in m.items():
+            k = self.str_(key, f"{path} key", MAX_NAME, nonempty=True)
+            p = f"{path}.{k}"
+            if k in STYLE_PARAM_STR_KEYS:
+                out[k] = self.str_(x, p, MAX_NAME, nonempty=True)
+            elif isinstance(x, list):
+                a = self.array(x, p, 3, fixed=3)
+                r, g, b = (self.float_(c, f"{p}[{i}]") for i, c in enumerate(a))
+                out[k] = (r, g, b)
+            else:
+                out[k] = self.float_(x, p)
+        return out
+
+    def control(self, v: Any, path: str) -> Control:
+        m = self.map_(v, path)
+        kind = self.str_(self.field(m, "control", path + "."), path + ".control", vocabulary=CONTROLS)
+        value = self.float_(self.field(m, "value", path + "."), path + ".value", 0.0, 1.0)
+        over = self.float_(self.field(m, "over", path + "."), path + ".over", 0.0, MAX_OVER)
+        target = self.target(self.field(m, "target", path + "."), path + ".target")
+        if kind == "intensity" and target.scope != "global":
+            _fail(ErrorCode.BAD_VALUE, f"{path}: intensity is per session; its target must be global")
+        if kind == "exclude":
+            if value not in (0.0, 1.0):
+                _fail(ErrorCode.BAD_VALUE, f"{path}.value={value} must be 1 (exclude) or 0 (include again)")
+            if over != 0.0:
+                _fail(ErrorCode.BAD_VALUE, f"{path}.over must be 0 for exclude")
+            if target.scope == "global" and value == 1.0:
+                _fail(ErrorCode.BAD_VALUE, f"{path}: excluding everything is intensity 0; a global target only "
+                                           "includes every id again (value 0)")
+        return Control(kind, value, over, target)
 
     def bufdesc(self, v: Any, path: str) -> Buffer:
         m = self.map_(v, path)
@@ -916,10 +995,12 @@ class _Reader:
                 val = self.float_(x, p, 0.0, math.pi, lo_open=True)
                 if val >= math.pi:
                     _fail(ErrorCode.BAD_VALUE, f"{p} must be below pi")
-            elif k == "aspect":
+            elif k in ("aspect", "pre_exposure"):
                 val = self.float_(x, p, 0.0, lo_open=True)
-            else:  # pre_exposure
-                val = self.float_(x, p)
+            elif k == "tone_mapping":
+                val = self.str_(x, p, vocabulary=TONE_MAPPINGS)
+            else:  # pragma: no cover - every camera key has a branch
+                raise AssertionError(k)
             setattr(cam, k, val)
         return cam
 
@@ -1142,13 +1223,17 @@ def _parse_frame(r: _Reader, h: dict[str, Any], version: int) -> Frame:
         r.stylecmd(x, f"styles[{i}]")
         for i, x in enumerate(r.array(f(h, "styles", ""), "styles", MAX_STYLE_COMMANDS))
     ]
+    ctl_v = f(h, "controls", "", required=False)
+    controls = [] if ctl_v is None else [
+        r.control(x, f"controls[{i}]") for i, x in enumerate(r.array(ctl_v, "controls", MAX_STYLE_COMMANDS))
+    ]
     rs_v = f(h, "result_slot", "", required=False)
     result_slot = None
     if rs_v is not None:
         result_slot = r.uint(rs_v, "result_slot")
         if r.pool is None or result_slot >= r.pool.slots:
             _fail(ErrorCode.BAD_VALUE, f"result_slot {result_slot} is not a slot of a negotiated pool")
-    return Frame(session, frame, time_ns, dt, deadline, buffers, events, styles, camera, result_slot)
+    return Frame(session, frame, time_ns, dt, deadline, buffers, events, styles, camera, result_slot, controls)
 
 
 def _parse_result(r: _Reader, h: dict[str, Any], version: int) -> Result:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -19,36 +20,86 @@ import numpy as np
 
 from bridge.doorbell import Doorbell
 from bridge.hooks import HookContext, HookError, HookSet
-from bridge.protocol import ErrorCode, Frame, Hello, ProtocolError, Welcome
+from bridge.protocol import Control, ErrorCode, Frame, Hello, ProtocolError, StyleCommand, Welcome
 from bridge.renderer import Renderer
 from bridge.shm import ShmPoolView
+from bridge.style.defined import LiveLibrary, RuntimeStyleLimit, StyleDef, runtime_def
+from bridge.style.errors import StyleError
+from bridge.style.grading import MASK_BUFFER
 from bridge.style.library import DEFAULT_LIBRARY, StyleLibrary
 from bridge.style.state import StyleState
 from bridge.style.stylemap import build_style_map
+
+log = logging.getLogger("nrb.style")
 
 
 class StylePipeline:
     """Advances a session's ``StyleState`` frame by frame and builds its style maps.
 
     Composition order per frame (documented in ``bridge.hooks`` and docs/server.md): engine ``set_style``
-    commands in order, then ``@on`` hooks per event in order, then ``@every_frame`` hooks — all at the frame's time,
-    which is ``(time_ns - first frame's time_ns) / 1e9`` seconds (never decreasing).
+    commands in order (a command with ``params`` first defines its style, docs/protocol.md 5.3), then the frame's
+    ``controls`` in order (intensity, exclusions), then ``@on`` hooks per event in order, then ``@every_frame``
+    hooks — all at the frame's time, which is ``(time_ns - first frame's time_ns) / 1e9`` seconds (never
+    decreasing).
+
+    Styles defined at run time go into ``library``, which the server shares between sessions (a ``LiveLibrary``):
+    ``check`` defines them when it accepts the frame, so that a later frame may name them at once, and ``advance``
+    defines them again at the frame's turn (a no-op when nothing changed; what makes ``nrb replay`` reproduce them).
+    A plain ``StyleLibrary`` is wrapped in a ``LiveLibrary`` of its own.
     """
 
     def __init__(self, session: int, library: StyleLibrary = DEFAULT_LIBRARY) -> None:
         self.session = session
-        self.library = library
+        if not isinstance(library, LiveLibrary):
+            library = LiveLibrary(library)
+        self.library: LiveLibrary = library
         self.state = StyleState(library)
         self.user_state: dict[str, Any] = {}  # ctx.state, kept across frames and hook reloads
         self.t0_ns: int | None = None
         self.frames = 0
 
     def check(self, frame: Frame) -> None:
-        """Reject a frame whose ``set_style`` commands name styles this library lacks (before any state changes)."""
+        """Reject a frame that breaks a rule of docs/protocol.md 5.3 checked against the session, before any state
+        changes: a ``neural_mask`` not ``r8``; a ``set_style`` naming a style this library lacks (nor one the frame
+        defines before it); a parameter set with an unknown parameter, a value out of range, a ``lut``/``base`` naming
+        nothing usable, or a name that is not the game's to define (``BAD_VALUE``); more run-time styles than the
+        renderer holds (``LIMIT_EXCEEDED``). When every check passes the frame's styles are defined."""
+        mask = frame.buffer(MASK_BUFFER)
+        if mask is not None and mask.format != "r8":
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: {MASK_BUFFER!r} is {mask.format}; it must be r8 "
+                                                     "(0 = re-rendered, 255 = the engine's pixel)")
+        defs: dict[str, StyleDef] = {}
         for i, cmd in enumerate(frame.styles):
-            if cmd.style not in self.library:
+            if cmd.params is not None:
+                defs[cmd.style] = self._definition(i, cmd)
+            elif cmd.style not in defs and cmd.style not in self.library:
                 raise ProtocolError(ErrorCode.BAD_VALUE, f"styles[{i}].style={cmd.style!r} is not one of the "
                                                          f"renderer's styles ({', '.join(self.library.names)})")
+        if defs:
+            self._define(list(defs.values()), "styles")
+
+    def _definition(self, i: int, cmd: StyleCommand) -> StyleDef:
+        path = f"styles[{i}]"
+        if not self.library.runtime_definable(cmd.style):
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}.style={cmd.style!r} is one of the renderer's presets or "
+                                                     "a style of its style file or hooks; a style defined at run time "
+                                                     "needs a name of its own")
+        try:
+            return runtime_def(cmd.style, cmd.params or {}, self.library, f"session {self.session}")
+        except StyleError as exc:
+            param = getattr(exc, "param", None)
+            raise ProtocolError(ErrorCode.BAD_VALUE,
+                                f"{path}.params{'.' + param if param else ''}: {exc}") from None
+
+    def _define(self, defs: list[StyleDef], path: str) -> None:
+        try:
+            changed = self.library.define_runtime(defs)
+        except RuntimeStyleLimit as exc:
+            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{path}: {exc}") from None
+        except StyleError as exc:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}: {exc}") from None
+        if changed:
+            log.info("session %d defined styles at run time: %s", self.session, ", ".join(changed))
 
     def frame_time(self, frame: Frame) -> float:
         if self.t0_ns is None:
@@ -59,8 +110,18 @@ class StylePipeline:
         """Apply ``frame``'s commands and hooks at its time; return (time, hook errors)."""
         t = self.frame_time(frame)
         self.state.advance_to(t)
-        for cmd in frame.styles:
-            self.state.apply(cmd)
+        for i, cmd in enumerate(frame.styles):
+            try:
+                if cmd.params is not None:  # defined when checked; again here for replays (unchanged: a no-op)
+                    self._define([self._definition(i, cmd)], f"styles[{i}]")
+                self.state.apply(cmd)
+            except (ProtocolError, StyleError, ValueError) as exc:  # only a frame that was never checked gets here
+                log.warning("session %d frame %d: style command not applied: %s", self.session, frame.frame, exc)
+        for i, ctl in enumerate(frame.controls):
+            try:
+                self.apply_control(ctl)
+            except ValueError as exc:
+                log.warning("session %d frame %d: controls[%d] not applied: %s", self.session, frame.frame, i, exc)
         errors: list[HookError] = []
         if hooks is not None and len(hooks):
             ctx = HookContext(t, frame.dt, frame.frame, self.session, self.user_state, list(frame.events),
@@ -68,6 +129,17 @@ class StylePipeline:
             errors = hooks.run(self.state, frame.events, ctx)
         self.frames += 1
         return t, errors
+
+    def apply_control(self, ctl: Control) -> None:
+        """A FRAME control (docs/protocol.md 5.3): the session's intensity, or excluding / including ids."""
+        if ctl.control == "intensity":
+            self.state.set_intensity(ctl.value, ctl.over)
+        elif ctl.value == 1.0:
+            self.state.exclude(target=ctl.target)
+        elif ctl.target.scope == "global":
+            self.state.include()
+        else:
+            self.state.include(target=ctl.target)
 
     def style_map(self, frame: Frame, size: tuple[int, int] | None = None) -> np.ndarray:
         """The (H, W, S) style map for ``frame`` at the current state time."""

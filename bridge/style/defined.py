@@ -24,6 +24,10 @@ its range; a style that only grades is nearest to ``identity``) — and its **gr
 lift/gamma/gain, fog, LUT) is applied exactly by ``bridge.style.grading`` after the renderer. So the grading of a
 new style is exact on every renderer; its shading parameters are approximated by a preset.
 
+**Styles defined at run time** (a FRAME's stylecmd ``params``, docs/protocol.md 5.3): ``runtime_def`` validates a
+parameter set from the wire and ``LiveLibrary.define_runtime`` adds it to the same server-wide library (at most
+``MAX_RUNTIME_STYLES``; a name of a preset, of the style file or of the hooks cannot be taken).
+
 Reloads: a file that fails to load or validate keeps the previous definitions (logged, counted). Styles only ever
 get added while the server runs (a session may be mid-tween into one): a style removed from the file keeps its last
 definition until the server restarts; a changed one takes its new parameters at the next frame.
@@ -96,6 +100,35 @@ def make_def(name: str, params: Mapping[str, Any], *, origin: str, relative_to: 
     return d
 
 
+#: Styles a renderer holds that game logic defined through the protocol (docs/protocol.md 5.3, 11).
+MAX_RUNTIME_STYLES = 64
+
+
+def runtime_def(name: str, params: Mapping[str, Any], library: StyleLibrary, origin: str) -> StyleDef:
+    """A style defined by a stylecmd's ``params`` (docs/protocol.md 5.3): ``lut`` names a style of ``library`` whose
+    LUT it applies, ``base`` a preset, every other key a parameter of ``PARAM_SPECS``. Raises ``StyleParamError``
+    naming the parameter and its range, or ``StyleError`` (a ``lut``/``base`` naming nothing usable)."""
+    params = dict(params)
+    lut_name = params.pop("lut", None)
+    base = params.pop("base", None)
+    lut = lut_path = None
+    if lut_name is not None:
+        if not isinstance(lut_name, str) or lut_name not in library or library[lut_name].lut is None:
+            with_lut = [s.name for s in library if s.lut is not None]
+            raise StyleParamError(f"{origin}: style {name!r}: lut {lut_name!r} is not a style with a LUT (styles with "
+                                  f"one: {', '.join(with_lut) or 'none'})", "lut")
+        lut = library[lut_name].lut
+        lut_path = f"style:{lut_name}"
+    if base is not None:
+        presets = library.base if isinstance(library, LiveLibrary) else library
+        if not isinstance(base, str) or base not in presets.names:
+            raise StyleParamError(f"{origin}: style {name!r}: base {base!r} is not one of the renderer's presets "
+                                  f"({', '.join(presets.names)})", "base")
+    d = StyleDef(name, params, "defined at run time", lut, lut_path, base, origin)
+    d.build(0)  # validates every parameter and its range
+    return d
+
+
 def load_style_file(path: str | Path) -> list[StyleDef]:
     """Parse a style file (module docstring). Raises ``StyleError`` (with subclasses) naming the file."""
     path = Path(path)
@@ -134,6 +167,8 @@ class LiveLibrary(StyleLibrary):
         self._next_refresh = 0.0
         self._lock = threading.Lock()
         self._base_of = np.arange(len(base), dtype=np.int64)
+        #: names defined through the protocol (``define_runtime``), server-wide
+        self.runtime_names: set[str] = set()
 
     def _maybe_refresh(self) -> None:
         if self._refresh is None:
@@ -184,6 +219,26 @@ class LiveLibrary(StyleLibrary):
             self._data, self._base_of = data, base_of
             return changed
 
+    def runtime_definable(self, name: str) -> bool:
+        """Whether game logic may (re)define ``name`` at run time: a new name, or one it defined before (never a
+        preset, nor a style of the style file or hooks)."""
+        return name in self.runtime_names or name not in super().names
+
+    def define_runtime(self, defs: Sequence[StyleDef]) -> list[str]:
+        """Add or redefine styles from stylecmd ``params`` (validated by ``runtime_def``). Raises ``StyleError`` for a
+        name that is not ``runtime_definable``, ``RuntimeStyleLimit`` beyond ``MAX_RUNTIME_STYLES``."""
+        for d in defs:
+            if not self.runtime_definable(d.name):
+                raise StyleError(f"{d.origin}: {d.name!r} is one of the renderer's presets or a style of its style "
+                                 "file or hooks; a style defined at run time needs a name of its own")
+        new = {d.name for d in defs} - self.runtime_names
+        if len(self.runtime_names) + len(new) > MAX_RUNTIME_STYLES:
+            raise RuntimeStyleLimit(f"more than {MAX_RUNTIME_STYLES} styles defined at run time on this renderer "
+                                    f"(it holds {len(self.runtime_names)}); redefine one instead")
+        changed = self.update(defs)
+        self.runtime_names |= new
+        return changed
+
     def _nearest_preset(self, style: Style) -> int:
         if style.base is not None:
             return self.base.index(style.base)
@@ -222,6 +277,10 @@ class LiveLibrary(StyleLibrary):
             if w.any():
                 out[..., base_of[j]] += w
         return out
+
+
+class RuntimeStyleLimit(StyleError):
+    """More styles defined at run time than ``MAX_RUNTIME_STYLES`` (protocol ``LIMIT_EXCEEDED``)."""
 
 
 #: spec of each shading column (premultiplied columns use their amount's range)

@@ -216,18 +216,30 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
     return a
 
 
+#: The engine's per-pixel exclusion mask (protocol 6.1): r8, 0 = re-rendered, 255 = the engine's pixel.
+MASK_BUFFER = "neural_mask"
+
+
 def exclusion_mask(inputs: RenderInputs, state: StyleState) -> np.ndarray | None:
-    """(H, W) float32 at render size: 1 where an excluded object or material is, falling off to 0 over ``feather``
-    pixels around it (the object itself keeps exactly the engine's pixels); None when nothing is excluded here."""
+    """(H, W) float32 at render size: 1 where an excluded object or material is, or the engine's ``neural_mask``
+    value / 255 where larger, falling off to 0 over ``feather`` pixels around it (a pixel keeps at least its own
+    value: an excluded object, or a mask of 255, keeps exactly the engine's pixels); None when nothing is excluded
+    here."""
     hard: np.ndarray | None = None
     for name, ids in (("object_id", state.excluded_objects), ("material_id", state.excluded_materials)):
         img = inputs.ids(name) if ids else None
         if img is not None:
             hit = np.isin(img, np.fromiter(ids, np.int64, len(ids)))
             hard = hit if hard is None else hard | hit
-    if hard is None or not hard.any():
+    m: np.ndarray | None = None if hard is None or not hard.any() else hard.astype(np.float32)
+    b = inputs.buffers.get(MASK_BUFFER)
+    if b is not None and b.format == "r8" and b.data is not None:
+        raw = inputs.raw(MASK_BUFFER)[..., 0]
+        if raw.any():
+            engine = raw.astype(np.float32) * np.float32(1.0 / 255.0)
+            m = engine if m is None else np.maximum(m, engine)
+    if m is None:
         return None
-    m = hard.astype(np.float32)
     r = int(round(state.feather))
     if r > 0:
         m = np.maximum(m, _box_blur(m, r))
@@ -236,10 +248,10 @@ def exclusion_mask(inputs: RenderInputs, state: StyleState) -> np.ndarray | None
 
 def post_process(image: np.ndarray, inputs: RenderInputs, state: StyleState) -> np.ndarray:
     """Blend the re-rendered ``image`` with the engine's ``hudless_color``: per pixel the re-rendered amount is
-    ``intensity · (1 - mask)``. Pixels with amount 0 get the engine's pixels exactly, amount 1 are untouched, the rest
+    ``intensity · (1 - mask)`` (``exclusion_mask``: excluded ids and the engine's ``neural_mask``). Pixels with amount 0 get the engine's pixels exactly, amount 1 are untouched, the rest
     are mixed in linear light. ``image`` itself when nothing applies (intensity 1, nothing excluded) or the engine's
     image was not sent (logged once per session)."""
-    if not state.post_active or not _gradeable(image):
+    if not (state.post_active or MASK_BUFFER in inputs.buffers) or not _gradeable(image):
         return image
     if "hudless_color" not in inputs.buffers:
         if not getattr(state, "_warned_no_hudless", False):

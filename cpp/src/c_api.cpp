@@ -91,15 +91,17 @@ nrb_status guarded(const nrb_client* c, const char* fn_name, Fn&& fn) noexcept {
 }
 
 // Copies a caller's versioned input struct: at most sizeof(T) bytes of it, the rest zero.
+// `v1_size`: the struct's size at struct_version 1 (fields appended later read as zero for an older caller).
 template <class T>
-nrb_status read_struct(const nrb_client* c, const T* in, uint32_t version, const char* what, T& out) {
+nrb_status read_struct(const nrb_client* c, const T* in, uint32_t version, const char* what, T& out,
+                       size_t v1_size = sizeof(T)) {
   std::memset(&out, 0, sizeof out);
   if (!in) return fail(c, NRB_ERROR_INVALID_ARGUMENT, std::string(what) + " is NULL");
   if (in->struct_version == 0 || in->struct_version > version || in->struct_size < 2 * sizeof(uint32_t))
     return fail(c, NRB_ERROR_UNSUPPORTED_VERSION,
                 std::string(what) + ": struct_version/struct_size not set or newer than this library");
   std::memcpy(&out, in, std::min<size_t>(in->struct_size, sizeof out));
-  if (in->struct_size < sizeof out)
+  if (in->struct_size < v1_size)
     return fail(c, NRB_ERROR_UNSUPPORTED_VERSION, std::string(what) + ": struct_size smaller than version 1");
   return NRB_OK;
 }
@@ -198,6 +200,9 @@ wire::Camera camera_of(const nrb_camera& c) {
   w.orthographic = c.orthographic != 0;
   w.reset = c.reset != 0;
   w.pre_exposure = nonzero(c.pre_exposure);
+  if (c.tone_mapping > NRB_TONE_MAPPING_COUNT) throw std::invalid_argument("camera.tone_mapping is not an NRB_TONE_MAPPING_*");
+  if (c.tone_mapping != NRB_TONE_MAPPING_UNSET)
+    w.tone_mapping = static_cast<wire::ToneMapping>(c.tone_mapping - NRB_TONE_MAPPING_NONE);
   w.render_size = nonzero_size(c.render_width, c.render_height);
   w.output_size = nonzero_size(c.output_width, c.output_height);
   return w;
@@ -252,6 +257,7 @@ constexpr const char* kBufferNames[NRB_BUFFER_NAME_COUNT] = {
     NRB_BUFFER_TRANSPARENCY_AND_COMPOSITION_MASK, NRB_BUFFER_DISOCCLUSION_MASK, NRB_BUFFER_METALLIC,
     NRB_BUFFER_ROUGHNESS_METALLIC, NRB_BUFFER_NORMALS_OCT, NRB_BUFFER_MATERIAL_ID, NRB_BUFFER_OBJECT_ID,
     NRB_BUFFER_OUTPUT, NRB_BUFFER_X_SUN_DIRECTION, NRB_BUFFER_X_SUN_IRRADIANCE, NRB_BUFFER_X_SKY_RADIANCE,
+    NRB_BUFFER_NEURAL_MASK,
 };
 
 // Runs a params-builder call: errors go to nrb_last_error(NULL) of this thread, as for nrb_client_create.
@@ -463,7 +469,11 @@ NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* ca
   if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_set_camera: client is NULL");
   return guarded(client, "nrb_frame_set_camera", [&]() -> nrb_status {
     nrb_camera cam;
-    if (nrb_status s = read_struct(client, camera, NRB_CAMERA_VERSION, "camera", cam)) return s;
+    // struct_version 1 ends before tone_mapping: a v1 caller's camera sends no tone_mapping
+    if (nrb_status s = read_struct(client, camera, NRB_CAMERA_VERSION, "camera", cam,
+                                   offsetof(nrb_camera, tone_mapping)))
+      return s;
+    if (camera->struct_version < 2) cam.tone_mapping = NRB_TONE_MAPPING_UNSET;
     client->impl->set_camera(camera_of(cam));
     return NRB_OK;
   });
@@ -513,6 +523,45 @@ NRB_API nrb_status nrb_set_style(nrb_client* client, const char* style, double s
     client->impl->set_style(nrb::detail::make_style(style, strength, over_seconds, target_of(target)));
     return NRB_OK;
   });
+}
+
+NRB_API nrb_status nrb_set_style_params(nrb_client* client, const char* style, const nrb_params* params,
+                                        double strength, double over_seconds, const nrb_target* target) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_set_style_params: client is NULL");
+  return guarded(client, "nrb_set_style_params", [&]() -> nrb_status {
+    if (!style) throw std::invalid_argument("style name is NULL");
+    const void* data = nullptr;
+    size_t size = 0;
+    if (params) {
+      const std::vector<uint8_t>& e = params->builder.encoded();
+      data = e.data();
+      size = e.size();
+    }
+    client->impl->set_style(
+        nrb::detail::make_style_params(style, data, size, strength, over_seconds, target_of(target)));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_set_intensity(nrb_client* client, double value, double over_seconds) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_set_intensity: client is NULL");
+  return guarded(client, "nrb_set_intensity", [&]() -> nrb_status {
+    client->impl->set_control(nrb::detail::make_intensity(value, over_seconds));
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_exclude(nrb_client* client, const nrb_target* target, int excluded) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_exclude: client is NULL");
+  return guarded(client, "nrb_exclude", [&]() -> nrb_status {
+    client->impl->set_control(nrb::detail::make_exclude(target_of(target), excluded != 0));
+    return NRB_OK;
+  });
+}
+
+NRB_API const char* nrb_tone_mapping_name(nrb_tone_mapping tone_mapping) {
+  if (tone_mapping == NRB_TONE_MAPPING_UNSET || tone_mapping > NRB_TONE_MAPPING_COUNT) return nullptr;
+  return wire::tone_mapping_name(static_cast<wire::ToneMapping>(tone_mapping - NRB_TONE_MAPPING_NONE)).data();
 }
 
 NRB_API nrb_status nrb_acquire_result(nrb_client* client, nrb_result* out_result) {

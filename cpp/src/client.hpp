@@ -40,6 +40,7 @@ class Client {
   // ---- any thread ---------------------------------------------------------------------------------------------
   void fire_event(wire::Event e) { pipeline_.fire_event(std::move(e)); }
   void set_style(wire::StyleCommand s) { pipeline_.set_style(std::move(s)); }
+  void set_control(wire::Control c) { pipeline_.set_control(std::move(c)); }
   // The newest fresh result (and its age in frames) or null: show the engine's own image.
   std::shared_ptr<const ResultImage> acquire_result(uint64_t* age_frames = nullptr);
   void set_enabled(bool enabled) { pipeline_.set_enabled(enabled); }

@@ -116,6 +116,44 @@ wire::StyleCommand make_style(std::string_view style, double strength, double ov
   return s;
 }
 
+wire::StyleCommand make_style_params(std::string_view style, const void* params, size_t params_size, double strength,
+                                     double over, wire::Target target) {
+  wire::StyleCommand s = make_style(style, strength, over, std::move(target));
+  static const uint8_t kEmpty = 0x80;
+  const uint8_t* data = params && params_size ? static_cast<const uint8_t*>(params) : &kEmpty;
+  const size_t size = params && params_size ? params_size : 1;
+  std::vector<wire::StyleParam> out;
+  if (auto err = wire::decode_style_params(data, size, &out)) {
+    std::string why = "style \"" + s.style + "\" params: " + std::string(wire::error_name(err->code)) + ": " +
+                      err->message;
+    if (err->code == wire::ErrorCode::LIMIT_EXCEEDED) throw std::out_of_range(why);
+    bad(why);
+  }
+  s.params = std::move(out);
+  return s;
+}
+
+wire::Control make_intensity(double value, double over) {
+  if (!finite(value) || value < 0.0 || value > 1.0) bad("intensity must be in [0, 1]");
+  if (!finite(over) || over < 0.0 || over > 3600.0) bad("intensity transition (over) must be in [0, 3600] seconds");
+  wire::Control c;
+  c.control = wire::ControlKind::intensity;
+  c.value = value;
+  c.over = over;
+  return c;
+}
+
+wire::Control make_exclude(wire::Target target, bool excluded) {
+  if (target.scope == wire::Scope::global && excluded)
+    bad("exclude: a global target only includes every id again; to show the engine's image everywhere set the "
+        "intensity to 0");
+  wire::Control c;
+  c.control = wire::ControlKind::exclude;
+  c.value = excluded ? 1.0 : 0.0;
+  c.target = std::move(target);
+  return c;
+}
+
 void check_camera(const wire::Camera& c) {
   check_finite(c.view_to_clip, "view_to_clip");
   check_finite(c.clip_to_view, "clip_to_view");
@@ -140,6 +178,7 @@ void check_camera(const wire::Camera& c) {
   }
   if (c.fov_y && (*c.fov_y <= 0.0 || *c.fov_y >= 3.14159265358979323846)) bad("camera.fov_y must be in (0, pi)");
   if (c.aspect && *c.aspect <= 0.0) bad("camera.aspect must be > 0");
+  if (c.pre_exposure && *c.pre_exposure <= 0.0) bad("camera.pre_exposure must be > 0");
   for (const auto* s : {&c.render_size, &c.output_size})
     if (*s && ((*s)->width < 1 || (*s)->height < 1 || (*s)->width > wire::kMaxDimension ||
                (*s)->height > wire::kMaxDimension))

@@ -38,8 +38,18 @@ std::vector<uint8_t> make_params(const void* msgpack, size_t size);
 
 wire::Event make_event(std::string_view name, const void* params, size_t params_size, wire::Target target);
 wire::StyleCommand make_style(std::string_view style, double strength, double over, wire::Target target);
+// A run-time style (stylecmd params): make_style plus the parameter set, a msgpack map (as nrb_params builds it;
+// NULL/0: the empty set) whose shapes are checked here (std::invalid_argument naming the key; std::out_of_range for
+// more than 32 entries). Names and ranges are the renderer's.
+wire::StyleCommand make_style_params(std::string_view style, const void* params, size_t params_size, double strength,
+                                     double over, wire::Target target);
+// FRAME controls: intensity in [0, 1] over [0, 3600] s (global); exclude / include again by material or object ids
+// (a global target only with excluded == false: include every id).
+wire::Control make_intensity(double value, double over);
+wire::Control make_exclude(wire::Target target, bool excluded);
 
-// Camera values per docs/protocol.md section 8 (finite, near > 0, far > near or +inf, 0 < fov_y < pi, aspect > 0).
+// Camera values per docs/protocol.md section 8 (finite, near > 0, far > near or +inf, 0 < fov_y < pi, aspect > 0,
+// pre_exposure > 0).
 void check_camera(const wire::Camera& c);
 
 }  // namespace nrb::detail

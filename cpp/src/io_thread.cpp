@@ -434,6 +434,7 @@ void IoThread::send_frames(TimePoint now) {
       m.buffers = std::move(f.buffers);
       m.events = std::move(out->events);
       m.styles = std::move(out->styles);
+      m.controls = std::move(out->controls);
       m.result_slot = f.result_slot;
       // Section 5.2: buffers the renderer did not ask for in WELCOME are not sent.
       // A renderer that lists nothing did not say (section 5.2): it gets everything offered.

@@ -83,6 +83,12 @@ void Pipeline::set_style(wire::StyleCommand s) {
   trim_pending_locked();
 }
 
+void Pipeline::set_control(wire::Control c) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  styles_.push_back(PendingStyle{{next_seq_++, 0}, {}, std::move(c)});
+  trim_pending_locked();
+}
+
 void Pipeline::trim_pending_locked() {
   // Discard the oldest entries that are not riding on a frame in flight.
   while (events_.size() + styles_.size() > opts_.max_pending_events) {
@@ -218,8 +224,11 @@ std::optional<OutgoingFrame> Pipeline::take_next(TimePoint now) {
   }
   for (PendingStyle& p : styles_) {
     if (p.carrier != 0) continue;
-    if (p.seq > f.watermark || out.styles.size() >= wire::kMaxEvents) break;
-    out.styles.push_back(p.style);
+    if (p.seq > f.watermark || (p.control ? out.controls.size() : out.styles.size()) >= wire::kMaxEvents) break;
+    if (p.control)
+      out.controls.push_back(*p.control);
+    else
+      out.styles.push_back(p.style);
     p.carrier = f.id;
   }
   in_flight_.push_back(InFlight{f.id, f.submit_time, now, f.deadline_ms, f.result_slot, f.resources});

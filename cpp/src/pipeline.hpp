@@ -70,6 +70,7 @@ struct OutgoingFrame {
   uint64_t session = 0;
   std::vector<wire::Event> events;
   std::vector<wire::StyleCommand> styles;
+  std::vector<wire::Control> controls;
 };
 
 // A rendered image ready for the engine. `keepalive` owns the memory `pixels` points into (received ZeroMQ
@@ -152,6 +153,8 @@ class Pipeline {
   // ---- any thread -----------------------------------------------------------------------------------------------
   void fire_event(wire::Event e);
   void set_style(wire::StyleCommand s);
+  // A post control (FRAME controls): queued and delivered with the style commands, in the order issued.
+  void set_control(wire::Control c);
   void set_enabled(bool enabled);
   bool enabled() const;
   PipelineStats stats() const;
@@ -221,6 +224,7 @@ class Pipeline {
   };
   struct PendingStyle : Pending {
     wire::StyleCommand style;
+    std::optional<wire::Control> control;  // set: this entry is a control, not `style`
   };
   struct InFlight {
     uint64_t id;

@@ -45,14 +45,17 @@ constexpr std::array<FormatInfo, 12> kFormats = {{
     {Format::r32u, "r32u", 4, 1},
 }};
 
-constexpr std::array<std::string_view, 25> kBufferNames = {
+constexpr std::array<std::string_view, 26> kBufferNames = {
     // Streamline resource tags
     "depth", "linear_depth", "motion_vectors", "hudless_color", "scaling_input_color", "normals", "roughness",
     "normal_roughness", "albedo", "specular_albedo", "emissive", "exposure", "position", "alpha", "opaque_color",
     "ui_color_and_alpha", "reactive_mask", "transparency_and_composition_mask", "disocclusion_mask",
     // NRB additions
-    "metallic", "roughness_metallic", "normals_oct", "material_id", "object_id", "output",
+    "metallic", "roughness_metallic", "normals_oct", "material_id", "object_id", "output", "neural_mask",
 };
+
+constexpr std::array<std::string_view, 6> kToneMappings = {"none", "clamp", "reinhard", "aces", "agx", "other"};
+constexpr std::array<std::string_view, 2> kControls = {"intensity", "exclude"};
 
 constexpr std::array<std::string_view, 8> kTypeNames = {"HELLO", "WELCOME", "FRAME", "RESULT",
                                                         "ERROR", "PING",    "PONG",  "BYE"};
@@ -65,7 +68,7 @@ const std::vector<std::string_view>& known_keys(MessageType t) {
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
        "styles", "limits", "redirect", "must_understand"},
       {"nrb", "type", "session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
-       "result_slot", "must_understand"},
+       "controls", "result_slot", "must_understand"},
       {"nrb", "type", "session", "frame", "status", "output", "timing", "must_understand"},
       {"nrb", "type", "code", "name", "message", "session", "frame", "must_understand"},
       {"nrb", "type", "nonce", "time_ns", "must_understand"},
@@ -103,7 +106,7 @@ std::optional<Format> format_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-const std::array<std::string_view, 25>& buffer_names() noexcept { return kBufferNames; }
+const std::array<std::string_view, 26>& buffer_names() noexcept { return kBufferNames; }
 bool is_standard_buffer_name(std::string_view name) noexcept {
   return std::find(kBufferNames.begin(), kBufferNames.end(), name) != kBufferNames.end();
 }
@@ -317,7 +320,7 @@ void write_camera(W& w, const Camera& c) {
              count(c.depth_infinite.has_value()) + count(c.mv_jittered.has_value()) +
              count(c.mv_3d.has_value()) + count(c.mv_dilated.has_value()) +
              count(c.camera_motion_included.has_value()) + count(c.orthographic.has_value()) +
-             count(c.reset.has_value()) + count(c.pre_exposure.has_value()) +
+             count(c.reset.has_value()) + count(c.pre_exposure.has_value()) + count(c.tone_mapping.has_value()) +
              count(c.render_size.has_value()) + count(c.output_size.has_value());
   w.map(n);
   if (c.view_to_clip) w.k("view_to_clip"), w.floats(*c.view_to_clip);
@@ -344,6 +347,7 @@ void write_camera(W& w, const Camera& c) {
   if (c.orthographic) w.k("orthographic"), w.boolean(*c.orthographic);
   if (c.reset) w.k("reset"), w.boolean(*c.reset);
   if (c.pre_exposure) w.k("pre_exposure"), w.f64(*c.pre_exposure);
+  if (c.tone_mapping) w.k("tone_mapping"), w.str(tone_mapping_name(*c.tone_mapping));
   if (c.render_size) w.k("render_size"), w.size2(*c.render_size);
   if (c.output_size) w.k("output_size"), w.size2(*c.output_size);
 }
@@ -433,7 +437,8 @@ struct EncodeVisitor {
     tail(w, m);
   }
   void operator()(const Frame& m) {
-    head(w, m, MessageType::frame, 8 + count(m.camera.has_value()) + count(m.result_slot.has_value()));
+    head(w, m, MessageType::frame,
+         8 + count(m.camera.has_value()) + count(!m.controls.empty()) + count(m.result_slot.has_value()));
     w.k("session"), w.uint(m.session);
     w.k("frame"), w.uint(m.frame);
     w.k("time_ns"), w.uint(m.time_ns);
@@ -458,11 +463,35 @@ struct EncodeVisitor {
     w.k("styles");
     w.array(m.styles.size());
     for (const auto& s : m.styles) {
-      w.map(4);
+      w.map(4 + count(s.params.has_value()));
       w.k("style"), w.str(s.style);
       w.k("strength"), w.f64(s.strength);
       w.k("over"), w.f64(s.over);
       w.k("target"), write_target(w, s.target);
+      if (s.params) {
+        w.k("params");
+        w.map(s.params->size());
+        for (const auto& p : *s.params) {
+          w.k(p.key);
+          if (p.kind == StyleParam::Kind::text)
+            w.str(p.text);
+          else if (p.kind == StyleParam::Kind::rgb)
+            w.floats(p.value);
+          else
+            w.f64(p.value[0]);
+        }
+      }
+    }
+    if (!m.controls.empty()) {
+      w.k("controls");
+      w.array(m.controls.size());
+      for (const auto& c : m.controls) {
+        w.map(4);
+        w.k("control"), w.str(control_name(c.control));
+        w.k("value"), w.f64(c.value);
+        w.k("over"), w.f64(c.over);
+        w.k("target"), write_target(w, c.target);
+      }
     }
     if (m.result_slot) w.k("result_slot"), w.uint(*m.result_slot);
     tail(w, m);
@@ -1154,8 +1183,77 @@ class Decoder {
       At at(*this, "over");
       c.over = flt(field(m, "over"), 0.0, 3600.0);
     }
-    At at(*this, "target");
-    c.target = target(field(m, "target"));
+    {
+      At at(*this, "target");
+      c.target = target(field(m, "target"));
+    }
+    if (const Obj* p = find(m, "params")) {
+      At at(*this, "params");
+      c.params = style_params(*p);
+    }
+    return c;
+  }
+
+  // stylecmd params (section 5.3): shapes only, in the sender's key order, as bridge/protocol.py checks them.
+  std::vector<StyleParam> style_params(const Obj& o) {
+    const Obj& m = map(o);
+    const uint32_t n = m.via.map.size;
+    if (n > kMaxStyleParams)
+      fail(ErrorCode::LIMIT_EXCEEDED, "more than " + std::to_string(kMaxStyleParams) + " entries");
+    std::vector<StyleParam> out(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const Obj& key = m.via.map.ptr[i].key;
+      const Obj& val = m.via.map.ptr[i].val;
+      StyleParam& p = out[i];
+      {
+        At at(*this, "key");
+        p.key.assign(str(key, kMaxNameBytes, true));
+      }
+      At at(*this, p.key.c_str());
+      if (is_style_param_text_key(p.key)) {
+        p.kind = StyleParam::Kind::text;
+        p.text.assign(str(val, kMaxNameBytes, true));
+      } else if (val.type == T::ARRAY) {
+        p.kind = StyleParam::Kind::rgb;
+        p.value = floats<3>(val);
+      } else {
+        p.kind = StyleParam::Kind::number;
+        p.value[0] = flt(val);
+      }
+    }
+    return out;
+  }
+
+  Control control(const Obj& o) {
+    const Obj& m = map(o);
+    Control c;
+    {
+      At at(*this, "control");
+      c.control = static_cast<ControlKind>(vocab(field(m, "control"), kControls));
+    }
+    {
+      At at(*this, "value");
+      c.value = flt(field(m, "value"), 0.0, 1.0);
+    }
+    {
+      At at(*this, "over");
+      c.over = flt(field(m, "over"), 0.0, 3600.0);
+    }
+    {
+      At at(*this, "target");
+      c.target = target(field(m, "target"));
+    }
+    const bool global = c.target.scope == wire::Scope::global;
+    if (c.control == ControlKind::intensity && !global)
+      fail(ErrorCode::BAD_VALUE, "intensity is per session; its target must be global");
+    if (c.control == ControlKind::exclude) {
+      if (c.value != 0.0 && c.value != 1.0)
+        fail(ErrorCode::BAD_VALUE, "value " + num(c.value) + " must be 1 (exclude) or 0 (include again)");
+      if (c.over != 0.0) fail(ErrorCode::BAD_VALUE, "over must be 0 for exclude");
+      if (global && c.value == 1.0)
+        fail(ErrorCode::BAD_VALUE, "excluding everything is intensity 0; a global target only includes every id "
+                                   "again (value 0)");
+    }
     return c;
   }
 
@@ -1199,7 +1297,8 @@ class Decoder {
     opt("camera_motion_included", [&](const Obj& x) { c.camera_motion_included = boolean(x); });
     opt("orthographic", [&](const Obj& x) { c.orthographic = boolean(x); });
     opt("reset", [&](const Obj& x) { c.reset = boolean(x); });
-    opt("pre_exposure", [&](const Obj& x) { c.pre_exposure = flt(x); });
+    opt("pre_exposure", [&](const Obj& x) { c.pre_exposure = flt(x, 0.0, kInf, false, true); });
+    opt("tone_mapping", [&](const Obj& x) { c.tone_mapping = static_cast<ToneMapping>(vocab(x, kToneMappings)); });
     opt("render_size", [&](const Obj& x) { c.render_size = size(x); });
     opt("output_size", [&](const Obj& x) { c.output_size = size(x); });
     return c;
@@ -1389,6 +1488,15 @@ class Decoder {
       for (uint32_t i = 0; i < n; ++i) {
         At at(*this, size_t(i));
         m.styles[i] = stylecmd(a[i]);
+      }
+    });
+    opt(h, "controls", [&](const Obj& o) {
+      uint32_t n;
+      const Obj* a = array(o, kMaxEvents, n);
+      m.controls.resize(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        At at(*this, size_t(i));
+        m.controls[i] = control(a[i]);
       }
     });
     opt(h, "result_slot", [&](const Obj& o) {
@@ -1683,6 +1791,30 @@ std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
     try {
       std::vector<uint8_t> out = d.params(oh.get());
       if (canonical) *canonical = std::move(out);
+    } catch (Reject& e) {
+      return DecodeError{e.code, std::move(e.message)};
+    }
+    return std::nullopt;
+  } catch (const std::bad_alloc&) {
+    return DecodeError{ErrorCode::INTERNAL, "out of memory"};
+  } catch (const std::exception& e) {
+    return DecodeError{ErrorCode::MALFORMED, e.what()};
+  }
+}
+
+std::optional<DecodeError> decode_style_params(const uint8_t* data, size_t size,
+                                               std::vector<StyleParam>* params) noexcept {
+  try {
+    if (size == 0 || data == nullptr) return DecodeError{ErrorCode::MALFORMED, "empty params"};
+    if (size > kMaxHeaderBytes) return DecodeError{ErrorCode::LIMIT_EXCEEDED, "params larger than a header"};
+    if (const char* why = prescan(data, size)) return DecodeError{ErrorCode::MALFORMED, why};
+    std::size_t off = 0;
+    auto oh = unpack_checked(data, size, off);
+    DecodeOptions opts;
+    Decoder d(opts);
+    try {
+      std::vector<StyleParam> out = d.style_params(oh.get());
+      if (params) *params = std::move(out);
     } catch (Reject& e) {
       return DecodeError{e.code, std::move(e.message)};
     }

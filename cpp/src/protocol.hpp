@@ -94,7 +94,7 @@ uint32_t bytes_per_pixel(Format f) noexcept;
 std::optional<Format> format_from_name(std::string_view name) noexcept;
 
 // The fixed vocabulary of section 6.1 (Streamline tags plus NRB additions, including "output").
-const std::array<std::string_view, 25>& buffer_names() noexcept;
+const std::array<std::string_view, 26>& buffer_names() noexcept;
 bool is_standard_buffer_name(std::string_view name) noexcept;
 // `x_[a-z0-9_]{1,61}`
 bool is_vendor_buffer_name(std::string_view name) noexcept;
@@ -173,6 +173,12 @@ struct BufferDesc {  // bufdesc (section 6.3)
   }
 };
 
+// Camera tone_mapping (section 8): the curve that made hudless_color; wire names in tone_mapping_name().
+enum class ToneMapping : uint8_t { none, clamp, reinhard, aces, agx, other };
+inline constexpr size_t kToneMappingCount = 6;
+std::string_view tone_mapping_name(ToneMapping t) noexcept;
+std::optional<ToneMapping> tone_mapping_from_name(std::string_view name) noexcept;
+
 struct Camera {  // section 8; every key optional. Wire names in comments where they differ.
   std::optional<Mat4> view_to_clip, clip_to_view, clip_to_prev_clip, prev_clip_to_clip, world_to_view;
   std::optional<Vec3> position, up, right, forward;
@@ -182,7 +188,8 @@ struct Camera {  // section 8; every key optional. Wire names in comments where 
   std::optional<Vec2> jitter, mv_scale;
   std::optional<bool> depth_inverted, depth_infinite, mv_jittered, mv_3d, mv_dilated, camera_motion_included,
       orthographic, reset;
-  std::optional<double> pre_exposure;
+  std::optional<double> pre_exposure;  // > 0
+  std::optional<ToneMapping> tone_mapping;
   std::optional<Size2> render_size, output_size;
 };
 
@@ -202,11 +209,35 @@ struct Event {
   Target target;
 };
 
+// One entry of a stylecmd `params` map (section 5.3, styles defined at run time): a number, an RGB triple, or a
+// str (the `lut` and `base` keys). The codec checks shapes only; names and ranges are the renderer's.
+struct StyleParam {
+  enum class Kind : uint8_t { number, rgb, text };
+  std::string key;
+  Kind kind = Kind::number;
+  std::array<double, 3> value{};  // number: value[0]
+  std::string text;
+};
+inline constexpr size_t kMaxStyleParams = 32;
+// Keys whose value is a str; every other key takes a number or 3 numbers.
+bool is_style_param_text_key(std::string_view key) noexcept;
+
 struct StyleCommand {
   std::string style;
   double strength = 0.0;
   double over = 0.0;
   Target target;
+  std::optional<std::vector<StyleParam>> params;  // present: define `style` from these first (keys in order)
+};
+
+// FRAME controls (section 5.3): per-session post controls.
+enum class ControlKind : uint8_t { intensity, exclude };
+std::string_view control_name(ControlKind k) noexcept;
+struct Control {
+  ControlKind control = ControlKind::intensity;
+  double value = 1.0;  // intensity 0..1; exclude: 1 exclude, 0 include again
+  double over = 0.0;   // intensity tween seconds; 0 for exclude
+  Target target;       // intensity: global; exclude: material/object ids (global + 0: include every id)
 };
 
 struct Timing {
@@ -284,6 +315,7 @@ struct Frame : Common {
   std::vector<BufferDesc> buffers;
   std::vector<Event> events;
   std::vector<StyleCommand> styles;
+  std::vector<Control> controls;  // written only when non-empty
   std::optional<uint64_t> result_slot;
 };
 
@@ -435,5 +467,11 @@ bool is_valid_utf8(std::string_view s) noexcept;
 // <= 4096 bytes. On success `canonical` receives its canonical re-encoding. Never throws.
 std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
                                                std::vector<uint8_t>* canonical) noexcept;
+
+// Checks a stylecmd `params` blob (section 5.3: a map of <= 32 entries, str keys of 1..64 bytes, each value a
+// number, 3 numbers, or for lut/base a str of 1..64 bytes) and returns it as StyleParams, keys in order. The error's
+// message names the key. Never throws.
+std::optional<DecodeError> decode_style_params(const uint8_t* data, size_t size,
+                                               std::vector<StyleParam>* params) noexcept;
 
 }  // namespace nrb::wire

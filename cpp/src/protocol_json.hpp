@@ -278,8 +278,48 @@ inline Camera camera(const Json& j) {
   if (auto* x = find(j, "orthographic")) c.orthographic = boolean(*x);
   if (auto* x = find(j, "reset")) c.reset = boolean(*x);
   if (auto* x = find(j, "pre_exposure")) c.pre_exposure = f64(*x);
+  if (auto* x = find(j, "tone_mapping")) {
+    auto t = tone_mapping_from_name(str(*x));
+    if (!t) throw std::runtime_error("json: unknown tone_mapping");
+    c.tone_mapping = *t;
+  }
   if (auto* x = find(j, "render_size")) c.render_size = size2(*x);
   if (auto* x = find(j, "output_size")) c.output_size = size2(*x);
+  return c;
+}
+inline StyleCommand stylecmd(const Json& s) {
+  StyleCommand c{str(at(s, "style")), f64(at(s, "strength")), f64(at(s, "over")), target(at(s, "target")), {}};
+  if (auto* x = find(s, "params")) {
+    c.params.emplace();
+    for (const auto& [key, v] : x->items()) {
+      StyleParam p;
+      p.key = key;
+      if (v.is_string()) {
+        p.kind = StyleParam::Kind::text;
+        p.text = v.get<std::string>();
+      } else if (v.is_array()) {
+        p.kind = StyleParam::Kind::rgb;
+        p.value = floats<3>(v);
+      } else {
+        p.value[0] = f64(v);
+      }
+      c.params->push_back(std::move(p));
+    }
+  }
+  return c;
+}
+inline Control control(const Json& j) {
+  Control c;
+  const std::string kind = str(at(j, "control"));
+  if (kind == "intensity")
+    c.control = ControlKind::intensity;
+  else if (kind == "exclude")
+    c.control = ControlKind::exclude;
+  else
+    throw std::runtime_error("json: unknown control");
+  c.value = f64(at(j, "value"));
+  c.over = f64(at(j, "over"));
+  c.target = target(at(j, "target"));
   return c;
 }
 inline void common(const Json& j, Common& c) {
@@ -369,8 +409,9 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       if (auto* x = find(h, "camera")) m.camera = camera(*x);
       for (const auto& b : at(h, "buffers")) m.buffers.push_back(bufdesc(b));
       for (const auto& e : at(h, "events")) m.events.push_back(event(e));
-      for (const auto& s : at(h, "styles"))
-        m.styles.push_back({str(at(s, "style")), f64(at(s, "strength")), f64(at(s, "over")), target(at(s, "target"))});
+      for (const auto& s : at(h, "styles")) m.styles.push_back(stylecmd(s));
+      if (auto* x = find(h, "controls"))
+        for (const auto& c : *x) m.controls.push_back(control(c));
       if (auto* x = find(h, "result_slot")) m.result_slot = u64(*x);
       for (auto& b : m.buffers) attach(b);
       out = std::move(m);
@@ -553,6 +594,7 @@ inline Json camera_json(const Camera& c) {
   if (c.orthographic) j["orthographic"] = *c.orthographic;
   if (c.reset) j["reset"] = *c.reset;
   if (c.pre_exposure) j["pre_exposure"] = number(*c.pre_exposure);
+  if (c.tone_mapping) j["tone_mapping"] = std::string(tone_mapping_name(*c.tone_mapping));
   if (c.render_size) j["render_size"] = size_json(*c.render_size);
   if (c.output_size) j["output_size"] = size_json(*c.output_size);
   return j;
@@ -655,7 +697,30 @@ inline Json message_to_json(const Message& msg) {
             sj["strength"] = number(s.strength);
             sj["over"] = number(s.over);
             sj["target"] = target_json(s.target);
+            if (s.params) {
+              Json pj = Json::object();
+              for (const auto& p : *s.params) {
+                if (p.kind == StyleParam::Kind::text)
+                  pj[p.key] = p.text;
+                else if (p.kind == StyleParam::Kind::rgb)
+                  pj[p.key] = floats_json(p.value);
+                else
+                  pj[p.key] = number(p.value[0]);
+              }
+              sj["params"] = pj;
+            }
             j["styles"].push_back(sj);
+          }
+          if (!m.controls.empty()) {
+            j["controls"] = Json::array();
+            for (const auto& c : m.controls) {
+              Json cj = Json::object();
+              cj["control"] = std::string(control_name(c.control));
+              cj["value"] = number(c.value);
+              cj["over"] = number(c.over);
+              cj["target"] = target_json(c.target);
+              j["controls"].push_back(cj);
+            }
           }
           if (m.result_slot) j["result_slot"] = *m.result_slot;
         } else if constexpr (std::is_same_v<M, Result>) {

@@ -14,14 +14,17 @@
 
 namespace wire = nrb::wire;
 
-TEST_CASE("nrb.h: NRB_BUFFER_* are section 6.1's names in the codec's order, then the lighting constants") {
+TEST_CASE("nrb.h: NRB_BUFFER_* are section 6.1's names in the codec's order, the lighting constants, then the "
+          "names added since ABI 1 (an index keeps its name)") {
   const auto& names = wire::buffer_names();
   REQUIRE(NRB_BUFFER_NAME_COUNT == names.size() + 3);
-  for (uint32_t i = 0; i < names.size(); ++i) CHECK(std::string(nrb_buffer_name(i)) == std::string(names[i]));
+  for (uint32_t i = 0; i < 25; ++i) CHECK(std::string(nrb_buffer_name(i)) == std::string(names[i]));
   CHECK(std::string(nrb_buffer_name(25)) == NRB_BUFFER_X_SUN_DIRECTION);
   CHECK(std::string(nrb_buffer_name(26)) == NRB_BUFFER_X_SUN_IRRADIANCE);
   CHECK(std::string(nrb_buffer_name(27)) == NRB_BUFFER_X_SKY_RADIANCE);
-  for (uint32_t i = 25; i < NRB_BUFFER_NAME_COUNT; ++i) CHECK(wire::is_vendor_buffer_name(nrb_buffer_name(i)));
+  for (uint32_t i = 25; i < 28; ++i) CHECK(wire::is_vendor_buffer_name(nrb_buffer_name(i)));
+  CHECK(std::string(nrb_buffer_name(28)) == NRB_BUFFER_NEURAL_MASK);
+  CHECK(std::string(names[25]) == NRB_BUFFER_NEURAL_MASK);
   CHECK(nrb_buffer_name(NRB_BUFFER_NAME_COUNT) == nullptr);
   CHECK(NRB_FORMAT_COUNT == wire::format_table().size());
   for (uint32_t f = 0; f < NRB_FORMAT_COUNT; ++f)

@@ -705,5 +705,5 @@ TEST_CASE("protocol: tables") {
   CHECK_FALSE(is_valid_buffer_name("x_"));
   CHECK_FALSE(is_valid_buffer_name("x_A"));
   CHECK_FALSE(is_valid_buffer_name("x_" + std::string(62, 'a')));
-  CHECK(buffer_names().size() == 25);
+  CHECK(buffer_names().size() == 26);
 }

@@ -406,7 +406,76 @@ def main(out: Path) -> None:
                                          "max_in_flight": 2, "styles": []})], "BAD_VALUE", "session 0")
     invalid("camera_matrix_short", [with_(camera={"view_to_clip": [1.0] * 15}), alb], "BAD_VALUE",
             "a 15-entry matrix")
+    style_vectors(valid, invalid, with_, alb)
     print(f"wrote {len(list(out.glob('*.json')))} vectors to {out}")
+
+
+def style_vectors(valid: Any, invalid: Any, with_: Any, alb: bytes) -> None:
+    """Styles as data (issue 17, section 5.3): stylecmd ``params``, FRAME ``controls``, the ``neural_mask`` buffer,
+    and the camera's ``pre_exposure`` / ``tone_mapping`` (section 8)."""
+    glob = {"scope": "global", "ids": []}
+    poison = {"style": "poison", "strength": 1, "over": 0.5, "target": glob,
+              "params": {"hue": 35, "saturation": 0.6, "gain": [0.85, 1.1, 0.75], "tint": 1.5, "lut": "sunset",
+                         "base": "photoreal"}}
+    valid("frame_style_params",
+          frame_header([desc("albedo", "rgba8", 2, 2)], styles=[
+              poison, {"style": "poison", "strength": 0.5, "over": 0, "target": {"scope": "object", "ids": [9]}}]),
+          [alb], "a style defined by a parameter set (numbers, RGB, lut, base; keys in the sender's order), then "
+                 "named again without params")
+    valid("frame_controls",
+          frame_header([desc("albedo", "rgba8", 2, 2)], controls=[
+              {"control": "intensity", "value": 0.25, "over": 1.5, "target": glob},
+              {"control": "exclude", "value": 1, "over": 0, "target": {"scope": "object", "ids": [7, 8]}},
+              {"control": "exclude", "value": 0, "over": 0, "target": {"scope": "material", "ids": [3]}},
+              {"control": "exclude", "value": 0, "over": 0, "target": glob}]),
+          [alb], "intensity with a tween, excluding objects, including a material and every id again")
+    mask = bytes([0, 255, 128, 0])
+    valid("frame_neural_mask",
+          frame_header([desc("hudless_color", "rgba8_srgb", 2, 2), desc("neural_mask", "r8", 2, 2)]),
+          [alb, mask], "the engine's image and a per-pixel exclusion mask (r8: 0 re-rendered, 255 the engine's)")
+    valid("frame_camera_tone_mapping",
+          frame_header([desc("albedo", "rgba8", 2, 2)], camera={"pre_exposure": 0.35, "tone_mapping": "aces"}),
+          [alb], "how hudless_color was made: pre-exposure and tone curve")
+    invalid("stylecmd_params_not_map", [with_(styles=[{**poison, "params": [1.0]}]), alb], "WRONG_TYPE",
+            "params is an array")
+    invalid("stylecmd_params_rgb_two", [with_(styles=[{**poison, "params": {"gain": [1.0, 1.0]}}]), alb],
+            "BAD_VALUE", "an RGB value with two numbers")
+    invalid("stylecmd_params_str_value", [with_(styles=[{**poison, "params": {"hue": "red"}}]), alb],
+            "WRONG_TYPE", "a str for a number parameter")
+    invalid("stylecmd_params_rgb_str", [with_(styles=[{**poison, "params": {"gain": [1.0, "x", 1.0]}}]), alb],
+            "WRONG_TYPE", "a str inside an RGB value")
+    invalid("stylecmd_params_nan", [with_(styles=[{**poison, "params": {"hue": float("nan")}}]), alb],
+            "BAD_VALUE", "NaN parameter")
+    invalid("stylecmd_params_lut_number", [with_(styles=[{**poison, "params": {"lut": 3}}]), alb], "WRONG_TYPE",
+            "lut is a style's name")
+    invalid("stylecmd_params_empty_key", [with_(styles=[{**poison, "params": {"": 1.0}}]), alb], "BAD_VALUE",
+            "an empty parameter name")
+    invalid("stylecmd_params_33", [with_(styles=[{**poison, "params": {f"p{i}": 1.0 for i in range(33)}}]), alb],
+            "LIMIT_EXCEEDED", "33 entries (the limit is 32)")
+    ctl = {"control": "intensity", "value": 0.5, "over": 0, "target": glob}
+    excl = {"control": "exclude", "value": 1, "over": 0, "target": {"scope": "object", "ids": [1]}}
+    invalid("control_unknown", [with_(controls=[{**ctl, "control": "blur"}]), alb], "BAD_VALUE",
+            "a control outside the vocabulary")
+    invalid("control_intensity_above_one", [with_(controls=[{**ctl, "value": 1.5}]), alb], "BAD_VALUE",
+            "intensity 1.5")
+    invalid("control_intensity_object_target",
+            [with_(controls=[{**ctl, "target": {"scope": "object", "ids": [1]}}]), alb], "BAD_VALUE",
+            "intensity is per session")
+    invalid("control_exclude_half", [with_(controls=[{**excl, "value": 0.5}]), alb], "BAD_VALUE",
+            "exclusion is 0 or 1")
+    invalid("control_exclude_over", [with_(controls=[{**excl, "over": 1}]), alb], "BAD_VALUE",
+            "exclusion has no tween")
+    invalid("control_exclude_global", [with_(controls=[{**excl, "target": glob}]), alb], "BAD_VALUE",
+            "excluding everything (that is intensity 0)")
+    invalid("control_missing_value",
+            [with_(controls=[{"control": "intensity", "over": 0, "target": glob}]), alb], "MISSING_FIELD",
+            "a control without value")
+    invalid("controls_not_array", [with_(controls={"control": "intensity"}), alb], "WRONG_TYPE",
+            "controls is a map")
+    invalid("camera_tone_mapping_unknown", [with_(camera={"tone_mapping": "filmic"}), alb], "BAD_VALUE",
+            "a tone curve outside the vocabulary")
+    invalid("camera_pre_exposure_zero", [with_(camera={"pre_exposure": 0.0}), alb], "BAD_VALUE",
+            "pre-exposure 0")
 
 
 if __name__ == "__main__":
