@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 
 from bridge.protocol import (
+    COMPRESSIONS,
     Buffer,
     BufferSpec,
     Bye,
@@ -32,6 +33,7 @@ from bridge.protocol import (
     Event,
     Frame,
     Hello,
+    LossyOutput,
     Message,
     Ping,
     Pong,
@@ -93,6 +95,8 @@ class Client:
         self._sim_time_ns = 0
         self._pending: list[Message] = []
         self.shm_pool: ShmPool | None = None  # set when the server accepted shared memory
+        #: codecs a RESULT may use: the lossless ones, plus ``"jpeg"`` once WELCOME accepted ``lossy_output``
+        self.compression: tuple[str, ...] = COMPRESSIONS
         self._nonce = itertools.count(1)
 
     def __enter__(self) -> Client:
@@ -130,7 +134,7 @@ class Client:
         if not self.sock.poll(int(t * 1000)):
             raise TimeoutError(f"no answer from {self.endpoint} within {t:.1f} s")
         frames = self.sock.recv_multipart(copy=False)
-        return decode(frames, shm_pool=self.shm_pool)
+        return decode(frames, compression=self.compression, shm_pool=self.shm_pool)
 
     def _wait(self, match: Any, timeout: float | None) -> Message:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -151,19 +155,25 @@ class Client:
               output_size: tuple[int, int] | None = None, capabilities: Sequence[str] = (),
               engine: str = "python", engine_version: str = "0", shm: ShmPool | None = None,
               doorbell: DoorbellSpec | None = None, timeout: float | None = None,
-              follow_redirect: bool = True) -> Welcome:
+              follow_redirect: bool = True, renderer: str | None = None,
+              lossy_output: LossyOutput | None = None) -> Welcome:
         """Open a session; raise ``RemoteError`` if the server refuses. ``doorbell`` only announces FIFOs the
         caller made (protocol section 7.1); this client itself keeps sending on ZeroMQ.
 
         With ``follow_redirect`` (the default) the HELLO offers ``"redirect"``: a front door's WELCOME ``redirect``
         (protocol section 5.10) moves this client's socket to the worker, where the same HELLO, with the ticket,
         opens the session. Each ``hello`` starts at the endpoint the client was made with (after a failure the
-        front door places the session again) and brings the last ticket, so the session's style state follows."""
+        front door places the session again) and brings the last ticket, so the session's style state follows.
+
+        ``renderer`` asks for a renderer by name (protocol section 5.11: a server or cluster without it refuses with
+        ``UNSUPPORTED``); ``lossy_output`` allows the image back as JPEG at its quality (section 6.3.1; decoding it
+        needs Pillow)."""
         caps = list(capabilities) + (["redirect"] if follow_redirect and "redirect" not in capabilities else [])
         if self.endpoint != self.front_door:
             self._reconnect(self.front_door)
         hello = Hello(engine, engine_version, self.client_name, caps, render_size, output_size or render_size,
-                      list(buffers), shm, doorbell=doorbell, ticket=self.ticket if follow_redirect else None)
+                      list(buffers), shm, doorbell=doorbell, ticket=self.ticket if follow_redirect else None,
+                      renderer=renderer, lossy_output=lossy_output)
         msg = self._handshake(hello, timeout)
         if isinstance(msg, Welcome) and msg.redirect is not None:
             self.ticket = msg.redirect.ticket
@@ -177,6 +187,8 @@ class Client:
         assert isinstance(msg, Welcome)
         self.session, self.welcome, self.next_frame, self._sim_time_ns = msg.session, msg, 1, 0
         self.shm_pool = shm if shm is not None and "shm" in msg.capabilities else None
+        lossy = lossy_output.codec if lossy_output is not None and lossy_output.codec in msg.capabilities else None
+        self.compression = COMPRESSIONS + ((lossy,) if lossy else ())
         return msg
 
     def _handshake(self, hello: Hello, timeout: float | None) -> Welcome | Error:

@@ -45,6 +45,12 @@ MAX_DEADLINE_MS = 60000.0
 MAX_OVER = 3600.0
 SHM_ALIGN = 64
 COMPRESSIONS = ("lz4", "zstd")
+#: Lossy codecs for the RESULT image only (protocol section 6.3.1), allowed by HELLO ``lossy_output``.
+LOSSY_COMPRESSIONS = ("jpeg",)
+#: Formats a lossy image may have (8-bit RGBA; the codec carries RGB, alpha is 255).
+LOSSY_FORMATS = ("rgba8", "rgba8_srgb")
+#: ``lossy_output.quality`` when an engine allows lossy return without choosing one (protocol section 6.3.1).
+DEFAULT_LOSSY_QUALITY = 90
 
 
 class ErrorCode(enum.IntEnum):
@@ -64,6 +70,7 @@ class ErrorCode(enum.IntEnum):
     OVERLOADED = 12
     UNAUTHORIZED = 13
     INTERNAL = 14
+    UNSUPPORTED = 15
 
 
 class ProtocolError(Exception):
@@ -336,6 +343,28 @@ class Hello:
     #: a placement ticket from an earlier WELCOME ``redirect`` (protocol section 5.10): to the worker it names the
     #: placed session; back at the front door after a failure, the session whose style state to restore
     ticket: str | None = None
+    #: the renderer (and model) the engine wants (protocol section 5.11): a WELCOME ``renderer`` label, whole or cut
+    #: before its first ``/`` or ``@``; None: whatever the renderer is
+    renderer: str | None = None
+    #: the engine allows the RESULT image back lossily at this codec and quality (protocol section 6.3.1)
+    lossy_output: LossyOutput | None = None
+
+
+@dataclass
+class LossyOutput:
+    """HELLO ``lossy_output`` (protocol section 6.3.1): the engine allows the renderer to return its image with a
+    lossy codec at ``quality`` (1..100); without it every image comes back exact."""
+
+    codec: str = "jpeg"
+    quality: int = DEFAULT_LOSSY_QUALITY
+
+
+def renderer_matches(wanted: str, label: str) -> bool:
+    """Whether a renderer announcing ``label`` in WELCOME is the one HELLO ``renderer`` asks for (protocol section
+    5.11): the whole label, or the label cut before its first ``/`` or ``@`` (``neural`` is ``neural/0.1.0@cuda:0``)."""
+    if wanted == label:
+        return True
+    return label.startswith(wanted) and label[len(wanted)] in "/@"
 
 
 @dataclass
@@ -481,7 +510,7 @@ _TYPE_NAMES: dict[type, str] = {
 #: Header keys of each message type in canonical order (after ``nrb`` and ``type``).
 KEYS: dict[str, tuple[str, ...]] = {
     "HELLO": ("min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-              "output_size", "buffers", "shm", "doorbell", "ticket"),
+              "output_size", "buffers", "shm", "doorbell", "ticket", "renderer", "lossy_output"),
     "WELCOME": ("session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
                 "styles", "limits", "redirect"),
     "FRAME": ("session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
@@ -577,6 +606,10 @@ def header_map(msg: Message) -> dict[str, Any]:
             h["doorbell"] = {"to_renderer": msg.doorbell.to_renderer, "to_engine": msg.doorbell.to_engine}
         if msg.ticket is not None:
             h["ticket"] = msg.ticket
+        if msg.renderer is not None:
+            h["renderer"] = msg.renderer
+        if msg.lossy_output is not None:
+            h["lossy_output"] = {"codec": msg.lossy_output.codec, "quality": int(msg.lossy_output.quality)}
     elif isinstance(msg, Welcome):
         h.update(session=int(msg.session), renderer=msg.renderer, capabilities=list(msg.capabilities),
                  required=[_spec_map(s) for s in msg.required], optional=[_spec_map(s) for s in msg.optional],
@@ -660,7 +693,12 @@ def encode(msg: Message) -> list[bytes | memoryview]:
         data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         if len(data) != b.size:
             raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
-        frames.append(_compress(data, b.compression) if b.compression else data)
+        if b.compression in LOSSY_COMPRESSIONS:
+            # a renderer encodes its image once, at the session's quality (bridge.image_codec), and sends those bytes
+            frames.append(b.compressed if b.compressed is not None
+                          else _image_codec().encode_image(b, DEFAULT_LOSSY_QUALITY))
+        else:
+            frames.append(_compress(data, b.compression) if b.compression else data)
     return frames
 
 
@@ -703,6 +741,7 @@ class _Reader:
 
     def __init__(self, compression: Collection[str], pool: ShmPool | None) -> None:
         self.compression = compression
+        self.image = False  # reading a RESULT's output, where a lossy codec may be (section 6.3.1)
         self.pool = pool
 
     # scalars ---------------------------------------------------------------------------------------------
@@ -898,7 +937,13 @@ class _Reader:
         b = Buffer(name, fmt, width, height, stride)
         c = self.field(m, "compression", p, required=False)
         if c is not None:
-            b.compression = self.str_(c, p + "compression", vocabulary=COMPRESSIONS)
+            b.compression = self.str_(c, p + "compression", vocabulary=COMPRESSIONS + LOSSY_COMPRESSIONS)
+            if b.compression in LOSSY_COMPRESSIONS:  # section 6.3.1: the RESULT image only, 8-bit RGBA, tight rows
+                if not self.image:
+                    _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} is for a RESULT output only")
+                if fmt not in LOSSY_FORMATS or stride != width * 4:
+                    _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} needs rgba8 or rgba8_srgb with stride = width "
+                                               f"× 4, not {fmt} with stride {stride}")
             if b.compression not in self.compression:
                 _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} was not negotiated")
         for key in ("depth_reversed", "depth_infinite"):
@@ -1023,10 +1068,19 @@ def _as_memoryview(f: Any) -> memoryview:
     return mv.cast("B") if (mv.format != "B" or mv.ndim != 1) else mv
 
 
-def _decompress(data: memoryview, method: str, size: int, path: str) -> bytes:
-    """Decompress one payload, checking the announced size before allocating (protocol section 6.3)."""
+def _image_codec() -> Any:
+    from bridge import image_codec  # Pillow, needed only by sessions that use a lossy image
+
+    return image_codec
+
+
+def _decompress(data: memoryview, method: str, size: int, path: str, shape: tuple[int, int] = (0, 0)) -> bytes:
+    """Decompress one payload, checking the announced size before allocating (protocol section 6.3).
+    ``shape`` (width, height) is what a lossy image must measure (section 6.3.1)."""
     try:
-        if method == "zstd":
+        if method in LOSSY_COMPRESSIONS:
+            out = _image_codec().decode_image(data, *shape, path)
+        elif method == "zstd":
             import zstandard
 
             announced = zstandard.frame_content_size(data)
@@ -1131,7 +1185,7 @@ def inflate(buffers: Sequence[Buffer]) -> float:
     t0 = time.perf_counter()
     for b in buffers:
         if b.compressed is not None and b.compression is not None:
-            b.data = _decompress(b.compressed, b.compression, b.size, b.name)
+            b.data = _decompress(b.compressed, b.compression, b.size, b.name, (b.width, b.height))
             b.compressed = None
     return (time.perf_counter() - t0) * 1e3
 
@@ -1145,7 +1199,7 @@ def _attach_payloads(msg: Message, payloads: Sequence[Any], raw: bool, defer: bo
         if b.compression is not None and not raw and defer:
             b.compressed = data
         elif b.compression is not None and not raw:
-            b.data = _decompress(data, b.compression, b.size, b.name)
+            b.data = _decompress(data, b.compression, b.size, b.name, (b.width, b.height))
         elif len(data) != b.size:
             _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: payload is {len(data)} bytes, stride × height = {b.size}")
         else:
@@ -1172,8 +1226,17 @@ def _parse_hello(r: _Reader, h: dict[str, Any], version: int) -> Hello:
     bell = r.doorbell(bell_v, "doorbell") if bell_v is not None else None
     ticket_v = f(h, "ticket", "", required=False)
     ticket = r.str_(ticket_v, "ticket", MAX_TICKET_BYTES, nonempty=True) if ticket_v is not None else None
+    ren_v = f(h, "renderer", "", required=False)
+    renderer = r.str_(ren_v, "renderer", nonempty=True) if ren_v is not None else None
+    lossy_v = f(h, "lossy_output", "", required=False)
+    lossy = None
+    if lossy_v is not None:
+        lm = r.map_(lossy_v, "lossy_output")
+        codec = r.str_(f(lm, "codec", "lossy_output."), "lossy_output.codec", vocabulary=LOSSY_COMPRESSIONS)
+        quality = r.uint(f(lm, "quality", "lossy_output."), "lossy_output.quality", 1, 100)
+        lossy = LossyOutput(codec, quality)
     return Hello(engine, engine_version, client, caps, render_size, output_size, buffers, shm, minv, version, bell,
-                 ticket)
+                 ticket, renderer, lossy)
 
 
 def _parse_welcome(r: _Reader, h: dict[str, Any], version: int) -> Welcome:
@@ -1246,6 +1309,7 @@ def _parse_result(r: _Reader, h: dict[str, Any], version: int) -> Result:
     if out_v is not None:
         if status != "ok":
             _fail(ErrorCode.BAD_VALUE, "a skipped RESULT carries no output")
+        r.image = True  # a lossy codec is valid here only (section 6.3.1)
         output = r.bufdesc(out_v, "output")
         if output.name != "output":
             _fail(ErrorCode.BAD_VALUE, f"output.name={output.name!r} must be 'output'")

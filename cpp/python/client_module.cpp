@@ -264,6 +264,8 @@ class PyClient {
     }
     if (!(v = take("compression_level")).is_none()) cfg->compression_level = v.cast<int32_t>();
     if (!(v = take("shm_slots")).is_none()) cfg->shm_slots = v.cast<uint32_t>();
+    if (!(v = take("renderer")).is_none()) cfg.renderer(v.cast<std::string>());
+    if (!(v = take("lossy_quality")).is_none()) cfg->lossy_quality = v.cast<uint32_t>();
     if (!(v = take("enabled")).is_none()) cfg->start_disabled = v.cast<bool>() ? 0u : 1u;
     cfg->log_level = NRB_LOG_INFO;  // the Python API's documented default ("info")
     if (!(v = take("log_level")).is_none()) {
@@ -527,7 +529,8 @@ Keyword arguments (all optional but render_size): endpoint ("tcp://127.0.0.1:555
 ping_interval_ms, reconnect_backoff_min_ms, reconnect_backoff_max_ms, curve_server_key, curve_public_key,
 curve_secret_key (Z85), log (callable(level: int, message: str), called on the I/O thread), log_level ("debug",
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers
-([(name, format), ...]), compression ("none", "lz4", "zstd"), compression_level, shm_slots, enabled (True).
+([(name, format), ...]), compression ("none", "lz4", "zstd"), compression_level, shm_slots, enabled (True),
+renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1).
 )doc")
       .def(py::init<py::kwargs>())
       .def("close", &PyClient::close, "Say BYE, stop the I/O thread, free everything (also done on garbage collection).")

@@ -84,6 +84,7 @@ py::tuple decode_py(py::handle error_type, const py::sequence& frames, const py:
       const std::string name = py::str(c);
       if (name == "lz4") opts.allow_lz4 = true;
       if (name == "zstd") opts.allow_zstd = true;
+      if (name == "jpeg") opts.allow_jpeg = true;
     }
   }
   wire::ShmPool pool;

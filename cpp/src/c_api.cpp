@@ -245,6 +245,9 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
   o.compression_level = c.compression_level;
   o.shm_slots = c.shm_slots;
   o.start_enabled = c.start_disabled == 0;
+  o.renderer = str_or(c.renderer, "");
+  if (c.lossy_quality > 100) throw std::invalid_argument("lossy_quality must be 0 (off) or 1..100");
+  o.lossy_quality = c.lossy_quality;
   return o;
 }
 
@@ -397,7 +400,11 @@ NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client
   *out_client = nullptr;
   return guarded(nullptr, "nrb_client_create", [&]() -> nrb_status {
     nrb_client_config cfg;
-    if (nrb_status s = read_struct(nullptr, config, NRB_CLIENT_CONFIG_VERSION, "config", cfg)) return s;
+    // struct_version 1 ends before `renderer`: a v1 caller asks for no renderer and exact images
+    if (nrb_status s = read_struct(nullptr, config, NRB_CLIENT_CONFIG_VERSION, "config", cfg,
+                                   offsetof(nrb_client_config, renderer)))
+      return s;
+    if (config->struct_version < 2) cfg.renderer = nullptr, cfg.lossy_quality = 0;
     nrb::detail::ClientOptions opts = options_of(cfg);
     nrb::detail::Logger log;
     if (cfg.log_fn) {

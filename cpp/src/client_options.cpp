@@ -46,6 +46,8 @@ void ClientOptions::validate() const {
   }
   require(compression_level >= -100 && compression_level <= 22, "compression_level out of range");
   require(shm_slots <= wire::kMaxShmSlots, "shm_slots must be 0..256");
+  require(renderer.size() <= wire::kMaxString && valid_utf8(renderer), "renderer must be UTF-8, at most 256 bytes");
+  require(lossy_quality <= 100, "lossy_quality must be 0 (exact images) or 1..100");
   if (offers_shm()) require(slot_size() <= wire::kMaxShmSlotSize, "the buffers do not fit a 1 GiB shm slot");
 }
 

@@ -59,6 +59,8 @@ struct ClientOptions {
   uint32_t shm_slots = 0;  // 0: 2 * most_in_flight() + 4
   bool start_enabled = true;
   size_t max_pending_events = 65536;
+  std::string renderer;       // HELLO `renderer` (section 5.11); empty: any
+  uint32_t lossy_quality = 0;  // 1..100: HELLO `lossy_output` JPEG at this quality (section 6.3.1); 0: exact images
 
   // The most frames that can ever be in flight: frames_in_flight, or the adaptive maximum.
   uint32_t most_in_flight() const noexcept { return frames_in_flight ? frames_in_flight : kAdaptiveMaxInFlight; }

@@ -9,6 +9,10 @@
 #include <lz4frame.h>
 #include <zstd.h>
 
+#include <csetjmp>
+#include <cstdio>  // jpeglib.h needs FILE
+#include <jpeglib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,10 +28,11 @@ namespace nrb::wire {
 // =================================================================================================================
 namespace {
 
-constexpr std::array<std::string_view, 15> kErrorNames = {
+constexpr std::array<std::string_view, 16> kErrorNames = {
     "",          "MALFORMED",      "VERSION_UNSUPPORTED", "UNKNOWN_TYPE", "MISSING_FIELD",
     "WRONG_TYPE", "BAD_VALUE",     "LIMIT_EXCEEDED",      "PAYLOAD_MISMATCH", "NO_SESSION",
     "UNKNOWN_REQUIRED", "RENDER_FAILED", "OVERLOADED",   "UNAUTHORIZED", "INTERNAL",
+    "UNSUPPORTED",
 };
 
 constexpr std::array<FormatInfo, 12> kFormats = {{
@@ -64,7 +69,7 @@ constexpr std::array<std::string_view, 8> kTypeNames = {"HELLO", "WELCOME", "FRA
 const std::vector<std::string_view>& known_keys(MessageType t) {
   static const std::array<std::vector<std::string_view>, 8> keys = {{
       {"nrb", "type", "min_version", "engine", "engine_version", "client", "capabilities", "render_size",
-       "output_size", "buffers", "shm", "doorbell", "ticket", "must_understand"},
+       "output_size", "buffers", "shm", "doorbell", "ticket", "renderer", "lossy_output", "must_understand"},
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
        "styles", "limits", "redirect", "must_understand"},
       {"nrb", "type", "session", "frame", "time_ns", "dt", "deadline_ms", "camera", "buffers", "events", "styles",
@@ -126,8 +131,15 @@ std::string_view compression_name(Compression c) noexcept {
   switch (c) {
     case Compression::lz4: return "lz4";
     case Compression::zstd: return "zstd";
+    case Compression::jpeg: return "jpeg";
     default: return "";
   }
+}
+
+bool renderer_matches(std::string_view wanted, std::string_view label) noexcept {
+  if (wanted == label) return true;
+  return label.size() > wanted.size() && label.substr(0, wanted.size()) == wanted &&
+         (label[wanted.size()] == '/' || label[wanted.size()] == '@');
 }
 
 std::string_view scope_name(Scope s) noexcept {
@@ -376,7 +388,8 @@ struct EncodeVisitor {
 
   void operator()(const Hello& m) {
     head(w, m, MessageType::hello,
-         8 + count(m.shm.has_value()) + count(m.doorbell.has_value()) + count(m.ticket.has_value()));
+         8 + count(m.shm.has_value()) + count(m.doorbell.has_value()) + count(m.ticket.has_value()) +
+             count(m.renderer.has_value()) + count(m.lossy_output.has_value()));
     w.k("min_version"), w.uint(m.min_version);
     w.k("engine"), w.str(m.engine);
     w.k("engine_version"), w.str(m.engine_version);
@@ -399,6 +412,13 @@ struct EncodeVisitor {
       w.k("to_engine"), w.str(m.doorbell->to_engine);
     }
     if (m.ticket) w.k("ticket"), w.str(*m.ticket);
+    if (m.renderer) w.k("renderer"), w.str(*m.renderer);
+    if (m.lossy_output) {
+      w.k("lossy_output");
+      w.map(2);
+      w.k("codec"), w.str(m.lossy_output->codec);
+      w.k("quality"), w.uint(m.lossy_output->quality);
+    }
     tail(w, m);
   }
   void operator()(const Welcome& m) {
@@ -610,6 +630,100 @@ std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int 
   }
   return out;
 }
+
+// JPEG (section 6.3.1) ------------------------------------------------------------------------------------------
+// libjpeg reports errors through a longjmp; these two functions keep only trivially destructible objects between
+// setjmp and the library calls, so the jump skips no destructor.
+namespace {
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+void jpeg_error_exit(j_common_ptr c) {
+  auto* e = reinterpret_cast<JpegError*>(c->err);
+  (*c->err->format_message)(c, e->message);
+  std::longjmp(e->jump, 1);
+}
+// Corrupt data is a warning to libjpeg (it fills the rest with grey); to NRB/1 it is PAYLOAD_MISMATCH.
+void jpeg_emit_message(j_common_ptr c, int level) {
+  if (level < 0) jpeg_error_exit(c);
+}
+}  // namespace
+
+std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality) {
+  jpeg_compress_struct c;
+  JpegError err;
+  c.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  unsigned char* mem = nullptr;
+  unsigned long mem_size = 0;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_compress(&c);
+    std::free(mem);
+    throw std::runtime_error(std::string("jpeg: ") + err.message);
+  }
+  jpeg_create_compress(&c);
+  jpeg_mem_dest(&c, &mem, &mem_size);
+  c.image_width = width;
+  c.image_height = height;
+  c.input_components = 4;
+  c.in_color_space = JCS_EXT_RGBA;
+  jpeg_set_defaults(&c);  // YCbCr
+  for (int i = 0; i < c.num_components; ++i) c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;  // 4:4:4, as nrb serve
+  jpeg_set_quality(&c, std::clamp(quality, 1, 100), TRUE);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = const_cast<JSAMPROW>(rgba + uint64_t(c.next_scanline) * stride);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::vector<uint8_t> out(mem, mem + mem_size);
+  std::free(mem);
+  return out;
+}
+
+namespace {
+// Decodes one JPEG of exactly width x height into `out` (width * height * 4 bytes, RGBA, alpha 255). Returns ""
+// on success, else why not; `size_mismatch` tells a wrong frame-header size (checked before any pixel is decoded).
+std::string decode_jpeg_rgba(const uint8_t* data, size_t n, uint32_t width, uint32_t height, uint8_t* out) {
+  jpeg_decompress_struct d;
+  JpegError err;
+  d.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_emit_message;
+  char why[JMSG_LENGTH_MAX + 64] = {0};
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&d);
+    return std::string("cannot decode the JPEG: ") + err.message;
+  }
+  jpeg_create_decompress(&d);
+  jpeg_mem_src(&d, data, static_cast<unsigned long>(n));
+  jpeg_read_header(&d, TRUE);
+  if (d.image_width != width || d.image_height != height) {
+    std::snprintf(why, sizeof why, "the JPEG is %ux%u, the descriptor says %ux%u", unsigned(d.image_width),
+                  unsigned(d.image_height), unsigned(width), unsigned(height));
+  } else if (d.num_components != 1 && d.num_components != 3) {
+    std::snprintf(why, sizeof why, "a JPEG of %d components (1 or 3 only)", d.num_components);
+  } else if (d.data_precision != 8) {
+    std::snprintf(why, sizeof why, "a %d-bit JPEG (8 only)", d.data_precision);
+  }
+  if (why[0] != 0) {
+    jpeg_destroy_decompress(&d);
+    return why;
+  }
+  d.out_color_space = JCS_EXT_RGBA;  // libjpeg-turbo: greyscale and YCbCr both come out as RGBA, alpha 255
+  jpeg_start_decompress(&d);
+  while (d.output_scanline < d.output_height) {
+    JSAMPROW row = out + uint64_t(d.output_scanline) * width * 4;
+    jpeg_read_scanlines(&d, &row, 1);
+  }
+  jpeg_finish_decompress(&d);
+  jpeg_destroy_decompress(&d);
+  return "";
+}
+}  // namespace
 
 // =================================================================================================================
 // Decoding: docs/protocol.md section 9.1, step by step. Each check mirrors bridge/protocol.py's _Reader so that both
@@ -1025,10 +1139,18 @@ class Decoder {
     }
     if (const Obj* c = find(m, "compression")) {
       At at(*this, "compression");
-      static constexpr std::array<std::string_view, 2> kNames = {"lz4", "zstd"};
-      b.compression = vocab(*c, kNames) == 0 ? Compression::lz4 : Compression::zstd;
-      if (!(b.compression == Compression::lz4 ? opts_.allow_lz4 : opts_.allow_zstd))
-        fail(ErrorCode::BAD_VALUE, std::string(compression_name(b.compression)) + " was not negotiated");
+      static constexpr std::array<std::string_view, 3> kNames = {"lz4", "zstd", "jpeg"};
+      static constexpr std::array<Compression, 3> kCodecs = {Compression::lz4, Compression::zstd, Compression::jpeg};
+      b.compression = kCodecs[vocab(*c, kNames)];
+      if (b.compression == Compression::jpeg) {  // section 6.3.1: the RESULT image only, 8-bit RGBA, tight rows
+        if (!image_) fail(ErrorCode::BAD_VALUE, "jpeg is for a RESULT output only");
+        if ((b.format != Format::rgba8 && b.format != Format::rgba8_srgb) || b.stride != uint64_t(b.width) * 4)
+          fail(ErrorCode::BAD_VALUE, "jpeg needs rgba8 or rgba8_srgb with stride = width x 4");
+      }
+      const bool allowed = b.compression == Compression::lz4    ? opts_.allow_lz4
+                           : b.compression == Compression::zstd ? opts_.allow_zstd
+                                                                : opts_.allow_jpeg;
+      if (!allowed) fail(ErrorCode::BAD_VALUE, std::string(compression_name(b.compression)) + " was not negotiated");
     }
     if (const Obj* x = find(m, "depth_reversed")) {
       At at(*this, "depth_reversed");
@@ -1377,6 +1499,17 @@ class Decoder {
       m.doorbell = std::move(d);
     });
     opt(h, "ticket", [&](const Obj& o) { m.ticket = std::string(str(o, kMaxTicketBytes, true)); });
+    opt(h, "renderer", [&](const Obj& o) { m.renderer = std::string(str(o, kMaxString, true)); });
+    opt(h, "lossy_output", [&](const Obj& o) {
+      const Obj& lm = map(o);
+      Hello::LossyOutput l;
+      l.codec = req(lm, "codec", [&](const Obj& x) {
+        static constexpr std::array<std::string_view, 1> kLossy = {"jpeg"};
+        return std::string(kLossy[vocab(x, kLossy)]);
+      });
+      l.quality = req(lm, "quality", [&](const Obj& x) { return uint(x, 1, 100); });
+      m.lossy_output = std::move(l);
+    });
   }
   // Section 7.1: absolute; components of [A-Za-z0-9._-], none "." or ".."; the last one starts with "nrb-".
   static bool valid_doorbell_path(std::string_view v) {
@@ -1516,6 +1649,7 @@ class Decoder {
     });
     if (m.status == ResultStatus::ok) {
       req(h, "output", [&](const Obj& o) {
+        image_ = true;  // a lossy codec is valid here only (section 6.3.1)
         m.output = bufdesc(o);
         if (m.output->name != "output")
           fail(ErrorCode::BAD_VALUE, "name \"" + m.output->name + "\" must be \"output\"");
@@ -1585,7 +1719,18 @@ class Decoder {
         return;
       case Compression::zstd: return unzstd(b, f, size);
       case Compression::lz4: return unlz4(b, f, size);
+      case Compression::jpeg: return unjpeg(b, f, size);
     }
+  }
+
+  void unjpeg(BufferDesc& b, Bytes f, uint64_t size) {
+    // Allocation bounded by stride x height, already checked against the limits (stride == width * 4).
+    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
+    const std::string why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, out.get());
+    if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
+    b.data = out.get();
+    b.size = size;
+    b.owned = std::move(out);
   }
 
   void unzstd(BufferDesc& b, Bytes f, uint64_t size) {
@@ -1648,6 +1793,7 @@ class Decoder {
 
  private:
   const DecodeOptions& opts_;
+  bool image_ = false;  // reading a RESULT's output, where a lossy codec may be (section 6.3.1)
   std::string path_;
 };
 

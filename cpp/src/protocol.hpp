@@ -67,6 +67,7 @@ enum class ErrorCode : uint64_t {
   OVERLOADED = 12,
   UNAUTHORIZED = 13,
   INTERNAL = 14,
+  UNSUPPORTED = 15,  // HELLO asks for a renderer this side does not run (section 5.11)
 };
 
 // "MALFORMED", ...; "" for a value outside the table.
@@ -137,7 +138,8 @@ inline constexpr size_t kMaxDoorbellPathBytes = 255;
 // A doorbell record (section 7.1): 4-byte little-endian length, then one payload-less message's header.
 inline constexpr size_t kDoorbellLengthBytes = 4;
 
-enum class Compression : uint8_t { none, lz4, zstd };
+// jpeg: the RESULT image only, lossy, when HELLO lossy_output allowed it (section 6.3.1).
+enum class Compression : uint8_t { none, lz4, zstd, jpeg };
 std::string_view compression_name(Compression c) noexcept;  // "" for none
 
 struct BufferDesc {  // bufdesc (section 6.3)
@@ -270,7 +272,19 @@ struct Hello : Common {
   // A placement ticket from an earlier WELCOME redirect (section 5.10): to the worker it names the placed session;
   // back at the front door after a failure, the session whose style state to restore.
   std::optional<std::string> ticket;
+  // The renderer (and model) the engine wants (section 5.11): a WELCOME renderer label, whole or cut before its
+  // first '/' or '@'. Absent: whatever the renderer is.
+  std::optional<std::string> renderer;
+  // The engine allows the RESULT image back lossily (section 6.3.1); absent: every image is exact.
+  struct LossyOutput {
+    std::string codec = "jpeg";  // the only codec of NRB/1
+    uint64_t quality = 90;       // 1..100
+  };
+  std::optional<LossyOutput> lossy_output;
 };
+inline constexpr uint64_t kDefaultLossyQuality = 90;
+// Whether a renderer announcing `label` in WELCOME is the one HELLO `renderer` asks for (section 5.11).
+bool renderer_matches(std::string_view wanted, std::string_view label) noexcept;
 
 // WELCOME redirect (section 5.10): a front door placed the session on a worker; the engine opens it at `endpoint`
 // (tcp:// or ipc://) with the same HELLO plus `ticket`.
@@ -396,6 +410,9 @@ std::vector<std::string> encode_frames(const Message& m);
 // Compresses `size` bytes into one LZ4 or Zstandard frame that announces its content size (section 6.3).
 // Throws std::runtime_error on a compressor failure.
 std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level = 0);
+// One baseline JPEG (4:4:4) of `width` x `height` 8-bit RGBA pixels (alpha dropped) at `quality` 1..100
+// (section 6.3.1). Throws std::runtime_error on an encoder failure.
+std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality);
 
 // Builds a canonical params map (section 3.1) incrementally, e.g.
 //   ParamsWriter w; w.map(2); w.str("power"); w.f64(2.5); w.str("tag"); w.str("x"); ev.params = w.take();
@@ -429,6 +446,8 @@ struct DecodeOptions {
   // negotiated is BAD_VALUE.
   bool allow_lz4 = false;
   bool allow_zstd = false;
+  // The renderer accepted HELLO lossy_output (WELCOME capabilities lists "jpeg"): a RESULT image may be JPEG.
+  bool allow_jpeg = false;
   // The session's shared-memory pool. Without one, any shm ref (and FRAME result_slot) is BAD_VALUE.
   const ShmPool* shm_pool = nullptr;
   // A stricter, receiver-chosen limit on stride * height (section 11 allows it); LIMIT_EXCEEDED beyond it.
@@ -436,7 +455,7 @@ struct DecodeOptions {
 
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
-    o.allow_lz4 = o.allow_zstd = true;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = true;
     o.shm_pool = pool;
     return o;
   }

@@ -161,6 +161,7 @@ inline Compression compression(const Json& j) {
   const std::string s = str(j);
   if (s == "lz4") return Compression::lz4;
   if (s == "zstd") return Compression::zstd;
+  if (s == "jpeg") return Compression::jpeg;
   bad("unknown compression " + s);
 }
 inline BufferDesc bufdesc(const Json& j) {
@@ -348,6 +349,10 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
     if (b.compression == Compression::none) {
       b.payload = b.data;
       b.payload_size = b.size;
+    } else if (b.compression == Compression::jpeg) {
+      storage.push_back(encode_jpeg(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality)));
+      b.payload = storage.back().data();
+      b.payload_size = storage.back().size();
     } else {
       storage.push_back(compress(b.compression, p.data(), p.size()));
       b.payload = storage.back().data();
@@ -371,6 +376,9 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       if (auto* x = find(h, "shm")) m.shm = ShmPool{str(at(*x, "name")), u64(at(*x, "slots")), u64(at(*x, "slot_size"))};
       if (auto* x = find(h, "doorbell")) m.doorbell = DoorbellSpec{str(at(*x, "to_renderer")), str(at(*x, "to_engine"))};
       if (auto* x = find(h, "ticket")) m.ticket = str(*x);
+      if (auto* x = find(h, "renderer")) m.renderer = str(*x);
+      if (auto* x = find(h, "lossy_output"))
+        m.lossy_output = Hello::LossyOutput{str(at(*x, "codec")), u64(at(*x, "quality"))};
       out = std::move(m);
       break;
     }
@@ -642,6 +650,13 @@ inline Json message_to_json(const Message& msg) {
             j["doorbell"] = d;
           }
           if (m.ticket) j["ticket"] = *m.ticket;
+          if (m.renderer) j["renderer"] = *m.renderer;
+          if (m.lossy_output) {
+            Json l = Json::object();
+            l["codec"] = m.lossy_output->codec;
+            l["quality"] = m.lossy_output->quality;
+            j["lossy_output"] = l;
+          }
         } else if constexpr (std::is_same_v<M, Welcome>) {
           j["session"] = m.session;
           j["renderer"] = m.renderer;
@@ -774,10 +789,11 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
   o.allow_lz4 = o.allow_zstd = true;
   if (!context) return o;
   if (auto* c = detail::find(*context, "compression")) {
-    o.allow_lz4 = o.allow_zstd = false;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = false;
     for (const auto& x : *c) {
       if (x == "lz4") o.allow_lz4 = true;
       if (x == "zstd") o.allow_zstd = true;
+      if (x == "jpeg") o.allow_jpeg = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

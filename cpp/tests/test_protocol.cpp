@@ -691,11 +691,12 @@ TEST_CASE("protocol: a stricter receiver limit on buffer size") {
 TEST_CASE("protocol: tables") {
   CHECK(static_cast<int>(ErrorCode::MALFORMED) == 1);
   CHECK(static_cast<int>(ErrorCode::INTERNAL) == 14);
-  for (uint64_t c = 1; c <= 14; ++c) {
+  CHECK(static_cast<int>(ErrorCode::UNSUPPORTED) == 15);
+  for (uint64_t c = 1; c <= 15; ++c) {
     auto code = static_cast<ErrorCode>(c);
     CHECK(error_code_from_name(error_name(code)) == code);
   }
-  CHECK(error_name(static_cast<ErrorCode>(15)).empty());
+  CHECK(error_name(static_cast<ErrorCode>(16)).empty());
   CHECK(bytes_per_pixel(Format::rgba32f) == 16);
   CHECK(format_info(Format::rg16f).channels == 2);
   CHECK(format_from_name("r16u") == Format::r16u);
@@ -706,4 +707,41 @@ TEST_CASE("protocol: tables") {
   CHECK_FALSE(is_valid_buffer_name("x_A"));
   CHECK_FALSE(is_valid_buffer_name("x_" + std::string(62, 'a')));
   CHECK(buffer_names().size() == 26);
+}
+
+TEST_CASE("protocol: a JPEG RESULT image decodes to its pixels within JPEG's error, only where negotiated") {
+  // A smooth 64x32 gradient: what a rendered image looks like to the codec (section 6.3.1).
+  const uint32_t w = 64, h = 32;
+  Blob px(size_t(w) * h * 4);
+  for (uint32_t y = 0; y < h; ++y)
+    for (uint32_t x = 0; x < w; ++x) {
+      uint8_t* p = &px[(size_t(y) * w + x) * 4];
+      p[0] = uint8_t(x * 4), p[1] = uint8_t(y * 8), p[2] = uint8_t(128), p[3] = 255;
+    }
+  const Blob jpeg = encode_jpeg(px.data(), w, h, w * 4, 90);
+  Result r;
+  r.session = 7, r.frame = 1, r.status = ResultStatus::ok;
+  BufferDesc out;
+  out.name = "output", out.format = Format::rgba8_srgb, out.width = w, out.height = h, out.stride = w * 4;
+  out.compression = Compression::jpeg;
+  out.payload = jpeg.data(), out.payload_size = jpeg.size();
+  r.output = out;
+  const Encoded e = encode(Message(r));
+  const std::vector<Bytes> frames{e.frame(0), e.frame(1)};
+  DecodeOptions o;
+  CHECK(decode(frames, o).error.code == ErrorCode::BAD_VALUE);  // not negotiated
+  o.allow_jpeg = true;
+  const DecodeResult d = decode(frames, o);
+  REQUIRE_MESSAGE(d.ok(), d.error.message);
+  const BufferDesc& got = *std::get<Result>(*d.message).output;
+  REQUIRE(got.size == px.size());
+  int worst = 0;
+  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::abs(int(got.data[i]) - int(px[i])));
+  CHECK(worst <= 8);
+  CHECK(got.data[3] == 255);
+  SUBCASE("a truncated JPEG is PAYLOAD_MISMATCH, not grey pixels") {
+    const Blob cut(jpeg.begin(), jpeg.begin() + long(jpeg.size() / 2));
+    CHECK(decode(std::vector<Bytes>{e.frame(0), Bytes(cut.data(), cut.size())}, o).error.code ==
+          ErrorCode::PAYLOAD_MISMATCH);
+  }
 }

@@ -19,6 +19,23 @@ sys.path.insert(0, str(ROOT))
 
 from bridge import protocol as p  # noqa: E402
 
+#: tests/vectors/result_jpeg: a 16x8 JPEG of the flat colour (200, 100, 50), written once by Pillow (quality 90).
+JPEG_16X8 = (
+    "ffd8ffe000104a46494600010100000100010000ffdb0043000302020302020303030304030304050805050404050a070706080c"
+    "0a0c0c0b0a0b0b0d0e12100d0e110e0b0b1016101113141515150c0f171816141812141514ffdb00430103040405040509050509"
+    "140d0b0d141414141414141414141414141414141414141414141414141414141414141414141414141414141414141414141414"
+    "1414ffc00011080008001003012200021101031101ffc4001f000001050101010101010000000000000000010203040506070809"
+    "0a0bffc400b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c115"
+    "52d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a"
+    "737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9ca"
+    "d2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffc4001f01000301010101010101010100000000000001"
+    "02030405060708090a0bffc400b51100020102040403040705040400010277000102031104052131061241510761711322328108"
+    "144291a1b1c109233352f0156272d10a162434e125f11718191a262728292a35363738393a434445464748494a53545556575859"
+    "5a636465666768696a737475767778797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9"
+    "bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9faffda000c03010002110311003f00a9"
+    "451457e1e7f481ffd9"
+)
+
 
 def pack_frames(frames: list[bytes]) -> bytes:
     """The .bin layout: 4-byte little-endian length + bytes, per frame."""
@@ -196,6 +213,42 @@ def main(out: Path) -> None:
     invalid("welcome_redirect_no_ticket", [pk({**welcome_limits, "redirect": {"endpoint": redirect["endpoint"]}})],
             "MISSING_FIELD", "a redirect without its ticket")
     invalid("hello_ticket_empty", [pk({**hello, "ticket": ""})], "BAD_VALUE", "an empty ticket")
+    # Choosing the renderer (section 5.11) and lossy image return (section 6.3.1).
+    lossy = {"codec": "jpeg", "quality": 90}
+    valid("hello_renderer_lossy", {**hello, "capabilities": ["lz4", "redirect"], "renderer": "neural",
+                                   "lossy_output": lossy}, [],
+          "a HELLO naming the renderer it wants and allowing a JPEG image back at quality 90")
+    invalid("hello_renderer_empty", [pk({**hello, "renderer": ""})], "BAD_VALUE", "an empty renderer name")
+    invalid("hello_lossy_quality_zero", [pk({**hello, "lossy_output": {**lossy, "quality": 0}})], "BAD_VALUE",
+            "lossy_output.quality 0 (1..100)")
+    invalid("hello_lossy_quality_above_100", [pk({**hello, "lossy_output": {**lossy, "quality": 101}})],
+            "BAD_VALUE", "lossy_output.quality 101 (1..100)")
+    invalid("hello_lossy_unknown_codec", [pk({**hello, "lossy_output": {**lossy, "codec": "webp"}})], "BAD_VALUE",
+            "lossy_output.codec outside the vocabulary (jpeg)")
+    invalid("hello_lossy_no_quality", [pk({**hello, "lossy_output": {"codec": "jpeg"}})], "MISSING_FIELD",
+            "lossy_output without its quality")
+    # A 16x8 JPEG of one flat colour (200, 100, 50), quality 90, 4:2:0: every libjpeg-turbo decodes it to exactly
+    # that colour, so both codecs can compare pixels. Fixed bytes, so the vector does not depend on the encoder.
+    jpeg = bytes.fromhex(JPEG_16X8)
+    jpeg_out = {**desc("output", "rgba8_srgb", 16, 8), "compression": "jpeg"}
+    jpeg_result = {"nrb": 1, "type": "RESULT", "session": 7, "frame": 1, "status": "ok", "output": jpeg_out,
+                   "timing": timing()}
+    with_jpeg = {"compression": ["lz4", "zstd", "jpeg"]}
+    valid("result_jpeg", jpeg_result, [bytes([200, 100, 50, 255]) * 128],
+          "a RESULT whose image came back as JPEG (section 6.3.1); decode-only", context=with_jpeg, encode=False,
+          wire=[pk(jpeg_result), jpeg])
+    invalid("result_jpeg_not_negotiated", [pk(jpeg_result), jpeg], "BAD_VALUE",
+            "a JPEG image the session did not negotiate (no lossy_output accepted)")
+    invalid("result_jpeg_wrong_size", [pk({**jpeg_result, "output": {**jpeg_out, **desc("output", "rgba8_srgb", 8, 8)}}),
+                                       jpeg], "PAYLOAD_MISMATCH",
+            "a 16x8 JPEG where the descriptor says 8x8 (checked before decoding)", context=with_jpeg)
+    invalid("result_jpeg_corrupt", [pk(jpeg_result), b"\xff\xd8\xff\xe0not a jpeg"], "PAYLOAD_MISMATCH",
+            "JPEG data that does not decode", context=with_jpeg)
+    invalid("result_jpeg_rgba16f", [pk({**jpeg_result, "output": {**desc("output", "rgba16f", 16, 8),
+                                                                  "compression": "jpeg"}}), jpeg],
+            "BAD_VALUE", "JPEG on an rgba16f image (8-bit RGBA only)", context=with_jpeg)
+    invalid("frame_jpeg", [pk(frame_header([{**desc("albedo", "rgba8", 16, 8), "compression": "jpeg"}])), jpeg],
+            "BAD_VALUE", "JPEG on a FRAME buffer (RESULT output only)", context=with_jpeg)
     invalid("hello_ticket_too_long", [pk({**hello, "ticket": "t" * 65})], "LIMIT_EXCEEDED",
             "a ticket longer than 64 bytes")
     alb = pattern(2 * 2 * 4, 1)

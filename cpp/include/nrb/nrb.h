@@ -61,7 +61,7 @@ extern "C" {
 #define NRB_ABI_VERSION 1      /* this header's ABI: see the top of the file */
 
 /* Struct versions (bumped when fields are appended). */
-#define NRB_CLIENT_CONFIG_VERSION 1
+#define NRB_CLIENT_CONFIG_VERSION 2 /* 2: renderer, lossy_quality */
 #define NRB_BUFFER_DESC_VERSION 1
 #define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
@@ -278,6 +278,16 @@ typedef struct nrb_client_config {
 
   uint32_t shm_slots;          /* 0: 2 * frames_in_flight + 4 slots (adaptive: frames_in_flight counts as 4); 1..256 */
   uint32_t start_disabled;     /* non-zero: the client starts disabled (no traffic until nrb_set_enabled(1)) */
+
+  /* struct_version 2 */
+  /* HELLO `renderer` (docs/protocol.md section 5.11): the renderer (and model) wanted, e.g. "neural" or
+   * "onnx:toon.onnx"; a server or cluster without it refuses (REFUSED, refusal_code 15 UNSUPPORTED). NULL or "":
+   * any. Copied. */
+  const char* renderer;
+  /* 0 (default): every returned image is exact. 1..100: the renderer may return the image as JPEG at this quality
+   * (HELLO `lossy_output`, section 6.3.1; 90 is a good choice for a slow link); libnrb decodes it. Only rgba8 /
+   * rgba8_srgb images; never through shared memory. */
+  uint32_t lossy_quality;
 } nrb_client_config;
 
 /* Fills `config` with defaults (zeros) and sets struct_size/struct_version. Any thread. */

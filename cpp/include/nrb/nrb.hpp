@@ -123,6 +123,8 @@ class client_config {
     set(curve_[1], std::move(client_public));
     return set(curve_[2], std::move(client_secret));
   }
+  // HELLO `renderer` (docs/protocol.md section 5.11): the renderer wanted; a server without it refuses.
+  client_config& renderer(std::string v) { return set(renderer_, std::move(v)); }
   client_config& buffer(std::string name, nrb_format format) {
     buffers_.emplace_back(std::move(name), format);
     return *this;
@@ -141,6 +143,7 @@ class client_config {
     c_.curve_server_public_key = opt(curve_[0]);
     c_.curve_client_public_key = opt(curve_[1]);
     c_.curve_client_secret_key = opt(curve_[2]);
+    c_.renderer = opt(renderer_);
     specs_.clear();
     for (const auto& b : buffers_) specs_.push_back(nrb_buffer_spec{b.first.c_str(), b.second});
     c_.buffers = specs_.empty() ? nullptr : specs_.data();
@@ -160,7 +163,7 @@ class client_config {
   static void trampoline(void* user, nrb_log_level level, const char* msg) { (*static_cast<log_fn*>(user))(level, msg); }
 
   mutable nrb_client_config c_;
-  std::optional<std::string> endpoint_, engine_name_, engine_version_, curve_[3];
+  std::optional<std::string> endpoint_, engine_name_, engine_version_, renderer_, curve_[3];
   std::vector<std::pair<std::string, nrb_format>> buffers_;
   mutable std::vector<nrb_buffer_spec> specs_;
   std::shared_ptr<log_fn> log_;

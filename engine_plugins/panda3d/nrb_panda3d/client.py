@@ -246,6 +246,9 @@ class PyClient:
         self._error = ""
         self._refused = False  # an ERROR answered HELLO: no traffic until retry() or a disable/enable
         self._retry = False
+        #: the last placement ticket of a front door's redirect (protocol section 5.10), which ``bridge.client``
+        #: follows: kept across connections, so that after a failure the front door restores the session's style
+        self._ticket: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._last_begin_ns = 0
@@ -426,6 +429,7 @@ class PyClient:
             if conn is None:
                 conn = Client(self.config.endpoint, timeout=self.config.handshake_timeout_ms / 1000.0,
                               client_name="nrb-py/0.1.0", **self.config.curve())
+                conn.ticket = self._ticket
                 try:
                     out = self.config.output_size or self.config.render_size
                     w = conn.hello(self.config.render_size, self._specs, output_size=out,
@@ -459,6 +463,7 @@ class PyClient:
                     backoff = min(backoff * 2, self.config.reconnect_backoff_max_ms / 1000.0)
                     continue
                 assert isinstance(w, Welcome)
+                self._ticket = conn.ticket
                 backoff = self.config.reconnect_backoff_min_ms / 1000.0
                 max_in_flight = max(1, min(self.config.frames_in_flight, w.max_in_flight))
                 handshakes += 1
