@@ -188,23 +188,6 @@ def ray_cluster() -> Iterator[Any]:
         cluster.shutdown()
 
 
-def kill_worker(door: Any, name: str) -> None:
-    """Kill a worker's process through Ray and wait until the process is gone (``ray.kill`` returns at once, and
-    Ray calls the actor dead a moment before its process has exited)."""
-    import os
-
-    handle = door.worker_handle(name)
-    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
-    ray.kill(handle, no_restart=True)
-    end = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
-        stat = Path(f"/proc/{pid}/stat").read_text().split() if Path(f"/proc/{pid}/stat").exists() else []
-        if len(stat) > 2 and stat[2] == "Z":
-            break
-        time.sleep(0.02)
-    assert time.monotonic() < end, f"worker {name} (pid {pid}) is still running"
-
-
 @pytest.fixture
 def door(ray_cluster: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     from bridge.cluster.frontdoor import ClusterConfig, FrontDoor
@@ -304,7 +287,7 @@ def test_a_dead_worker_s_session_is_placed_again_with_its_style(door: Any) -> No
         while c.ticket not in door.styles and time.monotonic() < end:
             time.sleep(0.05)
         victim = next(x.name for x in door.loads() if x.endpoint == first)
-        kill_worker(door, victim)
+        door.kill_worker(victim)
         with pytest.raises((TimeoutError, RemoteError)):
             probe_frame(c, timeout=1.0)
         c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
@@ -325,7 +308,7 @@ def test_a_relayed_engine_whose_worker_dies_gets_bye_and_its_style_back(door: An
         end = time.monotonic() + 10
         while not door.styles and time.monotonic() < end:
             time.sleep(0.05)
-        kill_worker(door, worker)
+        door.kill_worker(worker)
         assert isinstance(c.recv(timeout=10.0), Bye)
         c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")], follow_redirect=False)
         assert probe_frame(c) == 255
@@ -344,7 +327,7 @@ def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_p
         g = Game(c)
         assert g.until(lambda: len(g.shown) >= 20, timeout=20)
         first = next(x.name for x in door.loads() if x.sessions > 0 or x.placed > 0)
-        kill_worker(door, first)
+        door.kill_worker(first)
         n, fallbacks = len(g.shown), g.fallbacks
         assert g.until(lambda: len(g.shown) >= n + 20, timeout=20), c.stats()
         stats = g.settle()

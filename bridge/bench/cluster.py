@@ -50,7 +50,7 @@ def _door(**kw: Any) -> Any:
     from bridge.cluster.frontdoor import ClusterConfig, FrontDoor
 
     opts: dict[str, Any] = dict(renderer=RENDERER, renderer_options={"render_ms": RENDER_MS}, port=0,
-                                worker_cpus=1, worker_threads=1, report_interval=0.2, idle_s=3600.0,
+                                worker_cpus=1, workers=1, report_interval=0.2, idle_s=3600.0,
                                 sessions_per_worker=1000)
     opts.update(kw)
     return FrontDoor(ClusterConfig(**opts)).start()
@@ -106,7 +106,7 @@ def _scaling(repeat: int, warmup: float, seconds: float) -> dict[str, Any]:
     runs: dict[int, list[float]] = {1: [], 2: [], 4: []}
     for _ in range(repeat):
         for n in runs:
-            door = _door(min_workers=n, max_workers=n, worker_sessions=2)
+            door = _door(min_workers=n, max_workers=n, max_sessions=2)
             try:
                 eng = _Engines(door.endpoint, 2 * n)
                 try:
@@ -183,20 +183,6 @@ def _captured_events(paths: list[Path]) -> list[str]:
     return out
 
 
-def _kill(door: Any, name: str) -> None:
-    import ray
-
-    handle = door.worker_handle(name)
-    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
-    ray.kill(handle, no_restart=True)
-    end = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < end:
-        stat = Path(f"/proc/{pid}/stat").read_text().split() if Path(f"/proc/{pid}/stat").exists() else []
-        if len(stat) > 2 and stat[2] == "Z":
-            break
-        time.sleep(0.005)
-
-
 def _failover_once(tmp: Path) -> dict[str, Any]:
     from bridge import _native
 
@@ -241,7 +227,7 @@ def _failover_once(tmp: Path) -> dict[str, Any]:
         dead: list[tuple[float, int]] = []  # (when the worker's process was gone, the last frame begun by then)
 
         def killer() -> None:
-            _kill(door, victim)
+            door.kill_worker(victim)
             dead.append((time.monotonic(), last_fid[0]))
 
         threading.Thread(target=killer, daemon=True).start()  # the game loop goes on meanwhile
@@ -286,7 +272,7 @@ def _failover(repeat: int, tmp: Path) -> dict[str, Any]:
 def _slow_session(repeat: int, warmup: float, seconds: float) -> dict[str, Any]:
     slow_w = SMALL[0] + 1
     door = _door(renderer_options={"render_ms": RENDER_MS, "slow_width": slow_w, "slow_factor": 10.0},
-                 min_workers=2, max_workers=2, worker_threads=4, worker_sessions=8)
+                 min_workers=2, max_workers=2, workers=4, max_sessions=8)
     without: list[float] = []
     with_slow: list[float] = []
     try:

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,34 +61,28 @@ _PLACE_TIMEOUT_S = 2.0
 
 
 @dataclass
-class ClusterConfig:
-    """``nrb router`` options. The front door binds like ``nrb serve`` (``host``/``port``/``endpoint``, CurveZMQ
-    with ``curve_secret`` + ``allow_dir`` or ``insecure``); workers bind ``worker_host`` (port chosen per worker) and
-    use the same key pair and allow-list, so an engine trusts one server key for the whole cluster.
+class ClusterConfig(ServerConfig):
+    """``nrb router`` options: every ``nrb serve`` option (``ServerConfig``), which the workers serve with, plus
+    where and how the workers run.
 
-    Workers: ``renderer`` (+ options, ``hooks``, ``styles``) as ``nrb serve``; ``worker_cpus``/``worker_gpus`` are
-    the Ray resources each worker actor declares; ``worker_sessions`` sessions at most per worker, rendered by
-    ``worker_threads`` render threads (0: one per declared CPU). Scaling: ``min_workers``..``max_workers``, a worker
-    added at ``sessions_per_worker`` sessions per worker or ``render_ms`` mean render time, removed after
-    ``idle_s`` without sessions."""
+    Binding: the front door binds like ``nrb serve`` (``host``/``port``/``endpoint``, CurveZMQ with
+    ``curve_secret`` + ``allow_dir`` or ``insecure``); workers bind ``worker_host`` (port chosen per worker) and
+    use the same key pair and allow-list, so an engine trusts one server key for the whole cluster. Every other
+    ``ServerConfig`` field is each worker's: ``renderer`` (+ options), ``hooks``, ``styles``, ``max_in_flight``,
+    the limits and budgets; ``max_sessions`` sessions at most per worker, rendered by ``workers`` render threads
+    (0: one per declared CPU) of ``worker_threads`` renderer threads per frame (default 1 here: a worker's CPUs
+    are the ones Ray gave it). Workers record to ``record_dir``/<worker>.nrbcap (``record`` is not used), and
+    serve neither metrics nor a status line.
 
-    renderer: str = "deferred"
-    renderer_options: dict[str, Any] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-    port: int = 5555
-    endpoint: str | None = None
-    insecure: bool = False
-    curve_secret: str | None = None
-    allow_dir: str | None = None
-    hooks: str | None = None
-    styles: str | None = None
+    Workers: ``worker_cpus``/``worker_gpus`` are the Ray resources each worker actor declares. Scaling:
+    ``min_workers``..``max_workers``, a worker added at ``sessions_per_worker`` sessions per worker or
+    ``render_ms`` mean render time, removed after ``idle_s`` without sessions."""
+
+    worker_threads: int = 1
     worker_host: str = "127.0.0.1"
     worker_advertise: str | None = None
     worker_cpus: float = 1.0
     worker_gpus: float = 0.0
-    worker_sessions: int = 16
-    worker_threads: int = 0
-    max_in_flight: int = 4
     min_workers: int = 1
     max_workers: int = 4
     sessions_per_worker: int = 4
@@ -231,16 +225,19 @@ class FrontDoor:
         if ":" in renderer and renderer.split(":", 1)[0].endswith(".py"):
             path, factory = renderer.split(":", 1)
             renderer = f"{Path(path).resolve()}:{factory}"
-        threads = cfg.worker_threads or max(1, int(round(cfg.worker_cpus)))
-        return ServerConfig(renderer=renderer, renderer_options=dict(cfg.renderer_options), host=cfg.worker_host,
-                            port=0, insecure=cfg.insecure,
-                            curve_secret=str(Path(cfg.curve_secret).resolve()) if cfg.curve_secret else None,
-                            allow_dir=str(Path(cfg.allow_dir).resolve()) if cfg.allow_dir else None,
-                            hooks=str(Path(cfg.hooks).resolve()) if cfg.hooks else None,
-                            styles=str(Path(cfg.styles).resolve()) if cfg.styles else None,
-                            max_sessions=cfg.worker_sessions, max_in_flight=cfg.max_in_flight,
-                            workers=min(threads, cfg.worker_sessions), worker_threads=1,
-                            record=str(Path(cfg.record_dir).resolve() / f"{name}.nrbcap") if cfg.record_dir else None)
+        threads = cfg.workers or max(1, int(round(cfg.worker_cpus)))
+        served = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ServerConfig)}  # the workers' options
+
+        def resolved(path: str | None) -> str | None:  # the worker process may run elsewhere
+            return str(Path(path).resolve()) if path else None
+
+        return ServerConfig(**{**served, "renderer": renderer, "renderer_options": dict(cfg.renderer_options),
+                               "host": cfg.worker_host, "port": 0, "endpoint": None,
+                               "curve_secret": resolved(cfg.curve_secret), "allow_dir": resolved(cfg.allow_dir),
+                               "hooks": resolved(cfg.hooks), "styles": resolved(cfg.styles),
+                               "workers": min(threads, cfg.max_sessions), "metrics_port": None, "status": False,
+                               "record": str(Path(cfg.record_dir).resolve() / f"{name}.nrbcap")
+                               if cfg.record_dir else None})
 
     def add_worker(self) -> str:
         """Start one worker actor (blocks until it serves); return its name."""
@@ -284,6 +281,26 @@ class FrontDoor:
         """The Ray actor of a worker (tests and the benchmark kill one with ``ray.kill``)."""
         with self._lock:
             return self.workers[name].handle
+
+    def kill_worker(self, name: str, timeout: float = 30.0) -> None:
+        """Kill worker ``name``'s process through Ray, as a crash would, and wait until the process is gone
+        (``ray.kill`` returns at once, and Ray calls the actor dead a moment before its process has exited): the
+        failover drill of the tests and of ``nrb bench cluster``. ``TimeoutError`` if it outlives ``timeout``."""
+        ray = _ray()
+        handle = self.worker_handle(name)
+        pid = ray.get(handle.__ray_call__.remote(lambda actor: os.getpid()), timeout=timeout)
+        ray.kill(handle, no_restart=True)
+        end = time.monotonic() + timeout
+        proc = Path(f"/proc/{pid}")
+        while proc.exists():  # Linux: /proc says when it is gone (or a zombie, as good as gone)
+            try:
+                if (proc / "stat").read_text().split()[2] == "Z":
+                    return
+            except (OSError, IndexError):
+                return
+            if time.monotonic() > end:
+                raise TimeoutError(f"worker {name} (pid {pid}) is still running {timeout:g} s after ray.kill")
+            time.sleep(0.005)
 
     def placements(self) -> list[tuple[str, str]]:
         """(ticket, worker name) of every placement, oldest first."""

@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
             port=args.port, endpoint=args.endpoint, insecure=args.insecure, curve_secret=args.curve_secret,
             allow_dir=args.allow_dir, hooks=args.hooks, styles=args.styles, worker_host=args.worker_host,
             worker_advertise=args.worker_advertise, worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
-            worker_sessions=args.worker_sessions, worker_threads=args.worker_threads,
+            max_sessions=args.worker_sessions, workers=args.worker_threads,
             max_in_flight=args.max_in_flight, min_workers=args.min_workers, max_workers=args.max_workers,
             sessions_per_worker=args.sessions_per_worker, render_ms=args.render_ms, idle_s=args.idle_s,
             ray_address=args.ray_address, record_dir=args.record_dir)
