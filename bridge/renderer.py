@@ -341,7 +341,7 @@ RENDERERS: dict[str, RendererFactory | str] = {
 
 def register_renderer(name: str, factory: RendererFactory | str) -> None:
     """Make ``nrb serve --renderer NAME`` work; ``factory`` is a callable returning a Renderer or a lazy
-    ``"module:attr"`` string (the neural renderer registers itself this way)."""
+    ``"module:attr"`` string, resolved on first use (the shipped renderers are listed this way in ``RENDERERS``)."""
     RENDERERS[name] = factory
 
 
