@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from bridge import hello_options
 from bridge.doorbell import Doorbell, DoorbellCorrupt, DoorbellUnavailable
 from bridge.protocol import (
     COMPRESSIONS,
@@ -568,6 +569,7 @@ class IOLoop:
     # -------------------------------------------------------------------------------------------- sessions
     def _on_hello(self, routing_id: bytes, hello: Hello, frames: list[Any]) -> None:
         cfg = self.config
+        hello_options.check_renderer(hello, self.renderer_label)  # UNSUPPORTED: protocol section 5.11
         if len(self.sessions) >= cfg.max_sessions:
             raise ProtocolError(ErrorCode.OVERLOADED, f"server is at its limit of {cfg.max_sessions} sessions")
         user_id = _user_id(frames) if self.curve is not None else None
@@ -622,6 +624,7 @@ class IOLoop:
         bell = self._open_doorbell(hello, routing_id) if pool is not None else None
         if bell is not None:
             caps.append("doorbell")
+        caps += hello_options.lossy_capabilities(hello, renderer.output_format)  # protocol section 6.3.1
         w, h = renderer.output_size(hello.render_size, hello.output_size)
         held = session_bytes(frame_bytes, (w, h))  # the renderer's own size (an upscaler may return more)
         if held > min(cfg.max_session_bytes, cfg.max_total_bytes):

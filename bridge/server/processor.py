@@ -22,6 +22,7 @@ import time
 import traceback
 from typing import Any
 
+from bridge import hello_options
 from bridge.hooks import HookSet, HooksFile
 from bridge.protocol import (
     Buffer,
@@ -266,6 +267,8 @@ class FrameProcessor:
         if frame.result_slot is not None and sess.pool is not None:
             assert buf.data is not None
             return sess.pool.write_result(frame.result_slot, "output", out.format, buf.data, out.width, out.height)
+        if hello_options.compress_output(buf, sess.hello, sess.welcome.capabilities):  # JPEG: section 6.3.1
+            return buf
         if sess.compression and any(b.compression for b in frame.buffers):
             # The image goes back compressed when the frame it answers came compressed: the engine measures its
             # link and compresses only when that pays (libnrb), and the image follows its judgement. The fast codec
