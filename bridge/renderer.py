@@ -109,8 +109,13 @@ class RenderInputs(Mapping[str, np.ndarray]):
     """
 
     def __init__(self, buffers: Mapping[str, Buffer], *, size: tuple[int, int], camera: Camera | None = None,
-                 time: float = 0.0, dt: float = 0.0, frame: int = 0, history: dict[str, Any] | None = None) -> None:
+                 time: float = 0.0, dt: float = 0.0, frame: int = 0, history: dict[str, Any] | None = None,
+                 style_table: np.ndarray | None = None) -> None:
         self.buffers = dict(buffers)
+        #: (S, P) the server's style table (``StyleLibrary.shading_table()``: one row of shading parameters per
+        #: style, presets first, then styles the game defined), for a renderer with ``style_params`` = True, whose
+        #: style map then has those S columns; None: the style map's columns are the renderer's presets
+        self.style_table = style_table
         self.size = size
         self.camera = camera
         self.time = time
@@ -292,6 +297,11 @@ class Renderer(abc.ABC):
     version: str = "0.1.0"
     output_format: str = "rgba8_srgb"
     library: StyleLibrary = DEFAULT_LIBRARY
+    #: True for a renderer that draws any style from its parameters (a parameter-conditioned neural model, issue
+    #: 17): the server then hands it the style map over *every* style, presets and styles a game defined, with
+    #: ``RenderInputs.style_table`` saying each one's parameters. False: the style map is over ``library`` only
+    #: (a defined style's weight goes to its base preset).
+    style_params: bool = False
     #: where it runs (``cpu``, ``cuda:0``): a GPU device is part of ``label``, since its images differ slightly
     device: str = "cpu"
     #: one line on which device it runs and why (``nrb serve`` prints it at startup), for renderers that choose

@@ -122,6 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         flip_weight=args.flip_weight,
         lighting=args.lighting,
+        params=args.params,
+        engine=args.engine,
     )
     train(cfg, resume=not args.fresh, progress=not args.quiet)
     return 0
@@ -187,6 +189,17 @@ def add_train_parser(subparsers: Any) -> None:
         action="store_true",
         help="give the network the engine's sun and sky (x_sun_direction, x_sun_irradiance, x_sky_radiance); "
         "with --init from a model without them, it is widened with zero weights for them",
+    )
+    p.add_argument(
+        "--params",
+        action="store_true",
+        help="styles as parameters (issue 17): condition on the per-pixel style parameter map and train over "
+        "random parameter vectors as well as the presets (use with --engine)",
+    )
+    p.add_argument(
+        "--engine",
+        action="store_true",
+        help="the engine's lit image (hudless_color, datasets made with --engine-image) as an input (issue 15)",
     )
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--quiet", action="store_true")

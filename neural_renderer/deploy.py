@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from neural_renderer.models.blocks import ConvFiLM, ResFiLM, upsample2
-from neural_renderer.models.features import FEATURE_CHANNELS, HISTORY_CHANNELS, house_lighting
+from neural_renderer.models.features import (
+    ENGINE_INPUT_CHANNELS,
+    FEATURE_CHANNELS,
+    HISTORY_CHANNELS,
+    PARAM_CHANNELS,
+    house_lighting,
+)
 from neural_renderer.models.net import NeuralRendererNet
 
 
@@ -43,10 +49,12 @@ class _Film(nn.Module):
     """γ and β of one FiLM straight from the style map pooled to the block's level: (B, S, h, w) -> 2 x (B, C,
     h, w), γ already ``1 + γ``."""
 
-    def __init__(self, film_to_gb: nn.Conv2d, embed: nn.Conv2d) -> None:
+    def __init__(self, film_to_gb: nn.Conv2d, embed: nn.Conv2d | None) -> None:
         super().__init__()
         c = film_to_gb.out_channels // 2
-        g = film_to_gb.weight[:, :, 0, 0] @ embed.weight[:, :, 0, 0]  # (2C, S)
+        g = film_to_gb.weight[:, :, 0, 0]  # (2C, E): from an embedding (a parameter-conditioned network's)
+        if embed is not None:  # from the style weights through the linear style embedding: (2C, S)
+            g = g @ embed.weight[:, :, 0, 0]
         b = film_to_gb.bias
         assert b is not None
         self.gamma_w = nn.Parameter(g[:c].detach().clone(), requires_grad=False)
@@ -66,7 +74,7 @@ class _Film(nn.Module):
 class _ConvFilm(nn.Module):
     """``ConvFiLM`` with its convolution split over the parts of its (formerly concatenated) input."""
 
-    def __init__(self, block: ConvFiLM, embed: nn.Conv2d, splits: tuple[int, ...] = ()) -> None:
+    def __init__(self, block: ConvFiLM, embed: nn.Conv2d | None, splits: tuple[int, ...] = ()) -> None:
         super().__init__()
         conv = block.conv
         stride, pad = conv.stride[0], int(conv.padding[0])
@@ -90,7 +98,7 @@ class _ConvFilm(nn.Module):
 
 
 class _ResFilm(nn.Module):
-    def __init__(self, block: ResFiLM, embed: nn.Conv2d) -> None:
+    def __init__(self, block: ResFiLM, embed: nn.Conv2d | None) -> None:
         super().__init__()
         self.conv1, self.conv2 = block.conv1, block.conv2
         self.film = _Film(block.film.to_gb, embed)
@@ -110,8 +118,11 @@ class DeployNet(nn.Module):
         cfg = self.config = net.config
         net = net.eval()
         self.features, self.reproject, self.lighting = net.features, net.reproject, net.lighting
-        embed = net.style_embed.proj
-        w, s = cfg.width, cfg.styles
+        self.engine, self.param_features, self.param_embed = net.engine, net.param_features, net.param_embed
+        # a parameter-conditioned network's FiLMs read its embedding; a style-weight network's read the pooled
+        # weights through the (linear) embedding folded into them
+        embed = None if cfg.params else net.style_embed.proj
+        w, s = cfg.width, (PARAM_CHANNELS if cfg.params else cfg.styles)
         w1, w2 = w * 3 // 2, w * 2
         # enc0: space-to-depth 2 (channel c*4 + dy*2 + dx) then 3x3 = a 6x6 stride-2 conv, tap (2ky+dy, 2kx+dx)
         c0 = net.enc0.conv.weight.detach()
@@ -145,6 +156,7 @@ class DeployNet(nn.Module):
         style_map: torch.Tensor,
         history: torch.Tensor | None = None,
         lighting: torch.Tensor | None = None,
+        engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
         if history is None:
@@ -154,8 +166,16 @@ class DeployNet(nn.Module):
             if lighting is None:
                 lighting = house_lighting(x.shape[0]).to(x)
             parts.append(self.lighting(normals, x[:, FEATURE_CHANNELS - 1 : FEATURE_CHANNELS], lighting))
+        if self.engine is not None:
+            if engine is None:
+                engine = torch.zeros_like(x[:, :ENGINE_INPUT_CHANNELS])
+            parts.append(self.engine(engine, albedo))
         x = torch.cat(parts, 1)
-        s2 = F.avg_pool2d(style_map, 2)
+        if self.param_features is not None and self.param_embed is not None:
+            style_map = self.param_features(style_map)
+            s2 = self.param_embed(F.avg_pool2d(style_map, 2))  # the embedding, pooled further per level
+        else:
+            s2 = F.avg_pool2d(style_map, 2)
         s4 = F.avg_pool2d(s2, 2)
         s8 = F.avg_pool2d(s4, 2)
         e0 = F.leaky_relu(self.enc0_film(self.enc0(x), s2), self.slope)
@@ -188,10 +208,11 @@ class DeployNet(nn.Module):
         prev_output: torch.Tensor,
         prev_linear_depth: torch.Tensor,
         lighting: torch.Tensor | None = None,
+        engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         u = self.config.upscale
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
         history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
         return self.forward(
-            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting
+            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting, engine
         )

@@ -11,7 +11,7 @@ shader can do on this data rather than a strawman.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from bridge.protocol import Camera as WireCamera
 from bridge.renderer import RenderInputs
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.camera import basis
-from neural_renderer.data.dataset import iter_frames, load_manifest
+from neural_renderer.data.dataset import engine_constants, iter_frames, load_manifest
 from neural_renderer.data.scene import SKY_RADIANCE, SUN_DIRECTION, SUN_IRRADIANCE, Camera, SceneSpec
 
 
@@ -33,6 +33,8 @@ class EvalFrame:
     arrays: dict[str, np.ndarray]
     camera: Camera
     sky: tuple[float, float, float]
+    #: how the frame's engine image was made (``pre_exposure``, ``tone_mapping``), empty without one
+    engine: dict[str, Any] = field(default_factory=dict)
 
 
 def load_paths(root: Path, split: str = "test", limit: int | None = None) -> list[list[EvalFrame]]:
@@ -40,9 +42,11 @@ def load_paths(root: Path, split: str = "test", limit: int | None = None) -> lis
     manifest = load_manifest(root)
     out = []
     for frames in iter_frames(root, split, limit):
-        spec = SceneSpec.from_json(manifest["scenes"][str(frames[0].scene)]["spec"])
+        entry = manifest["scenes"][str(frames[0].scene)]
+        spec = SceneSpec.from_json(entry["spec"])
+        look = engine_constants(entry)
         out.append(
-            [EvalFrame(f.scene, f.index, f.arrays, spec.cameras[f.index], spec.sky_radiance) for f in frames]
+            [EvalFrame(f.scene, f.index, f.arrays, spec.cameras[f.index], spec.sky_radiance, look) for f in frames]
         )
     return out
 
@@ -100,7 +104,16 @@ def render_inputs(frame: EvalFrame) -> RenderInputs:
             rgba = np.zeros((1, 1, 4), np.float32)
             rgba[0, 0, :3] = np.asarray(a[name], np.float32)[:3]
             arrays[name] = ("rgba32f", rgba)
-    return RenderInputs.from_arrays(arrays, camera=wire_camera(frame.camera, w, h), frame=frame.index)
+    camera = wire_camera(frame.camera, w, h)
+    if "hudless_color" in a and frame.engine:
+        # the engine's image as engines send it: 8-bit sRGB after a tone curve, half floats without one
+        hud = np.asarray(a["hudless_color"], np.float32)
+        if frame.engine["tone_mapping"] == "none":
+            arrays["hudless_color"] = ("rgba16f", np.concatenate([hud, one], -1).astype(np.float16))
+        else:
+            arrays["hudless_color"] = ("rgba8_srgb", np.concatenate([_srgb8(hud), np.full((h, w, 1), 255, np.uint8)], -1))
+        camera = replace(camera, pre_exposure=frame.engine["pre_exposure"], tone_mapping=frame.engine["tone_mapping"])
+    return RenderInputs.from_arrays(arrays, camera=camera, frame=frame.index)
 
 
 def one_style_map(h: int, w: int, style: str) -> np.ndarray:

@@ -67,6 +67,8 @@ class SingleFrameGraph(nn.Module):
     def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
         super().__init__()
         self.net = net
+        if net.config.params:  # the presets' shading rows: style weights -> parameter map, as a 1x1 conv
+            self.register_buffer("table", _preset_table().t()[:, :, None, None].contiguous(), persistent=False)
 
     def forward(
         self,
@@ -77,13 +79,32 @@ class SingleFrameGraph(nn.Module):
         metallic: torch.Tensor,
         emissive: torch.Tensor,
         style_map: torch.Tensor,
-        *lighting: torch.Tensor,
+        *extra: torch.Tensor,
     ) -> torch.Tensor:
         h, w = albedo.shape[-2], albedo.shape[-1]
-        u = self.net.config.upscale
+        cfg = self.net.config
+        u = cfg.upscale
+        lighting, engine = _extra(cfg.lighting, cfg.engine, extra)
+        if cfg.params:
+            style_map = F.conv2d(style_map, torch.as_tensor(self.table))
+        if engine is not None:  # hudless_color as linear light, present everywhere
+            engine = _pad8(torch.cat([engine[:, :3], torch.ones_like(engine[:, :1])], 1))
         args = [_pad8(t) for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map)]
-        out = self.net(*args, lighting=_lighting(lighting))[..., : h * u, : w * u]
+        out = self.net(*args, lighting=lighting, engine=engine)[..., : h * u, : w * u]
         return srgb_decode(out)
+
+
+def _preset_table() -> torch.Tensor:
+    """(S, 19) the shipped presets' rows of the shading table (``bridge.style.library``)."""
+    from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
+
+    return torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
+
+
+def _extra(lighting: bool, engine: bool, extra: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor | None, ...]:
+    """A graph's trailing inputs -> (the network's (1, 9, 1, 1) lighting or None, the engine input or None)."""
+    k = 3 if lighting else 0
+    return _lighting(extra[:k]), (extra[k] if engine else None)
 
 
 class TemporalGraph(nn.Module):
@@ -106,17 +127,20 @@ class TemporalGraph(nn.Module):
         motion_vectors: torch.Tensor,
         x_prev_output: torch.Tensor,
         x_prev_linear_depth: torch.Tensor,
-        *lighting: torch.Tensor,
+        *extra: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = albedo.shape[-2], albedo.shape[-1]
-        u = self.net.config.upscale
+        cfg = self.net.config
+        u = cfg.upscale
+        lighting, engine = _extra(cfg.lighting, cfg.engine, extra)
         args = [
             _pad8(t)
             for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map, motion_vectors)
         ]
         prev = _pad8(x_prev_output, 8 * u)
         pdepth = _pad8(x_prev_linear_depth)
-        out = self.net.forward_temporal(*args, prev, pdepth, _lighting(lighting))[..., : h * u, : w * u]
+        eng = None if engine is None else _pad8(engine)
+        out = self.net.forward_temporal(*args, prev, pdepth, lighting, eng)[..., : h * u, : w * u]
         return srgb_decode(out), out
 
 
@@ -170,9 +194,15 @@ class WireTemporalGraph(nn.Module):
         x_mv_scale: torch.Tensor,
         x_prev_output: torch.Tensor,
         x_prev_linear_depth: torch.Tensor,
-        *lighting: torch.Tensor,
+        *extra: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lut = torch.as_tensor(self.albedo_lut)
+        cfg = self.net.config
+        tail = list(extra)
+        if cfg.params:  # x_style_table (1, S, 19) then x_engine_linear (1, H, W, 4)
+            table, engine = tail[-2], tail[-1]
+            style_map = torch.matmul(style_map, table)  # weights over the server's styles -> parameter map
+            tail = [*tail[:-2], engine.permute(0, 3, 1, 2).float()]
         srgb = self.inner(
             lut[albedo[..., :3].long()].permute(0, 3, 1, 2),
             _nchw(normals, 3),
@@ -184,16 +214,24 @@ class WireTemporalGraph(nn.Module):
             _nchw(motion_vectors, 2) * x_mv_scale,
             x_prev_output,
             x_prev_linear_depth,
-            *lighting,
+            *tail,
         )[1]
         rgba = F.pad(srgb * 255.0 + 0.5, (0, 0, 0, 0, 0, 1), value=255.5)  # alpha 255 after truncation
         return rgba.to(torch.uint8).permute(0, 2, 3, 1), srgb
 
 
-def wire_input_names(lighting: bool = False) -> list[str]:
+#: The parameter-conditioned wire graph's extra inputs (``NetConfig.params`` with ``engine``): the server's style
+#: table, shading columns (1, S, 19), which turns the (1, H, W, S) style weights into the parameter map in the
+#: graph (so styles a game defines at run time are rows like the presets), and the engine image in linear light
+#: plus a presence flag (1, H, W, 4) float32 (``bridge.tonemap.engine_linear`` of ``hudless_color``; zeros = none).
+PARAM_WIRE_INPUTS = ("x_style_table", "x_engine_linear")
+
+
+def wire_input_names(lighting: bool = False, params: bool = False) -> list[str]:
     names = [n for n, _ in GBUFFER_INPUTS] + ["style_map", "motion_vectors", "x_mv_scale"]
     names += ["x_prev_output", "x_prev_linear_depth"]
-    return names + [n for n, _ in LIGHTING_INPUTS] if lighting else names
+    names += [n for n, _ in LIGHTING_INPUTS] if lighting else []
+    return names + list(PARAM_WIRE_INPUTS) if params else names
 
 
 def wire_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -202,6 +240,10 @@ def wire_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: i
     a = example_inputs(cfg.styles, height, width, upscale=cfg.upscale, temporal=True, seed=seed,
                        lighting=cfg.lighting)
     g = torch.Generator().manual_seed(seed + 100)
+    tail: list[torch.Tensor] = []
+    if cfg.params:
+        rad = torch.rand(1, height, width, 3, generator=g) * 3.0
+        tail = [_preset_table()[None].contiguous(), torch.cat([rad, torch.ones(1, height, width, 1)], -1)]
 
     def nhwc(t: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
         x = t.permute(0, 2, 3, 1)
@@ -226,6 +268,7 @@ def wire_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: i
         a[8],
         a[9],
         *a[10:],
+        *tail,
     )
 
 
@@ -256,10 +299,20 @@ def _lighting(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
     return torch.cat(inputs, 1) if inputs else None
 
 
-def input_names(styles: int, temporal: bool, lighting: bool = False) -> list[str]:
+def input_names(styles: int, temporal: bool, lighting: bool = False, engine: bool = False) -> list[str]:
     names = [n for n, _ in GBUFFER_INPUTS] + ["style_map"]
     names += [n for n, _ in TEMPORAL_INPUTS] if temporal else []
-    return names + [n for n, _ in LIGHTING_INPUTS] if lighting else names
+    names += [n for n, _ in LIGHTING_INPUTS] if lighting else []
+    return names + ["hudless_color"] if engine else names
+
+
+def graph_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """:func:`example_inputs` as :class:`SingleFrameGraph` takes them: style weights over the presets, and a
+    3-channel ``hudless_color`` last for a network with the engine input."""
+    cfg = net.config
+    a = example_inputs(cfg.styles, height, width, upscale=cfg.upscale, seed=seed, lighting=cfg.lighting,
+                       engine=cfg.engine)
+    return (*a[:-1], a[-1][:, :3].contiguous()) if cfg.engine else a
 
 
 def _export(
@@ -270,9 +323,12 @@ def _export(
     outputs: list[str],
     wire: bool = False,
 ) -> None:
-    fixed = {n for n, _ in LIGHTING_INPUTS} | {"x_mv_scale"}
-    nhwc = set(WIRE_INPUTS) | {"style_map"} if wire else set()
+    fixed = {n for n, _ in LIGHTING_INPUTS} | {"x_mv_scale", "x_style_table"}
+    nhwc = set(WIRE_INPUTS) | {"style_map", "x_engine_linear"} if wire else set()
     axes = {n: {1: "height", 2: "width"} if n in nhwc else {2: "height", 3: "width"} for n in names if n not in fixed}
+    if wire and "x_style_table" in names:  # any number of styles: the presets and those a game defines
+        axes["style_map"] = {1: "height", 2: "width", 3: "styles"}
+        axes["x_style_table"] = {1: "styles"}
     for o in outputs:
         axes[o] = {1: "out_height", 2: "out_width"} if o == "rgba8" else {2: "out_height", 3: "out_width"}
     if "x_prev_output" in names:
@@ -304,6 +360,12 @@ def _tag(path: Path, net: NeuralRendererNet, wire: bool = False) -> None:
         tags.append(("nrb_inputs", "wire"))
     if net.config.lighting:
         tags.append(("nrb_house_lighting", json.dumps(house_lighting().view(-1).tolist())))
+    if net.config.params:  # conditioned on the shading columns of the style table, in this order
+        from bridge.style.library import SHADING_PARAMS
+
+        tags.append(("nrb_style_params", json.dumps(list(SHADING_PARAMS))))
+    if net.config.engine:
+        tags.append(("nrb_engine_image", 1))
     for key, value in tags:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
@@ -324,15 +386,18 @@ def parity(
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for k, (h, w) in enumerate(sizes):
-        args = example_inputs(
-            net.config.styles,
-            h,
-            w,
-            upscale=net.config.upscale,
-            temporal=temporal,
-            seed=k + 1,
-            lighting=net.config.lighting,
-        )
+        if temporal:
+            args = example_inputs(
+                net.config.styles,
+                h,
+                w,
+                upscale=net.config.upscale,
+                temporal=temporal,
+                seed=k + 1,
+                lighting=net.config.lighting,
+            )
+        else:
+            args = graph_example_inputs(net, h, w, seed=k + 1)  # type: ignore[arg-type]
         with torch.no_grad():
             ref = module(*args)
         ref = ref[0] if isinstance(ref, tuple) else ref
@@ -356,8 +421,8 @@ def export_onnx(
     s = net.config.styles
     written = []
     light = net.config.lighting
-    names = input_names(s, False, light)
-    _export(SingleFrameGraph(deploy).eval(), example_inputs(s, 64, 64, lighting=light), out, names, ["output"])
+    names = input_names(s, False, light, net.config.engine)
+    _export(SingleFrameGraph(deploy).eval(), graph_example_inputs(net, 64, 64), out, names, ["output"])
     _tag(out, net)
     written.append(out)
     if check and (err := parity(SingleFrameGraph(net).eval(), out, names)) > PARITY_TOLERANCE:
@@ -368,7 +433,7 @@ def export_onnx(
             WireTemporalGraph(deploy).eval(),
             wire_example_inputs(net, 64, 64),
             tpath,
-            wire_input_names(light),
+            wire_input_names(light, net.config.params),
             ["rgba8", "x_output_srgb"],
             wire=True,
         )

@@ -22,6 +22,7 @@ upscaling model's guard feeds G-buffers subsampled by its factor, as training do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -81,7 +82,7 @@ def _frames(root: Path, split: str, limit: int | None, upscale: int) -> list[tup
     """Dataset frames as (frame to render, frame its ground truth comes from), both ``EvalFrame``: the same
     frame, except that for an upscaling model the first has its G-buffers subsampled by ``upscale`` (the ground
     truth stays at full resolution, as in training)."""
-    from neural_renderer.evaluate import EvalFrame, load_paths
+    from neural_renderer.evaluate import load_paths
 
     frames = [f for p in load_paths(root, split, limit) for f in p]
     if upscale == 1:
@@ -90,7 +91,7 @@ def _frames(root: Path, split: str, limit: int | None, upscale: int) -> list[tup
     for f in frames:
         a = {k: (v[::upscale, ::upscale] if np.ndim(v) >= 2 and k != "reference" else v) for k, v in f.arrays.items()}
         a["motion_vectors"] = a["motion_vectors"] / upscale
-        out.append((EvalFrame(f.scene, f.index, a, f.camera, f.sky), f))
+        out.append((dataclasses.replace(f, arrays=a), f))
     return out
 
 
@@ -142,7 +143,7 @@ def flip_per_style(model: Path, frames: list[tuple[Any, Any]]) -> dict[str, floa
     r = _renderer(model)
     per: dict[str, list[float]] = {s: [] for s in DEFAULT_LIBRARY.names}
     for f, truth in frames:
-        targets = _targets(truth)
+        targets = _targets(truth, params=r.style_params)
         inputs = render_inputs(f)
         w, h = inputs.size
         for si, style in enumerate(DEFAULT_LIBRARY.names):

@@ -86,6 +86,15 @@ class TrainConfig:
     #: Lighting inputs (``NetConfig.lighting``). With ``init`` from a checkpoint without them, the network is
     #: widened: the new input weights start at zero, so training starts from exactly the initial network.
     lighting: bool = False
+    #: Styles as parameters (``NetConfig.params``, issue 17): condition on the per-pixel parameter map and train
+    #: over parameter vectors drawn across the whole space (:func:`random_param_map`), targets from
+    #: :func:`neural_renderer.data.styles.param_target`.
+    params: bool = False
+    #: The engine's lit image as an input (``NetConfig.engine``, issue 15); frames without one (older datasets)
+    #: are fed "no engine image", as are :data:`ENGINE_DROPOUT` of the others.
+    engine: bool = False
+    #: With ``params``: the share of drawn looks that are random parameter vectors rather than presets.
+    random_looks: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,10 +120,14 @@ class FrameBank:
         return self
 
     @staticmethod
-    def from_arrays(paths: list[list[dict[str, np.ndarray]]]) -> FrameBank:
+    def from_arrays(paths: list[list[dict[str, np.ndarray]]], params: bool = False) -> FrameBank:
         """``paths``: per camera path, its frames as protocol-named (H, W[, C]) arrays incl. ``reference``
         (linear radiance) or ``target`` (display sRGB, e.g. an engine capture's result: used for every
-        style)."""
+        style), and optionally ``engine_linear`` (the engine image in linear light). With ``params`` the
+        frame keeps what :func:`param_target` needs (``reference``, ``valid``) instead of one target per preset,
+        since the looks are drawn per batch."""
+        if params:
+            return FrameBank._param_frames(paths)
         frames: list[dict[str, torch.Tensor]] = []
         prev: list[int] = []
         for path in paths:
@@ -154,6 +167,32 @@ class FrameBank:
         return FrameBank(frames, prev)
 
 
+    @staticmethod
+    def _param_frames(paths: list[list[dict[str, np.ndarray]]]) -> FrameBank:
+        frames: list[dict[str, torch.Tensor]] = []
+        prev: list[int] = []
+        for path in paths:
+            for k, a in enumerate(path):
+                t = {n: _chw(a[n]) for n in (*INPUT_NAMES, "motion_vectors")}
+                t["object_id"] = torch.from_numpy(a["object_id"].astype(np.int32))
+                t["lighting"] = frame_lighting(a)
+                t["valid"] = t["normals"].abs().sum(0, keepdim=True) > 0.1
+                if "reference" in a:
+                    t["reference"] = _chw(a["reference"]).to(torch.float16)
+                else:  # an engine capture: its one look is the identity's
+                    t["fixed_target"] = _chw(a["target"]).to(torch.float16)
+                h, w = t["linear_depth"].shape[-2:]
+                if "engine_linear" in a:
+                    t["engine"] = torch.cat([_chw(a["engine_linear"]), torch.ones(1, h, w)]).to(torch.float16)
+                else:
+                    t["engine"] = torch.zeros(4, h, w, dtype=torch.float16)
+                for n in ("albedo", "normals", "roughness", "metallic", "emissive"):
+                    t[n] = t[n].to(torch.float16)
+                prev.append(len(frames) - 1 if k > 0 else -1)
+                frames.append(t)
+        return FrameBank(frames, prev)
+
+
 def frame_lighting(arrays: Mapping[str, np.ndarray]) -> torch.Tensor:
     """(9, 1, 1) a frame's lighting inputs (sun direction, sun irradiance, sky radiance) from its
     ``x_sun_direction`` / ``x_sun_irradiance`` / ``x_sky_radiance`` arrays; the house lighting's value for
@@ -173,7 +212,9 @@ def _chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
-def load_bank(dirs: list[Path], split: str = "train", max_frames: int | None = None) -> FrameBank:
+def load_bank(
+    dirs: list[Path], split: str = "train", max_frames: int | None = None, params: bool = False
+) -> FrameBank:
     """Synthetic datasets (``manifest.json``) and engine captures (see ``neural_renderer.data.capture``)."""
     from neural_renderer.data.dataset import MANIFEST, iter_frames
 
@@ -193,7 +234,7 @@ def load_bank(dirs: list[Path], split: str = "train", max_frames: int | None = N
                 break
     if not paths:
         raise ValueError(f"no {split} frames in {[str(d) for d in dirs]}")
-    return FrameBank.from_arrays(paths)
+    return FrameBank.from_arrays(paths, params=params)
 
 
 def random_style_map(
@@ -238,6 +279,94 @@ def random_style_map(
     return out
 
 
+def random_look(gen: torch.Generator) -> torch.Tensor:
+    """(19,) a random look as a row of the library's shading table (premultiplied, ``Style.params`` layout):
+    each group of parameters (tint, paint, metal, exposure, saturation, contrast, toon, outline, heat) is set
+    with its own probability, to a value drawn over the range games plausibly use (inside the documented one);
+    the rest stay neutral. What the network sees of a style a game defines at run time."""
+
+    def u(lo: float = 0.0, hi: float = 1.0, n: int = 1) -> list[float]:
+        return (lo + (hi - lo) * torch.rand(n, generator=gen)).tolist()
+
+    def on(p: float) -> bool:
+        return bool(torch.rand(1, generator=gen).item() < p)
+
+    tint = [2.0 ** v for v in u(-1.3, 0.7, 3)] if on(0.3) else [1.0, 1.0, 1.0]
+    paint, paint_color = (u()[0], u(0.0, 1.0, 3)) if on(0.25) else (0.0, [1.0, 1.0, 1.0])
+    metal, metal_rough = (u()[0], u(0.05, 0.8)[0]) if on(0.2) else (0.0, 0.3)
+    exposure = 2.0 ** u(-2.0, 2.0)[0] if on(0.4) else 1.0
+    saturation = u(0.0, 2.2)[0] if on(0.4) else 1.0
+    contrast = u(0.6, 1.8)[0] if on(0.4) else 1.0
+    toon, levels = (u(0.3, 1.0)[0], float(torch.randint(2, 9, (1,), generator=gen))) if on(0.2) else (0.0, 4.0)
+    outline = u(0.2, 1.0)[0] if on(0.2) else 0.0
+    ink = u(0.0, 1.0, 3) if on(0.5) else [0.0, 0.0, 0.0]
+    heat = u(0.3, 1.0)[0] if on(0.1) else 0.0
+    row = [
+        *tint,
+        paint, *(paint * c for c in paint_color),
+        metal, metal * metal_rough,
+        exposure, saturation, contrast,
+        toon, toon * levels,
+        outline, *(outline * c for c in ink),
+        heat,
+    ]
+    return torch.tensor(row, dtype=torch.float32)
+
+
+def random_param_map(
+    object_id: torch.Tensor,
+    gen: torch.Generator,
+    allowed: torch.Tensor | None = None,
+    random_share: float = 0.5,
+) -> torch.Tensor:
+    """(H, W) ids -> (19, H, W) parameter map: the same recipes as :func:`random_style_map` (a global look, a
+    two-look mix, per-object looks, a screen-space ramp), mixed in parameter space, each look a preset (drawn
+    with :data:`STYLE_PRIOR`) or, with probability ``random_share``, :func:`random_look`. ``allowed`` (S,) bool
+    restricts the presets (and, unless every preset is allowed, turns random looks off: an engine capture only
+    has its own look)."""
+    from bridge.style.library import GRADING_START
+
+    table = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
+    names = DEFAULT_LIBRARY.names
+    rest = (1.0 - sum(STYLE_PRIOR.values())) / (len(names) - len(STYLE_PRIOR))
+    prior = torch.tensor([STYLE_PRIOR.get(n, rest) for n in names])
+    share = random_share
+    if allowed is not None:
+        prior = prior * allowed
+        share = share if bool(allowed.all()) else 0.0
+
+    def rows(k: int) -> torch.Tensor:
+        out = []
+        for _ in range(k):
+            if share > 0 and torch.rand(1, generator=gen).item() < share:
+                out.append(random_look(gen))
+            else:
+                out.append(table[int(torch.multinomial(prior, 1, generator=gen))])
+        return torch.stack(out)
+
+    h, w = object_id.shape
+    dev = object_id.device
+    kind = torch.rand(1, generator=gen).item()
+    if kind < 0.4:
+        return rows(1)[0].to(dev).view(-1, 1, 1).expand(-1, h, w).contiguous()
+    if kind < 0.6:
+        a, b = rows(2).to(dev)
+        t = torch.rand(1, generator=gen).item()
+        return (a * t + b * (1 - t)).view(-1, 1, 1).expand(-1, h, w).contiguous()
+    if kind < 0.85:
+        ids = object_id.long()
+        per_id = rows(int(ids.max().item()) + 1).to(dev)
+        return per_id[ids].permute(2, 0, 1).contiguous()
+    a, b = rows(2).to(dev)
+    ang = torch.rand(1, generator=gen).item() * 2 * math.pi
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=dev), torch.linspace(-1, 1, w, device=dev), indexing="ij")
+    t = ((xs * math.cos(ang) + ys * math.sin(ang)) * 1.5 + 0.5).clamp(0, 1)
+    return a.view(-1, 1, 1) * t + b.view(-1, 1, 1) * (1 - t)
+
+
+#: Share of examples (with ``TrainConfig.engine``) fed "no engine image": engines that do not send
+#: ``hudless_color`` get that, and the network should then render from the G-buffers alone.
+ENGINE_DROPOUT = 0.15
 #: Share of examples whose ``emissive`` input is zeroed: engines may not send it (the ``neural`` renderer then
 #: feeds zeros), and the network should degrade gracefully rather than see an out-of-distribution input.
 EMISSIVE_DROPOUT = 0.1
@@ -254,6 +383,7 @@ def _crop_example(
     smap: torch.Tensor,
     drop_emissive: bool,
     drop_lighting: bool = False,
+    drop_engine: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One frame's network inputs (G-buffers subsampled by ``step`` for upscaling, the (9, 1, 1) lighting)
     and its mixed target."""
@@ -264,8 +394,31 @@ def _crop_example(
     ins["lighting"] = house_lighting()[0].to(light) if drop_lighting else light  # .to: the bank may be on a GPU
     ins["style_map"] = smap[win][..., ::step, ::step]
     ins["motion_vectors"] = f["motion_vectors"][win][..., ::step, ::step] / step
+    if "engine" in f:  # a parameter bank (TrainConfig.params): the target is made per batch, see make_batch
+        eng = f["engine"].float()[win][..., ::step, ::step]
+        ins["engine"] = torch.zeros_like(eng) if drop_engine else eng
+        if "fixed_target" in f:
+            return ins, f["fixed_target"].float()[win]
+        cut = {n: f[n].float()[win] for n in ("reference", "normals", "linear_depth", "emissive")}
+        cut["valid"] = f["valid"][win].float()
+        cut["params"] = smap[win]
+        return ins, torch.cat([cut[n] for n in _TARGET_PARTS], 0)
     target = mix_targets(f["targets"][win].float()[None], smap[win][None])[0]  # crop first: S x less work
     return ins, target
+
+
+#: What :func:`param_target` needs of a crop, stacked as channels until the batch is complete (one call per
+#: batch instead of one per example).
+_TARGET_PARTS = ("reference", "normals", "linear_depth", "emissive", "valid", "params")
+
+
+def _param_targets(stacked: torch.Tensor) -> torch.Tensor:
+    """(B, 3+3+1+3+1+19, h, w) crops stacked by :func:`_crop_example` -> (B, 3, h, w) targets; rows that
+    already are a target (3 channels: an engine capture) pass through."""
+    from neural_renderer.data.styles import param_target
+
+    r, n, d, e, v, p = stacked.split([3, 3, 1, 3, 1, 19], 1)
+    return param_target(p, r, n, d, e, v > 0.5)
 
 
 def make_batch(
@@ -277,6 +430,7 @@ def make_batch(
     pairs: bool = False,
     upscale: int = 1,
     styles: int = len(DEFAULT_LIBRARY),
+    random_looks: float = 0.5,
 ) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Random crops of frames ``idx`` with random style maps: ``[(inputs, target)]`` with inputs (B, C, c, c)
     by protocol name plus ``style_map`` and ``motion_vectors``, target (B, 3, u·c, u·c). With ``pairs`` each
@@ -293,6 +447,7 @@ def make_batch(
         win = (..., slice(y0, y0 + c), slice(x0, x0 + c))
         drop = torch.rand(1, generator=gen).item() < EMISSIVE_DROPOUT
         drop_light = torch.rand(1, generator=gen).item() < LIGHTING_DROPOUT
+        drop_engine = "engine" in f and torch.rand(1, generator=gen).item() < ENGINE_DROPOUT
         frames = [bank.frames[bank.prev[i]], f] if pairs else [f]
         state = gen.get_state()
         for k, fr in enumerate(frames):
@@ -300,17 +455,23 @@ def make_batch(
             if k < len(frames) - 1:  # replay the same recipe for the earlier frame(s)
                 g = torch.Generator()
                 g.set_state(state)
-            smap = random_style_map(fr["object_id"], styles, g, fr["allowed"])
-            per[k].append(_crop_example(fr, win, upscale, smap, drop, drop_light))
+            if "engine" in fr:
+                allowed = None if "reference" in fr else torch.tensor([n == "identity" for n in DEFAULT_LIBRARY.names])
+                smap = random_param_map(fr["object_id"], g, allowed, random_looks)
+            else:
+                smap = random_style_map(fr["object_id"], styles, g, fr["allowed"])
+            per[k].append(_crop_example(fr, win, upscale, smap, drop, drop_light, drop_engine))
     out = []
     for examples in per:
         keys = examples[0][0].keys()
-        out.append(
-            (
-                {n: torch.stack([e[0][n] for e in examples]) for n in keys},
-                torch.stack([e[1] for e in examples]),
-            )
-        )
+        ins = {n: torch.stack([e[0][n] for e in examples]) for n in keys}
+        if "engine" in ins:
+            whole = [e[1] for e in examples if e[1].shape[0] != 3]
+            made: Iterator[torch.Tensor] = iter(_param_targets(torch.stack(whole)) if whole else [])
+            target = torch.stack([e[1] if e[1].shape[0] == 3 else next(made) for e in examples])
+        else:
+            target = torch.stack([e[1] for e in examples])
+        out.append((ins, target))
     return out
 
 
@@ -346,7 +507,8 @@ def training_loss(
         n = max(1, cfg.batch // 2)
         pick = torch.randint(0, len(with_prev), (n,), generator=gen).tolist()
         (prev_in, prev_t), (cur_in, cur_t) = make_batch(
-            bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale
+            bank, [with_prev[j] for j in pick], crop, gen, pairs=True, upscale=cfg.upscale,
+            random_looks=cfg.random_looks,
         )
         mv = cur_in.pop("motion_vectors")
         prev_in.pop("motion_vectors")
@@ -367,7 +529,7 @@ def training_loss(
         flicker = ((cur_lr - warped[:, :3]).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
         return 0.5 * (criterion(prev_out, prev_t) + criterion(cur_out, cur_t)) + TEMPORAL_WEIGHT * flicker
     idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
-    ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale)
+    ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale, random_looks=cfg.random_looks)
     ins.pop("motion_vectors")
     return criterion(net(**ins), target)
 
@@ -462,11 +624,27 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
         for f in bank.frames[:limit]:
             h, w = f["linear_depth"].shape[-2:]
             h8, w8 = h // 8 * 8, w // 8 * 8
+            crop = (..., slice(0, h8), slice(0, w8))
+            args = [f[n].float()[None][crop].to(dev) for n in INPUT_NAMES]
+            if "engine" in f:  # a parameter bank: the style's row as the map, its target made here
+                from bridge.style.library import GRADING_START
+                from neural_renderer.data.styles import param_target
+
+                row = torch.from_numpy(DEFAULT_LIBRARY.table()[s, :GRADING_START].copy())
+                smap = row.view(1, -1, 1, 1).expand(1, -1, h8, w8).to(dev)
+                out = net(*args, smap, lighting=f["lighting"].float()[None].to(dev),
+                          engine=f["engine"].float()[None][crop].to(dev))
+                if "fixed_target" in f:
+                    target = f["fixed_target"].float()[None][crop].to(dev)
+                else:
+                    target = param_target(smap, f["reference"].float()[None][crop].to(dev), args[1], args[2],
+                                          args[5], f["valid"][None][crop].to(dev))
+                losses.append(F.l1_loss(out, target).item())
+                continue
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
             smap[:, s] = 1
-            args = [f[n].float()[None][..., :h8, :w8].to(dev) for n in INPUT_NAMES]
             out = net(*args, smap.to(dev), lighting=f["lighting"].float()[None].to(dev))
-            target = f["targets"][s].float()[None][..., :h8, :w8].to(dev)
+            target = f["targets"][s].float()[None][crop].to(dev)
             losses.append(F.l1_loss(out, target).item())
     net.train()
     return float(np.mean(losses))
@@ -511,13 +689,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     t_load = time.perf_counter()
-    bank = load_bank(cfg.data, "train", cfg.max_frames)
+    if cfg.params != cfg.engine:
+        raise ValueError("params and engine go together (one retrain for issues 15 and 17): pass both or neither")
+    bank = load_bank(cfg.data, "train", cfg.max_frames, params=cfg.params)
     if cfg.styles is not None:
+        if cfg.params:
+            raise ValueError("styles cannot be restricted when training over the parameter space")
         keep = torch.tensor([n in cfg.styles for n in DEFAULT_LIBRARY.names])
         for f in bank.frames:
             f["allowed"] = f["allowed"] & keep
     try:
-        heldout: FrameBank | None = load_bank(cfg.data, "test", 16)
+        heldout: FrameBank | None = load_bank(cfg.data, "test", 16, params=cfg.params)
     except ValueError:
         heldout = None
     device = resolve_device(cfg.device)
@@ -534,6 +716,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             upscale=cfg.upscale,
             modulate=cfg.modulate,
             lighting=cfg.lighting,
+            params=cfg.params,
+            engine=cfg.engine,
         )
     )
     if cfg.init is not None and not (resume and ckpt_path.exists()):

@@ -75,11 +75,12 @@ def ensure_data(data: Path, quick: bool = False) -> tuple[Path, Path, Path]:
     return synth, heldout, paths
 
 
-def _targets(frame: Any) -> np.ndarray:
-    """(S, H, W, 3) ground truth of every style for one frame."""
+def _targets(frame: Any, params: bool = False) -> np.ndarray:
+    """(S, H, W, 3) ground truth of every style for one frame; with ``params`` (a parameter-conditioned model)
+    each preset's target is that of its parameter row (``param_target``: ``photoreal`` with its own grade)."""
     import torch
 
-    from neural_renderer.data.styles import all_style_targets
+    from neural_renderer.data.styles import all_style_targets, param_target
 
     a = frame.arrays
 
@@ -89,6 +90,17 @@ def _targets(frame: Any) -> np.ndarray:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
     valid = t("normals").abs().sum(1, keepdim=True) > 0.1
+    if params:
+        from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
+
+        table = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
+        h, w = valid.shape[-2:]
+        tg = torch.cat([
+            param_target(row.view(1, -1, 1, 1).expand(1, -1, h, w), t("reference"), t("normals"),
+                         t("linear_depth"), t("emissive"), valid)
+            for row in table
+        ])
+        return tg.permute(0, 2, 3, 1).numpy()
     tg = all_style_targets(t("reference"), t("normals"), t("linear_depth"), t("emissive"), valid)[0]
     return tg.permute(0, 2, 3, 1).numpy()
 

@@ -29,6 +29,7 @@ BENCHES: dict[str, str] = {
     "grading": "bridge.bench.grading",
     "remote": "bridge.bench.remote",
     "cluster": "bridge.bench.cluster",
+    "looks": "bridge.bench.looks",
 }
 
 

@@ -268,7 +268,12 @@ def engine_constants(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def iter_frames(root: Path, split: str | None = None, limit: int | None = None) -> Iterator[list[Frame]]:
-    """Yield each scene's frames (a camera path, in order) of ``split`` ("train", "test" or None = all)."""
+    """Yield each scene's frames (a camera path, in order) of ``split`` ("train", "test" or None = all). Frames
+    with an engine image also get ``engine_linear``: that image taken back to linear light with the scene's
+    exposure and tone mapping (``bridge.tonemap.engine_linear``), as the ``neural`` renderer does for a live
+    engine."""
+    from bridge.tonemap import engine_linear
+
     manifest = load_manifest(root)
     n = 0
     for key in sorted(manifest["scenes"], key=int):
@@ -276,10 +281,16 @@ def iter_frames(root: Path, split: str | None = None, limit: int | None = None) 
         if split is not None and entry["split"] != split:
             continue
         lighting = scene_lighting(entry["spec"]) if "spec" in entry else {}
+        look = engine_constants(entry)
         frames = []
         for k, fname in enumerate(entry["files"]):
             with np.load(Path(root) / fname) as z:
-                frames.append(Frame(int(key), k, {n_: z[n_] for n_ in z.files} | lighting))
+                arrays = {n_: z[n_] for n_ in z.files} | lighting
+            if look and "hudless_color" in arrays:  # what the renderer makes of it with the camera constants
+                arrays["engine_linear"] = engine_linear(
+                    arrays["hudless_color"].astype(np.float32), look["pre_exposure"], look["tone_mapping"]
+                )
+            frames.append(Frame(int(key), k, arrays))
         yield frames
         n += 1
         if limit is not None and n >= limit:

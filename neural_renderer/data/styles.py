@@ -189,3 +189,65 @@ def all_style_targets(
 def mix_targets(targets: torch.Tensor, style_map: torch.Tensor) -> torch.Tensor:
     """(B,S,3,H,W) targets, (B,S,H,W) weights -> (B,3,H,W) per-pixel mix."""
     return (targets * style_map.unsqueeze(2)).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Styles as parameters (issue 17): the target of a per-pixel *parameter* map, not of a mix of named styles.
+
+#: Columns of the parameter map the network is conditioned on: the library table's shading columns
+#: (``bridge.style.library.SHADING_PARAMS``, premultiplied the way the table stores them). The grading columns
+#: (hue, white balance, lift/gamma/gain, fog, LUTs) are applied exactly after the network and are not learned.
+SHADING_COLUMNS = 19
+
+
+def param_target(
+    params: torch.Tensor,
+    reference: torch.Tensor,
+    normals: torch.Tensor,
+    linear_depth: torch.Tensor,
+    emissive: torch.Tensor,
+    valid: torch.Tensor,
+) -> torch.Tensor:
+    """Target image of a per-pixel parameter map: (B,3,H,W) display sRGB [0,1].
+
+    ``params`` (B, 19, H, W): per pixel Σ w_s · row_s of the library's shading table (the same map the deferred
+    shader draws), so mixes, tweens and per-object looks are mixes *in parameter space* and a style a game defines
+    at run time is just another row. Colours are premultiplied by their amounts (``paint_r = paint ·
+    paint_color.r``, ``toon_levels = toon · levels``, ...), so a 50/50 mix of gold paint and no paint is half as
+    much gold paint, not half-gold. For a single preset row this is :func:`style_target` step for step (without
+    its "neutral styles are the reference" shortcut: ``photoreal``'s own exposure and grading now apply)."""
+    eps = 1e-6
+
+    def col(i: int, n: int = 1) -> torch.Tensor:
+        return params[:, i : i + n]
+
+    L = reference * col(0, 3)
+    paint = col(3)
+    pc = col(4, 3) / paint.clamp_min(eps)
+    L = L + (luminance(L) * pc / luminance(pc).clamp_min(eps) - L) * paint
+    metal = col(7)
+    if bool((metal > 0).any()):
+        sheen_color = torch.where(paint > 0, pc, torch.ones_like(pc))
+        ny = normals[:, 1:2].clamp_min(0.0) ** 2 * valid
+        L = L + (metal - col(8)).clamp_min(0.0) * 0.25 * sheen_color * ny  # metal·(1 − roughness)
+    d = tonemap(L * col(9))
+    toon = col(12)
+    if bool((toon > 0).any()):
+        levels = (col(13) / toon.clamp_min(eps)).clamp_min(1.0)
+        y = luminance(d).clamp_min(1e-3)
+        ys = guided_blur(y, normals, linear_depth, valid)
+        q = (torch.minimum(torch.floor(ys * levels), levels - 1) + 0.5) / levels
+        d = d + (d * q / y - d) * toon
+    y = luminance(d)
+    d = y + (d - y) * col(10)
+    d = ((d - 0.5) * col(11) + 0.5).clamp(0.0, 1.0)
+    heat = col(18)
+    if bool((heat > 0).any()):
+        h = luminance(d) + 0.5 * luminance(srgb_encode(aces(emissive)))
+        d = d + (heat_palette(h) - d) * heat
+    outline = col(14)
+    if bool((outline > 0).any()):
+        e = edges(linear_depth, normals, valid)
+        oc = col(15, 3) / outline.clamp_min(eps)
+        d = d + (srgb_encode(oc) - d) * (outline * e)
+    return d.clamp(0.0, 1.0)

@@ -27,6 +27,23 @@ class StyleEmbedding(nn.Module):
         return self.proj(style)
 
 
+class ParamEmbedding(nn.Module):
+    """Per-pixel style embedding from a style *parameter* map (``NetConfig.params``).
+
+    (B, P, H, W) parameter features -> (B, E, H, W) through a small per-pixel MLP (1x1 convolutions). Unlike
+    :class:`StyleEmbedding` it need not be linear: mixes and tweens happen in parameter space before it, so a
+    30/70 mix is already the parameters of the mixed look.
+    """
+
+    def __init__(self, in_channels: int, dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(in_channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, params: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.leaky_relu(self.fc1(params), 0.1))
+
+
 class FiLM(nn.Module):
     """Feature-wise affine modulation from a per-pixel embedding (SPADE without its spatial conv).
 

@@ -34,6 +34,12 @@ LIGHTING_INPUTS: tuple[tuple[str, int], ...] = tuple((name, 3) for name in LIGHT
 FEATURE_CHANNELS = 14
 HISTORY_CHANNELS = 4
 LIGHTING_CHANNELS = 6
+#: The style parameter map (``NetConfig.params``): the library table's shading columns, see
+#: ``neural_renderer.data.styles.SHADING_COLUMNS``.
+PARAM_CHANNELS = 19
+#: The engine's lit image (``NetConfig.engine``): linear RGB plus a presence flag in, 7 features out.
+ENGINE_INPUT_CHANNELS = 4
+ENGINE_CHANNELS = 7
 
 
 def house_lighting(batch: int = 1) -> torch.Tensor:
@@ -149,3 +155,51 @@ class Reproject(nn.Module):
         close = (pdepth - linear_depth).abs() <= self.tolerance * linear_depth
         mask = (inside & close & (pdepth > 0)).to(prev_output.dtype)
         return torch.cat([color * mask, mask], 1)
+
+
+class ParamFeatures(nn.Module):
+    """Style parameter map -> (B, 19, H, W) features centred on the neutral look.
+
+    params (B, 19, H, W): the library table's shading columns mixed per pixel (``bridge.style.library``:
+    tint rgb, paint and premultiplied paint rgb, metal, premultiplied metal roughness, exposure, saturation,
+    contrast, toon, premultiplied toon levels, outline, premultiplied outline rgb, heat). Each column becomes
+    ``(value - neutral) * scale`` so that the neutral look is all zeros and every feature spans about [-1, 1] over
+    the documented ranges; exposure, a multiplier over 0..16, goes through log2 (1/64 and below count as 1/64).
+    Elementwise only, so it runs at any resolution and exports as a few ONNX ops.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        scale = torch.ones(PARAM_CHANNELS)
+        shift = torch.zeros(PARAM_CHANNELS)
+        shift[0:3] = -1.0  # tint: 1 is neutral
+        shift[10] = shift[11] = -1.0  # saturation, contrast
+        scale[13] = 1.0 / 8.0  # toon levels (premultiplied, 0..16)
+        self.register_buffer("scale", scale.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, params: torch.Tensor) -> torch.Tensor:
+        scale = torch.as_tensor(self.scale)
+        shift = torch.as_tensor(self.shift)
+        x = (params + shift) * scale
+        exposure = torch.log2(params[:, 9:10].clamp_min(1.0 / 64.0)) * 0.5
+        return torch.cat([x[:, :9], exposure, x[:, 10:]], 1)
+
+
+class EngineFeatures(nn.Module):
+    """The engine's own lit image -> (B, 7, H, W) features.
+
+    engine (B, 4, H, W): the engine's ``hudless_color`` taken back to linear light (its tone curve and
+    pre-exposure undone, ``bridge.tonemap.engine_linear``) in channels 0-2, and 1 where the engine sent it (0:
+    none; the colour channels are then 0); albedo (B, 3, H, W) linear. Features: the radiance compressed as
+    r / (1 + r), the shading the engine computed (radiance over albedo, compressed the same way: what its lights
+    did to the surface, independent of the texture), and the presence flag. An engine that sends no image gets
+    all zeros: the network then renders from the G-buffers and lighting constants alone, as it was also trained
+    to.
+    """
+
+    def forward(self, engine: torch.Tensor, albedo: torch.Tensor) -> torch.Tensor:
+        present = engine[:, 3:4]
+        rad = engine[:, :3].clamp_min(0.0) * present
+        shade = rad / (albedo.clamp(0.0, 1.0) + 0.04)
+        return torch.cat([rad / (1.0 + rad), shade / (1.0 + shade), present], 1)

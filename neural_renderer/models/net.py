@@ -33,13 +33,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neural_renderer.models.blocks import ConvFiLM, ResFiLM, StyleEmbedding, downsample_style, upsample2
+from neural_renderer.models.blocks import (
+    ConvFiLM,
+    ParamEmbedding,
+    ResFiLM,
+    StyleEmbedding,
+    downsample_style,
+    upsample2,
+)
 from neural_renderer.models.features import (
+    ENGINE_CHANNELS,
+    ENGINE_INPUT_CHANNELS,
     FEATURE_CHANNELS,
     HISTORY_CHANNELS,
     LIGHTING_CHANNELS,
+    PARAM_CHANNELS,
+    EngineFeatures,
     GBufferFeatures,
     LightingFeatures,
+    ParamFeatures,
     Reproject,
     house_lighting,
 )
@@ -64,6 +76,15 @@ class NetConfig:
     #: unobservable, and their effect on shading and shadows is noise the network can only average. False in
     #: older checkpoints.
     lighting: bool = False
+    #: Styles as parameters (issue 17): the ``style_map`` input is the per-pixel *parameter* map (B, 19, H, W),
+    #: the library table's shading columns mixed per pixel, instead of weights over ``styles`` named presets;
+    #: embedded by a small MLP (``ParamEmbedding``). A style a game defines at run time is then just another row.
+    #: False in older checkpoints.
+    params: bool = False
+    #: The engine's lit image as an input (issue 15): ``engine`` (B, 4, H, W), its ``hudless_color`` in linear
+    #: light plus a presence flag (``EngineFeatures``), so the network keeps the game's own lights. False in
+    #: older checkpoints.
+    engine: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,8 +108,20 @@ class NeuralRendererNet(nn.Module):
         self.features = GBufferFeatures()
         self.reproject = Reproject()
         self.lighting = LightingFeatures() if cfg.lighting else None
-        self.style_embed = StyleEmbedding(s, e)
-        cin = (FEATURE_CHANNELS + HISTORY_CHANNELS + (LIGHTING_CHANNELS if cfg.lighting else 0)) * 4
+        self.engine = EngineFeatures() if cfg.engine else None
+        if cfg.params:
+            s = PARAM_CHANNELS  # the fuse layer sees the (folded) parameter features where it saw the weights
+            self.param_features: ParamFeatures | None = ParamFeatures()
+            self.param_embed: ParamEmbedding | None = ParamEmbedding(PARAM_CHANNELS, e)
+        else:
+            self.param_features = self.param_embed = None
+            self.style_embed = StyleEmbedding(s, e)
+        cin = (
+            FEATURE_CHANNELS
+            + HISTORY_CHANNELS
+            + (LIGHTING_CHANNELS if cfg.lighting else 0)
+            + (ENGINE_CHANNELS if cfg.engine else 0)
+        ) * 4
         self.enc0 = ConvFiLM(cin, w, e)
         self.enc1 = ConvFiLM(w, w1, e, stride=2)
         self.enc2 = ConvFiLM(w1, w2, e, stride=2)
@@ -110,6 +143,7 @@ class NeuralRendererNet(nn.Module):
         style_map: torch.Tensor,
         history: torch.Tensor | None = None,
         lighting: torch.Tensor | None = None,
+        engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
         if history is None:
@@ -119,11 +153,21 @@ class NeuralRendererNet(nn.Module):
             if lighting is None:
                 lighting = house_lighting(x.shape[0]).to(x)
             parts.append(self.lighting(normals, x[:, FEATURE_CHANNELS - 1 : FEATURE_CHANNELS], lighting))
-        # lighting features go last so that a network widened to take them keeps every old channel's index
+        if self.engine is not None:
+            if engine is None:  # no engine image: zeros, presence 0
+                engine = torch.zeros_like(x[:, :ENGINE_INPUT_CHANNELS])
+            parts.append(self.engine(engine, albedo))
+        # newer inputs go last so that a network widened to take them keeps every old channel's index
         x = F.pixel_unshuffle(torch.cat(parts, 1), 2)
-        emb0 = self.style_embed(downsample_style(style_map, 2))
-        emb1 = self.style_embed(downsample_style(style_map, 4))
-        emb2 = self.style_embed(downsample_style(style_map, 8))
+        if self.param_features is not None and self.param_embed is not None:
+            style_map = self.param_features(style_map)  # from here on the parameter features
+            emb0 = self.param_embed(F.avg_pool2d(style_map, 2))
+            emb1 = F.avg_pool2d(emb0, 2)
+            emb2 = F.avg_pool2d(emb1, 2)
+        else:
+            emb0 = self.style_embed(downsample_style(style_map, 2))
+            emb1 = self.style_embed(downsample_style(style_map, 4))
+            emb2 = self.style_embed(downsample_style(style_map, 8))
         e0 = self.enc0(x, emb0)
         e1 = self.enc1(e0, emb1)
         t = self.enc2(e1, emb2)
@@ -157,6 +201,7 @@ class NeuralRendererNet(nn.Module):
         prev_output: torch.Tensor,
         prev_linear_depth: torch.Tensor,
         lighting: torch.Tensor | None = None,
+        engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Like ``forward`` with the history built in-graph: prev_output (B,3,uH,uW) is the last frame's
         output, prev_linear_depth (B,1,H,W) its depth (zeros = no history), motion_vectors (B,2,H,W) in input
@@ -165,7 +210,7 @@ class NeuralRendererNet(nn.Module):
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
         history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
         return self.forward(
-            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting
+            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting, engine
         )
 
 
@@ -221,10 +266,12 @@ def count_macs(model: nn.Module, height: int, width: int, temporal: bool = False
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
+            cfg = net.config
             args = example_inputs(
-                net.config.styles, height, width, upscale=net.config.upscale, temporal=temporal
+                cfg.styles, height, width, upscale=cfg.upscale, temporal=temporal, params=cfg.params
             )
-            (net.forward_temporal if temporal else net)(*args)  # type: ignore[operator]
+            kw = {"engine": torch.zeros(1, 4, height, width)} if cfg.engine else {}
+            (net.forward_temporal if temporal else net)(*args, **kw)  # type: ignore[operator]
     finally:
         for h in handles:
             h.remove()
@@ -240,15 +287,24 @@ def example_inputs(
     temporal: bool = False,
     seed: int = 0,
     lighting: bool = False,
+    params: bool = False,
+    engine: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """Plausible random inputs in graph-input order (export, parity tests, benchmarks); with ``lighting``
-    the three (B, 3, 1, 1) lighting inputs come last."""
+    the three (B, 3, 1, 1) lighting inputs come next, then with ``engine`` the (B, 4, H, W) engine image (linear
+    RGB + presence). With ``params`` the style input is a parameter map (B, 19, H, W) mixing random presets."""
     g = torch.Generator().manual_seed(seed)
     b, h, w = batch, height, width
     n = torch.randn(b, 3, h, w, generator=g)
     n = n / n.norm(dim=1, keepdim=True)
     style = torch.rand(b, styles, h, w, generator=g)
     style = style / style.sum(1, keepdim=True)
+    if params:
+        from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
+
+        table = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
+        mix = torch.rand(b, len(table), h, w, generator=g)
+        style = torch.einsum("bshw,sp->bphw", mix / mix.sum(1, keepdim=True), table)
     args: list[torch.Tensor] = [
         torch.rand(b, 3, h, w, generator=g),
         n,
@@ -269,6 +325,9 @@ def example_inputs(
         args += [
             house[:, 3 * k : 3 * k + 3] * (0.8 + 0.4 * torch.rand(b, 3, 1, 1, generator=g)) for k in range(3)
         ]
+    if engine:
+        rad = args[0] * 2.0 * torch.rand(b, 1, h, w, generator=g)
+        args.append(torch.cat([rad, torch.ones(b, 1, h, w)], 1))
     return tuple(args)
 
 

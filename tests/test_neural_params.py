@@ -1,0 +1,144 @@
+"""Styles as parameters and the engine's lit image as model inputs (issues 17 and 15): targets, network, export,
+renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
+from neural_renderer.data.styles import NEUTRAL_STYLES, param_target, style_target
+from neural_renderer.models.net import NetConfig, NeuralRendererNet, example_inputs
+
+TABLE = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
+
+
+def _scene(b: int = 2, h: int = 24, w: int = 32) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(1)
+    ref = torch.rand(b, 3, h, w, generator=g) * 3
+    n = torch.randn(b, 3, h, w, generator=g)
+    n = n / n.norm(dim=1, keepdim=True)
+    depth = 1 + 9 * torch.rand(b, 1, h, w, generator=g)
+    emissive = torch.rand(b, 3, h, w, generator=g) * (torch.rand(b, 1, h, w, generator=g) > 0.9)
+    return ref, n, depth, emissive, torch.ones(b, 1, h, w, dtype=torch.bool)
+
+
+def _row_map(row: torch.Tensor, b: int = 2, h: int = 24, w: int = 32) -> torch.Tensor:
+    return row.view(1, -1, 1, 1).expand(b, -1, h, w)
+
+
+@pytest.mark.parametrize("style", [s.name for s in DEFAULT_LIBRARY if s.name not in NEUTRAL_STYLES])
+def test_a_preset_drawn_from_its_parameters_has_the_target_it_was_trained_on(style: str) -> None:
+    ref, n, d, e, v = _scene()
+    s = DEFAULT_LIBRARY[style]
+    want = style_target(s, ref, n, d, e, v)
+    got = param_target(_row_map(TABLE[s.index]), ref, n, d, e, v)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_half_gold_paint_is_half_as_much_gold_paint_not_half_gold() -> None:
+    ref, n, d, e, v = _scene()
+    golden = DEFAULT_LIBRARY["golden"]
+    half = 0.5 * TABLE[golden.index] + 0.5 * TABLE[DEFAULT_LIBRARY.index("identity")]
+    got = param_target(_row_map(half), ref, n, d, e, v)
+    # the same look spelled out: paint 0.45 of the same colour, metal 0.5 with the same roughness, ...
+    from bridge.style.library import Style
+
+    spelled = Style.define("x", paint=golden.paint / 2, paint_color=golden.paint_color, metal=golden.metal / 2,
+                           metal_roughness=golden.metal_roughness, exposure=(golden.exposure + 1) / 2,
+                           saturation=(golden.saturation + 1) / 2)
+    want = param_target(_row_map(torch.from_numpy(spelled.params()[:GRADING_START])), ref, n, d, e, v)
+    assert torch.allclose(got, want, atol=1e-5)
+    neutral = param_target(_row_map(TABLE[0]), ref, n, d, e, v)
+    full = param_target(_row_map(TABLE[golden.index]), ref, n, d, e, v)
+    assert 0 < (got - neutral).abs().mean() < (full - neutral).abs().mean()
+
+
+def _net() -> NeuralRendererNet:
+    torch.manual_seed(0)
+    net = NeuralRendererNet(NetConfig(styles=7, modulate=True, lighting=True, params=True, engine=True)).eval()
+    for m in net.modules():  # FiLMs start as the identity: give the style something to change
+        if hasattr(m, "to_gb"):
+            torch.nn.init.normal_(m.to_gb.weight, std=0.2)
+    with torch.no_grad():  # and the engine image's input weights too
+        net.enc0.conv.weight.normal_(0, 0.2)
+    return net
+
+
+def test_the_network_sees_the_engine_image_and_none_means_zeros_with_presence_zero() -> None:
+    net = _net()
+    args = example_inputs(7, 16, 24, params=True, engine=True)
+    engine = args[-1]
+    with torch.no_grad():
+        lit = net(*args[:7], engine=engine)
+        dark = net(*args[:7], engine=torch.cat([engine[:, :3] * 0.1, engine[:, 3:]], 1))
+        none = net(*args[:7], engine=None)
+        zeros = net(*args[:7], engine=torch.zeros_like(engine))
+    assert (lit - dark).abs().mean() > 1e-3
+    assert torch.equal(none, zeros)
+
+
+def test_a_style_defined_at_run_time_reaches_the_exported_graph_through_the_style_table(tmp_path: Path) -> None:
+    from bridge.renderer import RenderInputs
+    from bridge.renderers.neural import NeuralRenderer
+    from bridge.scene import BUFFERS, SyntheticScene
+    from neural_renderer.export import export_onnx
+
+    paths = export_onnx(_net(), tmp_path / "m.onnx", temporal=True)  # raises when ONNX and torch disagree
+    r = NeuralRenderer(model=paths[1], threads=1)
+    assert r.style_params and r.engine_image
+    w, h = 48, 32
+    arrays, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
+    formats = {s.name: s.format for s in BUFFERS}
+    inputs = {n: (formats[n], a) for n, a in arrays.items() if n in formats}
+    table = DEFAULT_LIBRARY.table()[:, :GRADING_START]
+
+    def render(row: np.ndarray) -> np.ndarray:
+        r.reset()
+        ri = RenderInputs.from_arrays(inputs, camera=cam)
+        ri.style_table = np.vstack([table, row[None]])  # the presets, then the game's style
+        smap = np.zeros((h, w, len(table) + 1), np.float32)
+        smap[..., -1] = 1.0
+        return r.render(ri, smap).astype(np.int16)
+
+    def preset(name: str) -> np.ndarray:
+        r.reset()
+        smap = np.zeros((h, w, len(table)), np.float32)
+        smap[..., DEFAULT_LIBRARY.index(name)] = 1.0
+        return r.render(RenderInputs.from_arrays(inputs, camera=cam), smap).astype(np.int16)
+
+    thermal_row = table[DEFAULT_LIBRARY.index("thermal")]
+    assert np.abs(render(thermal_row) - preset("thermal")).max() <= 1  # a game's copy of thermal is thermal
+    mine = thermal_row.copy()
+    mine[0:3] = (1.6, 0.5, 0.5)  # ... with a red tint: another look
+    assert np.abs(render(mine) - preset("thermal")).mean() > 0.5
+
+
+def test_training_batches_over_the_parameter_space_have_targets_for_their_looks() -> None:
+    from neural_renderer.train import FrameBank, TrainConfig, make_batch, random_look, training_loss
+
+    g = np.random.default_rng(0)
+    h = w = 32
+    n = g.normal(size=(h, w, 3))
+    frame = {
+        "albedo": g.random((h, w, 3)), "normals": n / np.linalg.norm(n, axis=-1, keepdims=True),
+        "linear_depth": 1 + 9 * g.random((h, w)), "roughness": g.random((h, w)), "metallic": g.random((h, w)),
+        "emissive": np.zeros((h, w, 3)), "motion_vectors": np.zeros((h, w, 2)),
+        "object_id": g.integers(0, 4, (h, w)), "reference": 2 * g.random((h, w, 3)),
+        "engine_linear": g.random((h, w, 3)).astype(np.float32),
+    }
+    bank = FrameBank.from_arrays([[frame, frame]], params=True)
+    gen = torch.Generator().manual_seed(0)
+    ((ins, target),) = make_batch(bank, [0, 1, 0, 1], 32, gen)
+    assert ins["style_map"].shape == (4, 19, 32, 32) and ins["engine"].shape == (4, 4, 32, 32)
+    assert target.shape == (4, 3, 32, 32) and 0 <= float(target.min()) and float(target.max()) <= 1
+    looks = torch.stack([random_look(gen) for _ in range(200)])
+    assert (looks != TABLE[0]).any(1).float().mean() > 0.8  # most random looks change something
+    net = NeuralRendererNet(NetConfig(styles=7, width=8, modulate=True, lighting=True, params=True, engine=True))
+    cfg = TrainConfig(data=[], out=Path("unused"), batch=2, params=True, engine=True)
+    loss = training_loss(net, bank, cfg, gen, 32)
+    loss.backward()
+    assert torch.isfinite(loss)
