@@ -21,6 +21,10 @@ VERBS = {
     "SetNeuralRenderingEnabled": "nrb_set_enabled",
     "SetNeuralStyle": "nrb_set_style",
     "FireNeuralStyleEvent": "nrb_fire_event_params",
+    # issue 17: styles written at run time, intensity, exclusion by id
+    "DefineNeuralStyle": "nrb_set_style_params",
+    "SetNeuralIntensity": "nrb_set_intensity",
+    "ExcludeFromNeuralRendering": "nrb_exclude",
 }
 
 

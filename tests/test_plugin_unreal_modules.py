@@ -22,6 +22,10 @@ REQUIRED_BLUEPRINT = {
     "SetNeuralRenderingEnabled": "nrb_set_enabled",
     "SetNeuralStyle": "nrb_set_style",
     "FireNeuralStyleEvent": "nrb_fire_event_params",
+    # issue 17: styles written at run time, intensity, exclusion by id
+    "DefineNeuralStyle": "nrb_set_style_params",
+    "SetNeuralIntensity": "nrb_set_intensity",
+    "ExcludeFromNeuralRendering": "nrb_exclude",
 }
 
 #: Include prefix -> the module that provides it (what Build.cs must list).
@@ -192,7 +196,7 @@ def test_scene_view_extension_overrides_and_shader_path():
     cpp = (MODULE / "Private" / "NeuralSceneViewExtension.cpp").read_text()
     assert "FRHIGPUTextureReadback" in cpp and "AddEnqueueCopyPass" in cpp and "OverrideOutput" in cpp
     shaders = shader_classes(cpp)
-    assert set(shaders) == {"FNrbPackCS", "FNrbCompositePS"}
+    assert set(shaders) == {"FNrbPackCS", "FNrbCompositePS", "FNrbHudlessCS"}  # hudless_color after Tonemap
     for cls, (usf, entry, params) in shaders.items():
         shader = PLUGIN / "Shaders" / usf
         assert shader.is_file(), f"{cls}: {usf}"

@@ -4,7 +4,8 @@
 //
 //   NrbGlueTest unit                 no server: encoding, keys, config, camera, result formats, statistics
 //   NrbGlueTest e2e ENDPOINT         against `nrb serve --renderer passthrough`: a frame of padded rows submitted
-//                                    through nrbglue::SubmitFrame comes back byte for byte; an event with params
+//                                    through nrbglue::SubmitFrame comes back byte for byte (its hudless_color, which
+//                                    passthrough prefers to albedo); an event with params
 //   NrbGlueTest refused ENDPOINT     against a renderer that refuses every HELLO: the refusal reaches the statistics
 //                                    and the overlay line, and RetryIfRefused asks again
 // Prints "FAIL ..." for each failed check and "OK <mode>" at the end; the exit status is the number of failures.
@@ -122,14 +123,17 @@ void TestConfig()
 	EXPECT(std::strcmp(C.curve_server_public_key, KeyA) == 0 && std::strcmp(C.curve_client_public_key, KeyB) == 0 &&
 			std::strcmp(C.curve_client_secret_key, KeyC) == 0,
 		"CurveKeys[0..2] -> server public, client public, client secret");
-	EXPECT(C.buffer_count == nrbglue::NumTargets + 1, "ten targets and the sun: %u", C.buffer_count);
+	EXPECT(C.buffer_count == nrbglue::NumTargets + 2, "ten targets, hudless_color and the sun: %u", C.buffer_count);
 	for (int I = 0; I < nrbglue::NumTargets; ++I)
 	{
 		EXPECT(std::strcmp(C.buffers[I].name, nrbglue::PackedTargets[I].Name) == 0 &&
 				C.buffers[I].format == nrbglue::PackedTargets[I].Format,
 			"buffer %d", I);
 	}
-	EXPECT(std::strcmp(C.buffers[nrbglue::NumTargets].name, NRB_BUFFER_X_SUN_DIRECTION) == 0, "sun");
+	EXPECT(std::strcmp(C.buffers[nrbglue::NumTargets].name, NRB_BUFFER_HUDLESS_COLOR) == 0 &&
+			C.buffers[nrbglue::NumTargets].format == NRB_FORMAT_RGBA8_SRGB,
+		"the engine's image without the HUD is offered by default");
+	EXPECT(std::strcmp(C.buffers[nrbglue::NumTargets + 1].name, NRB_BUFFER_X_SUN_DIRECTION) == 0, "sun");
 	EXPECT(std::strcmp(nrbglue::PackedTargets[nrbglue::TargetDepth].Name, NRB_BUFFER_DEPTH) == 0 &&
 			nrbglue::PackedTargets[nrbglue::TargetDepth].Flags ==
 				(NRB_BUFFER_DEPTH_REVERSED | NRB_BUFFER_DEPTH_INFINITE),
@@ -196,6 +200,21 @@ void TestCamera()
 		EXPECT(Near(Mapped[K] / Mapped[3], PrevClip[K] / PrevClip[3], 1e-7), "reprojection %d: %g vs %g", K,
 			Mapped[K] / Mapped[3], PrevClip[K] / PrevClip[3]);
 	}
+	EXPECT(B.pre_exposure == 0.0 && B.tone_mapping == NRB_TONE_MAPPING_UNSET, "no exposure, no curve: not sent");
+	// how hudless_color was made: the eye adaptation's exposure and Unreal's filmic curve, ACES at its defaults
+	EXPECT(nrbglue::ToneMappingOf(nrbglue::FFilmCurve{}) == NRB_TONE_MAPPING_ACES, "default film curve: ACES");
+	EXPECT(nrbglue::ToneMappingOf(nrbglue::FFilmCurve{0.88, 0.55, 0.26, 0.0, 0.04}) == NRB_TONE_MAPPING_ACES,
+		"Epic's defaults (Scene.cpp) are the ACES fit");
+	EXPECT(nrbglue::ToneMappingOf(nrbglue::FFilmCurve{0.91, 0.53, 0.23, 0.0, 0.035}) == NRB_TONE_MAPPING_OTHER,
+		"a changed film curve is not the ACES the protocol names");
+	nrbglue::FCameraInputs Exposed = Moved;
+	Exposed.PreExposure = 2.5;
+	Exposed.ToneMapping = NRB_TONE_MAPPING_ACES;
+	nrb_camera E;
+	nrb_camera_init(&E);
+	Tracker.Build(Exposed, E);
+	EXPECT(E.pre_exposure == 2.5 && E.tone_mapping == NRB_TONE_MAPPING_ACES, "exposure %g, tone mapping %u",
+		E.pre_exposure, E.tone_mapping);
 	nrbglue::FCameraInputs Cut = Moved;
 	Cut.bCameraCut = true;
 	nrb_camera C;
@@ -209,8 +228,43 @@ void TestCamera()
 	{
 		EXPECT(nrb_frame_begin(Client, nullptr, nullptr) == NRB_OK, "frame_begin");
 		EXPECT(nrb_frame_set_camera(Client, &B) == NRB_OK, "nrb_frame_set_camera: %s", nrb_last_error(Client));
+		EXPECT(nrb_frame_set_camera(Client, &E) == NRB_OK, "with exposure and tone mapping: %s",
+			nrb_last_error(Client));
 		nrb_client_destroy(Client);
 	}
+}
+
+void TestStylesAndControls()
+{
+	// A client that never connects queues commands all the same: the shapes are checked by libnrb at the call.
+	nrbglue::FClientSettings S;
+	S.Endpoint = "tcp://127.0.0.1:9";
+	const nrbglue::FClientConfig Config(S);
+	nrb_client* Client = nullptr;
+	if (nrb_client_create(&Config.Get(), &Client) != NRB_OK)
+	{
+		EXPECT(false, "nrb_client_create: %s", nrb_last_error(nullptr));
+		return;
+	}
+	const uint32_t Boss = 30;
+	const nrb_target Object{NRB_SCOPE_OBJECT, &Boss, 1};
+	EXPECT(nrbglue::SetStyleParams(Client, "poison", {{"hue", 35.0}, {"saturation", 0.6}},
+			   {{"gain", {0.85, 1.1, 0.75}}}, {{"base", "photoreal"}}, 1.0, 0.5, nullptr) == NRB_OK,
+		"a style written at run time is queued: %s", nrb_last_error(Client));
+	std::vector<std::pair<std::string, double>> TooMany;
+	for (int I = 0; I < 33; ++I)
+	{
+		TooMany.emplace_back("p" + std::to_string(I), 1.0);
+	}
+	EXPECT(nrbglue::SetStyleParams(Client, "crowded", TooMany, {}, {}, 1.0, 0.0, nullptr) == NRB_ERROR_LIMIT_EXCEEDED,
+		"more than 32 parameters is refused at the call");
+	EXPECT(nrb_set_intensity(Client, nrbglue::ClampIntensity(0.4), 1.0) == NRB_OK, "intensity");
+	EXPECT(nrbglue::ClampIntensity(7.0) == 1.0 && nrbglue::ClampIntensity(-1.0) == 0.0 &&
+			nrbglue::ClampIntensity(std::nan("")) == 1.0,
+		"r.NeuralRendering.Intensity is clamped to what libnrb takes");
+	EXPECT(nrb_exclude(Client, &Object, 1) == NRB_OK && nrb_exclude(Client, nullptr, 0) == NRB_OK, "exclude, include");
+	EXPECT(nrb_exclude(Client, nullptr, 1) == NRB_ERROR_INVALID_ARGUMENT, "excluding everything is intensity 0");
+	nrb_client_destroy(Client);
 }
 
 void TestResultsAndStats()
@@ -264,7 +318,7 @@ struct FFrameData
 
 void MakeFrame(FFrameData& D, nrbglue::FCameraTracker& Tracker, uint8_t Seed)
 {
-	D.Rows.assign(nrbglue::NumTargets, {});
+	D.Rows.assign(nrbglue::NumTargets + 1, {});  // the packed targets, then hudless_color
 	for (int I = 0; I < nrbglue::NumTargets; ++I)
 	{
 		const uint32_t Bpp = nrb_format_bytes_per_pixel(nrbglue::PackedTargets[I].Format);
@@ -292,6 +346,18 @@ void MakeFrame(FFrameData& D, nrbglue::FCameraTracker& Tracker, uint8_t Seed)
 		D.Frame.Data[I] = D.Rows[I].data();
 		D.Frame.RowPitchPixels[I] = Pitch;
 	}
+	// hudless_color (what the Tonemap pass copies): another pattern, which the passthrough renderer prefers to albedo
+	std::vector<uint8_t>& Hudless = D.Rows[nrbglue::NumTargets];
+	Hudless.assign(static_cast<size_t>(Pitch) * H * 4, 0xEE);
+	for (uint32_t Y = 0; Y < H; ++Y)
+	{
+		for (uint32_t X = 0; X < W * 4; ++X)
+		{
+			Hudless[static_cast<size_t>(Y) * Pitch * 4 + X] = static_cast<uint8_t>(X % 4 == 3 ? 255 : (X * 3 + Y * 5 + 101) & 0xff);
+		}
+	}
+	D.Frame.HudlessData = Hudless.data();
+	D.Frame.HudlessRowPitchPixels = Pitch;
 	D.Frame.Width = W;
 	D.Frame.Height = H;
 	D.Frame.Dt = 1.0 / 60.0;
@@ -375,9 +441,9 @@ void TestEndToEnd(const char* Endpoint)
 			for (uint32_t Y = 0; Y < H && R.pixels != nullptr; ++Y)
 			{
 				const uint8_t* Got = static_cast<const uint8_t*>(R.pixels) + static_cast<size_t>(Y) * R.stride;
-				Mismatch += std::memcmp(Got, &D.Rows[0][static_cast<size_t>(Y) * Pitch * 4], W * 4) != 0;
+				Mismatch += std::memcmp(Got, &D.Rows[nrbglue::NumTargets][static_cast<size_t>(Y) * Pitch * 4], W * 4) != 0;
 			}
-			EXPECT(Mismatch == 0, "%d rows differ from the albedo sent (row pitch %u px)", Mismatch, Pitch);
+			EXPECT(Mismatch == 0, "%d rows differ from the hudless_color sent (row pitch %u px)", Mismatch, Pitch);
 			nrb_release_result(Client, &R);
 		}
 	}
@@ -431,6 +497,7 @@ int main(int Argc, char** Argv)
 		TestKeys();
 		TestConfig();
 		TestCamera();
+		TestStylesAndControls();
 		TestResultsAndStats();
 	}
 	else if (Mode == "e2e" && Argc > 2)

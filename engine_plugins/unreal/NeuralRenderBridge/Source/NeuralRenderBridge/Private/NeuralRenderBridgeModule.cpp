@@ -225,6 +225,24 @@ void FNeuralRenderBridgeModule::RecreateClient()
 		UE_LOG(LogNeuralRendering, Error, TEXT("nrb_client_create failed (%s): %s"), UTF8_TO_TCHAR(nrb_status_name(Status)),
 			UTF8_TO_TCHAR(nrb_last_error(nullptr)));
 		Client = nullptr;
+		return;
+	}
+	// the player's intensity setting (a new client's sessions start at 1)
+	ClientIntensity = 1.0;
+	ApplyIntensity();
+}
+
+void FNeuralRenderBridgeModule::NoteIntensity(double Intensity)
+{
+	ClientIntensity = Intensity;
+}
+
+void FNeuralRenderBridgeModule::ApplyIntensity()
+{
+	const double Intensity = nrbglue::ClampIntensity(CVarNeuralRenderingIntensity.GetValueOnGameThread());
+	if (Client != nullptr && Intensity != ClientIntensity && nrb_set_intensity(Client, Intensity, 0.0) == NRB_OK)
+	{
+		ClientIntensity = Intensity;
 	}
 }
 
@@ -264,6 +282,7 @@ void FNeuralRenderBridgeModule::OnCVarsChanged()
 	{
 		SetEnabled(bEnabled);
 	}
+	ApplyIntensity();  // r.NeuralRendering.Intensity from the console or the settings page
 }
 
 bool FNeuralRenderBridgeModule::TickStats(float /*DeltaTime*/)

@@ -92,6 +92,65 @@ bool UNeuralRenderingBlueprintLibrary::FireNeuralStyleEvent(FName EventName, con
 	return nrbglue::FireStringMapEvent(C, Name.Get(), Utf8Pairs(Params), &Target) == NRB_OK;
 }
 
+bool UNeuralRenderingBlueprintLibrary::DefineNeuralStyle(FName Style, const TMap<FString, float>& Scalars,
+	const TMap<FString, FLinearColor>& Colors, const TMap<FString, FString>& Names, float Strength, float OverSeconds,
+	ENeuralStyleScope Scope, const TArray<int32>& Ids)
+{
+	nrb_client* C = Client();
+	if (C == nullptr)
+	{
+		return false;
+	}
+	std::vector<std::pair<std::string, double>> ScalarList;
+	for (const TPair<FString, float>& Pair : Scalars)
+	{
+		ScalarList.emplace_back(std::string(TCHAR_TO_UTF8(*Pair.Key)), static_cast<double>(Pair.Value));
+	}
+	std::vector<std::pair<std::string, std::array<double, 3>>> ColorList;
+	for (const TPair<FString, FLinearColor>& Pair : Colors)
+	{
+		ColorList.emplace_back(std::string(TCHAR_TO_UTF8(*Pair.Key)),
+			std::array<double, 3>{Pair.Value.R, Pair.Value.G, Pair.Value.B});
+	}
+	std::vector<std::pair<std::string, std::string>> NameList = Utf8Pairs(Names);
+	TArray<uint32> IdList;
+	for (int32 Id : Ids)
+	{
+		IdList.Add(static_cast<uint32>(Id));
+	}
+	const nrb_target Target{ToScope(Scope), IdList.GetData(), static_cast<uint32_t>(IdList.Num())};
+	const FTCHARToUTF8 Name(*Style.ToString());
+	return nrbglue::SetStyleParams(C, Name.Get(), ScalarList, ColorList, NameList, Strength, OverSeconds, &Target) ==
+		NRB_OK;
+}
+
+bool UNeuralRenderingBlueprintLibrary::SetNeuralIntensity(float Intensity, float OverSeconds)
+{
+	const double Value = nrbglue::ClampIntensity(Intensity);
+	// the console variable keeps the player's setting; the module's sink sees it already applied
+	FNeuralRenderBridgeModule::Get().NoteIntensity(Value);
+	CVarNeuralRenderingIntensity->Set(static_cast<float>(Value), ECVF_SetByCode);
+	nrb_client* C = Client();
+	return C != nullptr && nrb_set_intensity(C, Value, FMath::Max(0.0f, OverSeconds)) == NRB_OK;
+}
+
+bool UNeuralRenderingBlueprintLibrary::ExcludeFromNeuralRendering(ENeuralStyleScope Scope, const TArray<int32>& Ids,
+	bool bExcluded)
+{
+	nrb_client* C = Client();
+	if (C == nullptr)
+	{
+		return false;
+	}
+	TArray<uint32> IdList;
+	for (int32 Id : Ids)
+	{
+		IdList.Add(static_cast<uint32>(Id));
+	}
+	const nrb_target Target{ToScope(Scope), IdList.GetData(), static_cast<uint32_t>(IdList.Num())};
+	return nrb_exclude(C, &Target, bExcluded ? 1 : 0) == NRB_OK;
+}
+
 FNeuralRenderingStats UNeuralRenderingBlueprintLibrary::GetNeuralRenderingStats()
 {
 	FNeuralRenderingStats Out;

@@ -5,6 +5,12 @@ TAutoConsoleVariable<int32> CVarNeuralRenderingEnable(
 	TEXT("1: replace the final image with the neural renderer's output when a fresh one exists; 0: off (no traffic)."),
 	ECVF_Default);
 
+TAutoConsoleVariable<float> CVarNeuralRenderingIntensity(
+	TEXT("r.NeuralRendering.Intensity"), 1.f,
+	TEXT("How much of the neural image is shown over the engine's own (hudless) image: 0 the engine's image, 1 fully ")
+	TEXT("re-rendered (the player's setting, next to r.NeuralRendering.Enable)."),
+	ECVF_Default);
+
 TAutoConsoleVariable<FString> CVarNeuralRenderingEndpoint(
 	TEXT("r.NeuralRendering.Endpoint"), TEXT("tcp://127.0.0.1:5555"),
 	TEXT("ZeroMQ endpoint of the nrb server (changing it reconnects)."),

@@ -5,6 +5,7 @@
 #include "HAL/IConsoleManager.h"
 
 extern TAutoConsoleVariable<int32> CVarNeuralRenderingEnable;
+extern TAutoConsoleVariable<float> CVarNeuralRenderingIntensity;
 extern TAutoConsoleVariable<FString> CVarNeuralRenderingEndpoint;
 extern TAutoConsoleVariable<float> CVarNeuralRenderingDeadlineMs;
 extern TAutoConsoleVariable<int32> CVarNeuralRenderingShowStats;

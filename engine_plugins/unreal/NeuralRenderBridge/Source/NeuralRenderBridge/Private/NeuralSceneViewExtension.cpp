@@ -57,6 +57,30 @@ public:
 };
 IMPLEMENT_GLOBAL_SHADER(FNrbPackCS, "/Plugin/NeuralRenderBridge/Private/NrbPack.usf", "MainCS", SF_Compute);
 
+/** Resamples the tonemapped SceneColor (no HUD yet) to the render rect's size for hudless_color
+ * (Shaders/Private/NrbHudless.usf). */
+class FNrbHudlessCS : public FGlobalShader
+{
+public:
+	DECLARE_GLOBAL_SHADER(FNrbHudlessCS);
+	SHADER_USE_PARAMETER_STRUCT(FNrbHudlessCS, FGlobalShader);
+
+	BEGIN_SHADER_PARAMETER_STRUCT(FParameters, )
+		SHADER_PARAMETER_RDG_TEXTURE(Texture2D, InputTexture)
+		SHADER_PARAMETER_SAMPLER(SamplerState, InputSampler)
+		SHADER_PARAMETER(FVector2f, InputUVMin)
+		SHADER_PARAMETER(FVector2f, InputUVSize)
+		SHADER_PARAMETER(FVector2f, OutputSize)
+		SHADER_PARAMETER_RDG_TEXTURE_UAV(RWTexture2D<float4>, OutHudless)
+	END_SHADER_PARAMETER_STRUCT()
+
+	static bool ShouldCompilePermutation(const FGlobalShaderPermutationParameters& Parameters)
+	{
+		return IsFeatureLevelSupported(Parameters.Platform, ERHIFeatureLevel::SM5);
+	}
+};
+IMPLEMENT_GLOBAL_SHADER(FNrbHudlessCS, "/Plugin/NeuralRenderBridge/Private/NrbHudless.usf", "MainCS", SF_Compute);
+
 /** Draws the neural frame over the view (Shaders/Private/NrbComposite.usf), sRGB-encoding a linear result. */
 class FNrbCompositePS : public FGlobalShader
 {
@@ -165,9 +189,9 @@ void FNeuralSceneViewExtension::ReleaseReadbacks()
 			const ESlot State = Set.State.load();
 			if (State == ESlot::Submitting || State == ESlot::Submitted)
 			{
-				for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
+				for (int32 I = 0; I < ReadbacksOf(Set); ++I)
 				{
-					Readback->Unlock();
+					Set.Readbacks[I]->Unlock();
 				}
 			}
 			Set.Readbacks.Reset();
@@ -225,6 +249,12 @@ void FNeuralSceneViewExtension::FillCamera(const FSceneView& View, FIntPoint Ren
 	In.OutputWidth = static_cast<uint32_t>(View.UnscaledViewRect.Width());
 	In.OutputHeight = static_cast<uint32_t>(View.UnscaledViewRect.Height());
 	In.bCameraCut = View.bCameraCut;
+	// How hudless_color (the tonemapped SceneColor) was made: the exposure the tonemapper applied (eye adaptation)
+	// and the filmic curve, stated as ACES at Epic's default film settings (nrbglue::ToneMappingOf).
+	In.PreExposure = View.GetLastEyeAdaptationExposure();
+	const FFinalPostProcessSettings& Post = View.FinalPostProcessSettings;
+	In.ToneMapping = nrbglue::ToneMappingOf(nrbglue::FFilmCurve{Post.FilmSlope, Post.FilmToe, Post.FilmShoulder,
+		Post.FilmBlackClip, Post.FilmWhiteClip});
 	nrb_camera_init(&Frame.Camera);
 	CameraTracker.Build(In, Frame.Camera);
 
@@ -295,14 +325,15 @@ void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuil
 	FComputeShaderUtils::AddPass(GraphBuilder, RDG_EVENT_NAME("NrbPack %dx%d", Size.X, Size.Y), Shader, Params,
 		FComputeShaderUtils::GetGroupCount(Size, FIntPoint(8, 8)));
 
-	if (Set.Readbacks.Num() != nrbglue::NumTargets)
+	if (Set.Readbacks.Num() != NumReadbacks)
 	{
 		Set.Readbacks.Reset();
-		for (int32 I = 0; I < nrbglue::NumTargets; ++I)
+		for (int32 I = 0; I < NumReadbacks; ++I)  // the packed targets, then hudless_color (after Tonemap)
 		{
 			Set.Readbacks.Add(MakeUnique<FRHIGPUTextureReadback>(TEXT("NeuralRenderBridge.Readback")));
 		}
 	}
+	Set.bHudless = false;  // until the Tonemap pass of this frame copies it
 	for (int32 I = 0; I < nrbglue::NumTargets; ++I)
 	{
 		AddEnqueueCopyPass(GraphBuilder, Set.Readbacks[I].Get(), Packed[I]);  // GPU -> staging, no wait
@@ -311,7 +342,48 @@ void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuil
 	Set.Frame.Width = static_cast<uint32_t>(Size.X);
 	Set.Frame.Height = static_cast<uint32_t>(Size.Y);
 	Set.State.store(ESlot::Copying, std::memory_order_release);
+	HudlessSet = NextSet;  // the Tonemap pass of this frame adds its hudless_color to this set
 	NextSet = (NextSet + 1) % FramesInFlight;
+}
+
+void FNeuralSceneViewExtension::AddHudlessPass_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,
+	const FScreenPassTexture& SceneColor)
+{
+	if (HudlessSet == NoSet || !SceneColor.IsValid())
+	{
+		return;
+	}
+	FReadbackSet& Set = Sets[HudlessSet];
+	HudlessSet = NoSet;  // once per frame
+	if (Set.State.load(std::memory_order_acquire) != ESlot::Copying || Set.Readbacks.Num() != NumReadbacks)
+	{
+		return;
+	}
+	const FIntPoint Size(static_cast<int32>(Set.Frame.Width), static_cast<int32>(Set.Frame.Height));
+	const FIntPoint Extent = SceneColor.Texture->Desc.Extent;
+	const FIntRect Rect = SceneColor.ViewRect;
+	if (Size.X <= 0 || Size.Y <= 0 || Extent.X <= 0 || Extent.Y <= 0 || Rect.Width() <= 0 || Rect.Height() <= 0)
+	{
+		return;
+	}
+	RDG_EVENT_SCOPE(GraphBuilder, "NeuralRenderBridge.Hudless");
+	FRDGTextureRef Hudless = GraphBuilder.CreateTexture(
+		FRDGTextureDesc::Create2D(Size, TargetPixelFormat(nrbglue::HudlessColor.Format), FClearValueBinding::None,
+			TexCreate_UAV | TexCreate_ShaderResource),
+		TEXT("NeuralRenderBridge.Hudless"));
+	FNrbHudlessCS::FParameters* Params = GraphBuilder.AllocParameters<FNrbHudlessCS::FParameters>();
+	Params->InputTexture = SceneColor.Texture;
+	Params->InputSampler = TStaticSamplerState<SF_Bilinear, AM_Clamp, AM_Clamp, AM_Clamp>::GetRHI();
+	Params->InputUVMin = FVector2f(static_cast<float>(Rect.Min.X) / Extent.X, static_cast<float>(Rect.Min.Y) / Extent.Y);
+	Params->InputUVSize =
+		FVector2f(static_cast<float>(Rect.Width()) / Extent.X, static_cast<float>(Rect.Height()) / Extent.Y);
+	Params->OutputSize = FVector2f(Size.X, Size.Y);
+	Params->OutHudless = GraphBuilder.CreateUAV(Hudless);
+	TShaderMapRef<FNrbHudlessCS> Shader(GetGlobalShaderMap(View.GetFeatureLevel()));
+	FComputeShaderUtils::AddPass(GraphBuilder, RDG_EVENT_NAME("NrbHudless %dx%d", Size.X, Size.Y), Shader, Params,
+		FComputeShaderUtils::GetGroupCount(Size, FIntPoint(8, 8)));
+	AddEnqueueCopyPass(GraphBuilder, Set.Readbacks[nrbglue::NumTargets].Get(), Hudless);  // GPU -> staging, no wait
+	Set.bHudless = true;
 }
 
 void FNeuralSceneViewExtension::ProcessReadbacks_RenderThread()
@@ -321,9 +393,9 @@ void FNeuralSceneViewExtension::ProcessReadbacks_RenderThread()
 	{
 		if (Set.State.load(std::memory_order_acquire) == ESlot::Submitted)
 		{
-			for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
+			for (int32 I = 0; I < ReadbacksOf(Set); ++I)
 			{
-				Readback->Unlock();
+				Set.Readbacks[I]->Unlock();
 			}
 			Set.State.store(ESlot::Free, std::memory_order_release);
 		}
@@ -339,9 +411,9 @@ void FNeuralSceneViewExtension::ProcessReadbacks_RenderThread()
 			continue;
 		}
 		bool bReady = true;
-		for (const TUniquePtr<FRHIGPUTextureReadback>& Readback : Set.Readbacks)
+		for (int32 I = 0; I < ReadbacksOf(Set); ++I)  // hudless_color only when its Tonemap pass copied it
 		{
-			bReady &= Readback->IsReady();
+			bReady &= Set.Readbacks[I]->IsReady();
 		}
 		if (!bReady)
 		{
@@ -352,6 +424,13 @@ void FNeuralSceneViewExtension::ProcessReadbacks_RenderThread()
 			int32 RowPitchPixels = 0;
 			Set.Frame.Data[I] = Set.Readbacks[I]->Lock(RowPitchPixels);
 			Set.Frame.RowPitchPixels[I] = static_cast<uint32_t>(RowPitchPixels);
+		}
+		Set.Frame.HudlessData = nullptr;
+		if (Set.bHudless)
+		{
+			int32 RowPitchPixels = 0;
+			Set.Frame.HudlessData = Set.Readbacks[nrbglue::NumTargets]->Lock(RowPitchPixels);
+			Set.Frame.HudlessRowPitchPixels = static_cast<uint32_t>(RowPitchPixels);
 		}
 		Set.State.store(ESlot::Submitting, std::memory_order_release);
 		FReadbackSet* SetPtr = &Set;
@@ -396,6 +475,12 @@ FScreenPassTexture FNeuralSceneViewExtension::PostTonemap_RenderThread(FRDGBuild
 	const FScreenPassTexture SceneColor =
 		FScreenPassTexture::CopyFromSlice(GraphBuilder, Inputs.GetInput(EPostProcessMaterialInput::SceneColor));
 #endif
+	if (IsNeuralView(View))
+	{
+		// The engine's own image of this frame, before the UI and before the neural frame replaces it: hudless_color
+		// for the renderer (intensity and exclusions mix it back in), read back with the G-buffers of this frame.
+		AddHudlessPass_RenderThread(GraphBuilder, View, SceneColor);
+	}
 	nrb_client* Client = Module->GetClient();
 	nrb_result Result;
 	FMemory::Memzero(Result);

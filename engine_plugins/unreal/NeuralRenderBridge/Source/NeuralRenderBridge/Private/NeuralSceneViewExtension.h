@@ -6,6 +6,7 @@
 #include "CoreMinimal.h"
 #include "Misc/EngineVersionComparison.h"
 #include "RHIGPUReadback.h"
+#include "ScreenPass.h"
 #include "SceneViewExtension.h"
 #include "Tasks/Pipe.h"
 
@@ -64,13 +65,17 @@ private:
 		Submitted,
 	};
 
-	/** One frame's read-backs (one per packed target) and the constants sent with it. */
+	/** One frame's read-backs (one per packed target, then hudless_color) and the constants sent with it. */
 	struct FReadbackSet
 	{
 		TArray<TUniquePtr<FRHIGPUTextureReadback>> Readbacks;
 		nrbglue::FPackedFrame Frame;
 		std::atomic<ESlot> State{ESlot::Free};
+		bool bHudless = false;  // the Tonemap pass copied hudless_color into Readbacks[NumTargets] (render thread)
 	};
+	static constexpr int32 NumReadbacks = nrbglue::NumTargets + 1;
+	/** The read-backs of a set that hold a copy: the packed targets, and hudless_color when it was copied. */
+	static int32 ReadbacksOf(const FReadbackSet& Set) { return nrbglue::NumTargets + (Set.bHudless ? 1 : 0); }
 
 	/** The world's sun for the lighting constant x_sun_direction (docs/protocol.md 6.1), protocol world space. Only the
 	 * direction is sent: Unreal's light units (lux, before exposure) are not the renderer's radiance scale, so the
@@ -83,6 +88,10 @@ private:
 
 	FScreenPassTexture PostTonemap_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,
 		const FPostProcessMaterialInputs& Inputs);
+	/** After Tonemap: the view's image (no HUD yet) resampled to the render size and copied to the read-back set the
+	 * base pass filled this frame, as hudless_color. */
+	void AddHudlessPass_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,
+		const FScreenPassTexture& SceneColor);
 	void ProcessReadbacks_RenderThread();
 	void FillCamera(const FSceneView& View, FIntPoint RenderSize, nrbglue::FPackedFrame& Frame);
 
@@ -90,6 +99,8 @@ private:
 	static constexpr int32 FramesInFlight = 2;  // read-back slots
 	FReadbackSet Sets[FramesInFlight];
 	int32 NextSet = 0;
+	static constexpr int32 NoSet = -1;
+	int32 HudlessSet = NoSet;  // the set whose G-buffers this frame's base pass copied (render thread)
 	nrbglue::FCameraTracker CameraTracker;  // render thread
 	double LastTime = 0.0;
 	FSun Sun_RenderThread;  // written by the render command BeginRenderViewFamily enqueues

@@ -1,6 +1,7 @@
 // The engine-independent half of the Unreal plugin (see NrbGlue.h). Standard C++ and nrb.h only.
 #include "NrbGlue.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -68,6 +69,48 @@ std::string CurveKeysProblem(const std::string (&Keys)[3], const FKeySource (&So
 	return std::string();
 }
 
+// ------------------------------------------------------------------------------------------------- styles, controls
+nrb_status SetStyleParams(nrb_client* Client, const char* Style,
+	const std::vector<std::pair<std::string, double>>& Scalars,
+	const std::vector<std::pair<std::string, std::array<double, 3>>>& Colors,
+	const std::vector<std::pair<std::string, std::string>>& Names, double Strength, double OverSeconds,
+	const nrb_target* Target)
+{
+	nrb_params* Params = nullptr;
+	nrb_status Status = nrb_params_create(&Params);
+	for (size_t I = 0; Status == NRB_OK && I < Scalars.size(); ++I)
+	{
+		Status = nrb_params_set_float(Params, Scalars[I].first.c_str(), Scalars[I].second);
+	}
+	for (size_t I = 0; Status == NRB_OK && I < Colors.size(); ++I)
+	{
+		Status = nrb_params_begin_array(Params, Colors[I].first.c_str());
+		for (int C = 0; Status == NRB_OK && C < 3; ++C)
+		{
+			Status = nrb_params_set_float(Params, nullptr, Colors[I].second[C]);
+		}
+		if (Status == NRB_OK)
+		{
+			Status = nrb_params_end(Params);
+		}
+	}
+	for (size_t I = 0; Status == NRB_OK && I < Names.size(); ++I)
+	{
+		Status = nrb_params_set_string(Params, Names[I].first.c_str(), Names[I].second.c_str());
+	}
+	if (Status == NRB_OK)
+	{
+		Status = nrb_set_style_params(Client, Style, Params, Strength, OverSeconds, Target);
+	}
+	nrb_params_destroy(Params);
+	return Status;
+}
+
+double ClampIntensity(double Intensity)
+{
+	return Intensity != Intensity ? 1.0 : std::min(1.0, std::max(0.0, Intensity));  // NaN: the default, 1
+}
+
 // ------------------------------------------------------------------------------------------------- buffers
 const FTargetSpec PackedTargets[NumTargets] = {
 	{NRB_BUFFER_ALBEDO, NRB_FORMAT_RGBA8_SRGB, 0u},
@@ -82,6 +125,7 @@ const FTargetSpec PackedTargets[NumTargets] = {
 	{NRB_BUFFER_MATERIAL_ID, NRB_FORMAT_R16U, 0u},
 };
 const FTargetSpec SunDirection = {NRB_BUFFER_X_SUN_DIRECTION, NRB_FORMAT_RGBA32F, 0u};
+const FTargetSpec HudlessColor = {NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8_SRGB, 0u};
 
 std::vector<nrb_buffer_spec> OfferedBuffers()
 {
@@ -90,6 +134,7 @@ std::vector<nrb_buffer_spec> OfferedBuffers()
 	{
 		Out.push_back(nrb_buffer_spec{Target.Name, Target.Format});
 	}
+	Out.push_back(nrb_buffer_spec{HudlessColor.Name, HudlessColor.Format});
 	Out.push_back(nrb_buffer_spec{SunDirection.Name, SunDirection.Format});
 	return Out;
 }
@@ -259,6 +304,18 @@ void FCameraTracker::Build(const FCameraInputs& In, nrb_camera& Out)
 	Out.render_height = In.RenderHeight;
 	Out.output_width = In.OutputWidth != 0 ? In.OutputWidth : In.RenderWidth;
 	Out.output_height = In.OutputHeight != 0 ? In.OutputHeight : In.RenderHeight;
+	Out.pre_exposure = In.PreExposure > 0.0 ? In.PreExposure : 0.0;
+	Out.tone_mapping = In.ToneMapping;
+}
+
+nrb_tone_mapping ToneMappingOf(const FFilmCurve& Film)
+{
+	const FFilmCurve Default;
+	const auto Same = [](double A, double B) { return std::fabs(A - B) <= 1e-4; };
+	const bool bDefault = Same(Film.Slope, Default.Slope) && Same(Film.Toe, Default.Toe) &&
+		Same(Film.Shoulder, Default.Shoulder) && Same(Film.BlackClip, Default.BlackClip) &&
+		Same(Film.WhiteClip, Default.WhiteClip);
+	return bDefault ? NRB_TONE_MAPPING_ACES : NRB_TONE_MAPPING_OTHER;
 }
 
 // ------------------------------------------------------------------------------------------------- frames
@@ -292,6 +349,24 @@ nrb_status SubmitFrame(nrb_client* Client, const FPackedFrame& Frame)
 		Desc.data = Frame.Data[I];
 		Desc.flags = PackedTargets[I].Flags;
 		Status = nrb_frame_tag_buffer(Client, &Desc);  // copies the rows
+		if (Status != NRB_OK)
+		{
+			return Status;
+		}
+	}
+	if (Frame.HudlessData != nullptr)
+	{
+		nrb_buffer_desc Desc;
+		std::memset(&Desc, 0, sizeof(Desc));
+		Desc.struct_size = sizeof(Desc);
+		Desc.struct_version = NRB_BUFFER_DESC_VERSION;
+		Desc.name = HudlessColor.Name;
+		Desc.format = HudlessColor.Format;
+		Desc.width = Frame.Width;
+		Desc.height = Frame.Height;
+		Desc.stride = Frame.HudlessRowPitchPixels * nrb_format_bytes_per_pixel(HudlessColor.Format);
+		Desc.data = Frame.HudlessData;
+		Status = nrb_frame_tag_buffer(Client, &Desc);
 		if (Status != NRB_OK)
 		{
 			return Status;

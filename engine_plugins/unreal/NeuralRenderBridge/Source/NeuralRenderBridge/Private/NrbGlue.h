@@ -4,6 +4,7 @@
 // without an engine (tests/test_plugin_unreal_glue.py); the Unreal files convert their types at the edges.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -30,6 +31,20 @@ namespace nrbglue
  * a params call, nrb_last_error(Client) for the fire). */
 nrb_status FireStringMapEvent(nrb_client* Client, const char* Name,
 	const std::vector<std::pair<std::string, std::string>>& Params, const nrb_target* Target);
+
+// ------------------------------------------------------------------------------------------------- styles, controls
+/** A style written at run time (nrb_set_style_params, protocol section 5.3 stylecmd params): defines Style with
+ * these parameters (Scalars: one number each; Colors: R, G, B; Names: "lut" and "base", a style's name) and moves
+ * Target to it at Strength over OverSeconds. Built with libnrb's typed params (the plugin encodes nothing). Returns
+ * the first failing status; nrb_last_error(NULL) or nrb_last_error(Client) says why. */
+nrb_status SetStyleParams(nrb_client* Client, const char* Style,
+	const std::vector<std::pair<std::string, double>>& Scalars,
+	const std::vector<std::pair<std::string, std::array<double, 3>>>& Colors,
+	const std::vector<std::pair<std::string, std::string>>& Names, double Strength, double OverSeconds,
+	const nrb_target* Target);
+
+/** r.NeuralRendering.Intensity as libnrb takes it: clamped to [0, 1] (nrb_set_intensity refuses values outside). */
+double ClampIntensity(double Intensity);
 
 // ------------------------------------------------------------------------------------------------- CurveZMQ keys
 /** A CurveZMQ key as libzmq takes it: 40 characters of the Z85 alphabet (ZeroMQ RFC 32). libnrb checks only the
@@ -76,6 +91,10 @@ enum ETarget : int
 extern const FTargetSpec PackedTargets[NumTargets];
 /** The 1x1 lighting constant (protocol section 6.1) sent with each frame when the world has a sun. */
 extern const FTargetSpec SunDirection;
+/** The engine's own image without the HUD: the tonemapped SceneColor after the Tonemap pass (UMG and Slate draw the UI
+ * later, onto the back buffer), resampled to the render rect's size by NrbPack.usf's HudlessCS. Display-encoded, so
+ * rgba8_srgb; the camera's pre_exposure and tone_mapping say how it was made (ToneMappingOf). */
+extern const FTargetSpec HudlessColor;
 
 // ------------------------------------------------------------------------------------------------- client config
 /** What the engine knows when it creates a client; every string is UTF-8. */
@@ -93,8 +112,8 @@ struct FClientSettings
 	nrb_log_level LogLevel = NRB_LOG_WARNING;
 };
 
-/** The HELLO buffers: PackedTargets, then SunDirection (one list, derived, so the offer and what SubmitFrame tags
- * cannot differ). */
+/** The HELLO buffers: PackedTargets, then HudlessColor and SunDirection (one list, derived, so the offer and what
+ * SubmitFrame tags cannot differ). */
 std::vector<nrb_buffer_spec> OfferedBuffers();
 
 /** An nrb_client_config and the storage its pointers refer to (it must outlive nrb_client_create, which copies). */
@@ -128,7 +147,21 @@ struct FCameraInputs
 	uint32_t RenderWidth = 0, RenderHeight = 0;  // the G-buffers: the view's render rect
 	uint32_t OutputWidth = 0, OutputHeight = 0;  // the image wanted back: the view's output size (after upscaling)
 	bool bCameraCut = false;
+	double PreExposure = 0.0;  // the exposure the tonemapper applied (eye adaptation); 0: not sent
+	nrb_tone_mapping ToneMapping = NRB_TONE_MAPPING_UNSET;  // ToneMappingOf(the view's film curve)
 };
+
+/** The view's filmic tonemapper settings (FPostProcessSettings FilmSlope, FilmToe, FilmShoulder, FilmBlackClip,
+ * FilmWhiteClip). */
+struct FFilmCurve
+{
+	double Slope = 0.88, Toe = 0.55, Shoulder = 0.26, BlackClip = 0.0, WhiteClip = 0.04;
+};
+/** The camera's tone_mapping for hudless_color: Unreal's filmic tonemapper at its default curve (the values of
+ * FFilmCurve, Epic's fit of the ACES reference RRT + sRGB ODT) is stated as NRB_TONE_MAPPING_ACES, the ACES curve
+ * the protocol names (Stephen Hill's fit of the same reference, so the renderer's inverse is close, not exact); a
+ * project that changed the curve gets NRB_TONE_MAPPING_OTHER (the image is taken as display values). */
+nrb_tone_mapping ToneMappingOf(const FFilmCurve& Film);
 
 /** Builds the protocol camera constants (docs/protocol.md section 8) of successive frames: Unreal's reversed-Z,
  * infinite-far projection in protocol view space, and the reprojection to the previous frame's clip space. */
@@ -159,9 +192,11 @@ struct FPackedFrame
 	double Dt = 0.0;
 	bool bHasSun = false;
 	float SunTowards[4] = {};  // protocol world space, w = 0
+	const void* HudlessData = nullptr;  // HudlessColor's rows, when the Tonemap pass produced them this frame
+	uint32_t HudlessRowPitchPixels = 0;
 };
 
-/** nrb_frame_begin, one nrb_frame_tag_buffer per target (the copy of the mapped rows: 80 MB at 1080p, which is why
+/** nrb_frame_begin, one nrb_frame_tag_buffer per target and for hudless_color when present (the copy of the mapped rows: 80 MB at 1080p, which is why
  * the plugin calls this on a worker thread, never the render thread), the sun, nrb_frame_set_camera and
  * nrb_frame_submit. Returns the first failing status (the frame is then not submitted), NRB_OK otherwise. */
 nrb_status SubmitFrame(nrb_client* Client, const FPackedFrame& Frame);

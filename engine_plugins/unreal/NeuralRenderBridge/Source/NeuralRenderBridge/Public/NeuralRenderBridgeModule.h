@@ -34,6 +34,10 @@ public:
 	 * the renderer refused (libnrb does not retry those by itself). Game thread. */
 	void SetEnabled(bool bEnabled);
 
+	/** The intensity the client was last given (SetNeuralIntensity, or r.NeuralRendering.Intensity through the
+	 * console variable sink, which applies a changed value with nrb_set_intensity). Game thread. */
+	void NoteIntensity(double Intensity);
+
 	/** Object id (custom stencil value, 1..255) -> material id, read by the render thread's pack pass. */
 	void SetMaterialOfObject(int32 ObjectId, int32 MaterialId);
 	void GetMaterialTable(TArray<uint32>& Out) const;
@@ -42,6 +46,8 @@ private:
 	bool LoadLibnrb();
 	void OnPostEngineInit();
 	void OnCVarsChanged();
+	/** r.NeuralRendering.Intensity to the client (nrb_set_intensity) when it differs from what it was last given. */
+	void ApplyIntensity();
 	bool TickStats(float DeltaTime);
 
 	void* LibnrbHandle = nullptr;  // Windows: nrb.dll is delay-loaded; this is the handle that loaded it
@@ -51,6 +57,7 @@ private:
 	float ClientDeadlineMs = 0.f;
 	FString ClientCurveKeys[3];  // server public, client public, client secret: what the client was created with
 	bool bClientEnabled = true;  // what the client was last told by SetEnabled / the console variable
+	double ClientIntensity = 1.0;  // what the client was last told by nrb_set_intensity (1: a session's default)
 	FString LastRefusal;         // the refusal last logged, so that each one is logged once
 	TSharedPtr<FNeuralSceneViewExtension, ESPMode::ThreadSafe> ViewExtension;
 	FDelegateHandle PostEngineInitHandle;

@@ -65,6 +65,28 @@ public:
 	static bool FireNeuralStyleEvent(FName EventName, const TMap<FString, FString>& Params, ENeuralStyleScope Scope,
 		const TArray<int32>& Ids);
 
+	/** A look written by game logic: defines (or redefines) Style with these parameters (docs/server.md "Styles,
+	 * LUTs, masks": Scalars such as hue, temperature, fog; Colors such as gain, lift, fog_color (R, G, B; alpha is
+	 * ignored); Names: "lut" and "base", a style's name), then moves the target toward it at Strength over
+	 * OverSeconds. Afterwards SetNeuralStyle(Style) names it like any other style. A parameter the renderer does not
+	 * know or a value out of its range is refused by the renderer (that frame is not rendered; the game goes on).
+	 * C ABI: nrb_set_style_params (typed params, nrb_params). */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering", meta = (AutoCreateRefTerm = "Scalars,Colors,Names,Ids"))
+	static bool DefineNeuralStyle(FName Style, const TMap<FString, float>& Scalars,
+		const TMap<FString, FLinearColor>& Colors, const TMap<FString, FString>& Names, float Strength,
+		float OverSeconds, ENeuralStyleScope Scope, const TArray<int32>& Ids);
+
+	/** How much of the re-rendered image is shown over the engine's own (hudless) image: 0 the engine's image, 1
+	 * fully re-rendered, reached over OverSeconds. Also the player's setting r.NeuralRendering.Intensity (set by
+	 * this call too, so the settings page shows it). C ABI: nrb_set_intensity. */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering")
+	static bool SetNeuralIntensity(float Intensity, float OverSeconds);
+
+	/** Keeps the engine's pixels for these objects (custom stencil ids) or materials, with a soft edge; bExcluded
+	 * false re-renders them again (Global with bExcluded false: every id). C ABI: nrb_exclude. */
+	UFUNCTION(BlueprintCallable, Category = "Neural Rendering", meta = (AutoCreateRefTerm = "Ids"))
+	static bool ExcludeFromNeuralRendering(ENeuralStyleScope Scope, const TArray<int32>& Ids, bool bExcluded);
+
 	/** Counters, connection state and a refusal's reason. C ABI: nrb_get_stats. */
 	UFUNCTION(BlueprintPure, Category = "Neural Rendering")
 	static FNeuralRenderingStats GetNeuralRenderingStats();

@@ -27,6 +27,11 @@ public:
 		meta = (ConsoleVariable = "r.NeuralRendering.Enable"))
 	bool bEnabled = true;
 
+	/** How much of the neural image is shown over the engine's own: 0 the engine's image, 1 fully re-rendered. */
+	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
+		meta = (ConsoleVariable = "r.NeuralRendering.Intensity", ClampMin = "0", ClampMax = "1"))
+	float Intensity = 1.f;
+
 	/** ZeroMQ endpoint of the nrb server, e.g. tcp://127.0.0.1:5555. */
 	UPROPERTY(Config, EditAnywhere, Category = "Neural Rendering",
 		meta = (ConsoleVariable = "r.NeuralRendering.Endpoint"))
