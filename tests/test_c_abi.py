@@ -117,3 +117,16 @@ def test_c_program_drives_a_real_server(program: Path, tmp_path: Path, event_log
          "params": {"weapon": "laser", "power": 2.5, "at": {"x": -3, "y": 70000}, "tags": ["a", None, False]}},
         {"name": "empty", "scope": "global", "ids": [], "params": {}},
     ]
+
+
+def test_c_program_writes_a_style_sets_the_intensity_and_gets_a_bad_parameter_refused(program: Path,
+                                                                                       tmp_path: Path) -> None:
+    """Styles as data through the C ABI (docs/protocol.md 5.3): nrb_set_style_params defines a style the server's
+    grading draws (the echoed image gets darker), an unknown parameter is refused by the renderer for that frame
+    only, and nrb_set_intensity(0) shows the engine's hudless_color byte for byte; camera v2 carries tone_mapping."""
+    with served(tmp_path, "--renderer", "passthrough") as server:
+        proc = subprocess.run([str(program / "nrb_abi_v1"), "styles", server.endpoint], capture_output=True,
+                              text=True, timeout=120)
+        log = server.log_text()
+    assert proc.returncode == 0 and "OK styles" in proc.stdout, proc.stdout + proc.stderr
+    assert "defined styles at run time: dim" in log

@@ -474,3 +474,43 @@ def test_a_client_without_a_server_never_blocks() -> None:
         assert e.shown == [] and s["frames_sent"] == 0 and s["state"] == "connecting"
         assert s["events_pending"] == len(e.fired)  # kept for when a renderer appears
         assert e.worst_ms < BUDGET_MS
+
+
+def test_styles_as_data_from_the_python_binding(servers: list[ServerProcess]) -> None:
+    """bridge._native.Client: a style written at run time is drawn by the server's grading over the echoed image,
+    intensity 0 gives the engine's own image back exactly, and bad values are refused at the call."""
+    servers.append(srv := real_server())
+    with make_client(srv.endpoint) as c:
+        assert native.TONE_MAPPINGS == ("none", "clamp", "reinhard", "aces", "agx", "other")
+        with pytest.raises(ValueError, match="gain"):
+            c.set_style_params("dim", {"gain": "half"})
+        with pytest.raises(ValueError):
+            c.set_intensity(2.0)
+        with pytest.raises(ValueError):
+            c.exclude(None, True)
+        image = np.full((H, W, 4), 200, np.uint8)
+
+        def frame() -> np.ndarray | None:
+            fid = c.begin()
+            c.tag_buffer("hudless_color", "rgba8_srgb", image)
+            c.tag_buffer("depth", "r32f", np.full((H, W), 0.5, np.float32))
+            c.set_camera({"pre_exposure": 0.5, "tone_mapping": "reinhard"})
+            c.submit()
+            for _ in range(200):
+                got = c.acquire_result(with_info=True, copy=True)
+                if got is not None and got[1]["frame_id"] >= fid:
+                    return got[0]
+                time.sleep(0.005)
+            return None
+
+        assert Engine(c).until(lambda: connected(c))
+        c.set_style_params("dim", {"gain": (0.5, 0.5, 0.5)}, 1.0, 0.0)
+        dim = frame()
+        assert dim is not None and int(dim[..., :3].max()) < 160  # 200 scaled by gain 0.5 (display-referred)
+        c.exclude(("object", [4]), True)
+        c.exclude(None, False)
+        c.set_intensity(0.0)
+        assert np.array_equal(frame(), image)  # the engine's hudless_color, exactly
+        assert c.stats()["errors_received"] == 0
+        with pytest.raises(ValueError, match="tone_mapping"):
+            c.set_camera({"tone_mapping": "filmic"})

@@ -339,3 +339,38 @@ def test_without_hudless_color_the_post_controls_leave_the_image() -> None:
     state = StyleState()
     state.set_intensity(0.0)
     assert post_process(IMAGE8, no_depth(), state) is IMAGE8
+
+
+def test_welcome_optional_gains_the_post_stage_buffers_a_renderer_does_not_list() -> None:
+    from bridge.protocol import BufferSpec
+    from bridge.style.grading import with_post_buffers
+
+    required = [BufferSpec("albedo", "rgba8_srgb")]
+    optional = [BufferSpec("object_id", "r32u")]
+    got = with_post_buffers(optional, required)
+    assert [b.name for b in got] == ["object_id", "hudless_color", "neural_mask", "material_id"]
+    assert got[0].format == "r32u"  # the renderer's own choice stays
+    assert [b.name for b in with_post_buffers(got, required)] == [b.name for b in got]  # idempotent
+
+
+def test_a_neural_mask_blends_per_pixel_and_a_mask_of_zeros_changes_nothing() -> None:
+    from bridge.protocol import Buffer
+
+    rendered = np.zeros((H, W, 4), np.uint8)
+    engine = np.full((H, W, 4), 255, np.uint8)
+    mask = np.zeros((H, W, 1), np.uint8)
+    state = StyleState(DEFAULT_LIBRARY)
+    state.feather = 0.0
+
+    def run(m: np.ndarray) -> np.ndarray:
+        inputs = RenderInputs({"hudless_color": Buffer.from_array("hudless_color", "rgba8_srgb", engine),
+                               "neural_mask": Buffer.from_array("neural_mask", "r8", m)}, size=(W, H))
+        return post_process(rendered, inputs, state)
+
+    assert run(mask) is rendered
+    mask[2:6, 3:9] = 255
+    mask[10:12, 10:20] = 128
+    out = run(mask)
+    assert (out[2:6, 3:9, :3] == 255).all() and (out[:2, :, :3] == 0).all()
+    mid = out[10:12, 10:20, :3]
+    assert (mid > 100).all() and (mid < 255).all()  # half the engine's white, mixed in linear light

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from bridge.protocol import BufferSpec
 from bridge.renderer import RenderInputs, linear_to_srgb, srgb8_to_linear, to_srgb8
 from bridge.style.library import GRADING_START, StyleLibrary
 from bridge.style.state import StyleState
@@ -218,6 +220,18 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
 
 #: The engine's per-pixel exclusion mask (protocol 6.1): r8, 0 = re-rendered, 255 = the engine's pixel.
 MASK_BUFFER = "neural_mask"
+#: What the post stage reads whatever the renderer: the engine's image (intensity, masks), its mask, the id buffers
+#: (exclusions by id).
+POST_BUFFERS: tuple[BufferSpec, ...] = (BufferSpec("hudless_color", "rgba8_srgb"), BufferSpec(MASK_BUFFER, "r8"),
+                                        BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u"))
+
+
+def with_post_buffers(optional: Sequence[BufferSpec], required: Sequence[BufferSpec] = ()) -> list[BufferSpec]:
+    """A renderer's WELCOME ``optional`` list plus the buffers the post stage reads (``POST_BUFFERS``) that it does
+    not list already: libnrb sends only the buffers WELCOME names (protocol 5.2), so without them an engine's
+    ``hudless_color`` or ``neural_mask`` would never reach a renderer that does not itself use them."""
+    listed = {b.name for b in (*required, *optional)}
+    return [*optional, *(b for b in POST_BUFFERS if b.name not in listed)]
 
 
 def exclusion_mask(inputs: RenderInputs, state: StyleState) -> np.ndarray | None:

@@ -149,6 +149,13 @@ void set_size(uint32_t& w, uint32_t& h, const py::handle& v) {
   h = p.second;
 }
 
+// A camera tone_mapping name ("aces", ...) as its NRB_TONE_MAPPING_* constant.
+nrb_tone_mapping tone_mapping_from(const std::string& name) {
+  for (nrb_tone_mapping t = NRB_TONE_MAPPING_NONE; t <= NRB_TONE_MAPPING_COUNT; ++t)
+    if (name == nrb_tone_mapping_name(t)) return t;
+  throw py::value_error("camera.tone_mapping \"" + name + "\" is not one of none, clamp, reinhard, aces, agx, other");
+}
+
 nrb_camera camera_from(const py::dict& d) {
   nrb_camera c;
   nrb_camera_init(&c);
@@ -180,6 +187,7 @@ nrb_camera camera_from(const py::dict& d) {
     else if (k == "orthographic") c.orthographic = v.cast<bool>();
     else if (k == "reset") c.reset = v.cast<bool>();
     else if (k == "pre_exposure") c.pre_exposure = v.cast<double>();
+    else if (k == "tone_mapping") c.tone_mapping = tone_mapping_from(v.cast<std::string>());
     else if (k == "render_size") set_size(c.render_width, c.render_height, v);
     else if (k == "output_size") set_size(c.output_width, c.output_height, v);
     else throw py::key_error("unknown camera key \"" + k + "\" (docs/protocol.md section 8)");
@@ -401,6 +409,30 @@ class PyClient {
     cl.set_style(style, strength, over, t.first, t.second);
   }
 
+  void set_style_params(const std::string& style, const py::object& params, double strength, double over,
+                        const py::object& target) {
+    std::optional<nrb::params> typed = params_from(params);
+    if (!typed && !params.is_none()) throw py::type_error("style params must be a dict");
+    if (!typed) typed.emplace();
+    auto t = target_from(target);
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.set_style_params(style, *typed, strength, over, t.first, t.second);
+  }
+
+  void set_intensity(double value, double over) {
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.set_intensity(value, over);
+  }
+
+  void exclude(const py::object& target, bool excluded) {
+    auto t = target_from(target);
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.exclude(t.first, t.second, excluded);
+  }
+
   py::object acquire_result(bool with_info, bool copy) {
     nrb::client& cl = c();
     auto held = std::make_unique<nrb::result>();
@@ -559,6 +591,16 @@ renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact i
            "('material'|'object', [ids]) or {'scope': ..., 'ids': [...]}.")
       .def("set_style", &PyClient::set_style, py::arg("style"), py::arg("strength") = 1.0, py::arg("over") = 0.0,
            py::arg("target") = py::none(), "Queue a style command (strength 0..1, over: transition seconds).")
+      .def("set_style_params", &PyClient::set_style_params, py::arg("style"), py::arg("params"),
+           py::arg("strength") = 1.0, py::arg("over") = 0.0, py::arg("target") = py::none(),
+           "Define (or redefine) style `style` from a parameter dict ({'hue': 35, 'gain': (0.8, 1.1, 0.7), "
+           "'lut': 'sunset', 'base': 'photoreal'}; docs/protocol.md 5.3) and move `target` to it. The renderer checks "
+           "names and ranges: a bad one is answered BAD_VALUE for that frame.")
+      .def("set_intensity", &PyClient::set_intensity, py::arg("value"), py::arg("over") = 0.0,
+           "How much of the re-rendered image is shown over the engine's own hudless_color: 0..1 over `over` s.")
+      .def("exclude", &PyClient::exclude, py::arg("target"), py::arg("excluded") = true,
+           "Exclude ('material'|'object', [ids]) from re-rendering (their pixels keep the engine's image), or "
+           "include them again (excluded=False; target None: every id).")
       .def("submit", &PyClient::submit, "Submit the current frame; returns at once.")
       .def("acquire_result", &PyClient::acquire_result, py::kw_only(), py::arg("with_info") = false,
            py::arg("copy") = false,
@@ -594,4 +636,8 @@ renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact i
   for (nrb_format f = NRB_FORMAT_RGBA8; f < NRB_FORMAT_RGBA8 + NRB_FORMAT_COUNT; ++f) formats.append(nrb_format_name(f));
   m.attr("FORMATS") = py::tuple(formats);
   m.attr("ABI_VERSION") = nrb_get_abi_version();
+  py::list tone_mappings;  // camera tone_mapping names, NRB_TONE_MAPPING_NONE .. OTHER
+  for (nrb_tone_mapping t = NRB_TONE_MAPPING_NONE; t <= NRB_TONE_MAPPING_COUNT; ++t)
+    tone_mappings.append(nrb_tone_mapping_name(t));
+  m.attr("TONE_MAPPINGS") = py::tuple(tone_mappings);
 }
