@@ -191,3 +191,66 @@ def test_godot_example_shows_the_renderers_refusal_and_keeps_its_own_image(tmp_p
     assert stats["frames_sent"] == 0 and stats["reconnects"] <= 1, stats  # one more HELLO after the toggle at most
     assert not any(f["neural"] for f in report["frames"])
     assert Path(report["screenshots"]["refused"]).is_file()
+
+
+def test_godot_script_intensity_defined_style_and_exclusion_reach_the_server_and_change_the_picture(tmp_path):
+    """Issue 17's controls from GDScript (example/controls_test.gd, the world frozen) through the GDExtension and
+    libnrb to a real ``nrb serve`` (deferred): intensity 0 shows Godot's own image, a style defined at run
+    time recolours the frame, excluding the weapon (object 42) gives its pixels back to Godot, and only them."""
+    import numpy as np
+    from PIL import Image
+
+    build_extension()
+    out = OUT / "controls"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    # deferred, with hudless_color in WELCOME (tests/helpers/engine_image_renderer.py says why)
+    renderer = f"{Path(__file__).resolve().parent / 'helpers' / 'engine_image_renderer.py'}:DeferredWithEngineImage"
+    proc, endpoint = spawn_server(["--renderer", renderer], out / "server.log")
+    try:
+        project = project_copy(tmp_path, endpoint)
+        import_project(project)
+        run = subprocess.run(
+            godot_command(project, "--rendering-driver", "vulkan", "--rendering-method", "forward_plus",
+                          "--audio-driver", "Dummy", "--resolution", f"{SIZE[0]}x{SIZE[1]}", "--",
+                          f"--nrb-controls-test={out}"),
+            env=godot_env(), capture_output=True, text=True, timeout=600)
+    finally:
+        stop_server(proc)
+    output = run.stdout + run.stderr
+    (out / "godot.log").write_text(output)
+    assert run.returncode == 0, output[-4000:]
+    bad = [line for line in output.splitlines() if any(b in line for b in BAD_OUTPUT)]
+    assert not bad, "Godot reported problems:\n" + "\n".join(bad[:20])
+    report = json.loads((out / "report.json").read_text())
+    shots = report["screenshots"]
+    assert report["returns"]["define_style"] is True, report
+    assert all(shots[k]["neural"] for k in ("render", "intensity0", "defined", "excluded")), shots
+    assert not shots["raster"]["neural"]
+    img = {k: np.asarray(Image.open(v["path"]).convert("RGB")).astype(float) for k, v in shots.items()}
+
+    # The HUD (the stats overlay's three lines at the top, the settings checkbox) is drawn by Godot after the neural
+    # pass, over every shot, and says different things in each: compare the 3D view around it.
+    scene = np.ones(img["render"].shape[:2], bool)
+    scene[:75] = False
+    scene[95:128, :200] = False
+
+    def diff(a: str, b: str) -> np.ndarray:
+        return np.abs(img[a] - img[b]).max(axis=-1) * scene
+
+    assert diff("render", "raster")[scene].mean() > 5, "the deferred render looks like Godot's own image"
+    assert diff("intensity0", "raster")[scene].mean() < 0.5, "intensity 0 is not Godot's own image"
+    # hue +120 turns the frame's reds green: the look changed everywhere, and the red boss is green
+    assert diff("defined", "render")[scene].mean() > 10
+    red = scene & (img["render"][..., 0] > img["render"][..., 1] + 40)
+    assert red.sum() > 30, "no red boss in the render"
+    green = img["defined"][red]
+    assert (green[:, 1] > green[:, 0] + 40).mean() > 0.9, "the defined style did not turn the red boss green"
+    # the weapon (bottom right) keeps Godot's pixels, the rest stays rendered
+    changed = diff("excluded", "render") > 8
+    h, w = changed.shape
+    assert changed.sum() > 30, "excluding the weapon changed nothing"
+    ys, xs = np.nonzero(changed)
+    assert ys.mean() > h / 2 and xs.mean() > w / 2, "what changed is not where the weapon is"
+    assert diff("excluded", "raster")[changed].mean() < 4, "the excluded pixels are not Godot's own"
+    assert not changed[128:, : w // 2].any(), "pixels away from the weapon changed"

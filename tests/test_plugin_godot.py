@@ -23,7 +23,7 @@ RES = "res://addons/neural_render_bridge/"
 GD_FILES = sorted(ADDON.glob("*.gd")) + sorted(EXAMPLE.glob("*.gd"))
 
 SETTING = "rendering/neural_rendering/"
-BASIC_SETTINGS = ("enabled", "endpoint", "frames_in_flight", "deadline_ms")
+BASIC_SETTINGS = ("enabled", "intensity", "endpoint", "frames_in_flight", "deadline_ms")
 #: nrb_client_config's CurveZMQ fields; the project setting of each has the same name.
 CURVE_FIELDS = ("curve_server_public_key", "curve_client_public_key", "curve_client_secret_key")
 
@@ -393,3 +393,17 @@ def test_gdscript_names_buffers_through_nrb_h_constants():
     assert set(re.findall(r'"(\w+)": "\w+"', block)) <= set(names)
     cpp = (SRC / "nrb_client.cpp").read_text()
     assert 'D_METHOD("get_buffer_names")' in cpp and "nrb_buffer_name(" in cpp
+
+
+def test_the_camera_says_how_hudless_color_was_made():
+    """hudless_color is Godot's HDR colour times the environment's exposure, clamped (nrb_gather.glsl), taken before
+    Godot's tonemapper: the camera sends that exposure as pre_exposure and the curve as tone_mapping "clamp", and
+    the GDExtension turns the name into nrb.h's NRB_TONE_MAPPING_* value."""
+    effect = (ADDON / "neural_compositor_effect.gd").read_text()
+    assert re.search(r'const HUDLESS_TONE_MAPPING := "clamp"', effect)
+    assert '"pre_exposure": maxf(tonemap_exposure' in effect and '"tone_mapping": HUDLESS_TONE_MAPPING' in effect
+    assert "params.exposure" in (ADDON / "shaders" / "nrb_gather.glsl").read_text()  # the gather multiplies by it
+    assert "_effect.tonemap_exposure = _tonemap_exposure()" in (ADDON / "neural_rendering.gd").read_text()
+    cpp = (GODOT / "src" / "nrb_client.cpp").read_text()
+    assert 'd.has("tone_mapping")' in cpp and "nrb_tone_mapping_name" in cpp
+    assert "NRB_TONE_MAPPING_CLAMP" in (ROOT / "cpp" / "include" / "nrb" / "nrb.h").read_text()

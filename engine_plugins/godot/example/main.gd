@@ -3,10 +3,13 @@ extends Node3D
 ## NeuralRendering autoload (set_style / fire_event), plus a settings checkbox bound to NeuralRendering.enabled.
 
 const SelfTest := preload("res://selftest.gd")
+const ControlsTest := preload("res://controls_test.gd")
 const WEAPON_ID := 42
 const BOSS_ID := 30
 const MAT_WEAPON := 9
 
+## Stops the camera, the boss and the scripted beats (the controls test compares pictures of one moment).
+var frozen := false
 var _time := 0.0
 var _done := {}
 
@@ -28,9 +31,16 @@ func _ready() -> void:
 			var test := SelfTest.new()
 			test.out_dir = arg.trim_prefix("--nrb-selftest=")
 			add_child(test)
+		elif arg.begins_with("--nrb-controls-test="):
+			frozen = true
+			var controls := ControlsTest.new()
+			controls.out_dir = arg.trim_prefix("--nrb-controls-test=")
+			add_child(controls)
 
 
 func _process(delta: float) -> void:
+	if frozen:
+		return
 	_time += delta
 	_camera.position.z = 6.0 - minf(_time, 8.0) * 0.5
 	_boss.rotation.y = _time

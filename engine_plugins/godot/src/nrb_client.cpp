@@ -6,7 +6,9 @@
 #include <godot_cpp/variant/callable_method_pointer.hpp>
 #include <godot_cpp/variant/rid.hpp>
 #include <godot_cpp/variant/array.hpp>
+#include <godot_cpp/variant/color.hpp>
 #include <godot_cpp/variant/packed_float64_array.hpp>
+#include <godot_cpp/variant/vector3.hpp>
 #include <godot_cpp/variant/utility_functions.hpp>
 
 #include <cmath>
@@ -111,6 +113,63 @@ String curve_keys_problem(const String& server_public_key, const String& client_
     }
   }
   return String();
+}
+
+// A run-time style's parameter as libnrb takes it (nrb.h, nrb_set_style_params): a float, 3 floats in an array, or
+// a string (lut, base). Anything else is NRB_ERROR_INVALID_ARGUMENT with *why set.
+nrb_status put_style_param(nrb_params* p, const char* key, const Variant& v, String* why) {
+  double rgb[3];
+  switch (v.get_type()) {
+    case Variant::INT:
+    case Variant::FLOAT: return nrb_params_set_float(p, key, static_cast<double>(v));
+    case Variant::STRING:
+    case Variant::STRING_NAME: return nrb_params_set_string(p, key, String(v).utf8().get_data());
+    case Variant::VECTOR3: {
+      const Vector3 c = v;
+      rgb[0] = c.x, rgb[1] = c.y, rgb[2] = c.z;
+      break;
+    }
+    case Variant::COLOR: {  // a Color's channels as given (no sRGB conversion: the parameters say their space)
+      const Color c = v;
+      rgb[0] = c.r, rgb[1] = c.g, rgb[2] = c.b;
+      break;
+    }
+    case Variant::ARRAY:
+    case Variant::PACKED_FLOAT32_ARRAY:
+    case Variant::PACKED_FLOAT64_ARRAY:
+    case Variant::PACKED_INT32_ARRAY:
+    case Variant::PACKED_INT64_ARRAY: {
+      const Array a = v;
+      if (a.size() != 3) {
+        *why = String("style parameter ") + key + " takes a number or 3 numbers (R, G, B)";
+        return NRB_ERROR_INVALID_ARGUMENT;
+      }
+      for (int i = 0; i < 3; ++i) {
+        const Variant x = a[i];
+        if (x.get_type() != Variant::INT && x.get_type() != Variant::FLOAT) {
+          *why = String("style parameter ") + key + " takes numbers";
+          return NRB_ERROR_INVALID_ARGUMENT;
+        }
+        rgb[i] = static_cast<double>(x);
+      }
+      break;
+    }
+    default:
+      *why = String("style parameter ") + key + " takes a number, 3 numbers or (lut, base) a style's name";
+      return NRB_ERROR_INVALID_ARGUMENT;
+  }
+  nrb_status st = nrb_params_begin_array(p, key);
+  for (int i = 0; st == NRB_OK && i < 3; ++i) st = nrb_params_set_float(p, nullptr, rgb[i]);
+  return st == NRB_OK ? nrb_params_end(p) : st;
+}
+
+nrb_tone_mapping tone_mapping_from(const String& name) {
+  const CharString s = name.utf8();
+  for (nrb_tone_mapping t = NRB_TONE_MAPPING_NONE; t <= NRB_TONE_MAPPING_COUNT; ++t) {
+    const char* n = nrb_tone_mapping_name(t);
+    if (n != nullptr && std::strcmp(n, s.get_data()) == 0) return t;
+  }
+  return NRB_TONE_MAPPING_UNSET;
 }
 
 bool read_doubles(const Dictionary& d, const char* key, double* out, int n) {
@@ -274,6 +333,13 @@ bool NRBClient::set_camera(const Dictionary& d) {
   c.fov_y = d.get("fov_y", 0.0);
   c.aspect = d.get("aspect", 0.0);
   c.pre_exposure = d.get("pre_exposure", 0.0);
+  if (d.has("tone_mapping")) {  // how hudless_color was made (protocol section 8): a NRB_TONE_MAPPING_* name
+    c.tone_mapping = tone_mapping_from(d["tone_mapping"]);
+    if (c.tone_mapping == NRB_TONE_MAPPING_UNSET) {
+      error_ = "set_camera: tone_mapping must be none, clamp, reinhard, aces, agx or other";
+      return false;
+    }
+  }
   c.depth_inverted = static_cast<bool>(d.get("depth_inverted", false));
   c.depth_infinite = static_cast<bool>(d.get("depth_infinite", false));
   c.camera_motion_included = static_cast<bool>(d.get("camera_motion_included", true));
@@ -402,6 +468,58 @@ bool NRBClient::set_style(const String& style, double strength, double over, con
   return check(nrb_set_style(client_, style.utf8().get_data(), strength, over, &t), "nrb_set_style");
 }
 
+bool NRBClient::set_style_params(const String& style, const Dictionary& params, double strength, double over,
+                                 const String& scope, const PackedInt32Array& ids) {
+  if (client_ == nullptr) return false;
+  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
+  if (!scope_from(scope, &t.scope)) {
+    error_ = "scope must be global, material or object";
+    return false;
+  }
+  nrb_params* p = nullptr;
+  nrb_status st = nrb_params_create(&p);
+  String why;
+  const Array keys = params.keys();
+  for (int64_t i = 0; st == NRB_OK && i < keys.size(); ++i) {
+    const Variant k = keys[i];
+    if (k.get_type() != Variant::STRING && k.get_type() != Variant::STRING_NAME) {
+      why = "style parameters: names must be strings";
+      st = NRB_ERROR_INVALID_ARGUMENT;
+    } else {
+      st = put_style_param(p, String(k).utf8().get_data(), params[k], &why);
+    }
+  }
+  if (st != NRB_OK) {
+    error_ = !why.is_empty() ? why : String("style parameters: ") + String::utf8(nrb_last_error(nullptr));
+    nrb_params_destroy(p);
+    return false;
+  }
+  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
+  t.ids = v.data();
+  t.id_count = static_cast<uint32_t>(v.size());
+  const bool ok = check(nrb_set_style_params(client_, style.utf8().get_data(), p, strength, over, &t),
+                        "nrb_set_style_params");
+  nrb_params_destroy(p);
+  return ok;
+}
+
+bool NRBClient::set_intensity(double value, double over) {
+  return client_ != nullptr && check(nrb_set_intensity(client_, value, over), "nrb_set_intensity");
+}
+
+bool NRBClient::exclude(const String& scope, const PackedInt32Array& ids, bool excluded) {
+  if (client_ == nullptr) return false;
+  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
+  if (!scope_from(scope, &t.scope)) {
+    error_ = "scope must be global, material or object";
+    return false;
+  }
+  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
+  t.ids = v.data();
+  t.id_count = static_cast<uint32_t>(v.size());
+  return check(nrb_exclude(client_, &t, excluded ? 1 : 0), "nrb_exclude");
+}
+
 bool NRBClient::fire_event(const String& name, const Dictionary& params, const String& scope,
                            const PackedInt32Array& ids) {
   if (client_ == nullptr) return false;
@@ -515,6 +633,10 @@ void NRBClient::_bind_methods() {
   ClassDB::bind_method(D_METHOD("get_result_frame"), &NRBClient::get_result_frame);
   ClassDB::bind_method(D_METHOD("get_result_format"), &NRBClient::get_result_format);
   ClassDB::bind_method(D_METHOD("set_style", "style", "strength", "over", "scope", "ids"), &NRBClient::set_style);
+  ClassDB::bind_method(D_METHOD("set_style_params", "style", "params", "strength", "over", "scope", "ids"),
+                       &NRBClient::set_style_params);
+  ClassDB::bind_method(D_METHOD("set_intensity", "value", "over"), &NRBClient::set_intensity);
+  ClassDB::bind_method(D_METHOD("exclude", "scope", "ids", "excluded"), &NRBClient::exclude);
   ClassDB::bind_method(D_METHOD("fire_event", "name", "params", "scope", "ids"), &NRBClient::fire_event);
   ClassDB::bind_method(D_METHOD("get_buffer_names"), &NRBClient::get_buffer_names);
   ClassDB::bind_method(D_METHOD("get_stats"), &NRBClient::get_stats);

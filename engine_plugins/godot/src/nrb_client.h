@@ -63,6 +63,15 @@ class NRBClient : public RefCounted {
 
   bool set_style(const String& style, double strength, double over, const String& scope,
                  const PackedInt32Array& ids);
+  // A style written at run time (nrb_set_style_params): defines `style` with `params` (a Dictionary of style
+  // parameters: a number each, 3 numbers as an Array, PackedFloat32/64Array, Vector3 or Color for an RGB one, a
+  // String for "lut" and "base"), then moves the target to it as set_style does.
+  bool set_style_params(const String& style, const Dictionary& params, double strength, double over,
+                        const String& scope, const PackedInt32Array& ids);
+  // Post controls: intensity 0 (the engine's image) .. 1 (re-rendered) over `over` seconds (nrb_set_intensity);
+  // exclusion of objects or materials by id (nrb_exclude; global with excluded = false includes every id again).
+  bool set_intensity(double value, double over);
+  bool exclude(const String& scope, const PackedInt32Array& ids, bool excluded);
   bool fire_event(const String& name, const Dictionary& params, const String& scope, const PackedInt32Array& ids);
 
   // nrb.h's buffer names for GDScript, which cannot include nrb.h: {"ALBEDO": "albedo", ..., "X_SUN_DIRECTION":

@@ -30,6 +30,10 @@ const OUTPUTS := [
 	["OBJECT_ID", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 11],
 	["MATERIAL_ID", "r16u", RenderingDevice.DATA_FORMAT_R16_UINT, 12],
 ]
+## The camera's tone_mapping (protocol 8): the gather clamps exposure x colour to [0, 1] before Godot's tonemapper
+## runs (which then tonemaps the composited frame), so hudless_color is "clamp" whatever Environment.tonemap_mode is.
+const HUDLESS_TONE_MAPPING := "clamp"
+
 
 ## The NRBClient (GDExtension) the autoload created.
 var client: Object = null
@@ -49,7 +53,8 @@ var render_size := Vector2i.ZERO
 ## renderer's (reversed-Z), from which Projection.get_z_near() does not recover them.
 var camera_near := 0.05
 var camera_far := 4000.0
-## Exposure of the WorldEnvironment's tonemapper (the composite divides by it).
+## Exposure of the WorldEnvironment's tonemapper, set by the autoload each frame: the gather multiplies the HDR colour
+## by it for hudless_color (camera pre_exposure) and the composite divides by it.
 var tonemap_exposure := 1.0
 ## The scene's lighting constants (name -> rgba32f bytes of one pixel), set by the autoload each frame.
 var lighting := {}
@@ -292,6 +297,8 @@ func _camera_constants(scene: RenderSceneDataRD, size: Vector2i) -> Dictionary:
 		"reset": reset,
 		"render_size": [size.x, size.y],
 		"output_size": [size.x, size.y],
+		"pre_exposure": maxf(tonemap_exposure, 1e-6),
+		"tone_mapping": HUDLESS_TONE_MAPPING,
 	}
 
 

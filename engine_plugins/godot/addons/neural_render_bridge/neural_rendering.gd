@@ -5,7 +5,11 @@ extends Node
 ##     NeuralRendering.set_style("noir", 1.0, 2.0)          # whole world, over two seconds
 ##     NeuralRendering.set_style("golden", 1.0, 0.3, {"scope": "object", "ids": [42]})
 ##     NeuralRendering.fire_event("boss_phase", {"phase": 2})
+##     NeuralRendering.define_style("poison", {"hue": 35.0, "gain": [0.85, 1.1, 0.75]}, 1.0, 0.5)  # a new look
+##     NeuralRendering.set_intensity(0.5, 1.0)              # half Godot's own image, over a second
+##     NeuralRendering.exclude("object", [7])               # object 7 keeps Godot's pixels; include() undoes it
 ##     NeuralRendering.bind_checkbox($Settings/NeuralCheckBox)  # settings menu
+##     NeuralRendering.bind_slider($Settings/IntensitySlider)   # the player's intensity, 0..1
 ##     NeuralRendering.tag(weapon_mesh, 42, 9)               # object id 42, material id 9 (id pass)
 ##
 ## It creates the libnrb client (the NRBClient class of the GDExtension), puts a NeuralCompositorEffect on the
@@ -15,9 +19,12 @@ extends Node
 ## frame it also hands the effect the scene's sun (the strongest visible DirectionalLight3D) and the
 ## environment's ambient colour as the protocol's lighting constants (docs/protocol.md 6.1): the G-buffers do
 ## not say where the light comes from.
+## The renderer works on Godot's HUD-less colour (hudless_color, gathered before tonemapping and before any
+## CanvasLayer UI is drawn); intensity and exclusions mix it back in, and Godot draws the UI over the result.
 ## Without the GDExtension (not built for this platform) everything is a no-op and the game renders normally.
 
 signal enabled_changed(enabled: bool)
+signal intensity_changed(value: float)
 
 const Settings := preload("res://addons/neural_render_bridge/settings.gd")
 const EffectScript := preload("res://addons/neural_render_bridge/neural_compositor_effect.gd")
@@ -71,7 +78,17 @@ var enabled := true:
 			_effect.showing_neural = false  # a disabled effect is not called: it must not say NEURAL
 		enabled_changed.emit(value)
 
+## How much of the re-rendered image is shown, 0 (Godot's own image) .. 1 (fully re-rendered): the player's
+## intensity setting next to [member enabled] (project setting rendering/neural_rendering/intensity at start).
+## Setting it applies at once; [method set_intensity] tweens.
+var intensity := 1.0:
+	set(value):
+		set_intensity(value)
+	get:
+		return _intensity_value
+
 var _client: Object = null
+var _intensity_value := 1.0
 var _effect: CompositorEffect = null
 var _id_pass: SubViewport = null
 var _albedo_pass: SubViewport = null
@@ -103,6 +120,9 @@ func _ready() -> void:
 	if not _configure_client(Vector2i(get_viewport().get_visible_rect().size)):
 		_client = null
 		return
+	var start_intensity := float(Settings.get_value(Settings.INTENSITY))
+	if start_intensity != 1.0:  # 1 is every session's default
+		set_intensity(start_intensity)
 	_id_pass = IdPassScript.new()
 	add_child(_id_pass)
 	_albedo_pass = AlbedoPassScript.new()
@@ -136,6 +156,7 @@ func _process(delta: float) -> void:
 		_effect.ids_texture = _id_pass.rd_texture()
 		_effect.albedo_texture = _albedo_pass.rd_texture()
 		_effect.lighting = _scene_lighting()
+		_effect.tonemap_exposure = _tonemap_exposure()
 		if _camera:
 			_effect.camera_near = _camera.near
 			_effect.camera_far = _camera.far
@@ -191,6 +212,54 @@ func set_style(style: String, strength := 1.0, over := 0.0, target: Variant = nu
 		_client.set_style(style, strength, over, t[0], t[1])
 
 
+## A look written by game logic (nrb_set_style_params): defines (or redefines) style [param style_name] with
+## [param params] (style parameters of docs/server.md: a number each, [r, g, b] / Vector3 / Color for an RGB one,
+## a String for "lut" and "base"), then moves [param target] toward it like [method set_style]. Afterwards
+## set_style(style_name) names it like any other style. A parameter the renderer does not know, or a value out of
+## its range, is refused by the renderer (that frame is not rendered; get_stats()["last_error"] names it).
+func define_style(
+	style_name: String, params: Dictionary, strength := 1.0, over := 0.0, target: Variant = null
+) -> bool:
+	if not _client:
+		return false
+	var t := _target(target)
+	var ok: bool = _client.set_style_params(style_name, params, strength, over, t[0], t[1])
+	if not ok:
+		push_error("Neural Render Bridge: define_style: %s" % _client.get_last_error())
+	return ok
+
+
+## [method define_style] under the C ABI's name.
+func set_style_params(
+	style_name: String, params: Dictionary, strength := 1.0, over := 0.0, target: Variant = null
+) -> bool:
+	return define_style(style_name, params, strength, over, target)
+
+
+## Blends the re-rendered image with Godot's own (nrb_set_intensity): [param value] 0 (Godot's image) .. 1 reached
+## over [param over] seconds.
+func set_intensity(value: float, over := 0.0) -> void:
+	value = clampf(value, 0.0, 1.0)
+	intensity_changed.emit(value)
+	if _client:
+		_client.set_intensity(value, over)
+	_intensity_value = value
+
+
+## Keeps Godot's pixels for these objects or materials (nrb_exclude), with a soft edge: [param target] is "object"
+## or "material" with [param ids], or a target as [method set_style] takes it. [param excluded] false re-renders
+## them again.
+func exclude(target: Variant, ids := [], excluded := true) -> void:
+	var t := _target([target, ids] if target is String and target != "global" else target)
+	if _client and not _client.exclude(t[0], t[1], excluded):
+		push_error("Neural Render Bridge: exclude: %s" % _client.get_last_error())
+
+
+## Re-renders these ids again (see [method exclude]); no arguments: every id excluded so far.
+func include(target: Variant = null, ids := []) -> void:
+	exclude(target, ids, false)
+
+
 ## Sends a gameplay event to the server's hooks (@on("name") in the hooks file).
 func fire_event(event_name: String, params := {}, target: Variant = null) -> void:
 	if _client:
@@ -221,6 +290,16 @@ func bind_checkbox(checkbox: BaseButton) -> void:
 	checkbox.set_pressed_no_signal(enabled)
 	checkbox.toggled.connect(func(pressed: bool) -> void: enabled = pressed)
 	enabled_changed.connect(func(on: bool) -> void: checkbox.set_pressed_no_signal(on))
+
+
+## Binds a settings-menu slider (any Range, 0..1) to [member intensity], both ways.
+func bind_slider(slider: Range) -> void:
+	slider.min_value = 0.0
+	slider.max_value = 1.0
+	slider.step = 0.01
+	slider.set_value_no_signal(_intensity_value)
+	slider.value_changed.connect(func(value: float) -> void: set_intensity(value))
+	intensity_changed.connect(func(value: float) -> void: slider.set_value_no_signal(value))
 
 
 ## (Re)creates the libnrb client for render size [param size]; false (and an error) when it cannot be created.
@@ -314,6 +393,16 @@ func _scene_lighting() -> Dictionary:
 		var a := env.ambient_light_color.srgb_to_linear() * env.ambient_light_energy
 		out[buffer_names["X_SKY_RADIANCE"]] = _constant(a.r, a.g, a.b)
 	return out
+
+
+## The WorldEnvironment's tonemap exposure: the gather multiplies Godot's HDR colour by it for hudless_color and the
+## camera sends it as pre_exposure (protocol 8).
+func _tonemap_exposure() -> float:
+	var world := get_viewport().find_world_3d()
+	var env := world.environment if world else null
+	if _camera and _camera.environment:
+		env = _camera.environment
+	return env.tonemap_exposure if env else 1.0
 
 
 func _constant(x: float, y: float, z: float) -> PackedByteArray:

@@ -5,6 +5,9 @@ extends RefCounted
 ## The EditorPlugin registers them; the NeuralRendering autoload reads them at start.
 
 const ENABLED := "rendering/neural_rendering/enabled"
+## How much of the re-rendered image is shown over Godot's own (0: Godot's image, 1: fully re-rendered), next to the
+## toggle: the player's intensity setting (NeuralRendering.intensity, bind_slider()).
+const INTENSITY := "rendering/neural_rendering/intensity"
 const ENDPOINT := "rendering/neural_rendering/endpoint"
 const FRAMES_IN_FLIGHT := "rendering/neural_rendering/frames_in_flight"
 const DEADLINE_MS := "rendering/neural_rendering/deadline_ms"
@@ -18,6 +21,7 @@ const CURVE_CLIENT_SECRET_KEY := "rendering/neural_rendering/curve_client_secret
 ## [name, type, default, hint, hint_string] of every setting, in the order they are shown.
 const ALL := [
 	[ENABLED, TYPE_BOOL, true, PROPERTY_HINT_NONE, ""],
+	[INTENSITY, TYPE_FLOAT, 1.0, PROPERTY_HINT_RANGE, "0,1,0.01"],
 	[ENDPOINT, TYPE_STRING, "tcp://127.0.0.1:5555", PROPERTY_HINT_PLACEHOLDER_TEXT, "tcp://127.0.0.1:5555"],
 	# 0: adaptive, libnrb picks 1 against a renderer-bound server and more over a slow link (protocol 5.9).
 	[FRAMES_IN_FLIGHT, TYPE_INT, 0, PROPERTY_HINT_RANGE, "0,64"],
