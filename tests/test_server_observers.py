@@ -3,9 +3,12 @@ bytes the engine received; the metrics endpoint and the status snapshot read the
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
 import urllib.request
+from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
@@ -15,7 +18,7 @@ from bridge import Renderer, Server
 from bridge.capture import CaptureReader
 from bridge.client import Client, RemoteError
 from bridge.hooks import HookSet
-from bridge.protocol import BufferSpec, parse_header
+from bridge.protocol import Buffer, BufferSpec, Result, ShmPool, ShmRef, parse_header
 from bridge.renderer import RenderInputs
 from bridge.server import FrameDone, Observer
 from bridge.session import QueuedFrame, Session
@@ -146,3 +149,39 @@ def test_metrics_endpoint_and_status_snapshot_report_the_same_counts() -> None:
     assert metrics['nrb_errors_total{code="NO_SESSION"}'] == counts["error_NO_SESSION"] == 1
     assert metrics["nrb_sessions"] == 1
     assert metrics["nrb_frame_latency_seconds_count"] == metrics["nrb_render_seconds_count"] == counts["rendered"]
+
+
+def test_a_shared_memory_session_is_recorded_with_its_pixels_inline(tmp_path: Any) -> None:
+    """The engine's G-buffer comes through its shared-memory pool and the image goes back into its result slot:
+    the capture still holds both, inline (copied before the slot went back to the engine), so that ``nrb replay``
+    and ``nrb inspect`` need no pool; the recorded answer is the RESULT the engine got, with the pixels inline."""
+    w, h = SIZE
+    img = np.random.default_rng(7).integers(0, 255, (h, w, 4), dtype=np.uint8)
+    slot = 65536
+    name = f"nrb-test-{os.getpid()}-{secrets.token_hex(4)}"
+    shm = shared_memory.SharedMemory(name=name, create=True, size=2 * slot)
+    pool = shm.buf
+    assert pool is not None
+    capture = tmp_path / "shm.nrbcap"
+    try:
+        with Server(port=0, renderer="passthrough", record=str(capture)) as server:
+            with Client(server.endpoint or "", timeout=10) as c:
+                sid = c.hello(SIZE, ALBEDO_SPEC, capabilities=["shm"], shm=ShmPool("/" + name, 2, slot)).session
+                pool[: img.nbytes] = img.tobytes()
+                frame = Buffer("albedo", "rgba8_srgb", w, h, w * 4, None, shm=ShmRef(0, 0))
+                got = c.render([frame], result_slot=1)
+                assert got.output is not None and got.output.shm == ShmRef(1, 0)
+                pool[slot:slot + img.nbytes] = bytes(img.nbytes)  # the engine reuses its slot at once
+                c.bye()
+    finally:
+        del pool
+        shm.close()
+        shm.unlink()
+    with CaptureReader(capture) as reader:
+        (recorded,) = reader.frames(sid)
+        sent = recorded.decode().buffer("albedo")
+        answer = recorded.decode_result()
+    assert sent is not None and sent.shm is None and np.array_equal(sent.array(), img)
+    assert isinstance(answer, Result) and answer.output is not None and answer.output.shm is None
+    assert np.array_equal(answer.output.array(), img)
+    assert (answer.session, answer.frame, answer.status, answer.timing) == (got.session, got.frame, "ok", got.timing)
