@@ -1,6 +1,6 @@
 """What HELLO's optional requests ask of a renderer, decided outside the server's serving loop.
 
-``nrb serve`` calls three functions from here, one line each (bridge/server.py):
+``nrb serve`` calls three functions from here, one line each (bridge/server/io_loop.py, processor.py):
 
 * ``check_renderer(hello, label)`` first thing on a HELLO: an engine that asked for a renderer this server does not
   run is refused with ``UNSUPPORTED`` (docs/protocol.md section 5.11). It comes before the session caps, because it

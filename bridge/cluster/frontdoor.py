@@ -474,7 +474,7 @@ class FrontDoor:
         return True
 
     def _note_relayed_peer(self, rid: bytes, frames: list[Any], poller: zmq.Poller) -> None:
-        """Remember the connection descriptor a relayed engine talks on (see ``Server._note_peer``)."""
+        """Remember the connection descriptor a relayed engine talks on (see ``IOLoop._note_peer``, bridge/server)."""
         try:
             fd = frames[0].get(zmq.SRCFD) if frames else -1
         except (zmq.ZMQError, AttributeError, TypeError, ValueError):
