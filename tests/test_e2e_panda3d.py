@@ -1,7 +1,7 @@
 """End to end: the Panda3D sample game, headless, against a real ``nrb serve`` subprocess.
 
 One game (Panda3D has one ShowBase per process) and one server for the module; the tests run in file order and
-each leaves the game connected and neural. Renderer: ``deferred`` (fast and exactly style-local, so "only the
+each leaves the game connected and neural, at full intensity, with nothing excluded. Renderer: ``deferred`` (fast and exactly style-local, so "only the
 weapon's pixels change" can be checked exactly); ``NRB_E2E_RENDERER`` picks another.
 """
 
@@ -25,13 +25,17 @@ from nrb_panda3d.demo import HOOKS_FILE, GameSession  # noqa: E402
 from nrb_panda3d.server import ServerProcess  # noqa: E402
 
 RENDERER = os.environ.get("NRB_E2E_RENDERER", "deferred")
+#: ``deferred`` is served as tests/helpers/engine_image_renderer.py's DeferredWithEngineImage: the same images, and
+#: WELCOME lists hudless_color, which the intensity and exclusion tests need libnrb to send (see that file)
+SERVED = (f"{Path(__file__).resolve().parent / 'helpers' / 'engine_image_renderer.py'}:DeferredWithEngineImage"
+          if RENDERER == "deferred" else RENDERER)
 SIZE = (160, 120)
 DEADLINE_MS = 600.0
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(RENDERER, hooks=HOOKS_FILE, log_path=tmp_path_factory.mktemp("srv") / "server.log")
+    srv = ServerProcess(SERVED, hooks=HOOKS_FILE, log_path=tmp_path_factory.mktemp("srv") / "server.log")
     srv.start()
     yield srv
     srv.stop()
@@ -39,7 +43,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def game(server):
-    s = GameSession(server.endpoint, SIZE, deadline_ms=DEADLINE_MS, server_timeout_ms=400)
+    # The scripted beats after the start are pushed far out: each test plays the beat it checks itself.
+    s = GameSession(server.endpoint, SIZE, deadline_ms=DEADLINE_MS, server_timeout_ms=400,
+                    timeline=sample.Timeline.scaled(1e6))
     assert s.wait_connected(30.0), s.client.last_error()
     yield s
     s.close()
@@ -188,6 +194,124 @@ def test_damage_flashes_the_whole_view_red_and_fades_back(game):
         assert abs(redness(after) - redness(before)) < 2, (redness(before), redness(after))
     finally:
         game.game.frozen = False
+
+def settle(g: GameSession, seconds: float) -> np.ndarray:
+    """Step in lock-step for ``seconds`` of wall time (style time follows frame times), then return the neural image
+    of a frame rendered after that."""
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        step_sync(g)
+        time.sleep(0.02)
+    info = frozen_result(g, step_sync(g).frame + 1)
+    assert info.neural is not None
+    return info.neural
+
+
+def test_intensity_zero_shows_the_engines_own_image_and_one_the_render_again(game):
+    """The player's intensity setting: 0 is the game's own image (hudless_color, the raster image without the 2D
+    UI) exactly, 1 the re-rendered image again."""
+    game.game.frozen = True
+    try:
+        before = frozen_result(game, step_sync(game).frame + 1)
+        assert np.abs(before.neural[..., :3].astype(int) - before.raster[..., :3].astype(int)).mean() > 5.0
+        game.nrb.intensity = 0.0  # the settings slider
+        info = frozen_result(game, step_sync(game).frame + 1)
+        diff = np.abs(info.neural[..., :3].astype(int) - info.raster[..., :3].astype(int))
+        assert diff.max() <= 1, f"intensity 0 is not the engine's image: max diff {diff.max()}"
+        game.nrb.set_intensity(1.0)
+        again = frozen_result(game, step_sync(game).frame + 1).neural
+        np.testing.assert_array_equal(again, before.neural)
+    finally:
+        game.nrb.set_intensity(1.0)
+        game.game.frozen = False
+
+
+def test_excluding_the_boss_keeps_the_engines_pixels_there_only(game):
+    """The boss-phase beat excludes the boss from re-rendering: its pixels become the engine's, the rest of the
+    view (away from the boss's soft edge) stays as it was; including it again restores the render."""
+    game.game.frozen = True
+    try:
+        before = frozen_result(game, step_sync(game).frame + 1)
+        ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
+        boss = ids == sample.BOSS_ID
+        assert boss.sum() > 30, "the boss is not in view"
+        game.game.exclude_boss()
+        info = frozen_result(game, step_sync(game).frame + 1)
+        diff = np.abs(info.neural[..., :3].astype(int) - info.raster[..., :3].astype(int)).max(axis=-1)
+        assert diff[boss].max() <= 1, "the excluded boss does not show the engine's pixels"
+        near = np.zeros_like(boss)
+        ys, xs = np.nonzero(boss)
+        near[max(ys.min() - 6, 0): ys.max() + 7, max(xs.min() - 6, 0): xs.max() + 7] = True
+        unchanged = np.all(info.neural[..., :3] == before.neural[..., :3], axis=-1)
+        assert unchanged[~near].all(), f"{(~unchanged & ~near).sum()} pixels away from the boss changed"
+        assert not unchanged[boss].all()
+        game.nrb.include(("object", [sample.BOSS_ID]))
+        again = frozen_result(game, step_sync(game).frame + 1).neural
+        np.testing.assert_array_equal(again, before.neural)
+    finally:
+        game.nrb.include()
+        game.game.frozen = False
+
+
+def test_a_style_the_game_defines_at_run_time_changes_the_look_and_a_bad_one_is_refused(game):
+    """The enter-crypt beat writes a look through the protocol (no style file has it) and switches to it; a style
+    with a parameter the renderer does not know is refused (an ERROR for that frame), and the game keeps going."""
+    game.game.frozen = True
+    try:
+        game.nrb.set_style("photoreal", 1.0)  # a known look to come back to (earlier tests tweened others)
+        before = settle(game, 0.1)
+        game.game.enter_crypt(over=0.0)
+        crypt = settle(game, 0.1)
+        rgb_before, rgb_after = before[..., :3].astype(float), crypt[..., :3].astype(float)
+        # the crypt look is cold: blue gains on red
+        assert (rgb_after[..., 2] - rgb_after[..., 0]).mean() > (rgb_before[..., 2] - rgb_before[..., 0]).mean() + 5
+        errors = game.client.stats().errors_received
+        game.nrb.define_style("e2e_typo", {"saturaton": 0.5})
+        for _ in range(20):
+            step_sync(game)
+            if game.client.stats().errors_received > errors:
+                break
+        assert game.client.stats().errors_received == errors + 1  # that frame's BAD_VALUE
+        assert step_sync(game).source == "neural"  # the next frames render as before
+        game.nrb.set_style("photoreal", 1.0)
+        np.testing.assert_array_equal(settle(game, 0.1), before)
+    finally:
+        game.game.frozen = False
+
+
+def test_the_crypt_is_lit_only_by_its_torches_and_spotlight(game):
+    """The dark section of issue 15: inside the crypt the engine's image (what the plugin sends as hudless_color)
+    is dark except where the torches and the blue spotlight light it, and switching those lights off darkens it."""
+    g = game.game
+    g.frozen = True
+    timeline = g.timeline
+    try:
+        g.timeline = sample.Timeline()  # the default 10 s run: in the crypt by its torchlight beat
+        g.animate(9.0)
+        g.place_camera(9.0)
+        lit = step_sync(game, 2).raster[..., :3].astype(float)
+        ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
+        crypt_ids = [sample.CRYPT_FLOOR_ID, sample.CRYPT_LINING_ID, sample.ALTAR_ID, sample.IDOL_ID,
+                     sample.KEEPER_ID, *sample.TORCH_IDS]
+        inside = np.isin(ids, crypt_ids)
+        assert inside.mean() > 0.6, "the camera is not in the crypt"
+        idol = ids == sample.IDOL_ID
+        assert idol.sum() > 20
+        blue = lit[idol]
+        assert (blue[:, 2] - blue[:, 0]).mean() > 20, "the idol is not in the blue spotlight"
+        for light in g.crypt_lights[1:]:  # torches and spotlight off, the faint ambient stays
+            light.node().setColor((0, 0, 0, 1))
+        dark = step_sync(game, 2).raster[..., :3].astype(float)
+        lum_lit, lum_dark = lit[inside].mean(), dark[inside].mean()
+        assert lum_dark < 12 and lum_lit > 3 * lum_dark, (lum_lit, lum_dark)
+    finally:
+        g.timeline = timeline
+        g.animate(g.time)
+        g.place_camera(g.time)
+        g._flicker(g.time)
+        g.crypt_lights[-1].node().setColor(sample.SPOT_COLOR)
+        g.frozen = False
+
 
 def test_killing_the_server_falls_back_and_resumes_after_restart(game, server):
     step_sync(game, 3)

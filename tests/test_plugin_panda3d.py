@@ -164,6 +164,81 @@ def test_demo_hooks_red_pulse_fades_back_to_the_games_look():
     assert state.weights()["photoreal"] == pytest.approx(1.0)
 
 
+# ------------------------------------------------------------------------------------- issue 17 controls
+
+
+def test_run_time_style_params_are_checked_where_the_game_writes_them():
+    from nrb_panda3d.plugin import _style_params
+
+    assert _style_params({"hue": 35, "gain": (0.85, 1.1, 0.75), "lut": "sunset"}) == {
+        "hue": 35.0, "gain": [0.85, 1.1, 0.75], "lut": "sunset"}
+    for bad in ({"gain": [1, 2]}, {"hue": "warm"}, {"lut": 3}, {"": 1.0}, {f"p{i}": 1.0 for i in range(33)}):
+        with pytest.raises(ValueError):
+            _style_params(bad)
+
+
+def test_plugin_settings_refuse_an_intensity_exposure_or_curve_they_cannot_send():
+    from nrb_panda3d.plugin import NeuralSettings
+
+    s = NeuralSettings()
+    assert (s.intensity, s.exposure, s.tone_mapping) == (1.0, 1.0, "clamp")  # Panda3D's default pipeline
+    for bad in ({"intensity": 1.5}, {"exposure": 0.0}, {"tone_mapping": "filmic"}):
+        with pytest.raises(ValueError):
+            NeuralSettings(**bad)
+    with pytest.raises(ValueError):
+        NeuralSettings.from_config(intensity=-0.1)
+
+
+
+
+def test_sample_game_beats_define_a_style_exclude_the_boss_and_lower_the_intensity(tmp_path):
+    """The issue-17 beats, played headless without a server: which plugin verbs each beat calls, and the timing
+    report's gameplay entries that name them."""
+    proc = subprocess.run([sys.executable, "-c", """
+import json, sys
+from nrb_panda3d.headless import configure
+configure(64, 48)
+from direct.showbase.ShowBase import ShowBase
+from nrb_panda3d.game import GameSettings, SampleGame, Timeline
+from nrb_panda3d.demo import gameplay_beats
+base = ShowBase(windowType="offscreen")
+class Rec:
+    def __init__(self): self.calls = []
+    def __getattr__(self, name): return lambda *a, **k: self.calls.append([name, list(map(repr, a)), sorted(k)])
+rec = Rec()
+g = SampleGame(base, rec, dt=0.1, timeline=Timeline.scaled(3.0), settings=GameSettings(0.7, keep_faces=True))
+for _ in range(31):
+    g.step()
+print(json.dumps({"calls": rec.calls, "beats": gameplay_beats(g.log, g.calls)}))
+"""], cwd=PLUGIN_DIR, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    beats = {b["event"]: b for b in out["beats"]}
+    assert list(beats) == ["start", "powerup", "damage", "boss_phase", "boss_defeated", "enter_crypt", "torchlight"]
+    frames = [b["frame"] for b in out["beats"]]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert any(c.startswith("set_intensity(0.7") for c in beats["start"]["calls"])
+    assert any(c.startswith("exclude(('material', [7, 12])") for c in beats["start"]["calls"])  # keep faces
+    assert "exclude(('object', [30]))" in beats["boss_phase"]["calls"]
+    assert any(c.startswith("set_style('sunset'") for c in beats["boss_defeated"]["calls"])
+    assert any(c.startswith("define_style('crypt'") for c in beats["enter_crypt"]["calls"])
+    assert any(c.startswith("set_intensity(0.5") for c in beats["torchlight"]["calls"])
+    names = [c[0] for c in out["calls"]]
+    assert names.count("define_style") == 1 and "include" in names
+
+
+def test_sample_game_settings_are_checked():
+    from nrb_panda3d.game import GameSettings, Timeline
+
+    with pytest.raises(ValueError):
+        GameSettings(intensity=2.0)
+    t = Timeline.scaled(3.0)
+    beats = [t.powerup, t.damage, t.boss, t.defeat, t.crypt, t.torchlight, t.end]
+    assert beats == sorted(beats) and t.end == 3.0
+
+
 # ------------------------------------------------------------------------------------------------ report
 
 

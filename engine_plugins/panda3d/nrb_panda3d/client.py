@@ -1,7 +1,8 @@
 """The plugin's view of the engine client: a thin adapter over ``bridge._native.Client`` (``libnrb``'s C ABI).
 
 The plugin calls only the verbs of the C ABI (``nrb.h``): frame begin, tag buffer, set camera, submit, acquire
-newest result (or none → fall back), set enabled, fire event, set style, stats, last error, retry. :func:`make_client`
+newest result (or none → fall back), set enabled, fire event, set style, set style params (a style written at run
+time), set intensity, exclude, stats, last error, retry. :func:`make_client`
 returns a :class:`NativeClient` when the compiled extension has ``Client``, else a :class:`PyClient`: the same
 behaviour in pure Python over ``bridge.client`` (a background I/O thread, frames in flight, deadlines, reconnect
 with back-off, events re-sent after a lost frame; a session the renderer refuses is not asked for again until
@@ -193,6 +194,22 @@ class NativeClient:
         scope, ids = normalize_target(target)
         self._c.set_style(style, float(strength), float(over), (scope, list(ids)) if scope != "global" else None)
 
+    def set_style_params(self, style: str, params: Mapping[str, Any], strength: float = 1.0, over: float = 0.0,
+                         target: TargetLike = None) -> None:
+        """``nrb_set_style_params``: define ``style`` with ``params`` and move ``target`` to it."""
+        scope, ids = normalize_target(target)
+        self._c.set_style_params(style, dict(params), float(strength), float(over),
+                                 (scope, list(ids)) if scope != "global" else None)
+
+    def set_intensity(self, value: float, over: float = 0.0) -> None:
+        """``nrb_set_intensity``."""
+        self._c.set_intensity(float(value), float(over))
+
+    def exclude(self, target: TargetLike, excluded: bool = True) -> None:
+        """``nrb_exclude``: None (or global) with ``excluded`` False includes every id again."""
+        scope, ids = normalize_target(target)
+        self._c.exclude((scope, list(ids)) if scope != "global" else None, bool(excluded))
+
     def stats(self) -> ClientStats:
         return ClientStats.from_mapping(self._c.stats())
 
@@ -237,7 +254,7 @@ class PyClient:
         self._next_id = 0
         self._building: _Outgoing | None = None
         self._latest: _Outgoing | None = None
-        self._queued_events: list[Any] = []  # protocol Event / StyleCommand, in issue order
+        self._queued_events: list[Any] = []  # protocol Event / StyleCommand / Control, in issue order
         self._in_flight: dict[int, tuple[_Outgoing, list[Any]]] = {}
         self._result: FrameResult | None = None
         self._result_deadline_ns = 0
@@ -337,6 +354,46 @@ class PyClient:
             raise ValueError("strength must be in [0, 1] and over in [0, 3600] s")
         with self._lock:
             self._queued_events.append(StyleCommand(style, float(strength), float(over), Target(scope, ids)))
+
+    def set_style_params(self, style: str, params: Mapping[str, Any], strength: float = 1.0, over: float = 0.0,
+                         target: TargetLike = None) -> None:
+        """A style command that carries a parameter set (``nrb_set_style_params``)."""
+        from bridge.protocol import MAX_STYLE_PARAMS, STYLE_PARAM_STR_KEYS, StyleCommand, Target
+
+        scope, ids = normalize_target(target)
+        if not (0.0 <= strength <= 1.0) or not (0.0 <= over <= 3600.0):
+            raise ValueError("strength must be in [0, 1] and over in [0, 3600] s")
+        if len(params) > MAX_STYLE_PARAMS:
+            raise ValueError(f"a style has at most {MAX_STYLE_PARAMS} parameters")
+        values: dict[str, Any] = {}
+        for key, value in params.items():
+            if key in STYLE_PARAM_STR_KEYS:
+                values[key] = str(value)
+            elif isinstance(value, list | tuple):
+                values[key] = tuple(float(v) for v in value)
+            else:
+                values[key] = float(value)
+        with self._lock:
+            self._queued_events.append(StyleCommand(style, float(strength), float(over), Target(scope, ids), values))
+
+    def set_intensity(self, value: float, over: float = 0.0) -> None:
+        """An ``intensity`` control (``nrb_set_intensity``)."""
+        from bridge.protocol import Control
+
+        if not (0.0 <= value <= 1.0) or not (0.0 <= over <= 3600.0):
+            raise ValueError("intensity must be in [0, 1] and over in [0, 3600] s")
+        with self._lock:
+            self._queued_events.append(Control("intensity", float(value), float(over)))
+
+    def exclude(self, target: TargetLike, excluded: bool = True) -> None:
+        """An ``exclude`` control (``nrb_exclude``): None or global with ``excluded`` False includes every id."""
+        from bridge.protocol import Control, Target
+
+        scope, ids = normalize_target(target)
+        if scope == "global" and excluded:
+            raise ValueError("exclude needs object or material ids (everything: intensity 0)")
+        with self._lock:
+            self._queued_events.append(Control("exclude", 1.0 if excluded else 0.0, 0.0, Target(scope, ids)))
 
     def stats(self) -> ClientStats:
         with self._lock:
@@ -482,16 +539,18 @@ class PyClient:
                     item, self._latest = self._latest, None
                     carried, self._queued_events = self._queued_events, []
             if item is not None:
+                from bridge.protocol import Control as _Ctl
                 from bridge.protocol import Event as _Ev
 
                 events = [e for e in carried if isinstance(e, _Ev)]
-                styles = [e for e in carried if not isinstance(e, _Ev)]
+                controls = [e for e in carried if isinstance(e, _Ctl)]
+                styles = [e for e in carried if not isinstance(e, _Ev | _Ctl)]
                 bufs = [Buffer.from_array(n, f, a) for n, (f, a) in item.buffers.items()]
                 cam = None
                 if item.camera is not None:
                     cam = Camera(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in item.camera.items()})
                 try:
-                    conn.send_frame(bufs, events=events, styles=styles, dt=item.dt,
+                    conn.send_frame(bufs, events=events, styles=styles, controls=controls, dt=item.dt,
                                     deadline_ms=self.config.deadline_ms, camera=cam, frame=item.frame_id,
                                     time_ns=item.submit_ns)
                 except zmq.ZMQError as exc:

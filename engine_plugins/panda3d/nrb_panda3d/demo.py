@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 HOOKS_FILE = Path(__file__).resolve().parent / "demo_hooks.py"
+#: the demo's style file: the looks it defines without retraining (the ``sunset`` LUT style of the victory beat)
+STYLES_FILE = Path(__file__).resolve().parents[3] / "bridge" / "style" / "looks" / "demo.toml"
 #: the 2x-upscaling neural model (docs/model.md), served when the demo's output is twice its render size
 X2_MODEL = Path(__file__).resolve().parents[3] / "neural_renderer" / "weights" / "default_x2_temporal.onnx"
 
@@ -80,7 +82,7 @@ class GameSession:
                  deadline_ms: float = 5000.0, client: str | None = None, timeline: Any = None,
                  show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000,
                  output_size: tuple[int, int] | None = None, gpu_pack: bool = True,
-                 frames_in_flight: int = 2) -> None:
+                 frames_in_flight: int = 2, game_settings: Any = None) -> None:
         """``size``: the G-buffers' render size; ``output_size``: the window (default: ``size``)."""
         from nrb_panda3d.headless import configure
 
@@ -97,7 +99,7 @@ class GameSession:
                                   reconnect_backoff_max_ms=250, render_size=size, gpu_pack=gpu_pack,
                                   frames_in_flight=frames_in_flight)
         self.nrb = NeuralRendering(self.base, settings)
-        self.game = SampleGame(self.base, self.nrb, dt=1.0 / fps, timeline=timeline)
+        self.game = SampleGame(self.base, self.nrb, dt=1.0 / fps, timeline=timeline, settings=game_settings)
         self.game.start_task(sort=0)
         self._client_to_frame: dict[int, int] = {}
 
@@ -190,6 +192,15 @@ def _stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, np.float64)
     return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
             "max": float(a.max()), "count": int(a.size)}
+
+
+def gameplay_beats(log: list[tuple[int, float, str]],
+                   calls: list[tuple[int, float, str, str]]) -> list[dict[str, Any]]:
+    """``timing.json: gameplay``: each scripted beat (frame, game time, name) with the plugin calls it made, so the
+    report says on which frame the look, the exclusions and the intensity changed (the plot marks the same
+    frames)."""
+    return [{"frame": f, "time": t, "event": n, "calls": [c for cf, _ct, beat, c in calls if beat == n and cf == f]}
+            for f, t, n in log]
 
 
 STAGES = ("pre_ms", "render_ms", "readback_ms", "convert_ms", "submit_ms")
@@ -330,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-renderer", default="deferred",
                    help="renderer to use when --renderer cannot start (default deferred; '' to fail instead)")
     p.add_argument("--hooks", type=Path, default=HOOKS_FILE, help="server hooks file (default: the demo's)")
+    p.add_argument("--styles", type=Path, default=STYLES_FILE,
+                   help="server style file (default: bridge/style/looks/demo.toml, whose 'sunset' the victory beat uses)")
+    p.add_argument("--intensity", type=float, default=1.0,
+                   help="the game's intensity setting, 0 (engine image) .. 1 (re-rendered; default)")
+    p.add_argument("--keep-faces", action=argparse.BooleanOptionalAction, default=False,
+                   help="the game's 'keep faces' setting: the characters' face materials keep the engine's pixels")
     p.add_argument("--endpoint", help="use a running server at this endpoint instead of starting one")
     p.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
                    help="lock-step: wait for each frame's result before the next (default on)")
@@ -356,8 +373,14 @@ def main(argv: list[str] | None = None) -> int:
         for old in (out / sub).glob("frame_*.png"):
             old.unlink()
 
-    from nrb_panda3d.game import Timeline
+    from nrb_panda3d.game import GameSettings, Timeline
     from nrb_panda3d.server import ServerProcess
+
+    try:
+        game_settings = GameSettings(intensity=args.intensity, keep_faces=args.keep_faces)
+    except ValueError as exc:
+        print(f"nrb demo: {exc}", file=sys.stderr)
+        return 2
 
     server: ServerProcess | None = None
     renderer = args.renderer
@@ -370,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nrb demo: no 2x model at {X2_MODEL}; the 1x model's image is stretched to the window",
                   file=sys.stderr)
     extra_args = [a for o in options for a in ("-o", o)]
+    if args.styles:
+        extra_args += ["--styles", str(args.styles)]
     endpoint = args.endpoint
     log_path = out / "server.log"
     if log_path.exists():
@@ -386,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nrb demo: renderer {renderer!r} is not available ({first_line}); "
                   f"using {args.fallback_renderer!r}", file=sys.stderr)
             renderer = args.fallback_renderer
-            server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path)
+            server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path,
+                                   extra_args=["--styles", str(args.styles)] if args.styles else [])
             endpoint = server.start()
     deadline = args.deadline_ms or (10000.0 if args.sync else 250.0)
     game_seconds = args.frames / args.fps
@@ -394,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline, client=args.client,
                               timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay,
-                              output_size=args.output_size, gpu_pack=args.gpu_pack,
+                              output_size=args.output_size, gpu_pack=args.gpu_pack, game_settings=game_settings,
                               # lock-step one frame behind: the client holds frame N+1 until N is answered, so
                               # the server never has a queued frame that a newer one would supersede (skip)
                               frames_in_flight=1 if args.sync else 2)
@@ -481,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
             "deadline_ms": deadline,
             "game_fps": args.fps,
             "neural_images_saved": len(neurals),
-            "gameplay": [{"frame": f, "time": t, "event": n} for f, t, n in session.game.log],
+            "gameplay": gameplay_beats(session.game.log, session.game.calls),
+            "game_settings": {"intensity": game_settings.intensity, "keep_faces": game_settings.keep_faces},
+            "styles_file": str(args.styles) if args.styles else None,
             "client_stats": {k: v for k, v in stats.items() if k != "extra"},
         })
         (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n")

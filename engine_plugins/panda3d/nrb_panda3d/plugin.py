@@ -4,7 +4,11 @@
     nrb = NeuralRendering(base)                        # after ShowBase(), before base.run()
     nrb.set_style("noir", 1.0, over=2.0)               # game logic: whole world, over two seconds
     nrb.fire_event("weapon_powerup", {}, target=("object", [42]))
+    nrb.define_style("poison", {"hue": 35, "gain": [0.85, 1.1, 0.75]}, over=0.5)  # a look written at run time
+    nrb.set_intensity(0.5, over=1.0)                   # half the engine's own image (0: all of it)
+    nrb.exclude(("object", [7]))                       # object 7 keeps the engine's pixels; include() undoes it
     nrb.enabled = False                                # the player's settings toggle (also: key F9)
+    nrb.intensity = 0.8                                # the player's intensity slider
 
 What it does each frame (two tasks around Panda3D's ``igLoop``, sort 50):
 
@@ -26,11 +30,17 @@ size (``output_size``), which an upscaling renderer (the neural renderer with a 
 answers at the render size is stretched onto the window.
 
 The raster image is always rendered, so falling back (server down, late result, toggle off) costs nothing more
-than showing a different texture, and the 2D UI (``render2d``/``aspect2d``) stays on top of either image.
+than showing a different texture, and the 2D UI (``render2d``/``aspect2d``) stays on top of either image. That
+image, taken before the UI is drawn, is what the plugin sends as ``hudless_color``: the renderer works on the
+HUD-less picture (intensity and exclusions mix it back in) and the HUD is composited after the neural pass, by
+Panda3D drawing ``render2d`` over the card. The camera constants say how that image was made (``exposure`` →
+``pre_exposure``, ``tone_mapping``): Panda3D's default pipeline lights in the 8-bit window format and clamps, so the
+defaults are 1 and ``"clamp"``; a game with its own post-processing sets what it does.
 
 Settings come from Panda3D config variables (``Config.prc`` or ``loadPrcFileData``), overridable in code:
-``nrb-enabled``, ``nrb-endpoint``, ``nrb-deadline-ms``, ``nrb-frames-in-flight``, ``nrb-toggle-key``,
-``nrb-show-stats``, ``nrb-render-size``, ``nrb-send-color``, ``nrb-send-lighting``, ``nrb-gpu-pack``.
+``nrb-enabled``, ``nrb-intensity``, ``nrb-endpoint``, ``nrb-deadline-ms``, ``nrb-frames-in-flight``,
+``nrb-toggle-key``, ``nrb-show-stats``, ``nrb-render-size``, ``nrb-send-color``, ``nrb-send-lighting``,
+``nrb-gpu-pack``, ``nrb-exposure``, ``nrb-tone-mapping``.
 """
 
 from __future__ import annotations
@@ -53,7 +63,14 @@ from panda3d.core import (
     Texture,
 )
 
-from nrb_panda3d.client import ClientConfig, ClientStats, FrameResult, TargetLike, make_client
+from nrb_panda3d.client import (
+    ClientConfig,
+    ClientStats,
+    FrameResult,
+    TargetLike,
+    make_client,
+    normalize_target,
+)
 from nrb_panda3d.gbuffer import GBUFFER_FORMATS, GBufferPass, texture_to_array
 from nrb_panda3d.lights import LIGHTING_FORMATS, scene_lighting
 from nrb_panda3d.pack import PackPass, can_pack
@@ -61,6 +78,8 @@ from nrb_panda3d.pack import PackPass, can_pack
 log = logging.getLogger("nrb.panda3d")
 
 RASTER, NEURAL = "raster", "neural"
+#: The camera's ``tone_mapping`` values (docs/protocol.md section 8; nrb.h ``NRB_TONE_MAPPING_*``).
+TONE_MAPPINGS = ("none", "clamp", "reinhard", "aces", "agx", "other")
 
 
 def overlay_text(s: Mapping[str, Any], width: int = 72) -> str:
@@ -103,11 +122,34 @@ def _panda_bgra(rgba: np.ndarray) -> np.ndarray:
     return out.view(np.uint8)
 
 
+def _style_params(params: Mapping[str, Any]) -> dict[str, float | str | list[float]]:
+    """A run-time style's parameters in the shapes protocol §5.3 allows (a number, 3 numbers, or a string for
+    ``lut``/``base``), checked here so a typo in game code fails where it is written."""
+    out: dict[str, float | str | list[float]] = {}
+    for key, value in params.items():
+        if not isinstance(key, str) or not 1 <= len(key.encode()) <= 64:
+            raise ValueError(f"style parameter names are 1..64 bytes of text, not {key!r}")
+        if key in ("lut", "base"):
+            if not isinstance(value, str) or not 1 <= len(value.encode()) <= 64:
+                raise ValueError(f"style parameter {key!r} names a style (1..64 bytes), not {value!r}")
+            out[key] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(value, tuple | list | np.ndarray) and len(value) == 3:
+            out[key] = [float(v) for v in value]
+        else:
+            raise ValueError(f"style parameter {key!r} takes a number or 3 numbers (R, G, B), not {value!r}")
+    if len(out) > 32:
+        raise ValueError(f"a style has at most 32 parameters, not {len(out)}")
+    return out
+
+
 @dataclass
 class NeuralSettings:
     """The plugin's settings; :meth:`from_config` reads the Panda3D config variables (the defaults below)."""
 
     enabled: bool = True
+    intensity: float = 1.0  # the player's intensity, 0 (the engine's image) .. 1 (fully re-rendered)
     endpoint: str = "tcp://127.0.0.1:5555"
     deadline_ms: float = 100.0
     frames_in_flight: int = 2
@@ -117,6 +159,11 @@ class NeuralSettings:
     send_color: bool = True  # also send the game's own image as ``hudless_color``
     send_lighting: bool = True  # also send the scene's sun and ambient light (``nrb_panda3d.lights``)
     gpu_pack: bool = True  # pack the wire formats on the GPU (``nrb_panda3d.pack``); False: convert in numpy
+    # How the game's image (hudless_color) was made, for the camera constants (protocol section 8): the factor the
+    # linear image was multiplied by and the tone curve after it. Panda3D's default pipeline writes the lit colour
+    # to an 8-bit target, clamped: 1 and "clamp" (none, clamp, reinhard, aces, agx or other).
+    exposure: float = 1.0
+    tone_mapping: str = "clamp"
     client: str | None = None  # "native" / "python" / None (native when available)
     server_timeout_ms: int = 2000
     reconnect_backoff_max_ms: int = 1000
@@ -129,6 +176,7 @@ class NeuralSettings:
         size = ConfigVariableString("nrb-render-size", "").getValue().strip()
         s = cls(
             enabled=ConfigVariableBool("nrb-enabled", True).getValue(),
+            intensity=ConfigVariableDouble("nrb-intensity", cls.intensity).getValue(),
             endpoint=ConfigVariableString("nrb-endpoint", cls.endpoint).getValue(),
             deadline_ms=ConfigVariableDouble("nrb-deadline-ms", cls.deadline_ms).getValue(),
             frames_in_flight=ConfigVariableInt("nrb-frames-in-flight", cls.frames_in_flight).getValue(),
@@ -138,6 +186,8 @@ class NeuralSettings:
             send_color=ConfigVariableBool("nrb-send-color", True).getValue(),
             send_lighting=ConfigVariableBool("nrb-send-lighting", True).getValue(),
             gpu_pack=ConfigVariableBool("nrb-gpu-pack", True).getValue(),
+            exposure=ConfigVariableDouble("nrb-exposure", cls.exposure).getValue(),
+            tone_mapping=ConfigVariableString("nrb-tone-mapping", cls.tone_mapping).getValue().strip(),
             curve_server_key=ConfigVariableString("nrb-curve-server-key", "").getValue().strip() or None,
             curve_public_key=ConfigVariableString("nrb-curve-public-key", "").getValue().strip() or None,
             curve_secret_key=ConfigVariableString("nrb-curve-secret-key", "").getValue().strip() or None,
@@ -146,7 +196,17 @@ class NeuralSettings:
             if not hasattr(s, k):
                 raise TypeError(f"unknown setting {k!r}")
             setattr(s, k, v)
+        s.__post_init__()
         return s
+
+    def __post_init__(self) -> None:
+        # settings are checked where they are read, so a bad Config.prc line names itself rather than failing later
+        if not 0.0 <= self.intensity <= 1.0:
+            raise ValueError(f"nrb-intensity must be in [0, 1], not {self.intensity}")
+        if not self.exposure > 0.0:
+            raise ValueError(f"nrb-exposure must be > 0, not {self.exposure}")
+        if self.tone_mapping not in TONE_MAPPINGS:
+            raise ValueError(f"nrb-tone-mapping must be one of {', '.join(TONE_MAPPINGS)}, not {self.tone_mapping!r}")
 
 
 @dataclass
@@ -222,6 +282,9 @@ class NeuralRendering:
                 curve_secret_key=self.settings.curve_secret_key,
             ), kind=self.settings.client)
         self.client = client
+        self._intensity = float(self.settings.intensity)
+        if self._intensity != 1.0:  # 1 is every session's default
+            self.client.set_intensity(self._intensity, 0.0)
         self._enabled = bool(self.settings.enabled)
         self.gbuffer.set_active(self._enabled)
         if self.pack is not None:
@@ -280,6 +343,47 @@ class NeuralRendering:
         """Move ``target`` (None: whole world; ``("object", [ids])``; ``("material", [ids])``) toward ``style``
         with ``strength`` 0..1 over ``over`` seconds. Rides on the next frame sent."""
         self.client.set_style(style, strength, over, target)
+
+    def define_style(self, name: str, params: Mapping[str, Any], strength: float = 1.0, over: float = 0.0,
+                     target: TargetLike = None) -> None:
+        """A look written by game logic (``nrb_set_style_params``, protocol §5.3 stylecmd ``params``): defines (or
+        redefines) style ``name`` with ``params`` (``{"hue": 35, "gain": [0.85, 1.1, 0.75], "lut": "sunset"}``:
+        the style parameters of docs/server.md; a number or 3 numbers each, strings for ``lut`` and ``base``),
+        then moves ``target`` to it as :meth:`set_style` does. Afterwards ``set_style(name)`` names it like any
+        other style. An unknown parameter or a value out of range is refused by the renderer (that frame is not
+        rendered, the game goes on: ``last_error`` says which parameter and its range); a wrongly shaped value is a
+        ``ValueError`` here."""
+        self.client.set_style_params(name, _style_params(params), strength, over, target)
+
+    @property
+    def intensity(self) -> float:
+        """How much of the re-rendered image is shown, 0 (the engine's own image) .. 1 (the default): the player's
+        intensity setting, next to :attr:`enabled`. Setting it applies at once; :meth:`set_intensity` tweens."""
+        return self._intensity
+
+    @intensity.setter
+    def intensity(self, value: float) -> None:
+        self.set_intensity(value)
+
+    def set_intensity(self, value: float, over: float = 0.0) -> None:
+        """Blend the re-rendered image with the engine's own (``nrb_set_intensity``): ``value`` 0..1 reached over
+        ``over`` seconds. Needs ``hudless_color`` (``nrb-send-color``, on by default)."""
+        value = float(value)
+        if not 0.0 <= value <= 1.0 or not 0.0 <= over <= 3600.0:
+            raise ValueError("intensity must be in [0, 1] and over in [0, 3600] s")
+        self.client.set_intensity(value, float(over))
+        self._intensity = value
+
+    def exclude(self, target: TargetLike, excluded: bool = True) -> None:
+        """Keep the engine's pixels for these objects or materials (``("object", [ids])``, ``("material",
+        [ids])``), with a soft edge (``nrb_exclude``); ``excluded=False`` re-renders them again."""
+        if normalize_target(target)[0] == "global" and excluded:
+            raise ValueError("exclude needs object or material ids (everything: set_intensity(0))")
+        self.client.exclude(target, bool(excluded))
+
+    def include(self, target: TargetLike = None) -> None:
+        """Re-render these ids again; None: every id excluded so far."""
+        self.client.exclude(target, False)
 
     def fire_event(self, name: str, params: dict[str, Any] | None = None, target: TargetLike = None) -> None:
         """Send a gameplay event to the server's hooks (``@on(name)``)."""
@@ -416,6 +520,8 @@ class NeuralRendering:
                 if self.settings.send_lighting:
                     for name, (fmt, arr) in scene_lighting(self.scene).items():
                         self.client.tag_buffer(name, fmt, arr)
+                cam_dict["pre_exposure"] = float(self.settings.exposure)
+                cam_dict["tone_mapping"] = self.settings.tone_mapping
                 self.client.set_camera(cam_dict)
                 rec.sent = True
                 t0 = t1
