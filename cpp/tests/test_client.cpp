@@ -525,3 +525,57 @@ TEST_CASE("client: nothing listening is not a refusal either") {
   CHECK(c.last_error().find("tcp://127.0.0.1:1") != std::string::npos);
   CHECK(c.last_error().find("is `nrb serve` running there?") != std::string::npos);
 }
+
+TEST_CASE("client: run-time styles and post controls reach the renderer in order, typed as issued") {
+  TestRenderer r;
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  nrb::params p;
+  p.set_float("hue", 35.0);
+  p.begin_array("gain");
+  p.set_float(nullptr, 0.85);
+  p.set_float(nullptr, 1.1);
+  p.set_int(nullptr, 1);  // an integer travels as a float (section 3.1)
+  p.end();
+  p.set_string("lut", "sunset");
+  c.set_style_params("poison", p, 1.0, 0.5);
+  c.set_intensity(0.25, 2.0);
+  c.exclude(NRB_SCOPE_OBJECT, {7, 9});
+  c.set_style("poison", 0.5, 0.0, NRB_SCOPE_MATERIAL, {3});
+  c.include_all();
+  REQUIRE(wait_for(
+      [&] {
+        engine_frame(c);
+        return c.stats().events_pending == 0;
+      },
+      5000ms));
+  std::vector<nrb::wire::StyleCommand> styles;
+  std::vector<nrb::wire::Control> controls;
+  for (const auto& f : r.frames()) {
+    styles.insert(styles.end(), f.styles.begin(), f.styles.end());
+    controls.insert(controls.end(), f.controls.begin(), f.controls.end());
+  }
+  REQUIRE(styles.size() == 2);
+  REQUIRE(styles[0].params.has_value());
+  const auto& ps = *styles[0].params;
+  REQUIRE(ps.size() == 3);
+  CHECK(ps[0].key == "hue");
+  CHECK(ps[0].kind == nrb::wire::StyleParam::Kind::number);
+  CHECK(ps[0].value[0] == 35.0);
+  CHECK(ps[1].key == "gain");
+  CHECK(ps[1].kind == nrb::wire::StyleParam::Kind::rgb);
+  CHECK(ps[1].value == std::array<double, 3>{0.85, 1.1, 1.0});
+  CHECK(ps[2].kind == nrb::wire::StyleParam::Kind::text);
+  CHECK(ps[2].text == "sunset");
+  CHECK_FALSE(styles[1].params.has_value());
+  REQUIRE(controls.size() == 3);
+  CHECK(controls[0].control == nrb::wire::ControlKind::intensity);
+  CHECK(controls[0].value == 0.25);
+  CHECK(controls[0].over == 2.0);
+  CHECK(controls[1].control == nrb::wire::ControlKind::exclude);
+  CHECK(controls[1].value == 1.0);
+  CHECK(controls[1].target.ids == std::vector<uint32_t>{7, 9});
+  CHECK(controls[2].value == 0.0);
+  CHECK(controls[2].target.scope == nrb::wire::Scope::global);
+  CHECK(c.stats().events_sent == 5);
+}
