@@ -254,3 +254,22 @@ def test_a_mask_buffer_in_another_format_is_bad_value(server: RunningServer) -> 
         assert err.value.error.code == ErrorCode.BAD_VALUE
         assert c.render(bufs, camera=cam).status == "ok"
         c.bye()
+
+
+def test_a_session_that_writes_styles_and_controls_replays_its_style_maps_and_images_exactly(tmp_path: Path) -> None:
+    from bridge.commands.replay import replay_capture
+
+    capture = tmp_path / "session.nrbcap"
+    with served(tmp_path, "--renderer", "deferred", "--record", str(capture)) as srv, srv.client() as c:
+        eng = Engine(c)
+        eng.frame()
+        eng.frame(define("poison", POISON, over=0.3))
+        eng.frame(controls=[Control("exclude", 1.0, 0.0, Target("object", (WEAPON_OBJECT,)))])
+        eng.frame(controls=[Control("intensity", 0.4, 0.2)])
+        eng.frame(define("poison", {"hue": -60.0, "fog": 0.2}))
+        eng.frame(use("identity") + define("dark", {"gain": 0.6}, strength=0.5))
+        c.bye()
+    report = replay_capture(capture, video=False)
+    assert report.frames == 6 and report.rendered == 6
+    assert report.style_maps_checked == 6 and report.style_map_mismatches == []
+    assert report.images_checked == 6 and report.image_mismatches == []

@@ -36,6 +36,7 @@ from bridge.renderer import (
     parse_options,
 )
 from bridge.session import StylePipeline
+from bridge.style.grading import grade, post_process
 from bridge.style.library import DEFAULT_LIBRARY, StyleLibrary
 from bridge.style.stylemap import style_map_digest
 
@@ -89,6 +90,9 @@ class SessionReplay:
             self.renderer_label = info.get("renderer")
         self.override = HookSet.from_file(hooks) if hooks is not None else None
         self.library = library
+        #: the style pipeline of the iteration under way: its library holds the styles the session defined at run
+        #: time, its state the intensity and exclusions, as of the frame just yielded
+        self.pipeline = StylePipeline(self.session, self.library)
 
     def render_size(self, frame: Frame) -> tuple[int, int]:
         if self.hello is not None:
@@ -97,7 +101,7 @@ class SessionReplay:
         return (b.width, b.height) if b is not None else (1, 1)
 
     def __iter__(self) -> Iterator[ReplayedFrame]:
-        pipeline = StylePipeline(self.session, self.library)
+        pipeline = self.pipeline = StylePipeline(self.session, self.library)
         results: dict[int, Any] = {r.frame: r for r in self.reader.chunks
                                    if r.kind == Kind.RESULT and r.session == self.session}
         hooks = self.override
@@ -206,7 +210,12 @@ def replay_capture(capture: str | Path, *, renderer: str | None = None, out: str
                 inputs = RenderInputs({b.name: b for b in rf.frame.buffers}, size=size, camera=rf.frame.camera,
                                       time=rf.time, dt=rf.frame.dt, frame=rf.frame.frame)
                 try:
-                    pixels = image_to_output(rend.render(inputs, rf.style_map), rend.output_format, out_size)
+                    # as the server does: the renderer's presets, then the exact grading and the session's post
+                    # controls (intensity, exclusions, the engine's neural_mask)
+                    lib, state = replay.pipeline.library, replay.pipeline.state
+                    image = rend.render(inputs, lib.renderer_map(rf.style_map))
+                    image = post_process(grade(image, rf.style_map, lib, inputs), inputs, state)
+                    pixels = image_to_output(image, rend.output_format, out_size)
                 except Exception as exc:  # BadOutput or the renderer's own: the replay goes on
                     log.error("renderer failed on frame %d: %s: %s", rf.frame.frame, type(exc).__name__, exc)
                     report.render_failed.append(rf.frame.frame)
