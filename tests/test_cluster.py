@@ -244,6 +244,42 @@ def test_a_hello_no_worker_can_serve_is_refused_with_the_reason(door: Any) -> No
     assert exc.value.name == "BAD_VALUE" and "albedo" in str(exc.value)
 
 
+@pytest.mark.parametrize("door", [dict(min_workers=1, max_workers=2)], indirect=True, ids=["one-probe-worker"])
+def test_a_hello_naming_a_renderer_is_placed_only_on_a_worker_that_has_it(door: Any) -> None:
+    """Two workers with different renderers (protocol section 5.11): each HELLO lands on the one it names, whatever
+    the load; a renderer no worker has is refused UNSUPPORTED (naming what the cluster has), and libnrb's
+    ``renderer`` option asks the same way."""
+    from bridge import _native
+    from bridge.protocol import ErrorCode
+
+    passthrough = door.add_worker(renderer="passthrough")
+    ends = {x.name: x.endpoint for x in door.loads()}
+    probe = next(n for n in ends if n != passthrough)
+    specs = [BufferSpec("albedo", "rgba8_srgb")]
+    with Client(door.endpoint) as a, Client(door.endpoint) as b, Client(door.endpoint) as c:
+        assert a.hello((48, 32), specs, renderer="passthrough").renderer.startswith("passthrough/")
+        assert a.endpoint == ends[passthrough]
+        assert b.hello((48, 32), specs, renderer="passthrough/0.1.0").renderer.startswith("passthrough/")
+        assert b.endpoint == ends[passthrough], "placed by renderer, not on the idle worker"
+        assert c.hello((48, 32), specs, renderer="style-probe").renderer.startswith("style-probe/")
+        assert c.endpoint == ends[probe]
+        assert probe_frame(a) == 90 and probe_frame(c) == 0  # passthrough shows the albedo; the probe, identity
+    with Client(door.endpoint) as d, pytest.raises(RemoteError) as exc:
+        d.hello((48, 32), specs, renderer="neural")
+    assert exc.value.error.code == ErrorCode.UNSUPPORTED
+    assert "'neural'" in str(exc.value) and "passthrough/0.1.0" in str(exc.value)
+
+    engine = _native.Client(endpoint=door.endpoint, render_size=(48, 32), transport="inline", engine="cluster-test",
+                            buffers=[("albedo", "rgba8_srgb")], renderer="neural", handshake_timeout_ms=2000)
+    try:
+        end = time.monotonic() + 10
+        while engine.stats()["state"] != "refused" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert engine.stats()["refusal_code"] == ErrorCode.UNSUPPORTED, engine.stats()
+    finally:
+        engine.close()
+
+
 def test_a_frame_sent_to_the_front_door_gets_no_session(door: Any) -> None:
     with Client(door.endpoint) as c:
         c.session = 42
@@ -294,6 +330,48 @@ def test_a_dead_worker_s_session_is_placed_again_with_its_style(door: Any) -> No
         assert c.endpoint != first
         assert probe_frame(c) == 255
     assert door.counts["restored"] >= 1
+
+
+def test_the_panda3d_python_client_follows_the_redirect_and_brings_its_ticket_back(door: Any) -> None:
+    """The Panda3D plugin's pure-Python client (``PyClient``, used where the C++ extension is not built) talks to
+    its worker directly, like libnrb, and after its worker dies it comes back through the front door with its
+    ticket, so its session is placed again in the style it had (no style command re-sent)."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent / "engine_plugins" / "panda3d"))
+    from nrb_panda3d.client import ClientConfig, PyClient
+
+    c = PyClient(ClientConfig(endpoint=door.endpoint, render_size=(48, 32), buffers=[("albedo", "rgba8_srgb")],
+                              deadline_ms=500, handshake_timeout_ms=2000, server_timeout_ms=1000))
+
+    def red_until(value: int, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            c.frame_begin()
+            c.tag_buffer("albedo", "rgba8_srgb", ALBEDO)
+            c.submit()
+            r = c.acquire_result()
+            if r is not None and int(r.pixels[0, 0, 0]) == value:
+                return True
+            time.sleep(0.02)
+        return False
+
+    try:
+        c.set_style("noir", 1.0)
+        assert red_until(255, 20), (c.stats(), c.last_error())
+        assert door.counts["relayed"] == 0 and door.counts["placed"] == 1, door.counts
+        first = next(x.name for x in door.loads() if x.sessions > 0 or x.placed > 0)
+        end = time.monotonic() + 10
+        while not door.styles and time.monotonic() < end:  # the front door's copy of the session's style state
+            time.sleep(0.05)
+        door.kill_worker(first)
+        end = time.monotonic() + 20
+        while c.stats().reconnects < 1 and time.monotonic() < end:
+            red_until(255, 0.2)
+        assert red_until(255, 20), (c.stats(), c.last_error())
+    finally:
+        c.close()
+    assert door.counts["relayed"] == 0 and door.counts["restored"] >= 1, door.counts
 
 
 def test_a_relayed_engine_whose_worker_dies_gets_bye_and_its_style_back(door: Any) -> None:

@@ -92,3 +92,43 @@ def test_a_jpeg_frame_buffer_from_an_engine_is_bad_value_even_when_lossy_return_
             c.render([sneaky if b is albedo else b for b in bufs], camera=cam)
         assert info.value.error.code == ErrorCode.BAD_VALUE
         assert c.render(bufs, camera=cam).status == "ok", "the session goes on"
+
+
+def test_libnrb_allowed_lossy_return_shows_the_decoded_jpeg_and_exact_images_by_default() -> None:
+    """libnrb (``lossy_quality``, nrb_client_config v2) offers lossy_output, decodes the JPEG (libjpeg-turbo) and
+    hands the engine RGBA as always; without it the image is byte for byte the renderer's."""
+    native = pytest.importorskip("bridge._native")
+    scene = SyntheticScene(*SIZE)
+    bufs, _ = scene.buffers(0.0)
+    arrays = {b.name: b.array() for b in bufs}
+    formats = {s.name: s.format for s in BUFFERS}
+
+    def shown(endpoint: str, **kw: int) -> np.ndarray:
+        import time
+
+        c = native.Client(endpoint=endpoint, transport="inline", render_size=SIZE, deadline_ms=5000,
+                          buffers=[(n, formats[n]) for n in arrays], handshake_timeout_ms=5000, **kw)
+        try:
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                c.begin()
+                for name, a in arrays.items():
+                    c.tag_buffer(name, formats[name], a)
+                c.submit()
+                time.sleep(0.05)
+                got = c.acquire_result(copy=True)
+                if got is not None:
+                    return np.asarray(got)[..., :3].copy()
+            raise AssertionError(f"no image: {c.stats()}")
+        finally:
+            c.close()
+
+    with Server(port=0, renderer="deferred") as server, Client(server.endpoint, timeout=30.0) as py:
+        py.hello(SIZE, BUFFERS)
+        result = py.render(bufs, timeout=30.0)  # libnrb below sends no camera either
+        assert result.output is not None
+        exact = result.output.array()[..., :3]
+        assert np.array_equal(shown(server.endpoint), exact)
+        lossy = shown(server.endpoint, lossy_quality=DEFAULT_LOSSY_QUALITY)
+    assert not np.array_equal(lossy, exact)
+    assert np.abs(lossy.astype(int) - exact.astype(int)).mean() < 2.0

@@ -80,6 +80,7 @@ class Cell:
     buffer_set: str  # "standard" | "compact"
     codec: str  # "none" | "lz4" | "zstd"
     in_flight: int  # 0: libnrb's adaptive policy
+    lossy: int = 0  # 1..100: the engine allows the image back as JPEG at this quality (protocol 6.3.1); 0: exact
 
     @property
     def upscale(self) -> int:
@@ -90,7 +91,12 @@ class Cell:
         o, r = self.output, self.render
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
-        return f"{self.link.name} | {size} | {self.buffer_set} | {self.codec} | {fif}"
+        return f"{self.link.name} | {size} | {self.buffer_set} | {codec_label(self.codec, self.lossy)} | {fif}"
+
+
+def codec_label(codec: str, lossy: int) -> str:
+    """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``)."""
+    return codec + (f" + jpeg q{lossy}" if lossy else "")
 
 
 LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
@@ -343,7 +349,7 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
     c = _native.Client(endpoint=spec["endpoint"], transport="inline", render_size=(rw, rh), output_size=(ow, oh),
                        frames_in_flight=spec["in_flight"], buffers=[(n, formats[n]) for n in arrays],
                        deadline_ms=10_000.0, compression=spec["codec"], server_timeout_ms=30_000,
-                       handshake_timeout_ms=10_000, engine="bench-remote")
+                       handshake_timeout_ms=10_000, engine="bench-remote", lossy_quality=spec.get("lossy", 0))
     try:
         end = time.monotonic() + 20
         while c.stats()["state"] != "connected":
@@ -538,6 +544,7 @@ class Options:
     sets: tuple[str, ...] = SETS
     codecs: tuple[str, ...] = CODECS
     in_flight: tuple[int, ...] = IN_FLIGHT
+    lossy: tuple[int, ...] = (0,)  # JPEG qualities the engine allows for the image (0: exact)
     seconds: float = 4.0
     warmup: float = 1.5
     repeat: int = 1
@@ -546,7 +553,7 @@ class Options:
 
 
 def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options | None = None,
-        log: Any = print) -> dict[str, Any]:
+        log: Any = print, report: str = "remote") -> dict[str, Any]:
     """Build the network per link, run every cell (``repeat`` rounds, interleaved), write the reports."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -564,14 +571,14 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     if why:
         results["skipped"] = why
         log(f"[remote] skipped: {why}")
-        _write(out, results)
+        _write(out, results, report)
         return results
     port = 47000 + os.getpid() % 1000
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif) for (o, r) in opts.sizes for bs in opts.sets
-                     for codec in opts.codecs for fif in opts.in_flight]
+            cells = [Cell(link, o, r, bs, codec, fif, lossy) for (o, r) in opts.sizes for bs in opts.sets
+                     for codec in opts.codecs for lossy in opts.lossy for fif in opts.in_flight]
             servers: dict[int, Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
@@ -582,7 +589,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                         srv = servers[cell.upscale]
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
-                                "seconds": opts.seconds, "warmup": opts.warmup}
+                                "lossy": cell.lossy, "seconds": opts.seconds, "warmup": opts.warmup}
                         cpu0, load0, th0 = srv.cpu_seconds(), _loadavg(), srv.threads()
                         try:
                             r = _in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)],
@@ -605,7 +612,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                 for srv in servers.values():
                     srv.close()
     results["load_after"] = _loadavg()
-    _write(out, results)
+    _write(out, results, report)
     return results
 
 
@@ -614,7 +621,7 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
     ok = [s for s in samples if "error" not in s]
     entry: dict[str, Any] = {"link": cell.link.name, "rate_mbit": cell.link.rate_mbit, "rtt_ms": cell.link.rtt_ms,
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
-                             "codec": cell.codec, "in_flight": cell.in_flight, "samples": samples}
+                             "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy, "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
         return entry
@@ -657,9 +664,9 @@ def _top(threads: dict[str, float], n: int = 4) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])[:n] if v >= 0.5)
 
 
-def _write(out: Path, results: dict[str, Any]) -> None:
-    (out / "remote.json").write_text(json.dumps(results, indent=1))
-    (out / "remote.md").write_text(markdown(results))
+def _write(out: Path, results: dict[str, Any], report: str = "remote") -> None:
+    (out / f"{report}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{report}.md").write_text(markdown(results))
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -688,7 +695,7 @@ def markdown(res: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
-                f"| {c['codec']} | {c['in_flight'] or 'adaptive'}")
+                f"| {codec_label(c['codec'], c.get('lossy', 0))} | {c['in_flight'] or 'adaptive'}")
         if "error" in c:
             lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
             continue
@@ -708,7 +715,8 @@ def markdown(res: dict[str, Any]) -> str:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
-                     f"{c['set']} | {c['codec']} | {c['in_flight'] or 'adaptive'} | {_top(c['engine_threads_ms'])} | "
+                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0))} | {c['in_flight'] or 'adaptive'} | "
+                     f"{_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
     return "\n".join(lines)
@@ -745,6 +753,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--set", action="append", choices=SETS, help="buffer sets (default both)")
     p.add_argument("--codec", action="append", choices=CODECS, help="codecs (default all)")
     p.add_argument("--in-flight", action="append", type=int, metavar="N", help="frames in flight, 0 = adaptive")
+    p.add_argument("--lossy", action="append", type=int, metavar="Q",
+                   help="let the image come back as JPEG at quality Q (protocol 6.3.1); 0 = exact (default)")
+    p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
     p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell (default 4)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the matrix, interleaved (default 1)")
     p.add_argument("--no-floor", action="store_true", help="skip the raw-TCP floor")
@@ -756,8 +767,9 @@ def main(args: Any) -> int:
         return 0
     opts = Options(links=tuple(args.link or LINKS), sizes=tuple(args.size or SIZES), sets=tuple(args.set or SETS),
                    codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
-                   seconds=args.seconds, repeat=max(1, args.repeat), floor=not args.no_floor)
-    res = run(args.out, options=opts)
+                   lossy=tuple(args.lossy or (0,)), seconds=args.seconds, repeat=max(1, args.repeat),
+                   floor=not args.no_floor)
+    res = run(args.out, options=opts, report=args.report)
     return 0 if not res.get("skipped") else 0
 
 

@@ -47,6 +47,7 @@ from bridge.protocol import (
     encode,
     error_message,
     parse_header,
+    renderer_matches,
 )
 from bridge.renderer import available
 from bridge.security import ServerCurve, check_bind_policy, load_keypair
@@ -106,6 +107,14 @@ class _Relay:
 
     sock: zmq.Socket[Any]
     worker: str
+
+
+def _resolve_renderer(renderer: str) -> str:
+    """A ``path.py:factory`` renderer resolved against our directory, not the Ray worker process's."""
+    if ":" in renderer and renderer.split(":", 1)[0].endswith(".py"):
+        path, factory = renderer.split(":", 1)
+        return f"{Path(path).resolve()}:{factory}"
+    return renderer
 
 
 def _ray() -> Any:
@@ -220,11 +229,7 @@ class FrontDoor:
     # ---------------------------------------------------------------------------------------------- workers
     def _server_config(self, name: str) -> ServerConfig:
         cfg = self.config
-        renderer = cfg.renderer
-        # a module path resolves against our directory, not the Ray worker process's
-        if ":" in renderer and renderer.split(":", 1)[0].endswith(".py"):
-            path, factory = renderer.split(":", 1)
-            renderer = f"{Path(path).resolve()}:{factory}"
+        renderer = _resolve_renderer(cfg.renderer)
         threads = cfg.workers or max(1, int(round(cfg.worker_cpus)))
         served = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ServerConfig)}  # the workers' options
 
@@ -239,15 +244,21 @@ class FrontDoor:
                                "record": str(Path(cfg.record_dir).resolve() / f"{name}.nrbcap")
                                if cfg.record_dir else None})
 
-    def add_worker(self) -> str:
-        """Start one worker actor (blocks until it serves); return its name."""
+    def add_worker(self, renderer: str | None = None, renderer_options: dict[str, Any] | None = None) -> str:
+        """Start one worker actor (blocks until it serves); return its name. ``renderer`` (+ options): this worker
+        renders with it instead of the cluster's ``renderer``, so one cluster can offer several (a HELLO that names
+        one is placed on a worker that has it, protocol section 5.11)."""
         ray = _ray()
         if self._actor_class is None:
             self._actor_class = ray.remote(ClusterWorker)
         name = f"w{next(self._names)}-{os.getpid()}"
+        config = self._server_config(name)
+        if renderer is not None:
+            config = dataclasses.replace(config, renderer=_resolve_renderer(renderer),
+                                         renderer_options=dict(renderer_options or {}))
         handle = self._actor_class.options(num_cpus=self.config.worker_cpus, num_gpus=self.config.worker_gpus,
                                            max_restarts=0, max_concurrency=4).remote(
-            worker_spec(name, self._server_config(name), self.config.worker_advertise))
+            worker_spec(name, config, self.config.worker_advertise))
         info = ray.get(handle.describe.remote(), timeout=120)
         load = WorkerLoad(name, info["endpoint"], info["renderer"], max_sessions=info["max_sessions"],
                           idle_since=time.monotonic())
@@ -536,11 +547,18 @@ class FrontDoor:
         while True:
             with self._lock:
                 loads = [w.load for n, w in self.workers.items() if n not in tried]
-                can = {n for n, w in self.workers.items() if all(available(b, offered) for b in w.info["required"])}
+                # protocol section 5.11: only workers running the renderer the HELLO names (any without a name)
+                kinds = {n: w for n, w in self.workers.items()
+                         if hello.renderer is None or renderer_matches(hello.renderer, w.info["renderer"])}
+                if not kinds and self.workers:
+                    have = sorted({w.info["renderer"] for w in self.workers.values()})
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, f"renderer: no worker of this cluster renders "
+                                                               f"{hello.renderer!r} (workers render {have})")
+                can = {n for n, w in kinds.items() if all(available(b, offered) for b in w.info["required"])}
                 if relay is not None:  # a relayed connection keeps its worker
                     can &= {relay.worker}
-                if not can and self.workers and relay is None:
-                    need = sorted(next(iter(self.workers.values())).info["required"])
+                if not can and kinds and relay is None:
+                    need = sorted(next(iter(kinds.values())).info["required"])
                     raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: the cluster's renderer needs buffers {need}"
                                                              ", which the engine does not offer")
                 chosen = choose_worker(loads, can)

@@ -533,10 +533,9 @@ void IoThread::send_frames(TimePoint now) {
       return;
     }
     pipeline_.sent(id, bytes);
-    if (compression_ != wire::Compression::none) {
-      if (sent_.size() >= 64) sent_.erase(sent_.begin());
-      sent_.push_back(SentFrame{id, Clock::now(), bytes, pending_raw_, pending_cpu_});
-    }
+    // every frame: the link's throughput decides compression and how many frames to keep in flight
+    if (sent_.size() >= 64) sent_.erase(sent_.begin());
+    sent_.push_back(SentFrame{id, Clock::now(), bytes, pending_raw_, pending_cpu_});
     last_send_ = now;
   }
 }
@@ -724,9 +723,9 @@ bool IoThread::compress_this_frame(uint64_t raw_bytes) {
   return ++est_.raw_frames % 16 == 0;  // now and then, to notice when the link or the content changes
 }
 
-void IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint now) {
+uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint now) {
   auto it = std::find_if(sent_.begin(), sent_.end(), [&](const SentFrame& f) { return f.id == r.frame; });
-  if (it == sent_.end()) return;
+  if (it == sent_.end()) return 0;
   const SentFrame f = *it;
   sent_.erase(sent_.begin(), it + 1);
   if (f.compress_cpu_ms > 0 && f.raw_bytes > 0 && r.output) {
@@ -739,22 +738,25 @@ void IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint now
   const double link_ms =
       std::chrono::duration<double, std::milli>(now - f.sent).count() - r.timing.total_ms - last_decode_ms_;
   const uint64_t bytes = f.bytes + result_bytes;
-  if (link_ms <= 0.05 || bytes < 65536) return;  // too small to say anything about the link
+  if (link_ms <= 0.05 || bytes < 65536) return f.bytes;  // too small to say anything about the link
   // Waiting behind other frames (in the engine's send queue, in a busy renderer) only ever makes a sample slower
   // than the link: keep the fastest recent one, forgetting slowly (2% a frame) so a slower link is noticed.
   const double speed = double(bytes) / link_ms;
   est_.link_bytes_per_ms = std::max(speed, est_.link_bytes_per_ms * 0.98);
+  return f.bytes;
 }
 
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
   if (r.session != session_) return;  // from an earlier session
-  if (compression_ != wire::Compression::none)
-    learn(r,
-          r.output && r.output->is_inline()
-              ? (r.output->compression != wire::Compression::none ? r.output->payload_size : r.output->size)
-              : 0,
-          now);
+  const uint64_t down = r.output && r.output->is_inline()
+                            ? (r.output->compression != wire::Compression::none ? r.output->payload_size
+                                                                                : r.output->size)
+                            : 0;
+  const uint64_t up = learn(r, down, now);
   ServerTiming timing{r.timing.queue_ms, r.timing.total_ms};
+  // the link's busier direction holds this frame max(up, down) / rate (each direction has the whole rate, and the
+  // measured rate is (up + down) / link time of an unqueued frame): the adaptive limit's bottleneck on a slow link
+  if (est_.link_bytes_per_ms > 0) timing.link_busy_ms = double(std::max(up, down)) / est_.link_bytes_per_ms;
   if (r.status == wire::ResultStatus::skipped || !r.output) {
     pipeline_.on_result(r.frame, nullptr, now, timing);
     return;

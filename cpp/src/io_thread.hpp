@@ -155,7 +155,9 @@ class IoThread {
   uint64_t pending_raw_ = 0;     // the frame being sent: raw bytes, compression CPU ms (0: sent raw)
   double pending_cpu_ = 0;
   bool compress_this_frame(uint64_t raw_bytes);
-  void learn(const wire::Result& r, uint64_t result_bytes, TimePoint now);
+  // Learns the link's throughput (and, for a compressed frame, the chain's compression cost) from an answer;
+  // returns the answered frame's bytes on the wire (0: not a frame sent on this connection).
+  uint64_t learn(const wire::Result& r, uint64_t result_bytes, TimePoint now);
   std::thread thread_;  // last: started after everything above is initialised
 };
 

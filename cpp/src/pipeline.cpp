@@ -231,7 +231,8 @@ std::optional<OutgoingFrame> Pipeline::take_next(TimePoint now) {
       out.styles.push_back(p.style);
     p.carrier = f.id;
   }
-  in_flight_.push_back(InFlight{f.id, f.submit_time, now, f.deadline_ms, f.result_slot, f.resources});
+  in_flight_.push_back(InFlight{f.id, f.submit_time, now, f.deadline_ms, f.result_slot, f.resources,
+                                in_flight_.empty()});
   out.frame = std::move(f);
   return out;
 }
@@ -264,7 +265,7 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
   in_flight_.erase(it);
   acknowledge_locked(frame_id);
   // Only rendered frames tell what a render costs (a skipped one was answered without occupying the renderer).
-  if (image && timing) adapt_locked(*timing, ms_between(f.sent_time, now) - timing->total_ms);
+  if (image && timing) adapt_locked(*timing, ms_between(f.sent_time, now) - timing->total_ms, f.alone);
   double rtt = ms_between(f.submit_time, now);
   if (!image) {  // "skipped": the renderer judged it past its deadline
     ++counters_.results_late;
@@ -289,22 +290,34 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
   return Answer::fresh;
 }
 
-void Pipeline::adapt_locked(const ServerTiming& t, double link_ms) {
+void Pipeline::adapt_locked(const ServerTiming& t, double link_ms, bool alone) {
   if (opts_.frames_in_flight != 0) return;  // a fixed limit
   if (!(t.total_ms > 0.0)) return;            // a renderer that reports no timing: nothing to judge by (stay at 1)
   double service = std::max(0.0, t.total_ms - t.queue_ms);
   link_ms = std::max(0.0, link_ms);
+  const double busy = std::max(0.0, t.link_busy_ms);
   constexpr double kAlpha = 0.2;  // moving averages over about the last ten answers
   if (adaptive_seen_++ == 0) {
     service_ms_ = service;
     link_ms_ = link_ms;
+    busy_ms_ = busy;
   } else {
     service_ms_ += kAlpha * (service - service_ms_);
-    link_ms_ += kAlpha * (link_ms - link_ms_);
+    // A frame that waited behind other frames on the link (more in flight) comes back later than the link needs,
+    // so a mean would grow with every frame added in flight and ask for still more (latency, no throughput): keep
+    // the fastest recent link time. Only a frame sent alone may raise it (2% a frame, so a slower link is noticed);
+    // while several are in flight a slower link shows as a lower throughput, hence a longer busy time, fewer
+    // frames, and then frames sent alone again.
+    link_ms_ = std::min(link_ms, alone ? link_ms_ * 1.02 : link_ms_);
+    busy_ms_ += kAlpha * (busy - busy_ms_);
   }
   if (adaptive_seen_ < std::max<uint32_t>(1, opts_.adaptive_samples)) return;
-  double ratio = link_ms_ / std::max(service_ms_, 0.05);  // a renderer faster than 50 us counts as 50 us
-  double wanted = 1.0 + std::floor(std::min(ratio + 0.5, 64.0));
+  // One frame's cycle is its service plus its link time; what limits the rate is the busiest stage per frame: the
+  // renderer (S), or the link's busier direction (the frame's bytes at the link's rate). Frames enough to keep that
+  // stage busy through one cycle, the bandwidth-delay product in frames, rounded (half a frame or more: one more):
+  // 1 + floor(L / S + 1/2) while the renderer is the bottleneck, (S + L) / link busy time while the link is.
+  const double bottleneck = std::max({service_ms_, busy_ms_, 0.05});  // a renderer faster than 50 us counts as 50 us
+  const double wanted = std::floor(std::min((service_ms_ + link_ms_) / bottleneck + 0.5, 65.0));
   limit_ = std::clamp<uint32_t>(static_cast<uint32_t>(wanted), 1, ceiling_);
 }
 

@@ -93,6 +93,9 @@ struct ResultImage {
 struct ServerTiming {
   double queue_ms = 0.0;  // received -> dequeued (waiting behind other frames)
   double total_ms = 0.0;  // received -> sent
+  // How long this frame's bytes hold the link's busier direction (the larger of frame and image bytes at the
+  // measured link throughput); 0: unknown (shared memory, too few bytes to measure). Set by the I/O thread.
+  double link_busy_ms = 0.0;
 };
 
 struct PipelineStats {
@@ -232,10 +235,11 @@ class Pipeline {
     double deadline_ms;
     std::optional<uint64_t> result_slot;
     std::shared_ptr<FrameResources> resources;  // keeps staging/slot until answered
+    bool alone = false;  // sent while no other frame was in flight: its link time has no queueing in it
   };
 
   void drop_queued_locked();
-  void adapt_locked(const ServerTiming& t, double link_ms);
+  void adapt_locked(const ServerTiming& t, double link_ms, bool alone);
   void give_back_locked(uint64_t frame_id);
   void acknowledge_locked(uint64_t frame_id);
   void trim_pending_locked();
@@ -252,7 +256,8 @@ class Pipeline {
   uint32_t limit_;
   uint32_t ceiling_;              // the adaptive limit's maximum for this session
   double service_ms_ = 0.0;       // moving averages for the adaptive limit (see Options::frames_in_flight)
-  double link_ms_ = 0.0;
+  double link_ms_ = 0.0;          // the fastest recent link time (queueing behind other frames only adds to it)
+  double busy_ms_ = 0.0;          // moving average of ServerTiming::link_busy_ms
   uint32_t adaptive_seen_ = 0;
   std::shared_ptr<SlotPool> pool_;
   wire::Compression compression_ = wire::Compression::none;

@@ -542,3 +542,40 @@ TEST_CASE("a configured frames_in_flight is not adapted") {
   for (int i = 0; i < 20; ++i) answered(p, t, 36ms, 35.0);
   CHECK(p.in_flight_limit() == 2);
 }
+
+TEST_CASE("adaptive in flight: a link-bound session keeps the bandwidth-delay product in flight, not the cap") {
+  // 1 Gbit/s, 2 ms RTT, 1920x1080 from 960x540 (bench/remote.md): 91 ms of link per frame up, 66 down, 14 ms of
+  // render: one frame's cycle is 173 ms, the link's busier direction is busy 91 ms of it, so 2 frames fill it.
+  Pipeline p(adaptive());
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  auto answer = [&](std::chrono::milliseconds rtt) {
+    uint64_t id = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += rtt;
+    p.on_result(id, image(), t, ServerTiming{0.0, 14.0, 91.0});
+  };
+  for (int i = 0; i < 10; ++i) answer(173ms);
+  CHECK(p.in_flight_limit() == 2);  // the old 1 + L / S rule asked for 1 + 159 / 14: the cap, 4
+  // Two in flight: the second waits behind the first on the link and its round trip grows. That is latency, not
+  // link, and the limit stays (a mean link time would have grown with it and asked for a third).
+  for (int i = 0; i < 30; ++i) {
+    uint64_t a = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    uint64_t b = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 173ms;
+    p.on_result(a, image(), t, ServerTiming{0.0, 14.0, 91.0});
+    t += 177ms;
+    p.on_result(b, image(), t, ServerTiming{0.0, 14.0, 91.0});
+  }
+  CHECK(p.in_flight_limit() == 2);
+  // A renderer that becomes the bottleneck (100 ms a frame) over the same link: one more frame hides the link.
+  for (int i = 0; i < 30; ++i) {
+    uint64_t id = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 260ms;
+    p.on_result(id, image(), t, ServerTiming{0.0, 100.0, 91.0});
+  }
+  CHECK(p.in_flight_limit() == 3);  // (100 + 159) / 100 = 2.6
+}
