@@ -92,14 +92,18 @@ class StylePipeline:
                                 f"{path}.params{'.' + param if param else ''}: {exc}") from None
 
     def _define(self, defs: list[StyleDef], path: str) -> None:
+        known = set(self.library.runtime_names)
         try:
             changed = self.library.define_runtime(defs)
         except RuntimeStyleLimit as exc:
             raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{path}: {exc}") from None
         except StyleError as exc:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}: {exc}") from None
-        if changed:
-            log.info("session %d defined styles at run time: %s", self.session, ", ".join(changed))
+        new = [n for n in changed if n not in known]
+        if new:  # a game may redefine a style every frame (animating its look): only new names are news
+            log.info("session %d defined styles at run time: %s", self.session, ", ".join(new))
+        elif changed:
+            log.debug("session %d redefined styles: %s", self.session, ", ".join(changed))
 
     def frame_time(self, frame: Frame) -> float:
         if self.t0_ns is None:

@@ -9,7 +9,11 @@ Cases, each timed once per round, rounds interleaved so that a noisy neighbour h
   gain) on every pixel;
 * ``LUT style, full frame`` — ``sunset`` (17-point ``.cube`` LUT, white balance, depth fog) on every pixel;
 * ``LUT style, one object`` — ``sunset`` on the weapon object only (the stage touches only its pixels);
-* ``intensity 0.5`` / ``one object masked`` — ``post_process`` against the engine's ``hudless_color``.
+* ``intensity 0.5`` / ``one object masked`` — ``post_process`` against the engine's ``hudless_color``;
+* ``neural_mask, all 0`` / ``neural_mask, a quarter at 255`` — the engine's per-pixel mask buffer (protocol 6.1):
+  sent but empty (what an engine that always sends one pays), and a quarter of the frame kept, with the soft edge;
+* ``redefine a style (check)`` — ``StylePipeline.check`` of a FRAME whose stylecmd redefines a run-time style with
+  a new parameter set (protocol 5.3), as a game animating its own look by redefining it every frame pays.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from bridge.bench.machine import cpu_name
-from bridge.protocol import Buffer
+from bridge.protocol import Buffer, Frame, StyleCommand
 from bridge.renderer import RenderInputs
 from bridge.renderers.deferred import DeferredRenderer
 from bridge.scene import WEAPON_OBJECT, SyntheticScene
+from bridge.session import StylePipeline
 from bridge.style.defined import StyleSource
 from bridge.style.grading import grade, post_process
 from bridge.style.library import DEFAULT_LIBRARY
@@ -78,6 +83,28 @@ def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:
     dim.set_intensity(0.5)
     masked = state_with("identity")
     masked.exclude(object=WEAPON_OBJECT, feather=2)
+    empty_mask = np.zeros((h, w, 1), np.uint8)
+    quarter = empty_mask.copy()
+    quarter[: h // 2, : w // 2] = 255
+
+    def with_mask(mask: np.ndarray) -> Callable[[], object]:
+        mbufs = [*bufs, Buffer.from_array("neural_mask", "r8", mask)]
+
+        def f() -> object:
+            inp = RenderInputs({b.name: b for b in mbufs}, size=(w, h), camera=cam)
+            return post_process(grade(image, base_map, lib, inp), inp, base_state)
+        return f
+
+    pipeline = StylePipeline(1, lib)
+    hue = [0.0]
+
+    def redefine() -> object:
+        hue[0] = (hue[0] + 1.0) % 180.0
+        frame = Frame(1, 1, 0, 0.0, 10.0, styles=[StyleCommand("animated", 1.0, 0.0, params={
+            "hue": hue[0], "saturation": 0.8, "gain": (0.9, 1.0, 1.1), "fog": 0.05})])
+        pipeline.check(frame)
+        return frame
+
     cases: dict[str, Callable[[], object]] = {
         "deferred render": lambda: renderer.render(inputs(), lib.renderer_map(base_map)),
         "preset (stage skipped)": staged(base_state),
@@ -86,6 +113,9 @@ def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:
         "LUT style, one object": staged(state_with("sunset", WEAPON_OBJECT)),
         "intensity 0.5": staged(dim),
         "one object masked": staged(masked),
+        "neural_mask, all 0": with_mask(empty_mask),
+        "neural_mask, a quarter at 255": with_mask(quarter),
+        "redefine a style (check)": redefine,
     }
     for f in cases.values():  # warm up (tables, caches)
         f()
