@@ -167,8 +167,10 @@ class LiveLibrary(StyleLibrary):
         self._next_refresh = 0.0
         self._lock = threading.Lock()
         self._base_of = np.arange(len(base), dtype=np.int64)
-        #: names defined through the protocol (``define_runtime``), server-wide
+        #: names defined through the protocol (``define_runtime``), server-wide, and their current definitions (what
+        #: a session moved to another worker needs to bring along, with its ``StyleState``)
         self.runtime_names: set[str] = set()
+        self.runtime_defs: dict[str, StyleDef] = {}
 
     def _maybe_refresh(self) -> None:
         if self._refresh is None:
@@ -237,6 +239,7 @@ class LiveLibrary(StyleLibrary):
                                     f"(it holds {len(self.runtime_names)}); redefine one instead")
         changed = self.update(defs)
         self.runtime_names |= new
+        self.runtime_defs.update((d.name, d) for d in defs)
         return changed
 
     def _nearest_preset(self, style: Style) -> int:
