@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import threading
 import time
 import urllib.request
@@ -12,11 +13,13 @@ from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
+import pytest
 from serverkit import ALBEDO_SPEC, SIZE, albedo_only
 
 from bridge import Renderer, Server
 from bridge.capture import CaptureReader
 from bridge.client import Client, RemoteError
+from bridge.cluster.worker import WorkerServer
 from bridge.hooks import HookSet
 from bridge.protocol import Buffer, BufferSpec, Result, ShmPool, ShmRef, parse_header
 from bridge.renderer import RenderInputs
@@ -186,3 +189,26 @@ def test_a_shared_memory_session_is_recorded_with_its_pixels_inline(tmp_path: An
     assert isinstance(answer, Result) and answer.output is not None and answer.output.shm is None
     assert np.array_equal(answer.output.array(), img)
     assert (answer.session, answer.frame, answer.status, answer.timing) == (got.session, got.frame, "ok", got.timing)
+
+
+def test_a_capture_disk_that_fills_up_on_the_hooks_record_stops_recording_and_serving_goes_on(tmp_path: Any) -> None:
+    """A server that writes its capture as it goes (as a cluster worker does), with a hooks file larger than the
+    capture's disk (a 64 KiB tmpfs): the first frame's record of the hooks in effect fails. Recording stops, once,
+    and every frame is still rendered and answered."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("needs to mount a small tmpfs (root)")
+    hooks = tmp_path / "hooks.py"
+    noise = "".join(f"# {secrets.token_hex(48)}\n" for _ in range(2048))  # ~200 KiB lz4 cannot shrink
+    hooks.write_text(noise + "@every_frame  # noqa: F821\ndef _nothing(style, ctx):\n    pass\n")
+    try:
+        # a cluster worker records synchronously (it may be killed at any moment): the write fails in the frame
+        with WorkerServer(port=0, renderer="passthrough", hooks=str(hooks), record=str(disk / "c.nrbcap")) as server:
+            with Client(server.endpoint or "", timeout=10) as c:
+                c.hello(SIZE, ALBEDO_SPEC)
+                assert [c.render(albedo_only(), timeout=10).status for _ in range(3)] == ["ok"] * 3
+                c.bye()
+            assert server.snapshot()["counts"].get("recording_failed") == 1
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

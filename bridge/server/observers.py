@@ -124,7 +124,8 @@ class Recorder(Observer):
         self.writer: CaptureWriter | None = writer
         self.path = writer.path
         self.stats = stats
-        self._lock = threading.Lock()  # guards ``writer`` being dropped, and the record of the hooks in effect
+        self._lock = threading.Lock()  # guards ``writer`` being dropped (a failed write takes it)
+        self._hooks_lock = threading.Lock()  # guards the record of which hooks are in effect
         self._recorded_hooks: str | None = None
 
     @property
@@ -161,7 +162,7 @@ class Recorder(Observer):
         if self.writer is None:
             return
         if hooks is not None:
-            with self._lock:  # workers share the record of which hooks are in effect
+            with self._hooks_lock:  # workers share the record of which hooks are in effect
                 if hooks.version != self._recorded_hooks:
                     self._call("hooks", hooks.path, hooks.source, hooks.version)
                     self._recorded_hooks = hooks.version
