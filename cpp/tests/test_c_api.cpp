@@ -316,3 +316,30 @@ TEST_CASE("c api: a refusal's message is cut to 255 bytes without splitting a UT
   CHECK(std::string(nrb_last_error(c)).find(full) != std::string::npos);  // the whole text there
   nrb_client_destroy(c);
 }
+
+TEST_CASE("c api: a version-1 client config (built before renderer and lossy_quality) still creates a client") {
+  // A plugin compiled against the version-1 header passes a shorter struct: the library must not read past it, and
+  // its client asks for no renderer and exact images. Garbage after the v1 fields proves nothing is read there.
+  struct V1 {
+    nrb_client_config cfg;
+  } big;
+  Fixture f;
+  big.cfg = f.cfg;
+  std::memset(reinterpret_cast<char*>(&big.cfg) + offsetof(nrb_client_config, renderer), 0xAB,
+              sizeof(nrb_client_config) - offsetof(nrb_client_config, renderer));
+  big.cfg.struct_version = 1;
+  big.cfg.struct_size = uint32_t(offsetof(nrb_client_config, renderer));
+  nrb_client* c = nullptr;
+  REQUIRE(nrb_client_create(&big.cfg, &c) == NRB_OK);
+  nrb_client_destroy(c);
+  // Version 2 checks its new fields.
+  Fixture g;
+  g.cfg.lossy_quality = 101;
+  CHECK(nrb_client_create(&g.cfg, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(nrb_last_error(nullptr)).find("lossy_quality") != std::string::npos);
+  Fixture h;
+  h.cfg.renderer = "neural";
+  h.cfg.lossy_quality = 90;
+  REQUIRE(nrb_client_create(&h.cfg, &c) == NRB_OK);
+  nrb_client_destroy(c);
+}
