@@ -273,3 +273,23 @@ def test_a_session_that_writes_styles_and_controls_replays_its_style_maps_and_im
     assert report.frames == 6 and report.rendered == 6
     assert report.style_maps_checked == 6 and report.style_map_mismatches == []
     assert report.images_checked == 6 and report.image_mismatches == []
+
+
+def test_the_protocol_lists_every_style_parameter_with_its_range() -> None:
+    """docs/protocol.md 5.3's parameter table is bridge.style.library.PARAM_SPECS (names, channels, ranges)."""
+    import re
+
+    from bridge.style.library import PARAM_SPECS
+
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text[text.index("**Styles defined at run time**"):text.index("**control** (map")]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d|str) \|([^|]*)\|", section, re.M)
+    doc = {name: (ch, rng.strip()) for name, ch, rng in rows}
+    assert set(doc) == set(PARAM_SPECS) | {"lut", "base"}
+    for name, spec in PARAM_SPECS.items():
+        ch, rng = doc[name]
+        assert int(ch) == spec.channels, name
+        m = re.match(r"(−?[\d.]+)\.\.(−?[\d.]+)", rng)
+        assert m, (name, rng)
+        low, high = (float(x.replace("−", "-")) for x in m.groups())
+        assert (low, high) == (spec.low, spec.high), name
