@@ -142,6 +142,18 @@ bool renderer_matches(std::string_view wanted, std::string_view label) noexcept 
          (label[wanted.size()] == '/' || label[wanted.size()] == '@');
 }
 
+std::string_view tone_mapping_name(ToneMapping t) noexcept {
+  const auto i = static_cast<size_t>(t);
+  return i < kToneMappings.size() ? kToneMappings[i] : std::string_view();
+}
+std::optional<ToneMapping> tone_mapping_from_name(std::string_view name) noexcept {
+  for (size_t i = 0; i < kToneMappings.size(); ++i)
+    if (kToneMappings[i] == name) return static_cast<ToneMapping>(i);
+  return std::nullopt;
+}
+std::string_view control_name(ControlKind k) noexcept { return kControls[static_cast<size_t>(k) % kControls.size()]; }
+bool is_style_param_text_key(std::string_view key) noexcept { return key == "lut" || key == "base"; }
+
 std::string_view scope_name(Scope s) noexcept {
   switch (s) {
     case Scope::material: return "material";
