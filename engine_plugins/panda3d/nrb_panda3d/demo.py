@@ -264,7 +264,7 @@ def plot_timing(records: list[Any], events: list[tuple[int, float, str]], path: 
     import matplotlib.pyplot as plt
 
     frames = np.array([r.frame for r in records])
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     bottom = np.zeros(len(records))
     for s in STAGES:
         v = np.array([getattr(r, s) for r in records])
@@ -279,13 +279,13 @@ def plot_timing(records: list[Any], events: list[tuple[int, float, str]], path: 
         ax.text(f, ax.get_ylim()[1] * 0.95 if ax.get_ylim()[1] > 0 else 1, name, rotation=90, va="top", fontsize=7)
     ax.set_ylabel("ms")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # outside: the beats are labelled at the top
     src = np.array([1.0 if r.source == "neural" else 0.0 for r in records])
     ax2.fill_between(frames, 0, src, step="mid", color="tab:green", label="neural shown")
     ax2.fill_between(frames, 0, 1 - src, step="mid", color="tab:red", alpha=0.4, label="raster (fallback)")
     ax2.set_yticks([])
     ax2.set_xlabel("frame")
-    ax2.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
