@@ -207,6 +207,26 @@ def settle(g: GameSession, seconds: float) -> np.ndarray:
     return info.neural
 
 
+def test_the_hud_is_drawn_over_the_neural_image_and_kept_out_of_hudless_color(game):
+    """The stats overlay (a HUD on aspect2d) is composited by Panda3D after the neural pass: the window shows it over
+    the neural image, while the game's image the plugin sends as hudless_color does not contain it."""
+    game.game.frozen = True
+    try:
+        plain = frozen_result(game, step_sync(game).frame + 1)
+        game.nrb.show_stats = True
+        hud = frozen_result(game, step_sync(game).frame + 1)
+        shown = game.nrb.displayed_image()[..., :3]
+        over = np.any(shown != hud.neural[..., :3], axis=-1)
+        assert 20 < over.sum() < 0.5 * over.size, "no HUD over the neural image"
+        ys, xs = np.nonzero(over)
+        assert ys.mean() < over.shape[0] / 2, "the HUD is not where the overlay is"
+        np.testing.assert_array_equal(hud.raster, plain.raster)  # hudless_color: no HUD in it
+        np.testing.assert_array_equal(hud.neural, plain.neural)  # nor in what the renderer made of it
+    finally:
+        game.nrb.show_stats = False
+        game.game.frozen = False
+
+
 def test_intensity_zero_shows_the_engines_own_image_and_one_the_render_again(game):
     """The player's intensity setting: 0 is the game's own image (hudless_color, the raster image without the 2D
     UI) exactly, 1 the re-rendered image again."""
