@@ -227,6 +227,7 @@ void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFa
 
 void FNeuralSceneViewExtension::PreRenderViewFamily_RenderThread(FRDGBuilder& GraphBuilder, FSceneViewFamily& InViewFamily)
 {
+	HudlessSet = NoSet;  // a frame's hudless_color only ever joins that frame's G-buffers
 	ProcessReadbacks_RenderThread();
 }
 
