@@ -31,6 +31,7 @@ a fresh one fall back to the raster image (counted in the report).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -43,8 +44,10 @@ from typing import Any
 import numpy as np
 
 HOOKS_FILE = Path(__file__).resolve().parent / "demo_hooks.py"
-#: the demo's style file: the looks it defines without retraining (the ``sunset`` LUT style of the victory beat)
-STYLES_FILE = Path(__file__).resolve().parents[3] / "bridge" / "style" / "looks" / "demo.toml"
+#: the demo's style file: the looks it defines without retraining (the ``sunset`` LUT style of the victory beat);
+#: part of the ``bridge`` package, so it is found in a source checkout and in an installed wheel alike
+_BRIDGE_SPEC = importlib.util.find_spec("bridge")
+STYLES_FILE = Path((_BRIDGE_SPEC and _BRIDGE_SPEC.origin) or "bridge/__init__.py").parent / "style" / "looks" / "demo.toml"
 #: the 2x-upscaling neural model (docs/model.md), served when the demo's output is twice its render size
 X2_MODEL = Path(__file__).resolve().parents[3] / "neural_renderer" / "weights" / "default_x2_temporal.onnx"
 
