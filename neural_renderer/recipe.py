@@ -7,22 +7,25 @@
 
 Steps (each resumable: rerunning skips finished work):
 
-1. ``nrb data generate --size 128x128 --spp 128 --frames 2 --seed 0`` -> ``WORK/synth-128``; every 10th
-   scene held out. ``--gpu``: 480 scenes rendered by 8 worker processes; CPU: 320 scenes. The first 320
-   scenes are the same in both (scene ``i`` depends only on the seed and ``i``), so the benchmark's held-out
-   scenes (the held-out ones among the first 320) are never trained on by either;
-2. 8 longer camera paths for the temporal benchmark (6 frames each, seed 1, all held out) ->
+1. ``nrb data generate --lighting every --engine-image --size 128x128 --spp 128 --frames 2 --seed 0`` ->
+   ``WORK/lights-128``: point, spot and area lights, emissive surfaces, indoors and outdoors, night and day (issue
+   15), each frame with its engine image (``hudless_color``: raster-style direct light, varied shadows, occlusion,
+   tone curves and exposure); every 10th scene held out. The benchmark's held-out light scenes
+   (``nrb bench looks``) are the held-out ones among the first 160, never trained on;
+2. the same with the house lighting (a jittered sun and a sky) -> ``WORK/house-128``: the scenes the presets
+   are scored on (``nrb bench renderer`` / ``looks`` hold out every 10th of the first 320);
+3. 8 longer camera paths for the temporal benchmark (6 frames each, seed 1, all held out) ->
    ``WORK/paths-128``;
-3. ``nrb train`` with the albedo-modulated head, lighting inputs, width 32, 2 trunk blocks, temporal path on, weight average
-   (EMA 0.999) -> ``WORK/run``. ``--gpu``: 7900 steps of batch 32 on whole 128x128 frames, ``--device
-   cuda``; CPU: 8000 steps of batch 8 on 96x96 crops, 1 thread;
-4. ``nrb export`` -> ``neural_renderer/weights/default.onnx`` + ``default_temporal.onnx``, and the
-   weights-only checkpoint ``default.pt`` (config, averaged weights, training summary; no optimizer state);
-5. ``python -m neural_renderer.quantize`` -> ``default_temporal_int8.onnx``: int8, calibrated on the training
-   scenes and written only if its FLIP on the held-out scenes is within 2 % of fp32 per style (the shipped one
-   was guarded on the benchmark's 512-spp references; the recipe uses its own held-out scenes, the same scenes
-   at 128 spp, so as not to render the references). A model that fails the guard ships without an int8 copy
-   (a stale one from an earlier model is removed first; the renderer would ignore it anyway).
+4. ``nrb train --params --engine`` on both datasets: conditioned on the per-pixel style *parameter* map (issue
+   17) and given the engine image (issue 15), albedo-modulated head, lighting inputs, width 32, 2 trunk blocks,
+   temporal path on, weight average (EMA 0.999) -> ``WORK/run``. Looks are presets or random parameter vectors
+   (half each), mixed in parameter space; 15 % of examples get no engine image. ``--gpu``: batch 32 on whole
+   128x128 frames, ``--device cuda``; CPU: batch 8 on 96x96 crops, 1 thread;
+5. ``nrb export`` -> ``neural_renderer/weights/default.onnx`` + ``default_temporal.onnx`` (which takes the
+   server's style table and the engine image in linear light), and the weights-only checkpoint ``default.pt``;
+6. ``python -m neural_renderer.quantize`` -> ``default_temporal_int8.onnx``: int8, calibrated on the training
+   scenes and written only if its FLIP on the held-out scenes is within 2 % of fp32 per style. A model that fails
+   the guard ships without an int8 copy (a stale one from an earlier model is removed first).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import torch
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DEFAULTS: dict[str, Any] = {
-    "scenes": 320,
+    "scenes": 200,
+    "house_scenes": 80,
     "size": (128, 128),
     "spp": 128,
     "frames": 2,
@@ -57,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
 GPU: dict[str, Any] = {
     **DEFAULTS,
     "scenes": 480,
+    "house_scenes": 320,
     "steps": 7900,
     "batch": 32,
     "crop": 128,
@@ -66,6 +71,7 @@ GPU: dict[str, Any] = {
 }
 QUICK: dict[str, Any] = {
     "scenes": 12,
+    "house_scenes": 12,
     "size": (64, 64),
     "spp": 16,
     "frames": 2,
@@ -102,29 +108,14 @@ def run(work: Path, weights: Path, quick: bool = False, gpu: bool = False) -> di
 
     p: dict[str, Any] = dict(QUICK if quick else GPU if gpu else DEFAULTS)
     w, h = p["size"]
-    synth, paths, run_dir = work / f"synth-{w}", work / f"paths-{w}", work / "run"
+    lights, house = work / f"lights-{w}", work / f"house-{w}"
+    paths, run_dir = work / f"paths-{w}", work / "run"
     times: dict[str, float] = {}
     t = time.perf_counter()
-    cli(
-        [
-            "data",
-            "generate",
-            "--scenes",
-            str(p["scenes"]),
-            "--size",
-            f"{w}x{h}",
-            "--spp",
-            str(p["spp"]),
-            "--frames",
-            str(p["frames"]),
-            "--seed",
-            str(p["seed"]),
-            "--workers",
-            str(p["workers"]),
-            "--out",
-            str(synth),
-        ]
-    )
+    common = ["--size", f"{w}x{h}", "--spp", str(p["spp"]), "--frames", str(p["frames"]), "--seed", str(p["seed"]),
+              "--workers", str(p["workers"]), "--engine-image"]
+    cli(["data", "generate", "--scenes", str(p["scenes"]), "--lighting", "every", *common, "--out", str(lights)])
+    cli(["data", "generate", "--scenes", str(p["house_scenes"]), *common, "--out", str(house)])
     cli(
         [
             "data",
@@ -151,7 +142,8 @@ def run(work: Path, weights: Path, quick: bool = False, gpu: bool = False) -> di
         [
             "train",
             "--data",
-            str(synth),
+            str(lights),
+            str(house),
             "--out",
             str(run_dir),
             "--steps",
@@ -164,6 +156,8 @@ def run(work: Path, weights: Path, quick: bool = False, gpu: bool = False) -> di
             str(p["width"]),
             "--modulate",
             "--lighting",
+            "--params",
+            "--engine",
             "--device",
             p["device"],
             "--threads",
@@ -175,7 +169,7 @@ def run(work: Path, weights: Path, quick: bool = False, gpu: bool = False) -> di
     summary = json.loads((run_dir / "summary.json").read_text())
     strip_checkpoint(run_dir / "last.pt", weights / "default.pt", {"summary": summary})
     cli(["export", str(weights / "default.pt"), "--out", str(weights / "default.onnx"), "--temporal"])
-    times["quantize_s"], quantized = quantize_step(weights / "default_temporal.onnx", synth)
+    times["quantize_s"], quantized = quantize_step(weights / "default_temporal.onnx", house)
     return {"times": times, "summary": summary, "quantize": quantized}
 
 
