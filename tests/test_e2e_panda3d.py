@@ -273,6 +273,26 @@ def test_excluding_the_boss_keeps_the_engines_pixels_there_only(game):
         game.game.frozen = False
 
 
+def test_keep_faces_setting_keeps_the_characters_faces_as_the_engine_drew_them(game):
+    """The sample game's "keep faces" setting excludes the characters' face materials (the boss) from re-rendering;
+    turning it off re-renders them. Lowering the game's intensity setting to 0 shows the engine's image."""
+    game.game.frozen = True
+    try:
+        before = frozen_result(game, step_sync(game).frame + 1)
+        mid = game.nrb.gbuffer.read().buffers["material_id"][1][..., 0]
+        faces = np.isin(mid, sample.FACE_MATERIALS)
+        assert faces.sum() > 30
+        game.game.apply_settings(sample.GameSettings(intensity=1.0, keep_faces=True))
+        info = frozen_result(game, step_sync(game).frame + 1)
+        diff = np.abs(info.neural[..., :3].astype(int) - info.raster[..., :3].astype(int)).max(axis=-1)
+        assert diff[faces].max() <= 1, "the faces are re-rendered"
+        game.game.apply_settings(sample.GameSettings(intensity=1.0, keep_faces=False))
+        np.testing.assert_array_equal(frozen_result(game, step_sync(game).frame + 1).neural, before.neural)
+    finally:
+        game.game.apply_settings(sample.GameSettings())
+        game.game.frozen = False
+
+
 def test_a_style_the_game_defines_at_run_time_changes_the_look_and_a_bad_one_is_refused(game):
     """The enter-crypt beat writes a look through the protocol (no style file has it) and switches to it; a style
     with a parameter the renderer does not know is refused (an ERROR for that frame), and the game keeps going."""
