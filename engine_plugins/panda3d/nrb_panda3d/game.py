@@ -319,7 +319,6 @@ class SampleGame:
         self.objects["lamp"].setLightOff()  # the bulb itself glows
         self.objects["lamp"].setColorScale(1.3, 1.2, 1.0, 1)
         self.base.setBackgroundColor(0.45, 0.55, 0.7, 1)
-        self.sun_light = sun_np  # the scene root's sun: the plugin's lighting constants (lights.py)
 
         # The crypt: no sun, no arena ambient (a game's light linking / lighting channels; Panda3D's lights cast
         # no shadows by default, so the roof alone would not keep the sun out), only what burns inside it.
