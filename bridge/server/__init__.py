@@ -3,7 +3,7 @@
 A frame's path, one module per stage::
 
     engine ─FRAME─▶ io_loop.IOLoop          (the I/O thread: socket, doorbells, sessions, back-pressure)
-                      │ decode header, validate
+                      │ decode header; admission.Admission checks it (and opens sessions from HELLOs)
                       ▼
                     scheduler.Scheduler     (per-session queues: latest frame wins, in-flight limit,
                       │                      deadline prediction; earliest deadline first across sessions)
@@ -24,6 +24,7 @@ them, in-process (``start()`` / ``stop()``) or as a process (``serve_forever()``
 
 from __future__ import annotations
 
+from .admission import is_loopback_address
 from .config import (
     DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -38,7 +39,6 @@ from .config import (
     session_bytes,
 )
 from .core import Server
-from .io_loop import is_loopback_address
 from .observers import FrameDone, Observer
 from .stats import ServerStats
 

@@ -1,9 +1,9 @@
 """``Server``: the render server assembled from its parts, and its lifecycle (bind, start/stop, serve_forever).
 
 The parts (``bridge.server`` docstring has the frame's path): ``IOLoop`` (this thread: sockets, sessions,
-back-pressure), ``Scheduler`` (queues, latest frame wins, earliest deadline first), ``FrameProcessor`` (run by
-the render workers), ``Outbox`` (answers from any thread), ``ServerStats`` (the counters) and the ``Observers``
-(recording, metrics, status line).
+back-pressure), ``Admission`` (what opens a session, what a frame must satisfy), ``Scheduler`` (queues, latest
+frame wins, earliest deadline first), ``FrameProcessor`` (run by the render workers), ``Outbox`` (answers from
+any thread), ``ServerStats`` (the counters) and the ``Observers`` (recording, metrics, status line).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bridge.renderer import Renderer, renderer_factory
 from bridge.session import Session
 from bridge.style.defined import StyleSource
 
+from .admission import Admission
 from .config import ServerConfig, name_os_thread
 from .io_loop import IOLoop
 from .observers import Metrics, Observer, Observers, Recorder, StatusLine
@@ -62,9 +63,11 @@ class Server:
         self.outbox = Outbox(self._ctx, self.stats)
         self.processor = FrameProcessor(cfg, self.scheduler, self.stats, self.outbox, self.observers, self.styles,
                                         self.hooks)
+        self.admission = Admission(cfg, self.scheduler, self.factory, self.renderer_label, self.styles,
+                                   lambda: self.io.endpoint)
         self.io = IOLoop(cfg, self._ctx, max_message_bytes=self.max_message_bytes, scheduler=self.scheduler,
-                         stats=self.stats, outbox=self.outbox, observers=self.observers, factory=self.factory,
-                         renderer_label=self.renderer_label, styles=self.styles, skip=self.processor.answer_skipped)
+                         stats=self.stats, outbox=self.outbox, observers=self.observers, admission=self.admission,
+                         skip=self.processor.answer_skipped)
         self.endpoint: str | None = None
         self.metrics_port: int | None = None
         self._status_out: TextIO = sys.stderr

@@ -1,11 +1,11 @@
 """The I/O loop: the one thread that owns the ROUTER socket.
 
 Each turn it drains what has arrived — HELLO, PING and BYE are answered at once; a FRAME is decoded (zero-copy:
-views of the received frames or of the engine's shared-memory pool; compressed payloads stay compressed),
-validated and queued on its session (``Scheduler.admit``: latest frame wins) — forwards the answers the render
-workers sent through their pipes, reads the doorbells of shared-memory sessions (their FRAME records are handled
-exactly like FRAMEs from the socket) and the socket monitor (a closed connection frees its peer's sessions at
-once), then does its housekeeping (idle sessions expire, observers tick).
+views of the received frames or of the engine's shared-memory pool; compressed payloads stay compressed), checked
+(``Admission``, which also opens sessions from HELLOs) and queued on its session (``Scheduler.admit``: latest frame
+wins) — forwards the answers the render workers sent through their pipes, reads the doorbells of shared-memory
+sessions (their FRAME records are handled exactly like FRAMEs from the socket) and the socket monitor (a closed
+connection frees its peer's sessions at once), then does its housekeeping (idle sessions expire, observers tick).
 
 Back-pressure (docs/protocol.md section 5.9 rule 1): answers a peer cannot take yet wait in a queue of its own, in
 order, and meanwhile that peer's input is held, as it is while one of its sessions is ``max_in_flight`` + 256
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import ipaddress
 import logging
 import random
 import threading
@@ -31,33 +30,24 @@ from typing import Any
 
 import zmq
 
-from bridge import hello_options
-from bridge.doorbell import Doorbell, DoorbellCorrupt, DoorbellUnavailable
+from bridge.doorbell import DoorbellCorrupt
 from bridge.protocol import (
-    COMPRESSIONS,
-    FORMATS,
-    MAX_DIMENSION,
     Bye,
     Error,
     ErrorCode,
     Frame,
     Hello,
-    Limits,
-    OutputSpec,
     Ping,
     Pong,
     ProtocolError,
-    Welcome,
     message_from_header,
     parse_header,
 )
-from bridge.renderer import Renderer, available
 from bridge.security import ServerCurve
-from bridge.session import QueuedFrame, Session, StylePipeline
-from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmUnavailable
-from bridge.style.defined import StyleSource
+from bridge.session import QueuedFrame, Session
 
-from .config import STYLE_ONLY_SLACK, ServerConfig, frame_budget, router_hwm, session_bytes
+from .admission import Admission
+from .config import STYLE_ONLY_SLACK, ServerConfig, router_hwm
 from .observers import Observers
 from .outbox import Outbox
 from .scheduler import Scheduler, SkipAnswer
@@ -65,9 +55,6 @@ from .stats import ServerStats
 
 log = logging.getLogger("nrb.server")
 
-#: Buffers of exactly 1x1, exempt from the "same size as render_size" check (as are 1x1 vendor buffers: per-frame
-#: constants).
-_ONE_BY_ONE = {"exposure"}
 #: While a peer has answers it cannot take yet, the I/O loop retries them this often (milliseconds).
 RETRY_MS = 2
 #: Answers waiting for one peer (safety net: its input is held while any wait, so they stay far fewer).
@@ -82,8 +69,7 @@ class IOLoop:
 
     def __init__(self, config: ServerConfig, ctx: zmq.Context[Any], *, max_message_bytes: int,
                  scheduler: Scheduler, stats: ServerStats, outbox: Outbox, observers: Observers,
-                 factory: Callable[[], Renderer], renderer_label: str, styles: StyleSource,
-                 skip: SkipAnswer) -> None:
+                 admission: Admission, skip: SkipAnswer) -> None:
         self.config = config
         self.ctx = ctx
         self.max_message_bytes = max_message_bytes
@@ -93,9 +79,7 @@ class IOLoop:
         self.outbox = outbox
         outbox.forward = self.forward
         self.observers = observers
-        self.factory = factory
-        self.renderer_label = renderer_label
-        self.styles = styles
+        self.admission = admission
         self.skip = skip
         self.sock: zmq.Socket[Any] | None = None
         self.endpoint: str | None = None
@@ -516,15 +500,6 @@ class IOLoop:
         else:
             self._rejects.pop(sess.routing_id, None)
 
-    def _open_doorbell(self, hello: Hello, routing_id: bytes) -> Doorbell | None:
-        if not self.config.doorbell or "doorbell" not in hello.capabilities or hello.doorbell is None:
-            return None
-        try:
-            return Doorbell(hello.doorbell)
-        except DoorbellUnavailable as exc:
-            log.warning("not using the doorbell for a session from %r: %s", routing_id, exc)
-            return None
-
     def _rejected(self, routing_id: bytes, code: ErrorCode) -> None:
         """Count consecutive rejected messages per peer; past ``max_rejects`` its sessions are dropped.
         ``OVERLOADED`` neither counts nor breaks the row: back-pressure is the server's state, not the peer's
@@ -568,118 +543,23 @@ class IOLoop:
 
     # -------------------------------------------------------------------------------------------- sessions
     def _on_hello(self, routing_id: bytes, hello: Hello, frames: list[Any]) -> None:
-        cfg = self.config
-        hello_options.check_renderer(hello, self.renderer_label)  # UNSUPPORTED: protocol section 5.11
-        if len(self.sessions) >= cfg.max_sessions:
-            raise ProtocolError(ErrorCode.OVERLOADED, f"server is at its limit of {cfg.max_sessions} sessions")
         user_id = _user_id(frames) if self.curve is not None else None
-        with self.scheduler.cond:
-            mine = sum(1 for s in self.sessions.values()
-                       if s.routing_id == routing_id or (user_id is not None and s.user_id == user_id))
-            reserved = sum(s.reserved_bytes for s in self.sessions.values())
-        if mine >= cfg.max_sessions_per_peer:  # passes when one of its sessions ends: OVERLOADED, like the above
-            raise ProtocolError(ErrorCode.OVERLOADED, f"this engine already holds {mine} sessions, the most one "
-                                                      f"{'client key' if user_id else 'connection'} may hold "
-                                                      f"(--max-sessions-per-peer {cfg.max_sessions_per_peer})")
-        if cfg.max_pixels is not None:
-            for what, (w, h) in (("render_size", hello.render_size), ("output_size", hello.output_size)):
-                if w * h > cfg.max_pixels:
-                    raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{what} {w}x{h} is more than this server's "
-                                                                  f"--max-pixels {cfg.max_pixels}")
-        # Memory budgets, before anything is allocated for the session (the renderer included).
-        frame_bytes = frame_budget(hello)
-        if frame_bytes > cfg.max_frame_bytes:
-            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"buffers: {len(hello.buffers)} buffers at "
-                                                          f"{hello.render_size[0]}x{hello.render_size[1]} make "
-                                                          f"{frame_bytes} bytes per frame, more than this server's "
-                                                          f"budget of {cfg.max_frame_bytes} (--max-frame-bytes)")
-        held = session_bytes(frame_bytes, hello.render_size)  # at least: the image is render_size or larger
-        if held > min(cfg.max_session_bytes, cfg.max_total_bytes):
-            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"this session would hold {held} bytes (two frames of "
-                                                          f"{frame_bytes} and its image), more than this server's "
-                                                          f"budget of {min(cfg.max_session_bytes, cfg.max_total_bytes)}"
-                                                          " per session (--max-session-bytes)")
-        if reserved + held > cfg.max_total_bytes:  # passes when other sessions end
-            raise ProtocolError(ErrorCode.OVERLOADED, f"this session would hold {held} bytes; open sessions hold "
-                                                      f"{reserved} of this server's {cfg.max_total_bytes} "
-                                                      "(--max-total-bytes)")
-        try:
-            renderer = self.factory()
-        except Exception as exc:
-            log.exception("creating a renderer for a new session failed")
-            raise ProtocolError(ErrorCode.INTERNAL, f"cannot create renderer: {exc}") from exc
-        offered = {b.name: b.format for b in hello.buffers}
-        why = renderer.check_offer(offered)
-        if why:
-            raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: {why}")
-        caps = [c for c in COMPRESSIONS if c in hello.capabilities]
-        pool = None
-        if "shm" in hello.capabilities and hello.shm is not None:
-            try:
-                self._check_shm_offer(hello.shm.name, frames)
-                pool = ShmPoolView(hello.shm)
-                caps.append("shm")
-            except ShmUnavailable as exc:
-                log.warning("not using shared memory for a session from %r: %s", routing_id, exc)
-        bell = self._open_doorbell(hello, routing_id) if pool is not None else None
-        if bell is not None:
-            caps.append("doorbell")
-        caps += hello_options.lossy_capabilities(hello, renderer.output_format)  # protocol section 6.3.1
-        w, h = renderer.output_size(hello.render_size, hello.output_size)
-        held = session_bytes(frame_bytes, (w, h))  # the renderer's own size (an upscaler may return more)
-        if held > min(cfg.max_session_bytes, cfg.max_total_bytes):
-            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"this session's {w}x{h} image would make it hold {held} "
-                                                          "bytes, more than this server's budget per session "
-                                                          "(--max-session-bytes)")
-        if reserved + held > cfg.max_total_bytes:
-            raise ProtocolError(ErrorCode.OVERLOADED, f"this session would hold {held} bytes; open sessions hold "
-                                                      f"{reserved} of this server's {cfg.max_total_bytes} "
-                                                      "(--max-total-bytes)")
-        limits = Limits(frame_bytes, held, cfg.max_frame_bytes, cfg.max_total_bytes,
-                        cfg.max_pixels if cfg.max_pixels is not None else MAX_DIMENSION * MAX_DIMENSION,
-                        cfg.max_sessions, cfg.max_sessions_per_peer)
-        sid = self._next_id
-        self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
-        welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
-                          OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
-                          limits=limits)
-        sess = Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
-                       tuple(c for c in caps if c in COMPRESSIONS), pool, bell, user_id=user_id,
-                       frame_bytes=frame_bytes, reserved_bytes=held)
+        sess = self.admission.open_session(routing_id, hello, frames, user_id, self._new_id)
         self.scheduler.add(sess)
+        bell = sess.doorbell
         if bell is not None and self._poller is not None:
             self._bells[bell.fileno()] = sess
             self._poller.register(bell.fileno(), zmq.POLLIN)
-        wire = self._send(routing_id, welcome)
+        wire = self._send(routing_id, sess.welcome)
         self.observers.session_opened(sess, bytes(frames[0].buffer), bytes(wire[0]))
-        log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s%s", sid, hello.engine,
-                 hello.engine_version, hello.client, *hello.render_size, w, h, renderer.label,
-                 ", shared memory" + (" + doorbell" if bell is not None else "") if pool is not None else "")
+        log.info("session %d opened: %s %s via %s, %dx%d -> %dx%d, renderer %s%s", sess.id, hello.engine,
+                 hello.engine_version, hello.client, *hello.render_size, *sess.output_size, sess.renderer.label,
+                 ", shared memory" + (" + doorbell" if bell is not None else "") if sess.pool is not None else "")
 
-    def _check_shm_offer(self, name: str, frames: list[Any]) -> None:
-        """Map only pools that can be the engine's own: a POSIX shared-memory name is global to the machine, so a
-        HELLO could otherwise name any object this server's user can open (another engine's pool, another
-        program's memory) and read it back as G-buffers or overwrite it with a RESULT. ``ShmUnavailable`` says why
-        not; the engine then sends inline frames."""
-        if not name.startswith(SHM_NAME_PREFIX):
-            raise ShmUnavailable(f"pool name {name!r} does not start with {SHM_NAME_PREFIX!r}")
-        with self.scheduler.cond:
-            owner = next((s.id for s in self.sessions.values() if s.pool is not None and s.hello.shm is not None
-                          and s.hello.shm.name == name), None)
-        if owner is not None:
-            raise ShmUnavailable(f"pool {name!r} is already mapped for session {owner}")
-        if not self._peer_is_local(frames):
-            raise ShmUnavailable("the engine is not on this machine")
-
-    def _peer_is_local(self, frames: list[Any]) -> bool:
-        endpoint = self.endpoint or ""
-        if endpoint.startswith(("ipc://", "inproc://")):
-            return True
-        try:
-            addr = frames[0].get("Peer-Address")
-        except (zmq.ZMQError, AttributeError, TypeError):
-            return False
-        return is_loopback_address(addr)
+    def _new_id(self) -> int:
+        sid = self._next_id
+        self._next_id = self._next_id + 1 if self._next_id < (1 << 63) else 1
+        return sid
 
     def _on_bye(self, routing_id: bytes, bye: Bye) -> None:
         if bye.session is None:
@@ -733,7 +613,7 @@ class IOLoop:
         msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
                                   max_frame_bytes=sess.frame_bytes, defer_decompression=True)
         assert isinstance(msg, Frame)
-        self._validate_frame(sess, msg)
+        self.admission.check_frame(sess, msg)
         decode_ms = (time.perf_counter_ns() - t0) / 1e6
         sess.last_frame = msg.frame
         self.stats.received(sess)
@@ -748,37 +628,6 @@ class IOLoop:
         for wire in answers:
             self.forward([routing_id, *wire])
 
-    def _validate_frame(self, sess: Session, frame: Frame) -> None:
-        if sess.last_frame is not None and frame.frame <= sess.last_frame:
-            raise ProtocolError(ErrorCode.BAD_VALUE, f"frame {frame.frame} does not follow frame {sess.last_frame}")
-        names = {b.name: b for b in frame.buffers}
-        for spec in sess.welcome.required:
-            if not available(spec.name, names):
-                raise ProtocolError(ErrorCode.MISSING_FIELD, f"buffers: {spec.name!r} is required by the renderer")
-        w, h = sess.render_size
-        for b in frame.buffers:
-            if b.name == "output":  # section 6.1: RESULT only
-                raise ProtocolError(ErrorCode.BAD_VALUE, "buffers: 'output' is the RESULT's image; a FRAME does not "
-                                                         "carry it")
-            if b.name in _ONE_BY_ONE:
-                if (b.width, b.height) != (1, 1):
-                    raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}; it is one "
-                                                             "value per frame, 1x1")
-                continue
-            constant = b.name.startswith("x_") and (b.width, b.height) == (1, 1)  # a vendor per-frame constant
-            if not constant and (b.width, b.height) != (w, h):
-                raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}, the session's "
-                                                         f"render size is {w}x{h}")
-        if frame.result_slot is not None and sess.pool is not None:  # section 7: the output goes at offset 0
-            out = sess.welcome.output
-            need = out.width * FORMATS[out.format].bytes_per_pixel * out.height
-            if need > sess.pool.pool.slot_size:
-                raise ProtocolError(ErrorCode.BAD_VALUE, f"result_slot: the {out.width}x{out.height} {out.format} "
-                                                         f"output needs {need} bytes, the pool's slots hold "
-                                                         f"{sess.pool.pool.slot_size}")
-        sess.pipeline.check(frame)
-
-
 class _HoldInput(Exception):  # noqa: N818 - a signal, not an error
     """Raised by ``_on_frame`` for a FRAME that must wait until its session's backlog drains (back-pressure)."""
 
@@ -790,18 +639,6 @@ def _user_id(frames: list[Any]) -> str | None:
     except (zmq.ZMQError, AttributeError, TypeError):
         return None
     return uid if isinstance(uid, str) and uid else None
-
-
-def is_loopback_address(addr: Any) -> bool:
-    """Whether a ``Peer-Address`` (IPv4, IPv6, or IPv4-mapped IPv6) is a loopback address."""
-    if not isinstance(addr, str) or not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def _is_uint(v: Any) -> bool:
