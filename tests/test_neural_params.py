@@ -142,3 +142,30 @@ def test_training_batches_over_the_parameter_space_have_targets_for_their_looks(
     loss = training_loss(net, bank, cfg, gen, 32)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_a_style_file_style_renders_from_its_own_parameters_on_a_real_server(tmp_path: Path) -> None:
+    """With a parameter-conditioned model, ``nrb serve`` hands the renderer every style's parameters: a style a
+    game defines in its style file renders as itself, not as the preset nearest to it."""
+    from serverkit import SCENE_SPECS, SIZE, served, still_scene
+
+    from bridge.protocol import StyleCommand
+    from neural_renderer.export import export_onnx
+
+    model = export_onnx(_net(), tmp_path / "m.onnx", temporal=True)[1]
+    styles = tmp_path / "game.toml"
+    styles.write_text('[styles.redwash]\nbase = "thermal"\nheat = 1.0\ncontrast = 1.2\ntint = [1.6, 0.5, 0.5]\n')
+    bufs, cam = still_scene()
+    with served(tmp_path, "--renderer", "neural", "-o", f"model={model}", "--styles", str(styles)) as srv, \
+            srv.client() as c:
+        c.hello(SIZE, SCENE_SPECS)
+
+        def frame(style: str, t: int) -> np.ndarray:
+            r = c.render(bufs, camera=cam, styles=[StyleCommand(style, 1.0, 0.0)], dt=0.1, time_ns=t * 10**8)
+            assert r.status == "ok" and r.output is not None
+            return r.output.array()[..., :3].astype(np.int16)
+
+        thermal, red = frame("thermal", 1), frame("redwash", 2)
+        again = frame("thermal", 3)
+        assert np.abs(red - thermal).mean() > 3 * max(np.abs(again - thermal).mean(), 0.1)
+        c.bye()

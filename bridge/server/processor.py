@@ -136,7 +136,12 @@ class FrameProcessor:
         inputs = RenderInputs({b.name: b for b in frame.buffers}, size=sess.render_size, camera=frame.camera,
                               time=t, dt=frame.dt, frame=frame.frame, history=sess.history)
         try:
-            image = sess.renderer.render(inputs, self.styles.library.renderer_map(style_map))
+            library = self.styles.library
+            if sess.renderer.style_params:  # draws every style from its parameters: the whole map and the table
+                inputs.style_table = library.shading_table()
+                image = sess.renderer.render(inputs, style_map)
+            else:  # a defined style's weight goes to its base preset
+                image = sess.renderer.render(inputs, library.renderer_map(style_map))
             # exact grading of the pixels' styles (hue, white balance, lift/gamma/gain, fog, .cube LUTs), then the
             # session's intensity and masks against the engine's image; both skip frames they cannot change
             image = post_process(grade(image, style_map, self.styles.library, inputs), inputs, sess.pipeline.state)
