@@ -25,10 +25,8 @@ from nrb_panda3d.demo import HOOKS_FILE, GameSession  # noqa: E402
 from nrb_panda3d.server import ServerProcess  # noqa: E402
 
 RENDERER = os.environ.get("NRB_E2E_RENDERER", "deferred")
-#: ``deferred`` is served as tests/helpers/engine_image_renderer.py's DeferredWithEngineImage: the same images, and
-#: WELCOME lists hudless_color, which the intensity and exclusion tests need libnrb to send (see that file)
-SERVED = (f"{Path(__file__).resolve().parent / 'helpers' / 'engine_image_renderer.py'}:DeferredWithEngineImage"
-          if RENDERER == "deferred" else RENDERER)
+#: served as is: WELCOME lists hudless_color for every renderer (the post stage's intensity and masks read it)
+SERVED = RENDERER
 SIZE = (160, 120)
 DEADLINE_MS = 600.0
 

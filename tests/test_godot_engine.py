@@ -204,9 +204,8 @@ def test_godot_script_intensity_defined_style_and_exclusion_reach_the_server_and
     out = OUT / "controls"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    # deferred, with hudless_color in WELCOME (tests/helpers/engine_image_renderer.py says why)
-    renderer = f"{Path(__file__).resolve().parent / 'helpers' / 'engine_image_renderer.py'}:DeferredWithEngineImage"
-    proc, endpoint = spawn_server(["--renderer", renderer], out / "server.log")
+    # plain deferred: WELCOME lists hudless_color for every renderer (intensity and masks read it)
+    proc, endpoint = spawn_server(["--renderer", "deferred"], out / "server.log")
     try:
         project = project_copy(tmp_path, endpoint)
         import_project(project)

@@ -34,6 +34,7 @@ from bridge.renderer import Renderer, available
 from bridge.session import Session, StylePipeline
 from bridge.shm import SHM_NAME_PREFIX, ShmPoolView, ShmUnavailable
 from bridge.style.defined import StyleSource
+from bridge.style.grading import with_post_buffers
 
 from .config import ServerConfig, frame_budget, session_bytes
 from .scheduler import Scheduler
@@ -134,7 +135,9 @@ class Admission:
                             cfg.max_pixels if cfg.max_pixels is not None else MAX_DIMENSION * MAX_DIMENSION,
                             cfg.max_sessions, cfg.max_sessions_per_peer)
             sid = new_id()
-            welcome = Welcome(sid, renderer.label, caps, renderer.required(), renderer.optional(),
+            # the post stage (intensity, masks) reads the engine's image and mask whatever the renderer draws from
+            optional = with_post_buffers(renderer.optional(), renderer.required())
+            welcome = Welcome(sid, renderer.label, caps, renderer.required(), optional,
                               OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                               limits=limits)
             return Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
