@@ -54,12 +54,17 @@ OVERHEAD_ROUNDS = 5
 SMALL = (320, 180)
 LARGE = (1280, 720)
 MEDIUM = (640, 360)
-FORMATS = {s.name: s.format for s in BUFFERS}
+FORMATS = {s.name: s.format for s in BUFFERS} | {"hudless_color": "rgba8_srgb"}
 
 
 def _arrays(size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The synthetic scene's G-buffers plus an engine image (``hudless_color``, which every plugin sends by default
+    and a model that takes the engine's image reads; the scene's albedo stands in for it: the bytes and the work
+    are what count here)."""
     arrays, _ = SyntheticScene(*size, animate=False).gbuffers(0.0)
-    return {n: np.ascontiguousarray(a) for n, a in arrays.items() if n in FORMATS}
+    out = {n: np.ascontiguousarray(a) for n, a in arrays.items() if n in FORMATS}
+    out["hudless_color"] = out["albedo"].copy()
+    return out
 
 
 class _Session:
@@ -213,8 +218,8 @@ def _model_only(size: tuple[int, int], seconds: float, threads: int) -> dict[str
     from bridge.renderers.neural import NeuralRenderer
 
     w, h = size
-    arrays, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
-    bufs = {n: Buffer.from_array(n, FORMATS[n], a) for n, a in arrays.items() if n in FORMATS}
+    _, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
+    bufs = {n: Buffer.from_array(n, FORMATS[n], a) for n, a in _arrays(size).items()}
     renderer = NeuralRenderer(threads=threads)
     style_map = np.zeros((h, w, renderer.styles or 1), np.float32)
     style_map[..., 0] = 1.0
