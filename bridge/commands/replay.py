@@ -213,7 +213,11 @@ def replay_capture(capture: str | Path, *, renderer: str | None = None, out: str
                     # as the server does: the renderer's presets, then the exact grading and the session's post
                     # controls (intensity, exclusions, the engine's neural_mask)
                     lib, state = replay.pipeline.library, replay.pipeline.state
-                    image = rend.render(inputs, lib.renderer_map(rf.style_map))
+                    if rend.style_params:  # draws every style from its parameters (bridge.server.processor)
+                        inputs.style_table = lib.shading_table()
+                        image = rend.render(inputs, rf.style_map)
+                    else:
+                        image = rend.render(inputs, lib.renderer_map(rf.style_map))
                     image = post_process(grade(image, rf.style_map, lib, inputs), inputs, state)
                     pixels = image_to_output(image, rend.output_format, out_size)
                 except Exception as exc:  # BadOutput or the renderer's own: the replay goes on
