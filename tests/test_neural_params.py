@@ -147,7 +147,7 @@ def test_training_batches_over_the_parameter_space_have_targets_for_their_looks(
 def test_a_style_file_style_renders_from_its_own_parameters_on_a_real_server(tmp_path: Path) -> None:
     """With a parameter-conditioned model, ``nrb serve`` hands the renderer every style's parameters: a style a
     game defines in its style file renders as itself, not as the preset nearest to it."""
-    from serverkit import SCENE_SPECS, SIZE, served, still_scene
+    from helpers.serverkit import SCENE_SPECS, SIZE, served, still_scene
 
     from bridge.protocol import StyleCommand
     from neural_renderer.export import export_onnx
@@ -169,3 +169,29 @@ def test_a_style_file_style_renders_from_its_own_parameters_on_a_real_server(tmp
         again = frame("thermal", 3)
         assert np.abs(red - thermal).mean() > 3 * max(np.abs(again - thermal).mean(), 0.1)
         c.bye()
+
+
+@pytest.mark.parametrize("curve", ["none", "clamp", "reinhard", "aces", "agx", "other"])
+@pytest.mark.parametrize("fmt", ["rgba8_srgb", "rgba16f"])
+def test_the_renderer_takes_the_engine_image_back_to_linear_light_as_the_reference_does(curve: str, fmt: str) -> None:
+    """The per-frame conversion (tables, float32) agrees with ``bridge.tonemap.engine_linear`` (exact, float64)."""
+    from bridge.protocol import Camera
+    from bridge.renderer import RenderInputs
+    from bridge.renderers.engine_light import EngineLight
+    from bridge.tonemap import engine_linear, tone_map
+
+    h, w = 24, 40
+    light = np.random.default_rng(2).random((h, w, 3)) * 4.0
+    shown = tone_map(light * 0.6, curve)
+    if fmt == "rgba16f":
+        arr = np.concatenate([shown, np.ones((h, w, 1))], -1).astype(np.float16)
+    else:
+        x = np.clip(shown, 0, 1)
+        code = np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055) * 255 + 0.5
+        arr = np.concatenate([code, np.full((h, w, 1), 255.0)], -1).astype(np.uint8)
+    inputs = RenderInputs.from_arrays({"hudless_color": (fmt, arr)}, camera=Camera(pre_exposure=0.6,
+                                                                                    tone_mapping=curve))
+    want = engine_linear(inputs["hudless_color"][..., :3], 0.6, curve)
+    got = EngineLight()(inputs)
+    assert got.dtype == np.float32 and got.shape == (h, w, 3)
+    assert np.allclose(got, want, rtol=2e-4, atol=1e-5)

@@ -34,6 +34,7 @@ import numpy as np
 
 from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, current_worker, linear_to_srgb, to_srgb8
+from bridge.renderers.engine_light import EngineLight
 from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model, select_device
 from bridge.style.library import SHADING_PARAMS
 
@@ -167,6 +168,7 @@ class NeuralRenderer(Renderer):
                 raise ValueError(f"{path}: conditioned on style parameters {names}, the server's library has "
                                  f"{list(SHADING_PARAMS)}; re-export the model for this library")
         self._broadcast: tuple[tuple[Any, ...], np.ndarray] | None = None
+        self._engine_light = EngineLight()  # hudless_color -> linear light, per frame
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def required(self) -> list[BufferSpec]:
@@ -255,7 +257,6 @@ class NeuralRenderer(Renderer):
     def _feed_params(self, inputs: RenderInputs, style_map: np.ndarray, feed: dict[str, np.ndarray]) -> None:
         """A parameter-conditioned graph's ``x_style_table`` (1, S, 19) and ``x_engine_linear`` (1, H, W, 4)."""
         from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
-        from bridge.tonemap import engine_linear
 
         w, h = inputs.size
         table = inputs.style_table
@@ -266,12 +267,11 @@ class NeuralRenderer(Renderer):
             raise ValueError(f"style map has {style_map.shape[2]} styles, the style table {table.shape[0]}")
         feed["x_style_table"] = np.ascontiguousarray(table)[None]
         if "hudless_color" in inputs:
-            cam = inputs.camera
-            lin = engine_linear(inputs["hudless_color"][..., :3], getattr(cam, "pre_exposure", None),
-                                getattr(cam, "tone_mapping", None))
-            eng = np.empty((1, h, w, 4), np.float32)
-            eng[0, ..., :3] = lin
-            eng[0, ..., 3] = 1.0
+            key = ("x_engine_linear:sent", h, w)
+            eng = self._defaults.get(key)
+            if eng is None:  # reused every frame (ONNX Runtime is done with it when render returns)
+                eng = self._defaults[key] = np.ones((1, h, w, 4), np.float32)
+            eng[0, ..., :3] = self._engine_light(inputs)
             feed["x_engine_linear"] = eng
         else:
             key = ("x_engine_linear", h, w)
