@@ -698,7 +698,8 @@ std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t h
 
 namespace {
 // Decodes one JPEG of exactly width x height into `out` (width * height * 4 bytes, RGBA, alpha 255). Returns ""
-// on success, else why not; `size_mismatch` tells a wrong frame-header size (checked before any pixel is decoded).
+// on success, else why not. With `out` null it only checks the frame header (size, components, precision), so the
+// caller allocates the image only for a JPEG that has the descriptor's size.
 std::string decode_jpeg_rgba(const uint8_t* data, size_t n, uint32_t width, uint32_t height, uint8_t* out) {
   jpeg_decompress_struct d;
   JpegError err;
@@ -721,7 +722,7 @@ std::string decode_jpeg_rgba(const uint8_t* data, size_t n, uint32_t width, uint
   } else if (d.data_precision != 8) {
     std::snprintf(why, sizeof why, "a %d-bit JPEG (8 only)", d.data_precision);
   }
-  if (why[0] != 0) {
+  if (why[0] != 0 || out == nullptr) {
     jpeg_destroy_decompress(&d);
     return why;
   }
@@ -1736,9 +1737,12 @@ class Decoder {
   }
 
   void unjpeg(BufferDesc& b, Bytes f, uint64_t size) {
+    // The frame header first: a payload of a few bytes must not make us allocate a 1 GiB image it cannot fill.
+    std::string why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, nullptr);
+    if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
     // Allocation bounded by stride x height, already checked against the limits (stride == width * 4).
     std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
-    const std::string why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, out.get());
+    why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, out.get());
     if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
     b.data = out.get();
     b.size = size;
