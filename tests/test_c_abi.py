@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import served
+from helpers.serverkit import served
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMER = ROOT / "tests" / "c_abi"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.serverkit import GAME_DEADLINE_MS, GAME_SIZE, free_port, game_client, helper_file
 
 native = pytest.importorskip("bridge._native")
 if not hasattr(native, "Client"):
@@ -28,8 +28,8 @@ if not hasattr(native, "Client"):
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-W, H = 64, 32
-BUDGET_MS = 50.0  # the configured deadline: no client call may take longer
+W, H = GAME_SIZE
+BUDGET_MS = GAME_DEADLINE_MS  # the configured deadline: no client call may take longer
 
 
 # ------------------------------------------------------------------------------------------------ processes
@@ -70,7 +70,7 @@ def real_server(port: int = 0, *extra: str, env: dict[str, str] | None = None) -
 
 
 def event_server(log: Path, port: int = 0, *extra: str) -> ServerProcess:
-    return ServerProcess([sys.executable, str(HERE / "helpers" / "event_server.py"), "--port", str(port),
+    return ServerProcess([sys.executable, helper_file("event_server.py"), "--port", str(port),
                           "--log", str(log), *extra])
 
 
@@ -83,21 +83,8 @@ def servers() -> Iterator[list[ServerProcess]]:
         s.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ------------------------------------------------------------------------------------------------ engine side
-def make_client(endpoint: str, **kw: Any) -> Any:
-    opts: dict[str, Any] = dict(endpoint=endpoint, render_size=(W, H), transport="inline",
-                                buffers=[("hudless_color", "rgba8_srgb"), ("depth", "r32f")], deadline_ms=BUDGET_MS,
-                                server_timeout_ms=500, ping_interval_ms=100, handshake_timeout_ms=500,
-                                connect_timeout_ms=300, reconnect_backoff_min_ms=20, reconnect_backoff_max_ms=200,
-                                engine="pytest")
-    opts.update(kw)
-    return native.Client(**opts)
+make_client = game_client
 
 
 def color(frame_id: int) -> np.ndarray:
@@ -270,7 +257,7 @@ def test_a_server_without_the_doorbell_still_gets_shared_memory_frames(servers: 
 def test_events_ride_the_doorbell_once_and_in_order_past_frames_that_do_not_fit_the_slots(
         servers: list[ServerProcess], tmp_path: Path) -> None:
     log = tmp_path / "events.log"
-    servers.append(srv := real_server(0, "--hooks", str(HERE / "helpers" / "record_events_hooks.py"),
+    servers.append(srv := real_server(0, "--hooks", helper_file("record_events_hooks.py"),
                                       env={"NRB_TEST_EVENT_LOG": str(log)}))
     with make_client(srv.endpoint, transport="shm") as c:
         e = Engine(c)
@@ -309,7 +296,7 @@ def test_negotiated_compression_with_the_real_server(servers: list[ServerProcess
 def test_events_reach_the_real_server_once_and_in_order_across_disable(servers: list[ServerProcess],
                                                                        tmp_path: Path) -> None:
     log = tmp_path / "events.log"
-    servers.append(srv := real_server(0, "--hooks", str(HERE / "helpers" / "record_events_hooks.py"),
+    servers.append(srv := real_server(0, "--hooks", helper_file("record_events_hooks.py"),
                                       env={"NRB_TEST_EVENT_LOG": str(log)}))
     with make_client(srv.endpoint) as c:
         e = Engine(c)

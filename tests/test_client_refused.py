@@ -12,7 +12,6 @@ not a refusal: the client keeps retrying and says why. The Panda3D overlay shows
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,24 +21,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.serverkit import free_port
 
 from bridge.commands.serve import spawn_server, stop_server
+from nrb_panda3d.client import ClientConfig, ClientStats, PyClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "engine_plugins" / "panda3d"
-sys.path.insert(0, str(PLUGIN_DIR))
-
-from nrb_panda3d.client import ClientConfig, ClientStats, PyClient  # noqa: E402
 
 W, H = 64, 32
 BUFFERS = [("hudless_color", "rgba8_srgb"), ("depth", "r32f")]
 BAD_VALUE = 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Servers:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.serverkit import helper_renderer
 
 from bridge.client import Client, RemoteError
 from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker
@@ -21,7 +22,7 @@ from bridge.cluster.worker import WorkerServer
 from bridge.protocol import Buffer, BufferSpec, StyleCommand
 
 HERE = Path(__file__).resolve().parent
-PROBE = f"{HERE / 'helpers' / 'style_probe_renderer.py'}:make"
+PROBE = helper_renderer("style_probe_renderer.py")
 ALBEDO = np.full((32, 48, 4), 90, np.uint8)
 
 
@@ -336,9 +337,6 @@ def test_the_panda3d_python_client_follows_the_redirect_and_brings_its_ticket_ba
     """The Panda3D plugin's pure-Python client (``PyClient``, used where the C++ extension is not built) talks to
     its worker directly, like libnrb, and after its worker dies it comes back through the front door with its
     ticket, so its session is placed again in the style it had (no style command re-sent)."""
-    import sys
-
-    sys.path.insert(0, str(HERE.parent / "engine_plugins" / "panda3d"))
     from nrb_panda3d.client import ClientConfig, PyClient
 
     c = PyClient(ClientConfig(endpoint=door.endpoint, render_size=(48, 32), buffers=[("albedo", "rgba8_srgb")],
@@ -393,7 +391,7 @@ def test_a_relayed_engine_whose_worker_dies_gets_bye_and_its_style_back(door: An
     assert door.counts["restored"] >= 1
 
 
-@pytest.mark.parametrize("door", [dict(renderer=f"{HERE / 'helpers' / 'fault_renderer.py'}:make", max_in_flight=2)],
+@pytest.mark.parametrize("door", [dict(renderer=helper_renderer("fault_renderer.py"), max_in_flight=2)],
                          indirect=True, ids=["fault-renderer"])
 def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_path: Path) -> None:
     """libnrb streams frames and one event per frame; its worker is killed mid-stream. The game falls back to its

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE, served
+from helpers.serverkit import ALBEDO_SPEC, SIZE, served
 
 from bridge.doorbell import LENGTH_BYTES, DoorbellCorrupt, RecordReader, encode_record
 from bridge.protocol import Buffer, Bye, DoorbellSpec, Frame, Result, ShmPool, ShmRef, decode, encode

@@ -8,7 +8,6 @@ weapon's pixels change" can be checked exactly); ``NRB_E2E_RENDERER`` picks anot
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "engine_plugins" / "panda3d"))
 
 import panda3d  # noqa: E402,F401  - a hard dependency: the e2e tests must run, not skip
 

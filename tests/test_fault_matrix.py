@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.serverkit import GAME_CLIENT_DEFAULTS, GAME_DEADLINE_MS, GAME_SIZE, game_client, helper_renderer
 
 from bridge.capture import CaptureReader, Kind
 from bridge.commands.serve import spawn_server, stop_server
@@ -52,13 +53,12 @@ native = pytest.importorskip("bridge._native")
 if not hasattr(native, "Client"):
     pytest.skip("bridge._native was built without the client (run `make setup`)", allow_module_level=True)
 
-HERE = Path(__file__).resolve().parent
-FAULT_RENDERER = f"{HERE / 'helpers' / 'fault_renderer.py'}:make"
-W, H = 64, 32
-BUDGET_MS = 50.0
+FAULT_RENDERER = helper_renderer("fault_renderer.py")
+W, H = GAME_SIZE
+BUDGET_MS = GAME_DEADLINE_MS
 #: The client's connect timeout, its shortest network wait (``make_client``): six times the budget, far beyond what
 #: scheduling noise adds to a call that does not wait.
-NETWORK_WAIT_MS = 300
+NETWORK_WAIT_MS = GAME_CLIENT_DEFAULTS["connect_timeout_ms"]
 POOL_RE = re.compile(r"/dev/shm/(nrb-[A-Za-z0-9._-]+)")
 
 
@@ -139,13 +139,7 @@ def pool_mode(pool: str) -> int | None:
 
 # ------------------------------------------------------------------------------------------------ the game
 def make_client(endpoint: str, **kw: Any) -> Any:
-    opts: dict[str, Any] = dict(endpoint=endpoint, render_size=(W, H), transport="inline",
-                                buffers=[("hudless_color", "rgba8_srgb"), ("depth", "r32f")], deadline_ms=BUDGET_MS,
-                                server_timeout_ms=500, ping_interval_ms=100, handshake_timeout_ms=500,
-                                connect_timeout_ms=NETWORK_WAIT_MS, reconnect_backoff_min_ms=20, reconnect_backoff_max_ms=200,
-                                engine="fault-matrix")
-    opts.update(kw)
-    return native.Client(**opts)
+    return game_client(endpoint, **{"engine": "fault-matrix", **kw})
 
 
 def color(frame_id: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from serverkit import served
+from helpers.serverkit import served
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Packages only the extras bring (import names).

@@ -12,7 +12,7 @@ import msgpack
 import numpy as np
 import pytest
 import zstandard
-from serverkit import ALBEDO_SPEC, SIZE, albedo_only, served
+from helpers.serverkit import ALBEDO_SPEC, SIZE, albedo_only, served
 
 from bridge import Server
 from bridge.client import Client, RemoteError

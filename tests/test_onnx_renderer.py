@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers.serverkit import SIZE, served
 from onnx import TensorProto, helper
-from serverkit import SIZE, served
 
 from bridge.protocol import Buffer, BufferSpec, StyleCommand
 from bridge.renderer import RenderInputs, linear_to_srgb, load_renderer, srgb8_to_linear, to_srgb8

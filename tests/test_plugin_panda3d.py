@@ -14,7 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "engine_plugins" / "panda3d"
-sys.path.insert(0, str(PLUGIN_DIR))
 
 from nrb_panda3d.camera import (  # noqa: E402
     CameraPose,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import served
+from helpers.serverkit import served
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "engine_plugins" / "unreal" / "NeuralRenderBridge"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-from serverkit import ALBEDO_SPEC, SIZE, albedo_only, served
+from helpers.serverkit import ALBEDO_SPEC, SIZE, albedo_only, helper_renderer, served
 
 from bridge.capture import CaptureReader
 from bridge.client import Client
@@ -178,7 +178,7 @@ def test_a_slow_reader_gets_every_result_and_then_its_bye(tmp_path: Path) -> Non
 
 
 # ------------------------------------------------------------------------------------------ overload is not abuse
-FAULT_RENDERER = f"{Path(__file__).resolve().parent / 'helpers' / 'fault_renderer.py'}:make"
+FAULT_RENDERER = helper_renderer("fault_renderer.py")
 
 
 def _answered_events(capture: Path) -> list[str]:
@@ -228,9 +228,9 @@ def test_an_engine_overrunning_max_in_flight_keeps_its_session_and_every_event_a
 def test_an_answer_that_cannot_be_delivered_is_counted_and_logged(tmp_path: Path) -> None:
     """The engine disconnects while its frame renders (0.4 s): the RESULT has nowhere to go. It is not silently
     lost: the server logs it and counts it (``nrb_undeliverable_total``), and keeps serving."""
-    from serverkit import TEST_RENDERERS
+    from helpers.serverkit import MISBEHAVING_RENDERER
 
-    with served(tmp_path, "--renderer", f"{TEST_RENDERERS}:make") as srv:
+    with served(tmp_path, "--renderer", MISBEHAVING_RENDERER) as srv:
         with srv.client() as gone:
             gone.hello(SIZE, ALBEDO_SPEC)
             gone.send_frame(albedo_only(), frame=7)  # frame ids ending in 7 take 0.4 s

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from helpers.serverkit import helper_renderer
 
 from bridge import _wire_testing
 from bridge import protocol as p
 from bridge.commands.serve import spawn_server, stop_server
 
-HELPERS = Path(__file__).parent / "helpers"
 W, H = 16, 8
 
 
@@ -34,16 +34,13 @@ def recv(sock: zmq.Socket[bytes], timeout_s: float = 20.0) -> p.Message:
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    proc, endpoint = spawn_server(["--renderer", f"{HELPERS / 'lambert_renderer.py'}:make"], tmp_path / "srv.log")
+    proc, endpoint = spawn_server(["--renderer", helper_renderer("lambert_renderer.py")], tmp_path / "srv.log")
     yield endpoint
     stop_server(proc)
 
 
 def test_frames_from_the_cpp_and_the_python_encoder_both_come_back_shaded(server: str) -> None:
-    import sys
-
-    sys.path.insert(0, str(HELPERS))
-    from lambert_renderer import shade
+    from helpers.lambert_renderer import shade
 
     albedo, normals = scene()
     expected = shade(albedo, normals)

@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, served
+from helpers.serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, served
 
 from bridge.client import Client, RemoteError
 from bridge.protocol import (
@@ -149,7 +149,6 @@ def test_panda3d_plugin_client_takes_its_curve_keys_from_its_config(curve_server
     """The Panda3D plugin's client (``nrb-curve-*`` config variables → ``ClientConfig.curve_*``), both kinds."""
     if kind == "native":
         native_client(curve_server.endpoint, keys, None).close()  # skips when libnrb is not built
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine_plugins" / "panda3d"))
     from nrb_panda3d.client import ClientConfig, make_client
 
     cfg = ClientConfig(endpoint=curve_server.endpoint, render_size=SIZE, buffers=[("albedo", "rgba8_srgb")],

@@ -12,11 +12,11 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
-from serverkit import (
+from helpers.serverkit import (
     ALBEDO_SPEC,
+    MISBEHAVING_RENDERER,
     SCENE_SPECS,
     SIZE,
-    TEST_RENDERERS,
     RunningServer,
     albedo_only,
     free_port,
@@ -38,7 +38,7 @@ def deferred(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
 
 @pytest.fixture(scope="module")
 def misbehaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with served(tmp_path_factory.mktemp("misbehaving"), "--renderer", f"{TEST_RENDERERS}:make",
+    with served(tmp_path_factory.mktemp("misbehaving"), "--renderer", MISBEHAVING_RENDERER,
                 "--max-in-flight", "2") as srv:
         yield srv
 

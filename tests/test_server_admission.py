@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE
+from helpers.serverkit import ALBEDO_SPEC, SIZE
 
 from bridge import Renderer, Server
 from bridge.client import Client, RemoteError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE, albedo_only
+from helpers.serverkit import ALBEDO_SPEC, SIZE, albedo_only
 
 from bridge import Renderer, Server
 from bridge.capture import CaptureReader

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE, albedo_only
+from helpers.serverkit import ALBEDO_SPEC, SIZE, albedo_only
 
 from bridge import Renderer, Server
 from bridge.capture import CaptureReader

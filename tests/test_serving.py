@@ -15,7 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import ALBEDO_SPEC, SIZE, RunningServer, albedo_only, free_port, served
+from helpers.serverkit import (
+    ALBEDO_SPEC,
+    SIZE,
+    RunningServer,
+    albedo_only,
+    free_port,
+    helper_file,
+    helper_renderer,
+    served,
+)
 
 from bridge.capture import CaptureReader
 from bridge.commands.replay import SessionReplay
@@ -23,7 +32,7 @@ from bridge.protocol import Event, StyleCommand
 from bridge.style import DEFAULT_LIBRARY
 
 HERE = Path(__file__).resolve().parent
-GATE = f"{HERE / 'helpers' / 'gate_renderer.py'}:make"
+GATE = helper_renderer("gate_renderer.py")
 
 
 def _wait_for(path: Path, timeout: float = 30.0) -> None:
@@ -47,7 +56,7 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runn
     capture = tmp_path / "serving.nrbcap"
     monkeypatch.setenv("NRB_TEST_EVENT_LOG", str(tmp_path / "events.log"))  # read by record_events_hooks.py
     with served(tmp_path, "--renderer", GATE, "-o", f"dir={gate_dir}", "-o", "sleep_ms=20", "--record",
-                str(capture), "--hooks", str(HERE / "helpers" / "record_events_hooks.py"),
+                str(capture), "--hooks", helper_file("record_events_hooks.py"),
                 "--max-in-flight", "4") as srv:
         yield srv, gate_dir, capture
 

@@ -9,7 +9,7 @@ from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
-from serverkit import ALBEDO_SPEC, SIZE, served
+from helpers.serverkit import ALBEDO_SPEC, SIZE, served
 
 from bridge.protocol import Buffer, ShmPool, ShmRef
 

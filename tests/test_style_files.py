@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import SCENE_SPECS, SIZE, served, still_scene
+from helpers.serverkit import SCENE_SPECS, SIZE, served, still_scene
 
 from bridge.client import Client, RemoteError
 from bridge.hooks import HookLoadError, HookSet

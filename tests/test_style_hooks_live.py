@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.serverkit import SCENE_SPECS, SIZE, scene_arrays, served, still_scene
 from PIL import Image
-from serverkit import SCENE_SPECS, SIZE, scene_arrays, served, still_scene
 
 from bridge.capture import CaptureReader
 from bridge.commands.inspect import inspect_capture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import SCENE_SPECS, SIZE, RunningServer, served, still_scene
+from helpers.serverkit import SCENE_SPECS, SIZE, RunningServer, served, still_scene
 
 from bridge.client import Client, RemoteError
 from bridge.protocol import Buffer, BufferSpec, Control, ErrorCode, StyleCommand, Target

@@ -1,6 +1,7 @@
-"""Shared helpers of the server tests: real ``nrb serve`` processes on loopback, a synthetic engine's buffers.
+"""Shared helpers of the server tests: real ``nrb serve`` processes on loopback, a synthetic engine's buffers, the
+libnrb game client with the short timeouts the fault tests need, and the paths of the helper renderers and hooks.
 
-Not a test module (no ``test_`` prefix); the tests import it from their own directory.
+Imported as ``helpers.serverkit`` (see ``helpers/__init__.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +21,24 @@ from bridge.commands.serve import spawn_server, stop_server
 from bridge.protocol import Buffer, BufferSpec, Camera
 from bridge.scene import BUFFERS, SyntheticScene
 
-HERE = Path(__file__).resolve().parent
-TEST_RENDERERS = HERE / "renderers_for_tests.py"
+HELPERS = Path(__file__).resolve().parent
 SIZE = (96, 64)
+
+
+def helper_file(name: str) -> str:
+    """The path of a helper file (a renderer or hooks file ``nrb serve`` loads by path), as a string."""
+    path = HELPERS / name
+    assert path.is_file(), path
+    return str(path)
+
+
+def helper_renderer(name: str) -> str:
+    """``--renderer`` for a helper renderer file: ``helper_renderer("fault_renderer.py")`` → ``.../fault_renderer.py:make``."""
+    return f"{helper_file(name)}:make"
+
+
+#: The misbehaving renderer (raises, wrong sizes, NaNs, slow frames by frame id: ``misbehaving_renderer.py``).
+MISBEHAVING_RENDERER = helper_renderer("misbehaving_renderer.py")
 
 
 @dataclass
@@ -75,3 +92,21 @@ def albedo_only(size: tuple[int, int] = SIZE, value: int = 100) -> list[Buffer]:
 
 ALBEDO_SPEC = [BufferSpec("albedo", "rgba8_srgb")]
 SCENE_SPECS = BUFFERS
+
+
+# ------------------------------------------------------------------------------------------------ the game's client
+#: The libnrb game client's defaults in the client and fault tests: a 64x32 frame of hudless_color and depth, a 50 ms
+#: deadline, and timeouts short enough that a lost server is noticed within a test's seconds.
+GAME_SIZE = (64, 32)
+GAME_DEADLINE_MS = 50.0
+GAME_CLIENT_DEFAULTS: dict[str, Any] = dict(
+    render_size=GAME_SIZE, transport="inline", buffers=[("hudless_color", "rgba8_srgb"), ("depth", "r32f")],
+    deadline_ms=GAME_DEADLINE_MS, server_timeout_ms=500, ping_interval_ms=100, handshake_timeout_ms=500,
+    connect_timeout_ms=300, reconnect_backoff_min_ms=20, reconnect_backoff_max_ms=200, engine="pytest")
+
+
+def game_client(endpoint: str, **kw: Any) -> Any:
+    """A ``bridge._native.Client`` (libnrb) with ``GAME_CLIENT_DEFAULTS``, overridden by ``kw``."""
+    from bridge import _native
+
+    return _native.Client(**{**GAME_CLIENT_DEFAULTS, "endpoint": endpoint, **kw})
