@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serverkit import RunningServer, served
+from helpers.serverkit import RunningServer, served
 
 from bridge.protocol import Buffer, BufferSpec
 
