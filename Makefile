@@ -43,12 +43,12 @@ fuzz: setup
 	  -k decoder_never_fails
 
 lint: setup
-	$(VENV)/bin/ruff check bridge neural_renderer engine_plugins/panda3d tests
-	$(VENV)/bin/mypy bridge
+	$(VENV)/bin/ruff check bridge nrb_bench neural_renderer engine_plugins/panda3d tests
+	$(VENV)/bin/mypy bridge nrb_bench
 
 # --- building blocks (no setup dependency) -----------------------------------------------------------------
 ruff:
-	$(VENV)/bin/ruff check bridge neural_renderer engine_plugins/panda3d tests
+	$(VENV)/bin/ruff check bridge nrb_bench neural_renderer engine_plugins/panda3d tests
 
 pytest:
 	$(PY) -m pytest -q
@@ -96,7 +96,7 @@ fuzz-merge:
 
 clean:
 	rm -rf build _skbuild .pytest_cache .ruff_cache .mypy_cache
-	find bridge neural_renderer tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	find bridge nrb_bench neural_renderer tests -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV)

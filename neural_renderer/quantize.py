@@ -136,9 +136,9 @@ class _Calibration:
 
 def flip_per_style(model: Path, frames: list[tuple[Any, Any]]) -> dict[str, float]:
     """Mean LDR FLIP of ``model`` (through the ``neural`` renderer, single frame) per style on ``frames``."""
-    from bridge.bench.renderer import _targets
     from bridge.style.library import DEFAULT_LIBRARY
     from neural_renderer.evaluate import flip, one_style_map, render_inputs
+    from nrb_bench.renderer import _targets
 
     r = _renderer(model)
     per: dict[str, list[float]] = {s: [] for s in DEFAULT_LIBRARY.names}
@@ -258,7 +258,7 @@ def quantize(
     candidate passes the guard."""
     import onnx
 
-    from bridge.bench.renderer import ensure_data
+    from nrb_bench.renderer import ensure_data
 
     model = Path(model)
     out = Path(out) if out is not None else model.with_name(model.stem + "_int8" + model.suffix)

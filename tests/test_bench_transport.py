@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("bridge._native")
 
-from bridge.bench import transport  # noqa: E402
+from nrb_bench import transport  # noqa: E402
 
 
 def test_the_transport_bench_runs_every_mode_and_reports_the_doorbell_and_the_kernel_floor(tmp_path: Path) -> None:

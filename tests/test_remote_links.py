@@ -212,7 +212,7 @@ def test_libnrb_compresses_on_a_slow_link_and_not_on_a_fast_one() -> None:
     10 Mbit/s link and a 10 Gbit/s one shaped in network namespaces: on the slow link saving a tenth of the bytes is
     worth far more than the time to compress them, so libnrb compresses; on the fast one it is not, so after
     measuring it sends the frames raw (every 16th is compressed anyway, to measure again)."""
-    from bridge.bench import remote
+    from nrb_bench import remote
 
     up: dict[int, float] = {}
     raw = 0

@@ -1,6 +1,6 @@
 """``nrb bench``: the benchmarks behind ``make bench``.
 
-Each benchmark module in ``bridge/bench/`` exposes ``run(out_dir, *, quick=False) -> dict`` and writes its own JSON
+Each benchmark module in ``nrb_bench/`` exposes ``run(out_dir, *, quick=False) -> dict`` and writes its own JSON
 and Markdown report (plus pictures) into ``out_dir``; a module may also expose ``register(bench_subparsers)`` when
 it has options of its own. ``nrb bench all`` runs every available benchmark in turn and keeps going when one fails,
 so one broken bench does not hide the numbers of the others (the exit code still says it failed).
@@ -22,14 +22,14 @@ log = logging.getLogger("nrb.bench")
 
 #: name → module, in the order ``nrb bench all`` runs them.
 BENCHES: dict[str, str] = {
-    "transport": "bridge.bench.transport",
-    "renderer": "bridge.bench.renderer",
-    "soak": "bridge.bench.soak",
-    "serve": "bridge.bench.serve",
-    "grading": "bridge.bench.grading",
-    "remote": "bridge.bench.remote",
-    "cluster": "bridge.bench.cluster",
-    "looks": "bridge.bench.looks",
+    "transport": "nrb_bench.transport",
+    "renderer": "nrb_bench.renderer",
+    "soak": "nrb_bench.soak",
+    "serve": "nrb_bench.serve",
+    "grading": "nrb_bench.grading",
+    "remote": "nrb_bench.remote",
+    "cluster": "nrb_bench.cluster",
+    "looks": "nrb_bench.looks",
 }
 
 

@@ -1,6 +1,6 @@
-"""The neural renderer's speed table on a GPU: ``python -m bridge.bench.renderer_gpu --out bench``.
+"""The neural renderer's speed table on a GPU: ``python -m nrb_bench.renderer_gpu --out bench``.
 
-The CPU benchmark (``bridge.bench.renderer``) runs wherever ``make bench`` runs; this one needs a CUDA device,
+The CPU benchmark (``nrb_bench.renderer``) runs wherever ``make bench`` runs; this one needs a CUDA device,
 so it is run by hand on a machine that has one and writes ``renderer_gpu.json``, which ``renderer.md`` then
 shows next to the CPU table (with the device and date it was measured on, since it is not the same run).
 
@@ -174,7 +174,7 @@ def markdown_section(res: dict[str, Any]) -> list[str]:
     pk = ", ".join(f"{k} {v:.0f}" for k, v in res["matmul_peak_tflops"].items())
     lines = [
         f"## Speed on a GPU ({res['device']}, measured {res['measured'][:10]} with "
-        "`python -m bridge.bench.renderer_gpu`, not in this run)",
+        "`python -m nrb_bench.renderer_gpu`, not in this run)",
         "",
         f"Single-frame graph, batch 1, CUDA events, median of 50. Matrix-multiply peaks measured in that run "
         f"(8192^3 `torch.mm`, TFLOP/s): {pk}. PyTorch {res['torch']}.",
@@ -207,7 +207,7 @@ def markdown_section(res: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bridge.bench.renderer_gpu", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m nrb_bench.renderer_gpu", description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("bench"), help="where renderer_gpu.json goes")
     ap.add_argument("--model-dir", type=Path, default=None, help="directory with default.pt/.onnx")
     args = ap.parse_args(argv)

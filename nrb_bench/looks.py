@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.machine import cpu_name
+from nrb_bench.machine import cpu_name
 
 DATA = Path("data")
 REFERENCE_SPP = 512
@@ -281,7 +281,7 @@ def _markdown(rep: dict[str, Any]) -> str:
         "# `nrb bench looks`: the game's own lights (issue 15), styles the model never saw (issue 17)", "",
         f"Machine: {rep['machine']}. Model: {rep['model']}. Held-out sets: {rep['sets']['lights']} (lights), "
         f"{rep['sets']['styles']} (styles). Mean LDR FLIP against the path-traced target (lower is better); see "
-        "`bridge/bench/looks.py` for the sets and what each figure compares.", "",
+        "`nrb_bench/looks.py` for the sets and what each figure compares.", "",
         "## Lights: point, spot, area and emissive lights, night and day", "",
         "| image | FLIP | neural is lower by |", "|---|---|---|",
         f"| neural (given the engine image) | {li['neural']:.4f} | |",

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.machine import cpu_name, free_port
+from nrb_bench.machine import cpu_name, free_port
 
 SIZES = ((960, 540), (1920, 1080))
 STANDARD = (("hudless_color", "rgba8"), ("depth", "r32f"), ("motion_vectors", "rg16f"), ("normals", "rgba16f"),
@@ -756,6 +756,6 @@ def register(bench_sub: Any) -> None:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m bridge.bench.transport")
+    ap = argparse.ArgumentParser(prog="python -m nrb_bench.transport")
     add_arguments(ap)
     sys.exit(main(ap.parse_args()))

@@ -4,7 +4,7 @@ Everything runs on this machine: a local Ray instance (small logical resources),
 (``bridge.cluster.frontdoor.FrontDoor``) and its worker actors, and engines in this process.
 
 * **Scaling**: 1, 2 and 4 workers (one render thread each) with 2x as many engines (Python clients, closed loop,
-  160x90), renderer ``bridge.bench.cluster_renderer`` sleeping ``RENDER_MS`` per frame (sleep-dominated, so the
+  160x90), renderer ``nrb_bench.cluster_renderer`` sleeping ``RENDER_MS`` per frame (sleep-dominated, so the
   machine's two cores are not the limit). Aggregate rendered frames/s, and efficiency = fps(n) / (n x fps(1));
   target at least 0.8.
 * **Overhead**: a session's round trip (Python client, send FRAME → RESULT received, 960x540 rgba8 over tcp on
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.machine import cpu_name
+from nrb_bench.machine import cpu_name
 
-RENDERER = "bridge.bench.cluster_renderer:make"
+RENDERER = "nrb_bench.cluster_renderer:make"
 RENDER_MS = 20.0
 SMALL = (160, 90)
 

@@ -1,4 +1,4 @@
-"""The cluster benchmark's renderer: a fixed per-frame sleep, 10x longer for one session (``bridge.bench.cluster``).
+"""The cluster benchmark's renderer: a fixed per-frame sleep, 10x longer for one session (``nrb_bench.cluster``).
 
 It echoes ``hudless_color`` after ``render_ms`` milliseconds of sleep (almost no CPU, so the scaling rows measure
 the cluster and not this 2-core machine), or after ``slow_factor`` x ``render_ms`` when the frame is ``slow_width``

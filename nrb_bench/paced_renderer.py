@@ -1,5 +1,5 @@
 """A renderer with a known cost, for the soak's overload row (``nrb serve --renderer
-bridge.bench.paced_renderer:make -o render_ms=20 -o stall_file=PATH``).
+nrb_bench.paced_renderer:make -o render_ms=20 -o stall_file=PATH``).
 
 It echoes ``hudless_color`` after ``render_ms`` milliseconds, and stalls while ``stall_file`` exists, so that the
 benchmark can make a sender exactly twice as fast as the renderer and then stop the renderer for a while.

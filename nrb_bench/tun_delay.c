@@ -2,7 +2,7 @@
  *
  * Creates a TUN device, reads every packet the kernel routes into it and writes it back into the same device
  * `delay_us` microseconds later, so the kernel forwards it on (the bench routes by input interface, see
- * bridge/bench/remote.py). The device takes GSO super-packets (IFF_VNET_HDR + TSO offloads): at 10 Gbit/s that is
+ * nrb_bench/remote.py). The device takes GSO super-packets (IFF_VNET_HDR + TSO offloads): at 10 Gbit/s that is
  * ~20k packets/s instead of ~800k, which one helper thread on a shared core can keep up with.
  *
  * usage: tun_delay TUN_NAME DELAY_US [QUEUE_LIMIT_BYTES]

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.soak import memory_mb
+from nrb_bench.soak import memory_mb
 
 RENDER_MS = 20.0
 STALL_S = 4.0
@@ -118,7 +118,7 @@ def overload(seconds: float, work: Path) -> dict[str, Any]:
     from bridge.protocol import BufferSpec, Bye, Error, Event, Result
 
     stall, cap = work / "stall", work / "overload.nrbcap"
-    proc, endpoint = _serve(["--renderer", "bridge.bench.paced_renderer:make", "-o", f"render_ms={RENDER_MS:g}",
+    proc, endpoint = _serve(["--renderer", "nrb_bench.paced_renderer:make", "-o", f"render_ms={RENDER_MS:g}",
                              "-o", f"stall_file={stall}", "--record", str(cap)], work / "overload.log")
     rss = _RssSampler(proc.pid)
     answers: dict[int, str] = {}

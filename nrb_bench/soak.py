@@ -20,7 +20,7 @@ then 20,000 through tcp with the server restarted every 5,000 frames.
   under 5 % (reported, not asserted: a benchmark reports). On the tcp path the server's "end" is the last
   incarnation's; each incarnation's RSS range is listed.
 
-Then the fault rows (``bridge.bench.soak_faults``): **overload** (two engines at twice the renderer's rate for 60 s
+Then the fault rows (``nrb_bench.soak_faults``): **overload** (two engines at twice the renderer's rate for 60 s
 with a renderer stall half-way: every event applied exactly once, in order, every FRAME answered once, server RSS)
 and **hostile** (engines that shrink their shared-memory pool under the server: ERROR + BYE each, the server and
 the game beside them unharmed, server RSS and descriptors).
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.machine import cpu_name, free_port
+from nrb_bench.machine import cpu_name, free_port
 
 FRAMES = 20_000
 RESTART_EVERY = 5_000
@@ -355,7 +355,7 @@ def markdown(res: dict[str, Any]) -> str:
         seq = ", ".join(f"{s['engine_rss_mb']:.0f}/{s['server_rss_mb']:.0f}" for s in p["samples"]
                         if s["frame"] % 1000 == 0)
         lines.append(f"* {name}: {seq}")
-    from bridge.bench.soak_faults import markdown as fault_rows
+    from nrb_bench.soak_faults import markdown as fault_rows
 
     lines += fault_rows(res.get("faults", {}))
     return "\n".join(lines) + "\n"
@@ -367,7 +367,7 @@ ALL_PATHS = ("shm", "tcp", "overload", "hostile")
 def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | None = None,
         restart_every: int | None = None, paths: tuple[str, ...] = ALL_PATHS) -> dict[str, Any]:
     """Run the soak; write ``soak.json`` / ``soak.md`` into ``out_dir``."""
-    from bridge.bench.transport import STANDARD, gbuffers
+    from nrb_bench.transport import STANDARD, gbuffers
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,7 +397,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, frames: int | Non
         finally:
             server.stop()
     if "overload" in paths or "hostile" in paths:
-        from bridge.bench.soak_faults import run_rows
+        from nrb_bench.soak_faults import run_rows
 
         res["faults"] = run_rows(paths, quick)
     (out / "soak.json").write_text(json.dumps(res, indent=1))
@@ -440,6 +440,6 @@ def register(bench_sub: Any) -> None:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m bridge.bench.soak")
+    ap = argparse.ArgumentParser(prog="python -m nrb_bench.soak")
     add_arguments(ap)
     sys.exit(main(ap.parse_args()))

@@ -7,7 +7,7 @@ about it: there the link is a memcpy. This bench builds the link itself, so the 
   them (``10.250.N.1`` / ``.2``), so nothing on the host's own network is touched. Root only: without it the bench
   says so and writes a report that says it was skipped.
 * The rate: ``tc`` tbf on both veth ends (full duplex: each direction has the whole rate). The RTT: this kernel has
-  no netem, so a delay line (``bridge/bench/tun_delay.c``, built with ``cc`` on first use) reads every packet the
+  no netem, so a delay line (``nrb_bench/tun_delay.c``, built with ``cc`` on first use) reads every packet the
   engine sends to the server from a TUN device and writes it back after the delay; the engine namespace routes the
   server's address into the TUN and forwards what comes back out of it (policy rule on the input interface) onto
   the veth. The TUN takes GSO super-packets, so one helper thread keeps up with 10 Gbit/s.
@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.bench.machine import cpu_name
+from nrb_bench.machine import cpu_name
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -313,8 +313,8 @@ class Server:
 
 
 def _in_namespace(net: Network, ns: str, args: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``python -m bridge.bench.remote ARGS`` in ``ns``; its last stdout line is a JSON answer."""
-    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "bridge.bench.remote", *args],
+    """Run ``python -m nrb_bench.remote ARGS`` in ``ns``; its last stdout line is a JSON answer."""
+    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "nrb_bench.remote", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -325,7 +325,7 @@ def _in_namespace(net: Network, ns: str, args: list[str], timeout: float) -> dic
 
 # ------------------------------------------------------------------------------------------------ engine side
 def _formats(buffer_set: str) -> dict[str, str]:
-    from bridge.bench.transport import COMPACT, STANDARD
+    from nrb_bench.transport import COMPACT, STANDARD
 
     return dict(COMPACT if buffer_set == "compact" else STANDARD)
 
@@ -335,7 +335,7 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from bridge import _native
-    from bridge.bench.transport import gbuffers
+    from nrb_bench.transport import gbuffers
 
     rw, rh = spec["render"]
     ow, oh = spec["output"]
@@ -512,7 +512,7 @@ def tcp_floor(net: Network, port: int, up: int, down: int, in_flight: int, secon
     """Plain TCP through the same link, same bytes per frame each way, ``in_flight`` frames outstanding."""
     spec = {"host": net.server_ip, "port": port, "up": int(up), "down": int(down), "in_flight": in_flight,
             "seconds": seconds, "warmup": 0.5}
-    sink = subprocess.Popen(["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge.bench.remote",
+    sink = subprocess.Popen(["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "nrb_bench.remote",
                              "--tcp-sink", json.dumps(spec)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -792,6 +792,6 @@ def _child(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] in ("--engine-cell", "--tcp-sink", "--tcp-source"):
         sys.exit(_child(sys.argv[1:]))
-    ap = argparse.ArgumentParser(prog="python -m bridge.bench.remote")
+    ap = argparse.ArgumentParser(prog="python -m nrb_bench.remote")
     add_arguments(ap)
     sys.exit(main(ap.parse_args()))

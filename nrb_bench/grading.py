@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from bridge.bench.machine import cpu_name
 from bridge.protocol import Buffer, Frame, StyleCommand
 from bridge.renderer import RenderInputs
 from bridge.renderers.deferred import DeferredRenderer
@@ -39,6 +38,7 @@ from bridge.style.grading import grade, post_process
 from bridge.style.library import DEFAULT_LIBRARY
 from bridge.style.state import StyleState
 from bridge.style.stylemap import build_style_map
+from nrb_bench.machine import cpu_name
 
 DEMO_STYLES = Path(__file__).resolve().parents[1] / "style" / "looks" / "demo.toml"
 

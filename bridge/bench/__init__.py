@@ -1,1 +1,0 @@
-"""Benchmarks run by ``nrb bench`` / ``make bench``; each module writes its own report under ``bench/``."""
