@@ -87,8 +87,8 @@ class SingleFrameGraph(nn.Module):
         lighting, engine = _extra(cfg.lighting, cfg.engine, extra)
         if cfg.params:
             style_map = F.conv2d(style_map, torch.as_tensor(self.table))
-        if engine is not None:  # hudless_color as linear light, present everywhere
-            engine = _pad8(torch.cat([engine[:, :3], torch.ones_like(engine[:, :1])], 1))
+        if engine is not None:  # hudless_color: linear light, its alpha the presence (1 where the engine drew)
+            engine = _pad8(engine)
         args = [_pad8(t) for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map)]
         out = self.net(*args, lighting=lighting, engine=engine)[..., : h * u, : w * u]
         return srgb_decode(out)
@@ -307,12 +307,11 @@ def input_names(styles: int, temporal: bool, lighting: bool = False, engine: boo
 
 
 def graph_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """:func:`example_inputs` as :class:`SingleFrameGraph` takes them: style weights over the presets, and a
-    3-channel ``hudless_color`` last for a network with the engine input."""
+    """:func:`example_inputs` as :class:`SingleFrameGraph` takes them: style weights over the presets, and
+    ``hudless_color`` (linear RGB, alpha = presence) last for a network with the engine input."""
     cfg = net.config
-    a = example_inputs(cfg.styles, height, width, upscale=cfg.upscale, seed=seed, lighting=cfg.lighting,
-                       engine=cfg.engine)
-    return (*a[:-1], a[-1][:, :3].contiguous()) if cfg.engine else a
+    return example_inputs(cfg.styles, height, width, upscale=cfg.upscale, seed=seed, lighting=cfg.lighting,
+                          engine=cfg.engine)
 
 
 def _export(

@@ -48,6 +48,8 @@ GRID_FRAMES = 3
 #: Samples per pixel of the benchmark's references: the held-out scenes are re-rendered this converged, so
 #: that the metrics measure rendering error rather than the reference's own Monte Carlo noise.
 REFERENCE_SPP = 512
+#: The benchmark's scenes: the held-out ones (every 10th) of the first this many house-lit seeds.
+HELDOUT_SCENES = 320
 
 
 def ensure_data(data: Path, quick: bool = False) -> tuple[Path, Path, Path]:
@@ -59,18 +61,24 @@ def ensure_data(data: Path, quick: bool = False) -> tuple[Path, Path, Path]:
 
     p: dict[str, Any] = dict(QUICK if quick else DEFAULTS)
     w, h = p["size"]
-    synth, heldout, paths = data / f"synth-{w}", data / f"heldout-{w}-spp{REFERENCE_SPP}", data / f"paths-{w}"
+    # the held-out scenes and paths carry the engine image the model reads (hudless_color, issue 15); the
+    # held-out scenes are the house-lit ones of the first HELDOUT_SCENES seeds, every 10th
+    synth = data / f"synth-{w}"
+    heldout, paths = data / f"heldout-engine-{w}-spp{REFERENCE_SPP}", data / f"paths-engine-{w}"
     common: dict[str, Any] = {"size": (w, h), "frames": p["frames"], "seed": p["seed"]}
+    scenes = 12 if quick else HELDOUT_SCENES
     if (
         not (synth / MANIFEST).exists()
         or sum(s["split"] == "train" for s in load_manifest(synth)["scenes"].values()) < 8
     ):
         generate(synth, 9, spp=p["spp"], only_split="train", **common)
-    if not (heldout / MANIFEST).exists() or len(load_manifest(heldout)["scenes"]) < p["scenes"] // 10:
-        generate(heldout, p["scenes"], spp=REFERENCE_SPP if not quick else 64, only_split="test", **common)
+    if not (heldout / MANIFEST).exists() or len(load_manifest(heldout)["scenes"]) < scenes // 10:
+        generate(heldout, scenes, spp=REFERENCE_SPP if not quick else 64, only_split="test", engine_image=True,
+                 **common)
     if not (paths / MANIFEST).exists():
         generate(
-            paths, p["path_scenes"], (w, h), spp=p["spp"], frames=p["path_frames"], seed=1, holdout_every=1
+            paths, p["path_scenes"], (w, h), spp=p["spp"], frames=p["path_frames"], seed=1, holdout_every=1,
+            engine_image=True,
         )
     return synth, heldout, paths
 
@@ -120,11 +128,12 @@ def quality(
     from neural_renderer.data.dataset import load_manifest
     from neural_renderer.evaluate import fit_raster, flip, load_paths, one_style_map, psnr, raster, ssim
 
+    neural = NeuralRenderer(model=model_dir / "default.onnx")
+    params = neural.style_params  # a parameter-conditioned model: each preset's target is its row's
     fit_frames = [f for p in load_paths(synth, "train", 8) for f in p][:16]
     raster_opts = fit_raster(
-        fit_frames, [_targets(f)[DEFAULT_LIBRARY.index("photoreal")] for f in fit_frames]
+        fit_frames, [_targets(f, params)[DEFAULT_LIBRARY.index("photoreal")] for f in fit_frames]
     )
-    neural = NeuralRenderer(model=model_dir / "default.onnx")
     frames = [f for p in load_paths(heldout, "test", limit) for f in p]
     per: dict[str, dict[str, list[float]]] = {
         s: {
@@ -142,7 +151,7 @@ def quality(
     }
     grid: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in DEFAULT_LIBRARY.names}
     for fi, f in enumerate(frames):
-        tg = _targets(f)
+        tg = _targets(f, params)
         h, w = tg.shape[1:3]
         for si, style in enumerate(DEFAULT_LIBRARY.names):
             smap = one_style_map(h, w, style)
@@ -225,7 +234,8 @@ def temporal(
             off = NeuralRenderer(model=model_dir / "default.onnx")
             res["neural_temporal"] += warp_err([_neural(on, f, smap) for f in path], path)
             res["neural_single_frame"] += warp_err([_neural(off, f, smap) for f in path], path)
-            res["reference"] += warp_err([_targets(f)[DEFAULT_LIBRARY.index(style)] for f in path], path)
+            res["reference"] += warp_err([_targets(f, on.style_params)[DEFAULT_LIBRARY.index(style)] for f in path],
+                                         path)
         out[style] = {k: float(np.mean(v)) for k, v in res.items()}
     return out
 

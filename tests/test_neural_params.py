@@ -195,3 +195,30 @@ def test_the_renderer_takes_the_engine_image_back_to_linear_light_as_the_referen
     got = EngineLight()(inputs)
     assert got.dtype == np.float32 and got.shape == (h, w, 3)
     assert np.allclose(got, want, rtol=2e-4, atol=1e-5)
+
+
+def test_the_single_frame_graph_reads_the_engine_image_too(tmp_path: Path) -> None:
+    """``default.onnx`` (float inputs, what ``--renderer onnx`` and the benchmark's single-frame path run) takes
+    ``hudless_color`` with its alpha as presence; the neural renderer feeds it in linear light, or none."""
+    from bridge.renderer import RenderInputs
+    from bridge.renderers.neural import NeuralRenderer
+    from bridge.scene import BUFFERS, SyntheticScene
+    from neural_renderer.export import export_onnx
+
+    single = export_onnx(_net(), tmp_path / "m.onnx")[0]
+    r = NeuralRenderer(model=single, threads=1)
+    w, h = 48, 32
+    arrays, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
+    formats = {s.name: s.format for s in BUFFERS}
+    base = {n: (formats[n], a) for n, a in arrays.items() if n in formats}
+    smap = np.zeros((h, w, 7), np.float32)
+    smap[..., 1] = 1.0
+    bright = np.full((h, w, 4), 230, np.uint8)
+    dark = np.full((h, w, 4), 20, np.uint8)
+
+    def render(extra: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+        return r.render(RenderInputs.from_arrays(base | extra, camera=cam), smap).astype(np.int16)
+
+    none, lit, unlit = render({}), render({"hudless_color": ("rgba8_srgb", bright)}), \
+        render({"hudless_color": ("rgba8_srgb", dark)})
+    assert np.abs(lit - unlit).mean() > 0.5 and np.abs(lit - none).mean() > 0.5

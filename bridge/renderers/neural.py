@@ -332,6 +332,12 @@ class NeuralRenderer(Renderer):
             "style_map": _nchw(style_map, self._style_channels(style_map)),
         }
         self._lighting(inputs, feed)
+        if "hudless_color" in self.input_names:  # a float graph of a model that reads the engine's image
+            eng = np.zeros((1, 4, h, w), np.float32)
+            if "hudless_color" in inputs:
+                eng[0, :3] = self._engine_light(inputs).transpose(2, 0, 1)
+                eng[0, 3] = 1.0
+            feed["hudless_color"] = eng
         if self.has_history_inputs:
             mv = inputs["motion_vectors"][..., :2] if "motion_vectors" in inputs else None
             cam = inputs.camera
