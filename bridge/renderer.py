@@ -347,6 +347,8 @@ RENDERERS: dict[str, RendererFactory | str] = {
     "deferred": "bridge.renderers.deferred:DeferredRenderer",
     "neural": "bridge.renderers.neural:factory",
 }
+#: What renders a ``path.onnx`` spec.
+ONNX_RENDERER = "bridge.renderers.onnx_renderer:OnnxRenderer"
 
 
 def register_renderer(name: str, factory: RendererFactory | str) -> None:
@@ -392,10 +394,10 @@ def renderer_factory(spec: str, **options: Any) -> Callable[[], Renderer]:
     if spec.endswith(".onnx"):
         if not Path(spec).is_file():
             raise ValueError(f"ONNX model {spec} does not exist")
-        from bridge.renderers.onnx_renderer import OnnxRenderer
+        onnx_renderer = _resolve(ONNX_RENDERER)  # by name, like RENDERERS: this module imports no renderer
 
         def factory(**kw: Any) -> Renderer:
-            return OnnxRenderer(spec, **kw)
+            return onnx_renderer(spec, **kw)
     elif spec in RENDERERS:
         entry = RENDERERS[spec]
         factory = _resolve(entry) if isinstance(entry, str) else entry

@@ -20,7 +20,7 @@ import panda3d  # noqa: E402,F401  - a hard dependency: the e2e tests must run, 
 
 from nrb_panda3d import game as sample  # noqa: E402
 from nrb_panda3d.demo import HOOKS_FILE, GameSession  # noqa: E402
-from nrb_panda3d.server import ServerProcess  # noqa: E402
+from nrb_panda3d.server_process import ServerProcess  # noqa: E402
 
 RENDERER = os.environ.get("NRB_E2E_RENDERER", "deferred")
 #: served as is: WELCOME lists hudless_color for every renderer (the post stage's intensity and masks read it)

@@ -76,3 +76,13 @@ def test_no_source_file_of_the_bridge_package_imports_the_model_code_even_inside
             found += [f"{path.relative_to(root.parent)}:{node.lineno} {n}" for n in names  # type: ignore[attr-defined]
                       if n.split(".")[0] in NOT_RUNTIME]
     assert found == []
+
+
+def test_the_renderer_base_module_imports_no_renderer() -> None:
+    """``bridge.renderer`` (the ``Renderer`` base class, ``RenderInputs``, the registry) sits below
+    ``bridge.renderers`` (the implementations, which import it): it names them as ``"module:attr"`` strings and
+    imports none, so the two never form an import cycle."""
+    source = (Path(bridge.__file__).resolve().parent / "renderer.py").read_text()
+    imported = [n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names]
+    assert [m for m in imported if m.startswith("bridge.renderers")] == []

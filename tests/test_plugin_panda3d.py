@@ -137,7 +137,7 @@ def _run_hooks(hooks, state, ctx, events, t, frame):
     return hooks.run(state, events, ctx)
 
 
-def test_demo_hooks_red_pulse_fades_back_to_the_games_look():
+def test_sample_game_hooks_red_pulse_fades_back_to_the_games_look():
     from bridge.hooks import HookContext, HookSet
     from bridge.protocol import Event, Target
     from bridge.style.state import StyleState

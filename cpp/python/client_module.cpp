@@ -217,11 +217,12 @@ const char* compression_str(nrb_compression c) {
   return c == NRB_COMPRESSION_LZ4 ? "lz4" : c == NRB_COMPRESSION_ZSTD ? "zstd" : "none";
 }
 
+// bridge._native.Client: the binding of libnrb's client for Python (not the Panda3D plugin's pure-Python PyClient).
 // Owns the nrb::client and the Python log callable. Destruction and every blocking call release the GIL, so the
 // I/O thread can finish a log callback (which needs the GIL) while we wait for it.
-class PyClient {
+class ClientBinding {
  public:
-  explicit PyClient(py::kwargs kw) {
+  explicit ClientBinding(py::kwargs kw) {
     nrb::client_config cfg;
     auto take = [&](const char* key) -> py::object {
       if (!kw.contains(key)) return py::none();
@@ -305,7 +306,7 @@ class PyClient {
     client_ = std::make_shared<nrb::client>(cfg);
   }
 
-  ~PyClient() { close(); }
+  ~ClientBinding() { close(); }
 
   // Arrays returned by acquire_result share ownership of the client (their pixels belong to it): close() stops
   // all traffic at once, and the client itself goes when the last of them does.
@@ -551,7 +552,7 @@ void register_client(py::module_& m) {
     }
   });
 
-  py::class_<PyClient>(m, "Client", R"doc(
+  py::class_<ClientBinding>(m, "Client", R"doc(
 The engine-side NRB/1 client (libnrb). Never blocks on the network: an I/O thread connects, handshakes, sends
 frames and receives results; when no fresh result is there, acquire_result() returns None and the engine shows its
 own image.
@@ -565,57 +566,57 @@ curve_secret_key (Z85), log (callable(level: int, message: str), called on the I
 renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1).
 )doc")
       .def(py::init<py::kwargs>())
-      .def("close", &PyClient::close, "Say BYE, stop the I/O thread, free everything (also done on garbage collection).")
+      .def("close", &ClientBinding::close, "Say BYE, stop the I/O thread, free everything (also done on garbage collection).")
       .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyClient& c, py::args) { c.close(); })
-      .def("begin", &PyClient::begin, py::arg("dt") = -1.0, py::arg("deadline_ms") = 0.0,
+      .def("__exit__", [](ClientBinding& c, py::args) { c.close(); })
+      .def("begin", &ClientBinding::begin, py::arg("dt") = -1.0, py::arg("deadline_ms") = 0.0,
            "Begin a frame (dt < 0: measured); returns its frame id.")
-      .def("tag_buffer", &PyClient::tag_buffer, py::arg("name"), py::arg("format"), py::arg("array"), py::kw_only(),
+      .def("tag_buffer", &ClientBinding::tag_buffer, py::arg("name"), py::arg("format"), py::arg("array"), py::kw_only(),
            py::arg("depth_reversed") = false, py::arg("depth_infinite") = false,
            "Copy a G-buffer (numpy array (h, w[, c]) of the format's dtype; rows may be strided) into the frame.")
       .def(
           "acquire_slot",
           [](py::object self, const std::string& name, const std::string& format, uint32_t width, uint32_t height,
              bool dr, bool di) {
-            return self.cast<PyClient&>().acquire_slot(self, name, format, width, height, dr, di);
+            return self.cast<ClientBinding&>().acquire_slot(self, name, format, width, height, dr, di);
           },
           py::arg("name"), py::arg("format"), py::arg("width"), py::arg("height"), py::kw_only(),
           py::arg("depth_reversed") = false, py::arg("depth_infinite") = false,
           "A writable numpy view where the engine writes buffer `name` itself (shared memory when negotiated). "
           "Valid until submit() or the next begin(): do not keep it.")
-      .def("set_camera", &PyClient::set_camera, py::arg("camera"),
+      .def("set_camera", &ClientBinding::set_camera, py::arg("camera"),
            "Camera constants as a dict with docs/protocol.md section 8 keys (matrices: 16 numbers or 4x4).")
-      .def("fire_event", &PyClient::fire_event, py::arg("name"), py::arg("params") = py::none(),
+      .def("fire_event", &ClientBinding::fire_event, py::arg("name"), py::arg("params") = py::none(),
            py::arg("target") = py::none(),
            "Queue a gameplay event: params is a dict (or msgpack bytes); target None/'global', "
            "('material'|'object', [ids]) or {'scope': ..., 'ids': [...]}.")
-      .def("set_style", &PyClient::set_style, py::arg("style"), py::arg("strength") = 1.0, py::arg("over") = 0.0,
+      .def("set_style", &ClientBinding::set_style, py::arg("style"), py::arg("strength") = 1.0, py::arg("over") = 0.0,
            py::arg("target") = py::none(), "Queue a style command (strength 0..1, over: transition seconds).")
-      .def("set_style_params", &PyClient::set_style_params, py::arg("style"), py::arg("params"),
+      .def("set_style_params", &ClientBinding::set_style_params, py::arg("style"), py::arg("params"),
            py::arg("strength") = 1.0, py::arg("over") = 0.0, py::arg("target") = py::none(),
            "Define (or redefine) style `style` from a parameter dict ({'hue': 35, 'gain': (0.8, 1.1, 0.7), "
            "'lut': 'sunset', 'base': 'photoreal'}; docs/protocol.md 5.3) and move `target` to it. The renderer checks "
            "names and ranges: a bad one is answered BAD_VALUE for that frame.")
-      .def("set_intensity", &PyClient::set_intensity, py::arg("value"), py::arg("over") = 0.0,
+      .def("set_intensity", &ClientBinding::set_intensity, py::arg("value"), py::arg("over") = 0.0,
            "How much of the re-rendered image is shown over the engine's own hudless_color: 0..1 over `over` s.")
-      .def("exclude", &PyClient::exclude, py::arg("target"), py::arg("excluded") = true,
+      .def("exclude", &ClientBinding::exclude, py::arg("target"), py::arg("excluded") = true,
            "Exclude ('material'|'object', [ids]) from re-rendering (their pixels keep the engine's image), or "
            "include them again (excluded=False; target None: every id).")
-      .def("submit", &PyClient::submit, "Submit the current frame; returns at once.")
-      .def("acquire_result", &PyClient::acquire_result, py::kw_only(), py::arg("with_info") = false,
+      .def("submit", &ClientBinding::submit, "Submit the current frame; returns at once.")
+      .def("acquire_result", &ClientBinding::acquire_result, py::kw_only(), py::arg("with_info") = false,
            py::arg("copy") = false,
            "The newest fresh rendered image as a read-only numpy array (a zero-copy view that keeps the result "
            "acquired while it lives; copy=True returns a private copy), or None: show the engine's own image. "
            "with_info=True returns (array, {frame_id, age_frames, round_trip_ms, server_ms, format}).")
-      .def_property("enabled", &PyClient::enabled, &PyClient::set_enabled,
+      .def_property("enabled", &ClientBinding::enabled, &ClientBinding::set_enabled,
                     "Neural rendering on/off (off: no traffic at all; on: reconnects and resumes).")
-      .def("stats", &PyClient::stats,
+      .def("stats", &ClientBinding::stats,
            "Counters, round-trip percentiles and connection state as a dict. state: 'disabled', 'connecting', "
            "'connected' or 'refused' (an ERROR answered HELLO; refusal_code and refusal_message say why, "
            "retry() or enabled off and on asks again).")
-      .def("retry", &PyClient::retry,
+      .def("retry", &ClientBinding::retry,
            "Leave the 'refused' state and ask the renderer again (nrb_client_retry); a no-op in any other state.")
-      .def_property_readonly("last_error", &PyClient::last_error,
+      .def_property_readonly("last_error", &ClientBinding::last_error,
                              "Text of the last error of this client: a failing call, or its connection (the "
                              "renderer's refusal, no WELCOME in time).");
 

@@ -1,6 +1,6 @@
 """The sample game end to end, headless: ``make demo`` / ``nrb demo`` run :func:`main`.
 
-1. starts ``nrb serve --renderer neural --hooks nrb_panda3d/demo_hooks.py`` as a real subprocess on a free loopback
+1. starts ``nrb serve --renderer neural --hooks nrb_panda3d/game_hooks.py`` as a real subprocess on a free loopback
    port (``--renderer`` picks another; when the neural renderer cannot start — no trained weights yet — it says so and
    uses ``deferred``). When ``--output-size`` is twice the render size (``make demo DEMO_ARGS="--output-size
    640x360"``: 640x360 from 320x180 G-buffers) it serves the 2x-upscaling model
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-HOOKS_FILE = Path(__file__).resolve().parent / "demo_hooks.py"
+HOOKS_FILE = Path(__file__).resolve().parent / "game_hooks.py"
 #: the demo's style file: the looks it defines without retraining (the ``sunset`` LUT style of the victory beat);
 #: part of the ``bridge`` package, so it is found in a source checkout and in an installed wheel alike
 _BRIDGE_SPEC = importlib.util.find_spec("bridge")
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             old.unlink()
 
     from nrb_panda3d.game import GameSettings, Timeline
-    from nrb_panda3d.server import ServerProcess
+    from nrb_panda3d.server_process import ServerProcess
 
     try:
         game_settings = GameSettings(intensity=args.intensity, keep_faces=args.keep_faces)

@@ -1,4 +1,4 @@
-"""Style hooks of the Panda3D sample game (``nrb serve --hooks .../nrb_panda3d/demo_hooks.py``).
+"""Style hooks of the Panda3D sample game (``nrb serve --hooks .../nrb_panda3d/game_hooks.py``).
 
 The game itself calls ``set_style`` for the big changes (photoreal, the golden weapon, noir for the boss phase,
 back to photoreal); these hooks add what is easier to say on the server side:
