@@ -141,3 +141,24 @@ def test_wheel_build_ships_neither_test_code_nor_a_second_libnrb(tmp_path: Path)
     assert "_wire_testing" not in install and "nrbConfig.cmake" not in install
     targets, install = _configure_python_build(tmp_path, "editable")
     assert targets == {"_native", "_wire_testing"}
+
+
+PANDA3D_SOURCES = sorted((ROOT / "engine_plugins" / "panda3d").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", PANDA3D_SOURCES, ids=lambda p: p.name)
+def test_panda3d_plugin_names_buffers_through_the_native_constants(path: Path) -> None:
+    """The Panda3D plugin (Python) takes buffer names from ``bridge._native.BUFFER_*`` (nrb.h's NRB_BUFFER_*), never
+    from a string of its own: any string constant in its code (docstrings aside) equal to a buffer name is one.
+    ("position" is also section 8's camera key, which is how the plugin uses it.)"""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    names = set(header_buffer_names()) - {"position"}
+    found = [f"{path.name}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+             and id(node) not in docstrings]
+    assert found == []

@@ -43,6 +43,18 @@ from typing import Any
 
 import numpy as np
 
+from bridge._native import (
+    BUFFER_ALBEDO,
+    BUFFER_EMISSIVE,
+    BUFFER_LINEAR_DEPTH,
+    BUFFER_MATERIAL_ID,
+    BUFFER_METALLIC,
+    BUFFER_MOTION_VECTORS,
+    BUFFER_NORMALS,
+    BUFFER_OBJECT_ID,
+    BUFFER_ROUGHNESS,
+)
+
 HOOKS_FILE = Path(__file__).resolve().parent / "game_hooks.py"
 #: the demo's style file: the looks it defines without retraining (the ``sunset`` LUT style of the victory beat);
 #: part of the ``bridge`` package, so it is found in a source checkout and in an installed wheel alike
@@ -301,23 +313,23 @@ def save_gbuffers(nrb: Any, out: Path) -> None:
     frame = nrb.gbuffer.read()
     out.mkdir(parents=True, exist_ok=True)
     b = {k: v[1] for k, v in frame.buffers.items()}
-    Image.fromarray(b["albedo"][..., :3]).save(out / "albedo.png")
-    n = b["normals"].astype(np.float32)[..., :3]
+    Image.fromarray(b[BUFFER_ALBEDO][..., :3]).save(out / "albedo.png")
+    n = b[BUFFER_NORMALS].astype(np.float32)[..., :3]
     Image.fromarray(((n * 0.5 + 0.5).clip(0, 1) * 255).astype(np.uint8)).save(out / "normals.png")
-    ld = b["linear_depth"][..., 0]
+    ld = b[BUFFER_LINEAR_DEPTH][..., 0]
     Image.fromarray((np.clip(1.0 - ld / 30.0, 0, 1) * 255).astype(np.uint8)).save(out / "linear_depth.png")
-    Image.fromarray(b["roughness"][..., 0]).save(out / "roughness.png")
-    Image.fromarray(b["metallic"][..., 0]).save(out / "metallic.png")
-    mv = b["motion_vectors"].astype(np.float32)
+    Image.fromarray(b[BUFFER_ROUGHNESS][..., 0]).save(out / "roughness.png")
+    Image.fromarray(b[BUFFER_METALLIC][..., 0]).save(out / "metallic.png")
+    mv = b[BUFFER_MOTION_VECTORS].astype(np.float32)
     mvi = np.zeros(mv.shape[:2] + (3,), np.uint8)
     mvi[..., :2] = (np.clip(mv / 8.0 * 0.5 + 0.5, 0, 1) * 255).astype(np.uint8)
     Image.fromarray(mvi).save(out / "motion_vectors.png")
     rng = np.random.RandomState(7)
     pal = rng.randint(40, 255, (65536, 3)).astype(np.uint8)
     pal[0] = 0
-    Image.fromarray(pal[b["object_id"][..., 0]]).save(out / "object_id.png")
-    Image.fromarray(pal[(b["material_id"][..., 0].astype(np.int64) * 97) % 65536]).save(out / "material_id.png")
-    em = b["emissive"].astype(np.float32)[..., :3]
+    Image.fromarray(pal[b[BUFFER_OBJECT_ID][..., 0]]).save(out / "object_id.png")
+    Image.fromarray(pal[(b[BUFFER_MATERIAL_ID][..., 0].astype(np.int64) * 97) % 65536]).save(out / "material_id.png")
+    em = b[BUFFER_EMISSIVE].astype(np.float32)[..., :3]
     Image.fromarray((np.clip(em / 4.0, 0, 1) * 255).astype(np.uint8)).save(out / "emissive.png")
 
 

@@ -44,6 +44,18 @@ from panda3d.core import (
     WindowProperties,
 )
 
+from bridge._native import (
+    BUFFER_ALBEDO,
+    BUFFER_DEPTH,
+    BUFFER_EMISSIVE,
+    BUFFER_LINEAR_DEPTH,
+    BUFFER_MATERIAL_ID,
+    BUFFER_METALLIC,
+    BUFFER_MOTION_VECTORS,
+    BUFFER_NORMALS,
+    BUFFER_OBJECT_ID,
+    BUFFER_ROUGHNESS,
+)
 from nrb_panda3d.camera import PANDA_TO_WORLD, CameraConstants, CameraTracker, panda_mat_to_np
 
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"
@@ -51,23 +63,23 @@ SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 #: Wire buffers this pass produces: name → format (protocol §6.1/§6.2). ``hudless_color`` comes from the scene
 #: render (the game's own image), the rest from the G-buffer targets.
 GBUFFER_FORMATS: dict[str, str] = {
-    "albedo": "rgba8_srgb",
-    "normals": "rgba16f",
-    "depth": "r32f",
-    "linear_depth": "r32f",
-    "motion_vectors": "rg16f",
-    "roughness": "r8",
-    "metallic": "r8",
-    "emissive": "rgba16f",
-    "material_id": "r16u",
-    "object_id": "r16u",
+    BUFFER_ALBEDO: "rgba8_srgb",
+    BUFFER_NORMALS: "rgba16f",
+    BUFFER_DEPTH: "r32f",
+    BUFFER_LINEAR_DEPTH: "r32f",
+    BUFFER_MOTION_VECTORS: "rg16f",
+    BUFFER_ROUGHNESS: "r8",
+    BUFFER_METALLIC: "r8",
+    BUFFER_EMISSIVE: "rgba16f",
+    BUFFER_MATERIAL_ID: "r16u",
+    BUFFER_OBJECT_ID: "r16u",
 }
 
 _PLANES = [
-    ("albedo", GraphicsOutput.RTPColor, Texture.T_unsigned_byte, Texture.F_rgba8),
+    (BUFFER_ALBEDO, GraphicsOutput.RTPColor, Texture.T_unsigned_byte, Texture.F_rgba8),
     ("surface", GraphicsOutput.RTPAuxRgba0, Texture.T_unsigned_byte, Texture.F_rgba8),
     ("normal", GraphicsOutput.RTPAuxHrgba0, Texture.T_half_float, Texture.F_rgba16),
-    ("emissive", GraphicsOutput.RTPAuxHrgba1, Texture.T_half_float, Texture.F_rgba16),
+    (BUFFER_EMISSIVE, GraphicsOutput.RTPAuxHrgba1, Texture.T_half_float, Texture.F_rgba16),
     ("depth_motion", GraphicsOutput.RTPAuxFloat0, Texture.T_float, Texture.F_rgba32),
     ("ids", GraphicsOutput.RTPAuxFloat1, Texture.T_float, Texture.F_rgba32),
 ]
@@ -274,7 +286,7 @@ def _embed(m3: np.ndarray) -> np.ndarray:
 
 def convert_targets(t: dict[str, np.ndarray], camera: CameraConstants) -> dict[str, tuple[str, np.ndarray]]:
     """Render-target arrays (top-down, RGBA order) → wire buffers {name: (format, (H, W, C) array)}."""
-    albedo = np.ascontiguousarray(t["albedo"])
+    albedo = np.ascontiguousarray(t[BUFFER_ALBEDO])
     surf = t["surface"]
     normal = t["normal"].astype(np.float16)
     dm = t["depth_motion"]
@@ -287,16 +299,16 @@ def convert_targets(t: dict[str, np.ndarray], camera: CameraConstants) -> dict[s
     np.clip(np.nan_to_num(mv, nan=0.0, posinf=0.0, neginf=0.0), -60000.0, 60000.0, out=mv)
     ids = t["ids"]
     return {
-        "albedo": ("rgba8_srgb", albedo),
-        "normals": ("rgba16f", np.ascontiguousarray(normal)),
-        "depth": ("r32f", depth),
-        "linear_depth": ("r32f", linear),
-        "motion_vectors": ("rg16f", mv.astype(np.float16)),
-        "roughness": ("r8", np.ascontiguousarray(surf[..., 0:1])),
-        "metallic": ("r8", np.ascontiguousarray(surf[..., 1:2])),
-        "emissive": ("rgba16f", np.ascontiguousarray(t["emissive"].astype(np.float16))),
-        "material_id": ("r16u", np.ascontiguousarray(np.rint(ids[..., 0:1]).astype(np.uint16))),
-        "object_id": ("r16u", np.ascontiguousarray(np.rint(ids[..., 1:2]).astype(np.uint16))),
+        BUFFER_ALBEDO: ("rgba8_srgb", albedo),
+        BUFFER_NORMALS: ("rgba16f", np.ascontiguousarray(normal)),
+        BUFFER_DEPTH: ("r32f", depth),
+        BUFFER_LINEAR_DEPTH: ("r32f", linear),
+        BUFFER_MOTION_VECTORS: ("rg16f", mv.astype(np.float16)),
+        BUFFER_ROUGHNESS: ("r8", np.ascontiguousarray(surf[..., 0:1])),
+        BUFFER_METALLIC: ("r8", np.ascontiguousarray(surf[..., 1:2])),
+        BUFFER_EMISSIVE: ("rgba16f", np.ascontiguousarray(t[BUFFER_EMISSIVE].astype(np.float16))),
+        BUFFER_MATERIAL_ID: ("r16u", np.ascontiguousarray(np.rint(ids[..., 0:1]).astype(np.uint16))),
+        BUFFER_OBJECT_ID: ("r16u", np.ascontiguousarray(np.rint(ids[..., 1:2]).astype(np.uint16))),
     }
 
 

@@ -22,6 +22,7 @@ import math
 import numpy as np
 from panda3d.core import AmbientLight, DirectionalLight, LightAttrib, NodePath
 
+from bridge._native import BUFFER_X_SKY_RADIANCE, BUFFER_X_SUN_DIRECTION, BUFFER_X_SUN_IRRADIANCE
 from bridge.protocol import LIGHTING_CONSTANTS
 from nrb_panda3d.camera import PANDA_TO_WORLD
 
@@ -61,8 +62,8 @@ def scene_lighting(scene: NodePath) -> dict[str, tuple[str, np.ndarray]]:
                 sun = (strength, towards, color * math.pi)
     out: dict[str, tuple[str, np.ndarray]] = {}
     if sun is not None:
-        out["x_sun_direction"] = ("rgba32f", _constant(sun[1]))
-        out["x_sun_irradiance"] = ("rgba32f", _constant(sun[2]))
+        out[BUFFER_X_SUN_DIRECTION] = ("rgba32f", _constant(sun[1]))
+        out[BUFFER_X_SUN_IRRADIANCE] = ("rgba32f", _constant(sun[2]))
     if sky.any():
-        out["x_sky_radiance"] = ("rgba32f", _constant(sky))
+        out[BUFFER_X_SKY_RADIANCE] = ("rgba32f", _constant(sky))
     return out

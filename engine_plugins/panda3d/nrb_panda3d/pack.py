@@ -45,17 +45,30 @@ from panda3d.core import (
     WindowProperties,
 )
 
+from bridge._native import (
+    BUFFER_ALBEDO,
+    BUFFER_DEPTH,
+    BUFFER_EMISSIVE,
+    BUFFER_HUDLESS_COLOR,
+    BUFFER_LINEAR_DEPTH,
+    BUFFER_MATERIAL_ID,
+    BUFFER_METALLIC,
+    BUFFER_MOTION_VECTORS,
+    BUFFER_NORMALS,
+    BUFFER_OBJECT_ID,
+    BUFFER_ROUGHNESS,
+)
 from nrb_panda3d.camera import CameraConstants
 from nrb_panda3d.gbuffer import SHADER_DIR, GBufferPass
 
 #: (group, target width = render width * num / den, [(wire buffer, format, numpy dtype, channels)])
 GROUPS: list[tuple[str, int, int, list[tuple[str, str, type, int]]]] = [
-    ("FULL", 1, 1, [("albedo", "rgba8_srgb", np.uint8, 4), ("depth", "r32f", np.float32, 1),
-                    ("linear_depth", "r32f", np.float32, 1), ("motion_vectors", "rg16f", np.float16, 2),
-                    ("hudless_color", "rgba8_srgb", np.uint8, 4)]),
-    ("DOUBLE", 2, 1, [("normals", "rgba16f", np.float16, 4), ("emissive", "rgba16f", np.float16, 4)]),
-    ("HALF", 1, 2, [("material_id", "r16u", np.uint16, 1), ("object_id", "r16u", np.uint16, 1)]),
-    ("QUARTER", 1, 4, [("roughness", "r8", np.uint8, 1), ("metallic", "r8", np.uint8, 1)]),
+    ("FULL", 1, 1, [(BUFFER_ALBEDO, "rgba8_srgb", np.uint8, 4), (BUFFER_DEPTH, "r32f", np.float32, 1),
+                    (BUFFER_LINEAR_DEPTH, "r32f", np.float32, 1), (BUFFER_MOTION_VECTORS, "rg16f", np.float16, 2),
+                    (BUFFER_HUDLESS_COLOR, "rgba8_srgb", np.uint8, 4)]),
+    ("DOUBLE", 2, 1, [(BUFFER_NORMALS, "rgba16f", np.float16, 4), (BUFFER_EMISSIVE, "rgba16f", np.float16, 4)]),
+    ("HALF", 1, 2, [(BUFFER_MATERIAL_ID, "r16u", np.uint16, 1), (BUFFER_OBJECT_ID, "r16u", np.uint16, 1)]),
+    ("QUARTER", 1, 4, [(BUFFER_ROUGHNESS, "r8", np.uint8, 1), (BUFFER_METALLIC, "r8", np.uint8, 1)]),
 ]
 
 _PLANES = [GraphicsOutput.RTPColor, GraphicsOutput.RTPAuxRgba0, GraphicsOutput.RTPAuxRgba1,
@@ -98,7 +111,7 @@ class PackPass:
         if color is not None:
             ratio = (max(1, color.getXSize() // self.width), max(1, color.getYSize() // self.height))
         else:  # hudless_color is then not sent; any texture will do for the unused sampler
-            color = gbuffer.textures["albedo"]
+            color = gbuffer.textures[BUFFER_ALBEDO]
         self._input("nrb_color", color)
         self._input("nrb_color_ratio", LVecBase4f(ratio[0], ratio[1], 0.0, 0.0))
         self._input("nrb_render_size", (float(self.width), float(self.height)))
@@ -154,7 +167,7 @@ class PackPass:
     @property
     def names(self) -> list[str]:
         """The wire buffers this pass produces (``hudless_color`` only means something with a ``color`` image)."""
-        return [t[0] for t in self.targets if t[0] != "hudless_color" or self.color is not None]
+        return [t[0] for t in self.targets if t[0] != BUFFER_HUDLESS_COLOR or self.color is not None]
 
     def set_active(self, active: bool) -> None:
         self.active = active
@@ -178,7 +191,7 @@ class PackPass:
         out: dict[str, tuple[str, np.ndarray]] = {}
         engine = self.base.graphicsEngine
         for name, fmt, dtype, ch, tex in self.targets:
-            if name == "hudless_color" and self.color is None:
+            if name == BUFFER_HUDLESS_COLOR and self.color is None:
                 continue
             if not engine.extractTextureData(tex, gsg):
                 raise RuntimeError(f"could not read back the pack target {name}")

@@ -63,6 +63,7 @@ from panda3d.core import (
     Texture,
 )
 
+from bridge._native import BUFFER_HUDLESS_COLOR
 from nrb_panda3d.client import (
     ClientConfig,
     ClientStats,
@@ -260,7 +261,7 @@ class NeuralRendering:
         self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)
         buffers = list(GBUFFER_FORMATS.items())
         if self.settings.send_color:
-            buffers.append(("hudless_color", "rgba8_srgb"))
+            buffers.append((BUFFER_HUDLESS_COLOR, "rgba8_srgb"))
         if self.settings.send_lighting:
             buffers += list(LIGHTING_FORMATS.items())
         self.buffer_specs = buffers
@@ -515,7 +516,7 @@ class NeuralRendering:
                     for name, (fmt, arr) in frame.buffers.items():
                         self.client.tag_buffer(name, fmt, arr)
                     if self.settings.send_color:
-                        self.client.tag_buffer("hudless_color", "rgba8_srgb", self._raster_at_render_size())
+                        self.client.tag_buffer(BUFFER_HUDLESS_COLOR, "rgba8_srgb", self._raster_at_render_size())
                     cam_dict = frame.camera.as_dict()
                 if self.settings.send_lighting:
                     for name, (fmt, arr) in scene_lighting(self.scene).items():
