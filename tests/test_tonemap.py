@@ -67,9 +67,3 @@ def test_a_non_positive_or_non_finite_exposure_is_refused(bad: float) -> None:
 def test_an_unknown_curve_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="filmic"):
         engine_linear(np.zeros((1, 1, 3), np.float32), 1.0, "filmic")
-
-
-@pytest.mark.parametrize("curve", ["none", "clamp", "reinhard", "aces", "agx"])
-def test_the_curves_are_the_training_data_engine_curves(curve: str) -> None:
-    engine = pytest.importorskip("neural_renderer.data.engine")
-    np.testing.assert_allclose(tone_map(LINEAR * 1.5, curve), engine.tone_map(LINEAR * 1.5, curve), atol=1e-12)

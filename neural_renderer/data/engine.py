@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bridge.tonemap import tone_map
 from neural_renderer.data.scene import Light, SceneSpec
 
 ToneMapping = Literal["none", "clamp", "reinhard", "aces", "agx"]
@@ -89,53 +90,8 @@ def random_look(rng: np.random.Generator) -> EngineLook:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tone curves: linear (already exposed) -> display-linear [0, 1].
-
-_ACES_IN = np.array([[0.59719, 0.35458, 0.04823], [0.07600, 0.90834, 0.01566], [0.02840, 0.13383, 0.83777]])
-_ACES_OUT = np.array(
-    [[1.60475, -0.53108, -0.07367], [-0.10208, 1.10813, -0.00605], [-0.00327, -0.07276, 1.07602]]
-)
-# AgX (Troy Sobotka's, in the minimal form of Benjamin Wrensch's GLSL): rows here are the GLSL matrices' columns.
-_AGX_IN = np.array(
-    [
-        [0.842479062253094, 0.0423282422610123, 0.0423756549057051],
-        [0.0784335999999992, 0.878468636469772, 0.0784336],
-        [0.0792237451477643, 0.0791661274605434, 0.879142973793104],
-    ]
-)
-_AGX_OUT = np.array(
-    [
-        [1.19687900512017, -0.0528968517574562, -0.0529716355144438],
-        [-0.0980208811401368, 1.15190312990417, -0.0980434501171241],
-        [-0.0990297440797205, -0.0989611768448433, 1.15107367264116],
-    ]
-)
-_AGX_EV = (-12.47393, 4.026069)
-
-
-def tone_map(x: np.ndarray, curve: str) -> np.ndarray:
-    """Apply a tone curve to exposed linear RGB (..., 3): ``none`` returns it unchanged; the others return
-    display-linear values in [0, 1] (``clamp``; ``reinhard`` x/(1+x) per channel; ``aces`` Stephen Hill's fit of
-    the ACES RRT+ODT; ``agx`` the AgX base look with its 6th-order sigmoid fit)."""
-    x = np.maximum(np.asarray(x, np.float64), 0.0)
-    if curve == "none":
-        return x
-    if curve == "clamp":
-        return np.minimum(x, 1.0)
-    if curve == "reinhard":
-        return x / (1.0 + x)
-    if curve == "aces":
-        v = x @ _ACES_IN.T
-        v = (v * (v + 0.0245786) - 0.000090537) / (v * (0.983729 * v + 0.4329510) + 0.238081)
-        return np.clip(v @ _ACES_OUT.T, 0.0, 1.0)
-    if curve == "agx":
-        v = x @ _AGX_IN
-        lo, hi = _AGX_EV
-        v = (np.clip(np.log2(np.maximum(v, 1e-10)), lo, hi) - lo) / (hi - lo)
-        v = ((((((15.5 * v - 40.14) * v + 31.96) * v - 6.868) * v + 0.4298) * v + 0.1191) * v) - 0.00232
-        v = v @ _AGX_OUT
-        return np.clip(np.maximum(v, 0.0) ** 2.2, 0.0, 1.0)
-    raise ValueError(f"unknown tone mapping {curve!r}: expected one of {', '.join(TONE_MAPPINGS)}")
+# Tone curves: bridge.tonemap.tone_map (linear, already exposed -> display-linear [0, 1]), the same curves the
+# neural renderer inverts when a live engine states its ``tone_mapping``; re-exported here for the data code.
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:

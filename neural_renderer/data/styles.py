@@ -129,10 +129,6 @@ def heat_palette(h: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _rgb(c: tuple[float, float, float], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(c, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
-
-
 def style_target(
     style: Style,
     reference: torch.Tensor,
@@ -146,30 +142,11 @@ def style_target(
     bool."""
     if style.name in NEUTRAL_STYLES:
         return tonemap(reference)
-    L = reference * _rgb(style.tint, reference)
-    if style.paint > 0:
-        pc = _rgb(style.paint_color, L)
-        L = L + (luminance(L) * pc / luminance(pc) - L) * style.paint
-    if style.metal > 0:
-        pc = _rgb(style.paint_color, L) if style.paint > 0 else torch.ones_like(_rgb((1, 1, 1), L))
-        ny = normals[:, 1:2].clamp_min(0.0) ** 2 * valid
-        L = L + style.metal * (1 - style.metal_roughness) * 0.25 * pc * ny
-    d = tonemap(L * style.exposure)
-    if style.toon > 0:
-        y = luminance(d).clamp_min(1e-3)
-        ys = guided_blur(y, normals, linear_depth, valid)
-        q = (torch.floor(ys * style.levels).clamp(max=style.levels - 1) + 0.5) / style.levels
-        d = d + (d * q / y - d) * style.toon
-    y = luminance(d)
-    d = y + (d - y) * style.saturation
-    d = ((d - 0.5) * style.contrast + 0.5).clamp(0.0, 1.0)
-    if style.heat > 0:
-        h = luminance(d) + 0.5 * luminance(srgb_encode(aces(emissive)))
-        d = d + (heat_palette(h) - d) * style.heat
-    if style.outline > 0:
-        e = edges(linear_depth, normals, valid)
-        d = d + (srgb_encode(_rgb(style.outline_color, d)) - d) * (style.outline * e)
-    return d.clamp(0.0, 1.0)
+    from bridge.style.library import GRADING_START
+
+    row = torch.as_tensor(style.params()[:GRADING_START], dtype=reference.dtype, device=reference.device)
+    return param_target(row.view(1, -1, 1, 1).expand(reference.shape[0], -1, *reference.shape[2:]), reference,
+                        normals, linear_depth, emissive, valid)
 
 
 def all_style_targets(
@@ -215,7 +192,8 @@ def param_target(
     at run time is just another row. Colours are premultiplied by their amounts (``paint_r = paint ·
     paint_color.r``, ``toon_levels = toon · levels``, ...), so a 50/50 mix of gold paint and no paint is half as
     much gold paint, not half-gold. For a single preset row this is :func:`style_target` step for step (without
-    its "neutral styles are the reference" shortcut: ``photoreal``'s own exposure and grading now apply)."""
+    its "neutral styles are the reference" shortcut: ``photoreal``'s own exposure and grading now apply): it is
+    how :func:`style_target` computes every other preset."""
     eps = 1e-6
 
     def col(i: int, n: int = 1) -> torch.Tensor:
