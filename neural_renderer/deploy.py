@@ -30,6 +30,7 @@ from neural_renderer.models.features import (
     FEATURE_CHANNELS,
     HISTORY_CHANNELS,
     PARAM_CHANNELS,
+    GBuffers,
     house_lighting,
 )
 from neural_renderer.models.net import NeuralRendererNet
@@ -147,18 +148,14 @@ class DeployNet(nn.Module):
 
     def forward(
         self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
+        g: GBuffers,
         style_map: torch.Tensor,
         history: torch.Tensor | None = None,
         lighting: torch.Tensor | None = None,
         engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
+        albedo, normals = g.albedo, g.normals
+        x = self.features(g)
         if history is None:
             history = torch.zeros_like(x[:, :HISTORY_CHANNELS])
         parts = [x, history]
@@ -197,12 +194,7 @@ class DeployNet(nn.Module):
 
     def forward_temporal(
         self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
+        g: GBuffers,
         style_map: torch.Tensor,
         motion_vectors: torch.Tensor,
         prev_output: torch.Tensor,
@@ -212,7 +204,5 @@ class DeployNet(nn.Module):
     ) -> torch.Tensor:
         u = self.config.upscale
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
-        history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
-        return self.forward(
-            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting, engine
-        )
+        history = self.reproject(prev, prev_linear_depth, motion_vectors, g.linear_depth)
+        return self.forward(g, style_map, history, lighting, engine)

@@ -44,7 +44,13 @@ from torch import nn
 
 from neural_renderer.data.styles import srgb_decode
 from neural_renderer.deploy import DeployNet
-from neural_renderer.models.features import GBUFFER_INPUTS, LIGHTING_INPUTS, TEMPORAL_INPUTS, house_lighting
+from neural_renderer.models.features import (
+    GBUFFER_INPUTS,
+    LIGHTING_INPUTS,
+    TEMPORAL_INPUTS,
+    GBuffers,
+    house_lighting,
+)
 from neural_renderer.models.net import NeuralRendererNet, example_inputs, load_checkpoint
 
 OPSET = 17
@@ -61,37 +67,42 @@ def _pad8(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
     )
 
 
-class SingleFrameGraph(nn.Module):
-    """Protocol buffers + style map -> (1, 3, uH, uW) linear RGB, any H x W."""
+class FloatGraph(nn.Module):
+    """The network as an ONNX graph over float NCHW protocol buffers, any H x W (padded to a multiple of 8 inside,
+    cropped back); the one wrapper both float graphs use.
 
-    def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
+    Inputs in :func:`input_names` order: the six G-buffers, the style input, with ``temporal`` the motion vectors
+    and the previous output and depth, then the lighting constants and the engine image (``hudless_color``, linear
+    light, alpha = presence) when the network takes them. Single frame (``OUT.onnx``): the style input is the
+    weights over the presets (a parameter network's preset table is baked in), output (1, 3, uH, uW) linear RGB.
+    Temporal (inside :class:`WireTemporalGraph`): the style input is what the network takes (the parameter map for
+    a parameter network), outputs (linear RGB, display sRGB to feed back)."""
+
+    def __init__(self, net: NeuralRendererNet | DeployNet, temporal: bool = False) -> None:
         super().__init__()
         self.net = net
-        if net.config.params:  # the presets' shading rows: style weights -> parameter map, as a 1x1 conv
+        self.temporal = temporal
+        if net.config.params and not temporal:  # the presets' shading rows: weights -> parameter map, a 1x1 conv
             self.register_buffer("table", _preset_table().t()[:, :, None, None].contiguous(), persistent=False)
 
-    def forward(
-        self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
-        style_map: torch.Tensor,
-        *extra: torch.Tensor,
-    ) -> torch.Tensor:
-        h, w = albedo.shape[-2], albedo.shape[-1]
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         cfg = self.net.config
         u = cfg.upscale
-        lighting, engine = _extra(cfg.lighting, cfg.engine, extra)
-        if cfg.params:
+        g = GBuffers.of(inputs)
+        h, w = g.albedo.shape[-2], g.albedo.shape[-1]
+        style_map, rest = inputs[len(GBUFFER_INPUTS)], inputs[len(GBUFFER_INPUTS) + 1 :]
+        history, rest = (rest[:3], rest[3:]) if self.temporal else ((), rest)
+        lighting, engine = _extra(cfg.lighting, cfg.engine, rest)
+        if cfg.params and not self.temporal:
             style_map = F.conv2d(style_map, torch.as_tensor(self.table))
-        if engine is not None:  # hudless_color: linear light, its alpha the presence (1 where the engine drew)
-            engine = _pad8(engine)
-        args = [_pad8(t) for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map)]
-        out = self.net(*args, lighting=lighting, engine=engine)[..., : h * u, : w * u]
-        return srgb_decode(out)
+        g8, s8 = g.map(_pad8), _pad8(style_map)
+        eng = None if engine is None else _pad8(engine)
+        if not self.temporal:
+            return srgb_decode(self.net(g8, s8, lighting=lighting, engine=eng)[..., : h * u, : w * u])
+        mv, prev, pdepth = history
+        out = self.net.forward_temporal(g8, s8, _pad8(mv), _pad8(prev, 8 * u), _pad8(pdepth), lighting, eng)
+        out = out[..., : h * u, : w * u]
+        return srgb_decode(out), out
 
 
 def _preset_table() -> torch.Tensor:
@@ -105,43 +116,6 @@ def _extra(lighting: bool, engine: bool, extra: tuple[torch.Tensor, ...]) -> tup
     """A graph's trailing inputs -> (the network's (1, 9, 1, 1) lighting or None, the engine input or None)."""
     k = 3 if lighting else 0
     return _lighting(extra[:k]), (extra[k] if engine else None)
-
-
-class TemporalGraph(nn.Module):
-    """Single-frame inputs + motion_vectors + previous output/depth -> (linear RGB, display sRGB to feed
-    back)."""
-
-    def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(
-        self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
-        style_map: torch.Tensor,
-        motion_vectors: torch.Tensor,
-        x_prev_output: torch.Tensor,
-        x_prev_linear_depth: torch.Tensor,
-        *extra: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, w = albedo.shape[-2], albedo.shape[-1]
-        cfg = self.net.config
-        u = cfg.upscale
-        lighting, engine = _extra(cfg.lighting, cfg.engine, extra)
-        args = [
-            _pad8(t)
-            for t in (albedo, normals, linear_depth, roughness, metallic, emissive, style_map, motion_vectors)
-        ]
-        prev = _pad8(x_prev_output, 8 * u)
-        pdepth = _pad8(x_prev_linear_depth)
-        eng = None if engine is None else _pad8(engine)
-        out = self.net.forward_temporal(*args, prev, pdepth, lighting, eng)[..., : h * u, : w * u]
-        return srgb_decode(out), out
 
 
 #: The wire graph's G-buffer inputs: name -> (protocol format it takes, channels of that format). What the
@@ -172,12 +146,12 @@ class WireTemporalGraph(nn.Module):
     """Wire-format G-buffers (NHWC, see the module docstring) + history -> (rgba8 NHWC uint8, x_output_srgb).
 
     Decodes in the graph what the renderer used to decode in numpy (sRGB albedo by table lookup, unorm8 / 255,
-    float16 -> float32, NHWC -> NCHW, ``mv_scale``), then runs :class:`TemporalGraph`'s computation and packs
+    float16 -> float32, NHWC -> NCHW, ``mv_scale``), then runs :class:`FloatGraph`'s temporal computation and packs
     the display image as the RESULT's uint8 RGBA."""
 
     def __init__(self, net: NeuralRendererNet | DeployNet) -> None:
         super().__init__()
-        self.inner = TemporalGraph(net)
+        self.inner = FloatGraph(net, temporal=True)
         self.net = net
         self.register_buffer("albedo_lut", _srgb_lut(), persistent=False)
 
@@ -307,7 +281,7 @@ def input_names(styles: int, temporal: bool, lighting: bool = False, engine: boo
 
 
 def graph_example_inputs(net: NeuralRendererNet, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """:func:`example_inputs` as :class:`SingleFrameGraph` takes them: style weights over the presets, and
+    """:func:`example_inputs` as a single-frame :class:`FloatGraph` takes them: style weights over the presets, and
     ``hudless_color`` (linear RGB, alpha = presence) last for a network with the engine input."""
     cfg = net.config
     return example_inputs(cfg.styles, height, width, upscale=cfg.upscale, seed=seed, lighting=cfg.lighting,
@@ -421,10 +395,10 @@ def export_onnx(
     written = []
     light = net.config.lighting
     names = input_names(s, False, light, net.config.engine)
-    _export(SingleFrameGraph(deploy).eval(), graph_example_inputs(net, 64, 64), out, names, ["output"])
+    _export(FloatGraph(deploy).eval(), graph_example_inputs(net, 64, 64), out, names, ["output"])
     _tag(out, net)
     written.append(out)
-    if check and (err := parity(SingleFrameGraph(net).eval(), out, names)) > PARITY_TOLERANCE:
+    if check and (err := parity(FloatGraph(net).eval(), out, names)) > PARITY_TOLERANCE:
         raise AssertionError(f"{out}: torch vs ONNX Runtime differ by {err:.2e} > {PARITY_TOLERANCE}")
     if temporal:
         tpath = out.with_name(out.stem + "_temporal" + out.suffix)

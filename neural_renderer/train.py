@@ -35,7 +35,7 @@ from torch import nn
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
 from neural_renderer.flip import FlipLoss
-from neural_renderer.models.features import LIGHTING_INPUTS, house_lighting
+from neural_renderer.models.features import GBUFFER_INPUTS, LIGHTING_INPUTS, GBuffers, house_lighting
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint, widen_for_lighting
 
 #: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
@@ -373,7 +373,7 @@ EMISSIVE_DROPOUT = 0.1
 #: Share of examples fed the house lighting instead of their own: engines that do not send lighting inputs get
 #: the house lighting, and the network should then behave as a network trained without them.
 LIGHTING_DROPOUT = 0.1
-INPUT_NAMES = ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")
+INPUT_NAMES = tuple(n for n, _ in GBUFFER_INPUTS)
 
 
 def _crop_example(
@@ -512,10 +512,12 @@ def training_loss(
         )
         mv = cur_in.pop("motion_vectors")
         prev_in.pop("motion_vectors")
-        prev_out = net(**prev_in)
+        prev_out = net(GBuffers.take(prev_in), prev_in["style_map"], lighting=prev_in["lighting"],
+                       engine=prev_in.get("engine"))
         history = prev_out.detach()
         cur_out = net.forward_temporal(
-            **cur_in, motion_vectors=mv, prev_output=history, prev_linear_depth=prev_in["linear_depth"]
+            GBuffers.take(cur_in), cur_in["style_map"], mv, history, prev_in["linear_depth"],
+            lighting=cur_in["lighting"], engine=cur_in.get("engine"),
         )
         u = net.config.upscale  # the consistency term lives at input resolution, like the history
         warped = net.reproject(
@@ -531,7 +533,8 @@ def training_loss(
     idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen).tolist()
     ((ins, target),) = make_batch(bank, idx, crop, gen, upscale=cfg.upscale, random_looks=cfg.random_looks)
     ins.pop("motion_vectors")
-    return criterion(net(**ins), target)
+    out = net(GBuffers.take(ins), ins["style_map"], lighting=ins["lighting"], engine=ins.get("engine"))
+    return criterion(out, target)
 
 
 class WeightAverage:
@@ -625,25 +628,25 @@ def evaluate(net: NeuralRendererNet, bank: FrameBank, style: str = "photoreal", 
             h, w = f["linear_depth"].shape[-2:]
             h8, w8 = h // 8 * 8, w // 8 * 8
             crop = (..., slice(0, h8), slice(0, w8))
-            args = [f[n].float()[None][crop].to(dev) for n in INPUT_NAMES]
+            g = GBuffers(*(f[n].float()[None][crop].to(dev) for n in INPUT_NAMES))
             if "engine" in f:  # a parameter bank: the style's row as the map, its target made here
                 from bridge.style.library import GRADING_START
                 from neural_renderer.data.styles import param_target
 
                 row = torch.from_numpy(DEFAULT_LIBRARY.table()[s, :GRADING_START].copy())
                 smap = row.view(1, -1, 1, 1).expand(1, -1, h8, w8).to(dev)
-                out = net(*args, smap, lighting=f["lighting"].float()[None].to(dev),
+                out = net(g, smap, lighting=f["lighting"].float()[None].to(dev),
                           engine=f["engine"].float()[None][crop].to(dev))
                 if "fixed_target" in f:
                     target = f["fixed_target"].float()[None][crop].to(dev)
                 else:
-                    target = param_target(smap, f["reference"].float()[None][crop].to(dev), args[1], args[2],
-                                          args[5], f["valid"][None][crop].to(dev))
+                    target = param_target(smap, f["reference"].float()[None][crop].to(dev), g.normals,
+                                          g.linear_depth, g.emissive, f["valid"][None][crop].to(dev))
                 losses.append(F.l1_loss(out, target).item())
                 continue
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h8, w8)
             smap[:, s] = 1
-            out = net(*args, smap.to(dev), lighting=f["lighting"].float()[None].to(dev))
+            out = net(g, smap.to(dev), lighting=f["lighting"].float()[None].to(dev))
             target = f["targets"][s].float()[None][crop].to(dev)
             losses.append(F.l1_loss(out, target).item())
     net.train()

@@ -66,6 +66,7 @@ def heldout_upscale_quality(x2: NeuralRendererNet, x1: NeuralRendererNet, data: 
 
     from bridge.style.library import DEFAULT_LIBRARY
     from neural_renderer.flip import FlipLoss
+    from neural_renderer.models.features import GBuffers
     from neural_renderer.train import INPUT_NAMES, load_bank
 
     bank = load_bank(data, "test", limit)
@@ -79,14 +80,14 @@ def heldout_upscale_quality(x2: NeuralRendererNet, x1: NeuralRendererNet, data: 
             smap = torch.zeros(1, len(DEFAULT_LIBRARY), h, w)
             smap[:, s] = 1
             light = f["lighting"].float()[None]
-            full = [f[n].float()[None][..., :h, :w] for n in INPUT_NAMES]
-            half = [a[..., ::2, ::2] for a in full]
+            full = GBuffers(*(f[n].float()[None][..., :h, :w] for n in INPUT_NAMES))
+            half = full.map(lambda a: a[..., ::2, ::2])
             target = f["targets"][s].float()[None][..., :h, :w]
             outs = {
-                "x2": x2(*half, smap[..., ::2, ::2], lighting=light),
-                "x1_bilinear": F.interpolate(x1(*half, smap[..., ::2, ::2], lighting=light), scale_factor=2,
+                "x2": x2(half, smap[..., ::2, ::2], lighting=light),
+                "x1_bilinear": F.interpolate(x1(half, smap[..., ::2, ::2], lighting=light), scale_factor=2,
                                              mode="bilinear", align_corners=False).clamp(0, 1),
-                "x1_full_res": x1(*full, smap, lighting=light),
+                "x1_full_res": x1(full, smap, lighting=light),
             }
             for k, out in outs.items():
                 mse = float(F.mse_loss(out, target))

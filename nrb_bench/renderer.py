@@ -264,11 +264,11 @@ def speed(model_dir: Path, thread_counts: tuple[int, ...] = (1, 2), quick: bool 
     import onnxruntime as ort
     import torch
 
-    from neural_renderer.export import SingleFrameGraph
-    from neural_renderer.models.net import count_macs, example_inputs, load_checkpoint
+    from neural_renderer.export import FloatGraph, graph_example_inputs
+    from neural_renderer.models.net import count_macs, load_checkpoint
 
     net, _ = load_checkpoint(model_dir / "default.pt")
-    graph = SingleFrameGraph(net).eval()
+    graph = FloatGraph(net).eval()
     rows = []
     peaks: dict[int, list[float]] = {}
     sizes = SPEED_SIZES[:1] if quick else SPEED_SIZES
@@ -284,7 +284,7 @@ def speed(model_dir: Path, thread_counts: tuple[int, ...] = (1, 2), quick: bool 
         names = [i.name for i in sess.get_inputs()]
         peaks[threads] = [matmul_peak(threads)]
         for w, h in sizes:
-            args = example_inputs(net.config.styles, h, w, lighting=net.config.lighting)
+            args = graph_example_inputs(net, h, w)
             feed = {n: a.numpy() for n, a in zip(names, args, strict=True)}
             reps = 5 if w * h <= 256 * 256 else 3
             times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
@@ -363,14 +363,15 @@ def _engine_frame(w: int, h: int, seed: int) -> Any:
 
 def _float_temporal_graph(model_dir: Path, out: Path) -> Path:
     """The temporal graph as it was before the fast path: the plain network, float32 NCHW inputs."""
-    from neural_renderer.export import TemporalGraph, _export, _tag, input_names
+    from neural_renderer.export import FloatGraph, _export, _tag, input_names
     from neural_renderer.models.net import example_inputs, load_checkpoint
 
     net, _ = load_checkpoint(model_dir / "default.pt")
     c = net.config
     path = out / "before_temporal.onnx"
-    args = example_inputs(c.styles, 64, 64, upscale=c.upscale, temporal=True, lighting=c.lighting)
-    _export(TemporalGraph(net).eval(), args, path, input_names(c.styles, True, c.lighting),
+    args = example_inputs(c.styles, 64, 64, upscale=c.upscale, temporal=True, lighting=c.lighting, params=c.params,
+                          engine=c.engine)
+    _export(FloatGraph(net, temporal=True).eval(), args, path, input_names(c.styles, True, c.lighting, c.engine),
             ["output", "x_output_srgb"])
     _tag(path, net)
     return path

@@ -95,15 +95,15 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
     import torch
 
     from bridge.renderers.neural import WEIGHTS
-    from neural_renderer.export import SingleFrameGraph
-    from neural_renderer.models.net import count_macs, example_inputs, load_checkpoint
+    from neural_renderer.export import FloatGraph, graph_example_inputs
+    from neural_renderer.models.net import count_macs, load_checkpoint
 
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device: this benchmark only runs on a GPU machine")
     model_dir = Path(model_dir) if model_dir is not None else WEIGHTS
     net, _ = load_checkpoint(model_dir / "default.pt")
     macs = {(w, h): count_macs(net, (h + 7) // 8 * 8, (w + 7) // 8 * 8) for w, h in SIZES}  # on the CPU
-    graph = SingleFrameGraph(net).eval().cuda()
+    graph = FloatGraph(net).eval().cuda()
     peaks = matmul_peaks()
     providers = ort.get_available_providers()
     ort_cuda = None
@@ -115,7 +115,7 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
         ort_cuda = get_session(model_dir / "default.onnx", threads=1, device=ort_device)
     rows = []
     for w, h in SIZES:
-        args = [a.cuda() for a in example_inputs(net.config.styles, h, w, lighting=net.config.lighting)]
+        args = [a.cuda() for a in graph_example_inputs(net, h, w)]
         row: dict[str, Any] = {"width": w, "height": h, "macs_per_frame": macs[w, h]}
         with torch.no_grad():
             for mode in MODES:

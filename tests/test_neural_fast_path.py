@@ -15,6 +15,7 @@ from bridge.renderers.neural import INT8_MODEL, NeuralRenderer, default_model
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.deploy import DeployNet
 from neural_renderer.export import export_onnx
+from neural_renderer.models.features import GBuffers
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, example_inputs
 
 torch.set_num_threads(2)
@@ -42,10 +43,11 @@ def test_the_inference_network_computes_what_the_trained_network_computes(
     args = example_inputs(S, 24, 40, upscale=upscale, temporal=True, seed=3, lighting=lighting)
     light = torch.cat(args[10:], 1) if lighting else None
     with torch.no_grad():
-        ref = net(*args[:7], lighting=light)
-        got = fast(*args[:7], lighting=light)
-        ref_t = net.forward_temporal(*args[:10], light)
-        got_t = fast.forward_temporal(*args[:10], light)
+        g = GBuffers.of(args)
+        ref = net(g, args[6], lighting=light)
+        got = fast(g, args[6], lighting=light)
+        ref_t = net.forward_temporal(g, *args[6:10], light)
+        got_t = fast.forward_temporal(g, *args[6:10], light)
     assert got.shape == ref.shape == (1, 3, 24 * upscale, 40 * upscale)
     assert float((got - ref).abs().max()) < 1e-5
     assert float((got_t - ref_t).abs().max()) < 1e-5

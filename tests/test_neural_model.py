@@ -11,8 +11,8 @@ import torch
 
 from bridge.renderer import RenderInputs, load_renderer
 from bridge.style.library import DEFAULT_LIBRARY
-from neural_renderer.export import PARITY_TOLERANCE, SingleFrameGraph, export_onnx, input_names, parity
-from neural_renderer.models.features import GBUFFER_INPUTS, Reproject
+from neural_renderer.export import PARITY_TOLERANCE, FloatGraph, export_onnx, input_names, parity
+from neural_renderer.models.features import GBUFFER_INPUTS, GBuffers, Reproject
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, count_macs, example_inputs
 
 torch.set_num_threads(2)
@@ -33,10 +33,12 @@ def _net(upscale: int = 1, seed: int = 0) -> NeuralRendererNet:
 @pytest.mark.parametrize("upscale", [1, 2])
 def test_output_is_display_rgb_at_input_size_times_upscale(upscale: int) -> None:
     net = _net(upscale)
-    out = net(*example_inputs(S, 24, 40, batch=2))
+    a = example_inputs(S, 24, 40, batch=2)
+    out = net(GBuffers.of(a), a[6])
     assert out.shape == (2, 3, 24 * upscale, 40 * upscale)
     assert out.min() >= 0 and out.max() <= 1
-    out_t = net.forward_temporal(*example_inputs(S, 24, 40, batch=2, upscale=upscale, temporal=True))
+    t = example_inputs(S, 24, 40, batch=2, upscale=upscale, temporal=True)
+    out_t = net.forward_temporal(GBuffers.of(t), *t[6:10])
     assert out_t.shape == out.shape
 
 
@@ -48,7 +50,7 @@ def test_styles_mix_per_pixel_and_interpolate_smoothly() -> None:
         smap = torch.zeros(1, S, 32, 32)
         smap[:, 1], smap[:, 3] = 1 - t, t
         with torch.no_grad():
-            outs.append(net(*args[:6], smap))
+            outs.append(net(GBuffers.of(args), smap))
     steps = [float((b - a).abs().mean()) for a, b in zip(outs[:-1], outs[1:], strict=True)]
     total = float((outs[-1] - outs[0]).abs().mean())
     assert total > 1e-3  # the style changes the image
@@ -60,7 +62,7 @@ def test_styles_mix_per_pixel_and_interpolate_smoothly() -> None:
     smap2[:, :, :, :16] = 0
     smap2[:, 3, :, :16] = 1
     with torch.no_grad():
-        d = (net(*args[:6], smap2) - net(*args[:6], smap)).abs().mean((0, 1, 2))
+        d = (net(GBuffers.of(args), smap2) - net(GBuffers.of(args), smap)).abs().mean((0, 1, 2))
     assert d[:12].mean() > 5 * d[20:].mean()
 
 
@@ -114,7 +116,7 @@ def test_onnx_export_has_protocol_inputs_dynamic_size_and_matches_torch(tmp_path
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[2].dim_param and dims[3].dim_param  # dynamic H and W
     assert (
-        parity(SingleFrameGraph(net), paths[0], input_names(S, False), sizes=((27, 45), (64, 32)))
+        parity(FloatGraph(net), paths[0], input_names(S, False), sizes=((27, 45), (64, 32)))
         < PARITY_TOLERANCE
     )
     # the server's generic ONNX renderer runs it as is
@@ -177,11 +179,11 @@ def test_albedo_modulated_head_stays_in_display_range_and_exports(tmp_path: Path
         for p in net.head.parameters():
             p.normal_(0, 2.0)  # push the gain and offset far out: the output must still be clamped
     args = example_inputs(S, 24, 40, batch=2)
-    out = net(*args)
+    out = net(GBuffers.of(args), args[6])
     assert out.shape == (2, 3, 24, 40) and out.min() >= 0 and out.max() <= 1
     # the clamp lets gradients through (a pixel that overshoots can come back)
     x = args[0].clone().requires_grad_(True)
-    net(x, *args[1:]).sum().backward()
+    net(GBuffers(x, *args[1:6]), args[6]).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     for path in export_onnx(net, tmp_path / "mod.onnx", temporal=True):  # parity-checked against torch
         assert path.is_file()
@@ -237,7 +239,8 @@ def test_widening_for_lighting_keeps_the_image_until_training_moves_the_new_weig
     assert wide.config.lighting and not net.config.lighting
     args = example_inputs(S, 32, 40, lighting=True)
     with torch.no_grad():
-        assert torch.equal(net(*args[:7]), wide(*args[:7], lighting=torch.cat(args[7:], 1)))
+        g = GBuffers.of(args)
+        assert torch.equal(net(g, args[6]), wide(g, args[6], lighting=torch.cat(args[7:], 1)))
 
 
 def test_a_lighting_model_exports_the_lighting_inputs_and_the_renderer_feeds_them(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
 from neural_renderer.data.styles import NEUTRAL_STYLES, param_target, style_target
+from neural_renderer.models.features import GBuffers
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, example_inputs
 
 TABLE = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy())
@@ -103,10 +104,11 @@ def test_the_network_sees_the_engine_image_and_none_means_zeros_with_presence_ze
     args = example_inputs(7, 16, 24, params=True, engine=True)
     engine = args[-1]
     with torch.no_grad():
-        lit = net(*args[:7], engine=engine)
-        dark = net(*args[:7], engine=torch.cat([engine[:, :3] * 0.1, engine[:, 3:]], 1))
-        none = net(*args[:7], engine=None)
-        zeros = net(*args[:7], engine=torch.zeros_like(engine))
+        g = GBuffers.of(args)
+        lit = net(g, args[6], engine=engine)
+        dark = net(g, args[6], engine=torch.cat([engine[:, :3] * 0.1, engine[:, 3:]], 1))
+        none = net(g, args[6], engine=None)
+        zeros = net(g, args[6], engine=torch.zeros_like(engine))
     assert (lit - dark).abs().mean() > 1e-3
     assert torch.equal(none, zeros)
 

@@ -14,6 +14,7 @@ pytest.importorskip("mitsuba")
 from bridge.style.library import DEFAULT_LIBRARY  # noqa: E402
 from neural_renderer.data.dataset import generate  # noqa: E402
 from neural_renderer.evaluate import fit_raster, load_paths, one_style_map, psnr, raster  # noqa: E402
+from neural_renderer.models.features import GBUFFER_INPUTS, GBuffers  # noqa: E402
 from neural_renderer.models.net import load_checkpoint  # noqa: E402
 from neural_renderer.train import FrameBank, TrainConfig, load_bank, train  # noqa: E402
 
@@ -63,13 +64,10 @@ def test_a_minute_of_training_lowers_the_loss_and_beats_the_raster_baseline(
         target = _photoreal(bank, i)
         smap = one_style_map(64, 64, "photoreal")
         fr = bank.frames[i]
-        args = [
-            fr[n].float()[None]
-            for n in ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")
-        ]
+        g = GBuffers.take({n: fr[n].float()[None] for n, _ in GBUFFER_INPUTS})
         smap_t = torch.from_numpy(smap).permute(2, 0, 1)[None]
         with torch.no_grad():  # both renderers get the scene's lights (render_inputs sends them to the raster)
-            out = net(*args, smap_t, lighting=fr["lighting"].float()[None])[0].permute(1, 2, 0).numpy()
+            out = net(g, smap_t, lighting=fr["lighting"].float()[None])[0].permute(1, 2, 0).numpy()
         ours.append(psnr(target, out))
         theirs.append(psnr(target, raster(f, smap, opts)))
     assert np.mean(ours) > np.mean(theirs), (ours, theirs)

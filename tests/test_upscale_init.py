@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neural_renderer.models.features import GBuffers
 from neural_renderer.models.net import NetConfig, NeuralRendererNet, example_inputs
 from neural_renderer.upscale_init import upscaled_copy
 
@@ -22,7 +23,8 @@ def test_upscaled_copy_starts_as_the_1x_image_nearest_upscaled(modulate: bool) -
     assert x2.config.upscale == 2 and x2.config.modulate == modulate and x2.config.lighting
     args = example_inputs(7, 32, 48)
     with torch.no_grad():
-        small, big = x1(*args), x2(*args)
+        g = GBuffers.of(args)
+        small, big = x1(g, args[6]), x2(g, args[6])
     assert big.shape == (1, 3, 64, 96)
     assert small.std() > 0.05  # not a flat image: the test could tell a wrong sub-pixel mapping
     torch.testing.assert_close(big, F.interpolate(small, scale_factor=2, mode="nearest"), rtol=0, atol=0)

@@ -6,6 +6,9 @@ albedo, world normals, view depth in world units, ...) and never has to know the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +54,38 @@ def house_lighting(batch: int = 1) -> torch.Tensor:
     return torch.cat([d / d.norm(), e, s]).view(1, 9, 1, 1).expand(batch, -1, -1, -1).contiguous()
 
 
+@dataclass
+class GBuffers:
+    """The six G-buffers the network reads, by protocol name, each NCHW float32: albedo (B,3,H,W) linear, normals
+    (B,3,H,W) world space, linear_depth (B,1,H,W) world units, roughness and metallic (B,1,H,W) 0..1, emissive
+    (B,3,H,W) linear radiance. The one container every signature of the model code takes (the network, its
+    deployed form, the graph wrappers, training), instead of six positional tensors spelled out in each."""
+
+    albedo: torch.Tensor
+    normals: torch.Tensor
+    linear_depth: torch.Tensor
+    roughness: torch.Tensor
+    metallic: torch.Tensor
+    emissive: torch.Tensor
+
+    @classmethod
+    def of(cls, tensors: Sequence[torch.Tensor]) -> GBuffers:
+        """From tensors in :data:`GBUFFER_INPUTS` order (the first six of a graph's inputs)."""
+        return cls(*tensors[: len(GBUFFER_INPUTS)])
+
+    @classmethod
+    def take(cls, named: Mapping[str, torch.Tensor]) -> GBuffers:
+        """From a mapping by protocol name (a training batch)."""
+        return cls(*(named[n] for n, _ in GBUFFER_INPUTS))
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> GBuffers:
+        """Each buffer through ``fn`` (padding, cropping, moving to a device)."""
+        return GBuffers(*(fn(t) for t in self))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.albedo, self.normals, self.linear_depth, self.roughness, self.metallic, self.emissive))
+
+
 class GBufferFeatures(nn.Module):
     """Raw G-buffers -> (B, 14, H, W) normalised features.
 
@@ -62,15 +97,8 @@ class GBufferFeatures(nn.Module):
     that engines with different far planes look alike.
     """
 
-    def forward(
-        self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
-    ) -> torch.Tensor:
+    def forward(self, g: GBuffers) -> torch.Tensor:
+        albedo, normals, linear_depth, roughness, metallic, emissive = g
         valid = (normals.abs().sum(1, keepdim=True) > 0.1).to(albedo.dtype)
         ld = torch.log(linear_depth.clamp(1e-3, 1e5))
         mean = (ld * valid).sum((2, 3), keepdim=True) / valid.sum((2, 3), keepdim=True).clamp_min(1.0)

@@ -50,6 +50,7 @@ from neural_renderer.models.features import (
     PARAM_CHANNELS,
     EngineFeatures,
     GBufferFeatures,
+    GBuffers,
     LightingFeatures,
     ParamFeatures,
     Reproject,
@@ -93,8 +94,7 @@ class NetConfig:
 class NeuralRendererNet(nn.Module):
     """G-buffers + style map (+ optional history) -> image. See the module docstring for the data flow.
 
-    Inputs (NCHW float32): albedo (B,3,H,W), normals (B,3,H,W), linear_depth (B,1,H,W), roughness (B,1,H,W),
-    metallic (B,1,H,W), emissive (B,3,H,W), style_map (B,S,H,W), history (B,4,H,W) or None (no temporal input:
+    Inputs (NCHW float32): the G-buffers (``GBuffers``), style_map (B,S,H,W), history (B,4,H,W) or None (no temporal input:
     treated as zeros = "nothing reprojected"), lighting (B,9,1,1) sun direction, sun irradiance, sky radiance
     (only with ``config.lighting``; None = the house lighting). H and W must be multiples of 8.
     Output: (B, 3, uH, uW) display sRGB in [0, 1], u = ``config.upscale``.
@@ -134,18 +134,14 @@ class NeuralRendererNet(nn.Module):
 
     def forward(
         self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
+        g: GBuffers,
         style_map: torch.Tensor,
         history: torch.Tensor | None = None,
         lighting: torch.Tensor | None = None,
         engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.features(albedo, normals, linear_depth, roughness, metallic, emissive)
+        albedo, normals = g.albedo, g.normals
+        x = self.features(g)
         if history is None:
             history = torch.zeros_like(x[:, :HISTORY_CHANNELS])
         parts = [x, history]
@@ -190,12 +186,7 @@ class NeuralRendererNet(nn.Module):
 
     def forward_temporal(
         self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
+        g: GBuffers,
         style_map: torch.Tensor,
         motion_vectors: torch.Tensor,
         prev_output: torch.Tensor,
@@ -208,44 +199,8 @@ class NeuralRendererNet(nn.Module):
         pixels."""
         u = self.config.upscale
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
-        history = self.reproject(prev, prev_linear_depth, motion_vectors, linear_depth)
-        return self.forward(
-            albedo, normals, linear_depth, roughness, metallic, emissive, style_map, history, lighting, engine
-        )
-
-
-class TemporalWrapper(nn.Module):
-    """``forward_temporal`` as ``forward`` (what the temporal ONNX graph exports)."""
-
-    def __init__(self, net: NeuralRendererNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(
-        self,
-        albedo: torch.Tensor,
-        normals: torch.Tensor,
-        linear_depth: torch.Tensor,
-        roughness: torch.Tensor,
-        metallic: torch.Tensor,
-        emissive: torch.Tensor,
-        style_map: torch.Tensor,
-        motion_vectors: torch.Tensor,
-        x_prev_output: torch.Tensor,
-        x_prev_linear_depth: torch.Tensor,
-    ) -> torch.Tensor:
-        return self.net.forward_temporal(
-            albedo,
-            normals,
-            linear_depth,
-            roughness,
-            metallic,
-            emissive,
-            style_map,
-            motion_vectors,
-            x_prev_output,
-            x_prev_linear_depth,
-        )
+        history = self.reproject(prev, prev_linear_depth, motion_vectors, g.linear_depth)
+        return self.forward(g, style_map, history, lighting, engine)
 
 
 def count_macs(model: nn.Module, height: int, width: int, temporal: bool = False) -> int:
@@ -253,7 +208,7 @@ def count_macs(model: nn.Module, height: int, width: int, temporal: bool = False
     actually executed (forward hooks), so the number follows the architecture rather than a hand formula.
     Elementwise ops, pooling, resampling and activations are not counted (they are < 2 % here and are not
     matrix work)."""
-    net = model.net if isinstance(model, TemporalWrapper) else model
+    net = model
     assert isinstance(net, NeuralRendererNet)
     total = 0
 
@@ -270,8 +225,12 @@ def count_macs(model: nn.Module, height: int, width: int, temporal: bool = False
             args = example_inputs(
                 cfg.styles, height, width, upscale=cfg.upscale, temporal=temporal, params=cfg.params
             )
-            kw = {"engine": torch.zeros(1, 4, height, width)} if cfg.engine else {}
-            (net.forward_temporal if temporal else net)(*args, **kw)  # type: ignore[operator]
+            engine = torch.zeros(1, 4, height, width) if cfg.engine else None
+            g = GBuffers.of(args)
+            if temporal:
+                net.forward_temporal(g, *args[6:10], engine=engine)
+            else:
+                net(g, args[6], engine=engine)
     finally:
         for h in handles:
             h.remove()
