@@ -32,14 +32,13 @@ def _photoreal(bank: FrameBank, i: int) -> np.ndarray:
     return bank.frames[i]["targets"][PHOTOREAL].float().permute(1, 2, 0).numpy()
 
 
-def test_a_minute_of_training_lowers_the_loss_and_beats_the_raster_baseline(
+def test_a_short_training_run_lowers_the_loss_and_beats_the_raster_baseline(
     tiny_data: Path, tmp_path: Path
 ) -> None:
     cfg = TrainConfig(
         data=[tiny_data],
         out=tmp_path / "run",
-        steps=100_000,
-        minutes=1.0,
+        steps=2000,  # a step count, not a time budget: the outcome must not depend on how loaded the machine is
         batch=4,
         crop=64,
         width=16,
