@@ -2,8 +2,8 @@
 
 Against real ``nrb serve`` processes: ``--renderer deferred`` needs ``albedo``, ``normals`` and ``depth``, and the
 engine here offers ``hudless_color`` and ``depth`` only, so the server answers HELLO with ERROR ``BAD_VALUE`` (6)
-``buffers: renderer 'deferred' needs buffers [...], which the engine does not offer``. Both engine clients (libnrb
-through ``bridge._native.Client``, and the Panda3D plugin's pure-Python ``PyClient``) must then report the state
+``buffers: renderer 'deferred' needs buffers [...], which the engine does not offer``. The engine client (libnrb,
+through ``bridge._native.Client``, which the Panda3D plugin also uses) must then report the state
 ``refused`` with that code and message, send nothing more (no reconnect loop), and connect once asked again
 (``retry()``, or the player's toggle: disabled then enabled) to a server that accepts. A WELCOME that never comes is
 not a refusal: the client keeps retrying and says why. The Panda3D overlay shows ``REFUSED: <message>``.
@@ -24,7 +24,6 @@ import pytest
 from helpers.serverkit import free_port
 
 from bridge.commands.serve import spawn_server, stop_server
-from nrb_panda3d.client import ClientConfig, ClientStats, PyClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "engine_plugins" / "panda3d"
@@ -67,7 +66,7 @@ def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
     return pred()
 
 
-# ------------------------------------------------------------------------------------------- the two clients
+# ------------------------------------------------------------------------------------------------ the client
 class NativeEngine:
     """libnrb through ``bridge._native.Client``: stats are a dict."""
 
@@ -105,52 +104,13 @@ class NativeEngine:
         self.c.close()
 
 
-class PythonEngine:
-    """The Panda3D plugin's pure-Python client (``nrb_panda3d.client.PyClient``): stats are a ClientStats."""
-
-    def __init__(self, endpoint: str, **kw: Any) -> None:
-        cfg = ClientConfig(endpoint=endpoint, render_size=(W, H), buffers=BUFFERS, deadline_ms=500.0,
-                           engine_name="pytest", handshake_timeout_ms=300, connect_timeout_ms=300,
-                           reconnect_backoff_min_ms=20, reconnect_backoff_max_ms=100)
-        for k, v in kw.items():
-            setattr(cfg, k, v)
-        self.c = PyClient(cfg)
-
-    def stats(self) -> dict[str, Any]:
-        s = self.c.stats()
-        return {k: getattr(s, k) for k in ClientStats.__dataclass_fields__}
-
-    def last_error(self) -> str:
-        return self.c.last_error()
-
-    def retry(self) -> None:
-        self.c.retry()
-
-    def set_enabled(self, on: bool) -> None:
-        self.c.set_enabled(on)
-
-    def frame(self) -> bool:
-        self.c.frame_begin()
-        self.c.tag_buffer("hudless_color", "rgba8_srgb", np.full((H, W, 4), 90, np.uint8))
-        self.c.tag_buffer("depth", "r32f", np.full((H, W), 0.5, np.float32))
-        self.c.submit()
-        return self.c.acquire_result() is not None
-
-    def close(self) -> None:
-        self.c.close()
-
-
-ENGINES = {"native": NativeEngine, "python": PythonEngine}
-
-
 # ------------------------------------------------------------------------------------------------- the tests
 @pytest.mark.parametrize("ask_again", ["retry", "toggle"])
-@pytest.mark.parametrize("kind", ["native", "python"])
-def test_a_refused_session_is_surfaced_not_retried_and_asked_again_on_request(servers: Servers, kind: str,
+def test_a_refused_session_is_surfaced_not_retried_and_asked_again_on_request(servers: Servers,
                                                                              ask_again: str) -> None:
     port = free_port()
     endpoint = servers.start("--renderer", "deferred", "--port", str(port))
-    e = ENGINES[kind](endpoint)
+    e = NativeEngine(endpoint)
     try:
         assert wait_until(lambda: e.stats()["state"] == "refused", 5.0), (e.stats(), e.last_error())
         s = e.stats()
@@ -160,8 +120,8 @@ def test_a_refused_session_is_surfaced_not_retried_and_asked_again_on_request(se
         assert "albedo" in e.last_error() and "refused the session: BAD_VALUE (6)" in e.last_error()
         assert endpoint in e.last_error()
 
-        # No reconnect storm: in a second of game frames nothing more is asked (one ERROR, the first one, and,
-        # for libnrb, not one more byte on the wire), and the game falls back to its own image.
+        # No reconnect storm: in a second of game frames nothing more is asked (one ERROR, the first one, and not
+        # one more byte on the wire), and the game falls back to its own image.
         before = e.stats()
         assert before["errors_received"] == 1
         end = time.monotonic() + 1.0
@@ -171,8 +131,7 @@ def test_a_refused_session_is_surfaced_not_retried_and_asked_again_on_request(se
         after = e.stats()
         assert after["state"] == "refused"
         assert after["errors_received"] == 1 and after["reconnects"] == 0 and after["frames_sent"] == 0
-        if "bytes_sent" in before:
-            assert after["bytes_sent"] == before["bytes_sent"]
+        assert after["bytes_sent"] == before["bytes_sent"]
 
         # The operator fixes the server (one that accepts these buffers, on the same endpoint); the game asks again.
         stop_server(servers.procs[-1])
@@ -195,22 +154,20 @@ def test_a_refused_session_is_surfaced_not_retried_and_asked_again_on_request(se
 
 def test_retry_is_a_no_op_unless_refused(servers: Servers) -> None:
     endpoint = servers.start("--renderer", "passthrough")
-    for kind in ENGINES:
-        e = ENGINES[kind](endpoint)
-        try:
-            assert wait_until(lambda: e.stats()["state"] == "connected", 8.0), (kind, e.stats(), e.last_error())
-            session = e.stats()["session"]
-            e.retry()
-            time.sleep(0.2)
-            assert e.stats()["state"] == "connected" and e.stats()["session"] == session, kind
-        finally:
-            e.close()
+    e = NativeEngine(endpoint)
+    try:
+        assert wait_until(lambda: e.stats()["state"] == "connected", 8.0), (e.stats(), e.last_error())
+        session = e.stats()["session"]
+        e.retry()
+        time.sleep(0.2)
+        assert e.stats()["state"] == "connected" and e.stats()["session"] == session
+    finally:
+        e.close()
 
 
-@pytest.mark.parametrize("kind", ["native", "python"])
-def test_no_welcome_is_not_a_refusal_the_client_keeps_trying_and_says_why(kind: str) -> None:
+def test_no_welcome_is_not_a_refusal_the_client_keeps_trying_and_says_why() -> None:
     endpoint = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
-    e = ENGINES[kind](endpoint)
+    e = NativeEngine(endpoint)
     try:
         assert wait_until(lambda: "no WELCOME from" in e.last_error() and "2 attempts" in e.last_error(), 5.0), \
             e.last_error()
@@ -241,7 +198,7 @@ def test_overlay_text_shows_the_refusal() -> None:
 OVERLAY_GAME = r"""
 import json, sys, time
 from nrb_panda3d.demo import GameSession
-g = GameSession(sys.argv[1], (160, 120), client=sys.argv[2], show_stats=True)
+g = GameSession(sys.argv[1], (160, 120), show_stats=True)
 end = time.monotonic() + 20.0
 while g.client.stats().state != "refused" and time.monotonic() < end:
     g.step(capture=False)
@@ -251,40 +208,35 @@ for _ in range(30):
     time.sleep(0.01)
 s = g.client.stats()
 print(json.dumps({"state": s.state, "errors": s.errors_received, "overlay": g.nrb.overlay.getText(),
-                  "source": info.source, "kind": g.client.kind}))
+                  "source": info.source, "client": type(g.client).__name__}))
 g.close()
 """
 
 
-@pytest.mark.parametrize("kind", ["native", "python"])
-def test_the_panda3d_overlay_shows_the_refusal(servers: Servers, kind: str) -> None:
-    """The sample game, headless, against a server that refuses its 160x120 session (``--max-pixels``)."""
+def test_the_panda3d_overlay_shows_the_refusal(servers: Servers) -> None:
+    """The sample game, headless, against a server that refuses its 160x120 session (``--max-pixels``): the
+    plugin's client (libnrb) reports the refusal through ``ClientStats`` and the overlay shows it."""
     pytest.importorskip("panda3d")
-    if kind == "native":
-        native = pytest.importorskip("bridge._native")
-        if not hasattr(native, "Client"):
-            pytest.skip("bridge._native was built without the client")
     endpoint = servers.start("--renderer", "deferred", "--max-pixels", "100")
-    proc = subprocess.run([sys.executable, "-c", OVERLAY_GAME, endpoint, kind], cwd=PLUGIN_DIR,
+    proc = subprocess.run([sys.executable, "-c", OVERLAY_GAME, endpoint], cwd=PLUGIN_DIR,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["kind"] == kind and out["state"] == "refused"
+    assert out["client"] == "NativeClient" and out["state"] == "refused"
     assert out["errors"] == 1  # asked once, not again during 30 more frames
     assert out["source"] == "raster"
     assert "[refused]" in out["overlay"]
     assert "REFUSED: render_size 160x120 is more than this server's --max-pixels 100" in out["overlay"]
 
 
-@pytest.mark.parametrize("kind", ["native", "python"])
-def test_a_full_server_is_not_a_refusal_the_client_waits_for_a_free_session(servers: Servers, kind: str) -> None:
+def test_a_full_server_is_not_a_refusal_the_client_waits_for_a_free_session(servers: Servers) -> None:
     """OVERLOADED (the server is at --max-sessions) passes when another session ends: the client backs off, says
     why, and connects once a session is free, without the player having to toggle anything."""
     endpoint = servers.start("--renderer", "passthrough", "--max-sessions", "1")
-    first = ENGINES[kind](endpoint)
+    first = NativeEngine(endpoint)
     try:
         assert wait_until(lambda: first.stats()["state"] == "connected"), first.last_error()
-        second = ENGINES[kind](endpoint)
+        second = NativeEngine(endpoint)
         try:
             assert wait_until(lambda: "OVERLOADED" in second.last_error()), second.last_error()
             s = second.stats()

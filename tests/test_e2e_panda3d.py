@@ -51,7 +51,7 @@ def step_sync(g: GameSession, n: int = 1):
     info = None
     for _ in range(n):
         info = g.step()
-        assert g.wait_answered(5.0), (g.client.last_error(), g.client.stats(), getattr(g.client, "_debug", lambda: "")())
+        assert g.wait_answered(5.0), (g.client.last_error(), g.client.stats())
     return info
 
 

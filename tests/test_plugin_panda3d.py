@@ -128,6 +128,26 @@ def test_client_stats_from_mapping_understands_numeric_state():
     assert s.extra == {}
 
 
+@pytest.mark.parametrize("build", ["not-built", "without-client"])
+def test_without_libnrb_s_binding_the_plugin_s_client_says_how_to_build_it(monkeypatch, build):
+    """libnrb (``bridge._native.Client``) is the plugin's only engine client: a checkout where it was never built
+    (the import fails) or where an old build lacks ``Client`` gets a typed error that says to run ``make setup``,
+    not a second client and not an AttributeError later."""
+    import types
+
+    import bridge
+    from nrb_panda3d.client import ClientConfig, NativeClientMissing, make_client
+
+    monkeypatch.delattr(bridge, "_native", raising=False)
+    # None in sys.modules is how Python spells "this module cannot be imported"; a bare module is an old build
+    monkeypatch.setitem(sys.modules, "bridge._native",
+                        None if build == "not-built" else types.ModuleType("bridge._native"))
+    with pytest.raises(NativeClientMissing, match="make setup") as exc:
+        make_client(ClientConfig(endpoint="tcp://127.0.0.1:1"))
+    assert isinstance(exc.value, ImportError)
+    assert ("not built" if build == "not-built" else "has no Client") in str(exc.value)
+
+
 # ------------------------------------------------------------------------------------------------- hooks
 
 

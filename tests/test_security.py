@@ -143,17 +143,15 @@ def test_allowed_libnrb_client_gets_frames(curve_server: RunningServer, keys: di
         assert len(shown) >= 5 and c.stats()["errors_received"] == 0
 
 
-@pytest.mark.parametrize("kind", ["native", "python"])
 def test_panda3d_plugin_client_takes_its_curve_keys_from_its_config(curve_server: RunningServer,
-                                                                   keys: dict[str, Path], kind: str) -> None:
-    """The Panda3D plugin's client (``nrb-curve-*`` config variables → ``ClientConfig.curve_*``), both kinds."""
-    if kind == "native":
-        native_client(curve_server.endpoint, keys, None).close()  # skips when libnrb is not built
+                                                                   keys: dict[str, Path]) -> None:
+    """The Panda3D plugin's client, libnrb (``nrb-curve-*`` config variables → ``ClientConfig.curve_*``)."""
+    native_client(curve_server.endpoint, keys, None).close()  # skips when libnrb is not built
     from nrb_panda3d.client import ClientConfig, make_client
 
     cfg = ClientConfig(endpoint=curve_server.endpoint, render_size=SIZE, buffers=[("albedo", "rgba8_srgb")],
                        deadline_ms=500.0, **client_curve_options(keys["server_public"], keys["alice"]))
-    client = make_client(cfg, kind=kind)
+    client = make_client(cfg)
     try:
         img = np.full((SIZE[1], SIZE[0], 4), 31, np.uint8)
         got = None

@@ -217,7 +217,7 @@ const char* compression_str(nrb_compression c) {
   return c == NRB_COMPRESSION_LZ4 ? "lz4" : c == NRB_COMPRESSION_ZSTD ? "zstd" : "none";
 }
 
-// bridge._native.Client: the binding of libnrb's client for Python (not the Panda3D plugin's pure-Python PyClient).
+// bridge._native.Client: the binding of libnrb's client for Python (the Panda3D plugin's only engine client).
 // Owns the nrb::client and the Python log callable. Destruction and every blocking call release the GIL, so the
 // I/O thread can finish a log callback (which needs the GIL) while we wait for it.
 class ClientBinding {

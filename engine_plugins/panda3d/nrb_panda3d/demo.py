@@ -94,7 +94,7 @@ class GameSession:
     Only one per process (Panda3D has one ``ShowBase``)."""
 
     def __init__(self, endpoint: str, size: tuple[int, int] = (320, 180), *, fps: float = 30.0,
-                 deadline_ms: float = 5000.0, client: str | None = None, timeline: Any = None,
+                 deadline_ms: float = 5000.0, timeline: Any = None,
                  show_stats: bool = False, enabled: bool = True, server_timeout_ms: int = 1000,
                  output_size: tuple[int, int] | None = None, gpu_pack: bool = True,
                  frames_in_flight: int = 2, game_settings: Any = None) -> None:
@@ -109,7 +109,7 @@ class GameSession:
 
         self.size = size
         self.base = ShowBase(windowType="offscreen")
-        settings = NeuralSettings(endpoint=endpoint, deadline_ms=deadline_ms, client=client, show_stats=show_stats,
+        settings = NeuralSettings(endpoint=endpoint, deadline_ms=deadline_ms, show_stats=show_stats,
                                   enabled=enabled, server_timeout_ms=server_timeout_ms,
                                   reconnect_backoff_max_ms=250, render_size=size, gpu_pack=gpu_pack,
                                   frames_in_flight=frames_in_flight)
@@ -370,8 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "N+1 while the server renders N (each neural image is shown one frame later; default off)")
     p.add_argument("--deadline-ms", type=float, default=None,
                    help="client deadline (default 10000 with --sync, 250 without)")
-    p.add_argument("--client", choices=("native", "python"), default=None,
-                   help="engine client (default: native bridge._native.Client when built, else python)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write side_by_side.mp4")
     p.add_argument("--stats-overlay", action="store_true", help="draw the statistics overlay into the window")
     return p
@@ -433,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     game_seconds = args.frames / args.fps
     session: GameSession | None = None
     try:
-        session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline, client=args.client,
+        session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline,
                               timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay,
                               output_size=args.output_size, gpu_pack=args.gpu_pack, game_settings=game_settings,
                               # lock-step one frame behind: the client holds frame N+1 until N is answered, so
@@ -510,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
         report = timing_report(records, wall, {
             "renderer": renderer,
             "endpoint": endpoint,
-            "client": stats.get("client"),
             "size": list(args.size),
             "output_size": list(args.output_size),
             "renderer_options": options,

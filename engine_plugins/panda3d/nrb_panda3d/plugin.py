@@ -165,7 +165,6 @@ class NeuralSettings:
     # to an 8-bit target, clamped: 1 and "clamp" (none, clamp, reinhard, aces, agx or other).
     exposure: float = 1.0
     tone_mapping: str = "clamp"
-    client: str | None = None  # "native" / "python" / None (native when available)
     server_timeout_ms: int = 2000
     reconnect_backoff_max_ms: int = 1000
     curve_server_key: str | None = None  # CurveZMQ, Z85 text (`nrb keys show`); all three or none
@@ -281,7 +280,7 @@ class NeuralRendering:
                 reconnect_backoff_max_ms=self.settings.reconnect_backoff_max_ms,
                 curve_server_key=self.settings.curve_server_key, curve_public_key=self.settings.curve_public_key,
                 curve_secret_key=self.settings.curve_secret_key,
-            ), kind=self.settings.client)
+            ))
         self.client = client
         self._intensity = float(self.settings.intensity)
         if self._intensity != 1.0:  # 1 is every session's default
@@ -396,7 +395,7 @@ class NeuralRendering:
         self._stats_cache = s
         out = asdict(s)
         out.update(fps=self.fps, source=self.source, enabled=self._enabled, frame=self.frame,
-                   client=getattr(self.client, "kind", "?"), last_error=self.client.last_error())
+                   last_error=self.client.last_error())
         return out
 
     @property
@@ -532,15 +531,11 @@ class NeuralRendering:
         return task.cont
 
     def _write_packed(self, buffers: Mapping[str, tuple[str, np.ndarray]]) -> None:
-        """Copy each packed target's bytes into the frame: straight into the buffer's shared-memory slot with the
-        native client (one memcpy per buffer), through ``tag_buffer`` with the Python one."""
-        acquire = getattr(self.client, "acquire_slot", None)
+        """Copy each packed target's bytes straight into the buffer's slot of the frame (``acquire_slot``: libnrb's
+        shared memory or staging buffer): one memcpy per buffer, no ``tag_buffer`` copy."""
         w, h = self.render_size
         for name, (fmt, arr) in buffers.items():
-            if acquire is None:
-                self.client.tag_buffer(name, fmt, arr)
-                continue
-            slot = acquire(name, fmt, w, h)
+            slot = self.client.acquire_slot(name, fmt, w, h)
             np.copyto(slot, arr.reshape(slot.shape))
 
     def _raster_at_render_size(self) -> np.ndarray:
