@@ -14,10 +14,7 @@ from typing import Any
 
 import msgpack
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bridge import protocol as p  # noqa: E402
+from bridge import protocol as p  # the installed package (make setup installs the checkout in editable mode)
 
 #: tests/vectors/result_jpeg: a 16x8 JPEG of the flat colour (200, 100, 50), written once by Pillow (quality 90).
 JPEG_16X8 = (
