@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+import bridge.style
 from bridge.protocol import Buffer, Frame, StyleCommand
 from bridge.renderer import RenderInputs
 from bridge.renderers.deferred import DeferredRenderer
@@ -40,7 +41,7 @@ from bridge.style.state import StyleState
 from bridge.style.stylemap import build_style_map
 from nrb_bench.machine import cpu_name
 
-DEMO_STYLES = Path(__file__).resolve().parents[1] / "style" / "looks" / "demo.toml"
+DEMO_STYLES = Path(bridge.style.__file__).resolve().parent / "looks" / "demo.toml"
 
 
 def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:

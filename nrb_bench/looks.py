@@ -140,7 +140,9 @@ def _library(looks: list[dict[str, Any]]) -> Any:
     styles = list(DEFAULT_LIBRARY)
     for look in looks:
         styles.append(_style_from_row(look["name"], len(styles), look["row"]))
-    sunset = load_cube(Path(__file__).resolve().parents[1] / "style" / "looks" / "nrb_sunset.cube")
+    import bridge.style
+
+    sunset = load_cube(Path(bridge.style.__file__).resolve().parent / "looks" / "nrb_sunset.cube")
     styles.append(dataclasses.replace(DEFAULT_LIBRARY["identity"], name="lut_sunset", index=len(styles),
                                       lut=sunset, description="nrb_sunset.cube over identity"))
     styles.append(dataclasses.replace(DEFAULT_LIBRARY["photoreal"], name="lut_teal_orange", index=len(styles),
