@@ -306,10 +306,12 @@ def _markdown(rep: dict[str, Any]) -> str:
     ]
     for name, d in st["per_style"].items():
         lines.append(f"| {name} | {d['neural']:.4f} | {d['deferred']:.4f} | {d['deferred'] / d['neural']:.2f}x |")
+    params = st.get("style_params", True)
+    if not params:
+        lines += ["", "This model is conditioned on preset weights: it draws a LUT style as its base preset and "
+                      "cannot draw the held-out looks, which are left out (the ratios below cover the LUT styles)."]
     lines += [
-        "" if st.get("style_params", True) else "This model is conditioned on preset weights: it draws a LUT "
-        "style as its base preset and cannot draw the held-out looks, which are left out.",
-        "", f"Presets mean {m['presets']['neural']:.4f}; held-out looks and LUT styles mean "
+        "", f"Presets mean {m['presets']['neural']:.4f}; held-out {'looks and ' if params else ''}LUT styles mean "
         f"{m['heldout']['neural']:.4f} = **{m['heldout']['neural'] / m['presets']['neural']:.2f}x** the presets "
         f"(target at most 1.15x); deferred on the same looks {m['heldout']['deferred']:.4f} = "
         f"**{m['heldout']['deferred'] / m['heldout']['neural']:.2f}x** the neural (target at least 2x).", "",
