@@ -119,11 +119,11 @@ def test_fine_tuning_with_lighting_widens_the_network_and_starts_from_its_output
     tuned, ck = load_checkpoint(tmp_path / "tune" / "last.pt")
     assert ck["config"] == start.config.to_dict() | {"lighting": True}
     fr = load_bank([tiny_data], "test").frames[0]
-    args = [fr[n].float()[None] for n in ("albedo", "normals", "linear_depth", "roughness", "metallic", "emissive")]
+    g = GBuffers.take({n: fr[n].float()[None] for n, _ in GBUFFER_INPUTS})
     smap = torch.from_numpy(one_style_map(64, 64, "photoreal")).permute(2, 0, 1)[None]
     with torch.no_grad():
-        before = start(*args, smap)
-        after = tuned(*args, smap, lighting=fr["lighting"].float()[None])
+        before = start(g, smap)
+        after = tuned(g, smap, lighting=fr["lighting"].float()[None])
     assert torch.equal(before, after)  # zero weights on the new inputs: the same image until training moves them
 
 
