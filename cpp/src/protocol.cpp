@@ -1940,8 +1940,12 @@ bool is_valid_utf8(std::string_view s) noexcept {
   return valid_utf8(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
-std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
-                                               std::vector<uint8_t>* canonical) noexcept {
+namespace {
+
+// One standalone msgpack value (an event's or style command's params) through one Decoder rule, with the checks and
+// error mapping every such entry point shares: `rule(decoder, object)` returns what to store in `*out`.
+template <typename T, typename Rule>
+std::optional<DecodeError> decode_standalone(const uint8_t* data, size_t size, T* out, Rule rule) noexcept {
   try {
     if (size == 0 || data == nullptr) return DecodeError{ErrorCode::MALFORMED, "empty params"};
     if (size > kMaxHeaderBytes) return DecodeError{ErrorCode::LIMIT_EXCEEDED, "params larger than a header"};
@@ -1951,8 +1955,8 @@ std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
     DecodeOptions opts;
     Decoder d(opts);
     try {
-      std::vector<uint8_t> out = d.params(oh.get());
-      if (canonical) *canonical = std::move(out);
+      T value = rule(d, oh.get());
+      if (out) *out = std::move(value);
     } catch (Reject& e) {
       return DecodeError{e.code, std::move(e.message)};
     }
@@ -1964,28 +1968,18 @@ std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
   }
 }
 
+}  // namespace
+
+std::optional<DecodeError> canonicalize_params(const uint8_t* data, size_t size,
+                                               std::vector<uint8_t>* canonical) noexcept {
+  return decode_standalone(data, size, canonical,
+                           [](Decoder& d, const msgpack::object& o) { return d.params(o); });
+}
+
 std::optional<DecodeError> decode_style_params(const uint8_t* data, size_t size,
                                                std::vector<StyleParam>* params) noexcept {
-  try {
-    if (size == 0 || data == nullptr) return DecodeError{ErrorCode::MALFORMED, "empty params"};
-    if (size > kMaxHeaderBytes) return DecodeError{ErrorCode::LIMIT_EXCEEDED, "params larger than a header"};
-    if (const char* why = prescan(data, size)) return DecodeError{ErrorCode::MALFORMED, why};
-    std::size_t off = 0;
-    auto oh = unpack_checked(data, size, off);
-    DecodeOptions opts;
-    Decoder d(opts);
-    try {
-      std::vector<StyleParam> out = d.style_params(oh.get());
-      if (params) *params = std::move(out);
-    } catch (Reject& e) {
-      return DecodeError{e.code, std::move(e.message)};
-    }
-    return std::nullopt;
-  } catch (const std::bad_alloc&) {
-    return DecodeError{ErrorCode::INTERNAL, "out of memory"};
-  } catch (const std::exception& e) {
-    return DecodeError{ErrorCode::MALFORMED, e.what()};
-  }
+  return decode_standalone(data, size, params,
+                           [](Decoder& d, const msgpack::object& o) { return d.style_params(o); });
 }
 
 }  // namespace nrb::wire
