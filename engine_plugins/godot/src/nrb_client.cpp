@@ -37,6 +37,24 @@ bool scope_from(const String& scope, nrb_scope* out) {
   return true;
 }
 
+// A target as nrb.h takes it (styles, events, exclusions), with the id list it points into.
+struct Target {
+  std::vector<uint32_t> ids;
+  nrb_target target{NRB_SCOPE_GLOBAL, nullptr, 0};
+};
+
+// GDScript's (scope, ids) as a Target; false, with why in *error, for a scope that is not global/material/object.
+bool make_target(const String& scope, const PackedInt32Array& ids, Target* out, String* error) {
+  if (!scope_from(scope, &out->target.scope)) {
+    *error = "scope must be global, material or object";
+    return false;
+  }
+  out->ids.assign(ids.ptr(), ids.ptr() + ids.size());
+  out->target.ids = out->ids.data();
+  out->target.id_count = static_cast<uint32_t>(out->ids.size());
+  return true;
+}
+
 // --- event params: a Dictionary as libnrb's typed params (nrb_params encodes and checks them; no msgpack here) ----
 // Adds `v` as the value of `key` (nullptr inside an array). Returns the first failing status; libnrb enforces
 // section 3.2 (depth <= 8, <= 4096 bytes, UTF-8 keys) at the value that breaks it and says why in
@@ -457,25 +475,16 @@ String NRBClient::get_result_format() const {
 bool NRBClient::set_style(const String& style, double strength, double over, const String& scope,
                           const PackedInt32Array& ids) {
   if (client_ == nullptr) return false;
-  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
-  if (!scope_from(scope, &t.scope)) {
-    error_ = "scope must be global, material or object";
-    return false;
-  }
-  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
-  t.ids = v.data();
-  t.id_count = static_cast<uint32_t>(v.size());
-  return check(nrb_set_style(client_, style.utf8().get_data(), strength, over, &t), "nrb_set_style");
+  Target t;
+  if (!make_target(scope, ids, &t, &error_)) return false;
+  return check(nrb_set_style(client_, style.utf8().get_data(), strength, over, &t.target), "nrb_set_style");
 }
 
 bool NRBClient::set_style_params(const String& style, const Dictionary& params, double strength, double over,
                                  const String& scope, const PackedInt32Array& ids) {
   if (client_ == nullptr) return false;
-  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
-  if (!scope_from(scope, &t.scope)) {
-    error_ = "scope must be global, material or object";
-    return false;
-  }
+  Target t;
+  if (!make_target(scope, ids, &t, &error_)) return false;
   nrb_params* p = nullptr;
   nrb_status st = nrb_params_create(&p);
   String why;
@@ -494,10 +503,7 @@ bool NRBClient::set_style_params(const String& style, const Dictionary& params, 
     nrb_params_destroy(p);
     return false;
   }
-  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
-  t.ids = v.data();
-  t.id_count = static_cast<uint32_t>(v.size());
-  const bool ok = check(nrb_set_style_params(client_, style.utf8().get_data(), p, strength, over, &t),
+  const bool ok = check(nrb_set_style_params(client_, style.utf8().get_data(), p, strength, over, &t.target),
                         "nrb_set_style_params");
   nrb_params_destroy(p);
   return ok;
@@ -509,25 +515,16 @@ bool NRBClient::set_intensity(double value, double over) {
 
 bool NRBClient::exclude(const String& scope, const PackedInt32Array& ids, bool excluded) {
   if (client_ == nullptr) return false;
-  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
-  if (!scope_from(scope, &t.scope)) {
-    error_ = "scope must be global, material or object";
-    return false;
-  }
-  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
-  t.ids = v.data();
-  t.id_count = static_cast<uint32_t>(v.size());
-  return check(nrb_exclude(client_, &t, excluded ? 1 : 0), "nrb_exclude");
+  Target t;
+  if (!make_target(scope, ids, &t, &error_)) return false;
+  return check(nrb_exclude(client_, &t.target, excluded ? 1 : 0), "nrb_exclude");
 }
 
 bool NRBClient::fire_event(const String& name, const Dictionary& params, const String& scope,
                            const PackedInt32Array& ids) {
   if (client_ == nullptr) return false;
-  nrb_target t{NRB_SCOPE_GLOBAL, nullptr, 0};
-  if (!scope_from(scope, &t.scope)) {
-    error_ = "scope must be global, material or object";
-    return false;
-  }
+  Target t;
+  if (!make_target(scope, ids, &t, &error_)) return false;
   nrb_params* p = nullptr;
   nrb_status st = nrb_params_create(&p);
   bool bad_key = false;
@@ -547,10 +544,7 @@ bool NRBClient::fire_event(const String& name, const Dictionary& params, const S
     nrb_params_destroy(p);
     return false;
   }
-  std::vector<uint32_t> v(ids.ptr(), ids.ptr() + ids.size());
-  t.ids = v.data();
-  t.id_count = static_cast<uint32_t>(v.size());
-  const bool ok = check(nrb_fire_event_params(client_, name.utf8().get_data(), p, &t), "nrb_fire_event_params");
+  const bool ok = check(nrb_fire_event_params(client_, name.utf8().get_data(), p, &t.target), "nrb_fire_event_params");
   nrb_params_destroy(p);
   return ok;
 }
