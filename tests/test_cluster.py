@@ -7,6 +7,7 @@ libnrb). Skipped where Ray is not installed (``pip install '.[cluster]'``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,7 +174,24 @@ except ModuleNotFoundError:  # the tests below skip; the ones above run without 
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
+def hang_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """While this file exists, the fault renderer of every worker hangs (tests/helpers/fault_renderer.py). Workers
+    are Ray actors, which inherit the environment of the Ray nodes, so it is set before the cluster starts."""
+    path = tmp_path_factory.mktemp("fault") / "hang"
+    old = os.environ.get("NRB_FAULT_HANG_FILE")
+    os.environ["NRB_FAULT_HANG_FILE"] = str(path)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        if old is None:
+            del os.environ["NRB_FAULT_HANG_FILE"]
+        else:
+            os.environ["NRB_FAULT_HANG_FILE"] = old
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(hang_file: Path) -> Iterator[Any]:
     """A real Ray cluster of two nodes on this machine (a head and one more), small: the machine is shared."""
     if ray is None:
         pytest.skip("the cluster tests need Ray: pip install '.[cluster]'")
@@ -398,17 +416,25 @@ def test_a_relayed_engine_whose_worker_dies_gets_bye_and_its_style_back(door: An
 
 @pytest.mark.parametrize("door", [dict(renderer=helper_renderer("fault_renderer.py"), max_in_flight=2)],
                          indirect=True, ids=["fault-renderer"])
-def test_failover_under_load_delivers_every_event_once_in_order(door: Any, tmp_path: Path) -> None:
-    """libnrb streams frames and one event per frame; its worker is killed mid-stream. The game falls back to its
-    own image, libnrb comes back through the front door, and the events of every frame the dead worker never
-    answered reach the next worker: over both workers' captures each event is answered once, in order."""
+def test_failover_under_load_delivers_every_event_once_in_order(door: Any, hang_file: Path, tmp_path: Path) -> None:
+    """libnrb streams frames and one event per frame; its worker stalls with frames in flight and is killed. The
+    game falls back to its own image, libnrb comes back through the front door, and the events of every frame the
+    dead worker never answered reach the next worker: over both workers' captures each event is answered once, in
+    order. (The worker is killed while its renderer stalls so that no answer is in transit at that moment: an
+    answer that dies in transit is the one window where events are applied twice, docs/protocol.md 5.9.)"""
     from test_fault_matrix import Game, answered_events, make_client
 
     with make_client(door.endpoint, handshake_timeout_ms=2000) as c:
         g = Game(c)
         assert g.until(lambda: len(g.shown) >= 20, timeout=20)
         first = next(x.name for x in door.loads() if x.sessions > 0 or x.placed > 0)
-        door.kill_worker(first)
+        hang_file.touch()
+        try:
+            assert g.until(lambda: c.stats()["in_flight"] >= 1 and c.stats()["events_pending"] > 3)
+            g.play(0.3)  # everything answered before the stall has arrived; the frames in flight are stuck
+            door.kill_worker(first)
+        finally:
+            hang_file.unlink()
         n, fallbacks = len(g.shown), g.fallbacks
         assert g.until(lambda: len(g.shown) >= n + 20, timeout=20), c.stats()
         stats = g.settle()

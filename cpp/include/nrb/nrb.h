@@ -540,9 +540,9 @@ typedef struct nrb_result {
 
 /* Gets the newest rendered image that is still within its deadline (submit time + deadline_ms >= now).
  * NRB_OK: *out_result is filled and the pixels stay valid (and unchanged) until nrb_release_result; the same image
- * may be acquired again on later frames while it is the newest fresh one (age_frames tells). NRB_NO_RESULT: none (not
- * connected, disabled, renderer behind, result late): the engine shows its own image; counted in `fallbacks` while
- * enabled. Never blocks. Any thread. Every NRB_OK must be matched by one nrb_release_result. */
+ * may be acquired again on later frames while it is the newest fresh one (age_frames tells), also while the client
+ * reconnects after a lost connection. NRB_NO_RESULT: none fresh (disabled, not connected for longer than a deadline,
+ * renderer behind, result late): the engine shows its own image; counted in `fallbacks` while enabled. Never blocks. Any thread. Every NRB_OK must be matched by one nrb_release_result. */
 NRB_API nrb_status nrb_acquire_result(nrb_client* client, nrb_result* out_result);
 
 /* Releases a result obtained from nrb_acquire_result (identified by result->frame_id). Any thread. */
