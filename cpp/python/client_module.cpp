@@ -516,6 +516,8 @@ class ClientBinding {
     d["shm_active"] = s.shm_active != 0;
     d["doorbell_active"] = s.doorbell_active != 0;
     d["in_flight_limit"] = s.in_flight_limit;
+    d["service_ms"] = s.service_ms;
+    d["link_ms"] = s.link_ms;
     d["compression"] = compression_str(s.compression_active);
     d["session"] = s.session;
     d["refusal_code"] = s.refusal_code;

@@ -60,6 +60,7 @@ size_t stats_size(uint32_t version) {
   if (version == 1) return offsetof(nrb_stats, session) + sizeof(uint64_t);
   if (version == 2) return offsetof(nrb_stats, doorbell_active) + sizeof(uint32_t);
   if (version == 3) return offsetof(nrb_stats, refusal_message) + sizeof(nrb_stats::refusal_message);
+  if (version == 4) return offsetof(nrb_stats, in_flight_limit) + sizeof(uint32_t);
   return sizeof(nrb_stats);
 }
 
@@ -667,6 +668,8 @@ NRB_API nrb_status nrb_get_stats(const nrb_client* client, nrb_stats* out_stats)
     o.refusal_code = s.refusal_code;
     copy_utf8(o.refusal_message, sizeof o.refusal_message, s.refusal_message);
     o.in_flight_limit = s.in_flight_limit;
+    o.service_ms = s.service_ms;
+    o.link_ms = s.link_ms;
     // Version 1 of nrb_stats ended at `session`, version 2 at `doorbell_active`. A version-2 caller's struct_size
     // includes the padding where refusal_code now lies, so the caller's version bounds what is written as well.
     return write_struct(client, out_stats, o, "out_stats", stats_size(1),

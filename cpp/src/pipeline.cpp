@@ -140,6 +140,8 @@ PipelineStats Pipeline::stats() const {
   s.doorbell_active = s.shm_active && doorbell_;
   s.compression = static_cast<uint32_t>(compression_);
   s.in_flight_limit = limit_;
+  s.service_ms = service_ms_;
+  s.link_ms = link_ms_;
   s.refused = refused_;
   s.refusal_code = refusal_code_;
   s.refusal_message = refusal_message_;
@@ -291,8 +293,7 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
 }
 
 void Pipeline::adapt_locked(const ServerTiming& t, double link_ms, bool alone) {
-  if (opts_.frames_in_flight != 0) return;  // a fixed limit
-  if (!(t.total_ms > 0.0)) return;            // a renderer that reports no timing: nothing to judge by (stay at 1)
+  if (!(t.total_ms > 0.0)) return;  // a renderer that reports no timing: nothing to judge by (stay at 1)
   double service = std::max(0.0, t.total_ms - t.queue_ms);
   link_ms = std::max(0.0, link_ms);
   const double busy = std::max(0.0, t.link_busy_ms);
@@ -311,6 +312,7 @@ void Pipeline::adapt_locked(const ServerTiming& t, double link_ms, bool alone) {
     link_ms_ = std::min(link_ms, alone ? link_ms_ * 1.02 : link_ms_);
     busy_ms_ += kAlpha * (busy - busy_ms_);
   }
+  if (opts_.frames_in_flight != 0) return;  // a fixed limit (the averages above are still reported in stats)
   if (adaptive_seen_ < std::max<uint32_t>(1, opts_.adaptive_samples)) return;
   // One frame's cycle is its service plus its link time; what limits the rate is the busiest stage per frame: the
   // renderer (S), or the link's busier direction (the frame's bytes at the link's rate). Frames enough to keep that

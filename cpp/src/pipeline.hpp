@@ -108,6 +108,7 @@ struct PipelineStats {
   bool doorbell_active = false;
   uint32_t compression = 0;  // wire::Compression of the current session
   uint32_t in_flight_limit = 0;  // frames the client lets be outstanding now (adaptive or configured)
+  double service_ms = 0, link_ms = 0;  // the renderer's service time and the link time (moving, see adapt_locked)
   bool refused = false;      // the renderer refused the session and the client waits to be told to ask again
   int32_t refusal_code = 0;  // the refusing ERROR's code (protocol section 9); 0 when none since the last session
   std::string refusal_message;  // and its message

@@ -209,7 +209,7 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(old.s.doorbell_active == 0);
   CHECK(old.s.state == NRB_STATE_DISABLED);
   for (uint32_t i = v2_end; i < v2_size + 16; ++i) CHECK(reinterpret_cast<const uint8_t*>(&old.s)[i] == 0xAB);
-  static_assert(NRB_STATS_VERSION == 4, "this test knows versions 1..4");
+  static_assert(NRB_STATS_VERSION == 5, "this test knows versions 1..5");
   CHECK(offsetof(nrb_stats, refusal_code) >= v2_end);
   CHECK(sizeof(nrb_stats::refusal_message) == 256);
 
@@ -223,11 +223,23 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(offsetof(nrb_stats, in_flight_limit) >= v3_end);
   for (uint32_t i = v3_end; i < uint32_t(sizeof(nrb_stats)); ++i)
     CHECK(reinterpret_cast<const uint8_t*>(&old.s)[i] == 0xAB);
+  // Version 4 ended at `in_flight_limit`: version 5's service_ms and link_ms are not written for a v4 caller.
+  const uint32_t v4_end = uint32_t(offsetof(nrb_stats, in_flight_limit) + sizeof(uint32_t));
+  std::memset(&old, 0xAB, sizeof old);
+  old.s.struct_size = v4_end;
+  old.s.struct_version = 4;
+  REQUIRE(nrb_get_stats(c, &old.s) == NRB_OK);
+  CHECK(old.s.in_flight_limit >= 1);
+  CHECK(offsetof(nrb_stats, service_ms) >= v4_end);
+  for (uint32_t i = v4_end; i < uint32_t(sizeof(nrb_stats)); ++i)
+    CHECK(reinterpret_cast<const uint8_t*>(&old.s)[i] == 0xAB);
   nrb_stats now{};
   now.struct_size = sizeof now;
   now.struct_version = NRB_STATS_VERSION;
   REQUIRE(nrb_get_stats(c, &now) == NRB_OK);
   CHECK(now.in_flight_limit >= 1);
+  CHECK(now.service_ms == 0.0);  // no answer yet
+  CHECK(now.link_ms == 0.0);
 
   CHECK(nrb_client_retry(c) == NRB_OK);  // not refused: a no-op
   CHECK(nrb_client_retry(nullptr) == NRB_ERROR_INVALID_ARGUMENT);

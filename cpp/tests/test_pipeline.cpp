@@ -513,6 +513,21 @@ TEST_CASE("adaptive in flight: more frames when the link is the bottleneck, capp
   CHECK(p.in_flight_limit() == 2);
 }
 
+TEST_CASE("stats report the renderer's service time and the link time, with a fixed limit too") {
+  for (uint32_t in_flight : {0u, 2u}) {
+    Pipeline::Options o = adaptive();
+    o.frames_in_flight = in_flight;
+    Pipeline p(o);
+    p.session_started(1, 8, nullptr);
+    TimePoint t = t0();
+    CHECK(p.stats().service_ms == 0.0);
+    for (int i = 0; i < 30; ++i) answered(p, t, 36ms, 30.0);  // 30 ms render, 6 ms link
+    CHECK(p.stats().service_ms == doctest::Approx(30.0));
+    CHECK(p.stats().link_ms == doctest::Approx(6.0).epsilon(0.05));
+    CHECK(p.in_flight_limit() == (in_flight == 0 ? 1u : 2u));  // the fixed limit stays as configured
+  }
+}
+
 TEST_CASE("adaptive in flight: skipped answers and queue time do not count as render time") {
   Pipeline p(adaptive());
   p.session_started(1, 8, nullptr);

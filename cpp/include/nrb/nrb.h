@@ -66,7 +66,8 @@ extern "C" {
 #define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
-#define NRB_STATS_VERSION 4 /* 2: doorbell_active; 3: refusal_code, refusal_message; 4: in_flight_limit */
+#define NRB_STATS_VERSION 5 /* 2: doorbell_active; 3: refusal_code, refusal_message; 4: in_flight_limit;
+                              5: service_ms, link_ms */
 
 /* The library's version (NRB_MAKE_VERSION layout). Any thread. */
 NRB_API uint32_t nrb_get_version(void);
@@ -601,6 +602,12 @@ typedef struct nrb_stats {
   /* -- struct_version 4 -- */
   uint32_t in_flight_limit;   /* frames the client lets be outstanding now: the adaptive choice (frames_in_flight 0),
                                  or the configured count; both capped by the renderer's max_in_flight */
+  /* -- struct_version 5 -- */
+  /* Where a frame's round trip goes, from the renderer's answers (0 until one has timing): what an engine's debug
+   * overlay shows, and what the adaptive frames-in-flight limit is computed from (docs/protocol.md 5.9). */
+  double service_ms;          /* the renderer's time per frame: moving average (weight 0.2) of timing.total_ms -
+                                 timing.queue_ms, i.e. without waiting behind other frames or sessions */
+  double link_ms;             /* the fastest recent transport time: send -> RESULT received - timing.total_ms */
 } nrb_stats;
 
 /* Fills *out_stats (set struct_size/struct_version first). A caller built against an older version gets the
