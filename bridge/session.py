@@ -57,6 +57,9 @@ class StylePipeline:
         self.user_state: dict[str, Any] = {}  # ctx.state, kept across frames and hook reloads
         self.t0_ns: int | None = None
         self.frames = 0
+        #: run-time styles this session defined or named: what it brings along, with their definitions, when it is
+        #: moved to another worker (bridge.cluster.worker), so a later frame may still name them there
+        self.runtime_styles: set[str] = set()
 
     def check(self, frame: Frame) -> None:
         """Reject a frame that breaks a rule of docs/protocol.md 5.3 checked against the session, before any state
@@ -99,6 +102,7 @@ class StylePipeline:
             raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"{path}: {exc}") from None
         except StyleError as exc:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"{path}: {exc}") from None
+        self.runtime_styles.update(d.name for d in defs)
         new = [n for n in changed if n not in known]
         if new:  # a game may redefine a style every frame (animating its look): only new names are news
             log.info("session %d defined styles at run time: %s", self.session, ", ".join(new))
@@ -118,6 +122,8 @@ class StylePipeline:
             try:
                 if cmd.params is not None:  # defined when checked; again here for replays (unchanged: a no-op)
                     self._define([self._definition(i, cmd)], f"styles[{i}]")
+                elif cmd.style in self.library.runtime_names:
+                    self.runtime_styles.add(cmd.style)
                 self.state.apply(cmd)
             except (ProtocolError, StyleError, ValueError) as exc:  # only a frame that was never checked gets here
                 log.warning("session %d frame %d: style command not applied: %s", self.session, frame.frame, exc)

@@ -34,6 +34,25 @@ def probe_frame(c: Client, **kw: Any) -> int:
     return int(res.output.array()[0, 0, 0])
 
 
+def probe_pixel(c: Client, **kw: Any) -> tuple[int, int, int]:
+    """Render one frame through ``c``; the (R, G, B) of its first pixel: R is the style probe's distance from
+    identity (the preset the renderer drew), G and B the albedo's 90 after the style's grading (a run-time style's
+    ``gain`` shows here)."""
+    res = c.render([Buffer.from_array("albedo", "rgba8_srgb", ALBEDO)], **kw)
+    assert res.output is not None
+    r, g, b = (int(x) for x in res.output.array()[0, 0, :3])
+    return r, g, b
+
+
+#: run-time styles (docs/protocol.md 5.3): "dusk" draws noir and halves green; "frost" draws identity and halves blue
+DUSK = StyleCommand("dusk", 1.0, 0.0, params={"base": "noir", "gain": [1.0, 0.5, 1.0]})
+FROST = StyleCommand("frost", 1.0, 0.0, params={"base": "identity", "gain": [1.0, 1.0, 0.5]})
+
+
+def near(px: tuple[int, int, int], want: tuple[int, int, int]) -> bool:
+    return all(abs(a - b) <= 2 for a, b in zip(px, want))
+
+
 def wl(name: str, sessions: int = 0, render_ms: float = 0.0, **kw: Any) -> WorkerLoad:
     return WorkerLoad(name, f"tcp://127.0.0.1:1{name[-1]}", "probe/1", sessions, render_ms, **kw)
 
@@ -81,6 +100,32 @@ def test_a_session_brought_to_another_worker_with_its_ticket_renders_in_its_old_
             fresh.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
             assert probe_frame(moved) == 255
             assert probe_frame(fresh) == 0
+
+
+def test_a_run_time_style_moves_with_its_session_even_onto_a_full_library(caplog: pytest.LogCaptureFixture) -> None:
+    """A session in a style it defined at run time is restored on a worker whose library already holds the 64
+    run-time styles it may: the style cannot be defined there, so the session renders the preset that style draws
+    (its ``base``) without its grading, and the worker says so in its log, naming the style and the limit."""
+    import logging
+
+    specs = [BufferSpec("albedo", "rgba8_srgb")]
+    with WorkerServer(renderer=PROBE, port=0) as a, WorkerServer(renderer=PROBE, port=0) as b:
+        assert a.endpoint is not None and b.endpoint is not None
+        a.place("t-1", None)
+        with Client(a.endpoint) as c:
+            c.ticket = "t-1"
+            c.hello((48, 32), specs)
+            assert near(probe_pixel(c, styles=[DUSK]), (255, 45, 90))
+            blob = a.load()["styles"]["t-1"]
+        with Client(b.endpoint) as filler:
+            filler.hello((48, 32), specs)
+            probe_pixel(filler, styles=[StyleCommand(f"s{i}", 1.0, 0.0, params={"hue": float(i)}) for i in range(64)])
+        b.place("t-2", blob)
+        with caplog.at_level(logging.WARNING, logger="nrb.cluster.worker"), Client(b.endpoint) as moved:
+            moved.ticket = "t-2"
+            moved.hello((48, 32), specs)
+            assert near(probe_pixel(moved), (255, 90, 90))  # noir drawn, no gain
+        assert "'dusk'" in caplog.text and "64" in caplog.text, caplog.text
 
 
 # ------------------------------------------------------------------------------------------------ libnrb, no Ray
@@ -348,6 +393,36 @@ def test_a_dead_worker_s_session_is_placed_again_with_its_style(door: Any) -> No
         c.hello((48, 32), [BufferSpec("albedo", "rgba8_srgb")])
         assert c.endpoint != first
         assert probe_frame(c) == 255
+    assert door.counts["restored"] >= 1
+
+
+@pytest.mark.parametrize("door", [dict(min_workers=1, max_workers=2)], indirect=True, ids=["no-replacement"])
+def test_a_style_defined_at_run_time_is_rendered_by_the_next_worker(door: Any) -> None:
+    """A game defines a style through the protocol (stylecmd ``params``) and switches to it; its worker dies. The
+    next worker, whose library already holds another run-time style at that position, renders the session in the
+    style it defined, with its parameters, and keeps rendering its own sessions' style unchanged."""
+    door.add_worker()  # two workers; with min_workers=1 the scaler does not replace the dead one
+    specs = [BufferSpec("albedo", "rgba8_srgb")]
+    with Client(door.endpoint, timeout=3.0) as c, Client(door.endpoint, timeout=3.0) as other:
+        c.hello((48, 32), specs)
+        other.hello((48, 32), specs)
+        assert c.endpoint != other.endpoint
+        assert near(probe_pixel(other, styles=[FROST]), (0, 90, 45))  # frost: identity drawn, blue halved
+        assert near(probe_pixel(c, styles=[DUSK]), (255, 45, 90))  # dusk: noir drawn, green halved
+        end = time.monotonic() + 10
+        while c.ticket not in door.styles and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)  # five report periods: the copy was taken after the dusk frame
+        first = c.endpoint
+        door.kill_worker(next(x.name for x in door.loads() if x.endpoint == first))
+        with pytest.raises((TimeoutError, RemoteError)):
+            probe_frame(c, timeout=1.0)
+        w = c.hello((48, 32), specs)
+        assert c.endpoint == other.endpoint
+        assert "dusk" in w.styles
+        assert near(probe_pixel(c), (255, 45, 90))
+        assert near(probe_pixel(c, styles=[StyleCommand("dusk", 1.0, 0.0)]), (255, 45, 90))  # named, no params
+        assert near(probe_pixel(other), (0, 90, 45))
     assert door.counts["restored"] >= 1
 
 

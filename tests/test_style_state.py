@@ -129,3 +129,33 @@ def test_same_command_stream_gives_bit_identical_style_maps() -> None:
         return out
 
     assert run() == run()
+
+
+def test_a_state_moved_onto_a_library_in_another_order_keeps_every_mix_by_name() -> None:
+    """What a session moved to another worker sees (bridge.cluster.worker): the same styles at other positions, one
+    style missing there and sent to a preset instead. Mid-tween, the global mix and a material override read the
+    same by name as before the move, the missing style's weight on its stand-in."""
+    from bridge.style.library import Style, StyleLibrary
+
+    old = StyleLibrary([*DEFAULT_LIBRARY, Style("dusk", len(DEFAULT_LIBRARY), hue=20.0)])
+    s = StyleState(old)
+    s.advance_to(1.0)
+    s.transition({"noir": 1.0, "dusk": 1.0}, 0.8, over=2.0, easing="linear")
+    s.set("golden", 0.5, material=2)
+    s.advance_to(2.0)
+    before = (s.weights(), s.weights(material=2), s.weights(t=3.0))
+    presets = list(DEFAULT_LIBRARY)
+    shuffled = StyleLibrary([Style(st.name, i, **st.settings()) for i, st in
+                             enumerate([presets[0], *reversed(presets[1:])])])
+    moved = StyleState(shuffled)
+    vars(moved).update({k: v for k, v in vars(s).items() if k != "library"})
+    assert moved.reindex(old.names, {"dusk": "toon"}) == frozenset()
+    after = (moved.weights(), moved.weights(material=2), moved.weights(t=3.0))
+    for b, a in zip(before, after):
+        want = {("toon" if n == "dusk" else n): w for n, w in b.items()}
+        assert a.keys() == want.keys() and all(abs(a[n] - w) < 1e-9 for n, w in want.items())
+    lost = StyleState(shuffled)
+    vars(lost).update({k: v for k, v in vars(s).items() if k != "library"})
+    assert lost.reindex(old.names) == frozenset({"dusk"})  # no stand-in: its share falls to identity
+    assert abs(lost.weights()["identity"] - before[0]["identity"] - before[0]["dusk"]) < 1e-9
+    assert abs(lost.weights()["noir"] - before[0]["noir"]) < 1e-9

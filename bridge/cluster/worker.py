@@ -22,6 +22,8 @@ from typing import Any
 from bridge.security import ZAP_DOMAIN
 from bridge.server import Observer, Server, ServerConfig
 from bridge.session import Session, StylePipeline
+from bridge.style.defined import MAX_RUNTIME_STYLES, LiveLibrary, RuntimeStyleLimit, runtime_def
+from bridge.style.errors import StyleError
 from bridge.style.state import StyleState
 
 log = logging.getLogger("nrb.cluster.worker")
@@ -32,21 +34,88 @@ _MAX_PENDING_PLACEMENTS = 4096
 
 def style_blob(pipeline: StylePipeline) -> bytes:
     """A session's style and hooks state as bytes (pickled; only ever exchanged between the cluster's own
-    processes, over Ray, never with an engine)."""
-    state = {k: v for k, v in vars(pipeline.state).items() if k != "library"}
+    processes, over Ray, never with an engine).
+
+    Besides the ``StyleState`` (without its library) it carries what another worker needs to read it: the library's
+    style names in this worker's order (every per-style vector is indexed by them), and the definitions, by value,
+    of the run-time styles the session uses (any weight in its state) or defined or named (docs/protocol.md 5.3):
+    another worker's library lacks them, or holds other run-time styles at those positions."""
+    st = pipeline.state
+    state = {k: v for k, v in vars(st).items() if k != "library"}
+    lib = pipeline.library
+    weighted = st.used_styles()
+    wanted = sorted(weighted & lib.runtime_names) + sorted(set(pipeline.runtime_styles) - weighted)
+    runtime = {}
+    for name in wanted:  # weighted first: where the next worker has little room, those matter
+        d = lib.runtime_defs.get(name)
+        if d is not None:
+            runtime[name] = d.wire_params()
+    names = lib.names  # after the layers: the library only grows, so these names cover every vector
     try:
         user: Any = pickle.dumps(pipeline.user_state)
     except Exception:  # a hook kept something unpicklable in ctx.state: that part starts afresh
         user = None
-    return pickle.dumps({"state": state, "user_state": user, "t0_ns": pipeline.t0_ns, "frames": pipeline.frames})
+    return pickle.dumps({"state": state, "names": names, "runtime": runtime, "user_state": user,
+                         "t0_ns": pipeline.t0_ns, "frames": pipeline.frames})
 
 
-def restore_style(pipeline: StylePipeline, blob: bytes) -> None:
-    """Install a ``style_blob`` into a fresh session's pipeline (its own library stays)."""
+@dataclass
+class CarriedStyles:
+    """What ``define_carried`` did with a ``style_blob``'s run-time styles on this worker: the names now defined
+    here, and the preset each one that found no room renders as (``StyleState.reindex``'s ``redirect``)."""
+
+    kept: set[str]
+    redirect: dict[str, str]
+
+
+def define_carried(library: LiveLibrary, blob: bytes, who: str) -> CarriedStyles:
+    """Define a ``style_blob``'s run-time styles in this worker's (server-wide) library, as if the session had sent
+    their ``params`` again: one of the same name is redefined. ``WorkerServer.place`` does this before the engine's
+    HELLO can arrive, so the WELCOME lists them. A style that cannot be defined is logged: with the library full
+    (``MAX_RUNTIME_STYLES``) the session renders the preset it draws on (its ``base``) without its grading; a name
+    this worker's presets, style file or hooks hold is that style here; a ``lut`` naming no style with a LUT here
+    drops it."""
+    carried = CarriedStyles(set(), {})
+    for name, params in pickle.loads(blob).get("runtime", {}).items():
+        if not library.runtime_definable(name):
+            log.warning("%s: run-time style %r of the moved session is a preset or a style-file/hooks style on this "
+                        "worker; the session gets this worker's %r", who, name, name)
+            continue
+        try:
+            d = runtime_def(name, params, library, f"{who} (moved from another worker)")
+            changed = library.define_runtime([d])
+        except RuntimeStyleLimit:
+            carried.redirect[name] = library.preset_for(d)
+            log.warning("%s: run-time style %r not restored: this worker already holds %d styles defined at run time "
+                        "(the limit); the session renders its base preset %r without its grading", who, name,
+                        MAX_RUNTIME_STYLES, carried.redirect[name])
+            continue
+        except StyleError as exc:
+            log.warning("%s: run-time style %r not restored: %s", who, name, exc)
+            continue
+        carried.kept.add(name)
+        if changed:
+            log.info("%s: run-time style %r defined on this worker for the moved session", who, name)
+    return carried
+
+
+def restore_style(pipeline: StylePipeline, blob: bytes, carried: CarriedStyles | None = None) -> None:
+    """Install a ``style_blob`` into a fresh session's pipeline (its own library stays): the run-time styles it
+    carries are defined first (``define_carried``, unless ``carried`` says that was done), then every per-style
+    vector is re-indexed by name onto this library (``StyleState.reindex``)."""
     saved = pickle.loads(blob)
-    state = StyleState(pipeline.library)
+    lib = pipeline.library
+    if carried is None:
+        carried = define_carried(lib, blob, f"session {pipeline.session}")
+    state = StyleState(lib)
     vars(state).update(saved["state"])
+    if "names" in saved:
+        dropped = state.reindex(saved["names"], carried.redirect)
+        if dropped:
+            log.warning("session %d: styles %s of the moved session are not on this worker; their weight is dropped",
+                        pipeline.session, ", ".join(sorted(dropped)))
     pipeline.state = state
+    pipeline.runtime_styles = set(carried.kept)
     if saved["user_state"] is not None:
         pipeline.user_state = pickle.loads(saved["user_state"])
     pipeline.t0_ns = saved["t0_ns"]
@@ -64,7 +133,8 @@ class WorkerServer(Server):
 
     def __init__(self, config: ServerConfig | None = None, **kw: Any) -> None:
         super().__init__(config, **kw)
-        self._placements: dict[str, bytes | None] = {}  # ticket -> style state to restore (None: a new session)
+        #: ticket -> style state to restore, with its run-time styles already defined here (None: a new session)
+        self._placements: dict[str, tuple[bytes, CarriedStyles] | None] = {}
         self.tickets: dict[int, str] = {}  # session id -> ticket
         self._tickets_lock = threading.Lock()  # ``place`` and ``load`` come from Ray's threads
         self.add_observer(_Tickets(self))
@@ -94,8 +164,17 @@ class WorkerServer(Server):
         return endpoint
 
     def place(self, ticket: str, blob: bytes | None) -> None:
+        """Expect a HELLO with ``ticket``; its session starts with the style state ``blob`` (``style_blob``), whose
+        run-time styles are defined now, so that the WELCOME already lists them."""
+        saved = None
+        if blob is not None:
+            try:
+                saved = (blob, define_carried(self.styles.library, blob, f"ticket {ticket}"))
+            except Exception:  # a failed call here would tell the front door this worker is dead
+                log.exception("ticket %s: cannot define the run-time styles of its style state", ticket)
+                saved = (blob, CarriedStyles(set(), {}))
         with self._tickets_lock:
-            self._placements[ticket] = blob
+            self._placements[ticket] = saved
             while len(self._placements) > _MAX_PENDING_PLACEMENTS:
                 self._placements.pop(next(iter(self._placements)))
 
@@ -132,13 +211,13 @@ class _Tickets(Observer):
             return
         srv = self.server
         with srv._tickets_lock:
-            blob = srv._placements.pop(ticket, None)
+            saved = srv._placements.pop(ticket, None)
             srv.tickets[sess.id] = ticket
             for gone in [s for s in srv.tickets if s not in srv.sessions]:
                 del srv.tickets[gone]
-        if blob is not None:
+        if saved is not None:
             try:
-                restore_style(sess.pipeline, blob)
+                restore_style(sess.pipeline, *saved)
                 log.info("session %d: style state restored from ticket %s", sess.id, ticket)
             except Exception:
                 log.exception("session %d: cannot restore the style state of ticket %s", sess.id, ticket)

@@ -74,6 +74,17 @@ class StyleDef:
             raise StyleParamError(f"{self.origin}: {exc}" if self.origin else str(exc), exc.param, exc.low,
                                   exc.high) from None
 
+    def wire_params(self) -> dict[str, Any]:
+        """The stylecmd ``params`` that define this run-time style again (``runtime_def``), on another server: its
+        parameters, ``base``, and ``lut`` as the name of the style it took its LUT from. Plain data, so a session
+        moved to another worker carries its definition by value, not a LUT table (bridge.cluster.worker)."""
+        out = dict(self.params)
+        if self.base is not None:
+            out["base"] = self.base
+        if self.lut_path is not None and self.lut_path.startswith("style:"):
+            out["lut"] = self.lut_path[len("style:"):]
+        return out
+
 
 def make_def(name: str, params: Mapping[str, Any], *, origin: str, relative_to: Path | None = None) -> StyleDef:
     """Validate one definition: ``description``, ``base``, ``lut`` (a ``.cube`` path, relative to ``relative_to``)
@@ -165,7 +176,7 @@ class LiveLibrary(StyleLibrary):
         self._refresh = refresh
         self._interval = refresh_interval
         self._next_refresh = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # update, and define_runtime's check-then-add (I/O, render, Ray threads)
         self._base_of = np.arange(len(base), dtype=np.int64)
         #: names defined through the protocol (``define_runtime``), server-wide, and their current definitions (what
         #: a session moved to another worker needs to bring along, with its ``StyleState``)
@@ -229,18 +240,19 @@ class LiveLibrary(StyleLibrary):
     def define_runtime(self, defs: Sequence[StyleDef]) -> list[str]:
         """Add or redefine styles from stylecmd ``params`` (validated by ``runtime_def``). Raises ``StyleError`` for a
         name that is not ``runtime_definable``, ``RuntimeStyleLimit`` beyond ``MAX_RUNTIME_STYLES``."""
-        for d in defs:
-            if not self.runtime_definable(d.name):
-                raise StyleError(f"{d.origin}: {d.name!r} is one of the renderer's presets or a style of its style "
-                                 "file or hooks; a style defined at run time needs a name of its own")
-        new = {d.name for d in defs} - self.runtime_names
-        if len(self.runtime_names) + len(new) > MAX_RUNTIME_STYLES:
-            raise RuntimeStyleLimit(f"more than {MAX_RUNTIME_STYLES} styles defined at run time on this renderer "
-                                    f"(it holds {len(self.runtime_names)}); redefine one instead")
-        changed = self.update(defs)
-        self.runtime_names |= new
-        self.runtime_defs.update((d.name, d) for d in defs)
-        return changed
+        with self._lock:
+            for d in defs:
+                if not self.runtime_definable(d.name):
+                    raise StyleError(f"{d.origin}: {d.name!r} is one of the renderer's presets or a style of its "
+                                     "style file or hooks; a style defined at run time needs a name of its own")
+            new = {d.name for d in defs} - self.runtime_names
+            if len(self.runtime_names) + len(new) > MAX_RUNTIME_STYLES:
+                raise RuntimeStyleLimit(f"more than {MAX_RUNTIME_STYLES} styles defined at run time on this renderer "
+                                        f"(it holds {len(self.runtime_names)}); redefine one instead")
+            changed = self.update(defs)
+            self.runtime_names |= new
+            self.runtime_defs.update((d.name, d) for d in defs)
+            return changed
 
     def _nearest_preset(self, style: Style) -> int:
         if style.base is not None:
@@ -249,6 +261,11 @@ class LiveLibrary(StyleLibrary):
         scale = np.asarray([_range(n) for n in _SHADING_COLUMN_SPECS], np.float32)
         d = np.abs((self.base.shading_table() - row) / scale).sum(axis=1)
         return int(np.argmin(d))
+
+    def preset_for(self, d: StyleDef) -> str:
+        """The preset the renderer would draw for ``d`` (its ``base``, else the nearest), without defining it: where
+        a moved session's run-time style finds no room, its weight goes there (bridge.cluster.worker)."""
+        return d.base if d.base is not None else self.base.names[self._nearest_preset(d.build(0))]
 
     def base_of(self, name: str) -> str:
         """The preset the renderer draws for ``name``."""

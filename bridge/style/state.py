@@ -259,6 +259,46 @@ class StyleState:
             "objects": {k: mix(v.value(t, len(self.library))) for k, v in sorted(self._objects.items())},
         }
 
+    # ------------------------------------------------------------------------------------------- moving state
+    def used_styles(self) -> frozenset[str]:
+        """The styles any layer moves from or to (some weight in a layer's start or end), by name."""
+        names = self.library.names
+        return frozenset(names[i] for layer in (self._global, *self._materials.values(), *self._objects.values())
+                         for v in (layer.start, layer.end) for i in np.flatnonzero(v[:len(names)]))
+
+    def reindex(self, old_names: list[str], redirect: Mapping[str, str] | None = None) -> frozenset[str]:
+        """Re-index every per-style vector, written against a library ordered as ``old_names`` (another server's),
+        onto this state's library by style name: a session's state moved to another worker, whose library holds the
+        same styles at other positions (run-time styles are defined in each server's own order). A name in
+        ``redirect`` takes its weight to the style it names there; the weight of a name this library lacks is
+        dropped (the global layer's share falls to identity). Returns the names whose weight was dropped."""
+        n = len(self.library)
+        where: dict[int, int] = {}
+        for i, name in enumerate(old_names):
+            target = (redirect or {}).get(name, name)
+            if target in self.library:
+                where[i] = self.library.index(target)
+        dropped: list[str] = []
+
+        def move(v: np.ndarray) -> np.ndarray:
+            out = np.zeros(n, v.dtype)
+            for i in np.flatnonzero(v):
+                j = where.get(int(i))
+                if j is None:
+                    dropped.append(old_names[i] if i < len(old_names) else f"#{i}")
+                else:
+                    out[j] += v[i]
+            return out
+
+        def moved(layer: _Layer) -> _Layer:  # a new layer: the old one may still be another state's
+            return _Layer(move(layer.start), move(layer.end), layer.t0, layer.duration, layer.easing)
+
+        self._global = moved(self._global)
+        self._materials = {k: moved(v) for k, v in self._materials.items()}
+        self._objects = {k: moved(v) for k, v in self._objects.items()}
+        self._prune()
+        return frozenset(dropped)
+
     # --------------------------------------------------------------------------------------------- internals
     def _contribution(self, style: str | Mapping[str, float], strength: float) -> np.ndarray:
         if not (0.0 <= strength <= 1.0) or math.isnan(strength):
