@@ -32,11 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bridge.style.library import DEFAULT_LIBRARY
+from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
 from neural_renderer.data.styles import NEUTRAL_STYLES, all_style_targets, mix_targets
 from neural_renderer.flip import FlipLoss
 from neural_renderer.models.features import GBUFFER_INPUTS, LIGHTING_INPUTS, GBuffers, house_lighting
-from neural_renderer.models.net import NetConfig, NeuralRendererNet, load_checkpoint, widen_for_lighting
+from neural_renderer.models.net import (
+    NetConfig,
+    NeuralRendererNet,
+    load_checkpoint,
+    params_from_styles,
+    widen_for_lighting,
+)
 
 #: Probability of each style being drawn as "the" style of an example: photoreal is what matters most.
 STYLE_PRIOR = {"identity": 0.1, "photoreal": 0.3}
@@ -730,6 +736,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                              f"{len(DEFAULT_LIBRARY)}")
         if cfg.lighting and not net.config.lighting:
             net = widen_for_lighting(net)
+        if cfg.params and not net.config.params:
+            # warm start: the same network taking the parameter map and the engine image, exact on the presets
+            net = params_from_styles(net, torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy()))
+        elif not cfg.params and net.config.params:
+            raise ValueError(f"{cfg.init} takes style parameters: pass --params --engine to fine-tune it")
         net.train()
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

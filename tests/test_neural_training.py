@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("mitsuba")
 
-from bridge.style.library import DEFAULT_LIBRARY  # noqa: E402
+from bridge.style.library import DEFAULT_LIBRARY, GRADING_START  # noqa: E402
 from neural_renderer.data.dataset import generate  # noqa: E402
 from neural_renderer.evaluate import fit_raster, load_paths, one_style_map, psnr, raster  # noqa: E402
 from neural_renderer.models.features import GBUFFER_INPUTS, GBuffers  # noqa: E402
@@ -125,6 +125,29 @@ def test_fine_tuning_with_lighting_widens_the_network_and_starts_from_its_output
         before = start(g, smap)
         after = tuned(g, smap, lighting=fr["lighting"].float()[None])
     assert torch.equal(before, after)  # zero weights on the new inputs: the same image until training moves them
+
+
+def test_fine_tuning_a_styles_model_over_parameters_warm_starts_it_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    """``nrb train --init STYLES_MODEL --params --engine``: the run starts from the old network's image on a
+    preset map (``params_from_styles``), not from a fresh network."""
+    base = TrainConfig(data=[tiny_data], out=tmp_path / "base", steps=3, batch=2, crop=32, width=8, trunk_blocks=1,
+                       lighting=True)
+    train(base, progress=False)
+    start, _ = load_checkpoint(tmp_path / "base" / "last.pt")
+    tune = TrainConfig(data=[tiny_data], out=tmp_path / "tune", steps=2, batch=2, crop=32, lr=0.0, lighting=True,
+                       params=True, engine=True, init=tmp_path / "base" / "last.pt")
+    train(tune, progress=False)
+    tuned, ck = load_checkpoint(tmp_path / "tune" / "last.pt")
+    assert ck["config"] == start.config.to_dict() | {"params": True, "engine": True}
+    fr = load_bank([tiny_data], "test").frames[0]
+    g = GBuffers.take({n: fr[n].float()[None] for n, _ in GBUFFER_INPUTS})
+    smap = torch.from_numpy(one_style_map(64, 64, "toon")).permute(2, 0, 1)[None]
+    table = torch.from_numpy(DEFAULT_LIBRARY.table()[:, :GRADING_START].copy()).float()
+    light = fr["lighting"].float()[None]
+    with torch.no_grad():
+        before = start(g, smap, lighting=light)
+        after = tuned(g, torch.einsum("bshw,sp->bphw", smap, table), lighting=light)
+    assert (after - before).abs().max() < 1e-4
 
 
 def test_engine_captures_are_a_training_dataset(tiny_data: Path, tmp_path: Path) -> None:

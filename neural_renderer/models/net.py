@@ -290,13 +290,13 @@ def example_inputs(
     return tuple(args)
 
 
-def widen_for_lighting(net: NeuralRendererNet) -> NeuralRendererNet:
-    """``net`` rebuilt with lighting inputs (``NetConfig.lighting``), its weights copied and the weights of the
-    new input channels (the last ones of ``enc0`` and ``fuse``) set to zero: the widened network computes
-    exactly what ``net`` does, whatever the lighting, until training moves those weights."""
-    wide = NeuralRendererNet(NetConfig(**(net.config.to_dict() | {"lighting": True})))
+def _copy_widened(old_state: dict[str, torch.Tensor], wide: NeuralRendererNet) -> NeuralRendererNet:
+    """Copy ``old_state`` into ``wide`` where ``wide`` only has more *input* channels, appended at the end
+    (``enc0`` and ``fuse`` see the pixel_unshuffled inputs last, and newer inputs go last there): the old
+    channels keep their weights, the new ones start at zero, so ``wide`` computes what the old network did
+    whatever its new inputs carry. Weights of ``wide`` that ``old_state`` lacks are left as they are."""
     state = wide.state_dict()
-    for name, old in net.state_dict().items():
+    for name, old in old_state.items():
         new = state[name]
         if new.shape == old.shape:
             new.copy_(old)
@@ -305,7 +305,101 @@ def widen_for_lighting(net: NeuralRendererNet) -> NeuralRendererNet:
             new.zero_()
             new[:, : old.shape[1]].copy_(old)
     wide.load_state_dict(state)
-    return wide.train(net.training)
+    return wide
+
+
+def widen_for_lighting(net: NeuralRendererNet) -> NeuralRendererNet:
+    """``net`` rebuilt with lighting inputs (``NetConfig.lighting``), its weights copied and the weights of the
+    new input channels (the last ones of ``enc0`` and ``fuse``) set to zero: the widened network computes
+    exactly what ``net`` does, whatever the lighting, until training moves those weights."""
+    wide = NeuralRendererNet(NetConfig(**(net.config.to_dict() | {"lighting": True})))
+    return _copy_widened(net.state_dict(), wide).train(net.training)
+
+
+#: Parameter feature left out of the warm start's linear maps: exposure, the one feature that is not affine in
+#: the parameters (``ParamFeatures`` takes its log2), so that maps which ignore it are affine in the parameter
+#: map and a parameter-space mix of presets gets exactly the mix of what the presets get.
+_NONAFFINE_PARAM = 9
+
+
+def _preset_solve(pf: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minimum-norm affine map (W, c), W (O, P) with column ``_NONAFFINE_PARAM`` zero, such that
+    ``W @ pf[s] + c == targets[:, s]`` for every preset s. pf (S, P) float64, targets (O, S) float64."""
+    s = pf.shape[0]
+    a = torch.cat([pf, torch.ones(s, 1, dtype=pf.dtype)], 1)
+    a[:, _NONAFFINE_PARAM] = 0.0
+    sol = targets @ torch.linalg.pinv(a).T  # (O, P + 1)
+    resid = (sol @ a.T - targets).abs().max().item()
+    if resid > 1e-6:
+        raise ValueError(f"the presets' parameter rows are not affinely independent (residual {resid:.2e})")
+    return sol[:, :-1], sol[:, -1]
+
+
+def params_from_styles(net: NeuralRendererNet, preset_table: torch.Tensor, margin: float = 0.1) -> NeuralRendererNet:
+    """A styles-as-weights network (``NetConfig.params`` False) rebuilt to take the style *parameter* map and
+    the engine image (``params=True, engine=True``), computing exactly what ``net`` computes on every map of
+    its presets, with or without an engine image: the warm start that lets a short run keep what the shipped
+    model learnt on the presets instead of relearning it (a from-scratch CPU run lost 15-70 % FLIP on them).
+
+    preset_table (S, 19): the shading columns of the presets in ``net``'s style order
+    (``DEFAULT_LIBRARY.table()[:, :GRADING_START]``).
+
+    Construction (both maps below ignore the exposure feature, the one that is not affine in the parameters):
+
+    * ``param_embed``: an affine map E(pf) with E(pf(row_s)) = the old embedding column of preset s, built as
+      ``fc2 @ leaky_relu(fc1 @ pf)`` with fc1 a fixed orthonormal-column lift whose biases keep every hidden
+      unit positive, by ``margin``, on the convex hull of the presets' features (there the MLP is linear;
+      random looks outside the hull reach the nonlinearity, which training can then shape).
+    * ``fuse``: its 4 x S weight columns (pixel_unshuffle interleaves channel c as c*4 + k, k the sub-pixel) become
+      4 x 19 parameter-feature columns solved per sub-pixel so that W_k @ pf(row_s) + c_k = W_old[:, s*4+k]; the
+      c_k go into the bias (the old weights sum to 1 per pixel).
+    * the engine's input channels (the last of ``enc0``'s and ``fuse``'s inputs) start at zero, as in
+      :func:`widen_for_lighting`.
+
+    Guarantee: for any style map whose pixels are convex mixes of presets (old: the weights; new: the same mix
+    of the rows, in parameter space), the new network's output equals the old one's up to float rounding; for a
+    pure-preset map this needs no assumption at all about exposure. Raises if the presets' rows are not affinely
+    independent (then no such map exists)."""
+    cfg = net.config
+    if cfg.params:
+        raise ValueError("the network already takes style parameters")
+    if tuple(preset_table.shape) != (cfg.styles, PARAM_CHANNELS):
+        raise ValueError(f"preset_table must be ({cfg.styles}, {PARAM_CHANNELS}), got {tuple(preset_table.shape)}")
+    wide = NeuralRendererNet(NetConfig(**(cfg.to_dict() | {"params": True, "engine": True})))
+    assert wide.param_features is not None and wide.param_embed is not None
+    old = net.state_dict()
+    with torch.no_grad():
+        pf = wide.param_features(preset_table.float().view(cfg.styles, PARAM_CHANNELS, 1, 1))
+        pf = pf.view(cfg.styles, PARAM_CHANNELS).double()
+        # embedding: old column s of proj is preset s's embedding (the weights sum to 1, so no bias)
+        emb = old.pop("style_embed.proj.weight")[:, :, 0, 0].double()  # (E, S)
+        lin, bias = _preset_solve(pf, emb)
+        fc1, fc2 = wide.param_embed.fc1, wide.param_embed.fc2
+        assert fc1.bias is not None and fc2.bias is not None
+        hidden = fc1.out_channels
+        if hidden < PARAM_CHANNELS:
+            raise ValueError(f"ParamEmbedding needs at least {PARAM_CHANNELS} hidden units for an exact warm start")
+        gen = torch.Generator().manual_seed(0)
+        lift = torch.linalg.qr(torch.randn(hidden, PARAM_CHANNELS, generator=gen, dtype=torch.float64))[0]
+        lift_bias = margin - (pf @ lift.T).min(0).values  # every hidden unit >= margin at every preset
+        fc1.weight.copy_(lift.view(hidden, PARAM_CHANNELS, 1, 1))
+        fc1.bias.copy_(lift_bias)
+        w2 = lin @ lift.T  # lift has orthonormal columns: lift.T @ lift = I, so w2 @ lift = lin
+        fc2.weight.copy_(w2.view(*w2.shape, 1, 1))
+        fc2.bias.copy_(bias - w2 @ lift_bias)
+        # fuse: [d0 (w) | style 4S | x], the style block becomes 4 x 19 parameter-feature columns
+        w = cfg.width
+        fw, fb = old["fuse.weight"][:, :, 0, 0].double(), old["fuse.bias"].double()
+        style_old = fw[:, w : w + 4 * cfg.styles]
+        style_new = torch.zeros(fw.shape[0], 4 * PARAM_CHANNELS, dtype=torch.float64)
+        for k in range(4):
+            wk, ck = _preset_solve(pf, style_old[:, k::4])
+            style_new[:, k::4] = wk
+            fb = fb + ck
+        fw = torch.cat([fw[:, :w], style_new, fw[:, w + 4 * cfg.styles :]], 1)
+        old["fuse.weight"] = fw.float().view(*fw.shape, 1, 1)
+        old["fuse.bias"] = fb.float()
+    return _copy_widened(old, wide).train(net.training)
 
 
 def load_checkpoint(path: str | Any, map_location: str = "cpu") -> tuple[NeuralRendererNet, dict[str, Any]]:
