@@ -14,13 +14,15 @@ the same run, interleaved and repeated):
   320x180 and at 1280x720: the rate a game loop is judged against, and each size's own render time;
 * **1 session**: the game loop at 320x180: shown-frame rate vs the closed-loop rate, fallbacks, p50/p99 latency;
 * **4 sessions**: three 320x180 and one 1280x720 game loops at once: per-session fresh rate, its share of a 1-of-4
-  fair share (a quarter of its size's closed-loop rate), p99 latency vs its own render time;
+  fair share (a quarter of its size's closed-loop rate), p99 latency vs its render time alone (closed loop) and
+  vs its render time in that run (libnrb's ``service_ms``: what the renderer took per frame without queueing);
 * **server overhead** at 640x360: the closed loop's server time per frame (RESULT ``timing.total_ms``; its queue wait is
   about 0 in a closed loop) against the model's own time, ``session.run`` of the same renderer, model and thread count on the
-  same G-buffers in this process, timed right after each server run while the server is idle (so the two never
-  share the cores), in ``OVERHEAD_ROUNDS`` alternating rounds; the overhead is the median of the rounds' ratios
-  (the machine's speed drifts by more than the 5 % judged between minutes, not within a round). What is left is
-  the server's Python: shared-memory copy, decode, style map, hooks, input conversion, grading, encode.
+  same G-buffers in this process, timed before and after each server run while the server is idle (so the two
+  never share the cores), in ``OVERHEAD_ROUNDS`` alternating rounds; each round's model time is the mean of the
+  model runs around it (a linear drift cancels), and the overhead is the median of the rounds' ratios (the
+  machine's speed drifts by more than the 5 % judged between minutes, not within a round). What is left is the
+  server's Python: shared-memory copy, decode, style map, hooks, input conversion, grading, encode.
 
 Ratios are what to compare: the machine is shared and noisy, so every scenario of both servers runs in one
 invocation, alternating, ``--repeat`` times, and the report keeps the median of the repeats.
@@ -50,7 +52,9 @@ FPS = 60.0
 #: the poll interval only adds idle time between frames, about half of it on average).
 CLOSED_LOOP_POLL_S = 0.002
 #: Rounds of the server-overhead measurement: server closed loop and model alone alternate, this many times.
-OVERHEAD_ROUNDS = 5
+OVERHEAD_ROUNDS = 7
+#: Seconds of each overhead run (server closed loop, model alone): short, so the machine drifts little within a round.
+OVERHEAD_SECONDS = 3.0
 SMALL = (320, 180)
 LARGE = (1280, 720)
 MEDIUM = (640, 360)
@@ -88,6 +92,7 @@ class _Session:
         self.latencies: list[float] = []
         self.server_ms: list[float] = []
         self.limits: list[int] = []
+        self.service: list[float] = []  # libnrb's renderer service time (stats service_ms), sampled
 
     def wait_connected(self, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
@@ -133,7 +138,10 @@ class _Session:
             if counting:
                 self.ticks += 1
                 if self.ticks % 30 == 0:
-                    self.limits.append(int(self.client.stats().get("in_flight_limit", 0)))
+                    st = self.client.stats()
+                    self.limits.append(int(st.get("in_flight_limit", 0)))
+                    if st.get("service_ms", 0.0) > 0.0:
+                        self.service.append(float(st["service_ms"]))
             next_tick += period
             delay = next_tick - time.perf_counter()
             if delay > 0:
@@ -178,6 +186,8 @@ class _Session:
             "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)),
             "server_p50_ms": float(np.median(self.server_ms)) if self.server_ms else 0.0,
+            # this session's render time in this run (without queueing), as libnrb sees it from the answers
+            "service_ms": float(np.median(self.service)) if self.service else 0.0,
             "in_flight_limit": statistics.median(self.limits) if self.limits else s.get("in_flight_limit", 0),
             "results_received": s["results_received"],
             "results_late": s["results_late"],
@@ -292,15 +302,18 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
                 for label, (_, fif) in servers.items():
                     print(f"[serve] {r + 1}/{repeat} {scen} {label}", flush=True)
                     runs[label][scen].append(_run(procs[label][1], sizes, mode, seconds, warmup, fif))
-        # Server overhead at 640x360: the server's closed loop and the model alone, alternating in short rounds
-        # (the machine's speed drifts by more than the 5 % being judged over a minute), one ratio per round.
+        # Server overhead at 640x360: the model alone and the server's closed loop alternate in short rounds
+        # (the machine's speed drifts by more than the 5 % being judged over a minute), each server run bracketed
+        # by a model-alone run before and after it, so that a linear drift cancels; one ratio per round.
         rounds = 2 if quick else OVERHEAD_ROUNDS
+        span = OVERHEAD_SECONDS if not quick else 2.0
+        model_only.append(_model_only(MEDIUM, span, os.cpu_count() or 2))
         for r in range(rounds):
             for label in servers:
                 print(f"[serve] overhead round {r + 1}/{rounds} {label}", flush=True)
-                overhead[label].append(_run(procs[label][1], [MEDIUM], "closed_loop", seconds / 2, 1.0, None)[0])
+                overhead[label].append(_run(procs[label][1], [MEDIUM], "closed_loop", span, 1.0, None)[0])
             print(f"[serve] overhead round {r + 1}/{rounds} model only", flush=True)
-            model_only.append(_model_only(MEDIUM, seconds / 2, os.cpu_count() or 2))
+            model_only.append(_model_only(MEDIUM, span, os.cpu_count() or 2))
     finally:
         for proc, _ in procs.values():
             stop_server(proc)
@@ -316,6 +329,8 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
         return out
 
     model_ms = float(statistics.median(m["model_p50_ms"] for m in model_only))
+    # the model-alone time of round r: the mean of the runs just before and just after that round's server runs
+    bracket = [(a["model_p50_ms"] + b["model_p50_ms"]) / 2 for a, b in zip(model_only, model_only[1:])]
     results: dict[str, Any] = {}
     for label in servers:
         res = {scen: median_runs(rs) for scen, rs in runs[label].items()}
@@ -329,18 +344,21 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
             "render_ms_1280x720": closed_large["server_p50_ms"],
             "server_ms_640x360": float(statistics.median(o["server_p50_ms"] for o in overhead[label])),
             "model_ms_640x360": model_ms,
-            # per round: the server's p50 over the model's p50 measured right after it; the median of the rounds
+            # per round: the server's p50 over the model's p50 around it; the median of the rounds
             "server_overhead_640x360": float(statistics.median(
-                o["server_p50_ms"] / max(m["model_p50_ms"], 1e-9) - 1.0
-                for o, m in zip(overhead[label], model_only, strict=True))),
-            "overhead_rounds": [o["server_p50_ms"] / max(m["model_p50_ms"], 1e-9) - 1.0
-                                for o, m in zip(overhead[label], model_only, strict=True)],
+                o["server_p50_ms"] / max(m, 1e-9) - 1.0 for o, m in zip(overhead[label], bracket, strict=True))),
+            "overhead_rounds": [o["server_p50_ms"] / max(m, 1e-9) - 1.0
+                                for o, m in zip(overhead[label], bracket, strict=True)],
             "one_session": {
                 "shown_fps": one["fresh_fps"],
                 "shown_vs_closed_loop": one["fresh_fps"] / max(closed_small["fresh_fps"], 1e-9),
                 "fallback_pct": one["fallback_pct"],
                 "p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"],
                 "p50_vs_closed_loop_round_trip": one["p50_ms"] / max(closed_small["p50_ms"], 1e-9),
+                # the least a game loop can get: the frame that goes out when the renderer frees up was submitted
+                # on the last tick, on average half a game frame earlier (see _markdown)
+                "p50_floor_ms": closed_small["p50_ms"] + 500.0 / FPS,
+                "p50_vs_floor": one["p50_ms"] / max(closed_small["p50_ms"] + 500.0 / FPS, 1e-9),
                 "in_flight_limit": one["in_flight_limit"],
             },
             "four_sessions": [],
@@ -353,6 +371,8 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
                 "fair_share_fps": closed["fresh_fps"] / 4,
                 "of_fair_share": s["fresh_fps"] / max(closed["fresh_fps"] / 4, 1e-9),
                 "p99_vs_render": s["p99_ms"] / max(closed["server_p50_ms"], 1e-9),
+                "service_ms": s["service_ms"],
+                "p99_vs_service": s["p99_ms"] / s["service_ms"] if s["service_ms"] > 0 and s["fresh_fps"] > 0 else 0.0,
             })
         results[label] = {"summary": summary, "scenarios": res, "repeats": runs[label]}
     report = {
@@ -380,28 +400,40 @@ def _markdown(rep: dict[str, Any]) -> str:
                   "defaults.", ""]
     lines += ["## 1 session, 320x180", "",
               "| server | closed-loop fps | shown fps | shown / closed loop | fallbacks | p50 ms | p99 ms | "
-              "p50 / closed-loop round trip | frames in flight |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "p50 / closed-loop round trip | p50 / (round trip + half a frame) | frames in flight |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in rep["servers"].items():
         s, o = r["summary"], r["summary"]["one_session"]
         lines.append(f"| {label} | {s['closed_loop_fps_320x180']:.1f} | {o['shown_fps']:.1f} | "
                      f"{o['shown_vs_closed_loop']:.2f}x | {o['fallback_pct']:.1f} % | {o['p50_ms']:.1f} | "
-                     f"{o['p99_ms']:.1f} | {o['p50_vs_closed_loop_round_trip']:.2f}x | {o['in_flight_limit']:g} |")
+                     f"{o['p99_ms']:.1f} | {o['p50_vs_closed_loop_round_trip']:.2f}x | "
+                     f"{o.get('p50_vs_floor', 0.0):.2f}x | {o['in_flight_limit']:g} |")
+    lines += ["", "A game loop cannot get the closed loop's latency: when the renderer frees up, the newest frame it "
+              "can take was submitted on the game's last tick, on average half a game frame (8.3 ms at 60 fps) "
+              "earlier, and waiting for a fresher one would lose throughput. So p50 is at least the closed-loop "
+              "round trip plus half a frame; the column before the last compares with that floor.", ""]
     lines += ["", "## 4 sessions: three 320x180, one 1280x720", "",
               "| server | session | shown fps | fair share fps | of fair share | fallbacks | p50 ms | p99 ms | "
-              "p99 / own render time |", "|---|---|---|---|---|---|---|---|---|"]
+              "p99 / render time alone | render ms in this run | p99 / render time in this run |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in rep["servers"].items():
         for i, s in enumerate(r["summary"]["four_sessions"]):
             lines.append(f"| {label} | {i + 1}: {s['size']} | {s['shown_fps']:.1f} | {s['fair_share_fps']:.1f} | "
                          f"{s['of_fair_share']:.2f}x | {s['fallback_pct']:.1f} % | {s['p50_ms']:.1f} | "
-                         f"{s['p99_ms']:.1f} | {s['p99_vs_render']:.1f}x |")
+                         f"{s['p99_ms']:.1f} | {s['p99_vs_render']:.1f}x | {s.get('service_ms', 0.0):.1f} | "
+                         f"{s.get('p99_vs_service', 0.0):.1f}x |")
+    lines += ["", "`render time alone`: the closed loop's server time at that size, one session with every core; "
+              "`in this run`: the session's own render time while the four share the cores (libnrb's "
+              "`service_ms`: the renderer's time per frame without queueing), so the last column is what waiting "
+              "behind other sessions adds. A session with no frame shown has no latency (0).", ""]
     lines += ["", "Render times (closed loop, server total per frame, p50): " + "; ".join(
         f"{label}: {r['summary']['render_ms_320x180']:.1f} ms at 320x180, "
         f"{r['summary']['render_ms_1280x720']:.1f} ms at 1280x720" for label, r in rep["servers"].items()), ""]
     lines += ["## Server overhead at 640x360", "",
               "Server time per frame (closed loop, RESULT `timing.total_ms`, p50) against the model's own time "
               "(`session.run` of the same renderer on the same G-buffers with the same threads, server idle), "
-              "alternating in rounds; overhead = median of the rounds' ratios (each round's in the last column):",
+              "alternating in rounds, each server run between two model runs (their mean is that round's model "
+              "time); overhead = median of the rounds' ratios (each round's in the last column):",
               "", "| server | server ms | model ms | overhead | rounds |", "|---|---|---|---|---|"]
     for label, r in rep["servers"].items():
         s = r["summary"]
