@@ -128,6 +128,32 @@ def test_a_run_time_style_moves_with_its_session_even_onto_a_full_library(caplog
         assert "'dusk'" in caplog.text and "64" in caplog.text, caplog.text
 
 
+def test_nrb_router_takes_one_pool_of_workers_per_renderer_option() -> None:
+    """``--renderer NAME[=MIN[:MAX]]`` repeated: one pool per renderer with its own bounds (the missing ones from
+    --min-workers/--max-workers), each ``-o`` belonging to the --renderer before it; bad bounds are refused naming
+    the renderer."""
+    from bridge.cli import build_parser
+    from bridge.cluster.frontdoor import ClusterConfig, FrontDoor, RendererPool
+    from bridge.commands.router import cluster_config
+
+    def pools(*argv: str) -> list[tuple[str, dict[str, Any], int, int]]:
+        cfg = cluster_config(build_parser().parse_args(["router", *argv]))
+        return [(p.renderer, p.renderer_options, p.min_workers, p.max_workers) for p in cfg.pools]
+
+    assert pools() == [("neural", {}, 1, 4)]
+    assert pools("--renderer", "deferred", "-o", "ambient=0.2", "--min-workers", "2") == [
+        ("deferred", {"ambient": 0.2}, 2, 4)]
+    assert pools("-o", "device=cpu", "--renderer", "neural=1:3", "--renderer", "deferred=2", "-o", "ambient=0.5",
+                 "--renderer", f"{PROBE}=6", "--max-workers", "5") == [
+        ("neural", {"device": "cpu"}, 1, 3), ("deferred", {"ambient": 0.5}, 2, 5), (PROBE, {}, 6, 6)]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["router", "--renderer", "=2"])
+    with pytest.raises(ValueError, match="'deferred'.*min_workers"):
+        FrontDoor(ClusterConfig(pools=[RendererPool("neural"), RendererPool("deferred", {}, 3, 2)]))
+    with pytest.raises(ValueError, match="twice"):
+        FrontDoor(ClusterConfig(pools=[RendererPool("deferred"), RendererPool("deferred", {}, 1, 2)]))
+
+
 # ------------------------------------------------------------------------------------------------ libnrb, no Ray
 class RedirectingDoor:
     """A minimal front door (protocol section 5.10) in a thread: it answers every HELLO with a redirect to
@@ -342,6 +368,54 @@ def test_a_hello_naming_a_renderer_is_placed_only_on_a_worker_that_has_it(door: 
         assert engine.stats()["refusal_code"] == ErrorCode.UNSUPPORTED, engine.stats()
     finally:
         engine.close()
+
+
+def test_nrb_router_options_run_two_renderers_each_scaled_on_its_own(ray_cluster: Any) -> None:
+    """The front door ``nrb router --renderer PROBE=1:1 --renderer passthrough=1:2`` builds: one worker of each; a
+    HELLO naming a renderer lands on its pool; one session per worker makes the passthrough pool grow to its
+    maximum while the probe pool, at its own, does not; a passthrough session whose worker dies comes back without
+    naming a renderer and stays on passthrough; idle, the passthrough pool shrinks back to one."""
+    import dataclasses
+
+    from bridge.cli import build_parser
+    from bridge.cluster.frontdoor import FrontDoor
+    from bridge.commands.router import cluster_config
+
+    args = build_parser().parse_args(["router", "--port", "0", "--renderer", f"{PROBE}=1:1", "--renderer",
+                                      "passthrough=1:2", "--sessions-per-worker", "1", "--idle-s", "0.5"])
+    door = FrontDoor(dataclasses.replace(cluster_config(args), report_interval=0.1)).start()
+    specs = [BufferSpec("albedo", "rgba8_srgb")]
+
+    def until(check: Any, timeout: float = 60.0) -> bool:
+        end = time.monotonic() + timeout
+        while not check() and time.monotonic() < end:
+            time.sleep(0.1)
+        return bool(check())
+
+    try:
+        assert [len(door.loads(PROBE)), len(door.loads("passthrough"))] == [1, 1]
+        with Client(door.endpoint, timeout=3.0) as a, Client(door.endpoint, timeout=3.0) as b:
+            assert a.hello((48, 32), specs, renderer="passthrough").renderer.startswith("passthrough/")
+            assert probe_frame(a) == 90
+            assert until(lambda: len(door.loads("passthrough")) == 2)  # one session per worker reached
+            assert b.hello((48, 32), specs, renderer="style-probe").renderer.startswith("style-probe/")
+            assert b.endpoint == door.loads(PROBE)[0].endpoint and probe_frame(b) == 0
+            time.sleep(1.0)  # ten report periods: the probe pool is at its maximum, and stays there
+            assert len(door.loads(PROBE)) == 1
+            b.bye()  # the probe worker idle: the least loaded of all, and first by name
+            assert until(lambda: door.loads(PROBE)[0].sessions == 0)
+            first = a.endpoint
+            door.kill_worker(next(x.name for x in door.loads("passthrough") if x.endpoint == first))
+            with pytest.raises((TimeoutError, RemoteError)):
+                probe_frame(a, timeout=1.0)
+            assert a.hello((48, 32), specs).renderer.startswith("passthrough/")  # its ticket: the same renderer
+            assert a.endpoint != first and probe_frame(a) == 90
+            assert until(lambda: len(door.loads("passthrough")) == 2)  # its one worker has a session: grows again
+            a.bye()
+        assert until(lambda: len(door.loads("passthrough")) == 1)  # idle: back to the pool's minimum
+        assert len(door.loads(PROBE)) == 1 and door.counts["workers_removed"] >= 1
+    finally:
+        door.stop()
 
 
 def test_a_frame_sent_to_the_front_door_gets_no_session(door: Any) -> None:

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,18 @@ _PLACE_TIMEOUT_S = 2.0
 
 
 @dataclass
+class RendererPool:
+    """The workers of one renderer (``nrb router --renderer NAME=MIN:MAX``): ``renderer`` as for ``nrb serve``, with
+    ``renderer_options``, scaled between ``min_workers`` (at least 1: the front door learns what a pool renders, and
+    so which HELLOs it can place there, from its running workers) and ``max_workers``."""
+
+    renderer: str
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    min_workers: int = 1
+    max_workers: int = 4
+
+
+@dataclass
 class ClusterConfig(ServerConfig):
     """``nrb router`` options: every ``nrb serve`` option (``ServerConfig``), which the workers serve with, plus
     where and how the workers run.
@@ -77,7 +89,11 @@ class ClusterConfig(ServerConfig):
 
     Workers: ``worker_cpus``/``worker_gpus`` are the Ray resources each worker actor declares. Scaling:
     ``min_workers``..``max_workers``, a worker added at ``sessions_per_worker`` sessions per worker or
-    ``render_ms`` mean render time, removed after ``idle_s`` without sessions."""
+    ``render_ms`` mean render time, removed after ``idle_s`` without sessions.
+
+    Several renderers: ``pools`` (``RendererPool``), each scaled on its own between its own bounds by the same
+    thresholds; without any, one pool of ``renderer`` (+ ``renderer_options``) between ``min_workers`` and
+    ``max_workers``."""
 
     worker_threads: int = 1
     worker_host: str = "127.0.0.1"
@@ -92,6 +108,7 @@ class ClusterConfig(ServerConfig):
     report_interval: float = 0.2
     ray_address: str | None = None
     record_dir: str | None = None  # each worker records its sessions to DIR/<worker>.nrbcap (nrb serve --record)
+    pools: list[RendererPool] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +116,13 @@ class _Worker:
     handle: Any  # the Ray actor
     info: dict[str, Any]
     load: WorkerLoad
+    pool: str | None = None  # the RendererPool (by renderer) whose scaler owns it; None: added in code, not scaled
+
+
+@dataclass
+class _Pool:
+    spec: RendererPool
+    policy: ScalePolicy
 
 
 @dataclass
@@ -137,13 +161,28 @@ class FrontDoor:
         for h in (host, cfg.worker_host):
             if h is not None:
                 check_bind_policy(h, curve=curve, insecure=cfg.insecure)  # SecurityError
-        self.policy = ScalePolicy(cfg.min_workers, cfg.max_workers, cfg.sessions_per_worker, cfg.render_ms,
-                                  cfg.idle_s)
+        specs = list(cfg.pools) or [RendererPool(cfg.renderer, dict(cfg.renderer_options), cfg.min_workers,
+                                                 cfg.max_workers)]
+        #: renderer -> its pool, in the order given (the first is the default of ``add_worker()``)
+        self.pools: dict[str, _Pool] = {}
+        for spec in specs:
+            if spec.renderer in self.pools:
+                raise ValueError(f"renderer {spec.renderer!r} is given twice; one pool per renderer")
+            try:
+                policy = ScalePolicy(spec.min_workers, spec.max_workers, cfg.sessions_per_worker, cfg.render_ms,
+                                     cfg.idle_s)
+            except ValueError as exc:
+                raise ValueError(f"renderer {spec.renderer!r}: {exc}") from None
+            self.pools[spec.renderer] = _Pool(spec, policy)
+        self.policy = next(iter(self.pools.values())).policy  # the default pool's
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()  # workers, styles, tickets
         self.workers: dict[str, _Worker] = {}
         self.styles: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # ticket -> style state
         self.ticket_worker: collections.OrderedDict[str, str] = collections.OrderedDict()  # ticket -> worker
+        #: ticket -> the renderer label it was placed on: a HELLO bringing the ticket back without naming a renderer
+        #: goes to a worker of the same renderer when one is live (its style state was made there)
+        self.ticket_renderer: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.counts: collections.Counter[str] = collections.Counter()
         self.endpoint: str | None = None
         self.sock: zmq.Socket[Any] | None = None
@@ -172,10 +211,12 @@ class FrontDoor:
                 ray.init(address=address, log_to_driver=False)
             else:
                 # "local": a new instance of our own even if another Ray runs on this machine
-                ray.init(address="local", num_cpus=max(2, int(self.config.worker_cpus * self.config.max_workers) + 1),
+                most = sum(p.spec.max_workers for p in self.pools.values())
+                ray.init(address="local", num_cpus=max(2, int(self.config.worker_cpus * most) + 1),
                          include_dashboard=False, log_to_driver=False)
-        for _ in range(self.config.min_workers):
-            self.add_worker()
+        for pool in self.pools.values():
+            for _ in range(pool.spec.min_workers):
+                self.add_worker(pool.spec.renderer)
         self._bind()
         self._stop.clear()
         self._threads = [threading.Thread(target=self._io_loop, name="nrb-frontdoor", daemon=True),
@@ -245,17 +286,21 @@ class FrontDoor:
                                if cfg.record_dir else None})
 
     def add_worker(self, renderer: str | None = None, renderer_options: dict[str, Any] | None = None) -> str:
-        """Start one worker actor (blocks until it serves); return its name. ``renderer`` (+ options): this worker
-        renders with it instead of the cluster's ``renderer``, so one cluster can offer several (a HELLO that names
-        one is placed on a worker that has it, protocol section 5.11)."""
+        """Start one worker actor (blocks until it serves); return its name. Without ``renderer``, one of the first
+        pool's; a pool's renderer (options omitted): one of that pool's, which its scaler then counts and may
+        remove. Any other ``renderer`` (+ options): a worker no scaler owns, so one cluster can offer a renderer
+        set up in code (a HELLO that names one is placed on a worker that has it, protocol section 5.11)."""
         ray = _ray()
         if self._actor_class is None:
             self._actor_class = ray.remote(ClusterWorker)
         name = f"w{next(self._names)}-{os.getpid()}"
-        config = self._server_config(name)
-        if renderer is not None:
-            config = dataclasses.replace(config, renderer=_resolve_renderer(renderer),
-                                         renderer_options=dict(renderer_options or {}))
+        key = next(iter(self.pools)) if renderer is None else renderer
+        pool = self.pools.get(key) if renderer_options is None else None
+        if pool is not None:
+            renderer, renderer_options = pool.spec.renderer, pool.spec.renderer_options
+        assert renderer is not None
+        config = dataclasses.replace(self._server_config(name), renderer=_resolve_renderer(renderer),
+                                     renderer_options=dict(renderer_options or {}))
         handle = self._actor_class.options(num_cpus=self.config.worker_cpus, num_gpus=self.config.worker_gpus,
                                            max_restarts=0, max_concurrency=4).remote(
             worker_spec(name, config, self.config.worker_advertise))
@@ -263,7 +308,7 @@ class FrontDoor:
         load = WorkerLoad(name, info["endpoint"], info["renderer"], max_sessions=info["max_sessions"],
                           idle_since=time.monotonic())
         with self._lock:
-            self.workers[name] = _Worker(handle, info, load)
+            self.workers[name] = _Worker(handle, info, load, None if pool is None else key)
         self.counts["workers_added"] += 1
         log.info("worker %s up at %s (%s)", name, info["endpoint"], info["renderer"])
         return name
@@ -318,9 +363,10 @@ class FrontDoor:
         with self._lock:
             return list(self.ticket_worker.items())
 
-    def loads(self) -> list[WorkerLoad]:
+    def loads(self, pool: str | None = None) -> list[WorkerLoad]:
+        """Every worker's last load (of the pool of renderer ``pool`` only, when given)."""
         with self._lock:
-            return [dataclasses.replace(w.load) for w in self.workers.values()]
+            return [dataclasses.replace(w.load) for w in self.workers.values() if pool is None or w.pool == pool]
 
     def _mark_dead(self, name: str, why: str) -> None:
         with self._lock:
@@ -369,14 +415,15 @@ class FrontDoor:
                         self.styles.move_to_end(ticket)
                     while len(self.styles) > _MAX_STYLE_COPIES:
                         self.styles.popitem(last=False)
-            step, victim = self.policy.decide(self.loads(), time.monotonic())
-            try:
-                if step > 0:
-                    self.add_worker()
-                elif step < 0 and victim is not None:
-                    self.remove_worker(victim)
-            except Exception:
-                log.exception("scaling step %+d failed", step)
+            for key, pool in self.pools.items():  # each renderer's pool on its own, one step each per period
+                step, victim = pool.policy.decide(self.loads(key), time.monotonic())
+                try:
+                    if step > 0:
+                        self.add_worker(key)
+                    elif step < 0 and victim is not None:
+                        self.remove_worker(victim)
+                except Exception:
+                    log.exception("scaling step %+d of the %s workers failed", step, key)
 
     # ---------------------------------------------------------------------------------------------- I/O loop
     def _bind(self) -> None:
@@ -547,9 +594,14 @@ class FrontDoor:
         while True:
             with self._lock:
                 loads = [w.load for n, w in self.workers.items() if n not in tried]
+                previous = hello.ticket if hello.ticket is not None else self._relay_tickets.get(rid)
                 # protocol section 5.11: only workers running the renderer the HELLO names (any without a name)
                 kinds = {n: w for n, w in self.workers.items()
                          if hello.renderer is None or renderer_matches(hello.renderer, w.info["renderer"])}
+                was = self.ticket_renderer.get(previous) if previous is not None else None
+                same = {n: w for n, w in kinds.items() if w.info["renderer"] == was and n not in tried}
+                if same:  # a session coming back stays on its renderer while one of its workers lives
+                    kinds = same
                 if not kinds and self.workers:
                     have = sorted({w.info["renderer"] for w in self.workers.values()})
                     raise ProtocolError(ErrorCode.UNSUPPORTED, f"renderer: no worker of this cluster renders "
@@ -567,7 +619,6 @@ class FrontDoor:
                                                               "door is adding one if it may)")
                 w = self.workers[chosen.name]
                 chosen.placed += 1
-                previous = hello.ticket if hello.ticket is not None else self._relay_tickets.get(rid)
                 blob = self.styles.get(previous) if previous is not None else None
             ticket = uuid.uuid4().hex[:24]
             try:
@@ -580,8 +631,11 @@ class FrontDoor:
             if blob is not None:
                 self.styles[ticket] = blob
             self.ticket_worker[ticket] = chosen.name
+            self.ticket_renderer[ticket] = w.info["renderer"]
             while len(self.ticket_worker) > _MAX_STYLE_COPIES:
                 self.ticket_worker.popitem(last=False)
+            while len(self.ticket_renderer) > _MAX_STYLE_COPIES:
+                self.ticket_renderer.popitem(last=False)
         self.counts["placed"] += 1
         self.counts["restored" if blob is not None else "new"] += 1
         if "redirect" in hello.capabilities:
