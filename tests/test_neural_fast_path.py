@@ -3,6 +3,7 @@ with the frame's own bytes, and the int8 copy with its FLIP guard (issue 14, ite
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from bridge.protocol import Buffer, Camera
 from bridge.renderer import RenderInputs
-from bridge.renderers.neural import INT8_MODEL, NeuralRenderer, default_model
+from bridge.renderers.neural import INT8_MODEL, NeuralRenderer, default_model, int8_copy
 from bridge.style.library import DEFAULT_LIBRARY
 from neural_renderer.deploy import DeployNet
 from neural_renderer.export import export_onnx
@@ -215,6 +216,21 @@ def test_quantize_writes_an_int8_wire_graph_with_its_guard_and_the_renderer_runs
     r = NeuralRenderer(model=out)
     img = r.render(_inputs(20, 28), _style_map(20, 28))
     assert img.shape == (20, 28, 4) and img.dtype == np.uint8
+
+    # Any model with its int8 copy next to it (where quantize puts it by default), e.g. the demo's 2x model: a
+    # named model runs as named unless a precision is asked for; int8 only from the fp32 graph it was made from.
+    named = tmp_path / "named" / exported[1].name
+    named.parent.mkdir()
+    shutil.copy(exported[1], named)
+    shutil.copy(out, int8_copy(named))
+    assert NeuralRenderer(model=named).path == named
+    assert NeuralRenderer(model=named, precision="int8").path == int8_copy(named)
+    faster = float(meta["nrb_int8_time_ratio"]) < 1.0
+    assert NeuralRenderer(model=named, precision="auto").path == (int8_copy(named) if faster else named)
+    shutil.copy(exported[0], named)  # another fp32 graph under the same name: its int8 copy is stale
+    with pytest.raises(ValueError, match="quantized from another"):
+        NeuralRenderer(model=named, precision="int8")
+    assert NeuralRenderer(model=named, precision="auto").path == named
 
 
 def json_loads(text: str) -> dict[str, object]:

@@ -11,9 +11,10 @@ The default graph takes the G-buffers in their wire formats (``nrb_inputs`` = ``
 ``neural_renderer.export``): the renderer hands ONNX Runtime zero-copy views of the frame's bytes and gets the
 RESULT's uint8 RGBA back, converting in numpy only a buffer an engine sent in another format than the graph
 takes. Float-input graphs (``default.onnx``, models exported before) run too, converted in numpy as before.
-``precision`` picks among the shipped graphs (``neural_renderer.quantize``): ``fp32``, ``int8`` (the quantized
-copy, which passed its FLIP guard) or ``auto`` (default: int8 when its quantize step measured it faster than
-fp32 on a CPU and this renderer runs on one, else fp32).
+``precision`` picks between a graph and its int8 copy (``neural_renderer.quantize``, next to it as
+``NAME_int8.onnx``): ``fp32``, ``int8`` (the quantized copy, which passed its FLIP guard) or ``auto`` (int8 when its
+quantize step measured it faster than fp32 on a CPU and this renderer runs on one, else fp32); ``auto`` is the
+default for the shipped model, ``fp32`` for a model named with ``model``.
 
 Buffers: ``albedo``, ``normals`` and one of ``linear_depth`` / ``depth`` (linearised with the camera's
 near/far) are required; ``roughness`` (default 0.5), ``metallic`` (0), ``emissive`` (0) and ``motion_vectors``
@@ -45,39 +46,52 @@ INT8_MODEL = WEIGHTS / "default_temporal_int8.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
 
 
-def default_model(precision: str = "auto", gpu: bool = False) -> Path:
-    """The shipped graph for ``precision``: ``fp32``, ``int8`` (raises ValueError when it is not shipped or was
-    quantized from another fp32 graph than the shipped one) or ``auto``: the int8 graph when that one is valid
-    and its quantize step measured it faster than fp32 (``nrb_int8_time_ratio`` < 1 in its metadata), else
-    fp32; always fp32 for a ``gpu`` (the int8 speed was measured on a CPU)."""
+def int8_copy(model: Path) -> Path:
+    """Where ``python -m neural_renderer.quantize MODEL`` writes its int8 copy: ``MODEL`` with ``_int8`` before the
+    suffix."""
+    return model.with_name(model.stem + "_int8" + model.suffix)
+
+
+def pick_precision(model: Path, precision: str = "auto", gpu: bool = False) -> Path:
+    """The graph to run for ``model`` (an fp32 export) at ``precision``: ``fp32`` is ``model`` itself; ``int8`` its
+    int8 copy (:func:`int8_copy`; raises ValueError when there is none or it was quantized from another fp32 graph
+    than ``model``); ``auto`` the int8 copy when that one is valid and its quantize step measured it faster than
+    fp32 (``nrb_int8_time_ratio`` < 1 in its metadata), else ``model``; always ``model`` for a ``gpu`` (the int8
+    speed was measured on a CPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "fp32":
-        return DEFAULT_MODEL
-    ratio, why = _int8_status()
+        return model
+    ratio, why = _int8_status(model)
     if precision == "int8":
         if why:
             raise ValueError(f"precision=int8: {why}")
-        return INT8_MODEL
-    return INT8_MODEL if not why and ratio < 1.0 and not gpu else DEFAULT_MODEL
+        return int8_copy(model)
+    return int8_copy(model) if not why and ratio < 1.0 and not gpu else model
 
 
-def _int8_status() -> tuple[float, str]:
-    """(int8/fp32 time ratio its quantize step recorded, why it cannot be used or "")."""
+def default_model(precision: str = "auto", gpu: bool = False) -> Path:
+    """The shipped graph for ``precision`` (:func:`pick_precision` of ``default_temporal.onnx``)."""
+    return pick_precision(DEFAULT_MODEL, precision, gpu)
+
+
+def _int8_status(model: Path) -> tuple[float, str]:
+    """(int8/fp32 time ratio the quantize step of ``model``'s int8 copy recorded, why it cannot be used or "")."""
     import hashlib
 
     import onnx
 
-    if not INT8_MODEL.is_file():
-        return float("inf"), f"no int8 model at {INT8_MODEL} (python -m neural_renderer.quantize writes it)"
+    int8 = int8_copy(model)
+    if not int8.is_file():
+        return float("inf"), f"no int8 model at {int8} (python -m neural_renderer.quantize {model} writes it)"
     try:
-        meta = {p.key: p.value for p in onnx.load(str(INT8_MODEL), load_external_data=False).metadata_props}
+        meta = {p.key: p.value for p in onnx.load(str(int8), load_external_data=False).metadata_props}
     except Exception as exc:  # unreadable: the fp32 graph runs
-        return float("inf"), f"{INT8_MODEL} is unreadable: {exc}"
-    if meta.get("nrb_source_sha256") != hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest():
+        return float("inf"), f"{int8} is unreadable: {exc}"
+    if meta.get("nrb_source_sha256") != hashlib.sha256(model.read_bytes()).hexdigest():
         # a stale copy from an earlier model would render that model's weights next to this one's
-        return float("inf"), (f"{INT8_MODEL.name} was quantized from another {DEFAULT_MODEL.name}; rerun "
-                              "python -m neural_renderer.quantize")
+        return float("inf"), (f"{int8.name} was quantized from another {model.name}; rerun "
+                              f"python -m neural_renderer.quantize {model}")
     return float(meta.get("nrb_int8_time_ratio", "inf")), ""
 
 
@@ -101,8 +115,8 @@ def _nchw(a: np.ndarray, channels: int) -> np.ndarray:
 class NeuralRenderer(Renderer):
     """The shipped neural renderer. Options: ``model`` (path to a ``*_temporal.onnx`` or single-frame
     ``.onnx``),
-    ``precision`` (``auto``, ``fp32``, ``int8``: which shipped graph when ``model`` is not given, see
-    ``default_model``),
+    ``precision`` (``auto``, ``fp32``, ``int8``: the model or its int8 copy, see ``pick_precision``; default
+    ``auto`` for the shipped model, ``fp32``, i.e. exactly the file, for a ``model`` named),
     ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads; default: the render
     worker's thread budget in ``nrb serve``, 2 elsewhere), ``device`` (``cpu``, ``auto``, ``cuda[:N]``,
     ``tensorrt[:N]``: see ``bridge.renderers.ort_session``; ``nrb serve --device`` sets it)."""
@@ -112,15 +126,17 @@ class NeuralRenderer(Renderer):
     output_format = "rgba8_srgb"
 
     def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None,
-                 device: str = "cpu", precision: str = "auto") -> None:
-        if model is None:
-            gpu = precision == "auto" and select_device(device).on_gpu
-        path = Path(model) if model is not None else default_model(precision, gpu)
-        if not path.is_file():
+                 device: str = "cpu", precision: str | None = None) -> None:
+        named = Path(model) if model is not None else DEFAULT_MODEL
+        if not named.is_file():
             raise ValueError(
-                f"neural renderer model {path} does not exist (python -m neural_renderer.recipe "
+                f"neural renderer model {named} does not exist (python -m neural_renderer.recipe "
                 "trains and exports the default one)"
             )
+        # the shipped model defaults to auto; a model the user names runs as named unless a precision is asked for
+        precision = precision or ("auto" if model is None else "fp32")
+        gpu = precision == "auto" and select_device(device).on_gpu
+        path = pick_precision(named, precision, gpu)
         self.path = path
         self.threads = None if threads is None else int(threads)
         worker = current_worker()

@@ -400,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     options = list(args.renderer_option)
     upscaled = args.output_size == (2 * args.size[0], 2 * args.size[1])
     if renderer == "neural" and upscaled and not any(o.startswith("model=") for o in options):
-        if X2_MODEL.is_file():
-            options.append(f"model={X2_MODEL}")
+        if X2_MODEL.is_file():  # and its int8 copy when that one passed its FLIP guard and measured faster
+            options += [f"model={X2_MODEL}", "precision=auto"]
         else:
             print(f"nrb demo: no 2x model at {X2_MODEL}; the 1x model's image is stretched to the window",
                   file=sys.stderr)
