@@ -230,3 +230,67 @@ def test_libnrb_compresses_on_a_slow_link_and_not_on_a_fast_one() -> None:
         raw = 160 * 90 * 22
     assert up[10] < 0.95 * raw  # compressed
     assert up[10_000] > 0.97 * raw  # raw but for the probes
+
+
+# ------------------------------------------------------------------------------------------------ remote defaults
+def test_the_link_rule_calls_loopback_and_this_hosts_addresses_local_and_other_hosts_remote() -> None:
+    """nrb.h's rule (nrb_endpoint_link), as an engine would ask it: no DNS, no traffic."""
+    import socket
+
+    assert native.endpoint_link("tcp://127.0.0.1:5555") == "local"
+    assert native.endpoint_link("tcp://localhost:5555") == "local"
+    assert native.endpoint_link("ipc:///tmp/nrb.sock") == "local"
+    assert native.endpoint_link("tcp://203.0.113.7:5555") == "remote"  # TEST-NET-3: never this host
+    assert native.endpoint_link("tcp://gpu-box.studio.example:5555") == "remote"
+    own = [a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    for address in own:  # this host's own (non-loopback) addresses are the same machine: local
+        assert native.endpoint_link(f"tcp://{address}:5555") == "local"
+
+
+def _recorded_frames(path: Path) -> list[Any]:
+    from bridge.capture import CaptureReader
+
+    with CaptureReader(path) as r:
+        return [f.decode() for f in r.frames()]
+
+
+@pytest.mark.parametrize("link", ["remote", "auto"])
+def test_a_remote_link_sends_the_compact_set_at_half_the_output_size_and_gets_the_output_size_back(
+        tmp_path: Path, link: str) -> None:
+    """The engine offers and tags what it renders (float normals, r32f depth, at the output size) and sets no render
+    size. Forced remote (over loopback, the one link a test here can reach), libnrb sends octahedral rg16f normals
+    and r16f depth at half the size and the renderer's 2x upscale brings the output size back; on loopback (auto)
+    the same engine code sends exactly what it tagged."""
+    from bridge.renderer import RenderInputs
+
+    ow, oh = 2 * W, 2 * H
+    rng = np.random.default_rng(5)
+    n = rng.normal(size=(oh, ow, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    normals = np.concatenate([n, np.zeros((oh, ow, 1), np.float32)], -1).astype(np.float16)
+    depth = rng.random((oh, ow), np.float32)
+    color = np.repeat(np.repeat(_image(2), 2, 0), 2, 1)  # output-size engine image
+    capture = tmp_path / "frames.nrbcap"
+    with served(tmp_path, "--renderer", "passthrough", "-o", "upscale=2", "-o", 'wants=["depth", "normals"]',
+                "--record", str(capture)) as srv:
+        specs = [("hudless_color", "rgba8_srgb"), ("normals", "rgba16f"), ("depth", "r32f")]
+        with _client(srv.endpoint, buffers=specs, render_size=(0, 0), output_size=(ow, oh), link=link) as c:
+            remote = link == "remote"
+            assert c.link == {"link": "remote" if remote else "local",
+                              "render_size": (W, H) if remote else (ow, oh)}
+            out = _frame(c, {"hudless_color": ("rgba8_srgb", color), "normals": ("rgba16f", normals),
+                             "depth": ("r32f", depth)})
+    frame = _recorded_frames(capture)[-1]
+    sent = {b.name: b for b in frame.buffers}
+    if remote:
+        assert {n: (b.format, b.width, b.height) for n, b in sent.items()} == {
+            "hudless_color": ("rgba8_srgb", W, H), "normals_oct": ("rg16f", W, H), "depth": ("r16f", W, H)}
+        inputs = RenderInputs(sent, size=(W, H))
+        kept = n[::2, ::2]  # nearest: the top-left pixel of each 2x2
+        cos = np.sum(inputs["normals"] * kept, -1)
+        assert float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max()) < 0.2
+        assert np.allclose(inputs["depth"][..., 0], depth[::2, ::2], atol=1e-3)
+        assert np.array_equal(out.reshape(oh, ow, 4), np.repeat(np.repeat(color[::2, ::2], 2, 0), 2, 1))
+    else:
+        assert {n: (b.format, b.width, b.height) for n, b in sent.items()} == {
+            "hudless_color": ("rgba8_srgb", ow, oh), "normals": ("rgba16f", ow, oh), "depth": ("r32f", ow, oh)}

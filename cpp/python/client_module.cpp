@@ -213,6 +213,13 @@ const char* state_name(nrb_connection_state s) {
   }
 }
 
+nrb_link link_from(const std::string& s) {
+  if (s == "auto") return NRB_LINK_AUTO;
+  if (s == "local") return NRB_LINK_LOCAL;
+  if (s == "remote") return NRB_LINK_REMOTE;
+  throw py::value_error("link must be \"auto\", \"local\" or \"remote\"");
+}
+
 const char* compression_str(nrb_compression c) {
   return c == NRB_COMPRESSION_LZ4 ? "lz4" : c == NRB_COMPRESSION_ZSTD ? "zstd" : "none";
 }
@@ -276,6 +283,8 @@ class ClientBinding {
     if (!(v = take("renderer")).is_none()) cfg.renderer(v.cast<std::string>());
     if (!(v = take("lossy_quality")).is_none()) cfg->lossy_quality = v.cast<uint32_t>();
     if (!(v = take("enabled")).is_none()) cfg->start_disabled = v.cast<bool>() ? 0u : 1u;
+    if (!(v = take("link")).is_none()) cfg->link = link_from(v.cast<std::string>());
+    if (!(v = take("exact_formats")).is_none()) cfg->exact_formats = v.cast<bool>() ? 1u : 0u;
     cfg->log_level = NRB_LOG_INFO;  // the Python API's documented default ("info")
     if (!(v = take("log_level")).is_none()) {
       std::string l = v.cast<std::string>();
@@ -532,6 +541,14 @@ class ClientBinding {
   }
 
   std::string last_error() { return client_ ? std::string(nrb_last_error(client_->handle())) : std::string(); }
+  // nrb_client_get_link: {"link": "local" | "remote", "render_size": (w, h)}.
+  py::dict link() {
+    const auto l = c().link();
+    py::dict d;
+    d["link"] = l.link == NRB_LINK_REMOTE ? "remote" : "local";
+    d["render_size"] = py::make_tuple(l.render_width, l.render_height);
+    return d;
+  }
 
  private:
   std::shared_ptr<nrb::client> client_;
@@ -565,7 +582,8 @@ ping_interval_ms, reconnect_backoff_min_ms, reconnect_backoff_max_ms, curve_serv
 curve_secret_key (Z85), log (callable(level: int, message: str), called on the I/O thread), log_level ("debug",
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers
 ([(name, format), ...]), compression ("none", "lz4", "zstd"), compression_level, shm_slots, enabled (True),
-renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1).
+renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1),
+link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means the link's default), exact_formats.
 )doc")
       .def(py::init<py::kwargs>())
       .def("close", &ClientBinding::close, "Say BYE, stop the I/O thread, free everything (also done on garbage collection).")
@@ -618,11 +636,22 @@ renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact i
            "retry() or enabled off and on asks again).")
       .def("retry", &ClientBinding::retry,
            "Leave the 'refused' state and ask the renderer again (nrb_client_retry); a no-op in any other state.")
+      .def_property_readonly("link", &ClientBinding::link,
+                             "nrb_client_get_link: {'link': 'local' | 'remote', 'render_size': (w, h)}: the link by "
+                             "nrb.h's rule (or as configured) and the size to render the G-buffers at.")
       .def_property_readonly("last_error", &ClientBinding::last_error,
                              "Text of the last error of this client: a failing call, or its connection (the "
                              "renderer's refusal, no WELCOME in time).");
 
   m.def("client_version", [] { return std::string(nrb_get_version_string()); }, "libnrb client version.");
+  m.def(
+      "endpoint_link",
+      [](const std::string& endpoint) {
+        nrb_link l = NRB_LINK_LOCAL;
+        nrb::detail::check(nrb_endpoint_link(endpoint.c_str(), &l), nullptr);
+        return std::string(l == NRB_LINK_REMOTE ? "remote" : "local");
+      },
+      py::arg("endpoint"), "nrb_endpoint_link: 'local' or 'remote' by nrb.h's rule (no network traffic).");
 
   // nrb.h's constants, so Python engines (the Panda3D plugin) name buffers and formats the way C and C++ ones do:
   // BUFFER_ALBEDO == "albedo", ..., BUFFER_NAMES (every NRB_BUFFER_* name, in nrb.h's order), FORMATS (wire names in

@@ -229,8 +229,11 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
   o.engine = str_or(c.engine_name, "unknown");
   o.engine_version = str_or(c.engine_version, "");
   o.render_size = {c.render_width, c.render_height};
-  o.output_size = {c.output_width ? c.output_width : c.render_width,
-                   c.output_height ? c.output_height : c.render_height};
+  if (c.render_width || c.render_height)
+    o.output_size = {c.output_width ? c.output_width : c.render_width,
+                     c.output_height ? c.output_height : c.render_height};
+  else  // 0x0: the link's default render size, from the output size (ClientOptions::resolve_link)
+    o.output_size = {c.output_width, c.output_height};
   if (c.buffer_count && !c.buffers) throw std::invalid_argument("buffers is NULL but buffer_count > 0");
   if (c.buffer_count > wire::kMaxBuffers) throw std::invalid_argument("at most 32 buffers");
   for (uint32_t i = 0; i < c.buffer_count; ++i) {
@@ -249,6 +252,9 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
   o.renderer = str_or(c.renderer, "");
   if (c.lossy_quality > 100) throw std::invalid_argument("lossy_quality must be 0 (off) or 1..100");
   o.lossy_quality = c.lossy_quality;
+  if (c.link > NRB_LINK_REMOTE) throw std::invalid_argument("link is not an NRB_LINK_*");
+  o.link = static_cast<nrb::detail::LinkMode>(c.link);
+  o.exact_formats = c.exact_formats != 0;
   return o;
 }
 
@@ -406,6 +412,8 @@ NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client
                                    offsetof(nrb_client_config, renderer)))
       return s;
     if (config->struct_version < 2) cfg.renderer = nullptr, cfg.lossy_quality = 0;
+    // before struct_version 3 there were no link defaults: such a caller keeps what it asked for on any link
+    if (config->struct_version < 3) cfg.link = NRB_LINK_LOCAL, cfg.exact_formats = 0;
     nrb::detail::ClientOptions opts = options_of(cfg);
     nrb::detail::Logger log;
     if (cfg.log_fn) {
@@ -422,6 +430,24 @@ NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client
     *out_client = c.release();
     return NRB_OK;
   });
+}
+
+NRB_API nrb_status nrb_endpoint_link(const char* endpoint, nrb_link* out_link) {
+  if (!endpoint || !out_link) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_endpoint_link: NULL argument");
+  return guarded(nullptr, "nrb_endpoint_link", [&]() -> nrb_status {
+    *out_link = nrb::detail::endpoint_is_local(endpoint) ? NRB_LINK_LOCAL : NRB_LINK_REMOTE;
+    return NRB_OK;
+  });
+}
+
+NRB_API nrb_status nrb_client_get_link(const nrb_client* client, nrb_link* out_link, uint32_t* out_render_width,
+                                       uint32_t* out_render_height) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_client_get_link: client is NULL");
+  const auto& o = client->impl->options();
+  if (out_link) *out_link = o.remote ? NRB_LINK_REMOTE : NRB_LINK_LOCAL;
+  if (out_render_width) *out_render_width = o.render_size.width;
+  if (out_render_height) *out_render_height = o.render_size.height;
+  return NRB_OK;
 }
 
 NRB_API void nrb_client_destroy(nrb_client* client) {

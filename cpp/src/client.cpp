@@ -16,7 +16,8 @@ Pipeline::Options pipeline_options(const ClientOptions& o) {
   return p;
 }
 
-const ClientOptions& validated(const ClientOptions& o) {
+ClientOptions prepared(ClientOptions o) {
+  o.resolve_link();
   o.validate();
   return o;
 }
@@ -27,9 +28,10 @@ uint64_t monotonic_ns(TimePoint t) {
 }  // namespace
 
 Client::Client(ClientOptions opts, Logger log)
-    : opts_(validated(opts)),
+    : opts_(prepared(std::move(opts))),
+      staging_(StagingPool::create()),
       pipeline_(pipeline_options(opts_)),
-      builder_(StagingPool::create(), opts_.output_reserve()) {
+      builder_(staging_, opts_.output_reserve()) {
   io_ = std::make_unique<IoThread>(opts_, pipeline_, std::move(log));
   pipeline_.set_wake([io = io_.get()] { io->wake(); });
 }
@@ -47,6 +49,7 @@ uint64_t Client::begin(double dt, double deadline_ms) {
   dt = std::clamp(dt, 0.0, 10.0);
   last_begin_ = now;
   has_begun_ = true;
+  pending_.clear();
   Pipeline::BeginInfo info = pipeline_.begin();
   builder_.start(info.frame_id, info.live, info.pool, monotonic_ns(now), dt,
                  deadline_ms > 0.0 ? deadline_ms : opts_.deadline_ms);
@@ -58,6 +61,15 @@ void Client::tag_buffer(BufferArgs b, const void* data) {
   if (!data) throw std::invalid_argument("buffer \"" + b.name + "\": data is NULL");
   if (!builder_.live()) {
     check_buffer(b);  // still report bad arguments, but do not copy pixels nobody will see
+    return;
+  }
+  drop_pending(b.name);
+  BufferArgs sent;
+  if (wire_form(b, sent)) {
+    check_buffer(b);  // the engine's form, stride resolved
+    uint8_t* out = builder_.reserve(sent);
+    convert_pixels(static_cast<const uint8_t*>(data), b.stride, b.format, b.width, b.height, out, sent.format,
+                   sent.width, sent.height);
     return;
   }
   const uint64_t src_stride = b.stride;
@@ -77,19 +89,78 @@ void Client::tag_buffer(BufferArgs b, const void* data) {
 
 uint8_t* Client::acquire_slot(BufferArgs b, uint64_t* stride) {
   if (!builder_.active()) throw std::logic_error("no frame begun (call begin first)");
+  drop_pending(b.name);
+  BufferArgs sent;
+  if (wire_form(b, sent)) {  // the engine writes its own form into scratch memory; submit converts it
+    check_buffer(b);
+    PendingConversion p;
+    p.name = b.name;
+    p.engine = b;
+    p.wire = builder_.reserve(sent);
+    p.sent = sent;
+    p.scratch = staging_->acquire(static_cast<size_t>(b.stride * b.height));
+    if (stride) *stride = b.stride;
+    pending_.push_back(std::move(p));
+    return pending_.back().scratch->data;
+  }
   uint8_t* p = builder_.reserve(b);
   if (stride) *stride = b.stride;
   return p;
 }
 
+bool Client::wire_form(const BufferArgs& b, BufferArgs& sent) const {
+  sent = b;
+  sent.stride = 0;
+  bool changed = false;
+  for (const auto& c : opts_.conversions)
+    if (c.from_name == b.name && c.from_format == b.format) {
+      sent.name = c.to_name;
+      sent.format = c.to_format;
+      changed = true;
+    }
+  const wire::Size2 render = opts_.render_size;
+  const bool constant = b.width == 1 && b.height == 1;  // per-frame 1x1 constants travel as they are
+  if (!constant && (b.width != render.width || b.height != render.height)) {
+    sent.width = render.width;
+    sent.height = render.height;
+    changed = true;
+  }
+  return changed;
+}
+
+void Client::drop_pending(const std::string& name) {
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                [&](const PendingConversion& p) { return p.name == name; }),
+                 pending_.end());
+}
+
 void Client::set_camera(const wire::Camera& c) {
   if (!builder_.active()) throw std::logic_error("no frame begun (call begin first)");
   check_camera(c);
+  const wire::Size2 render = opts_.render_size;
+  if (c.render_size && c.render_size->width && c.render_size->height &&
+      (c.render_size->width != render.width || c.render_size->height != render.height)) {
+    // an engine drawing at another size than the session's (wire_form resamples its buffers): the camera describes
+    // the buffers that are sent, so its render size and pixel jitter follow
+    const wire::Size2 drawn = *c.render_size;
+    wire::Camera sent = c;
+    sent.render_size = render;
+    if (sent.jitter) {
+      (*sent.jitter)[0] *= double(render.width) / drawn.width;
+      (*sent.jitter)[1] *= double(render.height) / drawn.height;
+    }
+    builder_.set_camera(std::move(sent));
+    return;
+  }
   builder_.set_camera(c);
 }
 
 void Client::submit() {
   if (!builder_.active()) throw std::logic_error("no frame begun (call begin first)");
+  for (const auto& p : pending_)
+    convert_pixels(p.scratch->data, p.engine.stride, p.engine.format, p.engine.width, p.engine.height, p.wire,
+                   p.sent.format, p.sent.width, p.sent.height);
+  pending_.clear();
   pipeline_.submit(builder_.finish(), Clock::now());
 }
 

@@ -56,7 +56,24 @@ class Client {
   size_t current_shm_buffers() const noexcept { return builder_.shm_buffers(); }
 
  private:
+  // A buffer the engine writes in its own form (acquire_slot) that goes out converted (compact format, render
+  // size): converted into `wire` at submit.
+  struct PendingConversion {
+    std::string name;
+    std::shared_ptr<StagingPool::Block> scratch;
+    BufferArgs engine;  // the engine's form (stride resolved)
+    BufferArgs sent;    // the form on the wire (tight rows)
+    uint8_t* wire = nullptr;
+  };
+  // The form buffer `b` travels in: the compact format of a remote link (ClientOptions::conversions) and the
+  // session's render size (nearest-pixel resampling) when it is tagged at another size, 1x1 constants excepted (a
+  // renderer refuses any other size). Returns false when it travels as tagged.
+  bool wire_form(const BufferArgs& b, BufferArgs& sent) const;
+  void drop_pending(const std::string& name);
+
   const ClientOptions opts_;
+  std::shared_ptr<StagingPool> staging_;
+  std::vector<PendingConversion> pending_;
   Pipeline pipeline_;
   FrameBuilder builder_;
   TimePoint last_begin_{};

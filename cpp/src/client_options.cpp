@@ -35,7 +35,8 @@ void ClientOptions::validate() const {
   require(!engine.empty() && engine.size() <= wire::kMaxString, "engine_name must be 1..256 bytes");
   require(engine_version.size() <= wire::kMaxString, "engine_version must be at most 256 bytes");
   require(valid_utf8(engine) && valid_utf8(engine_version), "engine name/version must be UTF-8");
-  require(size_ok(render_size), "render size must be 1..16384 in each dimension");
+  require(size_ok(render_size), "render size must be 1..16384 in each dimension (0x0: the link's default, which "
+                                "needs the output size)");
   require(size_ok(output_size), "output size must be 1..16384 in each dimension");
   require(buffers.size() <= wire::kMaxBuffers, "at most 32 buffers");
   for (size_t i = 0; i < buffers.size(); ++i) {
@@ -49,6 +50,27 @@ void ClientOptions::validate() const {
   require(renderer.size() <= wire::kMaxString && valid_utf8(renderer), "renderer must be UTF-8, at most 256 bytes");
   require(lossy_quality <= 100, "lossy_quality must be 0 (exact images) or 1..100");
   if (offers_shm()) require(slot_size() <= wire::kMaxShmSlotSize, "the buffers do not fit a 1 GiB shm slot");
+}
+
+void ClientOptions::resolve_link() {
+  remote = link == LinkMode::remote || (link == LinkMode::automatic && !endpoint_is_local(endpoint));
+  const bool no_render = render_size.width == 0 && render_size.height == 0;
+  const bool no_output = output_size.width == 0 && output_size.height == 0;
+  if (no_render && !no_output)
+    render_size = remote ? wire::Size2{(output_size.width + 1) / 2, (output_size.height + 1) / 2} : output_size;
+  if (no_output) output_size = render_size;
+  if (!remote || exact_formats || !conversions.empty()) return;
+  for (auto& b : buffers) {
+    BufferConversion c;
+    if (!compact_form(b.name, b.format, c)) continue;
+    const bool taken = c.to_name != b.name && std::any_of(buffers.begin(), buffers.end(), [&](const wire::BufferSpec& o) {
+      return o.name == c.to_name;
+    });
+    if (taken) continue;  // the engine offers the compact buffer itself
+    b.name = c.to_name;
+    b.format = c.to_format;
+    conversions.push_back(std::move(c));
+  }
 }
 
 bool ClientOptions::offers_shm() const {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "link_defaults.hpp"
 #include "protocol.hpp"
 
 namespace nrb::detail {
@@ -34,6 +35,8 @@ class Logger {
 };
 
 enum class ShmMode : uint32_t { automatic = 0, off = 1, on = 2 };
+// nrb_link: what kind of link the endpoint is (automatic: endpoint_is_local decides).
+enum class LinkMode : uint32_t { automatic = 0, local = 1, remote = 2 };
 
 // The adaptive in-flight limit's maximum (frames_in_flight 0).
 inline constexpr uint32_t kAdaptiveMaxInFlight = 4;
@@ -61,6 +64,18 @@ struct ClientOptions {
   size_t max_pending_events = 65536;
   std::string renderer;       // HELLO `renderer` (section 5.11); empty: any
   uint32_t lossy_quality = 0;  // 1..100: HELLO `lossy_output` JPEG at this quality (section 6.3.1); 0: exact images
+  LinkMode link = LinkMode::automatic;
+  bool exact_formats = false;  // true: buffers travel in the formats the engine tags, even on a remote link
+
+  // Set by resolve_link() (idempotent; Client calls it before validate()):
+  bool remote = false;                         // the session's link is remote (nrb_link)
+  std::vector<BufferConversion> conversions;  // what tag_buffer converts (the compact set on a remote link)
+
+  // Applies the remote-link defaults of nrb.h (nrb_link): the link from `link` and the endpoint; a render size of
+  // 0x0 becomes the output size (local) or half of it, rounded up (remote); an output size of 0x0 the render size;
+  // on a remote link without exact_formats, `buffers` with a compact form (compact_form) are offered in it and
+  // `conversions` says how tag_buffer gets there.
+  void resolve_link();
 
   // The most frames that can ever be in flight: frames_in_flight, or the adaptive maximum.
   uint32_t most_in_flight() const noexcept { return frames_in_flight ? frames_in_flight : kAdaptiveMaxInFlight; }

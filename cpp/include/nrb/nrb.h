@@ -61,7 +61,7 @@ extern "C" {
 #define NRB_ABI_VERSION 1      /* this header's ABI: see the top of the file */
 
 /* Struct versions (bumped when fields are appended). */
-#define NRB_CLIENT_CONFIG_VERSION 2 /* 2: renderer, lossy_quality */
+#define NRB_CLIENT_CONFIG_VERSION 3 /* 2: renderer, lossy_quality; 3: link, exact_formats */
 #define NRB_BUFFER_DESC_VERSION 1
 #define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
@@ -176,6 +176,32 @@ enum {
 typedef uint32_t nrb_compression;
 enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2 };
 
+/* Local or remote link (docs/protocol.md section 5.1, "Remote links"). The rule (nrb_endpoint_link): an endpoint is
+ * LOCAL when it is ipc:// or inproc://, or tcp:// to a loopback address (127.0.0.0/8, ::1, "localhost"), an
+ * unspecified one (0.0.0.0, ::), this host's name (gethostname) or an address of one of this host's interfaces;
+ * anything else is REMOTE, a host name included (no DNS lookup: nrb_client_create never waits on the network).
+ * On a REMOTE link the client's defaults change, so a plugin gets fewer bytes without encoding anything itself:
+ *   - render size: render_width/height 0 means half the output size (rounded up), the renderer upscaling 2x
+ *     (a LOCAL link: the output size); the plugin asks nrb_client_get_link which size to render its G-buffers at.
+ *     On any link, a buffer tagged at another size than the render size (1x1 constants excepted) is resampled to it
+ *     (nearest pixel: depths, ids and normals are never averaged), and a camera's render_width/height and jitter
+ *     are rescaled to match, so a plugin that keeps drawing at its own size still sends the smaller buffers;
+ *   - compact formats: the engine offers and tags its own formats; libnrb sends float normals (rgba16f, rgba32f) as
+ *     NRB_BUFFER_NORMALS_OCT rg16f (octahedral) and depth / linear_depth r32f as r16f, converting as it copies
+ *     (nrb_frame_tag_buffer) or at nrb_frame_submit (nrb_frame_acquire_slot), unless exact_formats is set;
+ *   - as on every link, buffers the renderer does not ask for in WELCOME are never sent.
+ * An engine that configured otherwise keeps its choice: a non-zero render size, exact_formats, or link LOCAL. */
+typedef uint32_t nrb_link;
+enum {
+  NRB_LINK_AUTO = 0,   /* from the endpoint, by the rule above */
+  NRB_LINK_LOCAL = 1,  /* no remote defaults */
+  NRB_LINK_REMOTE = 2  /* the remote defaults whatever the endpoint (e.g. a loopback tunnel to a far renderer) */
+};
+
+/* Which link `endpoint` is by the rule above: *out_link NRB_LINK_LOCAL or NRB_LINK_REMOTE. Any thread; no network
+ * traffic (it reads this host's interface addresses). */
+NRB_API nrb_status nrb_endpoint_link(const char* endpoint, nrb_link* out_link);
+
 /* Event/style targets (section 5.3). */
 typedef uint32_t nrb_scope;
 enum { NRB_SCOPE_GLOBAL = 0, NRB_SCOPE_MATERIAL = 1, NRB_SCOPE_OBJECT = 2 };
@@ -265,7 +291,9 @@ typedef struct nrb_client_config {
   const char* engine_name;    /* HELLO `engine`; NULL: "unknown" */
   const char* engine_version; /* HELLO `engine_version`; NULL: "" */
 
-  uint32_t render_width, render_height; /* size of the G-buffers, 1..16384 (required) */
+  /* Size of the G-buffers, 1..16384; 0x0: the link's default (nrb_link: the output size, or half of it on a remote
+   * link), which needs the output size. */
+  uint32_t render_width, render_height;
   uint32_t output_width, output_height; /* size of the image wanted back; 0: the render size */
 
   /* Buffers the engine will tag (HELLO `buffers`), at most 32. They also size the shared-memory slots: a slot
@@ -289,6 +317,10 @@ typedef struct nrb_client_config {
    * (HELLO `lossy_output`, section 6.3.1; 90 is a good choice for a slow link); libnrb decodes it. Only rgba8 /
    * rgba8_srgb images; never through shared memory. */
   uint32_t lossy_quality;
+
+  /* struct_version 3 (a caller of an older version gets link LOCAL: no remote defaults) */
+  nrb_link link;          /* default NRB_LINK_AUTO: the endpoint decides (see nrb_link) */
+  uint32_t exact_formats; /* non-zero: buffers travel in the formats tagged, also on a remote link */
 } nrb_client_config;
 
 /* Fills `config` with defaults (zeros) and sets struct_size/struct_version. Any thread. */
@@ -304,6 +336,12 @@ typedef struct nrb_client nrb_client; /* opaque */
  * `config` and everything it points to are copied. On success *out_client owns the client; destroy it with
  * nrb_client_destroy. On failure *out_client is NULL and nrb_last_error(NULL) explains. Any thread. */
 NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client);
+
+/* The client's link (nrb_link: LOCAL or REMOTE, after the rule) and the render size its sessions use (the G-buffer
+ * size to render at: the configured one, or the link's default). Each out pointer may be NULL. Fixed for the
+ * client's life. Any thread. */
+NRB_API nrb_status nrb_client_get_link(const nrb_client* client, nrb_link* out_link, uint32_t* out_render_width,
+                                       uint32_t* out_render_height);
 
 /* Says BYE (best effort, without waiting), stops the I/O thread and frees everything, including results still
  * held: every pointer obtained from the client becomes invalid. NULL is a no-op. Must not race with any other call

@@ -317,6 +317,16 @@ class client {
     return s;
   }
   nrb_connection_state state() const { return stats().state; }
+  // nrb_client_get_link: whether the link is remote, and the render size to draw the G-buffers at.
+  struct link_info {
+    nrb_link link = NRB_LINK_LOCAL;
+    uint32_t render_width = 0, render_height = 0;
+  };
+  link_info link() const {
+    link_info l;
+    detail::check(nrb_client_get_link(h_, &l.link, &l.render_width, &l.render_height), h_);
+    return l;
+  }
   // Leaves NRB_STATE_REFUSED and asks the renderer again; a no-op in any other state.
   void retry() { detail::check(nrb_client_retry(h_), h_); }
   // nrb_last_error: the last failure of a call or of the connection (a refusal, no WELCOME); "" when none.

@@ -8,6 +8,7 @@
 #include <godot_cpp/variant/array.hpp>
 #include <godot_cpp/variant/color.hpp>
 #include <godot_cpp/variant/packed_float64_array.hpp>
+#include <godot_cpp/variant/vector2i.hpp>
 #include <godot_cpp/variant/vector3.hpp>
 #include <godot_cpp/variant/utility_functions.hpp>
 
@@ -258,8 +259,11 @@ bool NRBClient::configure(const String& endpoint, int64_t width, int64_t height,
   cfg.deadline_ms = deadline_ms;
   cfg.engine_name = en.get_data();
   cfg.engine_version = ev.get_data();
-  cfg.render_width = static_cast<uint32_t>(width);
-  cfg.render_height = static_cast<uint32_t>(height);
+  // The effect's G-buffer size is the image wanted back; the render size is libnrb's default for the link
+  // (nrb.h nrb_link): the same size on this host, half of it on a remote link, where libnrb resamples the buffers
+  // this plugin tags at this size and sends the compact formats. The plugin encodes nothing itself.
+  cfg.output_width = static_cast<uint32_t>(width);
+  cfg.output_height = static_cast<uint32_t>(height);
   cfg.buffers = specs.data();
   cfg.buffer_count = static_cast<uint32_t>(specs.size());
   cfg.start_disabled = enabled ? 0u : 1u;
@@ -555,6 +559,16 @@ Dictionary NRBClient::get_buffer_names() const {
   return d;
 }
 
+Dictionary NRBClient::get_link() const {
+  Dictionary d;
+  nrb_link link = NRB_LINK_LOCAL;
+  uint32_t w = 0, h = 0;
+  if (client_ == nullptr || nrb_client_get_link(client_, &link, &w, &h) != NRB_OK) return d;
+  d["link"] = link == NRB_LINK_REMOTE ? "remote" : "local";
+  d["render_size"] = Vector2i(static_cast<int32_t>(w), static_cast<int32_t>(h));
+  return d;
+}
+
 Dictionary NRBClient::get_stats() const {
   Dictionary d;
   if (client_ == nullptr) {
@@ -634,6 +648,7 @@ void NRBClient::_bind_methods() {
   ClassDB::bind_method(D_METHOD("fire_event", "name", "params", "scope", "ids"), &NRBClient::fire_event);
   ClassDB::bind_method(D_METHOD("get_buffer_names"), &NRBClient::get_buffer_names);
   ClassDB::bind_method(D_METHOD("get_stats"), &NRBClient::get_stats);
+  ClassDB::bind_method(D_METHOD("get_link"), &NRBClient::get_link);
   ClassDB::bind_method(D_METHOD("get_last_error"), &NRBClient::get_last_error);
 }
 

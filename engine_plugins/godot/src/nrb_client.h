@@ -79,6 +79,9 @@ class NRBClient : public RefCounted {
   Dictionary get_buffer_names() const;
 
   Dictionary get_stats() const;
+  // nrb_client_get_link: {"link": "local" | "remote", "render_size": Vector2i}: libnrb's choice for the endpoint
+  // (on a remote link half the configured size, compact formats); {} before configure.
+  Dictionary get_link() const;
   String get_last_error() const;
   // After the renderer refused the session (state "refused"): try again (nrb_client_retry).
   bool retry();

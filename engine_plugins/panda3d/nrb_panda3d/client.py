@@ -53,6 +53,7 @@ class ClientConfig:
     """What the plugin passes to the client (a subset of ``nrb_client_config``)."""
 
     endpoint: str = "tcp://127.0.0.1:5555"
+    #: (0, 0): the link's default (nrb.h nrb_link): the output size, or half of it on a remote link
     render_size: tuple[int, int] = (640, 360)
     output_size: tuple[int, int] | None = None
     buffers: Sequence[tuple[str, str]] = ()
@@ -162,6 +163,18 @@ class NativeClient:
             server_timeout_ms=config.server_timeout_ms, reconnect_backoff_min_ms=config.reconnect_backoff_min_ms,
             reconnect_backoff_max_ms=config.reconnect_backoff_max_ms, **config.curve(),
         )
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """The size to render the G-buffers at (``nrb_client_get_link``): the configured one, or the link's
+        default. Buffers tagged at the output size are resampled to it by libnrb."""
+        w, h = self._c.link["render_size"]
+        return int(w), int(h)
+
+    @property
+    def remote(self) -> bool:
+        """Whether libnrb treats the endpoint as a remote link (nrb.h's rule): compact formats, half the size."""
+        return bool(self._c.link["link"] == "remote")
 
     def frame_begin(self, dt: float = -1.0) -> int:
         return int(self._c.begin(dt))

@@ -241,7 +241,6 @@ class NeuralRendering:
         self.scene = scene if scene is not None else base.render
         self.camera = camera if camera is not None else base.cam
         win_size = (base.win.getXSize(), base.win.getYSize())
-        self.render_size = tuple(self.settings.render_size or win_size)
 
         # raster path: the game's camera renders into a texture; a full-screen card shows it (or the neural image)
         self.scene_tex = Texture("nrb-raster")
@@ -257,22 +256,18 @@ class NeuralRendering:
         self.source = RASTER
         self.card.setTexture(self.scene_tex, 1)
 
-        self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)
         buffers = list(GBUFFER_FORMATS.items())
         if self.settings.send_color:
             buffers.append((BUFFER_HUDLESS_COLOR, "rgba8_srgb"))
         if self.settings.send_lighting:
             buffers += list(LIGHTING_FORMATS.items())
         self.buffer_specs = buffers
-        self.pack: PackPass | None = None
-        if self.settings.gpu_pack and can_pack(self.render_size):
-            try:
-                self.pack = PackPass(base, self.gbuffer, self.scene_tex if self.settings.send_color else None)
-            except RuntimeError as exc:  # e.g. a GPU without 5 render targets: the numpy path still works
-                log.warning("no GPU pack pass (%s): converting the G-buffers in numpy", exc)
         if client is None:
+            # No render size set (nrb-render-size): libnrb picks it from the link (nrb.h nrb_link): the window size
+            # on this host, half of it on a remote link, where the renderer upscales 2x. Formats likewise: the
+            # plugin sends what it renders and libnrb sends the compact set on a remote link.
             client = make_client(ClientConfig(
-                endpoint=self.settings.endpoint, render_size=self.render_size, output_size=win_size,
+                endpoint=self.settings.endpoint, render_size=self.settings.render_size or (0, 0), output_size=win_size,
                 buffers=buffers, frames_in_flight=self.settings.frames_in_flight,
                 deadline_ms=self.settings.deadline_ms, engine_name="panda3d",
                 engine_version=PandaSystem.getVersionString(), start_disabled=not self.settings.enabled,
@@ -282,6 +277,14 @@ class NeuralRendering:
                 curve_secret_key=self.settings.curve_secret_key,
             ))
         self.client = client
+        self.render_size: tuple[int, int] = tuple(client.render_size)
+        self.gbuffer = GBufferPass(base, self.scene, self.camera, self.render_size)
+        self.pack: PackPass | None = None
+        if self.settings.gpu_pack and can_pack(self.render_size):
+            try:
+                self.pack = PackPass(base, self.gbuffer, self.scene_tex if self.settings.send_color else None)
+            except RuntimeError as exc:  # e.g. a GPU without 5 render targets: the numpy path still works
+                log.warning("no GPU pack pass (%s): converting the G-buffers in numpy", exc)
         self._intensity = float(self.settings.intensity)
         if self._intensity != 1.0:  # 1 is every session's default
             self.client.set_intensity(self._intensity, 0.0)

@@ -214,8 +214,13 @@ void FNeuralRenderBridgeModule::RecreateClient()
 	Settings.DeadlineMs = DeadlineMs;
 	Settings.bEnabled = bEnabled;
 	Settings.EngineVersion = ToUtf8(FEngineVersion::Current().ToString());
-	Settings.RenderWidth = static_cast<uint32_t>(Size.X);
-	Settings.RenderHeight = static_cast<uint32_t>(Size.Y);
+	// The image wanted back; the render size is libnrb's default for the link (nrb.h nrb_link): the same size on this
+	// host, half of it on a remote link (the renderer upscales 2x). libnrb resamples what the pack pass tags to it and
+	// sends the compact formats there, so this plugin encodes nothing for a remote renderer.
+	Settings.RenderWidth = 0;
+	Settings.RenderHeight = 0;
+	Settings.OutputWidth = static_cast<uint32_t>(Size.X);
+	Settings.OutputHeight = static_cast<uint32_t>(Size.Y);
 	Settings.LogFn = &LogFromNrb;
 	Settings.LogLevel = NRB_LOG_WARNING;
 	const nrbglue::FClientConfig Config(Settings);
@@ -226,6 +231,13 @@ void FNeuralRenderBridgeModule::RecreateClient()
 			UTF8_TO_TCHAR(nrb_last_error(nullptr)));
 		Client = nullptr;
 		return;
+	}
+	nrb_link Link = NRB_LINK_LOCAL;
+	uint32_t RenderWidth = 0, RenderHeight = 0;
+	if (nrb_client_get_link(Client, &Link, &RenderWidth, &RenderHeight) == NRB_OK)
+	{
+		UE_LOG(LogNeuralRendering, Log, TEXT("neural renderer at %s: %s link, G-buffers sent at %ux%u"), *Endpoint,
+			Link == NRB_LINK_REMOTE ? TEXT("remote") : TEXT("local"), RenderWidth, RenderHeight);
 	}
 	// the player's intensity setting (a new client's sessions start at 1)
 	ClientIntensity = 1.0;

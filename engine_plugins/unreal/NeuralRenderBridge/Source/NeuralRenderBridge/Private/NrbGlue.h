@@ -104,8 +104,8 @@ struct FClientSettings
 	double DeadlineMs = 100.0;
 	bool bEnabled = true;
 	std::string EngineVersion;
-	uint32_t RenderWidth = 1280, RenderHeight = 720;
-	uint32_t OutputWidth = 0, OutputHeight = 0;  // 0: the render size
+	uint32_t RenderWidth = 1280, RenderHeight = 720;  // 0x0: libnrb's default for the link (nrb.h nrb_link)
+	uint32_t OutputWidth = 0, OutputHeight = 0;       // 0: the render size
 	std::string CurveKeys[3];                    // server public, client public, client secret; all or none
 	nrb_log_fn LogFn = nullptr;
 	void* LogUser = nullptr;
