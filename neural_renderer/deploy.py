@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neural_renderer.models.blocks import ConvFiLM, ResFiLM, upsample2
+from neural_renderer.models.blocks import ConvFiLM, ParamEmbedding, ResFiLM, upsample2
 from neural_renderer.models.features import (
     ENGINE_INPUT_CHANNELS,
     FEATURE_CHANNELS,
@@ -34,6 +34,12 @@ from neural_renderer.models.features import (
     house_lighting,
 )
 from neural_renderer.models.net import NeuralRendererNet
+
+#: ONNX Runtime runs a convolution in its blocked NCHWc layout only when its input channels are a multiple of its
+#: block (8 on AVX2): the 31 full-resolution input channels of a network with the engine image (issue 15) made
+#: ``enc0``, a quarter of the frame's work, run unblocked at 4.5x its blocked time (profiled at 640x360, one
+#: thread), so DeployNet pads them, and the 19 parameter features, with zero channels (zero weights).
+CHANNEL_BLOCK = 8
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int = 0) -> nn.Conv2d:
@@ -129,6 +135,11 @@ class DeployNet(nn.Module):
         c0 = net.enc0.conv.weight.detach()
         full = c0.shape[1] // 4
         w6 = c0.view(w, full, 2, 2, 3, 3).permute(0, 1, 4, 2, 5, 3).reshape(w, full, 6, 6)
+        # zero input channels up to a multiple of CHANNEL_BLOCK, for the convolutions that read the full-resolution
+        # input and the parameter features (see CHANNEL_BLOCK)
+        self.x_pad = -full % CHANNEL_BLOCK
+        self.s_pad = -s % CHANNEL_BLOCK if cfg.params else 0
+        w6 = F.pad(w6, (0, 0, 0, 0, 0, self.x_pad))
         b0 = net.enc0.conv.bias
         self.enc0 = _conv(w6, None if b0 is None else b0.detach(), stride=2, padding=2)
         self.enc0_film = _Film(net.enc0.film.to_gb, embed)
@@ -142,8 +153,17 @@ class DeployNet(nn.Module):
         fw = net.fuse.weight.detach()[:, :, 0, 0]
         fb = net.fuse.bias
         self.fuse_d = _conv(fw[:, :w, None, None], None if fb is None else fb.detach())
-        self.fuse_s = _conv(fw[:, w : w + 4 * s].reshape(w, s, 2, 2), None, stride=2)
-        self.fuse_x = _conv(fw[:, w + 4 * s :].reshape(w, full, 2, 2), None, stride=2)
+        self.fuse_s = _conv(F.pad(fw[:, w : w + 4 * s].reshape(w, s, 2, 2), (0, 0, 0, 0, 0, self.s_pad)), None,
+                            stride=2)
+        self.fuse_x = _conv(F.pad(fw[:, w + 4 * s :].reshape(w, full, 2, 2), (0, 0, 0, 0, 0, self.x_pad)), None,
+                            stride=2)
+        if self.param_embed is not None and self.s_pad:  # the embedding MLP reads the padded features too
+            fc1 = self.param_embed.fc1
+            padded = ParamEmbedding(s + self.s_pad, self.param_embed.fc2.out_channels, fc1.out_channels)
+            padded.fc1 = _conv(F.pad(fc1.weight.detach(), (0, 0, 0, 0, 0, self.s_pad)),
+                               None if fc1.bias is None else fc1.bias.detach())
+            padded.fc2 = self.param_embed.fc2
+            self.param_embed = padded
         self.head = net.head
 
     def forward(
@@ -167,9 +187,11 @@ class DeployNet(nn.Module):
             if engine is None:
                 engine = torch.zeros_like(x[:, :ENGINE_INPUT_CHANNELS])
             parts.append(self.engine(engine, albedo))
+        if self.x_pad:
+            parts.append(torch.zeros_like(x[:, : self.x_pad]))
         x = torch.cat(parts, 1)
         if self.param_features is not None and self.param_embed is not None:
-            style_map = self.param_features(style_map)
+            style_map = self.param_features(style_map, self.s_pad)
             s2 = self.param_embed(F.avg_pool2d(style_map, 2))  # the embedding, pooled further per level
         else:
             s2 = F.avg_pool2d(style_map, 2)

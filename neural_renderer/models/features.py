@@ -206,12 +206,14 @@ class ParamFeatures(nn.Module):
         self.register_buffer("scale", scale.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("shift", shift.view(1, -1, 1, 1), persistent=False)
 
-    def forward(self, params: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: torch.Tensor, pad: int = 0) -> torch.Tensor:
+        """``pad`` (at most 19) zero channels are appended: the inference graph's convolutions run in ONNX
+        Runtime's blocked layout only on a multiple of 8 input channels (``neural_renderer.deploy``)."""
         scale = torch.as_tensor(self.scale)
         shift = torch.as_tensor(self.shift)
         x = (params + shift) * scale
         exposure = torch.log2(params[:, 9:10].clamp_min(1.0 / 64.0)) * 0.5
-        return torch.cat([x[:, :9], exposure, x[:, 10:]], 1)
+        return torch.cat([x[:, :9], exposure, x[:, 10:]] + ([torch.zeros_like(x[:, :pad])] if pad else []), 1)
 
 
 class EngineFeatures(nn.Module):
