@@ -176,7 +176,8 @@ def add_train_parser(subparsers: Any) -> None:
         "--init",
         type=Path,
         help="fine-tune: start from this checkpoint's weights (e.g. neural_renderer/weights/default.pt); "
-        "the network's shape comes from it",
+        "the network's shape comes from it; with --params --engine a styles-as-weights checkpoint is rebuilt to "
+        "take the parameter map and the engine image, rendering exactly as before (the warm start)",
     )
     p.add_argument(
         "--flip-weight",
