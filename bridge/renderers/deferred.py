@@ -7,16 +7,24 @@ saturation/contrast grading, a thermal palette and ink outlines on depth/normal 
 
 Every step is per pixel except edge detection, which looks at neighbouring *geometry* (depth, normals) but never at
 neighbouring styles. Hence changing the style of some pixels changes exactly those pixels — the property the
-"weapon turns golden and nothing else changes" test relies on. The view direction is the camera's ``-forward`` (a
-directional-viewer approximation; no position reconstruction), or +Z without a camera.
+"weapon turns golden and nothing else changes" test relies on. For the sun the view direction is the camera's
+``-forward`` (a directional-viewer approximation), or +Z without a camera.
+
+The engine's other lights (``x_lights``, docs/protocol.md 6.1: point, spot and directional lights) are shaded with
+the same Lambert + Blinn-Phong model, each pixel's world position reconstructed from its depth and the camera's
+``clip_to_view`` / ``world_to_view`` (so also the view direction, per pixel): inverse-square falloff with the
+light's range window and a smoothstep spot cone, as the training data's engine images light them
+(``neural_renderer.data.engine``). Without those camera matrices (or depth) only the directional ones are shaded.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from bridge.lights import LIGHT_DIRECTIONAL, LIGHT_SPOT, X_LIGHTS, LightArrays, decode_lights
 from bridge.protocol import LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, linear_to_srgb, to_srgb8
 from bridge.style.library import DEFAULT_LIBRARY, P, StyleLibrary
@@ -108,7 +116,7 @@ class DeferredRenderer(Renderer):
     def optional(self) -> list[BufferSpec]:
         return [BufferSpec("roughness", "r8"), BufferSpec("metallic", "r8"), BufferSpec("emissive", "rgba16f"),
                 BufferSpec("material_id", "r16u"), BufferSpec("object_id", "r16u"),
-                *(BufferSpec(name, "rgba32f") for name in LIGHTING_CONSTANTS)]
+                *(BufferSpec(name, "rgba32f") for name in LIGHTING_CONSTANTS), BufferSpec(X_LIGHTS, "rgba32f")]
 
     def lights(self, inputs: RenderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(light direction, light colour, ambient, environment) for this frame: the engine's lighting constants
@@ -122,6 +130,57 @@ class DeferredRenderer(Renderer):
             ambient = sky * self.sky_gain
             environment = ambient * self.reflection
         return direction, color, ambient, environment
+
+    def local_lights(self, inputs: RenderInputs) -> LightArrays | None:
+        """The frame's ``x_lights`` (protocol 6.1), or None when not sent."""
+        b = inputs.buffers.get(X_LIGHTS)
+        return None if b is None else decode_lights(b)
+
+    @staticmethod
+    def world_positions(inputs: RenderInputs) -> np.ndarray | None:
+        """(H, W, 3) world-space position of each pixel's surface, or None when the frame cannot say: it needs a
+        view distance (``linear_depth``, or ``depth`` with the camera's ``near``) and either the camera's
+        ``clip_to_view`` and ``world_to_view`` or its pose and lens (``position``, ``right``, ``up``,
+        ``forward``, ``fov_y``, ``aspect``; a perspective camera). With the matrices, each pixel centre's ray is
+        unprojected through ``clip_to_view`` at two depths (any clip-z convention, perspective or orthographic)
+        and followed to the view distance along -Z; ``world_to_view``'s inverse takes the point to world space."""
+        cam = inputs.camera
+        if cam is None:
+            return None
+        if "linear_depth" not in inputs.buffers and ("depth" not in inputs.buffers or cam.near is None):
+            return None
+        pose = (cam.position, cam.right, cam.up, cam.forward, cam.fov_y, cam.aspect)
+        if cam.clip_to_view is None or cam.world_to_view is None:
+            if any(v is None for v in pose) or cam.orthographic:
+                return None
+            dist = inputs.linear_depth().astype(np.float64)
+            h, w = dist.shape
+            ty = math.tan(float(cam.fov_y) / 2)  # type: ignore[arg-type]
+            tx = ty * float(cam.aspect)  # type: ignore[arg-type]
+            x = ((np.arange(w) + 0.5) / w * 2.0 - 1.0) * tx
+            y = (1.0 - (np.arange(h) + 0.5) / h * 2.0) * ty
+            right, up, fwd, origin = (np.asarray(v, np.float64) for v in (cam.right, cam.up, cam.forward,
+                                                                           cam.position))
+            ray = x[None, :, None] * right + y[:, None, None] * up + fwd
+            world = origin + dist[..., None] * ray
+            return np.where(np.isfinite(world), world, 0.0).astype(np.float32)
+        dist = inputs.linear_depth().astype(np.float64)
+        h, w = dist.shape
+        c2v = np.asarray(cam.clip_to_view, np.float64).reshape(4, 4)
+        v2w = np.linalg.inv(np.asarray(cam.world_to_view, np.float64).reshape(4, 4))
+        x = (np.arange(w) + 0.5) / w * 2.0 - 1.0
+        y = 1.0 - (np.arange(h) + 0.5) / h * 2.0  # top row first
+        ends = []
+        for z in (0.25, 0.75):
+            clip = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.float64(z), np.float64(1.0)), axis=-1)
+            v = clip @ c2v.T
+            ends.append(v[..., :3] / v[..., 3:4])
+        a, b = ends
+        span = a[..., 2] - b[..., 2]  # how much nearer a is along -Z
+        t = np.where(np.abs(span) > 1e-12, (dist + a[..., 2]) / np.where(np.abs(span) > 1e-12, span, 1.0), 0.0)
+        p = a + t[..., None] * (b - a)
+        world = p @ v2w[:3, :3].T + v2w[:3, 3]
+        return np.where(np.isfinite(world), world, 0.0).astype(np.float32)
 
     # ------------------------------------------------------------------------------------------------ render
     def pixel_params(self, style_map: np.ndarray) -> np.ndarray:
@@ -180,6 +239,8 @@ class DeferredRenderer(Renderer):
         diffuse = albedo * (1.0 - metal)[..., None]
         color = (ambient * diffuse + environment * f0
                  + light_color * ndl[..., None] * (diffuse + f0 * spec[..., None]))
+        if (lights := self.local_lights(inputs)) is not None:
+            color = color + self.shade_lights(inputs, lights, n, view, shin, toon, p("toon_levels"), diffuse, f0)
         if "emissive" in inputs:
             color = color + inputs["emissive"][..., :3]
         color = np.where(bg[..., None], albedo, color)  # background (far plane): unlit sky colour
@@ -204,6 +265,52 @@ class DeferredRenderer(Renderer):
         out = np.empty((h, w, 4), np.uint8)
         out[..., :3] = to_srgb8(c)
         out[..., 3] = 255
+        return out
+
+    def shade_lights(self, inputs: RenderInputs, lights: LightArrays, n: np.ndarray, view: np.ndarray,
+                     shin: np.ndarray, toon: np.ndarray, toon_levels: np.ndarray, diffuse: np.ndarray,
+                     f0: np.ndarray) -> np.ndarray:
+        """(H, W, 3) linear radiance the ``x_lights`` add: per light, irradiance E (directional: its rgb; point and
+        spot: I / d² in the range window, times the spot cone) shaded as the sun is, ``E / pi x n.l x (diffuse +
+        F0 x Blinn-Phong)``, toon bands on n.l. The view direction is per pixel where positions are known."""
+        out = np.zeros(n.shape, np.float32)
+        pos = self.world_positions(inputs)
+        cam = inputs.camera
+        if pos is not None and cam is not None and cam.position is not None:
+            to_eye = np.asarray(cam.position, np.float32) - pos
+            view_px = to_eye / np.maximum(np.sqrt(_dot3(to_eye, to_eye)), np.float32(1e-6))[..., None]
+        else:
+            view_px = np.broadcast_to(view, n.shape)
+        inv_pi = np.float32(1 / np.pi)
+        for i in range(len(lights)):
+            kind = int(lights.kind[i])
+            if kind == LIGHT_DIRECTIONAL:
+                to_l = np.broadcast_to(-lights.direction[i], n.shape)
+                atten: np.ndarray | np.float32 = np.float32(1.0)
+            elif pos is None:
+                continue  # a point or spot light needs the pixels' positions
+            else:
+                v = lights.position[i] - pos
+                d2 = np.maximum(_dot3(v, v), np.float32(1e-4))
+                to_l = v / np.sqrt(d2)[..., None]
+                atten = 1.0 / d2
+                if lights.range[i] > 0:
+                    atten = atten * np.clip(1.0 - (d2 / np.float32(lights.range[i] ** 2)) ** 2, 0.0, 1.0) ** 2
+                if kind == LIGHT_SPOT:
+                    cos_a = -_dot3(to_l, lights.direction[i])
+                    lo, hi = lights.cos_outer[i], lights.cos_inner[i]
+                    k = np.clip((cos_a - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+                    atten = atten * k * k * (3.0 - 2.0 * k)
+            ndl = np.clip(_dot3(n, to_l), 0.0, 1.0)
+            half = to_l + view_px
+            half = half / np.maximum(np.sqrt(_dot3(half, half)), np.float32(1e-6))[..., None]
+            spec = np.clip(_dot3(n, half), 0.0, 1.0) ** shin * ((shin + 8.0) / np.float32(8.0 * np.pi))
+            if toon.any():
+                levels = np.maximum(toon_levels / np.maximum(toon, 1e-6), 1.0)
+                ndl = ndl * (1.0 - toon) + np.minimum(np.ceil(ndl * levels) / levels, 1.0) * toon
+                spec = spec * (1.0 - toon) + np.where(spec > 1.0, np.float32(1.5), np.float32(0.0)) * toon
+            e = (lights.color[i] * inv_pi) * (atten * ndl)[..., None]
+            out += (e * (diffuse + f0 * spec[..., None])).astype(np.float32)
         return out
 
     def edges(self, inputs: RenderInputs, normals: np.ndarray, background: np.ndarray) -> np.ndarray:

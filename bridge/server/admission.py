@@ -18,6 +18,8 @@ import zmq
 
 from bridge import hello_options
 from bridge.doorbell import Doorbell, DoorbellUnavailable
+from bridge.lights import X_LIGHTS
+from bridge.lights import check_descriptor as check_lights_descriptor
 from bridge.protocol import (
     COMPRESSIONS,
     FORMATS,
@@ -204,6 +206,9 @@ class Admission:
                 if (b.width, b.height) != (1, 1):
                     raise ProtocolError(ErrorCode.BAD_VALUE, f"buffer {b.name!r} is {b.width}x{b.height}; it is one "
                                                              "value per frame, 1x1")
+                continue
+            if b.name == X_LIGHTS:  # the light list: 4 x N (section 6.1); its values are checked with the payload
+                check_lights_descriptor(b)
                 continue
             constant = b.name.startswith("x_") and (b.width, b.height) == (1, 1)  # a vendor per-frame constant
             if not constant and (b.width, b.height) != (w, h):

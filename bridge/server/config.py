@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.lights import X_LIGHTS
 from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, MAX_IN_FLIGHT, Hello
 
 #: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; while a session has this
@@ -117,12 +118,12 @@ def router_hwm(max_in_flight: int) -> int:
 
 def frame_budget(hello: Hello) -> int:
     """Bytes one FRAME of a session opened by ``hello`` may carry (WELCOME ``limits.frame_bytes``): every offered
-    buffer at ``render_size``, rows padded to 256 bytes, plus 64 KiB for 1x1 constants (``exposure`` and the
-    lighting constants count only there)."""
+    buffer at ``render_size``, rows padded to 256 bytes, plus 64 KiB for 1x1 constants (``exposure``, the
+    lighting constants and the light list ``x_lights``, at most 4 KiB, count only there)."""
     w, h = hello.render_size
     total = _CONSTANTS_ROOM
     for spec in hello.buffers:
-        if spec.name == "exposure" or spec.name in LIGHTING_CONSTANTS:
+        if spec.name == "exposure" or spec.name in LIGHTING_CONSTANTS or spec.name == X_LIGHTS:
             continue
         row = w * FORMATS[spec.format].bytes_per_pixel
         total += h * (-(-row // _ROW_ALIGN) * _ROW_ALIGN)

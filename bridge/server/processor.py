@@ -24,6 +24,7 @@ from typing import Any
 
 from bridge import hello_options
 from bridge.hooks import HookSet, HooksFile
+from bridge.lights import check_lights
 from bridge.protocol import (
     Buffer,
     ErrorCode,
@@ -114,7 +115,8 @@ class FrameProcessor:
                 return
         try:
             inflate_ms = inflate(frame.buffers)
-        except ProtocolError as exc:  # a corrupt compressed payload: this frame's answer; the session goes on
+            check_lights(frame.buffers)  # x_lights values (protocol 6.1) need the payload, so are checked here
+        except ProtocolError as exc:  # corrupt payload, bad light values: this frame's answer; the session goes on
             self._payload_corrupt(sess, item, exc)
             return
         t = self._apply(sess, item)

@@ -280,6 +280,14 @@ def main(out: Path) -> None:
                                                              (0.26, 0.31, 0.42, 0))]
     valid("frame_lighting_constants", frame_header(lit_bufs), lit_payloads,
           "a 2x2 G-buffer with the three 1x1 rgba32f lighting constants of section 6.1")
+    light_rows = [  # section 6.1 x_lights: a point light (a torch) and a blue spot light, 4 texels each
+        (0.5, 1.8, -2.0, 0), (0, 0, 0, 6.0), (3.6, 1.98, 0.79, 0), (0, 0, 0, 0),
+        (1.0, 3.0, 0.0, 1), (0.0, -1.0, 0.0, 0), (0.77, 1.54, 3.52, 0), (0.2, 0.3, 0, 0),
+    ]
+    valid("frame_light_list", frame_header([desc("albedo", "rgba8", 2, 2), desc("x_lights", "rgba32f", 4, 2)]),
+          [alb, b"".join(struct.pack("<4f", *t) for t in light_rows)],
+          "a 2x2 G-buffer with the light list x_lights of section 6.1 (4 x N rgba32f, one row per light): a "
+          "point light with a range and a spot light")
     valid("frame_shm",
           frame_header([desc("albedo", "rgba8", 4, 4, shm={"slot": 0, "offset": 0}),
                         desc("depth", "r32f", 4, 4, shm={"slot": 0, "offset": 128}),
