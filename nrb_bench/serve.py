@@ -411,7 +411,7 @@ def _markdown(rep: dict[str, Any]) -> str:
     lines += ["", "A game loop cannot get the closed loop's latency: when the renderer frees up, the newest frame it "
               "can take was submitted on the game's last tick, on average half a game frame (8.3 ms at 60 fps) "
               "earlier, and waiting for a fresher one would lose throughput. So p50 is at least the closed-loop "
-              "round trip plus half a frame; the column before the last compares with that floor.", ""]
+              "round trip plus half a frame; the column before the last compares with that floor."]
     lines += ["", "## 4 sessions: three 320x180, one 1280x720", "",
               "| server | session | shown fps | fair share fps | of fair share | fallbacks | p50 ms | p99 ms | "
               "p99 / render time alone | render ms in this run | p99 / render time in this run |",
@@ -425,7 +425,7 @@ def _markdown(rep: dict[str, Any]) -> str:
     lines += ["", "`render time alone`: the closed loop's server time at that size, one session with every core; "
               "`in this run`: the session's own render time while the four share the cores (libnrb's "
               "`service_ms`: the renderer's time per frame without queueing), so the last column is what waiting "
-              "behind other sessions adds. A session with no frame shown has no latency (0).", ""]
+              "behind other sessions adds. A session with no frame shown has no latency (0)."]
     lines += ["", "Render times (closed loop, server total per frame, p50): " + "; ".join(
         f"{label}: {r['summary']['render_ms_320x180']:.1f} ms at 320x180, "
         f"{r['summary']['render_ms_1280x720']:.1f} ms at 1280x720" for label, r in rep["servers"].items()), ""]
