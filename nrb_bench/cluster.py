@@ -9,8 +9,10 @@ Everything runs on this machine: a local Ray instance (small logical resources),
   target at least 0.8.
 * **Overhead**: a session's round trip (Python client, send FRAME → RESULT received, 960x540 rgba8 over tcp on
   loopback, renderer sleeping 0 ms) through a placed worker vs the same renderer in a plain ``nrb serve``
-  (``--workers 1 --worker-threads 1``, as a worker runs), blocks alternated; median of each arm, target +0.3 ms at
-  most. The relayed path (an engine that does not follow redirects) is shown too.
+  (``--workers 1 --worker-threads 1``, as a worker runs), blocks alternated (in turned order every other block);
+  median of each arm, target +0.3 ms at most. Shown too: the relayed path (an engine that does not follow
+  redirects), and a placed worker at Ray's default worker niceness (+15, what workers ran at before
+  ``ClusterConfig.worker_niceness``), the A/B that found the cause of the overhead.
 * **Failover**: libnrb streams at about 60 frames/s with one event per frame into a 2-worker cluster (every worker
   recording); the worker holding the session is killed (Ray kills its process) while the game loop goes on.
   Reported: time from the moment the worker's process is gone to the first image of a frame begun after that
@@ -21,11 +23,13 @@ Everything runs on this machine: a local Ray instance (small logical resources),
   joins and leaves, windows alternated; the 4 engines' frame rate with it vs without, target at least 0.9.
 
 Writes ``cluster.json`` and ``cluster.md``. Ratios only, measured in one run; the machine is shared, so absolute
-numbers are noisy.
+numbers are noisy. ``--part NAME`` (repeatable) measures only those parts and keeps the others of the report
+already in ``--out`` (``measured`` in the JSON says when each part was measured).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -44,6 +48,9 @@ from nrb_bench.machine import cpu_name
 RENDERER = "nrb_bench.cluster_renderer:make"
 RENDER_MS = 20.0
 SMALL = (160, 90)
+#: Ray starts worker processes at this niceness over its node's unless told (``RAY_worker_niceness``)
+RAY_NICENESS = 15
+PARTS = ("scaling", "overhead", "failover", "slow_session")
 
 
 def _door(**kw: Any) -> Any:
@@ -121,12 +128,15 @@ def _scaling(repeat: int, warmup: float, seconds: float) -> dict[str, Any]:
     return {"render_ms": RENDER_MS, "size": list(SMALL), "rows": rows, "target_efficiency": 0.8}
 
 
-def _rtt_block(c: Any, buf: list[Any], n: int) -> list[float]:
+def _rtt_block(c: Any, buf: list[Any], n: int, server: list[float] | None = None) -> list[float]:
+    """``n`` round trips (ms); the server's own time of each (RESULT ``timing.total_ms``) into ``server``."""
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        c.render(buf, deadline_ms=10_000)
+        res = c.render(buf, deadline_ms=10_000)
         out.append((time.perf_counter() - t) * 1e3)
+        if server is not None and res.timing is not None:
+            server.append(res.timing.total_ms)
     return out
 
 
@@ -135,37 +145,50 @@ def _overhead(blocks: int, frames: int, tmp: Path) -> dict[str, Any]:
     from bridge.commands.serve import spawn_server, stop_server
     from bridge.protocol import Buffer, BufferSpec
 
+    load_before = os.getloadavg()[0]
     size = (960, 540)
     img = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 4), np.uint8)
     buf = [Buffer.from_array("hudless_color", "rgba8_srgb", img)]
     spec = [BufferSpec("hudless_color", "rgba8_srgb")]
-    proc, plain_ep = spawn_server(["--renderer", RENDERER, "-o", "render_ms=0", "--workers", "1",
-                                   "--worker-threads", "1"], tmp / "plain.log", timeout=120)
+    serve = ["--renderer", RENDERER, "-o", "render_ms=0", "--workers", "1", "--worker-threads", "1"]
+    proc, plain_ep = spawn_server(serve, tmp / "plain.log", timeout=120)
+    twin, twin_ep = spawn_server(serve, tmp / "plain2.log", timeout=120)  # A/A: the noise floor of this machine
     door = _door(renderer_options={"render_ms": 0.0}, min_workers=1, max_workers=1)
-    arms: dict[str, list[float]] = {"plain nrb serve": [], "placed worker (redirect)": [],
-                                    "relayed by the front door": []}
+    niced = _door(renderer_options={"render_ms": 0.0}, min_workers=1, max_workers=1, worker_niceness=RAY_NICENESS)
+    plain_arm, placed_arm, relayed_arm = "plain nrb serve", "placed worker (redirect)", "relayed by the front door"
+    niced_arm = f"placed worker at Ray's default niceness (+{RAY_NICENESS})"
+    twin_arm = "a second plain nrb serve (A/A)"
+    arms: dict[str, list[float]] = {plain_arm: [], twin_arm: [], placed_arm: [], niced_arm: [], relayed_arm: []}
+    inside: dict[str, list[float]] = {k: [] for k in arms}  # the server's own time (RESULT timing.total_ms)
     try:
-        plain, placed, relayed = Client(plain_ep), Client(door.endpoint), Client(door.endpoint)
-        plain.hello(size, spec)
-        placed.hello(size, spec)
-        relayed.hello(size, spec, follow_redirect=False)
-        clients = {"plain nrb serve": plain, "placed worker (redirect)": placed, "relayed by the front door": relayed}
+        clients = {plain_arm: Client(plain_ep), twin_arm: Client(twin_ep), placed_arm: Client(door.endpoint),
+                   niced_arm: Client(niced.endpoint), relayed_arm: Client(door.endpoint)}
+        for name, c in clients.items():
+            c.hello(size, spec, follow_redirect=name != relayed_arm)
         for c in clients.values():
             _rtt_block(c, buf, 20)  # warm-up
-        for _ in range(blocks):
-            for name, c in clients.items():
-                arms[name].extend(_rtt_block(c, buf, frames))
+        for b in range(blocks):
+            for name, c in (list(clients.items()) if b % 2 == 0 else list(clients.items())[::-1]):
+                arms[name].extend(_rtt_block(c, buf, frames, inside[name]))
         for c in clients.values():
             c.close()
     finally:
+        niced.stop()
         door.stop()
         stop_server(proc)
+        stop_server(twin)
     med = {k: statistics.median(v) for k, v in arms.items()}
     p90 = {k: float(np.percentile(v, 90)) for k, v in arms.items()}
-    return {"size": list(size), "transport": "tcp (loopback)", "frames_per_arm": blocks * frames,
-            "median_ms": med, "p90_ms": p90,
-            "placed_minus_plain_ms": med["placed worker (redirect)"] - med["plain nrb serve"],
-            "relayed_minus_plain_ms": med["relayed by the front door"] - med["plain nrb serve"],
+    per_block = [statistics.median(arms[placed_arm][i:i + frames]) - statistics.median(arms[plain_arm][i:i + frames])
+                 for i in range(0, blocks * frames, frames)]
+    return {"size": list(size), "transport": "tcp (loopback)", "frames_per_arm": blocks * frames, "blocks": blocks,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "median_ms": med, "p90_ms": p90,
+            "server_median_ms": {k: statistics.median(v) if v else None for k, v in inside.items()},
+            "placed_minus_plain_ms": med[placed_arm] - med[plain_arm],
+            "placed_minus_plain_per_block_ms": per_block,
+            "a_a_minus_plain_ms": med[twin_arm] - med[plain_arm],
+            "niced_minus_plain_ms": med[niced_arm] - med[plain_arm],
+            "relayed_minus_plain_ms": med[relayed_arm] - med[plain_arm],
             "target_ms": 0.3}
 
 
@@ -295,26 +318,45 @@ def _slow_session(repeat: int, warmup: float, seconds: float) -> dict[str, Any]:
             "slow_session_fps": slow_fps, "ratio": ratio, "target_ratio": 0.9}
 
 
-def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:
+def run(out_dir: Path, *, quick: bool = False, parts: tuple[str, ...] = PARTS,
+        overhead_blocks: int | None = None) -> dict[str, Any]:
+    """Measure ``parts`` (all by default) and write the report; parts not measured now are kept from the report
+    already in ``out_dir`` (if it has them)."""
     import ray
 
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; parts: {', '.join(PARTS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    old: dict[str, Any] = {}
+    if set(parts) != set(PARTS) and (out_dir / "cluster.json").is_file():
+        old = json.loads((out_dir / "cluster.json").read_text())
     tmp = Path(tempfile.mkdtemp(prefix="nrb-bench-cluster-"))
     started = not ray.is_initialized()
     if started:  # small logical resources: the machine is small and shared; the renderer sleeps
         ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
     repeat = 1 if quick else 2
     warmup, seconds = (1.0, 2.0) if quick else (1.5, 4.0)
+    measure: dict[str, Callable[[], dict[str, Any]]] = {
+        "scaling": lambda: _scaling(repeat, warmup, seconds),
+        "overhead": lambda: _overhead(overhead_blocks or (3 if quick else 6), 50 if quick else 100, tmp),
+        "failover": lambda: _failover(1 if quick else 3, tmp),
+        "slow_session": lambda: _slow_session(repeat + 1, warmup, seconds),
+    }
     try:
         rep: dict[str, Any] = {
             "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                         "ray": ray.__version__, "note": "shared machine: absolute numbers are noisy; ratios are "
                                                         "measured in one run"},
-            "scaling": _scaling(repeat, warmup, seconds),
-            "overhead": _overhead(3 if quick else 6, 50 if quick else 100, tmp),
-            "failover": _failover(1 if quick else 3, tmp),
-            "slow_session": _slow_session(repeat + 1, warmup, seconds),
+            "measured": dict(old.get("measured", {})),
         }
+        for part in PARTS:
+            if part in parts:
+                rep[part] = measure[part]()
+                rep["measured"][part] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            elif part in old:
+                rep[part] = old[part]
+                rep["measured"].setdefault(part, "an earlier full run")
     finally:
         if started:
             ray.shutdown()
@@ -323,12 +365,34 @@ def run(out_dir: Path, *, quick: bool = False) -> dict[str, Any]:
     return rep
 
 
+def register(bench_sub: Any) -> None:
+    """``nrb bench cluster [--part NAME]...``."""
+    p = bench_sub.add_parser("cluster", help=__doc__.strip().splitlines()[0])
+    p.add_argument("--out", default="bench", help="report directory (default bench/)")
+    p.add_argument("--quick", action="store_true", help="fewer iterations")
+    p.add_argument("--part", action="append", choices=PARTS, metavar="PART",
+                   help=f"measure only this part ({', '.join(PARTS)}; repeatable), keeping the others of the report "
+                        "in --out")
+    p.add_argument("--overhead-blocks", type=int, metavar="N",
+                   help="alternated blocks of 100 frames per overhead arm (default 6, quick 3)")
+
+    def main(args: argparse.Namespace) -> int:
+        run(Path(args.out), quick=args.quick, parts=tuple(args.part or PARTS), overhead_blocks=args.overhead_blocks)
+        return 0
+
+    p.set_defaults(func=main)
+
+
 def _markdown(rep: dict[str, Any]) -> str:
     s, o, f, w = rep["scaling"], rep["overhead"], rep["failover"], rep["slow_session"]
     m = rep["machine"]
     lines = ["# Cluster benchmark (`nrb bench cluster`)", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Ray {m['ray']}. {m['note']}.",
-             "Everything on one machine: a local Ray instance, the front door, worker actors, engines.", "",
+             "Everything on one machine: a local Ray instance, the front door, worker actors, engines.", ""]
+    if rep.get("measured"):
+        lines += ["Measured: " + "; ".join(f"{k} {v}" for k, v in rep["measured"].items())
+                  + " (`nrb bench cluster --part` re-measures one part).", ""]
+    lines += [
              f"## Scaling (renderer sleeps {s['render_ms']:.0f} ms per frame, {s['size'][0]}x{s['size'][1]}, "
              "one render thread per worker, 2 closed-loop engines per worker)", "",
              "| workers | engines | frames/s | efficiency (fps / (n x fps(1))) |", "|---|---|---|---|"]
@@ -336,10 +400,19 @@ def _markdown(rep: dict[str, Any]) -> str:
     lines += ["", f"Target: efficiency at least {s['target_efficiency']}.", "",
               f"## Overhead (round trip, {o['size'][0]}x{o['size'][1]} rgba8, {o['transport']}, "
               f"{o['frames_per_arm']} frames per arm, blocks alternated)", "",
-              "| path | median ms | p90 ms |", "|---|---|---|"]
-    lines += [f"| {k} | {v:.2f} | {o['p90_ms'][k]:.2f} |" for k, v in o["median_ms"].items()]
+              "| path | median ms | p90 ms | in the server (RESULT timing, median ms) |", "|---|---|---|---|"]
+    inside = o.get("server_median_ms", {})
+    lines += [f"| {k} | {v:.2f} | {o['p90_ms'][k]:.2f} | "
+              f"{'' if inside.get(k) is None else format(inside[k], '.2f')} |" for k, v in o["median_ms"].items()]
     lines += ["", f"Placed worker minus plain `nrb serve`: **{o['placed_minus_plain_ms']:+.2f} ms** "
-              f"(target at most +{o['target_ms']} ms); relayed minus plain: {o['relayed_minus_plain_ms']:+.2f} ms.",
+              f"(target at most +{o['target_ms']} ms); relayed minus plain: {o['relayed_minus_plain_ms']:+.2f} ms."]
+    if "niced_minus_plain_ms" in o:
+        lines += ["", f"Placed worker at Ray's default worker niceness minus plain: {o['niced_minus_plain_ms']:+.2f} "
+                  f"ms. A second plain `nrb serve` minus the first (the same code: this machine's noise floor): "
+                  f"{o.get('a_a_minus_plain_ms', float('nan')):+.2f} ms. Placed minus plain per block of 100 frames: "
+                  f"{', '.join(f'{x:+.2f}' for x in o['placed_minus_plain_per_block_ms'])} ms. Load average "
+                  f"(1 min) {o['load_before']:.1f} before, {o['load_after']:.1f} after."]
+    lines += [
               "", f"## Failover (libnrb at {f['engine_fps']} frames/s, one event per frame, the session's worker "
               "killed)", "", "| worker gone → first frame it could not have rendered shown (ms) | last image → that one (ms) | frames on the "
               "engine's own image | events fired | answered | exactly once, in order | duplicated | missing from the captures "

@@ -418,6 +418,14 @@ def test_nrb_router_options_run_two_renderers_each_scaled_on_its_own(ray_cluster
         door.stop()
 
 
+def test_workers_run_at_the_front_door_s_priority_not_ray_s_lowered_one(door: Any) -> None:
+    """Ray starts worker processes 15 nice levels down unless told; a render worker is latency-bound, so it runs
+    at the niceness of the node that hosts it, as ``nrb serve`` runs at its own (bench/cluster.md: the lowered
+    one costs the round trip's tail on a busy machine)."""
+    handle = door.worker_handle(door.loads()[0].name)
+    assert ray.get(handle.__ray_call__.remote(lambda actor: os.nice(0)), timeout=30) == os.nice(0)
+
+
 def test_a_frame_sent_to_the_front_door_gets_no_session(door: Any) -> None:
     with Client(door.endpoint) as c:
         c.session = 42

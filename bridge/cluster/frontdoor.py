@@ -87,7 +87,10 @@ class ClusterConfig(ServerConfig):
     are the ones Ray gave it). Workers record to ``record_dir``/<worker>.nrbcap (``record`` is not used), and
     serve neither metrics nor a status line.
 
-    Workers: ``worker_cpus``/``worker_gpus`` are the Ray resources each worker actor declares. Scaling:
+    Workers: ``worker_cpus``/``worker_gpus`` are the Ray resources each worker actor declares; ``worker_niceness``
+    is their niceness over their Ray node's (Ray starts workers at +15 unless told, which puts a frame's I/O and
+    render threads behind any busier process on the machine; ``nrb serve`` runs at the niceness it is started with,
+    and so do workers at 0 here: bench/cluster.md measures both). Scaling:
     ``min_workers``..``max_workers``, a worker added at ``sessions_per_worker`` sessions per worker or
     ``render_ms`` mean render time, removed after ``idle_s`` without sessions.
 
@@ -100,6 +103,7 @@ class ClusterConfig(ServerConfig):
     worker_advertise: str | None = None
     worker_cpus: float = 1.0
     worker_gpus: float = 0.0
+    worker_niceness: int = 0
     min_workers: int = 1
     max_workers: int = 4
     sessions_per_worker: int = 4
@@ -156,6 +160,8 @@ class FrontDoor:
         self.config = cfg = dataclasses.replace(config or ClusterConfig(), **overrides)
         if (cfg.curve_secret is None) != (cfg.allow_dir is None):
             raise ValueError("CurveZMQ needs both curve_secret (--curve-secret) and allow_dir (--allow-dir)")
+        if not 0 <= cfg.worker_niceness <= 19:
+            raise ValueError(f"worker_niceness is 0..19 (over the Ray node's), got {cfg.worker_niceness}")
         curve = cfg.curve_secret is not None
         host = cfg.host if cfg.endpoint is None else endpoint_host(cfg.endpoint)
         for h in (host, cfg.worker_host):
@@ -301,8 +307,11 @@ class FrontDoor:
         assert renderer is not None
         config = dataclasses.replace(self._server_config(name), renderer=_resolve_renderer(renderer),
                                      renderer_options=dict(renderer_options or {}))
+        # Ray's own variable (it is how Ray's job supervisor starts its actor at 0 too)
+        env = {"RAY_worker_niceness": str(self.config.worker_niceness)}
         handle = self._actor_class.options(num_cpus=self.config.worker_cpus, num_gpus=self.config.worker_gpus,
-                                           max_restarts=0, max_concurrency=4).remote(
+                                           max_restarts=0, max_concurrency=4,
+                                           runtime_env={"env_vars": env}).remote(
             worker_spec(name, config, self.config.worker_advertise))
         info = ray.get(handle.describe.remote(), timeout=120)
         load = WorkerLoad(name, info["endpoint"], info["renderer"], max_sessions=info["max_sessions"],
