@@ -184,3 +184,50 @@ def test_the_shared_vector_frame_carries_a_point_and_a_spot_light_that_pass_the_
     lights = decode_lights(next(b for b in msg.buffers if b.name == X_LIGHTS))
     assert lights.kind.tolist() == [LIGHT_POINT, LIGHT_SPOT] and lights.range.tolist() == [6.0, 0.0]
     np.testing.assert_allclose(lights.cos_outer[1], math.cos(0.3), rtol=1e-6)
+
+
+@pytest.mark.parametrize("transport", ["inline", "shm"])
+def test_an_engine_sends_its_lights_through_libnrb_and_the_deferred_image_shows_them(
+        deferred: RunningServer, transport: str) -> None:
+    """The engine contract: a plugin hands libnrb its lights (``set_lights``, nrb.h ``nrb_frame_set_lights``) and
+    never packs bytes; libnrb refuses a bad light at the call, naming it, and sends good ones to the renderer."""
+    import dataclasses
+    import time
+
+    from helpers.serverkit import game_client
+
+    bufs, cam = still_scene()
+    camera = {k: v for k, v in dataclasses.asdict(cam).items() if v is not None}
+    offered = [(b.name, b.format) for b in bufs] + [(X_LIGHTS, "rgba32f")]
+    lamp = {"type": "point", "color": (20.0, 12.0, 4.0), "position": (0.0, 1.0, 0.0)}
+    with game_client(deferred.endpoint, render_size=SIZE, transport=transport, buffers=offered,
+                     deadline_ms=5000) as c:
+        end = time.monotonic() + 10
+        while c.stats()["state"] != "connected" and time.monotonic() < end:
+            time.sleep(0.01)
+
+        def frame(lights: list[dict[str, object]]) -> np.ndarray:
+            fid = c.begin()
+            for b in bufs:
+                c.tag_buffer(b.name, b.format, b.array())
+            c.set_lights(lights)
+            c.set_camera(camera)
+            c.submit()
+            until = time.monotonic() + 10
+            while time.monotonic() < until:
+                got = c.acquire_result(with_info=True)
+                if got is not None and got[1]["frame_id"] == fid:
+                    return np.asarray(got[0])[..., :3].astype(int)
+                time.sleep(0.005)
+            raise AssertionError(f"no result for frame {fid}")
+
+        plain = frame([])
+        lit = frame([lamp])
+        assert (lit >= plain).all() and (lit - plain).mean() > 1
+        c.begin()
+        with pytest.raises(ValueError, match=r"lights\[1\]\.color"):
+            c.set_lights([lamp, {**lamp, "color": (1.0, -1.0, 0.0)}])
+        with pytest.raises(ValueError, match=r"lights\[0\]\.inner_cone"):
+            c.set_lights([{"type": "spot", "color": (1, 1, 1), "direction": (0, -1, 0), "inner": 0.5, "outer": 0.2}])
+        assert np.array_equal(frame([lamp]), lit)
+        assert c.stats()["errors_received"] == 0

@@ -195,6 +195,42 @@ nrb_camera camera_from(const py::dict& d) {
   return c;
 }
 
+void set_floats(float (&dst)[3], const py::handle& v, const std::string& key) {
+  py::array_t<double, py::array::c_style | py::array::forcecast> a = py::array_t<double>::ensure(v);
+  if (!a || a.size() != 3) throw py::value_error(key + " needs 3 numbers");
+  for (int k = 0; k < 3; ++k) dst[k] = static_cast<float>(a.data()[k]);
+}
+
+// One light as a dict (bridge.lights.Light's fields): type "point" | "spot" | "directional", color, position,
+// direction, range, inner, outer (radians). Unknown keys are a KeyError; the values are checked by libnrb.
+nrb_light light_from(const py::handle& h, size_t i) {
+  const std::string at = "lights[" + std::to_string(i) + "]";
+  if (!py::isinstance<py::dict>(h)) throw py::type_error(at + " is not a dict");
+  nrb_light l;
+  nrb_light_init(&l);
+  bool typed = false;
+  for (auto kv : h.cast<py::dict>()) {
+    std::string k = kv.first.cast<std::string>();
+    py::handle v = kv.second;
+    if (k == "type" || k == "kind") {
+      std::string t = v.cast<std::string>();
+      if (t == "point") l.type = NRB_LIGHT_POINT;
+      else if (t == "spot") l.type = NRB_LIGHT_SPOT;
+      else if (t == "directional") l.type = NRB_LIGHT_DIRECTIONAL;
+      else throw py::value_error(at + ".type \"" + t + "\" is not point, spot or directional");
+      typed = true;
+    } else if (k == "color") set_floats(l.color, v, at + ".color");
+    else if (k == "position") set_floats(l.position, v, at + ".position");
+    else if (k == "direction") set_floats(l.direction, v, at + ".direction");
+    else if (k == "range") l.range = v.cast<float>();
+    else if (k == "inner") l.inner_cone = v.cast<float>();
+    else if (k == "outer") l.outer_cone = v.cast<float>();
+    else throw py::key_error("unknown light key \"" + k + "\" (type, color, position, direction, range, inner, outer)");
+  }
+  if (!typed) throw py::value_error(at + " has no type");
+  return l;
+}
+
 bool finalizing() {
 #if PY_VERSION_HEX >= 0x030D0000
   return Py_IsFinalizing() != 0;
@@ -399,6 +435,14 @@ class ClientBinding {
     py::gil_scoped_release nogil;
     cl.submit();
   }
+  void set_lights(const py::sequence& seq) {
+    std::vector<nrb_light> lights;
+    for (size_t i = 0; i < seq.size(); ++i) lights.push_back(light_from(seq[i], i));
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.set_lights(lights.data(), static_cast<uint32_t>(lights.size()));
+  }
+
 
   void fire_event(const std::string& name, const py::object& params, const py::object& target) {
     std::optional<nrb::params> typed = params_from(params);
@@ -612,6 +656,10 @@ link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means t
            "('material'|'object', [ids]) or {'scope': ..., 'ids': [...]}.")
       .def("set_style", &ClientBinding::set_style, py::arg("style"), py::arg("strength") = 1.0, py::arg("over") = 0.0,
            py::arg("target") = py::none(), "Queue a style command (strength 0..1, over: transition seconds).")
+      .def("set_lights", &ClientBinding::set_lights, py::arg("lights"),
+           "The frame's light list (nrb_frame_set_lights, docs/protocol.md 6.1 x_lights): dicts with type "
+           "('point', 'spot', 'directional'), color (linear RGB x intensity), position, direction (unit, the way "
+           "it shines), range (0: none), inner and outer (spot cone half-angles, radians). [] sends none.")
       .def("set_style_params", &ClientBinding::set_style_params, py::arg("style"), py::arg("params"),
            py::arg("strength") = 1.0, py::arg("over") = 0.0, py::arg("target") = py::none(),
            "Define (or redefine) style `style` from a parameter dict ({'hue': 35, 'gain': (0.8, 1.1, 0.7), "
@@ -673,3 +721,4 @@ link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means t
     tone_mappings.append(nrb_tone_mapping_name(t));
   m.attr("TONE_MAPPINGS") = py::tuple(tone_mappings);
 }
+  m.attr("MAX_LIGHTS") = NRB_MAX_LIGHTS;

@@ -267,7 +267,7 @@ constexpr const char* kBufferNames[NRB_BUFFER_NAME_COUNT] = {
     NRB_BUFFER_TRANSPARENCY_AND_COMPOSITION_MASK, NRB_BUFFER_DISOCCLUSION_MASK, NRB_BUFFER_METALLIC,
     NRB_BUFFER_ROUGHNESS_METALLIC, NRB_BUFFER_NORMALS_OCT, NRB_BUFFER_MATERIAL_ID, NRB_BUFFER_OBJECT_ID,
     NRB_BUFFER_OUTPUT, NRB_BUFFER_X_SUN_DIRECTION, NRB_BUFFER_X_SUN_IRRADIANCE, NRB_BUFFER_X_SKY_RADIANCE,
-    NRB_BUFFER_NEURAL_MASK,
+    NRB_BUFFER_NEURAL_MASK, NRB_BUFFER_X_LIGHTS,
 };
 
 // Runs a params-builder call: errors go to nrb_last_error(NULL) of this thread, as for nrb_client_create.
@@ -403,6 +403,14 @@ NRB_API void nrb_camera_init(nrb_camera* camera) {
 
 NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client) {
   create_error().clear();
+NRB_API void nrb_light_init(nrb_light* light) {
+  if (!light) return;
+  std::memset(light, 0, sizeof *light);
+  light->struct_size = sizeof *light;
+  light->struct_version = NRB_LIGHT_VERSION;
+  light->direction[1] = -1.0f;
+}
+
   if (!out_client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_client_create: out_client is NULL");
   *out_client = nullptr;
   return guarded(nullptr, "nrb_client_create", [&]() -> nrb_status {
@@ -515,6 +523,43 @@ NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* ca
 
 NRB_API nrb_status nrb_frame_submit(nrb_client* client) {
   if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_submit: client is NULL");
+NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lights, uint32_t count) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_set_lights: client is NULL");
+  return guarded(client, "nrb_frame_set_lights", [&]() -> nrb_status {
+    if (count > NRB_MAX_LIGHTS)
+      throw std::out_of_range("at most " + std::to_string(NRB_MAX_LIGHTS) + " lights per frame, got " +
+                              std::to_string(count));
+    std::vector<nrb::detail::Light> list;
+    list.reserve(count);
+    if (count > 0) {
+      if (!lights) throw std::invalid_argument("lights is NULL");
+      // the caller's struct_size is the array's stride (a newer header's larger struct walks correctly)
+      const size_t stride = lights->struct_size;
+      const auto* base = reinterpret_cast<const unsigned char*>(lights);
+      for (uint32_t i = 0; i < count; ++i) {
+        const auto* in = reinterpret_cast<const nrb_light*>(base + i * stride);
+        nrb_light l;
+        if (in->struct_size != stride)
+          throw std::invalid_argument("lights[" + std::to_string(i) + "]: struct_size differs from lights[0]'s");
+        if (nrb_status s = read_struct(client, in, NRB_LIGHT_VERSION, "light", l)) return s;
+        nrb::detail::Light d;
+        d.type = l.type;
+        for (int k = 0; k < 3; ++k) {
+          d.position[k] = l.position[k];
+          d.direction[k] = l.direction[k];
+          d.color[k] = l.color[k];
+        }
+        d.range = l.range;
+        d.inner_cone = l.inner_cone;
+        d.outer_cone = l.outer_cone;
+        list.push_back(d);
+      }
+    }
+    client->impl->set_lights(list);
+    return NRB_OK;
+  });
+}
+
   return guarded(client, "nrb_frame_submit", [&]() -> nrb_status {
     client->impl->submit();
     return NRB_OK;

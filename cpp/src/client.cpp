@@ -155,6 +155,24 @@ void Client::set_camera(const wire::Camera& c) {
   builder_.set_camera(c);
 }
 
+void Client::set_lights(const std::vector<Light>& lights) {
+  if (!builder_.active()) throw std::logic_error("no frame begun (call begin first)");
+  const std::vector<float> rows = pack_lights(lights);  // checked before anything changes
+  drop_pending(kLightsBuffer);
+  if (lights.empty()) {
+    builder_.drop(kLightsBuffer);
+    return;
+  }
+  if (!builder_.live()) return;  // checked, but nobody will see it
+  BufferArgs b;
+  b.name = kLightsBuffer;
+  b.format = wire::Format::rgba32f;
+  b.width = kLightTexels;
+  b.height = static_cast<uint32_t>(lights.size());
+  uint8_t* out = builder_.reserve(b);  // not through wire_form: a list, not an image to resample
+  std::memcpy(out, rows.data(), rows.size() * sizeof(float));
+}
+
 void Client::submit() {
   if (!builder_.active()) throw std::logic_error("no frame begun (call begin first)");
   for (const auto& p : pending_)

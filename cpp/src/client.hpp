@@ -13,6 +13,7 @@
 #include "client_options.hpp"
 #include "frame_builder.hpp"
 #include "io_thread.hpp"
+#include "lights.hpp"
 #include "pipeline.hpp"
 #include "staging_pool.hpp"
 
@@ -35,6 +36,9 @@ class Client {
   // Where the engine writes buffer `b` itself; *stride receives the row pitch to use.
   uint8_t* acquire_slot(BufferArgs b, uint64_t* stride);
   void set_camera(const wire::Camera& c);
+  // The frame's light list (x_lights, lights.hpp): checked, packed and tagged as is (never resampled or converted);
+  // an empty list removes it. A failed call changes nothing.
+  void set_lights(const std::vector<Light>& lights);
   void submit();
 
   // ---- any thread ---------------------------------------------------------------------------------------------

@@ -82,6 +82,15 @@ SubmittedFrame FrameBuilder::finish() {
   return f;
 }
 
+void FrameBuilder::drop(const std::string& name) {
+  if (!frame_) throw std::logic_error("no frame begun (call begin first)");
+  auto& bufs = frame_->buffers;
+  auto same = std::find_if(bufs.begin(), bufs.end(), [&](const wire::BufferDesc& d) { return d.name == name; });
+  if (same == bufs.end()) return;
+  if (same->shm) --shm_buffers_;
+  bufs.erase(same);
+}
+
 void FrameBuilder::abandon() noexcept {
   frame_.reset();
   slot_.reset();

@@ -33,6 +33,8 @@ class FrameBuilder {
   // bytes, valid until finish()/start(). Replaces an earlier buffer of the same name.
   uint8_t* reserve(BufferArgs& b);
   void set_camera(wire::Camera c);
+  // Removes buffer `name` from the current frame, if it is there (its shared-memory bytes stay reserved).
+  void drop(const std::string& name);
   // Number of shm-resident buffers in the current frame (tests, statistics).
   size_t shm_buffers() const noexcept { return shm_buffers_; }
 

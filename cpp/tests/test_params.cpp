@@ -17,7 +17,7 @@ namespace wire = nrb::wire;
 TEST_CASE("nrb.h: NRB_BUFFER_* are section 6.1's names in the codec's order, the lighting constants, then the "
           "names added since ABI 1 (an index keeps its name)") {
   const auto& names = wire::buffer_names();
-  REQUIRE(NRB_BUFFER_NAME_COUNT == names.size() + 3);
+  REQUIRE(NRB_BUFFER_NAME_COUNT == names.size() + 4);  // + the three lighting constants and x_lights
   for (uint32_t i = 0; i < 25; ++i) CHECK(std::string(nrb_buffer_name(i)) == std::string(names[i]));
   CHECK(std::string(nrb_buffer_name(25)) == NRB_BUFFER_X_SUN_DIRECTION);
   CHECK(std::string(nrb_buffer_name(26)) == NRB_BUFFER_X_SUN_IRRADIANCE);
@@ -25,6 +25,8 @@ TEST_CASE("nrb.h: NRB_BUFFER_* are section 6.1's names in the codec's order, the
   for (uint32_t i = 25; i < 28; ++i) CHECK(wire::is_vendor_buffer_name(nrb_buffer_name(i)));
   CHECK(std::string(nrb_buffer_name(28)) == NRB_BUFFER_NEURAL_MASK);
   CHECK(std::string(names[25]) == NRB_BUFFER_NEURAL_MASK);
+  CHECK(std::string(nrb_buffer_name(29)) == NRB_BUFFER_X_LIGHTS);
+  CHECK(wire::is_vendor_buffer_name(NRB_BUFFER_X_LIGHTS));
   CHECK(nrb_buffer_name(NRB_BUFFER_NAME_COUNT) == nullptr);
   CHECK(NRB_FORMAT_COUNT == wire::format_table().size());
   for (uint32_t f = 0; f < NRB_FORMAT_COUNT; ++f)

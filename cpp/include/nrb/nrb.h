@@ -66,6 +66,7 @@ extern "C" {
 #define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
 #define NRB_RESULT_VERSION 1
+#define NRB_LIGHT_VERSION 1
 #define NRB_STATS_VERSION 5 /* 2: doorbell_active; 3: refusal_code, refusal_message; 4: in_flight_limit;
                               5: service_ms, link_ms */
 
@@ -157,7 +158,11 @@ NRB_API const char* nrb_format_name(nrb_format format);
 /* Per-pixel exclusion from re-rendering (NRB_FORMAT_R8 only): 0 = the re-rendered pixel, 255 = the engine's
  * hudless_color pixel exactly, v = v/255 of the engine's image (section 6.1). Needs NRB_BUFFER_HUDLESS_COLOR. */
 #define NRB_BUFFER_NEURAL_MASK "neural_mask"
-#define NRB_BUFFER_NAME_COUNT 29 /* the NRB_BUFFER_* names above (28 in libnrb 0.1.0 before neural_mask) */
+/* The light list (section 6.1): NRB_FORMAT_RGBA32F, 4 texels wide, one row per light. Filled by
+ * nrb_frame_set_lights, never tagged by hand; list it in nrb_client_config.buffers to send it. */
+#define NRB_BUFFER_X_LIGHTS "x_lights"
+#define NRB_BUFFER_NAME_COUNT 30 /* the NRB_BUFFER_* names above (28 in libnrb 0.1.0 before neural_mask, then
+                                    29 before x_lights) */
 
 /* The index-th NRB_BUFFER_* name, in the order above (0 <= index < NRB_BUFFER_NAME_COUNT), NULL past the end;
  * static storage. For bindings that re-export the constants (Python, GDScript). Any thread. */
@@ -443,6 +448,45 @@ NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* ca
  * frames_dropped; its events and styles move to the next frame actually sent). Frames submitted while disabled or
  * disconnected are dropped the same way. Render thread. Microseconds. */
 NRB_API nrb_status nrb_frame_submit(nrb_client* client);
+
+/* The engine's punctual lights (docs/protocol.md section 6.1, `x_lights`): an optional hint, sent each frame, that a
+ * renderer shading from the G-buffers (the `deferred` baseline) lights the image with. The main directional light
+ * (the sun) goes in the lighting constants (NRB_BUFFER_X_SUN_DIRECTION, _X_SUN_IRRADIANCE), not in this list: the
+ * lights here add to it. Units: protocol world space; `color` is linear RGB times intensity in the radiometry of
+ * x_sun_irradiance: a point or spot light's radiant intensity I (a surface facing it at distance d receives the
+ * irradiance I / d^2, and a white Lambertian one shows the radiance I / (pi d^2) in the units of emissive), a
+ * directional light's irradiance E. */
+typedef uint32_t nrb_light_type;
+enum { NRB_LIGHT_POINT = 0, NRB_LIGHT_SPOT = 1, NRB_LIGHT_DIRECTIONAL = 2 };
+#define NRB_MAX_LIGHTS 64 /* lights per frame */
+
+typedef struct nrb_light {
+  uint32_t struct_size;    /* sizeof(nrb_light); also the array's stride in nrb_frame_set_lights */
+  uint32_t struct_version; /* NRB_LIGHT_VERSION */
+  nrb_light_type type;     /* NRB_LIGHT_POINT, _SPOT or _DIRECTIONAL */
+  float position[3];       /* point, spot: world space */
+  float direction[3];      /* spot, directional: unit vector the light shines along (the spot's axis; for a
+                              directional light the opposite of x_sun_direction's "towards the light") */
+  float color[3];          /* linear RGB x intensity, each >= 0 (see above) */
+  float range;             /* world units: the light fades to 0 there (window clamp(1 - (d/range)^4, 0, 1)^2);
+                              0: no window, inverse square only. >= 0 */
+  float inner_cone;        /* spot: half-angle of full intensity, radians, 0 <= inner_cone <= outer_cone */
+  float outer_cone;        /* spot: half-angle where it reaches 0 (smoothstep between), 0 < outer_cone <= pi */
+} nrb_light;
+
+/* Zeroes `light`, sets struct_size/struct_version and a unit direction (0, -1, 0). Any thread. */
+NRB_API void nrb_light_init(nrb_light* light);
+
+/* Sets the current frame's light list: `count` lights (0..NRB_MAX_LIGHTS) at `lights`, each struct_size bytes after
+ * the previous (the first light's struct_size; every light has the same). The library checks them as a renderer
+ * would (NRB_ERROR_INVALID_ARGUMENT, nrb_last_error(client) naming "lights[i].field": an unknown type, a non-finite
+ * value, a negative colour channel or range, a spot or directional direction whose length is not 1 within 0.001,
+ * a spot outer cone outside (0, pi] or an inner one outside [0, outer]; more than NRB_MAX_LIGHTS:
+ * NRB_ERROR_LIMIT_EXCEEDED), packs them into the NRB_BUFFER_X_LIGHTS buffer (copied: `lights` may be reused at
+ * once) and tags it; a failed call leaves the frame as it was. count 0 sends no list this frame (and removes one
+ * set earlier in the frame). The renderer receives it only when the HELLO offered NRB_BUFFER_X_LIGHTS
+ * (nrb_client_config.buffers, NRB_FORMAT_RGBA32F) and its WELCOME asks for it. Render thread. */
+NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lights, uint32_t count);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Gameplay events and styles (any thread)                                                                      */

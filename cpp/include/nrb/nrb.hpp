@@ -258,6 +258,13 @@ class client {
     return s;
   }
   void set_camera(const nrb_camera& cam) { detail::check(nrb_frame_set_camera(h_, &cam), h_); }
+  // The frame's light list (nrb_frame_set_lights): each light made with nrb_light_init, then filled.
+  void set_lights(const nrb_light* lights, uint32_t count) {
+    detail::check(nrb_frame_set_lights(h_, lights, count), h_);
+  }
+  void set_lights(const std::vector<nrb_light>& lights) {
+    set_lights(lights.data(), static_cast<uint32_t>(lights.size()));
+  }
   void submit() { detail::check(nrb_frame_submit(h_), h_); }
 
   // ---- any thread ---------------------------------------------------------------------------------------------
