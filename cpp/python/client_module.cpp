@@ -430,11 +430,6 @@ class ClientBinding {
     cl.set_camera(cam);
   }
 
-  void submit() {
-    nrb::client& cl = c();
-    py::gil_scoped_release nogil;
-    cl.submit();
-  }
   void set_lights(const py::sequence& seq) {
     std::vector<nrb_light> lights;
     for (size_t i = 0; i < seq.size(); ++i) lights.push_back(light_from(seq[i], i));
@@ -443,6 +438,11 @@ class ClientBinding {
     cl.set_lights(lights.data(), static_cast<uint32_t>(lights.size()));
   }
 
+  void submit() {
+    nrb::client& cl = c();
+    py::gil_scoped_release nogil;
+    cl.submit();
+  }
 
   void fire_event(const std::string& name, const py::object& params, const py::object& target) {
     std::optional<nrb::params> typed = params_from(params);
@@ -650,16 +650,16 @@ link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means t
           "Valid until submit() or the next begin(): do not keep it.")
       .def("set_camera", &ClientBinding::set_camera, py::arg("camera"),
            "Camera constants as a dict with docs/protocol.md section 8 keys (matrices: 16 numbers or 4x4).")
+      .def("set_lights", &ClientBinding::set_lights, py::arg("lights"),
+           "The frame's light list (nrb_frame_set_lights, docs/protocol.md 6.1 x_lights): dicts with type "
+           "('point', 'spot', 'directional'), color (linear RGB x intensity), position, direction (unit, the way "
+           "it shines), range (0: none), inner and outer (spot cone half-angles, radians). [] sends none.")
       .def("fire_event", &ClientBinding::fire_event, py::arg("name"), py::arg("params") = py::none(),
            py::arg("target") = py::none(),
            "Queue a gameplay event: params is a dict (or msgpack bytes); target None/'global', "
            "('material'|'object', [ids]) or {'scope': ..., 'ids': [...]}.")
       .def("set_style", &ClientBinding::set_style, py::arg("style"), py::arg("strength") = 1.0, py::arg("over") = 0.0,
            py::arg("target") = py::none(), "Queue a style command (strength 0..1, over: transition seconds).")
-      .def("set_lights", &ClientBinding::set_lights, py::arg("lights"),
-           "The frame's light list (nrb_frame_set_lights, docs/protocol.md 6.1 x_lights): dicts with type "
-           "('point', 'spot', 'directional'), color (linear RGB x intensity), position, direction (unit, the way "
-           "it shines), range (0: none), inner and outer (spot cone half-angles, radians). [] sends none.")
       .def("set_style_params", &ClientBinding::set_style_params, py::arg("style"), py::arg("params"),
            py::arg("strength") = 1.0, py::arg("over") = 0.0, py::arg("target") = py::none(),
            "Define (or redefine) style `style` from a parameter dict ({'hue': 35, 'gain': (0.8, 1.1, 0.7), "
@@ -716,9 +716,9 @@ link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means t
   for (nrb_format f = NRB_FORMAT_RGBA8; f < NRB_FORMAT_RGBA8 + NRB_FORMAT_COUNT; ++f) formats.append(nrb_format_name(f));
   m.attr("FORMATS") = py::tuple(formats);
   m.attr("ABI_VERSION") = nrb_get_abi_version();
+  m.attr("MAX_LIGHTS") = NRB_MAX_LIGHTS;
   py::list tone_mappings;  // camera tone_mapping names, NRB_TONE_MAPPING_NONE .. OTHER
   for (nrb_tone_mapping t = NRB_TONE_MAPPING_NONE; t <= NRB_TONE_MAPPING_COUNT; ++t)
     tone_mappings.append(nrb_tone_mapping_name(t));
   m.attr("TONE_MAPPINGS") = py::tuple(tone_mappings);
 }
-  m.attr("MAX_LIGHTS") = NRB_MAX_LIGHTS;

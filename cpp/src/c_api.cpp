@@ -401,8 +401,6 @@ NRB_API void nrb_camera_init(nrb_camera* camera) {
   camera->struct_version = NRB_CAMERA_VERSION;
 }
 
-NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client) {
-  create_error().clear();
 NRB_API void nrb_light_init(nrb_light* light) {
   if (!light) return;
   std::memset(light, 0, sizeof *light);
@@ -411,6 +409,8 @@ NRB_API void nrb_light_init(nrb_light* light) {
   light->direction[1] = -1.0f;
 }
 
+NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client** out_client) {
+  create_error().clear();
   if (!out_client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_client_create: out_client is NULL");
   *out_client = nullptr;
   return guarded(nullptr, "nrb_client_create", [&]() -> nrb_status {
@@ -521,8 +521,6 @@ NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* ca
   });
 }
 
-NRB_API nrb_status nrb_frame_submit(nrb_client* client) {
-  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_submit: client is NULL");
 NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lights, uint32_t count) {
   if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_set_lights: client is NULL");
   return guarded(client, "nrb_frame_set_lights", [&]() -> nrb_status {
@@ -560,6 +558,8 @@ NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lig
   });
 }
 
+NRB_API nrb_status nrb_frame_submit(nrb_client* client) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_submit: client is NULL");
   return guarded(client, "nrb_frame_submit", [&]() -> nrb_status {
     client->impl->submit();
     return NRB_OK;

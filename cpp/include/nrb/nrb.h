@@ -443,12 +443,6 @@ NRB_API void nrb_camera_init(nrb_camera* camera);
  * NRB_ERROR_INVALID_ARGUMENT). Render thread. */
 NRB_API nrb_status nrb_frame_set_camera(nrb_client* client, const nrb_camera* camera);
 
-/* Submits the current frame and returns at once: the I/O thread sends it when fewer than frames_in_flight frames
- * are outstanding. If a newer frame is submitted before this one could be sent, this one is dropped (counted in
- * frames_dropped; its events and styles move to the next frame actually sent). Frames submitted while disabled or
- * disconnected are dropped the same way. Render thread. Microseconds. */
-NRB_API nrb_status nrb_frame_submit(nrb_client* client);
-
 /* The engine's punctual lights (docs/protocol.md section 6.1, `x_lights`): an optional hint, sent each frame, that a
  * renderer shading from the G-buffers (the `deferred` baseline) lights the image with. The main directional light
  * (the sun) goes in the lighting constants (NRB_BUFFER_X_SUN_DIRECTION, _X_SUN_IRRADIANCE), not in this list: the
@@ -487,6 +481,12 @@ NRB_API void nrb_light_init(nrb_light* light);
  * set earlier in the frame). The renderer receives it only when the HELLO offered NRB_BUFFER_X_LIGHTS
  * (nrb_client_config.buffers, NRB_FORMAT_RGBA32F) and its WELCOME asks for it. Render thread. */
 NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lights, uint32_t count);
+
+/* Submits the current frame and returns at once: the I/O thread sends it when fewer than frames_in_flight frames
+ * are outstanding. If a newer frame is submitted before this one could be sent, this one is dropped (counted in
+ * frames_dropped; its events and styles move to the next frame actually sent). Frames submitted while disabled or
+ * disconnected are dropped the same way. Render thread. Microseconds. */
+NRB_API nrb_status nrb_frame_submit(nrb_client* client);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Gameplay events and styles (any thread)                                                                      */
