@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge import protocol
+from bridge.lights import X_LIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
 NRB_H = ROOT / "cpp" / "include" / "nrb" / "nrb.h"
@@ -53,14 +54,14 @@ def doc_formats() -> list[str]:
 
 
 #: names nrb.h appended after ABI 1 froze (nrb_buffer_name(i) keeps each index's name), in the order added
-ADDED_AFTER_ABI_1 = ["neural_mask"]
+ADDED_AFTER_ABI_1 = ["neural_mask", "x_lights"]
 
 
 def test_nrb_h_buffer_names_are_the_protocol_tables_and_the_python_codecs() -> None:
     names = header_buffer_names()
     doc = doc_buffer_names()
     assert names == [n for n in doc if n not in ADDED_AFTER_ABI_1] + ADDED_AFTER_ABI_1
-    assert set(names) == set(protocol.BUFFER_NAMES) | set(protocol.LIGHTING_CONSTANTS)
+    assert set(names) == set(protocol.BUFFER_NAMES) | set(protocol.LIGHTING_CONSTANTS) | {X_LIGHTS}
     assert len(names) == len(set(names))
     count = re.search(r"#define NRB_BUFFER_NAME_COUNT (\d+)", NRB_H.read_text())
     assert count and int(count.group(1)) == len(names)
