@@ -95,7 +95,7 @@ class Client:
         self._sim_time_ns = 0
         self._pending: list[Message] = []
         self.shm_pool: ShmPool | None = None  # set when the server accepted shared memory
-        #: codecs a RESULT may use: the lossless ones, plus ``"jpeg"`` once WELCOME accepted ``lossy_output``
+        #: codecs a RESULT may use: the lossless ones, plus ``"jpeg"`` or ``"webp"`` once WELCOME accepted ``lossy_output``
         self.compression: tuple[str, ...] = COMPRESSIONS
         self._nonce = itertools.count(1)
 
@@ -166,7 +166,7 @@ class Client:
         front door places the session again) and brings the last ticket, so the session's style state follows.
 
         ``renderer`` asks for a renderer by name (protocol section 5.11: a server or cluster without it refuses with
-        ``UNSUPPORTED``); ``lossy_output`` allows the image back as JPEG at its quality (section 6.3.1; decoding it
+        ``UNSUPPORTED``); ``lossy_output`` allows the image back as JPEG or WebP at its quality (section 6.3.1; decoding it
         needs Pillow)."""
         caps = list(capabilities) + (["redirect"] if follow_redirect and "redirect" not in capabilities else [])
         if self.endpoint != self.front_door:

@@ -45,8 +45,8 @@ MAX_DEADLINE_MS = 60000.0
 MAX_OVER = 3600.0
 SHM_ALIGN = 64
 COMPRESSIONS = ("lz4", "zstd")
-#: Lossy codecs for the RESULT image only (protocol section 6.3.1), allowed by HELLO ``lossy_output``.
-LOSSY_COMPRESSIONS = ("jpeg",)
+#: Image codecs for the RESULT image only (protocol section 6.3.1), allowed by HELLO ``lossy_output``.
+LOSSY_COMPRESSIONS = ("jpeg", "webp")
 #: Formats a lossy image may have (8-bit RGBA; the codec carries RGB, alpha is 255).
 LOSSY_FORMATS = ("rgba8", "rgba8_srgb")
 #: ``lossy_output.quality`` when an engine allows lossy return without choosing one (protocol section 6.3.1).
@@ -696,7 +696,7 @@ def encode(msg: Message) -> list[bytes | memoryview]:
         if b.compression in LOSSY_COMPRESSIONS:
             # a renderer encodes its image once, at the session's quality (bridge.image_codec), and sends those bytes
             frames.append(b.compressed if b.compressed is not None
-                          else _image_codec().encode_image(b, DEFAULT_LOSSY_QUALITY))
+                          else _image_codec().encode_image(b, DEFAULT_LOSSY_QUALITY, b.compression))
         else:
             frames.append(_compress(data, b.compression) if b.compression else data)
     return frames
@@ -1079,7 +1079,7 @@ def _decompress(data: memoryview, method: str, size: int, path: str, shape: tupl
     ``shape`` (width, height) is what a lossy image must measure (section 6.3.1)."""
     try:
         if method in LOSSY_COMPRESSIONS:
-            out = _image_codec().decode_image(data, *shape, path)
+            out = _image_codec().decode_image(data, *shape, path, method)
         elif method == "zstd":
             import zstandard
 

@@ -80,7 +80,8 @@ class Cell:
     buffer_set: str  # "standard" | "compact"
     codec: str  # "none" | "lz4" | "zstd"
     in_flight: int  # 0: libnrb's adaptive policy
-    lossy: int = 0  # 1..100: the engine allows the image back as JPEG at this quality (protocol 6.3.1); 0: exact
+    lossy: int = 0  # 1..100: the engine allows the image back lossily at this quality (protocol 6.3.1); 0: exact
+    lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
 
     @property
     def upscale(self) -> int:
@@ -91,12 +92,12 @@ class Cell:
         o, r = self.output, self.render
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
-        return f"{self.link.name} | {size} | {self.buffer_set} | {codec_label(self.codec, self.lossy)} | {fif}"
+        return f"{self.link.name} | {size} | {self.buffer_set} | {codec_label(self.codec, self.lossy, self.lossy_codec)} | {fif}"
 
 
-def codec_label(codec: str, lossy: int) -> str:
+def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg") -> str:
     """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``)."""
-    return codec + (f" + jpeg q{lossy}" if lossy else "")
+    return codec + (f" + {lossy_codec} q{lossy}" if lossy else "")
 
 
 LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
@@ -349,7 +350,9 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
     c = _native.Client(endpoint=spec["endpoint"], transport="inline", render_size=(rw, rh), output_size=(ow, oh),
                        frames_in_flight=spec["in_flight"], buffers=[(n, formats[n]) for n in arrays],
                        deadline_ms=10_000.0, compression=spec["codec"], server_timeout_ms=30_000,
-                       handshake_timeout_ms=10_000, engine="bench-remote", lossy_quality=spec.get("lossy", 0))
+                       handshake_timeout_ms=10_000, engine="bench-remote", lossy_quality=spec.get("lossy", 0),
+                       lossy_codec=spec.get("lossy_codec", "jpeg"),
+                       exact_formats=True)  # the cell's set is what travels (no remote-link compact defaults)
     try:
         end = time.monotonic() + 20
         while c.stats()["state"] != "connected":
@@ -529,6 +532,81 @@ def tcp_floor(net: Network, port: int, up: int, down: int, in_flight: int, secon
             sink.wait(5)
 
 
+# ------------------------------------------------------------------------------------------------ image codecs
+#: (label, codec, quality): the returned image's codecs, lossless then lossy (protocol 6.3, 6.3.1)
+IMAGE_CODECS = (("lz4", "lz4", 0), ("zstd", "zstd", 0), ("jpeg q90", "jpeg", 90), ("webp q90", "webp", 90),
+                ("webp q75", "webp", 75), ("webp q100 (lossless)", "webp", 100))
+
+
+def image_codec_table(output: tuple[int, int] = (1920, 1080), repeat: int = 5) -> list[dict[str, Any]]:
+    """The image a 1920x1080-from-960x540 cell returns (the bench's engine image, 2x2 upscaled by the passthrough
+    renderer) through each codec, in this process, the codecs interleaved ``repeat`` times (medians): bytes, the
+    server's encode (what ``nrb serve`` runs: Pillow for the image codecs, python-lz4/zstandard for the lossless
+    ones) and the engine's decode (libnrb's codec through ``bridge._wire_testing``; Pillow where that is not built),
+    and the link time of those bytes at 1 Gbit/s."""
+    import numpy as np
+
+    from bridge import image_codec
+    from bridge.protocol import Buffer
+    from nrb_bench.transport import gbuffers
+
+    w, h = output
+    small = gbuffers(w // 2, h // 2)["hudless_color"]
+    img = np.ascontiguousarray(np.repeat(np.repeat(small, 2, 0), 2, 1))
+    raw = img.tobytes()
+    buf = Buffer.from_array("output", "rgba8_srgb", img)
+    try:
+        from bridge import _wire_testing as wt  # libnrb's decoder, built for editable installs
+    except ImportError:
+        wt = None
+
+    def encode(codec: str, q: int) -> bytes:
+        if codec == "lz4":
+            import lz4.frame
+
+            return bytes(lz4.frame.compress(raw, store_size=True))
+        if codec == "zstd":
+            import zstandard
+
+            return bytes(zstandard.ZstdCompressor(level=1, write_content_size=True).compress(raw))
+        return image_codec.encode_image(buf, q, codec)
+
+    def result_header(codec: str, data: bytes) -> bytes:
+        """The RESULT header that carries ``data`` as its image (built outside the timed decode)."""
+        from bridge.protocol import Result, Timing, encode_header
+
+        out = Buffer("output", "rgba8_srgb", w, h, w * 4, raw, codec)
+        out.compressed = memoryview(data)
+        return encode_header(Result(1, 1, "ok", Timing(), out))
+
+    def decode(codec: str, header: bytes, data: bytes) -> None:
+        if wt is not None:
+            wt.wire_decode([header, data], compression=[codec])
+        elif codec in ("jpeg", "webp"):
+            image_codec.decode_image(data, w, h, codec=codec)
+
+    rows: dict[str, dict[str, list[float]]] = {label: {"bytes": [], "enc": [], "dec": []}
+                                               for label, _, _ in IMAGE_CODECS}
+    for _ in range(repeat):
+        for label, codec, q in IMAGE_CODECS:
+            t0 = time.perf_counter()
+            data = encode(codec, q)
+            t1 = time.perf_counter()
+            header = result_header(codec, data)
+            t1b = time.perf_counter()
+            decode(codec, header, data)
+            t2 = time.perf_counter() - (t1b - t1)
+            r = rows[label]
+            r["bytes"].append(len(data))
+            r["enc"].append((t1 - t0) * 1e3)
+            r["dec"].append((t2 - t1) * 1e3)
+    med = statistics.median
+    return [{"codec": label, "raw_bytes": len(raw), "bytes": med(rows[label]["bytes"]),
+             "ratio": len(raw) / med(rows[label]["bytes"]), "encode_ms": med(rows[label]["enc"]),
+             "decode_ms": med(rows[label]["dec"]), "link_ms_1gbit": med(rows[label]["bytes"]) * 8 / 1e6,
+             "decoder": "libnrb" if wt is not None else "Pillow"} for label, _, _ in IMAGE_CODECS]
+
+
 # ------------------------------------------------------------------------------------------------ run
 def _loadavg() -> list[float]:
     try:
@@ -544,7 +622,9 @@ class Options:
     sets: tuple[str, ...] = SETS
     codecs: tuple[str, ...] = CODECS
     in_flight: tuple[int, ...] = IN_FLIGHT
-    lossy: tuple[int, ...] = (0,)  # JPEG qualities the engine allows for the image (0: exact)
+    lossy: tuple[int, ...] = (0,)  # lossy qualities the engine allows for the image (0: exact)
+    lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
+    image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
     warmup: float = 1.5
     repeat: int = 1
@@ -567,6 +647,9 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
         "load_before": _loadavg(), "options": {k: v for k, v in asdict(opts).items() if k != "links"},
         "links": [asdict(lk) for lk in opts.links], "cells": [], "quick": quick,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if opts.image_codecs and not quick:  # no network needed: measured before the namespaces exist
+        log("[remote] the returned image through each codec")
+        results["image_codecs"] = image_codec_table()
     why = can_build_namespaces()
     if why:
         results["skipped"] = why
@@ -577,8 +660,9 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif, lossy) for (o, r) in opts.sizes for bs in opts.sets
-                     for codec in opts.codecs for lossy in opts.lossy for fif in opts.in_flight]
+            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc) for (o, r) in opts.sizes for bs in opts.sets
+                     for codec in opts.codecs for lossy in opts.lossy
+                     for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight]
             servers: dict[int, Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
@@ -589,7 +673,8 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                         srv = servers[cell.upscale]
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
-                                "lossy": cell.lossy, "seconds": opts.seconds, "warmup": opts.warmup}
+                                "lossy": cell.lossy, "lossy_codec": cell.lossy_codec, "seconds": opts.seconds,
+                                "warmup": opts.warmup}
                         cpu0, load0, th0 = srv.cpu_seconds(), _loadavg(), srv.threads()
                         try:
                             r = _in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)],
@@ -621,7 +706,8 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
     ok = [s for s in samples if "error" not in s]
     entry: dict[str, Any] = {"link": cell.link.name, "rate_mbit": cell.link.rate_mbit, "rtt_ms": cell.link.rtt_ms,
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
-                             "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy, "samples": samples}
+                             "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy,
+                             "lossy_codec": cell.lossy_codec, "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
         return entry
@@ -677,6 +763,19 @@ def markdown(res: dict[str, Any]) -> str:
              f"{res.get('load_after')}. Engine (libnrb) and server (`nrb serve --renderer passthrough`) share these "
              "cores, so a cell can be bound by the CPU rather than the link: the CPU columns say which side spent "
              "what.", ""]
+    if res.get("image_codecs"):
+        rows = res["image_codecs"]
+        lines += [f"The returned image through each codec ({rows[0]['raw_bytes'] / 1e6:.2f} MB raw: the 1920x1080 image "
+                  "a cell with 960x540 G-buffers gets back), measured in one process, the codecs interleaved, "
+                  "medians of 5. Encode: what `nrb serve` runs (Pillow for JPEG/WebP at libwebp method 0, "
+                  f"python-lz4 / zstandard level 1); decode: {rows[0]['decoder']}'s. The link ms are those bytes "
+                  "at 1 Gbit/s. FLIP of the lossy ones against the exact image: `tests/test_lossy_output.py` holds "
+                  "both to 1.15x a one-step rounding.", "",
+                  "| codec | bytes | ratio | encode ms | decode ms | link ms at 1 Gbit/s |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['codec']} | {r['bytes']:,.0f} | {r['ratio']:.1f} | {r['encode_ms']:.1f} | "
+                  f"{r['decode_ms']:.1f} | {r['link_ms_1gbit']:.1f} |" for r in rows]
+        lines.append("")
     if res.get("skipped"):
         return "\n".join([*lines, f"**Skipped:** {res['skipped']}.", ""])
     lines += ["Two network namespaces joined by a veth pair, tbf at the rate on both ends (each direction has the whole "
@@ -695,7 +794,7 @@ def markdown(res: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
-                f"| {codec_label(c['codec'], c.get('lossy', 0))} | {c['in_flight'] or 'adaptive'}")
+                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'))} | {c['in_flight'] or 'adaptive'}")
         if "error" in c:
             lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
             continue
@@ -715,7 +814,7 @@ def markdown(res: dict[str, Any]) -> str:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
-                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0))} | {c['in_flight'] or 'adaptive'} | "
+                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'))} | {c['in_flight'] or 'adaptive'} | "
                      f"{_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
@@ -755,6 +854,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--in-flight", action="append", type=int, metavar="N", help="frames in flight, 0 = adaptive")
     p.add_argument("--lossy", action="append", type=int, metavar="Q",
                    help="let the image come back as JPEG at quality Q (protocol 6.3.1); 0 = exact (default)")
+    p.add_argument("--lossy-codec", action="append", choices=("jpeg", "webp"),
+                   help="the lossy image codec of --lossy (default jpeg; repeat for both)")
+    p.add_argument("--no-image-codecs", action="store_true", help="skip the image codec table")
     p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
     p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell (default 4)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the matrix, interleaved (default 1)")
@@ -767,7 +869,8 @@ def main(args: Any) -> int:
         return 0
     opts = Options(links=tuple(args.link or LINKS), sizes=tuple(args.size or SIZES), sets=tuple(args.set or SETS),
                    codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
-                   lossy=tuple(args.lossy or (0,)), seconds=args.seconds, repeat=max(1, args.repeat),
+                   lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
+                   image_codecs=not args.no_image_codecs, seconds=args.seconds, repeat=max(1, args.repeat),
                    floor=not args.no_floor)
     res = run(args.out, options=opts, report=args.report)
     return 0 if not res.get("skipped") else 0

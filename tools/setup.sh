@@ -15,7 +15,7 @@ say() { printf '[setup] %s\n' "$*"; }
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev doctest-dev nlohmann-json3-dev
-  liblz4-dev libzstd-dev libjpeg62-turbo-dev libsodium-dev
+  liblz4-dev libzstd-dev libjpeg62-turbo-dev libwebp-dev libsodium-dev
   libegl1 libegl-mesa0 libgl1-mesa-dri libllvm19 python3-venv
 )
 missing=()

@@ -318,6 +318,11 @@ class ClientBinding {
     if (!(v = take("shm_slots")).is_none()) cfg->shm_slots = v.cast<uint32_t>();
     if (!(v = take("renderer")).is_none()) cfg.renderer(v.cast<std::string>());
     if (!(v = take("lossy_quality")).is_none()) cfg->lossy_quality = v.cast<uint32_t>();
+    if (!(v = take("lossy_codec")).is_none()) {
+      const std::string codec = v.cast<std::string>();
+      if (codec != "jpeg" && codec != "webp") throw py::value_error("lossy_codec must be \"jpeg\" or \"webp\"");
+      cfg->lossy_codec = codec == "webp" ? NRB_LOSSY_CODEC_WEBP : NRB_LOSSY_CODEC_JPEG;
+    }
     if (!(v = take("enabled")).is_none()) cfg->start_disabled = v.cast<bool>() ? 0u : 1u;
     if (!(v = take("link")).is_none()) cfg->link = link_from(v.cast<std::string>());
     if (!(v = take("exact_formats")).is_none()) cfg->exact_formats = v.cast<bool>() ? 1u : 0u;
@@ -627,7 +632,8 @@ curve_secret_key (Z85), log (callable(level: int, message: str), called on the I
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers
 ([(name, format), ...]), compression ("none", "lz4", "zstd"), compression_level, shm_slots, enabled (True),
 renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1),
-link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means the link's default), exact_formats.
+link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means the link's default), exact_formats,
+lossy_codec ("jpeg", "webp").
 )doc")
       .def(py::init<py::kwargs>())
       .def("close", &ClientBinding::close, "Say BYE, stop the I/O thread, free everything (also done on garbage collection).")

@@ -85,6 +85,7 @@ py::tuple decode_py(py::handle error_type, const py::sequence& frames, const py:
       if (name == "lz4") opts.allow_lz4 = true;
       if (name == "zstd") opts.allow_zstd = true;
       if (name == "jpeg") opts.allow_jpeg = true;
+      if (name == "webp") opts.allow_webp = true;
     }
   }
   wire::ShmPool pool;

@@ -255,6 +255,8 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
   if (c.link > NRB_LINK_REMOTE) throw std::invalid_argument("link is not an NRB_LINK_*");
   o.link = static_cast<nrb::detail::LinkMode>(c.link);
   o.exact_formats = c.exact_formats != 0;
+  if (c.lossy_codec > NRB_LOSSY_CODEC_WEBP) throw std::invalid_argument("lossy_codec is not an NRB_LOSSY_CODEC_*");
+  o.lossy_codec = c.lossy_codec == NRB_LOSSY_CODEC_WEBP ? "webp" : "jpeg";
   return o;
 }
 
@@ -421,7 +423,7 @@ NRB_API nrb_status nrb_client_create(const nrb_client_config* config, nrb_client
       return s;
     if (config->struct_version < 2) cfg.renderer = nullptr, cfg.lossy_quality = 0;
     // before struct_version 3 there were no link defaults: such a caller keeps what it asked for on any link
-    if (config->struct_version < 3) cfg.link = NRB_LINK_LOCAL, cfg.exact_formats = 0;
+    if (config->struct_version < 3) cfg.link = NRB_LINK_LOCAL, cfg.exact_formats = 0, cfg.lossy_codec = 0;
     nrb::detail::ClientOptions opts = options_of(cfg);
     nrb::detail::Logger log;
     if (cfg.log_fn) {

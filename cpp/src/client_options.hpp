@@ -63,7 +63,8 @@ struct ClientOptions {
   bool start_enabled = true;
   size_t max_pending_events = 65536;
   std::string renderer;       // HELLO `renderer` (section 5.11); empty: any
-  uint32_t lossy_quality = 0;  // 1..100: HELLO `lossy_output` JPEG at this quality (section 6.3.1); 0: exact images
+  uint32_t lossy_quality = 0;  // 1..100: HELLO `lossy_output` at this quality (section 6.3.1); 0: exact images
+  std::string lossy_codec = "jpeg";  // its codec: "jpeg" or "webp"
   LinkMode link = LinkMode::automatic;
   bool exact_formats = false;  // true: buffers travel in the formats the engine tags, even on a remote link
 

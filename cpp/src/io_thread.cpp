@@ -360,7 +360,7 @@ void IoThread::try_send_hello(TimePoint now) {
   h.capabilities.emplace_back("redirect");  // section 5.10: we follow a front door's WELCOME redirect
   if (!ticket_.empty()) h.ticket = ticket_;
   if (!opts_.renderer.empty()) h.renderer = opts_.renderer;  // section 5.11
-  if (opts_.lossy_quality) h.lossy_output = wire::Hello::LossyOutput{"jpeg", opts_.lossy_quality};  // 6.3.1
+  if (opts_.lossy_quality) h.lossy_output = wire::Hello::LossyOutput{opts_.lossy_codec, opts_.lossy_quality};  // 6.3.1
   if (!send_message(h)) return;  // not connected yet: ZMQ_IMMEDIATE refused it; POLLOUT will tell us
   state_ = State::handshaking;
   state_deadline_ = now + milliseconds(opts_.handshake_timeout_ms);
@@ -394,7 +394,7 @@ void IoThread::close_session(bool say_bye) {
   bell_active_ = false;
   ping_sent_.reset();
   compression_ = wire::Compression::none;
-  allow_lz4_ = allow_zstd_ = allow_jpeg_ = false;
+  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = false;
 }
 
 bool IoThread::send_message(const wire::Message& m) {
@@ -584,6 +584,7 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
   o.allow_lz4 = allow_lz4_;
   o.allow_zstd = allow_zstd_;
   o.allow_jpeg = allow_jpeg_;
+  o.allow_webp = allow_webp_;
   o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
   const auto t_decode = Clock::now();
   wire::DecodeResult r = wire::decode(views, o);
@@ -657,7 +658,9 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
     compression_ = opts_.compression;
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
-  allow_jpeg_ = opts_.lossy_quality != 0 && contains(w.capabilities, "jpeg");  // section 6.3.1
+  // section 6.3.1: only the codec this client asked for
+  allow_jpeg_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "jpeg" && contains(w.capabilities, "jpeg");
+  allow_webp_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "webp" && contains(w.capabilities, "webp");
   output_ = w.output;
   est_ = CompressionEstimate{};  // a new session may be over another link
   sent_.clear();

@@ -122,7 +122,7 @@ class IoThread {
   std::unique_ptr<Doorbell> bell_;  // offered in the pending HELLO / accepted for the session (section 7.1)
   bool bell_active_ = false;
   wire::Compression compression_ = wire::Compression::none;
-  bool allow_lz4_ = false, allow_zstd_ = false, allow_jpeg_ = false;
+  bool allow_lz4_ = false, allow_zstd_ = false, allow_jpeg_ = false, allow_webp_ = false;
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
   // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).

@@ -12,6 +12,8 @@
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE
 #include <jpeglib.h>
+#include <webp/decode.h>
+#include <webp/encode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -132,6 +134,7 @@ std::string_view compression_name(Compression c) noexcept {
     case Compression::lz4: return "lz4";
     case Compression::zstd: return "zstd";
     case Compression::jpeg: return "jpeg";
+    case Compression::webp: return "webp";
     default: return "";
   }
 }
@@ -696,6 +699,22 @@ std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t h
   return out;
 }
 
+std::vector<uint8_t> encode_webp(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality) {
+  // WebPEncodeRGB wants RGB rows: drop alpha first (the image is small next to the encoder's own work)
+  std::vector<uint8_t> rgb(uint64_t(width) * height * 3);
+  for (uint32_t y = 0; y < height; ++y)
+    for (uint32_t x = 0; x < width; ++x)
+      std::memcpy(&rgb[(uint64_t(y) * width + x) * 3], rgba + y * stride + uint64_t(x) * 4, 3);
+  uint8_t* out = nullptr;
+  const int w = static_cast<int>(width), h = static_cast<int>(height);
+  const size_t n = quality >= 100 ? WebPEncodeLosslessRGB(rgb.data(), w, h, w * 3, &out)  // 100: lossless (VP8L)
+                                  : WebPEncodeRGB(rgb.data(), w, h, w * 3, static_cast<float>(std::max(quality, 1)), &out);
+  if (n == 0 || out == nullptr) throw std::runtime_error("webp: the encoder failed");
+  std::vector<uint8_t> v(out, out + n);
+  WebPFree(out);
+  return v;
+}
+
 namespace {
 // Decodes one JPEG of exactly width x height into `out` (width * height * 4 bytes, RGBA, alpha 255). Returns ""
 // on success, else why not. With `out` null it only checks the frame header (size, components, precision), so the
@@ -1152,17 +1171,20 @@ class Decoder {
     }
     if (const Obj* c = find(m, "compression")) {
       At at(*this, "compression");
-      static constexpr std::array<std::string_view, 3> kNames = {"lz4", "zstd", "jpeg"};
-      static constexpr std::array<Compression, 3> kCodecs = {Compression::lz4, Compression::zstd, Compression::jpeg};
+      static constexpr std::array<std::string_view, 4> kNames = {"lz4", "zstd", "jpeg", "webp"};
+      static constexpr std::array<Compression, 4> kCodecs = {Compression::lz4, Compression::zstd, Compression::jpeg,
+                                                             Compression::webp};
       b.compression = kCodecs[vocab(*c, kNames)];
-      if (b.compression == Compression::jpeg) {  // section 6.3.1: the RESULT image only, 8-bit RGBA, tight rows
-        if (!image_) fail(ErrorCode::BAD_VALUE, "jpeg is for a RESULT output only");
+      if (is_image_codec(b.compression)) {  // section 6.3.1: the RESULT image only, 8-bit RGBA, tight rows
+        const std::string name(compression_name(b.compression));
+        if (!image_) fail(ErrorCode::BAD_VALUE, name + " is for a RESULT output only");
         if ((b.format != Format::rgba8 && b.format != Format::rgba8_srgb) || b.stride != uint64_t(b.width) * 4)
-          fail(ErrorCode::BAD_VALUE, "jpeg needs rgba8 or rgba8_srgb with stride = width x 4");
+          fail(ErrorCode::BAD_VALUE, name + " needs rgba8 or rgba8_srgb with stride = width x 4");
       }
       const bool allowed = b.compression == Compression::lz4    ? opts_.allow_lz4
                            : b.compression == Compression::zstd ? opts_.allow_zstd
-                                                                : opts_.allow_jpeg;
+                           : b.compression == Compression::jpeg ? opts_.allow_jpeg
+                                                                : opts_.allow_webp;
       if (!allowed) fail(ErrorCode::BAD_VALUE, std::string(compression_name(b.compression)) + " was not negotiated");
     }
     if (const Obj* x = find(m, "depth_reversed")) {
@@ -1517,7 +1539,7 @@ class Decoder {
       const Obj& lm = map(o);
       Hello::LossyOutput l;
       l.codec = req(lm, "codec", [&](const Obj& x) {
-        static constexpr std::array<std::string_view, 1> kLossy = {"jpeg"};
+        static constexpr std::array<std::string_view, 2> kLossy = {"jpeg", "webp"};
         return std::string(kLossy[vocab(x, kLossy)]);
       });
       l.quality = req(lm, "quality", [&](const Obj& x) { return uint(x, 1, 100); });
@@ -1733,7 +1755,28 @@ class Decoder {
       case Compression::zstd: return unzstd(b, f, size);
       case Compression::lz4: return unlz4(b, f, size);
       case Compression::jpeg: return unjpeg(b, f, size);
+      case Compression::webp: return unwebp(b, f, size);
     }
+  }
+
+  void unwebp(BufferDesc& b, Bytes f, uint64_t size) {
+    // The bitstream's header first (VP8 or VP8L: the canvas size), before allocating the image.
+    WebPBitstreamFeatures info;
+    if (f.size == 0 || WebPGetFeatures(f.data, f.size, &info) != VP8_STATUS_OK)
+      fail(ErrorCode::PAYLOAD_MISMATCH, "not a WebP image");
+    if (info.has_animation) fail(ErrorCode::PAYLOAD_MISMATCH, "an animated WebP (one still image only)");
+    if (uint32_t(info.width) != b.width || uint32_t(info.height) != b.height)
+      fail(ErrorCode::PAYLOAD_MISMATCH, "the WebP is " + std::to_string(info.width) + "x" +
+                                            std::to_string(info.height) + ", the descriptor says " +
+                                            std::to_string(b.width) + "x" + std::to_string(b.height));
+    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
+    if (!WebPDecodeRGBAInto(f.data, f.size, out.get(), size, static_cast<int>(b.width) * 4))
+      fail(ErrorCode::PAYLOAD_MISMATCH, "cannot decode the WebP");
+    if (info.has_alpha)  // alpha is 255 whatever the image carried (section 6.3.1)
+      for (uint64_t i = 3; i < size; i += 4) out[i] = 255;
+    b.data = out.get();
+    b.size = size;
+    b.owned = std::move(out);
   }
 
   void unjpeg(BufferDesc& b, Bytes f, uint64_t size) {

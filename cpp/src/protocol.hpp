@@ -139,7 +139,10 @@ inline constexpr size_t kMaxDoorbellPathBytes = 255;
 inline constexpr size_t kDoorbellLengthBytes = 4;
 
 // jpeg: the RESULT image only, lossy, when HELLO lossy_output allowed it (section 6.3.1).
-enum class Compression : uint8_t { none, lz4, zstd, jpeg };
+// webp: likewise (section 6.3.1), one WebP image (lossy VP8 or lossless VP8L).
+enum class Compression : uint8_t { none, lz4, zstd, jpeg, webp };
+// A codec of the RESULT image only (section 6.3.1), decoded to RGBA rather than decompressed.
+constexpr bool is_image_codec(Compression c) noexcept { return c == Compression::jpeg || c == Compression::webp; }
 std::string_view compression_name(Compression c) noexcept;  // "" for none
 
 struct BufferDesc {  // bufdesc (section 6.3)
@@ -413,6 +416,8 @@ std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int 
 // One baseline JPEG (4:4:4) of `width` x `height` 8-bit RGBA pixels (alpha dropped) at `quality` 1..100
 // (section 6.3.1). Throws std::runtime_error on an encoder failure.
 std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality);
+// One WebP of the same pixels (section 6.3.1): lossy at `quality` 1..99, lossless (VP8L) at 100.
+std::vector<uint8_t> encode_webp(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality);
 
 // Builds a canonical params map (section 3.1) incrementally, e.g.
 //   ParamsWriter w; w.map(2); w.str("power"); w.f64(2.5); w.str("tag"); w.str("x"); ev.params = w.take();
@@ -448,6 +453,7 @@ struct DecodeOptions {
   bool allow_zstd = false;
   // The renderer accepted HELLO lossy_output (WELCOME capabilities lists "jpeg"): a RESULT image may be JPEG.
   bool allow_jpeg = false;
+  bool allow_webp = false;  // likewise, "webp"
   // The session's shared-memory pool. Without one, any shm ref (and FRAME result_slot) is BAD_VALUE.
   const ShmPool* shm_pool = nullptr;
   // A stricter, receiver-chosen limit on stride * height (section 11 allows it); LIMIT_EXCEEDED beyond it.
@@ -455,7 +461,7 @@ struct DecodeOptions {
 
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
-    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = true;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = true;
     o.shm_pool = pool;
     return o;
   }

@@ -162,6 +162,7 @@ inline Compression compression(const Json& j) {
   if (s == "lz4") return Compression::lz4;
   if (s == "zstd") return Compression::zstd;
   if (s == "jpeg") return Compression::jpeg;
+  if (s == "webp") return Compression::webp;
   bad("unknown compression " + s);
 }
 inline BufferDesc bufdesc(const Json& j) {
@@ -349,8 +350,10 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
     if (b.compression == Compression::none) {
       b.payload = b.data;
       b.payload_size = b.size;
-    } else if (b.compression == Compression::jpeg) {
-      storage.push_back(encode_jpeg(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality)));
+    } else if (is_image_codec(b.compression)) {
+      storage.push_back(b.compression == Compression::jpeg
+                            ? encode_jpeg(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality))
+                            : encode_webp(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality)));
       b.payload = storage.back().data();
       b.payload_size = storage.back().size();
     } else {
@@ -789,11 +792,12 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
   o.allow_lz4 = o.allow_zstd = true;
   if (!context) return o;
   if (auto* c = detail::find(*context, "compression")) {
-    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = false;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = false;
     for (const auto& x : *c) {
       if (x == "lz4") o.allow_lz4 = true;
       if (x == "zstd") o.allow_zstd = true;
       if (x == "jpeg") o.allow_jpeg = true;
+      if (x == "webp") o.allow_webp = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

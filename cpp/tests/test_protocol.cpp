@@ -745,3 +745,47 @@ TEST_CASE("protocol: a JPEG RESULT image decodes to its pixels within JPEG's err
           ErrorCode::PAYLOAD_MISMATCH);
   }
 }
+
+TEST_CASE("protocol: a WebP RESULT image decodes to its pixels within WebP's error, only where negotiated") {
+  const uint32_t w = 64, h = 32;
+  Blob px(size_t(w) * h * 4);
+  for (uint32_t y = 0; y < h; ++y)
+    for (uint32_t x = 0; x < w; ++x) {
+      uint8_t* p = &px[(size_t(y) * w + x) * 4];
+      p[0] = uint8_t(x * 4), p[1] = uint8_t(y * 8), p[2] = uint8_t(128), p[3] = 255;
+    }
+  const Blob webp = encode_webp(px.data(), w, h, w * 4, 90);
+  CHECK(webp.size() < px.size() / 4);
+  Result r;
+  r.session = 7, r.frame = 1, r.status = ResultStatus::ok;
+  BufferDesc out;
+  out.name = "output", out.format = Format::rgba8_srgb, out.width = w, out.height = h, out.stride = w * 4;
+  out.compression = Compression::webp;
+  out.payload = webp.data(), out.payload_size = webp.size();
+  r.output = out;
+  const Encoded e = encode(Message(r));
+  const std::vector<Bytes> frames{e.frame(0), e.frame(1)};
+  DecodeOptions o;
+  o.allow_jpeg = true;  // JPEG negotiated is not WebP negotiated
+  CHECK(decode(frames, o).error.code == ErrorCode::BAD_VALUE);
+  o.allow_webp = true;
+  const DecodeResult d = decode(frames, o);
+  REQUIRE_MESSAGE(d.ok(), d.error.message);
+  const BufferDesc& got = *std::get<Result>(*d.message).output;
+  REQUIRE(got.size == px.size());
+  int worst = 0;
+  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::abs(int(got.data[i]) - int(px[i])));
+  CHECK(worst <= 12);  // 4:2:0 chroma on a gradient
+  CHECK(got.data[3] == 255);
+  SUBCASE("a truncated WebP is PAYLOAD_MISMATCH") {
+    const Blob cut(webp.begin(), webp.begin() + long(webp.size() / 2));
+    CHECK(decode(std::vector<Bytes>{e.frame(0), Bytes(cut.data(), cut.size())}, o).error.code ==
+          ErrorCode::PAYLOAD_MISMATCH);
+  }
+  SUBCASE("a WebP of another size is PAYLOAD_MISMATCH before any pixel is decoded") {
+    const Blob small = encode_webp(px.data(), w / 2, h, w * 4, 90);
+    const DecodeResult bad = decode(std::vector<Bytes>{e.frame(0), Bytes(small.data(), small.size())}, o);
+    CHECK(bad.error.code == ErrorCode::PAYLOAD_MISMATCH);
+    CHECK(bad.error.message.find("32x32") != std::string::npos);
+  }
+}

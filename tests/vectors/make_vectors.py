@@ -32,6 +32,9 @@ JPEG_16X8 = (
     "bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9faffda000c03010002110311003f00a9"
     "451457e1e7f481ffd9"
 )
+#: tests/vectors/result_webp: the same flat colour as a 16x8 lossless WebP (VP8L), written once by Pillow: a lossless
+#: bitstream, so every libwebp decodes it to exactly that colour (a lossy one rounds through YUV 4:2:0).
+WEBP_16X8 = "524946461e000000574542505650384c110000002f0fc001000750b22257a6ff8188e87f0000"
 
 
 def pack_frames(frames: list[bytes]) -> bytes:
@@ -220,8 +223,10 @@ def main(out: Path) -> None:
             "lossy_output.quality 0 (1..100)")
     invalid("hello_lossy_quality_above_100", [pk({**hello, "lossy_output": {**lossy, "quality": 101}})],
             "BAD_VALUE", "lossy_output.quality 101 (1..100)")
-    invalid("hello_lossy_unknown_codec", [pk({**hello, "lossy_output": {**lossy, "codec": "webp"}})], "BAD_VALUE",
-            "lossy_output.codec outside the vocabulary (jpeg)")
+    invalid("hello_lossy_unknown_codec", [pk({**hello, "lossy_output": {**lossy, "codec": "avif"}})], "BAD_VALUE",
+            "lossy_output.codec outside the vocabulary (jpeg, webp)")
+    valid("hello_lossy_webp", {**hello, "lossy_output": {"codec": "webp", "quality": 80}}, [],
+          "lossy image return as WebP at quality 80 (section 6.3.1)")
     invalid("hello_lossy_no_quality", [pk({**hello, "lossy_output": {"codec": "jpeg"}})], "MISSING_FIELD",
             "lossy_output without its quality")
     # A 16x8 JPEG of one flat colour (200, 100, 50), quality 90, 4:2:0: every libjpeg-turbo decodes it to exactly
@@ -246,6 +251,21 @@ def main(out: Path) -> None:
             "BAD_VALUE", "JPEG on an rgba16f image (8-bit RGBA only)", context=with_jpeg)
     invalid("frame_jpeg", [pk(frame_header([{**desc("albedo", "rgba8", 16, 8), "compression": "jpeg"}])), jpeg],
             "BAD_VALUE", "JPEG on a FRAME buffer (RESULT output only)", context=with_jpeg)
+    # The same RESULT as WebP (section 6.3.1): decode-only, negotiated; a JPEG where WebP was negotiated is refused
+    webp = bytes.fromhex(WEBP_16X8)
+    webp_result = {**jpeg_result, "output": {**jpeg_out, "compression": "webp"}}
+    with_webp = {"compression": ["lz4", "zstd", "webp"]}
+    valid("result_webp", webp_result, [bytes([200, 100, 50, 255]) * 128],
+          "a RESULT whose image came back as WebP (section 6.3.1); decode-only", context=with_webp, encode=False,
+          wire=[pk(webp_result), webp])
+    invalid("result_webp_not_negotiated", [pk(webp_result), webp], "BAD_VALUE",
+            "a WebP image where only JPEG was negotiated", context=with_jpeg)
+    invalid("result_webp_wrong_size", [pk({**webp_result, "output": {**webp_result["output"],
+                                                                      **desc("output", "rgba8_srgb", 8, 8)}}), webp],
+            "PAYLOAD_MISMATCH", "a 16x8 WebP where the descriptor says 8x8 (checked before decoding)",
+            context=with_webp)
+    invalid("result_webp_corrupt", [pk(webp_result), b"RIFF\x10\x00\x00\x00WEBPnot a webp"], "PAYLOAD_MISMATCH",
+            "WebP data that does not decode", context=with_webp)
     invalid("hello_ticket_too_long", [pk({**hello, "ticket": "t" * 65})], "LIMIT_EXCEEDED",
             "a ticket longer than 64 bytes")
     alb = pattern(2 * 2 * 4, 1)

@@ -61,7 +61,7 @@ extern "C" {
 #define NRB_ABI_VERSION 1      /* this header's ABI: see the top of the file */
 
 /* Struct versions (bumped when fields are appended). */
-#define NRB_CLIENT_CONFIG_VERSION 3 /* 2: renderer, lossy_quality; 3: link, exact_formats */
+#define NRB_CLIENT_CONFIG_VERSION 3 /* 2: renderer, lossy_quality; 3: link, exact_formats, lossy_codec */
 #define NRB_BUFFER_DESC_VERSION 1
 #define NRB_CAMERA_VERSION 2 /* 2: tone_mapping */
 #define NRB_FRAME_INFO_VERSION 1
@@ -207,6 +207,9 @@ enum {
  * traffic (it reads this host's interface addresses). */
 NRB_API nrb_status nrb_endpoint_link(const char* endpoint, nrb_link* out_link);
 
+/* nrb_client_config.lossy_codec: the image codec a renderer may return the image in (section 6.3.1). */
+enum { NRB_LOSSY_CODEC_JPEG = 0, NRB_LOSSY_CODEC_WEBP = 1 };
+
 /* Event/style targets (section 5.3). */
 typedef uint32_t nrb_scope;
 enum { NRB_SCOPE_GLOBAL = 0, NRB_SCOPE_MATERIAL = 1, NRB_SCOPE_OBJECT = 2 };
@@ -318,14 +321,17 @@ typedef struct nrb_client_config {
    * "onnx:toon.onnx"; a server or cluster without it refuses (REFUSED, refusal_code 15 UNSUPPORTED). NULL or "":
    * any. Copied. */
   const char* renderer;
-  /* 0 (default): every returned image is exact. 1..100: the renderer may return the image as JPEG at this quality
-   * (HELLO `lossy_output`, section 6.3.1; 90 is a good choice for a slow link); libnrb decodes it. Only rgba8 /
-   * rgba8_srgb images; never through shared memory. */
+  /* 0 (default): every returned image is exact. 1..100: the renderer may return the image as JPEG (or WebP, see
+   * lossy_codec) at this quality (HELLO `lossy_output`, section 6.3.1; 90 is a good choice for a slow link); libnrb
+   * decodes it. Only rgba8 / rgba8_srgb images; never through shared memory. */
   uint32_t lossy_quality;
 
   /* struct_version 3 (a caller of an older version gets link LOCAL: no remote defaults) */
   nrb_link link;          /* default NRB_LINK_AUTO: the endpoint decides (see nrb_link) */
   uint32_t exact_formats; /* non-zero: buffers travel in the formats tagged, also on a remote link */
+  /* the codec of lossy_quality: NRB_LOSSY_CODEC_JPEG (0, default; libjpeg-turbo) or NRB_LOSSY_CODEC_WEBP (libwebp:
+   * smaller at the same FLIP, slower to encode and decode, bench/remote.md) */
+  uint32_t lossy_codec;
 } nrb_client_config;
 
 /* Fills `config` with defaults (zeros) and sets struct_size/struct_version. Any thread. */
