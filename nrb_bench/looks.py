@@ -187,18 +187,74 @@ def _to_rgba8(display: np.ndarray) -> np.ndarray:
     return out
 
 
+def scene_light_rows(spec: Any) -> np.ndarray | None:
+    """The ``x_lights`` rows (docs/protocol.md 6.1, ``bridge.lights``) of a dataset scene's local lights, so the
+    deferred baseline is lit by what lights the reference (issue 15: a fair comparison), as an engine would send
+    them: point and spot lights as they are (radiant intensity, the spot's beam and cone angles as the inner and
+    outer cone); an ``area`` light as the training data's engine images sample it (``neural_renderer.data.engine``):
+    four point samples of ``radiance x area / 4`` at its quadrants, each a spot facing the panel's normal with a
+    90-degree cone (the smoothstep stands in for the panel's cosine). No range window: the reference has none.
+    None for a scene without local lights (its sun and sky are the lighting constants)."""
+    import math
+
+    from bridge.lights import MAX_LIGHTS, Light, encode_lights
+
+    def v3(x: Any) -> tuple[float, float, float]:
+        a = np.asarray(x, float)
+        return (float(a[0]), float(a[1]), float(a[2]))
+
+    lights: list[Light] = []
+    for li in spec.lights:
+        rgb = np.asarray(li.rgb, float)
+        if li.kind == "point":
+            lights.append(Light("point", v3(rgb), v3(li.position)))
+        elif li.kind == "spot":
+            d = np.asarray(li.direction, float)
+            lights.append(Light("spot", v3(rgb), v3(li.position), v3(d / np.linalg.norm(d)),
+                                inner=math.radians(li.beam_deg), outer=math.radians(li.cone_deg)))
+        else:
+            panel = np.asarray(li.panel().to_world, float)
+            n = v3(panel[:3, 2] / np.linalg.norm(panel[:3, 2]))
+            quarter = v3(rgb * (4 * li.size[0] * li.size[1]) / 4)
+            for u in (-0.5, 0.5):
+                for v in (-0.5, 0.5):
+                    p = panel[:3, 3] + panel[:3, 0] * u + panel[:3, 1] * v
+                    lights.append(Light("spot", quarter, v3(p), n, inner=0.0, outer=math.pi / 2))
+    return encode_lights(lights[:MAX_LIGHTS]) if lights else None
+
+
+def deferred_with_lights(frame: Any, smap: np.ndarray, raster_opts: dict[str, Any],
+                         rows: np.ndarray | None) -> np.ndarray:
+    """The deferred baseline's display sRGB (H, W, 3) for ``frame`` with the scene's ``x_lights`` ``rows``
+    (``neural_renderer.evaluate.raster`` plus the light list)."""
+    from bridge.lights import X_LIGHTS
+    from bridge.protocol import Buffer
+    from bridge.renderers.deferred import DeferredRenderer
+    from neural_renderer.evaluate import render_inputs
+
+    inputs = render_inputs(frame)
+    if rows is not None:
+        inputs.buffers[X_LIGHTS] = Buffer.from_array(X_LIGHTS, "rgba32f", rows)
+    out = DeferredRenderer(**raster_opts).render(inputs, smap)
+    return out[..., :3].astype(np.float32) / 255.0
+
+
 def lights_quality(root: Path, model: Path | None, raster_opts: dict[str, Any]) -> dict[str, Any]:
     """Per-frame FLIP of neural, engine image and deferred shader against the path-traced target (identity)."""
     import torch
 
     from bridge.renderers.neural import NeuralRenderer
     from bridge.style.library import DEFAULT_LIBRARY, GRADING_START
+    from neural_renderer.data.dataset import load_manifest
+    from neural_renderer.data.scene import SceneSpec
     from neural_renderer.data.styles import tonemap
-    from neural_renderer.evaluate import flip, load_paths, one_style_map, raster, render_inputs
+    from neural_renderer.evaluate import flip, load_paths, one_style_map, render_inputs
 
     identity = DEFAULT_LIBRARY.table()[DEFAULT_LIBRARY.index("identity"), :GRADING_START]
+    scenes = load_manifest(root)["scenes"]
     rows: list[dict[str, float]] = []
     for path in load_paths(root, "test"):
+        light_rows = scene_light_rows(SceneSpec.from_json(scenes[str(path[0].scene)]["spec"]))
         renderer = NeuralRenderer(model=model, threads=2)
         for frame in path:
             h, w = frame.arrays["linear_depth"].shape
@@ -211,7 +267,7 @@ def lights_quality(root: Path, model: Path | None, raster_opts: dict[str, Any]) 
                 "neural": flip(target, neural)[0],
                 "engine": flip(target, tonemap(torch.from_numpy(np.asarray(eng, np.float32))).numpy())[0]
                 if eng is not None else float("nan"),
-                "deferred": flip(target, raster(frame, smap, raster_opts))[0],
+                "deferred": flip(target, deferred_with_lights(frame, smap, raster_opts, light_rows))[0],
             })
     return _summary(rows, ("neural", "engine", "deferred"))
 

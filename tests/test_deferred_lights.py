@@ -231,3 +231,30 @@ def test_an_engine_sends_its_lights_through_libnrb_and_the_deferred_image_shows_
             c.set_lights([{"type": "spot", "color": (1, 1, 1), "direction": (0, -1, 0), "inner": 0.5, "outer": 0.2}])
         assert np.array_equal(frame([lamp]), lit)
         assert c.stats()["errors_received"] == 0
+
+
+def test_a_dataset_scenes_lights_become_the_light_list_the_deferred_baseline_is_given() -> None:
+    """nrb bench looks lights the deferred baseline with the held-out scene's own lights (issue 15's fair
+    comparison): a point and a spot light as they are, an area light as four spot samples facing its normal."""
+    from types import SimpleNamespace
+
+    from bridge.lights import LIGHT_POINT, LIGHT_SPOT
+    from neural_renderer.data.scene import Light as SceneLight
+    from nrb_bench.looks import scene_light_rows
+
+    spec = SimpleNamespace(lights=[
+        SceneLight("point", (0.0, 2.0, 0.0), (1.0, 0.5, 0.25), 8.0),
+        SceneLight("spot", (1.0, 3.0, 0.0), (0.2, 0.4, 1.0), 20.0, direction=(0.0, -2.0, 0.0), cone_deg=30.0,
+                   beam_deg=20.0),
+        SceneLight("area", (0.0, 2.5, -1.0), (1.0, 1.0, 1.0), 3.0, direction=(0.0, 0.0, 1.0), size=(0.5, 0.25)),
+    ])
+    assert scene_light_rows(SimpleNamespace(lights=[])) is None
+    rows = scene_light_rows(spec)
+    assert rows is not None and rows.shape == (6, 4, 4)
+    assert rows[:, 0, 3].tolist() == [LIGHT_POINT, LIGHT_SPOT] + [LIGHT_SPOT] * 4
+    np.testing.assert_allclose(rows[0, 2, :3], [8.0, 4.0, 2.0])
+    np.testing.assert_allclose(rows[1, 1, :3], [0.0, -1.0, 0.0])
+    np.testing.assert_allclose(rows[1, 3, :2], [math.radians(20), math.radians(30)], rtol=1e-6)
+    np.testing.assert_allclose(rows[2:, 1, :3], np.tile([0.0, 0.0, 1.0], (4, 1)), atol=1e-6)  # facing the normal
+    np.testing.assert_allclose(rows[2:, 2, 0].sum(), 3.0 * 4 * 0.5 * 0.25, rtol=1e-6)  # radiance x area in all
+    np.testing.assert_allclose(rows[2:, 0, 2], -1.0, atol=1e-6)  # on the panel's plane
