@@ -107,6 +107,133 @@ def test_scene_lights_become_the_protocols_lighting_constants():
     np.testing.assert_allclose(got["x_sky_radiance"][0, 0, :3], [0.3, 0.3, 0.5], rtol=1e-6)
 
 
+def test_point_spot_and_extra_directional_lights_become_the_light_list_in_protocol_conventions():
+    """Every PointLight, Spotlight and DirectionalLight some node turns on goes into x_lights but the sun (already in
+    the lighting constants): protocol world positions and the way each shines, Panda3D's attenuation matched at the
+    reference distance (a purely quadratic one exactly), the spot's cut-off as the outer cone; the list passes the
+    renderer's checks. A light nobody turns on is left out."""
+    from panda3d.core import DirectionalLight, NodePath, PerspectiveLens, PointLight, Spotlight, Vec3, Vec4
+
+    from bridge.lights import Light, encode_lights
+    from nrb_panda3d.lights import REFERENCE_DISTANCE, scene_light_list
+
+    root = NodePath("scene")
+    assert scene_light_list(root) == []
+    sun = DirectionalLight("sun")
+    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
+    sun_np = root.attachNewNode(sun)
+    sun_np.lookAt(Vec3(-1, 0, -1))
+    moon = DirectionalLight("moon")
+    moon.setColor(Vec4(0.1, 0.1, 0.2, 1))
+    moon_np = root.attachNewNode(moon)
+    moon_np.lookAt(Vec3(0, 0, -1))  # shines straight down: protocol -Y
+    room = root.attachNewNode("room")
+    torch = PointLight("torch")
+    torch.setColor(Vec4(1.8, 1.0, 0.4, 1))
+    torch.setAttenuation(Vec3(0, 0, 0.5))  # inverse square: matches everywhere
+    torch_np = room.attachNewNode(torch)
+    torch_np.setPos(1, 2, 3)  # Panda (x, y, z) is protocol (x, z, -y)
+    lamp = PointLight("lamp")
+    lamp.setColor(Vec4(1, 1, 1, 1))
+    lamp.setAttenuation(Vec3(1, 0, 0.6))
+    lamp.setMaxDistance(6.0)
+    lamp_np = room.attachNewNode(lamp)
+    spot = Spotlight("spot")
+    lens = PerspectiveLens()
+    lens.setFov(34)
+    spot.setLens(lens)
+    spot.setExponent(8.0)
+    spot.setColor(Vec4(0.77, 1.54, 3.52, 1))
+    spot.setAttenuation(Vec3(0, 0, 1))
+    spot_np = room.attachNewNode(spot)
+    spot_np.setPos(0, 0, 3)
+    spot_np.lookAt(Vec3(0, 0, 0))  # straight down
+    room.attachNewNode(PointLight("not-on")).node().setColor(Vec4(9, 9, 9, 1))
+    root.setLight(sun_np)
+    root.setLight(moon_np)
+    for np_ in (torch_np, lamp_np, spot_np):
+        room.setLight(np_)
+    got = {str(e["type"]) + str(i): e for i, e in enumerate(scene_light_list(root))}
+    assert sorted(e["type"] for e in got.values()) == ["directional", "point", "point", "spot"]
+    by_type = {e["type"]: e for e in got.values() if e["type"] != "point"}
+    points = sorted((e for e in got.values() if e["type"] == "point"), key=lambda e: -float(np.max(e["color"])))
+    np.testing.assert_allclose(by_type["directional"]["direction"], [0, -1, 0], atol=1e-6)
+    np.testing.assert_allclose(by_type["directional"]["color"], np.pi * np.array([0.1, 0.1, 0.2]), rtol=1e-6)
+    t = points[0]
+    np.testing.assert_allclose(t["position"], [1, 3, -2], atol=1e-6)
+    np.testing.assert_allclose(t["color"], np.pi * np.array([1.8, 1.0, 0.4]) / 0.5, rtol=1e-6)
+    d = REFERENCE_DISTANCE
+    np.testing.assert_allclose(points[1]["color"], np.pi * d * d / (1 + 0.6 * d * d) * np.ones(3), rtol=1e-6)
+    assert points[1]["range"] == 6.0 and "range" not in t
+    s = by_type["spot"]
+    np.testing.assert_allclose(s["direction"], [0, -1, 0], atol=1e-6)
+    np.testing.assert_allclose(s["position"], [0, 3, 0], atol=1e-6)
+    assert s["outer"] == pytest.approx(math.radians(17)) and 0 < s["inner"] < s["outer"]
+    encode_lights([Light(str(e["type"]), tuple(np.asarray(e["color"], float)),  # type: ignore[arg-type]
+                         tuple(np.asarray(e.get("position", (0, 0, 0)), float)),  # type: ignore[arg-type]
+                         tuple(np.asarray(e.get("direction", (0, -1, 0)), float)),  # type: ignore[arg-type]
+                         float(e.get("range", 0.0)), float(e.get("inner", 0.0)), float(e.get("outer", 0.0)))
+                   for e in got.values()])  # the renderer would accept them
+
+
+def test_inside_a_room_lit_by_its_own_lights_the_camera_sends_that_rooms_lights_and_no_sun():
+    """Light linking has no per-pixel form in the protocol, so the plugin sends the lights of the zone the camera is
+    in: inside a room that turns the world's lights off and its own on (the demo's crypt), its torch and faint
+    ambient and an explicit zero sun; outside, the world's sun and every light."""
+    from panda3d.core import (
+        AmbientLight,
+        BoundingBox,
+        DirectionalLight,
+        NodePath,
+        Point3,
+        PointLight,
+        Vec3,
+        Vec4,
+    )
+
+    from nrb_panda3d.lights import lighting_zone, scene_light_list, scene_lighting
+
+    root = NodePath("scene")
+    sun = DirectionalLight("sun")
+    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
+    sun_np = root.attachNewNode(sun)
+    sun_np.lookAt(Vec3(-1, 0, -1))
+    amb = AmbientLight("amb")
+    amb.setColor(Vec4(0.3, 0.3, 0.3, 1))
+    root.setLight(sun_np)
+    root.setLight(root.attachNewNode(amb))
+    room = root.attachNewNode("room")
+    room.node().setBounds(BoundingBox(Point3(8, -3, 0), Point3(12, 3, 3)))
+    room.setLightOff(1)
+    torch = PointLight("torch")
+    torch.setColor(Vec4(1.8, 1.0, 0.4, 1))
+    torch.setAttenuation(Vec3(0, 0, 1))
+    torch_np = room.attachNewNode(torch)
+    torch_np.setPos(11, 0, 2)
+    dim = AmbientLight("dim")
+    dim.setColor(Vec4(0.02, 0.02, 0.03, 1))
+    room.setLight(torch_np, 2)
+    room.setLight(room.attachNewNode(dim), 2)
+    camera = root.attachNewNode("camera")
+
+    camera.setPos(0, 0, 1.7)  # outside
+    assert lighting_zone(root, camera) == root
+    outside = scene_lighting(root, lighting_zone(root, camera))
+    np.testing.assert_allclose(outside["x_sun_irradiance"][1][0, 0, :3], np.pi * np.array([0.75, 0.72, 0.675]), rtol=1e-6)
+    assert [e["type"] for e in scene_light_list(root, lighting_zone(root, camera))] == ["point"]
+
+    camera.setPos(10, 0, 1.7)  # inside the room
+    zone = lighting_zone(root, camera)
+    assert zone == room
+    inside = scene_lighting(root, zone)
+    np.testing.assert_allclose(inside["x_sun_irradiance"][1][0, 0, :3], 0.0)  # no sun in here, said explicitly
+    np.testing.assert_allclose(inside["x_sun_direction"][1][0, 0, :3], [0, 1, 0])
+    np.testing.assert_allclose(inside["x_sky_radiance"][1][0, 0, :3], [0.02, 0.02, 0.03], rtol=1e-6)
+    lights = scene_light_list(root, zone)
+    assert len(lights) == 1 and lights[0]["type"] == "point"
+    np.testing.assert_allclose(lights[0]["position"], [11, 2, 0], atol=1e-6)
+
+
 def test_targets_are_normalized_and_validated():
     assert normalize_target(None) == ("global", ())
     assert normalize_target("global") == ("global", ())

@@ -190,6 +190,11 @@ class NativeClient:
     def set_camera(self, camera: Mapping[str, Any]) -> None:
         self._c.set_camera(dict(camera))
 
+    def set_lights(self, lights: list[dict[str, Any]]) -> None:
+        """The frame's light list (``nrb_frame_set_lights``, protocol §6.1 ``x_lights``); ValueError names a bad
+        light's field."""
+        self._c.set_lights(lights)
+
     def submit(self) -> None:
         self._c.submit()
 

@@ -73,7 +73,7 @@ from nrb_panda3d.client import (
     normalize_target,
 )
 from nrb_panda3d.gbuffer import GBUFFER_FORMATS, GBufferPass, texture_to_array
-from nrb_panda3d.lights import LIGHTING_FORMATS, scene_lighting
+from nrb_panda3d.lights import LIGHTING_FORMATS, lighting_zone, scene_light_list, scene_lighting
 from nrb_panda3d.pack import PackPass, can_pack
 
 log = logging.getLogger("nrb.panda3d")
@@ -158,7 +158,7 @@ class NeuralSettings:
     show_stats: bool = False
     render_size: tuple[int, int] | None = None  # None: the window size
     send_color: bool = True  # also send the game's own image as ``hudless_color``
-    send_lighting: bool = True  # also send the scene's sun and ambient light (``nrb_panda3d.lights``)
+    send_lighting: bool = True  # also send the scene's sun, ambient and other lights (``nrb_panda3d.lights``)
     gpu_pack: bool = True  # pack the wire formats on the GPU (``nrb_panda3d.pack``); False: convert in numpy
     # How the game's image (hudless_color) was made, for the camera constants (protocol section 8): the factor the
     # linear image was multiplied by and the tone curve after it. Panda3D's default pipeline writes the lit colour
@@ -521,8 +521,10 @@ class NeuralRendering:
                         self.client.tag_buffer(BUFFER_HUDLESS_COLOR, "rgba8_srgb", self._raster_at_render_size())
                     cam_dict = frame.camera.as_dict()
                 if self.settings.send_lighting:
-                    for name, (fmt, arr) in scene_lighting(self.scene).items():
+                    zone = lighting_zone(self.scene, self.camera)  # the lights where the camera is
+                    for name, (fmt, arr) in scene_lighting(self.scene, zone).items():
                         self.client.tag_buffer(name, fmt, arr)
+                    self.client.set_lights(scene_light_list(self.scene, zone))  # torches, lamps, spots: x_lights
                 cam_dict["pre_exposure"] = float(self.settings.exposure)
                 cam_dict["tone_mapping"] = self.settings.tone_mapping
                 self.client.set_camera(cam_dict)
