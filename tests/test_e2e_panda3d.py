@@ -349,6 +349,48 @@ def test_the_crypt_is_lit_only_by_its_torches_and_spotlight(game):
         g.frozen = False
 
 
+@pytest.mark.skipif(SERVED != "deferred", reason="the deferred baseline shades the light list")
+def test_the_deferred_renderer_lights_the_crypt_with_the_games_torches_and_spotlight(game):
+    """The plugin sends the crypt's lights (x_lights, protocol 6.1) and no sun there, so the deferred baseline's
+    image is lit by the torches and the blue spotlight as the engine's is: switching the spotlight off takes blue
+    off the idol it points at, and switching every crypt light off darkens the rendered crypt."""
+    g = game.game
+    g.frozen = True
+    timeline = g.timeline
+    try:
+        g.timeline = sample.Timeline()
+        g.animate(9.0)
+        g.place_camera(9.0)
+        lit = frozen_result(game, step_sync(game).frame + 1).neural
+        assert lit is not None
+        ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
+        crypt_ids = [sample.CRYPT_FLOOR_ID, sample.CRYPT_LINING_ID, sample.ALTAR_ID, sample.IDOL_ID,
+                     sample.KEEPER_ID]
+        inside = np.isin(ids, crypt_ids)
+        idol = ids == sample.IDOL_ID
+        assert inside.mean() > 0.6 and idol.sum() > 20
+        spot = g.crypt_lights[-1].node()
+        spot.setColor((0, 0, 0, 1))
+        unspotted = frozen_result(game, step_sync(game).frame + 1).neural
+        assert unspotted is not None
+        lit_rgb, unspotted_rgb = lit[..., :3].astype(float), unspotted[..., :3].astype(float)
+        blue_lost = (lit_rgb[idol][:, 2] - unspotted_rgb[idol][:, 2]).mean()
+        assert blue_lost > 5, f"the spotlight does not light the idol blue ({blue_lost:.1f})"
+        for light in g.crypt_lights[1:]:
+            light.node().setColor((0, 0, 0, 1))
+        dark = frozen_result(game, step_sync(game).frame + 1).neural
+        assert dark is not None
+        lum_lit, lum_dark = lit_rgb[inside].mean(), dark[..., :3].astype(float)[inside].mean()
+        assert lum_lit > 1.5 * lum_dark, (lum_lit, lum_dark)
+    finally:
+        g.timeline = timeline
+        g.animate(g.time)
+        g.place_camera(g.time)
+        g._flicker(g.time)
+        g.crypt_lights[-1].node().setColor(sample.SPOT_COLOR)
+        g.frozen = False
+
+
 def test_killing_the_server_falls_back_and_resumes_after_restart(game, server):
     step_sync(game, 3)
     assert game.step().source == "neural"
