@@ -117,7 +117,9 @@ def test_godot_example_shows_neural_frames_toggles_and_delivers_styles_and_event
     log = tmp_path / "events.log"
     monkeypatch.setenv("NRB_TEST_EVENT_LOG", str(log))  # read by the hooks file in the server process
     monkeypatch.setenv("NRB_TEST_STYLE_OBJECTS", str(WEAPON_ID))
-    proc, endpoint = spawn_server(["--renderer", renderer, "--hooks", str(HOOKS)], out / "server.log")
+    record = tmp_path / "frames.nrbcap"
+    proc, endpoint = spawn_server(["--renderer", renderer, "--hooks", str(HOOKS), "--record", str(record)],
+                                  out / "server.log")
     try:
         project = project_copy(tmp_path, endpoint)
         # A fresh project has no imported resources (the addon's .glsl compute shaders are): import first.
@@ -162,6 +164,18 @@ def test_godot_example_shows_neural_frames_toggles_and_delivers_styles_and_event
     assert "golden" in weapon_styles, lines  # the power-up's look reached the weapon (object 42) only
     assert "golden" not in global_styles, lines
     (out / "events.log").write_text(log.read_text())
+    if renderer == "deferred":  # it asks for the light list: the scene's torch and boss spot, not its sun
+        from bridge.capture import CaptureReader
+        from bridge.lights import LIGHT_POINT, LIGHT_SPOT, X_LIGHTS, check_lights
+
+        with CaptureReader(record) as cap:
+            sent = [b for f in cap.frames() for b in f.decode().buffers if b.name == X_LIGHTS]
+        assert sent, "no frame carried x_lights"
+        assert {(b.width, b.height) for b in sent} == {(4, 2)}
+        with_pixels = [b for b in sent if b.data is not None]
+        for b in with_pixels:
+            check_lights([b])
+            assert sorted(b.array()[:, 0, 3].tolist()) == [LIGHT_POINT, LIGHT_SPOT]
 
 
 def test_godot_example_shows_the_renderers_refusal_and_keeps_its_own_image(tmp_path):

@@ -335,6 +335,36 @@ bool NRBClient::tag_buffer(const String& name, const String& format, const Packe
   return check(nrb_frame_tag_buffer(client_, &desc), "nrb_frame_tag_buffer");
 }
 
+bool NRBClient::set_lights(const Array& lights) {
+  if (client_ == nullptr) return false;
+  std::vector<nrb_light> out(static_cast<size_t>(lights.size()));
+  for (int64_t i = 0; i < lights.size(); ++i) {
+    nrb_light& l = out[static_cast<size_t>(i)];
+    nrb_light_init(&l);
+    const Dictionary d = lights[i];
+    const String type = d.get("type", "point");
+    l.type = type == "spot" ? NRB_LIGHT_SPOT : type == "directional" ? NRB_LIGHT_DIRECTIONAL : NRB_LIGHT_POINT;
+    const auto vec = [&](const char* key, float* dst) {
+      if (!d.has(key)) return;
+      const Variant v = d[key];
+      if (v.get_type() == Variant::COLOR) {
+        const Color c = v;
+        dst[0] = c.r, dst[1] = c.g, dst[2] = c.b;
+      } else {
+        const Vector3 p = v;
+        dst[0] = p.x, dst[1] = p.y, dst[2] = p.z;
+      }
+    };
+    vec("color", l.color);
+    vec("position", l.position);
+    vec("direction", l.direction);
+    l.range = static_cast<float>(static_cast<double>(d.get("range", 0.0)));
+    l.inner_cone = static_cast<float>(static_cast<double>(d.get("inner", 0.0)));
+    l.outer_cone = static_cast<float>(static_cast<double>(d.get("outer", 0.0)));
+  }
+  return check(nrb_frame_set_lights(client_, out.data(), static_cast<uint32_t>(out.size())), "nrb_frame_set_lights");
+}
+
 bool NRBClient::set_camera(const Dictionary& d) {
   if (client_ == nullptr) return false;
   nrb_camera c;
@@ -444,7 +474,12 @@ bool NRBClient::submit_read_back(const PendingFrame& frame) {
   }
   const Array names = frame.constants.keys();
   for (int64_t i = 0; i < names.size(); ++i) {
-    if (!tag_buffer(names[i], "rgba32f", frame.constants[names[i]], 1, 1, false)) return false;
+    const Variant value = frame.constants[names[i]];
+    if (value.get_type() == Variant::ARRAY) {  // the light list, packed by libnrb
+      if (!set_lights(value)) return false;
+    } else if (!tag_buffer(names[i], "rgba32f", value, 1, 1, false)) {
+      return false;
+    }
   }
   return set_camera(frame.camera) && submit();
 }
@@ -629,6 +664,7 @@ void NRBClient::_bind_methods() {
   ClassDB::bind_method(D_METHOD("tag_buffer", "name", "format", "data", "width", "height", "depth_reversed"),
                        &NRBClient::tag_buffer);
   ClassDB::bind_method(D_METHOD("set_camera", "camera"), &NRBClient::set_camera);
+  ClassDB::bind_method(D_METHOD("set_lights", "lights"), &NRBClient::set_lights);
   ClassDB::bind_method(D_METHOD("submit"), &NRBClient::submit);
   ClassDB::bind_method(D_METHOD("read_back_and_submit", "rd", "buffers", "width", "height", "constants", "camera",
                                 "dt", "deadline_ms"),

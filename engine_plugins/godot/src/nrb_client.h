@@ -41,10 +41,16 @@ class NRBClient : public RefCounted {
   bool tag_buffer(const String& name, const String& format, const PackedByteArray& data, int64_t width,
                   int64_t height, bool depth_reversed);
   bool set_camera(const Dictionary& camera);
+  // The frame's light list (nrb_frame_set_lights, docs/protocol.md 6.1 x_lights): one Dictionary per light with
+  // "type" ("point", "spot" or "directional"), "color" (Vector3 or Color: linear RGB x intensity), "position",
+  // "direction" (Vector3, unit, the way it shines), "range" (0: none), "inner" and "outer" (spot cone half-angles,
+  // radians). libnrb checks and packs them; false (get_last_error says which light and field) when one is bad.
+  bool set_lights(const Array& lights);
   bool submit();
 
   // Reads this frame's gathered textures back from the RenderingDevice `rd` and submits them as one frame with
-  // `constants` (name -> 16 bytes of one rgba32f pixel) and `camera`. `buffers` holds one
+  // `constants` (name -> 16 bytes of one rgba32f pixel; under "x_lights" an Array of lights for set_lights) and
+  // `camera`. `buffers` holds one
   // [name, format, texture RID, depth_reversed] array per buffer, all `width` x `height`. On Godot 4.4+ the reads
   // are asynchronous (texture_get_data_async) and the frame is submitted from the callback once every buffer has
   // arrived; the callbacks are bound to this C++ object, not to a script, so a read still pending at quit never

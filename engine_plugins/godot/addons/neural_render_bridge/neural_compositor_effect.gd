@@ -56,7 +56,8 @@ var camera_far := 4000.0
 ## Exposure of the WorldEnvironment's tonemapper, set by the autoload each frame: the gather multiplies the HDR colour
 ## by it for hudless_color (camera pre_exposure) and the composite divides by it.
 var tonemap_exposure := 1.0
-## The scene's lighting constants (name -> rgba32f bytes of one pixel), set by the autoload each frame.
+## The scene's lighting constants (name -> rgba32f bytes of one pixel; "x_lights" -> an Array of light
+## dictionaries, NRBClient.set_lights), set by the autoload each frame.
 var lighting := {}
 
 var _rd: RenderingDevice = null

@@ -40,7 +40,8 @@ const AUTO_DEADLINE_MIN_MS := 50.0
 const AUTO_DEADLINE_MAX_MS := 2000.0
 ## G-buffers the compositor effect sends, by nrb.h constant (NRB_BUFFER_<key>; the wire name is
 ## buffer_names[key], from the GDExtension) -> format: what the deferred, neural and passthrough renderers need
-## (albedo, normals from normal_roughness, depth; passthrough shows hudless_color), and the lighting constants.
+## (albedo, normals from normal_roughness, depth; passthrough shows hudless_color), the lighting constants and the
+## light list.
 const BUFFERS := {
 	"HUDLESS_COLOR": "rgba8_srgb",
 	"ALBEDO": "rgba8_srgb",
@@ -52,7 +53,12 @@ const BUFFERS := {
 	"X_SUN_DIRECTION": "rgba32f",
 	"X_SUN_IRRADIANCE": "rgba32f",
 	"X_SKY_RADIANCE": "rgba32f",
+	"X_LIGHTS": "rgba32f",
 }
+## Where a light's Godot attenuation and the protocol's inverse square agree when its decay is not 2 (world units).
+const LIGHT_REFERENCE_DISTANCE := 2.0
+## The most lights one frame carries (nrb.h NRB_MAX_LIGHTS).
+const MAX_LIGHTS := 64
 
 ## nrb.h's buffer names (NRBClient.get_buffer_names(): "ALBEDO" -> "albedo", ...), so GDScript names buffers the
 ## way the C ABI does and never spells a wire name itself.
@@ -382,6 +388,7 @@ func _scene_lighting() -> Dictionary:
 		var light := node as DirectionalLight3D
 		if light.is_visible_in_tree() and (sun == null or light.light_energy > sun.light_energy):
 			sun = light
+	out[buffer_names["X_LIGHTS"]] = _scene_lights(root, sun)
 	if sun:
 		var towards := sun.global_transform.basis.z.normalized()
 		var c := sun.light_color.srgb_to_linear() * (PI * sun.light_energy)
@@ -393,6 +400,52 @@ func _scene_lighting() -> Dictionary:
 		var a := env.ambient_light_color.srgb_to_linear() * env.ambient_light_energy
 		out[buffer_names["X_SKY_RADIANCE"]] = _constant(a.r, a.g, a.b)
 	return out
+
+
+## The scene's other lights as the protocol's light list (docs/protocol.md 6.1 x_lights; the GDExtension hands the
+## dictionaries to libnrb's nrb_frame_set_lights, which checks and packs them): every visible OmniLight3D,
+## SpotLight3D and DirectionalLight3D but `sun`. Godot lights a white Lambertian surface facing a light of energy e
+## and colour c to radiance e x c (x the distance falloff for omni and spot lights), as the sun above assumes, so
+## a directional light's irradiance is pi x e x c, and an omni or spot light with the physical decay 2
+## (attenuation 2: window / d^2) has the radiant intensity pi x e x c; another decay is matched at
+## LIGHT_REFERENCE_DISTANCE. Range: omni_range / spot_range. A spot light's cone: spot_angle is the outer
+## half-angle; its spot_angle_attenuation fade becomes the protocol's smoothstep from 85 % of it. A light shines
+## along its node's -Z. Negative lights are left out (the protocol's colours are >= 0). At most MAX_LIGHTS, the
+## strongest first.
+func _scene_lights(root: Node, sun: DirectionalLight3D) -> Array:
+	var found := []
+	for node in root.find_children("*", "Light3D", true, false):
+		var light := node as Light3D
+		if light == sun or not light.is_visible_in_tree() or light.light_negative or light.light_energy <= 0.0:
+			continue
+		var shine := (-light.global_transform.basis.z).normalized()
+		var c := light.light_color.srgb_to_linear() * (PI * light.light_energy)
+		var entry := {}
+		if light is DirectionalLight3D:
+			entry = {"type": "directional", "color": Vector3(c.r, c.g, c.b), "direction": shine}
+		elif light is OmniLight3D or light is SpotLight3D:
+			var reach: float = light.omni_range if light is OmniLight3D else light.spot_range
+			var decay: float = light.omni_attenuation if light is OmniLight3D else light.spot_attenuation
+			var k := pow(LIGHT_REFERENCE_DISTANCE, 2.0 - decay)
+			entry = {"type": "point", "color": Vector3(c.r, c.g, c.b) * k, "position": light.global_position,
+					"range": reach}
+			if light is SpotLight3D:
+				var outer := deg_to_rad(clampf(light.spot_angle, 0.1, 180.0))
+				entry["type"] = "spot"
+				entry["direction"] = shine
+				entry["inner"] = 0.85 * outer
+				entry["outer"] = outer
+		else:
+			continue
+		found.append(entry)
+	found.sort_custom(_brighter)
+	return found.slice(0, MAX_LIGHTS)
+
+
+func _brighter(a: Dictionary, b: Dictionary) -> bool:
+	var ca: Vector3 = a["color"]
+	var cb: Vector3 = b["color"]
+	return ca.x + ca.y + ca.z > cb.x + cb.y + cb.z
 
 
 ## The WorldEnvironment's tonemap exposure: the gather multiplies Godot's HDR colour by it for hudless_color and the
