@@ -763,6 +763,9 @@ def markdown(res: dict[str, Any]) -> str:
              f"{res.get('load_after')}. Engine (libnrb) and server (`nrb serve --renderer passthrough`) share these "
              "cores, so a cell can be bound by the CPU rather than the link: the CPU columns say which side spent "
              "what.", ""]
+    notes = res.get("notes") or res.get("options", {}).get("notes") or []
+    if notes:  # what the person who ran it found (``--note``), kept with the numbers it is about
+        lines += ["## Findings", "", *[f"- {n}" for n in notes], ""]
     if res.get("image_codecs"):
         rows = res["image_codecs"]
         lines += [f"The returned image through each codec ({rows[0]['raw_bytes'] / 1e6:.2f} MB raw: the 1920x1080 image "
@@ -857,6 +860,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--lossy-codec", action="append", choices=("jpeg", "webp"),
                    help="the lossy image codec of --lossy (default jpeg; repeat for both)")
     p.add_argument("--no-image-codecs", action="store_true", help="skip the image codec table")
+    p.add_argument("--note", action="append", default=[], help="a finding to print with the report (repeatable)")
     p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
     p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell (default 4)")
     p.add_argument("--repeat", type=int, default=1, help="rounds over the matrix, interleaved (default 1)")
@@ -870,7 +874,8 @@ def main(args: Any) -> int:
     opts = Options(links=tuple(args.link or LINKS), sizes=tuple(args.size or SIZES), sets=tuple(args.set or SETS),
                    codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
-                   image_codecs=not args.no_image_codecs, seconds=args.seconds, repeat=max(1, args.repeat),
+                   image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
+                   repeat=max(1, args.repeat),
                    floor=not args.no_floor)
     res = run(args.out, options=opts, report=args.report)
     return 0 if not res.get("skipped") else 0

@@ -717,9 +717,10 @@ void IoThread::follow_redirect(const wire::Redirect& r, TimePoint now) {
 bool IoThread::compress_this_frame(uint64_t raw_bytes) {
   const CompressionEstimate& e = est_;
   if (e.link_bytes_per_ms <= 0 || e.compress_bytes_per_ms <= 0) return true;  // measure first
-  const double compress_ms = double(raw_bytes) / e.compress_bytes_per_ms;
-  const double saved_ms = double(raw_bytes) * (1.0 - e.ratio) / e.link_bytes_per_ms;
-  if (compress_ms < saved_ms) {
+  const double compress_ms = double(raw_bytes) / e.compress_bytes_per_ms;  // the whole chain's CPU
+  const double raw_link_ms = double(raw_bytes) / e.link_bytes_per_ms;
+  static const double cores = std::max(1u, std::thread::hardware_concurrency());
+  if (compression_pays(compress_ms, raw_link_ms, e.ratio, pipeline_.in_flight_limit() > 1, cores)) {
     est_.raw_frames = 0;
     return true;
   }
@@ -732,8 +733,12 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
   const SentFrame f = *it;
   sent_.erase(sent_.begin(), it + 1);
   if (f.compress_cpu_ms > 0 && f.raw_bytes > 0 && r.output) {
-    // the whole chain's cost of this compressed frame: here, the renderer's decode + encode, the image's decode here
-    const double chain = f.compress_cpu_ms + r.timing.decode_ms + r.timing.encode_ms + last_decode_ms_;
+    // the whole chain's cost of this compressed frame: here, the renderer's decode + encode, the image's decode here.
+    // A lossy image (section 6.3.1) is encoded and decoded whether or not the frame was compressed: not a cost of
+    // compressing (counting it made a lossy session send its frames raw).
+    const bool lossy_image = wire::is_image_codec(r.output->compression);
+    const double chain =
+        f.compress_cpu_ms + r.timing.decode_ms + (lossy_image ? 0.0 : r.timing.encode_ms + last_decode_ms_);
     const double speed = double(f.raw_bytes) / std::max(0.01, chain);
     est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
   }

@@ -21,6 +21,7 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -59,6 +60,18 @@ class CompressPool {
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };
+
+// Whether compressing a frame makes the session faster. `compress_ms`: the chain's CPU for it (see below),
+// `raw_link_ms`: the link time of its raw bytes, `ratio`: compressed / raw. One frame at a time (`overlapped`
+// false) every stage's ms add up: it pays when the CPU costs less than the link time it saves. With frames in
+// flight overlapping (the link is the bottleneck, section 5.9) a frame costs its slowest stage: compressed, the
+// link for the smaller bytes or the chain's CPU shared by `cores`; raw, the link for all of them.
+inline bool compression_pays(double compress_ms, double raw_link_ms, double ratio, bool overlapped,
+                           double cores) noexcept {
+  const double packed_link_ms = raw_link_ms * ratio;
+  if (overlapped) return std::max(packed_link_ms, compress_ms / cores) < raw_link_ms;
+  return compress_ms < raw_link_ms - packed_link_ms;
+}
 
 class IoThread {
  public:
