@@ -101,6 +101,54 @@ void TestKeys()
 		"names the setting and the length, never the key: %s", B.c_str());
 }
 
+void TestLights()
+{
+	// A spot light as the view extension reads it: Unreal brightness (cd x 100^2, linear), cm, half-angles in degrees.
+	nrbglue::FLightInputs Spot;
+	Spot.Type = nrbglue::FLightInputs::EType::Spot;
+	Spot.Position[0] = 100.0, Spot.Position[1] = 300.0, Spot.Position[2] = -50.0;
+	Spot.Direction[0] = 0.0, Spot.Direction[1] = -2.0, Spot.Direction[2] = 0.0;
+	Spot.Brightness[0] = 40000.0f, Spot.Brightness[1] = 20000.0f, Spot.Brightness[2] = 10000.0f;
+	Spot.AttenuationRadius = 1000.0;
+	Spot.InnerConeDeg = 20.0, Spot.OuterConeDeg = 40.0;
+	const nrb_light L = nrbglue::MakeLight(Spot, 0.5);
+	EXPECT(L.struct_size == sizeof(nrb_light) && L.struct_version == NRB_LIGHT_VERSION, "versioned");
+	EXPECT(L.type == NRB_LIGHT_SPOT, "spot");
+	EXPECT(Near(L.color[0], 20000.0) && Near(L.color[2], 5000.0), "brightness x exposure: %g %g", L.color[0], L.color[2]);
+	EXPECT(Near(L.direction[1], -1.0, 1e-6) && L.direction[0] == 0.0f, "unit direction");
+	EXPECT(Near(L.inner_cone, 20.0 * 3.14159265358979 / 180.0, 1e-6) && Near(L.outer_cone, 40.0 * 3.14159265358979 / 180.0, 1e-6),
+		"half-angles in radians");
+	EXPECT(L.range == 1000.0f && L.position[1] == 300.0f, "range and position as given");
+	nrbglue::FLightInputs Legacy;  // a point light without inverse-squared falloff: matched at half its radius
+	Legacy.Brightness[0] = Legacy.Brightness[1] = Legacy.Brightness[2] = 2.0f;
+	Legacy.AttenuationRadius = 400.0;
+	Legacy.bInverseSquared = false;
+	EXPECT(Near(nrbglue::MakeLight(Legacy, 1.0).color[0], 2.0 * 200.0 * 200.0), "legacy falloff");
+
+	// libnrb accepts them (checked as a renderer would), and a bad one is refused naming it.
+	nrbglue::FClientSettings S;
+	S.Endpoint = "tcp://127.0.0.1:1";
+	S.bEnabled = false;
+	nrbglue::FClientConfig Config(S);
+	nrb_client* C = nullptr;
+	EXPECT(nrb_client_create(&Config.Get(), &C) == NRB_OK, "client");
+	EXPECT(nrb_frame_begin(C, nullptr, nullptr) == NRB_OK, "begin");
+	const nrb_light Good[2] = {L, nrbglue::MakeLight(Legacy, 1.0)};
+	EXPECT(nrb_frame_set_lights(C, Good, 2) == NRB_OK, "%s", nrb_last_error(C));
+	nrb_light Bad = L;
+	Bad.inner_cone = 1.0f;  // wider than the outer cone
+	EXPECT(nrb_frame_set_lights(C, &Bad, 1) == NRB_ERROR_INVALID_ARGUMENT
+			&& std::string(nrb_last_error(C)).find("lights[0].inner_cone") != std::string::npos,
+		"%s", nrb_last_error(C));
+	bool Offered = false;
+	for (const nrb_buffer_spec& B : nrbglue::OfferedBuffers())
+	{
+		Offered = Offered || std::string(B.name) == NRB_BUFFER_X_LIGHTS;
+	}
+	EXPECT(Offered, "HELLO offers the light list");
+	nrb_client_destroy(C);
+}
+
 void TestConfig()
 {
 	nrbglue::FClientSettings S;
@@ -123,7 +171,8 @@ void TestConfig()
 	EXPECT(std::strcmp(C.curve_server_public_key, KeyA) == 0 && std::strcmp(C.curve_client_public_key, KeyB) == 0 &&
 			std::strcmp(C.curve_client_secret_key, KeyC) == 0,
 		"CurveKeys[0..2] -> server public, client public, client secret");
-	EXPECT(C.buffer_count == nrbglue::NumTargets + 2, "ten targets, hudless_color and the sun: %u", C.buffer_count);
+	EXPECT(C.buffer_count == nrbglue::NumTargets + 3, "ten targets, hudless_color, the sun and the light list: %u",
+		C.buffer_count);
 	for (int I = 0; I < nrbglue::NumTargets; ++I)
 	{
 		EXPECT(std::strcmp(C.buffers[I].name, nrbglue::PackedTargets[I].Name) == 0 &&
@@ -495,6 +544,7 @@ int main(int Argc, char** Argv)
 	{
 		TestEncoding();
 		TestKeys();
+		TestLights();
 		TestConfig();
 		TestCamera();
 		TestStylesAndControls();

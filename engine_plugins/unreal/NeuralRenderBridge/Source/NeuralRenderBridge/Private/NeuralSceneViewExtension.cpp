@@ -1,6 +1,8 @@
 #include "NeuralSceneViewExtension.h"
 
 #include "Components/DirectionalLightComponent.h"
+#include "Components/PointLightComponent.h"
+#include "Components/SpotLightComponent.h"
 #include "DataDrivenShaderPlatformInfo.h"
 #include "Engine/Engine.h"
 #include "Engine/GameViewportClient.h"
@@ -207,6 +209,7 @@ void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFa
 	FSun Found;
 	const UWorld* World = InViewFamily.Scene != nullptr ? InViewFamily.Scene->GetWorld() : nullptr;
 	float Best = 0.0f;
+	const UDirectionalLightComponent* SunLight = nullptr;
 	for (TObjectIterator<UDirectionalLightComponent> It; It && World != nullptr; ++It)
 	{
 		const UDirectionalLightComponent* Light = *It;
@@ -219,8 +222,59 @@ void FNeuralSceneViewExtension::BeginRenderViewFamily(FSceneViewFamily& InViewFa
 		{
 			Best = Brightness;
 			Found.bValid = true;
+			SunLight = Light;
 			ToProtocol(-Light->GetDirection(), Found.Towards);  // GetDirection: the way the light travels
 		}
+	}
+	// The light list (docs/protocol.md 6.1 x_lights): the other directional lights, every point and spot light.
+	const auto Brightness = [](const ULightComponent* Light, nrbglue::FLightInputs& In)
+	{
+		const FLinearColor B = Light->GetColoredLightBrightness();
+		for (int32 C = 0; C < 3; ++C)
+		{
+			In.Brightness[C] = B.Component(C);
+		}
+	};
+	for (TObjectIterator<UDirectionalLightComponent> It; It && World != nullptr; ++It)
+	{
+		const UDirectionalLightComponent* Light = *It;
+		if (Light == SunLight || Light->GetWorld() != World || !Light->IsRegistered() || !Light->IsVisible() ||
+			!Light->bAffectsWorld)
+		{
+			continue;
+		}
+		nrbglue::FLightInputs In;
+		In.Type = nrbglue::FLightInputs::EType::Directional;
+		ToProtocol(Light->GetDirection(), In.Direction);
+		Brightness(Light, In);
+		Found.Lights.Add(In);
+	}
+	for (TObjectIterator<UPointLightComponent> It; It && World != nullptr; ++It)  // spot lights too (a subclass)
+	{
+		const UPointLightComponent* Light = *It;
+		if (Light->GetWorld() != World || !Light->IsRegistered() || !Light->IsVisible() || !Light->bAffectsWorld)
+		{
+			continue;
+		}
+		nrbglue::FLightInputs In;
+		ToProtocol(Light->GetComponentLocation(), In.Position);
+		ToProtocol(Light->GetDirection(), In.Direction);
+		Brightness(Light, In);
+		In.AttenuationRadius = Light->AttenuationRadius;
+		In.bInverseSquared = Light->bUseInverseSquaredFalloff != 0;
+		if (const USpotLightComponent* Spot = Cast<USpotLightComponent>(Light))
+		{
+			In.Type = nrbglue::FLightInputs::EType::Spot;
+			In.InnerConeDeg = Spot->InnerConeAngle;
+			In.OuterConeDeg = Spot->OuterConeAngle;
+		}
+		Found.Lights.Add(In);
+	}
+	Found.Lights.Sort([](const nrbglue::FLightInputs& A, const nrbglue::FLightInputs& B)
+		{ return A.Brightness[0] + A.Brightness[1] + A.Brightness[2] > B.Brightness[0] + B.Brightness[1] + B.Brightness[2]; });
+	if (Found.Lights.Num() > NRB_MAX_LIGHTS)
+	{
+		Found.Lights.SetNum(NRB_MAX_LIGHTS);
 	}
 	ENQUEUE_RENDER_COMMAND(NeuralRenderBridgeSun)([this, Found](FRHICommandListImmediate&) { Sun_RenderThread = Found; });
 }
@@ -265,6 +319,11 @@ void FNeuralSceneViewExtension::FillCamera(const FSceneView& View, FIntPoint Ren
 		Frame.SunTowards[I] = static_cast<float>(Sun_RenderThread.Towards[I]);
 	}
 	Frame.SunTowards[3] = 0.0f;
+	Frame.Lights.clear();
+	for (const nrbglue::FLightInputs& Light : Sun_RenderThread.Lights)
+	{
+		Frame.Lights.push_back(nrbglue::MakeLight(Light, In.PreExposure));
+	}
 	const double Now = FPlatformTime::Seconds();
 	Frame.Dt = LastTime > 0.0 ? FMath::Min(Now - LastTime, 10.0) : 0.0;
 	LastTime = Now;

@@ -79,11 +79,14 @@ private:
 
 	/** The world's sun for the lighting constant x_sun_direction (docs/protocol.md 6.1), protocol world space. Only the
 	 * direction is sent: Unreal's light units (lux, before exposure) are not the renderer's radiance scale, so the
-	 * renderer keeps its own sun and sky intensity. */
+	 * renderer keeps its own sun and sky intensity. With it, the world's other lights for the light list x_lights
+	 * (point and spot light components, further directional lights; nrbglue::MakeLight puts them on the scale of
+	 * the engine's exposed image), the brightest first, at most NRB_MAX_LIGHTS. */
 	struct FSun
 	{
 		bool bValid = false;
 		double Towards[3] = {};
+		TArray<nrbglue::FLightInputs> Lights;
 	};
 
 	FScreenPassTexture PostTonemap_RenderThread(FRDGBuilder& GraphBuilder, const FSceneView& View,

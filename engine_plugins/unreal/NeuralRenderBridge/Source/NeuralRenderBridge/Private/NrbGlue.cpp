@@ -126,6 +126,7 @@ const FTargetSpec PackedTargets[NumTargets] = {
 };
 const FTargetSpec SunDirection = {NRB_BUFFER_X_SUN_DIRECTION, NRB_FORMAT_RGBA32F, 0u};
 const FTargetSpec HudlessColor = {NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8_SRGB, 0u};
+const FTargetSpec LightList = {NRB_BUFFER_X_LIGHTS, NRB_FORMAT_RGBA32F, 0u};
 
 std::vector<nrb_buffer_spec> OfferedBuffers()
 {
@@ -136,7 +137,36 @@ std::vector<nrb_buffer_spec> OfferedBuffers()
 	}
 	Out.push_back(nrb_buffer_spec{HudlessColor.Name, HudlessColor.Format});
 	Out.push_back(nrb_buffer_spec{SunDirection.Name, SunDirection.Format});
+	Out.push_back(nrb_buffer_spec{LightList.Name, LightList.Format});
 	return Out;
+}
+
+nrb_light MakeLight(const FLightInputs& In, double Exposure)
+{
+	constexpr double Pi = 3.14159265358979323846;
+	nrb_light L;
+	nrb_light_init(&L);
+	L.type = In.Type == FLightInputs::EType::Spot          ? NRB_LIGHT_SPOT
+	         : In.Type == FLightInputs::EType::Directional ? NRB_LIGHT_DIRECTIONAL
+	                                                        : NRB_LIGHT_POINT;
+	const double Len = std::sqrt(In.Direction[0] * In.Direction[0] + In.Direction[1] * In.Direction[1] +
+	                             In.Direction[2] * In.Direction[2]);
+	const double Half = In.AttenuationRadius * 0.5;
+	const double Scale = Exposure * (In.Type != FLightInputs::EType::Directional && !In.bInverseSquared ? Half * Half : 1.0);
+	for (int I = 0; I < 3; ++I)
+	{
+		L.position[I] = static_cast<float>(In.Position[I]);
+		L.direction[I] = Len > 0.0 ? static_cast<float>(In.Direction[I] / Len) : (I == 1 ? -1.0f : 0.0f);
+		L.color[I] = static_cast<float>(std::max(0.0, In.Brightness[I] * Scale));
+	}
+	L.range = static_cast<float>(std::max(0.0, In.AttenuationRadius));
+	if (In.Type == FLightInputs::EType::Spot)
+	{
+		const double Outer = std::clamp(In.OuterConeDeg, 0.1, 180.0) * Pi / 180.0;
+		L.outer_cone = static_cast<float>(Outer);
+		L.inner_cone = static_cast<float>(std::clamp(In.InnerConeDeg * Pi / 180.0, 0.0, Outer));
+	}
+	return L;
 }
 
 // ------------------------------------------------------------------------------------------------- client config
@@ -388,6 +418,12 @@ nrb_status SubmitFrame(nrb_client* Client, const FPackedFrame& Frame)
 		{
 			return Status;
 		}
+	}
+	const uint32_t LightCount = static_cast<uint32_t>(std::min<size_t>(Frame.Lights.size(), NRB_MAX_LIGHTS));
+	Status = nrb_frame_set_lights(Client, Frame.Lights.data(), LightCount);  // 0: no list this frame
+	if (Status != NRB_OK)
+	{
+		return Status;
 	}
 	Status = nrb_frame_set_camera(Client, &Frame.Camera);
 	if (Status != NRB_OK)

@@ -95,6 +95,36 @@ extern const FTargetSpec SunDirection;
  * later, onto the back buffer), resampled to the render rect's size by NrbPack.usf's HudlessCS. Display-encoded, so
  * rgba8_srgb; the camera's pre_exposure and tone_mapping say how it was made (ToneMappingOf). */
 extern const FTargetSpec HudlessColor;
+/** The light list (protocol section 6.1, x_lights): offered in HELLO, filled each frame by SubmitFrame from
+ * FPackedFrame::Lights through nrb_frame_set_lights (libnrb checks and packs it). */
+extern const FTargetSpec LightList;
+
+/** One of the world's lights as the engine describes it, in protocol world space (ToProtocol: Unreal units, cm) and
+ * Unreal's own brightness: ULightComponent::GetColoredLightBrightness(), linear RGB, which Unreal's renderer divides
+ * by the squared distance in cm (a point light's candelas x 100^2, UPointLightComponent::ComputeLightBrightness) and
+ * shades as albedo / pi x that irradiance: the protocol's radiant intensity, as it is. */
+struct FLightInputs
+{
+	enum class EType : uint8_t
+	{
+		Point,
+		Spot,
+		Directional
+	};
+	EType Type = EType::Point;
+	double Position[3] = {};
+	double Direction[3] = {0.0, -1.0, 0.0};  // the way the light travels (ULightComponent::GetDirection)
+	float Brightness[3] = {};
+	double AttenuationRadius = 0.0;  // cm; 0: none
+	bool bInverseSquared = true;     // UPointLightComponent::bUseInverseSquaredFalloff
+	double InnerConeDeg = 0.0, OuterConeDeg = 0.0;  // USpotLightComponent's half-angles
+};
+
+/** The nrb_light of one light: its brightness times Exposure (the view's pre-exposure, so the light is on the scale
+ * of the image the engine shows, as its hudless_color is), the attenuation radius as the range, the spot's cone in
+ * radians. A legacy light without inverse-squared falloff (Unreal fades it by (1 - (d/r)^2)^exponent) is matched at
+ * half its radius: intensity brightness x (r/2)^2. Unit direction; negative channels clamp to 0. */
+nrb_light MakeLight(const FLightInputs& In, double Exposure);
 
 // ------------------------------------------------------------------------------------------------- client config
 /** What the engine knows when it creates a client; every string is UTF-8. */
@@ -112,8 +142,8 @@ struct FClientSettings
 	nrb_log_level LogLevel = NRB_LOG_WARNING;
 };
 
-/** The HELLO buffers: PackedTargets, then HudlessColor and SunDirection (one list, derived, so the offer and what
- * SubmitFrame tags cannot differ). */
+/** The HELLO buffers: PackedTargets, then HudlessColor, SunDirection and LightList (one list, derived, so the offer
+ * and what SubmitFrame tags cannot differ). */
 std::vector<nrb_buffer_spec> OfferedBuffers();
 
 /** An nrb_client_config and the storage its pointers refer to (it must outlive nrb_client_create, which copies). */
@@ -194,6 +224,7 @@ struct FPackedFrame
 	float SunTowards[4] = {};  // protocol world space, w = 0
 	const void* HudlessData = nullptr;  // HudlessColor's rows, when the Tonemap pass produced them this frame
 	uint32_t HudlessRowPitchPixels = 0;
+	std::vector<nrb_light> Lights;  // the light list (MakeLight), at most NRB_MAX_LIGHTS; empty: none this frame
 };
 
 /** nrb_frame_begin, one nrb_frame_tag_buffer per target and for hudless_color when present (the copy of the mapped rows: 80 MB at 1080p, which is why
