@@ -294,3 +294,61 @@ def test_a_remote_link_sends_the_compact_set_at_half_the_output_size_and_gets_th
     else:
         assert {n: (b.format, b.width, b.height) for n, b in sent.items()} == {
             "hudless_color": ("rgba8_srgb", ow, oh), "normals": ("rgba16f", ow, oh), "depth": ("r32f", ow, oh)}
+
+
+_ENGINE_ON_A_REMOTE_LINK = """
+import json, sys, time
+import numpy as np
+from bridge import _native
+
+W, H = 64, 32
+c = _native.Client(endpoint=sys.argv[1], render_size=(0, 0), output_size=(W, H), frames_in_flight=1,
+                   buffers=[("hudless_color", "rgba8_srgb"), ("normals", "rgba16f"), ("depth", "r32f")],
+                   deadline_ms=10_000.0, handshake_timeout_ms=10_000, server_timeout_ms=20_000)
+end = time.monotonic() + 20
+while c.stats()["state"] != "connected":
+    assert time.monotonic() < end, c.last_error
+    time.sleep(0.01)
+s0 = c.stats()
+for i in range(3):
+    fid = c.begin()
+    c.tag_buffer("hudless_color", "rgba8_srgb", np.full((H, W, 4), 40 * i, np.uint8))
+    c.tag_buffer("normals", "rgba16f", np.tile(np.array([0, 0, 1, 0], np.float16), (H, W, 1)))
+    c.tag_buffer("depth", "r32f", np.full((H, W), 0.5, np.float32))
+    c.submit()
+    while True:
+        got = c.acquire_result(with_info=True, copy=True)
+        if got is not None and got[1]["frame_id"] == fid:
+            break
+        assert time.monotonic() < end + 20, c.stats()
+        time.sleep(0.002)
+s1 = c.stats()
+print(json.dumps({"link": c.link, "up": (s1["bytes_sent"] - s0["bytes_sent"]) / 3, "image": list(got[0].shape),
+                  "stats": {k: s1[k] for k in ("shm_active", "frames_sent")}}))
+c.close()
+"""
+
+
+@root_only
+def test_an_engine_on_a_real_remote_address_sends_half_size_compact_buffers_without_asking(tmp_path: Path) -> None:
+    """An engine in one network namespace, ``nrb serve`` in another (addresses that are not this host's): the
+    plugin-style client sets no render size and tags what it renders; libnrb's rule calls the link remote, the
+    session runs at half the output size with octahedral normals and r16f depth, and the image comes back at the
+    output size through the renderer's 2x upscale."""
+    from nrb_bench import remote
+
+    with remote.network(remote.Link("1 Gbit/s", 1000)) as net:
+        srv = remote.Server(net, 2, 47800 + os.getpid() % 97)
+        try:
+            proc = subprocess.run(["ip", "netns", "exec", net.engine_ns, sys.executable, "-c",
+                                   _ENGINE_ON_A_REMOTE_LINK, srv.endpoint],
+                                  cwd=REPO, capture_output=True, text=True, timeout=120)
+        finally:
+            srv.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["link"] == {"link": "remote", "render_size": [32, 16]}  # JSON: the tuple is a list
+    assert r["image"] == [32, 64, 4]  # the output size, 64x32
+    compact_half = 32 * 16 * (4 + 4 + 2)  # rgba8 + normals_oct rg16f + depth r16f at 32x16
+    assert compact_half <= r["up"] < compact_half + 2048, r  # as tagged it would be 64 * 32 * 16 = 32768 bytes
+    assert r["stats"]["shm_active"] == 0
