@@ -126,9 +126,11 @@ static void unit_styles(void) {
             nrb_tone_mapping_name(NRB_TONE_MAPPING_UNSET) == NULL &&
             nrb_tone_mapping_name(NRB_TONE_MAPPING_COUNT + 1) == NULL,
         "tone mapping names");
-  CHECK(strcmp(NRB_BUFFER_NEURAL_MASK, "neural_mask") == 0 &&
-            strcmp(nrb_buffer_name(NRB_BUFFER_NAME_COUNT - 1), NRB_BUFFER_NEURAL_MASK) == 0,
-        "the mask buffer's name, appended to the names");
+  CHECK(strcmp(NRB_BUFFER_NEURAL_MASK, "neural_mask") == 0 && strcmp(nrb_buffer_name(28), NRB_BUFFER_NEURAL_MASK) == 0,
+        "the mask buffer's name, appended to the names (index 28 keeps it)");
+  CHECK(strcmp(NRB_BUFFER_X_LIGHTS, "x_lights") == 0 &&
+            strcmp(nrb_buffer_name(NRB_BUFFER_NAME_COUNT - 1), NRB_BUFFER_X_LIGHTS) == 0,
+        "the light list's name, appended after it");
   nrb_client_config_init(&cfg);
   cfg.endpoint = "tcp://127.0.0.1:9";
   cfg.render_width = 8;
@@ -191,6 +193,20 @@ static void unit_styles(void) {
   cam.struct_size = (uint32_t)offsetof(nrb_camera, tone_mapping);
   cam.tone_mapping = 99; /* past a v1 struct: never read */
   CHECK(nrb_frame_set_camera(c, &cam) == NRB_OK, "a version 1 camera");
+  {
+    nrb_light lights[2];
+    nrb_light_init(&lights[0]);
+    nrb_light_init(&lights[1]);
+    lights[0].color[0] = lights[0].color[1] = lights[0].color[2] = 5.0f; /* a point light */
+    lights[1].type = NRB_LIGHT_SPOT;
+    lights[1].outer_cone = 0.5f;
+    lights[1].inner_cone = 0.6f; /* wider than the outer cone */
+    CHECK(nrb_frame_set_lights(c, lights, 1) == NRB_OK, "a point light");
+    CHECK(nrb_frame_set_lights(c, lights, 2) == NRB_ERROR_INVALID_ARGUMENT &&
+              strstr(nrb_last_error(c), "lights[1].inner_cone") != NULL,
+          "a spot cone narrower outside than inside, named");
+    CHECK(nrb_frame_set_lights(c, lights, NRB_MAX_LIGHTS + 1) == NRB_ERROR_LIMIT_EXCEEDED, "more than 64 lights");
+  }
   nrb_client_destroy(c);
 }
 
