@@ -119,7 +119,8 @@ bool Client::wire_form(const BufferArgs& b, BufferArgs& sent) const {
       changed = true;
     }
   const wire::Size2 render = opts_.render_size;
-  const bool constant = b.width == 1 && b.height == 1;  // per-frame 1x1 constants travel as they are
+  // per-frame constants travel as they are: 1x1 ones, and the light list (4 x lights, also when tagged by hand)
+  const bool constant = (b.width == 1 && b.height == 1) || b.name == kLightsBuffer;
   if (!constant && (b.width != render.width || b.height != render.height)) {
     sent.width = render.width;
     sent.height = render.height;

@@ -143,4 +143,17 @@ TEST_CASE("lights: the renderer receives the rows of section 6.1, 4 texels per l
       1.0f, 3.0f, 0.0f, 1.0f, 0.0f, -1.0f, 0.0f, 0.0f, 0.77f, 1.54f, 3.52f, 0.0f, 0.2f, 0.3f, 0.0f, 0.0f,
   };
   CHECK(got == want);
+
+  // Tagged by hand (nrb_frame_tag_buffer) it travels as it is too, not resampled to the render size like an image.
+  c.begin();
+  c.tag_buffer(NRB_BUFFER_X_LIGHTS, NRB_FORMAT_RGBA32F, 4, 2, want.data());
+  c.tag_buffer(NRB_BUFFER_DEPTH, NRB_FORMAT_R32F, 16, 8, depth.data());
+  c.submit();
+  until = std::chrono::steady_clock::now() + 3s;
+  while (r.frames().size() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+  frames = r.frames();
+  REQUIRE(frames.size() >= 2);
+  CHECK(frames[1].buffers[0].width == 4);
+  CHECK(frames[1].buffers[0].height == 2);
+  CHECK(r.first_buffers()[1] == px);
 }
