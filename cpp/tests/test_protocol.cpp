@@ -709,36 +709,56 @@ TEST_CASE("protocol: tables") {
   CHECK(buffer_names().size() == 26);
 }
 
-TEST_CASE("protocol: a JPEG RESULT image decodes to its pixels within JPEG's error, only where negotiated") {
-  // A smooth 64x32 gradient: what a rendered image looks like to the codec (section 6.3.1).
-  const uint32_t w = 64, h = 32;
-  Blob px(size_t(w) * h * 4);
-  for (uint32_t y = 0; y < h; ++y)
-    for (uint32_t x = 0; x < w; ++x) {
-      uint8_t* p = &px[(size_t(y) * w + x) * 4];
+namespace {
+
+// A smooth 64x32 gradient: what a rendered image looks like to the codec (section 6.3.1).
+constexpr uint32_t kLossyW = 64, kLossyH = 32;
+Blob lossy_test_pixels() {
+  Blob px(size_t(kLossyW) * kLossyH * 4);
+  for (uint32_t y = 0; y < kLossyH; ++y)
+    for (uint32_t x = 0; x < kLossyW; ++x) {
+      uint8_t* p = &px[(size_t(y) * kLossyW + x) * 4];
       p[0] = uint8_t(x * 4), p[1] = uint8_t(y * 8), p[2] = uint8_t(128), p[3] = 255;
     }
-  const Blob jpeg = encode_jpeg(px.data(), w, h, w * 4, 90);
+  return px;
+}
+
+// A RESULT whose output is `payload` compressed with `codec` (a lossy image codec), encoded: its two frames.
+Encoded lossy_result(Compression codec, const Blob& payload) {
   Result r;
   r.session = 7, r.frame = 1, r.status = ResultStatus::ok;
   BufferDesc out;
-  out.name = "output", out.format = Format::rgba8_srgb, out.width = w, out.height = h, out.stride = w * 4;
-  out.compression = Compression::jpeg;
-  out.payload = jpeg.data(), out.payload_size = jpeg.size();
+  out.name = "output", out.format = Format::rgba8_srgb, out.width = kLossyW, out.height = kLossyH;
+  out.stride = kLossyW * 4;
+  out.compression = codec;
+  out.payload = payload.data(), out.payload_size = payload.size();
   r.output = out;
-  const Encoded e = encode(Message(r));
+  return encode(Message(r));
+}
+
+// The largest per-channel difference between the decoded output and `px`; checks alpha is opaque.
+int worst_lossy_error(const DecodeResult& d, const Blob& px) {
+  const BufferDesc& got = *std::get<Result>(*d.message).output;
+  REQUIRE(got.size == px.size());
+  int worst = 0;
+  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::abs(int(got.data[i]) - int(px[i])));
+  CHECK(got.data[3] == 255);
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("protocol: a JPEG RESULT image decodes to its pixels within JPEG's error, only where negotiated") {
+  const Blob px = lossy_test_pixels();
+  const Blob jpeg = encode_jpeg(px.data(), kLossyW, kLossyH, kLossyW * 4, 90);
+  const Encoded e = lossy_result(Compression::jpeg, jpeg);
   const std::vector<Bytes> frames{e.frame(0), e.frame(1)};
   DecodeOptions o;
   CHECK(decode(frames, o).error.code == ErrorCode::BAD_VALUE);  // not negotiated
   o.allow_jpeg = true;
   const DecodeResult d = decode(frames, o);
   REQUIRE_MESSAGE(d.ok(), d.error.message);
-  const BufferDesc& got = *std::get<Result>(*d.message).output;
-  REQUIRE(got.size == px.size());
-  int worst = 0;
-  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::abs(int(got.data[i]) - int(px[i])));
-  CHECK(worst <= 8);
-  CHECK(got.data[3] == 255);
+  CHECK(worst_lossy_error(d, px) <= 8);
   SUBCASE("a truncated JPEG is PAYLOAD_MISMATCH, not grey pixels") {
     const Blob cut(jpeg.begin(), jpeg.begin() + long(jpeg.size() / 2));
     CHECK(decode(std::vector<Bytes>{e.frame(0), Bytes(cut.data(), cut.size())}, o).error.code ==
@@ -747,23 +767,10 @@ TEST_CASE("protocol: a JPEG RESULT image decodes to its pixels within JPEG's err
 }
 
 TEST_CASE("protocol: a WebP RESULT image decodes to its pixels within WebP's error, only where negotiated") {
-  const uint32_t w = 64, h = 32;
-  Blob px(size_t(w) * h * 4);
-  for (uint32_t y = 0; y < h; ++y)
-    for (uint32_t x = 0; x < w; ++x) {
-      uint8_t* p = &px[(size_t(y) * w + x) * 4];
-      p[0] = uint8_t(x * 4), p[1] = uint8_t(y * 8), p[2] = uint8_t(128), p[3] = 255;
-    }
-  const Blob webp = encode_webp(px.data(), w, h, w * 4, 90);
+  const Blob px = lossy_test_pixels();
+  const Blob webp = encode_webp(px.data(), kLossyW, kLossyH, kLossyW * 4, 90);
   CHECK(webp.size() < px.size() / 4);
-  Result r;
-  r.session = 7, r.frame = 1, r.status = ResultStatus::ok;
-  BufferDesc out;
-  out.name = "output", out.format = Format::rgba8_srgb, out.width = w, out.height = h, out.stride = w * 4;
-  out.compression = Compression::webp;
-  out.payload = webp.data(), out.payload_size = webp.size();
-  r.output = out;
-  const Encoded e = encode(Message(r));
+  const Encoded e = lossy_result(Compression::webp, webp);
   const std::vector<Bytes> frames{e.frame(0), e.frame(1)};
   DecodeOptions o;
   o.allow_jpeg = true;  // JPEG negotiated is not WebP negotiated
@@ -771,19 +778,14 @@ TEST_CASE("protocol: a WebP RESULT image decodes to its pixels within WebP's err
   o.allow_webp = true;
   const DecodeResult d = decode(frames, o);
   REQUIRE_MESSAGE(d.ok(), d.error.message);
-  const BufferDesc& got = *std::get<Result>(*d.message).output;
-  REQUIRE(got.size == px.size());
-  int worst = 0;
-  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::abs(int(got.data[i]) - int(px[i])));
-  CHECK(worst <= 12);  // 4:2:0 chroma on a gradient
-  CHECK(got.data[3] == 255);
+  CHECK(worst_lossy_error(d, px) <= 12);  // 4:2:0 chroma on a gradient
   SUBCASE("a truncated WebP is PAYLOAD_MISMATCH") {
     const Blob cut(webp.begin(), webp.begin() + long(webp.size() / 2));
     CHECK(decode(std::vector<Bytes>{e.frame(0), Bytes(cut.data(), cut.size())}, o).error.code ==
           ErrorCode::PAYLOAD_MISMATCH);
   }
   SUBCASE("a WebP of another size is PAYLOAD_MISMATCH before any pixel is decoded") {
-    const Blob small = encode_webp(px.data(), w / 2, h, w * 4, 90);
+    const Blob small = encode_webp(px.data(), kLossyW / 2, kLossyH, kLossyW * 4, 90);
     const DecodeResult bad = decode(std::vector<Bytes>{e.frame(0), Bytes(small.data(), small.size())}, o);
     CHECK(bad.error.code == ErrorCode::PAYLOAD_MISMATCH);
     CHECK(bad.error.message.find("32x32") != std::string::npos);
