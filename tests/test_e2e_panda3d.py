@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -315,16 +318,31 @@ def test_a_style_the_game_defines_at_run_time_changes_the_look_and_a_bad_one_is_
         game.game.frozen = False
 
 
-def test_the_crypt_is_lit_only_by_its_torches_and_spotlight(game):
-    """The dark section of issue 15: inside the crypt the engine's image (what the plugin sends as hudless_color)
-    is dark except where the torches and the blue spotlight light it, and switching those lights off darkens it."""
+@contextmanager
+def frozen_in_the_crypt(game: Any) -> Iterator[Any]:
+    """The game paused inside the crypt (the default 10 s run's torchlight beat, 9 s in); afterwards its own
+    timeline, animation, camera, torch flicker and spotlight colour are back. Yields the game."""
     g = game.game
     g.frozen = True
     timeline = g.timeline
     try:
-        g.timeline = sample.Timeline()  # the default 10 s run: in the crypt by its torchlight beat
+        g.timeline = sample.Timeline()
         g.animate(9.0)
         g.place_camera(9.0)
+        yield g
+    finally:
+        g.timeline = timeline
+        g.animate(g.time)
+        g.place_camera(g.time)
+        g._flicker(g.time)
+        g.crypt_lights[-1].node().setColor(sample.SPOT_COLOR)
+        g.frozen = False
+
+
+def test_the_crypt_is_lit_only_by_its_torches_and_spotlight(game):
+    """The dark section of issue 15: inside the crypt the engine's image (what the plugin sends as hudless_color)
+    is dark except where the torches and the blue spotlight light it, and switching those lights off darkens it."""
+    with frozen_in_the_crypt(game) as g:
         lit = step_sync(game, 2).raster[..., :3].astype(float)
         ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
         crypt_ids = [sample.CRYPT_FLOOR_ID, sample.CRYPT_LINING_ID, sample.ALTAR_ID, sample.IDOL_ID,
@@ -340,13 +358,6 @@ def test_the_crypt_is_lit_only_by_its_torches_and_spotlight(game):
         dark = step_sync(game, 2).raster[..., :3].astype(float)
         lum_lit, lum_dark = lit[inside].mean(), dark[inside].mean()
         assert lum_dark < 12 and lum_lit > 3 * lum_dark, (lum_lit, lum_dark)
-    finally:
-        g.timeline = timeline
-        g.animate(g.time)
-        g.place_camera(g.time)
-        g._flicker(g.time)
-        g.crypt_lights[-1].node().setColor(sample.SPOT_COLOR)
-        g.frozen = False
 
 
 @pytest.mark.skipif(SERVED != "deferred", reason="the deferred baseline shades the light list")
@@ -354,13 +365,7 @@ def test_the_deferred_renderer_lights_the_crypt_with_the_games_torches_and_spotl
     """The plugin sends the crypt's lights (x_lights, protocol 6.1) and no sun there, so the deferred baseline's
     image is lit by the torches and the blue spotlight as the engine's is: switching the spotlight off takes blue
     off the idol it points at, and switching every crypt light off darkens the rendered crypt."""
-    g = game.game
-    g.frozen = True
-    timeline = g.timeline
-    try:
-        g.timeline = sample.Timeline()
-        g.animate(9.0)
-        g.place_camera(9.0)
+    with frozen_in_the_crypt(game) as g:
         lit = frozen_result(game, step_sync(game).frame + 1).neural
         assert lit is not None
         ids = game.nrb.gbuffer.read().buffers["object_id"][1][..., 0]
@@ -382,13 +387,6 @@ def test_the_deferred_renderer_lights_the_crypt_with_the_games_torches_and_spotl
         assert dark is not None
         lum_lit, lum_dark = lit_rgb[inside].mean(), dark[..., :3].astype(float)[inside].mean()
         assert lum_lit > 1.5 * lum_dark, (lum_lit, lum_dark)
-    finally:
-        g.timeline = timeline
-        g.animate(g.time)
-        g.place_camera(g.time)
-        g._flicker(g.time)
-        g.crypt_lights[-1].node().setColor(sample.SPOT_COLOR)
-        g.frozen = False
 
 
 def test_killing_the_server_falls_back_and_resumes_after_restart(game, server):
