@@ -242,6 +242,45 @@ def test_pixels_mixing_two_styles_mix_their_graded_results_by_weight() -> None:
                                grade(IMAGE_LIN, global_map(lib2, {"h20": 1.0}), lib2, no_depth()), atol=1e-5)
 
 
+def test_a_map_of_object_mixes_grades_group_by_group_exactly_as_pixel_by_pixel() -> None:
+    """A per-object style map (a few distinct mixes, as a game's targets make) at half the output size, with a LUT
+    style, fog and per-pixel parameters: grading each distinct mix at once gives the per-pixel result (within one
+    8-bit step, where a neutral group skips the per-pixel path's near-identity colour matrix), and a map with
+    more distinct mixes than the grouping takes is still graded per pixel."""
+    lib = LiveLibrary(DEFAULT_LIBRARY)
+    lib.update([StyleDef("warm", {"hue": 25.0, "fog": 0.05}, lut=warm_lut(9)),
+                make_def("cold", {"temperature": -0.8, "gain": [0.9, 1.0, 1.2]}, origin="test")])
+    s = len(lib)
+    warm, cold = lib.index("warm"), lib.index("cold")
+    objects = np.arange(H * W).reshape(H, W) % 5  # five objects
+    mixes = np.zeros((5, s), np.float32)
+    mixes[0, 0] = 1.0  # identity: nothing to grade
+    mixes[1, warm] = 1.0
+    mixes[2, cold] = 1.0
+    mixes[3, [warm, cold]] = 0.3, 0.7
+    mixes[4, [0, warm]] = 0.5, 0.5
+    small = mixes[objects[: H // 2, : W // 2]]  # (H/2, W/2, S): the map at the render size
+    depth = (RNG.random((H, W)) * 50).astype(np.float32)
+    from bridge.protocol import Buffer
+
+    inputs = RenderInputs({"linear_depth": Buffer.from_array("linear_depth", "r32f", depth)}, size=(W, H))
+    from bridge.style.grading import MAX_GROUPS, _groups
+
+    found = _groups(small, (H, W), MAX_GROUPS)  # the map is seen as its five mixes, one per output pixel
+    assert found is not None and len(found[0]) == 5
+    assert np.array_equal(found[0][found[1]].reshape(H, W, s), np.repeat(np.repeat(small, 2, 0), 2, 1))
+    grouped = grade(IMAGE8, small, lib, inputs)
+    per_pixel = grade(IMAGE8, small, lib, inputs, max_groups=0)
+    assert np.abs(grouped.astype(int) - per_pixel.astype(int)).max() <= 1
+    assert not np.array_equal(grouped, IMAGE8)
+    identity = np.repeat(np.repeat(objects[: H // 2, : W // 2] == 0, 2, 0), 2, 1)
+    assert np.array_equal(grouped[identity], IMAGE8[identity])  # the identity object is left as it was
+    smooth = np.zeros((H // 2, W // 2, s), np.float32)  # a gradient: a distinct mix in every pixel
+    smooth[..., warm] = np.linspace(0.0, 1.0, H // 2 * W // 2).reshape(H // 2, W // 2)
+    smooth[..., 0] = 1.0 - smooth[..., warm]
+    assert np.array_equal(grade(IMAGE8, smooth, lib, inputs), grade(IMAGE8, smooth, lib, inputs, max_groups=0))
+
+
 # ------------------------------------------------------------------------------------------ library and map
 
 def test_a_defined_style_is_drawn_by_its_base_or_nearest_preset() -> None:

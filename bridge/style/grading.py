@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from bridge.protocol import BufferSpec
 from bridge.renderer import RenderInputs, linear_to_srgb, srgb8_to_linear, to_srgb8
-from bridge.style.library import GRADING_START, StyleLibrary
+from bridge.style.library import GRADING_START, Style, StyleLibrary
 from bridge.style.state import StyleState
 
 log = logging.getLogger("nrb.style")
@@ -57,6 +57,8 @@ def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if a.shape[:2] == (h, w):
         return a
+    if h % a.shape[0] == 0 and w % a.shape[1] == 0:  # a whole factor (an upscaler's 2x): 4-5x faster than indexing
+        return a.repeat(h // a.shape[0], axis=0).repeat(w // a.shape[1], axis=1)
     ys = (np.arange(h) * a.shape[0]) // h
     xs = (np.arange(w) * a.shape[1]) // w
     return a[ys[:, None], xs[None, :]]
@@ -140,10 +142,35 @@ def grade_pixels(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> 
     return e
 
 
-def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, inputs: RenderInputs) -> np.ndarray:
+#: A per-pixel style map with at most this many distinct weight rows (one per object or material mix, the usual
+#: case) is graded group by group, each with one parameter row, instead of pixel by pixel.
+MAX_GROUPS = 64
+_KEY = np.random.default_rng(0).standard_normal(4096)  # a random projection: distinct weight rows, distinct keys
+
+
+def _groups(style_map: np.ndarray, out_hw: tuple[int, int], max_groups: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A piecewise-constant style map as (rows (G, S): its distinct weight rows, gid (H'*W',): each output pixel's
+    row index), found at the map's own resolution; None when it has more than ``max_groups`` distinct rows."""
+    h, w, s = style_map.shape
+    if s > len(_KEY) or max_groups < 1:
+        return None
+    flat = np.ascontiguousarray(style_map, np.float32).reshape(-1, s)
+    _, first, inverse = np.unique(flat.astype(np.float64) @ _KEY[:s], return_index=True, return_inverse=True)
+    if len(first) > max_groups:
+        return None
+    rows = flat[first]
+    if not np.array_equal(rows[inverse.reshape(-1)], flat):  # two rows with one key: grade pixel by pixel
+        return None
+    gid = _nearest(inverse.reshape(h, w).astype(np.uint8), out_hw).reshape(-1)
+    return rows, gid
+
+
+def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, inputs: RenderInputs,
+          max_groups: int = MAX_GROUPS) -> np.ndarray:
     """The image with each pixel's grading applied (module docstring); ``image`` itself (untouched) when no pixel
     carries a graded style. ``style_map`` is (H, W, S) over the first S styles of ``library``; ``image`` is the
-    renderer's output (uint8 sRGB or float linear, (H', W', 3|4), H'×W' the output size)."""
+    renderer's output (uint8 sRGB or float linear, (H', W', 3|4), H'×W' the output size). A map of at most
+    ``max_groups`` distinct weight rows is graded per group (the same result, without per-pixel parameters)."""
     s = style_map.shape[2]
     graded = [i for i in library.graded if i < s]
     if not graded or not _gradeable(image):
@@ -151,43 +178,71 @@ def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, input
     table = library.table()[:s, GRADING_START:]
     styles = [library[i] for i in range(s)]
     out_hw = image.shape[:2]
+    depth_cache: list[np.ndarray | None] = []
+
+    def depth() -> np.ndarray | None:
+        """The output-size linear depth, flattened (the sky at infinity), or None without a depth buffer."""
+        if not depth_cache:
+            z = None
+            if "depth" in inputs.buffers or "linear_depth" in inputs.buffers:
+                z = inputs.linear_depth().astype(np.float32)
+                sky = inputs.sky_mask()
+                if sky is not None:
+                    z = np.where(sky, np.float32(np.inf), z)
+                z = _nearest(z, out_hw).reshape(-1)
+            depth_cache.append(z)
+        return depth_cache[0]
+
     if _is_broadcast(style_map):
         weights = np.asarray(style_map[0, 0], np.float32)[None, :]
         if not weights[0, graded].any():
             return image
-        sel: np.ndarray | None = None
-    else:
-        if style_map.shape[:2] != out_hw:
-            style_map = _nearest(style_map, out_hw)
-        flat = style_map.reshape(-1, s)
-        hit = flat[:, graded].any(axis=1)
-        if not hit.any():
+        out = image.copy()
+        _grade_into(out.reshape(-1, out.shape[2]), None, weights, table, styles, depth)
+        return out
+    groups = _groups(style_map, out_hw, max_groups)
+    if groups is not None:
+        rows, gid = groups
+        todo = [g for g in range(len(rows)) if rows[g, graded].any()]
+        if not todo:
             return image
-        sel = None if hit.all() else np.flatnonzero(hit)
-        weights = flat if sel is None else flat[sel]
-    used = [i for i in range(s) if weights[:, i].any()]
+        out = image.copy()
+        pix = out.reshape(-1, out.shape[2])
+        for g in todo:
+            sel = None if len(rows) == 1 else np.flatnonzero(gid == g)
+            _grade_into(pix, sel, rows[g][None, :], table, styles, depth)
+        return out
+    if style_map.shape[:2] != out_hw:
+        style_map = _nearest(style_map, out_hw)
+    flat = style_map.reshape(-1, s)
+    hit = flat[:, graded].any(axis=1)
+    if not hit.any():
+        return image
+    sel = None if hit.all() else np.flatnonzero(hit)
+    out = image.copy()
+    _grade_into(out.reshape(-1, out.shape[2]), sel, flat if sel is None else flat[sel], table, styles, depth)
+    return out
+
+
+def _grade_into(pix: np.ndarray, sel: np.ndarray | None, weights: np.ndarray, table: np.ndarray,
+                styles: Sequence[Style], depth: Callable[[], np.ndarray | None]) -> None:
+    """Grade the pixels ``sel`` (None: all) of ``pix`` ((N, C) view of the output image) in place, given their
+    style weights ``weights`` ((len(sel), S), or (1, S) for all of them alike)."""
+    used = [i for i in range(weights.shape[1]) if weights[:, i].any()]
     prm = np.zeros((weights.shape[0], table.shape[1]), np.float32)
     for i in used:
         prm += weights[:, i:i + 1] * table[i]
-    out = image.copy()
-    pix = out.reshape(-1, out.shape[2])
     rgb = (pix[:, :3] if sel is None else pix[sel, :3]).T  # (3, N) planes
-    lin = np.take(_SRGB8, rgb) if image.dtype == np.uint8 else rgb.astype(np.float32)
-    depth = None
-    if prm[:, _FOG].any() and ("depth" in inputs.buffers or "linear_depth" in inputs.buffers):
-        z = inputs.linear_depth().astype(np.float32)
-        sky = inputs.sky_mask()
-        if sky is not None:
-            z = np.where(sky, np.float32(np.inf), z)
-        z = _nearest(z, out_hw).reshape(-1)
-        depth = z if sel is None else z[sel]
+    lin = np.take(_SRGB8, rgb) if pix.dtype == np.uint8 else rgb.astype(np.float32)
+    z = depth() if prm[:, _FOG].any() else None
+    zs = None if z is None else (z if sel is None else z[sel])
     luts = [(i, styles[i].lut) for i in used if styles[i].lut is not None]
     n = lin.shape[1]
-    new = np.empty((3, n), image.dtype)
+    new = np.empty((3, n), pix.dtype)
     for a in range(0, n, _CHUNK):  # chunks: the temporaries stay in cache and off the page-fault path
         b = min(a + _CHUNK, n)
         p = prm if len(prm) == 1 else prm[a:b]
-        e = grade_pixels(lin[:, a:b], p, None if depth is None else depth[a:b])
+        e = grade_pixels(lin[:, a:b], p, None if zs is None else zs[a:b])
         if luts:
             e0 = e
             e = e0.copy()
@@ -196,13 +251,11 @@ def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, input
                 wgt = weights[:, i] if len(weights) == 1 else weights[a:b, i]
                 e += wgt * (lut.apply_planar(e0) - e0)
             np.clip(e, 0.0, 1.0, out=e)
-        new[:, a:b] = to_srgb8(e) if image.dtype == np.uint8 else srgb_to_linear(e)
-    new = new.T
+        new[:, a:b] = to_srgb8(e) if pix.dtype == np.uint8 else srgb_to_linear(e)
     if sel is None:
-        pix[:, :3] = new
+        pix[:, :3] = new.T
     else:
-        pix[sel, :3] = new
-    return out
+        pix[sel, :3] = new.T
 
 
 def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
