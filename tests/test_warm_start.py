@@ -27,6 +27,12 @@ H, W = 32, 48
 X2 = Path(__file__).resolve().parents[1] / "neural_renderer" / "weights" / "default_x2.pt"
 
 
+#: "Renders the same": float32 rounding of the solved affine maps, summed over the network, reached 1.0e-4 on one
+#: machine; a wrong construction is off by 0.04 or more (exposure in the affine maps: 0.18 and 0.039 on two of the
+#: mixes below). An 8-bit step is 3.9e-3.
+SAME = 5e-4
+
+
 def _random_styles_net() -> NeuralRendererNet:
     """The shipped model's architecture with every weight random, the FiLMs included (they start at zero, and
     a zero FiLM would make the style embedding invisible to the test)."""
@@ -71,11 +77,11 @@ def test_the_warm_start_renders_every_preset_map_as_the_old_network_did_with_or_
             whole = torch.zeros(2, S, H, W)
             whole[:, s] = 1.0
             before = net(g, whole, lighting=light)
-            assert (warm(g, _param_map(whole), lighting=light) - before).abs().max() < 1e-4, s
+            assert (warm(g, _param_map(whole), lighting=light) - before).abs().max() < SAME, s
         before = net(g, per_object, lighting=light)
         for image in (None, engine):  # the engine's channels start at zero: its image changes nothing yet
             after = warm(g, _param_map(per_object), lighting=light, engine=image)
-            assert (after - before).abs().max() < 1e-4
+            assert (after - before).abs().max() < SAME
 
 
 @pytest.mark.parametrize(("a", "b"), [("identity", "golden"), ("toon", "thermal"), ("noir", "crimson")])
@@ -92,7 +98,7 @@ def test_a_half_and_half_parameter_mix_of_two_presets_renders_as_the_old_half_an
     mix[:, DEFAULT_LIBRARY.index(a)] = 0.5
     mix[:, DEFAULT_LIBRARY.index(b)] = 0.5
     with torch.no_grad():
-        assert (warm(g, _param_map(mix), lighting=light) - net(g, mix, lighting=light)).abs().max() < 1e-4
+        assert (warm(g, _param_map(mix), lighting=light) - net(g, mix, lighting=light)).abs().max() < SAME
 
 
 def test_a_look_outside_the_presets_still_renders_and_training_can_move_it() -> None:
