@@ -245,7 +245,7 @@ def test_godot_script_intensity_defined_style_and_exclusion_reach_the_server_and
     # The HUD (the stats overlay's three lines at the top, the settings checkbox) is drawn by Godot after the neural
     # pass, over every shot, and says different things in each: compare the 3D view around it.
     scene = np.ones(img["render"].shape[:2], bool)
-    scene[:75] = False
+    scene[:80] = False  # the overlay's third line ends at row 77 (its text shifts when a count gains a digit)
     scene[95:128, :200] = False
 
     def diff(a: str, b: str) -> np.ndarray:
