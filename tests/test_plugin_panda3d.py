@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,6 +75,18 @@ def test_camera_tracker_reprojection_is_identity_first_then_tracks_motion():
     assert len(d["view_to_clip"]) == 16 and d["render_size"] == [64, 48] and d["camera_motion_included"] is True
 
 
+def attach_sun(root: Any) -> Any:
+    """A DirectionalLight "sun" under ``root`` (not yet turned on), shining down and towards -x (Panda: Z up), so the
+    sun is up at +x; returns its NodePath."""
+    from panda3d.core import DirectionalLight, Vec3, Vec4
+
+    sun = DirectionalLight("sun")
+    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
+    sun_np = root.attachNewNode(sun)
+    sun_np.lookAt(Vec3(-1, 0, -1))
+    return sun_np
+
+
 def test_scene_lights_become_the_protocols_lighting_constants():
     """The sun the scene is lit by goes out as a unit vector towards it in protocol world space (+Y up) with
     irradiance pi x colour (Panda3D's Lambert term has no 1/pi); ambient lights add up to the sky radiance; lights
@@ -88,10 +101,7 @@ def test_scene_lights_become_the_protocols_lighting_constants():
     weak.setColor(Vec4(0.1, 0.1, 0.1, 1))
     weak_np = root.attachNewNode(weak)
     weak_np.lookAt(Vec3(0, 0, 1))
-    sun = DirectionalLight("sun")
-    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
-    sun_np = root.attachNewNode(sun)
-    sun_np.lookAt(Vec3(-1, 0, -1))  # shines down and towards -x (Panda: Z up): the sun is up at +x
+    sun_np = attach_sun(root)
     off = root.attachNewNode(DirectionalLight("not-on"))
     off.node().setColor(Vec4(9, 9, 9, 1))
     for i, c in enumerate((0.1, 0.2)):
@@ -119,10 +129,7 @@ def test_point_spot_and_extra_directional_lights_become_the_light_list_in_protoc
 
     root = NodePath("scene")
     assert scene_light_list(root) == []
-    sun = DirectionalLight("sun")
-    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
-    sun_np = root.attachNewNode(sun)
-    sun_np.lookAt(Vec3(-1, 0, -1))
+    sun_np = attach_sun(root)
     moon = DirectionalLight("moon")
     moon.setColor(Vec4(0.1, 0.1, 0.2, 1))
     moon_np = root.attachNewNode(moon)
@@ -183,7 +190,6 @@ def test_inside_a_room_lit_by_its_own_lights_the_camera_sends_that_rooms_lights_
     from panda3d.core import (
         AmbientLight,
         BoundingBox,
-        DirectionalLight,
         NodePath,
         Point3,
         PointLight,
@@ -194,10 +200,7 @@ def test_inside_a_room_lit_by_its_own_lights_the_camera_sends_that_rooms_lights_
     from nrb_panda3d.lights import lighting_zone, scene_light_list, scene_lighting
 
     root = NodePath("scene")
-    sun = DirectionalLight("sun")
-    sun.setColor(Vec4(0.75, 0.72, 0.675, 1))
-    sun_np = root.attachNewNode(sun)
-    sun_np.lookAt(Vec3(-1, 0, -1))
+    sun_np = attach_sun(root)
     amb = AmbientLight("amb")
     amb.setColor(Vec4(0.3, 0.3, 0.3, 1))
     root.setLight(sun_np)
