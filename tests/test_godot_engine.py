@@ -148,6 +148,11 @@ def test_godot_example_shows_neural_frames_toggles_and_delivers_styles_and_event
     assert not any(f["neural"] for f in off), "a neural frame was shown while the toggle was off"
     assert any(f["neural"] for f in after), f"no neural frame after turning it back on: {report['stats']}"
     assert report["stats"]["state"] == "connected"
+    # Where a round trip goes (nrb_stats v5 through the autoload's get_stats): the renderer's own time is known
+    # and fits inside the round trips the overlay shows.
+    stats = report["stats"]
+    assert 0 < stats["service_ms"] <= stats["rtt_p99_ms"], stats
+    assert stats["link_ms"] >= 0, stats
     for key in ("neural", "raster"):
         assert Path(report["screenshots"][key]).is_file()
 

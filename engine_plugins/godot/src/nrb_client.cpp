@@ -628,6 +628,9 @@ Dictionary NRBClient::get_stats() const {
   d["rtt_p50_ms"] = s.rtt_p50_ms;
   d["rtt_p95_ms"] = s.rtt_p95_ms;
   d["rtt_p99_ms"] = s.rtt_p99_ms;
+  // Where the round trip goes (nrb_stats v5): the renderer's own time per frame, and the fastest recent transport.
+  d["service_ms"] = s.service_ms;
+  d["link_ms"] = s.link_ms;
   switch (s.state) {
     case NRB_STATE_CONNECTED: d["state"] = "connected"; break;
     case NRB_STATE_CONNECTING: d["state"] = "connecting"; break;

@@ -165,6 +165,10 @@ FNeuralRenderingStats UNeuralRenderingBlueprintLibrary::GetNeuralRenderingStats(
 		Out.Reconnects = static_cast<int64>(Stats.Raw.reconnects);
 		Out.RoundTripP50Ms = static_cast<float>(Stats.Raw.rtt_p50_ms);
 		Out.RoundTripP95Ms = static_cast<float>(Stats.Raw.rtt_p95_ms);
+		Out.RoundTripP99Ms = static_cast<float>(Stats.Raw.rtt_p99_ms);
+		Out.FramesInFlightLimit = static_cast<int32>(Stats.Raw.in_flight_limit);
+		Out.RendererMs = static_cast<float>(Stats.Raw.service_ms);
+		Out.LinkMs = static_cast<float>(Stats.Raw.link_ms);
 		Out.bConnected = Stats.Raw.state == NRB_STATE_CONNECTED;
 		Out.bRefused = Stats.bRefused;
 		Out.RefusalCode = Stats.RefusalCode;

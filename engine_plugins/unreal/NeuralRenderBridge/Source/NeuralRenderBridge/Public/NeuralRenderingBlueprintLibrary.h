@@ -30,6 +30,13 @@ struct FNeuralRenderingStats
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int64 Reconnects = 0;
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP50Ms = 0.f;
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP95Ms = 0.f;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RoundTripP99Ms = 0.f;
+	/** Frames in flight libnrb chose (nrb_stats in_flight_limit: adaptive unless the config fixes it). */
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") int32 FramesInFlightLimit = 0;
+	/** Where a round trip goes: the renderer's own time per frame (nrb_stats service_ms) and the fastest recent
+	 * transport time (link_ms). A round trip far above their sum is frames waiting in the queue. */
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float RendererMs = 0.f;
+	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") float LinkMs = 0.f;
 	UPROPERTY(BlueprintReadOnly, Category = "Neural Rendering") bool bConnected = false;
 	/** "disabled", "connecting", "connected", "refused" (the renderer refused the session: no automatic retry; the
 	 * player's toggle off and on retries it), or "no client". */
