@@ -24,6 +24,13 @@ the same run, interleaved and repeated):
   machine's speed drifts by more than the 5 % judged between minutes, not within a round). What is left is the
   server's Python: shared-memory copy, decode, style map, hooks, input conversion, grading, encode.
 
+* **GPU** (``--part gpu``, also run by the default ``--part all``): the issue's GPU targets, through ``nrb serve
+  --device`` on the same host with shared memory: 1920x1080 output (closed-loop rate >= 60 fps; a 60 fps game loop's
+  p50 round trip under 16.7 ms) and 3840x2160 output with the 2x model from 1920x1080 G-buffers (closed-loop rate
+  >= 30 fps). It asks ONNX Runtime where ``--device auto`` would run (``select_device``, the server's own rule): on
+  a machine without a GPU it measures nothing and its report (``serve_gpu.md``) says so and why. Its own files, so
+  a GPU run on another machine never overwrites this machine's CPU report.
+
 Ratios are what to compare: the machine is shared and noisy, so every scenario of both servers runs in one
 invocation, alternating, ``--repeat`` times, and the report keeps the median of the repeats.
 """
@@ -58,6 +65,11 @@ OVERHEAD_SECONDS = 3.0
 SMALL = (320, 180)
 LARGE = (1280, 720)
 MEDIUM = (640, 360)
+FULL_HD = (1920, 1080)
+UHD = (3840, 2160)
+#: The issue's GPU targets: closed-loop fps per output, and the 1080p game loop's p50 round trip.
+GPU_FPS_TARGETS = {"1920x1080": 60.0, "3840x2160 from 1920x1080": 30.0}
+GPU_P50_TARGET_MS = 1000.0 / FPS
 FORMATS = {s.name: s.format for s in BUFFERS} | {"hudless_color": "rgba8_srgb"}
 
 
@@ -75,12 +87,14 @@ class _Session:
     """One engine: a libnrb client and the loop that feeds it."""
 
     def __init__(self, endpoint: str, size: tuple[int, int], frames_in_flight: int | None,
-                 deadline_ms: float | None = None) -> None:
+                 deadline_ms: float | None = None, output_size: tuple[int, int] | None = None) -> None:
         from bridge import _native
 
         self.size = size
         self.arrays = _arrays(size)
         kw: dict[str, Any] = {}
+        if output_size is not None:  # larger than the G-buffers: the renderer upscales (the 2x model)
+            kw["output_size"] = output_size
         if frames_in_flight is not None:
             kw["frames_in_flight"] = frames_in_flight
         if deadline_ms is not None:
@@ -93,6 +107,7 @@ class _Session:
         self.server_ms: list[float] = []
         self.limits: list[int] = []
         self.service: list[float] = []  # libnrb's renderer service time (stats service_ms), sampled
+        self.result_size = (0, 0)  # the last answered image's (w, h) in the closed loop: the output size
 
     def wait_connected(self, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
@@ -159,6 +174,7 @@ class _Session:
                 got = self.client.acquire_result(with_info=True)
                 if got is not None and got[1]["frame_id"] == fid:
                     info = got[1]
+                    self.result_size = (int(got[0].shape[1]), int(got[0].shape[0]))  # (w, h) of the image shown
                     del got
                     if time.perf_counter() >= measure_from:
                         self.fresh += 1
@@ -180,6 +196,7 @@ class _Session:
         s = self.client.stats()
         return {
             "size": f"{self.size[0]}x{self.size[1]}",
+            "result_size": f"{self.result_size[0]}x{self.result_size[1]}",
             "fresh_fps": self.fresh / seconds,
             "ticks": self.ticks,
             "fallback_pct": 100.0 * self.fallbacks / self.ticks if self.ticks else 0.0,
@@ -200,10 +217,10 @@ class _Session:
 
 
 def _run(endpoint: str, sizes: list[tuple[int, int]], mode: str, seconds: float, warmup: float,
-         frames_in_flight: int | None) -> list[dict[str, Any]]:
+         frames_in_flight: int | None, output_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     # The closed loop measures the renderer, not what a player would see: no deadline gets in its way.
     deadline = 60_000.0 if mode == "closed_loop" else None
-    sessions = [_Session(endpoint, s, frames_in_flight, deadline) for s in sizes]
+    sessions = [_Session(endpoint, s, frames_in_flight, deadline, output_size) for s in sizes]
     try:
         for s in sessions:
             s.wait_connected()
@@ -376,7 +393,7 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
             })
         results[label] = {"summary": summary, "scenarios": res, "repeats": runs[label]}
     report = {
-        "bench": "serve", "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": None,
+        "bench": "serve", "cpu": cpu_name(), "cores": os.cpu_count(), "device": "cpu",
         "python": sys.version.split()[0], "seconds_per_run": seconds, "warmup_s": warmup, "repeat": repeat,
         "baseline": baseline, "serve_args": serve_args or [], "servers": results, "model_only_640x360": model_only,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -386,10 +403,95 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     return report
 
 
+def run_gpu(out_dir: Path, *, quick: bool = False, repeat: int = 2, seconds: float | None = None,
+            serve_args: list[str] | None = None, device: str = "auto") -> dict[str, Any]:
+    """The GPU targets through ``nrb serve --device``; on a machine without a GPU, a report that says so and why.
+
+    ``device`` is resolved by the server's own rule (``select_device``), so the bench and ``nrb serve`` agree on
+    whether there is a GPU; an explicit ``cuda[:N]`` that cannot be met raises ``DeviceUnavailableError`` rather
+    than measuring the CPU under a GPU heading.
+    """
+    from bridge.renderers.ort_session import select_device
+
+    choice = select_device(device)
+    report: dict[str, Any] = {
+        "bench": "serve_gpu", "cpu": cpu_name(), "cores": os.cpu_count(), "device": choice.device,
+        "where": choice.describe(), "available": choice.device != "cpu", "targets_fps": GPU_FPS_TARGETS,
+        "target_p50_ms": GPU_P50_TARGET_MS, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": [],
+    }
+    if report["available"]:
+        x2 = Path(__file__).resolve().parents[1] / "neural_renderer" / "weights" / "default_x2_temporal.onnx"
+        # each output served as a game would: 4K from 1080p G-buffers by the 2x model (as `make demo` serves it)
+        cases = {"1920x1080": (FULL_HD, None, []),
+                 "3840x2160 from 1920x1080": (FULL_HD, UHD, ["-o", f"model={x2}"])}
+        for row in measure_outputs(choice.device, cases, seconds=seconds or (4.0 if quick else 10.0),
+                                   warmup=1.5 if quick else 3.0, repeat=1 if quick else repeat,
+                                   serve_args=serve_args):
+            target = GPU_FPS_TARGETS[row["output"]]
+            report["rows"].append({**row, "target_fps": target, "fps_met": row["closed_loop_fps"] >= target})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "serve_gpu.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "serve_gpu.md").write_text(_markdown_gpu(report))
+    return report
+
+
+def measure_outputs(device: str, cases: dict[str, tuple[tuple[int, int], tuple[int, int] | None, list[str]]], *,
+                    seconds: float, warmup: float, repeat: int,
+                    serve_args: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per case (G-buffer size, output size or None, extra ``nrb serve`` arguments): one ``nrb serve --device
+    DEVICE`` and one session on it, closed loop then a 60 fps game loop, ``repeat`` times; medians per case."""
+    tmp = Path(tempfile.mkdtemp(prefix="nrb-bench-serve-gpu-"))
+    rows: list[dict[str, Any]] = []
+    for case, (size, output, extra) in cases.items():
+        got: dict[str, list[dict[str, Any]]] = {"closed_loop": [], "game_loop": []}
+        proc, endpoint = _serve(["--renderer", "neural", "--device", device, *extra, *(serve_args or [])],
+                                tmp / f"serve_{len(rows)}.log", None)
+        try:
+            for r in range(repeat):
+                for mode in got:
+                    print(f"[serve gpu] {r + 1}/{repeat} {case} {mode}", flush=True)
+                    got[mode].append(_run(endpoint, [size], mode, seconds, warmup, None, output)[0])
+        finally:
+            stop_server(proc)
+        closed, game = ({k: float(statistics.median(run[k] for run in got[m]))
+                         for k in ("fresh_fps", "p50_ms", "p99_ms", "fallback_pct", "server_p50_ms")}
+                        for m in ("closed_loop", "game_loop"))
+        rows.append({
+            "output": case, "result_size": got["closed_loop"][0]["result_size"],
+            "closed_loop_fps": closed["fresh_fps"], "server_ms": closed["server_p50_ms"],
+            "closed_loop_p50_ms": closed["p50_ms"], "game_loop_shown_fps": game["fresh_fps"],
+            "game_loop_p50_ms": game["p50_ms"], "game_loop_p99_ms": game["p99_ms"],
+            "game_loop_fallback_pct": game["fallback_pct"],
+        })
+    return rows
+
+
+def _markdown_gpu(rep: dict[str, Any]) -> str:
+    lines = ["# `nrb bench serve --part gpu`: the GPU targets through `nrb serve --device`", "",
+             f"Machine: {rep['cpu']}, {rep['cores']} cores. Device: {rep['where']}. Measured {rep['when']}.", ""]
+    if not rep["available"]:
+        targets = ", ".join(f"{k} at {v:g} fps or more" for k, v in rep["targets_fps"].items())
+        return "\n".join(lines + [
+            f"**No GPU here, so nothing was measured**: {targets}, and a 1080p game loop's p50 round trip under "
+            f"{rep['target_p50_ms']:.1f} ms, are the targets. Run `nrb bench serve --part gpu` on a machine with "
+            "an NVIDIA GPU and `onnxruntime-gpu`.", ""])
+    lines += ["| output | closed-loop fps | target | met? | server ms | game loop: shown fps | p50 ms | p99 ms | "
+              "fallbacks |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        lines.append(f"| {r['output']} | {r['closed_loop_fps']:.1f} | {r['target_fps']:g} | "
+                     f"{'yes' if r['fps_met'] else 'no'} | {r['server_ms']:.1f} | {r['game_loop_shown_fps']:.1f} | "
+                     f"{r['game_loop_p50_ms']:.1f} | {r['game_loop_p99_ms']:.1f} | "
+                     f"{r['game_loop_fallback_pct']:.1f} % |")
+    lines += ["", f"Round-trip target at 1920x1080: p50 under {rep['target_p50_ms']:.1f} ms (the game loop's p50 "
+              "column, which includes the transport).", ""]
+    return "\n".join(lines)
+
+
 def _markdown(rep: dict[str, Any]) -> str:
     lines = [
         "# `nrb bench serve`: a 60 fps game loop through libnrb against `nrb serve --renderer neural`", "",
-        f"Machine: {rep['cpu']}, {rep['cores']} cores, no GPU. {rep['seconds_per_run']:g} s per run after "
+        f"Machine: {rep['cpu']}, {rep['cores']} cores; the neural renderer on the CPU (the GPU targets: "
+        "`serve_gpu.md`). {rep['seconds_per_run']:g} s per run after "
         f"{rep['warmup_s']:g} s warm-up; median of {rep['repeat']} interleaved repeats. Generated by "
         "`nrb bench serve" + (f" --baseline {rep['baseline']}" if rep["baseline"] else "") + "`; see "
         "`nrb_bench/serve.py` for what each number means.", "",
@@ -453,10 +555,18 @@ def register(bench_sub: Any) -> None:
     p.add_argument("--repeat", type=int, default=2, help="interleaved repeats per scenario (default 2)")
     p.add_argument("--seconds", type=float, help="measured seconds per run (default 10, quick 4)")
     p.add_argument("--serve-arg", action="append", default=[], help="extra `nrb serve` argument (repeatable)")
+    p.add_argument("--part", choices=("all", "cpu", "gpu"), default="all",
+                   help="cpu: the CPU scenarios (serve.md); gpu: the GPU targets (serve_gpu.md: says so when there "
+                        "is no GPU); all (default): both")
+    p.add_argument("--device", default="auto", help="the GPU part's `nrb serve --device` (default auto)")
 
     def main(args: argparse.Namespace) -> int:
-        run(Path(args.out), quick=args.quick, baseline=args.baseline, repeat=args.repeat, seconds=args.seconds,
-            serve_args=args.serve_arg)
+        if args.part in ("all", "cpu"):
+            run(Path(args.out), quick=args.quick, baseline=args.baseline, repeat=args.repeat, seconds=args.seconds,
+                serve_args=args.serve_arg)
+        if args.part in ("all", "gpu"):
+            run_gpu(Path(args.out), quick=args.quick, repeat=args.repeat, seconds=args.seconds,
+                    serve_args=args.serve_arg, device=args.device)
         return 0
 
     p.set_defaults(func=main)
