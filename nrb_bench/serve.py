@@ -288,7 +288,8 @@ def _serve(args: list[str], log: Path, env: dict[str, str] | None) -> tuple[Any,
 
 
 def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repeat: int = 2,
-        seconds: float | None = None, serve_args: list[str] | None = None) -> dict[str, Any]:
+        seconds: float | None = None, serve_args: list[str] | None = None, gpu: bool = True) -> dict[str, Any]:
+    """The CPU scenarios (``serve.md``), then, with ``gpu``, the GPU part (``serve_gpu.md``; ``make bench``)."""
     from bridge import _native
 
     if not hasattr(_native, "Client"):
@@ -400,6 +401,8 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     }
     (out_dir / "serve.json").write_text(json.dumps(report, indent=1))
     (out_dir / "serve.md").write_text(_markdown(report))
+    if gpu:
+        run_gpu(out_dir, quick=quick, repeat=repeat, seconds=seconds, serve_args=serve_args)
     return report
 
 
@@ -563,7 +566,7 @@ def register(bench_sub: Any) -> None:
     def main(args: argparse.Namespace) -> int:
         if args.part in ("all", "cpu"):
             run(Path(args.out), quick=args.quick, baseline=args.baseline, repeat=args.repeat, seconds=args.seconds,
-                serve_args=args.serve_arg)
+                serve_args=args.serve_arg, gpu=False)
         if args.part in ("all", "gpu"):
             run_gpu(Path(args.out), quick=args.quick, repeat=args.repeat, seconds=args.seconds,
                     serve_args=args.serve_arg, device=args.device)
