@@ -12,7 +12,11 @@ around every op it cannot run blocked (``Split`` in FiLM, ``Concat`` of odd chan
 * ``conv(concat(a, b))`` in the decoder is ``conv_a(a) + conv_b(b)`` (ONNX Runtime fuses the sum into the
   convolution);
 * FiLM's ``embedding -> to_gb -> split`` is folded into two 1x1 convolutions straight from the pooled style map
-  (the embedding is linear, so ``G·(P·s) = (G·P)·s``), with the ``1 +`` of ``x · (1 + γ)`` in γ's bias.
+  (the embedding is linear, so ``G·(P·s) = (G·P)·s``), with the ``1 +`` of ``x · (1 + γ)`` in γ's bias;
+* the full-resolution input (features, history, lighting, engine features) is concatenated once from the pieces
+  each module computes (``parts``), not module by module and then again (a second full-resolution copy);
+* two of its channels enter scaled by a power of two (:data:`LOCAL_DEPTH_SCALE`), divided out of the weights, so
+  that one int8 scale suits every channel (``neural_renderer.quantize``).
 
 Inputs and output are exactly those of ``NeuralRendererNet.forward`` / ``forward_temporal``; the export checks
 parity against the original network (``neural_renderer.export.parity``).
@@ -29,6 +33,7 @@ from neural_renderer.models.features import (
     ENGINE_INPUT_CHANNELS,
     FEATURE_CHANNELS,
     HISTORY_CHANNELS,
+    LIGHTING_CHANNELS,
     PARAM_CHANNELS,
     GBuffers,
     house_lighting,
@@ -40,6 +45,17 @@ from neural_renderer.models.net import NeuralRendererNet
 #: ``enc0``, a quarter of the frame's work, run unblocked at 4.5x its blocked time (profiled at 640x360, one
 #: thread), so DeployNet pads them, and the 19 parameter features, with zero channels (zero weights).
 CHANNEL_BLOCK = 8
+
+#: Scales of full-resolution input channels (the input of ``enc0`` and ``fuse``), folded out of those two
+#: convolutions' weights, so the float network computes the same image (both scales are powers of two: exact).
+#: Why: an int8 graph (``neural_renderer.quantize``) quantizes that input with one scale for all its channels,
+#: and on the training frames the local-depth feature spans [-6.1, 5.8] while every other channel stays within
+#: [-1, 1.12] and the five lighting constants within [-0.23, 0.2]; one uint8 step was then 0.047, a fifth of the
+#: lighting constants' whole range. Scaled, every channel spans about [-1.5, 1.5] and a step is 0.012.
+LOCAL_DEPTH_SCALE = 0.25
+#: the local-depth feature: its channel of the input and its piece of ``GBufferFeatures.parts``
+LOCAL_DEPTH, LOCAL_DEPTH_PART = 7, 3
+LIGHTING_CONST_SCALE = 4.0
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int = 0) -> nn.Conv2d:
@@ -140,6 +156,13 @@ class DeployNet(nn.Module):
         self.x_pad = -full % CHANNEL_BLOCK
         self.s_pad = -s % CHANNEL_BLOCK if cfg.params else 0
         w6 = F.pad(w6, (0, 0, 0, 0, 0, self.x_pad))
+        # the input channels' scales (see LOCAL_DEPTH_SCALE), divided out of every weight that reads them
+        self.x_scale = torch.ones(full + self.x_pad)
+        self.x_scale[LOCAL_DEPTH] = LOCAL_DEPTH_SCALE
+        if cfg.lighting:
+            first = FEATURE_CHANNELS + HISTORY_CHANNELS + 1  # after the n.l term
+            self.x_scale[first : first + LIGHTING_CHANNELS - 1] = LIGHTING_CONST_SCALE
+        w6 = w6 / self.x_scale.view(1, -1, 1, 1)
         b0 = net.enc0.conv.bias
         self.enc0 = _conv(w6, None if b0 is None else b0.detach(), stride=2, padding=2)
         self.enc0_film = _Film(net.enc0.film.to_gb, embed)
@@ -155,8 +178,8 @@ class DeployNet(nn.Module):
         self.fuse_d = _conv(fw[:, :w, None, None], None if fb is None else fb.detach())
         self.fuse_s = _conv(F.pad(fw[:, w : w + 4 * s].reshape(w, s, 2, 2), (0, 0, 0, 0, 0, self.s_pad)), None,
                             stride=2)
-        self.fuse_x = _conv(F.pad(fw[:, w + 4 * s :].reshape(w, full, 2, 2), (0, 0, 0, 0, 0, self.x_pad)), None,
-                            stride=2)
+        fx = F.pad(fw[:, w + 4 * s :].reshape(w, full, 2, 2), (0, 0, 0, 0, 0, self.x_pad))
+        self.fuse_x = _conv(fx / self.x_scale.view(1, -1, 1, 1), None, stride=2)
         if self.param_embed is not None and self.s_pad:  # the embedding MLP reads the padded features too
             fc1 = self.param_embed.fc1
             padded = ParamEmbedding(s + self.s_pad, self.param_embed.fc2.out_channels, fc1.out_channels)
@@ -170,26 +193,12 @@ class DeployNet(nn.Module):
         self,
         g: GBuffers,
         style_map: torch.Tensor,
-        history: torch.Tensor | None = None,
+        history: torch.Tensor | list[torch.Tensor] | None = None,
         lighting: torch.Tensor | None = None,
         engine: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        albedo, normals = g.albedo, g.normals
-        x = self.features(g)
-        if history is None:
-            history = torch.zeros_like(x[:, :HISTORY_CHANNELS])
-        parts = [x, history]
-        if self.lighting is not None:
-            if lighting is None:
-                lighting = house_lighting(x.shape[0]).to(x)
-            parts.append(self.lighting(normals, x[:, FEATURE_CHANNELS - 1 : FEATURE_CHANNELS], lighting))
-        if self.engine is not None:
-            if engine is None:
-                engine = torch.zeros_like(x[:, :ENGINE_INPUT_CHANNELS])
-            parts.append(self.engine(engine, albedo))
-        if self.x_pad:
-            parts.append(torch.zeros_like(x[:, : self.x_pad]))
-        x = torch.cat(parts, 1)
+        albedo = g.albedo
+        x = torch.cat(self._input_parts(g, history, lighting, engine), 1)
         if self.param_features is not None and self.param_embed is not None:
             style_map = self.param_features(style_map, self.s_pad)
             s2 = self.param_embed(F.avg_pool2d(style_map, 2))  # the embedding, pooled further per level
@@ -214,6 +223,37 @@ class DeployNet(nn.Module):
             base = F.interpolate(base, scale_factor=u, mode="nearest")
         return (base * 2.0 * torch.sigmoid(out[:, :3]) + torch.tanh(out[:, 3:])).clamp(0.0, 1.0)
 
+    def _input_parts(
+        self,
+        g: GBuffers,
+        history: torch.Tensor | list[torch.Tensor] | None,
+        lighting: torch.Tensor | None,
+        engine: torch.Tensor | None,
+    ) -> list[torch.Tensor]:
+        """The full-resolution input ``[features, history, lighting, engine, zero padding]`` as the pieces its
+        modules compute, concatenated once by the caller: nesting each module's own concatenation inside it
+        copied the 14 feature channels (and the history and lighting ones) twice, 4-6 ms of the 640x360 frame on
+        2 threads."""
+        albedo, normals = g.albedo, g.normals
+        feats = self.features.parts(g)
+        valid = feats[-1]
+        feats[LOCAL_DEPTH_PART] = feats[LOCAL_DEPTH_PART] * LOCAL_DEPTH_SCALE
+        parts = list(feats)
+        if history is None:
+            history = torch.zeros_like(valid).expand(-1, HISTORY_CHANNELS, -1, -1)
+        parts += history if isinstance(history, list) else [history]
+        if self.lighting is not None:
+            if lighting is None:
+                lighting = house_lighting(valid.shape[0]).to(valid)
+            parts += self.lighting.parts(normals, valid, lighting, LIGHTING_CONST_SCALE)
+        if self.engine is not None:
+            if engine is None:
+                engine = torch.zeros_like(valid).expand(-1, ENGINE_INPUT_CHANNELS, -1, -1)
+            parts += self.engine.parts(engine, albedo)
+        if self.x_pad:
+            parts.append(torch.zeros_like(valid).expand(-1, self.x_pad, -1, -1))
+        return parts
+
     def forward_temporal(
         self,
         g: GBuffers,
@@ -226,5 +266,5 @@ class DeployNet(nn.Module):
     ) -> torch.Tensor:
         u = self.config.upscale
         prev = F.avg_pool2d(prev_output, u) if u > 1 else prev_output
-        history = self.reproject(prev, prev_linear_depth, motion_vectors, g.linear_depth)
+        history = self.reproject.parts(prev, prev_linear_depth, motion_vectors, g.linear_depth)
         return self.forward(g, style_map, history, lighting, engine)

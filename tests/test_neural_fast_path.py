@@ -54,6 +54,23 @@ def test_the_inference_network_computes_what_the_trained_network_computes(
     assert float((got_t - ref_t).abs().max()) < 1e-5
 
 
+def test_no_channel_of_the_first_convolutions_input_widens_its_int8_range() -> None:
+    """The int8 graph quantizes the full-resolution input of ``enc0`` with one scale for all its channels: the
+    local depth contrast (x4 in the trained features, up to +-6 on training frames, +-7 here) enters scaled to
+    the others' range, the scale folded into the weights (the network's output is unchanged: the test above)."""
+    net = _net()
+    fast = DeployNet(net).eval()
+    seen: list[torch.Tensor] = []
+    fast.enc0.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    args = example_inputs(S, 64, 64, temporal=True, seed=3, lighting=True)
+    with torch.no_grad():
+        fast.forward_temporal(GBuffers.of(args), *args[6:10], torch.cat(args[10:], 1))
+        plain = net.features(GBuffers.of(args))
+    assert float(plain[:, 7].abs().max()) > 4.0  # the trained feature, unscaled
+    peak = seen[0].abs().amax((0, 2, 3))
+    assert float(peak.max()) <= 2.0, peak
+
+
 def _inputs(h: int, w: int, seed: int = 0, **extra: tuple[str, np.ndarray]) -> RenderInputs:
     rng = np.random.default_rng(seed)
     n = rng.normal(size=(h, w, 3)).astype(np.float32)

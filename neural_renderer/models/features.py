@@ -98,6 +98,12 @@ class GBufferFeatures(nn.Module):
     """
 
     def forward(self, g: GBuffers) -> torch.Tensor:
+        return torch.cat(self.parts(g), 1)
+
+    def parts(self, g: GBuffers) -> list[torch.Tensor]:
+        """The feature channels as the pieces :meth:`forward` concatenates (the coverage mask last), so that the
+        inference network concatenates them with its other inputs in one pass instead of two (each a full-resolution
+        copy)."""
         albedo, normals, linear_depth, roughness, metallic, emissive = g
         valid = (normals.abs().sum(1, keepdim=True) > 0.1).to(albedo.dtype)
         ld = torch.log(linear_depth.clamp(1e-3, 1e5))
@@ -105,19 +111,16 @@ class GBufferFeatures(nn.Module):
         ld = valid * ld + (1 - valid) * (mean + 2.0)
         local = ld - F.avg_pool2d(F.pad(ld, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
         emis = emissive.clamp_min(0.0)
-        return torch.cat(
-            [
-                albedo.clamp(0.0, 1.0).sqrt(),
-                normals,
-                (ld - mean) * 0.5,
-                local * 4.0,
-                roughness,
-                metallic,
-                emis / (1 + emis),
-                valid,
-            ],
-            1,
-        )
+        return [
+            albedo.clamp(0.0, 1.0).sqrt(),
+            normals,
+            (ld - mean) * 0.5,
+            local * 4.0,
+            roughness,
+            metallic,
+            emis / (1 + emis),
+            valid,
+        ]
 
 
 class LightingFeatures(nn.Module):
@@ -133,6 +136,14 @@ class LightingFeatures(nn.Module):
     """
 
     def forward(self, normals: torch.Tensor, valid: torch.Tensor, lighting: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.parts(normals, valid, lighting), 1)
+
+    def parts(self, normals: torch.Tensor, valid: torch.Tensor, lighting: torch.Tensor,
+              const_scale: float = 1.0) -> list[torch.Tensor]:
+        """:meth:`forward`'s channels unconcatenated (see ``GBufferFeatures.parts``): the masked n.l term, then the
+        five constants times the mask (broadcast, the same values as expanding them first), times ``const_scale``
+        (applied to the 1x1 constants, so free: the inference network uses it to give them the range of the other
+        input channels, see ``neural_renderer.deploy.INPUT_SCALES``)."""
         house = house_lighting().to(lighting)
         d = lighting[:, 0:3]
         d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
@@ -140,7 +151,9 @@ class LightingFeatures(nn.Module):
         sky = lighting[:, 6:9].mean(1, keepdim=True) / house[:, 6:9].mean(1, keepdim=True)
         ndl = (normals * d).sum(1, keepdim=True).clamp_min(0.0) * sun
         consts = torch.cat([sun - 1.0, sky - 1.0, d - house[:, 0:3]], 1)
-        return valid * torch.cat([ndl, consts.expand(-1, -1, *normals.shape[-2:])], 1)
+        if const_scale != 1.0:
+            consts = consts * const_scale
+        return [valid * ndl, valid * consts]
 
 
 def pixel_grid(motion: torch.Tensor) -> torch.Tensor:
@@ -174,6 +187,16 @@ class Reproject(nn.Module):
         motion_vectors: torch.Tensor,
         linear_depth: torch.Tensor,
     ) -> torch.Tensor:
+        return torch.cat(self.parts(prev_output, prev_linear_depth, motion_vectors, linear_depth), 1)
+
+    def parts(
+        self,
+        prev_output: torch.Tensor,
+        prev_linear_depth: torch.Tensor,
+        motion_vectors: torch.Tensor,
+        linear_depth: torch.Tensor,
+    ) -> list[torch.Tensor]:
+        """:meth:`forward`'s (warped colour times mask, mask), unconcatenated (see ``GBufferFeatures.parts``)."""
         grid = pixel_grid(motion_vectors)
         color = F.grid_sample(prev_output, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         pdepth = F.grid_sample(
@@ -182,7 +205,7 @@ class Reproject(nn.Module):
         inside = (grid.abs() <= 1.0).all(-1, keepdim=True).permute(0, 3, 1, 2)
         close = (pdepth - linear_depth).abs() <= self.tolerance * linear_depth
         mask = (inside & close & (pdepth > 0)).to(prev_output.dtype)
-        return torch.cat([color * mask, mask], 1)
+        return [color * mask, mask]
 
 
 class ParamFeatures(nn.Module):
@@ -229,7 +252,11 @@ class EngineFeatures(nn.Module):
     """
 
     def forward(self, engine: torch.Tensor, albedo: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.parts(engine, albedo), 1)
+
+    def parts(self, engine: torch.Tensor, albedo: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`forward`'s channels unconcatenated (see ``GBufferFeatures.parts``)."""
         present = engine[:, 3:4]
         rad = engine[:, :3].clamp_min(0.0) * present
         shade = rad / (albedo.clamp(0.0, 1.0) + 0.04)
-        return torch.cat([rad / (1.0 + rad), shade / (1.0 + shade), present], 1)
+        return [rad / (1.0 + rad), shade / (1.0 + shade), present]
