@@ -44,7 +44,7 @@ from typing import Any
 
 import msgpack
 
-from bridge.protocol import Frame, Message, decode, message_from_header, parse_header
+from bridge.protocol import RECORDED_CODECS, Frame, Message, decode, message_from_header, parse_header
 
 FILE_MAGIC = b"NRBCAP\r\n"
 FORMAT_VERSION = 1
@@ -118,14 +118,14 @@ class CapturedFrame:
             header["buffers"] = []
             msg = message_from_header(header, [])
         else:
-            msg = decode(self.wire)
+            msg = decode(self.wire, compression=RECORDED_CODECS)
         if not isinstance(msg, Frame):
             raise CaptureError(f"frame chunk {self.session}/{self.frame} holds a {type(msg).__name__}")
         return msg
 
     def decode_result(self) -> Message | None:
         """The RESULT or ERROR message that answered the frame, if captured."""
-        return None if self.result is None else decode(self.result.wire)
+        return None if self.result is None else decode(self.result.wire, compression=RECORDED_CODECS)
 
 
 # ------------------------------------------------------------------------------------------------------- writer

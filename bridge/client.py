@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 
 from bridge.protocol import (
+    CHUNKED,
     COMPRESSIONS,
     Buffer,
     BufferSpec,
@@ -188,7 +189,8 @@ class Client:
         self.session, self.welcome, self.next_frame, self._sim_time_ns = msg.session, msg, 1, 0
         self.shm_pool = shm if shm is not None and "shm" in msg.capabilities else None
         lossy = lossy_output.codec if lossy_output is not None and lossy_output.codec in msg.capabilities else None
-        self.compression = COMPRESSIONS + ((lossy,) if lossy else ())
+        self.compression = COMPRESSIONS + ((lossy,) if lossy else ()) + \
+            ((CHUNKED,) if CHUNKED in msg.capabilities else ())  # section 6.3.2: an image may come in chunks
         return msg
 
     def _handshake(self, hello: Hello, timeout: float | None) -> Welcome | Error:

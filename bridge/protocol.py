@@ -15,6 +15,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Union
 
@@ -51,6 +52,19 @@ LOSSY_COMPRESSIONS = ("jpeg", "webp")
 LOSSY_FORMATS = ("rgba8", "rgba8_srgb")
 #: ``lossy_output.quality`` when an engine allows lossy return without choosing one (protocol section 6.3.1).
 DEFAULT_LOSSY_QUALITY = 90
+#: The capability that allows lz4/zstd payloads in independent chunks (protocol section 6.3.2). It travels in the
+#: negotiated ``compression`` collection the decoder is given, beside the codecs it allows.
+CHUNKED = "chunked"
+MAX_CHUNKS = 256
+#: What a recorded message (a capture) may carry: it was accepted by a live session, which may have negotiated any of
+#: these, so replay and inspection decode with all of them allowed.
+RECORDED_CODECS = (*COMPRESSIONS, CHUNKED, *LOSSY_COMPRESSIONS)
+MAX_CHUNK_BYTES = 1 << 30
+MAX_CHUNK_WIRE_BYTES = 1 << 31
+#: Buffers this large or larger are sent in chunks when the peer allows it (section 6.3.2 step 5); chunk sizes are
+#: rounded up to ``CHUNK_ALIGN``.
+CHUNK_MIN_BUFFER = 512 * 1024
+CHUNK_ALIGN = 64 * 1024
 
 
 class ErrorCode(enum.IntEnum):
@@ -250,6 +264,10 @@ class Buffer:
     depth_reversed: bool | None = None
     depth_infinite: bool | None = None
     shm: ShmRef | None = None
+    #: Section 6.3.2: the compressed length of each chunk (set by the decoder, and by ``encode`` when it compresses
+    #: a buffer that has ``chunk_bytes``) and the raw bytes per chunk. A sender sets ``chunk_bytes`` only.
+    chunks: list[int] | None = None
+    chunk_bytes: int | None = None
     compressed: memoryview | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -554,6 +572,9 @@ def _desc_map(b: Buffer) -> dict[str, Any]:
                          "stride": int(b.stride)}
     if b.compression is not None:
         d["compression"] = b.compression
+    if b.chunks is not None and b.compression in COMPRESSIONS:  # a copy made raw (a capture) drops its table
+        d["chunks"] = [int(n) for n in b.chunks]
+        d["chunk_bytes"] = int(b.chunk_bytes or 0)
     if b.depth_reversed is not None:
         d["depth_reversed"] = bool(b.depth_reversed)
     if b.depth_infinite is not None:
@@ -667,6 +688,27 @@ def _compress(data: Any, method: str) -> bytes:
     raise ValueError(f"unknown compression {method!r}")
 
 
+def chunk_bytes_for(size: int, workers: int) -> int | None:
+    """The chunk size section 6.3.2 step 5 asks of libnrb and ``nrb serve``: ``size`` split over ``workers``
+    threads, rounded up to 64 KiB; ``None`` (one frame) for a buffer under 512 KiB or a single worker."""
+    if workers < 2 or size < CHUNK_MIN_BUFFER:
+        return None
+    per = -(-size // min(workers, MAX_CHUNKS))
+    per = -(-per // CHUNK_ALIGN) * CHUNK_ALIGN
+    return per if per < size else None
+
+
+def _compress_chunked(data: memoryview, method: str, chunk_bytes: int,
+                      pool: Executor | None) -> tuple[bytes, list[int]]:
+    """``data`` as independent frames of ``chunk_bytes`` raw bytes each (the last holds the rest), compressed on
+    ``pool`` when given (python-lz4 and zstandard release the GIL, so the chunks use as many cores as the pool has
+    threads); returns the payload and the chunk table."""
+    pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
+    parts = list(pool.map(lambda x: _compress(x, method), pieces)) if pool is not None and len(pieces) > 1 \
+        else [_compress(x, method) for x in pieces]
+    return b"".join(parts), [len(x) for x in parts]
+
+
 def _payload_buffers(msg: Message) -> list[Buffer]:
     if isinstance(msg, Frame):
         return [b for b in msg.buffers if b.shm is None]
@@ -680,12 +722,14 @@ def encode_header(msg: Message) -> bytes:
     return bytes(msgpack.packb(header_map(msg), use_bin_type=True))
 
 
-def encode(msg: Message) -> list[bytes | memoryview]:
+def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryview]:
     """Encode ``msg`` to ZeroMQ frames: the canonical msgpack header, then one raw payload per inline buffer.
 
-    Raw payloads are passed through as the caller's memory (no copy), so ``zmq`` can send them zero-copy.
+    Raw payloads are passed through as the caller's memory (no copy), so ``zmq`` can send them zero-copy. A
+    buffer with ``compression`` lz4/zstd and ``chunk_bytes`` is compressed in chunks (section 6.3.2), on ``pool``
+    when given, and gets its ``chunks`` table filled in (the header is written after the payloads for that).
     """
-    frames: list[bytes | memoryview] = [msgpack.packb(header_map(msg), use_bin_type=True)]
+    frames: list[bytes | memoryview] = [b""]
     for b in _payload_buffers(msg):
         if b.data is None:
             raise ValueError(f"buffer {b.name!r} has neither data nor a shared-memory reference")
@@ -697,8 +741,13 @@ def encode(msg: Message) -> list[bytes | memoryview]:
             # a renderer encodes its image once, at the session's quality (bridge.image_codec), and sends those bytes
             frames.append(b.compressed if b.compressed is not None
                           else _image_codec().encode_image(b, DEFAULT_LOSSY_QUALITY, b.compression))
+        elif b.compression and b.chunk_bytes:
+            payload, b.chunks = _compress_chunked(data, b.compression, b.chunk_bytes, pool)
+            frames.append(payload)
         else:
+            b.chunks = None
             frames.append(_compress(data, b.compression) if b.compression else data)
+    frames[0] = msgpack.packb(header_map(msg), use_bin_type=True)
     return frames
 
 
@@ -946,6 +995,7 @@ class _Reader:
                                                f"× 4, not {fmt} with stride {stride}")
             if b.compression not in self.compression:
                 _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} was not negotiated")
+        self.chunk_table(m, p, b)
         for key in ("depth_reversed", "depth_infinite"):
             f = self.field(m, key, p, required=False)
             if f is not None:
@@ -956,6 +1006,31 @@ class _Reader:
             if b.compression is not None:
                 _fail(ErrorCode.BAD_VALUE, f"{p}shm: shared-memory buffers cannot be compressed")
         return b
+
+    def chunk_table(self, m: dict[str, Any], p: str, b: Buffer) -> None:
+        """``chunks`` and ``chunk_bytes`` (section 6.3.2 step 4), in canonical order after ``compression``."""
+        c = self.field(m, "chunks", p, required=False)
+        if c is not None:
+            entries = self.array(c, p + "chunks", MAX_CHUNKS)
+            if not entries:
+                _fail(ErrorCode.BAD_VALUE, f"{p}chunks is empty (one chunk at least)")
+            b.chunks = [self.uint(x, f"{p}chunks[{i}]", 1, MAX_CHUNK_WIRE_BYTES, limit=True)
+                        for i, x in enumerate(entries)]
+            if b.compression not in COMPRESSIONS:
+                _fail(ErrorCode.BAD_VALUE, f"{p}chunks: only an lz4 or zstd payload comes in chunks, not "
+                                           f"{b.compression or 'a raw one'}")
+            if CHUNKED not in self.compression:
+                _fail(ErrorCode.BAD_VALUE, f"{p}chunks: chunked payloads were not negotiated")
+        n = self.field(m, "chunk_bytes", p, required=b.chunks is not None)
+        if n is None:
+            return
+        if b.chunks is None:
+            _fail(ErrorCode.BAD_VALUE, f"{p}chunk_bytes without chunks")
+        b.chunk_bytes = self.uint(n, p + "chunk_bytes", 1, MAX_CHUNK_BYTES, limit=True)
+        want = -(-b.size // b.chunk_bytes)
+        if len(b.chunks) != want:
+            _fail(ErrorCode.BAD_VALUE, f"{p}chunks has {len(b.chunks)} entries; stride × height = {b.size} in chunks "
+                                       f"of {b.chunk_bytes} bytes makes {want}")
 
     def bufdescs(self, v: Any, path: str) -> list[Buffer]:
         out: list[Buffer] = []
@@ -1074,6 +1149,25 @@ def _image_codec() -> Any:
     return image_codec
 
 
+def _chunk_jobs(b: Buffer, data: memoryview) -> list[tuple[memoryview, int, str]]:
+    """Each chunk of a chunked payload (section 6.3.2) with the raw length it must decompress to and its path."""
+    assert b.chunks is not None and b.chunk_bytes is not None
+    jobs = []
+    start = 0
+    for i, n in enumerate(b.chunks):
+        raw = min(b.chunk_bytes, b.size - i * b.chunk_bytes)
+        jobs.append((data[start:start + n], raw, f"{b.name}: chunks[{i}]"))
+        start += n
+    return jobs
+
+
+def _check_chunk_sum(b: Buffer, data: memoryview) -> None:
+    """Section 6.3.2 step 4: the chunk table must add up to the payload frame, checked before decompressing."""
+    if b.chunks is not None and sum(b.chunks) != len(data):
+        _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: the chunks add up to {sum(b.chunks)} bytes, the payload is "
+                                          f"{len(data)}")
+
+
 def _decompress(data: memoryview, method: str, size: int, path: str, shape: tuple[int, int] = (0, 0)) -> bytes:
     """Decompress one payload, checking the announced size before allocating (protocol section 6.3).
     ``shape`` (width, height) is what a lossy image must measure (section 6.3.1)."""
@@ -1179,10 +1273,33 @@ def message_from_header(
     return msg
 
 
-def inflate(buffers: Sequence[Buffer]) -> float:
+def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
     """Decompress the buffers a ``defer_decompression`` decode left compressed; return the milliseconds it took.
-    A corrupt payload or a wrong length raises ``ProtocolError`` ``PAYLOAD_MISMATCH`` naming the buffer."""
+    A corrupt payload or a wrong length raises ``ProtocolError`` ``PAYLOAD_MISMATCH`` naming the buffer (and the
+    chunk). With ``pool``, every chunk of every chunked buffer is decompressed on it at once (section 6.3.2; the
+    codecs release the GIL); the first failing chunk in buffer order is the error."""
     t0 = time.perf_counter()
+    chunked = [b for b in buffers if b.compressed is not None and b.compression is not None and b.chunks]
+    if chunked:
+        jobs = [(b, j) for b in chunked for j in _chunk_jobs(b, b.compressed)]  # type: ignore[arg-type]
+
+        def one(job: tuple[Buffer, tuple[memoryview, int, str]]) -> bytes | ProtocolError:
+            b, (piece, raw, path) = job
+            try:
+                return _decompress(piece, b.compression or "", raw, path)
+            except ProtocolError as exc:
+                return exc
+
+        outs = list(pool.map(one, jobs)) if pool is not None and len(jobs) > 1 else [one(j) for j in jobs]
+        for out in outs:
+            if isinstance(out, ProtocolError):
+                raise out
+        k = 0
+        for b in chunked:
+            n = len(b.chunks or ())
+            b.data = b"".join(outs[k:k + n])  # type: ignore[arg-type]
+            b.compressed = None
+            k += n
     for b in buffers:
         if b.compressed is not None and b.compression is not None:
             b.data = _decompress(b.compressed, b.compression, b.size, b.name, (b.width, b.height))
@@ -1196,8 +1313,12 @@ def _attach_payloads(msg: Message, payloads: Sequence[Any], raw: bool, defer: bo
         _fail(ErrorCode.MALFORMED, f"{len(payloads)} payload frames for {len(inline)} inline buffers")
     for b, f in zip(inline, payloads):
         data = _as_memoryview(f)
-        if b.compression is not None and not raw and defer:
+        if not raw:
+            _check_chunk_sum(b, data)
+        if b.compression is not None and not raw and (defer or b.chunks):
             b.compressed = data
+            if not defer:
+                inflate([b])
         elif b.compression is not None and not raw:
             b.data = _decompress(data, b.compression, b.size, b.name, (b.width, b.height))
         elif len(data) != b.size:

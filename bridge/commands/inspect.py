@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from bridge.capture import CaptureError, CaptureReader
 from bridge.commands.replay import ReplayedFrame, SessionReplay
 from bridge.hooks import HookLoadError
-from bridge.protocol import FORMATS, Buffer, Result, decode
+from bridge.protocol import FORMATS, RECORDED_CODECS, Buffer, Result, decode
 from bridge.renderer import display_rgba8
 
 _CHANNELS = "rgba"
@@ -119,7 +119,7 @@ def inspect_capture(capture: str | Path, out: str | Path, *, frame: int | None =
         tiles += style_tiles(chosen.style_map, replay.library.names)
         r = chosen.captured.result
         if r is not None and r.status == "ok":
-            msg = decode(r.wire)
+            msg = decode(r.wire, compression=RECORDED_CODECS)
             if isinstance(msg, Result) and msg.output is not None:
                 tiles.append((f"output ({msg.output.format})", display_rgba8(msg.output.array())))
         out = Path(out)

@@ -26,7 +26,7 @@ import numpy as np
 
 from bridge.capture import CapturedFrame, CapturedResult, CaptureError, CaptureReader, Kind
 from bridge.hooks import HookError, HookErrorLog, HookLoadError, HookSet
-from bridge.protocol import Frame, Hello, Result, Welcome, decode
+from bridge.protocol import RECORDED_CODECS, Frame, Hello, Result, Welcome, decode
 from bridge.renderer import (
     RENDERERS,
     RenderInputs,
@@ -228,7 +228,7 @@ def replay_capture(capture: str | Path, *, renderer: str | None = None, out: str
                 rgba = display_rgba8(pixels)
                 recorded = rf.captured.result
                 if same_renderer and recorded is not None and recorded.status == "ok":
-                    msg = decode(recorded.wire)
+                    msg = decode(recorded.wire, compression=RECORDED_CODECS)
                     if isinstance(msg, Result) and msg.output is not None:
                         report.images_checked += 1
                         if not np.array_equal(msg.output.array(), pixels):

@@ -21,6 +21,7 @@ from bridge.doorbell import Doorbell, DoorbellUnavailable
 from bridge.lights import X_LIGHTS
 from bridge.lights import check_descriptor as check_lights_descriptor
 from bridge.protocol import (
+    CHUNKED,
     COMPRESSIONS,
     FORMATS,
     MAX_DIMENSION,
@@ -110,6 +111,8 @@ class Admission:
         if why:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: {why}")
         caps = [c for c in COMPRESSIONS if c in hello.capabilities]
+        if caps and CHUNKED in hello.capabilities:  # section 6.3.2: payloads in chunks, either way
+            caps.append(CHUNKED)
         pool = None
         if "shm" in hello.capabilities and hello.shm is not None:
             try:
@@ -143,7 +146,7 @@ class Admission:
                               OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                               limits=limits)
             return Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
-                           tuple(c for c in caps if c in COMPRESSIONS), pool, bell, user_id=user_id,
+                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED)), pool, bell, user_id=user_id,
                            frame_bytes=frame_bytes, reserved_bytes=held)
         except BaseException:  # refused after mapping the engine's pool: let go of it (and of its doorbell)
             if bell is not None:

@@ -210,6 +210,7 @@ class Server:
             self.scheduler.wake_all()
             for w in workers:
                 w.join()
+            self.processor.close()
             self.io.drain_results()
             self.io.shutdown()
             self.observers.close()

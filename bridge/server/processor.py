@@ -17,21 +17,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bridge import hello_options
 from bridge.hooks import HookSet, HooksFile
 from bridge.lights import check_lights
 from bridge.protocol import (
+    CHUNKED,
     Buffer,
     ErrorCode,
     Frame,
     ProtocolError,
     Result,
     Timing,
+    chunk_bytes_for,
     encode,
     encode_header,
     inflate,
@@ -69,6 +73,26 @@ class FrameProcessor:
         self.styles = styles
         self.hooks = hooks
         self._hooks_lock = threading.Lock()  # workers share the hooks file (hot reload)
+        self._chunks: ThreadPoolExecutor | None = None
+        self._chunks_lock = threading.Lock()
+
+    def chunk_pool(self) -> ThreadPoolExecutor:
+        """The threads that decompress a FRAME's chunks and compress a RESULT image's (protocol section 6.3.2):
+        the cores, 2 to 4, named ``nrb-chunk`` (python-lz4 and zstandard release the GIL, so chunks of one frame
+        run on several cores while the render worker that owns the frame waits for them). Shared by all workers;
+        made with the first chunked payload."""
+        with self._chunks_lock:
+            if self._chunks is None:
+                self._chunks = ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 1)), "nrb-chunk",
+                                                  initializer=name_os_thread, initargs=("nrb-chunk",))
+            return self._chunks
+
+    def close(self) -> None:
+        """Let the chunk threads go (the server's shutdown; idle threads would also end with the process)."""
+        with self._chunks_lock:
+            if self._chunks is not None:
+                self._chunks.shutdown(wait=False)
+                self._chunks = None
 
     # ---------------------------------------------------------------------------------------------- the worker
     def run_worker(self, index: int, stop: threading.Event) -> None:
@@ -114,7 +138,8 @@ class FrameProcessor:
                 self._pool_shrunk(sess, item, exc)
                 return
         try:
-            inflate_ms = inflate(frame.buffers)
+            chunked = any(b.chunks and b.compressed is not None for b in frame.buffers)
+            inflate_ms = inflate(frame.buffers, self.chunk_pool() if chunked else None)
             check_lights(frame.buffers)  # x_lights values (protocol 6.1) need the payload, so are checked here
         except ProtocolError as exc:  # corrupt payload, bad light values: this frame's answer; the session goes on
             self._payload_corrupt(sess, item, exc)
@@ -157,9 +182,9 @@ class FrameProcessor:
             self._render_failed(sess, item, exc, timing, digest)
             return
         result = Result(sess.id, frame.frame, "ok", timing, output)
-        # the payload is encoded (compressed when the session's link wants it) once; the header last, as it
-        # carries the timing
-        payloads = encode(result)[1:]
+        # the payload is encoded (compressed when the session's link wants it: in chunks on the chunk threads when
+        # negotiated) once; the header last, as it carries the timing and the chunk table
+        payloads = encode(result, self.chunk_pool() if output.chunk_bytes else None)[1:]
         timing.encode_ms = _elapsed_ms(t_encode)
         timing.total_ms = _elapsed_ms(item.received_ns)
         wire: list[Any] = [encode_header(result), *payloads]
@@ -281,4 +306,6 @@ class FrameProcessor:
             # link and compresses only when that pays (libnrb), and the image follows its judgement. The fast codec
             # first; compressed on the render worker, never on the I/O thread (docs/protocol.md section 6.3).
             buf.compression = "lz4" if "lz4" in sess.compression else sess.compression[0]
+            if CHUNKED in sess.compression:  # section 6.3.2 step 5: split over the chunk threads
+                buf.chunk_bytes = chunk_bytes_for(buf.size, max(2, min(4, os.cpu_count() or 1)))
         return buf

@@ -60,57 +60,6 @@ const char* state_name(int s) {
 
 }  // namespace
 
-CompressPool::CompressPool(unsigned threads) {
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { worker(); });
-}
-
-CompressPool::~CompressPool() {
-  {
-    std::lock_guard<std::mutex> lock(m_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
-}
-
-void CompressPool::worker() {
-#ifdef __linux__
-  pthread_setname_np(pthread_self(), "nrb-compress");
-#endif
-  uint64_t seen = 0;
-  std::unique_lock<std::mutex> lock(m_);
-  for (;;) {
-    cv_.wait(lock, [&] { return stop_ || (jobs_ && generation_ != seen && next_ < jobs_->size()); });
-    if (stop_) return;
-    seen = generation_;
-    while (jobs_ && next_ < jobs_->size()) {
-      std::function<void()>& job = (*jobs_)[next_++];
-      lock.unlock();
-      job();
-      lock.lock();
-      if (++finished_ == jobs_->size()) done_cv_.notify_all();
-    }
-  }
-}
-
-void CompressPool::run_all(std::vector<std::function<void()>>& jobs) {
-  if (jobs.empty()) return;
-  std::unique_lock<std::mutex> lock(m_);
-  jobs_ = &jobs;
-  next_ = finished_ = 0;
-  ++generation_;
-  cv_.notify_all();
-  while (next_ < jobs.size()) {  // the caller takes jobs too
-    std::function<void()>& job = jobs[next_++];
-    lock.unlock();
-    job();
-    lock.lock();
-    ++finished_;
-  }
-  done_cv_.wait(lock, [&] { return finished_ == jobs.size(); });
-  jobs_ = nullptr;
-}
-
 IoThread::IoThread(const ClientOptions& opts, Pipeline& pipeline, Logger log)
     : opts_(opts),
       pipeline_(pipeline),
@@ -133,6 +82,24 @@ IoThread::~IoThread() {
   wake_pending_.store(false);
   wake();
   if (thread_.joinable()) thread_.join();
+  work_pool_.reset();  // first: its running tasks may still wake() us or hand the pipeline an image
+}
+
+ThreadPool& IoThread::work_pool() {
+  if (!work_pool_) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    work_pool_ = std::make_unique<ThreadPool>(std::clamp(cores, 2u, 4u), "nrb-pool");
+  }
+  return *work_pool_;
+}
+
+void IoThread::flush_pool_log() {
+  std::vector<std::string> lines;
+  {
+    std::lock_guard<std::mutex> lock(pool_log_mutex_);
+    lines.swap(pool_log_);
+  }
+  for (const std::string& l : lines) log_(LogLevel::warning, l);
 }
 
 void IoThread::wake() noexcept {
@@ -186,6 +153,7 @@ void IoThread::run() noexcept {
         while (wake_rx_.recv(m, zmq::recv_flags::dontwait)) {
         }
       }
+      flush_pool_log();
       // Messages first: answers that arrived before a disconnect must still count (their frames' events were
       // delivered). Bounded batch per iteration so that sending and timers keep their turn.
       for (int i = 0; i < 64 && conn_ && conn_->recv(parts); ++i) handle_message(parts, Clock::now());
@@ -350,8 +318,10 @@ void IoThread::try_send_hello(TimePoint now) {
   h.client = kClientName;
   if (pool_) h.capabilities.emplace_back("shm");
   if (pool_ && bell_) h.capabilities.emplace_back("doorbell");
-  if (opts_.compression != wire::Compression::none)
+  if (opts_.compression != wire::Compression::none) {
     h.capabilities.emplace_back(wire::compression_name(opts_.compression));
+    h.capabilities.emplace_back("chunked");  // section 6.3.2: we decompress chunks in parallel, and send them
+  }
   h.render_size = opts_.render_size;
   h.output_size = opts_.output_size;
   h.buffers = opts_.buffers;
@@ -394,7 +364,8 @@ void IoThread::close_session(bool say_bye) {
   bell_active_ = false;
   ping_sent_.reset();
   compression_ = wire::Compression::none;
-  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = false;
+  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = false;
+  outgoing_.clear();  // taken frames still compressing are lost with the session (session_ended counted them)
 }
 
 bool IoThread::send_message(const wire::Message& m) {
@@ -410,10 +381,81 @@ bool IoThread::send_message(const wire::Message& m) {
   return true;
 }
 
+namespace {
+
+// Compresses a frame's inline buffers on `pool` (a pool thread runs this; the I/O thread has gone back to its
+// socket): every buffer at once, each in chunks of chunk_bytes_for() when the renderer takes chunks (section
+// 6.3.2), so one large buffer also spreads over the pool. A buffer that does not shrink goes raw.
+// `store` receives the compressed bytes the payloads then point into, `cpu_ms` the CPU of all pieces, `error` a
+// compressor's failure.
+void compress_frame(wire::Frame& m, std::vector<std::vector<uint8_t>>& store, double& cpu_ms, std::string& error,
+                    wire::Compression codec, int level, bool chunked, ThreadPool& pool) {
+  struct Piece {
+    size_t buffer;
+    uint64_t at, len;
+    std::vector<uint8_t> out;
+    std::string error;
+    double cpu_ms = 0;
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < m.buffers.size(); ++i) {
+    const wire::BufferDesc& b = m.buffers[i];
+    if (!b.is_inline() || !b.data || b.size == 0) continue;
+    const uint64_t per = chunked ? wire::chunk_bytes_for(b.size, pool.threads()) : 0;
+    const uint64_t step = per == 0 ? b.size : per;
+    for (uint64_t at = 0; at < b.size; at += step) pieces.push_back(Piece{i, at, std::min<uint64_t>(step, b.size - at)});
+  }
+  std::vector<std::function<void()>> jobs;
+  jobs.reserve(pieces.size());
+  for (Piece& pc : pieces)
+    jobs.emplace_back([&pc, &m, codec, level] {
+      const double t0 = thread_cpu_ms();  // CPU time, not wall: the cores are what it costs
+      try {
+        pc.out = wire::compress(codec, m.buffers[pc.buffer].data + pc.at, pc.len, level);
+      } catch (const std::exception& e) {
+        pc.error = e.what();
+      }
+      pc.cpu_ms = thread_cpu_ms() - t0;
+    });
+  pool.run_all(jobs);
+  store.resize(m.buffers.size());
+  for (size_t k = 0; k < pieces.size();) {
+    const size_t i = pieces[k].buffer;
+    std::vector<uint64_t> table;
+    uint64_t total = 0;
+    size_t end = k;
+    for (; end < pieces.size() && pieces[end].buffer == i; ++end) {
+      if (!pieces[end].error.empty()) error = pieces[end].error;
+      cpu_ms += pieces[end].cpu_ms;
+      table.push_back(pieces[end].out.size());
+      total += pieces[end].out.size();
+    }
+    wire::BufferDesc& b = m.buffers[i];
+    if (error.empty() && total < b.size) {
+      std::vector<uint8_t>& bytes = store[i];
+      if (end - k == 1) {
+        bytes = std::move(pieces[k].out);
+      } else {
+        bytes.reserve(total);
+        for (size_t j = k; j < end; ++j) bytes.insert(bytes.end(), pieces[j].out.begin(), pieces[j].out.end());
+        b.chunks = std::move(table);
+        b.chunk_bytes = pieces[k].len;
+      }
+      b.compression = codec;
+      b.payload = bytes.data();
+      b.payload_size = bytes.size();
+    }
+    k = end;
+  }
+}
+
+}  // namespace
+
 void IoThread::send_frames(TimePoint now) {
+  flush_outgoing(now);
   while (conn_) {
     std::optional<OutgoingFrame> out = pipeline_.take_next(now);
-    if (!out) return;
+    if (!out) break;
     SubmittedFrame& f = out->frame;
     const uint64_t id = f.id;
     if (bell_active_ && (!f.result_slot || std::any_of(f.buffers.begin(), f.buffers.end(),
@@ -423,92 +465,75 @@ void IoThread::send_frames(TimePoint now) {
       pipeline_.send_failed(id);
       continue;
     }
+    auto o = std::make_shared<Outgoing>();
+    o->id = id;
+    wire::Frame& m = o->msg;
+    m.session = out->session;
+    m.frame = id;
+    m.time_ns = f.time_ns;
+    m.dt = f.dt;
+    m.deadline_ms = f.deadline_ms;
+    m.camera = std::move(f.camera);
+    m.buffers = std::move(f.buffers);
+    m.events = std::move(out->events);
+    m.styles = std::move(out->styles);
+    m.controls = std::move(out->controls);
+    m.result_slot = f.result_slot;
+    // Section 5.2: buffers the renderer did not ask for in WELCOME are not sent.
+    // A renderer that lists nothing did not say (section 5.2): it gets everything offered.
+    if (!wanted_.empty())
+      m.buffers.erase(std::remove_if(m.buffers.begin(), m.buffers.end(),
+                                     [&](const wire::BufferDesc& b) { return !contains(wanted_, b.name); }),
+                      m.buffers.end());
+    struct Keep {
+      std::shared_ptr<FrameResources> resources;
+      std::vector<std::vector<uint8_t>> compressed;
+    };
+    auto keep = std::make_shared<Keep>();
+    keep->resources = f.resources;
+    o->keep = keep;
+    for (const wire::BufferDesc& b : m.buffers)
+      if (b.is_inline() && b.data) o->raw_bytes += b.size;
+    if (compression_ != wire::Compression::none && o->raw_bytes > 0 && compress_this_frame(o->raw_bytes)) {
+      o->compressed = true;
+      int level = opts_.compression_level;
+      if (level == 0 && compression_ == wire::Compression::zstd) level = 1;
+      ThreadPool& pool = work_pool();
+      const wire::Compression codec = compression_;
+      const bool chunked = allow_chunked_;
+      pool.post([this, o, keep, codec, level, chunked, &pool] {
+        compress_frame(o->msg, keep->compressed, o->compress_cpu_ms, o->error, codec, level, chunked, pool);
+        o->ready.store(true);
+        wake();
+      });
+    } else {
+      o->ready.store(true);
+    }
+    outgoing_.push_back(std::move(o));
+  }
+  flush_outgoing(now);
+}
+
+void IoThread::flush_outgoing(TimePoint now) {
+  while (conn_ && !outgoing_.empty() && outgoing_.front()->ready.load()) {
+    std::shared_ptr<Outgoing> o = std::move(outgoing_.front());
+    outgoing_.pop_front();
+    const uint64_t id = o->id;
     bool written = false;
     uint64_t bytes = 0;
     try {
-      wire::Frame m;
-      m.session = out->session;
-      m.frame = id;
-      m.time_ns = f.time_ns;
-      m.dt = f.dt;
-      m.deadline_ms = f.deadline_ms;
-      m.camera = std::move(f.camera);
-      m.buffers = std::move(f.buffers);
-      m.events = std::move(out->events);
-      m.styles = std::move(out->styles);
-      m.controls = std::move(out->controls);
-      m.result_slot = f.result_slot;
-      // Section 5.2: buffers the renderer did not ask for in WELCOME are not sent.
-      // A renderer that lists nothing did not say (section 5.2): it gets everything offered.
-      if (!wanted_.empty())
-        m.buffers.erase(std::remove_if(m.buffers.begin(), m.buffers.end(),
-                                       [&](const wire::BufferDesc& b) { return !contains(wanted_, b.name); }),
-                        m.buffers.end());
-
-      // Compression of inline buffers, when negotiated; a buffer that does not shrink is sent raw.
-      struct Keep {
-        std::shared_ptr<FrameResources> resources;
-        std::vector<std::vector<uint8_t>> compressed;
-      };
-      auto keep = std::make_shared<Keep>();
-      keep->resources = f.resources;
-      uint64_t raw_bytes = 0;
-      for (const wire::BufferDesc& b : m.buffers)
-        if (b.is_inline() && b.data) raw_bytes += b.size;
-      double compress_cpu_ms = 0;
-      bool compressed_frame = false;
-      if (compression_ != wire::Compression::none && compress_this_frame(raw_bytes)) {
-        compressed_frame = true;
-        // Every buffer at once on the compression pool (the I/O thread works too); results kept in order.
-        keep->compressed.resize(m.buffers.size());
-        int level = opts_.compression_level;
-        if (level == 0 && compression_ == wire::Compression::zstd) level = 1;
-        if (!compress_pool_) {
-          unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-          compress_pool_ = std::make_unique<CompressPool>(std::min(3u, cores > 1 ? cores - 1 : 0u));
-        }
-        std::vector<std::function<void()>> jobs;
-        std::vector<std::string> errors(m.buffers.size());
-        std::vector<double> cpu_ms(m.buffers.size(), 0.0);  // CPU time, not wall: the cores are what it costs
-        for (size_t i = 0; i < m.buffers.size(); ++i) {
-          const wire::BufferDesc& b = m.buffers[i];
-          if (!b.is_inline() || !b.data) continue;
-          jobs.emplace_back([&, i, level] {
-            const double t0 = thread_cpu_ms();
-            try {
-              keep->compressed[i] = wire::compress(compression_, m.buffers[i].data, m.buffers[i].size, level);
-            } catch (const std::exception& e) {
-              errors[i] = e.what();
-            }
-            cpu_ms[i] = thread_cpu_ms() - t0;
-          });
-        }
-        compress_pool_->run_all(jobs);
-        for (double c : cpu_ms) compress_cpu_ms += c;
-        for (size_t i = 0; i < m.buffers.size(); ++i) {
-          if (!errors[i].empty()) throw std::runtime_error(errors[i]);
-          wire::BufferDesc& b = m.buffers[i];
-          const std::vector<uint8_t>& c = keep->compressed[i];
-          if (c.empty() || c.size() >= b.size) continue;  // a buffer that does not shrink goes raw
-          b.compression = compression_;
-          b.payload = c.data();
-          b.payload_size = c.size();
-        }
-      }
-      if (compressed_frame && raw_bytes > 0) {
+      if (!o->error.empty()) throw std::runtime_error(o->error);
+      if (o->compressed) {
         uint64_t wire_bytes = 0;
-        for (const wire::BufferDesc& b : m.buffers)
+        for (const wire::BufferDesc& b : o->msg.buffers)
           if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
-        const double ratio = double(wire_bytes) / double(raw_bytes);
+        const double ratio = double(wire_bytes) / double(o->raw_bytes);
         est_.ratio = est_.compress_bytes_per_ms == 0 ? ratio : est_.ratio + 0.3 * (ratio - est_.ratio);
         if (est_.compress_bytes_per_ms == 0)  // until a RESULT tells the rest of the chain: this side's cost
-          est_.compress_bytes_per_ms = double(raw_bytes) / std::max(0.01, compress_cpu_ms);
+          est_.compress_bytes_per_ms = double(o->raw_bytes) / std::max(0.01, o->compress_cpu_ms);
       }
-      pending_raw_ = raw_bytes;
-      pending_cpu_ = compressed_frame ? std::max(0.01, compress_cpu_ms) : 0.0;
-
       wire::Encoded enc;
-      wire::encode(wire::Message(std::move(m)), enc);
+      wire::encode(wire::Message(std::move(o->msg)), enc);
       if (bell_active_) {
         bell_->send(enc.header.data(), enc.header.size());
         pipeline_.sent(id, enc.header.size() + wire::kDoorbellLengthBytes);
@@ -519,9 +544,8 @@ void IoThread::send_frames(TimePoint now) {
       parts.reserve(enc.frame_count());
       parts.emplace_back(enc.header.data(), enc.header.size());
       bytes = enc.header.size();
-      std::shared_ptr<void> keep_any = keep;
       for (const wire::Bytes& p : enc.payloads) {
-        parts.push_back(borrowed_frame(p.data, p.size, keep_any));
+        parts.push_back(borrowed_frame(p.data, p.size, o->keep));
         bytes += p.size;
       }
       written = conn_->send(parts);
@@ -535,7 +559,8 @@ void IoThread::send_frames(TimePoint now) {
     pipeline_.sent(id, bytes);
     // every frame: the link's throughput decides compression and how many frames to keep in flight
     if (sent_.size() >= 64) sent_.erase(sent_.begin());
-    sent_.push_back(SentFrame{id, Clock::now(), bytes, pending_raw_, pending_cpu_});
+    sent_.push_back(SentFrame{id, Clock::now(), bytes, o->raw_bytes,
+                              o->compressed ? std::max(0.01, o->compress_cpu_ms) : 0.0});
     last_send_ = now;
   }
 }
@@ -585,6 +610,8 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
   o.allow_zstd = allow_zstd_;
   o.allow_jpeg = allow_jpeg_;
   o.allow_webp = allow_webp_;
+  o.allow_chunked = allow_chunked_;
+  o.defer_decompression = true;  // a RESULT image is decompressed or decoded on the pool (decode_image_on_pool)
   o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
   const auto t_decode = Clock::now();
   wire::DecodeResult r = wire::decode(views, o);
@@ -658,6 +685,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
     compression_ = opts_.compression;
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
+  allow_chunked_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "chunked");
   // section 6.3.1: only the codec this client asked for
   allow_jpeg_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "jpeg" && contains(w.capabilities, "jpeg");
   allow_webp_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "webp" && contains(w.capabilities, "webp");
@@ -738,7 +766,7 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
     // compressing (counting it made a lossy session send its frames raw).
     const bool lossy_image = wire::is_image_codec(r.output->compression);
     const double chain =
-        f.compress_cpu_ms + r.timing.decode_ms + (lossy_image ? 0.0 : r.timing.encode_ms + last_decode_ms_);
+        f.compress_cpu_ms + r.timing.decode_ms + (lossy_image ? 0.0 : r.timing.encode_ms + image_decode_ms_.load());
     const double speed = double(f.raw_bytes) / std::max(0.01, chain);
     est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
   }
@@ -780,6 +808,12 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
     pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
     return;
   }
+  if (!out.shm && out.compression != wire::Compression::none && out.data == nullptr) {
+    // Compressed or lossy: decompressed (its chunks in parallel) or decoded on the pool, never on this thread
+    // (section 6.3.2); the pool hands the image to the pipeline when it is done.
+    decode_image_on_pool(std::move(out), std::move(frames), r.frame, timing, r.timing.total_ms);
+    return;
+  }
   auto img = std::make_shared<ResultImage>();
   if (out.shm) {
     std::optional<uint64_t> slot = pipeline_.result_slot_of(r.frame);
@@ -804,6 +838,45 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
   img->format = out.format;
   img->server_ms = r.timing.total_ms;
   pipeline_.on_result(r.frame, std::move(img), now, timing);
+}
+
+void IoThread::decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> frames, uint64_t frame,
+                                    ServerTiming timing, double server_ms) {
+  ThreadPool& pool = work_pool();
+  pool.post([this, out = std::move(out), frames = std::move(frames), frame, timing, server_ms, &pool]() mutable {
+    const auto t0 = Clock::now();
+    const wire::ParallelRunner run = [&pool](std::vector<std::function<void()>>& jobs) { pool.run_all(jobs); };
+    const std::optional<wire::DecodeError> err = wire::inflate(out, &run);
+    if (err) {
+      pipeline_.count_error();
+      pipeline_.on_frame_error(frame, err->code);
+      std::lock_guard<std::mutex> lock(pool_log_mutex_);
+      if (pool_log_.size() < 64)
+        pool_log_.push_back("nrb: RESULT for frame " + std::to_string(frame) + " not shown: " +
+                            std::string(wire::error_name(err->code)) + ": " + err->message);
+      wake();
+      return;
+    }
+    if (!wire::is_image_codec(out.compression)) {
+      // the chain's cost of a lossless image: wall time x the threads its chunks could use (an estimate of CPU)
+      const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      const double threads = std::min<double>(std::max<size_t>(1, out.chunks.size()), pool.threads());
+      image_decode_ms_.store(wall * threads);
+    }
+    auto img = std::make_shared<ResultImage>();
+    img->pixels = out.data;
+    struct Keep {
+      std::shared_ptr<void> frames;
+      std::shared_ptr<const uint8_t[]> owned;
+    };
+    img->keepalive = std::make_shared<Keep>(Keep{std::move(frames), out.owned});
+    img->width = out.width;
+    img->height = out.height;
+    img->stride = out.stride;
+    img->format = out.format;
+    img->server_ms = server_ms;
+    pipeline_.on_result(frame, std::move(img), Clock::now(), timing);
+  });
 }
 
 void IoThread::handle_error(const wire::Error& e, TimePoint now) {

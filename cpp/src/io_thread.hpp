@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <deque>
 #include <thread>
 
 #include "client_options.hpp"
@@ -35,31 +36,9 @@
 #include "doorbell.hpp"
 #include "pipeline.hpp"
 #include "shm_pool.hpp"
+#include "thread_pool.hpp"
 
 namespace nrb::detail {
-
-// A few threads that compress one frame's buffers in parallel (libzstd and liblz4 each use one core per call, and
-// a 1080p G-buffer set takes 50-130 ms on one core). The I/O thread hands a frame's jobs over and works on them
-// too; its own wait is bounded by the slowest buffer instead of the sum of them all.
-class CompressPool {
- public:
-  explicit CompressPool(unsigned threads);
-  ~CompressPool();
-  CompressPool(const CompressPool&) = delete;
-  CompressPool& operator=(const CompressPool&) = delete;
-  // Runs every job (on the pool and on the calling thread) and returns when all are done.
-  void run_all(std::vector<std::function<void()>>& jobs);
-
- private:
-  void worker();
-  std::mutex m_;
-  std::condition_variable cv_, done_cv_;
-  std::vector<std::function<void()>>* jobs_ = nullptr;
-  size_t next_ = 0, finished_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // Whether compressing a frame makes the session faster. `compress_ms`: the chain's CPU for it (see below),
 // `raw_link_ms`: the link time of its raw bytes, `ratio`: compressed / raw. One frame at a time (`overlapped`
@@ -136,6 +115,7 @@ class IoThread {
   bool bell_active_ = false;
   wire::Compression compression_ = wire::Compression::none;
   bool allow_lz4_ = false, allow_zstd_ = false, allow_jpeg_ = false, allow_webp_ = false;
+  bool allow_chunked_ = false;  // both sides listed "chunked" (section 6.3.2)
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
   // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).
@@ -144,7 +124,33 @@ class IoThread {
   std::optional<TimePoint> ping_sent_;
   uint64_t ping_nonce_ = 0;
 
-  std::unique_ptr<CompressPool> compress_pool_;  // made with the first compressed frame
+  // The CPU work of the link, off this thread (section 6.3.2): compressing frames (in chunks when negotiated) and
+  // decompressing or decoding returned images. Made with the first frame or image that needs it; `nrb-pool`
+  // threads, the machine's cores clamped to 2..4.
+  std::unique_ptr<ThreadPool> work_pool_;
+  ThreadPool& work_pool();
+  // Frames taken from the pipeline, oldest first, each being compressed on the pool or ready to go: sent from the
+  // front as they become ready, so frames leave in the order they were taken and this thread never waits for one.
+  struct Outgoing {
+    uint64_t id = 0;
+    wire::Frame msg;
+    std::shared_ptr<void> keep;  // what the payload views point into (the frame's resources, compressed bytes)
+    uint64_t raw_bytes = 0;
+    bool compressed = false;     // compression was chosen for it (some buffers may still go raw: no gain)
+    double compress_cpu_ms = 0;  // CPU of all its chunks, on whichever threads ran them
+    std::string error;           // a compressor failure: the frame is dropped
+    std::atomic<bool> ready{false};
+  };
+  std::deque<std::shared_ptr<Outgoing>> outgoing_;
+  void flush_outgoing(TimePoint now);
+  // The pool's CPU ms for the newest decompressed (lossless) image: part of the chain's cost of compressing.
+  std::atomic<double> image_decode_ms_{0};
+  // Warnings from pool threads, logged by this thread (the engine's log callback is only ever called from here).
+  std::mutex pool_log_mutex_;
+  std::vector<std::string> pool_log_;
+  void flush_pool_log();
+  void decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> frames, uint64_t frame,
+                            ServerTiming timing, double server_ms);
   // Whether compressing pays, decided per frame (docs/protocol.md section 6.3): compress when the measured time to
   // compress a frame is less than the link time the bytes it saves would take at the measured link throughput.
   // Moving averages; 0 = not measured yet (compress, which measures both).
@@ -164,9 +170,7 @@ class IoThread {
     double compress_cpu_ms;  // > 0: this frame was compressed, at this CPU cost here
   };
   std::vector<SentFrame> sent_;  // frames in flight: when they left and how many bytes they took
-  double last_decode_ms_ = 0;    // decoding (decompressing) the message being handled
-  uint64_t pending_raw_ = 0;     // the frame being sent: raw bytes, compression CPU ms (0: sent raw)
-  double pending_cpu_ = 0;
+  double last_decode_ms_ = 0;    // decoding the header of the message being handled (payloads: on the pool)
   bool compress_this_frame(uint64_t raw_bytes);
   // Learns the link's throughput (and, for a compressed frame, the chain's compression cost) from an answer;
   // returns the answered frame's bytes on the wire (0: not a frame sent on this connection).

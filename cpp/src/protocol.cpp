@@ -311,7 +311,10 @@ void write_bufspecs(W& w, const std::vector<BufferSpec>& v) {
 }
 
 void write_bufdesc(W& w, const BufferDesc& b) {
-  w.map(5 + count(b.compression != Compression::none) + count(b.depth_reversed.has_value()) +
+  // section 6.3.2: a chunk table only on an lz4/zstd payload (a copy made raw drops it)
+  const bool chunked =
+      !b.chunks.empty() && (b.compression == Compression::lz4 || b.compression == Compression::zstd);
+  w.map(5 + count(b.compression != Compression::none) + 2 * count(chunked) + count(b.depth_reversed.has_value()) +
         count(b.depth_infinite.has_value()) + count(b.shm.has_value()));
   w.k("name"), w.str(b.name);
   w.k("format"), w.str(format_name(b.format));
@@ -319,6 +322,12 @@ void write_bufdesc(W& w, const BufferDesc& b) {
   w.k("height"), w.uint(b.height);
   w.k("stride"), w.uint(b.stride);
   if (b.compression != Compression::none) w.k("compression"), w.str(compression_name(b.compression));
+  if (chunked) {
+    w.k("chunks");
+    w.array(b.chunks.size());
+    for (uint64_t c : b.chunks) w.uint(c);
+    w.k("chunk_bytes"), w.uint(b.chunk_bytes);
+  }
   if (b.depth_reversed) w.k("depth_reversed"), w.boolean(*b.depth_reversed);
   if (b.depth_infinite) w.k("depth_infinite"), w.boolean(*b.depth_infinite);
   if (b.shm) {
@@ -941,6 +950,128 @@ struct Reject {
   std::string message;
 };
 
+// ----- payload decompression (section 6.3, 6.3.1, 6.3.2): "" or why the payload is PAYLOAD_MISMATCH -----------
+// One lz4 or zstd frame `in[0, n)` that must announce and hold exactly `size` raw bytes, into `out`. `holds` says
+// what `size` is in a message ("stride x height = ", "the chunk holds ").
+std::string unframe(Compression c, const uint8_t* in, size_t n, uint8_t* out, uint64_t size, const char* holds) {
+  if (c == Compression::zstd) {
+    const unsigned long long announced = ZSTD_getFrameContentSize(in, n);
+    if (announced == ZSTD_CONTENTSIZE_ERROR) return "not a zstd frame";
+    if (announced == ZSTD_CONTENTSIZE_UNKNOWN) return "the zstd frame does not announce its content size";
+    if (announced != size)
+      return "the zstd frame announces " + std::to_string(announced) + " bytes, " + holds + std::to_string(size);
+    const size_t frame_size = ZSTD_findFrameCompressedSize(in, n);
+    if (ZSTD_isError(frame_size) || frame_size != n) return "the payload is not exactly one zstd frame";
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!ctx) throw std::bad_alloc();
+    const size_t r = ZSTD_decompressDCtx(ctx.get(), out, size, in, n);
+    if (ZSTD_isError(r)) return std::string("zstd: ") + ZSTD_getErrorName(r);
+    if (r != size) return "decompressed to " + std::to_string(r) + " bytes";
+    return {};
+  }
+  LZ4F_dctx* raw = nullptr;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) throw std::bad_alloc();
+  std::unique_ptr<LZ4F_dctx, LZ4F_errorCode_t (*)(LZ4F_dctx*)> ctx(raw, LZ4F_freeDecompressionContext);
+  LZ4F_frameInfo_t info;
+  std::memset(&info, 0, sizeof info);
+  size_t consumed = n;
+  size_t r = LZ4F_getFrameInfo(ctx.get(), &info, in, &consumed);
+  if (LZ4F_isError(r)) return std::string("not an lz4 frame: ") + LZ4F_getErrorName(r);
+  if (info.contentSize == 0) return "the lz4 frame does not announce its content size";
+  if (info.contentSize != size)
+    return "the lz4 frame announces " + std::to_string(info.contentSize) + " bytes, " + holds + std::to_string(size);
+  size_t in_pos = consumed, out_pos = 0;
+  LZ4F_decompressOptions_t dopt;
+  std::memset(&dopt, 0, sizeof dopt);
+  for (;;) {
+    size_t in_len = n - in_pos, out_len = size - out_pos;
+    r = LZ4F_decompress(ctx.get(), out + out_pos, &out_len, in + in_pos, &in_len, &dopt);
+    if (LZ4F_isError(r)) return std::string("lz4: ") + LZ4F_getErrorName(r);
+    in_pos += in_len;
+    out_pos += out_len;
+    if (r == 0) break;  // frame complete
+    if (in_len == 0 && out_len == 0)  // no progress: input exhausted, or output full with data pending
+      return in_pos == n ? "the lz4 frame is truncated" : std::string("the lz4 frame decompresses past ") + holds +
+                                                              std::to_string(size);
+  }
+  if (in_pos != n) return "the payload is not exactly one lz4 frame";
+  if (out_pos != size) return "decompressed to " + std::to_string(out_pos) + " bytes";
+  return {};
+}
+
+std::string unwebp(const uint8_t* in, size_t n, const BufferDesc& b, std::shared_ptr<uint8_t[]>& out) {
+  // The bitstream's header first (VP8 or VP8L: the canvas size), before allocating the image.
+  WebPBitstreamFeatures info;
+  if (n == 0 || WebPGetFeatures(in, n, &info) != VP8_STATUS_OK) return "not a WebP image";
+  if (info.has_animation) return "an animated WebP (one still image only)";
+  if (uint32_t(info.width) != b.width || uint32_t(info.height) != b.height)
+    return "the WebP is " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+           ", the descriptor says " + std::to_string(b.width) + "x" + std::to_string(b.height);
+  const uint64_t size = b.byte_size();
+  out.reset(new uint8_t[size]);
+  if (!WebPDecodeRGBAInto(in, n, out.get(), size, static_cast<int>(b.width) * 4)) return "cannot decode the WebP";
+  if (info.has_alpha)  // alpha is 255 whatever the image carried (section 6.3.1)
+    for (uint64_t i = 3; i < size; i += 4) out[i] = 255;
+  return {};
+}
+
+// Fills b.data/size/owned from b.payload (already checked: a chunk table adds up to it).
+std::string inflate_payload(BufferDesc& b, const ParallelRunner* run) {
+  const uint64_t size = b.byte_size();
+  const uint8_t* in = b.payload;
+  const size_t n = b.payload_size;
+  std::shared_ptr<uint8_t[]> out;
+  std::string why;
+  if (b.compression == Compression::webp) {
+    why = unwebp(in, n, b, out);
+  } else if (b.compression == Compression::jpeg) {
+    // The frame header first: a payload of a few bytes must not make us allocate a 1 GiB image it cannot fill.
+    why = decode_jpeg_rgba(in, n, b.width, b.height, nullptr);
+    if (why.empty()) {
+      out.reset(new uint8_t[size]);  // bounded by stride x height, checked against the limits (stride == width * 4)
+      why = decode_jpeg_rgba(in, n, b.width, b.height, out.get());
+    }
+  } else if (b.chunks.empty()) {
+    // Allocation bounded by stride x height, already checked against the limits.
+    out.reset(new uint8_t[size]);
+    why = unframe(b.compression, in, n, out.get(), size, "stride x height = ");
+  } else {
+    out.reset(new uint8_t[size]);
+    const size_t k = b.chunks.size();
+    std::vector<std::string> errors(k);
+    std::vector<std::function<void()>> jobs;
+    jobs.reserve(k);
+    uint64_t at = 0;
+    for (size_t i = 0; i < k; ++i) {
+      const uint64_t raw_at = i * b.chunk_bytes;
+      const uint64_t raw_len = std::min(b.chunk_bytes, size - raw_at);
+      jobs.emplace_back([&, i, at, raw_at, raw_len] {
+        try {
+          errors[i] = unframe(b.compression, in + at, b.chunks[i], out.get() + raw_at, raw_len, "the chunk holds ");
+        } catch (const std::bad_alloc&) {
+          errors[i] = "out of memory";
+        }
+        if (!errors[i].empty()) errors[i] = "chunks[" + std::to_string(i) + "]: " + errors[i];
+      });
+      at += b.chunks[i];
+    }
+    if (run && k > 1)
+      (*run)(jobs);
+    else
+      for (auto& j : jobs) j();
+    for (const std::string& e : errors)
+      if (!e.empty()) {
+        why = e;
+        break;
+      }
+  }
+  if (!why.empty()) return why;
+  b.data = out.get();
+  b.size = size;
+  b.owned = std::move(out);
+  return {};
+}
+
 class Decoder {
  public:
   explicit Decoder(const DecodeOptions& o) : opts_(o) {}
@@ -1187,6 +1318,7 @@ class Decoder {
                                                                 : opts_.allow_webp;
       if (!allowed) fail(ErrorCode::BAD_VALUE, std::string(compression_name(b.compression)) + " was not negotiated");
     }
+    chunk_table(m, b);
     if (const Obj* x = find(m, "depth_reversed")) {
       At at(*this, "depth_reversed");
       b.depth_reversed = boolean(*x);
@@ -1221,6 +1353,40 @@ class Decoder {
       b.shm = ref;
     }
     return b;
+  }
+
+  // Section 6.3.2 step 4: `chunks`, then `chunk_bytes`, in canonical order after `compression`.
+  void chunk_table(const Obj& m, BufferDesc& b) {
+    if (const Obj* c = find(m, "chunks")) {
+      At at(*this, "chunks");
+      uint32_t n;
+      const Obj* a = array(*c, kMaxChunks, n);
+      if (n == 0) fail(ErrorCode::BAD_VALUE, "no entries (one chunk at least)");
+      b.chunks.resize(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        At at2(*this, size_t(i));
+        b.chunks[i] = uint(a[i], 1, kMaxChunkWireBytes, /*limit=*/true);
+      }
+      if (b.compression != Compression::lz4 && b.compression != Compression::zstd)
+        fail(ErrorCode::BAD_VALUE, "only an lz4 or zstd payload comes in chunks, not " +
+                                       (b.compression == Compression::none
+                                            ? std::string("a raw one")
+                                            : std::string(compression_name(b.compression))));
+      if (!opts_.allow_chunked) fail(ErrorCode::BAD_VALUE, "chunked payloads were not negotiated");
+    }
+    const Obj* x = find(m, "chunk_bytes");
+    At at(*this, "chunk_bytes");
+    if (!x) {
+      if (!b.chunks.empty()) fail(ErrorCode::MISSING_FIELD, "required with chunks");
+      return;
+    }
+    if (b.chunks.empty()) fail(ErrorCode::BAD_VALUE, "chunk_bytes without chunks");
+    b.chunk_bytes = uint(*x, 1, kMaxChunkBytes, /*limit=*/true);
+    const uint64_t want = (b.byte_size() + b.chunk_bytes - 1) / b.chunk_bytes;
+    if (b.chunks.size() != want)
+      fail(ErrorCode::BAD_VALUE, "chunks has " + std::to_string(b.chunks.size()) + " entries; stride x height = " +
+                                     std::to_string(b.byte_size()) + " in chunks of " +
+                                     std::to_string(b.chunk_bytes) + " bytes makes " + std::to_string(want));
   }
 
   Target target(const Obj& o) {
@@ -1744,110 +1910,24 @@ class Decoder {
     const uint64_t size = b.byte_size();
     b.payload = f.data;
     b.payload_size = f.size;
-    switch (b.compression) {
-      case Compression::none:
-        if (f.size != size)
-          fail(ErrorCode::PAYLOAD_MISMATCH,
-               "payload is " + std::to_string(f.size) + " bytes, stride x height = " + std::to_string(size));
-        b.data = f.data;
-        b.size = f.size;
-        return;
-      case Compression::zstd: return unzstd(b, f, size);
-      case Compression::lz4: return unlz4(b, f, size);
-      case Compression::jpeg: return unjpeg(b, f, size);
-      case Compression::webp: return unwebp(b, f, size);
+    if (b.compression == Compression::none) {
+      if (f.size != size)
+        fail(ErrorCode::PAYLOAD_MISMATCH,
+             "payload is " + std::to_string(f.size) + " bytes, stride x height = " + std::to_string(size));
+      b.data = f.data;
+      b.size = f.size;
+      return;
     }
-  }
-
-  void unwebp(BufferDesc& b, Bytes f, uint64_t size) {
-    // The bitstream's header first (VP8 or VP8L: the canvas size), before allocating the image.
-    WebPBitstreamFeatures info;
-    if (f.size == 0 || WebPGetFeatures(f.data, f.size, &info) != VP8_STATUS_OK)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "not a WebP image");
-    if (info.has_animation) fail(ErrorCode::PAYLOAD_MISMATCH, "an animated WebP (one still image only)");
-    if (uint32_t(info.width) != b.width || uint32_t(info.height) != b.height)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "the WebP is " + std::to_string(info.width) + "x" +
-                                            std::to_string(info.height) + ", the descriptor says " +
-                                            std::to_string(b.width) + "x" + std::to_string(b.height));
-    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
-    if (!WebPDecodeRGBAInto(f.data, f.size, out.get(), size, static_cast<int>(b.width) * 4))
-      fail(ErrorCode::PAYLOAD_MISMATCH, "cannot decode the WebP");
-    if (info.has_alpha)  // alpha is 255 whatever the image carried (section 6.3.1)
-      for (uint64_t i = 3; i < size; i += 4) out[i] = 255;
-    b.data = out.get();
-    b.size = size;
-    b.owned = std::move(out);
-  }
-
-  void unjpeg(BufferDesc& b, Bytes f, uint64_t size) {
-    // The frame header first: a payload of a few bytes must not make us allocate a 1 GiB image it cannot fill.
-    std::string why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, nullptr);
-    if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
-    // Allocation bounded by stride x height, already checked against the limits (stride == width * 4).
-    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
-    why = decode_jpeg_rgba(f.data, f.size, b.width, b.height, out.get());
-    if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
-    b.data = out.get();
-    b.size = size;
-    b.owned = std::move(out);
-  }
-
-  void unzstd(BufferDesc& b, Bytes f, uint64_t size) {
-    const unsigned long long announced = ZSTD_getFrameContentSize(f.data, f.size);
-    if (announced == ZSTD_CONTENTSIZE_ERROR) fail(ErrorCode::PAYLOAD_MISMATCH, "not a zstd frame");
-    if (announced == ZSTD_CONTENTSIZE_UNKNOWN)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "the zstd frame does not announce its content size");
-    if (announced != size)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "the zstd frame announces " + std::to_string(announced) +
-                                            " bytes, stride x height = " + std::to_string(size));
-    const size_t frame_size = ZSTD_findFrameCompressedSize(f.data, f.size);
-    if (ZSTD_isError(frame_size) || frame_size != f.size)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "the payload is not exactly one zstd frame");
-    // Allocation bounded by the announced size == stride x height, already checked against the limits.
-    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
-    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-    if (!ctx) throw std::bad_alloc();
-    const size_t r = ZSTD_decompressDCtx(ctx.get(), out.get(), size, f.data, f.size);
-    if (ZSTD_isError(r)) fail(ErrorCode::PAYLOAD_MISMATCH, std::string("zstd: ") + ZSTD_getErrorName(r));
-    if (r != size) fail(ErrorCode::PAYLOAD_MISMATCH, "decompressed to " + std::to_string(r) + " bytes");
-    b.data = out.get();
-    b.size = size;
-    b.owned = std::move(out);
-  }
-
-  void unlz4(BufferDesc& b, Bytes f, uint64_t size) {
-    LZ4F_dctx* raw = nullptr;
-    if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) throw std::bad_alloc();
-    std::unique_ptr<LZ4F_dctx, LZ4F_errorCode_t (*)(LZ4F_dctx*)> ctx(raw, LZ4F_freeDecompressionContext);
-    LZ4F_frameInfo_t info;
-    std::memset(&info, 0, sizeof info);
-    size_t consumed = f.size;
-    size_t r = LZ4F_getFrameInfo(ctx.get(), &info, f.data, &consumed);
-    if (LZ4F_isError(r)) fail(ErrorCode::PAYLOAD_MISMATCH, std::string("not an lz4 frame: ") + LZ4F_getErrorName(r));
-    if (info.contentSize == 0) fail(ErrorCode::PAYLOAD_MISMATCH, "the lz4 frame does not announce its content size");
-    if (info.contentSize != size)
-      fail(ErrorCode::PAYLOAD_MISMATCH, "the lz4 frame announces " + std::to_string(info.contentSize) +
-                                            " bytes, stride x height = " + std::to_string(size));
-    std::shared_ptr<uint8_t[]> out(new uint8_t[size]);
-    size_t in_pos = consumed, out_pos = 0;
-    LZ4F_decompressOptions_t dopt;
-    std::memset(&dopt, 0, sizeof dopt);
-    for (;;) {
-      size_t in_len = f.size - in_pos, out_len = size - out_pos;
-      r = LZ4F_decompress(ctx.get(), out.get() + out_pos, &out_len, f.data + in_pos, &in_len, &dopt);
-      if (LZ4F_isError(r)) fail(ErrorCode::PAYLOAD_MISMATCH, std::string("lz4: ") + LZ4F_getErrorName(r));
-      in_pos += in_len;
-      out_pos += out_len;
-      if (r == 0) break;  // frame complete
-      if (in_len == 0 && out_len == 0)  // no progress: input exhausted, or output full with data pending
-        fail(ErrorCode::PAYLOAD_MISMATCH, in_pos == f.size ? "the lz4 frame is truncated"
-                                                           : "the lz4 frame decompresses past stride x height");
+    if (!b.chunks.empty()) {  // section 6.3.2: the table adds up to the payload, checked before decompressing
+      uint64_t sum = 0;
+      for (uint64_t c : b.chunks) sum += c;
+      if (sum != f.size)
+        fail(ErrorCode::PAYLOAD_MISMATCH,
+             "the chunks add up to " + std::to_string(sum) + " bytes, the payload is " + std::to_string(f.size));
     }
-    if (in_pos != f.size) fail(ErrorCode::PAYLOAD_MISMATCH, "the payload is not exactly one lz4 frame");
-    if (out_pos != size) fail(ErrorCode::PAYLOAD_MISMATCH, "decompressed to " + std::to_string(out_pos) + " bytes");
-    b.data = out.get();
-    b.size = size;
-    b.owned = std::move(out);
+    if (opts_.defer_decompression) return;  // inflate() later, on another thread
+    const std::string why = inflate_payload(b, nullptr);
+    if (!why.empty()) fail(ErrorCode::PAYLOAD_MISMATCH, why);
   }
 
  private:
@@ -1966,6 +2046,27 @@ DecodeResult decode_impl(const Bytes* frames, size_t n, const DecodeOptions& opt
 }
 
 }  // namespace
+
+std::optional<DecodeError> inflate(BufferDesc& b, const ParallelRunner* run) noexcept {
+  if (b.compression == Compression::none || b.data != nullptr) return std::nullopt;
+  try {
+    std::string why = inflate_payload(b, run);
+    if (why.empty()) return std::nullopt;
+    return DecodeError{ErrorCode::PAYLOAD_MISMATCH, b.name + ": " + why};
+  } catch (const std::bad_alloc&) {
+    return DecodeError{ErrorCode::INTERNAL, "out of memory"};
+  } catch (const std::exception& e) {
+    return DecodeError{ErrorCode::INTERNAL, e.what()};
+  }
+}
+
+uint64_t chunk_bytes_for(uint64_t size, unsigned workers) noexcept {
+  constexpr uint64_t kMinBuffer = 512 * 1024, kAlign = 64 * 1024;
+  if (workers < 2 || size < kMinBuffer) return 0;
+  uint64_t per = (size + std::min<uint64_t>(workers, kMaxChunks) - 1) / std::min<uint64_t>(workers, kMaxChunks);
+  per = (per + kAlign - 1) / kAlign * kAlign;
+  return per < size ? per : 0;
+}
 
 DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts) noexcept {
   try {

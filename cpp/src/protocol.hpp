@@ -13,6 +13,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -152,6 +153,10 @@ struct BufferDesc {  // bufdesc (section 6.3)
   uint32_t height = 0;
   uint64_t stride = 0;
   Compression compression = Compression::none;
+  // Section 6.3.2: the payload in independent chunks (lz4/zstd, when "chunked" was negotiated): each entry the
+  // compressed length of one chunk, each chunk `chunk_bytes` raw bytes but the last. Empty: one frame (6.3).
+  std::vector<uint64_t> chunks;
+  uint64_t chunk_bytes = 0;
   std::optional<bool> depth_reversed;
   std::optional<bool> depth_infinite;
   std::optional<ShmRef> shm;
@@ -413,6 +418,16 @@ std::vector<std::string> encode_frames(const Message& m);
 // Compresses `size` bytes into one LZ4 or Zstandard frame that announces its content size (section 6.3).
 // Throws std::runtime_error on a compressor failure.
 std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level = 0);
+
+// Section 6.3.2. Limits of a chunk table.
+inline constexpr size_t kMaxChunks = 256;
+inline constexpr uint64_t kMaxChunkBytes = uint64_t(1) << 30;
+inline constexpr uint64_t kMaxChunkWireBytes = uint64_t(1) << 31;
+// The split section 6.3.2 step 5 asks of libnrb and nrb serve: `size` over `workers` chunks, each rounded up to
+// 64 KiB; 0 (one frame) for a buffer under 512 KiB or fewer than 2 workers.
+uint64_t chunk_bytes_for(uint64_t size, unsigned workers) noexcept;
+// Runs every job, possibly in parallel, and returns when all are done (a thread pool's run_all); jobs never throw.
+using ParallelRunner = std::function<void(std::vector<std::function<void()>>&)>;
 // One baseline JPEG (4:4:4) of `width` x `height` 8-bit RGBA pixels (alpha dropped) at `quality` 1..100
 // (section 6.3.1). Throws std::runtime_error on an encoder failure.
 std::vector<uint8_t> encode_jpeg(const uint8_t* rgba, uint32_t width, uint32_t height, uint64_t stride, int quality);
@@ -458,10 +473,16 @@ struct DecodeOptions {
   const ShmPool* shm_pool = nullptr;
   // A stricter, receiver-chosen limit on stride * height (section 11 allows it); LIMIT_EXCEEDED beyond it.
   uint64_t max_buffer_bytes = kMaxBufferBytes;
+  // Both sides listed "chunked" (section 6.3.2): a compressed payload may come in chunks.
+  bool allow_chunked = false;
+  // Leave compressed payloads (every codec) compressed: `payload`/`payload_size` view them, `data` stays null
+  // until inflate() runs, on another thread (section 6.3 lets a receiver decompress later). Lengths that need no
+  // decompression (a chunk table's sum) are still checked here.
+  bool defer_decompression = false;
 
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
-    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = true;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = o.allow_chunked = true;
     o.shm_pool = pool;
     return o;
   }
@@ -484,6 +505,12 @@ DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts = {
 inline DecodeResult decode(const std::vector<Bytes>& frames, const DecodeOptions& opts = {}) noexcept {
   return decode(frames.data(), frames.size(), opts);
 }
+
+// Decompresses (or decodes, for an image codec) a buffer that decode() left compressed with
+// `defer_decompression`; sets its `data`/`size`/`owned`. A chunked payload's chunks go to `run` all at once (section
+// 6.3.2), or one after another without it. The error is PAYLOAD_MISMATCH naming the buffer (and the chunk), as
+// decode() would have reported it. Never throws (out of memory is INTERNAL).
+std::optional<DecodeError> inflate(BufferDesc& b, const ParallelRunner* run = nullptr) noexcept;
 
 // Whether `s` is strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as msgpack str needs.
 bool is_valid_utf8(std::string_view s) noexcept;

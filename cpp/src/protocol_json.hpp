@@ -173,6 +173,9 @@ inline BufferDesc bufdesc(const Json& j) {
   b.height = u32(at(j, "height"));
   b.stride = u64(at(j, "stride"));
   if (auto* x = find(j, "compression")) b.compression = compression(*x);
+  if (auto* x = find(j, "chunks"))
+    for (const auto& c : *x) b.chunks.push_back(u64(c));
+  if (auto* x = find(j, "chunk_bytes")) b.chunk_bytes = u64(*x);
   if (auto* x = find(j, "depth_reversed")) b.depth_reversed = boolean(*x);
   if (auto* x = find(j, "depth_infinite")) b.depth_infinite = boolean(*x);
   if (auto* x = find(j, "shm")) b.shm = ShmRef{u64(at(*x, "slot")), u64(at(*x, "offset"))};
@@ -354,6 +357,20 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       storage.push_back(b.compression == Compression::jpeg
                             ? encode_jpeg(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality))
                             : encode_webp(p.data(), b.width, b.height, b.stride, int(kDefaultLossyQuality)));
+      b.payload = storage.back().data();
+      b.payload_size = storage.back().size();
+    } else if (b.chunk_bytes > 0) {
+      // Section 6.3.2: independent frames back to back. A table the header gives is kept as the description of
+      // the wire (chunked vectors are decode-only: another compressor's chunk lengths differ); none: filled in.
+      std::vector<uint8_t> all;
+      std::vector<uint64_t> table;
+      for (uint64_t at = 0; at < p.size(); at += b.chunk_bytes) {
+        const auto c = compress(b.compression, p.data() + at, std::min<uint64_t>(b.chunk_bytes, p.size() - at));
+        all.insert(all.end(), c.begin(), c.end());
+        table.push_back(c.size());
+      }
+      if (b.chunks.empty()) b.chunks = std::move(table);
+      storage.push_back(std::move(all));
       b.payload = storage.back().data();
       b.payload_size = storage.back().size();
     } else {
@@ -562,6 +579,10 @@ inline Json bufdesc_json(const BufferDesc& b) {
   j["height"] = b.height;
   j["stride"] = b.stride;
   if (b.compression != Compression::none) j["compression"] = std::string(compression_name(b.compression));
+  if (!b.chunks.empty()) {
+    j["chunks"] = b.chunks;
+    j["chunk_bytes"] = b.chunk_bytes;
+  }
   if (b.depth_reversed) j["depth_reversed"] = *b.depth_reversed;
   if (b.depth_infinite) j["depth_infinite"] = *b.depth_infinite;
   if (b.shm) {
@@ -798,6 +819,7 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
       if (x == "zstd") o.allow_zstd = true;
       if (x == "jpeg") o.allow_jpeg = true;
       if (x == "webp") o.allow_webp = true;
+      if (x == "chunked") o.allow_chunked = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

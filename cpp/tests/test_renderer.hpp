@@ -34,6 +34,11 @@ class TestRenderer {
     // message `nrb serve` sends ("renderer 'test' needs buffers ['albedo'], which the engine does not offer").
     std::vector<std::string> require;
     std::string curve_secret; // Z85 server secret key: CurveZMQ server
+    bool accept_chunked = false;  // lists "chunked" in WELCOME when offered (section 6.3.2)
+    // Answers inline with its image compressed by this codec (when negotiated), in chunks of this many bytes when
+    // "chunked" was (0: one frame).
+    wire::Compression output_compression = wire::Compression::none;
+    uint64_t output_chunk_bytes = 0;
   };
 
   TestRenderer() : TestRenderer(Options()) {}
@@ -100,7 +105,7 @@ class TestRenderer {
     std::string routing_id;
     std::unique_ptr<detail::SharedMemory> shm;
     std::optional<wire::ShmPool> pool;
-    bool lz4 = false, zstd = false;
+    bool lz4 = false, zstd = false, chunked = false;
   };
 
   void bind(const std::string& endpoint) {
@@ -239,6 +244,10 @@ class TestRenderer {
         (std::string(c) == "lz4" ? s.lz4 : s.zstd) = true;
       }
     }
+    if (o.accept_chunked && offered("chunked")) {
+      w.capabilities.emplace_back("chunked");
+      s.chunked = true;
+    }
     if (o.accept_shm && offered("shm") && h.shm) {
       try {
         s.shm = std::make_unique<detail::SharedMemory>(detail::SharedMemory::open(h.shm->name));
@@ -305,6 +314,20 @@ class TestRenderer {
       out.shm = wire::ShmRef{*f.result_slot, 0};
     } else {
       out.set_pixels(packed.data(), packed.size());
+    }
+    std::vector<uint8_t> squeezed;  // the image compressed, chunk after chunk
+    const wire::Compression oc = o.output_compression;
+    if (!out.shm && ((oc == wire::Compression::lz4 && sess->lz4) || (oc == wire::Compression::zstd && sess->zstd))) {
+      const uint64_t step = sess->chunked && o.output_chunk_bytes ? o.output_chunk_bytes : packed.size();
+      for (uint64_t at = 0; at < packed.size(); at += step) {
+        auto c = wire::compress(oc, packed.data() + at, std::min<uint64_t>(step, packed.size() - at));
+        squeezed.insert(squeezed.end(), c.begin(), c.end());
+        if (step < packed.size()) out.chunks.push_back(c.size());
+      }
+      if (!out.chunks.empty()) out.chunk_bytes = step;
+      out.compression = oc;
+      out.payload = squeezed.data();
+      out.payload_size = squeezed.size();
     }
     res.output = out;
     // Its honest render time (received -> answered); it keeps no queue of its own, so queue_ms stays 0.

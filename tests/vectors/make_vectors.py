@@ -340,6 +340,7 @@ def main(out: Path) -> None:
         hd = frame_header([desc("albedo", "rgba8", 8, 4, compression=method)])
         valid(f"frame_{method}", hd, [raw], f"{method}-compressed payload; decode-only",
               encode=False, wire=[pk(hd), comp])
+    chunk_vectors(valid, invalid, raw)
     unknown = frame_header([desc("albedo", "rgba8", 2, 2)])
     valid("frame_unknown_optional_key", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb],
           "unknown keys (top level and in a descriptor) are ignored; decode-only", encode=False,
@@ -486,6 +487,71 @@ def main(out: Path) -> None:
             "a 15-entry matrix")
     style_vectors(valid, invalid, with_, alb)
     print(f"wrote {len(list(out.glob('*.json')))} vectors to {out}")
+
+
+def chunk_vectors(valid: Any, invalid: Any, raw: bytes) -> None:
+    """Section 6.3.2: payloads in independent chunks, and each check of step 4 (one vector per check)."""
+    import lz4.frame
+    import zstandard
+
+    chunked = {"compression": ["lz4", "zstd", "chunked"]}
+
+    def lz4c(b: bytes) -> bytes:
+        return bytes(lz4.frame.compress(b, store_size=True))
+
+    def zstdc(b: bytes) -> bytes:
+        return bytes(zstandard.ZstdCompressor(level=1, write_content_size=True).compress(b))
+
+    # 8x4 rgba8 = 128 bytes in chunks of 48: 48 + 48 + 32 (the last holds the rest)
+    parts = [lz4c(raw[i:i + 48]) for i in range(0, 128, 48)]
+    table = [len(x) for x in parts]
+    d = desc("albedo", "rgba8", 8, 4, compression="lz4", chunks=table, chunk_bytes=48)
+    hd = frame_header([d])
+    valid("frame_lz4_chunked", hd, [raw], "an lz4 payload in three chunks of 48, 48 and 32 raw bytes "
+          "(section 6.3.2); decode-only", context=chunked, encode=False, wire=[pk(hd), b"".join(parts)])
+    img = bytes((i * 7) % 251 for i in range(512))  # 16x8 rgba8
+    zparts = [zstdc(img[i:i + 200]) for i in range(0, 512, 200)]
+    out = {**desc("output", "rgba8", 16, 8), "compression": "zstd", "chunks": [len(x) for x in zparts],
+           "chunk_bytes": 200}
+    res = {"nrb": 1, "type": "RESULT", "session": 7, "frame": 1, "status": "ok", "output": out,
+           "timing": {"queue_ms": 0.5, "decode_ms": 0.25, "style_ms": 0.125, "render_ms": 4.0, "encode_ms": 0.0625,
+                      "total_ms": 5.0}}
+    valid("result_zstd_chunked", res, [img], "a RESULT image in three zstd chunks (200, 200, 112 raw bytes); "
+          "decode-only", context=chunked, encode=False, wire=[pk(res), b"".join(zparts)])
+    payload = b"".join(parts)
+
+    def bad(name: str, error: str, note: str, frames: list[bytes] | None = None, ctx: dict[str, Any] | None = None,
+            **over: Any) -> None:
+        fields = {**d, **over}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        invalid(name, frames or [pk(frame_header([fields])), payload], error, note,
+                context=chunked if ctx is None else ctx)
+
+    bad("chunks_not_negotiated", "BAD_VALUE", "chunks where only lz4 and zstd were negotiated, not chunked",
+        ctx={"compression": ["lz4", "zstd"]})
+    bad("chunks_without_compression", "BAD_VALUE", "a chunk table on a raw payload", compression=None)
+    bad("chunks_empty", "BAD_VALUE", "a chunk table with no entries", chunks=[])
+    bad("chunks_zero_entry", "BAD_VALUE", "a chunk of 0 compressed bytes", chunks=[table[0], 0, table[2]])
+    bad("chunks_too_many", "LIMIT_EXCEEDED", "257 chunks (256 at most)", chunks=[1] * 257, chunk_bytes=1)
+    bad("chunk_bytes_missing", "MISSING_FIELD", "chunks without chunk_bytes", chunk_bytes=None)
+    bad("chunk_bytes_without_chunks", "BAD_VALUE", "chunk_bytes without chunks", chunks=None)
+    bad("chunk_bytes_zero", "BAD_VALUE", "chunk_bytes 0", chunk_bytes=0)
+    bad("chunk_bytes_over_limit", "LIMIT_EXCEEDED", "chunk_bytes above 2^30", chunk_bytes=(1 << 30) + 1)
+    bad("chunks_count_mismatch", "BAD_VALUE", "two chunk entries where 128 bytes in chunks of 48 make three",
+        chunks=table[:2])
+    bad("chunks_sum_mismatch", "PAYLOAD_MISMATCH", "a chunk table adding up to one byte more than the payload",
+        chunks=[table[0], table[1], table[2] + 1])
+    halves = [lz4c(raw[:64]), lz4c(raw[64:])]
+    two = {**d, "chunks": [len(x) for x in halves], "chunk_bytes": 65}
+    invalid("chunk_wrong_size", [pk(frame_header([two])), b"".join(halves)], "PAYLOAD_MISMATCH",
+            "chunk_bytes 65 but the first chunk announces 64 raw bytes (the second 64, where 63 are due)",
+            context=chunked)
+    corrupt = bytearray(payload)
+    corrupt[table[0] + 7] ^= 0xFF  # inside chunk 1's compressed block (after its 7-byte frame header)
+    bad("chunk_corrupt", "PAYLOAD_MISMATCH", "chunk 1's compressed data corrupted", frames=[pk(hd), bytes(corrupt)])
+    trailing = parts[0] + parts[1] + b"\x00" + parts[2]
+    bad("chunk_trailing_bytes", "PAYLOAD_MISMATCH", "a byte after chunk 1's lz4 frame (the table counts it)",
+        frames=[pk(frame_header([{**d, "chunks": [table[0], table[1] + 1, table[2]]}])), trailing])
 
 
 def style_vectors(valid: Any, invalid: Any, with_: Any, alb: bytes) -> None:
