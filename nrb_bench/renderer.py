@@ -407,15 +407,29 @@ def _timed_renderer(path: Path, threads: int) -> Any:
     return r
 
 
-def fast_path(model_dir: Path, quick: bool = False, threads: int = 2) -> dict[str, Any]:
-    """Renderer time per frame, today's path(s) against the float path before them (see the module docstring)."""
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """``"640x360,320x180"`` -> ((640, 360), (320, 180)); ValueError on anything else."""
+    sizes = []
+    for part in text.split(","):
+        w, sep, h = part.strip().lower().partition("x")
+        if not sep or not w.isdigit() or not h.isdigit() or int(w) < 8 or int(h) < 8:
+            raise ValueError(f"size {part!r} is not WIDTHxHEIGHT (at least 8x8)")
+        sizes.append((int(w), int(h)))
+    return tuple(sizes)
+
+
+def fast_path(model_dir: Path, quick: bool = False, threads: int = 2,
+              sizes: tuple[tuple[int, int], ...] | None = None, repeats: int | None = None) -> dict[str, Any]:
+    """Renderer time per frame, today's path(s) against the float path before them (see the module docstring);
+    ``sizes`` (default :data:`FAST_PATH_SIZES`, the smaller one only with ``quick``) and ``repeats`` (default 15,
+    5 with ``quick``) narrow the run."""
     import tempfile
 
     from bridge.renderers.neural import default_model
     from bridge.style.library import DEFAULT_LIBRARY
 
-    sizes = FAST_PATH_SIZES[1:] if quick else FAST_PATH_SIZES
-    repeats = 5 if quick else 15
+    sizes = sizes or (FAST_PATH_SIZES[1:] if quick else FAST_PATH_SIZES)
+    repeats = repeats or (5 if quick else 15)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32 before (float inputs)": _float_temporal_graph(model_dir, Path(tmp)),
@@ -686,13 +700,15 @@ def run(
     return res
 
 
-def run_fast_path(out_dir: Path | str, model_dir: Path | None = None, quick: bool = False) -> dict[str, Any]:
+def run_fast_path(out_dir: Path | str, model_dir: Path | None = None, quick: bool = False,
+                  sizes: tuple[tuple[int, int], ...] | None = None, repeats: int | None = None) -> dict[str, Any]:
     """Only the fast-path rows: rerun them into an existing ``renderer.json`` and rewrite ``renderer.md``."""
     from bridge.renderers.neural import WEIGHTS
 
     out = Path(out_dir)
     res = json.loads((out / "renderer.json").read_text())
-    res["fast_path"] = fast_path(Path(model_dir) if model_dir is not None else WEIGHTS, quick=quick)
+    res["fast_path"] = fast_path(Path(model_dir) if model_dir is not None else WEIGHTS, quick=quick, sizes=sizes,
+                                 repeats=repeats)
     (out / "renderer.json").write_text(json.dumps(res, indent=1))
     (out / "renderer.md").write_text(markdown(res))
     return res
@@ -700,7 +716,8 @@ def run_fast_path(out_dir: Path | str, model_dir: Path | None = None, quick: boo
 
 def _main(args: Any) -> int:
     if args.fast_path_only:
-        fp = run_fast_path(args.out, args.model_dir, args.quick)["fast_path"]
+        sizes = parse_sizes(args.fast_path_sizes) if args.fast_path_sizes else None
+        fp = run_fast_path(args.out, args.model_dir, args.quick, sizes, args.repeats)["fast_path"]
         print("\n".join(fast_path_markdown(fp)))
         return 0
     res = run(args.out, data=args.data, model_dir=args.model_dir, quick=args.quick)
@@ -723,8 +740,11 @@ def register(bench_sub: Any) -> None:
     p.add_argument(
         "--fast-path-only",
         action="store_true",
-        help="rerun only the CPU fast-path rows into an existing renderer.json (a few minutes)",
+        help="rerun only the CPU fast-path rows (640x360 and 320x180) into an existing renderer.json (1-3 min)",
     )
+    p.add_argument("--fast-path-sizes", default=None, metavar="WxH[,WxH]",
+                   help="with --fast-path-only: these sizes only (e.g. 640x360, the issue's target size)")
+    p.add_argument("--repeats", type=int, default=None, help="with --fast-path-only: interleaved repeats (default 15)")
     p.set_defaults(func=_main)
 
 

@@ -287,3 +287,14 @@ def test_quantize_guards_an_upscaling_model_against_full_resolution_ground_truth
                       candidates=("fp32_head",), log=lambda *_: None)
     assert out.is_file() and report["guard_frames"] > 0
     assert NeuralRenderer(model=out).render(_inputs(16, 24), _style_map(16, 24)).shape == (32, 48, 4)
+
+
+def test_the_fast_path_benchmark_runs_only_the_sizes_asked_for() -> None:
+    """``nrb bench renderer --fast-path-only --fast-path-sizes 640x360`` (the issue's target size alone)."""
+    from nrb_bench.renderer import parse_sizes
+
+    assert parse_sizes("640x360") == ((640, 360),)
+    assert parse_sizes("640x360, 320X180") == ((640, 360), (320, 180))
+    for bad in ("640", "640x", "x360", "640x360x2", "4x4", "-640x360"):
+        with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+            parse_sizes(bad)
