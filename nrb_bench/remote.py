@@ -82,6 +82,7 @@ class Cell:
     in_flight: int  # 0: libnrb's adaptive policy
     lossy: int = 0  # 1..100: the engine allows the image back lossily at this quality (protocol 6.3.1); 0: exact
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
+    chunks: bool = True  # the server accepts "chunked" (protocol 6.3.2); False: nrb serve --no-chunks
 
     @property
     def upscale(self) -> int:
@@ -92,12 +93,15 @@ class Cell:
         o, r = self.output, self.render
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
-        return f"{self.link.name} | {size} | {self.buffer_set} | {codec_label(self.codec, self.lossy, self.lossy_codec)} | {fif}"
+        codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks)
+        return f"{self.link.name} | {size} | {self.buffer_set} | {codec} | {fif}"
 
 
-def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg") -> str:
-    """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``)."""
-    return codec + (f" + {lossy_codec} q{lossy}" if lossy else "")
+def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True) -> str:
+    """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``); ``whole``
+    when the server took no chunks (``nrb serve --no-chunks``: one frame per buffer, as before protocol 6.3.2)."""
+    whole = " whole" if not chunks and codec != "none" else ""
+    return codec + whole + (f" + {lossy_codec} q{lossy}" if lossy else "")
 
 
 LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
@@ -241,7 +245,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of each thread of ``pid`` by its OS name (``nrb-io``, ``nrb-render-0``,
-    ``nrb-compress``, ``ZMQbg/IO/0``, ``python`` for the main thread...), threads of one name summed."""
+    ``nrb-pool``, ``nrb-chunk``, ``ZMQbg/IO/0``, ``python`` for the main thread...), threads of one name summed."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
     try:
@@ -277,12 +281,14 @@ def _descendants(pid: int) -> list[int]:
 class Server:
     """``nrb serve --renderer passthrough`` inside the server namespace."""
 
-    def __init__(self, net: Network, upscale: int, port: int) -> None:
+    def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True) -> None:
         cmd = ["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge", "-q", "serve", "--renderer",
                "passthrough", "--endpoint", f"tcp://{net.server_ip}:{port}", "--max-in-flight", "8", "--no-status",
                "--insecure"]  # the address exists only inside the bench's namespaces
         if upscale != 1:
             cmd += ["-o", f"upscale={upscale}"]
+        if not chunks:
+            cmd.append("--no-chunks")
         # libnrb sends only what WELCOME asks for: the passthrough renderer asks for a neural renderer's G-buffers
         cmd += ["-o", "wants=" + json.dumps(sorted(set(_formats("standard")) | set(_formats("compact"))))]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -624,6 +630,7 @@ class Options:
     in_flight: tuple[int, ...] = IN_FLIGHT
     lossy: tuple[int, ...] = (0,)  # lossy qualities the engine allows for the image (0: exact)
     lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
+    chunks: tuple[bool, ...] = (True,)  # servers with and without chunked payloads (an interleaved A/B)
     image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
     warmup: float = 1.5
@@ -660,17 +667,19 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc) for (o, r) in opts.sizes for bs in opts.sets
+            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch) for (o, r) in opts.sizes for bs in opts.sets
                      for codec in opts.codecs for lossy in opts.lossy
-                     for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight]
-            servers: dict[int, Server] = {}
+                     for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight
+                     for ch in (opts.chunks if codec != "none" else (True,))]
+            servers: dict[tuple[int, bool], Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
                 for rnd in range(opts.repeat):  # rounds interleave the cells: drift hits every cell alike
                     for cell in cells:
-                        if cell.upscale not in servers:
-                            servers[cell.upscale] = Server(net, cell.upscale, port + len(servers))
-                        srv = servers[cell.upscale]
+                        key = (cell.upscale, cell.chunks)
+                        if key not in servers:
+                            servers[key] = Server(net, cell.upscale, port + len(servers), cell.chunks)
+                        srv = servers[key]
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
                                 "lossy": cell.lossy, "lossy_codec": cell.lossy_codec, "seconds": opts.seconds,
@@ -707,7 +716,7 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
     entry: dict[str, Any] = {"link": cell.link.name, "rate_mbit": cell.link.rate_mbit, "rtt_ms": cell.link.rtt_ms,
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
                              "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy,
-                             "lossy_codec": cell.lossy_codec, "samples": samples}
+                             "lossy_codec": cell.lossy_codec, "chunks": cell.chunks, "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
         return entry
@@ -746,7 +755,7 @@ def _merge_threads(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median([r.get(k, 0.0) for r in rounds]) for k in sorted(names)}
 
 
-def _top(threads: dict[str, float], n: int = 4) -> str:
+def _top(threads: dict[str, float], n: int = 6) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])[:n] if v >= 0.5)
 
 
@@ -797,7 +806,8 @@ def markdown(res: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
-                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'))} | {c['in_flight'] or 'adaptive'}")
+                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True))} "
+                f"| {c['in_flight'] or 'adaptive'}")
         if "error" in c:
             lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
             continue
@@ -808,16 +818,20 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{c['up_mb']:.2f} | {c['down_mb']:.2f} | {c['limit_fps']:.1f} | {c['fraction']:.2f} | "
                      f"{fl.get('fps', float('nan')):.1f} | {(c.get('vs_floor') or float('nan')):.2f} | "
                      f"{c['engine_cpu_ms_per_frame']:.0f} | {c['server_cpu_ms_per_frame']:.0f} | {c['write_ms']:.1f} |")
-    lines += ["", "CPU ms per frame by thread (the top four; `python` is a process's main thread, `nrb-io` libnrb's or "
-              "the server's I/O thread, `nrb-compress` libnrb's compression pool, `nrb-render-N` a server render "
-              "worker, `ZMQbg/IO/0` ZeroMQ's I/O thread):", "",
+    lines += ["", "CPU ms per frame by thread (the top six; `python` is a process's main thread (the engine's: writing "
+              "the G-buffers), `nrb-io` libnrb's or the server's I/O thread, `nrb-pool` libnrb's pool (compressing "
+              "frames, decompressing or decoding images; protocol section 6.3.2; `nrb-compress` in earlier builds, "
+              "compressing only, with the I/O thread helping), `nrb-render-N` a server render "
+              "worker (the 2x upscale, a JPEG/WebP encode, a codec's work when not chunked), `nrb-chunk` the "
+              "server's chunk threads (decompressing a frame's chunks, compressing the image's), `ZMQbg/IO/0` "
+              "ZeroMQ's I/O thread):", "",
               "| link | output | G-buffers | set | codec | in flight | engine threads | server threads |",
               "|---|---|---|---|---|---|---|---|"]
     for c in res["cells"]:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
-                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'))} | {c['in_flight'] or 'adaptive'} | "
+                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True))} | {c['in_flight'] or 'adaptive'} | "
                      f"{_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
@@ -859,6 +873,9 @@ def add_arguments(p: Any) -> None:
                    help="let the image come back as JPEG at quality Q (protocol 6.3.1); 0 = exact (default)")
     p.add_argument("--lossy-codec", action="append", choices=("jpeg", "webp"),
                    help="the lossy image codec of --lossy (default jpeg; repeat for both)")
+    p.add_argument("--chunks", action="append", choices=("on", "off"),
+                   help="the server accepts chunked payloads (protocol 6.3.2): on (default), off (nrb serve "
+                        "--no-chunks, one frame per buffer); both: an interleaved A/B of every codec cell")
     p.add_argument("--no-image-codecs", action="store_true", help="skip the image codec table")
     p.add_argument("--note", action="append", default=[], help="a finding to print with the report (repeatable)")
     p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
@@ -874,6 +891,7 @@ def main(args: Any) -> int:
     opts = Options(links=tuple(args.link or LINKS), sizes=tuple(args.size or SIZES), sets=tuple(args.set or SETS),
                    codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
+                   chunks=tuple(c == "on" for c in (args.chunks or ["on"])),
                    image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
                    repeat=max(1, args.repeat),
                    floor=not args.no_floor)

@@ -230,3 +230,29 @@ def test_libnrb_over_tcp_with_compression_gets_every_image_back_exact(passthroug
         s = c.stats()
         assert s["results_received"] >= 4
         assert s["bytes_received"] < s["results_received"] * W * H * 4  # the images came back compressed
+
+
+def test_nrb_serve_no_chunks_answers_as_an_older_server_and_libnrb_still_gets_exact_images(tmp_path: Any) -> None:
+    """``nrb serve --no-chunks`` (what ``nrb bench remote --chunks off`` compares against) leaves "chunked" out of
+    WELCOME: libnrb, which offers it, then sends and receives one frame per buffer, and its images stay exact."""
+    from bridge.client import Client
+
+    with served(tmp_path, "--renderer", "passthrough", "--no-chunks") as srv:
+        with Client(srv.endpoint) as py:
+            welcome = py.hello((W, H), [BufferSpec("hudless_color", "rgba8_srgb")], capabilities=["lz4", CHUNKED])
+            assert CHUNKED not in welcome.capabilities
+            py.bye()
+        with _native_client(srv.endpoint, compression="lz4") as c:
+            for seed in (11, 12):
+                fid = c.begin()
+                img = _image(seed)
+                c.tag_buffer("hudless_color", "rgba8_srgb", img)
+                c.submit()
+                end = time.monotonic() + 20
+                while True:
+                    got = c.acquire_result(with_info=True)
+                    if got is not None and got[1]["frame_id"] == fid:
+                        assert np.array_equal(np.asarray(got[0]).reshape(H, W, 4), img)
+                        break
+                    assert time.monotonic() < end, c.stats()
+                    time.sleep(0.005)

@@ -116,6 +116,9 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
     p.add_argument("--doorbell", action=argparse.BooleanOptionalAction, default=True,
                    help="accept the engine's doorbell FIFOs for shared-memory sessions (protocol section 7.1); "
                         "--no-doorbell keeps every header on ZeroMQ")
+    p.add_argument("--chunks", action=argparse.BooleanOptionalAction, default=True,
+                   help="accept compressed payloads in parallel chunks from engines that offer them (protocol section "
+                        "6.3.2); --no-chunks answers as a server that predates them (one frame per buffer)")
     p.add_argument("--metrics", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                    help="live status line on stderr (default: when stderr is a terminal)")
@@ -137,7 +140,7 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         max_total_bytes=args.max_total_bytes, max_sessions_per_peer=args.max_sessions_per_peer,
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
-        status=status, doorbell=args.doorbell, workers=args.workers, worker_threads=args.worker_threads,
+        status=status, doorbell=args.doorbell, chunks=args.chunks, workers=args.workers, worker_threads=args.worker_threads,
     )
 
 

@@ -111,7 +111,7 @@ class Admission:
         if why:
             raise ProtocolError(ErrorCode.BAD_VALUE, f"buffers: {why}")
         caps = [c for c in COMPRESSIONS if c in hello.capabilities]
-        if caps and CHUNKED in hello.capabilities:  # section 6.3.2: payloads in chunks, either way
+        if caps and CHUNKED in hello.capabilities and cfg.chunks:  # section 6.3.2: payloads in chunks, either way
             caps.append(CHUNKED)
         pool = None
         if "shm" in hello.capabilities and hello.shm is not None:

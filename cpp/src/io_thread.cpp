@@ -320,6 +320,10 @@ void IoThread::try_send_hello(TimePoint now) {
   if (pool_ && bell_) h.capabilities.emplace_back("doorbell");
   if (opts_.compression != wire::Compression::none) {
     h.capabilities.emplace_back(wire::compression_name(opts_.compression));
+    // The strong codec for what we send, the fast one for what comes back: with zstd we also take lz4, so the
+    // renderer may return the image with it (nrb serve does: the image is 4x the G-buffers' pixels at a 2x upscale,
+    // and lz4 costs both sides about half of zstd's CPU for it). We still compress with the configured codec.
+    if (opts_.compression == wire::Compression::zstd) h.capabilities.emplace_back("lz4");
     h.capabilities.emplace_back("chunked");  // section 6.3.2: we decompress chunks in parallel, and send them
   }
   h.render_size = opts_.render_size;

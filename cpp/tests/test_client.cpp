@@ -247,6 +247,30 @@ TEST_CASE("client: with chunked compression a 1 MiB buffer goes out in chunks an
   }
 }
 
+TEST_CASE("client: set to zstd it sends zstd and takes the image back in lz4, the fast codec") {
+  TestRenderer::Options o;
+  o.output_compression = nrb::wire::Compression::lz4;  // answers lz4 only when the engine offered it
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg->compression = NRB_COMPRESSION_ZSTD;
+  nrb::client c(cfg);
+  REQUIRE(wait_for([&] { return connected(c); }));
+  const std::vector<std::string> caps = r.hellos().at(0).capabilities;
+  CHECK(std::find(caps.begin(), caps.end(), "zstd") != caps.end());
+  CHECK(std::find(caps.begin(), caps.end(), "lz4") != caps.end());
+  CHECK(c.stats().compression_active == NRB_COMPRESSION_ZSTD);
+  CHECK(render_until(c, 3) == 3);  // the lz4 images come back exact (render_until compares every pixel)
+  auto frames = r.frames();
+  REQUIRE_FALSE(frames.empty());
+  bool zstd = false, other = false;
+  for (const auto& b : frames.front().buffers) {
+    zstd = zstd || b.compression == nrb::wire::Compression::zstd;
+    other = other || b.compression == nrb::wire::Compression::lz4;
+  }
+  CHECK(zstd);
+  CHECK_FALSE(other);
+}
+
 TEST_CASE("client: a renderer that does not offer compression gets raw buffers") {
   TestRenderer::Options o;
   o.accept.clear();
