@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "protocol.hpp"
@@ -50,12 +52,54 @@ std::vector<uint8_t> frames_bytes(const Encoded& e) {
   return out;
 }
 
+// The inline buffers of a decoded FRAME or RESULT.
+std::vector<BufferDesc*> inline_buffers(Message& m) {
+  std::vector<BufferDesc*> out;
+  if (auto* f = std::get_if<Frame>(&m))
+    for (auto& b : f->buffers)
+      if (b.is_inline()) out.push_back(&b);
+  if (auto* res = std::get_if<Result>(&m))
+    if (res->output && res->output->is_inline()) out.push_back(&*res->output);
+  return out;
+}
+
+// Decompressing later (defer_decompression, then inflate(): libnrb's RESULT path, nrb serve's FRAME path; chunks
+// through a runner, section 6.3.2) must agree with decompressing at once: the same pixels when that succeeds, and
+// when it fails on a payload, a deferred decode that succeeds must fail in inflate() with the same code.
+void check_deferred(const std::vector<Bytes>& frames, const DecodeOptions& opts, const DecodeResult& direct) {
+  DecodeOptions later = opts;
+  later.defer_decompression = true;
+  DecodeResult d = decode(frames.data(), frames.size(), later);
+  if (!d.ok()) {
+    if (direct.ok() || d.error.code != direct.error.code) std::abort();
+    return;
+  }
+  const ParallelRunner run = [](std::vector<std::function<void()>>& jobs) {
+    for (size_t i = jobs.size(); i-- > 0;) jobs[i]();  // out of order, as threads may run them
+  };
+  std::optional<DecodeError> failed;
+  for (BufferDesc* b : inline_buffers(*d.message))
+    if (!failed) failed = inflate(*b, &run);
+  if (direct.ok() == failed.has_value()) std::abort();
+  if (failed) {
+    if (failed->code != direct.error.code) std::abort();
+    return;
+  }
+  auto a = inline_buffers(const_cast<Message&>(*direct.message));
+  auto b = inline_buffers(*d.message);
+  if (a.size() != b.size()) std::abort();
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i]->size != b[i]->size || (a[i]->size && std::memcmp(a[i]->data, b[i]->data, a[i]->size) != 0))
+      std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::vector<Bytes> frames = split(data, size);
   const DecodeOptions opts = options();
   const DecodeResult r = decode(frames.data(), frames.size(), opts);
+  check_deferred(frames, opts, r);
   if (!r.ok()) {
     const auto c = static_cast<uint64_t>(r.error.code);
     if (c < 1 || c > 14 || r.error.message.empty()) std::abort();
