@@ -256,7 +256,10 @@ void IoThread::step(TimePoint now) {
       if (enabled) {
         state_ = State::connected;
         send_frames(now);
-      } else if (pipeline_.in_flight() == 0 || now >= state_deadline_) {
+        break;
+      }
+      flush_outgoing(now);  // frames taken before the disable still go out once compressed (and are answered)
+      if (pipeline_.in_flight() == 0 || now >= state_deadline_) {
         close_session(true);
         state_ = State::idle;
       }
