@@ -14,7 +14,9 @@
  *     lifetime).
  *   - Threads: "render thread" below means "one thread at a time per client" (normally the engine's render
  *     thread); functions marked "any thread" may be called concurrently from any thread. No function blocks on
- *     the network: an internal I/O thread per client owns the ZeroMQ socket.
+ *     the network: an internal I/O thread per client owns the ZeroMQ socket. With compression or lossy return on,
+ *     a small pool of worker threads per client ("nrb-pool", 2..4) compresses the frames and decompresses or
+ *     decodes the returned images, so neither the engine's threads nor the I/O thread spend time on codecs.
  *
  * ABI version 1 (NRB_ABI_VERSION, nrb_get_abi_version()) is frozen: every function, struct layout (at the struct
  * versions listed below), enumerator and constant of this header keeps its meaning and binary form. Later versions
@@ -177,7 +179,9 @@ enum {
 };
 
 /* Per-buffer compression of inline payloads (section 6.3), used only when the renderer accepts it in WELCOME.
- * A buffer whose compressed form is not smaller than the raw bytes is sent raw. Never applied to shm buffers. */
+ * A buffer whose compressed form is not smaller than the raw bytes is sent raw. Never applied to shm buffers.
+ * Buffers of 512 KiB or more go in independent chunks when the renderer accepts "chunked" (section 6.3.2). ZSTD
+ * also offers lz4, so the renderer may return the image with the faster codec. */
 typedef uint32_t nrb_compression;
 enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2 };
 
