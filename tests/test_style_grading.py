@@ -281,6 +281,52 @@ def test_a_map_of_object_mixes_grades_group_by_group_exactly_as_pixel_by_pixel()
     assert np.array_equal(grade(IMAGE8, smooth, lib, inputs), grade(IMAGE8, smooth, lib, inputs, max_groups=0))
 
 
+def test_a_look_over_most_of_the_frame_with_a_few_other_objects_grades_each_pixel_by_its_own_mix() -> None:
+    """The usual game frame: one graded look over most of the screen (the world: fog, white balance, a LUT), one
+    object with another graded mix and one kept neutral. Each pixel comes out as grading the frame with its own mix
+    alone would make it, the neutral object's pixels untouched, the depth used for fog the pixel's own."""
+    lib = LiveLibrary(DEFAULT_LIBRARY)
+    lib.update([StyleDef("warm", {"temperature": 0.4, "fog": 0.05, "gain": [1.0, 0.95, 0.9]}, lut=warm_lut(9)),
+                make_def("cold", {"temperature": -0.8, "hue": 10.0}, origin="test")])
+    s = len(lib)
+    warm, cold = lib.index("warm"), lib.index("cold")
+    objects = np.zeros((H // 2, W // 2), np.int64)  # the map at the render size: the world is object 0
+    objects[2:5, 3:9] = 1  # an object with its own graded look
+    objects[7:10, 10:14] = 2  # an object kept neutral (identity)
+    mixes = np.zeros((3, s), np.float32)
+    mixes[0, warm] = 1.0
+    mixes[1, [warm, cold]] = 0.25, 0.75
+    mixes[2, 0] = 1.0
+    depth = (RNG.random((H, W)) * 50).astype(np.float32)
+    from bridge.protocol import Buffer
+
+    inputs = RenderInputs({"linear_depth": Buffer.from_array("linear_depth", "r32f", depth)}, size=(W, H))
+    out = grade(IMAGE8, mixes[objects], lib, inputs)
+    full = np.repeat(np.repeat(objects, 2, 0), 2, 1)
+    for k in range(3):
+        alone = grade(IMAGE8, np.broadcast_to(mixes[k], (H // 2, W // 2, s)), lib, inputs)
+        assert np.array_equal(out[full == k], alone[full == k]), k
+    assert np.array_equal(out[full == 2], IMAGE8[full == 2]) and not np.array_equal(out[full == 0], IMAGE8[full == 0])
+
+
+def test_a_whole_frame_intensity_mixes_8_bit_images_as_the_linear_light_formula() -> None:
+    """Intensity 0.3 over the frame: every pixel is the engine's and the re-rendered value mixed in linear light,
+    sRGB-encoded and rounded, for all 256 x 256 pairs of 8-bit values (the stage looks the pairs up)."""
+    e, n = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    engine = np.stack([e, n, e, np.full_like(e, 255)], axis=-1)
+    image = np.stack([n, e, n, np.full_like(n, 7)], axis=-1)
+    from bridge.protocol import Buffer
+
+    inputs = RenderInputs({"hudless_color": Buffer.from_array("hudless_color", "rgba8_srgb", engine)}, size=(256, 256))
+    state = StyleState(DEFAULT_LIBRARY)
+    state.set_intensity(0.3)
+    out = post_process(image, inputs, state)
+    el, nl = srgb8_to_linear(engine[..., :3]), srgb8_to_linear(image[..., :3])
+    expect = to_srgb8(linear_to_srgb(el + (nl - el) * np.float32(0.3)))
+    assert np.abs(out[..., :3].astype(int) - expect.astype(int)).max() <= 1  # the stage's 16-bit encoding table
+    assert (out[..., :3] != expect).mean() < 0.01 and np.array_equal(out[..., 3], image[..., 3])
+
+
 # ------------------------------------------------------------------------------------------ library and map
 
 def test_a_defined_style_is_drawn_by_its_base_or_nearest_preset() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,10 +115,9 @@ def _colour_matrix(prm: np.ndarray) -> np.ndarray | None:
     return (rot * gains[:, None, :]).astype(np.float32)
 
 
-def grade_pixels(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
-    """Steps 1-5 on (3, N) linear colour planes with (N or 1, len(GRADING_PARAMS)) parameters and (N,) linear
-    depths (None: no fog); returns (3, N) sRGB-encoded 0..1. Contiguous channel planes: numpy streams them several
-    times faster than interleaved (N, 3) columns."""
+def _linear_steps(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-3 (fog, white balance, hue) on (3, N) linear planes: (the graded linear planes, the parameters as
+    (P, N or 1) planes)."""
     c = np.array(lin, dtype=np.float32)  # (3, N), a copy we may modify
     p = np.ascontiguousarray(prm.T, dtype=np.float32)  # (P, N or 1)
     fog = p[_FOG]
@@ -132,7 +132,11 @@ def grade_pixels(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> 
     if m is not None:
         mt = np.ascontiguousarray(m.transpose(1, 2, 0))  # (3, 3, N or 1)
         c = np.stack([c[0] * mt[i, 0] + c[1] * mt[i, 1] + c[2] * mt[i, 2] for i in range(3)])
-    e = encode_srgb(c)
+    return c, p
+
+
+def _display_steps(e: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Step 5 (lift / gamma / gain) on sRGB-encoded planes ``e`` with the parameter planes ``p``."""
     lift, gamma, gain = p[_LIFT], p[_GAMMA], p[_GAIN]
     if lift.any() or (gain != 1).any():
         e = gain * e + lift * (np.float32(1) - e)
@@ -140,6 +144,61 @@ def grade_pixels(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> 
     if (gamma != 1).any():
         e = np.power(e, np.float32(1) / np.maximum(gamma, np.float32(1e-3)), dtype=np.float32)
     return e
+
+
+def grade_pixels(lin: np.ndarray, prm: np.ndarray, depth: np.ndarray | None) -> np.ndarray:
+    """Steps 1-5 on (3, N) linear colour planes with (N or 1, len(GRADING_PARAMS)) parameters and (N,) linear
+    depths (None: no fog); returns (3, N) sRGB-encoded 0..1. Contiguous channel planes: numpy streams them several
+    times faster than interleaved (N, 3) columns."""
+    c, p = _linear_steps(lin, prm, depth)
+    return _display_steps(encode_srgb(c), p)
+
+
+class _ToneTables:
+    """Steps 4-5 (sRGB-encode, lift / gamma / gain) and the final rounding for one parameter row, as (3, 65536)
+    tables over ``encode_srgb``'s own table index: the stage's encoded value of a channel is a function of that index
+    alone, so a whole-frame mix (one row: a global look, or one object's group) looks each channel up once instead of
+    running five to eight whole-image passes; the same float32 operations on the table's entries give the same
+    values. Built per row (a tween makes a new row each frame: 3 x 65536 entries against 3 x W x H pixels)."""
+
+    def __init__(self, row: np.ndarray) -> None:
+        p = np.ascontiguousarray(row[None, :].T, dtype=np.float32)  # (P, 1), as grade_pixels has them
+        self.encoded = _display_steps(np.broadcast_to(_ENC, (3, _TABLE)), p)  # (3, 65536) float32
+        if self.encoded.base is not None or not self.encoded.flags.writeable:
+            self.encoded = np.array(self.encoded)  # neutral step 5 returns the broadcast view
+        self._u8: np.ndarray | None = None
+        self._lin: np.ndarray | None = None
+
+    def final(self, dtype: np.dtype[Any]) -> np.ndarray:
+        """Step 7 folded in: uint8 (rounded) or float32 linear values per index."""
+        if dtype == np.uint8:
+            if self._u8 is None:
+                self._u8 = to_srgb8(self.encoded)
+            return self._u8
+        if self._lin is None:
+            self._lin = srgb_to_linear(self.encoded)
+        return self._lin
+
+
+_TONES: dict[bytes, _ToneTables] = {}
+
+
+def _tones(row: np.ndarray) -> _ToneTables:
+    """The tone tables of a parameter row, cached by its step-5 values (a few looks per session; the cache is
+    dropped when it grows past 32 rows, as a long tween makes a new row every frame)."""
+    key = np.ascontiguousarray(row[_LIFT.start:_GAIN.stop], np.float32).tobytes()
+    t = _TONES.get(key)
+    if t is None:
+        if len(_TONES) >= 32:
+            _TONES.clear()
+        t = _TONES[key] = _ToneTables(row)
+    return t
+
+
+def _lookup(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``out[c] = table[c][idx[c]]`` per channel plane."""
+    for ch in range(3):
+        np.take(table[ch], idx[ch], out=out[ch], mode="clip")
 
 
 #: A per-pixel style map with at most this many distinct weight rows (one per object or material mix, the usual
@@ -200,6 +259,8 @@ def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, input
         out = image.copy()
         _grade_into(out.reshape(-1, out.shape[2]), None, weights, table, styles, depth)
         return out
+    if not any(style_map[..., i].any() for i in graded):  # a per-object map of presets only: no groups to find
+        return image
     groups = _groups(style_map, out_hw, max_groups)
     if groups is not None:
         rows, gid = groups
@@ -208,9 +269,34 @@ def grade(image: np.ndarray, style_map: np.ndarray, library: StyleLibrary, input
             return image
         out = image.copy()
         pix = out.reshape(-1, out.shape[2])
+        if len(rows) == 1:
+            _grade_into(pix, None, rows[0][None, :], table, styles, depth)
+            return out
+        counts = np.bincount(gid, minlength=len(rows))
+        big = int(np.argmax(counts))
+        if big not in todo or 2 * counts[big] < gid.size:
+            for g in todo:
+                _grade_into(pix, np.flatnonzero(gid == g), rows[g][None, :], table, styles, depth)
+            return out
+        # One mix covers most of the frame (the world's look; the weapon, a boss differ): the other pixels are
+        # taken out, graded by their own mixes or kept, and put back after the whole image is graded with the big
+        # mix in place: no gather and scatter of most of the frame.
+        rest = np.flatnonzero(gid != big)
+        kept = pix[rest]
+        rest_gid = gid[rest]
+        rest_depth: list[np.ndarray | None] = []
+
+        def depth_rest() -> np.ndarray | None:
+            if not rest_depth:
+                z = depth()
+                rest_depth.append(None if z is None else z[rest])
+            return rest_depth[0]
+
         for g in todo:
-            sel = None if len(rows) == 1 else np.flatnonzero(gid == g)
-            _grade_into(pix, sel, rows[g][None, :], table, styles, depth)
+            if g != big:
+                _grade_into(kept, np.flatnonzero(rest_gid == g), rows[g][None, :], table, styles, depth_rest)
+        _grade_into(pix, None, rows[big][None, :], table, styles, depth)
+        pix[rest] = kept
         return out
     if style_map.shape[:2] != out_hw:
         style_map = _nearest(style_map, out_hw)
@@ -239,10 +325,21 @@ def _grade_into(pix: np.ndarray, sel: np.ndarray | None, weights: np.ndarray, ta
     luts = [(i, styles[i].lut) for i in used if styles[i].lut is not None]
     n = lin.shape[1]
     new = np.empty((3, n), pix.dtype)
+    # one row (a global look, one group): steps 4-5, and 7 without LUTs, by table
+    tones = _tones(prm[0]) if len(prm) == 1 and pix.dtype in (np.uint8, np.float32) else None
     for a in range(0, n, _CHUNK):  # chunks: the temporaries stay in cache and off the page-fault path
         b = min(a + _CHUNK, n)
-        p = prm if len(prm) == 1 else prm[a:b]
-        e = grade_pixels(lin[:, a:b], p, None if zs is None else zs[a:b])
+        if tones is not None:
+            c, _ = _linear_steps(lin[:, a:b], prm, None if zs is None else zs[a:b])
+            idx = _table_index(c)
+            if not luts:
+                _lookup(tones.final(pix.dtype), idx, new[:, a:b])
+                continue
+            e = np.empty((3, b - a), np.float32)
+            _lookup(tones.encoded, idx, e)
+        else:
+            p = prm[a:b]
+            e = grade_pixels(lin[:, a:b], p, None if zs is None else zs[a:b])
         if luts:
             e0 = e
             e = e0.copy()
@@ -313,6 +410,24 @@ def exclusion_mask(inputs: RenderInputs, state: StyleState) -> np.ndarray | None
     return m
 
 
+_MIXES: dict[float, np.ndarray] = {}
+
+
+def _mix_table(intensity: np.float32) -> np.ndarray:
+    """(65536,) uint8: the mix of an 8-bit engine value e and re-rendered value n at ``intensity``, at index
+    ``e << 8 | n``: the same float32 steps as the per-pixel path (linear light, sRGB-encoded, rounded) for each of
+    the 65536 pairs, so a whole-frame intensity costs one lookup per channel. Cached for the last few intensities
+    (a tween makes a new one each frame)."""
+    key = float(intensity)
+    table = _MIXES.get(key)
+    if table is None:
+        if len(_MIXES) >= 8:
+            _MIXES.clear()
+        e, n = _SRGB8[:, None], _SRGB8[None, :]
+        table = _MIXES[key] = to_srgb8(encode_srgb(e + (n - e) * intensity)).reshape(-1)
+    return table
+
+
 def post_process(image: np.ndarray, inputs: RenderInputs, state: StyleState) -> np.ndarray:
     """Blend the re-rendered ``image`` with the engine's ``hudless_color``: per pixel the re-rendered amount is
     ``intensity · (1 - mask)`` (``exclusion_mask``: excluded ids and the engine's ``neural_mask``). Pixels with amount 0 get the engine's pixels exactly, amount 1 are untouched, the rest
@@ -333,7 +448,8 @@ def post_process(image: np.ndarray, inputs: RenderInputs, state: StyleState) -> 
     out_hw = image.shape[:2]
     if inputs.buffers["hudless_color"].format == "rgba8_srgb":
         engine8 = _nearest(inputs.raw("hudless_color")[..., :3], out_hw)
-        engine_lin = _SRGB8[engine8]
+        # (not needed where one intensity mixes 8-bit values: that is looked up in ``_mix_table``)
+        engine_lin = engine8 if mask is None and image.dtype == np.uint8 else _SRGB8[engine8]
     else:
         engine_lin = _nearest(inputs["hudless_color"][..., :3], out_hw)
         engine8 = to_srgb8(encode_srgb(engine_lin))
@@ -343,10 +459,13 @@ def post_process(image: np.ndarray, inputs: RenderInputs, state: StyleState) -> 
     if mask is None:  # one amount for the whole frame: plain array arithmetic, no per-pixel selection
         if intensity <= 0.0:
             rgb[...] = engine_px
+        elif image.dtype == np.uint8:  # 8-bit engine and re-rendered values: every pair's mix, looked up
+            pair = engine8.astype(np.uint16) << np.uint16(8)
+            pair |= rgb
+            np.take(_mix_table(intensity), pair, out=rgb, mode="clip")
         else:
-            lin = _SRGB8[rgb] if image.dtype == np.uint8 else rgb.astype(np.float32)
-            mixed = engine_lin + (lin - engine_lin) * intensity
-            rgb[...] = to_srgb8(encode_srgb(mixed)) if image.dtype == np.uint8 else mixed.astype(image.dtype)
+            mixed = engine_lin + (rgb.astype(np.float32) - engine_lin) * intensity
+            rgb[...] = mixed.astype(image.dtype)
         return out
     amount = _nearest(intensity * (np.float32(1) - mask), out_hw)
     zero = amount <= 0.0
