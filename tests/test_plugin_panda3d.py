@@ -570,3 +570,20 @@ def test_demo_writes_no_file_inside_its_timed_loop_and_reports_where_the_time_go
                   "frame"):
         assert stage in bd and bd[stage] >= 0.0, stage
     assert bd["frame"] == pytest.approx(report["wall_s"] * 1e3 / report["frames"], rel=0.01)
+    # pipelined by default, as a game runs: Panda3D renders frame N+1 while the server renders N, libnrb's default
+    # frames in flight (adaptive: 1 against this renderer-bound server)
+    assert report["pipeline"] is True and report["client_stats"]["in_flight_limit"] == 1
+    # where the time goes, engine / transfer / server model / server other / waiting, and the CPU time per frame of
+    # both processes against what 15 fps leaves on this machine's cores
+    where = report["where_ms"]
+    for part in ("engine", "transfer", "server_model", "server_other", "waiting", "frame"):
+        assert part in where and where[part] >= 0.0, part
+    assert where["engine"] == pytest.approx(sum(bd[k] for k in ("prepare", "render", "readback", "copy", "submit",
+                                                                 "display")), abs=0.05)
+    split = report["server_split_ms"]  # read from the server's own metrics, around the timed loop
+    assert split["frames"] >= 5 and split["model"] > 0.0
+    assert split["total"] == pytest.approx(split["model"] + split["post"] + split["other"], abs=0.05)
+    cpu = where["cpu_ms"]
+    assert cpu["engine"] > 0.0 and cpu["server"] > 0.0 and cpu["total"] == pytest.approx(cpu["engine"] + cpu["server"],
+                                                                                        abs=0.05)
+    assert cpu["budget_at_15fps"] == pytest.approx(cpu["cores"] * 1000.0 / 15.0, abs=0.1)

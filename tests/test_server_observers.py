@@ -153,6 +153,9 @@ def test_metrics_endpoint_and_status_snapshot_report_the_same_counts() -> None:
     assert metrics['nrb_errors_total{code="NO_SESSION"}'] == counts["error_NO_SESSION"] == 1
     assert metrics["nrb_sessions"] == 1
     assert metrics["nrb_frame_latency_seconds_count"] == metrics["nrb_render_seconds_count"] == counts["rendered"]
+    # the renderer's own call, of each rendered frame's render time (the rest is grading and post)
+    assert metrics["nrb_model_seconds_count"] == counts["rendered"]
+    assert 0 < metrics["nrb_model_seconds_sum"] <= metrics["nrb_render_seconds_sum"]
 
 
 def test_a_shared_memory_session_is_recorded_with_its_pixels_inline(tmp_path: Any) -> None:

@@ -44,6 +44,8 @@ class FrameDone:
     timing: Timing
     style_digest: bytes | None = None  # of the style map the frame was rendered with (only when ``wants_detail``)
     error: str | None = None
+    #: of ``timing.render_ms`` (status ``ok``), the renderer's own call; the rest is the grading and post stage
+    model_ms: float | None = None
 
 
 class Observer:
@@ -211,6 +213,8 @@ class Metrics(Observer):
                                  registry=self.registry)
         self.render = Histogram("nrb_render_seconds", "Renderer time per frame", buckets=buckets,
                                 registry=self.registry)
+        self.model = Histogram("nrb_model_seconds", "Of the renderer time, the renderer's own call (the rest: "
+                               "grading, intensity and masks)", buckets=buckets, registry=self.registry)
         self.registry.register(_StatsCollector(stats, gauges))
         self._http: Any = None
 
@@ -223,6 +227,8 @@ class Metrics(Observer):
     def frame_done(self, done: FrameDone) -> None:
         if done.status == "ok":
             self.render.observe(done.timing.render_ms / 1e3)
+            if done.model_ms is not None:
+                self.model.observe(done.model_ms / 1e3)
             self.latency.observe(done.timing.total_ms / 1e3)
 
     def close(self) -> None:

@@ -166,9 +166,13 @@ class FrameProcessor:
             library = self.styles.library
             if sess.renderer.style_params:  # draws every style from its parameters: the whole map and the table
                 inputs.style_table = library.shading_table()
+                t_model = time.perf_counter_ns()
                 image = sess.renderer.render(inputs, style_map)
             else:  # a defined style's weight goes to its base preset
-                image = sess.renderer.render(inputs, library.renderer_map(style_map))
+                renderer_map = library.renderer_map(style_map)
+                t_model = time.perf_counter_ns()
+                image = sess.renderer.render(inputs, renderer_map)
+            model_ms = _elapsed_ms(t_model)  # the renderer's own call: what the observers split render_ms by
             # exact grading of the pixels' styles (hue, white balance, lift/gamma/gain, fog, .cube LUTs), then the
             # session's intensity and masks against the engine's image; both skip frames they cannot change
             image = post_process(grade(image, style_map, self.styles.library, inputs), inputs, sess.pipeline.state)
@@ -201,7 +205,8 @@ class FrameProcessor:
             recorded = [encode_header(inline), pixels]
         sess.answered_current = True
         self.outbox.send_wire(item.routing_id, wire, sess.doorbell)
-        self.observers.frame_done(FrameDone(sess.id, frame.frame, "ok", recorded, timing, digest))
+        self.observers.frame_done(FrameDone(sess.id, frame.frame, "ok", recorded, timing, digest,
+                                            model_ms=model_ms))
 
     def answer_skipped(self, sess: Session, item: QueuedFrame) -> list[Any]:
         """Encode and count the ``skipped`` RESULT of a frame answered on arrival (superseded, or predicted late:

@@ -17,13 +17,16 @@ bytes) and everything is converted and written after the clock stops. ``timing.j
 went: ``prepare`` (object matrices, frame begin), ``render`` (Panda3D: raster, G-buffers, GPU pack pass, window),
 ``readback`` + ``copy`` (packed targets to RAM, then into libnrb's shared-memory slots), ``submit``, ``wait``
 (lock-step: until the server answered), ``display`` (acquire the result, upload it), ``capture`` (the demo's own
-copies for its outputs) and, from each RESULT's timing, ``server`` (the server's total for that frame).
+copies for its outputs) and, from each RESULT's timing, ``server`` (the server's total for that frame);
+``where_ms`` sums that up as engine / transfer / server model / server other / waiting, with the server's split read
+from its own metrics (``nrb serve --metrics``) around the timed loop, and the CPU time per frame of the engine and
+the server processes (``cpu_ms``) against the core-milliseconds a 15 fps frame has on this machine.
 
-By default the run is *lock-step* (``--sync``): after each frame the game waits until the server has answered it,
-so neural frame N always pairs with raster frame N and every frame gets a neural image whatever the renderer's
-speed. ``--pipeline`` runs it one frame behind: after submitting frame N the game waits for the answer to N-1, so
-Panda3D renders frame N+1 while the server renders N (each neural image is shown one frame later; the saved neural
-frame N still pairs with raster frame N).
+By default the run is *pipelined* (``--sync --pipeline``), as a game with libnrb's default frames in flight runs:
+after submitting frame N the game waits for the answer to N-1, so Panda3D renders frame N+1 while the server renders
+N; every frame gets a neural image whatever the renderer's speed, shown one frame later (the saved neural frame N
+still pairs with raster frame N). ``--no-pipeline`` is *lock-step*: after each frame the game waits until the server
+has answered it, so the engine and the server never work at the same time.
 ``--no-sync`` runs the game at full speed as a real game would: results arrive when they arrive and frames without
 a fresh one fall back to the raster image (counted in the report).
 """
@@ -250,6 +253,82 @@ def frame_breakdown(records: list[Any], wall_s: float) -> dict[str, float]:
     return {k: round(v, 2) for k, v in out.items()}
 
 
+#: the server's frame histograms (Prometheus, ``nrb serve --metrics``) the demo reads around its timed loop
+SERVER_HISTOGRAMS = {"total": "nrb_frame_latency_seconds", "render": "nrb_render_seconds",
+                     "model": "nrb_model_seconds"}
+
+
+def read_server_metrics(url: str | None) -> dict[str, float] | None:
+    """The sums (s) and counts of the server's frame histograms (:data:`SERVER_HISTOGRAMS`) now, or None without a
+    metrics endpoint or when it does not answer (a server started elsewhere: ``--endpoint``)."""
+    if url is None:
+        return None
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for key, name in SERVER_HISTOGRAMS.items():
+            for suffix in ("_sum", "_count"):
+                if line.startswith(f"{name}{suffix} "):
+                    out[key + suffix] = float(line.rsplit(" ", 1)[1])
+    return out if len(out) == 2 * len(SERVER_HISTOGRAMS) else None
+
+
+def server_split(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    """Mean ms per frame the server rendered between two :func:`read_server_metrics` readings: ``total`` (received
+    to answered: the RESULT's ``total_ms``), of which ``model`` (the renderer's own call), ``post`` (grading,
+    intensity and masks) and ``other`` (queue, shared-memory copy, style map, encode); {} without readings."""
+    if before is None or after is None:
+        return {}
+    n = after["total_count"] - before["total_count"]
+    if n <= 0:
+        return {}
+
+    def mean(key: str) -> float:
+        return (after[f"{key}_sum"] - before[f"{key}_sum"]) * 1e3 / n
+
+    total, render, model = mean("total"), mean("render"), mean("model")
+    return {"frames": n, "total": round(total, 2), "model": round(model, 2), "post": round(render - model, 2),
+            "other": round(total - render, 2)}
+
+
+def where_time_goes(breakdown: dict[str, float], link_ms: float, server: dict[str, float],
+                    cpu_s: dict[str, float | None], frames: int) -> dict[str, Any]:
+    """``timing.json: where_ms`` (mean ms per frame, wall clock): ``engine`` (the game thread's own work: prepare,
+    Panda3D's render, readback, copy, submit, display), ``waiting`` (the game thread blocked on the server), ``demo``
+    (the demo's captures and loop), ``frame`` (wall time per frame), and the server's side of each frame, which
+    overlaps ``waiting`` (lock-step) or ``engine`` (pipelined): ``transfer`` (``link_ms``: libnrb's fastest recent
+    send-to-RESULT time minus the server's own time), ``server_model`` (the renderer's call), ``server_other`` (everything else in the server: grading and
+    post, shared-memory copy, style map, encode, queue). ``cpu_ms`` is CPU time per frame (every thread) of the
+    engine process and the server process, against what the machine's cores give a frame at 15 fps."""
+    if not breakdown:
+        return {}
+    engine = sum(breakdown.get(k, 0.0) for k in ("prepare", "render", "readback", "copy", "submit", "display"))
+    out: dict[str, Any] = {
+        "engine": round(engine, 2),
+        "waiting": breakdown.get("wait", 0.0),
+        "demo": round(breakdown.get("capture", 0.0) + breakdown.get("unaccounted", 0.0), 2),
+        "frame": breakdown.get("frame", 0.0),
+        "transfer": round(link_ms, 2),
+    }
+    if server:
+        out["server_model"] = server["model"]
+        out["server_other"] = round(server["total"] - server["model"], 2)
+    cores = os.cpu_count() or 1
+    cpu = {k: round(v * 1e3 / frames, 2) for k, v in cpu_s.items() if v is not None and frames > 0}
+    if cpu:
+        if len(cpu) == 2:
+            cpu["total"] = round(sum(cpu.values()), 2)
+        cpu["cores"] = cores
+        cpu["budget_at_15fps"] = round(cores * 1000.0 / 15.0, 1)
+        out["cpu_ms"] = cpu
+    return out
+
+
 def timing_report(records: list[Any], wall_s: float, extra: dict[str, Any]) -> dict[str, Any]:
     """The ``timing.json`` content from the plugin's frame records."""
     enabled = [r for r in records if r.extra.get("client_frame") is not None]
@@ -356,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-renderer", default="deferred",
                    help="renderer to use when --renderer cannot start (default deferred; '' to fail instead)")
     p.add_argument("--hooks", type=Path, default=HOOKS_FILE, help="server hooks file (default: the demo's)")
+    p.add_argument("--worker-threads", type=int, default=0, metavar="N",
+                   help="the server's renderer threads per frame (nrb serve --worker-threads; default 0: the "
+                        "server's own, every core: pipelined, the server then also uses the core Panda3D leaves "
+                        "once its frame is done)")
     p.add_argument("--styles", type=Path, default=STYLES_FILE,
                    help="server style file (default: bridge/style/looks/demo.toml, whose 'sunset' the victory beat uses)")
     p.add_argument("--intensity", type=float, default=1.0,
@@ -365,9 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="use a running server at this endpoint instead of starting one")
     p.add_argument("--sync", action=argparse.BooleanOptionalAction, default=True,
                    help="lock-step: wait for each frame's result before the next (default on)")
-    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
                    help="with --sync: wait for the answer of the frame before this one, so Panda3D renders frame "
-                        "N+1 while the server renders N (each neural image is shown one frame later; default off)")
+                        "N+1 while the server renders N, as a game with libnrb's default frames in flight does "
+                        "(each neural image is shown one frame later; default on; --no-pipeline: lock-step, each "
+                        "frame waits for its own answer)")
     p.add_argument("--deadline-ms", type=float, default=None,
                    help="client deadline (default 10000 with --sync, 250 without)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write side_by_side.mp4")
@@ -406,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nrb demo: no 2x model at {X2_MODEL}; the 1x model's image is stretched to the window",
                   file=sys.stderr)
     extra_args = [a for o in options for a in ("-o", o)]
+    ahead = 1 if args.sync and args.pipeline else 0
+    worker_threads = args.worker_threads
+    threads_args = ["--worker-threads", str(worker_threads)] if worker_threads else []
+    extra_args += threads_args
     if args.styles:
         extra_args += ["--styles", str(args.styles)]
     endpoint = args.endpoint
@@ -413,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     if log_path.exists():
         log_path.unlink()
     if endpoint is None:
-        server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path, extra_args=extra_args)
+        server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path, extra_args=extra_args, metrics=True)
         try:
             endpoint = server.start()
         except RuntimeError as exc:
@@ -424,8 +513,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nrb demo: renderer {renderer!r} is not available ({first_line}); "
                   f"using {args.fallback_renderer!r}", file=sys.stderr)
             renderer = args.fallback_renderer
-            server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path,
-                                   extra_args=["--styles", str(args.styles)] if args.styles else [])
+            server = ServerProcess(renderer, hooks=args.hooks, log_path=log_path, metrics=True,
+                                   extra_args=(["--styles", str(args.styles)] if args.styles else []) + threads_args)
             endpoint = server.start()
     deadline = args.deadline_ms or (10000.0 if args.sync else 250.0)
     game_seconds = args.frames / args.fps
@@ -434,9 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         session = GameSession(endpoint, args.size, fps=args.fps, deadline_ms=deadline,
                               timeline=Timeline.scaled(max(game_seconds, 1.0)), show_stats=args.stats_overlay,
                               output_size=args.output_size, gpu_pack=args.gpu_pack, game_settings=game_settings,
-                              # lock-step one frame behind: the client holds frame N+1 until N is answered, so
-                              # the server never has a queued frame that a newer one would supersede (skip)
-                              frames_in_flight=1 if args.sync else 2)
+                              # lock-step: 1; pipelined: libnrb's default (0: adaptive, 1 frame in flight against
+                              # a renderer-bound server, so the client holds frame N+1 until N is answered and
+                              # the server never has a queued frame that a newer one would supersede)
+                              frames_in_flight=(0 if ahead else 1) if args.sync else 2)
         if not session.wait_connected(60.0):
             print(f"nrb demo: no session with {endpoint}: {session.client.last_error()}", file=sys.stderr)
             return 3
@@ -448,10 +538,14 @@ def main(argv: list[str] | None = None) -> int:
 
         # The timed loop: no file is written and no image converted here (see the module docstring).
         load_before = os.getloadavg()[0]
+        metrics_url = server.metrics_url if server is not None else None
+        metrics_before = read_server_metrics(metrics_url)
+        cpu_before = (time.process_time(), server.cpu_seconds() if server is not None else None)
         t0 = time.perf_counter()
         loop_unix = [time.time(), 0.0]
         wall = 0.0
-        ahead = 1 if args.sync and args.pipeline else 0
+        cpu_s: dict[str, float | None] = {}
+        metrics_after: dict[str, float] | None = None
         for i in range(args.frames + 1):  # the last step only shows the last answer
             if i == args.frames and ahead:
                 session.wait_answered(deadline / 1000.0)
@@ -471,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
                 rec.extra["wait_ms"] = (time.perf_counter() - tw) * 1e3
             if i == args.frames - 1:
                 wall = time.perf_counter() - t0
+                server_cpu = server.cpu_seconds() if server is not None else None
+                cpu_s = {"engine": time.process_time() - cpu_before[0],
+                         "server": None if server_cpu is None or cpu_before[1] is None
+                         else server_cpu - cpu_before[1]}
+                metrics_after = read_server_metrics(metrics_url)
         loop_unix[1] = time.time()  # every file of the run is written after this (tests check the PNGs' mtimes)
         records = list(session.nrb.records)[: args.frames]
         stats = session.nrb.stats()
@@ -505,7 +604,10 @@ def main(argv: list[str] | None = None) -> int:
                     writer.append_data(frame)
             finally:
                 writer.close()
+        split = server_split(metrics_before, metrics_after)
         report = timing_report(records, wall, {
+            "server_split_ms": split,
+            "worker_threads": worker_threads or "server default",
             "renderer": renderer,
             "endpoint": endpoint,
             "size": list(args.size),
@@ -522,8 +624,12 @@ def main(argv: list[str] | None = None) -> int:
             "gameplay": gameplay_beats(session.game.log, session.game.calls),
             "game_settings": {"intensity": game_settings.intensity, "keep_faces": game_settings.keep_faces},
             "styles_file": str(args.styles) if args.styles else None,
-            "client_stats": {k: v for k, v in stats.items() if k != "extra"},
+            "client_stats": {**{k: v for k, v in stats.items() if k != "extra"},
+                             **{k: stats["extra"][k] for k in ("in_flight_limit", "service_ms", "link_ms")
+                                if k in stats["extra"]}},
         })
+        link = stats["extra"].get("link_ms", report["round_trip_ms"]["mean"] - report["server_ms"]["mean"])
+        report["where_ms"] = where_time_goes(report["breakdown_ms"], float(link), split, cpu_s, len(records))
         (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n")
         plot_timing(records, session.game.log, out / "timing.png",
                     f"nrb demo: {renderer}, {args.size[0]}x{args.size[1]} -> {args.output_size[0]}x{args.output_size[1]}, "
@@ -542,6 +648,14 @@ def main(argv: list[str] | None = None) -> int:
     bd = report["breakdown_ms"]
     if bd:
         print("  ms per frame  : " + ", ".join(f"{k} {v:.1f}" for k, v in bd.items()))
+    where = report.get("where_ms") or {}
+    if where:
+        print("  where it goes : " + ", ".join(f"{k} {v:.1f}" for k, v in where.items() if k != "cpu_ms")
+              + " (ms per frame; the server's side overlaps waiting or, pipelined, the engine)")
+    cpu = where.get("cpu_ms") or {}
+    if "total" in cpu:
+        print(f"  CPU per frame : engine {cpu['engine']:.1f} + server {cpu['server']:.1f} = {cpu['total']:.1f} "
+              f"core-ms; {cpu['cores']} cores give {cpu['budget_at_15fps']:.0f} core-ms to a frame at 15 fps")
     print(f"  neural frames : {out / 'neural'}/frame_NNNN.png")
     print(f"  raster frames : {out / 'raster'}/frame_NNNN.png")
     print(f"  G-buffers     : {out / 'gbuffers'}/")

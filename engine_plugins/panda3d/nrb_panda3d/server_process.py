@@ -4,6 +4,7 @@ endpoint while the game keeps running: the client reconnects by itself)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,8 +26,12 @@ class ServerProcess:
 
     def __init__(self, renderer: str = "neural", hooks: str | Path | None = None, port: int | None = None,
                  log_path: str | Path | None = None, extra_args: list[str] | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, metrics: bool = False) -> None:
+        """``metrics``: also serve Prometheus metrics (``--metrics``, on a free port: :attr:`metrics_url` once
+        started), which the demo reads to split the server's time per frame into the model and the rest."""
         self.renderer = renderer
+        self.metrics = metrics
+        self.metrics_url: str | None = None
         self.hooks = str(hooks) if hooks else None
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -42,6 +47,8 @@ class ServerProcess:
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "bridge.cli", "serve", "--renderer", self.renderer, "--port", str(self.port),
                "--no-status", *self.extra_args]
+        if self.metrics:
+            cmd += ["--metrics", "0"]
         if self.hooks:
             cmd += ["--hooks", self.hooks]
         return cmd
@@ -68,6 +75,8 @@ class ServerProcess:
             for line in self.proc.stdout:
                 out.append(line)
                 if "listening on" in line:
+                    found = re.search(r"metrics (http://\S+/metrics)", line)
+                    self.metrics_url = found.group(1) if found else None
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
@@ -81,6 +90,18 @@ class ServerProcess:
                 self.kill()
                 raise RuntimeError(f"nrb serve did not start within {timeout:.0f} s")
         return self.endpoint
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system, every thread) the server process has used so far; None where ``/proc`` cannot
+        say (not Linux, or not running)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3, utime/stime 14/15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
