@@ -23,6 +23,7 @@ import zmq
 from bridge.protocol import (
     CHUNKED,
     COMPRESSIONS,
+    SHUFFLE,
     Buffer,
     BufferSpec,
     Bye,
@@ -190,7 +191,8 @@ class Client:
         self.shm_pool = shm if shm is not None and "shm" in msg.capabilities else None
         lossy = lossy_output.codec if lossy_output is not None and lossy_output.codec in msg.capabilities else None
         self.compression = COMPRESSIONS + ((lossy,) if lossy else ()) + \
-            ((CHUNKED,) if CHUNKED in msg.capabilities else ())  # section 6.3.2: an image may come in chunks
+            ((CHUNKED,) if CHUNKED in msg.capabilities else ()) + \
+            ((SHUFFLE,) if SHUFFLE in msg.capabilities else ())  # sections 6.3.2-6.3.3: an image may come so
         return msg
 
     def _handshake(self, hello: Hello, timeout: float | None) -> Welcome | Error:

@@ -55,10 +55,13 @@ DEFAULT_LOSSY_QUALITY = 90
 #: The capability that allows lz4/zstd payloads in independent chunks (protocol section 6.3.2). It travels in the
 #: negotiated ``compression`` collection the decoder is given, beside the codecs it allows.
 CHUNKED = "chunked"
+#: The capability that allows ``filter: "shuffle"`` on lz4/zstd payloads (protocol section 6.3.3): each compressed
+#: frame holds its raw bytes split into byte planes of the format's pixel size. It travels like ``CHUNKED``.
+SHUFFLE = "shuffle"
 MAX_CHUNKS = 256
 #: What a recorded message (a capture) may carry: it was accepted by a live session, which may have negotiated any of
 #: these, so replay and inspection decode with all of them allowed.
-RECORDED_CODECS = (*COMPRESSIONS, CHUNKED, *LOSSY_COMPRESSIONS)
+RECORDED_CODECS = (*COMPRESSIONS, CHUNKED, SHUFFLE, *LOSSY_COMPRESSIONS)
 MAX_CHUNK_BYTES = 1 << 30
 MAX_CHUNK_WIRE_BYTES = 1 << 31
 #: Buffers this large or larger are sent in chunks when the peer allows it (section 6.3.2 step 5); chunk sizes are
@@ -268,6 +271,9 @@ class Buffer:
     #: a buffer that has ``chunk_bytes``) and the raw bytes per chunk. A sender sets ``chunk_bytes`` only.
     chunks: list[int] | None = None
     chunk_bytes: int | None = None
+    #: Section 6.3.3: ``"shuffle"`` when the payload's frames hold byte planes (set by the decoder; a sender sets it
+    #: on an lz4/zstd buffer and ``encode`` shuffles before compressing).
+    filter: str | None = None
     compressed: memoryview | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -575,6 +581,8 @@ def _desc_map(b: Buffer) -> dict[str, Any]:
     if b.chunks is not None and b.compression in COMPRESSIONS:  # a copy made raw (a capture) drops its table
         d["chunks"] = [int(n) for n in b.chunks]
         d["chunk_bytes"] = int(b.chunk_bytes or 0)
+    if b.filter is not None and b.compression in COMPRESSIONS:  # section 6.3.3; a copy made raw drops it
+        d["filter"] = b.filter
     if b.depth_reversed is not None:
         d["depth_reversed"] = bool(b.depth_reversed)
     if b.depth_infinite is not None:
@@ -675,7 +683,34 @@ def header_map(msg: Message) -> dict[str, Any]:
     return h
 
 
-def _compress(data: Any, method: str) -> bytes:
+def shuffle_bytes(data: Any, texel: int) -> bytes:
+    """Section 6.3.3: ``data``'s bytes as ``texel`` byte planes (byte j of whole texel i at j × n + i, n whole
+    texels); the bytes after the last whole texel stay at the end. The high bytes of neighbouring 16-bit and 32-bit
+    values repeat, so the codecs find long matches in a plane that the interleaved bytes break up."""
+    a = np.frombuffer(data, np.uint8)
+    n = len(a) // texel if texel > 1 else 0
+    if n == 0:
+        return a.tobytes()
+    return np.ascontiguousarray(a[:n * texel].reshape(n, texel).T).tobytes() + a[n * texel:].tobytes()
+
+
+def unshuffle_bytes(data: Any, texel: int) -> bytes:
+    """The inverse of ``shuffle_bytes``: byte planes back to texels."""
+    a = np.frombuffer(data, np.uint8)
+    n = len(a) // texel if texel > 1 else 0
+    if n == 0:
+        return a.tobytes()
+    return np.ascontiguousarray(a[:n * texel].reshape(texel, n).T).tobytes() + a[n * texel:].tobytes()
+
+
+def _texel(b: Buffer) -> int:
+    """The shuffle's plane count for ``b`` (section 6.3.3): its format's bytes per pixel when it is shuffled."""
+    return FORMATS[b.format].bytes_per_pixel if b.filter == SHUFFLE else 0
+
+
+def _compress(data: Any, method: str, texel: int = 0) -> bytes:
+    if texel > 1:
+        data = shuffle_bytes(data, texel)
     if method == "lz4":
         import lz4.frame
 
@@ -699,13 +734,13 @@ def chunk_bytes_for(size: int, workers: int) -> int | None:
 
 
 def _compress_chunked(data: memoryview, method: str, chunk_bytes: int,
-                      pool: Executor | None) -> tuple[bytes, list[int]]:
+                      pool: Executor | None, texel: int = 0) -> tuple[bytes, list[int]]:
     """``data`` as independent frames of ``chunk_bytes`` raw bytes each (the last holds the rest), compressed on
     ``pool`` when given (python-lz4 and zstandard release the GIL, so the chunks use as many cores as the pool has
     threads); returns the payload and the chunk table."""
     pieces = [data[i:i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
-    parts = list(pool.map(lambda x: _compress(x, method), pieces)) if pool is not None and len(pieces) > 1 \
-        else [_compress(x, method) for x in pieces]
+    parts = list(pool.map(lambda x: _compress(x, method, texel), pieces)) if pool is not None and len(pieces) > 1 \
+        else [_compress(x, method, texel) for x in pieces]
     return b"".join(parts), [len(x) for x in parts]
 
 
@@ -742,11 +777,11 @@ def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryvie
             frames.append(b.compressed if b.compressed is not None
                           else _image_codec().encode_image(b, DEFAULT_LOSSY_QUALITY, b.compression))
         elif b.compression and b.chunk_bytes:
-            payload, b.chunks = _compress_chunked(data, b.compression, b.chunk_bytes, pool)
+            payload, b.chunks = _compress_chunked(data, b.compression, b.chunk_bytes, pool, _texel(b))
             frames.append(payload)
         else:
             b.chunks = None
-            frames.append(_compress(data, b.compression) if b.compression else data)
+            frames.append(_compress(data, b.compression, _texel(b)) if b.compression else data)
     frames[0] = msgpack.packb(header_map(msg), use_bin_type=True)
     return frames
 
@@ -996,6 +1031,16 @@ class _Reader:
             if b.compression not in self.compression:
                 _fail(ErrorCode.BAD_VALUE, f"{p}compression={c!r} was not negotiated")
         self.chunk_table(m, p, b)
+        flt = self.field(m, "filter", p, required=False)
+        if flt is not None:  # section 6.3.3
+            b.filter = self.str_(flt, p + "filter", vocabulary=(SHUFFLE,))
+            if b.compression not in COMPRESSIONS:
+                _fail(ErrorCode.BAD_VALUE, f"{p}filter: only an lz4 or zstd payload is shuffled, not "
+                                           f"{b.compression or 'a raw one'}")
+            if FORMATS[fmt].bytes_per_pixel < 2:
+                _fail(ErrorCode.BAD_VALUE, f"{p}filter: shuffle needs 2 or more bytes per pixel; {fmt} has 1")
+            if SHUFFLE not in self.compression:
+                _fail(ErrorCode.BAD_VALUE, f"{p}filter: shuffle was not negotiated")
         for key in ("depth_reversed", "depth_infinite"):
             f = self.field(m, key, p, required=False)
             if f is not None:
@@ -1168,6 +1213,12 @@ def _check_chunk_sum(b: Buffer, data: memoryview) -> None:
                                           f"{len(data)}")
 
 
+def _unfilter(b: Buffer, raw: bytes) -> bytes:
+    """One decompressed frame (the whole buffer or one chunk) with section 6.3.3's shuffle undone, if it has one."""
+    texel = _texel(b)
+    return unshuffle_bytes(raw, texel) if texel > 1 else raw
+
+
 def _decompress(data: memoryview, method: str, size: int, path: str, shape: tuple[int, int] = (0, 0)) -> bytes:
     """Decompress one payload, checking the announced size before allocating (protocol section 6.3).
     ``shape`` (width, height) is what a lossy image must measure (section 6.3.1)."""
@@ -1286,7 +1337,7 @@ def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
         def one(job: tuple[Buffer, tuple[memoryview, int, str]]) -> bytes | ProtocolError:
             b, (piece, raw, path) = job
             try:
-                return _decompress(piece, b.compression or "", raw, path)
+                return _unfilter(b, _decompress(piece, b.compression or "", raw, path))
             except ProtocolError as exc:
                 return exc
 
@@ -1302,7 +1353,7 @@ def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
             k += n
     for b in buffers:
         if b.compressed is not None and b.compression is not None:
-            b.data = _decompress(b.compressed, b.compression, b.size, b.name, (b.width, b.height))
+            b.data = _unfilter(b, _decompress(b.compressed, b.compression, b.size, b.name, (b.width, b.height)))
             b.compressed = None
     return (time.perf_counter() - t0) * 1e3
 
@@ -1320,7 +1371,7 @@ def _attach_payloads(msg: Message, payloads: Sequence[Any], raw: bool, defer: bo
             if not defer:
                 inflate([b])
         elif b.compression is not None and not raw:
-            b.data = _decompress(data, b.compression, b.size, b.name, (b.width, b.height))
+            b.data = _unfilter(b, _decompress(data, b.compression, b.size, b.name, (b.width, b.height)))
         elif len(data) != b.size:
             _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: payload is {len(data)} bytes, stride × height = {b.size}")
         else:

@@ -119,6 +119,9 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
     p.add_argument("--chunks", action=argparse.BooleanOptionalAction, default=True,
                    help="accept compressed payloads in parallel chunks from engines that offer them (protocol section "
                         "6.3.2); --no-chunks answers as a server that predates them (one frame per buffer)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="accept byte-shuffled lz4/zstd payloads from engines that offer them (protocol section 6.3.3); "
+                        "--no-shuffle answers as a server that predates them")
     p.add_argument("--metrics", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                    help="live status line on stderr (default: when stderr is a terminal)")
@@ -140,7 +143,7 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         max_total_bytes=args.max_total_bytes, max_sessions_per_peer=args.max_sessions_per_peer,
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
-        status=status, doorbell=args.doorbell, chunks=args.chunks, workers=args.workers, worker_threads=args.worker_threads,
+        status=status, doorbell=args.doorbell, chunks=args.chunks, shuffle=args.shuffle, workers=args.workers, worker_threads=args.worker_threads,
     )
 
 

@@ -25,6 +25,7 @@ from bridge.protocol import (
     COMPRESSIONS,
     FORMATS,
     MAX_DIMENSION,
+    SHUFFLE,
     ErrorCode,
     Frame,
     Hello,
@@ -113,6 +114,8 @@ class Admission:
         caps = [c for c in COMPRESSIONS if c in hello.capabilities]
         if caps and CHUNKED in hello.capabilities and cfg.chunks:  # section 6.3.2: payloads in chunks, either way
             caps.append(CHUNKED)
+        if caps and SHUFFLE in hello.capabilities and cfg.shuffle:  # section 6.3.3: byte planes, either way
+            caps.append(SHUFFLE)
         pool = None
         if "shm" in hello.capabilities and hello.shm is not None:
             try:
@@ -146,7 +149,7 @@ class Admission:
                               OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                               limits=limits)
             return Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
-                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED)), pool, bell, user_id=user_id,
+                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED, SHUFFLE)), pool, bell, user_id=user_id,
                            frame_bytes=frame_bytes, reserved_bytes=held)
         except BaseException:  # refused after mapping the engine's pool: let go of it (and of its doorbell)
             if bell is not None:

@@ -82,6 +82,7 @@ class ServerConfig:
     status_interval: float = 1.0
     doorbell: bool = True
     chunks: bool = True  # accept "chunked" (protocol section 6.3.2) from engines that offer it
+    shuffle: bool = True  # accept "shuffle" (protocol section 6.3.3) from engines that offer it
     workers: int = 0  # render workers; 0: one per core (os.cpu_count()), at most max_sessions
     # renderer threads per frame; 0: adaptive, the cores shared by the workers busy when the frame starts (a lone
     # busy session gets them all; see Scheduler.frame_threads)

@@ -87,6 +87,7 @@ py::tuple decode_py(py::handle error_type, const py::sequence& frames, const py:
       if (name == "jpeg") opts.allow_jpeg = true;
       if (name == "webp") opts.allow_webp = true;
       if (name == "chunked") opts.allow_chunked = true;
+      if (name == "shuffle") opts.allow_shuffle = true;
     }
   }
   wire::ShmPool pool;

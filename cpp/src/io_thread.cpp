@@ -328,6 +328,9 @@ void IoThread::try_send_hello(TimePoint now) {
     // and lz4 costs both sides about half of zstd's CPU for it). We still compress with the configured codec.
     if (opts_.compression == wire::Compression::zstd) h.capabilities.emplace_back("lz4");
     h.capabilities.emplace_back("chunked");  // section 6.3.2: we decompress chunks in parallel, and send them
+    // Section 6.3.3: G-buffers of 16-bit and 32-bit texels compress to about half with their byte planes split
+    // (the high bytes of neighbouring halves/floats repeat; interleaved, the low bytes break up every match).
+    h.capabilities.emplace_back("shuffle");
   }
   h.render_size = opts_.render_size;
   h.output_size = opts_.output_size;
@@ -371,7 +374,7 @@ void IoThread::close_session(bool say_bye) {
   bell_active_ = false;
   ping_sent_.reset();
   compression_ = wire::Compression::none;
-  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = false;
+  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = allow_shuffle_ = false;
   outgoing_.clear();  // taken frames still compressing are lost with the session (session_ended counted them)
 }
 
@@ -396,7 +399,7 @@ namespace {
 // `store` receives the compressed bytes the payloads then point into, `cpu_ms` the CPU of all pieces, `error` a
 // compressor's failure.
 void compress_frame(wire::Frame& m, std::vector<std::vector<uint8_t>>& store, double& cpu_ms, std::string& error,
-                    wire::Compression codec, int level, bool chunked, ThreadPool& pool) {
+                    wire::Compression codec, int level, bool chunked, bool shuffle, ThreadPool& pool) {
   struct Piece {
     size_t buffer;
     uint64_t at, len;
@@ -415,10 +418,12 @@ void compress_frame(wire::Frame& m, std::vector<std::vector<uint8_t>>& store, do
   std::vector<std::function<void()>> jobs;
   jobs.reserve(pieces.size());
   for (Piece& pc : pieces)
-    jobs.emplace_back([&pc, &m, codec, level] {
+    jobs.emplace_back([&pc, &m, codec, level, shuffle] {
       const double t0 = thread_cpu_ms();  // CPU time, not wall: the cores are what it costs
       try {
-        pc.out = wire::compress(codec, m.buffers[pc.buffer].data + pc.at, pc.len, level);
+        const wire::BufferDesc& b = m.buffers[pc.buffer];
+        const unsigned texel = wire::bytes_per_pixel(b.format);
+        pc.out = wire::compress(codec, b.data + pc.at, pc.len, level, shuffle && texel > 1 ? texel : 0);
       } catch (const std::exception& e) {
         pc.error = e.what();
       }
@@ -449,6 +454,7 @@ void compress_frame(wire::Frame& m, std::vector<std::vector<uint8_t>>& store, do
         b.chunk_bytes = pieces[k].len;
       }
       b.compression = codec;
+      b.shuffle = shuffle && wire::bytes_per_pixel(b.format) > 1;  // section 6.3.3, each piece shuffled on its own
       b.payload = bytes.data();
       b.payload_size = bytes.size();
     }
@@ -508,8 +514,9 @@ void IoThread::send_frames(TimePoint now) {
       ThreadPool& pool = work_pool();
       const wire::Compression codec = compression_;
       const bool chunked = allow_chunked_;
-      pool.post([this, o, keep, codec, level, chunked, &pool] {
-        compress_frame(o->msg, keep->compressed, o->compress_cpu_ms, o->error, codec, level, chunked, pool);
+      const bool shuffle = allow_shuffle_;
+      pool.post([this, o, keep, codec, level, chunked, shuffle, &pool] {
+        compress_frame(o->msg, keep->compressed, o->compress_cpu_ms, o->error, codec, level, chunked, shuffle, pool);
         o->ready.store(true);
         wake();
       });
@@ -618,6 +625,7 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
   o.allow_jpeg = allow_jpeg_;
   o.allow_webp = allow_webp_;
   o.allow_chunked = allow_chunked_;
+  o.allow_shuffle = allow_shuffle_;
   o.defer_decompression = true;  // a RESULT image is decompressed or decoded on the pool (decode_image_on_pool)
   o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
   const auto t_decode = Clock::now();
@@ -693,6 +701,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   allow_lz4_ = contains(w.capabilities, "lz4");
   allow_zstd_ = contains(w.capabilities, "zstd");
   allow_chunked_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "chunked");
+  allow_shuffle_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "shuffle");
   // section 6.3.1: only the codec this client asked for
   allow_jpeg_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "jpeg" && contains(w.capabilities, "jpeg");
   allow_webp_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "webp" && contains(w.capabilities, "webp");

@@ -116,6 +116,7 @@ class IoThread {
   wire::Compression compression_ = wire::Compression::none;
   bool allow_lz4_ = false, allow_zstd_ = false, allow_jpeg_ = false, allow_webp_ = false;
   bool allow_chunked_ = false;  // both sides listed "chunked" (section 6.3.2)
+  bool allow_shuffle_ = false;  // both sides listed "shuffle" (section 6.3.3)
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
   // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).

@@ -314,7 +314,9 @@ void write_bufdesc(W& w, const BufferDesc& b) {
   // section 6.3.2: a chunk table only on an lz4/zstd payload (a copy made raw drops it)
   const bool chunked =
       !b.chunks.empty() && (b.compression == Compression::lz4 || b.compression == Compression::zstd);
-  w.map(5 + count(b.compression != Compression::none) + 2 * count(chunked) + count(b.depth_reversed.has_value()) +
+  const bool shuffled = b.shuffle && (b.compression == Compression::lz4 || b.compression == Compression::zstd);
+  w.map(5 + count(b.compression != Compression::none) + 2 * count(chunked) + count(shuffled) +
+        count(b.depth_reversed.has_value()) +
         count(b.depth_infinite.has_value()) + count(b.shm.has_value()));
   w.k("name"), w.str(b.name);
   w.k("format"), w.str(format_name(b.format));
@@ -328,6 +330,7 @@ void write_bufdesc(W& w, const BufferDesc& b) {
     for (uint64_t c : b.chunks) w.uint(c);
     w.k("chunk_bytes"), w.uint(b.chunk_bytes);
   }
+  if (shuffled) w.k("filter"), w.str("shuffle");  // section 6.3.3
   if (b.depth_reversed) w.k("depth_reversed"), w.boolean(*b.depth_reversed);
   if (b.depth_infinite) w.k("depth_infinite"), w.boolean(*b.depth_infinite);
   if (b.shm) {
@@ -632,7 +635,33 @@ ParamsWriter& ParamsWriter::raw(const std::vector<uint8_t>& encoded) {
 }
 
 // Compression -----------------------------------------------------------------------------------------------------
-std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level) {
+void shuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept {
+  const size_t n = t > 1 ? len / t : 0;
+  for (unsigned j = 0; j < t && n > 0; ++j) {
+    uint8_t* plane = out + j * n;
+    const uint8_t* src = in + j;
+    for (size_t i = 0; i < n; ++i) plane[i] = src[i * t];
+  }
+  std::memcpy(out + n * t, in + n * t, len - n * t);
+}
+
+void unshuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept {
+  const size_t n = t > 1 ? len / t : 0;
+  for (unsigned j = 0; j < t && n > 0; ++j) {
+    const uint8_t* plane = in + j * n;
+    uint8_t* dst = out + j;
+    for (size_t i = 0; i < n; ++i) dst[i * t] = plane[i];
+  }
+  std::memcpy(out + n * t, in + n * t, len - n * t);
+}
+
+std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level, unsigned shuffle_texel) {
+  std::vector<uint8_t> planes;
+  if (shuffle_texel > 1 && (c == Compression::lz4 || c == Compression::zstd)) {  // section 6.3.3
+    planes.resize(size);
+    shuffle_bytes(static_cast<const uint8_t*>(data), planes.data(), size, shuffle_texel);
+    data = planes.data();
+  }
   std::vector<uint8_t> out;
   if (c == Compression::zstd) {
     out.resize(ZSTD_compressBound(size));
@@ -1034,7 +1063,13 @@ std::string inflate_payload(BufferDesc& b, const ParallelRunner* run) {
   } else if (b.chunks.empty()) {
     // Allocation bounded by stride x height, already checked against the limits.
     out.reset(new uint8_t[size]);
-    why = unframe(b.compression, in, n, out.get(), size, "stride x height = ");
+    if (b.shuffle) {  // section 6.3.3: decompress the byte planes, then put the texels back together
+      std::unique_ptr<uint8_t[]> planes(new uint8_t[size]);
+      why = unframe(b.compression, in, n, planes.get(), size, "stride x height = ");
+      if (why.empty()) unshuffle_bytes(planes.get(), out.get(), size, bytes_per_pixel(b.format));
+    } else {
+      why = unframe(b.compression, in, n, out.get(), size, "stride x height = ");
+    }
   } else {
     out.reset(new uint8_t[size]);
     const size_t k = b.chunks.size();
@@ -1047,7 +1082,13 @@ std::string inflate_payload(BufferDesc& b, const ParallelRunner* run) {
       const uint64_t raw_len = std::min(b.chunk_bytes, size - raw_at);
       jobs.emplace_back([&, i, at, raw_at, raw_len] {
         try {
-          errors[i] = unframe(b.compression, in + at, b.chunks[i], out.get() + raw_at, raw_len, "the chunk holds ");
+          if (b.shuffle) {  // section 6.3.3: each chunk is shuffled on its own
+            std::unique_ptr<uint8_t[]> planes(new uint8_t[raw_len]);
+            errors[i] = unframe(b.compression, in + at, b.chunks[i], planes.get(), raw_len, "the chunk holds ");
+            if (errors[i].empty()) unshuffle_bytes(planes.get(), out.get() + raw_at, raw_len, bytes_per_pixel(b.format));
+          } else {
+            errors[i] = unframe(b.compression, in + at, b.chunks[i], out.get() + raw_at, raw_len, "the chunk holds ");
+          }
         } catch (const std::bad_alloc&) {
           errors[i] = "out of memory";
         }
@@ -1319,6 +1360,20 @@ class Decoder {
       if (!allowed) fail(ErrorCode::BAD_VALUE, std::string(compression_name(b.compression)) + " was not negotiated");
     }
     chunk_table(m, b);
+    if (const Obj* x = find(m, "filter")) {  // section 6.3.3
+      At at(*this, "filter");
+      static constexpr std::array<std::string_view, 1> kFilters = {"shuffle"};
+      vocab(*x, kFilters);
+      if (b.compression != Compression::lz4 && b.compression != Compression::zstd)
+        fail(ErrorCode::BAD_VALUE, "only an lz4 or zstd payload is shuffled, not " +
+                                       (b.compression == Compression::none ? std::string("a raw one")
+                                                                           : std::string(compression_name(b.compression))));
+      if (bytes_per_pixel(b.format) < 2)
+        fail(ErrorCode::BAD_VALUE, "shuffle needs 2 or more bytes per pixel; " + std::string(format_name(b.format)) +
+                                       " has 1");
+      if (!opts_.allow_shuffle) fail(ErrorCode::BAD_VALUE, "shuffle was not negotiated");
+      b.shuffle = true;
+    }
     if (const Obj* x = find(m, "depth_reversed")) {
       At at(*this, "depth_reversed");
       b.depth_reversed = boolean(*x);

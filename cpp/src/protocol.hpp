@@ -157,6 +157,10 @@ struct BufferDesc {  // bufdesc (section 6.3)
   // compressed length of one chunk, each chunk `chunk_bytes` raw bytes but the last. Empty: one frame (6.3).
   std::vector<uint64_t> chunks;
   uint64_t chunk_bytes = 0;
+  // Section 6.3.3: `filter: "shuffle"` (lz4/zstd, when "shuffle" was negotiated): each compressed frame holds its
+  // raw bytes split into byte planes of the format's pixel size. On encode(): written when set on an lz4/zstd
+  // buffer; the payload must already be shuffled (compress(..., shuffle) does it).
+  bool shuffle = false;
   std::optional<bool> depth_reversed;
   std::optional<bool> depth_infinite;
   std::optional<ShmRef> shm;
@@ -417,7 +421,15 @@ std::vector<std::string> encode_frames(const Message& m);
 
 // Compresses `size` bytes into one LZ4 or Zstandard frame that announces its content size (section 6.3).
 // Throws std::runtime_error on a compressor failure.
-std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level = 0);
+// `shuffle_texel` > 1: the bytes are split into that many byte planes first (section 6.3.3).
+std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level = 0,
+                              unsigned shuffle_texel = 0);
+
+// Section 6.3.3, the byte shuffle of one compressed frame's raw bytes, `len` of them, texel size `t` (the format's
+// bytes per pixel): with n = len / t whole texels, byte j of texel i goes to j x n + i; the len mod t bytes after
+// the last whole texel stay where they are. unshuffle_bytes is its inverse. `in` and `out` must not overlap.
+void shuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept;
+void unshuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept;
 
 // Section 6.3.2. Limits of a chunk table.
 inline constexpr size_t kMaxChunks = 256;
@@ -475,6 +487,8 @@ struct DecodeOptions {
   uint64_t max_buffer_bytes = kMaxBufferBytes;
   // Both sides listed "chunked" (section 6.3.2): a compressed payload may come in chunks.
   bool allow_chunked = false;
+  // Both sides listed "shuffle" (section 6.3.3): an lz4/zstd payload may carry `filter: "shuffle"`.
+  bool allow_shuffle = false;
   // Leave compressed payloads (every codec) compressed: `payload`/`payload_size` view them, `data` stays null
   // until inflate() runs, on another thread (section 6.3 lets a receiver decompress later). Lengths that need no
   // decompression (a chunk table's sum) are still checked here.
@@ -482,7 +496,7 @@ struct DecodeOptions {
 
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
-    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = o.allow_chunked = true;
+    o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = o.allow_chunked = o.allow_shuffle = true;
     o.shm_pool = pool;
     return o;
   }

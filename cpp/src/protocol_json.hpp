@@ -176,6 +176,7 @@ inline BufferDesc bufdesc(const Json& j) {
   if (auto* x = find(j, "chunks"))
     for (const auto& c : *x) b.chunks.push_back(u64(c));
   if (auto* x = find(j, "chunk_bytes")) b.chunk_bytes = u64(*x);
+  if (auto* x = find(j, "filter")) b.shuffle = str(*x) == "shuffle";
   if (auto* x = find(j, "depth_reversed")) b.depth_reversed = boolean(*x);
   if (auto* x = find(j, "depth_infinite")) b.depth_infinite = boolean(*x);
   if (auto* x = find(j, "shm")) b.shm = ShmRef{u64(at(*x, "slot")), u64(at(*x, "offset"))};
@@ -365,7 +366,8 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       std::vector<uint8_t> all;
       std::vector<uint64_t> table;
       for (uint64_t at = 0; at < p.size(); at += b.chunk_bytes) {
-        const auto c = compress(b.compression, p.data() + at, std::min<uint64_t>(b.chunk_bytes, p.size() - at));
+        const auto c = compress(b.compression, p.data() + at, std::min<uint64_t>(b.chunk_bytes, p.size() - at), 0,
+                                b.shuffle ? bytes_per_pixel(b.format) : 0);
         all.insert(all.end(), c.begin(), c.end());
         table.push_back(c.size());
       }
@@ -374,7 +376,7 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       b.payload = storage.back().data();
       b.payload_size = storage.back().size();
     } else {
-      storage.push_back(compress(b.compression, p.data(), p.size()));
+      storage.push_back(compress(b.compression, p.data(), p.size(), 0, b.shuffle ? bytes_per_pixel(b.format) : 0));
       b.payload = storage.back().data();
       b.payload_size = storage.back().size();
     }
@@ -583,6 +585,7 @@ inline Json bufdesc_json(const BufferDesc& b) {
     j["chunks"] = b.chunks;
     j["chunk_bytes"] = b.chunk_bytes;
   }
+  if (b.shuffle) j["filter"] = "shuffle";
   if (b.depth_reversed) j["depth_reversed"] = *b.depth_reversed;
   if (b.depth_infinite) j["depth_infinite"] = *b.depth_infinite;
   if (b.shm) {
@@ -820,6 +823,7 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
       if (x == "jpeg") o.allow_jpeg = true;
       if (x == "webp") o.allow_webp = true;
       if (x == "chunked") o.allow_chunked = true;
+      if (x == "shuffle") o.allow_shuffle = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

@@ -341,6 +341,7 @@ def main(out: Path) -> None:
         valid(f"frame_{method}", hd, [raw], f"{method}-compressed payload; decode-only",
               encode=False, wire=[pk(hd), comp])
     chunk_vectors(valid, invalid, raw)
+    shuffle_vectors(valid, invalid)
     unknown = frame_header([desc("albedo", "rgba8", 2, 2)])
     valid("frame_unknown_optional_key", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb],
           "unknown keys (top level and in a descriptor) are ignored; decode-only", encode=False,
@@ -552,6 +553,62 @@ def chunk_vectors(valid: Any, invalid: Any, raw: bytes) -> None:
     trailing = parts[0] + parts[1] + b"\x00" + parts[2]
     bad("chunk_trailing_bytes", "PAYLOAD_MISMATCH", "a byte after chunk 1's lz4 frame (the table counts it)",
         frames=[pk(frame_header([{**d, "chunks": [table[0], table[1] + 1, table[2]]}])), trailing])
+
+
+def shuffle_vectors(valid: Any, invalid: Any) -> None:
+    """Section 6.3.3: byte-shuffled lz4/zstd payloads (whole, with a tail of bytes after the last whole texel, and
+    chunk by chunk), and each check of step 3 (one vector per check)."""
+    import lz4.frame
+    import zstandard
+
+    shuffled = {"compression": ["lz4", "zstd", "shuffle"]}
+
+    def lz4c(b: bytes) -> bytes:
+        return bytes(lz4.frame.compress(b, store_size=True))
+
+    def zstdc(b: bytes) -> bytes:
+        return bytes(zstandard.ZstdCompressor(level=1, write_content_size=True).compress(b))
+
+    # 6x3 rg16f motion (texel 4), stride 28 (4 bytes of row padding): 84 bytes, 21 whole texels
+    mv = bytes((i * 5 + (i % 4) * 60) % 256 for i in range(84))
+    d = desc("motion_vectors", "rg16f", 6, 3, stride=28, compression="lz4", filter="shuffle")
+    hd = frame_header([d])
+    valid("frame_lz4_shuffled", hd, [mv], "an lz4 payload of byte planes: 4 planes of 21 bytes for rg16f's 4-byte "
+          "texels (section 6.3.3); decode-only", context=shuffled, encode=False,
+          wire=[pk(hd), lz4c(p.shuffle_bytes(mv, 4))])
+    # 3x3 r32f depth, stride 13: 39 bytes = 9 whole texels + 3 bytes that stay at the end
+    dep = pattern(39, 5)
+    dz = desc("depth", "r32f", 3, 3, stride=13, compression="zstd", filter="shuffle")
+    hz = frame_header([dz])
+    valid("frame_zstd_shuffled_tail", hz, [dep], "a zstd payload of byte planes where stride x height (39) is not a "
+          "multiple of the 4-byte texel: the last 3 bytes stay at the end; decode-only", context=shuffled,
+          encode=False, wire=[pk(hz), zstdc(p.shuffle_bytes(dep, 4))])
+    # 16x4 r16f depth (128 bytes) in chunks of 45: each chunk shuffled on its own (45 = 22 texels + 1 byte)
+    half = bytes((i // 2 * 3) % 256 if i % 2 == 0 else 60 + i // 32 for i in range(128))
+    parts = [lz4c(p.shuffle_bytes(half[i:i + 45], 2)) for i in range(0, 128, 45)]
+    dc = desc("depth", "r16f", 16, 4, compression="lz4", chunks=[len(x) for x in parts], chunk_bytes=45,
+              filter="shuffle")
+    hc = frame_header([dc])
+    both = {"compression": ["lz4", "zstd", "chunked", "shuffle"]}
+    valid("frame_lz4_shuffled_chunked", hc, [half], "a shuffled lz4 payload in chunks of 45, 45 and 38 raw bytes, "
+          "each chunk shuffled on its own (2 planes of 22 and a byte; of 19); decode-only", context=both,
+          encode=False, wire=[pk(hc), b"".join(parts)])
+    payload = lz4c(p.shuffle_bytes(mv, 4))
+
+    def bad(name: str, error: str, note: str, ctx: dict[str, Any] | None = None, **over: Any) -> None:
+        fields = {k: v for k, v in {**d, **over}.items() if v is not None}
+        frames = [pk(frame_header([fields])), payload if fields.get("compression") else mv]
+        invalid(name, frames, error, note, context=shuffled if ctx is None else ctx)
+
+    bad("shuffle_not_negotiated", "BAD_VALUE", "filter shuffle where only lz4 and zstd were negotiated",
+        ctx={"compression": ["lz4", "zstd"]})
+    bad("shuffle_unknown_filter", "BAD_VALUE", "a filter outside the vocabulary", filter="bitshuffle")
+    bad("shuffle_filter_not_string", "WRONG_TYPE", "filter is an integer", filter=1)
+    bad("shuffle_without_compression", "BAD_VALUE", "filter shuffle on a raw payload", compression=None)
+    r8 = bytes(range(18))
+    one = {**desc("material_id", "r8", 6, 3, compression="lz4", filter="shuffle")}
+    invalid("shuffle_one_byte_format", [pk(frame_header([one])), lz4c(r8)], "BAD_VALUE",
+            "filter shuffle on r8 (1 byte per pixel: nothing to split)", context=shuffled)
 
 
 def style_vectors(valid: Any, invalid: Any, with_: Any, alb: bytes) -> None:

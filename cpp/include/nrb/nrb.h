@@ -181,7 +181,9 @@ enum {
 /* Per-buffer compression of inline payloads (section 6.3), used only when the renderer accepts it in WELCOME.
  * A buffer whose compressed form is not smaller than the raw bytes is sent raw. Never applied to shm buffers.
  * Buffers of 512 KiB or more go in independent chunks when the renderer accepts "chunked" (section 6.3.2). ZSTD
- * also offers lz4, so the renderer may return the image with the faster codec. */
+ * also offers lz4, so the renderer may return the image with the faster codec. When the renderer accepts "shuffle"
+ * (section 6.3.3), buffers of 2 or more bytes per pixel are split into byte planes before compressing (half-float
+ * and float G-buffers shrink to about half of what lz4 or zstd alone leave). */
 typedef uint32_t nrb_compression;
 enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2 };
 
