@@ -83,6 +83,7 @@ class Cell:
     lossy: int = 0  # 1..100: the engine allows the image back lossily at this quality (protocol 6.3.1); 0: exact
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
     chunks: bool = True  # the server accepts "chunked" (protocol 6.3.2); False: nrb serve --no-chunks
+    shuffle: bool = True  # the server accepts "shuffle" (protocol 6.3.3); False: nrb serve --no-shuffle
 
     @property
     def upscale(self) -> int:
@@ -93,15 +94,17 @@ class Cell:
         o, r = self.output, self.render
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
-        codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks)
+        codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks, self.shuffle)
         return f"{self.link.name} | {size} | {self.buffer_set} | {codec} | {fif}"
 
 
-def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True) -> str:
+def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True, shuffle: bool = True) -> str:
     """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``); ``whole``
-    when the server took no chunks (``nrb serve --no-chunks``: one frame per buffer, as before protocol 6.3.2)."""
+    when the server took no chunks (``nrb serve --no-chunks``: one frame per buffer, as before protocol 6.3.2);
+    ``unshuffled`` when it took no byte shuffle (``nrb serve --no-shuffle``: as before protocol 6.3.3)."""
     whole = " whole" if not chunks and codec != "none" else ""
-    return codec + whole + (f" + {lossy_codec} q{lossy}" if lossy else "")
+    plain = " unshuffled" if not shuffle and codec != "none" else ""
+    return codec + whole + plain + (f" + {lossy_codec} q{lossy}" if lossy else "")
 
 
 LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
@@ -281,7 +284,7 @@ def _descendants(pid: int) -> list[int]:
 class Server:
     """``nrb serve --renderer passthrough`` inside the server namespace."""
 
-    def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True) -> None:
+    def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True, shuffle: bool = True) -> None:
         cmd = ["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge", "-q", "serve", "--renderer",
                "passthrough", "--endpoint", f"tcp://{net.server_ip}:{port}", "--max-in-flight", "8", "--no-status",
                "--insecure"]  # the address exists only inside the bench's namespaces
@@ -289,6 +292,8 @@ class Server:
             cmd += ["-o", f"upscale={upscale}"]
         if not chunks:
             cmd.append("--no-chunks")
+        if not shuffle:
+            cmd.append("--no-shuffle")
         # libnrb sends only what WELCOME asks for: the passthrough renderer asks for a neural renderer's G-buffers
         cmd += ["-o", "wants=" + json.dumps(sorted(set(_formats("standard")) | set(_formats("compact"))))]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -631,6 +636,7 @@ class Options:
     lossy: tuple[int, ...] = (0,)  # lossy qualities the engine allows for the image (0: exact)
     lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
     chunks: tuple[bool, ...] = (True,)  # servers with and without chunked payloads (an interleaved A/B)
+    shuffle: tuple[bool, ...] = (True,)  # servers with and without the byte shuffle (an interleaved A/B)
     image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
     warmup: float = 1.5
@@ -667,18 +673,19 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch) for (o, r) in opts.sizes for bs in opts.sets
+            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch, sh) for (o, r) in opts.sizes for bs in opts.sets
                      for codec in opts.codecs for lossy in opts.lossy
                      for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight
-                     for ch in (opts.chunks if codec != "none" else (True,))]
-            servers: dict[tuple[int, bool], Server] = {}
+                     for ch in (opts.chunks if codec != "none" else (True,))
+                     for sh in (opts.shuffle if codec != "none" else (True,))]
+            servers: dict[tuple[int, bool, bool], Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
                 for rnd in range(opts.repeat):  # rounds interleave the cells: drift hits every cell alike
                     for cell in cells:
-                        key = (cell.upscale, cell.chunks)
+                        key = (cell.upscale, cell.chunks, cell.shuffle)
                         if key not in servers:
-                            servers[key] = Server(net, cell.upscale, port + len(servers), cell.chunks)
+                            servers[key] = Server(net, cell.upscale, port + len(servers), cell.chunks, cell.shuffle)
                         srv = servers[key]
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
@@ -716,7 +723,8 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
     entry: dict[str, Any] = {"link": cell.link.name, "rate_mbit": cell.link.rate_mbit, "rtt_ms": cell.link.rtt_ms,
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
                              "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy,
-                             "lossy_codec": cell.lossy_codec, "chunks": cell.chunks, "samples": samples}
+                             "lossy_codec": cell.lossy_codec, "chunks": cell.chunks, "shuffle": cell.shuffle,
+                             "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
         return entry
@@ -806,7 +814,7 @@ def markdown(res: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
-                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True))} "
+                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} "
                 f"| {c['in_flight'] or 'adaptive'}")
         if "error" in c:
             lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
@@ -831,7 +839,7 @@ def markdown(res: dict[str, Any]) -> str:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
-                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True))} | {c['in_flight'] or 'adaptive'} | "
+                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} | {c['in_flight'] or 'adaptive'} | "
                      f"{_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
@@ -876,6 +884,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--chunks", action="append", choices=("on", "off"),
                    help="the server accepts chunked payloads (protocol 6.3.2): on (default), off (nrb serve "
                         "--no-chunks, one frame per buffer); both: an interleaved A/B of every codec cell")
+    p.add_argument("--shuffle", action="append", choices=("on", "off"),
+                   help="the server accepts byte-shuffled payloads (protocol 6.3.3): on (default), off (nrb serve "
+                        "--no-shuffle, as before it); both: an interleaved A/B of every codec cell")
     p.add_argument("--no-image-codecs", action="store_true", help="skip the image codec table")
     p.add_argument("--note", action="append", default=[], help="a finding to print with the report (repeatable)")
     p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
@@ -892,6 +903,7 @@ def main(args: Any) -> int:
                    codecs=tuple(args.codec or CODECS), in_flight=tuple(args.in_flight or IN_FLIGHT),
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
                    chunks=tuple(c == "on" for c in (args.chunks or ["on"])),
+                   shuffle=tuple(c == "on" for c in (args.shuffle or ["on"])),
                    image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
                    repeat=max(1, args.repeat),
                    floor=not args.no_floor)
