@@ -218,6 +218,27 @@ TEST_CASE("protocol: every shared vector in tests/vectors") {
 // =================================================================================================================
 // Encoding
 // =================================================================================================================
+TEST_CASE("protocol: the byte shuffle puts byte j of texel i at j x n + i and keeps the tail (section 6.3.3)") {
+  // Lengths around the 16-texel steps of the SSE2 paths, texel sizes with and without one (3 and 8: scalar only).
+  for (unsigned t : {2u, 3u, 4u, 8u}) {
+    for (size_t len : {size_t(0), size_t(1), size_t(7), size_t(31), size_t(32), size_t(33), size_t(63), size_t(64),
+                       size_t(65), size_t(127), size_t(1000), size_t(4099)}) {
+      CAPTURE(t);
+      CAPTURE(len);
+      Blob raw(len), want(len), got(len), back(len);
+      for (size_t i = 0; i < len; ++i) raw[i] = uint8_t(i * 7 + (i >> 3) + 1);
+      const size_t n = len / t;
+      for (size_t i = 0; i < n; ++i)
+        for (unsigned j = 0; j < t; ++j) want[j * n + i] = raw[i * t + j];
+      for (size_t r = n * t; r < len; ++r) want[r] = raw[r];
+      shuffle_bytes(raw.data(), got.data(), len, t);
+      CHECK(got == want);
+      unshuffle_bytes(got.data(), back.data(), len, t);
+      CHECK(back == raw);
+    }
+  }
+}
+
 TEST_CASE("protocol: canonical encoding details") {
   SUBCASE("integral floats are float64, ints are shortest") {
     Ping p;
