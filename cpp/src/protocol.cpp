@@ -712,7 +712,7 @@ void shuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noex
     const uint8_t* src = in + j;
     for (size_t i = done; i < n; ++i) plane[i] = src[i * t];
   }
-  std::memcpy(out + n * t, in + n * t, len - n * t);
+  if (len > n * t) std::memcpy(out + n * t, in + n * t, len - n * t);  // the tail (never null: len > 0)
 }
 
 void unshuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept {
@@ -723,7 +723,7 @@ void unshuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) no
     uint8_t* dst = out + j;
     for (size_t i = done; i < n; ++i) dst[i * t] = plane[i];
   }
-  std::memcpy(out + n * t, in + n * t, len - n * t);
+  if (len > n * t) std::memcpy(out + n * t, in + n * t, len - n * t);  // the tail (never null: len > 0)
 }
 
 std::vector<uint8_t> compress(Compression c, const void* data, size_t size, int level, unsigned shuffle_texel) {
