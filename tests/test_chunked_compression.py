@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers.serverkit import RunningServer, served
+from helpers.serverkit import RunningServer, connected_client, image_of, served, tiled_image
 
 from bridge.protocol import (
     CHUNKED,
@@ -39,15 +39,7 @@ W, H = 512, 384  # rgba8: 768 KiB, above the 512 KiB from which libnrb and nrb s
 
 
 def _image(seed: int = 0, w: int = W, h: int = H) -> np.ndarray:
-    """A rendered-looking image: flat tiles with a little noise, so that it compresses but not to nothing."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] // 16
-    img = np.empty((h, w, 4), np.uint8)
-    img[..., 0] = (xx * 13 + seed) % 256
-    img[..., 1] = (yy * 29) % 256
-    img[..., 2] = rng.integers(0, 4, (h, w)) + 100
-    img[..., 3] = 255
-    return img
+    return tiled_image(seed, w, h)
 
 
 def _frame(buffers: list[Buffer]) -> Frame:
@@ -192,16 +184,10 @@ native = pytest.importorskip("bridge._native")
 
 
 def _native_client(endpoint: str, **kw: Any) -> Any:
-    opts: dict[str, Any] = {"endpoint": endpoint, "transport": "inline", "render_size": (W, H), "frames_in_flight": 2,
+    opts: dict[str, Any] = {"transport": "inline", "render_size": (W, H), "frames_in_flight": 2,
                             "deadline_ms": 10_000.0, "server_timeout_ms": 20_000, "handshake_timeout_ms": 10_000,
                             "buffers": [("hudless_color", "rgba8_srgb")]}
-    opts.update(kw)
-    c = native.Client(**opts)
-    end = time.monotonic() + 20
-    while c.stats()["state"] != "connected":
-        assert time.monotonic() < end, c.last_error
-        time.sleep(0.01)
-    return c
+    return connected_client(endpoint, **{**opts, **kw})
 
 
 @pytest.mark.parametrize("method", COMPRESSIONS)
@@ -248,11 +234,4 @@ def test_nrb_serve_no_chunks_answers_as_an_older_server_and_libnrb_still_gets_ex
                 img = _image(seed)
                 c.tag_buffer("hudless_color", "rgba8_srgb", img)
                 c.submit()
-                end = time.monotonic() + 20
-                while True:
-                    got = c.acquire_result(with_info=True)
-                    if got is not None and got[1]["frame_id"] == fid:
-                        assert np.array_equal(np.asarray(got[0]).reshape(H, W, 4), img)
-                        break
-                    assert time.monotonic() < end, c.stats()
-                    time.sleep(0.005)
+                assert np.array_equal(image_of(c, fid).reshape(H, W, 4), img)

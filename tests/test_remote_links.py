@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers.serverkit import RunningServer, served
+from helpers.serverkit import RunningServer, connected_client, image_of, served
 
 from bridge.protocol import Buffer, BufferSpec
 
@@ -54,15 +54,9 @@ def passthrough_wants_depth(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def _client(endpoint: str, **kw: Any) -> Any:
-    opts: dict[str, Any] = {"endpoint": endpoint, "transport": "inline", "render_size": (W, H), "frames_in_flight": 1,
+    opts: dict[str, Any] = {"transport": "inline", "render_size": (W, H), "frames_in_flight": 1,
                             "deadline_ms": 10_000.0, "server_timeout_ms": 20_000, "handshake_timeout_ms": 10_000}
-    opts.update(kw)
-    c = native.Client(**opts)
-    end = time.monotonic() + 20
-    while c.stats()["state"] != "connected":
-        assert time.monotonic() < end, c.last_error
-        time.sleep(0.01)
-    return c
+    return connected_client(endpoint, **{**opts, **kw})
 
 
 def _frame(c: Any, buffers: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
@@ -71,13 +65,7 @@ def _frame(c: Any, buffers: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
     for name, (fmt, a) in buffers.items():
         c.tag_buffer(name, fmt, a)
     c.submit()
-    end = time.monotonic() + 20
-    while True:
-        got = c.acquire_result(with_info=True)
-        if got is not None and got[1]["frame_id"] == fid:
-            return np.array(got[0], copy=True)
-        assert time.monotonic() < end, c.stats()
-        time.sleep(0.002)
+    return image_of(c, fid)
 
 
 def _set(seed: int = 0) -> dict[str, tuple[str, np.ndarray]]:

@@ -10,13 +10,12 @@ The shared vectors (tests/vectors, ``shuffle_*`` and ``*_shuffled*``) hold both 
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers.serverkit import served
+from helpers.serverkit import connected_client, image_of, served, tiled_image
 
 from bridge.protocol import (
     CHUNKED,
@@ -42,14 +41,7 @@ def _smooth_half(w: int = W, h: int = H, channels: int = 2) -> np.ndarray:
 
 
 def _image(seed: int = 0, w: int = W, h: int = H) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] // 16
-    img = np.empty((h, w, 4), np.uint8)
-    img[..., 0] = (xx * 13 + seed) % 256
-    img[..., 1] = (yy * 29) % 256
-    img[..., 2] = rng.integers(0, 4, (h, w)) + 100
-    img[..., 3] = 255
-    return img
+    return tiled_image(seed, w, h)
 
 
 def test_shuffle_puts_byte_j_of_texel_i_at_j_times_n_plus_i_and_keeps_the_tail_in_place() -> None:
@@ -124,14 +116,10 @@ def _bytes_sent_per_frame(endpoint: str, frames: int = 1) -> float:
     always compressed (libnrb measures before it decides whether compressing pays, section 6.3), so one frame
     compares the codecs' bytes; later ones on this fast local link would mostly go raw."""
     bufs = [("hudless_color", "rgba8_srgb"), ("depth", "r16f"), ("motion_vectors", "rg16f")]
-    c = native.Client(endpoint=endpoint, transport="inline", render_size=(W, H), frames_in_flight=1,
-                      deadline_ms=10_000.0, server_timeout_ms=20_000, handshake_timeout_ms=10_000, buffers=bufs,
-                      compression="lz4", exact_formats=True)
+    c = connected_client(endpoint, transport="inline", render_size=(W, H), frames_in_flight=1,
+                         deadline_ms=10_000.0, server_timeout_ms=20_000, handshake_timeout_ms=10_000, buffers=bufs,
+                         compression="lz4", exact_formats=True)
     with c:
-        end = time.monotonic() + 20
-        while c.stats()["state"] != "connected":
-            assert time.monotonic() < end, c.last_error
-            time.sleep(0.01)
         depth, mv = _smooth_half(channels=1)[..., 0], _smooth_half()
         for seed in range(frames):
             fid = c.begin()
@@ -140,14 +128,7 @@ def _bytes_sent_per_frame(endpoint: str, frames: int = 1) -> float:
             c.tag_buffer("depth", "r16f", depth)
             c.tag_buffer("motion_vectors", "rg16f", mv)
             c.submit()
-            end = time.monotonic() + 20
-            while True:
-                got = c.acquire_result(with_info=True)
-                if got is not None and got[1]["frame_id"] == fid:
-                    assert np.array_equal(np.asarray(got[0]).reshape(H, W, 4), img)
-                    break
-                assert time.monotonic() < end, c.stats()
-                time.sleep(0.005)
+            assert np.array_equal(image_of(c, fid).reshape(H, W, 4), img)
         s = c.stats()
         return float(s["bytes_sent"]) / frames
 

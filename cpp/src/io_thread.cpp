@@ -462,6 +462,25 @@ void compress_frame(wire::Frame& m, std::vector<std::vector<uint8_t>>& store, do
   }
 }
 
+/** A RESULT's image whose pixels are in the message itself (inline, or decompressed/decoded on the pool into
+ * `out.owned`): kept alive with the message frames `out.data` may point into, until the engine lets go of it. */
+std::shared_ptr<ResultImage> message_image(const wire::BufferDesc& out, std::shared_ptr<void> frames,
+                                           double server_ms) {
+  auto img = std::make_shared<ResultImage>();
+  img->pixels = out.data;
+  struct Keep {
+    std::shared_ptr<void> frames;
+    std::shared_ptr<const uint8_t[]> owned;
+  };
+  img->keepalive = std::make_shared<Keep>(Keep{std::move(frames), out.owned});
+  img->width = out.width;
+  img->height = out.height;
+  img->stride = out.stride;
+  img->format = out.format;
+  img->server_ms = server_ms;
+  return img;
+}
+
 }  // namespace
 
 void IoThread::send_frames(TimePoint now) {
@@ -830,24 +849,19 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
     decode_image_on_pool(std::move(out), std::move(frames), r.frame, timing, r.timing.total_ms);
     return;
   }
-  auto img = std::make_shared<ResultImage>();
-  if (out.shm) {
-    std::optional<uint64_t> slot = pipeline_.result_slot_of(r.frame);
-    if (!pool_ || !slot || *slot != out.shm->slot) {
-      log_(LogLevel::warning, "nrb: RESULT for frame " + std::to_string(r.frame) +
-                                  " points outside the frame's result slot; not shown");
-      pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
-      return;
-    }
-    img->pixels = pool_->slot_data(static_cast<uint32_t>(out.shm->slot)) + out.shm->offset;
-  } else {
-    img->pixels = out.data;
-    struct Keep {
-      std::shared_ptr<void> frames;
-      std::shared_ptr<const uint8_t[]> owned;
-    };
-    img->keepalive = std::make_shared<Keep>(Keep{std::move(frames), out.owned});
+  if (!out.shm) {
+    pipeline_.on_result(r.frame, message_image(out, std::move(frames), r.timing.total_ms), now, timing);
+    return;
   }
+  std::optional<uint64_t> slot = pipeline_.result_slot_of(r.frame);
+  if (!pool_ || !slot || *slot != out.shm->slot) {
+    log_(LogLevel::warning, "nrb: RESULT for frame " + std::to_string(r.frame) +
+                                " points outside the frame's result slot; not shown");
+    pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
+    return;
+  }
+  auto img = std::make_shared<ResultImage>();
+  img->pixels = pool_->slot_data(static_cast<uint32_t>(out.shm->slot)) + out.shm->offset;
   img->width = out.width;
   img->height = out.height;
   img->stride = out.stride;
@@ -879,19 +893,7 @@ void IoThread::decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> 
       const double threads = std::min<double>(std::max<size_t>(1, out.chunks.size()), pool.threads());
       image_decode_ms_.store(wall * threads);
     }
-    auto img = std::make_shared<ResultImage>();
-    img->pixels = out.data;
-    struct Keep {
-      std::shared_ptr<void> frames;
-      std::shared_ptr<const uint8_t[]> owned;
-    };
-    img->keepalive = std::make_shared<Keep>(Keep{std::move(frames), out.owned});
-    img->width = out.width;
-    img->height = out.height;
-    img->stride = out.stride;
-    img->format = out.format;
-    img->server_ms = server_ms;
-    pipeline_.on_result(frame, std::move(img), Clock::now(), timing);
+    pipeline_.on_result(frame, message_image(out, std::move(frames), server_ms), Clock::now(), timing);
   });
 }
 

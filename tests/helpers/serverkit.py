@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,3 +111,40 @@ def game_client(endpoint: str, **kw: Any) -> Any:
     from bridge import _native
 
     return _native.Client(**{**GAME_CLIENT_DEFAULTS, "endpoint": endpoint, **kw})
+
+
+def connected_client(endpoint: str, timeout_s: float = 20.0, **kw: Any) -> Any:
+    """A ``bridge._native.Client`` (libnrb) on ``endpoint`` with ``kw``, returned once it is connected; the test fails
+    with libnrb's last error when it is not within ``timeout_s``."""
+    from bridge import _native
+
+    c = _native.Client(endpoint=endpoint, **kw)
+    end = time.monotonic() + timeout_s
+    while c.stats()["state"] != "connected":
+        assert time.monotonic() < end, c.last_error
+        time.sleep(0.01)
+    return c
+
+
+def tiled_image(seed: int, w: int, h: int) -> np.ndarray:
+    """A rendered-looking rgba8 image: flat 16x16 tiles with a little noise, so it compresses, but not to nothing."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] // 16
+    img = np.empty((h, w, 4), np.uint8)
+    img[..., 0] = (xx * 13 + seed) % 256
+    img[..., 1] = (yy * 29) % 256
+    img[..., 2] = rng.integers(0, 4, (h, w)) + 100
+    img[..., 3] = 255
+    return img
+
+
+def image_of(client: Any, frame_id: int, timeout_s: float = 20.0) -> np.ndarray:
+    """A copy of the image libnrb hands back for ``frame_id`` (polled: libnrb has no blocking wait); the test fails
+    with the client's statistics when it does not come within ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while True:
+        got = client.acquire_result(with_info=True)
+        if got is not None and got[1]["frame_id"] == frame_id:
+            return np.array(got[0], copy=True)
+        assert time.monotonic() < end, client.stats()
+        time.sleep(0.002)
