@@ -60,6 +60,11 @@ def _elapsed_ms(since_ns: int) -> float:
     return (time.perf_counter_ns() - since_ns) / 1e6
 
 
+#: Threads that (de)compress chunked payloads (protocol section 6.3.2): the cores, 2 to 4; a RESULT image is split
+#: into that many chunks, so each one gets a thread.
+CHUNK_THREADS = max(2, min(4, os.cpu_count() or 1))
+
+
 class FrameProcessor:
     """Decode → styles/hooks → render → grading/post → encode, for the frames the scheduler hands out."""
 
@@ -83,7 +88,7 @@ class FrameProcessor:
         made with the first chunked payload."""
         with self._chunks_lock:
             if self._chunks is None:
-                self._chunks = ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 1)), "nrb-chunk",
+                self._chunks = ThreadPoolExecutor(CHUNK_THREADS, "nrb-chunk",
                                                   initializer=name_os_thread, initargs=("nrb-chunk",))
             return self._chunks
 
@@ -312,5 +317,5 @@ class FrameProcessor:
             # first; compressed on the render worker, never on the I/O thread (docs/protocol.md section 6.3).
             buf.compression = "lz4" if "lz4" in sess.compression else sess.compression[0]
             if CHUNKED in sess.compression:  # section 6.3.2 step 5: split over the chunk threads
-                buf.chunk_bytes = chunk_bytes_for(buf.size, max(2, min(4, os.cpu_count() or 1)))
+                buf.chunk_bytes = chunk_bytes_for(buf.size, CHUNK_THREADS)
         return buf
