@@ -32,3 +32,14 @@ def test_gpu_part_measures_an_upscaled_output_through_nrb_serve(tmp_path: Path) 
     assert row["result_size"] == "128x72"  # the 1x model would answer 64x36 (protocol 5.2 `output`)
     assert row["closed_loop_fps"] > 0 and row["game_loop_shown_fps"] > 0
     assert row["server_ms"] > 0
+
+
+def test_cpu_report_states_its_own_run_length_with_no_template_left_unfilled() -> None:
+    """The committed bench/serve.json rendered again: every figure is filled in (the header once printed its
+    template, ``{rep['seconds_per_run']:g}``, instead of the seconds per run)."""
+    from nrb_bench.serve import _markdown
+
+    rep = json.loads((Path(__file__).resolve().parents[1] / "bench" / "serve.json").read_text())
+    md = _markdown(rep)
+    assert f"{rep['seconds_per_run']:g} s per run after" in md
+    assert "{" not in md and "}" not in md
