@@ -107,6 +107,32 @@ def test_nrb_serve_takes_shuffled_frames_and_no_shuffle_refuses_them_and_keeps_s
                 c.bye()
 
 
+def test_nrb_serve_returns_its_image_shuffled_only_to_an_engine_that_shuffles_its_frame(tmp_path: Any) -> None:
+    """Section 6.3.3 step 4: the image answering a shuffled FRAME comes back lz4 in byte planes (exact, and in fewer
+    bytes than the same image unshuffled); the image answering an unshuffled compressed FRAME comes back unshuffled,
+    and with ``--no-shuffle`` never shuffled."""
+    from bridge.client import Client
+
+    img = _image(5)
+    for args, accepts in (((), True), (("--no-shuffle",), False)):
+        with served(tmp_path, "--renderer", "passthrough", *args, name=f"back{int(accepts)}") as srv:
+            with Client(srv.endpoint) as c:
+                c.hello((W, H), [BufferSpec("hudless_color", "rgba8_srgb")], capabilities=["lz4", CHUNKED, SHUFFLE])
+                sizes = {}
+                for shuffled in (True, False):
+                    b = Buffer.from_array("hudless_color", "rgba8_srgb", img, compression="lz4")
+                    b.filter = SHUFFLE if shuffled and accepts else None
+                    out = c.render([b]).output
+                    assert out is not None and np.array_equal(out.array(), img)
+                    assert out.compression == "lz4"
+                    assert out.filter == (SHUFFLE if shuffled and accepts else None)
+                    assert out.chunks is not None  # 768 KiB: chunked (section 6.3.2), the table gives its bytes
+                    sizes[shuffled] = sum(out.chunks)
+                if accepts:
+                    assert sizes[True] < 0.9 * sizes[False], sizes
+                c.bye()
+
+
 native = pytest.importorskip("bridge._native")
 
 
