@@ -84,6 +84,7 @@ class Cell:
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
     chunks: bool = True  # the server accepts "chunked" (protocol 6.3.2); False: nrb serve --no-chunks
     shuffle: bool = True  # the server accepts "shuffle" (protocol 6.3.3); False: nrb serve --no-shuffle
+    game_fps: int = 0  # the engine's loop ticks at this rate and offers a frame per tick; 0: as fast as it can
 
     @property
     def upscale(self) -> int:
@@ -95,7 +96,7 @@ class Cell:
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
         codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks, self.shuffle)
-        return f"{self.link.name} | {size} | {self.buffer_set} | {codec} | {fif}"
+        return f"{self.link.name} | {size} | {self.buffer_set} | {codec} | {fif} | {game_loop(self.game_fps)}"
 
 
 def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True, shuffle: bool = True) -> str:
@@ -105,6 +106,11 @@ def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool 
     whole = " whole" if not chunks and codec != "none" else ""
     plain = " unshuffled" if not shuffle and codec != "none" else ""
     return codec + whole + plain + (f" + {lossy_codec} q{lossy}" if lossy else "")
+
+
+def game_loop(game_fps: int) -> str:
+    """The game loop column: ``60 Hz`` (a loop at its own rate offering one frame per tick) or ``unpaced``."""
+    return f"{game_fps} Hz" if game_fps else "unpaced"
 
 
 LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
@@ -375,6 +381,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
         received_all = 0
         latency: list[float] = []
         write_ms: list[float] = []
+        round_trip: list[float] = []  # libnrb's submit -> RESULT received, per frame
+        server_ms: list[float] = []  # the renderer's timing.total_ms (decompress .. image compressed), per frame
         received = 0
         warmup_until = time.monotonic() + spec["warmup"]
         measuring = False
@@ -382,6 +390,10 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
         s0: dict[str, Any] = {}
         cpu0 = 0.0
         deadline = warmup_until + spec["seconds"]
+        # a game loop at its own rate offers a frame once per tick (libnrb takes it if a frame slot is free, else
+        # that tick shows the engine's own image); unpaced, the loop offers one whenever a slot frees
+        period = 1.0 / spec["game_fps"] if spec.get("game_fps") else 0.0
+        next_tick = time.monotonic()
         while True:
             now = time.monotonic()
             if not measuring and now >= warmup_until:
@@ -389,6 +401,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 threads0 = thread_cpu(os.getpid())
                 latency.clear()
                 write_ms.clear()
+                round_trip.clear()
+                server_ms.clear()
                 received = 0
             if now >= deadline:
                 break
@@ -396,7 +410,10 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
             # answered, skipped by the renderer (results_late: superseded or past its deadline), dropped or lost
             pending = (s["frames_submitted"] - s["results_received"] - s["results_late"] - s["frames_dropped"]
                        - s["frames_lost"])
-            if pending < s["in_flight_limit"]:  # a frame queued behind them would wait a whole frame: latency
+            due = not period or now >= next_tick
+            if due and period:
+                next_tick = next_tick + period if next_tick + period > now else now + period  # late: no bunched ticks
+            if due and pending < s["in_flight_limit"]:  # a frame queued behind them would wait a whole frame
                 t0 = time.perf_counter()
                 fid = c.begin()
                 for name, a in arrays.items():
@@ -420,6 +437,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
             if t_begin is not None:
                 received_all += 1
                 latency.append((time.perf_counter() - t_begin) * 1e3)
+                round_trip.append(info["round_trip_ms"])
+                server_ms.append(info["server_ms"])
                 received += 1
         elapsed = time.perf_counter() - t_start
         threads = _delta(thread_cpu(os.getpid()), threads0)
@@ -433,6 +452,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 "up_bytes": (s1["bytes_sent"] - s0["bytes_sent"]) / frames,
                 "down_bytes": (s1["bytes_received"] - s0["bytes_received"]) / results,
                 "write_ms": statistics.median(write_ms) if write_ms else None,
+                "round_trip_ms": statistics.median(round_trip) if round_trip else None,
+                "server_ms": statistics.median(server_ms) if server_ms else None,
                 "engine_cpu_s": time.process_time() - cpu0, "compression": s1["compression"],
                 "in_flight_limit": s1["in_flight_limit"], "dropped": s1["frames_dropped"] - s0["frames_dropped"],
                 "skipped": s1["results_late"] - s0["results_late"],
@@ -637,6 +658,7 @@ class Options:
     lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
     chunks: tuple[bool, ...] = (True,)  # servers with and without chunked payloads (an interleaved A/B)
     shuffle: tuple[bool, ...] = (True,)  # servers with and without the byte shuffle (an interleaved A/B)
+    game_fps: tuple[int, ...] = (0,)  # the engine loop's rates (0: unpaced, a frame whenever a slot frees)
     image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
     warmup: float = 1.5
@@ -673,11 +695,12 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch, sh) for (o, r) in opts.sizes for bs in opts.sets
+            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch, sh, gf) for (o, r) in opts.sizes
+                     for bs in opts.sets
                      for codec in opts.codecs for lossy in opts.lossy
                      for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight
                      for ch in (opts.chunks if codec != "none" else (True,))
-                     for sh in (opts.shuffle if codec != "none" else (True,))]
+                     for sh in (opts.shuffle if codec != "none" else (True,)) for gf in opts.game_fps]
             servers: dict[tuple[int, bool, bool], Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
@@ -690,6 +713,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
                                 "lossy": cell.lossy, "lossy_codec": cell.lossy_codec, "seconds": opts.seconds,
+                                "game_fps": cell.game_fps,
                                 "warmup": opts.warmup}
                         cpu0, load0, th0 = srv.cpu_seconds(), _loadavg(), srv.threads()
                         try:
@@ -724,6 +748,7 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
                              "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy,
                              "lossy_codec": cell.lossy_codec, "chunks": cell.chunks, "shuffle": cell.shuffle,
+                             "game_fps": cell.game_fps,
                              "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
@@ -743,6 +768,8 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
         "engine_threads_ms": _merge_threads([s["engine_threads_ms"] for s in ok]),
         "server_threads_ms": _merge_threads([s["server_threads_ms"] for s in ok]),
         "write_ms": med([s["write_ms"] for s in ok if s["write_ms"] is not None] or [0.0]),
+        "round_trip_ms": med([s["round_trip_ms"] for s in ok if s.get("round_trip_ms") is not None] or [0.0]),
+        "server_ms": med([s["server_ms"] for s in ok if s.get("server_ms") is not None] or [0.0]),
         "compression": ok[-1]["compression"], "in_flight_limit": ok[-1]["in_flight_limit"]})
     if opts.floor:
         fif = cell.in_flight or max(1, ok[-1]["in_flight_limit"])
@@ -803,27 +830,31 @@ def markdown(res: dict[str, Any]) -> str:
               "the larger direction's bytes per frame (what the link allows for the bytes actually sent); "
               "`fraction`: fps / limit fps. `floor`: plain TCP sockets through the same link moving the same bytes "
               "per frame each way with the same number of frames outstanding. Latency: the engine starting to write "
-              "a frame's G-buffers -> its image in the engine's hands. CPU ms/frame: process CPU time (user + system) "
+              "a frame's G-buffers -> its image in the engine's hands; `round trip`: libnrb's submit -> RESULT received; "
+              "`server`: the renderer's `timing.total_ms` (decompressing .. the image compressed), both medians. "
+              "`game loop`: `unpaced` offers a frame whenever a frame slot frees, `N Hz` a loop at its own rate "
+              "offering one per tick (a tick with no free slot shows the engine's own image). CPU ms/frame: process CPU time (user + system) "
               "per frame answered, engine process (libnrb's I/O thread included) and server process. "
               f"{res['options']['seconds']:.0f} s per cell after {res['options']['warmup']:.1f} s warm-up, "
               f"{res['options']['repeat']} round(s) interleaved; `spread` = (max - min) / median fps over the rounds.",
               "",
-              "| link | output | G-buffers | set | codec | in flight | fps | spread | p50 ms | p99 ms | MB up | MB down "
-              "| limit fps | fraction | floor fps | fps / floor | engine CPU ms/frame | server CPU ms/frame | "
-              "engine write ms |",
-              "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| link | output | G-buffers | set | codec | in flight | game loop | fps | spread | p50 ms | p99 ms "
+              "| round trip ms | server ms | MB up | MB down | limit fps | fraction | floor fps | fps / floor "
+              "| engine CPU ms/frame | server CPU ms/frame | engine write ms |",
+              "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+              "---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
                 f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} "
                 f"| {c['in_flight'] or 'adaptive'}")
         if "error" in c:
-            lines.append(f"{head} | failed: {c['error'][:200]} |" + " |" * 12)
+            lines.append(f"{head} | {game_loop(c.get('game_fps', 0))} | failed: {c['error'][:200]} |" + " |" * 14)
             continue
         fl = c.get("floor", {})
         fif = c["in_flight"] or f"adaptive ({c['in_flight_limit']})"
-        head = head.rsplit("|", 1)[0] + f"| {fif}"
+        head = head.rsplit("|", 1)[0] + f"| {fif} | {game_loop(c.get('game_fps', 0))}"
         lines.append(f"{head} | {c['fps']:.1f} | {c['fps_spread']:.2f} | {c['p50_ms']:.0f} | {c['p99_ms']:.0f} | "
-                     f"{c['up_mb']:.2f} | {c['down_mb']:.2f} | {c['limit_fps']:.1f} | {c['fraction']:.2f} | "
+                     f"{c.get('round_trip_ms', 0.0):.0f} | {c.get('server_ms', 0.0):.0f} | {c['up_mb']:.2f} | {c['down_mb']:.2f} | {c['limit_fps']:.1f} | {c['fraction']:.2f} | "
                      f"{fl.get('fps', float('nan')):.1f} | {(c.get('vs_floor') or float('nan')):.2f} | "
                      f"{c['engine_cpu_ms_per_frame']:.0f} | {c['server_cpu_ms_per_frame']:.0f} | {c['write_ms']:.1f} |")
     lines += ["", "CPU ms per frame by thread (the top six; `python` is a process's main thread (the engine's: writing "
@@ -833,14 +864,14 @@ def markdown(res: dict[str, Any]) -> str:
               "worker (the 2x upscale, a JPEG/WebP encode, a codec's work when not chunked), `nrb-chunk` the "
               "server's chunk threads (decompressing a frame's chunks, compressing the image's), `ZMQbg/IO/0` "
               "ZeroMQ's I/O thread):", "",
-              "| link | output | G-buffers | set | codec | in flight | engine threads | server threads |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| link | output | G-buffers | set | codec | in flight | game loop | engine threads | server threads |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in res["cells"]:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
                      f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} | {c['in_flight'] or 'adaptive'} | "
-                     f"{_top(c['engine_threads_ms'])} | "
+                     f"{game_loop(c.get('game_fps', 0))} | {_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
     return "\n".join(lines)
@@ -887,6 +918,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--shuffle", action="append", choices=("on", "off"),
                    help="the server accepts byte-shuffled payloads (protocol 6.3.3): on (default), off (nrb serve "
                         "--no-shuffle, as before it); both: an interleaved A/B of every codec cell")
+    p.add_argument("--game-fps", action="append", type=int, metavar="HZ",
+                   help="the engine loop's rate: a frame offered per tick (0 = unpaced, the default: one whenever "
+                        "a frame slot frees); repeat for an interleaved A/B")
     p.add_argument("--no-image-codecs", action="store_true", help="skip the image codec table")
     p.add_argument("--note", action="append", default=[], help="a finding to print with the report (repeatable)")
     p.add_argument("--report", default="remote", help="report name: OUT/REPORT.json and .md (default remote)")
@@ -904,7 +938,7 @@ def main(args: Any) -> int:
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
                    chunks=tuple(c == "on" for c in (args.chunks or ["on"])),
                    shuffle=tuple(c == "on" for c in (args.shuffle or ["on"])),
-                   image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
+                   game_fps=tuple(args.game_fps or (0,)), image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
                    repeat=max(1, args.repeat),
                    floor=not args.no_floor)
     res = run(args.out, options=opts, report=args.report)

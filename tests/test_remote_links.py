@@ -157,6 +157,23 @@ def test_bench_remote_measures_a_shaped_link_and_deletes_its_network(tmp_path: P
 
 
 @root_only
+def test_bench_remote_paces_a_game_loop_and_says_where_the_latency_goes(tmp_path: Path) -> None:
+    """``--game-fps 10`` against an unpaced cell on a 1 Gbit/s link: the paced loop offers one frame per tick, so it
+    shows at most about 10 frames a second while the unpaced one shows more; each cell reports libnrb's round trip
+    and the renderer's own time, the round trip within the latency and the renderer's time within the round trip."""
+    proc = _bench(tmp_path, "--link", "1000", "--game-fps", "10", "--game-fps", "0", "--no-floor", "--seconds", "2")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    cells = {c["game_fps"]: c for c in json.loads((tmp_path / "remote.json").read_text())["cells"]}
+    assert set(cells) == {10, 0} and all("error" not in c for c in cells.values()), cells
+    assert 0 < cells[10]["fps"] <= 11 < cells[0]["fps"]
+    for c in cells.values():
+        assert 0 < c["server_ms"] < c["round_trip_ms"] <= c["p50_ms"] * 1.05
+    md = (tmp_path / "remote.md").read_text()
+    assert "| 10 Hz |" in md and "| unpaced |" in md
+
+
+@root_only
 def test_bench_remote_interrupted_leaves_no_namespace_behind(tmp_path: Path) -> None:
     proc = _bench(tmp_path, "--link", "1000:2", "--seconds", "30")
     assert proc.stdout is not None
