@@ -516,6 +516,24 @@ def set_worker_threads(threads: int) -> None:
         _WORKER.slot = (slot[0], max(1, int(threads)))
 
 
+def count_inference(ms: float) -> None:
+    """Count ``ms`` of model inference (a model runtime's own call, e.g. ONNX Runtime's ``session.run``) against
+    the frame the calling thread is rendering. ``nrb serve`` reads it per frame (``take_inference_ms``), so that a
+    frame's time splits into the model's and the server's own (the part issue 14 holds under 5 %) on the same frame,
+    where a comparison with the model timed alone at another moment would also measure the machine's drift."""
+    _WORKER.inference_ms = getattr(_WORKER, "inference_ms", 0.0) + float(ms)
+    _WORKER.inference_counted = True
+
+
+def take_inference_ms() -> float | None:
+    """The inference time counted on the calling thread since the last call (``count_inference``), and start
+    again; None when nothing counted any (a renderer without a model: passthrough, deferred)."""
+    counted = getattr(_WORKER, "inference_counted", False)
+    ms = float(getattr(_WORKER, "inference_ms", 0.0))
+    _WORKER.inference_ms, _WORKER.inference_counted = 0.0, False
+    return ms if counted else None
+
+
 def current_worker() -> tuple[int, int] | None:
     """(worker index, thread budget for the current frame) of the render worker calling, or None outside one."""
     slot: tuple[int, int] | None = getattr(_WORKER, "slot", None)

@@ -22,7 +22,10 @@ the same run, interleaved and repeated):
   never share the cores), in ``OVERHEAD_ROUNDS`` alternating rounds; each round's model time is the mean of the
   model runs around it (a linear drift cancels), and the overhead is the median of the rounds' ratios (the
   machine's speed drifts by more than the 5 % judged between minutes, not within a round). What is left is the
-  server's Python: shared-memory copy, decode, style map, hooks, input conversion, grading, encode.
+  server's Python: shared-memory copy, decode, style map, hooks, input conversion, grading, encode; and the model
+  running slower among the engine's and the server's other threads than alone. The same rounds are also split in
+  the server, frame by frame, from its metrics (``nrb_inference_seconds`` against ``nrb_frame_latency_seconds``:
+  the same frames, so no drift): the server's own work against its model's inference.
 
 * **GPU** (``--part gpu``, also run by the default ``--part all``): the issue's GPU targets, through ``nrb serve
   --device`` on the same host with shared memory: 1920x1080 output (closed-loop rate >= 60 fps; a 60 fps game loop's
@@ -263,6 +266,43 @@ def _model_only(size: tuple[int, int], seconds: float, threads: int) -> dict[str
     return {"model_p50_ms": float(np.median(times)), "model_runs": float(len(times))}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The server's Prometheus metrics (``nrb serve --metrics``), by sample name with its labels."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _own_work(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
+    """Between two scrapes, per rendered frame (means over the same frames): the latency (received to RESULT
+    sent), the model's inference (``nrb_inference_seconds``) and the server's own work, their difference; None
+    when the server does not report its inference (an older one) or rendered nothing."""
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    n = delta("nrb_inference_seconds_count")
+    if "nrb_inference_seconds_count" not in after or n <= 0 or delta("nrb_frame_latency_seconds_count") != n:
+        return None
+    latency = 1e3 * delta("nrb_frame_latency_seconds_sum") / n
+    inference = 1e3 * delta("nrb_inference_seconds_sum") / n
+    return {"frames": n, "latency_ms": latency, "inference_ms": inference, "own_ms": latency - inference,
+            "own_of_inference": (latency - inference) / max(inference, 1e-9)}
+
+
 def _baseline_env(tree: Path, tmp: Path) -> dict[str, str]:
     """Environment that makes ``python -m bridge.cli`` import the ``bridge`` of another checkout (bypassing this
     one's editable install). ``PYTHONSAFEPATH``: ``-m`` would otherwise put the working directory first on
@@ -312,9 +352,14 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     overhead: dict[str, list[dict[str, Any]]] = {k: [] for k in servers}
     model_only: list[dict[str, float]] = []
     procs: dict[str, tuple[Any, str]] = {}
+    # this checkout's server reports its model's inference per frame (nrb_inference_seconds): the overhead rounds
+    # also split each frame into the model's time and the server's own, on the same frames (_own_work)
+    metrics_port = {"after": _free_port()}
+    own: dict[str, list[dict[str, float] | None]] = {k: [] for k in servers}
     try:
         for label, (env, _) in servers.items():
-            procs[label] = _serve(["--renderer", "neural", *(serve_args or [])], tmp / f"{label}.log", env)
+            extra = ["--metrics", str(metrics_port[label])] if label in metrics_port else []
+            procs[label] = _serve(["--renderer", "neural", *extra, *(serve_args or [])], tmp / f"{label}.log", env)
         for r in range(repeat):
             for scen, (sizes, mode) in scenarios.items():
                 for label, (_, fif) in servers.items():
@@ -329,7 +374,10 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
         for r in range(rounds):
             for label in servers:
                 print(f"[serve] overhead round {r + 1}/{rounds} {label}", flush=True)
+                port = metrics_port.get(label)
+                m0 = _scrape(port) if port else {}
                 overhead[label].append(_run(procs[label][1], [MEDIUM], "closed_loop", span, 1.0, None)[0])
+                own[label].append(_own_work(m0, _scrape(port)) if port else None)
             print(f"[serve] overhead round {r + 1}/{rounds} model only", flush=True)
             model_only.append(_model_only(MEDIUM, span, os.cpu_count() or 2))
     finally:
@@ -367,6 +415,8 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
                 o["server_p50_ms"] / max(m, 1e-9) - 1.0 for o, m in zip(overhead[label], bracket, strict=True))),
             "overhead_rounds": [o["server_p50_ms"] / max(m, 1e-9) - 1.0
                                 for o, m in zip(overhead[label], bracket, strict=True)],
+            # the same frames split in the server: its own work over its model's inference, per round
+            "own_work_rounds": own[label],
             "one_session": {
                 "shown_fps": one["fresh_fps"],
                 "shown_vs_closed_loop": one["fresh_fps"] / max(closed_small["fresh_fps"], 1e-9),
@@ -545,6 +595,24 @@ def _markdown(rep: dict[str, Any]) -> str:
         each = ", ".join(f"{100 * v:.1f}" for v in s.get("overhead_rounds", []))
         lines.append(f"| {label} | {s['server_ms_640x360']:.1f} | {s['model_ms_640x360']:.1f} | "
                      f"{100 * s['server_overhead_640x360']:.1f} % | {each} |")
+    split = {label: [x for x in r["summary"].get("own_work_rounds", []) if x] for label, r in rep["servers"].items()}
+    split = {label: xs for label, xs in split.items() if xs}
+    if split:
+        lines += ["", "The same rounds split in the server, frame by frame (`nrb serve --metrics`: each frame's "
+                  "latency, received to RESULT sent, and its model's inference, ONNX Runtime's `run`, "
+                  "`nrb_inference_seconds`; means over the same frames, so the machine's drift between a server run "
+                  "and a model run does not enter): the server's own work per frame (shared-memory copy, decode, "
+                  "style map, feed, grading, encode) against the model's inference. What it cannot show: the model "
+                  "running slower inside the server than alone (the other threads of the engine and the server "
+                  "taking a core from ONNX Runtime's); the table above includes that, with the drift.", "",
+                  "| server | frames | latency ms | inference ms | own work ms | own work / inference | rounds (%) |",
+                  "|---|---|---|---|---|---|---|"]
+        for label, xs in split.items():
+            med = statistics.median
+            lines.append(f"| {label} | {sum(x['frames'] for x in xs):.0f} | {med(x['latency_ms'] for x in xs):.1f} | "
+                         f"{med(x['inference_ms'] for x in xs):.1f} | {med(x['own_ms'] for x in xs):.2f} | "
+                         f"{100 * med(x['own_of_inference'] for x in xs):.1f} % | "
+                         + ", ".join(f"{100 * x['own_of_inference']:.1f}" for x in xs) + " |")
     lines.append("")
     return "\n".join(lines)
 

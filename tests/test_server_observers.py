@@ -158,6 +158,31 @@ def test_metrics_endpoint_and_status_snapshot_report_the_same_counts() -> None:
     assert 0 < metrics["nrb_model_seconds_sum"] <= metrics["nrb_render_seconds_sum"]
 
 
+def test_metrics_split_a_neural_frame_into_the_models_inference_and_the_servers_own_work() -> None:
+    """With the neural renderer, each rendered frame's ONNX Runtime run is observed (``nrb_inference_seconds``):
+    one sample per rendered frame, within the renderer's own call, itself within the frame's latency (the rest is
+    the server's own work, what ``nrb bench serve`` holds under 5 %). A renderer without a model counts none."""
+    from helpers.serverkit import still_scene
+
+    for renderer, has_model in (("neural", True), ("passthrough", False)):
+        with Server(port=0, renderer=renderer, metrics_port=0) as server:
+            assert server.metrics_port is not None
+            bufs, cam = still_scene()
+            with Client(server.endpoint or "", timeout=30) as c:
+                c.hello(SIZE, [BufferSpec(b.name, b.format) for b in bufs])
+                for _ in range(3):
+                    assert c.render(bufs, camera=cam).status == "ok"
+                c.bye()
+            metrics = _scrape(server.metrics_port)
+        assert metrics["nrb_model_seconds_count"] == 3
+        if has_model:
+            assert metrics["nrb_inference_seconds_count"] == 3
+            assert 0 < metrics["nrb_inference_seconds_sum"] <= metrics["nrb_model_seconds_sum"]
+            assert metrics["nrb_model_seconds_sum"] <= metrics["nrb_frame_latency_seconds_sum"]
+        else:
+            assert metrics["nrb_inference_seconds_count"] == 0
+
+
 def test_a_shared_memory_session_is_recorded_with_its_pixels_inline(tmp_path: Any) -> None:
     """The engine's G-buffer comes through its shared-memory pool and the image goes back into its result slot:
     the capture still holds both, inline (copied before the slot went back to the engine), so that ``nrb replay``

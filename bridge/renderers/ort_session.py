@@ -37,12 +37,15 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bridge.renderer import count_inference
 
 log = logging.getLogger("nrb.renderer")
 
@@ -224,16 +227,21 @@ class OrtSession:
 
     def run(self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Like ``InferenceSession.run``; on a GPU, each input goes host → device once (from the array as given,
-        no staging copy here) and each output device → host once."""
-        if not self.io_binding:
-            return list(self.inner.run(output_names, dict(feed)))
-        binding = self.inner.io_binding()
-        for name, arr in feed.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
-        for name in output_names or self._output_names:
-            binding.bind_output(name, self.device.ort_device, self.device.index)
-        self.inner.run_with_iobinding(binding)
-        return list(binding.copy_outputs_to_cpu())
+        no staging copy here) and each output device → host once. Its time counts as the frame's inference
+        (``bridge.renderer.count_inference``: what ``nrb serve`` separates from its own work)."""
+        t0 = time.perf_counter()
+        try:
+            if not self.io_binding:
+                return list(self.inner.run(output_names, dict(feed)))
+            binding = self.inner.io_binding()
+            for name, arr in feed.items():
+                binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+            for name in output_names or self._output_names:
+                binding.bind_output(name, self.device.ort_device, self.device.index)
+            self.inner.run_with_iobinding(binding)
+            return list(binding.copy_outputs_to_cpu())
+        finally:
+            count_inference((time.perf_counter() - t0) * 1e3)
 
 
 _SESSIONS: dict[tuple[str, int, int, str], OrtSession] = {}

@@ -46,6 +46,9 @@ class FrameDone:
     error: str | None = None
     #: of ``timing.render_ms`` (status ``ok``), the renderer's own call; the rest is the grading and post stage
     model_ms: float | None = None
+    #: of ``model_ms``, the model runtime's own time (ONNX Runtime's ``run``; ``bridge.renderer.count_inference``);
+    #: None for a renderer without a model. ``timing.total_ms`` less this is the server's own work on the frame.
+    inference_ms: float | None = None
 
 
 class Observer:
@@ -215,6 +218,9 @@ class Metrics(Observer):
                                 registry=self.registry)
         self.model = Histogram("nrb_model_seconds", "Of the renderer time, the renderer's own call (the rest: "
                                "grading, intensity and masks)", buckets=buckets, registry=self.registry)
+        self.inference = Histogram("nrb_inference_seconds", "Of the renderer's own call, the model runtime's run "
+                                   "(received to RESULT sent less this: the server's own work on the frame)",
+                                   buckets=buckets, registry=self.registry)
         self.registry.register(_StatsCollector(stats, gauges))
         self._http: Any = None
 
@@ -229,6 +235,8 @@ class Metrics(Observer):
             self.render.observe(done.timing.render_ms / 1e3)
             if done.model_ms is not None:
                 self.model.observe(done.model_ms / 1e3)
+            if done.inference_ms is not None:
+                self.inference.observe(done.inference_ms / 1e3)
             self.latency.observe(done.timing.total_ms / 1e3)
 
     def close(self) -> None:

@@ -42,7 +42,14 @@ from bridge.protocol import (
     encode_header,
     inflate,
 )
-from bridge.renderer import BadOutput, RenderInputs, image_to_output, set_worker_threads, worker_context
+from bridge.renderer import (
+    BadOutput,
+    RenderInputs,
+    image_to_output,
+    set_worker_threads,
+    take_inference_ms,
+    worker_context,
+)
 from bridge.session import QueuedFrame, Session
 from bridge.shm import ShmShrunk, ShmUnavailable
 from bridge.style.defined import StyleSource
@@ -169,6 +176,7 @@ class FrameProcessor:
         t_render = time.perf_counter_ns()
         inputs = RenderInputs({b.name: b for b in frame.buffers}, size=sess.render_size, camera=frame.camera,
                               time=t, dt=frame.dt, frame=frame.frame, history=sess.history)
+        take_inference_ms()  # from here on, what the renderer's model runs counts for this frame
         try:
             library = self.styles.library
             if sess.renderer.style_params:  # draws every style from its parameters: the whole map and the table
@@ -180,6 +188,7 @@ class FrameProcessor:
                 t_model = time.perf_counter_ns()
                 image = sess.renderer.render(inputs, renderer_map)
             model_ms = _elapsed_ms(t_model)  # the renderer's own call: what the observers split render_ms by
+            inference_ms = take_inference_ms()  # of it, the model runtime's own (None: a renderer without one)
             # exact grading of the pixels' styles (hue, white balance, lift/gamma/gain, fog, .cube LUTs), then the
             # session's intensity and masks against the engine's image; both skip frames they cannot change
             image = post_process(grade(image, style_map, self.styles.library, inputs), inputs, sess.pipeline.state)
@@ -213,7 +222,7 @@ class FrameProcessor:
         sess.answered_current = True
         self.outbox.send_wire(item.routing_id, wire, sess.doorbell)
         self.observers.frame_done(FrameDone(sess.id, frame.frame, "ok", recorded, timing, digest,
-                                            model_ms=model_ms))
+                                            model_ms=model_ms, inference_ms=inference_ms))
 
     def answer_skipped(self, sess: Session, item: QueuedFrame) -> list[Any]:
         """Encode and count the ``skipped`` RESULT of a frame answered on arrival (superseded, or predicted late:
