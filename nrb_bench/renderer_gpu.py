@@ -8,7 +8,10 @@ Per size (256x256, 960x540, 1920x1080, batch 1): ms per frame of the shipped sin
 fp32 (TF32 off: true fp32), TF32 and fp16 autocast, timed with CUDA events (median of 50 after 10 warm-ups),
 fp16 replayed from a CUDA graph, plus ONNX Runtime when its CUDA provider is installed (``onnxruntime-gpu``): the
 very session ``nrb serve --device cuda`` renders with (``bridge.renderers.ort_session``: IO binding, host arrays
-in and out, one copy each way). Fractions of peak are against matrix-multiply peaks
+in and out, one copy each way), and what the ``neural`` renderer itself gets per frame by runtime (PyTorch's
+``TorchSession`` with fp16 and CUDA graphs, ONNX Runtime's CUDA session where installed; host arrays in and out,
+history fed back) with each image's distance from the CPU's fp32 image (``serving_runtimes``: the numbers that
+decide issue 14's "whichever measures faster"). Fractions of peak are against matrix-multiply peaks
 measured in the same run the same way (8192^3 ``torch.mm``: fp32, TF32, fp16), because the datasheet's numbers
 are not what a program gets.
 """
@@ -89,6 +92,45 @@ def matmul_peaks(n: int = 8192) -> dict[str, float]:
     return peaks
 
 
+def serving_runtimes(w: int, h: int, frames: int = 20, device: str = "cuda:0") -> dict[str, Any]:
+    """What ``nrb serve``'s ``neural`` renderer gets per frame at ``w`` x ``h`` on ``device``, host arrays in and
+    out (copies included), history fed back as a game's frames do: PyTorch's runtime (``TorchSession``: fp16, CUDA
+    graphs; what ``--device auto`` picks when ONNX Runtime has no CUDA provider) and, when it has one, ONNX Runtime's
+    CUDA session; each image's difference from ONNX Runtime's fp32 image on the CPU, in 8-bit steps (fp16's cost in
+    exactness: issue 14's "whichever measures faster" is judged with it)."""
+    import numpy as np
+
+    from bridge.protocol import Buffer
+    from bridge.renderer import RenderInputs
+    from bridge.renderers.neural import NeuralRenderer
+    from bridge.renderers.ort_session import available_providers
+    from bridge.scene import SyntheticScene
+    from nrb_bench.serve import FORMATS, _arrays
+
+    _, cam = SyntheticScene(w, h, animate=False).gbuffers(0.0)
+    bufs = {n: Buffer.from_array(n, FORMATS[n], a) for n, a in _arrays((w, h)).items()}
+    reference = NeuralRenderer(device="cpu", runtime="onnxruntime", precision="fp32")
+    style = np.zeros((h, w, reference.styles or 1), np.float32)
+    style[..., 0] = 1.0
+    inputs = RenderInputs(bufs, size=(w, h), camera=cam)
+    exact = reference.render(inputs, style).astype(np.int16)
+    out: dict[str, Any] = {}
+    ort_here = device == "cpu" or "CUDAExecutionProvider" in available_providers()
+    for runtime in ["torch"] + (["onnxruntime"] if ort_here else []):
+        r = NeuralRenderer(device=device, runtime=runtime, precision="fp32")
+        first = r.render(inputs, style)  # also the CUDA graph's capture at this shape
+        steps = np.abs(first.astype(np.int16) - exact)
+        times = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            r.render(inputs, style)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[runtime] = {"device": r.device_description, "ms_with_copies": statistics.median(times),
+                        "max_steps_vs_cpu_fp32": int(steps.max()), "mean_steps_vs_cpu_fp32": float(steps.mean()),
+                        "over_2_steps_fraction": float((steps > 2).mean())}
+    return out
+
+
 def run(model_dir: Path | None = None) -> dict[str, Any]:
     """Measure the table; raises ``RuntimeError`` without a CUDA device."""
     import onnxruntime as ort
@@ -150,6 +192,8 @@ def run(model_dir: Path | None = None) -> dict[str, Any]:
                 ort_cuda.run(None, feed)
                 t.append((time.perf_counter() - t0) * 1e3)
             row["onnxruntime_cuda_ms_with_copies"] = statistics.median(t)
+        if model_dir == WEIGHTS:  # the renderer's own graph and checkpoint: the shipped model
+            row["serving"] = serving_runtimes(w, h)
         rows.append(row)
     props = torch.cuda.get_device_properties(0)
     return {
@@ -203,6 +247,18 @@ def markdown_section(res: dict[str, Any]) -> list[str]:
             f"ONNX Runtime on that machine had no CUDA provider (providers: "
             f"{', '.join(res['onnxruntime_providers'])}), so it has no GPU row.",
         ]
+    serving = [r for r in res["rows"] if r.get("serving")]
+    if serving:
+        lines += ["", "What `nrb serve`'s neural renderer gets per frame on that GPU (the wire graph's inputs from host "
+                  "arrays and its image back, history fed back, median of 20), by runtime, and how far its image is "
+                  "from ONNX Runtime's fp32 image on the CPU (8-bit steps):", "",
+                  "| size | runtime | device | ms with copies | max steps | mean steps | pixels > 2 steps |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in serving:
+            for name, v in r["serving"].items():
+                lines.append(f"| {r['width']}x{r['height']} | {name} | {v['device']} | {v['ms_with_copies']:.2f} | "
+                             f"{v['max_steps_vs_cpu_fp32']} | {v['mean_steps_vs_cpu_fp32']:.3f} | "
+                             f"{100 * v['over_2_steps_fraction']:.2f} % |")
     return lines
 
 

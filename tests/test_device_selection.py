@@ -23,6 +23,9 @@ from bridge.renderers.ort_session import (
     CPU,
     CUDA,
     TENSORRT,
+    TORCH_CPU,
+    TORCH_CUDA,
+    DeviceChoice,
     DeviceError,
     DeviceUnavailableError,
     OrtSession,
@@ -30,6 +33,7 @@ from bridge.renderers.ort_session import (
     get_session,
     parse_device,
     select_device,
+    with_runtime,
 )
 from bridge.style import DEFAULT_LIBRARY, StyleState, build_style_map
 
@@ -89,6 +93,53 @@ def test_a_gpu_that_is_not_there_is_refused_not_replaced_by_the_cpu(
     with pytest.raises(DeviceUnavailableError, match="device") as err:
         choose_device(request_, providers, devices)
     assert message in str(err.value)
+
+
+def test_a_gpu_onnx_runtime_cannot_use_goes_to_pytorchs_cuda_and_onnx_runtimes_cuda_wins_when_both_exist() -> None:
+    """A machine with PyTorch's CUDA build and the CPU onnxruntime (what a PyTorch user has): ``auto`` and ``cuda:N``
+    run the neural model through PyTorch (fp16, CUDA graphs) on that device, saying so; ONNX Runtime's own CUDA
+    provider is preferred where it exists; TensorRT and a device that is not there are still refused."""
+    auto = choose_device("auto", [CPU, TORCH_CUDA], 2)
+    assert (auto.device, auto.provider, auto.on_gpu, auto.torch) == ("cuda:0", TORCH_CUDA, True, True)
+    assert "PyTorch's CUDA runs the model" in auto.reason and auto.providers() == [CPU]  # ORT reads the contract
+    c1 = choose_device("cuda:1", [CPU, TORCH_CUDA], 2)
+    assert (c1.device, c1.provider) == ("cuda:1", TORCH_CUDA)
+    assert choose_device("auto", [*GPU_BUILD, TORCH_CUDA], 1).provider == CUDA
+    assert choose_device("auto", [CPU, TORCH_CUDA], 0).device == "cpu"  # PyTorch without a device: the CPU
+    with pytest.raises(DeviceUnavailableError, match="only 1 CUDA device"):
+        choose_device("cuda:1", [CPU, TORCH_CUDA], 1)
+    with pytest.raises(DeviceUnavailableError, match="no TensorRT execution provider"):
+        choose_device("tensorrt", [CPU, TORCH_CUDA], 1)
+
+
+def test_the_runtime_option_moves_a_choice_between_onnx_runtime_and_pytorch() -> None:
+    """``runtime=torch`` on the CPU is PyTorch's CPU path; ``runtime=onnxruntime`` refuses PyTorch's CUDA when the
+    GPU was asked for and falls back to ONNX Runtime on the CPU under ``auto``; ``auto`` keeps the choice; anything
+    else is a clear error."""
+    cpu = choose_device("cpu", [CPU], 0)
+    torch_cpu = with_runtime(cpu, "torch")
+    assert (torch_cpu.device, torch_cpu.provider, torch_cpu.torch) == ("cpu", TORCH_CPU, True)
+    assert with_runtime(cpu, "auto") is cpu and with_runtime(cpu, "onnxruntime") is cpu
+    on_torch = DeviceChoice("cuda:0", TORCH_CUDA, "auto: ...", "auto")
+    back = with_runtime(on_torch, "onnxruntime")
+    assert (back.device, back.provider) == ("cpu", CPU) and "runtime=onnxruntime" in back.reason
+    with pytest.raises(DeviceUnavailableError, match="runtime=onnxruntime"):
+        with_runtime(DeviceChoice("cuda:0", TORCH_CUDA, "asked for", "cuda"), "onnxruntime")
+    with pytest.raises(ValueError, match="runtime must be one of auto, onnxruntime, torch"):
+        with_runtime(cpu, "tensorflow")
+
+
+def test_an_onnx_model_of_the_users_stays_on_onnx_runtime_where_pytorch_would_take_the_gpu(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the neural model has a PyTorch twin (its checkpoint): where ``auto`` chose PyTorch's CUDA, a ``.onnx``
+    renderer runs on ONNX Runtime on the CPU and says why, and an explicit ``cuda`` is refused for it."""
+    monkeypatch.setattr(ort_session, "_CHOICES", {
+        "auto": DeviceChoice("cuda:0", TORCH_CUDA, "auto: ...", "auto"),
+        "cuda": DeviceChoice("cuda:0", TORCH_CUDA, "asked for", "cuda")})
+    r = OnnxRenderer(example_model(tmp_path / "example.onnx"), device="auto")
+    assert r.device == "cpu" and "runtime=onnxruntime" in r.device_description
+    with pytest.raises(DeviceUnavailableError, match="runtime=onnxruntime"):
+        OnnxRenderer(example_model(tmp_path / "example2.onnx"), device="cuda")
 
 
 @pytest.mark.parametrize("text", ["gpu", "cuda:x", "cuda:-1", "", "cpu:0", "auto:1", "cuda:0:1"])

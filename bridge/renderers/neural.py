@@ -37,6 +37,7 @@ from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, current_worker, linear_to_srgb, to_srgb8
 from bridge.renderers.engine_light import EngineLight
 from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model, select_device
+from bridge.renderers.torch_session import TorchSession
 from bridge.style.library import SHADING_PARAMS
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
@@ -102,7 +103,8 @@ _ORT_DTYPE: dict[str, np.dtype[Any]] = {"tensor(uint8)": np.dtype(np.uint8), "te
               "tensor(float)": np.dtype(np.float32)}
 
 
-def _session(path: Path, threads: int, worker: int = -1, device: DeviceChoice | None = None) -> OrtSession:
+def _session(path: Path, threads: int, worker: int = -1,
+             device: DeviceChoice | None = None) -> OrtSession | TorchSession:
     """The ONNX Runtime session for (model, threads, render worker, device), from the cache every ONNX-backed
     renderer shares (``bridge.renderers.ort_session``: full graph optimisation, no busy-waiting threads)."""
     return get_session(path, threads=threads, worker=worker, device=device)
@@ -119,14 +121,16 @@ class NeuralRenderer(Renderer):
     ``auto`` for the shipped model, ``fp32``, i.e. exactly the file, for a ``model`` named),
     ``temporal`` (feed history back, default true), ``threads`` (ONNX Runtime intra-op threads; default: the render
     worker's thread budget in ``nrb serve``, 2 elsewhere), ``device`` (``cpu``, ``auto``, ``cuda[:N]``,
-    ``tensorrt[:N]``: see ``bridge.renderers.ort_session``; ``nrb serve --device`` sets it)."""
+    ``tensorrt[:N]``: see ``bridge.renderers.ort_session``; ``nrb serve --device`` sets it), ``runtime``
+    (``auto``: ONNX Runtime, or PyTorch's CUDA on a GPU ONNX Runtime cannot use; ``onnxruntime``; ``torch``: the
+    network in PyTorch, ``bridge.renderers.torch_session``, which needs the checkpoint next to the graph)."""
 
     name = "neural"
     version = "0.1.0"
     output_format = "rgba8_srgb"
 
     def __init__(self, model: str | Path | None = None, temporal: bool = True, threads: int | None = None,
-                 device: str = "cpu", precision: str | None = None) -> None:
+                 device: str = "cpu", precision: str | None = None, runtime: str = "auto") -> None:
         named = Path(model) if model is not None else DEFAULT_MODEL
         if not named.is_file():
             raise ValueError(
@@ -135,13 +139,16 @@ class NeuralRenderer(Renderer):
             )
         # the shipped model defaults to auto; a model the user names runs as named unless a precision is asked for
         precision = precision or ("auto" if model is None else "fp32")
-        gpu = precision == "auto" and select_device(device).on_gpu
+        if runtime == "torch" and precision == "int8":
+            raise ValueError("precision=int8 is an ONNX Runtime graph; runtime=torch runs the fp32 checkpoint")
+        # PyTorch runs the checkpoint the fp32 graph was exported from; the int8 copy is ONNX Runtime's alone
+        gpu = precision == "auto" and (select_device(device).on_gpu or runtime == "torch")
         path = pick_precision(named, precision, gpu)
         self.path = path
         self.threads = None if threads is None else int(threads)
         worker = current_worker()
         session, choice = open_model(path, device, threads=self.threads or (worker[1] if worker else 2),
-                                     worker=worker[0] if worker else -1)
+                                     worker=worker[0] if worker else -1, runtime=runtime)
         #: where the model runs (``device`` option: cpu, auto, cuda[:N], tensorrt[:N]; ``auto`` resolved) and why
         self.device_choice: DeviceChoice = choice
         self.device = choice.device
@@ -371,7 +378,7 @@ class NeuralRenderer(Renderer):
         return render_size[0] * self.upscale, render_size[1] * self.upscale
 
     @property
-    def session(self) -> OrtSession:
+    def session(self) -> OrtSession | TorchSession:
         """The ONNX Runtime session for the calling render worker (its own, sized by its current frame's thread
         budget; on a GPU one per device), on this renderer's device (``run`` binds inputs and outputs there)."""
         worker = current_worker()

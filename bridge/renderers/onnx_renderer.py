@@ -45,7 +45,8 @@ class OnnxRenderer(Renderer):
         self.output_srgb = bool(output_srgb)
         self.threads = None if threads is None else int(threads)
         threads_now, worker = self._budget()
-        session, choice = open_model(self.path, device, threads=threads_now, worker=worker)
+        session, choice = open_model(self.path, device, threads=threads_now, worker=worker,
+                                     runtime="onnxruntime")  # any graph: only the neural model has a PyTorch twin
         #: where the model runs (``auto`` resolved) and why
         self.device_choice: DeviceChoice = choice
         self.device = self.device_choice.device

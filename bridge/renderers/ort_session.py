@@ -17,6 +17,9 @@ Devices (``nrb serve --device``, the renderers' ``device`` option):
   every new resolution (the engines are cached on disk, see ``TRT_CACHE``).
 * ``auto`` (``nrb serve``'s default): ``cuda:0`` when ONNX Runtime has the CUDA provider and a CUDA device
   exists, else the CPU; ``DeviceChoice.reason`` says which and why (``nrb serve`` prints it at startup).
+* Without ONNX Runtime's CUDA provider but with PyTorch's CUDA and a device, ``auto`` and ``cuda[:N]`` choose
+  ``TORCH_CUDA``: the ``neural`` renderer's network in PyTorch (``bridge.renderers.torch_session``: fp16, CUDA
+  graphs); ``with_runtime`` applies a renderer's ``runtime`` option (``torch`` on the CPU: ``TORCH_CPU``).
 
 On a GPU, sessions run through IO binding (``OrtSession.run``): each input is copied host to device once, straight
 from the numpy array the renderer built (the views of the shared-memory slot when it hands those over), outputs
@@ -52,7 +55,14 @@ log = logging.getLogger("nrb.renderer")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
+#: Not ONNX Runtime providers: the ``neural`` renderer's PyTorch runtime (``bridge.renderers.torch_session``) on a
+#: CUDA device (fp16, CUDA graphs) or on the CPU (``runtime=torch``); named like providers so that one
+#: ``DeviceChoice`` says what runs a model and why.
+TORCH_CUDA = "PyTorchCUDA"
+TORCH_CPU = "PyTorchCPU"
 _GPU_PROVIDERS = (CUDA, TENSORRT)
+_TORCH = (TORCH_CUDA, TORCH_CPU)
+RUNTIMES = ("auto", "onnxruntime", "torch")
 
 #: where the TensorRT provider keeps the engines it builds (one per model and input shape), so a restart does not
 #: pay the build again
@@ -106,9 +116,15 @@ class DeviceChoice:
         """ONNX Runtime's name for where the outputs are bound (``cpu`` or ``cuda``)."""
         return "cuda" if self.on_gpu else "cpu"
 
+    @property
+    def torch(self) -> bool:
+        """Whether PyTorch runs the model (``TORCH_CUDA`` / ``TORCH_CPU``), not ONNX Runtime."""
+        return self.provider in _TORCH
+
     def providers(self) -> list[str | tuple[str, dict[str, Any]]]:
-        """The ``providers`` argument of ``ort.InferenceSession``, in order of precedence."""
-        if not self.on_gpu:
+        """The ``providers`` argument of ``ort.InferenceSession``, in order of precedence (the CPU for a model
+        PyTorch runs: ONNX Runtime then only reads the graph's contract)."""
+        if not self.on_gpu or self.torch:
             return [CPU]
         cuda: tuple[str, dict[str, Any]] = (CUDA, {"device_id": self.index})
         if self.provider == TENSORRT:
@@ -142,9 +158,15 @@ def choose_device(request: DeviceRequest | str, providers: Sequence[str], cuda_d
     """
     req = parse_device(request) if isinstance(request, str) else request
     asked = str(req)
+    torch_cuda = TORCH_CUDA in providers and cuda_devices > 0
+    providers = [p for p in providers if p not in _TORCH]
     if req.kind == "cpu":
         return DeviceChoice("cpu", CPU, "asked for", asked)
     if req.kind == "auto":
+        if CUDA not in providers and torch_cuda:
+            return DeviceChoice("cuda:0", TORCH_CUDA, f"auto: ONNX Runtime has no CUDA execution provider "
+                                f"(providers: {_short(providers)}), PyTorch's CUDA runs the model (fp16, CUDA "
+                                f"graphs) on {cuda_devices} CUDA device{'s' if cuda_devices > 1 else ''}", asked)
         if CUDA not in providers:
             return DeviceChoice("cpu", CPU, f"auto: ONNX Runtime has no CUDA execution provider (providers: "
                                 f"{_short(providers)}; install onnxruntime-gpu to use a GPU)", asked)
@@ -155,12 +177,18 @@ def choose_device(request: DeviceRequest | str, providers: Sequence[str], cuda_d
                             f"CUDA device{'s' if cuda_devices > 1 else ''} found", asked)
     provider = TENSORRT if req.kind == "tensorrt" else CUDA
     index = req.index or 0
+    if provider == CUDA and CUDA not in providers and torch_cuda:
+        if index >= cuda_devices:
+            raise DeviceUnavailableError(f"device {asked!r}: only {cuda_devices} CUDA device(s) found; use "
+                                         "--device cpu or auto")
+        return DeviceChoice(f"cuda:{index}", TORCH_CUDA, "asked for; ONNX Runtime has no CUDA execution provider, "
+                            "PyTorch's CUDA runs the model (fp16, CUDA graphs)", asked)
     if provider not in providers:
         name = "TensorRT" if provider == TENSORRT else "CUDA"
         raise DeviceUnavailableError(
             f"device {asked!r}: ONNX Runtime has no {name} execution provider (providers: {_short(providers)}); "
-            "install onnxruntime-gpu (in place of onnxruntime) on a machine with an NVIDIA GPU, or use "
-            "--device cpu or auto")
+            "install onnxruntime-gpu (in place of onnxruntime), or PyTorch with CUDA for the neural renderer, on a "
+            "machine with an NVIDIA GPU, or use --device cpu or auto")
     if index >= cuda_devices:
         found = "no CUDA device was found" if cuda_devices < 1 else f"only {cuda_devices} CUDA device(s) found"
         raise DeviceUnavailableError(f"device {asked!r}: {found}; use --device cpu or auto")
@@ -172,6 +200,21 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+def torch_cuda_available() -> bool:
+    """Whether PyTorch is installed and sees a CUDA device. Imports PyTorch (seconds), so asked only when the
+    driver reports a device and ONNX Runtime cannot use it (``select_device``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken CUDA install is "no CUDA" here; the reason shows if asked for cuda
+        return False
 
 
 def cuda_device_count() -> int:
@@ -201,12 +244,48 @@ def select_device(text: str) -> DeviceChoice:
         choice = _CHOICES.get(str(req))
     if choice is None:
         providers = available_providers()
-        # the driver is asked only when ONNX Runtime could use a GPU at all (cuInit is not free)
-        gpu = any(p in providers for p in _GPU_PROVIDERS)
-        choice = choose_device(req, providers, cuda_device_count() if gpu else 0)
+        # the driver is asked only when ONNX Runtime or PyTorch could use a GPU at all (cuInit is not free), and
+        # PyTorch (slow to import) only when the driver has a device ONNX Runtime cannot use
+        gpu = any(p in providers for p in _GPU_PROVIDERS) or (req.kind != "cpu" and _torch_installed())
+        devices = cuda_device_count() if gpu else 0
+        if devices and CUDA not in providers and req.kind in ("auto", "cuda") and torch_cuda_available():
+            providers.append(TORCH_CUDA)
+        choice = choose_device(req, providers, devices)
         with _LOCK:
             choice = _CHOICES.setdefault(str(req), choice)
     return choice
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def with_runtime(choice: DeviceChoice, runtime: str) -> DeviceChoice:
+    """``choice`` for a renderer that asks for a runtime (the ``neural`` renderer's ``runtime`` option): ``auto``
+    keeps it; ``onnxruntime`` refuses a choice PyTorch would run (``auto`` falls back to the CPU, saying why);
+    ``torch`` runs on the same device through PyTorch (the CPU: fp32; a GPU: needs PyTorch's CUDA)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "auto":
+        return choice
+    if runtime == "onnxruntime":
+        if not choice.torch:
+            return choice
+        if choice.requested != "auto":
+            raise DeviceUnavailableError(f"device {choice.requested!r} with runtime=onnxruntime: ONNX Runtime has no "
+                                         "CUDA execution provider (install onnxruntime-gpu)")
+        return DeviceChoice("cpu", CPU, "auto with runtime=onnxruntime: ONNX Runtime has no CUDA execution "
+                            "provider", choice.requested)
+    if choice.torch:
+        return choice
+    if not choice.on_gpu:
+        return DeviceChoice("cpu", TORCH_CPU, f"runtime=torch; {choice.reason}", choice.requested)
+    if not torch_cuda_available():
+        raise DeviceUnavailableError(f"device {choice.device!r} with runtime=torch: PyTorch does not see a CUDA "
+                                     "device (a CPU-only torch build, or no driver)")
+    return DeviceChoice(choice.device, TORCH_CUDA, f"runtime=torch; {choice.reason}", choice.requested)
 
 
 class OrtSession:
@@ -244,10 +323,17 @@ class OrtSession:
             count_inference((time.perf_counter() - t0) * 1e3)
 
 
-_SESSIONS: dict[tuple[str, int, int, str], OrtSession] = {}
+_SESSIONS: dict[tuple[str, int, int, str], Any] = {}
 
 
-def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | None) -> OrtSession:
+def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | None) -> Any:
+    if device.torch:
+        from bridge.renderers.torch_session import TorchRuntimeError, TorchSession
+
+        try:
+            return TorchSession(path, "cpu" if not device.on_gpu else device.device, threads=threads)
+        except TorchRuntimeError as exc:
+            raise DeviceUnavailableError(f"device {device.device!r} through PyTorch: {exc}") from exc
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -277,15 +363,17 @@ def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | No
 
 
 def get_session(path: str | Path, *, threads: int, worker: int = -1, device: DeviceChoice | None = None,
-                io_binding: bool | None = None) -> OrtSession:
+                io_binding: bool | None = None) -> Any:
     """The session for (model, threads, render worker, device), created on first use and shared by every renderer
     instance that asks for the same: sessions are read-only, and a render worker runs one frame at a time, so a
     CPU session's thread pool is never used by two frames at once. A worker's thread budget changes with the
     number of busy workers (``nrb serve``), so it may hold a few CPU sessions of different sizes. On a GPU the
-    threads and the worker do not matter (one session per model and device, see the module docstring)."""
+    threads and the worker do not matter (one session per model and device, see the module docstring); nor with
+    PyTorch, whose thread pool is the process's (one ``TorchSession`` per model and device, frames in turn).
+    Returns an ``OrtSession``, or a ``TorchSession`` where PyTorch runs the model (the same ``run``)."""
     device = device or select_device("cpu")
-    if device.on_gpu:
-        threads, worker = 1, -1
+    if device.on_gpu or device.torch:
+        threads, worker = (1 if device.on_gpu else threads), -1
     key = (str(Path(path).resolve()), int(threads), int(worker), f"{device.device}/{device.provider}")
     if io_binding is not None:
         key = (key[0], key[1], key[2], f"{key[3]}/binding={io_binding}")
@@ -298,11 +386,13 @@ def get_session(path: str | Path, *, threads: int, worker: int = -1, device: Dev
         return _SESSIONS.setdefault(key, made)
 
 
-def open_model(path: str | Path, device: str, *, threads: int, worker: int = -1) -> tuple[OrtSession, DeviceChoice]:
-    """A renderer's first session and the device it settled on. ``auto`` that chose a GPU whose provider then fails
-    to start falls back to the CPU, says why in the choice's reason and in the log, and stays on the CPU for the
-    rest of the process; an explicit GPU request raises ``DeviceUnavailableError`` instead."""
-    choice = select_device(device)
+def open_model(path: str | Path, device: str, *, threads: int, worker: int = -1,
+               runtime: str = "auto") -> tuple[Any, DeviceChoice]:
+    """A renderer's first session and the device it settled on (``runtime``: see ``with_runtime``). ``auto`` that
+    chose a GPU whose provider then fails to start falls back to the CPU, says why in the choice's reason and in
+    the log, and stays on the CPU for the rest of the process; an explicit GPU request raises
+    ``DeviceUnavailableError`` instead."""
+    choice = with_runtime(select_device(device), runtime)
     try:
         return get_session(path, threads=threads, worker=worker, device=choice), choice
     except DeviceUnavailableError as exc:
@@ -315,14 +405,14 @@ def open_model(path: str | Path, device: str, *, threads: int, worker: int = -1)
         return get_session(path, threads=threads, worker=worker, device=cpu), cpu
 
 
-def cached_sessions() -> dict[tuple[str, int, int, str], OrtSession]:
+def cached_sessions() -> dict[tuple[str, int, int, str], Any]:
     """A snapshot of the cache: (model path, threads, worker, device/provider) → session (for tests and tools)."""
     with _LOCK:
         return dict(_SESSIONS)
 
 
 __all__ = [
-    "DeviceChoice", "DeviceError", "DeviceRequest", "DeviceUnavailableError", "OrtSession", "available_providers",
-    "cached_sessions", "choose_device", "cuda_device_count", "get_session", "open_model", "parse_device",
-    "select_device",
+    "RUNTIMES", "TORCH_CPU", "TORCH_CUDA", "DeviceChoice", "DeviceError", "DeviceRequest", "DeviceUnavailableError",
+    "OrtSession", "available_providers", "cached_sessions", "choose_device", "cuda_device_count", "get_session",
+    "open_model", "parse_device", "select_device", "torch_cuda_available", "with_runtime",
 ]
