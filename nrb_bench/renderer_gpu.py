@@ -58,23 +58,11 @@ def _set_mode(mode: str) -> None:
 
 
 def _graphed(graph: Any, args: list[Any]) -> Any:
-    """``graph(*args)`` under fp16 autocast, captured once into a CUDA graph; returns its replay."""
-    import torch
+    """``graph(*args)`` under fp16 autocast, captured once into a CUDA graph the way the renderer's PyTorch runtime
+    captures it (``bridge.renderers.torch_session.CapturedGraph``); returns its replay."""
+    from bridge.renderers.torch_session import CapturedGraph
 
-    def fn() -> Any:
-        with torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
-            return graph(*args)
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    cuda_graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(cuda_graph):
-        fn()
-    return cuda_graph.replay
+    return CapturedGraph(graph, args, fp16=True).graph.replay
 
 
 def matmul_peaks(n: int = 8192) -> dict[str, float]:

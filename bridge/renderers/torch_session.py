@@ -90,7 +90,7 @@ class TorchSession:
         self.output_names = [o.name for o in self.meta.get_outputs()]
         self.module = WireTemporalGraph(net).eval().to(self.device)
         self._lock = threading.Lock()
-        self._graphs: dict[tuple[Any, ...], _Captured] = {}
+        self._graphs: dict[tuple[Any, ...], CapturedGraph] = {}
         #: the outputs of the last frame, as returned (numpy) and on the device: an input that *is* one of those
         #: arrays (the history fed back) is taken from the device copy
         self._resident: list[tuple[np.ndarray, Any]] = []
@@ -144,7 +144,7 @@ class TorchSession:
             key = tuple((tuple(a.shape), a.dtype) for a in args)
             captured = self._graphs.get(key)
             if captured is None:
-                captured = self._graphs[key] = _Captured(self.module, args, self.fp16)
+                captured = self._graphs[key] = CapturedGraph(self.module, args, self.fp16)
             dev_outs = captured.replay(args)
         else:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
@@ -156,9 +156,10 @@ class TorchSession:
         return host
 
 
-class _Captured:
+class CapturedGraph:
     """One input shape's CUDA graph: static inputs the frame is copied into, the module's kernels captured once
-    (after warm-up on a side stream, as PyTorch requires), replayed per frame."""
+    (after warm-up on a side stream, as PyTorch requires), replayed per frame (``replay``; ``graph.replay()`` alone
+    reruns it on the inputs it holds, which is how ``nrb_bench.renderer_gpu`` times it)."""
 
     def __init__(self, module: Any, example: list[Any], fp16: bool) -> None:
         import torch
