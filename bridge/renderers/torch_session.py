@@ -150,7 +150,7 @@ class TorchSession:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
                 dev_outs = self.module(*args)
         outs = [o.float() if o.dtype == torch.float16 else o for o in dev_outs]
-        host = [o.to("cpu").numpy() for o in outs]
+        host = [o.contiguous().to("cpu").numpy() for o in outs]  # one dense copy back (rgba8 is a permuted view)
         # clones: a graph's outputs are its static buffers, overwritten by the next replay
         self._resident = [(h, o.clone()) for h, o in zip(host, outs, strict=True)]
         return host
