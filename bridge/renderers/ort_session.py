@@ -205,9 +205,7 @@ def available_providers() -> list[str]:
 def torch_cuda_available() -> bool:
     """Whether PyTorch is installed and sees a CUDA device. Imports PyTorch (seconds), so asked only when the
     driver reports a device and ONNX Runtime cannot use it (``select_device``)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
+    if not _torch_installed():
         return False
     try:
         import torch
@@ -331,7 +329,7 @@ def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | No
         from bridge.renderers.torch_session import TorchRuntimeError, TorchSession
 
         try:
-            return TorchSession(path, "cpu" if not device.on_gpu else device.device, threads=threads)
+            return TorchSession(path, device.device, threads=threads or None)
         except TorchRuntimeError as exc:
             raise DeviceUnavailableError(f"device {device.device!r} through PyTorch: {exc}") from exc
     import onnxruntime as ort
@@ -372,8 +370,10 @@ def get_session(path: str | Path, *, threads: int, worker: int = -1, device: Dev
     PyTorch, whose thread pool is the process's (one ``TorchSession`` per model and device, frames in turn).
     Returns an ``OrtSession``, or a ``TorchSession`` where PyTorch runs the model (the same ``run``)."""
     device = device or select_device("cpu")
-    if device.on_gpu or device.torch:
-        threads, worker = (1 if device.on_gpu else threads), -1
+    if device.torch:  # PyTorch sizes its own pool (the process's): one session per model and device
+        threads, worker = 0, -1
+    elif device.on_gpu:
+        threads, worker = 1, -1
     key = (str(Path(path).resolve()), int(threads), int(worker), f"{device.device}/{device.provider}")
     if io_binding is not None:
         key = (key[0], key[1], key[2], f"{key[3]}/binding={io_binding}")
