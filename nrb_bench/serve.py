@@ -55,7 +55,7 @@ import numpy as np
 
 from bridge.commands.serve import spawn_server, stop_server
 from bridge.scene import BUFFERS, SyntheticScene
-from nrb_bench.machine import cpu_name
+from nrb_bench.machine import cpu_name, free_port
 
 FPS = 60.0
 #: How often the closed loop asks libnrb for its answer (its latency figure is libnrb's own receive time, so
@@ -266,25 +266,11 @@ def _model_only(size: tuple[int, int], seconds: float, threads: int) -> dict[str
     return {"model_p50_ms": float(np.median(times)), "model_runs": float(len(times))}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _scrape(port: int) -> dict[str, float]:
     """The server's Prometheus metrics (``nrb serve --metrics``), by sample name with its labels."""
-    import urllib.request
+    from bridge.server.observers import read_metrics
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return read_metrics(f"http://127.0.0.1:{port}/metrics")
 
 
 def _own_work(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
@@ -354,7 +340,7 @@ def run(out_dir: Path, *, quick: bool = False, baseline: str | None = None, repe
     procs: dict[str, tuple[Any, str]] = {}
     # this checkout's server reports its model's inference per frame (nrb_inference_seconds): the overhead rounds
     # also split each frame into the model's time and the server's own, on the same frames (_own_work)
-    metrics_port = {"after": _free_port()}
+    metrics_port = {"after": free_port()}
     own: dict[str, list[dict[str, float] | None]] = {k: [] for k in servers}
     try:
         for label, (env, _) in servers.items():

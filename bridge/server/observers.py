@@ -202,6 +202,21 @@ class Recorder(Observer):
 
 
 # -------------------------------------------------------------------------------------------------------- metrics
+def read_metrics(url: str, timeout: float = 10.0) -> dict[str, float]:
+    """Every sample a metrics endpoint (``nrb serve --metrics``, :class:`Metrics`) serves now, by its name with its
+    labels (``nrb_frame_latency_seconds_sum``, ``nrb_errors_total{code="NO_SESSION"}``); ``OSError`` when it does
+    not answer. What the demo and ``nrb bench serve`` read around their timed loops."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url, timeout=timeout).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 class Metrics(Observer):
     """Prometheus metrics in a registry of their own (several servers can live in one test process), served on
     127.0.0.1. Counters and gauges are read at scrape time: counters from ``ServerStats``, the sessions and the

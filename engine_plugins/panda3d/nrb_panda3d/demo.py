@@ -263,18 +263,14 @@ def read_server_metrics(url: str | None) -> dict[str, float] | None:
     metrics endpoint or when it does not answer (a server started elsewhere: ``--endpoint``)."""
     if url is None:
         return None
-    import urllib.request
+    from bridge.server.observers import read_metrics
 
     try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        samples = read_metrics(url, timeout=5)
     except OSError:
         return None
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        for key, name in SERVER_HISTOGRAMS.items():
-            for suffix in ("_sum", "_count"):
-                if line.startswith(f"{name}{suffix} "):
-                    out[key + suffix] = float(line.rsplit(" ", 1)[1])
+    out = {key + suffix: samples[name + suffix] for key, name in SERVER_HISTOGRAMS.items()
+           for suffix in ("_sum", "_count") if name + suffix in samples}
     return out if len(out) == 2 * len(SERVER_HISTOGRAMS) else None
 
 
