@@ -65,11 +65,13 @@ cpp-asan:
 	ctest --test-dir build/cpp-asan --output-on-failure --no-tests=error
 
 # ThreadSanitizer build of libnrb and its tests (engine, I/O and nrb-pool threads). Not part of `make test` (CI time:
-# TSan runs the tests 5-15x slower); run it after touching io_thread/pipeline/thread_pool.
+# TSan runs the tests 5-15x slower); run it after touching io_thread/pipeline/thread_pool. cpp/tsan.supp suppresses
+# only what uninstrumented libraries (libzmq, libsodium) cause, each entry saying why.
 cpp-tsan:
 	cmake -S . -B build/cpp-tsan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRB_BUILD_TESTS=ON -DNRB_TSAN=ON
 	cmake --build build/cpp-tsan
-	ctest --test-dir build/cpp-tsan --output-on-failure --no-tests=error
+	TSAN_OPTIONS="$(TSAN_OPTIONS):suppressions=$(CURDIR)/cpp/tsan.supp" \
+	  ctest --test-dir build/cpp-tsan --output-on-failure --no-tests=error
 
 # Each cpp/fuzz/<name>.cpp runs for FUZZ_TIME seconds. Seeds are read from tests/fuzz_corpus/<name>; new inputs go
 # to build/cpp-fuzz/corpus/<name> and crash artifacts to build/cpp-fuzz/artifacts/, so the tree stays clean.
