@@ -710,7 +710,8 @@ TEST_CASE("client: frames compressed and images decompressed on the pool at once
       c.submit();
       std::this_thread::sleep_for(2ms);
       if (nrb::result res = c.acquire_result()) {
-        REQUIRE(res.width() == BW);
+        CHECK(res.width() == BW);  // not REQUIRE: throwing here would leave `game` joinable (std::terminate)
+        if (res.width() != BW) continue;
         pixels_for(res.frame_id(), want);
         CHECK(std::memcmp(res.pixels(), want.data(), want.size()) == 0);
         if (res.frame_id() != last) ++shown;
