@@ -73,8 +73,10 @@ cpp-tsan:
 	TSAN_OPTIONS="$(TSAN_OPTIONS):suppressions=$(CURDIR)/cpp/tsan.supp" \
 	  ctest --test-dir build/cpp-tsan --output-on-failure --no-tests=error
 
-# Each cpp/fuzz/<name>.cpp runs for FUZZ_TIME seconds. Seeds are read from tests/fuzz_corpus/<name>; new inputs go
-# to build/cpp-fuzz/corpus/<name> and crash artifacts to build/cpp-fuzz/artifacts/, so the tree stays clean.
+# Each cpp/fuzz/<name>.cpp runs for FUZZ_TIME seconds. Seeds are read from tests/fuzz_corpus/<name> and every shared
+# vector (tests/vectors/*.bin, copied in each run, so a vector added later seeds the fuzzer without a corpus edit);
+# new inputs go to build/cpp-fuzz/corpus/<name> and crash artifacts to build/cpp-fuzz/artifacts/, so the tree stays
+# clean.
 cpp-fuzz:
 	CC=clang CXX=clang++ cmake -S . -B build/cpp-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRB_BUILD_FUZZ=ON
 	cmake --build build/cpp-fuzz
@@ -87,6 +89,7 @@ fuzz-run:
 	for src in "$${srcs[@]}"; do \
 	  name=$$(basename "$$src" .cpp); \
 	  mkdir -p "tests/fuzz_corpus/$$name" "build/cpp-fuzz/corpus/$$name"; \
+	  cp tests/vectors/*.bin "build/cpp-fuzz/corpus/$$name/"; \
 	  echo "[fuzz] $$name for $(FUZZ_TIME)s"; \
 	  "build/cpp-fuzz/fuzz/$$name" -max_total_time=$(FUZZ_TIME) -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix="build/cpp-fuzz/artifacts/$$name-" \
