@@ -20,7 +20,7 @@
 # machine stays warm (30 s), since an ignored folder a call brought stays for the next:
 #
 #   here, once:   tools/gpu_checks.sh --fetch-wheels retrain   # also Mitsuba + Dr.Jit, Mitsuba cut in two
-#   call 1:       true                                         # carry .whl_a (the first 45 MB of Mitsuba)
+#   call 1:       true                                         # carry .whl_a (the first 40 MiB of Mitsuba)
 #   call 2:       bash tools/gpu_checks.sh retrain             # carry .whl: the rest, then the recipe
 #
 # Results: recipe.log, recipe.json, and weights/ (default.pt, default.onnx, default_temporal.onnx) to copy into
@@ -42,7 +42,7 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     fetch .whl "${MITSUBA[@]}" || exit 1
     mkdir -p .whl_a
     big=$(ls .whl/mitsuba-*.whl)
-    split -b 45M -d "$big" ".whl/$(basename "$big").part-" && rm "$big"
+    split -b 40M -d "$big" ".whl/$(basename "$big").part-" && rm "$big"
     mv .whl/*.part-00 .whl_a/
   fi
   exit 0
