@@ -39,6 +39,9 @@ class TestRenderer {
     // "chunked" was (0: one frame).
     wire::Compression output_compression = wire::Compression::none;
     uint64_t output_chunk_bytes = 0;
+    // Lists "shuffle" in WELCOME when offered (section 6.3.3) and then answers with its compressed image in byte
+    // planes, chunk by chunk, as `nrb serve` does for an engine that shuffles.
+    bool accept_shuffle = false;
   };
 
   TestRenderer() : TestRenderer(Options()) {}
@@ -105,7 +108,7 @@ class TestRenderer {
     std::string routing_id;
     std::unique_ptr<detail::SharedMemory> shm;
     std::optional<wire::ShmPool> pool;
-    bool lz4 = false, zstd = false, chunked = false;
+    bool lz4 = false, zstd = false, chunked = false, shuffle = false;
   };
 
   void bind(const std::string& endpoint) {
@@ -248,6 +251,10 @@ class TestRenderer {
       w.capabilities.emplace_back("chunked");
       s.chunked = true;
     }
+    if (o.accept_shuffle && offered("shuffle")) {
+      w.capabilities.emplace_back("shuffle");
+      s.shuffle = true;
+    }
     if (o.accept_shm && offered("shm") && h.shm) {
       try {
         s.shm = std::make_unique<detail::SharedMemory>(detail::SharedMemory::open(h.shm->name));
@@ -319,8 +326,11 @@ class TestRenderer {
     const wire::Compression oc = o.output_compression;
     if (!out.shm && ((oc == wire::Compression::lz4 && sess->lz4) || (oc == wire::Compression::zstd && sess->zstd))) {
       const uint64_t step = sess->chunked && o.output_chunk_bytes ? o.output_chunk_bytes : packed.size();
+      const unsigned texel = wire::bytes_per_pixel(out.format);
+      out.shuffle = sess->shuffle && texel > 1;
       for (uint64_t at = 0; at < packed.size(); at += step) {
-        auto c = wire::compress(oc, packed.data() + at, std::min<uint64_t>(step, packed.size() - at));
+        auto c = wire::compress(oc, packed.data() + at, std::min<uint64_t>(step, packed.size() - at), 0,
+                                out.shuffle ? texel : 0);
         squeezed.insert(squeezed.end(), c.begin(), c.end());
         if (step < packed.size()) out.chunks.push_back(c.size());
       }
