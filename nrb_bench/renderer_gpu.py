@@ -59,8 +59,8 @@ def _set_mode(mode: str) -> None:
 
 def _graphed(graph: Any, args: list[Any]) -> Any:
     """``graph(*args)`` under fp16 autocast, captured once into a CUDA graph the way the renderer's PyTorch runtime
-    captures it (``bridge.renderers.torch_session.CapturedGraph``); returns its replay."""
-    from bridge.renderers.torch_session import CapturedGraph
+    captures it (``neural_renderer.runtime.CapturedGraph``); returns its replay."""
+    from neural_renderer.runtime import CapturedGraph
 
     return CapturedGraph(graph, args, fp16=True).graph.replay
 

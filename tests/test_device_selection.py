@@ -44,7 +44,7 @@ def _no_gpu_here() -> None:
     if CUDA in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has the CUDA provider: the CPU-only behaviour cannot be observed")
     if ort_session.cuda_device_count() > 0 and ort_session.torch_cuda_available():
-        pytest.skip("PyTorch sees a CUDA device: the neural renderer runs there (bridge.renderers.torch_session)")
+        pytest.skip("PyTorch sees a CUDA device: the neural renderer runs there (neural_renderer.runtime)")
 
 
 def _serve(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -65,8 +65,10 @@ def test_no_module_of_the_bridge_package_imports_the_model_code_or_the_benchmark
 
 def test_no_source_file_of_the_bridge_package_imports_the_model_code_even_inside_a_function() -> None:
     """Imports inside functions count too (they run when that code path does: a render server must not need torch
-    for any of them). ``nrb``'s command table names ``neural_renderer.cli`` as a string, loaded by ``nrb train``
-    and friends only: the one deliberate way from ``bridge`` to the model code."""
+    for any of them). Two deliberate ways lead from ``bridge`` to the model code, each a name in a string, loaded
+    only when asked for: ``nrb``'s command table names ``neural_renderer.cli`` (``nrb train`` and friends), and
+    ``bridge.renderers.ort_session.TORCH_RUNTIME`` names ``neural_renderer.runtime`` (a device choice that hands the
+    neural model to PyTorch)."""
     root = Path(bridge.__file__).resolve().parent
     found: list[str] = []
     for path in sorted(root.rglob("*.py")):
@@ -86,3 +88,27 @@ def test_the_renderer_base_module_imports_no_renderer() -> None:
     imported = [n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names]
     assert [m for m in imported if m.startswith("bridge.renderers")] == []
+
+
+def test_the_neural_renderer_on_onnx_runtime_renders_without_loading_torch_or_the_model_code() -> None:
+    """Rendering a frame with the default runtime on a machine without a GPU (``auto``: ONNX Runtime) imports
+    neither torch nor ``neural_renderer``: only a choice of the PyTorch runtime loads ``TORCH_RUNTIME``."""
+    got = _fresh(r"""
+import json, sys
+import numpy as np
+from bridge.protocol import Buffer
+from bridge.renderer import RenderInputs
+from bridge.renderers.neural import NeuralRenderer
+from bridge.renderers.ort_session import TORCH_RUNTIME
+from bridge.scene import SyntheticScene
+bufs, cam = SyntheticScene(64, 48, animate=False).buffers(0.0)
+r = NeuralRenderer(device="auto")
+style = np.zeros((48, 64, r.styles or 1), np.float32)
+style[..., 0] = 1.0
+r.render(RenderInputs({b.name: b for b in bufs}, size=(64, 48), camera=cam), style)
+print(json.dumps({"imported": [TORCH_RUNTIME, r.device_choice.provider], "modules": sorted(sys.modules)}))
+""")
+    runtime, provider = got["imported"]
+    assert runtime == "neural_renderer.runtime:TorchSession"
+    if provider != "PyTorchCUDA":  # on a GPU machine with PyTorch's CUDA and no onnxruntime-gpu, that runtime runs
+        assert _offending(got["modules"]) == []

@@ -1,4 +1,4 @@
-"""The neural renderer on PyTorch (``runtime=torch``, ``bridge/renderers/torch_session.py``): what a user with
+"""The neural renderer on PyTorch (``runtime=torch``, ``neural_renderer/runtime.py``): what a user with
 PyTorch but without ``onnxruntime-gpu`` gets. On this CPU-only machine its CPU path is checked against ONNX Runtime
 frame by frame (history included), through ``nrb serve`` too; the CUDA path (fp16, CUDA graphs) is what ``auto``
 picks on a GPU ONNX Runtime cannot use (tests/test_device_selection.py covers that choice; its speed is in
@@ -20,8 +20,8 @@ from bridge.protocol import Buffer, BufferSpec  # noqa: E402
 from bridge.renderer import RenderInputs, take_inference_ms  # noqa: E402
 from bridge.renderers.neural import DEFAULT_MODEL, NeuralRenderer  # noqa: E402
 from bridge.renderers.ort_session import DeviceUnavailableError  # noqa: E402
-from bridge.renderers.torch_session import TorchSession, checkpoint_for  # noqa: E402
 from bridge.scene import SyntheticScene  # noqa: E402
+from neural_renderer.runtime import TorchSession, checkpoint_for  # noqa: E402
 
 
 def _frames(size: tuple[int, int], n: int) -> list[tuple[dict[str, Buffer], object]]:

@@ -18,7 +18,7 @@ Devices (``nrb serve --device``, the renderers' ``device`` option):
 * ``auto`` (``nrb serve``'s default): ``cuda:0`` when ONNX Runtime has the CUDA provider and a CUDA device
   exists, else the CPU; ``DeviceChoice.reason`` says which and why (``nrb serve`` prints it at startup).
 * Without ONNX Runtime's CUDA provider but with PyTorch's CUDA and a device, ``auto`` and ``cuda[:N]`` choose
-  ``TORCH_CUDA``: the ``neural`` renderer's network in PyTorch (``bridge.renderers.torch_session``: fp16, CUDA
+  ``TORCH_CUDA``: the ``neural`` renderer's network in PyTorch (``neural_renderer.runtime``: fp16, CUDA
   graphs); ``with_runtime`` applies a renderer's ``runtime`` option (``torch`` on the CPU: ``TORCH_CPU``).
 
 On a GPU, sessions run through IO binding (``OrtSession.run``): each input is copied host to device once, straight
@@ -55,7 +55,7 @@ log = logging.getLogger("nrb.renderer")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-#: Not ONNX Runtime providers: the ``neural`` renderer's PyTorch runtime (``bridge.renderers.torch_session``) on a
+#: Not ONNX Runtime providers: the ``neural`` renderer's PyTorch runtime (``neural_renderer.runtime``) on a
 #: CUDA device (fp16, CUDA graphs) or on the CPU (``runtime=torch``); named like providers so that one
 #: ``DeviceChoice`` says what runs a model and why.
 TORCH_CUDA = "PyTorchCUDA"
@@ -63,6 +63,9 @@ TORCH_CPU = "PyTorchCPU"
 _GPU_PROVIDERS = (CUDA, TENSORRT)
 _TORCH = (TORCH_CUDA, TORCH_CPU)
 RUNTIMES = ("auto", "onnxruntime", "torch")
+#: The PyTorch runtime's session class, loaded by name only when a device choice hands a model to PyTorch: it runs
+#: the model's own network, so it lives in the model package with torch, which the rest of the server never needs.
+TORCH_RUNTIME = "neural_renderer.runtime:TorchSession"
 
 #: where the TensorRT provider keeps the engines it builds (one per model and input shape), so a restart does not
 #: pay the build again
@@ -203,16 +206,16 @@ def available_providers() -> list[str]:
 
 
 def torch_cuda_available() -> bool:
-    """Whether PyTorch is installed and sees a CUDA device. Imports PyTorch (seconds), so asked only when the
-    driver reports a device and ONNX Runtime cannot use it (``select_device``)."""
-    if not _torch_installed():
-        return False
-    try:
-        import torch
+    """Whether PyTorch is installed as a CUDA build (its ``lib/libtorch_cuda.so``) and the driver sees a device.
+    Read from the files, without importing torch: the server never imports it unless PyTorch then runs a model."""
+    import importlib.util
 
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001 - a broken CUDA install is "no CUDA" here; the reason shows if asked for cuda
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
         return False
+    libs = Path(spec.origin).parent / "lib"
+    cuda_build = any(libs.glob("libtorch_cuda*.so*")) or any(libs.glob("torch_cuda*.dll"))
+    return cuda_build and cuda_device_count() > 0
 
 
 def cuda_device_count() -> int:
@@ -326,11 +329,11 @@ _SESSIONS: dict[tuple[str, int, int, str], Any] = {}
 
 def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | None) -> Any:
     if device.torch:
-        from bridge.renderers.torch_session import TorchRuntimeError, TorchSession
+        from bridge.renderer import _resolve
 
-        try:
-            return TorchSession(path, device.device, threads=threads or None)
-        except TorchRuntimeError as exc:
+        try:  # a ValueError: the runtime cannot run this model here (no torch, no checkpoint, not a wire graph)
+            return _resolve(TORCH_RUNTIME)(path, device.device, threads=threads or None)
+        except ValueError as exc:
             raise DeviceUnavailableError(f"device {device.device!r} through PyTorch: {exc}") from exc
     import onnxruntime as ort
 

@@ -1,6 +1,11 @@
 """PyTorch as the ``neural`` renderer's runtime: the model's own network, on a CUDA GPU in fp16 replayed from CUDA
 graphs, or on the CPU in fp32.
 
+It lives in the model package, not in ``bridge``: the render server must not need torch or this package unless a
+device choice hands the model to PyTorch (``tests/test_package_layers.py``), and then
+``bridge.renderers.ort_session`` loads it by name (``TORCH_RUNTIME``), as ``nrb``'s command table loads
+``neural_renderer.cli``.
+
 Why a second runtime: ONNX Runtime reaches a GPU only as the ``onnxruntime-gpu`` package, which a machine with
 PyTorch's CUDA build often lacks (and which cannot be installed next to ``onnxruntime``); PyTorch runs the very
 network the graph was exported from (``neural_renderer.export.WireTemporalGraph`` of the checkpoint next to the
