@@ -27,6 +27,17 @@ namespace {
 
 constexpr uint32_t W = 64, H = 32;
 
+// An engine sending one large hudless_color (w x h rgba8) inline with lz4, as the chunked-compression tests do.
+nrb::client_config lz4_color_config(const std::string& endpoint, uint32_t w, uint32_t h) {
+  nrb::client_config c;
+  c.endpoint(endpoint).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8);
+  c->transport = NRB_TRANSPORT_INLINE;
+  c->render_width = w;
+  c->render_height = h;
+  c->compression = NRB_COMPRESSION_LZ4;
+  return c;
+}
+
 nrb::client_config config(const std::string& endpoint, nrb_transport transport = NRB_TRANSPORT_INLINE) {
   nrb::client_config c;
   c.endpoint(endpoint).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8)
@@ -207,13 +218,8 @@ TEST_CASE("client: with chunked compression a 1 MiB buffer goes out in chunks an
     o.output_compression = nrb::wire::Compression::lz4;
     o.output_chunk_bytes = 300000;  // 4 chunks, the last shorter
     TestRenderer r(o);
-    nrb::client_config cfg;
-    cfg.endpoint(r.endpoint()).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8);
-    cfg->transport = NRB_TRANSPORT_INLINE;
-    cfg->render_width = BW;
-    cfg->render_height = BH;
+    nrb::client_config cfg = lz4_color_config(r.endpoint(), BW, BH);
     cfg->deadline_ms = 2000;
-    cfg->compression = NRB_COMPRESSION_LZ4;
     nrb::client c(cfg);
     REQUIRE(wait_for([&] { return connected(c); }));
     REQUIRE(r.hellos().size() == 1);
@@ -685,15 +691,10 @@ TEST_CASE("client: frames compressed and images decompressed on the pool at once
   o.output_chunk_bytes = 200000;
   o.max_in_flight = 4;
   TestRenderer r(o);
-  nrb::client_config cfg;
-  cfg.endpoint(r.endpoint()).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8);
-  cfg->transport = NRB_TRANSPORT_INLINE;
-  cfg->render_width = BW;
-  cfg->render_height = BH;
+  nrb::client_config cfg = lz4_color_config(r.endpoint(), BW, BH);
   cfg->deadline_ms = 5000;
   cfg->server_timeout_ms = 5000;
   cfg->frames_in_flight = 4;
-  cfg->compression = NRB_COMPRESSION_LZ4;
   auto pixels_for = [](uint64_t id, std::vector<uint8_t>& px) {
     for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i / 4096 + i % 7 + id) & 0xff);
   };
