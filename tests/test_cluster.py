@@ -18,7 +18,7 @@ import pytest
 from helpers.serverkit import helper_renderer
 
 from bridge.client import Client, RemoteError
-from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker
+from bridge.cluster.placement import PENDING_TTL_S, ScalePolicy, WorkerLoad, choose_worker, still_pending
 from bridge.cluster.worker import WorkerServer
 from bridge.protocol import Buffer, BufferSpec, StyleCommand
 
@@ -65,6 +65,18 @@ def test_a_session_goes_to_the_least_loaded_live_worker_with_room() -> None:
     workers[2].placed = 3  # placed since its last report: counts already
     assert choose_worker(workers).name == "w2"
     assert choose_worker([wl("w1", alive=False)]) is None
+
+
+def test_a_placement_counts_until_a_report_shows_its_session_not_just_until_the_next_report() -> None:
+    """A report asked for just before a HELLO is placed arrives just after it, without that session (the engine has
+    not reached the worker yet): the placement still counts, so the next HELLO goes to the other worker (the fresh
+    clone once put two sessions on one worker of two when a stale report reset the count). Once a report lists the
+    session's ticket it counts as a session instead; a placement whose engine never arrives stops counting."""
+    pending = {"t-new": 100.0, "t-arrived": 99.0, "t-lost": 100.0 - PENDING_TTL_S - 1}
+    assert still_pending(pending, reported={"t-arrived", "t-other"}, now=100.5) == {"t-new": 100.0}
+    a, b = wl("w1", 0), wl("w2", 0)
+    a.placed = len(still_pending({"t-new": 100.0}, reported=set(), now=100.5))  # the stale report for w1
+    assert choose_worker([a, b]).name == "w2"
 
 
 def test_the_scaler_adds_at_the_threshold_and_removes_an_idle_worker() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import zmq
 
-from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker
+from bridge.cluster.placement import ScalePolicy, WorkerLoad, choose_worker, still_pending
 from bridge.cluster.worker import ClusterWorker, worker_spec
 from bridge.protocol import (
     Bye,
@@ -121,6 +121,8 @@ class _Worker:
     info: dict[str, Any]
     load: WorkerLoad
     pool: str | None = None  # the RendererPool (by renderer) whose scaler owns it; None: added in code, not scaled
+    #: placements not in its reports yet: ticket -> when placed (``load.placed`` counts them; ``still_pending``)
+    pending: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -418,7 +420,8 @@ class FrontDoor:
                     elif rep["sessions"] > 0:
                         load.idle_since = None
                     load.sessions, load.render_ms, load.queue = rep["sessions"], rep["render_ms"], rep["queue"]
-                    load.placed = 0
+                    w.pending = still_pending(w.pending, rep["styles"], time.monotonic())
+                    load.placed = len(w.pending)
                     for ticket, blob in rep["styles"].items():
                         self.styles[ticket] = blob
                         self.styles.move_to_end(ticket)
@@ -627,9 +630,10 @@ class FrontDoor:
                     raise ProtocolError(ErrorCode.OVERLOADED, "no worker has room for another session (the front "
                                                               "door is adding one if it may)")
                 w = self.workers[chosen.name]
-                chosen.placed += 1
+                ticket = uuid.uuid4().hex[:24]
+                w.pending[ticket] = time.monotonic()  # counted until a report of that worker shows its session
+                chosen.placed = len(w.pending)
                 blob = self.styles.get(previous) if previous is not None else None
-            ticket = uuid.uuid4().hex[:24]
             try:
                 ray.get(w.handle.place.remote(ticket, blob), timeout=_PLACE_TIMEOUT_S)
                 break

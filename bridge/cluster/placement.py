@@ -7,7 +7,7 @@ open sessions first (each costs a share of the worker's render threads), then re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 
@@ -29,6 +29,21 @@ class WorkerLoad:
     @property
     def effective_sessions(self) -> int:
         return self.sessions + self.placed
+
+
+#: How long a placement counts against its worker without the worker reporting its session: an engine that was sent
+#: there but never arrived stops counting after this.
+PENDING_TTL_S = 10.0
+
+
+def still_pending(pending: dict[str, float], reported: Collection[str], now: float,
+                  ttl: float = PENDING_TTL_S) -> dict[str, float]:
+    """The placements (ticket -> when placed) a worker's report does not account for yet: not among the tickets of
+    the sessions it reported (``reported``), and younger than ``ttl``. A report is sampled on the worker a moment
+    after the front door asks for it, so one that arrives after a placement may predate the session it placed:
+    forgetting every placement at each report (as a plain counter reset did) let the next HELLO land on the same
+    worker, counted as empty."""
+    return {t: at for t, at in pending.items() if t not in reported and now - at < ttl}
 
 
 def choose_worker(workers: Sequence[WorkerLoad], can_serve: set[str] | None = None) -> WorkerLoad | None:
