@@ -52,6 +52,33 @@ def test_shuffle_puts_byte_j_of_texel_i_at_j_times_n_plus_i_and_keeps_the_tail_i
         assert unshuffle_bytes(shuffle_bytes(data, t), t) == data
 
 
+def test_libnrb_kernels_and_the_numpy_kernels_shuffle_alike_for_every_texel_and_length(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python codec runs libnrb's SSE2 kernels (bridge._native) where they are built and numpy's otherwise: the
+    same planes and tails either way, whole buffers and a chunk unshuffled into its range of a larger one."""
+    native = pytest.importorskip("bridge._native")
+    from bridge import protocol
+
+    assert protocol._native_shuffle() is native  # the kernels bridge.protocol runs when the module is built
+    rng = np.random.default_rng(5)
+    for length in (0, 1, 7, 63, 64, 1000, 65_537):
+        data = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+        for t in (2, 3, 4, 8, 16):
+            fast = bytes(shuffle_bytes(data, t))
+            back = np.zeros(length + 10, np.uint8)
+            unshuffle_bytes(fast, t, back[5:5 + length])
+            monkeypatch.setattr(protocol, "_NATIVE_SHUFFLE", None)
+            assert fast == bytes(shuffle_bytes(data, t)), (length, t)
+            assert bytes(unshuffle_bytes(fast, t)) == data
+            monkeypatch.undo()
+            assert back[5:5 + length].tobytes() == data and not back[:5].any() and not back[5 + length:].any()
+    with pytest.raises(ValueError, match="same length"):
+        native.shuffle_into(b"abcd", bytearray(3), 2)
+    with pytest.raises(ValueError, match="overlap"):
+        buf = bytearray(8)
+        native.unshuffle_into(memoryview(buf)[:4], memoryview(buf)[2:6], 2)
+
+
 @pytest.mark.parametrize("method", COMPRESSIONS)
 @pytest.mark.parametrize("chunk_bytes", [None, 100_003])  # chunks of an odd length: each has its own tail
 def test_a_shuffled_buffer_decodes_to_exactly_its_pixels(method: str, chunk_bytes: int | None) -> None:
