@@ -36,7 +36,7 @@ import numpy as np
 from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, BufferSpec
 from bridge.renderer import Renderer, RenderInputs, available, current_worker, linear_to_srgb, to_srgb8
 from bridge.renderers.engine_light import EngineLight
-from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model, select_device
+from bridge.renderers.ort_session import DeviceChoice, ModelSession, get_session, open_model, select_device
 from bridge.style.library import SHADING_PARAMS
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "neural_renderer" / "weights"
@@ -102,7 +102,7 @@ _ORT_DTYPE: dict[str, np.dtype[Any]] = {"tensor(uint8)": np.dtype(np.uint8), "te
               "tensor(float)": np.dtype(np.float32)}
 
 
-def _session(path: Path, threads: int, worker: int = -1, device: DeviceChoice | None = None) -> OrtSession | Any:
+def _session(path: Path, threads: int, worker: int = -1, device: DeviceChoice | None = None) -> ModelSession:
     """The ONNX Runtime session for (model, threads, render worker, device), from the cache every ONNX-backed
     renderer shares (``bridge.renderers.ort_session``: full graph optimisation, no busy-waiting threads)."""
     return get_session(path, threads=threads, worker=worker, device=device)
@@ -376,7 +376,7 @@ class NeuralRenderer(Renderer):
         return render_size[0] * self.upscale, render_size[1] * self.upscale
 
     @property
-    def session(self) -> OrtSession | Any:  # or neural_renderer.runtime.TorchSession: the same run()
+    def session(self) -> ModelSession:
         """The ONNX Runtime session for the calling render worker (its own, sized by its current frame's thread
         budget; on a GPU one per device), on this renderer's device (``run`` binds inputs and outputs there)."""
         worker = current_worker()

@@ -26,7 +26,7 @@ import numpy as np
 
 from bridge.protocol import BufferSpec, is_buffer_name
 from bridge.renderer import DERIVED, USUAL_FORMAT, Renderer, RenderInputs, current_worker, to_srgb8
-from bridge.renderers.ort_session import DeviceChoice, OrtSession, get_session, open_model
+from bridge.renderers.ort_session import DeviceChoice, ModelSession, get_session, open_model
 
 
 def _dim(v: Any) -> int | None:
@@ -79,7 +79,7 @@ class OnnxRenderer(Renderer):
         return self.threads or worker[1], worker[0]
 
     @property
-    def session(self) -> OrtSession:
+    def session(self) -> ModelSession:
         """The ONNX Runtime session for the calling render worker on this renderer's device (see
         ``bridge.renderers.ort_session.get_session``)."""
         threads, worker = self._budget()

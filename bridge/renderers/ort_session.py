@@ -44,7 +44,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -289,6 +289,20 @@ def with_runtime(choice: DeviceChoice, runtime: str) -> DeviceChoice:
     return DeviceChoice(choice.device, TORCH_CUDA, f"runtime=torch; {choice.reason}", choice.requested)
 
 
+class ModelSession(Protocol):
+    """What a renderer runs its graph through: an ``OrtSession``, or ``neural_renderer.runtime.TorchSession`` where
+    PyTorch runs it (loaded by name, ``TORCH_RUNTIME``, so this package never imports it). Both answer the graph's
+    contract (inputs, outputs, metadata) as ONNX Runtime does and ``run`` as ``InferenceSession.run``."""
+
+    def run(self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def get_inputs(self) -> Any: ...
+
+    def get_outputs(self) -> Any: ...
+
+    def get_modelmeta(self) -> Any: ...
+
+
 class OrtSession:
     """An ``ort.InferenceSession`` with ``run`` through IO binding on a GPU (see the module docstring); every other
     attribute (``get_inputs``, ``get_modelmeta``, ...) is the session's own."""
@@ -364,7 +378,7 @@ def _create(path: str, threads: int, device: DeviceChoice, io_binding: bool | No
 
 
 def get_session(path: str | Path, *, threads: int, worker: int = -1, device: DeviceChoice | None = None,
-                io_binding: bool | None = None) -> Any:
+                io_binding: bool | None = None) -> ModelSession:
     """The session for (model, threads, render worker, device), created on first use and shared by every renderer
     instance that asks for the same: sessions are read-only, and a render worker runs one frame at a time, so a
     CPU session's thread pool is never used by two frames at once. A worker's thread budget changes with the
@@ -390,7 +404,7 @@ def get_session(path: str | Path, *, threads: int, worker: int = -1, device: Dev
 
 
 def open_model(path: str | Path, device: str, *, threads: int, worker: int = -1,
-               runtime: str = "auto") -> tuple[Any, DeviceChoice]:
+               runtime: str = "auto") -> tuple[ModelSession, DeviceChoice]:
     """A renderer's first session and the device it settled on (``runtime``: see ``with_runtime``). ``auto`` that
     chose a GPU whose provider then fails to start falls back to the CPU, says why in the choice's reason and in
     the log, and stays on the CPU for the rest of the process; an explicit GPU request raises
