@@ -259,6 +259,60 @@ TEST_CASE("client: with chunked compression a 1 MiB buffer goes out in chunks an
   }
 }
 
+TEST_CASE("client: a JPEG or WebP image from the renderer comes back decoded, within a few steps of the pixels sent") {
+  // Section 6.3.1: an engine that sets lossy_quality lets the renderer return its image in that codec; libnrb
+  // decodes it on its pool (never on the I/O thread) into the result the engine acquires. A smooth image: the codecs
+  // keep it within a few steps (the wire tests bound one image; this is the path through the client).
+  constexpr uint32_t BW = 256, BH = 192;
+  for (uint32_t codec : {uint32_t(NRB_LOSSY_CODEC_JPEG), uint32_t(NRB_LOSSY_CODEC_WEBP)}) {
+    CAPTURE(codec);
+    TestRenderer::Options o;
+    o.accept_lossy = true;
+    TestRenderer r(o);
+    nrb::client_config cfg = lz4_color_config(r.endpoint(), BW, BH);
+    cfg->deadline_ms = 2000;
+    cfg->lossy_quality = 90;
+    cfg->lossy_codec = codec;
+    nrb::client c(cfg);
+    REQUIRE(wait_for([&] { return connected(c); }));
+    REQUIRE(r.hellos().at(0).lossy_output.has_value());
+    CHECK(r.hellos()[0].lossy_output->codec == (codec == NRB_LOSSY_CODEC_WEBP ? "webp" : "jpeg"));
+    auto smooth = [&](uint64_t id, size_t i) {
+      const size_t px = i / 4, x = px % BW, y = px / BW;
+      const size_t ch = i % 4;
+      return static_cast<uint8_t>(ch == 3 ? 255 : x * (ch + 1) / 4 + y / 4 + id % 8);  // gradients, at most 245
+    };
+    std::vector<uint8_t> px(size_t(BW) * BH * 4);
+    bool shown = false;
+    const uint64_t received_before = c.stats().bytes_received;
+    for (int tries = 0; tries < 200 && !shown; ++tries) {
+      const uint64_t id = c.begin();
+      for (size_t i = 0; i < px.size(); ++i) px[i] = smooth(id, i);
+      c.tag_buffer("hudless_color", NRB_FORMAT_RGBA8, BW, BH, px.data());
+      c.submit();
+      std::this_thread::sleep_for(10ms);
+      if (nrb::result res = c.acquire_result()) {
+        REQUIRE(res.width() == BW);
+        REQUIRE(res.height() == BH);
+        const auto* got = static_cast<const uint8_t*>(res.pixels());
+        int worst = 0;
+        for (size_t i = 0; i < px.size(); ++i) {
+          if (i % 4 == 3) continue;  // JPEG has no alpha; both decode to opaque RGBA
+          worst = std::max(worst, std::abs(int(got[i]) - int(smooth(res.frame_id(), i))));
+        }
+        CHECK(worst <= 16);  // WebP's 4:2:0 chroma costs a few more steps than JPEG's on colour gradients
+        CHECK(worst > 0);    // lossy, so not the bytes sent: the image did come back in the codec
+        shown = true;
+      }
+    }
+    CHECK(shown);
+    // the images came back as a few KB each, not the 196 KB of raw pixels
+    const auto s = c.stats();
+    REQUIRE(s.results_received >= 1);
+    CHECK((s.bytes_received - received_before) / s.results_received < size_t(BW) * BH * 4 / 4);
+  }
+}
+
 TEST_CASE("client: set to zstd it sends zstd and takes the image back in lz4, the fast codec") {
   TestRenderer::Options o;
   o.output_compression = nrb::wire::Compression::lz4;  // answers lz4 only when the engine offered it

@@ -42,6 +42,9 @@ class TestRenderer {
     // Lists "shuffle" in WELCOME when offered (section 6.3.3) and then answers with its compressed image in byte
     // planes, chunk by chunk, as `nrb serve` does for an engine that shuffles.
     bool accept_shuffle = false;
+    // Lists the HELLO's lossy codec (`lossy_output`, section 6.3.1) in WELCOME and answers with its rgba8 image in
+    // it, at the HELLO's quality, as `nrb serve` does for an engine that allows it.
+    bool accept_lossy = false;
   };
 
   TestRenderer() : TestRenderer(Options()) {}
@@ -109,6 +112,8 @@ class TestRenderer {
     std::unique_ptr<detail::SharedMemory> shm;
     std::optional<wire::ShmPool> pool;
     bool lz4 = false, zstd = false, chunked = false, shuffle = false;
+    wire::Compression lossy = wire::Compression::none;  // the image codec accepted (section 6.3.1), or none
+    int lossy_quality = 0;
   };
 
   void bind(const std::string& endpoint) {
@@ -255,6 +260,11 @@ class TestRenderer {
       w.capabilities.emplace_back("shuffle");
       s.shuffle = true;
     }
+    if (o.accept_lossy && h.lossy_output) {
+      w.capabilities.push_back(h.lossy_output->codec);
+      s.lossy = h.lossy_output->codec == "webp" ? wire::Compression::webp : wire::Compression::jpeg;
+      s.lossy_quality = int(h.lossy_output->quality);
+    }
     if (o.accept_shm && offered("shm") && h.shm) {
       try {
         s.shm = std::make_unique<detail::SharedMemory>(detail::SharedMemory::open(h.shm->name));
@@ -322,9 +332,16 @@ class TestRenderer {
     } else {
       out.set_pixels(packed.data(), packed.size());
     }
-    std::vector<uint8_t> squeezed;  // the image compressed, chunk after chunk
+    std::vector<uint8_t> squeezed;  // the image compressed, chunk after chunk, or encoded in the lossy codec
     const wire::Compression oc = o.output_compression;
-    if (!out.shm && ((oc == wire::Compression::lz4 && sess->lz4) || (oc == wire::Compression::zstd && sess->zstd))) {
+    if (!out.shm && sess->lossy != wire::Compression::none && out.format == wire::Format::rgba8) {
+      squeezed = sess->lossy == wire::Compression::webp
+                     ? wire::encode_webp(packed.data(), out.width, out.height, out.stride, sess->lossy_quality)
+                     : wire::encode_jpeg(packed.data(), out.width, out.height, out.stride, sess->lossy_quality);
+      out.compression = sess->lossy;
+      out.payload = squeezed.data();
+      out.payload_size = squeezed.size();
+    } else if (!out.shm && ((oc == wire::Compression::lz4 && sess->lz4) || (oc == wire::Compression::zstd && sess->zstd))) {
       const uint64_t step = sess->chunked && o.output_chunk_bytes ? o.output_chunk_bytes : packed.size();
       const unsigned texel = wire::bytes_per_pixel(out.format);
       out.shuffle = sess->shuffle && texel > 1;
