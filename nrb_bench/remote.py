@@ -797,6 +797,78 @@ def _top(threads: dict[str, float], n: int = 6) -> str:
 def _write(out: Path, results: dict[str, Any], report: str = "remote") -> None:
     (out / f"{report}.json").write_text(json.dumps(results, indent=1))
     (out / f"{report}.md").write_text(markdown(results))
+    if results.get("cells"):
+        plot(results, out / f"{report}.png")
+
+
+#: issue 19's targets for 1920x1080 output, by link rate (Mbit/s): (fps at least, p50 ms under or None)
+TARGETS = {1_000: (30.0, 60.0), 10_000: (60.0, None)}
+
+
+def _codec_of(cell: dict[str, Any]) -> str:
+    """A report cell's codec column (reports of earlier builds lack the later fields: their defaults)."""
+    return codec_label(cell["codec"], cell.get("lossy", 0), cell.get("lossy_codec", "jpeg"), cell.get("chunks", True),
+                       cell.get("shuffle", True))
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    """The report as a picture: per link and size, each cell's shown fps against its p50 latency (a bar up to its
+    p99), labelled with its frames in flight; where issue 19 sets a target for the link, the region that meets it
+    is shaded. Throughput against latency is the trade frames in flight make, which a table hides."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = [c for c in res["cells"] if "error" not in c]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        o, r = c["output"], c["render"]
+        size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
+        groups.setdefault((c["link"], f"{size}, {c['set']}"), []).append(c)
+    if not groups:
+        return
+    codecs = sorted({_codec_of(c) for c in cells})
+    legend_rows = -(-(len(codecs) + 3) // 3)
+    ncols = min(4, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(8.0, 6.0 * ncols), 4.6 * nrows + 0.6 + 0.25 * legend_rows),
+                             squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(codecs)}
+    for ax, ((link, size), group) in zip(axes.flat, groups.items()):
+        top = max(c["p99_ms"] for c in group) * 1.15
+        right = max(c["fps"] for c in group) * 1.25
+        target = TARGETS.get(group[0]["rate_mbit"]) if tuple(group[0]["output"]) == (1920, 1080) else None
+        if target is not None:
+            fps_min, p50_max = target
+            ax.axvspan(fps_min, max(right, fps_min * 1.2), ymax=1.0 if p50_max is None else min(1.0, p50_max / top),
+                       color="tab:green", alpha=0.12, label="issue 19 target")
+            right = max(right, fps_min * 1.2)
+        for c in group:
+            codec = _codec_of(c)
+            paced = bool(c.get("game_fps"))
+            ax.errorbar(c["fps"], c["p50_ms"], yerr=[[0.0], [c["p99_ms"] - c["p50_ms"]]], fmt="s" if paced else "o",
+                        color=colours[codec], capsize=3, markersize=6, alpha=0.9)
+            fif = f"auto {c.get('in_flight_limit', 0):g}" if c["in_flight"] == 0 else str(c["in_flight"])
+            ax.annotate(fif, (c["fps"], c["p50_ms"]), textcoords="offset points", xytext=(5, -10), fontsize=8)
+        ax.set_xlim(0, right)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("fps shown")
+        ax.set_ylabel("latency p50 ms (bar: to p99)")
+        ax.set_title(f"{link}\n{size}", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colours[k], marker="o", linestyle="", label=k) for k in codecs]
+    handles += [plt.Line2D([], [], color="black", marker="o", linestyle="", label="unpaced loop"),
+                plt.Line2D([], [], color="black", marker="s", linestyle="", label="game loop at its rate"),
+                matplotlib.patches.Patch(color="tab:green", alpha=0.12, label="issue 19 target")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"nrb bench remote, {res['started']} (labels: frames in flight)", fontsize=10)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.15) / height, 1, 1 - 0.45 / height))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown(res: dict[str, Any]) -> str:

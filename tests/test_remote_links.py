@@ -154,6 +154,25 @@ def test_bench_remote_measures_a_shaped_link_and_deletes_its_network(tmp_path: P
     assert 0 < cell["fps"] <= cell["limit_fps"] * 1.1
     assert cell["floor"]["fps"] > 0
     assert "| 100 Mbit/s, 2 ms RTT |" in (tmp_path / "remote.md").read_text()
+    assert (tmp_path / "remote.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the report as a picture
+
+
+def test_bench_remote_plots_each_link_and_size_with_the_issue_target_shaded(tmp_path: Path) -> None:
+    """The committed report's cells as a picture: one panel per link and size, with 1920x1080 at 1 Gbit/s shaded
+    where issue 19's target (30 fps, p50 under 60 ms) is met, so a reader sees how far each cell is from it."""
+    from PIL import Image
+
+    from nrb_bench.remote import plot
+
+    res = json.loads((REPO / "bench" / "remote_in_flight.json").read_text())
+    plot(res, tmp_path / "r.png")
+    with Image.open(tmp_path / "r.png") as im:
+        w, h = im.size
+        px = np.asarray(im.convert("RGB"))
+    assert w >= 800 and h >= 500
+    # the shaded target (matplotlib's tab:green at alpha 0.12 over white) covers part of the panel
+    green = (np.abs(px.astype(int) - (230, 244, 230)) <= 3).all(-1)
+    assert 0.005 < green.mean() < 0.5
 
 
 @root_only
