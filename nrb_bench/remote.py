@@ -819,6 +819,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     cells = [c for c in res["cells"] if "error" not in c]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -859,10 +860,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("latency p50 ms (bar: to p99)")
         ax.set_title(f"{link}\n{size}", fontsize=10)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colours[k], marker="o", linestyle="", label=k) for k in codecs]
+    handles: list[Any] = [plt.Line2D([], [], color=colours[k], marker="o", linestyle="", label=k) for k in codecs]
     handles += [plt.Line2D([], [], color="black", marker="o", linestyle="", label="unpaced loop"),
                 plt.Line2D([], [], color="black", marker="s", linestyle="", label="game loop at its rate"),
-                matplotlib.patches.Patch(color="tab:green", alpha=0.12, label="issue 19 target")]
+                Patch(color="tab:green", alpha=0.12, label="issue 19 target")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"nrb bench remote, {res['started']} (labels: frames in flight)", fontsize=10)
     height = fig.get_size_inches()[1]
