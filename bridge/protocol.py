@@ -684,8 +684,8 @@ def header_map(msg: Message) -> dict[str, Any]:
 
 
 def _native_shuffle() -> Any | None:
-    """libnrb's shuffle kernels (``bridge._native.shuffle_into`` / ``unshuffle_into``: SSE2 for 2- and 4-byte
-    texels, 0.4-0.9 ms per 8 MB on the bench machine against about 3 ms for numpy's strided copies below; they
+    """libnrb's shuffle kernels (``bridge._native.shuffle_into`` / ``unshuffle_into``: SSE2 for 2-, 4- and 8-byte
+    texels, 0.4-0.9 ms per 8 MB on the bench machine against 3 ms or more for numpy's strided copies below; they
     release the GIL), or ``None`` where the native module is not built. Looked up once, at the first shuffle."""
     global _NATIVE_SHUFFLE
     if _NATIVE_SHUFFLE is False:
@@ -699,6 +699,9 @@ def _native_shuffle() -> Any | None:
 
 
 _NATIVE_SHUFFLE: Any = False  # not looked up yet; tests set None to run the numpy kernels
+#: the texel sizes libnrb shuffles with SSE2; for the others (rgba32f's 16 bytes) its scalar loops are no faster
+#: than numpy's strided copies, which then run
+_NATIVE_TEXELS = (2, 4, 8)
 
 
 def shuffle_bytes(data: Any, texel: int, out: Any = None) -> memoryview:
@@ -709,7 +712,7 @@ def shuffle_bytes(data: Any, texel: int, out: Any = None) -> memoryview:
     a = np.frombuffer(data, np.uint8)
     dst = np.empty(len(a), np.uint8) if out is None else np.frombuffer(out, np.uint8)
     native = _native_shuffle()
-    if native is not None and texel > 1:
+    if native is not None and texel in _NATIVE_TEXELS:
         native.shuffle_into(a, dst, texel)
         return dst.data
     n = len(a) // texel if texel > 1 else 0
@@ -726,7 +729,7 @@ def unshuffle_bytes(data: Any, texel: int, out: Any = None) -> memoryview:
     a = np.frombuffer(data, np.uint8)
     dst = np.empty(len(a), np.uint8) if out is None else np.frombuffer(out, np.uint8)
     native = _native_shuffle()
-    if native is not None and texel > 1:
+    if native is not None and texel in _NATIVE_TEXELS:
         native.unshuffle_into(a, dst, texel)
         return dst.data
     n = len(a) // texel if texel > 1 else 0

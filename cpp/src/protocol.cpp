@@ -639,15 +639,38 @@ ParamsWriter& ParamsWriter::raw(const std::vector<uint8_t>& encoded) {
 
 // Compression -----------------------------------------------------------------------------------------------------
 namespace {
-// Section 6.3.3 for the common texel sizes, 16 texels a step with SSE2 (the scalar loops' strided bytes do not
-// vectorize: 0.6-1.3 ms per 2 MB against 0.1-0.7 here). Each returns how many of the n whole texels it did, a
-// multiple of 16; the scalar loops do the rest.
+// Section 6.3.3 for the common texel sizes (2, 4 and 8 bytes: every format but rgba32f), 16 texels a step with SSE2
+// (the scalar loops' strided bytes do not vectorize: 0.6-1.3 ms per 2 MB against 0.1-0.7 here; for 8 MB of 8-byte
+// texels 3-12 ms against 0.7-0.9). Each returns how many of the n whole texels it did, a multiple of 16; the scalar
+// loops do the rest.
 #if defined(__SSE2__)
 inline __m128i sse_load(const uint8_t* p) noexcept { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 inline void sse_store(uint8_t* p, __m128i v) noexcept { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
 #endif
 
-constexpr size_t kShuffleBlock = 2048;  // texels of the scalar unshuffle: 16 KiB of 8-byte texels, inside L1 + L2
+#if defined(__SSE2__)
+// 16 4-byte words (x[0..3]) -> byte j of each, 16 bytes, at out + (first + j) * n, for j = 0..3.
+inline void planes_of_words(const __m128i x[4], uint8_t* out, size_t n, unsigned first) noexcept {
+  const __m128i low = _mm_set1_epi32(0xFF);
+  for (int j = 0; j < 4; ++j) {
+    __m128i y[4];
+    for (int k = 0; k < 4; ++k) y[k] = _mm_and_si128(_mm_srli_epi32(x[k], 8 * j), low);
+    sse_store(out + (first + j) * n, _mm_packus_epi16(_mm_packs_epi32(y[0], y[1]), _mm_packs_epi32(y[2], y[3])));
+  }
+}
+
+// The inverse: 16 bytes from each of the planes first..first + 3 (at in + (first + j) * n) -> 16 4-byte words.
+inline void words_of_planes(const uint8_t* in, size_t n, unsigned first, __m128i w[4]) noexcept {
+  const __m128i p0 = sse_load(in + first * n), p1 = sse_load(in + (first + 1) * n);
+  const __m128i p2 = sse_load(in + (first + 2) * n), p3 = sse_load(in + (first + 3) * n);
+  const __m128i a_lo = _mm_unpacklo_epi8(p0, p1), a_hi = _mm_unpackhi_epi8(p0, p1);
+  const __m128i b_lo = _mm_unpacklo_epi8(p2, p3), b_hi = _mm_unpackhi_epi8(p2, p3);
+  w[0] = _mm_unpacklo_epi16(a_lo, b_lo);
+  w[1] = _mm_unpackhi_epi16(a_lo, b_lo);
+  w[2] = _mm_unpacklo_epi16(a_hi, b_hi);
+  w[3] = _mm_unpackhi_epi16(a_hi, b_hi);
+}
+#endif
 
 size_t shuffle_sse2(const uint8_t* in, uint8_t* out, size_t n, unsigned t) noexcept {
 #if defined(__SSE2__)
@@ -662,14 +685,24 @@ size_t shuffle_sse2(const uint8_t* in, uint8_t* out, size_t n, unsigned t) noexc
     return m;
   }
   if (t == 4) {
-    const __m128i low = _mm_set1_epi32(0xFF);
     for (size_t i = 0; i < m; i += 16) {
       const __m128i x[4] = {sse_load(in + 4 * i), sse_load(in + 4 * i + 16), sse_load(in + 4 * i + 32), sse_load(in + 4 * i + 48)};
-      for (int j = 0; j < 4; ++j) {
-        __m128i y[4];
-        for (int k = 0; k < 4; ++k) y[k] = _mm_and_si128(_mm_srli_epi32(x[k], 8 * j), low);
-        sse_store(out + j * n + i, _mm_packus_epi16(_mm_packs_epi32(y[0], y[1]), _mm_packs_epi32(y[2], y[3])));
+      planes_of_words(x, out + i, n, 0);
+    }
+    return m;
+  }
+  if (t == 8) {  // each texel as its low and its high 4 bytes: the 4-byte planes of each half
+    for (size_t i = 0; i < m; i += 16) {
+      __m128i lo[4], hi[4];
+      for (int k = 0; k < 4; ++k) {
+        // two vectors = 4 texels; words (lo, hi, lo, hi) each -> (lo, lo, hi, hi)
+        const __m128i a = _mm_shuffle_epi32(sse_load(in + 8 * i + 32 * k), _MM_SHUFFLE(3, 1, 2, 0));
+        const __m128i b = _mm_shuffle_epi32(sse_load(in + 8 * i + 32 * k + 16), _MM_SHUFFLE(3, 1, 2, 0));
+        lo[k] = _mm_unpacklo_epi64(a, b);
+        hi[k] = _mm_unpackhi_epi64(a, b);
       }
+      planes_of_words(lo, out + i, n, 0);
+      planes_of_words(hi, out + i, n, 4);
     }
     return m;
   }
@@ -691,13 +724,21 @@ size_t unshuffle_sse2(const uint8_t* in, uint8_t* out, size_t n, unsigned t) noe
   }
   if (t == 4) {
     for (size_t i = 0; i < m; i += 16) {
-      const __m128i p0 = sse_load(in + i), p1 = sse_load(in + n + i), p2 = sse_load(in + 2 * n + i), p3 = sse_load(in + 3 * n + i);
-      const __m128i a_lo = _mm_unpacklo_epi8(p0, p1), a_hi = _mm_unpackhi_epi8(p0, p1);
-      const __m128i b_lo = _mm_unpacklo_epi8(p2, p3), b_hi = _mm_unpackhi_epi8(p2, p3);
-      sse_store(out + 4 * i, _mm_unpacklo_epi16(a_lo, b_lo));
-      sse_store(out + 4 * i + 16, _mm_unpackhi_epi16(a_lo, b_lo));
-      sse_store(out + 4 * i + 32, _mm_unpacklo_epi16(a_hi, b_hi));
-      sse_store(out + 4 * i + 48, _mm_unpackhi_epi16(a_hi, b_hi));
+      __m128i w[4];
+      words_of_planes(in + i, n, 0, w);
+      for (int k = 0; k < 4; ++k) sse_store(out + 4 * i + 16 * k, w[k]);
+    }
+    return m;
+  }
+  if (t == 8) {  // the low and the high 4 bytes of 16 texels from their planes, then interleaved
+    for (size_t i = 0; i < m; i += 16) {
+      __m128i lo[4], hi[4];
+      words_of_planes(in + i, n, 0, lo);
+      words_of_planes(in + i, n, 4, hi);
+      for (int k = 0; k < 4; ++k) {
+        sse_store(out + 8 * i + 32 * k, _mm_unpacklo_epi32(lo[k], hi[k]));
+        sse_store(out + 8 * i + 32 * k + 16, _mm_unpackhi_epi32(lo[k], hi[k]));
+      }
     }
     return m;
   }
@@ -720,16 +761,11 @@ void shuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noex
 
 void unshuffle_bytes(const uint8_t* in, uint8_t* out, size_t len, unsigned t) noexcept {
   const size_t n = t > 1 ? len / t : 0;
-  // The scalar rest (all of it for texels other than 2 and 4) in blocks of kShuffleBlock texels, every plane's
-  // bytes of a block while its output is in cache: plane by plane over the whole buffer, each plane's strided
-  // writes touched every line of the output again (12 ms for 8 MB of 8-byte texels against 3.9 blocked).
-  for (size_t b = unshuffle_sse2(in, out, n, t); b < n; b += kShuffleBlock) {
-    const size_t e = std::min(n, b + kShuffleBlock);
-    for (unsigned j = 0; j < t; ++j) {
-      const uint8_t* plane = in + j * n;
-      uint8_t* dst = out + j;
-      for (size_t i = b; i < e; ++i) dst[i * t] = plane[i];
-    }
+  const size_t done = unshuffle_sse2(in, out, n, t);
+  for (unsigned j = 0; j < t && n > 0; ++j) {
+    const uint8_t* plane = in + j * n;
+    uint8_t* dst = out + j;
+    for (size_t i = done; i < n; ++i) dst[i * t] = plane[i];
   }
   if (len > n * t) std::memcpy(out + n * t, in + n * t, len - n * t);  // the tail (never null: len > 0)
 }

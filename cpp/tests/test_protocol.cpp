@@ -219,9 +219,9 @@ TEST_CASE("protocol: every shared vector in tests/vectors") {
 // Encoding
 // =================================================================================================================
 TEST_CASE("protocol: the byte shuffle puts byte j of texel i at j x n + i and keeps the tail (section 6.3.3)") {
-  // Lengths around the 16-texel steps of the SSE2 paths, texel sizes with and without one (3 and 8: scalar only),
-  // and one of several 2048-texel blocks of the scalar unshuffle with a partial last block (50001).
-  for (unsigned t : {2u, 3u, 4u, 8u}) {
+  // Lengths around the 16-texel steps of the SSE2 paths (2, 4 and 8 bytes), texel sizes without one (3 and 16:
+  // scalar only), and a long one (50001: thousands of SSE2 steps, then a scalar rest).
+  for (unsigned t : {2u, 3u, 4u, 8u, 16u}) {
     for (size_t len : {size_t(0), size_t(1), size_t(7), size_t(31), size_t(32), size_t(33), size_t(63), size_t(64),
                        size_t(65), size_t(127), size_t(1000), size_t(4099), size_t(50001)}) {
       CAPTURE(t);
