@@ -185,7 +185,9 @@ class WorkEstimate:
     the renderer would otherwise idle; one that could only fit on a lucky one is not); the session's first render
     (model warm-up) is not counted, and nothing is predicted from fewer than ``min_samples``. A prediction may only skip frames for a
     while: once ``probe_after`` seconds (at least ``probe_factor`` estimates) have passed since the session's last
-    render, the next frame is rendered anyway, so that an estimate spoilt by a slow spell is refreshed.
+    render, the next frame is rendered anyway, so that an estimate spoilt by a slow spell is refreshed. Before
+    ``min_samples``, ``lowest_ms`` still says what a session can at best do: the scheduler skips a session whose
+    fastest render so far was far beyond its deadline (``HOPELESS_FACTOR``) without rendering it twice more.
     """
 
     def __init__(self, window: int = 20, min_samples: int = 3, probe_after: float = 1.0,
@@ -208,8 +210,13 @@ class WorkEstimate:
             return None
         return float(np.median(np.fromiter(self.samples, float)))
 
+    def lowest_ms(self) -> float | None:
+        """The fastest counted processing time so far (None before the first): what a session that has not yet
+        rendered ``min_samples`` times can at best do."""
+        return min(self.samples) if self.samples else None
+
     def probe_due(self, now: float | None = None) -> bool:
-        est = self.estimate_ms() or 0.0
+        est = self.estimate_ms() or self.lowest_ms() or 0.0
         now = time.monotonic() if now is None else now
         return now - self.last_render >= max(self.probe_after, self.probe_factor * est / 1e3)
 

@@ -22,6 +22,11 @@ from .config import STYLE_ONLY_SLACK, ServerConfig
 #: What answers a frame ``skipped`` on arrival (encodes and counts the RESULT, returns its wire).
 SkipAnswer = Callable[[Session, QueuedFrame], list[Any]]
 
+#: A session whose fastest counted render took this many times a frame's deadline or more cannot make it, even
+#: before its estimate has ``WorkEstimate.min_samples`` renders (a 1280x720 session on a 2-core CPU: 1.9 s per
+#: frame against 100 ms): rendering it twice more to be sure took 4 s of a worker from sessions that can.
+HOPELESS_FACTOR = 3.0
+
 
 class Scheduler:
     """Sessions, their queues and the order frames are rendered in (docs/server.md "Processing model")."""
@@ -105,10 +110,16 @@ class Scheduler:
                              ) -> bool:
         """Whether ``item`` cannot be answered within its deadline, judging by the session's recent processing
         times: the time it has waited (``waited_ms``; on arrival, what is left of the session's frame in progress)
-        plus one estimated processing time. Caller holds ``cond``. Never true without an estimate, nor when a
-        probe is due (see ``WorkEstimate``)."""
+        plus one estimated processing time. Caller holds ``cond``. Never true without an estimate (before it, only
+        when the session's fastest render so far was ``HOPELESS_FACTOR`` times the deadline), nor when a probe is
+        due (see ``WorkEstimate``)."""
         est = sess.work.estimate_ms()
-        if est is None or sess.work.probe_due(now):
+        if est is None:  # too few renders for a median: only one far beyond this deadline decides
+            lowest = sess.work.lowest_ms()
+            if lowest is None or lowest < HOPELESS_FACTOR * item.frame.deadline_ms:
+                return False
+            est = lowest
+        if sess.work.probe_due(now):
             return False
         if waited_ms is None:
             waited_ms = item.decode_ms
