@@ -21,10 +21,9 @@ namespace {
 // One C-contiguous buffer-protocol view, released on scope exit.
 class View {
  public:
-  View(py::handle obj, bool writable, const char* what) {
+  View(py::handle obj, bool writable) {
     if (PyObject_GetBuffer(obj.ptr(), &buf_, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0)
       throw py::error_already_set();
-    (void)what;
   }
   ~View() { PyBuffer_Release(&buf_); }
   View(const View&) = delete;
@@ -40,8 +39,8 @@ using Kernel = void (*)(const uint8_t*, uint8_t*, size_t, unsigned) noexcept;
 
 void run(Kernel kernel, py::handle src, py::handle dst, unsigned texel) {
   if (texel < 1 || texel > 64) throw py::value_error("texel must be 1..64 bytes, not " + std::to_string(texel));
-  View in(src, false, "src");
-  View out(dst, true, "dst");
+  View in(src, false);
+  View out(dst, true);
   if (in.size() != out.size())
     throw py::value_error("src holds " + std::to_string(in.size()) + " bytes and dst " + std::to_string(out.size()) +
                           ": they must be the same length");
