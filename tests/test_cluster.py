@@ -62,7 +62,7 @@ def test_a_session_goes_to_the_least_loaded_live_worker_with_room() -> None:
     workers = [wl("w1", 3), wl("w2", 1, 9.0), wl("w3", 1, 4.0), wl("w4", 0, alive=False), wl("w5", 2, max_sessions=2)]
     assert choose_worker(workers).name == "w3"  # fewest sessions, then the faster one; not the dead or full ones
     assert choose_worker(workers, can_serve={"w1", "w5"}).name == "w1"
-    workers[2].placed = 3  # placed since its last report: counts already
+    workers[2].pending = {"t1": 0.0, "t2": 0.0, "t3": 0.0}  # placed since its last report: counts already
     assert choose_worker(workers).name == "w2"
     assert choose_worker([wl("w1", alive=False)]) is None
 
@@ -75,7 +75,7 @@ def test_a_placement_counts_until_a_report_shows_its_session_not_just_until_the_
     pending = {"t-new": 100.0, "t-arrived": 99.0, "t-lost": 100.0 - PENDING_TTL_S - 1}
     assert still_pending(pending, reported={"t-arrived", "t-other"}, now=100.5) == {"t-new": 100.0}
     a, b = wl("w1", 0), wl("w2", 0)
-    a.placed = len(still_pending({"t-new": 100.0}, reported=set(), now=100.5))  # the stale report for w1
+    a.pending = still_pending({"t-new": 100.0}, reported=set(), now=100.5)  # the stale report for w1
     assert choose_worker([a, b]).name == "w2"
 
 

@@ -121,8 +121,6 @@ class _Worker:
     info: dict[str, Any]
     load: WorkerLoad
     pool: str | None = None  # the RendererPool (by renderer) whose scaler owns it; None: added in code, not scaled
-    #: placements not in its reports yet: ticket -> when placed (``load.placed`` counts them; ``still_pending``)
-    pending: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -377,7 +375,8 @@ class FrontDoor:
     def loads(self, pool: str | None = None) -> list[WorkerLoad]:
         """Every worker's last load (of the pool of renderer ``pool`` only, when given)."""
         with self._lock:
-            return [dataclasses.replace(w.load) for w in self.workers.values() if pool is None or w.pool == pool]
+            return [dataclasses.replace(w.load, pending=dict(w.load.pending)) for w in self.workers.values()
+                    if pool is None or w.pool == pool]
 
     def _mark_dead(self, name: str, why: str) -> None:
         with self._lock:
@@ -420,8 +419,7 @@ class FrontDoor:
                     elif rep["sessions"] > 0:
                         load.idle_since = None
                     load.sessions, load.render_ms, load.queue = rep["sessions"], rep["render_ms"], rep["queue"]
-                    w.pending = still_pending(w.pending, rep["styles"], time.monotonic())
-                    load.placed = len(w.pending)
+                    load.pending = still_pending(load.pending, rep["styles"], time.monotonic())
                     for ticket, blob in rep["styles"].items():
                         self.styles[ticket] = blob
                         self.styles.move_to_end(ticket)
@@ -631,8 +629,7 @@ class FrontDoor:
                                                               "door is adding one if it may)")
                 w = self.workers[chosen.name]
                 ticket = uuid.uuid4().hex[:24]
-                w.pending[ticket] = time.monotonic()  # counted until a report of that worker shows its session
-                chosen.placed = len(w.pending)
+                chosen.pending[ticket] = time.monotonic()  # counted until a report of that worker shows its session
                 blob = self.styles.get(previous) if previous is not None else None
             try:
                 ray.get(w.handle.place.remote(ticket, blob), timeout=_PLACE_TIMEOUT_S)

@@ -24,7 +24,13 @@ class WorkerLoad:
     max_sessions: int = 16
     alive: bool = True
     idle_since: float | None = None  # monotonic time its last session ended (None while it has sessions)
-    placed: int = 0  # sessions placed since the last report (counted until the worker reports them)
+    #: placements its reports do not show yet: ticket -> when placed (``still_pending`` keeps this up to date)
+    pending: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def placed(self) -> int:
+        """Sessions placed on it that its reports do not count yet."""
+        return len(self.pending)
 
     @property
     def effective_sessions(self) -> int:
