@@ -704,13 +704,12 @@ _NATIVE_SHUFFLE: Any = False  # not looked up yet; tests set None to run the num
 _NATIVE_TEXELS = (2, 4, 8)
 
 
-def shuffle_bytes(data: Any, texel: int, out: Any = None) -> memoryview:
+def shuffle_bytes(data: Any, texel: int) -> memoryview:
     """Section 6.3.3: ``data``'s bytes as ``texel`` byte planes (byte j of whole texel i at j × n + i, n whole
     texels); the bytes after the last whole texel stay at the end. The high bytes of neighbouring 16-bit and 32-bit
-    values repeat, so the codecs find long matches in a plane that the interleaved bytes break up. ``out`` (a
-    writable buffer of the same length, not overlapping ``data``) receives the planes; by default a new one."""
+    values repeat, so the codecs find long matches in a plane that the interleaved bytes break up."""
     a = np.frombuffer(data, np.uint8)
-    dst = np.empty(len(a), np.uint8) if out is None else np.frombuffer(out, np.uint8)
+    dst = np.empty(len(a), np.uint8)
     native = _native_shuffle()
     if native is not None and texel in _NATIVE_TEXELS:
         native.shuffle_into(a, dst, texel)
