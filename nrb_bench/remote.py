@@ -844,9 +844,9 @@ def plot(res: dict[str, Any], path: Path) -> None:
         target = TARGETS.get(group[0]["rate_mbit"]) if tuple(group[0]["output"]) == (1920, 1080) else None
         if target is not None:
             fps_min, p50_max = target
-            ax.axvspan(fps_min, max(right, fps_min * 1.2), ymax=1.0 if p50_max is None else min(1.0, p50_max / top),
-                       color="tab:green", alpha=0.12, label="issue 19 target")
             right = max(right, fps_min * 1.2)
+            ax.axvspan(fps_min, right, ymax=1.0 if p50_max is None else min(1.0, p50_max / top),
+                       color="tab:green", alpha=0.12, label="issue 19 target")
         for c in group:
             codec = _codec_of(c)
             paced = bool(c.get("game_fps"))
