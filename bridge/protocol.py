@@ -14,8 +14,8 @@ import enum
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Union
 
@@ -58,6 +58,9 @@ CHUNKED = "chunked"
 #: The capability that allows ``filter: "shuffle"`` on lz4/zstd payloads (protocol section 6.3.3): each compressed
 #: frame holds its raw bytes split into byte planes of the format's pixel size. It travels like ``CHUNKED``.
 SHUFFLE = "shuffle"
+#: The capability that allows a RESULT image back in PART messages ahead of its RESULT (protocol section 6.3.4): the
+#: ``output`` descriptor then says ``streamed: true`` and has no payload frame. It travels like ``CHUNKED``.
+STREAMED_OUTPUT = "streamed_output"
 MAX_CHUNKS = 256
 #: What a recorded message (a capture) may carry: it was accepted by a live session, which may have negotiated any of
 #: these, so replay and inspection decode with all of them allowed.
@@ -68,6 +71,12 @@ MAX_CHUNK_WIRE_BYTES = 1 << 31
 #: rounded up to ``CHUNK_ALIGN``.
 CHUNK_MIN_BUFFER = 512 * 1024
 CHUNK_ALIGN = 64 * 1024
+#: Raw bytes per chunk of a streamed image (section 6.3.4 step 7): small enough that the first chunk is ready, and
+#: on the link, soon.
+STREAM_CHUNK_BYTES = 1 << 20
+#: PARTs an engine holds per frame (section 6.3.4 step 5): at most ``MAX_CHUNKS`` of them and this many bytes over
+#: twice the image's size.
+PART_SLACK_BYTES = 1 << 20
 
 
 class ErrorCode(enum.IntEnum):
@@ -149,7 +158,7 @@ TONE_MAPPINGS = ("none", "clamp", "reinhard", "aces", "agx", "other")
 #: stylecmd ``params`` (section 5.3): at most this many entries; these keys take a str, every other key numbers.
 MAX_STYLE_PARAMS = 32
 STYLE_PARAM_STR_KEYS = ("lut", "base")
-MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE")
+MESSAGE_TYPES = ("HELLO", "WELCOME", "FRAME", "RESULT", "ERROR", "PING", "PONG", "BYE", "PART")
 
 
 def is_buffer_name(name: str) -> bool:
@@ -274,6 +283,9 @@ class Buffer:
     #: Section 6.3.3: ``"shuffle"`` when the payload's frames hold byte planes (set by the decoder; a sender sets it
     #: on an lz4/zstd buffer and ``encode`` shuffles before compressing).
     filter: str | None = None
+    #: Section 6.3.4: a RESULT ``output`` whose chunks came ahead in PART messages; it has no payload frame, and its
+    #: compressed chunks reach ``compressed`` through ``attach_parts``.
+    streamed: bool = False
     compressed: memoryview | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -524,11 +536,23 @@ class Bye:
     reason: str | None = None
 
 
-Message = Union[Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye]
+@dataclass
+class Part:
+    """Renderer → engine: chunk ``index`` of a streamed buffer of frame ``frame``'s RESULT, sent ahead of it
+    (protocol sections 5.12 and 6.3.4). ``data`` is the chunk's compressed bytes, as they travel."""
+
+    session: int
+    frame: int
+    buffer: str
+    index: int
+    data: memoryview | bytes = field(default=b"", repr=False)
+
+
+Message = Union[Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye, Part]
 
 _TYPE_NAMES: dict[type, str] = {
     Hello: "HELLO", Welcome: "WELCOME", Frame: "FRAME", Result: "RESULT",
-    Error: "ERROR", Ping: "PING", Pong: "PONG", Bye: "BYE",
+    Error: "ERROR", Ping: "PING", Pong: "PONG", Bye: "BYE", Part: "PART",
 }
 
 #: Header keys of each message type in canonical order (after ``nrb`` and ``type``).
@@ -544,6 +568,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "PING": ("nonce", "time_ns"),
     "PONG": ("nonce", "time_ns"),
     "BYE": ("session", "reason"),
+    "PART": ("session", "frame", "buffer", "index"),
 }
 _COMMON_KEYS = ("nrb", "type", "must_understand")
 CAMERA_KEYS: tuple[str, ...] = tuple(Camera.__dataclass_fields__)
@@ -583,6 +608,8 @@ def _desc_map(b: Buffer) -> dict[str, Any]:
         d["chunk_bytes"] = int(b.chunk_bytes or 0)
     if b.filter is not None and b.compression in COMPRESSIONS:  # section 6.3.3; a copy made raw drops it
         d["filter"] = b.filter
+    if b.streamed and b.chunks is not None and b.compression in COMPRESSIONS:  # section 6.3.4
+        d["streamed"] = True
     if b.depth_reversed is not None:
         d["depth_reversed"] = bool(b.depth_reversed)
     if b.depth_infinite is not None:
@@ -680,6 +707,8 @@ def header_map(msg: Message) -> dict[str, Any]:
             h["session"] = int(msg.session)
         if msg.reason is not None:
             h["reason"] = msg.reason
+    elif isinstance(msg, Part):
+        h.update(session=int(msg.session), frame=int(msg.frame), buffer=msg.buffer, index=int(msg.index))
     return h
 
 
@@ -781,11 +810,20 @@ def _compress_chunked(data: memoryview, method: str, chunk_bytes: int,
 
 
 def _payload_buffers(msg: Message) -> list[Buffer]:
+    """The buffers of ``msg`` that have a payload frame: not in shared memory, not streamed (section 2)."""
     if isinstance(msg, Frame):
         return [b for b in msg.buffers if b.shm is None]
-    if isinstance(msg, Result) and msg.output is not None and msg.output.shm is None:
+    if isinstance(msg, Result) and msg.output is not None and msg.output.shm is None and not msg.output.streamed:
         return [msg.output]
     return []
+
+
+def payload_data(msg: Message) -> list[memoryview | bytes | None]:
+    """What each payload frame of ``msg`` holds once decoded, in order: each inline buffer's raw pixels, or a
+    PART's chunk as it travels (compressed)."""
+    if isinstance(msg, Part):
+        return [msg.data]
+    return [b.data for b in _payload_buffers(msg)]
 
 
 def encode_header(msg: Message) -> bytes:
@@ -801,6 +839,13 @@ def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryvie
     when given, and gets its ``chunks`` table filled in (the header is written after the payloads for that).
     """
     frames: list[bytes | memoryview] = [b""]
+    if isinstance(msg, Result) and msg.output is not None and msg.output.streamed and not msg.output.chunks:
+        raise ValueError("a streamed output needs its chunk table: stream it with encode_streamed first")
+    if isinstance(msg, Part):
+        data = _as_memoryview(msg.data)
+        if not data.nbytes:
+            raise ValueError("a PART carries one chunk of 1 byte or more")
+        frames.append(msg.data)
     for b in _payload_buffers(msg):
         if b.data is None:
             raise ValueError(f"buffer {b.name!r} has neither data nor a shared-memory reference")
@@ -820,6 +865,82 @@ def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryvie
             frames.append(_compress(data, b.compression, _texel(b)) if b.compression else data)
     frames[0] = msgpack.packb(header_map(msg), use_bin_type=True)
     return frames
+
+
+def stream_chunk_bytes_for(size: int) -> int:
+    """The chunk size of a streamed image (section 6.3.4 step 7): 1 MiB of raw bytes, more where ``size`` would
+    need more than 256 chunks, rounded up to 64 KiB; an image of 1 MiB or less is one chunk."""
+    per = max(STREAM_CHUNK_BYTES, -(-size // MAX_CHUNKS))
+    return -(-per // CHUNK_ALIGN) * CHUNK_ALIGN
+
+
+def encode_streamed(result: Result, pool: Executor | None = None) -> Iterator[list[bytes | memoryview]]:
+    """Stream ``result``'s image (section 6.3.4): yield the wire frames of each PART, chunk 0 first, each as soon
+    as its chunk and every chunk before it are compressed (on ``pool`` when given, all chunks at once; the codecs
+    release the GIL). ``result.output`` needs ``compression`` lz4/zstd and ``chunk_bytes``; once the generator is
+    exhausted its ``chunks`` table is filled in and ``streamed`` is set, so ``encode(result)`` is the RESULT's
+    header alone."""
+    b = result.output
+    if b is None or b.compression not in COMPRESSIONS or not b.chunk_bytes or b.shm is not None:
+        raise ValueError("only an inline lz4/zstd RESULT output with chunk_bytes is streamed")
+    if b.data is None:
+        raise ValueError(f"buffer {b.name!r} has no data")
+    data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
+    data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+    if len(data) != b.size:
+        raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+    if -(-b.size // b.chunk_bytes) > MAX_CHUNKS:
+        raise ValueError(f"buffer {b.name!r}: chunks of {b.chunk_bytes} bytes make more than {MAX_CHUNKS}")
+    method, texel, step = b.compression, _texel(b), b.chunk_bytes
+    pieces = [data[i:i + step] for i in range(0, len(data), step)]
+    futures: list[Future[bytes]] | None = None
+    if pool is not None and len(pieces) > 1:
+        futures = [pool.submit(_compress, x, method, texel) for x in pieces]
+    table: list[int] = []
+    try:
+        for i, piece in enumerate(pieces):
+            chunk = futures[i].result() if futures is not None else _compress(piece, method, texel)
+            table.append(len(chunk))
+            yield [encode_header(Part(result.session, result.frame, b.name, i)), chunk]
+    finally:
+        if futures is not None:
+            for f in futures:
+                f.cancel()
+    b.chunks = table
+    b.streamed = True
+
+
+def attach_parts(output: Buffer, parts: Mapping[int, Any] | Iterable[tuple[int, Any]], *,
+                 decompress: bool = True, pool: Executor | None = None) -> None:
+    """Give a streamed RESULT ``output`` (section 6.3.4) the chunks its PARTs carried: ``parts`` maps each PART's
+    ``index`` to its payload (or lists (index, payload) pairs in arrival order, so a repeated index shows). They must
+    be exactly the indexes 0..n-1 of the ``chunks`` table, each as long as its entry (``PAYLOAD_MISMATCH``
+    otherwise, before anything is decompressed). The chunks, joined, become ``output.compressed``, where a deferred
+    decode leaves a chunked payload; ``decompress`` inflates them at once (on ``pool``, as ``inflate``)."""
+    if not output.streamed or output.chunks is None or output.chunk_bytes is None:
+        raise ValueError(f"{output.name}: not a streamed buffer")
+    pairs = list(parts.items()) if isinstance(parts, Mapping) else list(parts)
+    n = len(output.chunks)
+    got: dict[int, memoryview] = {}
+    for index, payload in pairs:
+        if index in got:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{index}]: more than one PART arrived")
+        if not 0 <= index < n:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{index}]: a PART arrived, the table has {n} "
+                                              "entries")
+        got[index] = _as_memoryview(payload)
+    for i, want in enumerate(output.chunks):
+        piece = got.get(i)
+        if piece is None:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{i}]: no PART arrived")
+        if len(piece) != want:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{i}]: the PART holds {len(piece)} bytes, "
+                                              f"the table says {want}")
+    joined = got[0] if n == 1 else memoryview(b"".join(got[i] for i in range(n)))
+    output.compressed = joined
+    output.data = None
+    if decompress:
+        inflate([output], pool)
 
 
 # ----------------------------------------------------------------------------------------------------- decode
@@ -1077,6 +1198,17 @@ class _Reader:
                 _fail(ErrorCode.BAD_VALUE, f"{p}filter: shuffle needs 2 or more bytes per pixel; {fmt} has 1")
             if SHUFFLE not in self.compression:
                 _fail(ErrorCode.BAD_VALUE, f"{p}filter: shuffle was not negotiated")
+        st = self.field(m, "streamed", p, required=False)
+        if st is not None and self.bool_(st, p + "streamed"):  # section 6.3.4 step 4
+            if not self.image:
+                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: only a RESULT output is streamed")
+            if b.chunks is None:
+                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: a streamed buffer comes in chunks (chunks is absent)")
+            if "shm" in m:
+                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: a shared-memory buffer is not streamed")
+            if STREAMED_OUTPUT not in self.compression:
+                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: streamed_output was not negotiated")
+            b.streamed = True
         for key in ("depth_reversed", "depth_infinite"):
             f = self.field(m, key, p, required=False)
             if f is not None:
@@ -1405,6 +1537,17 @@ def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
 
 
 def _attach_payloads(msg: Message, payloads: Sequence[Any], raw: bool, defer: bool = False) -> None:
+    if isinstance(msg, Part):  # section 5.12: exactly one payload, the chunk as it travels (never decompressed here)
+        if len(payloads) != 1:
+            _fail(ErrorCode.MALFORMED, f"{len(payloads)} payload frames for a PART (exactly 1)")
+        data = _as_memoryview(payloads[0])
+        if not len(data):
+            _fail(ErrorCode.BAD_VALUE, f"PART {msg.buffer}: chunks[{msg.index}] is empty")
+        if len(data) > MAX_CHUNK_WIRE_BYTES:
+            _fail(ErrorCode.LIMIT_EXCEEDED, f"PART {msg.buffer}: chunks[{msg.index}] is {len(data)} bytes, more "
+                                            "than 2^31")
+        msg.data = data
+        return
     inline = _payload_buffers(msg)
     if len(payloads) != len(inline):
         _fail(ErrorCode.MALFORMED, f"{len(payloads)} payload frames for {len(inline)} inline buffers")
@@ -1560,7 +1703,20 @@ def _parse_bye(r: _Reader, h: dict[str, Any], version: int) -> Bye:
     return Bye(None if s is None else r.uint(s, "session"), None if reason is None else r.str_(reason, "reason"))
 
 
+def _parse_part(r: _Reader, h: dict[str, Any], version: int) -> Part:
+    f = r.field
+    session = r.uint(f(h, "session", ""), "session")
+    frame = r.uint(f(h, "frame", ""), "frame")
+    buffer = r.buffer_name(f(h, "buffer", ""), "buffer")
+    if buffer != "output":
+        _fail(ErrorCode.BAD_VALUE, f"buffer={buffer!r}: only the RESULT's 'output' is streamed")
+    index = r.uint(f(h, "index", ""), "index", 0, MAX_CHUNKS - 1, limit=True)
+    if STREAMED_OUTPUT not in r.compression:
+        _fail(ErrorCode.BAD_VALUE, "PART: streamed_output was not negotiated")
+    return Part(session, frame, buffer, index)
+
+
 _PARSERS: dict[str, Callable[[_Reader, dict[str, Any], int], Any]] = {
     "HELLO": _parse_hello, "WELCOME": _parse_welcome, "FRAME": _parse_frame, "RESULT": _parse_result,
-    "ERROR": _parse_error, "PING": _parse_ping, "PONG": _parse_pong, "BYE": _parse_bye,
+    "ERROR": _parse_error, "PING": _parse_ping, "PONG": _parse_pong, "BYE": _parse_bye, "PART": _parse_part,
 }

@@ -117,3 +117,65 @@ def test_any_valid_frame_survives_encode_then_decode(w: int, h: int, fmt: str, p
     back = p.decode(p.encode(frame))
     assert p.header_map(back) == p.header_map(frame)
     assert bytes(back.buffers[0].data or b"") == data[: stride * h]  # type: ignore[union-attr]
+
+
+STREAMING = (*p.COMPRESSIONS, p.CHUNKED, p.STREAMED_OUTPUT)
+
+
+def test_part_round_trip_keeps_its_ids_and_its_chunk_as_it_travels() -> None:
+    chunk = b"\x04\x22\x4d\x18not decompressed here"
+    wire = p.encode(p.Part(7, 2**40, "output", 255, chunk))
+    assert len(wire) == 2 and bytes(wire[1]) == chunk
+    assert list(p.parse_header(wire[0])) == ["nrb", "type", "session", "frame", "buffer", "index"]
+    back = p.decode(wire, compression=STREAMING)
+    assert isinstance(back, p.Part) and (back.session, back.frame, back.buffer, back.index) == (7, 2**40, "output", 255)
+    assert bytes(back.data) == chunk and p.payload_data(back) == [back.data]
+
+
+@pytest.mark.parametrize("change, payloads, compression, code", [
+    ({"index": 256}, None, (), p.ErrorCode.LIMIT_EXCEEDED),  # index is checked before negotiation
+    ({"buffer": "sparkles"}, None, STREAMING, p.ErrorCode.BAD_VALUE),
+    ({"buffer": "depth"}, None, STREAMING, p.ErrorCode.BAD_VALUE),
+    ({"buffer": 3}, None, STREAMING, p.ErrorCode.WRONG_TYPE),
+    ({"index": -1}, None, STREAMING, p.ErrorCode.WRONG_TYPE),
+    ({}, None, (), p.ErrorCode.BAD_VALUE),  # not negotiated
+    ({}, [], (), p.ErrorCode.BAD_VALUE),  # not negotiated comes before the payload count
+    ({}, [], STREAMING, p.ErrorCode.MALFORMED),
+    ({}, [b"a", b"b"], STREAMING, p.ErrorCode.MALFORMED),
+    ({}, [b""], STREAMING, p.ErrorCode.BAD_VALUE),
+])
+def test_part_checks_come_in_the_order_of_section_9_1(change: dict[str, object], payloads: list[bytes] | None,
+                                                     compression: tuple[str, ...], code: p.ErrorCode) -> None:
+    header = {"nrb": 1, "type": "PART", "session": 1, "frame": 1, "buffer": "output", "index": 0, **change}
+    with pytest.raises(p.ProtocolError) as err:
+        p.message_from_header(header, [b"x"] if payloads is None else payloads, compression=compression)
+    assert err.value.code == code, err.value.message
+
+
+def _streamed_output(**change: object) -> dict[str, object]:
+    return {"name": "output", "format": "rgba8", "width": 4, "height": 4, "stride": 16, "compression": "lz4",
+            "chunks": [30], "chunk_bytes": 64, "streamed": True, **change}
+
+
+@pytest.mark.parametrize("output, compression, code", [
+    (_streamed_output(streamed=1), STREAMING, p.ErrorCode.WRONG_TYPE),
+    (_streamed_output(streamed=None), STREAMING, p.ErrorCode.WRONG_TYPE),
+    (_streamed_output(), (*p.COMPRESSIONS, p.CHUNKED), p.ErrorCode.BAD_VALUE),
+    ({k: v for k, v in _streamed_output().items() if k not in ("chunks", "chunk_bytes")}, STREAMING,
+     p.ErrorCode.BAD_VALUE),
+    (_streamed_output(shm={"slot": 0, "offset": 0}), STREAMING, p.ErrorCode.BAD_VALUE),
+])
+def test_streamed_checks(output: dict[str, object], compression: tuple[str, ...], code: p.ErrorCode) -> None:
+    header = {"nrb": 1, "type": "RESULT", "session": 1, "frame": 1, "status": "ok", "output": output,
+              "timing": {k: 0.0 for k in p.TIMING_KEYS}}
+    with pytest.raises(p.ProtocolError) as err:
+        p.message_from_header(header, [], compression=compression)
+    assert err.value.code == code, err.value.message
+
+
+def test_streamed_false_is_not_streamed_and_is_not_written() -> None:
+    header = {"nrb": 1, "type": "RESULT", "session": 1, "frame": 1, "status": "ok",
+              "output": _streamed_output(streamed=False), "timing": {k: 0.0 for k in p.TIMING_KEYS}}
+    msg = p.message_from_header(header, [bytes(64)], compression=STREAMING, raw_payloads=True)
+    assert isinstance(msg, p.Result) and msg.output is not None and not msg.output.streamed
+    assert "streamed" not in p.header_map(msg)["output"]

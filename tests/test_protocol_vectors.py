@@ -64,7 +64,7 @@ def test_python_decodes_valid_vector_to_its_description(path: Path) -> None:
     desc = json.loads(path.read_text())
     msg = p.decode(read_frames(path.with_suffix(".bin")), **context(desc))
     assert msgpack.packb(p.header_map(msg), use_bin_type=True) == canonical(desc["header"], desc)
-    got = [bytes(b.data or b"") for b in p._payload_buffers(msg)]
+    got = [bytes(x or b"") for x in p.payload_data(msg)]
     assert got == [bytes.fromhex(x) for x in desc["payloads"]]
 
 
@@ -79,7 +79,7 @@ def test_python_decodes_shuffled_vectors_with_its_own_numpy_kernels_too(
     monkeypatch.setattr(p, "_NATIVE_SHUFFLE", None)
     desc = json.loads(path.read_text())
     msg = p.decode(read_frames(path.with_suffix(".bin")), **context(desc))
-    assert [bytes(b.data or b"") for b in p._payload_buffers(msg)] == [bytes.fromhex(x) for x in desc["payloads"]]
+    assert [bytes(x or b"") for x in p.payload_data(msg)] == [bytes.fromhex(x) for x in desc["payloads"]]
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda v: v.stem)

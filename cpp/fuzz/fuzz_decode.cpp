@@ -6,7 +6,8 @@
 //
 // Decoding runs with both compressions negotiated and a shared-memory pool, so every branch is reachable. On
 // success the message is re-encoded and decoded again, and the second encoding must equal the first: the decoder
-// and the canonical encoder agree on every message the decoder accepts.
+// and the canonical encoder agree on every message the decoder accepts. A PART's chunk (section 6.3.4) goes
+// through what libnrb does with it on arrival: peek_frame(), then inflate_chunk() at the size it announces.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +94,19 @@ void check_deferred(const std::vector<Bytes>& frames, const DecodeOptions& opts,
       std::abort();
 }
 
+// Section 6.3.4 step 6: a PART's chunk decompressed before its RESULT says what it holds, at the announced size
+// (bounded as libnrb bounds it), plainly and from byte planes; both must agree on success or failure.
+void check_part(const Part& p) {
+  const std::optional<FramePeek> peek = peek_frame(p.payload, p.payload_size);
+  if (!peek) return;
+  if (peek->codec != Compression::lz4 && peek->codec != Compression::zstd) std::abort();
+  if (peek->content_size == 0 || peek->content_size > (16u << 20)) return;
+  std::vector<uint8_t> plain(peek->content_size), planes(peek->content_size);
+  const std::string a = inflate_chunk(peek->codec, p.payload, p.payload_size, plain.data(), plain.size());
+  const std::string b = inflate_chunk(peek->codec, p.payload, p.payload_size, planes.data(), planes.size(), 4);
+  if (a.empty() != b.empty()) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -105,6 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (c < 1 || c > 14 || r.error.message.empty()) std::abort();
     return 0;
   }
+  if (auto* part = std::get_if<Part>(&*r.message)) check_part(*part);
   // Accepted: the canonical re-encoding must decode to a message with the same canonical encoding.
   const Encoded once = encode(*r.message);
   std::vector<Bytes> again_frames;

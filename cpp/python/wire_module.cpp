@@ -88,6 +88,7 @@ py::tuple decode_py(py::handle error_type, const py::sequence& frames, const py:
       if (name == "webp") opts.allow_webp = true;
       if (name == "chunked") opts.allow_chunked = true;
       if (name == "shuffle") opts.allow_shuffle = true;
+      if (name == "streamed_output") opts.allow_streamed_output = true;
     }
   }
   wire::ShmPool pool;

@@ -67,12 +67,12 @@ constexpr std::array<std::string_view, 26> kBufferNames = {
 constexpr std::array<std::string_view, 6> kToneMappings = {"none", "clamp", "reinhard", "aces", "agx", "other"};
 constexpr std::array<std::string_view, 2> kControls = {"intensity", "exclude"};
 
-constexpr std::array<std::string_view, 8> kTypeNames = {"HELLO", "WELCOME", "FRAME", "RESULT",
-                                                        "ERROR", "PING",    "PONG",  "BYE"};
+constexpr std::array<std::string_view, 9> kTypeNames = {"HELLO", "WELCOME", "FRAME", "RESULT", "ERROR",
+                                                        "PING",  "PONG",    "BYE",   "PART"};
 
 // Top-level keys of each message type (section 5), canonical order; what `must_understand` may name.
 const std::vector<std::string_view>& known_keys(MessageType t) {
-  static const std::array<std::vector<std::string_view>, 8> keys = {{
+  static const std::array<std::vector<std::string_view>, 9> keys = {{
       {"nrb", "type", "min_version", "engine", "engine_version", "client", "capabilities", "render_size",
        "output_size", "buffers", "shm", "doorbell", "ticket", "renderer", "lossy_output", "must_understand"},
       {"nrb", "type", "session", "renderer", "capabilities", "required", "optional", "output", "max_in_flight",
@@ -84,6 +84,7 @@ const std::vector<std::string_view>& known_keys(MessageType t) {
       {"nrb", "type", "nonce", "time_ns", "must_understand"},
       {"nrb", "type", "nonce", "time_ns", "must_understand"},
       {"nrb", "type", "session", "reason", "must_understand"},
+      {"nrb", "type", "session", "frame", "buffer", "index", "must_understand"},
   }};
   return keys[static_cast<size_t>(t)];
 }
@@ -318,7 +319,7 @@ void write_bufdesc(W& w, const BufferDesc& b) {
   const bool chunked =
       !b.chunks.empty() && (b.compression == Compression::lz4 || b.compression == Compression::zstd);
   const bool shuffled = b.shuffle && (b.compression == Compression::lz4 || b.compression == Compression::zstd);
-  w.map(5 + count(b.compression != Compression::none) + 2 * count(chunked) + count(shuffled) +
+  w.map(5 + count(b.compression != Compression::none) + 2 * count(chunked) + count(shuffled) + count(b.streamed) +
         count(b.depth_reversed.has_value()) +
         count(b.depth_infinite.has_value()) + count(b.shm.has_value()));
   w.k("name"), w.str(b.name);
@@ -334,6 +335,7 @@ void write_bufdesc(W& w, const BufferDesc& b) {
     w.k("chunk_bytes"), w.uint(b.chunk_bytes);
   }
   if (shuffled) w.k("filter"), w.str("shuffle");  // section 6.3.3
+  if (b.streamed) w.k("streamed"), w.boolean(true);  // section 6.3.4: written only when true
   if (b.depth_reversed) w.k("depth_reversed"), w.boolean(*b.depth_reversed);
   if (b.depth_infinite) w.k("depth_infinite"), w.boolean(*b.depth_infinite);
   if (b.shm) {
@@ -590,6 +592,15 @@ struct EncodeVisitor {
     if (m.session) w.k("session"), w.uint(*m.session);
     if (m.reason) w.k("reason"), w.str(*m.reason);
     tail(w, m);
+  }
+  void operator()(const Part& m) {  // section 5.12: the header, then the chunk as its one payload frame
+    head(w, m, MessageType::part, 4);
+    w.k("session"), w.uint(m.session);
+    w.k("frame"), w.uint(m.frame);
+    w.k("buffer"), w.str(m.buffer);
+    w.k("index"), w.uint(m.index);
+    tail(w, m);
+    out.payloads.emplace_back(m.payload, m.payload_size);
   }
 };
 
@@ -1143,6 +1154,17 @@ std::string unframe(Compression c, const uint8_t* in, size_t n, uint8_t* out, ui
   return {};
 }
 
+// One chunk of a chunked payload (section 6.3.2), `raw_len` raw bytes into `out`, from its byte planes when
+// `texel` > 1 (section 6.3.3: each chunk is shuffled on its own). Throws std::bad_alloc only.
+std::string unframe_chunk(Compression c, const uint8_t* in, size_t n, uint8_t* out, uint64_t raw_len,
+                          unsigned texel) {
+  if (texel <= 1) return unframe(c, in, n, out, raw_len, "the chunk holds ");
+  std::unique_ptr<uint8_t[]> planes(new uint8_t[raw_len]);  // bounded: the caller checked raw_len
+  std::string why = unframe(c, in, n, planes.get(), raw_len, "the chunk holds ");
+  if (why.empty()) unshuffle_bytes(planes.get(), out, raw_len, texel);
+  return why;
+}
+
 std::string unwebp(const uint8_t* in, size_t n, const BufferDesc& b, std::shared_ptr<uint8_t[]>& out) {
   // The bitstream's header first (VP8 or VP8L: the canvas size), before allocating the image.
   WebPBitstreamFeatures info;
@@ -1197,13 +1219,8 @@ std::string inflate_payload(BufferDesc& b, const ParallelRunner* run) {
       const uint64_t raw_len = std::min(b.chunk_bytes, size - raw_at);
       jobs.emplace_back([&, i, at, raw_at, raw_len] {
         try {
-          if (b.shuffle) {  // section 6.3.3: each chunk is shuffled on its own
-            std::unique_ptr<uint8_t[]> planes(new uint8_t[raw_len]);
-            errors[i] = unframe(b.compression, in + at, b.chunks[i], planes.get(), raw_len, "the chunk holds ");
-            if (errors[i].empty()) unshuffle_bytes(planes.get(), out.get() + raw_at, raw_len, bytes_per_pixel(b.format));
-          } else {
-            errors[i] = unframe(b.compression, in + at, b.chunks[i], out.get() + raw_at, raw_len, "the chunk holds ");
-          }
+          errors[i] = unframe_chunk(b.compression, in + at, b.chunks[i], out.get() + raw_at, raw_len,
+                                    b.shuffle ? bytes_per_pixel(b.format) : 0);
         } catch (const std::bad_alloc&) {
           errors[i] = "out of memory";
         }
@@ -1488,6 +1505,16 @@ class Decoder {
                                        " has 1");
       if (!opts_.allow_shuffle) fail(ErrorCode::BAD_VALUE, "shuffle was not negotiated");
       b.shuffle = true;
+    }
+    if (const Obj* x = find(m, "streamed")) {  // section 6.3.4 step 4
+      At at(*this, "streamed");
+      if (boolean(*x)) {
+        if (!image_) fail(ErrorCode::BAD_VALUE, "only a RESULT output is streamed");
+        if (b.chunks.empty()) fail(ErrorCode::BAD_VALUE, "a streamed buffer needs chunks");
+        if (find(m, "shm")) fail(ErrorCode::BAD_VALUE, "a shared-memory buffer is not streamed");
+        if (!opts_.allow_streamed_output) fail(ErrorCode::BAD_VALUE, "streamed_output was not negotiated");
+        b.streamed = true;
+      }
     }
     if (const Obj* x = find(m, "depth_reversed")) {
       At at(*this, "depth_reversed");
@@ -2059,6 +2086,26 @@ class Decoder {
     opt(h, "reason", [&](const Obj& o) { m.reason = std::string(str(o)); });
   }
 
+  void part(const Obj& h, Part& m) {  // section 5.12
+    m.session = req(h, "session", uint_of());
+    m.frame = req(h, "frame", uint_of());
+    m.buffer = req(h, "buffer", [&](const Obj& o) {
+      std::string name = buffer_name(o);
+      if (name != "output") fail(ErrorCode::BAD_VALUE, "\"" + name + "\" is not streamed (only \"output\" is)");
+      return name;
+    });
+    m.index = req(h, "index", [&](const Obj& o) { return uint(o, 0, kMaxPartIndex, /*limit=*/true); });
+    if (!opts_.allow_streamed_output) fail(ErrorCode::BAD_VALUE, "a PART without streamed_output negotiated");
+  }
+  // Step 8 for a PART: its one payload frame, the chunk as it is (decompressed where section 6.3.4 says).
+  void part_payload(Part& m, Bytes f) {
+    if (f.size == 0) fail(ErrorCode::BAD_VALUE, "the PART's payload is empty");
+    if (f.size > kMaxChunkWireBytes)
+      fail(ErrorCode::LIMIT_EXCEEDED, "the PART's payload is " + std::to_string(f.size) + " bytes, above 2^31");
+    m.payload = f.data;
+    m.payload_size = f.size;
+  }
+
   // Step 6.
   void must_understand(const Obj& h, MessageType t) {
     opt(h, "must_understand", [&](const Obj& o) {
@@ -2146,6 +2193,7 @@ Message decode_header(Decoder& d, const Obj& h) {
     case MessageType::ping: return decode_body<Ping>(d, h, nrb, &Decoder::ping<Ping>);
     case MessageType::pong: return decode_body<Pong>(d, h, nrb, &Decoder::ping<Pong>);
     case MessageType::bye: return decode_body<Bye>(d, h, nrb, &Decoder::bye);
+    case MessageType::part: return decode_body<Part>(d, h, nrb, &Decoder::part);
   }
   d.fail(ErrorCode::INTERNAL, "unreachable");
 }
@@ -2197,6 +2245,11 @@ DecodeResult decode_impl(const Bytes* frames, size_t n, const DecodeOptions& opt
   DecodeResult r;
   try {
     r.message = decode_header(d, h);  // steps 3-7
+    if (auto* part = std::get_if<Part>(&*r.message)) {  // step 8: exactly one payload frame, the chunk
+      if (n != 2) return failure(ErrorCode::MALFORMED, std::to_string(n - 1) + " payload frames for a PART (1)");
+      d.part_payload(*part, frames[1]);
+      return r;
+    }
     // Step 8: one payload frame per inline descriptor, in descriptor order.
     std::vector<BufferDesc*> inline_bufs;
     if (auto* f = std::get_if<Frame>(&*r.message)) {
@@ -2228,6 +2281,38 @@ std::optional<DecodeError> inflate(BufferDesc& b, const ParallelRunner* run) noe
   } catch (const std::exception& e) {
     return DecodeError{ErrorCode::INTERNAL, e.what()};
   }
+}
+
+std::string inflate_chunk(Compression c, const uint8_t* in, size_t n, uint8_t* out, uint64_t raw_len,
+                          unsigned shuffle_texel) noexcept {
+  try {
+    if (c != Compression::lz4 && c != Compression::zstd) return "only an lz4 or zstd payload comes in chunks";
+    return unframe_chunk(c, in, n, out, raw_len, shuffle_texel);
+  } catch (...) {  // std::bad_alloc (the text fits std::string's inline buffer: it allocates nothing)
+    return "out of memory";
+  }
+}
+
+std::optional<FramePeek> peek_frame(const uint8_t* in, size_t n) noexcept {
+  if (!in || n < 4) return std::nullopt;
+  const uint32_t magic = uint32_t(in[0]) | uint32_t(in[1]) << 8 | uint32_t(in[2]) << 16 | uint32_t(in[3]) << 24;
+  if (magic == 0xFD2FB528u) {  // ZSTD_MAGICNUMBER
+    const unsigned long long size = ZSTD_getFrameContentSize(in, n);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) return std::nullopt;
+    return FramePeek{Compression::zstd, uint64_t(size)};
+  }
+  if (magic == 0x184D2204u) {  // LZ4F_MAGICNUMBER
+    LZ4F_dctx* raw = nullptr;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION))) return std::nullopt;
+    std::unique_ptr<LZ4F_dctx, LZ4F_errorCode_t (*)(LZ4F_dctx*)> ctx(raw, LZ4F_freeDecompressionContext);
+    LZ4F_frameInfo_t info;
+    std::memset(&info, 0, sizeof info);
+    size_t consumed = n;
+    if (LZ4F_isError(LZ4F_getFrameInfo(ctx.get(), &info, in, &consumed)) || info.contentSize == 0)
+      return std::nullopt;
+    return FramePeek{Compression::lz4, uint64_t(info.contentSize)};
+  }
+  return std::nullopt;
 }
 
 uint64_t chunk_bytes_for(uint64_t size, unsigned workers) noexcept {

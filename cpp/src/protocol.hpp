@@ -161,6 +161,10 @@ struct BufferDesc {  // bufdesc (section 6.3)
   // raw bytes split into byte planes of the format's pixel size. On encode(): written when set on an lz4/zstd
   // buffer; the payload must already be shuffled (compress(..., shuffle) does it).
   bool shuffle = false;
+  // Section 6.3.4: `streamed: true` (a RESULT output only, when "streamed_output" was negotiated): the chunks came
+  // ahead in PART messages and the message has no payload frame for this buffer; `data`/`payload` stay null after
+  // decode() (the receiver puts the image together from the PARTs). Written only when true, after `filter`.
+  bool streamed = false;
   std::optional<bool> depth_reversed;
   std::optional<bool> depth_infinite;
   std::optional<ShmRef> shm;
@@ -177,7 +181,8 @@ struct BufferDesc {  // bufdesc (section 6.3)
   std::shared_ptr<const uint8_t[]> owned;
 
   uint64_t byte_size() const noexcept { return stride * uint64_t(height); }
-  bool is_inline() const noexcept { return !shm.has_value(); }
+  // Carried in a payload frame of its own message: neither in shared memory nor streamed ahead (section 2).
+  bool is_inline() const noexcept { return !shm.has_value() && !streamed; }
   // Convenience for senders: raw (uncompressed) pixels carried inline.
   void set_pixels(const void* p, size_t n) noexcept {
     data = static_cast<const uint8_t*>(p);
@@ -377,10 +382,24 @@ struct Bye : Common {
   std::optional<std::string> reason;
 };
 
-using Message = std::variant<Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye>;
+// PART (section 5.12): one chunk of a streamed RESULT image, sent ahead of the RESULT (section 6.3.4). Its one
+// payload frame is the chunk's compressed bytes as they are: after decode() `payload` views the input frame (never
+// decompressed by decode(); see inflate_chunk()). For encode(): the bytes to send.
+inline constexpr uint64_t kMaxPartIndex = 255;  // an index of a chunk table (kMaxChunks entries)
+struct Part : Common {
+  uint64_t session = 0;
+  uint64_t frame = 0;
+  std::string buffer = "output";  // the only buffer streamed in NRB/1
+  uint64_t index = 0;
+  const uint8_t* payload = nullptr;
+  size_t payload_size = 0;
+};
+
+// New types are appended: the variant index is the MessageType, and existing values stay.
+using Message = std::variant<Hello, Welcome, Frame, Result, Error, Ping, Pong, Bye, Part>;
 
 // Same order as the Message variant. Lower case: ERROR is a macro in <windows.h>.
-enum class MessageType : uint8_t { hello, welcome, frame, result, error, ping, pong, bye };
+enum class MessageType : uint8_t { hello, welcome, frame, result, error, ping, pong, bye, part };
 std::string_view type_name(MessageType t) noexcept;
 std::optional<MessageType> type_from_name(std::string_view name) noexcept;
 inline MessageType message_type(const Message& m) noexcept { return static_cast<MessageType>(m.index()); }
@@ -438,6 +457,21 @@ inline constexpr uint64_t kMaxChunkWireBytes = uint64_t(1) << 31;
 // The split section 6.3.2 step 5 asks of libnrb and nrb serve: `size` over `workers` chunks, each rounded up to
 // 64 KiB; 0 (one frame) for a buffer under 512 KiB or fewer than 2 workers.
 uint64_t chunk_bytes_for(uint64_t size, unsigned workers) noexcept;
+// One chunk of a chunked payload (section 6.3.2 step 4): `in[0, n)` must be exactly one frame of `c` (lz4 or zstd)
+// that announces and holds `raw_len` bytes; they go to `out` (raw_len bytes), put back together from their byte
+// planes first when `shuffle_texel` > 1 (section 6.3.3). Returns "" or why the chunk is PAYLOAD_MISMATCH, in the
+// words inflate() uses after "chunks[i]: " ("the lz4 frame announces 10 bytes, the chunk holds 12"). Never throws
+// ("out of memory" then).
+std::string inflate_chunk(Compression c, const uint8_t* in, size_t n, uint8_t* out, uint64_t raw_len,
+                          unsigned shuffle_texel = 0) noexcept;
+// What the frame header at `in[0, n)` says before any descriptor does (section 6.3.4 step 6, a PART's chunk): its
+// codec, told by the frame's magic number (lz4 0x184D2204, zstd 0xFD2FB528), and the raw size it announces.
+// Nullopt when it is neither, or announces no size: the descriptor's checks (inflate_chunk) then say why.
+struct FramePeek {
+  Compression codec = Compression::none;
+  uint64_t content_size = 0;
+};
+std::optional<FramePeek> peek_frame(const uint8_t* in, size_t n) noexcept;
 // Runs every job, possibly in parallel, and returns when all are done (a thread pool's run_all); jobs never throw.
 using ParallelRunner = std::function<void(std::vector<std::function<void()>>&)>;
 // One baseline JPEG (4:4:4) of `width` x `height` 8-bit RGBA pixels (alpha dropped) at `quality` 1..100
@@ -489,6 +523,8 @@ struct DecodeOptions {
   bool allow_chunked = false;
   // Both sides listed "shuffle" (section 6.3.3): an lz4/zstd payload may carry `filter: "shuffle"`.
   bool allow_shuffle = false;
+  // Both sides listed "streamed_output" (section 6.3.4): a RESULT output may be `streamed`, and PART messages come.
+  bool allow_streamed_output = false;
   // Leave compressed payloads (every codec) compressed: `payload`/`payload_size` view them, `data` stays null
   // until inflate() runs, on another thread (section 6.3 lets a receiver decompress later). Lengths that need no
   // decompression (a chunk table's sum) are still checked here.
@@ -497,6 +533,7 @@ struct DecodeOptions {
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
     o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = o.allow_chunked = o.allow_shuffle = true;
+    o.allow_streamed_output = true;
     o.shm_pool = pool;
     return o;
   }

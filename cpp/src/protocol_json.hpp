@@ -177,6 +177,7 @@ inline BufferDesc bufdesc(const Json& j) {
     for (const auto& c : *x) b.chunks.push_back(u64(c));
   if (auto* x = find(j, "chunk_bytes")) b.chunk_bytes = u64(*x);
   if (auto* x = find(j, "filter")) b.shuffle = str(*x) == "shuffle";
+  if (auto* x = find(j, "streamed")) b.streamed = boolean(*x);
   if (auto* x = find(j, "depth_reversed")) b.depth_reversed = boolean(*x);
   if (auto* x = find(j, "depth_infinite")) b.depth_infinite = boolean(*x);
   if (auto* x = find(j, "shm")) b.shm = ShmRef{u64(at(*x, "slot")), u64(at(*x, "offset"))};
@@ -504,6 +505,20 @@ inline Message message_from_json(const Json& h, const std::vector<std::vector<ui
       out = std::move(m);
       break;
     }
+    case MessageType::part: {  // its payload is the chunk's compressed bytes as they are (never compressed here)
+      Part m;
+      common(h, m);
+      m.session = u64(at(h, "session"));
+      m.frame = u64(at(h, "frame"));
+      m.buffer = str(at(h, "buffer"));
+      m.index = u64(at(h, "index"));
+      if (next >= payloads.size()) bad("a PART needs its payload");
+      m.payload = payloads[next].data();
+      m.payload_size = payloads[next].size();
+      ++next;
+      out = std::move(m);
+      break;
+    }
   }
   if (next != payloads.size()) bad("more payloads than inline buffers");
   return out;
@@ -586,6 +601,7 @@ inline Json bufdesc_json(const BufferDesc& b) {
     j["chunk_bytes"] = b.chunk_bytes;
   }
   if (b.shuffle) j["filter"] = "shuffle";
+  if (b.streamed) j["streamed"] = true;
   if (b.depth_reversed) j["depth_reversed"] = *b.depth_reversed;
   if (b.depth_infinite) j["depth_infinite"] = *b.depth_infinite;
   if (b.shm) {
@@ -790,6 +806,11 @@ inline Json message_to_json(const Message& msg) {
         } else if constexpr (std::is_same_v<M, Bye>) {
           if (m.session) j["session"] = *m.session;
           if (m.reason) j["reason"] = *m.reason;
+        } else if constexpr (std::is_same_v<M, Part>) {
+          j["session"] = m.session;
+          j["frame"] = m.frame;
+          j["buffer"] = m.buffer;
+          j["index"] = m.index;
         }
         tail(j, m);
       },
@@ -798,7 +819,7 @@ inline Json message_to_json(const Message& msg) {
 }
 
 // The pixel bytes of each inline buffer of a decoded message, in descriptor order (decompressed where the wire
-// payload was compressed): what a vector's "payloads" lists.
+// payload was compressed), or a PART's payload as it is (section 6.3.4): what a vector's "payloads" lists.
 inline std::vector<Bytes> inline_pixels(const Message& msg) {
   std::vector<Bytes> out;
   if (auto* f = std::get_if<Frame>(&msg)) {
@@ -806,6 +827,8 @@ inline std::vector<Bytes> inline_pixels(const Message& msg) {
       if (b.is_inline()) out.emplace_back(b.data, b.size);
   } else if (auto* r = std::get_if<Result>(&msg)) {
     if (r->output && r->output->is_inline()) out.emplace_back(r->output->data, r->output->size);
+  } else if (auto* p = std::get_if<Part>(&msg)) {
+    out.emplace_back(p->payload, p->payload_size);
   }
   return out;
 }
@@ -824,6 +847,7 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
       if (x == "webp") o.allow_webp = true;
       if (x == "chunked") o.allow_chunked = true;
       if (x == "shuffle") o.allow_shuffle = true;
+      if (x == "streamed_output") o.allow_streamed_output = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

@@ -699,6 +699,283 @@ TEST_CASE("protocol: compression") {
   }
 }
 
+// =================================================================================================================
+// Streamed images (section 5.12, 6.3.4)
+// =================================================================================================================
+namespace {
+
+// A RESULT whose 64x32 rgba8 output (8192 bytes) came ahead in 3 lz4 chunks of 3000 raw bytes (the last 2192).
+struct Streamed {
+  Blob px;
+  std::vector<Blob> chunks;
+  Result result;
+  Streamed() {
+    px.resize(64 * 32 * 4);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i / 5) & 0xff);
+    result.session = 7;
+    result.frame = 3;
+    BufferDesc& o = result.output.emplace();
+    o.name = "output";
+    o.width = 64;
+    o.height = 32;
+    o.stride = 256;
+    o.compression = Compression::lz4;
+    o.chunk_bytes = 3000;
+    o.streamed = true;
+    for (size_t at = 0; at < px.size(); at += 3000) {
+      chunks.push_back(compress(Compression::lz4, px.data() + at, std::min<size_t>(3000, px.size() - at)));
+      o.chunks.push_back(chunks.back().size());
+    }
+  }
+  Part part(uint64_t index) const {
+    Part p;
+    p.session = 7;
+    p.frame = 3;
+    p.index = index;
+    p.payload = chunks[index].data();
+    p.payload_size = chunks[index].size();
+    return p;
+  }
+};
+
+// A PART header built by hand: `session`, `frame`, `buffer`, `index` as given (an empty Mp: the key is absent).
+Blob part_header(const Mp& buffer, const Mp& index) {
+  Mp m;
+  m.map(4 + !buffer.b.empty() + !index.b.empty()).str("nrb").u(1).str("type").str("PART");
+  m.str("session").u(7).str("frame").u(3);
+  if (!buffer.b.empty()) m.str("buffer"), m.b.insert(m.b.end(), buffer.b.begin(), buffer.b.end());
+  if (!index.b.empty()) m.str("index"), m.b.insert(m.b.end(), index.b.begin(), index.b.end());
+  return m.b;
+}
+
+}  // namespace
+
+TEST_CASE("protocol: PART round trip: the canonical header, then its payload as it is") {
+  Streamed s;
+  const Part p = s.part(1);
+  const Encoded e = encode(Message(p));
+  REQUIRE(e.frame_count() == 2);
+  CHECK(e.frame(1).data == s.chunks[1].data());
+  Mp want;
+  want.map(6).str("nrb").u(1).str("type").str("PART").str("session").u(7).str("frame").u(3);
+  want.str("buffer").str("output").str("index").u(1);
+  CHECK(e.header == want.b);
+  const DecodeResult r = decode(std::vector<Bytes>{e.frame(0), e.frame(1)}, DecodeOptions::permissive());
+  REQUIRE_MESSAGE(r.ok(), r.error.message);
+  const Part& got = std::get<Part>(*r.message);
+  CHECK(got.session == 7);
+  CHECK(got.frame == 3);
+  CHECK(got.buffer == "output");
+  CHECK(got.index == 1);
+  CHECK(got.payload == s.chunks[1].data());  // a view, never decompressed
+  CHECK(got.payload_size == s.chunks[1].size());
+  CHECK(type_name(MessageType::part) == "PART");
+  CHECK(type_from_name("PART") == MessageType::part);
+  CHECK(json::message_to_json(*r.message) == json::message_to_json(Message(p)));
+  CHECK(json::inline_pixels(*r.message).at(0).data == s.chunks[1].data());
+}
+
+TEST_CASE("protocol: PART checks follow section 9.1") {
+  Streamed s;
+  const Blob chunk = s.chunks[0];
+  auto code = [&](const Blob& header, std::vector<Blob> payloads = {}, bool negotiated = true) {
+    std::vector<Blob> frames{header};
+    for (auto& p : payloads) frames.push_back(p);
+    DecodeOptions o = DecodeOptions::permissive();
+    o.allow_streamed_output = negotiated;
+    auto r = decode_blobs(frames, o);
+    return r.ok() ? ErrorCode{} : r.error.code;
+  };
+  Mp out, idx;
+  out.str("output");
+  idx.u(0);
+  CHECK(code(part_header(out, idx), {chunk}) == ErrorCode{});
+  // missing keys, in canonical order
+  CHECK(code(part_header(Mp(), idx), {chunk}) == ErrorCode::MISSING_FIELD);
+  CHECK(code(part_header(out, Mp()), {chunk}) == ErrorCode::MISSING_FIELD);
+  // buffer: a str, at most 64 bytes, a buffer name, and "output"
+  Mp num;
+  num.u(1);
+  CHECK(code(part_header(num, idx), {chunk}) == ErrorCode::WRONG_TYPE);
+  Mp long_name;
+  long_name.str("x_" + std::string(63, 'a'));
+  CHECK(code(part_header(long_name, idx), {chunk}) == ErrorCode::LIMIT_EXCEEDED);
+  for (const char* name : {"", "not a buffer", "albedo", "x_vendor"}) {
+    CAPTURE(name);
+    Mp n;
+    n.str(name);
+    CHECK(code(part_header(n, idx), {chunk}) == ErrorCode::BAD_VALUE);
+  }
+  // index: 0..255
+  Mp last, over, neg, text;
+  last.u(255);
+  over.u(256);
+  neg.raw({0xff});  // -1
+  text.str("0");
+  CHECK(code(part_header(out, last), {chunk}) == ErrorCode{});
+  CHECK(code(part_header(out, over), {chunk}) == ErrorCode::LIMIT_EXCEEDED);
+  CHECK(code(part_header(out, neg), {chunk}) == ErrorCode::WRONG_TYPE);
+  CHECK(code(part_header(out, text), {chunk}) == ErrorCode::WRONG_TYPE);
+  // not negotiated: BAD_VALUE, after index (a bad index wins) and before the payload count
+  CHECK(code(part_header(out, idx), {chunk}, false) == ErrorCode::BAD_VALUE);
+  CHECK(code(part_header(out, over), {chunk}, false) == ErrorCode::LIMIT_EXCEEDED);
+  CHECK(code(part_header(out, idx), {}, false) == ErrorCode::BAD_VALUE);
+  // exactly one payload frame, 1.. bytes
+  CHECK(code(part_header(out, idx), {}) == ErrorCode::MALFORMED);
+  CHECK(code(part_header(out, idx), {chunk, chunk}) == ErrorCode::MALFORMED);
+  CHECK(code(part_header(out, idx), {Blob{}}) == ErrorCode::BAD_VALUE);
+  // the payload is not looked into: any bytes are a PART's chunk (its RESULT checks them)
+  CHECK(code(part_header(out, idx), {Blob{1, 2, 3}}) == ErrorCode{});
+  // must_understand may name PART's keys, and only those
+  for (auto [key, want] : {std::pair{"index", ErrorCode{}}, std::pair{"buffer", ErrorCode{}},
+                           std::pair{"status", ErrorCode::UNKNOWN_REQUIRED}}) {
+    CAPTURE(key);
+    Blob h = part_header(out, idx);
+    h[0] = static_cast<uint8_t>(h[0] + 1);  // one more entry (fixmap)
+    Mp mu;
+    mu.str("must_understand").arr(1).str(key);
+    h.insert(h.end(), mu.b.begin(), mu.b.end());
+    CHECK(code(h, {chunk}) == want);
+  }
+}
+
+TEST_CASE("protocol: PART payload above 2^31 bytes is LIMIT_EXCEEDED") {
+  // A view that claims more than 2^31 bytes: the length check comes before anything reads it.
+  Mp out, idx;
+  out.str("output");
+  idx.u(0);
+  const Blob h = part_header(out, idx);
+  static const uint8_t byte = 1;
+  std::vector<Bytes> frames{Bytes(h.data(), h.size()), Bytes(&byte, size_t(kMaxChunkWireBytes) + 1)};
+  CHECK(decode(frames, DecodeOptions::permissive()).error.code == ErrorCode::LIMIT_EXCEEDED);
+}
+
+TEST_CASE("protocol: a streamed RESULT output has no payload frame and is checked at `streamed`") {
+  Streamed s;
+  const Encoded e = encode(Message(s.result));
+  REQUIRE(e.frame_count() == 1);  // no payload frame
+  CHECK(std::search(e.header.begin(), e.header.end(), std::begin("\xa6" "filter"), std::end("\xa6" "filter") - 1) ==
+        e.header.end());
+  {  // canonical position: right after chunk_bytes (no filter here), `streamed: true`
+    Mp tail;
+    tail.str("chunk_bytes").u(3000).str("streamed").raw({0xc3});
+    CHECK(std::search(e.header.begin(), e.header.end(), tail.b.begin(), tail.b.end()) != e.header.end());
+  }
+  const DecodeResult r = decode(std::vector<Bytes>{e.frame(0)}, DecodeOptions::permissive());
+  REQUIRE_MESSAGE(r.ok(), r.error.message);
+  const BufferDesc& o = *std::get<Result>(*r.message).output;
+  CHECK(o.streamed);
+  CHECK_FALSE(o.is_inline());
+  CHECK(o.data == nullptr);
+  CHECK(o.payload == nullptr);
+  CHECK(o.chunks == s.result.output->chunks);
+  CHECK(encode(*r.message).header == e.header);
+  CHECK(json::message_to_json(*r.message) == json::message_to_json(Message(s.result)));
+  CHECK(json::inline_pixels(*r.message).empty());
+
+  // shuffled: `streamed` after `filter`
+  Result shuffled = s.result;
+  shuffled.output->shuffle = true;
+  const Encoded es = encode(Message(shuffled));
+  Mp order;
+  order.str("filter").str("shuffle").str("streamed").raw({0xc3});
+  CHECK(std::search(es.header.begin(), es.header.end(), order.b.begin(), order.b.end()) != es.header.end());
+
+  auto code = [&](const Result& res, std::vector<Blob> payloads, DecodeOptions o = DecodeOptions::permissive()) {
+    const Encoded enc = encode(Message(res));
+    std::vector<Blob> frames{enc.header};
+    for (auto& p : payloads) frames.push_back(p);
+    auto rr = decode_blobs(frames, o);
+    return rr.ok() ? ErrorCode{} : rr.error.code;
+  };
+  // a payload frame for a streamed output: one too many
+  CHECK(code(s.result, {s.chunks[0]}) == ErrorCode::MALFORMED);
+  // not negotiated
+  DecodeOptions no = DecodeOptions::permissive();
+  no.allow_streamed_output = false;
+  CHECK(code(s.result, {}, no) == ErrorCode::BAD_VALUE);
+  // without chunks (one frame)
+  Result one = s.result;
+  one.output->chunks.clear();
+  one.output->chunk_bytes = 0;
+  CHECK(code(one, {}) == ErrorCode::BAD_VALUE);
+  // `streamed: false` is not streamed: the payload frame is back (decode-only: written only when true)
+  {
+    Result plain = s.result;
+    plain.output->streamed = false;
+    Blob all;
+    for (auto& c : s.chunks) all.insert(all.end(), c.begin(), c.end());
+    Encoded pe = encode(Message(plain));
+    Blob h = pe.header;
+    Mp f;
+    f.str("streamed").raw({0xc2});
+    Mp before;
+    before.str("chunk_bytes").u(3000);
+    auto at = std::search(h.begin(), h.end(), before.b.begin(), before.b.end());
+    REQUIRE(at != h.end());
+    h.insert(at + before.b.size(), f.b.begin(), f.b.end());
+    // the output map grows by one entry: its fixmap byte precedes "name"
+    Mp name;
+    name.str("name").str("output");
+    auto m = std::search(h.begin(), h.end(), name.b.begin(), name.b.end());
+    REQUIRE(m != h.begin());
+    *(m - 1) = static_cast<uint8_t>(*(m - 1) + 1);
+    auto rr = decode_blobs({h, all}, DecodeOptions::permissive());
+    REQUIRE_MESSAGE(rr.ok(), rr.error.message);
+    CHECK_FALSE(std::get<Result>(*rr.message).output->streamed);
+    CHECK(Blob(std::get<Result>(*rr.message).output->data, std::get<Result>(*rr.message).output->data + 8192) == s.px);
+    // not a bool
+    Blob h2 = h;
+    auto b = std::search(h2.begin(), h2.end(), f.b.begin(), f.b.end());
+    *(b + f.b.size() - 1) = 0x01;
+    CHECK(code_of({h2, all}) == ErrorCode::WRONG_TYPE);
+  }
+  // on a FRAME buffer
+  {
+    Blob px;
+    Frame f = basic_frame(px);
+    BufferDesc& b = f.buffers[0];
+    Blob z = compress(Compression::lz4, px.data(), px.size());
+    b.compression = Compression::lz4;
+    b.chunks = {z.size()};
+    b.chunk_bytes = px.size();
+    b.streamed = true;
+    CHECK(code_of({encode(Message(f)).header}) == ErrorCode::BAD_VALUE);
+  }
+}
+
+TEST_CASE("protocol: a chunk decompressed ahead: peek_frame tells its codec and size, inflate_chunk checks it") {
+  Blob px(5000);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(i * 13 / 7);
+  for (Compression c : {Compression::lz4, Compression::zstd}) {
+    CAPTURE(std::string(compression_name(c)));
+    const Blob z = compress(c, px.data(), px.size());
+    auto peek = peek_frame(z.data(), z.size());
+    REQUIRE(peek);
+    CHECK(peek->codec == c);
+    CHECK(peek->content_size == px.size());
+    Blob out(px.size());
+    CHECK(inflate_chunk(c, z.data(), z.size(), out.data(), out.size()) == "");
+    CHECK(out == px);
+    // from byte planes (section 6.3.3)
+    const Blob zs = compress(c, px.data(), px.size(), 0, 4);
+    Blob back(px.size());
+    CHECK(inflate_chunk(c, zs.data(), zs.size(), back.data(), back.size(), 4) == "");
+    CHECK(back == px);
+    // another size or codec than the table says: why, before decompressing
+    CHECK(inflate_chunk(c, z.data(), z.size(), out.data(), out.size() - 1).find("announces 5000 bytes, the chunk "
+                                                                                "holds 4999") != std::string::npos);
+    const Compression other = c == Compression::lz4 ? Compression::zstd : Compression::lz4;
+    CHECK_FALSE(inflate_chunk(other, z.data(), z.size(), out.data(), out.size()).empty());
+    const Blob cut(z.begin(), z.end() - 2);
+    CHECK_FALSE(inflate_chunk(c, cut.data(), cut.size(), out.data(), out.size()).empty());
+  }
+  const Blob junk{1, 2, 3, 4, 5, 6};
+  CHECK_FALSE(peek_frame(junk.data(), junk.size()));
+  CHECK_FALSE(peek_frame(junk.data(), 2));
+  CHECK_FALSE(peek_frame(nullptr, 0));
+}
+
 TEST_CASE("protocol: a stricter receiver limit on buffer size") {
   Blob px;
   Frame f = basic_frame(px);

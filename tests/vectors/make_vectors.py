@@ -138,7 +138,7 @@ def main(out: Path) -> None:
         decoded = p.decode(wire, compression=comp, shm_pool=pool)
         expect = p.message_from_header(header, payloads, compression=comp, shm_pool=pool, raw_payloads=True)
         assert pk(p.header_map(decoded)) == pk(p.header_map(expect)), name
-        got = [bytes(b.data or b"") for b in p._payload_buffers(decoded)]
+        got = [bytes(x or b"") for x in p.payload_data(decoded)]
         assert got == [bytes(x) for x in payloads], name
         desc_json: dict[str, Any] = {"name": name, "valid": True, "note": note}
         if context:
@@ -342,6 +342,7 @@ def main(out: Path) -> None:
               encode=False, wire=[pk(hd), comp])
     chunk_vectors(valid, invalid, raw)
     shuffle_vectors(valid, invalid)
+    streamed_vectors(valid, invalid)
     unknown = frame_header([desc("albedo", "rgba8", 2, 2)])
     valid("frame_unknown_optional_key", frame_header([desc("albedo", "rgba8", 2, 2)]), [alb],
           "unknown keys (top level and in a descriptor) are ignored; decode-only", encode=False,
@@ -609,6 +610,72 @@ def shuffle_vectors(valid: Any, invalid: Any) -> None:
     one = {**desc("material_id", "r8", 6, 3, compression="lz4", filter="shuffle")}
     invalid("shuffle_one_byte_format", [pk(frame_header([one])), lz4c(r8)], "BAD_VALUE",
             "filter shuffle on r8 (1 byte per pixel: nothing to split)", context=shuffled)
+
+
+#: tests/vectors/result_streamed and part: the 16x8 rgba8 image bytes((i * 7) % 251 for i in range(512)) in lz4
+#: chunks of 200, 200 and 112 raw bytes, each shuffled (4 planes), as python-lz4 wrote them once: fixed here so that
+#: the vectors do not change with the lz4 build (the chunk table is in the header).
+STREAMED_CHUNKS = (
+    "04224d186840c800000000000000d4c8000080001c3854708ca8c4e0011d3955718da9c5e1021e3a56728eaac6e2031f3b57738fabc7"
+    "e304203c587490acc8e405213d597507233f5b7793afcbe70824405c7894b0cce80925415d7995b1cde90a26425e7a96b2ceea0b2743"
+    "5f7b97b3cfeb0c2844607c0e2a46627e9ab6d2ee0f2b47637f9bb7d3ef102c4864809cb8d4f0112d4965819db9d5f1122e4a66829eba"
+    "d6f2132f4b678315314d6985a1bdd9f516324e6a86a2bedaf617334f6b87a3bfdbf71834506c88a4c0dcf81935516d89a5c1ddf91a36"
+    "526e8a00000000",
+    "04224d186840c800000000000000d4c800008091adc9e506223e5a7692aecae607233f5b7793afcbe70824405c7894b0cce80925415d"
+    "7995b1cde90a26425e7a96b2ceea0b98b4d0ec0d2945617d99b5d1ed0e2a46627e9ab6d2ee0f2b47637f9bb7d3ef102c4864809cb8d4"
+    "f0112d4965819db9d5f1129fbbd7f314304c6884a0bcd8f415314d6985a1bdd9f516324e6a86a2bedaf617334f6b87a3bfdbf7183450"
+    "6c88a4c0dcf819a6c2defa1b37536f8ba7c3df001c3854708ca8c4e0011d3955718da9c5e1021e3a56728eaac6e2031f3b57738fabc7"
+    "e3042000000000",
+    "04224d1868407000000000000000d67000008027435f7b97b3cfeb0c2844607c98b4d0ec0d2945617d99b5d1ed0e2a2e4a66829ebad6"
+    "f2132f4b67839fbbd7f314304c6884a0bcd8f4153135516d89a5c1ddf91a36526e8aa6c2defa1b37536f8ba7c3df001c383c587490ac"
+    "c8e405213d597591adc9e506223e5a7692aecae607233f00000000",
+)
+
+
+def streamed_vectors(valid: Any, invalid: Any) -> None:
+    """Section 6.3.4: a RESULT image streamed in PART messages ahead of its RESULT, and each check of section 5.12
+    and of step 4 (one vector per check)."""
+    import lz4.frame
+
+    ctx = {"compression": ["lz4", "zstd", "chunked", "shuffle", "streamed_output"]}
+    chunks = [bytes.fromhex(x) for x in STREAMED_CHUNKS]
+    img = bytes((i * 7) % 251 for i in range(512))
+    for i, c in enumerate(chunks):  # the constants are what they say
+        assert lz4.frame.decompress(c) == bytes(p.shuffle_bytes(img[i * 200:(i + 1) * 200], 4))
+    part = {"nrb": 1, "type": "PART", "session": 7, "frame": 1, "buffer": "output", "index": 2}
+    valid("part", part, [chunks[2]], "chunk 2 of a streamed RESULT image, ahead of its RESULT (section 5.12); the "
+          "payload is the compressed chunk as it travels", context=ctx)
+    out = {**desc("output", "rgba8", 16, 8), "compression": "lz4", "chunks": [len(c) for c in chunks],
+           "chunk_bytes": 200, "filter": "shuffle", "streamed": True}
+    res = {"nrb": 1, "type": "RESULT", "session": 7, "frame": 1, "status": "ok", "output": out,
+           "timing": timing()}
+    valid("result_streamed", res, [], "a RESULT whose shuffled lz4 image came ahead in three PARTs (section 6.3.4): "
+          "the chunk table, streamed true, no payload frame", context=ctx)
+    invalid("part_no_payload", [pk(part)], "MALFORMED", "a PART without its payload frame", context=ctx)
+    invalid("part_two_payloads", [pk(part), chunks[2], chunks[2]], "MALFORMED", "a PART with two payload frames",
+            context=ctx)
+    invalid("part_index_256", [pk({**part, "index": 256}), chunks[2]], "LIMIT_EXCEEDED",
+            "index 256 (a buffer has 256 chunks at most: 0..255)", context=ctx)
+    invalid("part_empty_payload", [pk(part), b""], "BAD_VALUE", "a PART whose chunk is empty", context=ctx)
+    invalid("part_buffer_albedo", [pk({**part, "buffer": "albedo"}), chunks[2]], "BAD_VALUE",
+            "a PART of a buffer other than output", context=ctx)
+    invalid("part_not_negotiated", [pk(part), chunks[2]], "BAD_VALUE",
+            "a PART where streamed_output was not negotiated",
+            context={"compression": ["lz4", "zstd", "chunked", "shuffle"]})
+    invalid("result_streamed_with_payload", [pk(res), b"".join(chunks)], "MALFORMED",
+            "a streamed RESULT with a payload frame for its output (it has none)", context=ctx)
+    invalid("result_streamed_not_negotiated", [pk(res)], "BAD_VALUE",
+            "streamed true where streamed_output was not negotiated",
+            context={"compression": ["lz4", "zstd", "chunked", "shuffle"]})
+    plain = {k: v for k, v in out.items() if k not in ("chunks", "chunk_bytes", "filter")}
+    invalid("result_streamed_without_chunks", [pk({**res, "output": plain})], "BAD_VALUE",
+            "streamed true on an lz4 image without a chunk table", context=ctx)
+    fb = {**desc("albedo", "rgba8", 16, 8), "compression": "lz4", "chunks": [len(c) for c in chunks],
+          "chunk_bytes": 200, "filter": "shuffle", "streamed": True}
+    invalid("frame_streamed", [pk(frame_header([fb]))], "BAD_VALUE",
+            "streamed true on a FRAME buffer (only a RESULT output is streamed)", context=ctx)
+    invalid("streamed_not_bool", [pk({**res, "output": {**out, "streamed": 1}})], "WRONG_TYPE",
+            "streamed is an integer", context=ctx)
 
 
 def style_vectors(valid: Any, invalid: Any, with_: Any, alb: bytes) -> None:
