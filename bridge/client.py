@@ -23,7 +23,11 @@ import zmq
 from bridge.protocol import (
     CHUNKED,
     COMPRESSIONS,
+    FORMATS,
+    MAX_CHUNKS,
+    PART_SLACK_BYTES,
     SHUFFLE,
+    STREAMED_OUTPUT,
     Buffer,
     BufferSpec,
     Bye,
@@ -37,15 +41,26 @@ from bridge.protocol import (
     Hello,
     LossyOutput,
     Message,
+    Part,
     Ping,
     Pong,
+    ProtocolError,
     Result,
     ShmPool,
     StyleCommand,
     Welcome,
+    attach_parts,
     decode,
     encode,
+    parse_header,
 )
+
+
+def _is_part(frames: Sequence[Any]) -> bool:
+    try:
+        return bool(frames) and parse_header(frames[0]).get("type") == "PART"
+    except ProtocolError:
+        return False
 
 
 class RemoteError(Exception):
@@ -100,6 +115,12 @@ class Client:
         #: codecs a RESULT may use: the lossless ones, plus ``"jpeg"`` or ``"webp"`` once WELCOME accepted ``lossy_output``
         self.compression: tuple[str, ...] = COMPRESSIONS
         self._nonce = itertools.count(1)
+        #: (session, frame) of the FRAMEs sent and not answered yet: the frames whose PARTs are held (section 6.3.4)
+        self._in_flight: set[tuple[int, int]] = set()
+        #: the PARTs held per frame in flight, (index, payload) in arrival order, and their bytes; ``None``: the
+        #: frame's PARTs went over the limits of section 6.3.4 step 5 (its RESULT is ``PAYLOAD_MISMATCH``)
+        self._parts: dict[tuple[int, int], list[tuple[int, Any]] | None] = {}
+        self._part_bytes: dict[tuple[int, int], int] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -114,6 +135,8 @@ class Client:
     # raw ----------------------------------------------------------------------------------------------------
     def send(self, msg: Message) -> None:
         self.send_raw(encode(msg))
+        if isinstance(msg, Frame):
+            self._in_flight.add((msg.session, msg.frame))
 
     def send_raw(self, frames: Sequence[bytes | memoryview]) -> None:
         """Send arbitrary frames (tests use this to play a hostile client). ``TimeoutError`` when the message
@@ -135,8 +158,61 @@ class Client:
         t = self.timeout if timeout is None else timeout
         if not self.sock.poll(int(t * 1000)):
             raise TimeoutError(f"no answer from {self.endpoint} within {t:.1f} s")
-        frames = self.sock.recv_multipart(copy=False)
-        return decode(frames, compression=self.compression, shm_pool=self.shm_pool)
+        deadline = time.monotonic() + t
+        while True:
+            frames = self.sock.recv_multipart(copy=False)
+            try:
+                msg = decode(frames, compression=self.compression, shm_pool=self.shm_pool)
+            except ProtocolError:
+                if not _is_part(frames):
+                    raise
+                msg = None  # a malformed PART cannot be routed: ignored (its RESULT finds the chunk missing)
+            if isinstance(msg, Part):
+                self._hold_part(msg)
+            elif msg is not None:
+                return self._answered(msg)
+            left = deadline - time.monotonic()
+            if not self.sock.poll(max(0, int(left * 1000))):
+                raise TimeoutError(f"no answer from {self.endpoint} within {t:.1f} s")
+
+    def _hold_part(self, part: Part) -> None:
+        """Keep a PART of a frame in flight until its RESULT (protocol section 6.3.4 step 5): at most 256 per frame
+        and 2 x the image's size + 1 MiB of them; beyond either the frame's PARTs are dropped and its RESULT is
+        ``PAYLOAD_MISMATCH``. PARTs of other frames (unknown, or no longer waited for) are discarded."""
+        key = (part.session, part.frame)
+        if key not in self._in_flight:
+            return
+        held = self._parts.setdefault(key, [])
+        if held is None:
+            return
+        size = self._part_bytes.get(key, 0) + len(part.data)
+        if len(held) >= MAX_CHUNKS or size > self._max_part_bytes():
+            self._parts[key] = None
+            self._part_bytes.pop(key, None)
+            return
+        held.append((part.index, part.data))
+        self._part_bytes[key] = size
+
+    def _max_part_bytes(self) -> int:
+        out = self.welcome.output if self.welcome is not None else None
+        image = out.width * out.height * FORMATS[out.format].bytes_per_pixel if out is not None else 0
+        return 2 * image + PART_SLACK_BYTES
+
+    def _answered(self, msg: Message) -> Message:
+        """A RESULT or an ERROR naming a frame ends it: its held PARTs go to a streamed image (``PAYLOAD_MISMATCH``
+        when they do not match its chunk table, raised as ``ProtocolError``) or are discarded."""
+        if not isinstance(msg, (Result, Error)) or msg.frame is None:
+            return msg
+        key = (msg.session if msg.session is not None else self.session or 0, msg.frame)
+        self._in_flight.discard(key)
+        held = self._parts.pop(key, [])
+        self._part_bytes.pop(key, None)
+        if isinstance(msg, Result) and msg.output is not None and msg.output.streamed:
+            if held is None:
+                raise ProtocolError(ErrorCode.PAYLOAD_MISMATCH, f"output: the PARTs of frame {msg.frame} went over "
+                                                                f"{MAX_CHUNKS} or {self._max_part_bytes()} bytes")
+            attach_parts(msg.output, held)
+        return msg
 
     def _wait(self, match: Any, timeout: float | None) -> Message:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -192,7 +268,12 @@ class Client:
         lossy = lossy_output.codec if lossy_output is not None and lossy_output.codec in msg.capabilities else None
         self.compression = COMPRESSIONS + ((lossy,) if lossy else ()) + \
             ((CHUNKED,) if CHUNKED in msg.capabilities else ()) + \
-            ((SHUFFLE,) if SHUFFLE in msg.capabilities else ())  # sections 6.3.2-6.3.3: an image may come so
+            ((SHUFFLE,) if SHUFFLE in msg.capabilities else ()) + \
+            ((STREAMED_OUTPUT,) if STREAMED_OUTPUT in msg.capabilities and STREAMED_OUTPUT in caps
+             and CHUNKED in msg.capabilities else ())  # sections 6.3.2-6.3.4: an image may come so
+        self._in_flight.clear()
+        self._parts.clear()
+        self._part_bytes.clear()
         return msg
 
     def _handshake(self, hello: Hello, timeout: float | None) -> Welcome | Error:

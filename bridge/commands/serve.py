@@ -122,6 +122,10 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="accept byte-shuffled lz4/zstd payloads from engines that offer them (protocol section 6.3.3); "
                         "--no-shuffle answers as a server that predates them")
+    p.add_argument("--streamed-output", action=argparse.BooleanOptionalAction, default=True,
+                   help="send a compressed image's chunks in PART messages as each is compressed, ahead of its "
+                        "RESULT, to engines that offer it (protocol section 6.3.4); --no-streamed-output sends the "
+                        "image in one message, as a server that predates it")
     p.add_argument("--metrics", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                    help="live status line on stderr (default: when stderr is a terminal)")
@@ -143,7 +147,8 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         max_total_bytes=args.max_total_bytes, max_sessions_per_peer=args.max_sessions_per_peer,
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
-        status=status, doorbell=args.doorbell, chunks=args.chunks, shuffle=args.shuffle, workers=args.workers, worker_threads=args.worker_threads,
+        status=status, doorbell=args.doorbell, chunks=args.chunks, shuffle=args.shuffle,
+        streamed_output=args.streamed_output, workers=args.workers, worker_threads=args.worker_threads,
     )
 
 

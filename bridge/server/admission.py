@@ -26,6 +26,7 @@ from bridge.protocol import (
     FORMATS,
     MAX_DIMENSION,
     SHUFFLE,
+    STREAMED_OUTPUT,
     ErrorCode,
     Frame,
     Hello,
@@ -128,6 +129,10 @@ class Admission:
         try:
             if bell is not None:
                 caps.append("doorbell")
+            elif CHUNKED in caps and STREAMED_OUTPUT in hello.capabilities and cfg.streamed_output:
+                # section 6.3.4: the image's chunks in PARTs ahead of its RESULT (never with a doorbell, whose
+                # one-frame answers take another path)
+                caps.append(STREAMED_OUTPUT)
             caps += hello_options.lossy_capabilities(hello, renderer.output_format)  # protocol section 6.3.1
             w, h = renderer.output_size(hello.render_size, hello.output_size)
             held = session_bytes(frame_bytes, (w, h))  # the renderer's own size (an upscaler may return more)
@@ -149,7 +154,7 @@ class Admission:
                               OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                               limits=limits)
             return Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
-                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED, SHUFFLE)), pool, bell, user_id=user_id,
+                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED, SHUFFLE, STREAMED_OUTPUT)), pool, bell, user_id=user_id,
                            frame_bytes=frame_bytes, reserved_bytes=held)
         except BaseException:  # refused after mapping the engine's pool: let go of it (and of its doorbell)
             if bell is not None:

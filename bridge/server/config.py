@@ -83,6 +83,8 @@ class ServerConfig:
     doorbell: bool = True
     chunks: bool = True  # accept "chunked" (protocol section 6.3.2) from engines that offer it
     shuffle: bool = True  # accept "shuffle" (protocol section 6.3.3) from engines that offer it
+    #: accept "streamed_output" (protocol section 6.3.4): the image's chunks go out in PARTs as each is compressed
+    streamed_output: bool = True
     workers: int = 0  # render workers; 0: one per core (os.cpu_count()), at most max_sessions
     # renderer threads per frame; 0: adaptive, the cores shared by the workers busy when the frame starts (a lone
     # busy session gets them all; see Scheduler.frame_threads)

@@ -32,6 +32,8 @@ import zmq
 
 from bridge.doorbell import DoorbellCorrupt
 from bridge.protocol import (
+    COMPRESSIONS,
+    STREAMED_OUTPUT,
     Bye,
     Error,
     ErrorCode,
@@ -527,7 +529,10 @@ class IOLoop:
         if header.get("type") == "FRAME":
             self._on_frame(routing_id, header, frames, received, t0)
             return
-        msg = message_from_header(header, frames[1:])
+        kind = header.get("type")
+        # a PART is decoded as if negotiated, so that a well-formed one is told what the renderer does not take
+        msg = message_from_header(header, frames[1:],
+                                  compression=(*COMPRESSIONS, STREAMED_OUTPUT) if kind == "PART" else COMPRESSIONS)
         if isinstance(msg, Hello):
             self._on_hello(routing_id, msg, frames)
         elif isinstance(msg, Ping):

@@ -29,8 +29,10 @@ from bridge.hooks import HookSet, HooksFile
 from bridge.lights import check_lights
 from bridge.protocol import (
     CHUNKED,
+    COMPRESSIONS,
     FORMATS,
     SHUFFLE,
+    STREAMED_OUTPUT,
     Buffer,
     ErrorCode,
     Frame,
@@ -40,7 +42,9 @@ from bridge.protocol import (
     chunk_bytes_for,
     encode,
     encode_header,
+    encode_streamed,
     inflate,
+    stream_chunk_bytes_for,
 )
 from bridge.renderer import (
     BadOutput,
@@ -202,9 +206,21 @@ class FrameProcessor:
             self._render_failed(sess, item, exc, timing, digest)
             return
         result = Result(sess.id, frame.frame, "ok", timing, output)
-        # the payload is encoded (compressed when the session's link wants it: in chunks on the chunk threads when
-        # negotiated) once; the header last, as it carries the timing and the chunk table
-        payloads = encode(result, self.chunk_pool() if output.chunk_bytes else None)[1:]
+        streamed: list[Any] | None = None
+        if STREAMED_OUTPUT in sess.compression and output.shm is None and output.compression in COMPRESSIONS \
+                and output.chunk_bytes:
+            # section 6.3.4: each chunk goes out in a PART as soon as it and those before it are compressed (on the
+            # chunk threads), so the link and the engine's decompression overlap the compression; never through
+            # the doorbell (a streaming session has none)
+            streamed = []
+            for part in encode_streamed(result, self.chunk_pool()):
+                self.outbox.send_wire(item.routing_id, part)
+                streamed.append(part[1])
+            payloads: list[Any] = []
+        else:
+            # the payload is encoded (compressed when the session's link wants it: in chunks on the chunk threads
+            # when negotiated) once; the header last, as it carries the timing and the chunk table
+            payloads = encode(result, self.chunk_pool() if output.chunk_bytes else None)[1:]
         timing.encode_ms = _elapsed_ms(t_encode)
         timing.total_ms = _elapsed_ms(item.received_ns)
         wire: list[Any] = [encode_header(result), *payloads]
@@ -221,6 +237,9 @@ class FrameProcessor:
             recorded = [encode_header(inline), pixels]
         sess.answered_current = True
         self.outbox.send_wire(item.routing_id, wire, sess.doorbell)
+        if streamed is not None:  # the observers (a capture) see the RESULT with its image, as if not streamed
+            whole = dataclasses.replace(result, output=dataclasses.replace(output, streamed=False))
+            recorded = [encode_header(whole), b"".join(streamed)]
         self.observers.frame_done(FrameDone(sess.id, frame.frame, "ok", recorded, timing, digest,
                                             model_ms=model_ms, inference_ms=inference_ms))
 
@@ -327,7 +346,9 @@ class FrameProcessor:
             # link and compresses only when that pays (libnrb), and the image follows its judgement. The fast codec
             # first; compressed on the render worker, never on the I/O thread (docs/protocol.md section 6.3).
             buf.compression = "lz4" if "lz4" in sess.compression else sess.compression[0]
-            if CHUNKED in sess.compression:  # section 6.3.2 step 5: split over the chunk threads
+            if STREAMED_OUTPUT in sess.compression:  # section 6.3.4 step 7: 1 MiB chunks, each sent when ready
+                buf.chunk_bytes = stream_chunk_bytes_for(buf.size)
+            elif CHUNKED in sess.compression:  # section 6.3.2 step 5: split over the chunk threads
                 buf.chunk_bytes = chunk_bytes_for(buf.size, CHUNK_THREADS)
             if SHUFFLE in sess.compression and any(b.filter == SHUFFLE for b in frame.buffers) \
                     and FORMATS[buf.format].bytes_per_pixel > 1:
