@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -328,6 +329,9 @@ void IoThread::try_send_hello(TimePoint now) {
     // and lz4 costs both sides about half of zstd's CPU for it). We still compress with the configured codec.
     if (opts_.compression == wire::Compression::zstd) h.capabilities.emplace_back("lz4");
     h.capabilities.emplace_back("chunked");  // section 6.3.2: we decompress chunks in parallel, and send them
+    // Section 6.3.4: an image's chunks may come ahead of its RESULT, each decompressed on the pool as it arrives
+    // (the renderer's compressing, the link and our decompressing overlap instead of following each other).
+    h.capabilities.emplace_back("streamed_output");
     // Section 6.3.3: G-buffers of 16-bit and 32-bit texels compress to about half with their byte planes split
     // (the high bytes of neighbouring halves/floats repeat; interleaved, the low bytes break up every match).
     h.capabilities.emplace_back("shuffle");
@@ -374,7 +378,8 @@ void IoThread::close_session(bool say_bye) {
   bell_active_ = false;
   ping_sent_.reset();
   compression_ = wire::Compression::none;
-  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = allow_shuffle_ = false;
+  allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = allow_shuffle_ = allow_streamed_ = false;
+  discard_all_streamed();  // the PARTs of the session's frames (lost with it)
   outgoing_.clear();  // taken frames still compressing are lost with the session (session_ended counted them)
 }
 
@@ -645,6 +650,7 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
   o.allow_webp = allow_webp_;
   o.allow_chunked = allow_chunked_;
   o.allow_shuffle = allow_shuffle_;
+  o.allow_streamed_output = allow_streamed_;
   o.defer_decompression = true;  // a RESULT image is decompressed or decoded on the pool (decode_image_on_pool)
   o.shm_pool = pool_spec_ ? &*pool_spec_ : nullptr;
   const auto t_decode = Clock::now();
@@ -671,6 +677,9 @@ void IoThread::handle_message(std::vector<zmq::message_t>& parts, TimePoint now,
       break;
     case wire::MessageType::result:
       if (state_ == State::connected || state_ == State::draining) handle_result(std::get<wire::Result>(m), held, now);
+      break;
+    case wire::MessageType::part:
+      if (state_ == State::connected || state_ == State::draining) handle_part(std::get<wire::Part>(m), held);
       break;
     case wire::MessageType::error:
       handle_error(std::get<wire::Error>(m), now);
@@ -721,6 +730,7 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   allow_zstd_ = contains(w.capabilities, "zstd");
   allow_chunked_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "chunked");
   allow_shuffle_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "shuffle");
+  allow_streamed_ = allow_chunked_ && contains(w.capabilities, "streamed_output");  // offered with "chunked"
   // section 6.3.1: only the codec this client asked for
   allow_jpeg_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "jpeg" && contains(w.capabilities, "jpeg");
   allow_webp_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "webp" && contains(w.capabilities, "webp");
@@ -819,7 +829,16 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
 
 void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now) {
   if (r.session != session_) return;  // from an earlier session
-  const uint64_t down = r.output && r.output->is_inline()
+  // Section 6.3.4 step 3: the RESULT ends its frame's PARTs, whatever it says (skipped: they are discarded).
+  StreamedFrame parts;
+  if (auto it = streamed_.find(r.frame); it != streamed_.end()) {
+    parts = std::move(it->second);
+    streamed_.erase(it);
+  }
+  const bool streamed = r.output && r.output->streamed;
+  if (!streamed) drop_chunks(parts);
+  const uint64_t down = streamed ? parts.bytes
+                        : r.output && r.output->is_inline()
                             ? (r.output->compression != wire::Compression::none ? r.output->payload_size
                                                                                 : r.output->size)
                             : 0;
@@ -840,7 +859,17 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
                                 ", the session announced " + std::to_string(output_.width) + "x" +
                                 std::to_string(output_.height) + " " + std::string(wire::format_name(output_.format)) +
                                 "; not shown");
+    drop_chunks(parts);
     pipeline_.on_frame_error(r.frame, wire::ErrorCode::BAD_VALUE);
+    return;
+  }
+  if (streamed) {
+    if (!pipeline_.is_in_flight(r.frame)) {  // lost or answered already: its PARTs were not kept, nothing to show
+      drop_chunks(parts);
+      pipeline_.on_result(r.frame, nullptr, now, timing);
+      return;
+    }
+    assemble_streamed(std::move(out), std::move(parts), std::move(frames), r.frame, timing, r.timing.total_ms);
     return;
   }
   if (!out.shm && out.compression != wire::Compression::none && out.data == nullptr) {
@@ -878,13 +907,7 @@ void IoThread::decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> 
     const wire::ParallelRunner run = [&pool](std::vector<std::function<void()>>& jobs) { pool.run_all(jobs); };
     const std::optional<wire::DecodeError> err = wire::inflate(out, &run);
     if (err) {
-      pipeline_.count_error();
-      pipeline_.on_frame_error(frame, err->code);
-      std::lock_guard<std::mutex> lock(pool_log_mutex_);
-      if (pool_log_.size() < 64)
-        pool_log_.push_back("nrb: RESULT for frame " + std::to_string(frame) + " not shown: " +
-                            std::string(wire::error_name(err->code)) + ": " + err->message);
-      wake();
+      image_failed(frame, *err);
       return;
     }
     if (!wire::is_image_codec(out.compression)) {
@@ -893,6 +916,204 @@ void IoThread::decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> 
       const double threads = std::min<double>(std::max<size_t>(1, out.chunks.size()), pool.threads());
       image_decode_ms_.store(wall * threads);
     }
+    pipeline_.on_result(frame, message_image(out, std::move(frames), server_ms), Clock::now(), timing);
+  });
+}
+
+void IoThread::image_failed(uint64_t frame, const wire::DecodeError& err) {
+  pipeline_.count_error();
+  pipeline_.on_frame_error(frame, err.code);
+  {
+    std::lock_guard<std::mutex> lock(pool_log_mutex_);
+    if (pool_log_.size() < 64)
+      pool_log_.push_back("nrb: RESULT for frame " + std::to_string(frame) + " not shown: " +
+                          std::string(wire::error_name(err.code)) + ": " + err.message);
+  }
+  wake();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Streamed images (section 6.3.4)
+
+namespace {
+
+// Decompresses a PART's chunk ahead of its RESULT at the size its frame announces (set by the I/O thread in
+// `codec`/`raw_size`), unless another thread has claimed it; does not wait for one that has.
+void decompress_ahead(StreamChunk& c) {
+  int idle = 0;
+  if (!c.state.compare_exchange_strong(idle, 1)) return;
+  const double t0 = thread_cpu_ms();
+  try {
+    c.raw.reset(new uint8_t[c.raw_size]);  // bounded by the I/O thread: within the output image's size
+    c.error = wire::inflate_chunk(c.codec, c.in, c.n, c.raw.get(), c.raw_size);
+  } catch (const std::bad_alloc&) {
+    c.raw.reset();
+    c.codec = wire::Compression::none;  // the RESULT's task tries once more, at the size the table says
+  }
+  c.cpu_ms = thread_cpu_ms() - t0;
+  {
+    std::lock_guard<std::mutex> lock(c.m);
+    c.state.store(2);
+  }
+  c.cv.notify_all();
+}
+
+// The RESULT's side: claims the chunk's decompression (it then does nothing: the caller decompresses at the
+// descriptor's size) or waits for the thread that runs it. True: it was decompressed ahead, `raw` etc. are set.
+bool claim_or_wait(StreamChunk& c) {
+  int idle = 0;
+  if (c.state.compare_exchange_strong(idle, 2)) return false;
+  std::unique_lock<std::mutex> lock(c.m);
+  c.cv.wait(lock, [&] { return c.state.load() == 2; });
+  return c.codec != wire::Compression::none && c.raw != nullptr;
+}
+
+}  // namespace
+
+void IoThread::handle_part(const wire::Part& p, std::shared_ptr<void> frames) {
+  // Step 5: only for a frame of this session in flight (anything else: an unknown or abandoned frame).
+  if (p.session != session_ || !pipeline_.is_in_flight(p.frame)) return;
+  auto it = streamed_.find(p.frame);
+  if (it == streamed_.end()) {
+    // A frame's first PART: forget the PARTs of frames no longer in flight (lost, or answered without a RESULT
+    // reaching us), so what is held stays bounded by the frames in flight.
+    for (auto old = streamed_.begin(); old != streamed_.end();) {
+      if (pipeline_.is_in_flight(old->first)) {
+        ++old;
+        continue;
+      }
+      drop_chunks(old->second);
+      old = streamed_.erase(old);
+    }
+    it = streamed_.emplace(p.frame, StreamedFrame{}).first;
+  }
+  StreamedFrame& s = it->second;
+  if (!s.broken.empty()) return;  // its RESULT fails anyway
+  const uint64_t image = uint64_t(output_.width) * output_.height * wire::bytes_per_pixel(output_.format);
+  const uint64_t limit = 2 * image + (uint64_t(1) << 20);
+  auto breaks = [&](std::string why) {
+    s.broken = std::move(why);
+    drop_chunks(s);
+    s.chunks.shrink_to_fit();
+  };
+  if (s.parts + 1 > wire::kMaxChunks) return breaks("more than " + std::to_string(wire::kMaxChunks) + " PARTs arrived");
+  if (s.bytes + p.payload_size > limit)
+    return breaks("the PARTs hold more than " + std::to_string(limit) + " bytes (2 x the output size + 1 MiB)");
+  ++s.parts;
+  s.bytes += p.payload_size;
+  if (s.chunks.size() <= p.index) s.chunks.resize(p.index + 1);
+  if (s.chunks[p.index]) return breaks("chunks[" + std::to_string(p.index) + "]: two PARTs arrived");
+  auto c = std::make_shared<StreamChunk>();
+  c->message = std::move(frames);
+  c->in = p.payload;
+  c->n = p.payload_size;
+  s.chunks[p.index] = c;
+  // Step 6: decompressed now, on the pool, at the size the codec frame announces, within bounds: at most a chunk's
+  // (2^30) and, over all the frame's chunks, the output image's. Beyond (a padded stride, a lying frame) the
+  // RESULT's task decompresses it at the size its table says, or reports why not.
+  const std::optional<wire::FramePeek> peek = wire::peek_frame(c->in, c->n);
+  if (!peek || peek->content_size == 0 || peek->content_size > wire::kMaxChunkBytes ||
+      peek->content_size > image - std::min(image, s.ahead_bytes))
+    return;
+  s.ahead_bytes += peek->content_size;
+  c->codec = peek->codec;
+  c->raw_size = peek->content_size;
+  work_pool().post([c] { decompress_ahead(*c); });
+}
+
+void IoThread::drop_chunks(StreamedFrame& s) {
+  for (auto& c : s.chunks)
+    if (c) c->cancel();
+  s.chunks.clear();
+}
+
+void IoThread::discard_streamed(uint64_t frame) {
+  auto it = streamed_.find(frame);
+  if (it == streamed_.end()) return;
+  drop_chunks(it->second);
+  streamed_.erase(it);
+}
+
+void IoThread::discard_all_streamed() {
+  for (auto& [frame, s] : streamed_) drop_chunks(s);
+  streamed_.clear();
+}
+
+void IoThread::assemble_streamed(wire::BufferDesc out, StreamedFrame parts, std::shared_ptr<void> frames,
+                                 uint64_t frame, ServerTiming timing, double server_ms) {
+  // Step 4, before anything is decompressed: exactly the indexes 0..n-1, each as long as its table entry.
+  const size_t n = out.chunks.size();
+  std::string why = parts.broken;
+  for (size_t i = 0; why.empty() && i < parts.chunks.size(); ++i) {
+    const StreamChunk* c = parts.chunks[i].get();
+    if (i >= n && c)
+      why = "a PART arrived for chunks[" + std::to_string(i) + "], the table has " + std::to_string(n) + " entries";
+    else if (i < n && c && c->n != out.chunks[i])
+      why = "chunks[" + std::to_string(i) + "]: the PART holds " + std::to_string(c->n) + " bytes, the table says " +
+            std::to_string(out.chunks[i]);
+  }
+  for (size_t i = 0; why.empty() && i < n; ++i)
+    if (i >= parts.chunks.size() || !parts.chunks[i]) why = "chunks[" + std::to_string(i) + "]: no PART arrived";
+  if (!why.empty()) {
+    drop_chunks(parts);
+    image_failed(frame, wire::DecodeError{wire::ErrorCode::PAYLOAD_MISMATCH, out.name + ": " + why});
+    return;
+  }
+  parts.chunks.resize(n);
+  ThreadPool& pool = work_pool();
+  pool.post([this, out = std::move(out), chunks = std::move(parts.chunks), frames = std::move(frames), frame, timing,
+             server_ms, &pool]() mutable {
+    const uint64_t size = out.byte_size();  // checked against the limits by decode()
+    const unsigned texel = out.shuffle ? wire::bytes_per_pixel(out.format) : 0;
+    std::shared_ptr<uint8_t[]> image;
+    try {
+      image.reset(new uint8_t[size]);
+    } catch (const std::bad_alloc&) {
+      for (auto& c : chunks) c->cancel();
+      image_failed(frame, wire::DecodeError{wire::ErrorCode::INTERNAL, "out of memory"});
+      return;
+    }
+    const size_t k = chunks.size();
+    std::vector<std::string> errors(k);
+    std::vector<double> cpu(k);
+    std::vector<std::function<void()>> jobs;
+    jobs.reserve(k);
+    for (size_t i = 0; i < k; ++i)
+      jobs.emplace_back([&, i] {
+        StreamChunk& c = *chunks[i];
+        const uint64_t raw_at = i * out.chunk_bytes;
+        const uint64_t raw_len = std::min(out.chunk_bytes, size - raw_at);
+        uint8_t* dst = image.get() + raw_at;
+        const bool ahead = claim_or_wait(c);  // waiting only ever for a thread already decompressing it
+        const double t0 = thread_cpu_ms();
+        if (ahead && c.codec == out.compression && c.raw_size == raw_len) {
+          errors[i] = c.error;
+          if (errors[i].empty() && texel > 1)
+            wire::unshuffle_bytes(c.raw.get(), dst, raw_len, texel);  // section 6.3.3
+          else if (errors[i].empty())
+            std::memcpy(dst, c.raw.get(), raw_len);
+        } else {
+          // Not decompressed ahead, or as another codec or size than the table says: the chunk checks of 6.3.2
+          // step 4 at the descriptor's size (they reject it before decompressing when its frame disagrees).
+          errors[i] = wire::inflate_chunk(out.compression, c.in, c.n, dst, raw_len, texel);
+        }
+        c.raw.reset();
+        cpu[i] = c.cpu_ms + (thread_cpu_ms() - t0);
+        if (!errors[i].empty()) errors[i] = "chunks[" + std::to_string(i) + "]: " + errors[i];
+      });
+    pool.run_all(jobs);
+    for (const std::string& e : errors)
+      if (!e.empty()) {
+        image_failed(frame, wire::DecodeError{wire::ErrorCode::PAYLOAD_MISMATCH, out.name + ": " + e});
+        return;
+      }
+    // the chain's cost of this lossless image: the CPU its chunks took here, ahead of the RESULT or now
+    double total = 0;
+    for (double ms : cpu) total += ms;
+    image_decode_ms_.store(total);
+    out.data = image.get();
+    out.size = size;
+    out.owned = std::move(image);
     pipeline_.on_result(frame, message_image(out, std::move(frames), server_ms), Clock::now(), timing);
   });
 }
@@ -922,6 +1143,7 @@ void IoThread::handle_error(const wire::Error& e, TimePoint now) {
   }
   if (e.session && *e.session != session_) return;  // about an earlier session
   log_(LogLevel::warning, "nrb: " + what);
+  if (e.frame) discard_streamed(*e.frame);  // section 6.3.4 step 3: an ERROR naming the frame ends its PARTs
   if (e.code == wire::ErrorCode::NO_SESSION) {
     if (e.frame)
       pipeline_.on_frame_error(*e.frame, e.code);

@@ -29,7 +29,9 @@
 #include <mutex>
 #include <optional>
 #include <deque>
+#include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "client_options.hpp"
 #include "connection.hpp"
@@ -51,6 +53,31 @@ inline bool compression_pays(double compress_ms, double raw_link_ms, double rati
   if (overlapped) return std::max(packed_link_ms, compress_ms / cores) < raw_link_ms;
   return compress_ms < raw_link_ms - packed_link_ms;
 }
+
+// One PART's chunk of a streamed image (protocol section 6.3.4), shared by the I/O thread and the nrb-pool tasks
+// that decompress it.
+struct StreamChunk {
+  std::shared_ptr<void> message;  // the PART's ZeroMQ frames: `in` points into them
+  const uint8_t* in = nullptr;
+  size_t n = 0;
+  // Decompressed ahead at the size its codec frame announces (`codec`, `raw_size`, set by the I/O thread before it
+  // posts the task; `codec` none: not decompressed ahead). `state` 0: not started; whoever moves it first owns
+  // it: the task posted on arrival (0 -> 1, decompresses, sets `raw`, `error`, `cpu_ms`, then 2 under `m`), or
+  // the RESULT's task (0 -> 2: it decompresses the chunk itself at the table's size), which otherwise waits for 2.
+  wire::Compression codec = wire::Compression::none;
+  uint64_t raw_size = 0;
+  std::unique_ptr<uint8_t[]> raw;
+  std::string error;
+  double cpu_ms = 0;
+  std::atomic<int> state{0};
+  std::mutex m;
+  std::condition_variable cv;
+  // Nobody will want it: a decompression not yet started never starts (one started finishes on its own).
+  void cancel() noexcept {
+    int idle = 0;
+    state.compare_exchange_strong(idle, 2);
+  }
+};
 
 class IoThread {
  public:
@@ -84,6 +111,7 @@ class IoThread {
   // Where HELLO goes now: the configured endpoint, or the worker a front door placed the session on.
   const std::string& target() const noexcept { return worker_.empty() ? opts_.endpoint : worker_; }
   void handle_result(wire::Result& r, std::shared_ptr<void> frames, TimePoint now);
+  void handle_part(const wire::Part& p, std::shared_ptr<void> frames);
   void handle_error(const wire::Error& e, TimePoint now);
   void refuse(const wire::Error& e);
 
@@ -117,6 +145,7 @@ class IoThread {
   bool allow_lz4_ = false, allow_zstd_ = false, allow_jpeg_ = false, allow_webp_ = false;
   bool allow_chunked_ = false;  // both sides listed "chunked" (section 6.3.2)
   bool allow_shuffle_ = false;  // both sides listed "shuffle" (section 6.3.3)
+  bool allow_streamed_ = false;  // both sides listed "streamed_output" (section 6.3.4)
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
   // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).
@@ -152,6 +181,28 @@ class IoThread {
   void flush_pool_log();
   void decode_image_on_pool(wire::BufferDesc out, std::shared_ptr<void> frames, uint64_t frame,
                             ServerTiming timing, double server_ms);
+  // A RESULT image the pool could not produce: not shown, counted, logged by this thread later. Any thread.
+  void image_failed(uint64_t frame, const wire::DecodeError& err);
+
+  // Streamed images (section 6.3.4): the PARTs held for each frame in flight until its RESULT. Each chunk is
+  // decompressed on the pool as soon as it arrives, into a buffer of its own (its RESULT, which says what the
+  // chunk must hold, comes later); the RESULT's pool task then checks each and puts the image together.
+  struct StreamedFrame {
+    std::vector<std::shared_ptr<StreamChunk>> chunks;  // by index; null: no PART for it
+    size_t parts = 0;
+    uint64_t bytes = 0;        // PART payloads held (the holding limit of step 5)
+    uint64_t ahead_bytes = 0;  // raw bytes being decompressed ahead: at most the output image's size
+    std::string broken;        // over a holding limit or a repeated index: the RESULT is PAYLOAD_MISMATCH
+  };
+  std::unordered_map<uint64_t, StreamedFrame> streamed_;  // by frame id; this session's frames in flight only
+  // Forgets a frame's PARTs; chunks nobody started decompressing are never decompressed.
+  static void drop_chunks(StreamedFrame& s);
+  void discard_streamed(uint64_t frame);
+  void discard_all_streamed();
+  // The RESULT of a streamed output: checks the PARTs held against its chunk table (on this thread, cheap), then
+  // decompresses what is left and assembles the image on the pool.
+  void assemble_streamed(wire::BufferDesc out, StreamedFrame parts, std::shared_ptr<void> frames, uint64_t frame,
+                         ServerTiming timing, double server_ms);
   // Whether compressing pays, decided per frame (docs/protocol.md section 6.3): compress when the measured time to
   // compress a frame is less than the link time the bytes it saves would take at the measured link throughput.
   // Moving averages; 0 = not measured yet (compress, which measures both).

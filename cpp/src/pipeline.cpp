@@ -384,6 +384,11 @@ std::optional<TimePoint> Pipeline::oldest_in_flight_sent() const {
   return t;
 }
 
+bool Pipeline::is_in_flight(uint64_t frame_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::any_of(in_flight_.begin(), in_flight_.end(), [&](const InFlight& f) { return f.id == frame_id; });
+}
+
 std::optional<uint64_t> Pipeline::result_slot_of(uint64_t frame_id) const {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const InFlight& f : in_flight_)

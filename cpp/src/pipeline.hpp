@@ -192,6 +192,9 @@ class Pipeline {
   bool has_queued() const;
   // When the oldest frame in flight was sent (for the I/O thread's "renderer is silent" check).
   std::optional<TimePoint> oldest_in_flight_sent() const;
+  // Whether `frame_id` is in flight (sent or being sent, not yet answered nor lost): PARTs of other frames are
+  // discarded (protocol section 6.3.4 step 5).
+  bool is_in_flight(uint64_t frame_id) const;
   // The in-flight frame's shared-memory slot index and pool, to check a RESULT's output reference.
   std::optional<uint64_t> result_slot_of(uint64_t frame_id) const;
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -256,6 +257,98 @@ TEST_CASE("client: with chunked compression a 1 MiB buffer goes out in chunks an
     } else {
       CHECK(b.chunks.empty());  // an older renderer: one frame, as before
     }
+  }
+}
+
+// Section 6.3.4: a renderer that streams answers with its W x H rgba8 image (8192 bytes) in 3 lz4 chunks of 3000
+// raw bytes, each a PART ahead of the RESULT.
+TestRenderer::Options streaming_renderer() {
+  TestRenderer::Options o;
+  o.accept_chunked = true;
+  o.accept_streamed = true;
+  o.output_compression = nrb::wire::Compression::lz4;
+  o.output_chunk_bytes = 3000;
+  return o;
+}
+
+TEST_CASE("client: a streamed image (PARTs ahead of its RESULT) is shown exact, in any order, shuffled or not") {
+  for (auto [reversed, shuffled] : {std::pair{false, false}, std::pair{true, false}, std::pair{false, true},
+                                    std::pair{true, true}}) {
+    CAPTURE(reversed);
+    CAPTURE(shuffled);
+    TestRenderer::Options o = streaming_renderer();
+    o.stream_reversed = reversed;
+    o.accept_shuffle = shuffled;
+    TestRenderer r(o);
+    auto cfg = config(r.endpoint());
+    cfg->compression = NRB_COMPRESSION_LZ4;
+    nrb::client c(cfg);
+    REQUIRE(wait_for([&] { return connected(c); }));
+    const std::vector<std::string> caps = r.hellos().at(0).capabilities;
+    CHECK(std::find(caps.begin(), caps.end(), "streamed_output") != caps.end());  // listed with "chunked"
+    CHECK(render_until(c, 4) == 4);  // compares every pixel
+    CHECK(r.parts_sent() >= 12);
+    CHECK(c.stats().errors_received == 0);
+  }
+}
+
+TEST_CASE("client: without compression libnrb does not offer streamed_output, and gets inline images") {
+  TestRenderer r(streaming_renderer());
+  nrb::client c(config(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  const std::vector<std::string> caps = r.hellos().at(0).capabilities;
+  CHECK(std::find(caps.begin(), caps.end(), "streamed_output") == caps.end());
+  CHECK(render_until(c, 2) == 2);
+  CHECK(r.parts_sent() == 0);
+}
+
+TEST_CASE("client: a streamed image with a PART missing, too long, repeated or over the limits is not shown") {
+  using Fault = TestRenderer::Options::StreamFault;
+  const std::pair<Fault, const char*> cases[] = {
+      {Fault::missing, "PAYLOAD_MISMATCH: output: chunks[1]: no PART arrived"},
+      {Fault::wrong_length, "PAYLOAD_MISMATCH: output: chunks[0]: the PART holds "},
+      {Fault::duplicate, "PAYLOAD_MISMATCH: output: chunks[0]: two PARTs arrived"},
+      {Fault::too_many, "PAYLOAD_MISMATCH: output: more than 256 PARTs arrived"},
+      {Fault::too_large, "bytes (2 x the output size + 1 MiB)"},
+  };
+  for (const auto& [fault, text] : cases) {
+    CAPTURE(text);
+    TestRenderer::Options o = streaming_renderer();
+    o.stream_fault = fault;
+    o.stream_faults = 1;  // the first answer only
+    TestRenderer r(o);
+    std::mutex m;
+    std::vector<std::string> lines;
+    auto cfg = config(r.endpoint());
+    cfg->compression = NRB_COMPRESSION_LZ4;
+    cfg->log_level = NRB_LOG_INFO;
+    cfg.log([&](nrb_log_level, const char* msg) {
+      std::lock_guard<std::mutex> lock(m);
+      lines.emplace_back(msg);
+    });
+    nrb::client c(cfg);
+    REQUIRE(wait_for([&] { return connected(c); }));
+    std::vector<uint64_t> shown;
+    const auto until = Clock::now() + 5000ms;
+    while (shown.size() < 3 && Clock::now() < until) {
+      engine_frame(c);
+      std::this_thread::sleep_for(3ms);
+      if (nrb::result res = c.acquire_result()) {
+        const auto want = color_for(res.frame_id());
+        CHECK(std::memcmp(res.pixels(), want.data(), want.size()) == 0);
+        if (shown.empty() || shown.back() != res.frame_id()) shown.push_back(res.frame_id());
+      }
+    }
+    CHECK(shown.size() == 3);  // the session goes on
+    REQUIRE_FALSE(r.frames().empty());
+    const uint64_t broken = r.frames().front().frame;  // the first frame answered: its image was broken
+    CHECK(std::find(shown.begin(), shown.end(), broken) == shown.end());
+    CHECK(c.stats().errors_received >= 1);
+    CHECK(connected(c));
+    std::lock_guard<std::mutex> lock(m);
+    bool logged = false;
+    for (const auto& l : lines) logged = logged || l.find(text) != std::string::npos;
+    CHECK_MESSAGE(logged, "no log line has: " << text);
   }
 }
 

@@ -45,6 +45,22 @@ class TestRenderer {
     // Lists the HELLO's lossy codec (`lossy_output`, section 6.3.1) in WELCOME and answers with its rgba8 image in
     // it, at the HELLO's quality, as `nrb serve` does for an engine that allows it.
     bool accept_lossy = false;
+    // Lists "streamed_output" in WELCOME when offered with "chunked" (section 6.3.4) and then sends its chunked
+    // image (output_compression, output_chunk_bytes) as PARTs ahead of a RESULT without a payload, as `nrb serve`
+    // does; in reverse index order when `stream_reversed` (any order is allowed).
+    bool accept_streamed = false;
+    bool stream_reversed = false;
+    // Breaks the first `stream_faults` streamed answers this way (step 4-5 of section 6.3.4); later ones are sound.
+    enum class StreamFault {
+      none,
+      missing,      // no PART for chunk 1
+      wrong_length, // the table says chunk 0 is one byte longer than its PART
+      duplicate,    // chunk 0's PART twice
+      too_many,     // 257 PARTs: every index 0..255 (junk beyond the table), then one more
+      too_large,    // one more PART of junk, larger than 2 x the output size + 1 MiB
+    };
+    StreamFault stream_fault = StreamFault::none;
+    int stream_faults = 0;
   };
 
   TestRenderer() : TestRenderer(Options()) {}
@@ -105,13 +121,14 @@ class TestRenderer {
     return byes_;
   }
   size_t messages() { return messages_.load(); }
+  size_t parts_sent() { return parts_sent_.load(); }  // PART messages (section 6.3.4)
 
  private:
   struct Session {
     std::string routing_id;
     std::unique_ptr<detail::SharedMemory> shm;
     std::optional<wire::ShmPool> pool;
-    bool lz4 = false, zstd = false, chunked = false, shuffle = false;
+    bool lz4 = false, zstd = false, chunked = false, shuffle = false, streamed = false;
     wire::Compression lossy = wire::Compression::none;  // the image codec accepted (section 6.3.1), or none
     int lossy_quality = 0;
   };
@@ -260,6 +277,10 @@ class TestRenderer {
       w.capabilities.emplace_back("shuffle");
       s.shuffle = true;
     }
+    if (o.accept_streamed && s.chunked && offered("streamed_output")) {
+      w.capabilities.emplace_back("streamed_output");
+      s.streamed = true;
+    }
     if (o.accept_lossy && h.lossy_output) {
       w.capabilities.push_back(h.lossy_output->codec);
       s.lossy = h.lossy_output->codec == "webp" ? wire::Compression::webp : wire::Compression::jpeg;
@@ -355,6 +376,10 @@ class TestRenderer {
       out.compression = oc;
       out.payload = squeezed.data();
       out.payload_size = squeezed.size();
+      if (sess->streamed && !out.chunks.empty()) {
+        stream(rid, f, out, o);
+        out.streamed = true;  // section 6.3.4: no payload frame, the PARTs carried it
+      }
     }
     res.output = out;
     // Its honest render time (received -> answered); it keeps no queue of its own, so queue_ms stays 0.
@@ -363,7 +388,48 @@ class TestRenderer {
     send(rid, res);
   }
 
+  // Sends `out`'s chunks (views of its payload) as PARTs, in order or reversed, broken as the options say; a fault
+  // that changes the table changes `out`'s.
+  void stream(const std::string& rid, const wire::Frame& f, wire::BufferDesc& out, const Options& o) {
+    using Fault = Options::StreamFault;
+    const Fault fault = stream_faulted_ < o.stream_faults ? o.stream_fault : Fault::none;
+    if (fault != Fault::none) ++stream_faulted_;
+    std::vector<std::pair<uint64_t, wire::Bytes>> parts;  // index, payload
+    uint64_t at = 0;
+    for (size_t i = 0; i < out.chunks.size(); ++i) {
+      parts.emplace_back(i, wire::Bytes(out.payload + at, out.chunks[i]));
+      at += out.chunks[i];
+    }
+    if (o.stream_reversed) std::reverse(parts.begin(), parts.end());
+    static const std::vector<uint8_t> junk((2u << 20) + 64 * 1024, 0x5a);
+    switch (fault) {
+      case Fault::none: break;
+      case Fault::missing:
+        parts.erase(std::remove_if(parts.begin(), parts.end(), [](const auto& p) { return p.first == 1; }),
+                    parts.end());
+        break;
+      case Fault::wrong_length: out.chunks[0] += 1; break;
+      case Fault::duplicate: parts.push_back(parts.front()); break;
+      case Fault::too_many:
+        for (uint64_t i = out.chunks.size(); i < 256; ++i) parts.emplace_back(i, wire::Bytes(junk.data(), 16));
+        parts.emplace_back(255, wire::Bytes(junk.data(), 16));
+        break;
+      case Fault::too_large: parts.emplace_back(out.chunks.size(), wire::Bytes(junk.data(), junk.size())); break;
+    }
+    for (const auto& [index, bytes] : parts) {
+      wire::Part p;
+      p.session = f.session;
+      p.frame = f.frame;
+      p.index = index;
+      p.payload = bytes.data;
+      p.payload_size = bytes.size;
+      send(rid, p);
+      ++parts_sent_;
+    }
+  }
+
   Options opts_;
+  int stream_faulted_ = 0;  // renderer thread only
   std::mutex mutex_;
   zmq::context_t ctx_{1};
   zmq::socket_t sock_;
@@ -375,7 +441,7 @@ class TestRenderer {
   std::vector<std::vector<uint8_t>> pixels_;
   std::vector<wire::Hello> hellos_;
   size_t byes_ = 0;
-  std::atomic<size_t> messages_{0};
+  std::atomic<size_t> messages_{0}, parts_sent_{0};
   std::atomic<bool> stop_{false}, restart_requested_{false};
   std::thread thread_;
 };
