@@ -84,6 +84,7 @@ class Cell:
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
     chunks: bool = True  # the server accepts "chunked" (protocol 6.3.2); False: nrb serve --no-chunks
     shuffle: bool = True  # the server accepts "shuffle" (protocol 6.3.3); False: nrb serve --no-shuffle
+    streamed: bool = True  # the server streams its image (protocol 6.3.4); False: nrb serve --no-streamed-output
     game_fps: int = 0  # the engine's loop ticks at this rate and offers a frame per tick; 0: as fast as it can
 
     @property
@@ -95,17 +96,20 @@ class Cell:
         o, r = self.output, self.render
         size = f"{o[0]}x{o[1]}" + (f" from {r[0]}x{r[1]}" if r != o else "")
         fif = "adaptive" if self.in_flight == 0 else str(self.in_flight)
-        codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks, self.shuffle)
+        codec = codec_label(self.codec, self.lossy, self.lossy_codec, self.chunks, self.shuffle, self.streamed)
         return f"{self.link.name} | {size} | {self.buffer_set} | {codec} | {fif} | {game_loop(self.game_fps)}"
 
 
-def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True, shuffle: bool = True) -> str:
+def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True, shuffle: bool = True,
+                streamed: bool = True) -> str:
     """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``); ``whole``
     when the server took no chunks (``nrb serve --no-chunks``: one frame per buffer, as before protocol 6.3.2);
-    ``unshuffled`` when it took no byte shuffle (``nrb serve --no-shuffle``: as before protocol 6.3.3)."""
+    ``unshuffled`` when it took no byte shuffle (``nrb serve --no-shuffle``: as before protocol 6.3.3);
+    ``unstreamed`` when it sent its image in one message (``nrb serve --no-streamed-output``: as before 6.3.4)."""
     whole = " whole" if not chunks and codec != "none" else ""
     plain = " unshuffled" if not shuffle and codec != "none" else ""
-    return codec + whole + plain + (f" + {lossy_codec} q{lossy}" if lossy else "")
+    one = " unstreamed" if not streamed and chunks and codec != "none" else ""
+    return codec + whole + plain + one + (f" + {lossy_codec} q{lossy}" if lossy else "")
 
 
 def game_loop(game_fps: int) -> str:
@@ -290,7 +294,8 @@ def _descendants(pid: int) -> list[int]:
 class Server:
     """``nrb serve --renderer passthrough`` inside the server namespace."""
 
-    def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True, shuffle: bool = True) -> None:
+    def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True, shuffle: bool = True,
+                 streamed: bool = True) -> None:
         cmd = ["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge", "-q", "serve", "--renderer",
                "passthrough", "--endpoint", f"tcp://{net.server_ip}:{port}", "--max-in-flight", "8", "--no-status",
                "--insecure"]  # the address exists only inside the bench's namespaces
@@ -300,6 +305,8 @@ class Server:
             cmd.append("--no-chunks")
         if not shuffle:
             cmd.append("--no-shuffle")
+        if not streamed:
+            cmd.append("--no-streamed-output")
         # libnrb sends only what WELCOME asks for: the passthrough renderer asks for a neural renderer's G-buffers
         cmd += ["-o", "wants=" + json.dumps(sorted(set(_formats("standard")) | set(_formats("compact"))))]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -658,6 +665,7 @@ class Options:
     lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
     chunks: tuple[bool, ...] = (True,)  # servers with and without chunked payloads (an interleaved A/B)
     shuffle: tuple[bool, ...] = (True,)  # servers with and without the byte shuffle (an interleaved A/B)
+    streamed: tuple[bool, ...] = (True,)  # servers streaming their image or not (an interleaved A/B)
     game_fps: tuple[int, ...] = (0,)  # the engine loop's rates (0: unpaced, a frame whenever a slot frees)
     image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
@@ -695,20 +703,22 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
     for link in opts.links:
         with network(link) as net:
             log(f"[remote] {link.name}: {net.engine_ns} {net.engine_ip} <-> {net.server_ns} {net.server_ip}")
-            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch, sh, gf) for (o, r) in opts.sizes
+            cells = [Cell(link, o, r, bs, codec, fif, lossy, lc, ch, sh, st, gf) for (o, r) in opts.sizes
                      for bs in opts.sets
                      for codec in opts.codecs for lossy in opts.lossy
                      for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight
                      for ch in (opts.chunks if codec != "none" else (True,))
-                     for sh in (opts.shuffle if codec != "none" else (True,)) for gf in opts.game_fps]
-            servers: dict[tuple[int, bool, bool], Server] = {}
+                     for sh in (opts.shuffle if codec != "none" else (True,))
+                     for st in (opts.streamed if codec != "none" and ch else (True,)) for gf in opts.game_fps]
+            servers: dict[tuple[int, bool, bool, bool], Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
                 for rnd in range(opts.repeat):  # rounds interleave the cells: drift hits every cell alike
                     for cell in cells:
-                        key = (cell.upscale, cell.chunks, cell.shuffle)
+                        key = (cell.upscale, cell.chunks, cell.shuffle, cell.streamed)
                         if key not in servers:
-                            servers[key] = Server(net, cell.upscale, port + len(servers), cell.chunks, cell.shuffle)
+                            servers[key] = Server(net, cell.upscale, port + len(servers), cell.chunks, cell.shuffle,
+                                                  cell.streamed)
                         srv = servers[key]
                         spec = {"endpoint": srv.endpoint, "render": cell.render, "output": cell.output,
                                 "buffer_set": cell.buffer_set, "codec": cell.codec, "in_flight": cell.in_flight,
@@ -748,7 +758,7 @@ def _summarise(cell: Cell, samples: list[dict[str, Any]], net: Network, port: in
                              "output": list(cell.output), "render": list(cell.render), "set": cell.buffer_set,
                              "codec": cell.codec, "in_flight": cell.in_flight, "lossy": cell.lossy,
                              "lossy_codec": cell.lossy_codec, "chunks": cell.chunks, "shuffle": cell.shuffle,
-                             "game_fps": cell.game_fps,
+                             "streamed": cell.streamed, "game_fps": cell.game_fps,
                              "samples": samples}
     if not ok:
         entry["error"] = samples[0]["error"] if samples else "no samples"
@@ -808,7 +818,7 @@ TARGETS = {1_000: (30.0, 60.0), 10_000: (60.0, None)}
 def _codec_of(cell: dict[str, Any]) -> str:
     """A report cell's codec column (reports of earlier builds lack the later fields: their defaults)."""
     return codec_label(cell["codec"], cell.get("lossy", 0), cell.get("lossy_codec", "jpeg"), cell.get("chunks", True),
-                       cell.get("shuffle", True))
+                       cell.get("shuffle", True), cell.get("streamed", True))
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
@@ -918,7 +928,7 @@ def markdown(res: dict[str, Any]) -> str:
               "---:|"]
     for c in res["cells"]:
         head = (f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | {c['set']} "
-                f"| {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} "
+                f"| {_codec_of(c)} "
                 f"| {c['in_flight'] or 'adaptive'}")
         if "error" in c:
             lines.append(f"{head} | {game_loop(c.get('game_fps', 0))} | failed: {c['error'][:200]} |" + " |" * 14)
@@ -943,7 +953,7 @@ def markdown(res: dict[str, Any]) -> str:
         if "error" in c:
             continue
         lines.append(f"| {c['link']} | {c['output'][0]}x{c['output'][1]} | {c['render'][0]}x{c['render'][1]} | "
-                     f"{c['set']} | {codec_label(c['codec'], c.get('lossy', 0), c.get('lossy_codec', 'jpeg'), c.get('chunks', True), c.get('shuffle', True))} | {c['in_flight'] or 'adaptive'} | "
+                     f"{c['set']} | {_codec_of(c)} | {c['in_flight'] or 'adaptive'} | "
                      f"{game_loop(c.get('game_fps', 0))} | {_top(c['engine_threads_ms'])} | "
                      f"{_top(c['server_threads_ms'])} |")
     lines.append("")
@@ -991,6 +1001,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--shuffle", action="append", choices=("on", "off"),
                    help="the server accepts byte-shuffled payloads (protocol 6.3.3): on (default), off (nrb serve "
                         "--no-shuffle, as before it); both: an interleaved A/B of every codec cell")
+    p.add_argument("--streamed", action="append", choices=("on", "off"),
+                   help="the server streams its image in PART messages (protocol 6.3.4): on (default), off (nrb serve "
+                        "--no-streamed-output, one message); both: an interleaved A/B of every chunked codec cell")
     p.add_argument("--game-fps", action="append", type=int, metavar="HZ",
                    help="the engine loop's rate: a frame offered per tick (0 = unpaced, the default: one whenever "
                         "a frame slot frees); repeat for an interleaved A/B")
@@ -1011,6 +1024,7 @@ def main(args: Any) -> int:
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
                    chunks=tuple(c == "on" for c in (args.chunks or ["on"])),
                    shuffle=tuple(c == "on" for c in (args.shuffle or ["on"])),
+                   streamed=tuple(c == "on" for c in (args.streamed or ["on"])),
                    game_fps=tuple(args.game_fps or (0,)), image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
                    repeat=max(1, args.repeat),
                    floor=not args.no_floor)
