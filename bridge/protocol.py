@@ -61,6 +61,9 @@ SHUFFLE = "shuffle"
 #: The capability that allows a RESULT image back in PART messages ahead of its RESULT (protocol section 6.3.4): the
 #: ``output`` descriptor then says ``streamed: true`` and has no payload frame. It travels like ``CHUNKED``.
 STREAMED_OUTPUT = "streamed_output"
+#: The capability that allows a FRAME's compressed buffers in PART messages ahead of the FRAME (protocol section
+#: 6.3.5): such a buffer says ``streamed: true`` and has no payload frame. It travels like ``CHUNKED``.
+STREAMED_FRAMES = "streamed_frames"
 MAX_CHUNKS = 256
 #: What a recorded message (a capture) may carry: it was accepted by a live session, which may have negotiated any of
 #: these, so replay and inspection decode with all of them allowed.
@@ -77,6 +80,9 @@ STREAM_CHUNK_BYTES = 1 << 20
 #: PARTs an engine holds per frame (section 6.3.4 step 5): at most ``MAX_CHUNKS`` of them and this many bytes over
 #: twice the image's size.
 PART_SLACK_BYTES = 1 << 20
+#: PARTs a renderer holds per session ahead of their FRAMEs (section 6.3.5 step 5): at most this many, and their
+#: payloads at most ``frame_bytes`` + ``frame_bytes`` / 128 + ``PART_SLACK_BYTES``.
+MAX_HELD_FRAME_PARTS = 1024
 
 
 class ErrorCode(enum.IntEnum):
@@ -283,10 +289,15 @@ class Buffer:
     #: Section 6.3.3: ``"shuffle"`` when the payload's frames hold byte planes (set by the decoder; a sender sets it
     #: on an lz4/zstd buffer and ``encode`` shuffles before compressing).
     filter: str | None = None
-    #: Section 6.3.4: a RESULT ``output`` whose chunks came ahead in PART messages; it has no payload frame, and its
-    #: compressed chunks reach ``compressed`` through ``attach_parts``.
+    #: Sections 6.3.4 and 6.3.5: a RESULT ``output`` or FRAME buffer whose chunks came ahead in PART messages; it
+    #: has no payload frame, and its compressed chunks reach ``compressed`` through ``attach_parts`` (or
+    #: ``pieces`` through ``attach_frame_parts``).
     streamed: bool = False
     compressed: memoryview | None = field(default=None, repr=False, compare=False)
+    #: Section 6.3.5: a streamed FRAME buffer's chunks as their PARTs carried them, in index order (no copy), and
+    #: per chunk what a receiver decompressed of it ahead (``EarlyChunk`` or None); ``inflate`` uses both.
+    pieces: list[memoryview] | None = field(default=None, repr=False, compare=False)
+    early: list[EarlyChunk | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -538,8 +549,9 @@ class Bye:
 
 @dataclass
 class Part:
-    """Renderer → engine: chunk ``index`` of a streamed buffer of frame ``frame``'s RESULT, sent ahead of it
-    (protocol sections 5.12 and 6.3.4). ``data`` is the chunk's compressed bytes, as they travel."""
+    """Chunk ``index`` of a streamed buffer, sent ahead of its message (protocol section 5.12): renderer → engine,
+    of frame ``frame``'s RESULT ``output`` (section 6.3.4); engine → renderer, of a buffer of FRAME ``frame``
+    (section 6.3.5). ``data`` is the chunk's compressed bytes, as they travel."""
 
     session: int
     frame: int
@@ -812,7 +824,7 @@ def _compress_chunked(data: memoryview, method: str, chunk_bytes: int,
 def _payload_buffers(msg: Message) -> list[Buffer]:
     """The buffers of ``msg`` that have a payload frame: not in shared memory, not streamed (section 2)."""
     if isinstance(msg, Frame):
-        return [b for b in msg.buffers if b.shm is None]
+        return [b for b in msg.buffers if b.shm is None and not b.streamed]
     if isinstance(msg, Result) and msg.output is not None and msg.output.shm is None and not msg.output.streamed:
         return [msg.output]
     return []
@@ -841,6 +853,8 @@ def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryvie
     frames: list[bytes | memoryview] = [b""]
     if isinstance(msg, Result) and msg.output is not None and msg.output.streamed and not msg.output.chunks:
         raise ValueError("a streamed output needs its chunk table: stream it with encode_streamed first")
+    if isinstance(msg, Frame) and any(b.streamed and not b.chunks for b in msg.buffers):
+        raise ValueError("a streamed FRAME buffer needs its chunk table: stream it with encode_streamed_frame first")
     if isinstance(msg, Part):
         data = _as_memoryview(msg.data)
         if not data.nbytes:
@@ -881,33 +895,59 @@ def encode_streamed(result: Result, pool: Executor | None = None) -> Iterator[li
     exhausted its ``chunks`` table is filled in and ``streamed`` is set, so ``encode(result)`` is the RESULT's
     header alone."""
     b = result.output
-    if b is None or b.compression not in COMPRESSIONS or not b.chunk_bytes or b.shm is not None:
+    if b is None or not _streamable(b):
         raise ValueError("only an inline lz4/zstd RESULT output with chunk_bytes is streamed")
-    if b.data is None:
-        raise ValueError(f"buffer {b.name!r} has no data")
-    data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
-    data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-    if len(data) != b.size:
-        raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
-    if -(-b.size // b.chunk_bytes) > MAX_CHUNKS:
-        raise ValueError(f"buffer {b.name!r}: chunks of {b.chunk_bytes} bytes make more than {MAX_CHUNKS}")
-    method, texel, step = b.compression, _texel(b), b.chunk_bytes
-    pieces = [data[i:i + step] for i in range(0, len(data), step)]
+    yield from _stream_buffers(result.session, result.frame, [b], pool)
+
+
+def _streamable(b: Buffer) -> bool:
+    return b.compression in COMPRESSIONS and bool(b.chunk_bytes) and b.shm is None
+
+
+def encode_streamed_frame(frame: Frame, pool: Executor | None = None,
+                          names: Collection[str] | None = None) -> Iterator[list[bytes | memoryview]]:
+    """Stream ``frame``'s compressed buffers (section 6.3.5), as ``encode_streamed`` streams an image: every inline
+    buffer with ``compression`` lz4/zstd and ``chunk_bytes`` (of those in ``names``, when given) has all its chunks
+    compressed at once (on ``pool`` when given); the wire frames of each PART are yielded, buffer by buffer and
+    chunk 0 first, each as soon as it and every chunk before it are ready. Once the generator is exhausted those
+    buffers have their ``chunks`` tables and ``streamed`` set, so ``encode(frame)`` is the FRAME with the other
+    buffers' payloads only. Only where ``"streamed_frames"`` was negotiated."""
+    chosen = [b for b in frame.buffers if _streamable(b) and (names is None or b.name in names)]
+    yield from _stream_buffers(frame.session, frame.frame, chosen, pool)
+
+
+def _stream_buffers(session: int, frame: int, buffers: Sequence[Buffer],
+                    pool: Executor | None) -> Iterator[list[bytes | memoryview]]:
+    """The PARTs of ``buffers`` (each one lz4/zstd with ``chunk_bytes``), compressed on ``pool`` all at once, each
+    yielded in order as soon as it is ready; then each buffer's table and ``streamed`` are set."""
+    jobs: list[tuple[Buffer, int, memoryview]] = []
+    for b in buffers:
+        if b.data is None:
+            raise ValueError(f"buffer {b.name!r} has no data")
+        data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
+        data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        if len(data) != b.size:
+            raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+        step = b.chunk_bytes or 0
+        if -(-b.size // step) > MAX_CHUNKS:
+            raise ValueError(f"buffer {b.name!r}: chunks of {step} bytes make more than {MAX_CHUNKS}")
+        jobs += [(b, i // step, data[i:i + step]) for i in range(0, len(data), step)]
     futures: list[Future[bytes]] | None = None
-    if pool is not None and len(pieces) > 1:
-        futures = [pool.submit(_compress, x, method, texel) for x in pieces]
-    table: list[int] = []
+    if pool is not None and len(jobs) > 1:
+        futures = [pool.submit(_compress, x, b.compression or "", _texel(b)) for b, _, x in jobs]
+    tables: dict[int, list[int]] = {id(b): [] for b in buffers}
     try:
-        for i, piece in enumerate(pieces):
-            chunk = futures[i].result() if futures is not None else _compress(piece, method, texel)
-            table.append(len(chunk))
-            yield [encode_header(Part(result.session, result.frame, b.name, i)), chunk]
+        for k, (b, i, piece) in enumerate(jobs):
+            chunk = futures[k].result() if futures is not None else _compress(piece, b.compression or "", _texel(b))
+            tables[id(b)].append(len(chunk))
+            yield [encode_header(Part(session, frame, b.name, i)), chunk]
     finally:
         if futures is not None:
             for f in futures:
                 f.cancel()
-    b.chunks = table
-    b.streamed = True
+    for b in buffers:
+        b.chunks = tables[id(b)]
+        b.streamed = True
 
 
 def attach_parts(output: Buffer, parts: Mapping[int, Any] | Iterable[tuple[int, Any]], *,
@@ -920,27 +960,114 @@ def attach_parts(output: Buffer, parts: Mapping[int, Any] | Iterable[tuple[int, 
     if not output.streamed or output.chunks is None or output.chunk_bytes is None:
         raise ValueError(f"{output.name}: not a streamed buffer")
     pairs = list(parts.items()) if isinstance(parts, Mapping) else list(parts)
-    n = len(output.chunks)
-    got: dict[int, memoryview] = {}
-    for index, payload in pairs:
-        if index in got:
-            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{index}]: more than one PART arrived")
-        if not 0 <= index < n:
-            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{index}]: a PART arrived, the table has {n} "
-                                              "entries")
-        got[index] = _as_memoryview(payload)
-    for i, want in enumerate(output.chunks):
-        piece = got.get(i)
-        if piece is None:
-            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{i}]: no PART arrived")
-        if len(piece) != want:
-            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{output.name}: chunks[{i}]: the PART holds {len(piece)} bytes, "
-                                              f"the table says {want}")
-    joined = got[0] if n == 1 else memoryview(b"".join(got[i] for i in range(n)))
+    got = _match_chunks(output, pairs)
+    n = len(got)
+    joined = got[0] if n == 1 else memoryview(b"".join(got))
     output.compressed = joined
     output.data = None
     if decompress:
         inflate([output], pool)
+
+
+def _match_chunks(b: Buffer, pairs: Sequence[tuple[int, Any]]) -> list[memoryview]:
+    """Sections 6.3.4 step 4 and 6.3.5 step 4: the (index, payload) pairs of ``b``'s PARTs, in arrival order, must be
+    exactly the indexes of its chunk table, each as long as its entry; returns the payloads in index order."""
+    assert b.chunks is not None
+    n = len(b.chunks)
+    got: dict[int, memoryview] = {}
+    for index, payload in pairs:
+        if index in got:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: chunks[{index}]: more than one PART arrived")
+        if not 0 <= index < n:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: chunks[{index}]: a PART arrived, the table has {n} "
+                                              "entries")
+        got[index] = _as_memoryview(payload)
+    for i, want in enumerate(b.chunks):
+        piece = got.get(i)
+        if piece is None:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: chunks[{i}]: no PART arrived")
+        if len(piece) != want:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{b.name}: chunks[{i}]: the PART holds {len(piece)} bytes, "
+                                              f"the table says {want}")
+    return [got[i] for i in range(n)]
+
+
+@dataclass
+class EarlyChunk:
+    """A held PART's chunk decompressed ahead of its FRAME (section 6.3.5 step 5): ``method`` is the codec its
+    frame magic names, ``size`` the raw size its frame announced, ``future`` gives the raw bytes (None: it did not
+    decompress to exactly that size). ``inflate`` uses it once the FRAME's table confirms it."""
+
+    method: str
+    size: int
+    future: Future[bytes | None]
+
+
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def announced_chunk(data: Any, methods: Collection[str]) -> tuple[str, int] | None:
+    """The codec (of ``methods``) and raw size a compressed chunk's frame announces, read from its frame header
+    only (cheap enough for an I/O thread); None when it names neither, announces no size or more than 2^30."""
+    mv = _as_memoryview(data)
+    magic = bytes(mv[:4])
+    try:
+        if magic == _LZ4_MAGIC and "lz4" in methods:
+            import lz4.frame
+
+            method, size = "lz4", int(lz4.frame.get_frame_info(mv).get("content_size", 0) or 0)
+        elif magic == _ZSTD_MAGIC and "zstd" in methods:
+            import zstandard
+
+            method, size = "zstd", int(zstandard.frame_content_size(mv))
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - a corrupt frame header: decompressed (and reported) with its FRAME
+        return None
+    return (method, size) if 0 < size <= MAX_CHUNK_BYTES else None
+
+
+def decompress_announced(data: Any, method: str, size: int) -> bytes | None:
+    """Decompress one chunk at the size its frame announced (section 6.3.5 step 5: its FRAME has not come yet, so
+    its table cannot be checked); None when it does not decompress to exactly that (``inflate`` then decompresses
+    it again, with the table's size and the usual messages)."""
+    try:
+        return _decompress(_as_memoryview(data), method, size, "")
+    except Exception:  # noqa: BLE001 - reported by inflate, at the FRAME
+        return None
+
+
+def attach_frame_parts(buffers: Sequence[Buffer], parts: Iterable[tuple[str, int, Any, EarlyChunk | None]]) -> None:
+    """Give a FRAME's streamed buffers (section 6.3.5) the chunks held for it: ``parts`` lists (buffer, index,
+    payload, early decompression or None) in arrival order. Each streamed buffer needs exactly the indexes 0..n-1 of
+    its table, each as long as its entry, and no PART may name a buffer the FRAME does not stream:
+    ``PAYLOAD_MISMATCH`` otherwise, before anything is decompressed. The payloads become the buffers' ``pieces``
+    (no copy) and the early decompressions their ``early``, for ``inflate``."""
+    streamed = {b.name: b for b in buffers if b.streamed}
+    pairs: dict[str, list[tuple[int, Any]]] = {name: [] for name in streamed}
+    early: dict[tuple[str, int], EarlyChunk | None] = {}
+    for name, index, payload, ahead in parts:
+        if name not in streamed:
+            _fail(ErrorCode.PAYLOAD_MISMATCH, f"{name}: a PART arrived for a buffer the FRAME does not stream")
+        pairs[name].append((index, payload))
+        early.setdefault((name, index), ahead)
+    for name, b in streamed.items():
+        b.pieces = _match_chunks(b, pairs[name])
+        b.early = [early.get((name, i)) for i in range(len(b.pieces))]
+        b.data = None
+        b.compressed = None
+
+
+def cancel_early(buffers: Iterable[Buffer]) -> None:
+    """Let go of what was decompressed ahead for ``buffers`` (a frame superseded, skipped or dropped): the
+    decompressions not started yet are cancelled."""
+    for b in buffers:
+        for e in b.early or ():
+            if e is not None:
+                e.future.cancel()
+        b.early = None
+        b.pieces = None
 
 
 # ----------------------------------------------------------------------------------------------------- decode
@@ -1200,14 +1327,13 @@ class _Reader:
                 _fail(ErrorCode.BAD_VALUE, f"{p}filter: shuffle was not negotiated")
         st = self.field(m, "streamed", p, required=False)
         if st is not None and self.bool_(st, p + "streamed"):  # section 6.3.4 step 4
-            if not self.image:
-                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: only a RESULT output is streamed")
             if b.chunks is None:
                 _fail(ErrorCode.BAD_VALUE, f"{p}streamed: a streamed buffer comes in chunks (chunks is absent)")
             if "shm" in m:
                 _fail(ErrorCode.BAD_VALUE, f"{p}streamed: a shared-memory buffer is not streamed")
-            if STREAMED_OUTPUT not in self.compression:
-                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: streamed_output was not negotiated")
+            need = STREAMED_OUTPUT if self.image else STREAMED_FRAMES  # a RESULT output, or a FRAME buffer (6.3.5)
+            if need not in self.compression:
+                _fail(ErrorCode.BAD_VALUE, f"{p}streamed: {need} was not negotiated")
             b.streamed = True
         for key in ("depth_reversed", "depth_infinite"):
             f = self.field(m, key, p, required=False)
@@ -1362,15 +1488,21 @@ def _image_codec() -> Any:
     return image_codec
 
 
-def _chunk_jobs(b: Buffer, data: memoryview) -> list[tuple[memoryview, int, int, str]]:
-    """Each chunk of a chunked payload (section 6.3.2): its compressed bytes, where its raw bytes start in the
-    buffer, the raw length it must decompress to, and its path."""
+def _chunk_jobs(b: Buffer, data: memoryview | None) -> list[tuple[memoryview, int, int, str, EarlyChunk | None]]:
+    """Each chunk of a chunked payload (section 6.3.2), or of a streamed buffer's ``pieces`` (section 6.3.5): its
+    compressed bytes, where its raw bytes start in the buffer, the raw length it must decompress to, its path, and
+    what was decompressed of it ahead (or None)."""
     assert b.chunks is not None and b.chunk_bytes is not None
     jobs = []
     start = 0
     for i, n in enumerate(b.chunks):
         raw = min(b.chunk_bytes, b.size - i * b.chunk_bytes)
-        jobs.append((data[start:start + n], i * b.chunk_bytes, raw, f"{b.name}: chunks[{i}]"))
+        if b.pieces is not None:
+            piece, ahead = b.pieces[i], b.early[i] if b.early is not None else None
+        else:
+            assert data is not None
+            piece, ahead = data[start:start + n], None
+        jobs.append((piece, i * b.chunk_bytes, raw, f"{b.name}: chunks[{i}]", ahead))
         start += n
     return jobs
 
@@ -1497,19 +1629,33 @@ def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
     """Decompress the buffers a ``defer_decompression`` decode left compressed; return the milliseconds it took.
     A corrupt payload or a wrong length raises ``ProtocolError`` ``PAYLOAD_MISMATCH`` naming the buffer (and the
     chunk). With ``pool``, every chunk of every chunked buffer is decompressed on it at once (section 6.3.2; the
-    codecs release the GIL); the first failing chunk in buffer order is the error."""
+    codecs release the GIL); the first failing chunk in buffer order is the error. A streamed FRAME buffer's chunks
+    (``pieces``, section 6.3.5) are used where they were decompressed ahead (``early``: waited for, and taken when
+    they hold exactly the chunk's raw size in the buffer's codec); the others are decompressed here."""
     t0 = time.perf_counter()
-    chunked = [b for b in buffers if b.compressed is not None and b.compression is not None and b.chunks]
+    chunked = [b for b in buffers if b.compression is not None and b.chunks
+               and (b.compressed is not None or b.pieces is not None)]
     if chunked:
-        jobs = [(b, j) for b in chunked for j in _chunk_jobs(b, b.compressed)]  # type: ignore[arg-type]
+        jobs = [(b, j) for b in chunked for j in _chunk_jobs(b, b.compressed)]
 
         # each chunk decompresses (and unshuffles) straight into its range of its buffer's one output array
         wholes = {id(b): np.empty(b.size, np.uint8) for b in chunked}
 
-        def one(job: tuple[Buffer, tuple[memoryview, int, int, str]]) -> ProtocolError | None:
-            b, (piece, start, raw, path) = job
+        def one(job: tuple[Buffer, tuple[memoryview, int, int, str, EarlyChunk | None]]) -> ProtocolError | None:
+            b, (piece, start, raw, path, ahead) = job
+            plain: bytes | None = None
+            if ahead is not None:
+                # submitted when its PART arrived, before any job of this frame: the pool's queue is in order, so
+                # it is running or done, never waiting behind this job
+                try:
+                    plain = ahead.future.result()
+                except BaseException:  # noqa: BLE001 - cancelled or failed: decompressed below, with the checks
+                    plain = None
+                if plain is not None and (ahead.method != b.compression or len(plain) != raw):
+                    plain = None
             try:
-                plain = _decompress(piece, b.compression or "", raw, path)
+                if plain is None:
+                    plain = _decompress(piece, b.compression or "", raw, path)
             except ProtocolError as exc:
                 return exc
             dst = wholes[id(b)][start:start + raw]
@@ -1529,6 +1675,8 @@ def inflate(buffers: Sequence[Buffer], pool: Executor | None = None) -> float:
             whole.flags.writeable = False  # read-only, as the bytes it replaces
             b.data = whole.data
             b.compressed = None
+            b.pieces = None
+            b.early = None
     for b in buffers:
         if b.compressed is not None and b.compression is not None:
             b.data = _unfilter(b, _decompress(b.compressed, b.compression, b.size, b.name, (b.width, b.height)))
@@ -1708,11 +1856,11 @@ def _parse_part(r: _Reader, h: dict[str, Any], version: int) -> Part:
     session = r.uint(f(h, "session", ""), "session")
     frame = r.uint(f(h, "frame", ""), "frame")
     buffer = r.buffer_name(f(h, "buffer", ""), "buffer")
-    if buffer != "output":
-        _fail(ErrorCode.BAD_VALUE, f"buffer={buffer!r}: only the RESULT's 'output' is streamed")
     index = r.uint(f(h, "index", ""), "index", 0, MAX_CHUNKS - 1, limit=True)
-    if STREAMED_OUTPUT not in r.compression:
-        _fail(ErrorCode.BAD_VALUE, "PART: streamed_output was not negotiated")
+    # section 5.12: the RESULT's output where streamed_output was negotiated, a FRAME buffer where streamed_frames was
+    need = STREAMED_OUTPUT if buffer == "output" else STREAMED_FRAMES
+    if need not in r.compression:
+        _fail(ErrorCode.BAD_VALUE, f"PART of {buffer!r}: {need} was not negotiated")
     return Part(session, frame, buffer, index)
 
 

@@ -6,8 +6,9 @@
 //
 // Decoding runs with both compressions negotiated and a shared-memory pool, so every branch is reachable. On
 // success the message is re-encoded and decoded again, and the second encoding must equal the first: the decoder
-// and the canonical encoder agree on every message the decoder accepts. A PART's chunk (section 6.3.4) goes
-// through what libnrb does with it on arrival: peek_frame(), then inflate_chunk() at the size it announces.
+// and the canonical encoder agree on every message the decoder accepts. A PART's chunk (sections 6.3.4 and 6.3.5:
+// either direction's, both negotiated) goes through what a receiver does with it on arrival: peek_frame(), then
+// inflate_chunk() at the size it announces.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>

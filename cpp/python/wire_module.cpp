@@ -89,6 +89,7 @@ py::tuple decode_py(py::handle error_type, const py::sequence& frames, const py:
       if (name == "chunked") opts.allow_chunked = true;
       if (name == "shuffle") opts.allow_shuffle = true;
       if (name == "streamed_output") opts.allow_streamed_output = true;
+      if (name == "streamed_frames") opts.allow_streamed_frames = true;
     }
   }
   wire::ShmPool pool;

@@ -1506,13 +1506,15 @@ class Decoder {
       if (!opts_.allow_shuffle) fail(ErrorCode::BAD_VALUE, "shuffle was not negotiated");
       b.shuffle = true;
     }
-    if (const Obj* x = find(m, "streamed")) {  // section 6.3.4 step 4
+    if (const Obj* x = find(m, "streamed")) {  // section 6.3.4 step 4, section 6.3.5
       At at(*this, "streamed");
       if (boolean(*x)) {
-        if (!image_) fail(ErrorCode::BAD_VALUE, "only a RESULT output is streamed");
         if (b.chunks.empty()) fail(ErrorCode::BAD_VALUE, "a streamed buffer needs chunks");
         if (find(m, "shm")) fail(ErrorCode::BAD_VALUE, "a shared-memory buffer is not streamed");
-        if (!opts_.allow_streamed_output) fail(ErrorCode::BAD_VALUE, "streamed_output was not negotiated");
+        // the direction's own capability: a RESULT output's (6.3.4) or a FRAME buffer's (6.3.5)
+        if (image_ && !opts_.allow_streamed_output) fail(ErrorCode::BAD_VALUE, "streamed_output was not negotiated");
+        if (!image_ && !opts_.allow_streamed_frames)
+          fail(ErrorCode::BAD_VALUE, "streamed_frames was not negotiated");
         b.streamed = true;
       }
     }
@@ -2089,13 +2091,14 @@ class Decoder {
   void part(const Obj& h, Part& m) {  // section 5.12
     m.session = req(h, "session", uint_of());
     m.frame = req(h, "frame", uint_of());
-    m.buffer = req(h, "buffer", [&](const Obj& o) {
-      std::string name = buffer_name(o);
-      if (name != "output") fail(ErrorCode::BAD_VALUE, "\"" + name + "\" is not streamed (only \"output\" is)");
-      return name;
-    });
+    m.buffer = req(h, "buffer", [&](const Obj& o) { return buffer_name(o); });
     m.index = req(h, "index", [&](const Obj& o) { return uint(o, 0, kMaxPartIndex, /*limit=*/true); });
-    if (!opts_.allow_streamed_output) fail(ErrorCode::BAD_VALUE, "a PART without streamed_output negotiated");
+    // Section 9.1, after `index`: each direction streams where its own capability was negotiated, "output" the
+    // image (6.3.4), any other buffer a FRAME's (6.3.5).
+    if (m.buffer == "output" && !opts_.allow_streamed_output)
+      fail(ErrorCode::BAD_VALUE, "a PART of \"output\" without streamed_output negotiated");
+    if (m.buffer != "output" && !opts_.allow_streamed_frames)
+      fail(ErrorCode::BAD_VALUE, "a PART of \"" + m.buffer + "\" without streamed_frames negotiated");
   }
   // Step 8 for a PART: its one payload frame, the chunk as it is (decompressed where section 6.3.4 says).
   void part_payload(Part& m, Bytes f) {
@@ -2321,6 +2324,12 @@ uint64_t chunk_bytes_for(uint64_t size, unsigned workers) noexcept {
   uint64_t per = (size + std::min<uint64_t>(workers, kMaxChunks) - 1) / std::min<uint64_t>(workers, kMaxChunks);
   per = (per + kAlign - 1) / kAlign * kAlign;
   return per < size ? per : 0;
+}
+
+uint64_t stream_chunk_bytes_for(uint64_t size) noexcept {
+  constexpr uint64_t kStreamChunk = uint64_t(1) << 20, kAlign = 64 * 1024;
+  const uint64_t per = std::max(kStreamChunk, (size + kMaxChunks - 1) / kMaxChunks);
+  return (per + kAlign - 1) / kAlign * kAlign;
 }
 
 DecodeResult decode(const Bytes* frames, size_t n, const DecodeOptions& opts) noexcept {

@@ -161,9 +161,10 @@ struct BufferDesc {  // bufdesc (section 6.3)
   // raw bytes split into byte planes of the format's pixel size. On encode(): written when set on an lz4/zstd
   // buffer; the payload must already be shuffled (compress(..., shuffle) does it).
   bool shuffle = false;
-  // Section 6.3.4: `streamed: true` (a RESULT output only, when "streamed_output" was negotiated): the chunks came
-  // ahead in PART messages and the message has no payload frame for this buffer; `data`/`payload` stay null after
-  // decode() (the receiver puts the image together from the PARTs). Written only when true, after `filter`.
+  // Sections 6.3.4 and 6.3.5: `streamed: true` (a RESULT output when "streamed_output" was negotiated, a FRAME
+  // buffer when "streamed_frames" was): the chunks came ahead in PART messages and the message has no payload frame
+  // for this buffer; `data`/`payload` stay null after decode() (the receiver puts the buffer together from the
+  // PARTs). Written only when true, after `filter`.
   bool streamed = false;
   std::optional<bool> depth_reversed;
   std::optional<bool> depth_infinite;
@@ -382,14 +383,15 @@ struct Bye : Common {
   std::optional<std::string> reason;
 };
 
-// PART (section 5.12): one chunk of a streamed RESULT image, sent ahead of the RESULT (section 6.3.4). Its one
+// PART (section 5.12): one chunk of a streamed buffer, sent ahead of its message: a RESULT image's (R->E, `buffer`
+// "output", section 6.3.4) or a FRAME buffer's (E->R, any other buffer name, section 6.3.5). Its one
 // payload frame is the chunk's compressed bytes as they are: after decode() `payload` views the input frame (never
 // decompressed by decode(); see inflate_chunk()). For encode(): the bytes to send.
 inline constexpr uint64_t kMaxPartIndex = 255;  // an index of a chunk table (kMaxChunks entries)
 struct Part : Common {
   uint64_t session = 0;
   uint64_t frame = 0;
-  std::string buffer = "output";  // the only buffer streamed in NRB/1
+  std::string buffer = "output";  // "output" (a RESULT's image) or the name of the FRAME buffer it belongs to
   uint64_t index = 0;
   const uint8_t* payload = nullptr;
   size_t payload_size = 0;
@@ -472,6 +474,10 @@ struct FramePeek {
   uint64_t content_size = 0;
 };
 std::optional<FramePeek> peek_frame(const uint8_t* in, size_t n) noexcept;
+// The chunk size of a streamed buffer (sections 6.3.4 step 7 and 6.3.5 step 6, bridge.protocol's
+// stream_chunk_bytes_for): 1 MiB of raw bytes, more where `size` would need more than 256 chunks, rounded up to
+// 64 KiB; a buffer of 1 MiB or less is one chunk (a table of one entry).
+uint64_t stream_chunk_bytes_for(uint64_t size) noexcept;
 // Runs every job, possibly in parallel, and returns when all are done (a thread pool's run_all); jobs never throw.
 using ParallelRunner = std::function<void(std::vector<std::function<void()>>&)>;
 // One baseline JPEG (4:4:4) of `width` x `height` 8-bit RGBA pixels (alpha dropped) at `quality` 1..100
@@ -523,8 +529,12 @@ struct DecodeOptions {
   bool allow_chunked = false;
   // Both sides listed "shuffle" (section 6.3.3): an lz4/zstd payload may carry `filter: "shuffle"`.
   bool allow_shuffle = false;
-  // Both sides listed "streamed_output" (section 6.3.4): a RESULT output may be `streamed`, and PART messages come.
+  // Both sides listed "streamed_output" (section 6.3.4): a RESULT output may be `streamed`, and PARTs of "output"
+  // come.
   bool allow_streamed_output = false;
+  // Both sides listed "streamed_frames" (section 6.3.5): a FRAME buffer may be `streamed`, and PARTs of the other
+  // buffer names come.
+  bool allow_streamed_frames = false;
   // Leave compressed payloads (every codec) compressed: `payload`/`payload_size` view them, `data` stays null
   // until inflate() runs, on another thread (section 6.3 lets a receiver decompress later). Lengths that need no
   // decompression (a chunk table's sum) are still checked here.
@@ -533,7 +543,7 @@ struct DecodeOptions {
   static DecodeOptions permissive(const ShmPool* pool = nullptr) {
     DecodeOptions o;
     o.allow_lz4 = o.allow_zstd = o.allow_jpeg = o.allow_webp = o.allow_chunked = o.allow_shuffle = true;
-    o.allow_streamed_output = true;
+    o.allow_streamed_output = o.allow_streamed_frames = true;
     o.shm_pool = pool;
     return o;
   }

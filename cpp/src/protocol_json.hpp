@@ -819,7 +819,8 @@ inline Json message_to_json(const Message& msg) {
 }
 
 // The pixel bytes of each inline buffer of a decoded message, in descriptor order (decompressed where the wire
-// payload was compressed), or a PART's payload as it is (section 6.3.4): what a vector's "payloads" lists.
+// payload was compressed; a streamed one has none), or a PART's payload as it is (sections 6.3.4, 6.3.5): what a
+// vector's "payloads" lists.
 inline std::vector<Bytes> inline_pixels(const Message& msg) {
   std::vector<Bytes> out;
   if (auto* f = std::get_if<Frame>(&msg)) {
@@ -848,6 +849,7 @@ inline DecodeOptions options_from_context(const Json* context, ShmPool& pool) {
       if (x == "chunked") o.allow_chunked = true;
       if (x == "shuffle") o.allow_shuffle = true;
       if (x == "streamed_output") o.allow_streamed_output = true;
+      if (x == "streamed_frames") o.allow_streamed_frames = true;
     }
   }
   if (auto* p = detail::find(*context, "shm_pool"); p && !p->is_null()) {

@@ -778,11 +778,14 @@ TEST_CASE("protocol: PART round trip: the canonical header, then its payload as 
 TEST_CASE("protocol: PART checks follow section 9.1") {
   Streamed s;
   const Blob chunk = s.chunks[0];
-  auto code = [&](const Blob& header, std::vector<Blob> payloads = {}, bool negotiated = true) {
+  // `negotiated`: streamed_output; `frames_negotiated`: streamed_frames (section 6.3.5)
+  auto code = [&](const Blob& header, std::vector<Blob> payloads = {}, bool negotiated = true,
+                  bool frames_negotiated = true) {
     std::vector<Blob> frames{header};
     for (auto& p : payloads) frames.push_back(p);
     DecodeOptions o = DecodeOptions::permissive();
     o.allow_streamed_output = negotiated;
+    o.allow_streamed_frames = frames_negotiated;
     auto r = decode_blobs(frames, o);
     return r.ok() ? ErrorCode{} : r.error.code;
   };
@@ -793,14 +796,14 @@ TEST_CASE("protocol: PART checks follow section 9.1") {
   // missing keys, in canonical order
   CHECK(code(part_header(Mp(), idx), {chunk}) == ErrorCode::MISSING_FIELD);
   CHECK(code(part_header(out, Mp()), {chunk}) == ErrorCode::MISSING_FIELD);
-  // buffer: a str, at most 64 bytes, a buffer name, and "output"
+  // buffer: a str, at most 64 bytes, a buffer name
   Mp num;
   num.u(1);
   CHECK(code(part_header(num, idx), {chunk}) == ErrorCode::WRONG_TYPE);
   Mp long_name;
   long_name.str("x_" + std::string(63, 'a'));
   CHECK(code(part_header(long_name, idx), {chunk}) == ErrorCode::LIMIT_EXCEEDED);
-  for (const char* name : {"", "not a buffer", "albedo", "x_vendor"}) {
+  for (const char* name : {"", "not a buffer", "Albedo"}) {
     CAPTURE(name);
     Mp n;
     n.str(name);
@@ -820,6 +823,20 @@ TEST_CASE("protocol: PART checks follow section 9.1") {
   CHECK(code(part_header(out, idx), {chunk}, false) == ErrorCode::BAD_VALUE);
   CHECK(code(part_header(out, over), {chunk}, false) == ErrorCode::LIMIT_EXCEEDED);
   CHECK(code(part_header(out, idx), {}, false) == ErrorCode::BAD_VALUE);
+  // a FRAME buffer's PART (section 6.3.5): only where streamed_frames was negotiated, whatever streamed_output says
+  for (const char* name : {"albedo", "depth", "x_vendor"}) {
+    CAPTURE(name);
+    Mp n;
+    n.str(name);
+    CHECK(code(part_header(n, idx), {chunk}) == ErrorCode{});
+    CHECK(code(part_header(n, idx), {chunk}, /*negotiated=*/false) == ErrorCode{});
+    CHECK(code(part_header(n, idx), {chunk}, true, /*frames_negotiated=*/false) == ErrorCode::BAD_VALUE);
+    CHECK(code(part_header(n, over), {chunk}, true, false) == ErrorCode::LIMIT_EXCEEDED);  // index first
+    CHECK(code(part_header(n, idx), {}, true, false) == ErrorCode::BAD_VALUE);  // before the payload count
+    CHECK(code(part_header(n, idx), {}, true, true) == ErrorCode::MALFORMED);
+  }
+  // "output" needs streamed_output alone
+  CHECK(code(part_header(out, idx), {chunk}, true, /*frames_negotiated=*/false) == ErrorCode{});
   // exactly one payload frame, 1.. bytes
   CHECK(code(part_header(out, idx), {}) == ErrorCode::MALFORMED);
   CHECK(code(part_header(out, idx), {chunk, chunk}) == ErrorCode::MALFORMED);
@@ -930,17 +947,118 @@ TEST_CASE("protocol: a streamed RESULT output has no payload frame and is checke
     *(b + f.b.size() - 1) = 0x01;
     CHECK(code_of({h2, all}) == ErrorCode::WRONG_TYPE);
   }
-  // on a FRAME buffer
-  {
-    Blob px;
-    Frame f = basic_frame(px);
-    BufferDesc& b = f.buffers[0];
-    Blob z = compress(Compression::lz4, px.data(), px.size());
+  // a RESULT output streamed where only streamed_frames was negotiated (the other direction): BAD_VALUE
+  DecodeOptions frames_only = DecodeOptions::permissive();
+  frames_only.allow_streamed_output = false;
+  CHECK(code(s.result, {}, frames_only) == ErrorCode::BAD_VALUE);
+}
+
+// Section 6.3.5: a FRAME whose `albedo` (2x2 rgba8, one lz4 chunk) came ahead in a PART, followed by an inline
+// raw `depth`, which keeps its payload frame.
+namespace {
+struct StreamedFrameMsg {
+  Blob px, depth, z;
+  Frame frame;
+  StreamedFrameMsg() {
+    frame = basic_frame(px);
+    BufferDesc& b = frame.buffers[0];
+    z = compress(Compression::lz4, px.data(), px.size());
     b.compression = Compression::lz4;
     b.chunks = {z.size()};
-    b.chunk_bytes = px.size();
+    b.chunk_bytes = stream_chunk_bytes_for(px.size());
     b.streamed = true;
-    CHECK(code_of({encode(Message(f)).header}) == ErrorCode::BAD_VALUE);
+    b.data = b.payload = nullptr;
+    b.size = b.payload_size = 0;
+    BufferDesc d;
+    d.name = "depth";
+    d.format = Format::r32f;
+    d.width = 2;
+    d.height = 2;
+    d.stride = 8;
+    depth.assign(16, 0x3f);
+    d.set_pixels(depth.data(), depth.size());
+    frame.buffers.push_back(d);
+  }
+};
+}  // namespace
+
+TEST_CASE("protocol: a streamed FRAME buffer (section 6.3.5) has no payload frame, where streamed_frames was "
+          "negotiated") {
+  StreamedFrameMsg s;
+  const Encoded e = encode(Message(s.frame));
+  REQUIRE(e.frame_count() == 2);  // the header and depth's payload: none for the streamed albedo
+  CHECK(e.frame(1).data == s.depth.data());
+  Mp tail;
+  tail.str("chunk_bytes").u(1u << 20).str("streamed").raw({0xc3});
+  CHECK(std::search(e.header.begin(), e.header.end(), tail.b.begin(), tail.b.end()) != e.header.end());
+
+  DecodeOptions o = DecodeOptions::permissive();
+  o.allow_streamed_output = false;  // the engine's direction needs only its own capability
+  const DecodeResult r = decode(std::vector<Bytes>{e.frame(0), e.frame(1)}, o);
+  REQUIRE_MESSAGE(r.ok(), r.error.message);
+  const Frame& f = std::get<Frame>(*r.message);
+  REQUIRE(f.buffers.size() == 2);
+  CHECK(f.buffers[0].streamed);
+  CHECK_FALSE(f.buffers[0].is_inline());
+  CHECK(f.buffers[0].data == nullptr);
+  CHECK(f.buffers[0].chunks == std::vector<uint64_t>{s.z.size()});
+  CHECK(Blob(f.buffers[1].data, f.buffers[1].data + f.buffers[1].size) == s.depth);
+  CHECK(encode(*r.message).header == e.header);
+  CHECK(json::message_to_json(*r.message) == json::message_to_json(Message(s.frame)));
+  REQUIRE(json::inline_pixels(*r.message).size() == 1);  // depth only
+  {  // the JSON mapping takes a streamed FRAME buffer without a payload
+    std::vector<std::vector<uint8_t>> storage;
+    const Message back = json::message_from_json(json::message_to_json(*r.message), {s.depth}, storage);
+    CHECK(encode(back).header == e.header);
+  }
+  // the chunk itself travels in a PART of buffer "albedo" (decoded with the same options)
+  Part p;
+  p.session = s.frame.session;
+  p.frame = s.frame.frame;
+  p.buffer = "albedo";
+  p.payload = s.z.data();
+  p.payload_size = s.z.size();
+  const Encoded pe = encode(Message(p));
+  const DecodeResult pr = decode(std::vector<Bytes>{pe.frame(0), pe.frame(1)}, o);
+  REQUIRE_MESSAGE(pr.ok(), pr.error.message);
+  CHECK(std::get<Part>(*pr.message).buffer == "albedo");
+
+  auto code = [&](const Frame& fr, std::vector<Blob> payloads, const DecodeOptions& opts) {
+    std::vector<Blob> frames{encode(Message(fr)).header};
+    for (auto& b : payloads) frames.push_back(b);
+    auto rr = decode_blobs(frames, opts);
+    return rr.ok() ? ErrorCode{} : rr.error.code;
+  };
+  // not negotiated (streamed_output alone is the other direction)
+  DecodeOptions no = DecodeOptions::permissive();
+  no.allow_streamed_frames = false;
+  CHECK(code(s.frame, {s.depth}, no) == ErrorCode::BAD_VALUE);
+  // a payload frame for it too: one too many
+  CHECK(code(s.frame, {s.z, s.depth}, o) == ErrorCode::MALFORMED);
+  // without chunks
+  Frame one = s.frame;
+  one.buffers[0].chunks.clear();
+  one.buffers[0].chunk_bytes = 0;
+  CHECK(code(one, {s.depth}, o) == ErrorCode::BAD_VALUE);
+  // uncompressed: no chunk table goes out with a raw buffer, so `streamed` comes without one
+  Frame raw = s.frame;
+  raw.buffers[0].compression = Compression::none;
+  CHECK(code(raw, {s.depth}, o) == ErrorCode::BAD_VALUE);
+}
+
+TEST_CASE("protocol: stream_chunk_bytes_for: 1 MiB, more above 256 MiB, in 64 KiB steps") {
+  constexpr uint64_t MiB = 1u << 20;
+  CHECK(stream_chunk_bytes_for(0) == MiB);
+  CHECK(stream_chunk_bytes_for(1) == MiB);
+  CHECK(stream_chunk_bytes_for(MiB) == MiB);
+  CHECK(stream_chunk_bytes_for(3 * MiB + 1) == MiB);
+  CHECK(stream_chunk_bytes_for(256 * MiB) == MiB);
+  CHECK(stream_chunk_bytes_for(256 * MiB + 1) == MiB + 64 * 1024);
+  CHECK(stream_chunk_bytes_for(1024 * MiB) == 4 * MiB);
+  for (uint64_t size : {uint64_t(5), 7 * MiB + 3, 300 * MiB + 17, 1024 * MiB}) {
+    const uint64_t per = stream_chunk_bytes_for(size);
+    CHECK(per % (64 * 1024) == 0);
+    CHECK((size + per - 1) / per <= kMaxChunks);
   }
 }
 

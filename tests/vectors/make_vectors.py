@@ -658,7 +658,8 @@ def streamed_vectors(valid: Any, invalid: Any) -> None:
             "index 256 (a buffer has 256 chunks at most: 0..255)", context=ctx)
     invalid("part_empty_payload", [pk(part), b""], "BAD_VALUE", "a PART whose chunk is empty", context=ctx)
     invalid("part_buffer_albedo", [pk({**part, "buffer": "albedo"}), chunks[2]], "BAD_VALUE",
-            "a PART of a buffer other than output", context=ctx)
+            "a PART of a FRAME buffer where only streamed_output was negotiated (streamed_frames, section 6.3.5, "
+            "was not)", context=ctx)
     invalid("part_not_negotiated", [pk(part), chunks[2]], "BAD_VALUE",
             "a PART where streamed_output was not negotiated",
             context={"compression": ["lz4", "zstd", "chunked", "shuffle"]})
@@ -673,9 +674,25 @@ def streamed_vectors(valid: Any, invalid: Any) -> None:
     fb = {**desc("albedo", "rgba8", 16, 8), "compression": "lz4", "chunks": [len(c) for c in chunks],
           "chunk_bytes": 200, "filter": "shuffle", "streamed": True}
     invalid("frame_streamed", [pk(frame_header([fb]))], "BAD_VALUE",
-            "streamed true on a FRAME buffer (only a RESULT output is streamed)", context=ctx)
+            "streamed true on a FRAME buffer where only streamed_output was negotiated (streamed_frames, section "
+            "6.3.5, was not)", context=ctx)
     invalid("streamed_not_bool", [pk({**res, "output": {**out, "streamed": 1}})], "WRONG_TYPE",
             "streamed is an integer", context=ctx)
+    streamed_frame_vectors(valid, invalid, part, chunks)
+
+
+def streamed_frame_vectors(valid: Any, invalid: Any, part: dict[str, Any], chunks: list[bytes]) -> None:
+    """Section 6.3.5: a FRAME's buffers streamed in PART messages ahead of the FRAME."""
+    ctx = {"compression": ["lz4", "zstd", "chunked", "streamed_frames"]}
+    valid("part_frame_buffer", {**part, "buffer": "albedo"}, [chunks[2]],
+          "chunk 2 of a streamed FRAME buffer, ahead of its FRAME (sections 5.12 and 6.3.5)", context=ctx)
+    fb = {**desc("albedo", "rgba8", 16, 8), "compression": "lz4", "chunks": [len(c) for c in chunks],
+          "chunk_bytes": 200, "streamed": True}
+    valid("frame_streamed_frames", frame_header([fb]), [],
+          "a FRAME whose chunked lz4 albedo came ahead in three PARTs (section 6.3.5): the chunk table, streamed "
+          "true, no payload frame", context=ctx)
+    invalid("part_output_streamed_frames_only", [pk(part), chunks[2]], "BAD_VALUE",
+            "a PART of output where only streamed_frames was negotiated (streamed_output was not)", context=ctx)
 
 
 def style_vectors(valid: Any, invalid: Any, with_: Any, alb: bytes) -> None:
