@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import zmq
@@ -27,6 +28,7 @@ from bridge.protocol import (
     MAX_CHUNKS,
     PART_SLACK_BYTES,
     SHUFFLE,
+    STREAMED_FRAMES,
     STREAMED_OUTPUT,
     Buffer,
     BufferSpec,
@@ -52,6 +54,7 @@ from bridge.protocol import (
     attach_parts,
     decode,
     encode,
+    encode_streamed_frame,
     parse_header,
 )
 
@@ -115,6 +118,9 @@ class Client:
         #: codecs a RESULT may use: the lossless ones, plus ``"jpeg"`` or ``"webp"`` once WELCOME accepted ``lossy_output``
         self.compression: tuple[str, ...] = COMPRESSIONS
         self._nonce = itertools.count(1)
+        #: WELCOME accepted the ``"streamed_frames"`` this client offered (protocol section 6.3.5): ``send_frame``
+        #: may send compressed chunked buffers in PARTs ahead of their FRAME
+        self.streamed_frames = False
         #: (session, frame) of the FRAMEs sent and not answered yet: the frames whose PARTs are held (section 6.3.4)
         self._in_flight: set[tuple[int, int]] = set()
         #: the PARTs held per frame in flight, (index, payload) in arrival order, and their bytes; ``None``: the
@@ -271,6 +277,8 @@ class Client:
             ((SHUFFLE,) if SHUFFLE in msg.capabilities else ()) + \
             ((STREAMED_OUTPUT,) if STREAMED_OUTPUT in msg.capabilities and STREAMED_OUTPUT in caps
              and CHUNKED in msg.capabilities else ())  # sections 6.3.2-6.3.4: an image may come so
+        self.streamed_frames = STREAMED_FRAMES in msg.capabilities and STREAMED_FRAMES in caps \
+            and CHUNKED in msg.capabilities
         self._in_flight.clear()
         self._parts.clear()
         self._part_bytes.clear()
@@ -300,10 +308,16 @@ class Client:
                    styles: Sequence[StyleCommand] = (), dt: float = 1 / 60, deadline_ms: float = 1000.0,
                    camera: Camera | None = None, time_ns: int | None = None, frame: int | None = None,
                    result_slot: int | None = None, session: int | None = None,
-                   controls: Sequence[Control] = ()) -> int:
+                   controls: Sequence[Control] = (), stream: bool | None = None,
+                   pool: Executor | None = None) -> int:
         """Send one FRAME; return its id. Without ``time_ns`` the frame time advances by ``dt`` per frame, so a
         scripted run is reproducible regardless of how fast it goes. ``styles`` may define styles at run time
-        (``StyleCommand.params``); ``controls`` set the session's intensity and exclusions (protocol 5.3)."""
+        (``StyleCommand.params``); ``controls`` set the session's intensity and exclusions (protocol 5.3).
+
+        ``stream`` (protocol section 6.3.5): every inline buffer with ``compression`` lz4/zstd and ``chunk_bytes``
+        goes ahead in PART messages, one per chunk, each sent as soon as it is compressed (on ``pool`` when given),
+        the FRAME last. ``None`` (the default) streams when the server accepted ``"streamed_frames"``; ``True``
+        streams even where it did not (a test of the server's answer); ``False`` never."""
         sid = session if session is not None else self.session
         if sid is None:
             raise RuntimeError("no session: call hello() first")
@@ -313,8 +327,13 @@ class Client:
             if fid > 1:
                 self._sim_time_ns += int(round(dt * 1e9))
             time_ns = self._sim_time_ns
-        self.send(Frame(sid, fid, time_ns, dt, deadline_ms, list(buffers), list(events), list(styles), camera,
-                        result_slot, list(controls)))
+        msg = Frame(sid, fid, time_ns, dt, deadline_ms, list(buffers), list(events), list(styles), camera,
+                    result_slot, list(controls))
+        if stream or (stream is None and self.streamed_frames):
+            msg.buffers = [dataclasses.replace(b) for b in msg.buffers]  # the caller's buffers stay unstreamed
+            for part in encode_streamed_frame(msg, pool):
+                self.send_raw(part)
+        self.send(msg)
         return fid
 
     def result(self, frame: int, timeout: float | None = None) -> Result:

@@ -20,7 +20,16 @@ import numpy as np
 
 from bridge.doorbell import Doorbell
 from bridge.hooks import HookContext, HookError, HookSet
-from bridge.protocol import Control, ErrorCode, Frame, Hello, ProtocolError, StyleCommand, Welcome
+from bridge.protocol import (
+    Control,
+    ErrorCode,
+    Frame,
+    Hello,
+    ProtocolError,
+    StyleCommand,
+    Welcome,
+    cancel_early,
+)
 from bridge.renderer import Renderer
 from bridge.shm import ShmPoolView
 from bridge.style.defined import LiveLibrary, RuntimeStyleLimit, StyleDef, runtime_def
@@ -246,7 +255,9 @@ class QueuedFrame:
         return self.received_ns + int(self.frame.deadline_ms * 1e6)
 
     def header_only(self) -> QueuedFrame:
-        """This frame without its pixels (buffers dropped, wire reduced to the header), to be carried."""
+        """This frame without its pixels (buffers dropped, wire reduced to the header), to be carried. What was
+        decompressed ahead of it (streamed frames, protocol section 6.3.5) and has not started is cancelled."""
+        cancel_early(self.frame.buffers)
         return dataclasses.replace(self, frame=dataclasses.replace(self.frame, buffers=[]), wire=self.wire[:1],
                                    carried=[])
 
@@ -296,6 +307,8 @@ class Session:
         self.last_seen = clock()
 
     def close(self) -> None:
+        for item in self.queue:  # what was decompressed ahead of its frames (protocol section 6.3.5)
+            cancel_early(item.frame.buffers)
         self.queue.clear()
         if self.pool is not None:
             self.pool.close()

@@ -143,17 +143,19 @@ def test_a_server_started_with_no_doorbell_declines_it(tmp_path: Path) -> None:
 
 
 def test_a_doorbell_session_never_streams_its_image(tmp_path: Path) -> None:
-    """Protocol section 6.3.4 step 1: "streamed_output" is never accepted with a doorbell (its one-frame answers take
-    the FIFO); the same offer without the doorbell is accepted."""
-    caps = ["shm", "doorbell", "lz4", "chunked", "streamed_output"]
+    """Protocol sections 6.3.4 and 6.3.5 step 1: "streamed_output" and "streamed_frames" are never accepted with a
+    doorbell (its one-frame answers take the FIFO); the same offer without the doorbell is accepted."""
+    caps = ["shm", "doorbell", "lz4", "chunked", "streamed_output", "streamed_frames"]
     with engine_side(tmp_path) as (shm, pool, spec, out, back), \
             served(tmp_path, "--renderer", "passthrough") as srv:
         with srv.client() as c:
             welcome = c.hello(SIZE, ALBEDO_SPEC, capabilities=caps, shm=pool, doorbell=spec)
             assert {"doorbell", "chunked"} <= set(welcome.capabilities)
             assert "streamed_output" not in welcome.capabilities
+            assert "streamed_frames" not in welcome.capabilities
             c.bye()
         with srv.client() as c:
             welcome = c.hello(SIZE, ALBEDO_SPEC, capabilities=caps[2:])
             assert "streamed_output" in welcome.capabilities
+            assert "streamed_frames" in welcome.capabilities
             c.bye()

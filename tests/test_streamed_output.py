@@ -5,7 +5,7 @@ What a user would check: the sender's stream yields each chunk as a PART in orde
 receiver's assembly gives back exactly the image, and refuses missing, extra, repeated and wrong-length PARTs with
 ``PAYLOAD_MISMATCH`` before decompressing anything; ``nrb serve`` streams only to an engine that offered it with
 ``"chunked"`` (not with ``--no-streamed-output``, not without chunks, never with a doorbell), sends every PART before
-the RESULT, and records the RESULT with its image; a PART sent to ``nrb serve`` is ``BAD_VALUE`` and the session goes
+the RESULT, and records the RESULT with its image; a PART of output sent to ``nrb serve`` is ``BAD_VALUE`` and the session goes
 on; ``bridge.client`` holds PARTs and hands back the image as usual. The shared vectors (tests/vectors, ``part*``,
 ``*streamed*``) hold both codecs to the same checks.
 """
@@ -296,7 +296,8 @@ def test_a_part_sent_to_nrb_serve_is_bad_value_and_the_session_goes_on(passthrou
         c.send_raw(encode(Part(c.session, 1, "output", 0, b"\x04\x22\x4d\x18")))
         err = c.recv()
         assert isinstance(err, Error) and err.code == ErrorCode.BAD_VALUE
-        assert err.message == "a renderer does not accept PART"
+        assert err.message == "a renderer does not accept a PART of output"
+        assert err.session == c.session and err.frame is None
         res = c.render([Buffer.from_array("hudless_color", "rgba8_srgb", img, compression="lz4")])
         assert res.output is not None and np.array_equal(res.output.array(), img)
         c.bye()
@@ -467,7 +468,7 @@ def test_remote_error_after_parts_discards_them(fake: _FakeServer) -> None:
         _play(fake, c)
 
 
-def test_frame_buffers_are_never_streamed() -> None:
+def test_frame_buffers_are_not_streamed_without_streamed_frames() -> None:
     b = Buffer.from_array("albedo", "rgba8", _image(15, 64, 32), compression="lz4")
     b.chunk_bytes = 4096
     wire = encode(Frame(1, 1, 0, 0.0, 10.0, [b]))

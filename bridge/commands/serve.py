@@ -126,6 +126,10 @@ def add_server_arguments(p: argparse.ArgumentParser, *, record: bool = True) -> 
                    help="send a compressed image's chunks in PART messages as each is compressed, ahead of its "
                         "RESULT, to engines that offer it (protocol section 6.3.4); --no-streamed-output sends the "
                         "image in one message, as a server that predates it")
+    p.add_argument("--streamed-frames", action=argparse.BooleanOptionalAction, default=True,
+                   help="take a FRAME's compressed buffers in PART messages ahead of the FRAME from engines that "
+                        "offer it, decompressing each chunk as it arrives (protocol section 6.3.5); "
+                        "--no-streamed-frames answers as a server that predates it")
     p.add_argument("--metrics", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                    help="live status line on stderr (default: when stderr is a terminal)")
@@ -148,7 +152,8 @@ def config_from_args(args: argparse.Namespace, record: str | None = None) -> Ser
         idle_timeout=args.idle_timeout,
         record=record if record is not None else getattr(args, "record", None), metrics_port=args.metrics,
         status=status, doorbell=args.doorbell, chunks=args.chunks, shuffle=args.shuffle,
-        streamed_output=args.streamed_output, workers=args.workers, worker_threads=args.worker_threads,
+        streamed_output=args.streamed_output, streamed_frames=args.streamed_frames, workers=args.workers,
+        worker_threads=args.worker_threads,
     )
 
 

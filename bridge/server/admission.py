@@ -26,6 +26,7 @@ from bridge.protocol import (
     FORMATS,
     MAX_DIMENSION,
     SHUFFLE,
+    STREAMED_FRAMES,
     STREAMED_OUTPUT,
     ErrorCode,
     Frame,
@@ -136,6 +137,14 @@ class Admission:
             caps += hello_options.lossy_capabilities(hello, renderer.output_format)  # protocol section 6.3.1
             w, h = renderer.output_size(hello.render_size, hello.output_size)
             held = session_bytes(frame_bytes, (w, h))  # the renderer's own size (an upscaler may return more)
+            if bell is None and CHUNKED in caps and STREAMED_FRAMES in hello.capabilities and cfg.streamed_frames:
+                # section 6.3.5: a FRAME's chunks in PARTs ahead of it (never with a doorbell either), when what
+                # they make the session hold fits the budgets; otherwise the session goes on without (not refused)
+                streaming = session_bytes(frame_bytes, (w, h), streamed_frames=True)
+                if streaming <= min(cfg.max_session_bytes, cfg.max_total_bytes) and \
+                        reserved + streaming <= cfg.max_total_bytes:
+                    caps.append(STREAMED_FRAMES)
+                    held = streaming
             if held > min(cfg.max_session_bytes, cfg.max_total_bytes):
                 raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, f"this session's {w}x{h} image would make it hold "
                                                               f"{held} bytes, more than this server's budget per "
@@ -154,7 +163,8 @@ class Admission:
                               OutputSpec(renderer.output_format, w, h), cfg.max_in_flight, self.styles.library.names,
                               limits=limits)
             return Session(sid, routing_id, hello, welcome, renderer, StylePipeline(sid, self.styles.library),
-                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED, SHUFFLE, STREAMED_OUTPUT)), pool, bell, user_id=user_id,
+                           tuple(c for c in caps if c in (*COMPRESSIONS, CHUNKED, SHUFFLE, STREAMED_OUTPUT,
+                                                         STREAMED_FRAMES)), pool, bell, user_id=user_id,
                            frame_bytes=frame_bytes, reserved_bytes=held)
         except BaseException:  # refused after mapping the engine's pool: let go of it (and of its doorbell)
             if bell is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.lights import X_LIGHTS
-from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, MAX_IN_FLIGHT, Hello
+from bridge.protocol import FORMATS, LIGHTING_CONSTANTS, MAX_IN_FLIGHT, PART_SLACK_BYTES, Hello
 
 #: Frames beyond ``max_in_flight`` are still queued (header only) so their events apply; while a session has this
 #: many more queued, its peer's input is held (back-pressure, docs/protocol.md section 5.9).
@@ -85,6 +85,8 @@ class ServerConfig:
     shuffle: bool = True  # accept "shuffle" (protocol section 6.3.3) from engines that offer it
     #: accept "streamed_output" (protocol section 6.3.4): the image's chunks go out in PARTs as each is compressed
     streamed_output: bool = True
+    #: accept "streamed_frames" (protocol section 6.3.5): a FRAME's chunks come ahead in PARTs, decompressed on arrival
+    streamed_frames: bool = True
     workers: int = 0  # render workers; 0: one per core (os.cpu_count()), at most max_sessions
     # renderer threads per frame; 0: adaptive, the cores shared by the workers busy when the frame starts (a lone
     # busy session gets them all; see Scheduler.frame_threads)
@@ -134,10 +136,13 @@ def frame_budget(hello: Hello) -> int:
     return total
 
 
-def session_bytes(frame_bytes: int, output_size: tuple[int, int]) -> int:
+def session_bytes(frame_bytes: int, output_size: tuple[int, int], streamed_frames: bool = False) -> int:
     """What the server holds for a session at most: the frame being rendered and one waiting (latest frame wins:
-    older ones are answered at once and keep only their headers), plus its image as float32 RGBA."""
-    return 2 * frame_bytes + 16 * output_size[0] * output_size[1]
+    older ones are answered at once and keep only their headers), plus its image as float32 RGBA; with
+    ``streamed_frames`` (protocol 6.3.5) also the PARTs held ahead of the next FRAME (their payloads, at most
+    ``frame_bytes`` x 129/128 + 1 MiB, and their chunks decompressed ahead, at most ``frame_bytes``)."""
+    ahead = 2 * frame_bytes + frame_bytes // 128 + PART_SLACK_BYTES if streamed_frames else 0
+    return 2 * frame_bytes + ahead + 16 * output_size[0] * output_size[1]
 
 
 def endpoint_host(endpoint: str) -> str | None:

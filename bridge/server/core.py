@@ -67,7 +67,7 @@ class Server:
                                    lambda: self.io.endpoint)
         self.io = IOLoop(cfg, self._ctx, max_message_bytes=self.max_message_bytes, scheduler=self.scheduler,
                          stats=self.stats, outbox=self.outbox, observers=self.observers, admission=self.admission,
-                         skip=self.processor.answer_skipped)
+                         skip=self.processor.answer_skipped, chunk_pool=self.processor.chunk_pool)
         self.endpoint: str | None = None
         self.metrics_port: int | None = None
         self._status_out: TextIO = sys.stderr

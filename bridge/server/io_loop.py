@@ -25,6 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,21 @@ import zmq
 
 from bridge.doorbell import DoorbellCorrupt
 from bridge.protocol import (
+    CHUNKED,
     COMPRESSIONS,
+    STREAMED_FRAMES,
     STREAMED_OUTPUT,
     Bye,
     Error,
     ErrorCode,
     Frame,
     Hello,
+    Part,
     Ping,
     Pong,
     ProtocolError,
+    attach_frame_parts,
+    cancel_early,
     message_from_header,
     parse_header,
 )
@@ -54,6 +60,7 @@ from .observers import Observers
 from .outbox import Outbox
 from .scheduler import Scheduler, SkipAnswer
 from .stats import ServerStats
+from .streamed import HeldParts, cancel_held
 
 log = logging.getLogger("nrb.server")
 
@@ -71,7 +78,8 @@ class IOLoop:
 
     def __init__(self, config: ServerConfig, ctx: zmq.Context[Any], *, max_message_bytes: int,
                  scheduler: Scheduler, stats: ServerStats, outbox: Outbox, observers: Observers,
-                 admission: Admission, skip: SkipAnswer) -> None:
+                 admission: Admission, skip: SkipAnswer,
+                 chunk_pool: Callable[[], Executor] | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.max_message_bytes = max_message_bytes
@@ -83,6 +91,10 @@ class IOLoop:
         self.observers = observers
         self.admission = admission
         self.skip = skip
+        #: the chunk threads, where held PARTs are decompressed ahead of their FRAMEs (protocol section 6.3.5)
+        self.chunk_pool = chunk_pool
+        #: per session id, the PARTs it streamed ahead of FRAMEs that have not come yet
+        self._parts: dict[int, HeldParts] = {}
         self.sock: zmq.Socket[Any] | None = None
         self.endpoint: str | None = None
         self.curve: ServerCurve | None = None
@@ -529,10 +541,10 @@ class IOLoop:
         if header.get("type") == "FRAME":
             self._on_frame(routing_id, header, frames, received, t0)
             return
-        kind = header.get("type")
-        # a PART is decoded as if negotiated, so that a well-formed one is told what the renderer does not take
-        msg = message_from_header(header, frames[1:],
-                                  compression=(*COMPRESSIONS, STREAMED_OUTPUT) if kind == "PART" else COMPRESSIONS)
+        if header.get("type") == "PART":
+            self._on_part(routing_id, header, frames)
+            return
+        msg = message_from_header(header, frames[1:], compression=COMPRESSIONS)
         if isinstance(msg, Hello):
             self._on_hello(routing_id, msg, frames)
         elif isinstance(msg, Ping):
@@ -576,6 +588,9 @@ class IOLoop:
             self._close_session(sess, bye.reason or "engine said bye")
 
     def _close_session(self, sess: Session, reason: str) -> None:
+        held = self._parts.pop(sess.id, None)
+        if held is not None:
+            held.clear()
         busy = self.scheduler.remove(sess)
         if sess.doorbell is not None and self._bells.pop(sess.doorbell.fileno(), None) is sess:
             if self._poller is not None:
@@ -596,6 +611,32 @@ class IOLoop:
         self.observers.tick(now)
 
     # ----------------------------------------------------------------------------------------------- frames
+    def _on_part(self, routing_id: bytes, header: dict[str, Any], frames: list[Any]) -> None:
+        """A PART of a FRAME buffer (protocol section 6.3.5): held until its FRAME, its chunk decompressed ahead on
+        the chunk threads. One it cannot take raises the ERROR that names its session only (``_ids_from``)."""
+        sid = header.get("session")
+        sess = self.sessions.get(sid) if _is_uint(sid) else None  # type: ignore[arg-type]
+        if sess is not None and sess.routing_id != routing_id:
+            sess = None
+        # decoded with the session's negotiation; a PART of output as if negotiated, so that a well-formed one is
+        # told what the renderer does not take (as is one naming no session it has)
+        caps = (*sess.compression, STREAMED_OUTPUT) if sess is not None else \
+            (*COMPRESSIONS, CHUNKED, STREAMED_OUTPUT, STREAMED_FRAMES)
+        part = message_from_header(header, frames[1:], compression=caps)
+        assert isinstance(part, Part)
+        if part.buffer == "output":
+            raise ProtocolError(ErrorCode.BAD_VALUE, "a renderer does not accept a PART of output")
+        if sess is None:
+            raise ProtocolError(ErrorCode.NO_SESSION, f"PART: session {sid} is not open (expired, closed or unknown)")
+        sess.touch()
+        if sess.last_frame is not None and part.frame <= sess.last_frame:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"PART {part.buffer}: chunks[{part.index}]: frame {part.frame} "
+                                                     f"is not above frame {sess.last_frame}, the last one accepted")
+        hold = self._parts.get(sess.id)
+        if hold is None:
+            hold = self._parts[sess.id] = HeldParts(sess.frame_bytes)
+        hold.add(part, frames[1], [c for c in sess.compression if c in COMPRESSIONS], self.chunk_pool)
+
     def _on_frame(self, routing_id: bytes, header: dict[str, Any], frames: list[Any], received: int,
                   t0: int) -> None:
         sid = header.get("session")
@@ -613,12 +654,25 @@ class IOLoop:
             self.stats.count("backlog_held")
             raise _HoldInput()
         pool = sess.hello.shm if sess.pool is not None else None
-        # compressed payloads stay compressed here: the render worker inflates them (one session's decompression
-        # must not hold up every other session's traffic on this thread), and never for a superseded frame
-        msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
-                                  max_frame_bytes=sess.frame_bytes, defer_decompression=True)
-        assert isinstance(msg, Frame)
-        self.admission.check_frame(sess, msg)
+        fid = header.get("frame")
+        hold = self._parts.get(sess.id)
+        # the PARTs streamed ahead of this frame (protocol section 6.3.5); those of older frames are dropped
+        held = hold.take(fid) if hold is not None and _is_uint(fid) else []  # type: ignore[arg-type]
+        msg: Any = None
+        try:
+            # compressed payloads stay compressed here: the render worker inflates them (one session's decompression
+            # must not hold up every other session's traffic on this thread), and never for a superseded frame
+            msg = message_from_header(header, frames[1:], compression=sess.compression, shm_pool=pool,
+                                      max_frame_bytes=sess.frame_bytes, defer_decompression=True)
+            assert isinstance(msg, Frame)
+            if held or any(b.streamed for b in msg.buffers):  # step 4: the held PARTs match the chunk tables
+                attach_frame_parts(msg.buffers, [p.entry() for p in held])
+            self.admission.check_frame(sess, msg)
+        except BaseException:
+            cancel_held(held)
+            if msg is not None:
+                cancel_early(msg.buffers)
+            raise
         decode_ms = (time.perf_counter_ns() - t0) / 1e6
         sess.last_frame = msg.frame
         self.stats.received(sess)

@@ -172,10 +172,11 @@ class Recorder(Observer):
                     self._call("hooks", hooks.path, hooks.source, hooks.version)
                     self._recorded_hooks = hooks.version
         frame = item.frame
-        if any(b.shm is not None for b in frame.buffers) or frame.result_slot is not None:
-            from bridge.protocol import encode  # the capture stores shared-memory buffers inline
+        if any(b.shm is not None or b.streamed for b in frame.buffers) or frame.result_slot is not None:
+            from bridge.protocol import encode  # the capture stores shared-memory and streamed buffers inline
 
-            inline = [dataclasses.replace(b, shm=None, compression=None, data=bytes(b.data or b""))
+            inline = [dataclasses.replace(b, shm=None, compression=None, streamed=False, chunks=None,
+                                          chunk_bytes=None, filter=None, data=bytes(b.data or b""))
                       for b in frame.buffers]
             wire: list[Any] = encode(dataclasses.replace(frame, buffers=inline, result_slot=None))
         else:

@@ -156,7 +156,7 @@ class FrameProcessor:
                 self._pool_shrunk(sess, item, exc)
                 return
         try:
-            chunked = any(b.chunks and b.compressed is not None for b in frame.buffers)
+            chunked = any(b.chunks and (b.compressed is not None or b.pieces is not None) for b in frame.buffers)
             inflate_ms = inflate(frame.buffers, self.chunk_pool() if chunked else None)
             check_lights(frame.buffers)  # x_lights values (protocol 6.1) need the payload, so are checked here
         except ProtocolError as exc:  # corrupt payload, bad light values: this frame's answer; the session goes on

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bridge.protocol import cancel_early
 from bridge.session import QueuedFrame, Session
 
 from .config import STYLE_ONLY_SLACK, ServerConfig
@@ -81,6 +82,7 @@ class Scheduler:
         with self.cond:
             if self.in_flight(sess) >= self.config.max_in_flight:
                 item.style_only = True
+                cancel_early(item.frame.buffers)  # decompressed ahead (protocol section 6.3.5): not needed
                 item.frame = dataclasses.replace(item.frame, buffers=[])
                 item.wire = item.wire[:1]
             else:
