@@ -1,6 +1,6 @@
 // One ZeroMQ DEALER connection to the renderer, with the socket options the client relies on:
-//   * ZMQ_SNDHWM/RCVHWM sized to the frames in flight, so nothing queues without bound (the client's own
-//     in-flight limit keeps it below them);
+//   * ZMQ_SNDHWM/RCVHWM sized to the frames in flight (and, sending, to the PARTs a streamed frame may take), so
+//     nothing queues without bound (the client's own in-flight limit keeps it below them);
 //   * ZMQ_IMMEDIATE deliberately 0: with 1, libzmq terminates the pipe on a disconnect *without* delivering the
 //     messages already received into it (session_base_t::reconnect), so a RESULT that arrived just before a
 //     renderer died would be lost and the events of its frame re-sent: a duplicate. Nothing queues to an absent

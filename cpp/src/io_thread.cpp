@@ -332,6 +332,9 @@ void IoThread::try_send_hello(TimePoint now) {
     // Section 6.3.4: an image's chunks may come ahead of its RESULT, each decompressed on the pool as it arrives
     // (the renderer's compressing, the link and our decompressing overlap instead of following each other).
     h.capabilities.emplace_back("streamed_output");
+    // Section 6.3.5, the other way: our frames' chunks leave in PARTs as each is compressed on the pool, so our
+    // compressing, the link and the renderer's decompressing overlap too.
+    h.capabilities.emplace_back("streamed_frames");
     // Section 6.3.3: G-buffers of 16-bit and 32-bit texels compress to about half with their byte planes split
     // (the high bytes of neighbouring halves/floats repeat; interleaved, the low bytes break up every match).
     h.capabilities.emplace_back("shuffle");
@@ -379,6 +382,7 @@ void IoThread::close_session(bool say_bye) {
   ping_sent_.reset();
   compression_ = wire::Compression::none;
   allow_lz4_ = allow_zstd_ = allow_jpeg_ = allow_webp_ = allow_chunked_ = allow_shuffle_ = allow_streamed_ = false;
+  allow_streamed_frames_ = false;
   discard_all_streamed();  // the PARTs of the session's frames (lost with it)
   outgoing_.clear();  // taken frames still compressing are lost with the session (session_ended counted them)
 }
@@ -539,11 +543,16 @@ void IoThread::send_frames(TimePoint now) {
       const wire::Compression codec = compression_;
       const bool chunked = allow_chunked_;
       const bool shuffle = allow_shuffle_;
-      pool.post([this, o, keep, codec, level, chunked, shuffle, &pool] {
-        compress_frame(o->msg, keep->compressed, o->compress_cpu_ms, o->error, codec, level, chunked, shuffle, pool);
-        o->ready.store(true);
-        wake();
-      });
+      if (allow_streamed_frames_) {
+        stream_frame(o, keep, codec, level, shuffle);
+      } else {
+        pool.post([this, o, keep, codec, level, chunked, shuffle, &pool] {
+          compress_frame(o->msg, keep->compressed, o->compress_cpu_ms, o->error, codec, level, chunked, shuffle,
+                         pool);
+          o->ready.store(true);
+          wake();
+        });
+      }
     } else {
       o->ready.store(true);
     }
@@ -552,8 +561,110 @@ void IoThread::send_frames(TimePoint now) {
   flush_outgoing(now);
 }
 
+void IoThread::stream_frame(const std::shared_ptr<Outgoing>& o, std::shared_ptr<void> resources,
+                            wire::Compression codec, int level, bool shuffle) {
+  o->streamed = true;
+  for (size_t i = 0; i < o->msg.buffers.size(); ++i) {
+    wire::BufferDesc& b = o->msg.buffers[i];
+    if (!b.is_inline() || !b.data || b.size == 0) continue;
+    // Every such buffer goes compressed, even one that turns out not to shrink (compress_frame sends those raw):
+    // its first PARTs are out before its last chunk is compressed, so there is no going back. What it costs is
+    // the codec's framing, a few bytes a chunk.
+    const uint64_t per = wire::stream_chunk_bytes_for(b.size);
+    const unsigned bpp = wire::bytes_per_pixel(b.format);
+    const unsigned texel = shuffle && bpp > 1 ? bpp : 0;  // section 6.3.3, each chunk shuffled on its own
+    b.compression = codec;
+    b.chunk_bytes = per;
+    b.shuffle = texel > 1;
+    b.streamed = true;                             // no payload frame: its PARTs carry it
+    b.chunks.assign((b.size + per - 1) / per, 0);  // each entry set as its PART leaves (send_parts)
+    b.payload = nullptr;
+    b.payload_size = 0;
+    for (uint64_t at = 0, index = 0; at < b.size; at += per, ++index) {
+      auto pc = std::make_shared<StreamPiece>();
+      pc->buffer = i;
+      pc->index = index;
+      pc->raw = b.data + at;
+      pc->len = std::min(per, b.size - at);
+      pc->texel = texel;
+      o->pieces.push_back(std::move(pc));
+    }
+  }
+  // One task per piece, posted in order: the pool takes them first in, first out, so a frame's pieces are
+  // compressed before the next frame's, and the front frame's PARTs are what comes ready first. A task touches its
+  // piece only (the I/O thread owns the message), and never the socket: it wakes this thread, which sends.
+  ThreadPool& pool = work_pool();
+  for (const std::shared_ptr<StreamPiece>& pc : o->pieces)
+    pool.post([this, pc, resources, codec, level] {
+      const double t0 = thread_cpu_ms();  // CPU time, not wall: the cores are what it costs
+      try {
+        pc->out = wire::compress(codec, pc->raw, pc->len, level, pc->texel);
+      } catch (const std::exception& e) {
+        pc->error = e.what();
+      }
+      pc->cpu_ms = thread_cpu_ms() - t0;
+      pc->ready.store(true);  // publishes out, error and cpu_ms to the I/O thread
+      wake();
+    });
+}
+
+IoThread::PartsSent IoThread::send_parts(Outgoing& o, TimePoint now) {
+  PartsSent r;
+  try {
+    // Those ready, in index order; any order is allowed (section 6.3.5 step 2), so a slow piece holds back none.
+    for (const std::shared_ptr<StreamPiece>& pc : o.pieces) {
+      if (pc->sent || !pc->ready.load()) continue;
+      if (!pc->error.empty()) {
+        o.error = pc->error;
+        return r;
+      }
+      wire::BufferDesc& b = o.msg.buffers[pc->buffer];
+      wire::Part p;
+      p.session = o.msg.session;
+      p.frame = o.id;
+      p.buffer = b.name;
+      p.index = pc->index;
+      p.payload = pc->out.data();
+      p.payload_size = pc->out.size();
+      wire::Encoded enc;
+      wire::encode(wire::Message(std::move(p)), enc);
+      std::vector<zmq::message_t> parts;
+      parts.reserve(2);
+      parts.emplace_back(enc.header.data(), enc.header.size());
+      parts.push_back(borrowed_frame(pc->out.data(), pc->out.size(), std::shared_ptr<void>(pc)));
+      if (!conn_->send(parts)) {
+        r.refused = true;  // the high-water mark: as a FRAME the socket does not take
+        return r;
+      }
+      pc->sent = true;
+      if (o.pieces_sent == 0) o.first_part = Clock::now();
+      ++o.pieces_sent;
+      o.part_bytes += enc.header.size() + pc->out.size();
+      o.part_payload_bytes += pc->out.size();
+      b.chunks[pc->index] = pc->out.size();
+      o.compress_cpu_ms += pc->cpu_ms;
+      last_send_ = now;
+    }
+  } catch (const std::exception& e) {
+    o.error = e.what();
+    return r;
+  }
+  r.done = o.pieces_sent == o.pieces.size();
+  return r;
+}
+
 void IoThread::flush_outgoing(TimePoint now) {
-  while (conn_ && !outgoing_.empty() && outgoing_.front()->ready.load()) {
+  while (conn_ && !outgoing_.empty()) {
+    Outgoing& front = *outgoing_.front();
+    bool refused = false;
+    if (front.streamed) {
+      const PartsSent parts = send_parts(front, now);
+      refused = parts.refused;
+      // Pieces still compressing: the frames behind it wait, their PARTs only after this FRAME (6.3.5 step 2).
+      if (!parts.done && !refused && front.error.empty()) return;
+    } else if (!front.ready.load()) {
+      return;
+    }
     std::shared_ptr<Outgoing> o = std::move(outgoing_.front());
     outgoing_.pop_front();
     const uint64_t id = o->id;
@@ -561,43 +672,56 @@ void IoThread::flush_outgoing(TimePoint now) {
     uint64_t bytes = 0;
     try {
       if (!o->error.empty()) throw std::runtime_error(o->error);
-      if (o->compressed) {
-        uint64_t wire_bytes = 0;
-        for (const wire::BufferDesc& b : o->msg.buffers)
-          if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
-        const double ratio = double(wire_bytes) / double(o->raw_bytes);
-        est_.ratio = est_.compress_bytes_per_ms == 0 ? ratio : est_.ratio + 0.3 * (ratio - est_.ratio);
-        if (est_.compress_bytes_per_ms == 0)  // until a RESULT tells the rest of the chain: this side's cost
-          est_.compress_bytes_per_ms = double(o->raw_bytes) / std::max(0.01, o->compress_cpu_ms);
+      // A PART the socket did not take (its high-water mark) drops the frame as a FRAME it does not take would.
+      if (!refused) {
+        if (o->compressed) {
+          uint64_t wire_bytes = o->part_payload_bytes;  // the streamed buffers', in their PARTs
+          for (const wire::BufferDesc& b : o->msg.buffers)
+            if (b.is_inline()) wire_bytes += b.compression != wire::Compression::none ? b.payload_size : b.size;
+          const double ratio = double(wire_bytes) / double(o->raw_bytes);
+          est_.ratio = est_.compress_bytes_per_ms == 0 ? ratio : est_.ratio + 0.3 * (ratio - est_.ratio);
+          if (est_.compress_bytes_per_ms == 0)  // until a RESULT tells the rest of the chain: this side's cost
+            est_.compress_bytes_per_ms = double(o->raw_bytes) / std::max(0.01, o->compress_cpu_ms);
+        }
+        wire::Encoded enc;
+        wire::encode(wire::Message(std::move(o->msg)), enc);
+        if (bell_active_) {
+          bell_->send(enc.header.data(), enc.header.size());
+          pipeline_.sent(id, enc.header.size() + wire::kDoorbellLengthBytes);
+          last_send_ = now;
+          continue;
+        }
+        std::vector<zmq::message_t> parts;
+        parts.reserve(enc.frame_count());
+        parts.emplace_back(enc.header.data(), enc.header.size());
+        bytes = enc.header.size();
+        for (const wire::Bytes& p : enc.payloads) {
+          parts.push_back(borrowed_frame(p.data, p.size, o->keep));
+          bytes += p.size;
+        }
+        written = conn_->send(parts);
       }
-      wire::Encoded enc;
-      wire::encode(wire::Message(std::move(o->msg)), enc);
-      if (bell_active_) {
-        bell_->send(enc.header.data(), enc.header.size());
-        pipeline_.sent(id, enc.header.size() + wire::kDoorbellLengthBytes);
-        last_send_ = now;
-        continue;
-      }
-      std::vector<zmq::message_t> parts;
-      parts.reserve(enc.frame_count());
-      parts.emplace_back(enc.header.data(), enc.header.size());
-      bytes = enc.header.size();
-      for (const wire::Bytes& p : enc.payloads) {
-        parts.push_back(borrowed_frame(p.data, p.size, o->keep));
-        bytes += p.size;
-      }
-      written = conn_->send(parts);
     } catch (const std::exception& e) {
       log_(LogLevel::error, std::string("nrb: cannot send frame ") + std::to_string(id) + ": " + e.what());
     }
     if (!written) {
+      // PARTs that left before the failure crossed the link all the same; the renderer drops them when a later
+      // FRAME comes (section 6.3.5 step 4).
+      if (o->part_bytes > 0) pipeline_.add_bytes_sent(o->part_bytes);
       pipeline_.send_failed(id);
       return;
     }
+    // A streamed frame's PARTs are its bytes too: the frame's share of the link is all of them.
+    bytes += o->part_bytes;
     pipeline_.sent(id, bytes);
-    // every frame: the link's throughput decides compression and how many frames to keep in flight
+    // every frame: the link's throughput decides compression and how many frames to keep in flight. A streamed
+    // frame's time on the link starts with its first PART, not its FRAME: timed from the FRAME, the PARTs that
+    // crossed while later ones were compressing counted in its bytes but not in its time, the link looked faster
+    // than it is, and on the remote bench's 1 Gbit/s link libnrb sent some frames raw (2.18 MB a frame on average
+    // instead of 1.87). From the first PART the sample includes what compressing the later chunks kept the link
+    // waiting, if anything: slower, never faster, than the link (learn() keeps the fastest recent sample).
     if (sent_.size() >= 64) sent_.erase(sent_.begin());
-    sent_.push_back(SentFrame{id, Clock::now(), bytes, o->raw_bytes,
+    sent_.push_back(SentFrame{id, o->first_part.value_or(Clock::now()), bytes, o->raw_bytes,
                               o->compressed ? std::max(0.01, o->compress_cpu_ms) : 0.0});
     last_send_ = now;
   }
@@ -731,6 +855,8 @@ void IoThread::handle_welcome(const wire::Welcome& w, TimePoint now) {
   allow_chunked_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "chunked");
   allow_shuffle_ = opts_.compression != wire::Compression::none && contains(w.capabilities, "shuffle");
   allow_streamed_ = allow_chunked_ && contains(w.capabilities, "streamed_output");  // offered with "chunked"
+  // offered with "chunked" too; never on a doorbell session (its FRAMEs carry no pixels), whatever WELCOME says
+  allow_streamed_frames_ = allow_chunked_ && !bell_active_ && contains(w.capabilities, "streamed_frames");
   // section 6.3.1: only the codec this client asked for
   allow_jpeg_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "jpeg" && contains(w.capabilities, "jpeg");
   allow_webp_ = opts_.lossy_quality != 0 && opts_.lossy_codec == "webp" && contains(w.capabilities, "webp");
@@ -815,9 +941,13 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
     const double speed = double(f.raw_bytes) / std::max(0.01, chain);
     est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
   }
-  // link time: the round trip less the renderer's own time and less decoding the answer here
+  // link time: the round trip less the renderer's own time and less decoding the answer here. A streamed image's
+  // PARTs (section 6.3.4) cross the link while the renderer is still compressing: its encode_ms is link time too
+  // (as a streamed frame's is timed from its first PART), so only the time before it counts as the renderer's.
+  const bool streamed = r.output && r.output->streamed;
+  const double server_ms = streamed ? std::max(0.0, r.timing.total_ms - r.timing.encode_ms) : r.timing.total_ms;
   const double link_ms =
-      std::chrono::duration<double, std::milli>(now - f.sent).count() - r.timing.total_ms - last_decode_ms_;
+      std::chrono::duration<double, std::milli>(now - f.sent).count() - server_ms - last_decode_ms_;
   const uint64_t bytes = f.bytes + result_bytes;
   if (link_ms <= 0.05 || bytes < 65536) return f.bytes;  // too small to say anything about the link
   // Waiting behind other frames (in the engine's send queue, in a busy renderer) only ever makes a sample slower

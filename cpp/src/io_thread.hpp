@@ -146,6 +146,7 @@ class IoThread {
   bool allow_chunked_ = false;  // both sides listed "chunked" (section 6.3.2)
   bool allow_shuffle_ = false;  // both sides listed "shuffle" (section 6.3.3)
   bool allow_streamed_ = false;  // both sides listed "streamed_output" (section 6.3.4)
+  bool allow_streamed_frames_ = false;  // both sides listed "streamed_frames" (section 6.3.5)
   wire::WelcomeOutput output_{};  // what WELCOME promised: a RESULT of another size or format is not shown
   // Buffer names the renderer asked for in WELCOME (required + optional, and the buffers each can be derived
   // from, section 5.2): a buffer outside it is never sent (its bytes would cross the link for nothing).
@@ -159,8 +160,25 @@ class IoThread {
   // threads, the machine's cores clamped to 2..4.
   std::unique_ptr<ThreadPool> work_pool_;
   ThreadPool& work_pool();
+  // One chunk of a streamed FRAME buffer (section 6.3.5): compressed by a pool task of its own, which touches
+  // nothing but this piece (and the raw bytes it reads), then sets `ready` and wakes this thread, which sends it in
+  // its PART. Shared with ZeroMQ too: the PART's payload frame views `out` (no copy).
+  struct StreamPiece {
+    size_t buffer = 0;           // the descriptor's position in the FRAME's buffers
+    uint64_t index = 0;          // its entry in that buffer's chunk table
+    const uint8_t* raw = nullptr;  // its raw bytes (the frame's resources, kept alive by the task)
+    uint64_t len = 0;
+    unsigned texel = 0;          // > 1: compressed from byte planes of this size (section 6.3.3)
+    std::vector<uint8_t> out;    // set by the pool task, read by this thread once `ready`
+    std::string error;
+    double cpu_ms = 0;
+    std::atomic<bool> ready{false};
+    bool sent = false;           // this thread only
+  };
   // Frames taken from the pipeline, oldest first, each being compressed on the pool or ready to go: sent from the
   // front as they become ready, so frames leave in the order they were taken and this thread never waits for one.
+  // A streamed frame (section 6.3.5) at the front sends each piece's PART as soon as it is compressed, and its
+  // FRAME once all are out; the frames behind it keep compressing meanwhile, and send their PARTs after that FRAME.
   struct Outgoing {
     uint64_t id = 0;
     wire::Frame msg;
@@ -169,10 +187,26 @@ class IoThread {
     bool compressed = false;     // compression was chosen for it (some buffers may still go raw: no gain)
     double compress_cpu_ms = 0;  // CPU of all its chunks, on whichever threads ran them
     std::string error;           // a compressor failure: the frame is dropped
-    std::atomic<bool> ready{false};
+    std::atomic<bool> ready{false};  // not streamed: compressed (or raw), the whole message can go
+    // Streamed: its pieces, fixed before any is posted; what of them went out (PART headers and payloads).
+    bool streamed = false;
+    std::vector<std::shared_ptr<StreamPiece>> pieces;
+    size_t pieces_sent = 0;
+    uint64_t part_bytes = 0, part_payload_bytes = 0;
+    std::optional<TimePoint> first_part;  // when its first PART left: its time on the link starts there
   };
   std::deque<std::shared_ptr<Outgoing>> outgoing_;
   void flush_outgoing(TimePoint now);
+  // Sends the PARTs of `o`'s pieces compressed since the last call. `done`: every piece is out; false with
+  // o.error empty: some are still compressing (or the socket refused a PART: `refused`).
+  struct PartsSent {
+    bool done = false;
+    bool refused = false;
+  };
+  PartsSent send_parts(Outgoing& o, TimePoint now);
+  // Splits `o`'s inline buffers into stream chunks and posts one compression task per piece (section 6.3.5).
+  void stream_frame(const std::shared_ptr<Outgoing>& o, std::shared_ptr<void> resources, wire::Compression codec,
+                    int level, bool shuffle);
   // The pool's CPU ms for the newest decompressed (lossless) image: part of the chain's cost of compressing.
   std::atomic<double> image_decode_ms_{0};
   // Warnings from pool threads, logged by this thread (the engine's log callback is only ever called from here).

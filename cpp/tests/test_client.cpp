@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -350,6 +352,161 @@ TEST_CASE("client: a streamed image with a PART missing, too long, repeated or o
     for (const auto& l : lines) logged = logged || l.find(text) != std::string::npos;
     CHECK_MESSAGE(logged, "no log line has: " << text);
   }
+}
+
+namespace {
+
+// Section 6.3.5: an engine sending three buffers of SW x SH inline with lz4: hudless_color rgba8 (3 MiB: 3 stream
+// chunks of 1 MiB), depth r32f (3 MiB) and roughness r16f (1.5 MiB: 2 chunks, the last half full).
+constexpr uint32_t SW = 1024, SH = 768;
+struct StreamedBuffer {
+  const char* name;
+  nrb_format format;
+  unsigned bpp;
+  size_t chunks;
+};
+constexpr StreamedBuffer kStreamedBuffers[] = {{NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8, 4, 3},
+                                               {NRB_BUFFER_DEPTH, NRB_FORMAT_R32F, 4, 3},
+                                               {NRB_BUFFER_ROUGHNESS, NRB_FORMAT_R16F, 2, 2}};
+
+nrb::client_config streaming_engine(const std::string& endpoint) {
+  nrb::client_config c;
+  c.endpoint(endpoint).engine("doctest");
+  for (const auto& b : kStreamedBuffers) c.buffer(b.name, b.format);
+  c->transport = NRB_TRANSPORT_INLINE;
+  c->render_width = SW;
+  c->render_height = SH;
+  c->compression = NRB_COMPRESSION_LZ4;
+  c->deadline_ms = 2000;
+  return c;
+}
+
+// Buffer `k`'s bytes in frame `id`: compressible, and different in every frame and buffer.
+std::vector<uint8_t> streamed_pixels(uint64_t id, size_t k) {
+  std::vector<uint8_t> px(size_t(SW) * SH * kStreamedBuffers[k].bpp);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i / 4096 + i % (5 + k) + id * 3 + k) & 0xff);
+  return px;
+}
+
+// Runs frames of streamed_pixels() until the renderer has taken `n` (or a time limit); every image shown must echo
+// its frame's hudless_color.
+void stream_frames(nrb::client& c, TestRenderer& r, size_t n) {
+  const auto until = Clock::now() + 10000ms;
+  while (r.frame_count() < n && Clock::now() < until) {
+    const uint64_t id = c.begin();
+    std::vector<std::vector<uint8_t>> px;
+    for (size_t k = 0; k < std::size(kStreamedBuffers); ++k) {
+      px.push_back(streamed_pixels(id, k));
+      c.tag_buffer(kStreamedBuffers[k].name, kStreamedBuffers[k].format, SW, SH, px.back().data());
+    }
+    c.submit();
+    std::this_thread::sleep_for(15ms);
+    if (nrb::result res = c.acquire_result()) {
+      REQUIRE(res.width() == SW);
+      const auto want = streamed_pixels(res.frame_id(), 0);
+      CHECK(std::memcmp(res.pixels(), want.data(), want.size()) == 0);
+    }
+  }
+}
+
+// Every FRAME the renderer took holds exactly the bytes tagged for it.
+void check_buffers_exact(TestRenderer& r) {
+  const auto frames = r.frames();
+  const auto hashes = r.buffer_hashes();  // recorded before the frame is: every frame above has them
+  for (const auto& f : frames) CHECK(hashes.count(f.frame) == 1);
+  for (const auto& [frame, buffers] : hashes) {
+    CAPTURE(frame);
+    REQUIRE(buffers.size() == std::size(kStreamedBuffers));
+    for (size_t k = 0; k < std::size(kStreamedBuffers); ++k) {
+      CAPTURE(kStreamedBuffers[k].name);
+      const auto want = streamed_pixels(frame, k);
+      CHECK(buffers.at(kStreamedBuffers[k].name) == TestRenderer::fnv1a(want.data(), want.size()));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("client: with streamed_frames compressed buffers leave in PARTs ahead of their FRAME and arrive exact") {
+  for (bool shuffled : {false, true}) {
+    CAPTURE(shuffled);
+    TestRenderer::Options o;
+    o.accept_chunked = true;
+    o.accept_shuffle = shuffled;
+    o.accept_streamed_frames = true;
+    TestRenderer r(o);
+    nrb::client c(streaming_engine(r.endpoint()));
+    REQUIRE(wait_for([&] { return connected(c); }));
+    const std::vector<std::string> caps = r.hellos().at(0).capabilities;
+    CHECK(std::find(caps.begin(), caps.end(), "streamed_frames") != caps.end());  // listed with "chunked"
+    stream_frames(c, r, 4);
+    REQUIRE(r.frame_count() >= 4);
+    CHECK(r.stream_errors().empty());
+    CHECK(c.stats().errors_received == 0);
+    check_buffers_exact(r);
+
+    // The first frame is always compressed (to measure it), so streamed: each buffer in 1 MiB chunks, no payload.
+    const auto frames = r.frames();
+    std::map<uint64_t, bool> streamed;  // frame id -> its buffers came in PARTs
+    for (const auto& f : frames) {
+      REQUIRE(f.buffers.size() == std::size(kStreamedBuffers));
+      streamed[f.frame] = f.buffers[0].streamed;
+      for (size_t k = 0; k < f.buffers.size(); ++k) {
+        const auto& b = f.buffers[k];
+        CAPTURE(b.name);
+        CHECK(b.streamed == streamed[f.frame]);  // all of a frame's buffers, or none (sent raw)
+        if (!b.streamed) {
+          CHECK(b.compression == nrb::wire::Compression::none);
+          continue;
+        }
+        CHECK(b.compression == nrb::wire::Compression::lz4);
+        CHECK(b.chunk_bytes == (1u << 20));
+        CHECK(b.chunks.size() == kStreamedBuffers[k].chunks);
+        CHECK(b.shuffle == shuffled);
+      }
+    }
+    CHECK(streamed.at(frames.front().frame));
+
+    // Section 6.3.5 step 2: a frame's PARTs all before its FRAME, none of another frame's between them.
+    size_t parts = 0, pending = 0;
+    uint64_t pending_frame = 0;
+    for (const auto& [kind, frame] : r.arrivals()) {
+      if (kind == 'P') {
+        if (pending > 0) CHECK(frame == pending_frame);
+        pending_frame = frame;
+        ++pending;
+        ++parts;
+        continue;
+      }
+      CAPTURE(frame);
+      if (pending > 0) CHECK(pending_frame == frame);
+      CHECK(pending == (streamed.at(frame) ? 8u : 0u));  // 3 + 3 + 2 chunks
+      pending = 0;
+    }
+    CHECK(parts == r.parts_received());
+    CHECK(parts >= 8);
+  }
+}
+
+TEST_CASE("client: a renderer that does not list streamed_frames gets ordinary chunked frames") {
+  TestRenderer::Options o;
+  o.accept_chunked = true;
+  o.accept_shuffle = true;
+  TestRenderer r(o);
+  nrb::client c(streaming_engine(r.endpoint()));
+  REQUIRE(wait_for([&] { return connected(c); }));
+  const std::vector<std::string> caps = r.hellos().at(0).capabilities;
+  CHECK(std::find(caps.begin(), caps.end(), "streamed_frames") != caps.end());  // offered, not taken
+  stream_frames(c, r, 3);
+  REQUIRE(r.frame_count() >= 3);
+  CHECK(r.parts_received() == 0);
+  CHECK(c.stats().errors_received == 0);
+  check_buffers_exact(r);
+  const auto frames = r.frames();
+  const auto& b = frames.front().buffers.at(0);  // compressed in chunks over the pool, in the FRAME itself
+  CHECK(b.compression == nrb::wire::Compression::lz4);
+  CHECK_FALSE(b.streamed);
+  CHECK(b.chunks.size() >= 2);
 }
 
 TEST_CASE("client: a JPEG or WebP image from the renderer comes back decoded, within a few steps of the pixels sent") {

@@ -61,6 +61,10 @@ class TestRenderer {
     };
     StreamFault stream_fault = StreamFault::none;
     int stream_faults = 0;
+    // Lists "streamed_frames" in WELCOME when offered with "chunked" (section 6.3.5), as `nrb serve` does: holds
+    // the PARTs of each frame until its FRAME, then checks them against each streamed buffer's chunk table and
+    // puts the buffers together (a mismatch: ERROR PAYLOAD_MISMATCH for the frame).
+    bool accept_streamed_frames = false;
   };
 
   TestRenderer() : TestRenderer(Options()) {}
@@ -122,6 +126,27 @@ class TestRenderer {
   }
   size_t messages() { return messages_.load(); }
   size_t parts_sent() { return parts_sent_.load(); }  // PART messages (section 6.3.4)
+  size_t parts_received() { return parts_received_.load(); }  // PART messages from the engine (section 6.3.5)
+  // What arrived, in order: a PART ('P') or FRAME ('F') and its frame id (section 6.3.5 step 2's order).
+  std::vector<std::pair<char, uint64_t>> arrivals() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return arrivals_;
+  }
+  // An FNV-1a hash of each buffer of each FRAME as the renderer has it (decompressed, put together from PARTs),
+  // by frame id and buffer name, and the frames whose streamed buffers failed the checks (with why).
+  std::map<uint64_t, std::map<std::string, uint64_t>> buffer_hashes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return hashes_;
+  }
+  std::vector<std::string> stream_errors() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stream_errors_;
+  }
+  static uint64_t fnv1a(const uint8_t* p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+  }
 
  private:
   struct Session {
@@ -129,6 +154,15 @@ class TestRenderer {
     std::unique_ptr<detail::SharedMemory> shm;
     std::optional<wire::ShmPool> pool;
     bool lz4 = false, zstd = false, chunked = false, shuffle = false, streamed = false;
+    bool streamed_frames = false;
+    // Section 6.3.5: PARTs held until their FRAME, by frame id; the last frame id accepted.
+    struct HeldPart {
+      std::string buffer;
+      uint64_t index = 0;
+      std::vector<uint8_t> bytes;
+    };
+    std::map<uint64_t, std::vector<HeldPart>> held;
+    uint64_t last_frame = 0;
     wire::Compression lossy = wire::Compression::none;  // the image codec accepted (section 6.3.1), or none
     int lossy_quality = 0;
   };
@@ -219,6 +253,7 @@ class TestRenderer {
     switch (wire::message_type(m)) {
       case wire::MessageType::hello: on_hello(rid, std::get<wire::Hello>(m), generation, o); break;
       case wire::MessageType::frame: on_frame(rid, std::get<wire::Frame>(m), sess, o); break;
+      case wire::MessageType::part: on_part(rid, std::get<wire::Part>(m), sess); break;
       case wire::MessageType::ping: {
         auto& p = std::get<wire::Ping>(m);
         wire::Pong pong;
@@ -281,6 +316,10 @@ class TestRenderer {
       w.capabilities.emplace_back("streamed_output");
       s.streamed = true;
     }
+    if (o.accept_streamed_frames && s.chunked && offered("streamed_frames")) {
+      w.capabilities.emplace_back("streamed_frames");
+      s.streamed_frames = true;
+    }
     if (o.accept_lossy && h.lossy_output) {
       w.capabilities.push_back(h.lossy_output->codec);
       s.lossy = h.lossy_output->codec == "webp" ? wire::Compression::webp : wire::Compression::jpeg;
@@ -314,6 +353,29 @@ class TestRenderer {
       return;
     }
     auto started = std::chrono::steady_clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      arrivals_.emplace_back('F', f.frame);
+    }
+    std::vector<std::vector<uint8_t>> assembled;  // the streamed buffers' bytes, which f's descriptors then view
+    const std::string why = assemble(*sess, f, assembled);
+    sess->last_frame = std::max(sess->last_frame, f.frame);
+    if (!why.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stream_errors_.push_back(why);
+      }
+      wire::Error e = wire::make_error(wire::ErrorCode::PAYLOAD_MISMATCH, why);
+      e.session = f.session;
+      e.frame = f.frame;
+      send(rid, e);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const auto& b : f.buffers)
+        if (!b.shm && b.data) hashes_[f.frame][b.name] = fnv1a(b.data, b.byte_size());
+    }
     if (o.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.delay_ms));
     // The first buffer's bytes, wherever they are.
     std::vector<uint8_t> first;
@@ -428,6 +490,68 @@ class TestRenderer {
     }
   }
 
+  // Section 6.3.5 step 3: a PART is held for its FRAME, or answered with an ERROR naming the session only.
+  void on_part(const std::string& rid, const wire::Part& p, Session* sess) {
+    ++parts_received_;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      arrivals_.emplace_back('P', p.frame);
+    }
+    auto refuse = [&](wire::ErrorCode code, const std::string& why) {
+      wire::Error e = wire::make_error(code, why);
+      e.session = p.session;
+      send(rid, e);
+    };
+    if (!sess || !sessions_.count(p.session) || &sessions_[p.session] != sess)
+      return refuse(wire::ErrorCode::NO_SESSION, "unknown session");
+    if (p.buffer == "output" || !sess->streamed_frames)
+      return refuse(wire::ErrorCode::BAD_VALUE, "a PART of \"" + p.buffer + "\" was not negotiated");
+    if (p.frame <= sess->last_frame) return refuse(wire::ErrorCode::BAD_VALUE, "a PART of an old frame");
+    sess->held[p.frame].push_back(Session::HeldPart{p.buffer, p.index, {p.payload, p.payload + p.payload_size}});
+  }
+
+  // Section 6.3.5 step 4: the PARTs held for `f` against its streamed buffers' tables, then each chunk
+  // decompressed into `storage`, which the descriptors then view. Returns why not ("" when sound).
+  std::string assemble(Session& sess, wire::Frame& f, std::vector<std::vector<uint8_t>>& storage) {
+    std::vector<Session::HeldPart> parts;
+    if (auto it = sess.held.find(f.frame); it != sess.held.end()) parts = std::move(it->second);
+    sess.held.erase(sess.held.begin(), sess.held.upper_bound(f.frame));  // and those of older frames
+    for (const auto& p : parts) {
+      bool streamed = false;
+      for (const auto& b : f.buffers) streamed = streamed || (b.streamed && b.name == p.buffer);
+      if (!streamed) return p.buffer + ": a PART arrived for a buffer the FRAME does not stream";
+    }
+    storage.reserve(f.buffers.size());
+    for (auto& b : f.buffers) {
+      if (!b.streamed) continue;
+      const size_t n = b.chunks.size();
+      std::vector<const Session::HeldPart*> by_index(n, nullptr);
+      for (const auto& p : parts) {
+        if (p.buffer != b.name) continue;
+        if (p.index >= n) return b.name + ": a PART arrived for chunks[" + std::to_string(p.index) + "]";
+        if (by_index[p.index]) return b.name + ": chunks[" + std::to_string(p.index) + "]: two PARTs arrived";
+        by_index[p.index] = &p;
+      }
+      const uint64_t size = b.byte_size();
+      std::vector<uint8_t>& out = storage.emplace_back(size);
+      for (size_t i = 0; i < n; ++i) {
+        const std::string at = b.name + ": chunks[" + std::to_string(i) + "]: ";
+        if (!by_index[i]) return at + "no PART arrived";
+        if (by_index[i]->bytes.size() != b.chunks[i])
+          return at + "the PART holds " + std::to_string(by_index[i]->bytes.size()) + " bytes, the table says " +
+                 std::to_string(b.chunks[i]);
+        const uint64_t raw_at = i * b.chunk_bytes;
+        const std::string why = wire::inflate_chunk(b.compression, by_index[i]->bytes.data(), by_index[i]->bytes.size(),
+                                                    out.data() + raw_at, std::min(b.chunk_bytes, size - raw_at),
+                                                    b.shuffle ? wire::bytes_per_pixel(b.format) : 0);
+        if (!why.empty()) return at + why;
+      }
+      b.data = out.data();
+      b.size = out.size();
+    }
+    return {};
+  }
+
   Options opts_;
   int stream_faulted_ = 0;  // renderer thread only
   std::mutex mutex_;
@@ -441,7 +565,10 @@ class TestRenderer {
   std::vector<std::vector<uint8_t>> pixels_;
   std::vector<wire::Hello> hellos_;
   size_t byes_ = 0;
-  std::atomic<size_t> messages_{0}, parts_sent_{0};
+  std::atomic<size_t> messages_{0}, parts_sent_{0}, parts_received_{0};
+  std::vector<std::pair<char, uint64_t>> arrivals_;
+  std::map<uint64_t, std::map<std::string, uint64_t>> hashes_;
+  std::vector<std::string> stream_errors_;
   std::atomic<bool> stop_{false}, restart_requested_{false};
   std::thread thread_;
 };
