@@ -84,7 +84,9 @@ class Cell:
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
     chunks: bool = True  # the server accepts "chunked" (protocol 6.3.2); False: nrb serve --no-chunks
     shuffle: bool = True  # the server accepts "shuffle" (protocol 6.3.3); False: nrb serve --no-shuffle
-    streamed: bool = True  # the server streams its image (protocol 6.3.4); False: nrb serve --no-streamed-output
+    #: what travels in PART messages (protocol 6.3.4-6.3.5): "both" (the default), "output" (the image only: nrb
+    #: serve --no-streamed-frames), "frames" (the G-buffers only: --no-streamed-output), "none" (both flags)
+    streamed: str = "both"
     game_fps: int = 0  # the engine's loop ticks at this rate and offers a frame per tick; 0: as fast as it can
 
     @property
@@ -101,14 +103,16 @@ class Cell:
 
 
 def codec_label(codec: str, lossy: int, lossy_codec: str = "jpeg", chunks: bool = True, shuffle: bool = True,
-                streamed: bool = True) -> str:
+                streamed: str = "both") -> str:
     """The codec column: the frame's codec, and the image's lossy one when allowed (``lz4 + jpeg q90``); ``whole``
     when the server took no chunks (``nrb serve --no-chunks``: one frame per buffer, as before protocol 6.3.2);
     ``unshuffled`` when it took no byte shuffle (``nrb serve --no-shuffle``: as before protocol 6.3.3);
-    ``unstreamed`` when it sent its image in one message (``nrb serve --no-streamed-output``: as before 6.3.4)."""
+    ``unstreamed`` when neither the frame nor the image travelled in PARTs (``nrb serve --no-streamed-output
+    --no-streamed-frames``: as before protocol 6.3.4), ``streamed output`` / ``streamed frames`` when only one did."""
     whole = " whole" if not chunks and codec != "none" else ""
     plain = " unshuffled" if not shuffle and codec != "none" else ""
-    one = " unstreamed" if not streamed and chunks and codec != "none" else ""
+    one = {"none": " unstreamed", "output": " streamed output", "frames": " streamed frames"}.get(streamed, "") \
+        if chunks and codec != "none" else ""
     return codec + whole + plain + one + (f" + {lossy_codec} q{lossy}" if lossy else "")
 
 
@@ -295,7 +299,7 @@ class Server:
     """``nrb serve --renderer passthrough`` inside the server namespace."""
 
     def __init__(self, net: Network, upscale: int, port: int, chunks: bool = True, shuffle: bool = True,
-                 streamed: bool = True) -> None:
+                 streamed: str = "both") -> None:
         cmd = ["ip", "netns", "exec", net.server_ns, sys.executable, "-m", "bridge", "-q", "serve", "--renderer",
                "passthrough", "--endpoint", f"tcp://{net.server_ip}:{port}", "--max-in-flight", "8", "--no-status",
                "--insecure"]  # the address exists only inside the bench's namespaces
@@ -305,8 +309,10 @@ class Server:
             cmd.append("--no-chunks")
         if not shuffle:
             cmd.append("--no-shuffle")
-        if not streamed:
+        if streamed in ("none", "frames"):
             cmd.append("--no-streamed-output")
+        if streamed in ("none", "output"):
+            cmd.append("--no-streamed-frames")
         # libnrb sends only what WELCOME asks for: the passthrough renderer asks for a neural renderer's G-buffers
         cmd += ["-o", "wants=" + json.dumps(sorted(set(_formats("standard")) | set(_formats("compact"))))]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -665,7 +671,7 @@ class Options:
     lossy_codecs: tuple[str, ...] = ("jpeg",)  # their codecs
     chunks: tuple[bool, ...] = (True,)  # servers with and without chunked payloads (an interleaved A/B)
     shuffle: tuple[bool, ...] = (True,)  # servers with and without the byte shuffle (an interleaved A/B)
-    streamed: tuple[bool, ...] = (True,)  # servers streaming their image or not (an interleaved A/B)
+    streamed: tuple[str, ...] = ("both",)  # what servers stream (Cell.streamed; several: an interleaved A/B)
     game_fps: tuple[int, ...] = (0,)  # the engine loop's rates (0: unpaced, a frame whenever a slot frees)
     image_codecs: bool = True  # the table of the returned image through each codec (size, encode/decode ms)
     seconds: float = 4.0
@@ -709,8 +715,8 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                      for lc in (opts.lossy_codecs if lossy else ("jpeg",)) for fif in opts.in_flight
                      for ch in (opts.chunks if codec != "none" else (True,))
                      for sh in (opts.shuffle if codec != "none" else (True,))
-                     for st in (opts.streamed if codec != "none" and ch else (True,)) for gf in opts.game_fps]
-            servers: dict[tuple[int, bool, bool, bool], Server] = {}
+                     for st in (opts.streamed if codec != "none" and ch else ("both",)) for gf in opts.game_fps]
+            servers: dict[tuple[int, bool, bool, str], Server] = {}
             try:
                 samples: dict[Cell, list[dict[str, Any]]] = {c: [] for c in cells}
                 for rnd in range(opts.repeat):  # rounds interleave the cells: drift hits every cell alike
@@ -818,7 +824,13 @@ TARGETS = {1_000: (30.0, 60.0), 10_000: (60.0, None)}
 def _codec_of(cell: dict[str, Any]) -> str:
     """A report cell's codec column (reports of earlier builds lack the later fields: their defaults)."""
     return codec_label(cell["codec"], cell.get("lossy", 0), cell.get("lossy_codec", "jpeg"), cell.get("chunks", True),
-                       cell.get("shuffle", True), cell.get("streamed", True))
+                       cell.get("shuffle", True), _streamed_of(cell))
+
+
+def _streamed_of(cell: dict[str, Any]) -> str:
+    """A report cell's ``streamed`` (reports of the first streamed build said True/False for the image alone)."""
+    st = cell.get("streamed", "none")
+    return "output" if st is True else "none" if st is False else str(st)
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
@@ -1001,9 +1013,11 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--shuffle", action="append", choices=("on", "off"),
                    help="the server accepts byte-shuffled payloads (protocol 6.3.3): on (default), off (nrb serve "
                         "--no-shuffle, as before it); both: an interleaved A/B of every codec cell")
-    p.add_argument("--streamed", action="append", choices=("on", "off"),
-                   help="the server streams its image in PART messages (protocol 6.3.4): on (default), off (nrb serve "
-                        "--no-streamed-output, one message); both: an interleaved A/B of every chunked codec cell")
+    p.add_argument("--streamed", action="append", choices=("both", "output", "frames", "none"),
+                   help="what the server takes and sends in PART messages (protocol 6.3.4-6.3.5): both (default), "
+                        "output (its image only: nrb serve --no-streamed-frames), frames (the G-buffers only: "
+                        "--no-streamed-output), none (both flags, as before); several: an interleaved A/B of every "
+                        "chunked codec cell")
     p.add_argument("--game-fps", action="append", type=int, metavar="HZ",
                    help="the engine loop's rate: a frame offered per tick (0 = unpaced, the default: one whenever "
                         "a frame slot frees); repeat for an interleaved A/B")
@@ -1024,7 +1038,7 @@ def main(args: Any) -> int:
                    lossy=tuple(args.lossy or (0,)), lossy_codecs=tuple(args.lossy_codec or ("jpeg",)),
                    chunks=tuple(c == "on" for c in (args.chunks or ["on"])),
                    shuffle=tuple(c == "on" for c in (args.shuffle or ["on"])),
-                   streamed=tuple(c == "on" for c in (args.streamed or ["on"])),
+                   streamed=tuple(args.streamed or ["both"]),
                    game_fps=tuple(args.game_fps or (0,)), image_codecs=not args.no_image_codecs, notes=list(args.note), seconds=args.seconds,
                    repeat=max(1, args.repeat),
                    floor=not args.no_floor)
