@@ -15,12 +15,17 @@ Connection::Connection(zmq::context_t& ctx, const ClientOptions& opts, uint64_t 
     : socket_(ctx, zmq::socket_type::dealer), monitor_(ctx, zmq::socket_type::pair) {
   // A few messages beyond the frames in flight: PING/PONG/BYE must not be refused while frames are outstanding.
   int hwm = static_cast<int>(opts.most_in_flight()) + 4;
-  socket_.set(zmq::sockopt::rcvhwm, hwm * 2);
+  int rcv = hwm * 2;
   // With compression a frame may go streamed (protocol section 6.3.5): a PART per chunk of each buffer, at most
-  // 256 chunks of 32 buffers, ahead of its FRAME. The frames in flight still bound what queues; each is just more
-  // messages (ZeroMQ counts whole multipart messages against the mark).
-  if (opts.compression != wire::Compression::none)
+  // 256 chunks of 32 buffers, ahead of its FRAME; and its image may come back streamed (section 6.3.4), at most
+  // 256 PARTs ahead of its RESULT. The frames in flight still bound what queues; each is just more messages
+  // (ZeroMQ counts whole multipart messages against the mark). Below that, two streamed 1080p images (9 messages
+  // each) fill a receive mark of 16 and ZeroMQ stops reading the socket until the I/O thread has taken some.
+  if (opts.compression != wire::Compression::none) {
     hwm += static_cast<int>(opts.most_in_flight() * wire::kMaxBuffers * wire::kMaxChunks);
+    rcv += static_cast<int>(opts.most_in_flight() * (wire::kMaxChunks + 1));
+  }
+  socket_.set(zmq::sockopt::rcvhwm, rcv);
   socket_.set(zmq::sockopt::sndhwm, hwm);
   socket_.set(zmq::sockopt::immediate, 0);  // see connection.hpp: keeps answers received before a disconnect
   socket_.set(zmq::sockopt::linger, 0);
