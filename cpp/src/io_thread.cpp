@@ -149,10 +149,15 @@ void IoThread::run() noexcept {
       if (n == 5 && bell_active_ && (items[4].revents & ZMQ_POLLOUT)) bell_->flush();
 
       if (items[0].revents & ZMQ_POLLIN) {
-        wake_pending_.store(false);
         zmq::message_t m;
         while (wake_rx_.recv(m, zmq::recv_flags::dontwait)) {
         }
+        // Cleared only after draining: cleared before, a wake() between the two sent a message the drain then
+        // swallowed, and the flag stayed set with nothing in the pipe, so every later wake() was skipped and this
+        // thread ran only on socket traffic or its 100 ms timeout (a pool thread's finished chunk waited for it: a
+        // streamed 1-in-flight session fell to 4-9 fps for the rest of its life). A wake() skipped between the drain
+        // and here changed its state before calling wake(): the step() that follows sees it.
+        wake_pending_.store(false);
       }
       flush_pool_log();
       // Messages first: answers that arrived before a disconnect must still count (their frames' events were
