@@ -216,6 +216,28 @@ class Network:
         _sh("ip", "-n", e, "rule", "add", "iif", self.tun, "lookup", "100", "pref", "100")
         _sh("ip", "-n", e, "route", "add", f"{self.server_ip}/32", "dev", self.engine_if, "table", "100")
 
+    def losses(self) -> dict[str, int]:
+        """Counters that say the link lost packets, summed so far: packets the shapers (``tbf_dropped``) and the
+        delay line's TUN queue (``tun_dropped``) dropped, and TCP segments sent again (``retransmitted``, both
+        namespaces). A retransmission after a dropped tail waits for TCP's 200 ms minimum timeout: a cell whose
+        p99 jumps by that much and whose counters moved was hurt by the link, not by what runs on it."""
+        def read(ns: str, *args: str) -> str:
+            return _sh("ip", "netns", "exec", ns, *args, check=False).stdout
+
+        tbf = 0
+        for ns, dev in ((self.engine_ns, self.engine_if), (self.server_ns, self.server_if)):
+            m = re.search(r"dropped (\d+)", read(ns, "tc", "-s", "qdisc", "show", "dev", dev))
+            tbf += int(m.group(1)) if m else 0
+        tun = 0
+        if self.delay is not None:
+            text = read(self.engine_ns, "cat", f"/sys/class/net/{self.tun}/statistics/tx_dropped").strip()
+            tun = int(text) if text.isdigit() else 0
+        retrans = 0
+        for ns in (self.engine_ns, self.server_ns):
+            m = re.search(r"TcpRetransSegs\s+(\d+)", read(ns, "nstat", "-az", "TcpRetransSegs"))
+            retrans += int(m.group(1)) if m else 0
+        return {"tbf_dropped": tbf, "tun_dropped": tun, "retransmitted": retrans}
+
     def close(self) -> None:
         """Stop the delay line and delete the namespaces (which deletes the veth pair and the TUN with them)."""
         if self.delay is not None:
@@ -731,7 +753,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                                 "lossy": cell.lossy, "lossy_codec": cell.lossy_codec, "seconds": opts.seconds,
                                 "game_fps": cell.game_fps,
                                 "warmup": opts.warmup}
-                        cpu0, load0, th0 = srv.cpu_seconds(), _loadavg(), srv.threads()
+                        cpu0, load0, th0, lost0 = srv.cpu_seconds(), _loadavg(), srv.threads(), net.losses()
                         try:
                             r = _in_namespace(net, net.engine_ns, ["--engine-cell", json.dumps(spec)],
                                               timeout=opts.seconds + opts.warmup + 120)
@@ -744,6 +766,7 @@ def run(out_dir: Path | str = "bench", *, quick: bool = False, options: Options 
                         r["server_threads_ms"] = {k: 1e3 * v / max(1, r["frames_all"])
                                                   for k, v in _delta(srv.threads(), th0).items()}
                         r["load"] = load0
+                        r["losses"] = {k: v - lost0[k] for k, v in net.losses().items()}  # warm-up included
                         samples[cell].append(r)
                         log(f"[remote] round {rnd + 1} {cell.label}: {r['fps']:.1f} fps, p50 {r['p50_ms'] or 0:.0f} ms,"
                             f" up {r['up_bytes'] / 1e6:.2f} MB, down {r['down_bytes'] / 1e6:.2f} MB")
