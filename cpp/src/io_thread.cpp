@@ -642,7 +642,6 @@ IoThread::PartsSent IoThread::send_parts(Outgoing& o, TimePoint now) {
         return r;
       }
       pc->sent = true;
-      if (o.pieces_sent == 0) o.first_part = Clock::now();
       ++o.pieces_sent;
       o.part_bytes += enc.header.size() + pc->out.size();
       o.part_payload_bytes += pc->out.size();
@@ -720,13 +719,14 @@ void IoThread::flush_outgoing(TimePoint now) {
     bytes += o->part_bytes;
     pipeline_.sent(id, bytes);
     // every frame: the link's throughput decides compression and how many frames to keep in flight. A streamed
-    // frame's time on the link starts with its first PART, not its FRAME: timed from the FRAME, the PARTs that
-    // crossed while later ones were compressing counted in its bytes but not in its time, the link looked faster
-    // than it is, and on the remote bench's 1 Gbit/s link libnrb sent some frames raw (2.18 MB a frame on average
-    // instead of 1.87). From the first PART the sample includes what compressing the later chunks kept the link
-    // waiting, if anything: slower, never faster, than the link (learn() keeps the fastest recent sample).
+    // frame is timed from its FRAME, its image to its RESULT (section 6.3.4), so the chunks that crossed the link
+    // while later ones were still being compressed count in its bytes but not in its time: where compressing is
+    // slower than the link, such a sample makes the link look faster than it is. Timed from its first PART and
+    // without the renderer's encode_ms instead, the samples made a 10 Gbit/s link look like 250 MB/s and libnrb
+    // compressed every frame there (34 fps where sending raw makes 56); the fast side errs toward sending raw,
+    // which a raw frame's own sample then corrects (learn() keeps the fastest recent sample).
     if (sent_.size() >= 64) sent_.erase(sent_.begin());
-    sent_.push_back(SentFrame{id, o->first_part.value_or(Clock::now()), bytes, o->raw_bytes,
+    sent_.push_back(SentFrame{id, Clock::now(), bytes, o->raw_bytes,
                               o->compressed ? std::max(0.01, o->compress_cpu_ms) : 0.0});
     last_send_ = now;
   }
@@ -946,13 +946,9 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
     const double speed = double(f.raw_bytes) / std::max(0.01, chain);
     est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
   }
-  // link time: the round trip less the renderer's own time and less decoding the answer here. A streamed image's
-  // PARTs (section 6.3.4) cross the link while the renderer is still compressing: its encode_ms is link time too
-  // (as a streamed frame's is timed from its first PART), so only the time before it counts as the renderer's.
-  const bool streamed = r.output && r.output->streamed;
-  const double server_ms = streamed ? std::max(0.0, r.timing.total_ms - r.timing.encode_ms) : r.timing.total_ms;
+  // link time: the round trip less the renderer's own time and less decoding the answer here
   const double link_ms =
-      std::chrono::duration<double, std::milli>(now - f.sent).count() - server_ms - last_decode_ms_;
+      std::chrono::duration<double, std::milli>(now - f.sent).count() - r.timing.total_ms - last_decode_ms_;
   const uint64_t bytes = f.bytes + result_bytes;
   if (link_ms <= 0.05 || bytes < 65536) return f.bytes;  // too small to say anything about the link
   // Waiting behind other frames (in the engine's send queue, in a busy renderer) only ever makes a sample slower

@@ -193,7 +193,6 @@ class IoThread {
     std::vector<std::shared_ptr<StreamPiece>> pieces;
     size_t pieces_sent = 0;
     uint64_t part_bytes = 0, part_payload_bytes = 0;
-    std::optional<TimePoint> first_part;  // when its first PART left: its time on the link starts there
   };
   std::deque<std::shared_ptr<Outgoing>> outgoing_;
   void flush_outgoing(TimePoint now);
