@@ -548,7 +548,8 @@ void IoThread::send_frames(TimePoint now) {
       const wire::Compression codec = compression_;
       const bool chunked = allow_chunked_;
       const bool shuffle = allow_shuffle_;
-      if (allow_streamed_frames_) {
+      // Section 6.3.5 step 6: every 16th compressed frame goes whole, the frames the link is measured by (learn()).
+      if (allow_streamed_frames_ && ++est_.compressed_frames % 16 != 0) {
         stream_frame(o, keep, codec, level, shuffle);
       } else {
         pool.post([this, o, keep, codec, level, chunked, shuffle, &pool] {
@@ -718,16 +719,11 @@ void IoThread::flush_outgoing(TimePoint now) {
     // A streamed frame's PARTs are its bytes too: the frame's share of the link is all of them.
     bytes += o->part_bytes;
     pipeline_.sent(id, bytes);
-    // every frame: the link's throughput decides compression and how many frames to keep in flight. A streamed
-    // frame is timed from its FRAME, its image to its RESULT (section 6.3.4), so the chunks that crossed the link
-    // while later ones were still being compressed count in its bytes but not in its time: where compressing is
-    // slower than the link, such a sample makes the link look faster than it is. Timed from its first PART and
-    // without the renderer's encode_ms instead, the samples made a 10 Gbit/s link look like 250 MB/s and libnrb
-    // compressed every frame there (34 fps where sending raw makes 56); the fast side errs toward sending raw,
-    // which a raw frame's own sample then corrects (learn() keeps the fastest recent sample).
+    // every frame: the link's throughput decides compression and how many frames to keep in flight (learn(); a
+    // streamed frame's sample is not taken, see there)
     if (sent_.size() >= 64) sent_.erase(sent_.begin());
     sent_.push_back(SentFrame{id, Clock::now(), bytes, o->raw_bytes,
-                              o->compressed ? std::max(0.01, o->compress_cpu_ms) : 0.0});
+                              o->compressed ? std::max(0.01, o->compress_cpu_ms) : 0.0, o->streamed});
     last_send_ = now;
   }
 }
@@ -946,6 +942,12 @@ uint64_t IoThread::learn(const wire::Result& r, uint64_t result_bytes, TimePoint
     const double speed = double(f.raw_bytes) / std::max(0.01, chain);
     est_.compress_bytes_per_ms += 0.3 * (speed - est_.compress_bytes_per_ms);
   }
+  // A streamed frame (section 6.3.5) tells nothing true about the link: its chunks crossed while later ones were
+  // still compressing, so its time from the FRAME hides them where compressing is the slower stage (on the 1 Gbit/s
+  // bench link the link then looked fast enough to send raw, and some frames went raw at 5.4 MB), and its time from
+  // its first PART adds the compressing (a 10 Gbit/s link looked like 250 MB/s and every frame stayed compressed:
+  // 34 fps where raw makes 56). The whole frames among them (every 16th) measure it.
+  if (f.streamed) return f.bytes;
   // link time: the round trip less the renderer's own time and less decoding the answer here
   const double link_ms =
       std::chrono::duration<double, std::milli>(now - f.sent).count() - r.timing.total_ms - last_decode_ms_;

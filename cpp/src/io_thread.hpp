@@ -246,6 +246,7 @@ class IoThread {
     double compress_bytes_per_ms = 0;
     double ratio = 1;                  // compressed / raw
     uint64_t raw_frames = 0;           // sent raw in a row: every 16th is compressed anyway, to measure again
+    uint64_t compressed_frames = 0;    // compressed on a streamed_frames session: every 16th goes whole (a link sample)
   } est_;
   struct SentFrame {
     uint64_t id;
@@ -253,6 +254,7 @@ class IoThread {
     uint64_t bytes;      // on the wire
     uint64_t raw_bytes;  // before compression
     double compress_cpu_ms;  // > 0: this frame was compressed, at this CPU cost here
+    bool streamed;           // its buffers went in PARTs (section 6.3.5): not a sample of the link
   };
   std::vector<SentFrame> sent_;  // frames in flight: when they left and how many bytes they took
   double last_decode_ms_ = 0;    // decoding the header of the message being handled (payloads: on the pool)
