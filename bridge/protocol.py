@@ -838,6 +838,18 @@ def payload_data(msg: Message) -> list[memoryview | bytes | None]:
     return [b.data for b in _payload_buffers(msg)]
 
 
+def _raw_bytes(b: Buffer) -> memoryview:
+    """``b``'s raw pixels as one flat byte view, checked against its descriptor's size (what ``encode`` and the
+    streaming encoders send, whole or in chunks)."""
+    if b.data is None:
+        raise ValueError(f"buffer {b.name!r} has neither data nor a shared-memory reference")
+    data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
+    data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+    if len(data) != b.size:
+        raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+    return data
+
+
 def encode_header(msg: Message) -> bytes:
     """The first frame of ``encode(msg)`` alone: its canonical msgpack header (no payload is touched)."""
     return bytes(msgpack.packb(header_map(msg), use_bin_type=True))
@@ -861,12 +873,7 @@ def encode(msg: Message, pool: Executor | None = None) -> list[bytes | memoryvie
             raise ValueError("a PART carries one chunk of 1 byte or more")
         frames.append(msg.data)
     for b in _payload_buffers(msg):
-        if b.data is None:
-            raise ValueError(f"buffer {b.name!r} has neither data nor a shared-memory reference")
-        data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
-        data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-        if len(data) != b.size:
-            raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+        data = _raw_bytes(b)
         if b.compression in LOSSY_COMPRESSIONS:
             # a renderer encodes its image once, at the session's quality (bridge.image_codec), and sends those bytes
             frames.append(b.compressed if b.compressed is not None
@@ -922,12 +929,7 @@ def _stream_buffers(session: int, frame: int, buffers: Sequence[Buffer],
     yielded in order as soon as it is ready; then each buffer's table and ``streamed`` are set."""
     jobs: list[tuple[Buffer, int, memoryview]] = []
     for b in buffers:
-        if b.data is None:
-            raise ValueError(f"buffer {b.name!r} has no data")
-        data = b.data if isinstance(b.data, memoryview) else memoryview(b.data)
-        data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-        if len(data) != b.size:
-            raise ValueError(f"buffer {b.name!r}: {len(data)} bytes, descriptor says {b.size}")
+        data = _raw_bytes(b)
         step = b.chunk_bytes or 0
         if -(-b.size // step) > MAX_CHUNKS:
             raise ValueError(f"buffer {b.name!r}: chunks of {step} bytes make more than {MAX_CHUNKS}")
