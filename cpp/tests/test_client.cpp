@@ -121,6 +121,25 @@ int render_until(nrb::client& c, int n, bool use_slot = false, std::chrono::mill
 
 bool connected(const nrb::client& c) { return c.stats().state == NRB_STATE_CONNECTED; }
 
+// What a client configured with ``attach`` logs at INFO and above (its callback runs on libnrb's I/O thread).
+struct LogLines {
+  std::mutex m;
+  std::vector<std::string> lines;
+
+  void attach(nrb::client_config& cfg) {
+    cfg->log_level = NRB_LOG_INFO;
+    cfg.log([this](nrb_log_level, const char* msg) {
+      std::lock_guard<std::mutex> lock(m);
+      lines.emplace_back(msg);
+    });
+  }
+  bool has(const std::string& text) {
+    std::lock_guard<std::mutex> lock(m);
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
+  }
+};
+
 std::string ipc_endpoint(const char* tag) {
   return "ipc:///tmp/nrb-test-" + std::string(tag) + "-" + std::to_string(::getpid());
 }
@@ -319,15 +338,10 @@ TEST_CASE("client: a streamed image with a PART missing, too long, repeated or o
     o.stream_fault = fault;
     o.stream_faults = 1;  // the first answer only
     TestRenderer r(o);
-    std::mutex m;
-    std::vector<std::string> lines;
+    LogLines log;
     auto cfg = config(r.endpoint());
     cfg->compression = NRB_COMPRESSION_LZ4;
-    cfg->log_level = NRB_LOG_INFO;
-    cfg.log([&](nrb_log_level, const char* msg) {
-      std::lock_guard<std::mutex> lock(m);
-      lines.emplace_back(msg);
-    });
+    log.attach(cfg);
     nrb::client c(cfg);
     REQUIRE(wait_for([&] { return connected(c); }));
     std::vector<uint64_t> shown;
@@ -347,10 +361,7 @@ TEST_CASE("client: a streamed image with a PART missing, too long, repeated or o
     CHECK(std::find(shown.begin(), shown.end(), broken) == shown.end());
     CHECK(c.stats().errors_received >= 1);
     CHECK(connected(c));
-    std::lock_guard<std::mutex> lock(m);
-    bool logged = false;
-    for (const auto& l : lines) logged = logged || l.find(text) != std::string::npos;
-    CHECK_MESSAGE(logged, "no log line has: " << text);
+    CHECK_MESSAGE(log.has(text), "no log line has: " << text);
   }
 }
 
@@ -813,22 +824,14 @@ TEST_CASE("client: CurveZMQ keys secure the connection") {
 
 TEST_CASE("client: the log callback reports the session") {
   TestRenderer r;
-  std::mutex m;
-  std::vector<std::string> lines;
+  LogLines log;
   auto cfg = config(r.endpoint());
-  cfg->log_level = NRB_LOG_INFO;
-  cfg.log([&](nrb_log_level, const char* msg) {
-    std::lock_guard<std::mutex> lock(m);
-    lines.emplace_back(msg);
-  });
+  log.attach(cfg);
   {
     nrb::client c(cfg);
     REQUIRE(wait_for([&] { return connected(c); }));
   }
-  std::lock_guard<std::mutex> lock(m);
-  bool found = false;
-  for (const auto& l : lines) found = found || l.find("session") != std::string::npos;
-  CHECK(found);
+  CHECK(log.has("session"));
 }
 
 TEST_CASE("client: a renderer that refuses the session is not asked again and its message is surfaced") {
