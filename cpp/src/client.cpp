@@ -50,7 +50,7 @@ uint64_t Client::begin(double dt, double deadline_ms) {
   last_begin_ = now;
   has_begun_ = true;
   pending_.clear();
-  Pipeline::BeginInfo info = pipeline_.begin();
+  Pipeline::BeginInfo info = pipeline_.begin(now);
   builder_.start(info.frame_id, info.live, info.pool, monotonic_ns(now), dt,
                  deadline_ms > 0.0 ? deadline_ms : opts_.deadline_ms);
   return info.frame_id;

@@ -18,11 +18,20 @@ void Pipeline::wake() {
 
 // ---- render-thread side -----------------------------------------------------------------------------------------
 
-Pipeline::BeginInfo Pipeline::begin() {
+Pipeline::BeginInfo Pipeline::begin(TimePoint now) {
   std::lock_guard<std::mutex> lock(mutex_);
   BeginInfo b;
   b.frame_id = next_frame_id_++;
   b.live = enabled_ && session_ != 0;
+  if (b.live && too_slow_) {
+    // None of its frames can be shown, and the renderer takes one per render time at most: sending every frame
+    // would only cost the engine its copies and the renderer its answers (and the sessions it can serve their CPU).
+    if (now < next_live_)
+      b.live = false;
+    else
+      next_live_ = now + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double, std::milli>(slow_ms_));
+  }
   b.pool = pool_;
   return b;
 }
@@ -167,6 +176,9 @@ void Pipeline::session_started(uint64_t session, uint32_t max_in_flight, std::sh
   limit_ = opts_.frames_in_flight ? ceiling_ : 1;  // adaptive: start at 1, learn from this session's answers
   service_ms_ = link_ms_ = 0.0;
   adaptive_seen_ = 0;
+  judged_ = 0;
+  too_slow_ = false;
+  next_live_ = TimePoint{};
   pool_ = std::move(pool);
   refused_ = retry_requested_ = false;
   refusal_code_ = 0;
@@ -267,7 +279,18 @@ Pipeline::Answer Pipeline::on_result(uint64_t frame_id, std::shared_ptr<ResultIm
   in_flight_.erase(it);
   acknowledge_locked(frame_id);
   // Only rendered frames tell what a render costs (a skipped one was answered without occupying the renderer).
-  if (image && timing) adapt_locked(*timing, ms_between(f.sent_time, now) - timing->total_ms, f.alone);
+  if (image && timing && timing->total_ms > 0.0) {
+    adapt_locked(*timing, ms_between(f.sent_time, now) - timing->total_ms, f.alone);
+    // Section 5.9, engine rule 5. The session's first render is not judged (it includes the model's warm-up), nor
+    // one slow spell among fast renders (the fastest of the last three decides); a render that fits ends it.
+    const double service = std::max(0.0, timing->total_ms - timing->queue_ms);
+    if (adaptive_seen_ >= 2) {
+      judged_ms_[judged_++ % judged_ms_.size()] = service;
+      const size_t n = std::min<size_t>(judged_, judged_ms_.size());
+      too_slow_ = *std::min_element(judged_ms_.begin(), judged_ms_.begin() + n) > f.deadline_ms;
+      slow_ms_ = service;
+    }
+  }
   double rtt = ms_between(f.submit_time, now);
   if (!image) {  // "skipped": the renderer judged it past its deadline
     ++counters_.results_late;

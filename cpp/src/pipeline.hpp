@@ -15,6 +15,7 @@
 // on_result, ...) call it concurrently; every method holds one internal mutex for a few microseconds at most.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -147,7 +148,9 @@ class Pipeline {
     bool live = false;                // enabled and a session is up: the frame can be sent
     std::shared_ptr<SlotPool> pool;   // the session's shared-memory pool, if negotiated
   };
-  BeginInfo begin();
+  // `live` is false also while the renderer is too slow for the deadline and a frame went out less than one of its
+  // render times ago (docs/protocol.md section 5.9, engine rule 5): the engine then copies no pixels for it.
+  BeginInfo begin(TimePoint now = Clock::now());
   uint64_t latest_frame_id() const;
   // Queues `f` for sending; drops it when disabled or without a session, or drops the previously queued frame.
   void submit(SubmittedFrame f, TimePoint now);
@@ -263,6 +266,14 @@ class Pipeline {
   double link_ms_ = 0.0;          // the fastest recent link time (queueing behind other frames only adds to it)
   double busy_ms_ = 0.0;          // moving average of ServerTiming::link_busy_ms
   uint32_t adaptive_seen_ = 0;
+  // The renderer is too slow for the deadline (section 5.9, engine rule 5): each of its last (up to) 3 renders, the
+  // session's first not counted, took longer than the frame's deadline. Then one frame per `slow_ms_` (the last
+  // render's time) is live, the next at `next_live_`.
+  std::array<double, 3> judged_ms_{};
+  uint32_t judged_ = 0;  // renders judged so far (the session's first is not)
+  bool too_slow_ = false;
+  double slow_ms_ = 0.0;
+  TimePoint next_live_{};
   std::shared_ptr<SlotPool> pool_;
   wire::Compression compression_ = wire::Compression::none;
   bool doorbell_ = false;  // statistics only: the I/O thread owns the doorbell

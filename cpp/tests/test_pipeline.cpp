@@ -594,3 +594,75 @@ TEST_CASE("adaptive in flight: a link-bound session keeps the bandwidth-delay pr
   }
   CHECK(p.in_flight_limit() == 3);  // (100 + 159) / 100 = 2.6
 }
+
+// ---- a renderer too slow for the deadline (section 5.9, engine rule 5) -------------------------------------------
+namespace {
+
+// A frame begun and submitted at `now` as an engine does: with the liveness begin() gave it.
+Pipeline::BeginInfo engine_frame(Pipeline& p, TimePoint now) {
+  auto b = p.begin(now);
+  SubmittedFrame f;
+  f.id = b.frame_id;
+  f.live = b.live;
+  p.submit(std::move(f), now);
+  return b;
+}
+
+// One frame sent at `t` and rendered in `service_ms` (answered then, late or not).
+void rendered(Pipeline& p, TimePoint& t, double service_ms) {
+  auto b = engine_frame(p, t);
+  REQUIRE(b.live);
+  REQUIRE(p.take_next(t).has_value());
+  t += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(service_ms + 1.0));
+  p.on_result(b.frame_id, image(), t, ServerTiming{0.0, service_ms});
+}
+
+// Live frames among a 60 fps game loop's over `ms`, from `t`.
+int live_frames(Pipeline& p, TimePoint& t, int ms) {
+  int live = 0;
+  for (int i = 0; i < ms * 60 / 1000; ++i, t += 16667us) live += engine_frame(p, t).live ? 1 : 0;
+  return live;
+}
+
+}  // namespace
+
+TEST_CASE("a renderer too slow for the deadline gets one frame per render time; the others copy nothing") {
+  Pipeline::Options o = adaptive();
+  o.deadline_ms = 100.0;
+  Pipeline p(o);
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  rendered(p, t, 2400.0);  // the first render (warm-up included) is not judged
+  CHECK(live_frames(p, t, 1000) == 60);
+  rendered(p, t, 1500.0);  // 1280x720 on two busy cores against 100 ms
+  // over 2.9 s: the frame at once, one 1.5 s later, none in between
+  CHECK(live_frames(p, t, 2900) == 2);
+  // what the frames not sent carried is not lost: an event fired now leaves with the next live frame
+  p.fire_event(event("boss_defeated"));
+  CHECK_FALSE(engine_frame(p, t).live);
+  CHECK_FALSE(p.take_next(t).has_value());
+  t += 200ms;
+  CHECK(engine_frame(p, t).live);
+  auto out = p.take_next(t);
+  REQUIRE(out.has_value());
+  CHECK(names(out->events) == std::vector<std::string>{"boss_defeated"});
+  // the renderer's refreshing render comes back fast (the others left): every frame is live again
+  t += 41ms;
+  p.on_result(out->frame.id, image(), t, ServerTiming{0.0, 40.0});
+  CHECK(live_frames(p, t, 1000) == 60);
+}
+
+TEST_CASE("a renderer within its deadline is sent every frame: a slow first render or one slow spell holds none") {
+  Pipeline::Options o = adaptive();
+  o.deadline_ms = 100.0;
+  Pipeline p(o);
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  rendered(p, t, 2000.0);  // warm-up
+  rendered(p, t, 40.0);
+  CHECK(live_frames(p, t, 500) == 30);
+  for (int i = 0; i < 5; ++i) rendered(p, t, 40.0);
+  rendered(p, t, 300.0);  // one slow spell: the renders before it fit
+  rendered(p, t, 250.0);
+  CHECK(live_frames(p, t, 500) == 30);
+}

@@ -397,8 +397,9 @@ typedef struct nrb_buffer_desc {
 /* Tags one G-buffer of the current frame. The pixels are copied before the call returns (into a shared-memory
  * slot when shm was negotiated, otherwise into a library-owned staging buffer that is sent without a further
  * copy); `desc` and `desc->data` may be reused immediately. Tagging the same name twice replaces it. When the
- * client is disabled or not connected the copy is skipped (the frame will not be sent). Render thread. Costs one
- * memcpy of the buffer. */
+ * client is disabled or not connected, or while it holds frames back from a renderer too slow for the deadline
+ * (docs/protocol.md section 5.9, engine rule 5: one frame per render time is sent), the copy is skipped (the frame
+ * will not be sent). Render thread. Costs one memcpy of the buffer. */
 NRB_API nrb_status nrb_frame_tag_buffer(nrb_client* client, const nrb_buffer_desc* desc);
 
 /* Zero-copy alternative to nrb_frame_tag_buffer: reserves space for buffer `desc` (data ignored; stride 0 means
