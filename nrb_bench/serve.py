@@ -125,10 +125,11 @@ class _Session:
     def _frame(self) -> int:
         w, h = self.size
         fid = int(self.client.begin())
-        for name, a in self.arrays.items():
-            view = self.client.acquire_slot(name, FORMATS[name], w, h)
-            np.copyto(view.reshape(a.shape), a)
-            del view
+        if self.client.frame_live():  # as an engine does: no readback or copy for a frame that will not be sent
+            for name, a in self.arrays.items():
+                view = self.client.acquire_slot(name, FORMATS[name], w, h)
+                np.copyto(view.reshape(a.shape), a)
+                del view
         self.client.submit()
         return fid
 

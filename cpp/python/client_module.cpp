@@ -390,6 +390,8 @@ class ClientBinding {
     return cl.begin(dt, deadline_ms);
   }
 
+  bool frame_live() { return c().frame_live(); }
+
   void tag_buffer(const std::string& name, const std::string& format, py::array a, bool depth_reversed,
                   bool depth_infinite) {
     nrb::client& cl = c();
@@ -641,6 +643,9 @@ lossy_codec ("jpeg", "webp").
       .def("__exit__", [](ClientBinding& c, py::args) { c.close(); })
       .def("begin", &ClientBinding::begin, py::arg("dt") = -1.0, py::arg("deadline_ms") = 0.0,
            "Begin a frame (dt < 0: measured); returns its frame id.")
+      .def("frame_live", &ClientBinding::frame_live,
+           "Whether the frame begun will be sent (False: disabled, not connected, or holding frames back from a "
+           "renderer too slow for the deadline); when False its G-buffers need not be read back or written.")
       .def("tag_buffer", &ClientBinding::tag_buffer, py::arg("name"), py::arg("format"), py::arg("array"), py::kw_only(),
            py::arg("depth_reversed") = false, py::arg("depth_infinite") = false,
            "Copy a G-buffer (numpy array (h, w[, c]) of the format's dtype; rows may be strided) into the frame.")

@@ -698,6 +698,15 @@ NRB_API nrb_status nrb_set_enabled(nrb_client* client, int enabled) {
   });
 }
 
+NRB_API nrb_status nrb_frame_get_live(const nrb_client* client, int* out_live) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_frame_get_live: client is NULL");
+  return guarded(client, "nrb_frame_get_live", [&]() -> nrb_status {
+    if (!out_live) throw std::invalid_argument("out_live is NULL");
+    *out_live = client->impl->frame_live() ? 1 : 0;
+    return NRB_OK;
+  });
+}
+
 NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled) {
   if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_get_enabled: client is NULL");
   return guarded(client, "nrb_get_enabled", [&]() -> nrb_status {

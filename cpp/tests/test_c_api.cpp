@@ -152,7 +152,15 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(nrb_set_style(c, "noir", 0.5, 1.0, &object_without_ids) == NRB_ERROR_INVALID_ARGUMENT);
   CHECK(nrb_set_style(c, "noir", 1.5, 1.0, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
   CHECK(nrb_set_style(c, "noir", 0.5, 1.0, nullptr) == NRB_OK);
+  int live = -1;
+  CHECK(nrb_frame_get_live(c, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_frame_get_live(nullptr, &live) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_frame_get_live(c, &live) == NRB_OK);
+  CHECK(live == 0);  // begun while connecting: it will not be sent
   CHECK(nrb_frame_submit(c) == NRB_OK);
+  live = -1;
+  CHECK(nrb_frame_get_live(c, &live) == NRB_OK);
+  CHECK(live == 0);  // no frame begun
 
   nrb_result r{};
   CHECK(nrb_acquire_result(c, &r) == NRB_ERROR_UNSUPPORTED_VERSION);

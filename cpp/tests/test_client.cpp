@@ -1045,3 +1045,41 @@ TEST_CASE("client: frames compressed and images decompressed on the pool at once
   }
   CHECK(shown >= 1);
 }
+
+TEST_CASE("client: frame_live says which frames will be sent, and a renderer too slow for the deadline gets few") {
+  TestRenderer::Options o;
+  o.delay_ms = 150;  // every render takes 150 ms
+  TestRenderer r(o);
+  auto cfg = config(r.endpoint());
+  cfg->deadline_ms = 100;  // none of its images could be shown
+  cfg->server_timeout_ms = 2000;
+  nrb::client c(cfg);
+  CHECK_FALSE(c.frame_live());  // no frame begun
+  c.begin();
+  CHECK_FALSE(c.frame_live());  // not connected yet: nothing would be sent
+  c.submit();
+  REQUIRE(wait_for([&] { return connected(c); }));
+  // two renders answered: the first (warm-up) is not judged, the second says 150 ms against 100
+  const auto until = Clock::now() + 3000ms;
+  while (r.frames().size() < 2 && Clock::now() < until) {
+    engine_frame(c);
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(r.frames().size() >= 2);
+  REQUIRE(wait_for([&] { return c.stats().in_flight == 0; }));
+  // a 200 fps loop over 600 ms: one frame per 150 ms render goes out, the others are not live
+  int live = 0, begun = 0;
+  const auto end = Clock::now() + 600ms;
+  while (Clock::now() < end) {
+    c.begin();
+    live += c.frame_live() ? 1 : 0;
+    ++begun;
+    c.submit();
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(begun > 40);
+  CHECK(live >= 2);
+  CHECK(live <= 6);
+  CHECK(c.stats().frames_dropped >= static_cast<uint64_t>(begun - live));
+  CHECK(connected(c));
+}

@@ -380,6 +380,13 @@ typedef struct nrb_frame_info {
  * ages are counted in these ids. Render thread. Microseconds. */
 NRB_API nrb_status nrb_frame_begin(nrb_client* client, const nrb_frame_info* info, uint64_t* out_frame_id);
 
+/* *out_live = 1 when the frame begun last (and not yet submitted) will be sent, 0 when it will not: the client is
+ * disabled or not connected, or it holds frames back from a renderer too slow for the deadline (docs/protocol.md
+ * section 5.9, engine rule 5). With 0 an engine may skip reading its G-buffers back and tagging them: nothing of
+ * them would be used (nrb_frame_tag_buffer already skips its copy; memory from nrb_frame_acquire_slot is not sent).
+ * Events and style commands are kept either way. 0 also when no frame is begun. Render thread. */
+NRB_API nrb_status nrb_frame_get_live(const nrb_client* client, int* out_live);
+
 /* Flags of nrb_buffer_desc. */
 enum { NRB_BUFFER_DEPTH_REVERSED = 1u << 0, NRB_BUFFER_DEPTH_INFINITE = 1u << 1 };
 

@@ -244,6 +244,12 @@ class client {
     detail::check(nrb_frame_begin(h_, &info, &id), h_);
     return id;
   }
+  // Whether the frame begun will be sent (nrb_frame_get_live): when not, its G-buffers need not be read back.
+  bool frame_live() const {
+    int live = 0;
+    detail::check(nrb_frame_get_live(h_, &live), h_);
+    return live != 0;
+  }
   void tag_buffer(const char* name, nrb_format format, uint32_t width, uint32_t height, const void* data,
                   uint32_t stride = 0, uint32_t flags = 0) {
     nrb_buffer_desc d = desc(name, format, width, height, stride, flags);

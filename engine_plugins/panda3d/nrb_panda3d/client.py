@@ -179,6 +179,11 @@ class NativeClient:
     def frame_begin(self, dt: float = -1.0) -> int:
         return int(self._c.begin(dt))
 
+    def frame_live(self) -> bool:
+        """Whether the frame begun will be sent (``nrb_frame_get_live``): False while disconnected, disabled, or
+        holding frames back from a renderer too slow for the deadline; then its G-buffers need no readback."""
+        return bool(self._c.frame_live())
+
     def tag_buffer(self, name: str, fmt: str, array: np.ndarray) -> None:
         self._c.tag_buffer(name, fmt, array)
 

@@ -501,8 +501,9 @@ class NeuralRendering:
         camera = rec.extra.pop("camera", None)
         if self._enabled and camera is not None:
             self._stats_cache = self.client.stats()
-            connected = self._stats_cache.state == "connected"
-            if connected:
+            # connected, and the renderer can use this frame: libnrb sends a renderer too slow for the deadline one
+            # frame per render time (docs/protocol.md 5.9, engine rule 5), and the others need no readback
+            if self.client.frame_live():
                 if self.pack is not None:
                     packed = self.pack.read()
                     t1 = time.perf_counter()
