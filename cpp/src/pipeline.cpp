@@ -36,6 +36,11 @@ Pipeline::BeginInfo Pipeline::begin(TimePoint now) {
   return b;
 }
 
+bool Pipeline::would_be_live(TimePoint now) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return enabled_ && session_ != 0 && !(too_slow_ && now < next_live_);
+}
+
 uint64_t Pipeline::latest_frame_id() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return next_frame_id_ - 1;

@@ -151,6 +151,8 @@ class Pipeline {
   // `live` is false also while the renderer is too slow for the deadline and a frame went out less than one of its
   // render times ago (docs/protocol.md section 5.9, engine rule 5): the engine then copies no pixels for it.
   BeginInfo begin(TimePoint now = Clock::now());
+  // What begin(now) would say of `live`, without beginning a frame.
+  bool would_be_live(TimePoint now) const;
   uint64_t latest_frame_id() const;
   // Queues `f` for sending; drops it when disabled or without a session, or drops the previously queued frame.
   void submit(SubmittedFrame f, TimePoint now);

@@ -160,7 +160,7 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(nrb_frame_submit(c) == NRB_OK);
   live = -1;
   CHECK(nrb_frame_get_live(c, &live) == NRB_OK);
-  CHECK(live == 0);  // no frame begun
+  CHECK(live == 0);  // no frame begun, and one begun now would not be sent either (still connecting)
 
   nrb_result r{};
   CHECK(nrb_acquire_result(c, &r) == NRB_ERROR_UNSUPPORTED_VERSION);

@@ -384,7 +384,8 @@ NRB_API nrb_status nrb_frame_begin(nrb_client* client, const nrb_frame_info* inf
  * disabled or not connected, or it holds frames back from a renderer too slow for the deadline (docs/protocol.md
  * section 5.9, engine rule 5). With 0 an engine may skip reading its G-buffers back and tagging them: nothing of
  * them would be used (nrb_frame_tag_buffer already skips its copy; memory from nrb_frame_acquire_slot is not sent).
- * Events and style commands are kept either way. 0 also when no frame is begun. Render thread. */
+ * Events and style commands are kept either way. With no frame begun: whether a frame begun now would be sent (an
+ * engine whose readback completes frames later asks before starting it). Render thread. */
 NRB_API nrb_status nrb_frame_get_live(const nrb_client* client, int* out_live);
 
 /* Flags of nrb_buffer_desc. */

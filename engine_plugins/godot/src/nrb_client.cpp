@@ -415,7 +415,10 @@ bool NRBClient::submit() {
 bool NRBClient::read_back_and_submit(Object* rd, const Array& buffers, int64_t width, int64_t height,
                                      const Dictionary& constants, const Dictionary& camera, double dt,
                                      double deadline_ms) {
-  if (client_ == nullptr || rd == nullptr || !is_enabled()) return false;
+  // No readback for a frame libnrb would not send: disabled, not connected, or holding frames back from a renderer
+  // too slow for the deadline (docs/protocol.md 5.9, engine rule 5); the game's events wait in libnrb for the next.
+  int live = 0;
+  if (client_ == nullptr || rd == nullptr || nrb_frame_get_live(client_, &live) != NRB_OK || live == 0) return false;
   PendingFrame frame;
   frame.buffers = buffers;
   frame.width = width;
