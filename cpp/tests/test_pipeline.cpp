@@ -617,6 +617,18 @@ void rendered(Pipeline& p, TimePoint& t, double service_ms) {
   p.on_result(b.frame_id, image(), t, ServerTiming{0.0, service_ms});
 }
 
+// An adaptive session with a 100 ms deadline, just started, at `t`.
+struct DeadlineSession {
+  static Pipeline::Options options() {
+    Pipeline::Options o = adaptive();
+    o.deadline_ms = 100.0;
+    return o;
+  }
+  Pipeline p{options()};
+  TimePoint t = t0();
+  DeadlineSession() { p.session_started(1, 8, nullptr); }
+};
+
 // Live frames among a 60 fps game loop's over `ms`, from `t`.
 int live_frames(Pipeline& p, TimePoint& t, int ms) {
   int live = 0;
@@ -626,12 +638,8 @@ int live_frames(Pipeline& p, TimePoint& t, int ms) {
 
 }  // namespace
 
-TEST_CASE("a renderer too slow for the deadline gets one frame per render time; the others copy nothing") {
-  Pipeline::Options o = adaptive();
-  o.deadline_ms = 100.0;
-  Pipeline p(o);
-  p.session_started(1, 8, nullptr);
-  TimePoint t = t0();
+TEST_CASE_FIXTURE(DeadlineSession,
+                  "a renderer too slow for the deadline gets one frame per render time; the others copy nothing") {
   rendered(p, t, 2400.0);  // the first render (warm-up included) is not judged
   CHECK(live_frames(p, t, 1000) == 60);
   rendered(p, t, 1500.0);  // 1280x720 on two busy cores against 100 ms
@@ -652,12 +660,8 @@ TEST_CASE("a renderer too slow for the deadline gets one frame per render time; 
   CHECK(live_frames(p, t, 1000) == 60);
 }
 
-TEST_CASE("a renderer within its deadline is sent every frame: a slow first render or one slow spell holds none") {
-  Pipeline::Options o = adaptive();
-  o.deadline_ms = 100.0;
-  Pipeline p(o);
-  p.session_started(1, 8, nullptr);
-  TimePoint t = t0();
+TEST_CASE_FIXTURE(DeadlineSession,
+                  "a renderer within its deadline is sent every frame: a slow first render or one slow spell holds none") {
   rendered(p, t, 2000.0);  // warm-up
   rendered(p, t, 40.0);
   CHECK(live_frames(p, t, 500) == 30);
