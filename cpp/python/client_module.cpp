@@ -391,6 +391,7 @@ class ClientBinding {
   }
 
   bool frame_live() { return c().frame_live(); }
+  bool sending() { return c().sending(); }
 
   void tag_buffer(const std::string& name, const std::string& format, py::array a, bool depth_reversed,
                   bool depth_infinite) {
@@ -646,6 +647,8 @@ lossy_codec ("jpeg", "webp").
       .def("frame_live", &ClientBinding::frame_live,
            "Whether the frame begun will be sent (False: disabled, not connected, or holding frames back from a "
            "renderer too slow for the deadline); when False its G-buffers need not be read back or written.")
+      .def("sending", &ClientBinding::sending,
+           "Whether a frame begun now would be sent (ask before a readback that completes later); any thread.")
       .def("tag_buffer", &ClientBinding::tag_buffer, py::arg("name"), py::arg("format"), py::arg("array"), py::kw_only(),
            py::arg("depth_reversed") = false, py::arg("depth_infinite") = false,
            "Copy a G-buffer (numpy array (h, w[, c]) of the format's dtype; rows may be strided) into the frame.")

@@ -707,6 +707,15 @@ NRB_API nrb_status nrb_frame_get_live(const nrb_client* client, int* out_live) {
   });
 }
 
+NRB_API nrb_status nrb_get_sending(const nrb_client* client, int* out_sending) {
+  if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_get_sending: client is NULL");
+  return guarded(client, "nrb_get_sending", [&]() -> nrb_status {
+    if (!out_sending) throw std::invalid_argument("out_sending is NULL");
+    *out_sending = client->impl->sending() ? 1 : 0;
+    return NRB_OK;
+  });
+}
+
 NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled) {
   if (!client) return fail(nullptr, NRB_ERROR_INVALID_ARGUMENT, "nrb_get_enabled: client is NULL");
   return guarded(client, "nrb_get_enabled", [&]() -> nrb_status {

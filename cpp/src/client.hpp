@@ -30,10 +30,10 @@ class Client {
   // ---- render thread ------------------------------------------------------------------------------------------
   // dt < 0: measured from the previous begin; deadline_ms 0: the configured one.
   uint64_t begin(double dt = -1.0, double deadline_ms = 0.0);
-  // Whether the frame begun (not yet submitted) will be sent; without one, whether a frame begun now would be.
-  bool frame_live() const {
-    return builder_.active() ? builder_.live() : pipeline_.would_be_live(Clock::now());
-  }
+  // Whether the frame begun (not yet submitted) will be sent; false without one.
+  bool frame_live() const noexcept { return builder_.active() && builder_.live(); }
+  // Whether a frame begun now would be sent. Any thread.
+  bool sending() const { return pipeline_.would_be_live(Clock::now()); }
   // Copies the pixels (rows `b.stride` apart; stride 0 = tight) into the frame. Skipped when the frame cannot be
   // sent (disabled / not connected).
   void tag_buffer(BufferArgs b, const void* data);

@@ -160,7 +160,12 @@ TEST_CASE("c api: every entry point reports misuse as a status, never a crash") 
   CHECK(nrb_frame_submit(c) == NRB_OK);
   live = -1;
   CHECK(nrb_frame_get_live(c, &live) == NRB_OK);
-  CHECK(live == 0);  // no frame begun, and one begun now would not be sent either (still connecting)
+  CHECK(live == 0);  // no frame begun
+  int sending = -1;
+  CHECK(nrb_get_sending(c, nullptr) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_get_sending(nullptr, &sending) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(nrb_get_sending(c, &sending) == NRB_OK);
+  CHECK(sending == 0);  // still connecting: a frame begun now would not be sent
 
   nrb_result r{};
   CHECK(nrb_acquire_result(c, &r) == NRB_ERROR_UNSUPPORTED_VERSION);

@@ -1054,12 +1054,14 @@ TEST_CASE("client: frame_live says which frames will be sent, and a renderer too
   cfg->deadline_ms = 100;  // none of its images could be shown
   cfg->server_timeout_ms = 2000;
   nrb::client c(cfg);
-  CHECK_FALSE(c.frame_live());  // not connected yet: a frame begun now would not be sent
+  CHECK_FALSE(c.frame_live());  // no frame begun
+  CHECK_FALSE(c.sending());     // not connected yet: a frame begun now would not be sent
   c.begin();
   CHECK_FALSE(c.frame_live());  // nor is this one
   c.submit();
   REQUIRE(wait_for([&] { return connected(c); }));
-  CHECK(c.frame_live());  // connected: a frame begun now would be (asked with none begun, as Godot's plugin does)
+  CHECK(c.sending());  // connected: a frame begun now would be
+  CHECK_FALSE(c.frame_live());
   // two renders answered: the first (warm-up) is not judged, the second says 150 ms against 100
   const auto until = Clock::now() + 3000ms;
   while (r.frames().size() < 2 && Clock::now() < until) {
@@ -1072,7 +1074,7 @@ TEST_CASE("client: frame_live says which frames will be sent, and a renderer too
   int live = 0, begun = 0, would = 0;
   const auto end = Clock::now() + 600ms;
   while (Clock::now() < end) {
-    const bool before = c.frame_live();  // asked before beginning: what begin will say
+    const bool before = c.sending();  // asked before beginning (as the Godot and Unreal plugins do): what begin says
     c.begin();
     const bool now = c.frame_live();
     would += before == now ? 1 : 0;

@@ -384,8 +384,7 @@ NRB_API nrb_status nrb_frame_begin(nrb_client* client, const nrb_frame_info* inf
  * disabled or not connected, or it holds frames back from a renderer too slow for the deadline (docs/protocol.md
  * section 5.9, engine rule 5). With 0 an engine may skip reading its G-buffers back and tagging them: nothing of
  * them would be used (nrb_frame_tag_buffer already skips its copy; memory from nrb_frame_acquire_slot is not sent).
- * Events and style commands are kept either way. With no frame begun: whether a frame begun now would be sent (an
- * engine whose readback completes frames later asks before starting it). Render thread. */
+ * Events and style commands are kept either way. 0 also when no frame is begun. Render thread. */
 NRB_API nrb_status nrb_frame_get_live(const nrb_client* client, int* out_live);
 
 /* Flags of nrb_buffer_desc. */
@@ -663,6 +662,12 @@ NRB_API nrb_status nrb_release_result(nrb_client* client, const nrb_result* resu
 NRB_API nrb_status nrb_set_enabled(nrb_client* client, int enabled);
 /* *out_enabled = 1 or 0. */
 NRB_API nrb_status nrb_get_enabled(const nrb_client* client, int* out_enabled);
+/* *out_sending = 1 when a frame begun now would be sent, 0 when it would not (disabled, not connected, or holding
+ * frames back from a renderer too slow for the deadline: docs/protocol.md section 5.9, engine rule 5); what
+ * nrb_frame_get_live would then say of it. For an engine whose G-buffer readback completes frames later, or on
+ * another thread than the one that builds frames: it asks before starting the readback and skips it on 0. Any
+ * thread. */
+NRB_API nrb_status nrb_get_sending(const nrb_client* client, int* out_sending);
 
 /* Leaves NRB_STATE_REFUSED and connects again in the background (state CONNECTING, then CONNECTED, or REFUSED
  * again with the renderer's new answer), e.g. after the player or the server's operator fixed what the refusal

@@ -320,6 +320,12 @@ class client {
     detail::check(nrb_get_enabled(h_, &on), h_);
     return on != 0;
   }
+  // Whether a frame begun now would be sent (nrb_get_sending): ask before a readback that completes later.
+  bool sending() const {
+    int on = 0;
+    detail::check(nrb_get_sending(h_, &on), h_);
+    return on != 0;
+  }
   // Counters and the connection state; while stats().state is NRB_STATE_REFUSED, refusal_code and
   // refusal_message say why (and last_error() the whole story).
   nrb_stats stats() const {

@@ -417,8 +417,8 @@ bool NRBClient::read_back_and_submit(Object* rd, const Array& buffers, int64_t w
                                      double deadline_ms) {
   // No readback for a frame libnrb would not send: disabled, not connected, or holding frames back from a renderer
   // too slow for the deadline (docs/protocol.md 5.9, engine rule 5); the game's events wait in libnrb for the next.
-  int live = 0;
-  if (client_ == nullptr || rd == nullptr || nrb_frame_get_live(client_, &live) != NRB_OK || live == 0) return false;
+  int sending = 0;
+  if (client_ == nullptr || rd == nullptr || nrb_get_sending(client_, &sending) != NRB_OK || sending == 0) return false;
   PendingFrame frame;
   frame.buffers = buffers;
   frame.width = width;

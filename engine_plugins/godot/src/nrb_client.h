@@ -56,7 +56,7 @@ class NRBClient : public RefCounted {
   // arrived; the callbacks are bound to this C++ object, not to a script, so a read still pending at quit never
   // calls into (or keeps alive) a GDScript object after the script languages are gone. On 4.3,
   // texture_get_data waits for the GPU. Render thread. Returns false, reading nothing back, when libnrb would not
-  // send the frame (off, not connected, or frames held back: nrb_frame_get_live), or when a read failed.
+  // send the frame (off, not connected, or frames held back: nrb_get_sending), or when a read failed.
   bool read_back_and_submit(Object* rd, const Array& buffers, int64_t width, int64_t height,
                             const Dictionary& constants, const Dictionary& camera, double dt, double deadline_ms);
   // Read-backs started and not yet submitted (at most kMaxPendingReadBacks; older ones are abandoned).

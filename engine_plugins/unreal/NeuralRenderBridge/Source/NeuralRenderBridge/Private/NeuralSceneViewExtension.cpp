@@ -341,6 +341,15 @@ void FNeuralSceneViewExtension::PostRenderBasePassDeferred_RenderThread(FRDGBuil
 	{
 		return;  // both slots still in flight: skip this frame rather than stall
 	}
+	// No pack pass and no readback (80 MB per 1080p frame) for a frame libnrb would not send: not connected, or holding
+	// frames back from a renderer too slow for the deadline (docs/protocol.md 5.9, engine rule 5). nrb_get_sending,
+	// not nrb_frame_get_live: the worker builds the frames, and this may be asked from any thread.
+	nrb_client* Client = Module->GetClient();
+	int bSending = 0;
+	if (Client == nullptr || nrb_get_sending(Client, &bSending) != NRB_OK || bSending == 0)
+	{
+		return;
+	}
 	// The view's render rect: at render resolution (screen percentage, TSR, dynamic resolution) and offset inside the
 	// scene textures, which may be larger than the view (UnscaledViewRect is the output size, after upscaling).
 	const FIntRect Rect = UE::FXRenderingUtils::GetRawViewRectUnsafe(InView);
