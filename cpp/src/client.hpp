@@ -35,7 +35,7 @@ class Client {
   // Whether a frame begun now would be sent. Any thread.
   bool sending() const { return pipeline_.would_be_live(Clock::now()); }
   // Copies the pixels (rows `b.stride` apart; stride 0 = tight) into the frame. Skipped when the frame cannot be
-  // sent (disabled / not connected).
+  // sent (disabled / not connected / held back from a renderer too slow for the deadline).
   void tag_buffer(BufferArgs b, const void* data);
   // Where the engine writes buffer `b` itself; *stride receives the row pitch to use.
   uint8_t* acquire_slot(BufferArgs b, uint64_t* stride);

@@ -505,7 +505,8 @@ NRB_API nrb_status nrb_frame_set_lights(nrb_client* client, const nrb_light* lig
 /* Submits the current frame and returns at once: the I/O thread sends it when fewer than frames_in_flight frames
  * are outstanding. If a newer frame is submitted before this one could be sent, this one is dropped (counted in
  * frames_dropped; its events and styles move to the next frame actually sent). Frames submitted while disabled or
- * disconnected are dropped the same way. Render thread. Microseconds. */
+ * disconnected, and those held back from a renderer too slow for the deadline (nrb_frame_get_live 0), are dropped
+ * the same way. Render thread. Microseconds. */
 NRB_API nrb_status nrb_frame_submit(nrb_client* client);
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -679,7 +680,7 @@ typedef struct nrb_stats {
   uint32_t struct_version; /* NRB_STATS_VERSION */
   uint64_t frames_submitted;  /* nrb_frame_submit calls */
   uint64_t frames_sent;       /* FRAMEs written to the socket */
-  uint64_t frames_dropped;    /* submitted frames never sent (superseded, disabled, disconnected) */
+  uint64_t frames_dropped;    /* submitted frames never sent (superseded, disabled, disconnected, held back) */
   uint64_t results_received;  /* RESULTs with pixels (on time or late) */
   uint64_t results_late;      /* RESULTs that came after their deadline, or "skipped" by the renderer */
   uint64_t frames_lost;       /* sent frames never answered (connection lost / renderer restarted) */
