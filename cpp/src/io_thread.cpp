@@ -979,7 +979,10 @@ void IoThread::handle_result(wire::Result& r, std::shared_ptr<void> frames, Time
   ServerTiming timing{r.timing.queue_ms, r.timing.total_ms};
   // the link's busier direction holds this frame max(up, down) / rate (each direction has the whole rate, and the
   // measured rate is (up + down) / link time of an unqueued frame): the adaptive limit's bottleneck on a slow link
-  if (est_.link_bytes_per_ms > 0) timing.link_busy_ms = double(std::max(up, down)) / est_.link_bytes_per_ms;
+  if (est_.link_bytes_per_ms > 0 && up + down > 0) {
+    timing.link_busy_ms = double(std::max(up, down)) / est_.link_bytes_per_ms;
+    timing.link_share = double(std::max(up, down)) / double(up + down);
+  }
   if (r.status == wire::ResultStatus::skipped || !r.output) {
     pipeline_.on_result(r.frame, nullptr, now, timing);
     return;

@@ -97,6 +97,9 @@ struct ServerTiming {
   // How long this frame's bytes hold the link's busier direction (the larger of frame and image bytes at the
   // measured link throughput); 0: unknown (shared memory, too few bytes to measure). Set by the I/O thread.
   double link_busy_ms = 0.0;
+  // The busier direction's share of this frame's bytes on the link: max(frame, image) / (frame + image), 0.5..1;
+  // 0: unknown. Set by the I/O thread with link_busy_ms: what link time that busy time implies.
+  double link_share = 0.0;
 };
 
 struct PipelineStats {
@@ -267,6 +270,7 @@ class Pipeline {
   double service_ms_ = 0.0;       // moving averages for the adaptive limit (see Options::frames_in_flight)
   double link_ms_ = 0.0;          // the fastest recent link time (queueing behind other frames only adds to it)
   double busy_ms_ = 0.0;          // moving average of ServerTiming::link_busy_ms
+  double share_ = 0.0;            // moving average of ServerTiming::link_share
   uint32_t adaptive_seen_ = 0;
   // The renderer is too slow for the deadline (section 5.9, engine rule 5): each of its last (up to) 3 renders, the
   // session's first not counted, took longer than the frame's deadline. Then one frame per `slow_ms_` (the last

@@ -595,6 +595,47 @@ TEST_CASE("adaptive in flight: a link-bound session keeps the bandwidth-delay pr
   CHECK(p.in_flight_limit() == 3);  // (100 + 159) / 100 = 2.6
 }
 
+TEST_CASE("adaptive in flight: a full-duplex link that slows down keeps two frames in flight, not one") {
+  // 10 Gbit/s, 1920x1080 from 960x540 raw (bench/remote_10gbit.md): 11.4 MB up, 8.3 MB down, the busier direction
+  // 58% of the bytes; 4 ms of render, 20 ms of link. While frames go two at a time, none is sent alone, so L keeps
+  // its fastest sample; the throughput estimate forgets its fastest at 2% a frame and the busy time grows with a
+  // slower spell. The link time that busy time implies is the cycle: still two frames, not one.
+  Pipeline p(adaptive());
+  p.session_started(1, 8, nullptr);
+  TimePoint t = t0();
+  auto pair = [&](double busy_ms) {
+    uint64_t a = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    uint64_t b = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 24ms;
+    p.on_result(a, image(), t, ServerTiming{0.0, 4.0, busy_ms, 0.58});
+    t += 12ms;
+    p.on_result(b, image(), t, ServerTiming{0.0, 4.0, busy_ms, 0.58});
+  };
+  for (int i = 0; i < 10; ++i) {  // one at a time to start: busy = 0.58 x 20 ms, (4 + 20) / 11.6 + 1/2 -> 2
+    uint64_t id = frame(p, t);
+    REQUIRE(p.take_next(t).has_value());
+    t += 24ms;
+    p.on_result(id, image(), t, ServerTiming{0.0, 4.0, 11.6, 0.58});
+  }
+  CHECK(p.in_flight_limit() == 2);
+  for (int i = 0; i < 10; ++i) pair(11.6);
+  CHECK(p.in_flight_limit() == 2);
+  for (int i = 0; i < 10; ++i) pair(17.0);  // a slower spell: (4 + 20) / 17 + 1/2 = 1.9 would be 1
+  CHECK(p.in_flight_limit() == 2);  // (4 + 17 / 0.58) / 17 + 1/2 = 2.4
+  // Without the share (a link not measured), the old rule stands: the busy time against L.
+  Pipeline q(adaptive());
+  q.session_started(1, 8, nullptr);
+  for (int i = 0; i < 20; ++i) {
+    uint64_t id = frame(q, t);
+    REQUIRE(q.take_next(t).has_value());
+    t += 24ms;
+    q.on_result(id, image(), t, ServerTiming{0.0, 4.0, 17.0});
+  }
+  CHECK(q.in_flight_limit() == 1);
+}
+
 // ---- a renderer too slow for the deadline (section 5.9, engine rule 5) -------------------------------------------
 namespace {
 
