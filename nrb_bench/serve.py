@@ -59,6 +59,7 @@ import numpy as np
 from bridge.commands.serve import spawn_server, stop_server
 from bridge.scene import BUFFERS, SyntheticScene
 from nrb_bench.machine import cpu_name, free_port
+from nrb_bench.verdicts import of_repeats
 
 FPS = 60.0
 #: How often the closed loop asks libnrb for its answer (its latency figure is libnrb's own receive time, so
@@ -581,8 +582,7 @@ def _verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
             worst = min if op == ">=" else max
             values = [worst(x[key] for x in rnd) for rnd in per_round if rnd]
         ok = [_COMPARE[op](v, bound) for v in values]
-        verdict = "no data" if not ok else "met" if all(ok) else "not met" if not any(ok) else "no verdict"
-        out.append({"target": what, "op": op, "bound": bound, "rounds": values, "verdict": verdict})
+        out.append({"target": what, "op": op, "bound": bound, "rounds": values, "verdict": of_repeats(ok)})
     return out
 
 
