@@ -156,16 +156,6 @@ def delay_line_binary() -> Path:
     return out
 
 
-def cpu_mask(cpus: int) -> str:
-    """The sysfs CPU mask of CPUs 0..``cpus``-1: hex, in comma-separated groups of 32 CPUs, highest first."""
-    value, groups = (1 << cpus) - 1, []
-    while True:
-        groups.append(f"{value & 0xFFFFFFFF:08x}")
-        value >>= 32
-        if not value:
-            return ",".join(reversed(groups))
-
-
 class Network:
     """The two namespaces, the veth pair between them, the shaping and the delay line; ``close`` deletes all."""
 
@@ -205,12 +195,6 @@ class Network:
             burst = max(256 * 1024, int(self.link.bytes_per_s / 1000))
             self.run_in(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{self.link.rate_mbit}mbit",
                         "burst", str(burst), "latency", "50ms")
-            # Each flow's packets in order, as a real NIC's receive-side scaling keeps them. Without RPS a veth hands
-            # each packet to the backlog of the CPU that sent it, so a sender that moves between CPUs reorders its
-            # own flow and TCP retransmits what was never lost: at 10 Gbit/s about 9,000 retransmissions a 4 s
-            # cell, DSACK showing nearly every one a duplicate, and the report's loss counter read as a lossy link.
-            _sh("ip", "netns", "exec", ns, "sh", "-c",
-                f"echo {cpu_mask(os.cpu_count() or 1)} > /sys/class/net/{dev}/queues/rx-0/rps_cpus", check=False)
         if self.link.rtt_ms > 0:
             self._delay_line()
 
@@ -236,8 +220,12 @@ class Network:
     def losses(self) -> dict[str, int]:
         """Counters that say the link lost packets, summed so far: packets the shapers (``tbf_dropped``) and the
         delay line's TUN queue (``tun_dropped``) dropped, and TCP segments sent again (``retransmitted``, both
-        namespaces). A retransmission after a dropped tail waits for TCP's 200 ms minimum timeout: a cell whose
-        p99 jumps by that much and whose counters moved was hurt by the link, not by what runs on it."""
+        namespaces), of which the receiver reported ``spurious`` ones as duplicates (DSACK). A retransmission after
+        a dropped tail waits for TCP's 200 ms minimum timeout: a cell whose p99 jumps by that much and whose counters
+        moved was hurt by the link, not by what runs on it. A veth hands each packet to the backlog of the CPU that
+        sent it, so a sender moving between CPUs reorders its own flow and TCP retransmits what was never lost: at
+        10 Gbit/s about 9,000 a 4 s cell, nearly all spurious. (Receive packet steering keeps a flow in order, as a
+        real NIC does, but on these two shared cores it cost a third of the 10 Gbit/s throughput in a loaded spell.)"""
         def read(ns: str, *args: str) -> str:
             return _sh("ip", "netns", "exec", ns, *args, check=False).stdout
 
@@ -249,11 +237,14 @@ class Network:
         if self.delay is not None:
             text = read(self.engine_ns, "cat", f"/sys/class/net/{self.tun}/statistics/tx_dropped").strip()
             tun = int(text) if text.isdigit() else 0
-        retrans = 0
+        retrans = spurious = 0
         for ns in (self.engine_ns, self.server_ns):
-            m = re.search(r"TcpRetransSegs\s+(\d+)", read(ns, "nstat", "-az", "TcpRetransSegs"))
+            text = read(ns, "nstat", "-az", "TcpRetransSegs", "TcpExtTCPDSACKRecvSegs")
+            m = re.search(r"TcpRetransSegs\s+(\d+)", text)
             retrans += int(m.group(1)) if m else 0
-        return {"tbf_dropped": tbf, "tun_dropped": tun, "retransmitted": retrans}
+            m = re.search(r"TcpExtTCPDSACKRecvSegs\s+(\d+)", text)
+            spurious += int(m.group(1)) if m else 0
+        return {"tbf_dropped": tbf, "tun_dropped": tun, "retransmitted": retrans, "spurious": spurious}
 
     def close(self) -> None:
         """Stop the delay line and delete the namespaces (which deletes the veth pair and the TUN with them)."""
