@@ -325,22 +325,23 @@ void Pipeline::adapt_locked(const ServerTiming& t, double link_ms, bool alone) {
   double service = std::max(0.0, t.total_ms - t.queue_ms);
   link_ms = std::max(0.0, link_ms);
   const double busy = std::max(0.0, t.link_busy_ms);
+  const double share = std::clamp(t.link_share, 0.0, 1.0);
   constexpr double kAlpha = 0.2;  // moving averages over about the last ten answers
   if (adaptive_seen_++ == 0) {
     service_ms_ = service;
     link_ms_ = link_ms;
     busy_ms_ = busy;
-    share_ = std::clamp(t.link_share, 0.0, 1.0);
+    share_ = share;
   } else {
     service_ms_ += kAlpha * (service - service_ms_);
     // A frame that waited behind other frames on the link (more in flight) comes back later than the link needs,
     // so a mean would grow with every frame added in flight and ask for still more (latency, no throughput): keep
     // the fastest recent link time. Only a frame sent alone may raise it (2% a frame, so a slower link is noticed);
-    // while several are in flight a slower link shows as a lower throughput, hence a longer busy time, fewer
-    // frames, and then frames sent alone again.
+    // while several are in flight a slower link shows as a lower throughput, hence a longer busy time, which the
+    // limit below takes as a longer link time (L', once the byte shares are known).
     link_ms_ = std::min(link_ms, alone ? link_ms_ * 1.02 : link_ms_);
     busy_ms_ += kAlpha * (busy - busy_ms_);
-    share_ += kAlpha * (std::clamp(t.link_share, 0.0, 1.0) - share_);
+    share_ += kAlpha * (share - share_);
   }
   if (opts_.frames_in_flight != 0) return;  // a fixed limit (the averages above are still reported in stats)
   if (adaptive_seen_ < std::max<uint32_t>(1, opts_.adaptive_samples)) return;
