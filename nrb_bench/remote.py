@@ -865,14 +865,15 @@ def target_verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
         fps_min, p50_max = target
         rounds = [(s["fps"], s["p50_ms"]) for s in c.get("samples", []) if s.get("p50_ms") is not None]
         loop = c.get("game_fps") or 0
+        verdict = ""
         if loop and loop <= fps_min:  # a 60 Hz loop shows 60 frames a second at best: its fps says nothing of the link
             if p50_max is None:
-                out.append({"cell": c, "fps_min": fps_min, "p50_max": p50_max, "rounds": rounds,
-                            "verdict": f"not judged: the {loop:g} Hz loop caps fps at {loop:g}"})
-                continue
-            fps_min = 0.0
+                verdict = f"not judged: the {loop:g} Hz loop caps fps at {loop:g}"
+            else:
+                fps_min = 0.0
         ok = [fps >= fps_min and (p50_max is None or p50 < p50_max) for fps, p50 in rounds]
-        out.append({"cell": c, "fps_min": fps_min, "p50_max": p50_max, "rounds": rounds, "verdict": of_repeats(ok)})
+        out.append({"cell": c, "fps_min": fps_min, "p50_max": p50_max, "rounds": rounds,
+                    "verdict": verdict or of_repeats(ok)})
     return out
 
 
