@@ -368,7 +368,8 @@ from bridge import _native
 W, H = 64, 32
 c = _native.Client(endpoint=sys.argv[1], render_size=(0, 0), output_size=(W, H), frames_in_flight=1,
                    buffers=[("hudless_color", "rgba8_srgb"), ("normals", "rgba16f"), ("depth", "r32f")],
-                   deadline_ms=10_000.0, handshake_timeout_ms=10_000, server_timeout_ms=20_000)
+                   deadline_ms=10_000.0, handshake_timeout_ms=10_000, server_timeout_ms=20_000,
+                   compression=sys.argv[2])
 end = time.monotonic() + 20
 while c.stats()["state"] != "connected":
     assert time.monotonic() < end, c.last_error
@@ -388,7 +389,7 @@ for i in range(3):
         time.sleep(0.002)
 s1 = c.stats()
 print(json.dumps({"link": c.link, "up": (s1["bytes_sent"] - s0["bytes_sent"]) / 3, "image": list(got[0].shape),
-                  "stats": {k: s1[k] for k in ("shm_active", "frames_sent")}}))
+                  "stats": {k: s1[k] for k in ("shm_active", "frames_sent", "compression")}}))
 c.close()
 """
 
@@ -397,22 +398,29 @@ c.close()
 def test_an_engine_on_a_real_remote_address_sends_half_size_compact_buffers_without_asking(tmp_path: Path) -> None:
     """An engine in one network namespace, ``nrb serve`` in another (addresses that are not this host's): the
     plugin-style client sets no render size and tags what it renders; libnrb's rule calls the link remote, the
-    session runs at half the output size with octahedral normals and r16f depth, and the image comes back at the
-    output size through the renderer's 2x upscale."""
+    session runs at half the output size with octahedral normals and r16f depth, compressed with lz4 unless the
+    engine says none, and the image comes back at the output size through the renderer's 2x upscale."""
     from nrb_bench import remote
 
+    runs = {}
     with remote.network(remote.Link("1 Gbit/s", 1000)) as net:
         srv = remote.Server(net, 2, 47800 + os.getpid() % 97)
         try:
-            proc = subprocess.run(["ip", "netns", "exec", net.engine_ns, sys.executable, "-c",
-                                   _ENGINE_ON_A_REMOTE_LINK, srv.endpoint],
-                                  cwd=REPO, capture_output=True, text=True, timeout=120)
+            for compression in ("none", "auto"):  # "auto": the plugins' default
+                proc = subprocess.run(["ip", "netns", "exec", net.engine_ns, sys.executable, "-c",
+                                       _ENGINE_ON_A_REMOTE_LINK, srv.endpoint, compression],
+                                      cwd=REPO, capture_output=True, text=True, timeout=120)
+                assert proc.returncode == 0, proc.stderr[-2000:]
+                runs[compression] = json.loads(proc.stdout.strip().splitlines()[-1])
         finally:
             srv.close()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert r["link"] == {"link": "remote", "render_size": [32, 16]}  # JSON: the tuple is a list
-    assert r["image"] == [32, 64, 4]  # the output size, 64x32
     compact_half = 32 * 16 * (4 + 4 + 2)  # rgba8 + normals_oct rg16f + depth r16f at 32x16
-    assert compact_half <= r["up"] < compact_half + 2048, r  # as tagged it would be 64 * 32 * 16 = 32768 bytes
-    assert r["stats"]["shm_active"] == 0
+    for r in runs.values():
+        assert r["link"] == {"link": "remote", "render_size": [32, 16]}  # JSON: the tuple is a list
+        assert r["image"] == [32, 64, 4]  # the output size, 64x32
+        assert r["stats"]["shm_active"] == 0
+    raw, default = runs["none"], runs["auto"]
+    assert raw["stats"]["compression"] == "none"
+    assert compact_half <= raw["up"] < compact_half + 2048, raw  # as tagged it would be 64 * 32 * 16 = 32768 bytes
+    assert default["stats"]["compression"] == "lz4"
+    assert default["up"] < compact_half / 4, default  # flat test images: lz4 leaves a few hundred bytes

@@ -309,10 +309,11 @@ class ClientBinding {
     }
     if (!(v = take("compression")).is_none()) {
       std::string c = v.cast<std::string>();
-      if (c == "none") cfg->compression = NRB_COMPRESSION_NONE;
+      if (c == "auto") cfg->compression = NRB_COMPRESSION_NONE;  // the link's: lz4 on a remote link
+      else if (c == "none") cfg->compression = NRB_COMPRESSION_OFF;
       else if (c == "lz4") cfg->compression = NRB_COMPRESSION_LZ4;
       else if (c == "zstd") cfg->compression = NRB_COMPRESSION_ZSTD;
-      else throw py::value_error("compression must be \"none\", \"lz4\" or \"zstd\"");
+      else throw py::value_error("compression must be \"auto\", \"none\", \"lz4\" or \"zstd\"");
     }
     if (!(v = take("compression_level")).is_none()) cfg->compression_level = v.cast<int32_t>();
     if (!(v = take("shm_slots")).is_none()) cfg->shm_slots = v.cast<uint32_t>();
@@ -633,7 +634,8 @@ Keyword arguments (all optional but render_size): endpoint ("tcp://127.0.0.1:555
 ping_interval_ms, reconnect_backoff_min_ms, reconnect_backoff_max_ms, curve_server_key, curve_public_key,
 curve_secret_key (Z85), log (callable(level: int, message: str), called on the I/O thread), log_level ("debug",
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers
-([(name, format), ...]), compression ("none", "lz4", "zstd"), compression_level, shm_slots, enabled (True),
+([(name, format), ...]), compression ("auto": none on a local link, lz4 on a remote one; "none", "lz4", "zstd"),
+compression_level, shm_slots, enabled (True),
 renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1),
 link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means the link's default), exact_formats,
 lossy_codec ("jpeg", "webp").

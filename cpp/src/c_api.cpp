@@ -244,8 +244,10 @@ nrb::detail::ClientOptions options_of(const nrb_client_config& c) {
       throw std::invalid_argument("buffers[" + std::to_string(i) + "]: unknown format");
     o.buffers.push_back(std::move(s));
   }
-  if (c.compression > NRB_COMPRESSION_ZSTD) throw std::invalid_argument("unknown compression");
-  o.compression = static_cast<wire::Compression>(c.compression);  // none, lz4, zstd: same order
+  if (c.compression > NRB_COMPRESSION_OFF) throw std::invalid_argument("compression is not an NRB_COMPRESSION_*");
+  o.raw_frames = c.compression == NRB_COMPRESSION_OFF;
+  o.compression = o.raw_frames ? wire::Compression::none
+                               : static_cast<wire::Compression>(c.compression);  // none, lz4, zstd: same order
   o.compression_level = c.compression_level;
   o.shm_slots = c.shm_slots;
   o.start_enabled = c.start_disabled == 0;

@@ -57,7 +57,8 @@ struct ClientOptions {
   std::string engine_version;
   wire::Size2 render_size, output_size;
   std::vector<wire::BufferSpec> buffers;
-  wire::Compression compression = wire::Compression::none;
+  wire::Compression compression = wire::Compression::none;  // none: the link's (lz4 on a remote link) unless raw
+  bool raw_frames = false;  // NRB_COMPRESSION_OFF: never compress, also on a remote link
   int compression_level = 0;
   uint32_t shm_slots = 0;  // 0: 2 * most_in_flight() + 4
   bool start_enabled = true;
@@ -75,7 +76,8 @@ struct ClientOptions {
   // Applies the remote-link defaults of nrb.h (nrb_link): the link from `link` and the endpoint; a render size of
   // 0x0 becomes the output size (local) or half of it, rounded up (remote); an output size of 0x0 the render size;
   // on a remote link without exact_formats, `buffers` with a compact form (compact_form) are offered in it and
-  // `conversions` says how tag_buffer gets there.
+  // `conversions` says how tag_buffer gets there; on a remote link a compression of none becomes lz4 unless
+  // raw_frames.
   void resolve_link();
 
   // The most frames that can ever be in flight: frames_in_flight, or the adaptive maximum.

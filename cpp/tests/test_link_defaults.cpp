@@ -7,6 +7,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -161,6 +162,7 @@ TEST_CASE("link defaults: a remote link halves the render size and offers the co
   CHECK(remote.buffers[2].format == wire::Format::r16f);
   CHECK(remote.buffers[3].format == wire::Format::r16u);
   CHECK(remote.conversions.size() == 2);
+  CHECK(remote.compression == wire::Compression::lz4);
 
   auto local = opts("tcp://127.0.0.1:5555");
   local.resolve_link();
@@ -168,14 +170,22 @@ TEST_CASE("link defaults: a remote link halves the render size and offers the co
   CHECK(local.render_size.width == 1920);
   CHECK(local.buffers[1].name == "normals");
   CHECK(local.conversions.empty());
+  CHECK(local.compression == wire::Compression::none);
 
   auto pinned = opts("tcp://203.0.113.7:5555");  // the engine's own choices win
   pinned.render_size = {1280, 720};
   pinned.exact_formats = true;
+  pinned.raw_frames = true;
   pinned.resolve_link();
   CHECK(pinned.remote);
   CHECK(pinned.render_size.width == 1280);
   CHECK(pinned.buffers[1].name == "normals");
+  CHECK(pinned.compression == wire::Compression::none);
+
+  auto strong = opts("tcp://203.0.113.7:5555");
+  strong.compression = wire::Compression::zstd;
+  strong.resolve_link();
+  CHECK(strong.compression == wire::Compression::zstd);
 
   auto forced = opts("tcp://127.0.0.1:5555");
   forced.link = nrb::detail::LinkMode::remote;
@@ -235,6 +245,10 @@ TEST_CASE("link defaults: a remote client sends octahedral normals and half dept
     const auto hello = r.hellos().back();
     CHECK(hello.render_size.width == rw);
     CHECK(hello.output_size.width == OW);
+    const auto offers = [&](const char* c) {
+      return std::find(hello.capabilities.begin(), hello.capabilities.end(), c) != hello.capabilities.end();
+    };
+    CHECK(offers("lz4") == remote);  // a remote link compresses by default, a local one does not
     const auto frame = r.frames().back();
     REQUIRE(frame.buffers.size() == 3);
     CHECK(frame.buffers[0].name == (remote ? "normals_oct" : "normals"));
@@ -283,6 +297,15 @@ TEST_CASE("link defaults: a config of struct_version 2 keeps its formats on a re
   CHECK(w == 64);
   nrb_client_destroy(c);
 
+  nrb_client_config_init(&cfg);  // the current version: an unknown codec is refused
+  cfg.endpoint = "tcp://203.0.113.7:5555";
+  cfg.render_width = 64;
+  cfg.render_height = 32;
+  cfg.start_disabled = 1;
+  cfg.compression = NRB_COMPRESSION_OFF + 1;
+  CHECK(nrb_client_create(&cfg, &c) == NRB_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(nrb_last_error(nullptr)).find("NRB_COMPRESSION_") != std::string::npos);
+
   nrb_client_config_init(&cfg);  // the current version: render size 0x0 needs an output size
   cfg.endpoint = "tcp://203.0.113.7:5555";
   cfg.start_disabled = 1;
@@ -303,4 +326,42 @@ TEST_CASE("compression decision: with frames overlapping on a slow link, compres
   CHECK_FALSE(compression_pays(70.0, 9.1, 0.30, true, 2.0));
   // bytes that do not shrink never pay
   CHECK_FALSE(compression_pays(1.0, 91.0, 1.0, true, 2.0));
+}
+
+TEST_CASE("link defaults: a remote client compresses its frames unless told NRB_COMPRESSION_OFF") {
+  using namespace std::chrono_literals;
+  nrb::test::TestRenderer r;
+  for (const nrb_compression setting : {nrb_compression(NRB_COMPRESSION_NONE), nrb_compression(NRB_COMPRESSION_OFF)}) {
+    nrb::client_config cfg;
+    cfg.endpoint(r.endpoint()).engine("doctest").buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8);
+    cfg->transport = NRB_TRANSPORT_INLINE;
+    cfg->output_width = 64;
+    cfg->output_height = 32;
+    cfg->link = NRB_LINK_REMOTE;
+    cfg->compression = setting;
+    cfg->deadline_ms = 2000;
+    nrb::client c(cfg);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (c.stats().state != NRB_STATE_CONNECTED && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    REQUIRE(c.stats().state == NRB_STATE_CONNECTED);
+    const bool compressing = setting == NRB_COMPRESSION_NONE;
+    CHECK(c.stats().compression_active == (compressing ? NRB_COMPRESSION_LZ4 : NRB_COMPRESSION_NONE));
+    const auto hello = r.hellos().back();
+    CHECK((std::find(hello.capabilities.begin(), hello.capabilities.end(), "lz4") != hello.capabilities.end()) ==
+          compressing);
+
+    // the first frame is compressed (libnrb measures the codec before it judges whether compressing pays)
+    std::vector<uint8_t> color(32 * 16 * 4, 90);
+    const size_t before = r.frame_count();
+    c.begin();
+    c.tag_buffer(NRB_BUFFER_HUDLESS_COLOR, NRB_FORMAT_RGBA8, 32, 16, color.data());
+    c.submit();
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (r.frame_count() == before && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+    REQUIRE(r.frame_count() > before);
+    const auto frame = r.frames().back();
+    REQUIRE(frame.buffers.size() == 1);
+    CHECK((frame.buffers[0].compression == wire::Compression::lz4) == compressing);
+  }
 }

@@ -179,13 +179,16 @@ enum {
 };
 
 /* Per-buffer compression of inline payloads (section 6.3), used only when the renderer accepts it in WELCOME.
+ * NONE (0, the default) leaves it to the link: no compression on a local link, LZ4 on a remote one (nrb_link);
+ * OFF never compresses, on any link. libnrb compresses a frame only when that is faster than sending it raw (it
+ * measures the link and the codec's time, section 6.3), so a fast link gets raw frames whatever is set here.
  * A buffer whose compressed form is not smaller than the raw bytes is sent raw. Never applied to shm buffers.
  * Buffers of 512 KiB or more go in independent chunks when the renderer accepts "chunked" (section 6.3.2). ZSTD
  * also offers lz4, so the renderer may return the image with the faster codec. When the renderer accepts "shuffle"
  * (section 6.3.3), buffers of 2 or more bytes per pixel are split into byte planes before compressing (half-float
  * and float G-buffers shrink to about half of what lz4 or zstd alone leave). */
 typedef uint32_t nrb_compression;
-enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2 };
+enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD = 2, NRB_COMPRESSION_OFF = 3 };
 
 /* Local or remote link (docs/protocol.md section 5.1, "Remote links"). The rule (nrb_endpoint_link): an endpoint is
  * LOCAL when it is ipc:// or inproc://, or tcp:// to a loopback address (127.0.0.0/8, ::1, "localhost"), an
@@ -200,8 +203,10 @@ enum { NRB_COMPRESSION_NONE = 0, NRB_COMPRESSION_LZ4 = 1, NRB_COMPRESSION_ZSTD =
  *   - compact formats: the engine offers and tags its own formats; libnrb sends float normals (rgba16f, rgba32f) as
  *     NRB_BUFFER_NORMALS_OCT rg16f (octahedral) and depth / linear_depth r32f as r16f, converting as it copies
  *     (nrb_frame_tag_buffer) or at nrb_frame_submit (nrb_frame_acquire_slot), unless exact_formats is set;
+ *   - compression: NRB_COMPRESSION_NONE means LZ4 (compressing only the frames where that pays);
  *   - as on every link, buffers the renderer does not ask for in WELCOME are never sent.
- * An engine that configured otherwise keeps its choice: a non-zero render size, exact_formats, or link LOCAL. */
+ * An engine that configured otherwise keeps its choice: a non-zero render size, exact_formats, a compression other
+ * than NONE (OFF: raw frames), or link LOCAL. */
 typedef uint32_t nrb_link;
 enum {
   NRB_LINK_AUTO = 0,   /* from the endpoint, by the rule above */
@@ -316,7 +321,7 @@ typedef struct nrb_client_config {
   const nrb_buffer_spec* buffers;
   uint32_t buffer_count;
 
-  nrb_compression compression; /* default NONE */
+  nrb_compression compression; /* default NONE: the link's (none locally, LZ4 on a remote link); OFF: never */
   int32_t compression_level;   /* 0: the library default (lz4: 0 = fast, zstd: 1) */
 
   uint32_t shm_slots;          /* 0: 2 * frames_in_flight + 4 slots (adaptive: frames_in_flight counts as 4); 1..256 */
