@@ -17,7 +17,8 @@ about it: there the link is a memcpy. This bench builds the link itself, so the 
   are at half the output size). Engine: ``bridge._native.Client`` (libnrb) in the engine namespace, writing each
   buffer into the slot libnrb hands out, as an engine does, and submitting whenever libnrb has room for one more
   frame in flight (its limit: fixed, or adaptive, protocol section 5.9); none waits queued behind them.
-* Cells: link x size (output / render) x buffer set (standard, compact) x codec (none, lz4, zstd) x frames in flight
+* Cells: link x size (output / render) x buffer set (standard, compact) x codec (none, lz4, zstd; ``default``:
+  left unset as the plugins leave it, which is lz4 on these remote links) x frames in flight
   (1, 4, 0 = libnrb's adaptive policy). Per cell: fps, p50/p99 latency (submit -> image in the engine's hands, plus
   the engine's own write), MB up and down per frame (libnrb's own byte counters), the link's limit for those bytes
   (rate / the larger direction's bytes per frame) and the fraction reached, CPU seconds per frame of the engine and
@@ -79,7 +80,7 @@ class Cell:
     output: tuple[int, int]
     render: tuple[int, int]
     buffer_set: str  # "standard" | "compact"
-    codec: str  # "none" | "lz4" | "zstd"
+    codec: str  # "none" | "lz4" | "zstd" | "default" (unset: the link's, nrb.h nrb_compression)
     in_flight: int  # 0: libnrb's adaptive policy
     lossy: int = 0  # 1..100: the engine allows the image back lossily at this quality (protocol 6.3.1); 0: exact
     lossy_codec: str = "jpeg"  # that image codec: "jpeg" or "webp"
@@ -127,6 +128,8 @@ LINKS = (Link("10 Gbit/s", 10_000), Link("1 Gbit/s, 2 ms RTT", 1_000, 2.0))
 SIZES = (((1920, 1080), (1920, 1080)), ((1920, 1080), (960, 540)), ((960, 540), (960, 540)))
 SETS = ("standard", "compact")
 CODECS = ("none", "lz4", "zstd")
+#: ``default``: the engine leaves compression unset, as the plugins do (libnrb's remote-link default, lz4)
+CODEC_CHOICES = (*CODECS, "default")
 IN_FLIGHT = (1, 4, 0)
 
 
@@ -409,7 +412,8 @@ def engine_cell(spec: dict[str, Any]) -> dict[str, Any]:
     formats = _formats(spec["buffer_set"])
     c = _native.Client(endpoint=spec["endpoint"], transport="inline", render_size=(rw, rh), output_size=(ow, oh),
                        frames_in_flight=spec["in_flight"], buffers=[(n, formats[n]) for n in arrays],
-                       deadline_ms=10_000.0, compression=spec["codec"], server_timeout_ms=30_000,
+                       deadline_ms=10_000.0, compression="auto" if spec["codec"] == "default" else spec["codec"],
+                       server_timeout_ms=30_000,
                        handshake_timeout_ms=10_000, engine="bench-remote", lossy_quality=spec.get("lossy", 0),
                        lossy_codec=spec.get("lossy_codec", "jpeg"),
                        exact_formats=True)  # the cell's set is what travels (no remote-link compact defaults)
@@ -878,8 +882,12 @@ def target_verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _codec_of(cell: dict[str, Any]) -> str:
-    """A report cell's codec column (reports of earlier builds lack the later fields: their defaults)."""
-    return codec_label(cell["codec"], cell.get("lossy", 0), cell.get("lossy_codec", "jpeg"), cell.get("chunks", True),
+    """A report cell's codec column (reports of earlier builds lack the later fields: their defaults); the codec a
+    ``default`` cell's session negotiated follows it in brackets."""
+    codec = cell["codec"]
+    if codec == "default" and cell.get("compression"):
+        codec = f"default ({cell['compression']})"
+    return codec_label(codec, cell.get("lossy", 0), cell.get("lossy_codec", "jpeg"), cell.get("chunks", True),
                        cell.get("shuffle", True), _streamed_of(cell))
 
 
@@ -1072,7 +1080,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--size", action="append", type=_size_pair, metavar="WxH[/WxH]",
                    help="output size, optionally /render size (default 1920x1080, 1920x1080/960x540, 960x540)")
     p.add_argument("--set", action="append", choices=SETS, help="buffer sets (default both)")
-    p.add_argument("--codec", action="append", choices=CODECS, help="codecs (default all)")
+    p.add_argument("--codec", action="append", choices=CODEC_CHOICES,
+                   help="codecs (default none, lz4, zstd; 'default': left unset, as the plugins leave it)")
     p.add_argument("--in-flight", action="append", type=int, metavar="N", help="frames in flight, 0 = adaptive")
     p.add_argument("--lossy", action="append", type=int, metavar="Q",
                    help="let the image come back as JPEG at quality Q (protocol 6.3.1); 0 = exact (default)")

@@ -142,19 +142,25 @@ def _bench(out: Path, *extra: str) -> subprocess.Popen[str]:
 
 @root_only
 def test_bench_remote_measures_a_shaped_link_and_deletes_its_network(tmp_path: Path) -> None:
-    """A 100 Mbit/s link with 2 ms RTT: the cell's bytes match the compact set's, the fps stays under the link's
-    limit for them, the raw-TCP floor is there, and no namespace is left."""
-    proc = _bench(tmp_path, "--link", "100:2")
+    """A 100 Mbit/s link with 2 ms RTT: the raw cell's bytes match the compact set's, the fps stays under the link's
+    limit for them, the raw-TCP floor is there, the engine's default (compression left unset, as the plugins leave
+    it) compresses with lz4, and no namespace is left."""
+    proc = _bench(tmp_path, "--link", "100:2", "--codec", "default")
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert not _our_namespaces(proc.pid)
     res = json.loads((tmp_path / "remote.json").read_text())
-    (cell,) = res["cells"]
+    cells = {c["codec"]: c for c in res["cells"]}
+    assert set(cells) == {"none", "default"}
+    cell = cells["none"]
     assert "error" not in cell, cell
     assert cell["up_mb"] == pytest.approx(320 * 180 * 22 / 1e6, rel=0.05)  # 4+2+4+4+4+2+2 bytes a pixel
     assert 0 < cell["fps"] <= cell["limit_fps"] * 1.1
     assert cell["floor"]["fps"] > 0
-    assert "| 100 Mbit/s, 2 ms RTT |" in (tmp_path / "remote.md").read_text()
+    default = cells["default"]
+    assert default["compression"] == "lz4" and 0 < default["up_mb"] < cell["up_mb"] / 2, default
+    report = (tmp_path / "remote.md").read_text()
+    assert "| 100 Mbit/s, 2 ms RTT |" in report and "| default (lz4) |" in report
     assert (tmp_path / "remote.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the report as a picture
 
 
