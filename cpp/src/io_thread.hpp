@@ -42,20 +42,22 @@
 
 namespace nrb::detail {
 
-// Whether compressing a frame makes the session clearly faster. `compress_ms`: the chain's CPU for it (see below),
+// Whether compressing a frame makes the session faster. `compress_ms`: the chain's CPU for it (see below),
 // `raw_link_ms`: the link time of its raw bytes, `ratio`: compressed / raw. One frame at a time (`overlapped`
 // false) every stage's ms add up: a compressed frame costs the CPU plus the link for the smaller bytes. With frames
 // in flight overlapping (the link is the bottleneck, section 5.9) a frame costs its slowest stage: compressed, the
-// link for the smaller bytes or the chain's CPU shared by `cores`. Raw, it costs the link for all of them. It pays
-// when the compressed cost is at most kCompressionGain of the raw one: compressing takes cores from the game, and
-// nearer than that the estimates' noise decides (at 10 Gbit/s on the remote bench the two sides read 13-17 and
-// 11-18 ms, 42% of frames went compressed, and the session made 10% fewer fps than raw).
-inline constexpr double kCompressionGain = 0.6;
+// link for the smaller bytes or the chain's CPU shared by `cores`. Raw, it costs the link for all of them. The
+// CPU counts kCodecCpuWeight times what the codec threads measured: the game and the rest of the chain want the
+// same cores, and what the contention costs them shows in no codec's clock (counted once, at 10 Gbit/s on the
+// remote bench the two sides read 13-17 and 11-18 ms, 42% of frames went compressed, and the session made 10%
+// fewer fps than raw). A slow link's saving is link time, counted as it is.
+inline constexpr double kCodecCpuWeight = 2.0;
 inline bool compression_pays(double compress_ms, double raw_link_ms, double ratio, bool overlapped,
                            double cores) noexcept {
   const double packed_link_ms = raw_link_ms * ratio;
-  const double packed_ms = overlapped ? std::max(packed_link_ms, compress_ms / cores) : compress_ms + packed_link_ms;
-  return packed_ms <= kCompressionGain * raw_link_ms;
+  const double cpu_ms = kCodecCpuWeight * compress_ms;
+  const double packed_ms = overlapped ? std::max(packed_link_ms, cpu_ms / cores) : cpu_ms + packed_link_ms;
+  return packed_ms < raw_link_ms;
 }
 
 // One PART's chunk of a streamed image (protocol section 6.3.4), shared by the I/O thread and the nrb-pool tasks
