@@ -634,7 +634,7 @@ Keyword arguments (all optional but render_size): endpoint ("tcp://127.0.0.1:555
 ping_interval_ms, reconnect_backoff_min_ms, reconnect_backoff_max_ms, curve_server_key, curve_public_key,
 curve_secret_key (Z85), log (callable(level: int, message: str), called on the I/O thread), log_level ("debug",
 "info", "warning", "error"), engine, engine_version, render_size ((w, h)), output_size ((w, h)), buffers
-([(name, format), ...]), compression ("auto": none on a local link, lz4 on a remote one; "none", "lz4", "zstd"),
+([(name, format), ...]), compression ("auto": none on a local link, lz4 on a remote one; "none": never; "lz4", "zstd"),
 compression_level, shm_slots, enabled (True),
 renderer (the renderer wanted, docs/protocol.md 5.11), lossy_quality (0: exact images; 1..100: JPEG allowed, 6.3.1),
 link ("auto", "local", "remote": nrb.h nrb_link; render_size (0, 0) then means the link's default), exact_formats,

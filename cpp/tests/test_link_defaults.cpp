@@ -315,9 +315,9 @@ TEST_CASE("link defaults: a config of struct_version 2 keeps its formats on a re
 
 TEST_CASE("compression decision: compressing pays on a slow link when the cores keep up, with its CPU counted twice") {
   // 1920x1080 output from 960x540 compact G-buffers (11.4 MB raw, zstd to 0.30) over 1 Gbit/s: 91 ms of link raw.
-  // The chain's CPU for a compressed frame on this 2-core machine is about 70 ms: more than the 64 ms the smaller
-  // bytes save one frame at a time, so a lone frame goes raw; overlapped, the cores share it (35 ms a frame) and
-  // the link needs 27 ms for the compressed bytes, both far below 91 ms: compress.
+  // The chain's CPU for a compressed frame on this 2-core machine was about 70 ms: more than the 64 ms the smaller
+  // bytes save one frame at a time, so a lone frame goes raw; overlapped, the cores share it (70 ms counted twice,
+  // 70 ms a frame) and the link needs 27 ms for the compressed bytes, both below 91 ms: compress.
   using nrb::detail::compression_pays;
   CHECK_FALSE(compression_pays(70.0, 91.0, 0.30, false, 2.0));
   CHECK(compression_pays(70.0, 91.0, 0.30, true, 2.0));
